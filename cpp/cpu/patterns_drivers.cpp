@@ -1,0 +1,33 @@
+#include "patterns_drivers.hpp"
+
+#include "fastmem/patterns.hpp"
+
+namespace fastmem::cpu {
+
+template <class T>
+void apply_activation(T* z, int64_t rows, int64_t width, int kind, T slope) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < rows; ++i) activate_row(z + i * width, width, kind, slope);
+}
+
+template <class T>
+void pack_and_activate(T* z, int64_t rows, int64_t width, uint64_t* codes, int64_t n_words,
+                       int64_t bit_offset, int kind, T slope) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < rows; ++i)
+    pack_and_activate_row(z + i * width, width, codes + i * n_words, bit_offset, kind, slope);
+}
+
+void hash_patterns(const uint64_t* codes, int64_t rows, int64_t n_words, uint64_t* out) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < rows; ++i) out[i] = hash_words(codes + i * n_words, n_words);
+}
+
+template void apply_activation<float>(float*, int64_t, int64_t, int, float);
+template void apply_activation<double>(double*, int64_t, int64_t, int, double);
+template void pack_and_activate<float>(float*, int64_t, int64_t, uint64_t*, int64_t, int64_t,
+                                       int, float);
+template void pack_and_activate<double>(double*, int64_t, int64_t, uint64_t*, int64_t, int64_t,
+                                        int, double);
+
+}  // namespace fastmem::cpu

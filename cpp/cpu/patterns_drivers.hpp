@@ -1,0 +1,17 @@
+// OpenMP drivers of the pattern kernels: loop over rows, call the shared inline math.
+#pragma once
+
+#include <cstdint>
+
+namespace fastmem::cpu {
+
+template <class T>
+void apply_activation(T* z, int64_t rows, int64_t width, int kind, T slope);
+
+template <class T>
+void pack_and_activate(T* z, int64_t rows, int64_t width, uint64_t* codes, int64_t n_words,
+                       int64_t bit_offset, int kind, T slope);
+
+void hash_patterns(const uint64_t* codes, int64_t rows, int64_t n_words, uint64_t* out);
+
+}  // namespace fastmem::cpu

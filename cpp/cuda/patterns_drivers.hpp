@@ -1,0 +1,19 @@
+// CUDA drivers of the pattern kernels: grid-stride loops over the same inline math as the CPU path.
+// Every function returns a cudaError_t value as int (0 = success) so that this
+// header needs no CUDA include and the bindings compile with the host compiler.
+#pragma once
+
+#include <cstdint>
+
+namespace fastmem::gpu {
+
+template <class T>
+int apply_activation(T* z, int64_t rows, int64_t width, int kind, T slope);
+
+template <class T>
+int pack_and_activate(T* z, int64_t rows, int64_t width, uint64_t* codes, int64_t n_words,
+                      int64_t bit_offset, int kind, T slope);
+
+int hash_patterns(const uint64_t* codes, int64_t rows, int64_t n_words, uint64_t* out);
+
+}  // namespace fastmem::gpu

@@ -1,0 +1,104 @@
+// Activation functions, activation-pattern packing and pattern hashing.
+//
+// Bit layout of a packed activation pattern (one row of `codes`, `words`
+// uint64 words): hidden neurons are numbered consecutively over the hidden
+// layers (layer 0 first); a neuron with a two-state activation (relu,
+// leaky_relu, threshold) owns one bit, a hard-tanh neuron owns two. Global
+// bit g lives in word g / 64 at bit position g % 64 (least significant bit
+// first). Unused high bits of the last word are zero.
+//
+//   relu, leaky_relu : bit = z > 0            (the neuron is on its identity branch)
+//   threshold        : bit = z >= 0           (Heaviside 1[z >= 0], as Dirksen et al.)
+//   hardtanh         : low bit  = z > -1, high bit = z > 1
+//                      -> 00 saturated at -1, 01 linear, 11 saturated at +1
+//
+// The pattern hash of a row is h = IV; for each word w (in order):
+// h = mix64(h ^ w), with mix64 the splitmix64 finaliser (a bijection on
+// 64-bit integers) and IV = 0x6A09E667F3BCC909.
+#pragma once
+
+#include <cstdint>
+
+#include "fastmem/hd.hpp"
+
+namespace fastmem {
+
+enum ActivationKind : int {
+  kRelu = 0,
+  kLeakyRelu = 1,
+  kHardtanh = 2,
+  kThreshold = 3,
+};
+
+constexpr uint64_t kHashIV = 0x6A09E667F3BCC909ULL;
+
+FASTMEM_HD inline int bits_per_neuron(int kind) { return kind == kHardtanh ? 2 : 1; }
+
+template <class T>
+FASTMEM_HD inline T activate(T z, int kind, T slope) {
+  switch (kind) {
+    case kRelu:
+      return z > T(0) ? z : T(0);
+    case kLeakyRelu:
+      return z > T(0) ? z : slope * z;
+    case kHardtanh:
+      return z < T(-1) ? T(-1) : (z > T(1) ? T(1) : z);
+    default:  // kThreshold
+      return z >= T(0) ? T(1) : T(0);
+  }
+}
+
+// The state bits of one neuron, as laid out above (bit 0 = low bit).
+template <class T>
+FASTMEM_HD inline uint64_t neuron_state(T z, int kind) {
+  switch (kind) {
+    case kHardtanh:
+      return (z > T(-1) ? 1ULL : 0ULL) | (z > T(1) ? 2ULL : 0ULL);
+    case kThreshold:
+      return z >= T(0) ? 1ULL : 0ULL;
+    default:  // relu, leaky_relu
+      return z > T(0) ? 1ULL : 0ULL;
+  }
+}
+
+FASTMEM_HD inline uint64_t mix64(uint64_t z) {
+  z ^= z >> 30;
+  z *= 0xBF58476D1CE4E5B9ULL;
+  z ^= z >> 27;
+  z *= 0x94D049BB133111EBULL;
+  z ^= z >> 31;
+  return z;
+}
+
+FASTMEM_HD inline uint64_t hash_words(const uint64_t* words, int64_t n_words) {
+  uint64_t h = kHashIV;
+  for (int64_t w = 0; w < n_words; ++w) h = mix64(h ^ words[w]);
+  return h;
+}
+
+// Apply the activation to one row of pre-activations in place.
+template <class T>
+FASTMEM_HD inline void activate_row(T* z, int64_t width, int kind, T slope) {
+  for (int64_t j = 0; j < width; ++j) z[j] = activate(z[j], kind, slope);
+}
+
+// OR the state bits of one row of pre-activations into its packed pattern
+// (starting at global bit `bit_offset`), then apply the activation in place.
+template <class T>
+FASTMEM_HD inline void pack_and_activate_row(T* z, int64_t width, uint64_t* codes,
+                                             int64_t bit_offset, int kind, T slope) {
+  const int bpn = bits_per_neuron(kind);
+  for (int64_t j = 0; j < width; ++j) {
+    const uint64_t state = neuron_state(z[j], kind);
+    const int64_t first_bit = bit_offset + j * bpn;
+    for (int b = 0; b < bpn; ++b) {
+      if ((state >> b) & 1ULL) {
+        const int64_t g = first_bit + b;
+        codes[g >> 6] |= 1ULL << (g & 63);
+      }
+    }
+    z[j] = activate(z[j], kind, slope);
+  }
+}
+
+}  // namespace fastmem

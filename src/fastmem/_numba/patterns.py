@@ -1,0 +1,152 @@
+"""Activation, pattern packing and hashing (see cpp/include/fastmem/patterns.hpp)."""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+_ONE = np.uint64(1)
+_SIX = np.uint64(6)
+_M63 = np.uint64(63)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
+_MUL2 = np.uint64(0x94D049BB133111EB)
+HASH_IV = np.uint64(0x6A09E667F3BCC909)
+
+RELU, LEAKY_RELU, HARDTANH, THRESHOLD = 0, 1, 2, 3
+
+
+@nb.njit(inline="always", cache=True)
+def _activate(z, kind, slope):
+    # Literal constants (not z * 0) so that ReLU gives +0.0 like the C++ kernels.
+    if kind == RELU:
+        return z if z > 0 else 0.0
+    if kind == LEAKY_RELU:
+        return z if z > 0 else slope * z
+    if kind == HARDTANH:
+        if z < -1:
+            return -1.0
+        if z > 1:
+            return 1.0
+        return z
+    return 1.0 if z >= 0 else 0.0
+
+
+@nb.njit(inline="always", cache=True)
+def _state(z, kind):
+    if kind == HARDTANH:
+        s = np.uint64(0)
+        if z > -1:
+            s |= np.uint64(1)
+        if z > 1:
+            s |= np.uint64(2)
+        return s
+    if kind == THRESHOLD:
+        return np.uint64(1) if z >= 0 else np.uint64(0)
+    return np.uint64(1) if z > 0 else np.uint64(0)
+
+
+@nb.njit(inline="always", cache=True)
+def _mix64(z):
+    z ^= z >> _S30
+    z *= _MUL1
+    z ^= z >> _S27
+    z *= _MUL2
+    z ^= z >> _S31
+    return z
+
+
+@nb.njit(parallel=True, cache=True)
+def _apply_activation(z, kind, slope):
+    rows, width = z.shape
+    for i in nb.prange(rows):
+        for j in range(width):
+            z[i, j] = _activate(z[i, j], kind, slope)
+
+
+@nb.njit(parallel=True, cache=True)
+def _pack_and_activate(z, codes, bit_offset, kind, slope):
+    rows, width = z.shape
+    bpn = 2 if kind == HARDTANH else 1
+    for i in nb.prange(rows):
+        for j in range(width):
+            v = z[i, j]
+            state = _state(v, kind)
+            first = bit_offset + j * bpn
+            for b in range(bpn):
+                if (state >> np.uint64(b)) & _ONE:
+                    g = np.uint64(first + b)
+                    codes[i, g >> _SIX] |= _ONE << (g & _M63)
+            z[i, j] = _activate(v, kind, slope)
+
+
+@nb.njit(parallel=True, cache=True)
+def _hash_patterns(codes, out):
+    rows, n_words = codes.shape
+    for i in nb.prange(rows):
+        h = HASH_IV
+        for w in range(n_words):
+            h = _mix64(h ^ codes[i, w])
+        out[i] = h
+
+
+def _require(ok: bool, what: str) -> None:
+    if not ok:
+        raise ValueError(f"fastmem._numba: {what}")
+
+
+def _check_float_matrix(z: np.ndarray, name: str) -> None:
+    _require(
+        isinstance(z, np.ndarray) and z.dtype in (np.float32, np.float64),
+        f"{name} must be a float32 or float64 ndarray",
+    )
+    _require(z.ndim == 2 and z.flags.c_contiguous, f"{name} must be 2-D and C-contiguous")
+
+
+def _check_kind(kind: int) -> None:
+    _require(kind in (RELU, LEAKY_RELU, HARDTANH, THRESHOLD), "unknown activation kind")
+
+
+def apply_activation(z: np.ndarray, kind: int, slope: float) -> None:
+    """Apply activation ``kind`` to ``z`` (rows, width) in place."""
+    _check_float_matrix(z, "z")
+    _check_kind(kind)
+    # The slope is rounded to z's dtype first, as the compiled kernels do.
+    _apply_activation(z, int(kind), z.dtype.type(slope))
+
+
+def pack_and_activate(
+    z: np.ndarray, codes: np.ndarray, bit_offset: int, kind: int, slope: float
+) -> None:
+    """OR the state bits of ``z`` into ``codes`` from ``bit_offset``, then activate ``z``."""
+    _check_float_matrix(z, "z")
+    _check_kind(kind)
+    _require(
+        isinstance(codes, np.ndarray) and codes.dtype == np.uint64 and codes.ndim == 2,
+        "codes must be a 2-D uint64 ndarray",
+    )
+    _require(codes.flags.c_contiguous, "codes must be C-contiguous")
+    _require(z.shape[0] == codes.shape[0], "z and codes must have the same number of rows")
+    bpn = 2 if kind == HARDTANH else 1
+    _require(
+        bit_offset >= 0 and bit_offset + z.shape[1] * bpn <= 64 * codes.shape[1],
+        "pattern bits exceed codes width",
+    )
+    _pack_and_activate(z, codes, int(bit_offset), int(kind), z.dtype.type(slope))
+
+
+def hash_patterns(codes: np.ndarray, out: np.ndarray) -> None:
+    """Write the 64-bit hash of every row of ``codes`` into ``out``."""
+    _require(
+        isinstance(codes, np.ndarray) and codes.dtype == np.uint64 and codes.ndim == 2,
+        "codes must be a 2-D uint64 ndarray",
+    )
+    _require(
+        isinstance(out, np.ndarray) and out.dtype == np.uint64 and out.ndim == 1,
+        "out must be a 1-D uint64 ndarray",
+    )
+    _require(codes.flags.c_contiguous and out.flags.c_contiguous, "arrays must be C-contiguous")
+    _require(codes.shape[0] == out.shape[0], "codes and out must have the same number of rows")
+    _hash_patterns(codes, out)

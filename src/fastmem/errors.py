@@ -1,0 +1,52 @@
+"""Exceptions and warnings raised by fastmem."""
+
+from __future__ import annotations
+
+__all__ = ["BackendError", "ConditioningError", "ConditioningWarning", "InputError"]
+
+
+class InputError(ValueError):
+    """An argument has the wrong shape, dtype, values or device.
+
+    The message names the argument and the problem, e.g.
+    ``X: expected a 2-D array (n, d), got shape (5,)``.
+    """
+
+
+class BackendError(RuntimeError):
+    """A requested kernel backend is unavailable, with the reason why.
+
+    Raised when ``FASTMEM_BACKEND`` or a ``backend=`` argument names a backend
+    that cannot run here (never silently replaced by another one).
+    """
+
+
+class ConditioningError(ArithmeticError):
+    """A linear system is too ill-conditioned for the requested accuracy.
+
+    Attributes
+    ----------
+    condition : float
+        Estimate of the condition number (1-norm unless stated otherwise).
+    residual : float
+        Relative backward error or residual measured on the computed solution
+        (``nan`` when no solution was computed).
+    """
+
+    def __init__(self, message: str, *, condition: float, residual: float = float("nan")):
+        super().__init__(message)
+        self.condition = float(condition)
+        self.residual = float(residual)
+
+
+class ConditioningWarning(UserWarning):
+    """A linear system is ill-conditioned; the result may be inaccurate.
+
+    Carries the same ``condition`` and ``residual`` attributes as
+    :class:`ConditioningError`.
+    """
+
+    def __init__(self, message: str, *, condition: float, residual: float = float("nan")):
+        super().__init__(message)
+        self.condition = float(condition)
+        self.residual = float(residual)

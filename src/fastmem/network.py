@@ -1,0 +1,515 @@
+"""`Network`: the piecewise-linear model every fastmem analysis takes."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _convert
+from ._backend import Backend, select_backend, to_device
+from ._validate import array_device, as_float_array, check_dtype, common_device
+from .errors import InputError
+
+__all__ = ["ACTIVATIONS", "Network"]
+
+#: Hidden-layer activations and their kernel codes (see cpp/include/fastmem/patterns.hpp).
+ACTIVATIONS = {"relu": 0, "leaky_relu": 1, "hardtanh": 2, "threshold": 3}
+_BITS_PER_NEURON = {"relu": 1, "leaky_relu": 1, "hardtanh": 2, "threshold": 1}
+_FORMAT_VERSION = 1
+# Rows per chunk are chosen so that one layer's pre-activations stay near this size.
+_CHUNK_BYTES = 64 * 2**20
+
+
+class Network:
+    """A feed-forward piecewise-linear network with an identity output layer.
+
+    ``f(x) = W_L h_{L-1} + b_L`` with ``h_l = act_l(W_l h_{l-1} + b_l)`` and
+    ``h_0 = x``. Weights are ``(out, in)`` as in PyTorch; inputs are rows
+    ``(n, d)``. A single layer (a linear model) is a valid network. Instances
+    are immutable: the arrays they expose are read-only.
+
+    Build one with :meth:`from_arrays`, :meth:`from_torch`, :meth:`from_sklearn`
+    or :meth:`load`.
+
+    Activation patterns
+        :meth:`activation_patterns` packs the state of every hidden neuron into
+        ``uint64`` words, hidden neurons numbered consecutively over the layers.
+        ``relu``/``leaky_relu`` neurons own one bit (``z > 0``), ``threshold``
+        neurons one bit (``z >= 0``, the Heaviside step ``1[z >= 0]``) and
+        ``hardtanh`` neurons two bits (low ``z > -1``, high ``z > 1``: ``00``
+        saturated at -1, ``01`` linear, ``11`` saturated at +1). Global bit
+        ``g`` is bit ``g % 64`` (least significant first) of word ``g // 64``;
+        unused bits are zero. :meth:`pattern_hashes` mixes the words of a row
+        as ``h = 0x6A09E667F3BCC909; h = mix64(h ^ w)`` for each word ``w``,
+        ``mix64`` being the splitmix64 finaliser.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fastmem
+    >>> rng = np.random.default_rng(0)
+    >>> net = fastmem.Network.from_arrays(
+    ...     [rng.normal(size=(8, 2)), rng.normal(size=(3, 8))],
+    ...     [np.zeros(8), np.zeros(3)],
+    ...     activation="relu",
+    ... )
+    >>> net.widths
+    (2, 8, 3)
+    >>> net.forward(np.ones((4, 2))).shape
+    (4, 3)
+    >>> net.activation_patterns(np.ones((4, 2))).shape
+    (4, 1)
+    """
+
+    __slots__ = ("_activations", "_biases", "_device", "_dtype", "_slopes", "_weights")
+
+    def __init__(
+        self,
+        weights: tuple[Any, ...],
+        biases: tuple[Any, ...],
+        activations: tuple[str, ...],
+        slopes: tuple[float, ...],
+        *,
+        _checked: bool = False,
+    ) -> None:
+        if not _checked:
+            raise TypeError("use Network.from_arrays, from_torch, from_sklearn or load")
+        self._weights = weights
+        self._biases = biases
+        self._activations = activations
+        self._slopes = slopes
+        self._dtype = weights[0].dtype
+        self._device = array_device(weights[0])
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def from_arrays(
+        cls,
+        weights: Sequence[Any],
+        biases: Sequence[Any],
+        activation: str | Sequence[str] = "relu",
+        *,
+        negative_slope: float | Sequence[float] = 0.01,
+        dtype: Any = np.float64,
+    ) -> Network:
+        """Build a network from weight matrices and bias vectors.
+
+        Parameters
+        ----------
+        weights : sequence of array_like, each (out_l, in_l)
+            Layer weights in PyTorch's orientation; ``in_{l+1} == out_l``.
+        biases : sequence of array_like, each (out_l,)
+        activation : str or sequence of str
+            ``"relu"``, ``"leaky_relu"``, ``"hardtanh"`` (clip to [-1, 1]) or
+            ``"threshold"`` (Heaviside ``1[z >= 0]``): one name for all hidden
+            layers or one per hidden layer. The output layer is linear.
+        negative_slope : float or sequence of float
+            Slope of ``leaky_relu`` for ``z <= 0`` (PyTorch's default 0.01); one
+            value or one per hidden layer. Ignored by other activations.
+        dtype : {float64, float32}
+            Storage and compute dtype. float64 by default: breakpoints and
+            region counts need it.
+
+        Returns
+        -------
+        Network
+
+        Raises
+        ------
+        InputError
+            Mismatched layer sizes, wrong ndim, NaN/Inf, empty or non-numeric
+            arrays, arrays on different devices, unknown activation names.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmem
+        >>> net = fastmem.Network.from_arrays([np.eye(2)], [np.zeros(2)])  # linear model
+        >>> net.n_neurons
+        0
+        """
+        dt = check_dtype(dtype)
+        if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence):
+            raise InputError("weights: must be a sequence (list/tuple) of 2-D arrays, one per layer")
+        if isinstance(biases, np.ndarray) or not isinstance(biases, Sequence):
+            raise InputError("biases: must be a sequence (list/tuple) of 1-D arrays, one per layer")
+        if len(weights) == 0:
+            raise InputError("weights: at least one layer is needed")
+        if len(biases) != len(weights):
+            raise InputError(
+                f"biases: got {len(biases)} bias vectors for {len(weights)} weight matrices"
+            )
+        named = {f"weights[{i}]": w for i, w in enumerate(weights)}
+        named.update({f"biases[{i}]": b for i, b in enumerate(biases)})
+        device = common_device(**named)
+        xp = _xp_for(device)
+        ws, bs = [], []
+        for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+            w = as_float_array(w, f"weights[{i}]", ndim=2, dtype=dt, xp=xp)
+            b = as_float_array(b, f"biases[{i}]", ndim=1, dtype=dt, xp=xp)
+            if b.shape[0] != w.shape[0]:
+                raise InputError(
+                    f"biases[{i}]: has {b.shape[0]} entries but weights[{i}] has "
+                    f"{w.shape[0]} output rows"
+                )
+            if i > 0 and w.shape[1] != ws[-1].shape[0]:
+                raise InputError(
+                    f"weights[{i}]: takes {w.shape[1]} inputs but layer {i - 1} has "
+                    f"{ws[-1].shape[0]} outputs"
+                )
+            ws.append(_readonly(w))
+            bs.append(_readonly(b))
+        n_hidden = len(ws) - 1
+        acts = _per_layer(activation, n_hidden, "activation", str)
+        for i, a in enumerate(acts):
+            if a not in ACTIVATIONS:
+                raise InputError(
+                    f"activation[{i}]: unknown activation {a!r}; use one of {sorted(ACTIVATIONS)}"
+                )
+        slopes = _per_layer(negative_slope, n_hidden, "negative_slope", numbers.Real)
+        for i, s in enumerate(slopes):
+            if not math.isfinite(float(s)):
+                raise InputError(f"negative_slope[{i}]: must be finite, got {s}")
+        slopes = tuple(float(s) if a == "leaky_relu" else 0.0 for a, s in zip(acts, slopes))
+        return cls(tuple(ws), tuple(bs), tuple(acts), slopes, _checked=True)
+
+    @classmethod
+    def from_torch(cls, module: Any, *, dtype: Any = np.float64) -> Network:
+        """Import a PyTorch ``nn.Sequential`` (nested allowed).
+
+        Supported layers: ``Linear``, ``ReLU``, ``LeakyReLU``, ``Hardtanh(-1, 1)``,
+        ``Identity``, ``Flatten`` and ``Dropout`` (ignored: evaluation mode). Each
+        activation must follow a ``Linear``; the last layer must be ``Linear``.
+        Consecutive ``Linear`` layers with nothing in between are composed into
+        one (the same function, fewer layers).
+
+        Raises
+        ------
+        InputError
+            Naming any other layer and its position, e.g.
+            ``module[3] (Sigmoid): unsupported layer``.
+
+        Examples
+        --------
+        >>> import torch, fastmem
+        >>> model = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.ReLU(),
+        ...                             torch.nn.Linear(4, 1))
+        >>> fastmem.Network.from_torch(model).widths
+        (2, 4, 1)
+        """
+        weights, biases, acts, slopes = _convert.from_torch(module)
+        return cls.from_arrays(weights, biases, acts, negative_slope=slopes, dtype=dtype)
+
+    @classmethod
+    def from_sklearn(cls, estimator: Any, *, dtype: Any = np.float64) -> Network:
+        """Import a fitted scikit-learn ``MLPClassifier`` or ``MLPRegressor``.
+
+        The network's output is the estimator's last pre-activation (the
+        logits before softmax / logistic). Hidden activation must be ``relu``
+        or ``identity`` (an identity MLP is composed into one linear layer).
+
+        Examples
+        --------
+        >>> import numpy as np, fastmem
+        >>> from sklearn.neural_network import MLPClassifier
+        >>> X = np.random.default_rng(0).normal(size=(40, 3)); y = X[:, 0] > 0
+        >>> clf = MLPClassifier((5,), max_iter=50, random_state=0).fit(X, y)  # doctest: +SKIP
+        >>> fastmem.Network.from_sklearn(clf).widths  # doctest: +SKIP
+        (3, 5, 1)
+        """
+        weights, biases, acts = _convert.from_sklearn(estimator)
+        return cls.from_arrays(weights, biases, acts, dtype=dtype)
+
+    # ------------------------------------------------------------- properties
+    @property
+    def weights(self) -> tuple[Any, ...]:
+        """Read-only weight matrices, ``(out, in)`` per layer."""
+        return self._weights
+
+    @property
+    def biases(self) -> tuple[Any, ...]:
+        """Read-only bias vectors, ``(out,)`` per layer."""
+        return self._biases
+
+    @property
+    def activation(self) -> tuple[str, ...]:
+        """Activation name of each hidden layer."""
+        return self._activations
+
+    @property
+    def negative_slopes(self) -> tuple[float, ...]:
+        """Leaky-ReLU slope of each hidden layer (0.0 for other activations)."""
+        return self._slopes
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """``(input_dim, hidden widths..., output_dim)``."""
+        return (int(self._weights[0].shape[1]), *(int(w.shape[0]) for w in self._weights))
+
+    @property
+    def n_layers(self) -> int:
+        """Number of affine layers (hidden layers + output)."""
+        return len(self._weights)
+
+    @property
+    def n_neurons(self) -> int:
+        """Number of hidden neurons."""
+        return sum(int(w.shape[0]) for w in self._weights[:-1])
+
+    @property
+    def n_pattern_bits(self) -> int:
+        """Bits of a packed activation pattern (two per hard-tanh neuron)."""
+        return sum(
+            int(w.shape[0]) * _BITS_PER_NEURON[a]
+            for w, a in zip(self._weights[:-1], self._activations)
+        )
+
+    @property
+    def n_pattern_words(self) -> int:
+        """``uint64`` words per packed activation pattern."""
+        return -(-self.n_pattern_bits // 64)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Storage and compute dtype (float32 or float64)."""
+        return self._dtype
+
+    @property
+    def device(self) -> str:
+        """``"cpu"`` (NumPy arrays) or ``"cuda"`` (CuPy arrays)."""
+        return self._device
+
+    def __repr__(self) -> str:
+        return (
+            f"Network(widths={self.widths}, activation={self._activations}, "
+            f"dtype={self._dtype}, device={self._device!r})"
+        )
+
+    # ------------------------------------------------------------ conversions
+    def astype(self, dtype: Any) -> Network:
+        """A copy with float32 or float64 parameters."""
+        dt = check_dtype(dtype)
+        if dt == self._dtype:
+            return self
+        return self._replace(lambda a: a.astype(dt))
+
+    def to(self, device: str) -> Network:
+        """A copy on ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy; needs the ``gpu`` extra)."""
+        if device not in ("cpu", "cuda"):
+            raise InputError(f"device: must be 'cpu' or 'cuda', got {device!r}")
+        if device == self._device:
+            return self
+        return self._replace(lambda a: to_device(a, device))
+
+    def _replace(self, fn: Any) -> Network:
+        ws = tuple(_readonly(fn(w)) for w in self._weights)
+        bs = tuple(_readonly(fn(b)) for b in self._biases)
+        return Network(ws, bs, self._activations, self._slopes, _checked=True)
+
+    # -------------------------------------------------------------- save/load
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Save as ``.npz`` (no pickle): ``W{i}``, ``b{i}``, activations, slopes."""
+        host = self.to("cpu")
+        arrays = {f"W{i}": w for i, w in enumerate(host._weights)}
+        arrays.update({f"b{i}": b for i, b in enumerate(host._biases)})
+        np.savez(
+            path,
+            format_version=np.int64(_FORMAT_VERSION),
+            n_layers=np.int64(self.n_layers),
+            activations=np.array(self._activations, dtype=np.str_).reshape(-1),
+            negative_slopes=np.array(self._slopes, dtype=np.float64).reshape(-1),
+            **arrays,
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Network:
+        """Load a network written by :meth:`save` (never unpickles)."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                version = int(data["format_version"])
+                if version != _FORMAT_VERSION:
+                    raise InputError(f"path: unsupported fastmem network format {version}")
+                n = int(data["n_layers"])
+                weights = [data[f"W{i}"] for i in range(n)]
+                biases = [data[f"b{i}"] for i in range(n)]
+                acts = [str(a) for a in data["activations"]]
+                slopes = [float(s) for s in data["negative_slopes"]]
+        except (KeyError, ValueError, OSError) as exc:
+            if isinstance(exc, InputError):
+                raise
+            raise InputError(f"path: not a fastmem network file ({exc})") from exc
+        return cls.from_arrays(weights, biases, acts, negative_slope=slopes, dtype=weights[0].dtype)
+
+    # ---------------------------------------------------------------- compute
+    def forward(self, X: Any, *, backend: str | None = None) -> Any:
+        """Network output (logits) for the rows of ``X``.
+
+        Parameters
+        ----------
+        X : array_like (n, input_dim)
+            NumPy / CuPy array or torch tensor on the network's device; any
+            float or int dtype, any memory order; cast to ``self.dtype``.
+        backend : {"cpp", "numba", "cuda"}, optional
+            Force a kernel backend (see :func:`fastmem.backends`).
+
+        Returns
+        -------
+        array (n, output_dim)
+            On the same device as ``X``.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmem
+        >>> net = fastmem.Network.from_arrays([np.array([[1.0], [-1.0]]), np.ones((1, 2))],
+        ...                                   [np.zeros(2), np.zeros(1)])
+        >>> net.forward(np.array([[-2.0], [3.0]]))  # |x|
+        array([[2.],
+               [3.]])
+        """
+        X, be, net, device = self._prepare(X, backend)
+        out = be.xp.empty((X.shape[0], self.widths[-1]), dtype=self._dtype)
+        for lo, hi in net._chunks(X.shape[0]):
+            out[lo:hi] = net._propagate(X[lo:hi], be, codes=None, output=True)
+        return to_device(out, device)
+
+    def predict(self, X: Any, *, backend: str | None = None) -> Any:
+        """Predicted class per row: argmax of the logits; with one output, ``logit > 0``.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmem
+        >>> net = fastmem.Network.from_arrays([np.eye(2)], [np.zeros(2)])
+        >>> net.predict(np.array([[1.0, 0.0], [0.0, 2.0]]))
+        array([0, 1])
+        """
+        logits = self.forward(X, backend=backend)
+        if logits.shape[1] == 1:
+            return (logits[:, 0] > 0).astype(np.int64)
+        return logits.argmax(axis=1)
+
+    def activation_patterns(self, X: Any, *, backend: str | None = None) -> Any:
+        """Packed activation pattern of every row: ``(n, n_pattern_words)`` uint64.
+
+        See the class docstring for the bit layout. Two inputs lie in the same
+        linear region of the network exactly when their rows are equal.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmem
+        >>> net = fastmem.Network.from_arrays([np.array([[1.0], [-1.0]]), np.ones((1, 2))],
+        ...                                   [np.zeros(2), np.zeros(1)])
+        >>> net.activation_patterns(np.array([[-2.0], [3.0]]))  # bits: neuron 0, neuron 1
+        array([[2],
+               [1]], dtype=uint64)
+        """
+        X, be, net, device = self._prepare(X, backend)
+        codes = be.xp.zeros((X.shape[0], self.n_pattern_words), dtype=np.uint64)
+        for lo, hi in net._chunks(X.shape[0]):
+            net._propagate(X[lo:hi], be, codes=codes[lo:hi], output=False)
+        return to_device(codes, device)
+
+    def pattern_hashes(self, X: Any, *, backend: str | None = None) -> Any:
+        """64-bit hash of the activation pattern of every row: ``(n,)`` uint64.
+
+        Equal patterns give equal hashes; distinct patterns collide with
+        probability about ``2**-64`` per pair.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmem
+        >>> net = fastmem.Network.from_arrays([np.array([[1.0], [-1.0]]), np.ones((1, 2))],
+        ...                                   [np.zeros(2), np.zeros(1)])
+        >>> h = net.pattern_hashes(np.array([[-2.0], [-1.0], [3.0]]))
+        >>> bool(h[0] == h[1]), bool(h[0] == h[2])
+        (True, False)
+        """
+        X, be, net, device = self._prepare(X, backend)
+        codes = be.xp.zeros((X.shape[0], self.n_pattern_words), dtype=np.uint64)
+        out = be.xp.empty(X.shape[0], dtype=np.uint64)
+        for lo, hi in net._chunks(X.shape[0]):
+            net._propagate(X[lo:hi], be, codes=codes[lo:hi], output=False)
+        be.kernels.hash_patterns(codes, out)
+        return to_device(out, device)
+
+    # ---------------------------------------------------------------- helpers
+    def _prepare(self, X: Any, backend: str | None) -> tuple[Any, Backend, Network, str]:
+        """Validate ``X``; pick the backend; move data to the backend's device.
+
+        Returns the checked input, the backend, the network on the backend's
+        device, and the caller's device (where results go back to).
+        """
+        caller_device = array_device(X)
+        if caller_device != self._device:
+            raise InputError(
+                f"X: lives on {caller_device} but the network is on {self._device}; "
+                f"use net.to({caller_device!r}) or move X"
+            )
+        be = select_backend(caller_device, backend)
+        net = self.to(be.device)
+        X = as_float_array(X, "X", ndim=2, dtype=self._dtype, xp=_xp_for(caller_device))
+        if X.shape[1] != self.widths[0]:
+            raise InputError(f"X: has {X.shape[1]} columns but the network takes {self.widths[0]}")
+        return to_device(X, be.device), be, net, caller_device
+
+    def _chunks(self, n: int) -> list[tuple[int, int]]:
+        widest = max(self.widths)
+        rows = max(256, _CHUNK_BYTES // (widest * self._dtype.itemsize))
+        return [(lo, min(lo + rows, n)) for lo in range(0, n, rows)]
+
+    def _propagate(self, X: Any, be: Backend, *, codes: Any, output: bool) -> Any:
+        """Run the layers on one chunk; OR pattern bits into ``codes`` if given."""
+        k = be.kernels
+        h = X
+        bit = 0
+        n_hidden = self.n_layers - 1
+        for layer in range(n_hidden):
+            z = h @ self._weights[layer].T
+            z += self._biases[layer]
+            kind_name = self._activations[layer]
+            kind = ACTIVATIONS[kind_name]
+            slope = self._slopes[layer]
+            if codes is None:
+                k.apply_activation(z, kind, slope)
+            else:
+                k.pack_and_activate(z, codes, bit, kind, slope)
+                bit += z.shape[1] * _BITS_PER_NEURON[kind_name]
+            h = z
+        if not output:
+            return None
+        z = h @ self._weights[-1].T
+        z += self._biases[-1]
+        return z
+
+
+def _xp_for(device: str) -> Any:
+    if device == "cuda":
+        import cupy  # the caller's data is on the GPU, so CuPy is installed
+
+        return cupy
+    return np
+
+
+def _readonly(a: Any) -> Any:
+    # Always a private copy: the caller keeps a writeable array of their own and
+    # later edits to it cannot change this network.
+    if isinstance(a, np.ndarray):
+        a = a.copy()
+        a.flags.writeable = False
+    return a
+
+
+def _per_layer(value: Any, n: int, name: str, kind: Any) -> list[Any]:
+    if isinstance(value, kind) and not isinstance(value, bool):
+        return [value] * n
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise InputError(f"{name}: must be a single value or a sequence of {n} values")
+    if len(value) != n:
+        raise InputError(f"{name}: got {len(value)} values for {n} hidden layer(s)")
+    for i, v in enumerate(value):
+        if not isinstance(v, kind) or isinstance(v, bool):
+            raise InputError(f"{name}[{i}]: invalid value {v!r}")
+    return list(value)

@@ -1,0 +1,54 @@
+"""Shared fixtures: the backends present here, and the installed-wheel check."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+import fastmem
+
+# Numba compiles on first use: no per-example deadline.
+settings.register_profile("fastmem", deadline=None, max_examples=40, print_blob=True)
+settings.load_profile("fastmem")
+
+BACKEND_INFO = fastmem.backends()
+AVAILABLE_BACKENDS = [name for name, info in BACKEND_INFO.items() if info.available]
+SOURCE_TREE = Path(__file__).resolve().parents[1]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    lines = [f"fastmem {fastmem.__version__} from {Path(fastmem.__file__).parent}"]
+    lines += [f"  {info}" for info in BACKEND_INFO.values()]
+    lines.append(f"  FASTMEM_BACKEND={os.environ.get('FASTMEM_BACKEND', '')!r}")
+    return lines
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # CI sets this so that a test run can never silently pick up the source tree.
+    if os.environ.get("FASTMEM_REQUIRE_INSTALLED"):
+        where = Path(fastmem.__file__).resolve()
+        if SOURCE_TREE in where.parents:
+            raise pytest.UsageError(f"fastmem imported from the source tree ({where})")
+
+
+@pytest.fixture(params=AVAILABLE_BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each backend available on this machine (cpp, numba, and cuda with a GPU)."""
+    return request.param
+
+
+def on_backend_device(x: np.ndarray, backend: str):
+    """The array as the backend consumes it: CuPy for cuda, NumPy otherwise."""
+    if backend == "cuda":
+        import cupy
+
+        return cupy.asarray(x)
+    return x
+
+
+def to_numpy(x) -> np.ndarray:
+    return x.get() if hasattr(x, "get") else np.asarray(x)
