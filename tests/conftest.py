@@ -10,6 +10,7 @@ import pytest
 from hypothesis import settings
 
 import fastmem
+from support import on_backend_device, to_numpy  # noqa: F401  (re-exported for tests)
 
 # Numba compiles on first use: no per-example deadline.
 settings.register_profile("fastmem", deadline=None, max_examples=40, print_blob=True)
@@ -35,20 +36,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             raise pytest.UsageError(f"fastmem imported from the source tree ({where})")
 
 
-@pytest.fixture(params=AVAILABLE_BACKENDS)
+@pytest.fixture(params=AVAILABLE_BACKENDS, scope="session")
 def backend(request: pytest.FixtureRequest) -> str:
     """Each backend available on this machine (cpp, numba, and cuda with a GPU)."""
     return request.param
-
-
-def on_backend_device(x: np.ndarray, backend: str):
-    """The array as the backend consumes it: CuPy for cuda, NumPy otherwise."""
-    if backend == "cuda":
-        import cupy
-
-        return cupy.asarray(x)
-    return x
-
-
-def to_numpy(x) -> np.ndarray:
-    return x.get() if hasattr(x, "get") else np.asarray(x)

@@ -108,7 +108,8 @@ def as_float_array(
         raise InputError(f"{name}: expected a {ndim}-D array {shape_hint}, got shape {arr.shape}")
     if arr.size == 0 and not allow_empty:
         raise InputError(f"{name}: is empty (shape {arr.shape})")
-    arr = xp.ascontiguousarray(arr, dtype=dtype)
+    with np.errstate(over="ignore"):  # overflow is reported just below, by name
+        arr = xp.ascontiguousarray(arr, dtype=dtype)
     # Checked after the cast: float64 values beyond float32's range become Inf.
     if arr.size and not bool(xp.isfinite(arr).all()):
         bad = int((~xp.isfinite(arr)).sum())

@@ -217,8 +217,8 @@ class Network:
         >>> import numpy as np, fastmem
         >>> from sklearn.neural_network import MLPClassifier
         >>> X = np.random.default_rng(0).normal(size=(40, 3)); y = X[:, 0] > 0
-        >>> clf = MLPClassifier((5,), max_iter=50, random_state=0).fit(X, y)  # doctest: +SKIP
-        >>> fastmem.Network.from_sklearn(clf).widths  # doctest: +SKIP
+        >>> clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=500, random_state=0).fit(X, y)
+        >>> fastmem.Network.from_sklearn(clf).widths
         (3, 5, 1)
         """
         weights, biases, acts = _convert.from_sklearn(estimator)

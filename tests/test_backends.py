@@ -1,0 +1,119 @@
+"""Backend discovery, selection, forcing, and the import-time contract."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastmem
+from fastmem import BackendError, InputError, Network, select_backend
+
+
+def test_backends_report_every_backend_with_reasons():
+    info = fastmem.backends()
+    assert set(info) == {"cpp", "cuda", "numba"}
+    for name, b in info.items():
+        assert b.name == name
+        assert b.available == (b.reason == ""), b
+        assert str(b).startswith(f"{name}: ")
+    assert info["numba"].available  # numba is a hard dependency
+
+
+def test_automatic_choice_prefers_cpp(monkeypatch):
+    monkeypatch.delenv("FASTMEM_BACKEND", raising=False)
+    expected = "cpp" if fastmem.backends()["cpp"].available else "numba"
+    assert select_backend("cpu").name == expected
+
+
+def test_environment_forces_backend(monkeypatch):
+    monkeypatch.setenv("FASTMEM_BACKEND", "numba")
+    assert select_backend("cpu").name == "numba"
+    monkeypatch.setenv("FASTMEM_BACKEND", " NUMBA ")
+    assert select_backend("cpu").name == "numba"
+
+
+def test_explicit_argument_beats_environment(monkeypatch):
+    monkeypatch.setenv("FASTMEM_BACKEND", "numba")
+    if fastmem.backends()["cpp"].available:
+        assert select_backend("cpu", backend="cpp").name == "cpp"
+
+
+def test_unknown_backend_names(monkeypatch):
+    monkeypatch.setenv("FASTMEM_BACKEND", "tpu")
+    with pytest.raises(BackendError, match="FASTMEM_BACKEND='tpu'"):
+        select_backend("cpu")
+    monkeypatch.delenv("FASTMEM_BACKEND")
+    with pytest.raises(InputError, match="backend"):
+        select_backend("cpu", backend="fortran")
+
+
+@pytest.mark.parametrize("name", ["cpp", "cuda", "numba"])
+def test_forcing_an_unavailable_backend_is_an_error(monkeypatch, name):
+    info = fastmem.backends()[name]
+    if info.available:
+        pytest.skip(f"{name} is available here")
+    monkeypatch.setenv("FASTMEM_BACKEND", name)
+    with pytest.raises(BackendError, match=f"backend {name!r}.*unavailable: {re.escape(info.reason)}"):
+        select_backend("cpu")
+    net = Network.from_arrays([np.ones((1, 2))], [np.zeros(1)])
+    with pytest.raises(BackendError):
+        net.forward(np.ones((3, 2)))
+
+
+def test_cuda_module_built_and_reports_no_device():
+    expect_cuda = os.environ.get("FASTMEM_EXPECT_CUDA") == "1"
+    try:
+        cuda = importlib.import_module("fastmem._cuda")
+    except ImportError:
+        if expect_cuda:
+            raise
+        assert fastmem.backends()["cuda"].reason == "built without CUDA"
+        pytest.skip("built without CUDA")
+    n_devices, why = cuda.device_status()
+    assert cuda.runtime_version() > 0
+    info = fastmem.backends()["cuda"]
+    if n_devices == 0:
+        assert not info.available
+        assert info.reason.startswith("no CUDA device"), info.reason
+        assert why
+    elif importlib.util.find_spec("cupy") is None:
+        assert info.reason == "cupy not installed"
+
+
+def test_import_does_not_pull_heavy_modules():
+    code = (
+        "import sys, numpy as np, fastmem\n"
+        "net = fastmem.Network.from_arrays([np.ones((2, 2)), np.ones((1, 2))],"
+        " [np.zeros(2), np.zeros(1)])\n"
+        "net.forward(np.ones((3, 2)), backend='cpp' if fastmem.backends()['cpp'].available"
+        " else 'numba')\n"
+        "bad = [m for m in ('cupy', 'torch', 'sklearn') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "FASTMEM_BACKEND"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd="/")
+
+
+def test_compiled_kernels_reject_contract_violations(backend):
+    if backend == "cuda":
+        pytest.skip("device arrays are checked by the cuda bindings")
+    k = select_backend("cpu", backend=backend).kernels
+    z = np.zeros((3, 4))
+    codes = np.zeros((3, 1), dtype=np.uint64)
+    with pytest.raises((TypeError, ValueError)):
+        k.pack_and_activate(z.astype(np.int64), codes, 0, 0, 0.0)
+    with pytest.raises((TypeError, ValueError)):
+        k.pack_and_activate(np.asfortranarray(np.zeros((3, 4))), codes, 0, 0, 0.0)
+    with pytest.raises((TypeError, ValueError)):
+        k.pack_and_activate(z, codes, 62, 2, 0.0)  # 8 bits from bit 62 exceed one word
+    with pytest.raises((TypeError, ValueError)):
+        k.pack_and_activate(z, codes, 0, 7, 0.0)
+    with pytest.raises((TypeError, ValueError)):
+        k.hash_patterns(codes, np.zeros(2, dtype=np.uint64))

@@ -1,0 +1,200 @@
+"""Network: forward, activation patterns and pattern hashes on every backend,
+against the plain-NumPy reference in tests/reference.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from support import on_backend_device, to_numpy
+from hypothesis import given
+from hypothesis import strategies as st
+from reference import hash_rows, packed_patterns, preactivations
+
+import fastmem
+from fastmem import InputError, Network
+
+ACTS = ["relu", "leaky_relu", "hardtanh", "threshold"]
+
+
+@st.composite
+def networks_and_inputs(draw):
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    n_hidden = draw(st.integers(0, 3))
+    # Widths up to 70 make patterns straddle 64-bit words, also for 2-bit hard-tanh neurons.
+    widths = [draw(st.integers(1, 6))] + [draw(st.integers(1, 70)) for _ in range(n_hidden)]
+    widths.append(draw(st.integers(1, 4)))
+    acts = [draw(st.sampled_from(ACTS)) for _ in range(n_hidden)]
+    slopes = [draw(st.sampled_from([0.01, 0.2, -0.5])) for _ in range(n_hidden)]
+    seed = draw(st.integers(0, 2**32 - 1))
+    n = draw(st.integers(1, 40))
+    rng = np.random.default_rng(seed)
+    weights = [rng.normal(size=(o, i)) for i, o in zip(widths[:-1], widths[1:], strict=True)]
+    biases = [rng.normal(size=o) for o in widths[1:]]
+    X = rng.normal(scale=2.0, size=(n, widths[0]))
+    if draw(st.booleans()):
+        X = np.asfortranarray(X)  # non-contiguous rows must be accepted
+    net = Network.from_arrays(weights, biases, acts, negative_slope=slopes, dtype=dtype)
+    return net, X
+
+
+def _reference(net: Network, X: np.ndarray):
+    Xd = np.ascontiguousarray(X, dtype=net.dtype)
+    ws = [np.asarray(w) for w in net.weights]
+    bs = [np.asarray(b) for b in net.biases]
+    zs, out = preactivations(ws, bs, net.activation, net.negative_slopes, Xd)
+    if zs:
+        codes = packed_patterns(zs, net.activation)
+    else:
+        codes = np.zeros((X.shape[0], 0), dtype=np.uint64)
+    return out, codes
+
+
+@given(case=networks_and_inputs())
+def test_forward_patterns_hashes_match_reference(backend, case):
+    net, X = case
+    ref_out, ref_codes = _reference(net, X)
+    dev_net = net.to("cuda") if backend == "cuda" else net
+    Xb = on_backend_device(X, backend)
+    out = to_numpy(dev_net.forward(Xb, backend=backend))
+    codes = to_numpy(dev_net.activation_patterns(Xb, backend=backend))
+    hashes = to_numpy(dev_net.pattern_hashes(Xb, backend=backend))
+    tol = 1e-5 if net.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, ref_out, rtol=tol, atol=tol * np.abs(ref_out).max())
+    assert out.dtype == net.dtype
+    assert codes.dtype == np.uint64 and codes.shape == (X.shape[0], net.n_pattern_words)
+    np.testing.assert_array_equal(codes, ref_codes)
+    np.testing.assert_array_equal(hashes, hash_rows(ref_codes))
+
+
+def test_backends_agree_bitwise_on_a_large_net():
+    rng = np.random.default_rng(1)
+    widths = [20, 300, 129, 65, 7]
+    weights = [rng.normal(size=(o, i)) / np.sqrt(i) for i, o in zip(widths, widths[1:])]
+    biases = [rng.normal(size=o) * 0.1 for o in widths[1:]]
+    net = Network.from_arrays(weights, biases, ["relu", "hardtanh", "leaky_relu"])
+    X = rng.normal(size=(3000, 20))
+    results = {}
+    for name, info in fastmem.backends().items():
+        if not info.available or name == "cuda":
+            continue
+        results[name] = (
+            net.forward(X, backend=name),
+            net.activation_patterns(X, backend=name),
+            net.pattern_hashes(X, backend=name),
+        )
+    assert results, "no CPU backend available"
+    first = next(iter(results.values()))
+    for other in results.values():
+        for a, b in zip(first, other, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_chunked_rows_equal_single_pass():
+    # More rows than one chunk: chunking must not change any result.
+    rng = np.random.default_rng(2)
+    net = Network.from_arrays([rng.normal(size=(4096, 3)), rng.normal(size=(2, 4096))],
+                              [rng.normal(size=4096), rng.normal(size=2)])
+    X = rng.normal(size=(5000, 3))
+    assert len(net._chunks(X.shape[0])) > 1
+    ref_out, ref_codes = _reference(net, X)
+    np.testing.assert_allclose(net.forward(X), ref_out, rtol=1e-10)
+    np.testing.assert_array_equal(net.activation_patterns(X), ref_codes)
+
+
+def test_absolute_value_network_regions():
+    # |x| = relu(x) + relu(-x): two regions, x < 0 and x > 0.
+    net = Network.from_arrays([np.array([[1.0], [-1.0]]), np.array([[1.0, 1.0]])],
+                              [np.zeros(2), np.zeros(1)])
+    X = np.array([[-3.0], [-0.5], [0.25], [4.0]])
+    np.testing.assert_array_equal(net.forward(X)[:, 0], np.abs(X[:, 0]))
+    np.testing.assert_array_equal(net.activation_patterns(X)[:, 0], [2, 2, 1, 1])
+    h = net.pattern_hashes(X)
+    assert h[0] == h[1] and h[2] == h[3] and h[0] != h[2]
+
+
+def test_hardtanh_two_bit_states():
+    net = Network.from_arrays([np.array([[1.0]]), np.array([[1.0]])], [np.zeros(1), np.zeros(1)],
+                              "hardtanh")
+    X = np.array([[-2.0], [0.0], [2.0], [-1.0], [1.0]])
+    # 00 saturated low, 01 linear, 11 saturated high; the kinks -1, +1 belong to the linear piece
+    np.testing.assert_array_equal(net.activation_patterns(X)[:, 0], [0, 1, 3, 0, 1])
+    np.testing.assert_array_equal(net.forward(X)[:, 0], [-1.0, 0.0, 1.0, -1.0, 1.0])
+
+
+def test_threshold_is_heaviside_at_zero():
+    net = Network.from_arrays([np.array([[1.0]]), np.array([[1.0]])], [np.zeros(1), np.zeros(1)],
+                              "threshold")
+    np.testing.assert_array_equal(net.forward(np.array([[-1e-300], [0.0], [2.0]]))[:, 0],
+                                  [0.0, 1.0, 1.0])
+
+
+def test_linear_model_is_a_network():
+    rng = np.random.default_rng(3)
+    W, b = rng.normal(size=(3, 5)), rng.normal(size=3)
+    net = Network.from_arrays([W], [b])
+    X = rng.normal(size=(10, 5))
+    np.testing.assert_allclose(net.forward(X), X @ W.T + b, rtol=1e-12)
+    assert net.n_neurons == 0 and net.activation == ()
+    assert net.activation_patterns(X).shape == (10, 0)
+    hashes = net.pattern_hashes(X)
+    assert len(set(hashes.tolist())) == 1  # one region
+    np.testing.assert_array_equal(hashes, hash_rows(np.zeros((10, 0), dtype=np.uint64)))
+
+
+def test_predict():
+    net = Network.from_arrays([np.eye(3)], [np.zeros(3)])
+    np.testing.assert_array_equal(net.predict(np.array([[0.0, 2.0, 1.0], [5.0, 0.0, 0.0]])), [1, 0])
+    single = Network.from_arrays([np.array([[1.0, -1.0]])], [np.zeros(1)])
+    np.testing.assert_array_equal(single.predict(np.array([[2.0, 1.0], [0.0, 1.0]])), [1, 0])
+
+
+def test_properties_and_immutability():
+    rng = np.random.default_rng(4)
+    W0 = rng.normal(size=(6, 2))
+    net = Network.from_arrays([W0, rng.normal(size=(5, 6)), rng.normal(size=(1, 5))],
+                              [np.zeros(6), np.zeros(5), np.zeros(1)], ["hardtanh", "relu"])
+    assert net.widths == (2, 6, 5, 1)
+    assert net.n_layers == 3 and net.n_neurons == 11
+    assert net.n_pattern_bits == 6 * 2 + 5 and net.n_pattern_words == 1
+    assert net.device == "cpu" and net.dtype == np.float64
+    with pytest.raises(ValueError):
+        net.weights[0][0, 0] = 1.0
+    W0[0, 0] = 1e6  # the caller's array stays theirs
+    assert net.weights[0][0, 0] != 1e6
+    assert "widths=(2, 6, 5, 1)" in repr(net)
+
+
+def test_astype_and_to():
+    rng = np.random.default_rng(5)
+    net = Network.from_arrays([rng.normal(size=(4, 2)), rng.normal(size=(1, 4))],
+                              [np.zeros(4), np.zeros(1)])
+    n32 = net.astype(np.float32)
+    assert n32.dtype == np.float32 and all(w.dtype == np.float32 for w in n32.weights)
+    X = rng.normal(size=(7, 2))
+    np.testing.assert_allclose(n32.forward(X), net.forward(X), rtol=1e-5, atol=1e-5)
+    assert net.to("cpu") is net
+    with pytest.raises(InputError, match="device"):
+        net.to("tpu")
+    with pytest.raises(InputError, match="dtype"):
+        net.astype(np.int32)
+
+
+def test_save_load_roundtrip(tmp_path):
+    rng = np.random.default_rng(6)
+    net = Network.from_arrays(
+        [rng.normal(size=(4, 3)), rng.normal(size=(5, 4)), rng.normal(size=(2, 5))],
+        [rng.normal(size=4), rng.normal(size=5), rng.normal(size=2)],
+        ["leaky_relu", "hardtanh"], negative_slope=[0.3, 0.01], dtype=np.float32)
+    path = tmp_path / "net.npz"
+    net.save(path)
+    back = Network.load(path)
+    assert back.activation == net.activation and back.negative_slopes == net.negative_slopes
+    assert back.dtype == np.float32
+    for a, b in zip(net.weights + net.biases, back.weights + back.biases, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with np.load(path, allow_pickle=False) as data:  # no pickled objects inside
+        assert "W0" in data.files
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, something=np.zeros(3))
+    with pytest.raises(InputError, match="not a fastmem network"):
+        Network.load(bad)
