@@ -82,22 +82,52 @@ FASTMEM_HD inline void activate_row(T* z, int64_t width, int kind, T slope) {
   for (int64_t j = 0; j < width; ++j) z[j] = activate(z[j], kind, slope);
 }
 
+namespace detail {
+
+// One row, activation fixed at compile time so the inner loop has no switch.
+// Bits are gathered in a register and flushed once per 64-bit word.
+template <int Kind, class T>
+FASTMEM_HD inline void pack_and_activate_row(T* z, int64_t width, uint64_t* codes,
+                                             int64_t bit_offset, T slope) {
+  constexpr int bpn = Kind == kHardtanh ? 2 : 1;
+  int64_t word = bit_offset >> 6;
+  int shift = static_cast<int>(bit_offset & 63);
+  uint64_t acc = 0;
+  for (int64_t j = 0; j < width; ++j) {
+    const uint64_t state = neuron_state(z[j], Kind);
+    z[j] = activate(z[j], Kind, slope);
+    acc |= state << shift;
+    shift += bpn;
+    if (shift >= 64) {
+      codes[word++] |= acc;
+      shift -= 64;
+      // a hard-tanh field that straddles two words leaves its high bit here
+      acc = shift > 0 ? state >> (bpn - shift) : 0;
+    }
+  }
+  if (acc) codes[word] |= acc;
+}
+
+}  // namespace detail
+
 // OR the state bits of one row of pre-activations into its packed pattern
 // (starting at global bit `bit_offset`), then apply the activation in place.
 template <class T>
 FASTMEM_HD inline void pack_and_activate_row(T* z, int64_t width, uint64_t* codes,
                                              int64_t bit_offset, int kind, T slope) {
-  const int bpn = bits_per_neuron(kind);
-  for (int64_t j = 0; j < width; ++j) {
-    const uint64_t state = neuron_state(z[j], kind);
-    const int64_t first_bit = bit_offset + j * bpn;
-    for (int b = 0; b < bpn; ++b) {
-      if ((state >> b) & 1ULL) {
-        const int64_t g = first_bit + b;
-        codes[g >> 6] |= 1ULL << (g & 63);
-      }
-    }
-    z[j] = activate(z[j], kind, slope);
+  switch (kind) {
+    case kRelu:
+      detail::pack_and_activate_row<kRelu>(z, width, codes, bit_offset, slope);
+      break;
+    case kLeakyRelu:
+      detail::pack_and_activate_row<kLeakyRelu>(z, width, codes, bit_offset, slope);
+      break;
+    case kHardtanh:
+      detail::pack_and_activate_row<kHardtanh>(z, width, codes, bit_offset, slope);
+      break;
+    default:
+      detail::pack_and_activate_row<kThreshold>(z, width, codes, bit_offset, slope);
+      break;
   }
 }
 
