@@ -6,6 +6,8 @@ Run:  python -m pytest bench/test_patterns.py --benchmark-columns=min,mean,round
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -19,7 +21,9 @@ IV = np.uint64(0x6A09E667F3BCC909)
 @pytest.fixture(scope="module")
 def case():
     rng = np.random.default_rng(0)
-    weights = [rng.normal(scale=np.sqrt(2.0 / i), size=(o, i)) for i, o in zip(WIDTHS, WIDTHS[1:])]
+    weights = [
+        rng.normal(scale=np.sqrt(2.0 / i), size=(o, i)) for i, o in itertools.pairwise(WIDTHS)
+    ]
     biases = [rng.normal(scale=0.01, size=o) for o in WIDTHS[1:]]
     net = fastmem.Network.from_arrays(weights, biases, "relu")
     X = rng.random((N_ROWS, WIDTHS[0]))
@@ -40,7 +44,7 @@ def numpy_pattern_hashes(weights, biases, X, chunk=16384):
     for lo in range(0, X.shape[0], chunk):
         h = X[lo : lo + chunk]
         bits = []
-        for W, b in zip(weights[:-1], biases[:-1]):
+        for W, b in zip(weights[:-1], biases[:-1], strict=True):
             z = h @ W.T + b
             bits.append(z > 0)
             h = np.maximum(z, 0)

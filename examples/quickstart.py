@@ -37,8 +37,10 @@ def main() -> None:
     hashes = net.pattern_hashes(X)
     elapsed = time.perf_counter() - start
     n_regions = np.unique(hashes).size
-    print(f"{n_regions} distinct activation regions among {len(X)} training points "
-          f"({net.n_neurons} hidden neurons; hashed in {elapsed * 1e3:.1f} ms)")
+    print(
+        f"{n_regions} distinct activation regions among {len(X)} training points "
+        f"({net.n_neurons} hidden neurons; hashed in {elapsed * 1e3:.1f} ms)"
+    )
 
     # Points per region: memorization studies ask whether each point has its own region.
     _, counts = np.unique(hashes, return_counts=True)

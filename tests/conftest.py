@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import settings
+from support import on_backend_device, to_numpy  # noqa: F401  (re-exported for tests)
 
 import fastmem
-from support import on_backend_device, to_numpy  # noqa: F401  (re-exported for tests)
 
 # Numba compiles on first use: no per-example deadline.
 settings.register_profile("fastmem", deadline=None, max_examples=40, print_blob=True)

@@ -60,7 +60,9 @@ def test_forcing_an_unavailable_backend_is_an_error(monkeypatch, name):
     if info.available:
         pytest.skip(f"{name} is available here")
     monkeypatch.setenv("FASTMEM_BACKEND", name)
-    with pytest.raises(BackendError, match=f"backend {name!r}.*unavailable: {re.escape(info.reason)}"):
+    with pytest.raises(
+        BackendError, match=f"backend {name!r}.*unavailable: {re.escape(info.reason)}"
+    ):
         select_backend("cpu")
     net = Network.from_arrays([np.ones((1, 2))], [np.zeros(1)])
     with pytest.raises(BackendError):

@@ -11,11 +11,14 @@ import pytest
 
 import fastmem
 
-MODULES = ["fastmem"] + sorted(
-    m.name
-    for m in pkgutil.walk_packages(fastmem.__path__, prefix="fastmem.")
-    if not m.name.startswith(("fastmem._core", "fastmem._cuda", "fastmem._numba"))
-)
+MODULES = [
+    "fastmem",
+    *sorted(
+        m.name
+        for m in pkgutil.walk_packages(fastmem.__path__, prefix="fastmem.")
+        if not m.name.startswith(("fastmem._core", "fastmem._cuda", "fastmem._numba"))
+    ),
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

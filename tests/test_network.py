@@ -3,12 +3,14 @@ against the plain-NumPy reference in tests/reference.py."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
-from support import on_backend_device, to_numpy
 from hypothesis import given
 from hypothesis import strategies as st
 from reference import hash_rows, packed_patterns, preactivations
+from support import on_backend_device, to_numpy
 
 import fastmem
 from fastmem import InputError, Network
@@ -28,7 +30,7 @@ def networks_and_inputs(draw):
     seed = draw(st.integers(0, 2**32 - 1))
     n = draw(st.integers(1, 40))
     rng = np.random.default_rng(seed)
-    weights = [rng.normal(size=(o, i)) for i, o in zip(widths[:-1], widths[1:], strict=True)]
+    weights = [rng.normal(size=(o, i)) for i, o in itertools.pairwise(widths)]
     biases = [rng.normal(size=o) for o in widths[1:]]
     X = rng.normal(scale=2.0, size=(n, widths[0]))
     if draw(st.booleans()):
@@ -69,7 +71,7 @@ def test_forward_patterns_hashes_match_reference(backend, case):
 def test_backends_agree_bitwise_on_a_large_net():
     rng = np.random.default_rng(1)
     widths = [20, 300, 129, 65, 7]
-    weights = [rng.normal(size=(o, i)) / np.sqrt(i) for i, o in zip(widths, widths[1:])]
+    weights = [rng.normal(size=(o, i)) / np.sqrt(i) for i, o in itertools.pairwise(widths)]
     biases = [rng.normal(size=o) * 0.1 for o in widths[1:]]
     net = Network.from_arrays(weights, biases, ["relu", "hardtanh", "leaky_relu"])
     X = rng.normal(size=(3000, 20))
@@ -92,8 +94,10 @@ def test_backends_agree_bitwise_on_a_large_net():
 def test_chunked_rows_equal_single_pass():
     # More rows than one chunk: chunking must not change any result.
     rng = np.random.default_rng(2)
-    net = Network.from_arrays([rng.normal(size=(4096, 3)), rng.normal(size=(2, 4096))],
-                              [rng.normal(size=4096), rng.normal(size=2)])
+    net = Network.from_arrays(
+        [rng.normal(size=(4096, 3)), rng.normal(size=(2, 4096))],
+        [rng.normal(size=4096), rng.normal(size=2)],
+    )
     X = rng.normal(size=(5000, 3))
     assert len(net._chunks(X.shape[0])) > 1
     ref_out, ref_codes = _reference(net, X)
@@ -103,8 +107,9 @@ def test_chunked_rows_equal_single_pass():
 
 def test_absolute_value_network_regions():
     # |x| = relu(x) + relu(-x): two regions, x < 0 and x > 0.
-    net = Network.from_arrays([np.array([[1.0], [-1.0]]), np.array([[1.0, 1.0]])],
-                              [np.zeros(2), np.zeros(1)])
+    net = Network.from_arrays(
+        [np.array([[1.0], [-1.0]]), np.array([[1.0, 1.0]])], [np.zeros(2), np.zeros(1)]
+    )
     X = np.array([[-3.0], [-0.5], [0.25], [4.0]])
     np.testing.assert_array_equal(net.forward(X)[:, 0], np.abs(X[:, 0]))
     np.testing.assert_array_equal(net.activation_patterns(X)[:, 0], [2, 2, 1, 1])
@@ -113,8 +118,9 @@ def test_absolute_value_network_regions():
 
 
 def test_hardtanh_two_bit_states():
-    net = Network.from_arrays([np.array([[1.0]]), np.array([[1.0]])], [np.zeros(1), np.zeros(1)],
-                              "hardtanh")
+    net = Network.from_arrays(
+        [np.array([[1.0]]), np.array([[1.0]])], [np.zeros(1), np.zeros(1)], "hardtanh"
+    )
     X = np.array([[-2.0], [0.0], [2.0], [-1.0], [1.0]])
     # 00 saturated low, 01 linear, 11 saturated high; the kinks -1, +1 belong to the linear piece
     np.testing.assert_array_equal(net.activation_patterns(X)[:, 0], [0, 1, 3, 0, 1])
@@ -122,10 +128,12 @@ def test_hardtanh_two_bit_states():
 
 
 def test_threshold_is_heaviside_at_zero():
-    net = Network.from_arrays([np.array([[1.0]]), np.array([[1.0]])], [np.zeros(1), np.zeros(1)],
-                              "threshold")
-    np.testing.assert_array_equal(net.forward(np.array([[-1e-300], [0.0], [2.0]]))[:, 0],
-                                  [0.0, 1.0, 1.0])
+    net = Network.from_arrays(
+        [np.array([[1.0]]), np.array([[1.0]])], [np.zeros(1), np.zeros(1)], "threshold"
+    )
+    np.testing.assert_array_equal(
+        net.forward(np.array([[-1e-300], [0.0], [2.0]]))[:, 0], [0.0, 1.0, 1.0]
+    )
 
 
 def test_linear_model_is_a_network():
@@ -151,8 +159,11 @@ def test_predict():
 def test_properties_and_immutability():
     rng = np.random.default_rng(4)
     W0 = rng.normal(size=(6, 2))
-    net = Network.from_arrays([W0, rng.normal(size=(5, 6)), rng.normal(size=(1, 5))],
-                              [np.zeros(6), np.zeros(5), np.zeros(1)], ["hardtanh", "relu"])
+    net = Network.from_arrays(
+        [W0, rng.normal(size=(5, 6)), rng.normal(size=(1, 5))],
+        [np.zeros(6), np.zeros(5), np.zeros(1)],
+        ["hardtanh", "relu"],
+    )
     assert net.widths == (2, 6, 5, 1)
     assert net.n_layers == 3 and net.n_neurons == 11
     assert net.n_pattern_bits == 6 * 2 + 5 and net.n_pattern_words == 1
@@ -166,8 +177,9 @@ def test_properties_and_immutability():
 
 def test_astype_and_to():
     rng = np.random.default_rng(5)
-    net = Network.from_arrays([rng.normal(size=(4, 2)), rng.normal(size=(1, 4))],
-                              [np.zeros(4), np.zeros(1)])
+    net = Network.from_arrays(
+        [rng.normal(size=(4, 2)), rng.normal(size=(1, 4))], [np.zeros(4), np.zeros(1)]
+    )
     n32 = net.astype(np.float32)
     assert n32.dtype == np.float32 and all(w.dtype == np.float32 for w in n32.weights)
     X = rng.normal(size=(7, 2))
@@ -184,7 +196,10 @@ def test_save_load_roundtrip(tmp_path):
     net = Network.from_arrays(
         [rng.normal(size=(4, 3)), rng.normal(size=(5, 4)), rng.normal(size=(2, 5))],
         [rng.normal(size=4), rng.normal(size=5), rng.normal(size=2)],
-        ["leaky_relu", "hardtanh"], negative_slope=[0.3, 0.01], dtype=np.float32)
+        ["leaky_relu", "hardtanh"],
+        negative_slope=[0.3, 0.01],
+        dtype=np.float32,
+    )
     path = tmp_path / "net.npz"
     net.save(path)
     back = Network.load(path)

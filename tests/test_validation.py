@@ -13,8 +13,9 @@ from fastmem import InputError, Network
 
 def _net():
     rng = np.random.default_rng(0)
-    return Network.from_arrays([rng.normal(size=(4, 3)), rng.normal(size=(2, 4))],
-                               [np.zeros(4), np.zeros(2)])
+    return Network.from_arrays(
+        [rng.normal(size=(4, 3)), rng.normal(size=(2, 4))], [np.zeros(4), np.zeros(2)]
+    )
 
 
 @pytest.mark.parametrize(
@@ -68,8 +69,11 @@ def test_float64_overflowing_float32_is_rejected():
         ([np.ones(2)], [np.zeros(2)], r"weights\[0\]: expected a 2-D array"),
         ([np.ones((2, 2))], [np.zeros((2, 1))], r"biases\[0\]: expected a 1-D array"),
         ([np.ones((2, 2))], [np.zeros(3)], r"biases\[0\]: has 3 entries but weights\[0\] has 2"),
-        ([np.ones((4, 2)), np.ones((1, 3))], [np.zeros(4), np.zeros(1)],
-         r"weights\[1\]: takes 3 inputs but layer 0 has 4 outputs"),
+        (
+            [np.ones((4, 2)), np.ones((1, 3))],
+            [np.zeros(4), np.zeros(1)],
+            r"weights\[1\]: takes 3 inputs but layer 0 has 4 outputs",
+        ),
         ([np.array([[np.nan, 1.0]])], [np.zeros(1)], r"weights\[0\]: contains 1 NaN"),
         ([np.ones((1, 2))], [np.array([np.inf])], r"biases\[0\]: contains 1 NaN or Inf"),
         ([np.ones((0, 2))], [np.zeros(0)], r"weights\[0\]: is empty"),
@@ -105,7 +109,7 @@ def test_mixed_devices_are_rejected(monkeypatch):
     # mixing checks can be exercised without a GPU.
     fake = types.ModuleType("cupy")
 
-    class ndarray(np.ndarray):  # noqa: N801  (mirrors cupy.ndarray)
+    class ndarray(np.ndarray):  # mirrors cupy.ndarray
         pass
 
     fake.ndarray = ndarray

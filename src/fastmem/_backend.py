@@ -24,7 +24,7 @@ import importlib
 import importlib.util
 import os
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from types import ModuleType
 from typing import Any
 
@@ -78,7 +78,7 @@ class Backend:
         return "cuda" if self.name == "cuda" else "cpu"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _probe(name: str) -> tuple[BackendInfo, ModuleType | None]:
     if name == "cpp":
         try:
@@ -188,7 +188,9 @@ def select_backend(device: str = "cpu", backend: str | None = None) -> Backend:
     info, kernels = _probe(name)
     if kernels is None:
         raise BackendError(f"backend {name!r} ({source}) is unavailable: {info.reason}")
-    return Backend(name=name, kernels=kernels, xp=_array_module("cuda" if name == "cuda" else "cpu"))
+    return Backend(
+        name=name, kernels=kernels, xp=_array_module("cuda" if name == "cuda" else "cpu")
+    )
 
 
 def to_device(x: Any, device: str) -> Any:

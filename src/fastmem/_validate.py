@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["array_device", "as_float_array", "common_device", "check_dtype"]
+__all__ = ["array_device", "as_float_array", "check_dtype", "common_device"]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
