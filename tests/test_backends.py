@@ -119,3 +119,23 @@ def test_compiled_kernels_reject_contract_violations(backend):
         k.pack_and_activate(z, codes, 0, 7, 0.0)
     with pytest.raises((TypeError, ValueError)):
         k.hash_patterns(codes, np.zeros(2, dtype=np.uint64))
+
+
+@pytest.mark.gpu
+def test_forcing_cuda_moves_numpy_data_and_back():
+    if not fastmem.backends()["cuda"].available:
+        pytest.skip(f"cuda: {fastmem.backends()['cuda'].reason}")
+    rng = np.random.default_rng(7)
+    net = Network.from_arrays(
+        [rng.normal(size=(33, 4)), rng.normal(size=(3, 33))],
+        [rng.normal(size=33), rng.normal(size=3)],
+        "hardtanh",
+    )
+    X = rng.normal(size=(500, 4))
+    out = net.pattern_hashes(X, backend="cuda")
+    assert isinstance(out, np.ndarray)
+    cpu = "cpp" if fastmem.backends()["cpp"].available else "numba"
+    np.testing.assert_array_equal(out, net.pattern_hashes(X, backend=cpu))
+    np.testing.assert_allclose(
+        net.forward(X, backend="cuda"), net.forward(X, backend=cpu), rtol=1e-12
+    )
