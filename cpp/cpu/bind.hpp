@@ -22,5 +22,7 @@ inline void require(bool ok, const std::string& what) {
 
 // One registration function per kernel topic (each in <topic>_bind.cpp).
 void patterns(py::module_& m);
+void regions(py::module_& m);
+void memorize(py::module_& m);
 
 }  // namespace fastmem::bind

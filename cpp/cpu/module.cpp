@@ -20,6 +20,8 @@ int max_threads() {
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastmem C++/OpenMP kernels";
   fastmem::bind::patterns(m);
+  fastmem::bind::regions(m);
+  fastmem::bind::memorize(m);
   m.def("max_threads", &max_threads, "OpenMP threads a kernel uses (honours OMP_NUM_THREADS).");
 #ifdef _OPENMP
   m.attr("openmp") = true;

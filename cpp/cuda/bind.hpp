@@ -58,5 +58,7 @@ inline DeviceView device_view(const py::object& obj, const char* name) {
 
 // One registration function per kernel topic (each in <topic>_bind.cpp).
 void patterns(py::module_& m);
+void regions(py::module_& m);
+void memorize(py::module_& m);
 
 }  // namespace fastmem::bind

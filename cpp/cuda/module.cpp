@@ -15,6 +15,8 @@ pybind11::tuple device_status() {
 PYBIND11_MODULE(_cuda, m) {
   m.doc() = "fastmem CUDA kernels (same names and arguments as fastmem._core)";
   fastmem::bind::patterns(m);
+  fastmem::bind::regions(m);
+  fastmem::bind::memorize(m);
   m.def("device_status", &device_status,
         "(number of devices, reason when there is none) from the CUDA runtime.");
   m.def("runtime_version", &fastmem::gpu::runtime_version);

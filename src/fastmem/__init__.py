@@ -13,9 +13,11 @@ dtype('uint64')
 
 from __future__ import annotations
 
+from . import linalg, memorize, regions
 from ._backend import BackendInfo, backends, select_backend
 from .errors import BackendError, ConditioningError, ConditioningWarning, InputError
 from .network import ACTIVATIONS, Network
+from .network import sawtooth as sawtooth
 
 __version__ = "0.1.0"
 
@@ -29,5 +31,11 @@ __all__ = [
     "Network",
     "__version__",
     "backends",
+    "bounds",
+    "intervals",
+    "linalg",
+    "memorize",
+    "regions",
+    "sawtooth",
     "select_backend",
 ]

@@ -15,7 +15,7 @@ from ._backend import Backend, select_backend, to_device
 from ._validate import array_device, as_float_array, check_dtype, common_device
 from .errors import InputError
 
-__all__ = ["ACTIVATIONS", "Network"]
+__all__ = ["ACTIVATIONS", "Network", "sawtooth"]
 
 #: Hidden-layer activations and their kernel codes (see cpp/include/fastmem/patterns.hpp).
 ACTIVATIONS = {"relu": 0, "leaky_relu": 1, "hardtanh": 2, "threshold": 3}
@@ -134,7 +134,9 @@ class Network:
         """
         dt = check_dtype(dtype)
         if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence):
-            raise InputError("weights: must be a sequence (list/tuple) of 2-D arrays, one per layer")
+            raise InputError(
+                "weights: must be a sequence (list/tuple) of 2-D arrays, one per layer"
+            )
         if isinstance(biases, np.ndarray) or not isinstance(biases, Sequence):
             raise InputError("biases: must be a sequence (list/tuple) of 1-D arrays, one per layer")
         if len(weights) == 0:
@@ -174,7 +176,9 @@ class Network:
         for i, s in enumerate(slopes):
             if not math.isfinite(float(s)):
                 raise InputError(f"negative_slope[{i}]: must be finite, got {s}")
-        slopes = tuple(float(s) if a == "leaky_relu" else 0.0 for a, s in zip(acts, slopes))
+        slopes = tuple(
+            float(s) if a == "leaky_relu" else 0.0 for a, s in zip(acts, slopes, strict=True)
+        )
         return cls(tuple(ws), tuple(bs), tuple(acts), slopes, _checked=True)
 
     @classmethod
@@ -265,7 +269,7 @@ class Network:
         """Bits of a packed activation pattern (two per hard-tanh neuron)."""
         return sum(
             int(w.shape[0]) * _BITS_PER_NEURON[a]
-            for w, a in zip(self._weights[:-1], self._activations)
+            for w, a in zip(self._weights[:-1], self._activations, strict=True)
         )
 
     @property
@@ -435,6 +439,50 @@ class Network:
         be.kernels.hash_patterns(codes, out)
         return to_device(out, device)
 
+    def perturbed(self, sigma: float, *, relative: bool = True, rng: Any = None) -> Network:
+        """A copy with Gaussian noise added to every weight and bias.
+
+        The weight-perturbation study of the sawtooth (Hanin & Rolnick 2019): the
+        2**depth pieces of :func:`sawtooth` need exactly tuned weights, and region
+        counts along a line fall towards the linear-in-depth typical count once the
+        weights are perturbed.
+
+        Parameters
+        ----------
+        sigma : float
+            Noise scale, >= 0.
+        relative : bool
+            True: the noise of layer ``l`` (weights and bias) has standard deviation
+            ``sigma * rms(W_l)`` (root mean square of the layer's weights), so ``sigma``
+            is a fraction of the layer's weight scale. False: ``sigma`` itself.
+        rng : numpy.random.Generator or int, optional
+            Source of the noise (drawn on the host, then moved to the network's device).
+
+        Examples
+        --------
+        >>> import fastmem
+        >>> net = fastmem.sawtooth(3)
+        >>> noisy = net.perturbed(0.01, rng=0)
+        >>> noisy.widths == net.widths
+        True
+        """
+        if not isinstance(sigma, numbers.Real) or isinstance(sigma, bool):
+            raise InputError(f"sigma: must be a real number, got {sigma!r}")
+        if not (math.isfinite(float(sigma)) and sigma >= 0):
+            raise InputError(f"sigma: must be finite and >= 0, got {sigma}")
+        gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        host = self.to("cpu")
+        ws, bs = [], []
+        for w, b in zip(host._weights, host._biases, strict=True):
+            rms = float(np.sqrt(np.mean(w.astype(np.float64) ** 2)))
+            scale = float(sigma) * (rms if relative else 1.0)
+            ws.append(w + scale * gen.standard_normal(w.shape))
+            bs.append(b + scale * gen.standard_normal(b.shape))
+        net = Network.from_arrays(
+            ws, bs, list(self._activations), negative_slope=list(self._slopes), dtype=self._dtype
+        )
+        return net.to(self._device)
+
     # ---------------------------------------------------------------- helpers
     def _prepare(self, X: Any, backend: str | None) -> tuple[Any, Backend, Network, str]:
         """Validate ``X``; pick the backend; move data to the backend's device.
@@ -483,6 +531,44 @@ class Network:
         z = h @ self._weights[-1].T
         z += self._biases[-1]
         return z
+
+
+def sawtooth(depth: int, *, dtype: Any = np.float64) -> Network:
+    """Telgarsky's sawtooth: the tent map composed ``depth`` times on [0, 1].
+
+    The tent map ``T(x) = 2 relu(x) - 4 relu(x - 1/2)`` (``2x`` on [0, 1/2],
+    ``2 - 2x`` on [1/2, 1]) needs two ReLUs; composing it ``depth`` times gives a
+    network with ``depth`` hidden layers of width 2 whose restriction to [0, 1] has
+    exactly ``2**depth`` linear pieces (Telgarsky, "Benefits of depth in neural
+    networks", COLT 2016), far above the typical count for random weights (Hanin &
+    Rolnick 2019; see :meth:`Network.perturbed`). Breakpoints are ``j / 2**depth``.
+
+    Parameters
+    ----------
+    depth : int
+        Number of compositions (hidden layers), >= 1.
+    dtype : {float64, float32}
+
+    Returns
+    -------
+    Network
+        Widths ``(1, 2, ..., 2, 1)``; output ``T^depth(x)`` in [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np, fastmem
+    >>> net = fastmem.sawtooth(2)
+    >>> net.forward(np.array([[0.0], [0.125], [0.25], [0.5]])).ravel()
+    array([0. , 0.5, 1. , 0. ])
+    """
+    if not isinstance(depth, numbers.Integral) or isinstance(depth, bool) or depth < 1:
+        raise InputError(f"depth: must be an integer >= 1, got {depth!r}")
+    first = np.array([[1.0], [1.0]])
+    inner = np.array([[2.0, -4.0], [2.0, -4.0]])
+    bias = np.array([0.0, -0.5])
+    weights = [first] + [inner] * (int(depth) - 1) + [np.array([[2.0, -4.0]])]
+    biases = [bias] * int(depth) + [np.zeros(1)]
+    return Network.from_arrays(weights, biases, "relu", dtype=dtype)
 
 
 def _xp_for(device: str) -> Any:

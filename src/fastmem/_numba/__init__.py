@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import numba
 
+from .memorize import cover_gains as cover_gains
+from .memorize import cover_margins as cover_margins
+from .memorize import cover_matrix as cover_matrix
+from .memorize import linear_recurrence as linear_recurrence
+from .memorize import relu_sum_eval as relu_sum_eval
 from .patterns import apply_activation, hash_patterns, pack_and_activate
+from .regions import collect_crossings as collect_crossings
+from .regions import count_crossings as count_crossings
+from .regions import emit_pieces as emit_pieces
 
 numba_version = numba.__version__
 

@@ -1,0 +1,125 @@
+// Bindings of the segment engine's splitting kernels: count_crossings, collect_crossings,
+// emit_pieces (see fastmem/regions.hpp for the vertex layout and what each pass does).
+#include <cstdint>
+
+#include "bind.hpp"
+#include "regions_drivers.hpp"
+
+namespace fastmem::bind {
+
+namespace {
+
+void check_kind(int kind) { require(kind >= 0 && kind <= 3, "unknown activation kind"); }
+
+// z: (vertices, width); pseg: (pieces,) with vertices == pieces + segments.
+template <class T>
+void check_vertices(const CArray<T>& z, const CArray<int64_t>& pseg) {
+  require(z.ndim() == 2, "z must be 2-D (vertices, width)");
+  require(pseg.ndim() == 1, "pseg must be 1-D");
+  const int64_t n = pseg.shape(0), nv = z.shape(0);
+  require(n == 0 || nv >= n + 1, "z must have more rows (vertices) than there are pieces");
+  if (n > 0) {
+    const int64_t* s = pseg.data();
+    require(s[0] >= 0 && n - 1 + s[n - 1] + 1 < nv, "pseg does not match the vertices of z");
+  }
+}
+
+template <class T>
+void count_crossings(CArray<T> z, CArray<int64_t> pseg, int kind, CArray<int64_t> counts) {
+  check_vertices(z, pseg);
+  check_kind(kind);
+  const int64_t n = pseg.shape(0), width = z.shape(1);
+  require(counts.ndim() == 1 && counts.shape(0) == n, "counts must have one entry per piece");
+  const T* zp = z.data();
+  const int64_t* sp = pseg.data();
+  int64_t* c = counts.mutable_data();
+  py::gil_scoped_release release;
+  cpu::count_crossings<T>(zp, sp, n, width, kind, c);
+}
+
+template <class T>
+void collect_crossings(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, int kind, double tol,
+                       CArray<int64_t> offsets, CArray<T> buf, CArray<int64_t> n_distinct) {
+  check_vertices(z, pseg);
+  check_kind(kind);
+  const int64_t n = pseg.shape(0), width = z.shape(1);
+  require(vt.ndim() == 1 && vt.shape(0) == z.shape(0), "vt must have one entry per vertex");
+  require(offsets.ndim() == 1 && offsets.shape(0) == n + 1, "offsets must have n + 1 entries");
+  require(n_distinct.ndim() == 1 && n_distinct.shape(0) == n,
+          "n_distinct must have one entry per piece");
+  const int64_t* off = offsets.data();
+  require(buf.ndim() == 1 && off[0] == 0 && off[n] <= buf.shape(0),
+          "buf must be 1-D with at least offsets[-1] entries");
+  const T *zp = z.data(), *tp = vt.data();
+  const int64_t* sp = pseg.data();
+  T* bp = buf.mutable_data();
+  int64_t* nd = n_distinct.mutable_data();
+  py::gil_scoped_release release;
+  cpu::collect_crossings<T>(zp, tp, sp, n, width, kind, static_cast<T>(tol), off, bp, nd);
+}
+
+template <class T>
+void emit_pieces(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray<uint64_t> codes,
+                 CArray<T> buf, CArray<int64_t> offsets, CArray<int64_t> child_offsets, int kind,
+                 double slope, int64_t bit_offset, bool write_values, CArray<T> out_vt,
+                 CArray<int64_t> out_seg, CArray<uint64_t> out_codes, CArray<T> out_h) {
+  check_vertices(z, pseg);
+  check_kind(kind);
+  const int64_t n = pseg.shape(0), width = z.shape(1), nv = z.shape(0);
+  require(vt.ndim() == 1 && vt.shape(0) == nv, "vt must have one entry per vertex");
+  require(codes.ndim() == 2 && codes.shape(0) == n, "codes must be (pieces, words)");
+  const int64_t n_words = codes.shape(1);
+  require(offsets.ndim() == 1 && offsets.shape(0) == n + 1, "offsets must have n + 1 entries");
+  require(child_offsets.ndim() == 1 && child_offsets.shape(0) == n + 1,
+          "child_offsets must have n + 1 entries");
+  require(buf.ndim() == 1 && offsets.data()[n] <= buf.shape(0),
+          "buf must be 1-D with at least offsets[-1] entries");
+  const int64_t nc = child_offsets.data()[n];
+  const int64_t nv_out = nc + (nv - n);  // one extra vertex per segment
+  require(out_vt.ndim() == 1 && out_vt.shape(0) == nv_out,
+          "out_vt must have child_offsets[-1] + segments entries");
+  require(out_seg.ndim() == 1 && out_seg.shape(0) == nc,
+          "out_seg must have child_offsets[-1] entries");
+  require(out_codes.ndim() == 2 && out_codes.shape(0) == nc && out_codes.shape(1) == n_words,
+          "out_codes must be (children, words)");
+  const int64_t last_bit = bit_offset + width * (kind == 2 ? 2 : 1);
+  require(bit_offset >= 0 && last_bit <= 64 * n_words, "pattern bits exceed codes width");
+  if (write_values)
+    require(out_h.ndim() == 2 && out_h.shape(0) == nv_out && out_h.shape(1) == width,
+            "out_h must be (new vertices, width)");
+  const T *zp = z.data(), *tp = vt.data(), *bp = buf.data();
+  const int64_t *sp = pseg.data(), *off = offsets.data(), *coff = child_offsets.data();
+  const uint64_t* cp = codes.data();
+  T* ovt = out_vt.mutable_data();
+  int64_t* oseg = out_seg.mutable_data();
+  uint64_t* ocodes = out_codes.mutable_data();
+  T* oh = write_values ? out_h.mutable_data() : nullptr;
+  py::gil_scoped_release release;
+  cpu::emit_pieces<T>(zp, tp, sp, cp, n, width, n_words, bp, off, coff, kind,
+                      static_cast<T>(slope), bit_offset, write_values, ovt, oseg, ocodes, oh);
+}
+
+template <class T>
+void def_all(py::module_& m) {
+  m.def("count_crossings", &count_crossings<T>, py::arg("z").noconvert(),
+        py::arg("pseg").noconvert(), py::arg("kind"), py::arg("counts").noconvert());
+  m.def("collect_crossings", &collect_crossings<T>, py::arg("z").noconvert(),
+        py::arg("vt").noconvert(), py::arg("pseg").noconvert(), py::arg("kind"),
+        py::arg("tol"), py::arg("offsets").noconvert(), py::arg("buf").noconvert(),
+        py::arg("n_distinct").noconvert());
+  m.def("emit_pieces", &emit_pieces<T>, py::arg("z").noconvert(), py::arg("vt").noconvert(),
+        py::arg("pseg").noconvert(), py::arg("codes").noconvert(), py::arg("buf").noconvert(),
+        py::arg("offsets").noconvert(), py::arg("child_offsets").noconvert(), py::arg("kind"),
+        py::arg("slope"), py::arg("bit_offset"), py::arg("write_values"),
+        py::arg("out_vt").noconvert(), py::arg("out_seg").noconvert(),
+        py::arg("out_codes").noconvert(), py::arg("out_h").noconvert());
+}
+
+}  // namespace
+
+void regions(py::module_& m) {
+  def_all<double>(m);
+  def_all<float>(m);
+}
+
+}  // namespace fastmem::bind

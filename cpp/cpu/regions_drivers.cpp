@@ -1,0 +1,69 @@
+#include "regions_drivers.hpp"
+
+#include "fastmem/regions.hpp"
+
+namespace fastmem::cpu {
+
+// Pieces differ a lot in how many crossings they hold: dynamic scheduling balances them.
+
+template <class T>
+void count_crossings(const T* z, const int64_t* pseg, int64_t n, int64_t width, int kind,
+                     int64_t* counts) {
+#pragma omp parallel for schedule(dynamic, 256)
+  for (int64_t i = 0; i < n; ++i) {
+    const T* zl = z + (i + pseg[i]) * width;
+    counts[i] = count_crossings_row(zl, zl + width, width, kind);
+  }
+}
+
+template <class T>
+void collect_crossings(const T* z, const T* vt, const int64_t* pseg, int64_t n, int64_t width,
+                       int kind, T tol, const int64_t* offsets, T* buf, int64_t* n_distinct) {
+#pragma omp parallel for schedule(dynamic, 256)
+  for (int64_t i = 0; i < n; ++i) {
+    // Most pieces have no candidate crossing: skip reading their rows again.
+    if (offsets[i + 1] == offsets[i]) {
+      n_distinct[i] = 0;
+      continue;
+    }
+    const int64_t v = i + pseg[i];
+    const T* zl = z + v * width;
+    n_distinct[i] = collect_crossings_row(zl, zl + width, width, vt[v], vt[v + 1], kind, tol,
+                                          buf + offsets[i]);
+  }
+}
+
+template <class T>
+void emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* codes, int64_t n,
+                 int64_t width, int64_t n_words, const T* buf, const int64_t* offsets,
+                 const int64_t* child_offsets, int kind, T slope, int64_t bit_offset,
+                 bool write_values, T* out_vt, int64_t* out_seg, uint64_t* out_codes, T* out_h) {
+#pragma omp parallel for schedule(dynamic, 256)
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t s = pseg[i];
+    const int64_t v = i + s;
+    const T* zl = z + v * width;
+    const int64_t c0 = child_offsets[i];
+    const int64_t n_bp = child_offsets[i + 1] - c0 - 1;
+    const bool last = i + 1 == n || pseg[i + 1] != s;
+    const int64_t v0 = c0 + s;  // new index of the piece's left vertex
+    emit_children_row(zl, zl + width, width, vt[v], vt[v + 1], s, last, codes + i * n_words,
+                      n_words, buf + offsets[i], n_bp, kind, slope, bit_offset, write_values,
+                      out_vt + v0, out_seg + c0, out_codes + c0 * n_words,
+                      write_values ? out_h + v0 * width : out_h);
+  }
+}
+
+#define FASTMEM_INSTANTIATE(T)                                                                  \
+  template void count_crossings<T>(const T*, const int64_t*, int64_t, int64_t, int, int64_t*); \
+  template void collect_crossings<T>(const T*, const T*, const int64_t*, int64_t, int64_t, int, \
+                                     T, const int64_t*, T*, int64_t*);                          \
+  template void emit_pieces<T>(const T*, const T*, const int64_t*, const uint64_t*, int64_t,    \
+                               int64_t, int64_t, const T*, const int64_t*, const int64_t*, int, \
+                               T, int64_t, bool, T*, int64_t*, uint64_t*, T*);
+
+FASTMEM_INSTANTIATE(float)
+FASTMEM_INSTANTIATE(double)
+#undef FASTMEM_INSTANTIATE
+
+}  // namespace fastmem::cpu

@@ -1,0 +1,24 @@
+// OpenMP drivers of the segment engine's splitting kernels (see fastmem/regions.hpp):
+// loop over pieces, call the shared inline math. z and vt are per vertex; piece i of
+// segment pseg[i] spans vertices i + pseg[i] and i + pseg[i] + 1.
+#pragma once
+
+#include <cstdint>
+
+namespace fastmem::cpu {
+
+template <class T>
+void count_crossings(const T* z, const int64_t* pseg, int64_t n, int64_t width, int kind,
+                     int64_t* counts);
+
+template <class T>
+void collect_crossings(const T* z, const T* vt, const int64_t* pseg, int64_t n, int64_t width,
+                       int kind, T tol, const int64_t* offsets, T* buf, int64_t* n_distinct);
+
+template <class T>
+void emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* codes, int64_t n,
+                 int64_t width, int64_t n_words, const T* buf, const int64_t* offsets,
+                 const int64_t* child_offsets, int kind, T slope, int64_t bit_offset,
+                 bool write_values, T* out_vt, int64_t* out_seg, uint64_t* out_codes, T* out_h);
+
+}  // namespace fastmem::cpu

@@ -1,0 +1,140 @@
+// Bindings of the segment engine's splitting kernels on the GPU: the same names and
+// arguments as fastmem._core (count_crossings, collect_crossings, emit_pieces).
+// Offsets live on the device, so totals are checked against the output shapes only.
+#include "bind.hpp"
+#include "regions_drivers.hpp"
+
+namespace fastmem::bind {
+
+namespace {
+
+void check_kind(int kind) {
+  if (kind < 0 || kind > 3) fail("unknown activation kind");
+}
+
+void check_int64(const DeviceView& v, int64_t n, const char* what) {
+  if (v.typestr != "<i8" || v.ndim() != 1 || v.shape[0] != n) fail(what);
+}
+
+void check_float(const DeviceView& v, const DeviceView& z, int64_t ndim, const char* what) {
+  if (v.typestr != z.typestr || v.ndim() != ndim) fail(what);
+}
+
+// z: (vertices, width) float; pseg: (pieces,) int64 with vertices == pieces + segments.
+void check_vertices(const DeviceView& z, const DeviceView& pseg) {
+  if (z.ndim() != 2) fail("z must be 2-D (vertices, width)");
+  if (z.typestr != "<f8" && z.typestr != "<f4") fail("z must be float32 or float64");
+  if (pseg.ndim() != 1 || pseg.typestr != "<i8") fail("pseg must be 1-D int64");
+  if (pseg.shape[0] > 0 && z.shape[0] < pseg.shape[0] + 1)
+    fail("z must have more rows (vertices) than there are pieces");
+}
+
+void count_crossings(const py::object& z, const py::object& pseg, int kind,
+                     const py::object& counts) {
+  const DeviceView zv = device_view(z, "z"), sv = device_view(pseg, "pseg");
+  const DeviceView cv = device_view(counts, "counts");
+  check_vertices(zv, sv);
+  check_kind(kind);
+  const int64_t n = sv.shape[0];
+  check_int64(cv, n, "counts must be int64 with one entry per piece");
+  py::gil_scoped_release release;
+  if (zv.typestr == "<f8")
+    check(gpu::count_crossings<double>(zv.as<double>(), sv.as<int64_t>(), n, zv.shape[1], kind,
+                                       cv.as<int64_t>()));
+  else
+    check(gpu::count_crossings<float>(zv.as<float>(), sv.as<int64_t>(), n, zv.shape[1], kind,
+                                      cv.as<int64_t>()));
+}
+
+void collect_crossings(const py::object& z, const py::object& vt, const py::object& pseg,
+                       int kind, double tol, const py::object& offsets, const py::object& buf,
+                       const py::object& n_distinct) {
+  const DeviceView zv = device_view(z, "z"), tv = device_view(vt, "vt");
+  const DeviceView sv = device_view(pseg, "pseg"), ov = device_view(offsets, "offsets");
+  const DeviceView bv = device_view(buf, "buf"), nv = device_view(n_distinct, "n_distinct");
+  check_vertices(zv, sv);
+  check_kind(kind);
+  const int64_t n = sv.shape[0];
+  check_float(tv, zv, 1, "vt must be 1-D with z's dtype");
+  if (tv.shape[0] != zv.shape[0]) fail("vt must have one entry per vertex");
+  check_int64(ov, n + 1, "offsets must be int64 with n + 1 entries");
+  check_int64(nv, n, "n_distinct must be int64 with one entry per piece");
+  check_float(bv, zv, 1, "buf must be 1-D with z's dtype");
+  py::gil_scoped_release release;
+  if (zv.typestr == "<f8")
+    check(gpu::collect_crossings<double>(zv.as<double>(), tv.as<double>(), sv.as<int64_t>(), n,
+                                         zv.shape[1], kind, tol, ov.as<int64_t>(),
+                                         bv.as<double>(), nv.as<int64_t>()));
+  else
+    check(gpu::collect_crossings<float>(zv.as<float>(), tv.as<float>(), sv.as<int64_t>(), n,
+                                        zv.shape[1], kind, static_cast<float>(tol),
+                                        ov.as<int64_t>(), bv.as<float>(), nv.as<int64_t>()));
+}
+
+void emit_pieces(const py::object& z, const py::object& vt, const py::object& pseg,
+                 const py::object& codes, const py::object& buf, const py::object& offsets,
+                 const py::object& child_offsets, int kind, double slope, int64_t bit_offset,
+                 bool write_values, const py::object& out_vt, const py::object& out_seg,
+                 const py::object& out_codes, const py::object& out_h) {
+  const DeviceView zv = device_view(z, "z"), tv = device_view(vt, "vt");
+  const DeviceView sv = device_view(pseg, "pseg"), cv = device_view(codes, "codes");
+  const DeviceView bv = device_view(buf, "buf"), ov = device_view(offsets, "offsets");
+  const DeviceView kv = device_view(child_offsets, "child_offsets");
+  const DeviceView otv = device_view(out_vt, "out_vt"), osv = device_view(out_seg, "out_seg");
+  const DeviceView ocv = device_view(out_codes, "out_codes"), ohv = device_view(out_h, "out_h");
+  check_vertices(zv, sv);
+  check_kind(kind);
+  const int64_t n = sv.shape[0], nv = zv.shape[0], width = zv.shape[1];
+  check_float(tv, zv, 1, "vt must be 1-D with z's dtype");
+  if (tv.shape[0] != nv) fail("vt must have one entry per vertex");
+  if (cv.ndim() != 2 || cv.shape[0] != n || cv.typestr != "<u8")
+    fail("codes must be uint64 (pieces, words)");
+  const int64_t n_words = cv.shape[1];
+  check_float(bv, zv, 1, "buf must be 1-D with z's dtype");
+  check_int64(ov, n + 1, "offsets must be int64 with n + 1 entries");
+  check_int64(kv, n + 1, "child_offsets must be int64 with n + 1 entries");
+  if (osv.ndim() != 1) fail("out_seg must be 1-D");
+  const int64_t nc = osv.shape[0];
+  check_int64(osv, nc, "out_seg must be int64");
+  check_float(otv, zv, 1, "out_vt must be 1-D with z's dtype");
+  if (otv.shape[0] != nc + (nv - n)) fail("out_vt must have child_offsets[-1] + segments entries");
+  if (ocv.ndim() != 2 || ocv.shape[0] != nc || ocv.shape[1] != n_words || ocv.typestr != "<u8")
+    fail("out_codes must be uint64 (children, words)");
+  const int64_t last_bit = bit_offset + width * (kind == 2 ? 2 : 1);
+  if (bit_offset < 0 || last_bit > 64 * n_words) fail("pattern bits exceed codes width");
+  if (write_values) {
+    check_float(ohv, zv, 2, "out_h must be 2-D with z's dtype");
+    if (ohv.shape[0] != otv.shape[0] || ohv.shape[1] != width)
+      fail("out_h must be (new vertices, width)");
+  }
+  py::gil_scoped_release release;
+  if (zv.typestr == "<f8")
+    check(gpu::emit_pieces<double>(zv.as<double>(), tv.as<double>(), sv.as<int64_t>(),
+                                   cv.as<uint64_t>(), n, width, n_words, bv.as<double>(),
+                                   ov.as<int64_t>(), kv.as<int64_t>(), kind, slope, bit_offset,
+                                   write_values, otv.as<double>(), osv.as<int64_t>(),
+                                   ocv.as<uint64_t>(), ohv.as<double>()));
+  else
+    check(gpu::emit_pieces<float>(zv.as<float>(), tv.as<float>(), sv.as<int64_t>(),
+                                  cv.as<uint64_t>(), n, width, n_words, bv.as<float>(),
+                                  ov.as<int64_t>(), kv.as<int64_t>(), kind,
+                                  static_cast<float>(slope), bit_offset, write_values,
+                                  otv.as<float>(), osv.as<int64_t>(), ocv.as<uint64_t>(),
+                                  ohv.as<float>()));
+}
+
+}  // namespace
+
+void regions(py::module_& m) {
+  m.def("count_crossings", &count_crossings, py::arg("z"), py::arg("pseg"), py::arg("kind"),
+        py::arg("counts"));
+  m.def("collect_crossings", &collect_crossings, py::arg("z"), py::arg("vt"), py::arg("pseg"),
+        py::arg("kind"), py::arg("tol"), py::arg("offsets"), py::arg("buf"),
+        py::arg("n_distinct"));
+  m.def("emit_pieces", &emit_pieces, py::arg("z"), py::arg("vt"), py::arg("pseg"),
+        py::arg("codes"), py::arg("buf"), py::arg("offsets"), py::arg("child_offsets"),
+        py::arg("kind"), py::arg("slope"), py::arg("bit_offset"), py::arg("write_values"),
+        py::arg("out_vt"), py::arg("out_seg"), py::arg("out_codes"), py::arg("out_h"));
+}
+
+}  // namespace fastmem::bind

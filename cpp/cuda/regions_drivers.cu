@@ -1,0 +1,106 @@
+#include <cuda_runtime.h>
+
+#include "fastmem/regions.hpp"
+#include "regions_drivers.hpp"
+#include "runtime.hpp"
+
+namespace fastmem::gpu {
+
+namespace {
+
+// One thread per piece: pieces are independent and their work is a short loop over the
+// layer's neurons (the GEMMs between these kernels do the dense part with cuBLAS).
+
+template <class T>
+__global__ void count_kernel(const T* z, const int64_t* pseg, int64_t n, int64_t width, int kind,
+                             int64_t* counts) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const T* zl = z + (i + pseg[i]) * width;
+    counts[i] = count_crossings_row(zl, zl + width, width, kind);
+  }
+}
+
+template <class T>
+__global__ void collect_kernel(const T* z, const T* vt, const int64_t* pseg, int64_t n,
+                               int64_t width, int kind, T tol, const int64_t* offsets, T* buf,
+                               int64_t* n_distinct) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    if (offsets[i + 1] == offsets[i]) {  // no candidate crossing
+      n_distinct[i] = 0;
+      continue;
+    }
+    const int64_t v = i + pseg[i];
+    const T* zl = z + v * width;
+    n_distinct[i] = collect_crossings_row(zl, zl + width, width, vt[v], vt[v + 1], kind, tol,
+                                          buf + offsets[i]);
+  }
+}
+
+template <class T>
+__global__ void emit_kernel(const T* z, const T* vt, const int64_t* pseg, const uint64_t* codes,
+                            int64_t n, int64_t width, int64_t n_words, const T* buf,
+                            const int64_t* offsets, const int64_t* child_offsets, int kind,
+                            T slope, int64_t bit_offset, bool write_values, T* out_vt,
+                            int64_t* out_seg, uint64_t* out_codes, T* out_h) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t s = pseg[i];
+    const int64_t v = i + s;
+    const T* zl = z + v * width;
+    const int64_t c0 = child_offsets[i];
+    const int64_t n_bp = child_offsets[i + 1] - c0 - 1;
+    const bool last = i + 1 == n || pseg[i + 1] != s;
+    const int64_t v0 = c0 + s;
+    emit_children_row(zl, zl + width, width, vt[v], vt[v + 1], s, last, codes + i * n_words,
+                      n_words, buf + offsets[i], n_bp, kind, slope, bit_offset, write_values,
+                      out_vt + v0, out_seg + c0, out_codes + c0 * n_words,
+                      write_values ? out_h + v0 * width : out_h);
+  }
+}
+
+}  // namespace
+
+template <class T>
+int count_crossings(const T* z, const int64_t* pseg, int64_t n, int64_t width, int kind,
+                    int64_t* counts) {
+  if (n == 0) return 0;
+  count_kernel<T><<<blocks_for(n), kThreads>>>(z, pseg, n, width, kind, counts);
+  return finish();
+}
+
+template <class T>
+int collect_crossings(const T* z, const T* vt, const int64_t* pseg, int64_t n, int64_t width,
+                      int kind, T tol, const int64_t* offsets, T* buf, int64_t* n_distinct) {
+  if (n == 0) return 0;
+  collect_kernel<T><<<blocks_for(n), kThreads>>>(z, vt, pseg, n, width, kind, tol, offsets, buf,
+                                                 n_distinct);
+  return finish();
+}
+
+template <class T>
+int emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* codes, int64_t n,
+                int64_t width, int64_t n_words, const T* buf, const int64_t* offsets,
+                const int64_t* child_offsets, int kind, T slope, int64_t bit_offset,
+                bool write_values, T* out_vt, int64_t* out_seg, uint64_t* out_codes, T* out_h) {
+  if (n == 0) return 0;
+  emit_kernel<T><<<blocks_for(n), kThreads>>>(z, vt, pseg, codes, n, width, n_words, buf,
+                                              offsets, child_offsets, kind, slope, bit_offset,
+                                              write_values, out_vt, out_seg, out_codes, out_h);
+  return finish();
+}
+
+#define FASTMEM_INSTANTIATE(T)                                                                 \
+  template int count_crossings<T>(const T*, const int64_t*, int64_t, int64_t, int, int64_t*); \
+  template int collect_crossings<T>(const T*, const T*, const int64_t*, int64_t, int64_t, int, \
+                                    T, const int64_t*, T*, int64_t*);                          \
+  template int emit_pieces<T>(const T*, const T*, const int64_t*, const uint64_t*, int64_t,    \
+                              int64_t, int64_t, const T*, const int64_t*, const int64_t*, int, \
+                              T, int64_t, bool, T*, int64_t*, uint64_t*, T*);
+
+FASTMEM_INSTANTIATE(float)
+FASTMEM_INSTANTIATE(double)
+#undef FASTMEM_INSTANTIATE
+
+}  // namespace fastmem::gpu
