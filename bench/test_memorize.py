@@ -53,6 +53,18 @@ def test_zhang_fastmem_1e6(benchmark):
     assert res.network.widths == (64, 1_000_000, 1)
 
 
+@pytest.mark.benchmark(group="zhang n=1e6 d=64 (O(n) path)")
+def test_zhang_fastmem_1e6_best_of_8(benchmark):
+    X, y = _data(1_000_000, 64)
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", fastmem.ConditioningWarning)
+            return memorize.two_layer(X, y, projection="best_of", tries=8, rng=0, on_ill="warn")
+
+    benchmark.pedantic(run, rounds=3, iterations=1)
+
+
 @pytest.mark.benchmark(group="zhang n=2e4 d=64")
 def test_zhang_fastmem_2e4(benchmark):
     X, y = _data(20_000, 64)

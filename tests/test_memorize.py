@@ -269,6 +269,19 @@ def test_deep_memorizes(backend, depth):
     tol = 1e-8 * np.abs(y).max()
     assert res.interpolates and res.residual <= tol
     assert np.abs(np_forward(res.network.to("cpu"), X)[:, 0] - y).max() <= tol
+    # norms against a direct computation
+    Ws = [np.asarray(W) for W in res.network.to("cpu").weights]
+    for layer, W in zip(res.norms["layers"], Ws, strict=True):
+        assert layer["max_abs"] == np.abs(W).max()
+        assert layer["l1"] == pytest.approx(np.abs(W).sum())
+        assert layer["l2"] == pytest.approx(np.linalg.svd(W, compute_uv=False)[0], rel=1e-9)
+        assert layer["fro"] == pytest.approx(np.sqrt((W**2).sum()))
+    v1 = np.ones(d)
+    v2 = np.ones(d)
+    for W in Ws:
+        v1, v2 = np.abs(W) @ v1, (W**2) @ v2
+    assert res.norms["path_l1"] == pytest.approx(v1.sum())
+    assert res.norms["path_l2"] == pytest.approx(np.sqrt(v2.sum()))
 
 
 def test_deep_bad_depth():
@@ -289,6 +302,8 @@ def test_min_norm_equals_lstsq(n, d):
     assert np.allclose(w, ref, rtol=1e-7, atol=1e-9)
     if n <= d:
         assert res.interpolates and res.details["solver"] == "cholesky"
+        true = np.linalg.cond(X @ X.T, 1)
+        assert true / 3 <= res.condition <= true * (1 + 1e-8)
         assert np.abs(np_forward(res.network, X)[:, 0] - y).max() <= 1e-8 * np.abs(y).max()
     else:
         assert res.details["solver"] == "gelsy" and res.details["rank"] == d
@@ -421,3 +436,19 @@ def test_hardtanh_three_layer_fewer_points_and_bad_sizes():
     X[5] = X[2]
     with pytest.raises(fastmem.InputError, match="rows 2 and 5"):
         memorize.hardtanh_three_layer(X, y, 4, 5)
+
+
+@settings(max_examples=15)
+@given(
+    p=st.integers(1, 6),
+    q=st.integers(1, 6),
+    frac=st.floats(0, 1),
+    d=st.integers(1, 3),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_hardtanh_three_layer_any_n_up_to_pq(p, q, frac, d, seed):
+    n = p + round(frac * (p * q - p))
+    rng = np.random.default_rng(seed)
+    X, y = rng.normal(size=(n, d)), rng.normal(size=n)
+    res = memorize.hardtanh_three_layer(X, y, p, q, rng=seed)
+    assert np.abs(np_forward_hardtanh(res.network, X)[:, 0] - y).max() <= 1e-8 * np.abs(y).max()

@@ -213,3 +213,17 @@ def test_save_load_roundtrip(tmp_path):
     np.savez(bad, something=np.zeros(3))
     with pytest.raises(InputError, match="not a fastmem network"):
         Network.load(bad)
+
+
+def test_network_never_aliases_caller_arrays():
+    torch = pytest.importorskip("torch")
+    W = torch.ones((2, 3), dtype=torch.float64)
+    net = Network.from_arrays([W.numpy(), [[1.0, 1.0]]], [np.zeros(2), np.zeros(1)])
+    W[0, 0] = 5.0  # edits the tensor's memory, which NumPy views share
+    assert net.weights[0][0, 0] == 1.0
+    b = np.zeros(2)
+    net = Network.from_arrays([np.ones((2, 3)), np.ones((1, 2))], [b, np.zeros(1)])
+    b[0] = 7.0
+    assert net.biases[0][0] == 0.0 and b.flags.writeable
+    half = net.astype(np.float32)
+    assert not half.weights[0].flags.writeable

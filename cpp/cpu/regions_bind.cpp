@@ -84,9 +84,12 @@ void emit_pieces(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray<uint64_
           "out_codes must be (children, words)");
   const int64_t last_bit = bit_offset + width * (kind == 2 ? 2 : 1);
   require(bit_offset >= 0 && last_bit <= 64 * n_words, "pattern bits exceed codes width");
+  // out_h may carry one extra column, set to 1 (the next layer's bias in its GEMM)
   if (write_values)
-    require(out_h.ndim() == 2 && out_h.shape(0) == nv_out && out_h.shape(1) == width,
-            "out_h must be (new vertices, width)");
+    require(out_h.ndim() == 2 && out_h.shape(0) == nv_out &&
+                (out_h.shape(1) == width || out_h.shape(1) == width + 1),
+            "out_h must be (new vertices, width) or (new vertices, width + 1)");
+  const int64_t h_cols = write_values ? out_h.shape(1) : width;
   const T *zp = z.data(), *tp = vt.data(), *bp = buf.data();
   const int64_t *sp = pseg.data(), *off = offsets.data(), *coff = child_offsets.data();
   const uint64_t* cp = codes.data();
@@ -96,7 +99,8 @@ void emit_pieces(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray<uint64_
   T* oh = write_values ? out_h.mutable_data() : nullptr;
   py::gil_scoped_release release;
   cpu::emit_pieces<T>(zp, tp, sp, cp, n, width, n_words, bp, off, coff, kind,
-                      static_cast<T>(slope), bit_offset, write_values, ovt, oseg, ocodes, oh);
+                      static_cast<T>(slope), bit_offset, write_values, ovt, oseg, ocodes, oh,
+                      h_cols);
 }
 
 template <class T>

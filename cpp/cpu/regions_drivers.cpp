@@ -37,7 +37,8 @@ template <class T>
 void emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* codes, int64_t n,
                  int64_t width, int64_t n_words, const T* buf, const int64_t* offsets,
                  const int64_t* child_offsets, int kind, T slope, int64_t bit_offset,
-                 bool write_values, T* out_vt, int64_t* out_seg, uint64_t* out_codes, T* out_h) {
+                 bool write_values, T* out_vt, int64_t* out_seg, uint64_t* out_codes, T* out_h,
+                 int64_t h_cols) {
 #pragma omp parallel for schedule(dynamic, 256)
   for (int64_t i = 0; i < n; ++i) {
     const int64_t s = pseg[i];
@@ -50,7 +51,7 @@ void emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* c
     emit_children_row(zl, zl + width, width, vt[v], vt[v + 1], s, last, codes + i * n_words,
                       n_words, buf + offsets[i], n_bp, kind, slope, bit_offset, write_values,
                       out_vt + v0, out_seg + c0, out_codes + c0 * n_words,
-                      write_values ? out_h + v0 * width : out_h);
+                      write_values ? out_h + v0 * h_cols : out_h, h_cols);
   }
 }
 
@@ -60,7 +61,7 @@ void emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* c
                                      T, const int64_t*, T*, int64_t*);                          \
   template void emit_pieces<T>(const T*, const T*, const int64_t*, const uint64_t*, int64_t,    \
                                int64_t, int64_t, const T*, const int64_t*, const int64_t*, int, \
-                               T, int64_t, bool, T*, int64_t*, uint64_t*, T*);
+                               T, int64_t, bool, T*, int64_t*, uint64_t*, T*, int64_t);
 
 FASTMEM_INSTANTIATE(float)
 FASTMEM_INSTANTIATE(double)

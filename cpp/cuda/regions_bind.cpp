@@ -102,25 +102,27 @@ void emit_pieces(const py::object& z, const py::object& vt, const py::object& ps
     fail("out_codes must be uint64 (children, words)");
   const int64_t last_bit = bit_offset + width * (kind == 2 ? 2 : 1);
   if (bit_offset < 0 || last_bit > 64 * n_words) fail("pattern bits exceed codes width");
+  // out_h may carry one extra column, set to 1 (the next layer's bias in its GEMM)
   if (write_values) {
     check_float(ohv, zv, 2, "out_h must be 2-D with z's dtype");
-    if (ohv.shape[0] != otv.shape[0] || ohv.shape[1] != width)
-      fail("out_h must be (new vertices, width)");
+    if (ohv.shape[0] != otv.shape[0] || (ohv.shape[1] != width && ohv.shape[1] != width + 1))
+      fail("out_h must be (new vertices, width) or (new vertices, width + 1)");
   }
+  const int64_t h_cols = write_values ? ohv.shape[1] : width;
   py::gil_scoped_release release;
   if (zv.typestr == "<f8")
     check(gpu::emit_pieces<double>(zv.as<double>(), tv.as<double>(), sv.as<int64_t>(),
                                    cv.as<uint64_t>(), n, width, n_words, bv.as<double>(),
                                    ov.as<int64_t>(), kv.as<int64_t>(), kind, slope, bit_offset,
                                    write_values, otv.as<double>(), osv.as<int64_t>(),
-                                   ocv.as<uint64_t>(), ohv.as<double>()));
+                                   ocv.as<uint64_t>(), ohv.as<double>(), h_cols));
   else
     check(gpu::emit_pieces<float>(zv.as<float>(), tv.as<float>(), sv.as<int64_t>(),
                                   cv.as<uint64_t>(), n, width, n_words, bv.as<float>(),
                                   ov.as<int64_t>(), kv.as<int64_t>(), kind,
                                   static_cast<float>(slope), bit_offset, write_values,
                                   otv.as<float>(), osv.as<int64_t>(), ocv.as<uint64_t>(),
-                                  ohv.as<float>()));
+                                  ohv.as<float>(), h_cols));
 }
 
 }  // namespace

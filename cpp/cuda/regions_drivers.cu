@@ -43,7 +43,7 @@ __global__ void emit_kernel(const T* z, const T* vt, const int64_t* pseg, const 
                             int64_t n, int64_t width, int64_t n_words, const T* buf,
                             const int64_t* offsets, const int64_t* child_offsets, int kind,
                             T slope, int64_t bit_offset, bool write_values, T* out_vt,
-                            int64_t* out_seg, uint64_t* out_codes, T* out_h) {
+                            int64_t* out_seg, uint64_t* out_codes, T* out_h, int64_t h_cols) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t s = pseg[i];
@@ -56,7 +56,7 @@ __global__ void emit_kernel(const T* z, const T* vt, const int64_t* pseg, const 
     emit_children_row(zl, zl + width, width, vt[v], vt[v + 1], s, last, codes + i * n_words,
                       n_words, buf + offsets[i], n_bp, kind, slope, bit_offset, write_values,
                       out_vt + v0, out_seg + c0, out_codes + c0 * n_words,
-                      write_values ? out_h + v0 * width : out_h);
+                      write_values ? out_h + v0 * h_cols : out_h, h_cols);
   }
 }
 
@@ -83,11 +83,13 @@ template <class T>
 int emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* codes, int64_t n,
                 int64_t width, int64_t n_words, const T* buf, const int64_t* offsets,
                 const int64_t* child_offsets, int kind, T slope, int64_t bit_offset,
-                bool write_values, T* out_vt, int64_t* out_seg, uint64_t* out_codes, T* out_h) {
+                bool write_values, T* out_vt, int64_t* out_seg, uint64_t* out_codes, T* out_h,
+                int64_t h_cols) {
   if (n == 0) return 0;
   emit_kernel<T><<<blocks_for(n), kThreads>>>(z, vt, pseg, codes, n, width, n_words, buf,
                                               offsets, child_offsets, kind, slope, bit_offset,
-                                              write_values, out_vt, out_seg, out_codes, out_h);
+                                              write_values, out_vt, out_seg, out_codes, out_h,
+                                              h_cols);
   return finish();
 }
 
@@ -97,7 +99,7 @@ int emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* co
                                     T, const int64_t*, T*, int64_t*);                          \
   template int emit_pieces<T>(const T*, const T*, const int64_t*, const uint64_t*, int64_t,    \
                               int64_t, int64_t, const T*, const int64_t*, const int64_t*, int, \
-                              T, int64_t, bool, T*, int64_t*, uint64_t*, T*);
+                              T, int64_t, bool, T*, int64_t*, uint64_t*, T*, int64_t);
 
 FASTMEM_INSTANTIATE(float)
 FASTMEM_INSTANTIATE(double)

@@ -13,11 +13,19 @@ dtype('uint64')
 
 from __future__ import annotations
 
+from . import bounds as bounds
+from . import intervals as intervals
 from . import linalg, memorize, regions
 from ._backend import BackendInfo, backends, select_backend
 from .errors import BackendError, ConditioningError, ConditioningWarning, InputError
+from .intervals import Intervals as Intervals
+from .intervals import generalization_intervals as generalization_intervals
 from .network import ACTIVATIONS, Network
 from .network import sawtooth as sawtooth
+from .regions import SegmentRegions as SegmentRegions
+from .regions import along_segments as along_segments
+from .regions import distance_to_boundary as distance_to_boundary
+from .regions import distinct_patterns as distinct_patterns
 
 __version__ = "0.1.0"
 
@@ -28,10 +36,16 @@ __all__ = [
     "ConditioningError",
     "ConditioningWarning",
     "InputError",
+    "Intervals",
     "Network",
+    "SegmentRegions",
     "__version__",
+    "along_segments",
     "backends",
     "bounds",
+    "distance_to_boundary",
+    "distinct_patterns",
+    "generalization_intervals",
     "intervals",
     "linalg",
     "memorize",

@@ -23,6 +23,7 @@ matrix, with applications to condition estimation", ACM TOMS 14 (1988).
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -170,7 +171,7 @@ def solve(
         raise InputError(f"on_ill: must be 'raise' or 'warn', got {on_ill!r}")
     if rcond_min is None:
         rcond_min = _EPS
-    if not (isinstance(rcond_min, (int, float)) and 0 <= rcond_min < 1):
+    if not (isinstance(rcond_min, numbers.Real) and 0 <= rcond_min < 1):
         raise InputError(f"rcond_min: must be a number in [0, 1), got {rcond_min!r}")
     A = as_float_array(_host(A), "A", ndim=2, dtype=np.float64)
     b_arr = _host(b)

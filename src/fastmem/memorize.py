@@ -79,7 +79,9 @@ class Construction:
         ``"path_l2"``: the l1 / l2 path norms (sum over input-output paths of
         the product of absolute / squared weights, the latter square-rooted).
     backend : str
-        Kernel backend that ran.
+        Kernel backend that ran (``"cpp"``, ``"numba"``, ``"cuda"``), or
+        ``"numpy"`` for the constructions that run no fastmem kernel
+        (:func:`min_norm`, :func:`hardtanh_three_layer`: host LAPACK).
     interpolates : bool
         Whether every training point is reproduced (regression: residual
         within the tolerance; classification: no misclassified point).
@@ -678,7 +680,9 @@ def deep(
     -------
     Construction
         ``residual`` measured with :meth:`Network.forward` in float64 on all
-        points (dense layers: O(n^2 / k) work per point).
+        points. The layers are stored dense (``(n/k)^2`` entries each, O(n)
+        of them non-zero), so memory is O(n^2 / k) and the verification costs
+        O(n^3 / k) flops: meant for n up to a few thousand.
 
     Examples
     --------
@@ -1156,8 +1160,8 @@ def hardtanh_three_layer(
        power of two at least ``2 max|y|`` the output is exact up to the
        rounding of one neuron's pre-activation. With ``q`` even one slot per
        group is left empty: the extra "denoising" neuron of the proof (width
-       ``q + 1``). Groups with fewer points get empty slots above their points
-       (target 0).
+       ``q + 1``). Groups with fewer points get empty slots (target 0), placed
+       evenly in the widest gap between the group's ``s`` values and +-1.
 
     Each ``(p + 1) x (p + 1)`` system (``M`` plus ``v_1 = 0`` for ``mu``,
     ``v_1 = 1`` for ``nu``) is solved by LU; ``condition`` is the largest
@@ -1226,11 +1230,20 @@ def hardtanh_three_layer(
         idx = order[starts[g] : bounds[g]]
         s_real = X[idx] @ W1[g] + b1[g]
         m = idx.shape[0]
-        top = float(s_real[-1])
-        S[g, :m] = s_real
-        S[g, m:] = top + (1.0 - top) * np.arange(1, q_eff - m + 1) / (q_eff - m + 1)
+        v = q_eff - m
+        slots_s = s_real
+        real = np.ones(q_eff, dtype=bool)
+        if v:
+            # Empty slots go evenly into the widest of the intervals (-1, s_1),
+            # (s_j, s_j+1), (s_m, 1), which keeps the slot spacing (and so alpha) small.
+            edges = np.concatenate([[-1.0], s_real, [1.0]])
+            j = int(np.argmax(np.diff(edges)))
+            fill = edges[j] + (edges[j + 1] - edges[j]) * np.arange(1, v + 1) / (v + 1)
+            slots_s = np.concatenate([s_real[:j], fill, s_real[j:]])
+            real[j : j + v] = False
+        S[g] = slots_s
         sign = (-1.0) ** np.arange(q_eff)  # omega_slot / omega, alternating along slots
-        T[g, :m] = y[idx] / (omega * sign[:m])
+        T[g, real] = y[idx] / (omega * sign[real])
     ds = np.diff(S, axis=1).min(axis=1) if q_eff > 1 else np.full(p, 2.0)
     W2 = np.empty((q_eff, p))
     b2 = np.empty(q_eff)

@@ -163,8 +163,8 @@ class Network:
                     f"weights[{i}]: takes {w.shape[1]} inputs but layer {i - 1} has "
                     f"{ws[-1].shape[0]} outputs"
                 )
-            ws.append(_readonly(w))
-            bs.append(_readonly(b))
+            ws.append(_readonly(w, weights[i]))
+            bs.append(_readonly(b, biases[i]))
         n_hidden = len(ws) - 1
         acts = _per_layer(activation, n_hidden, "activation", str)
         for i, a in enumerate(acts):
@@ -310,8 +310,8 @@ class Network:
         return self._replace(lambda a: to_device(a, device))
 
     def _replace(self, fn: Any) -> Network:
-        ws = tuple(_readonly(fn(w)) for w in self._weights)
-        bs = tuple(_readonly(fn(b)) for b in self._biases)
+        ws = tuple(_readonly(fn(w), w) for w in self._weights)
+        bs = tuple(_readonly(fn(b), b) for b in self._biases)
         return Network(ws, bs, self._activations, self._slopes, _checked=True)
 
     # -------------------------------------------------------------- save/load
@@ -579,11 +579,16 @@ def _xp_for(device: str) -> Any:
     return np
 
 
-def _readonly(a: Any) -> Any:
-    # Always a private copy: the caller keeps a writeable array of their own and
-    # later edits to it cannot change this network.
+def _readonly(a: Any, source: Any = None) -> Any:
+    """A read-only array owned by the network.
+
+    Copied unless it is already a fresh conversion of ``source`` (so later edits
+    to the caller's array cannot change the network, and large layers are not
+    copied twice).
+    """
     if isinstance(a, np.ndarray):
-        a = a.copy()
+        if source is None or np.may_share_memory(a, np.asarray(source)):
+            a = a.copy()
         a.flags.writeable = False
     return a
 

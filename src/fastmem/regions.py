@@ -3,13 +3,16 @@
 The segment engine (see ``../shared/DESIGN.md``, "The segment engine") follows every
 segment ``x(t) = a + t (b - a)``, ``t in [t0, t1]``, through the network exactly: a
 *piece* is a sub-interval of one segment on which every hidden neuron stays on one
-linear branch, so the network input of the next layer is affine in ``t``. Layer by
-layer, the pre-activations of all pieces of all segments of a chunk are computed with
-two GEMMs (``Z_alpha = alpha W^T + b``, ``Z_beta = beta W^T``, stacked into one call of
-the array module's BLAS) and the kernel module (C++, CUDA or Numba: identical results)
-cuts every piece where a neuron meets an activation threshold (0 for ReLU-type and
-threshold units, -1 and +1 for hard-tanh), sets the pattern bits of each sub-piece and
-applies the activation as the affine map valid on it.
+linear branch, so each layer's pre-activations are affine in ``t`` on it. Pieces are
+stored by their ends (*vertices*, shared by neighbouring pieces: the network is
+continuous), so one GEMM per layer over all vertices of a chunk (``Z = [H | 1] [W | b]^T``
+by the array module's BLAS) gives the pre-activations at both ends of every piece. The
+kernel module (C++, CUDA or Numba: identical results) then cuts every piece where a
+neuron meets an activation threshold (0 for ReLU-type and threshold units, -1 and +1 for
+hard-tanh), sets the pattern bits of each sub-piece from its midpoint and writes the
+activations at the new vertices (``cpp/include/fastmem/regions.hpp``). A ``threshold``
+layer makes everything after it constant on each piece (and the network discontinuous):
+the engine cuts at its crossings, then reads the rest of the pattern at the midpoints.
 
 Reproduces the region counts along lines of Hanin & Rolnick, "Complexity of linear
 regions in deep networks" (ICML 2019) and the sawtooth construction of Telgarsky,
@@ -278,15 +281,18 @@ def _split(
     pseg = xp.arange(m, dtype=np.int64)
     vt = xp.tile(xp.asarray([t0, t1], dtype=dt), m)
     codes = xp.zeros((m, n_words), dtype=np.uint64)
-    H = xp.stack([A + dt.type(t0) * D, A + dt.type(t1) * D], axis=1).reshape(2 * m, A.shape[1])
-    if t0 == 0.0:
-        H[0::2] = A  # exact start points
+    # Vertex values carry a last column of ones: the bias rides in the GEMM (W | b).
+    d = A.shape[1]
+    H = xp.empty((2 * m, d + 1), dtype=dt)
+    H[0::2, :d] = A if t0 == 0.0 else A + dt.type(t0) * D  # exact start points at t0 = 0
+    H[1::2, :d] = A + dt.type(t1) * D
+    H[:, d] = 1
     bit = 0
     step = False
     n_hidden = net.n_layers - 1
     for layer in range(n_hidden + (1 if logits else 0)):
-        Z = H @ net.weights[layer].T
-        Z += net.biases[layer]
+        W, b = net.weights[layer], net.biases[layer]
+        Z = H @ xp.concatenate([W, b[:, None]], axis=1).T
         if layer == n_hidden:
             break
         del H
@@ -309,7 +315,7 @@ def _split(
         # then read the whole pattern and the logits at the pieces' midpoints.
         step = name == "threshold"
         write_values = (logits or layer < n_hidden - 1) and not step
-        H = xp.empty((nc + m if write_values else 0, width), dtype=dt)
+        H = xp.empty((nc + m if write_values else 0, width + 1), dtype=dt)
         new_vt = xp.empty(nc + m, dtype=dt)
         new_seg = xp.empty(nc, dtype=np.int64)
         new_codes = xp.empty((nc, n_words), dtype=np.uint64)

@@ -119,14 +119,17 @@ FASTMEM_HD inline int64_t collect_crossings_row(const T* zl, const T* zh, int64_
 // layer's bits ORed in from `bit_offset`); vertices go to out_vt / out_h from index 0:
 // the piece's left vertex, then its n_bp breakpoints, then (when `last`, the piece ends its
 // segment) its right vertex. With write_values false out_h is not written (the last
-// hidden layer of a pure count). KIND is a template argument so that the per-neuron loops
+// hidden layer of a pure count). out_h rows have h_cols >= width entries; a column beyond
+// width is set to 1 so that the next layer's GEMM adds its bias (no separate pass over z).
+// KIND is a template argument so that the per-neuron loops
 // carry no switch (they vectorise); emit_children_row dispatches once per piece.
 template <class T, int KIND>
 FASTMEM_HD inline void emit_children_kind(const T* zl, const T* zh, int64_t width, T tl, T th,
                                           int64_t seg, bool last, const uint64_t* parent_codes,
                                           int64_t n_words, const T* bp, int64_t n_bp, T slope,
                                           int64_t bit_offset, bool write_values, T* out_vt,
-                                          int64_t* out_seg, uint64_t* out_codes, T* out_h) {
+                                          int64_t* out_seg, uint64_t* out_codes, T* out_h,
+                                          int64_t h_cols) {
   constexpr int bpn = KIND == kHardtanh ? 2 : 1;
   const T span = th - tl;
   for (int64_t c = 0; c <= n_bp; ++c) {
@@ -154,7 +157,8 @@ FASTMEM_HD inline void emit_children_kind(const T* zl, const T* zh, int64_t widt
     }
     if (width > 0) codes[word] |= acc;
     if (!write_values) continue;
-    T* h = out_h + c * width;
+    T* h = out_h + c * h_cols;
+    if (h_cols > width) h[width] = T(1);  // the bias column of the next layer's GEMM
     if (c == 0) {  // the piece's own left vertex keeps its value exactly
       for (int64_t j = 0; j < width; ++j) h[j] = activate(zl[j], KIND, slope);
     } else {  // a breakpoint: z is affine along the piece
@@ -166,7 +170,8 @@ FASTMEM_HD inline void emit_children_kind(const T* zl, const T* zh, int64_t widt
   if (last) {
     out_vt[n_bp + 1] = th;
     if (write_values) {
-      T* h = out_h + (n_bp + 1) * width;
+      T* h = out_h + (n_bp + 1) * h_cols;
+      if (h_cols > width) h[width] = T(1);
       for (int64_t j = 0; j < width; ++j) h[j] = activate(zh[j], KIND, slope);
     }
   }
@@ -178,27 +183,27 @@ FASTMEM_HD inline void emit_children_row(const T* zl, const T* zh, int64_t width
                                          int64_t n_words, const T* bp, int64_t n_bp, int kind,
                                          T slope, int64_t bit_offset, bool write_values,
                                          T* out_vt, int64_t* out_seg, uint64_t* out_codes,
-                                         T* out_h) {
+                                         T* out_h, int64_t h_cols) {
   switch (kind) {
     case kRelu:
       emit_children_kind<T, kRelu>(zl, zh, width, tl, th, seg, last, parent_codes, n_words, bp,
                                    n_bp, slope, bit_offset, write_values, out_vt, out_seg,
-                                   out_codes, out_h);
+                                   out_codes, out_h, h_cols);
       return;
     case kLeakyRelu:
       emit_children_kind<T, kLeakyRelu>(zl, zh, width, tl, th, seg, last, parent_codes, n_words,
                                         bp, n_bp, slope, bit_offset, write_values, out_vt,
-                                        out_seg, out_codes, out_h);
+                                        out_seg, out_codes, out_h, h_cols);
       return;
     case kHardtanh:
       emit_children_kind<T, kHardtanh>(zl, zh, width, tl, th, seg, last, parent_codes, n_words,
                                        bp, n_bp, slope, bit_offset, write_values, out_vt,
-                                       out_seg, out_codes, out_h);
+                                       out_seg, out_codes, out_h, h_cols);
       return;
     default:
       emit_children_kind<T, kThreshold>(zl, zh, width, tl, th, seg, last, parent_codes, n_words,
                                         bp, n_bp, slope, bit_offset, write_values, out_vt,
-                                        out_seg, out_codes, out_h);
+                                        out_seg, out_codes, out_h, h_cols);
       return;
   }
 }

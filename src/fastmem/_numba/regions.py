@@ -113,6 +113,7 @@ def _emit_pieces(
     n_words = codes.shape[1]
     bpn = 2 if kind == HARDTANH else 1
     two = k[2]
+    ones = out_h.shape[1] > width  # the bias column of the next layer's GEMM
     for i in nb.prange(n):
         s = pseg[i]
         v = i + s
@@ -140,14 +141,22 @@ def _emit_pieces(
                         out_codes[o, g >> _SIX] |= _ONE << (g & _M63)
             out_vt[v0 + c] = clo
             if write_values:
-                rv = (clo - tl) / span
-                for j in range(width):
-                    out_h[v0 + c, j] = _activate(
-                        z[v, j] + rv * (z[v + 1, j] - z[v, j]), kind, slope
-                    )
+                if ones:
+                    out_h[v0 + c, width] = k[1]
+                if c == 0:
+                    for j in range(width):
+                        out_h[v0, j] = _activate(z[v, j], kind, slope)
+                else:
+                    rv = (clo - tl) / span
+                    for j in range(width):
+                        out_h[v0 + c, j] = _activate(
+                            z[v, j] + rv * (z[v + 1, j] - z[v, j]), kind, slope
+                        )
         if i + 1 == n or pseg[i + 1] != s:
             out_vt[v0 + n_bp + 1] = th
             if write_values:
+                if ones:
+                    out_h[v0 + n_bp + 1, width] = k[1]
                 for j in range(width):
                     out_h[v0 + n_bp + 1, j] = _activate(z[v + 1, j], kind, slope)
 
@@ -244,8 +253,9 @@ def emit_pieces(
     if write_values:
         _require(
             isinstance(out_h, np.ndarray) and out_h.dtype == z.dtype
-            and out_h.shape == (nv_out, width) and out_h.flags.c_contiguous,
-            "out_h must be (new vertices, width)",
+            and out_h.shape[0] == nv_out and out_h.shape[1] in (width, width + 1)
+            and out_h.flags.c_contiguous,
+            "out_h must be (new vertices, width) or (new vertices, width + 1)",
         )  # fmt: skip
     else:
         out_h = np.empty((0, width), dtype=z.dtype)
