@@ -13,19 +13,13 @@ dtype('uint64')
 
 from __future__ import annotations
 
-from . import bounds as bounds
-from . import intervals as intervals
-from . import linalg, memorize, regions
+from . import bounds, intervals, linalg, memorize, regions
 from ._backend import BackendInfo, backends, select_backend
 from .errors import BackendError, ConditioningError, ConditioningWarning, InputError
-from .intervals import Intervals as Intervals
-from .intervals import generalization_intervals as generalization_intervals
-from .network import ACTIVATIONS, Network
-from .network import sawtooth as sawtooth
-from .regions import SegmentRegions as SegmentRegions
-from .regions import along_segments as along_segments
-from .regions import distance_to_boundary as distance_to_boundary
-from .regions import distinct_patterns as distinct_patterns
+from .intervals import Intervals, generalization_intervals
+from .memorize import Construction
+from .network import ACTIVATIONS, Network, sawtooth
+from .regions import SegmentRegions, along_segments, distance_to_boundary, distinct_patterns
 
 __version__ = "0.1.0"
 
@@ -35,6 +29,7 @@ __all__ = [
     "BackendInfo",
     "ConditioningError",
     "ConditioningWarning",
+    "Construction",
     "InputError",
     "Intervals",
     "Network",
