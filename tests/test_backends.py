@@ -139,3 +139,31 @@ def test_forcing_cuda_moves_numpy_data_and_back():
     np.testing.assert_allclose(
         net.forward(X, backend="cuda"), net.forward(X, backend=cpu), rtol=1e-12
     )
+
+
+def test_row_parallel_matmul_is_deterministic_across_cpu_backends():
+    from fastmem._backend import row_parallel_matmul
+
+    rng = np.random.default_rng(8)
+    H, M = rng.normal(size=(10_001, 33)), rng.normal(size=(33, 7))
+    products = [
+        row_parallel_matmul(H, M, select_backend("cpu", backend=name))
+        for name, info in fastmem.backends().items()
+        if info.available and name != "cuda"
+    ]
+    np.testing.assert_allclose(products[0], H @ M, rtol=1e-12, atol=1e-12)
+    for other in products[1:]:
+        np.testing.assert_array_equal(other, products[0])
+
+
+def test_kernels_own_the_cores_restores_blas_threads():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from fastmem._backend import kernels_own_the_cores
+
+    before = [p["num_threads"] for p in threadpoolctl.threadpool_info()]
+    with kernels_own_the_cores(select_backend("cpu", backend="numba")):
+        inside = [
+            p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"
+        ]
+        assert all(n == 1 for n in inside)
+    assert [p["num_threads"] for p in threadpoolctl.threadpool_info()] == before

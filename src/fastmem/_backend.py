@@ -20,9 +20,12 @@ replaced silently.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
+import itertools
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
@@ -191,6 +194,71 @@ def select_backend(device: str = "cpu", backend: str | None = None) -> Backend:
     return Backend(
         name=name, kernels=kernels, xp=_array_module("cuda" if name == "cuda" else "cpu")
     )
+
+
+@contextlib.contextmanager
+def kernels_own_the_cores(backend: Backend) -> Iterator[None]:
+    """Limit the BLAS library to one thread while GEMMs alternate with CPU kernels.
+
+    OpenBLAS's idle threads spin (about 2**28 cycles) after every GEMM. When
+    short GEMMs alternate with fastmem's own multi-threaded kernels, those
+    spinning threads take the cores from the kernels, which then run no
+    faster on two threads than on one. Giving the cores to the kernels is the
+    faster trade where the kernels do much of the work (the segment engine).
+    The limit is lifted on exit; CUDA backends are unaffected.
+    """
+    if backend.device != "cpu":
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+_GEMM_POOL: Any = None
+# Fixed row blocks: the blocking (hence every rounding) depends on the number of rows
+# only, never on how many threads run, so all CPU backends see identical products.
+_GEMM_BLOCK_ROWS = 4096
+
+
+def cpu_threads(backend: Backend) -> int:
+    """Threads the backend's CPU kernels use (OMP_NUM_THREADS / NUMBA_NUM_THREADS)."""
+    if backend.name == "cpp":
+        return int(backend.kernels.max_threads())
+    if backend.name == "numba":
+        import numba
+
+        return int(numba.get_num_threads())
+    return 1
+
+
+def row_parallel_matmul(H: Any, M: Any, backend: Backend) -> Any:
+    """``H @ M`` with the rows of ``H`` split over the kernels' threads.
+
+    Used under :func:`kernels_own_the_cores`, where BLAS runs single-threaded:
+    NumPy releases the GIL in matmul, so blocks of rows multiply in parallel
+    without BLAS's own (spinning) thread pool.
+    """
+    global _GEMM_POOL
+    n = H.shape[0]
+    if backend.device != "cpu" or n <= _GEMM_BLOCK_ROWS:
+        return H @ M
+    out = np.empty((n, M.shape[1]), dtype=np.result_type(H, M))
+    blocks = list(itertools.pairwise([*range(0, n, _GEMM_BLOCK_ROWS), n]))
+    threads = cpu_threads(backend)
+    if threads < 2:
+        for lo, hi in blocks:
+            np.matmul(H[lo:hi], M, out=out[lo:hi])
+        return out
+    if _GEMM_POOL is None or _GEMM_POOL._max_workers < threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _GEMM_POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fastmem-gemm")
+    jobs = [_GEMM_POOL.submit(np.matmul, H[lo:hi], M, out=out[lo:hi]) for lo, hi in blocks]
+    for job in jobs:
+        job.result()
+    return out
 
 
 def to_device(x: Any, device: str) -> Any:

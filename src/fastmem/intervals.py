@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Backend, to_device
+from ._backend import Backend, kernels_own_the_cores, to_device
 from ._validate import as_float_array
 from .errors import InputError
 from .network import Network
@@ -160,13 +160,14 @@ def generalization_intervals(
     chunker = _Chunker(net, A.shape[0], chunk_size)
     tol = _tolerance(net.dtype, t0, t1)
     lows, ups, classes = [], [], []
-    for lo, hi in chunker:
-        p = _split(net_dev, be, A[lo:hi], D[lo:hi], t0, t1, tol, logits=True)
-        chunker.observe(p.seg.shape[0], hi - lo)
-        lower, upper, cls = _intervals_of_pieces(p, hi - lo, t0, t1, tol, be)
-        lows.append(lower)
-        ups.append(upper)
-        classes.append(cls)
+    with kernels_own_the_cores(be):
+        for lo, hi in chunker:
+            p = _split(net_dev, be, A[lo:hi], D[lo:hi], t0, t1, tol, logits=True)
+            chunker.observe(p.seg.shape[0], hi - lo)
+            lower, upper, cls = _intervals_of_pieces(p, hi - lo, t0, t1, tol, be)
+            lows.append(lower)
+            ups.append(upper)
+            classes.append(cls)
     lower, upper = xp.concatenate(lows), xp.concatenate(ups)
     return Intervals(
         lower=to_device(lower, device),

@@ -65,7 +65,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Backend, to_device
+from ._backend import Backend, kernels_own_the_cores, row_parallel_matmul, to_device
 from .errors import InputError
 from .network import _BITS_PER_NEURON, ACTIVATIONS, Network
 
@@ -292,7 +292,7 @@ def _split(
     n_hidden = net.n_layers - 1
     for layer in range(n_hidden + (1 if logits else 0)):
         W, b = net.weights[layer], net.biases[layer]
-        Z = H @ xp.concatenate([W, b[:, None]], axis=1).T
+        Z = row_parallel_matmul(H, xp.concatenate([W, b[:, None]], axis=1).T, be)
         if layer == n_hidden:
             break
         del H
@@ -436,7 +436,8 @@ def along_segments(
     m = A.shape[0]
     if method == "exact":
         chunker = _Chunker(net, m, chunk_size)
-        counts, bps, hashes = _exact(net_dev, be, A, B, t0, t1, chunker)
+        with kernels_own_the_cores(be):
+            counts, bps, hashes = _exact(net_dev, be, A, B, t0, t1, chunker)
         chunk = chunker.largest
     else:
         assert samples is not None
