@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["BackendError", "ConditioningError", "ConditioningWarning", "InputError"]
+import warnings
+
+__all__ = [
+    "BackendError",
+    "ConditioningError",
+    "ConditioningWarning",
+    "InputError",
+    "report_ill_conditioned",
+]
 
 
 class InputError(ValueError):
@@ -50,3 +58,18 @@ class ConditioningWarning(UserWarning):
         super().__init__(message)
         self.condition = float(condition)
         self.residual = float(residual)
+
+
+def report_ill_conditioned(
+    message: str, *, condition: float, residual: float, on_ill: str, stacklevel: int
+) -> None:
+    """Raise `ConditioningError` (``on_ill="raise"``) or warn with `ConditioningWarning`.
+
+    ``stacklevel`` counts from the caller of this function, as in `warnings.warn`.
+    """
+    if on_ill == "raise":
+        raise ConditioningError(message, condition=condition, residual=residual)
+    warnings.warn(
+        ConditioningWarning(message, condition=condition, residual=residual),
+        stacklevel=stacklevel + 1,
+    )

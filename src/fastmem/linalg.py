@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ._validate import as_float_array
-from .errors import ConditioningError, ConditioningWarning, InputError
+from .errors import ConditioningError, InputError, report_ill_conditioned
 
 __all__ = ["Solution", "onenorm_inverse_estimate", "solve"]
 
@@ -236,9 +235,7 @@ def solve(
             f"1/rcond_min = {1.0 / rcond_min if rcond_min > 0 else math.inf:.3g} "
             f"(backward error {berr:.3g})"
         )
-        if on_ill == "raise":
-            raise ConditioningError(msg, condition=cond, residual=berr)
-        warnings.warn(ConditioningWarning(msg, condition=cond, residual=berr), stacklevel=2)
+        report_ill_conditioned(msg, condition=cond, residual=berr, on_ill=on_ill, stacklevel=2)
     return Solution(x=x, rcond=rcond, backward_error=berr, assume=assume)
 
 

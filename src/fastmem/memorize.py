@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +32,7 @@ import numpy as np
 
 from ._backend import select_backend, to_device
 from ._validate import array_device, as_float_array
-from .errors import ConditioningError, ConditioningWarning, InputError
+from .errors import ConditioningError, InputError, report_ill_conditioned
 from .linalg import onenorm_inverse_estimate
 from .network import Network
 
@@ -473,10 +472,8 @@ def _check_residual(
             f"(> tol * max|y| = {tol * scale:.3g}); the structured system is too "
             f"ill-conditioned (1-norm condition estimate {condition:.3g}) for float64"
         )
-        if on_ill == "raise":
-            raise ConditioningError(msg, condition=condition, residual=residual)
-        warnings.warn(
-            ConditioningWarning(msg, condition=condition, residual=residual), stacklevel=3
+        report_ill_conditioned(
+            msg, condition=condition, residual=residual, on_ill=on_ill, stacklevel=3
         )
     return ok
 
