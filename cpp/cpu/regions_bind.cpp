@@ -1,5 +1,6 @@
 // Bindings of the segment engine's splitting kernels: count_crossings, collect_crossings,
-// emit_pieces (see fastmem/regions.hpp for the vertex layout and what each pass does).
+// emit_pieces, next_preactivations (see fastmem/regions.hpp for the vertex layout and what
+// each pass does).
 #include <cstdint>
 
 #include "bind.hpp"
@@ -84,11 +85,12 @@ void emit_pieces(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray<uint64_
           "out_codes must be (children, words)");
   const int64_t last_bit = bit_offset + width * (kind == 2 ? 2 : 1);
   require(bit_offset >= 0 && last_bit <= 64 * n_words, "pattern bits exceed codes width");
-  // out_h may carry one extra column, set to 1 (the next layer's bias in its GEMM)
+  // out_h (the old vertices' activations) may carry one extra column, set to 1 (the next
+  // layer's bias in its GEMM)
   if (write_values)
-    require(out_h.ndim() == 2 && out_h.shape(0) == nv_out &&
+    require(out_h.ndim() == 2 && out_h.shape(0) == nv &&
                 (out_h.shape(1) == width || out_h.shape(1) == width + 1),
-            "out_h must be (new vertices, width) or (new vertices, width + 1)");
+            "out_h must be (vertices, width) or (vertices, width + 1)");
   const int64_t h_cols = write_values ? out_h.shape(1) : width;
   const T *zp = z.data(), *tp = vt.data(), *bp = buf.data();
   const int64_t *sp = pseg.data(), *off = offsets.data(), *coff = child_offsets.data();
@@ -101,6 +103,39 @@ void emit_pieces(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray<uint64_
   cpu::emit_pieces<T>(zp, tp, sp, cp, n, width, n_words, bp, off, coff, kind,
                       static_cast<T>(slope), bit_offset, write_values, ovt, oseg, ocodes, oh,
                       h_cols);
+}
+
+template <class T>
+void next_preactivations(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray<T> buf,
+                         CArray<int64_t> offsets, CArray<int64_t> child_offsets, int kind,
+                         double slope, CArray<T> wt, CArray<T> zn, CArray<int64_t> scratch,
+                         CArray<T> out) {
+  check_vertices(z, pseg);
+  check_kind(kind);
+  const int64_t n = pseg.shape(0), width = z.shape(1), nv = z.shape(0);
+  require(vt.ndim() == 1 && vt.shape(0) == nv, "vt must have one entry per vertex");
+  require(offsets.ndim() == 1 && offsets.shape(0) == n + 1, "offsets must have n + 1 entries");
+  require(child_offsets.ndim() == 1 && child_offsets.shape(0) == n + 1,
+          "child_offsets must have n + 1 entries");
+  const int64_t total = offsets.data()[n];
+  require(buf.ndim() == 1 && total <= buf.shape(0),
+          "buf must be 1-D with at least offsets[-1] entries");
+  require(scratch.ndim() == 1 && 2 * total <= scratch.shape(0),
+          "scratch must be 1-D with at least 2 * offsets[-1] entries");
+  require(wt.ndim() == 2 && wt.shape(0) == width + 1, "wt must be (width + 1, width_next)");
+  const int64_t width_next = wt.shape(1);
+  require(zn.ndim() == 2 && zn.shape(0) == nv && zn.shape(1) == width_next,
+          "zn must be (vertices, width_next)");
+  const int64_t nv_out = child_offsets.data()[n] + (nv - n);
+  require(out.ndim() == 2 && out.shape(0) == nv_out && out.shape(1) == width_next,
+          "out must be (child_offsets[-1] + segments, width_next)");
+  const T *zp = z.data(), *tp = vt.data(), *bp = buf.data(), *wp = wt.data(), *np_ = zn.data();
+  const int64_t *sp = pseg.data(), *off = offsets.data(), *coff = child_offsets.data();
+  int64_t* scr = scratch.mutable_data();
+  T* op = out.mutable_data();
+  py::gil_scoped_release release;
+  cpu::next_preactivations<T>(zp, tp, sp, n, width, bp, off, coff, kind, static_cast<T>(slope),
+                              wp, width_next, np_, scr, op);
 }
 
 template <class T>
@@ -117,6 +152,11 @@ void def_all(py::module_& m) {
         py::arg("slope"), py::arg("bit_offset"), py::arg("write_values"),
         py::arg("out_vt").noconvert(), py::arg("out_seg").noconvert(),
         py::arg("out_codes").noconvert(), py::arg("out_h").noconvert());
+  m.def("next_preactivations", &next_preactivations<T>, py::arg("z").noconvert(),
+        py::arg("vt").noconvert(), py::arg("pseg").noconvert(), py::arg("buf").noconvert(),
+        py::arg("offsets").noconvert(), py::arg("child_offsets").noconvert(), py::arg("kind"),
+        py::arg("slope"), py::arg("wt").noconvert(), py::arg("zn").noconvert(),
+        py::arg("scratch").noconvert(), py::arg("out").noconvert());
 }
 
 }  // namespace

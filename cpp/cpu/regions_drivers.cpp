@@ -51,7 +51,27 @@ void emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* c
     emit_children_row(zl, zl + width, width, vt[v], vt[v + 1], s, last, codes + i * n_words,
                       n_words, buf + offsets[i], n_bp, kind, slope, bit_offset, write_values,
                       out_vt + v0, out_seg + c0, out_codes + c0 * n_words,
-                      write_values ? out_h + v0 * h_cols : out_h, h_cols);
+                      write_values ? out_h + v * h_cols : out_h, h_cols);
+  }
+}
+
+template <class T>
+void next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n, int64_t width,
+                         const T* buf, const int64_t* offsets, const int64_t* child_offsets,
+                         int kind, T slope, const T* wt, int64_t width_next, const T* zn,
+                         int64_t* scratch, T* out) {
+#pragma omp parallel for schedule(dynamic, 256)
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t s = pseg[i];
+    const int64_t v = i + s;
+    const T* zl = z + v * width;
+    const int64_t c0 = child_offsets[i];
+    const int64_t n_bp = child_offsets[i + 1] - c0 - 1;
+    const bool last = i + 1 == n || pseg[i + 1] != s;
+    const T* znl = zn + v * width_next;
+    next_preactivations_row(zl, zl + width, width, vt[v], vt[v + 1], buf + offsets[i], n_bp,
+                            kind, slope, wt, width_next, znl, znl + width_next, last,
+                            scratch + 2 * offsets[i], out + (c0 + s) * width_next);
   }
 }
 
@@ -61,7 +81,10 @@ void emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* c
                                      T, const int64_t*, T*, int64_t*);                          \
   template void emit_pieces<T>(const T*, const T*, const int64_t*, const uint64_t*, int64_t,    \
                                int64_t, int64_t, const T*, const int64_t*, const int64_t*, int, \
-                               T, int64_t, bool, T*, int64_t*, uint64_t*, T*, int64_t);
+                               T, int64_t, bool, T*, int64_t*, uint64_t*, T*, int64_t);     \
+  template void next_preactivations<T>(const T*, const T*, const int64_t*, int64_t, int64_t,    \
+                                       const T*, const int64_t*, const int64_t*, int, T,        \
+                                       const T*, int64_t, const T*, int64_t*, T*);
 
 FASTMEM_INSTANTIATE(float)
 FASTMEM_INSTANTIATE(double)

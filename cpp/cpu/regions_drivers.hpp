@@ -22,4 +22,13 @@ void emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* c
                  bool write_values, T* out_vt, int64_t* out_seg, uint64_t* out_codes, T* out_h,
                  int64_t h_cols);
 
+// The next layer's pre-activations at the new vertices (child_offsets[n] + segments rows of
+// width_next) from zn, those at the old ones (see next_preactivations_row). wt: the next
+// layer's [W | b] transposed (width + 1, width_next); scratch: 2 * offsets[n] entries.
+template <class T>
+void next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n, int64_t width,
+                         const T* buf, const int64_t* offsets, const int64_t* child_offsets,
+                         int kind, T slope, const T* wt, int64_t width_next, const T* zn,
+                         int64_t* scratch, T* out);
+
 }  // namespace fastmem::cpu

@@ -1,5 +1,6 @@
 // Bindings of the segment engine's splitting kernels on the GPU: the same names and
-// arguments as fastmem._core (count_crossings, collect_crossings, emit_pieces).
+// arguments as fastmem._core (count_crossings, collect_crossings, emit_pieces,
+// next_preactivations).
 // Offsets live on the device, so totals are checked against the output shapes only.
 #include "bind.hpp"
 #include "regions_drivers.hpp"
@@ -102,11 +103,12 @@ void emit_pieces(const py::object& z, const py::object& vt, const py::object& ps
     fail("out_codes must be uint64 (children, words)");
   const int64_t last_bit = bit_offset + width * (kind == 2 ? 2 : 1);
   if (bit_offset < 0 || last_bit > 64 * n_words) fail("pattern bits exceed codes width");
-  // out_h may carry one extra column, set to 1 (the next layer's bias in its GEMM)
+  // out_h (the old vertices' activations) may carry one extra column, set to 1 (the next
+  // layer's bias in its GEMM)
   if (write_values) {
     check_float(ohv, zv, 2, "out_h must be 2-D with z's dtype");
-    if (ohv.shape[0] != otv.shape[0] || (ohv.shape[1] != width && ohv.shape[1] != width + 1))
-      fail("out_h must be (new vertices, width) or (new vertices, width + 1)");
+    if (ohv.shape[0] != nv || (ohv.shape[1] != width && ohv.shape[1] != width + 1))
+      fail("out_h must be (vertices, width) or (vertices, width + 1)");
   }
   const int64_t h_cols = write_values ? ohv.shape[1] : width;
   py::gil_scoped_release release;
@@ -125,6 +127,46 @@ void emit_pieces(const py::object& z, const py::object& vt, const py::object& ps
                                   ohv.as<float>(), h_cols));
 }
 
+void next_preactivations(const py::object& z, const py::object& vt, const py::object& pseg,
+                         const py::object& buf, const py::object& offsets,
+                         const py::object& child_offsets, int kind, double slope,
+                         const py::object& wt, const py::object& zn, const py::object& scratch,
+                         const py::object& out) {
+  const DeviceView zv = device_view(z, "z"), tv = device_view(vt, "vt");
+  const DeviceView sv = device_view(pseg, "pseg"), bv = device_view(buf, "buf");
+  const DeviceView ov = device_view(offsets, "offsets");
+  const DeviceView kv = device_view(child_offsets, "child_offsets");
+  const DeviceView wv = device_view(wt, "wt"), znv = device_view(zn, "zn");
+  const DeviceView scv = device_view(scratch, "scratch"), outv = device_view(out, "out");
+  check_vertices(zv, sv);
+  check_kind(kind);
+  const int64_t n = sv.shape[0], nv = zv.shape[0], width = zv.shape[1];
+  check_float(tv, zv, 1, "vt must be 1-D with z's dtype");
+  if (tv.shape[0] != nv) fail("vt must have one entry per vertex");
+  check_float(bv, zv, 1, "buf must be 1-D with z's dtype");
+  check_int64(ov, n + 1, "offsets must be int64 with n + 1 entries");
+  check_int64(kv, n + 1, "child_offsets must be int64 with n + 1 entries");
+  if (scv.ndim() != 1 || scv.typestr != "<i8") fail("scratch must be 1-D int64");
+  check_float(wv, zv, 2, "wt must be 2-D with z's dtype");
+  if (wv.shape[0] != width + 1) fail("wt must be (width + 1, width_next)");
+  const int64_t width_next = wv.shape[1];
+  check_float(znv, zv, 2, "zn must be 2-D with z's dtype");
+  if (znv.shape[0] != nv || znv.shape[1] != width_next) fail("zn must be (vertices, width_next)");
+  check_float(outv, zv, 2, "out must be 2-D with z's dtype");
+  if (outv.shape[1] != width_next) fail("out must be (new vertices, width_next)");
+  py::gil_scoped_release release;
+  if (zv.typestr == "<f8")
+    check(gpu::next_preactivations<double>(
+        zv.as<double>(), tv.as<double>(), sv.as<int64_t>(), n, width, bv.as<double>(),
+        ov.as<int64_t>(), kv.as<int64_t>(), kind, slope, wv.as<double>(), width_next,
+        znv.as<double>(), scv.as<int64_t>(), outv.as<double>()));
+  else
+    check(gpu::next_preactivations<float>(
+        zv.as<float>(), tv.as<float>(), sv.as<int64_t>(), n, width, bv.as<float>(),
+        ov.as<int64_t>(), kv.as<int64_t>(), kind, static_cast<float>(slope), wv.as<float>(),
+        width_next, znv.as<float>(), scv.as<int64_t>(), outv.as<float>()));
+}
+
 }  // namespace
 
 void regions(py::module_& m) {
@@ -137,6 +179,10 @@ void regions(py::module_& m) {
         py::arg("codes"), py::arg("buf"), py::arg("offsets"), py::arg("child_offsets"),
         py::arg("kind"), py::arg("slope"), py::arg("bit_offset"), py::arg("write_values"),
         py::arg("out_vt"), py::arg("out_seg"), py::arg("out_codes"), py::arg("out_h"));
+  m.def("next_preactivations", &next_preactivations, py::arg("z"), py::arg("vt"),
+        py::arg("pseg"), py::arg("buf"), py::arg("offsets"), py::arg("child_offsets"),
+        py::arg("kind"), py::arg("slope"), py::arg("wt"), py::arg("zn"), py::arg("scratch"),
+        py::arg("out"));
 }
 
 }  // namespace fastmem::bind

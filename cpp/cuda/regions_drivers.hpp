@@ -22,4 +22,10 @@ int emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* co
                 bool write_values, T* out_vt, int64_t* out_seg, uint64_t* out_codes, T* out_h,
                 int64_t h_cols);
 
+template <class T>
+int next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n, int64_t width,
+                        const T* buf, const int64_t* offsets, const int64_t* child_offsets,
+                        int kind, T slope, const T* wt, int64_t width_next, const T* zn,
+                        int64_t* scratch, T* out);
+
 }  // namespace fastmem::gpu

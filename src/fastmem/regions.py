@@ -270,9 +270,11 @@ def _split(
     """Cut the segments ``A + t D`` (rows) into pieces through all hidden layers.
 
     Pieces are stored by their vertices (see cpp/include/fastmem/regions.hpp): segment
-    ``s`` with ``P_s`` pieces owns ``P_s + 1`` consecutive vertices. Each layer is one GEMM
-    over the vertices' post-activations and three kernel passes. With ``logits`` the output
-    layer is applied too.
+    ``s`` with ``P_s`` pieces owns ``P_s + 1`` consecutive vertices. Each hidden layer is
+    three kernel passes that cut the pieces at the layer's crossings; the next layer's
+    pre-activations are then one GEMM over the vertices the layer started with and a
+    fourth pass that carries them to the new vertices (rank-1 updates, no GEMM row per
+    breakpoint). With ``logits`` the output layer is applied too.
     """
     xp, k = be.xp, be.kernels
     dt = net.dtype
@@ -287,17 +289,15 @@ def _split(
     H[0::2, :d] = A if t0 == 0.0 else A + dt.type(t0) * D  # exact start points at t0 = 0
     H[1::2, :d] = A + dt.type(t1) * D
     H[:, d] = 1
+    Z = row_parallel_matmul(H, _augmented(net, 0, xp).T, be)
+    del H
     bit = 0
     step = False
     n_hidden = net.n_layers - 1
-    for layer in range(n_hidden + (1 if logits else 0)):
-        W, b = net.weights[layer], net.biases[layer]
-        Z = row_parallel_matmul(H, xp.concatenate([W, b[:, None]], axis=1).T, be)
-        if layer == n_hidden:
-            break
-        del H
+    for layer in range(n_hidden):
         name = net.activation[layer]
         kind = ACTIVATIONS[name]
+        slope = net.negative_slopes[layer]
         n, width = pseg.shape[0], Z.shape[1]
         counts = xp.empty(n, dtype=np.int64)
         k.count_crossings(Z, pseg, kind, counts)
@@ -314,15 +314,27 @@ def _split(
         # network discontinuous, so vertex values are not shared): cut at its crossings,
         # then read the whole pattern and the logits at the pieces' midpoints.
         step = name == "threshold"
-        write_values = (logits or layer < n_hidden - 1) and not step
-        H = xp.empty((nc + m if write_values else 0, width + 1), dtype=dt)
+        next_values = (logits or layer < n_hidden - 1) and not step
+        # The activations at the current (old) vertices, for the next layer's GEMM.
+        H = xp.empty((Z.shape[0] if next_values else 0, width + 1), dtype=dt)
         new_vt = xp.empty(nc + m, dtype=dt)
         new_seg = xp.empty(nc, dtype=np.int64)
         new_codes = xp.empty((nc, n_words), dtype=np.uint64)
         k.emit_pieces(
-            Z, vt, pseg, codes, buf, offsets, child, kind, net.negative_slopes[layer], bit,
-            write_values, new_vt, new_seg, new_codes, H,
+            Z, vt, pseg, codes, buf, offsets, child, kind, slope, bit, next_values,
+            new_vt, new_seg, new_codes, H,
         )  # fmt: skip
+        if next_values:
+            wt = xp.ascontiguousarray(_augmented(net, layer + 1, xp).T)  # (width + 1, next)
+            Z_old = row_parallel_matmul(H, wt, be)
+            del H
+            Z_new = xp.empty((nc + m, wt.shape[1]), dtype=dt)
+            scratch = xp.empty(2 * int(offsets[-1]), dtype=np.int64)
+            k.next_preactivations(
+                Z, vt, pseg, buf, offsets, child, kind, slope, wt, Z_old, scratch, Z_new
+            )
+            del Z_old, scratch
+            Z = Z_new
         del buf, offsets, child, n_bp
         vt, pseg, codes = new_vt, new_seg, new_codes
         bit += width * _BITS_PER_NEURON[name]
@@ -336,9 +348,14 @@ def _split(
         codes = xp.zeros_like(codes)
         out = net._propagate(X, be, codes=codes, output=logits)
         return _Pieces(pseg, t_lo, t_hi, codes, out, out)
-    if logits:
+    if logits:  # Z: the output layer at the final vertices
         return _Pieces(pseg, t_lo, t_hi, codes, Z[left], Z[left + 1])
     return _Pieces(pseg, t_lo, t_hi, codes)
+
+
+def _augmented(net: Network, layer: int, xp: Any) -> Any:
+    """``[W | b]`` of one layer: multiplies vertex values that end in a column of ones."""
+    return xp.concatenate([net.weights[layer], net.biases[layer][:, None]], axis=1)
 
 
 def _merge_equal(p: _Pieces, xp: Any) -> _Pieces:

@@ -21,8 +21,16 @@
 //   3. emit_children_row     cut the piece at its breakpoints: each child gets the parent's
 //                            pattern bits plus this layer's, evaluated at the child's
 //                            midpoint (never at a breakpoint, so ties and rounding at the
-//                            cut cannot flip a bit), and the post-activations at the new
-//                            vertices (linear interpolation of z, then the activation).
+//                            cut cannot flip a bit); the post-activations at the piece's own
+//                            (old) vertices go to the next layer's GEMM.
+//   4. next_preactivations_row  the next layer's pre-activations at the new vertices: the
+//                            GEMM gave them at the old vertices only (the piece's ends); in
+//                            between, the next layer is affine on each child with a slope
+//                            that changes only in the neurons whose branch flips at a
+//                            breakpoint (usually one), so each breakpoint costs one rank-1
+//                            update of width_next entries instead of a GEMM row of
+//                            width x width_next. Without this pass the GEMM would run over
+//                            every new vertex (~3x the rows on a 784-128x3-10 network).
 //
 // Thresholds: 0 for relu / leaky_relu / threshold, -1 and +1 for hard-tanh. A neuron that
 // is constant along the piece never crosses; its state comes from its value. Crossings
@@ -114,13 +122,40 @@ FASTMEM_HD inline int64_t collect_crossings_row(const T* zl, const T* zh, int64_
   return n;
 }
 
+// The child c's midpoint as a fraction of the parent piece [tl, th] (children are
+// separated by the n_bp sorted breakpoints bp). Patterns and slopes are read there: never
+// at a breakpoint, so ties and rounding at the cut cannot flip a bit.
+template <class T>
+FASTMEM_HD inline T child_midpoint(const T* bp, int64_t n_bp, int64_t c, T tl, T th) {
+  const T clo = c == 0 ? tl : bp[c - 1];
+  const T chi = c == n_bp ? th : bp[c];
+  return ((clo + (chi - clo) / T(2)) - tl) / (th - tl);
+}
+
+// The activation's derivative on the branch that z is on (threshold units: 0).
+template <class T>
+FASTMEM_HD inline T activation_slope(T z, int kind, T slope) {
+  switch (kind) {
+    case kRelu:
+      return z > T(0) ? T(1) : T(0);
+    case kLeakyRelu:
+      return z > T(0) ? T(1) : slope;
+    case kHardtanh:
+      return (z > T(-1) && z < T(1)) ? T(1) : T(0);
+    default:
+      return T(0);
+  }
+}
+
 // Emits the n_bp + 1 children of one piece (ends tl < th, values zl, zh at its vertices).
 // Children pieces go to out_* from index 0 (pattern words copied from the parent, this
-// layer's bits ORed in from `bit_offset`); vertices go to out_vt / out_h from index 0:
-// the piece's left vertex, then its n_bp breakpoints, then (when `last`, the piece ends its
-// segment) its right vertex. With write_values false out_h is not written (the last
-// hidden layer of a pure count). out_h rows have h_cols >= width entries; a column beyond
-// width is set to 1 so that the next layer's GEMM adds its bias (no separate pass over z).
+// layer's bits ORed in from `bit_offset`); new vertices go to out_vt from index 0: the
+// piece's left vertex, then its n_bp breakpoints, then (when `last`, the piece ends its
+// segment) its right vertex. out_h points at the piece's left vertex in the OLD vertex
+// layout: the activations at zl go there and (when `last`) those at zh to the next row.
+// With write_values false out_h is not written (the last hidden layer of a pure count).
+// out_h rows have h_cols >= width entries; a column beyond width is set to 1 so that the
+// next layer's GEMM adds its bias (no separate pass over z).
 // KIND is a template argument so that the per-neuron loops
 // carry no switch (they vectorise); emit_children_row dispatches once per piece.
 template <class T, int KIND>
@@ -131,13 +166,10 @@ FASTMEM_HD inline void emit_children_kind(const T* zl, const T* zh, int64_t widt
                                           int64_t* out_seg, uint64_t* out_codes, T* out_h,
                                           int64_t h_cols) {
   constexpr int bpn = KIND == kHardtanh ? 2 : 1;
-  const T span = th - tl;
   for (int64_t c = 0; c <= n_bp; ++c) {
-    const T clo = c == 0 ? tl : bp[c - 1];
-    const T chi = c == n_bp ? th : bp[c];
-    const T r = ((clo + (chi - clo) / T(2)) - tl) / span;  // the child's midpoint
+    const T r = child_midpoint(bp, n_bp, c, tl, th);
     out_seg[c] = seg;
-    out_vt[c] = clo;
+    out_vt[c] = c == 0 ? tl : bp[c - 1];
     uint64_t* codes = out_codes + c * n_words;
     for (int64_t w = 0; w < n_words; ++w) codes[w] = parent_codes[w];
     // This layer's bits are gathered in a register and ORed in one word at a time.
@@ -156,21 +188,13 @@ FASTMEM_HD inline void emit_children_kind(const T* zl, const T* zh, int64_t widt
       }
     }
     if (width > 0) codes[word] |= acc;
-    if (!write_values) continue;
-    T* h = out_h + c * h_cols;
-    if (h_cols > width) h[width] = T(1);  // the bias column of the next layer's GEMM
-    if (c == 0) {  // the piece's own left vertex keeps its value exactly
-      for (int64_t j = 0; j < width; ++j) h[j] = activate(zl[j], KIND, slope);
-    } else {  // a breakpoint: z is affine along the piece
-      const T rv = (clo - tl) / span;
-      for (int64_t j = 0; j < width; ++j)
-        h[j] = activate(zl[j] + rv * (zh[j] - zl[j]), KIND, slope);
-    }
   }
-  if (last) {
-    out_vt[n_bp + 1] = th;
-    if (write_values) {
-      T* h = out_h + (n_bp + 1) * h_cols;
+  if (last) out_vt[n_bp + 1] = th;
+  if (write_values) {  // the piece's own vertices, for the next layer's GEMM
+    if (h_cols > width) out_h[width] = T(1);  // the bias column of that GEMM
+    for (int64_t j = 0; j < width; ++j) out_h[j] = activate(zl[j], KIND, slope);
+    if (last) {
+      T* h = out_h + h_cols;
       if (h_cols > width) h[width] = T(1);
       for (int64_t j = 0; j < width; ++j) h[j] = activate(zh[j], KIND, slope);
     }
@@ -205,6 +229,165 @@ FASTMEM_HD inline void emit_children_row(const T* zl, const T* zh, int64_t width
                                         bp, n_bp, slope, bit_offset, write_values, out_vt,
                                         out_seg, out_codes, out_h, h_cols);
       return;
+  }
+}
+
+// Pass 4: the next layer's pre-activations (width_next of them, next = W h + b) at the new
+// vertices of one piece, from their values znl, znh at the piece's ends (the GEMM over the
+// old vertices). Along the piece, parametrised by r in [0, 1], the current layer's z is
+// affine (slope dz = zh - zl) and on child c the next layer has slope
+//   g_c = W (d_c * dz),   d_c = the activation's derivative at child c's midpoint,
+// so g_c = g_{c-1} + sum over the neurons j whose derivative flips at breakpoint c of
+// (d_c,j - d_{c-1},j) dz_j W[:, j]. Summing the slopes over the children gives
+//   g_0 = (znh - znl) - sum over flips (1 - r_c) (d_c,j - d_{c-1},j) dz_j W[:, j],
+// and the values at the breakpoints follow by next(r_c) = next(r_{c-1}) + (r_c - r_{c-1})
+// g_{c-1}: rounding grows with the number of breakpoints of the piece, not with the depth.
+// A child on which every neuron has d_j dz_j == 0 is flat (e.g. all ReLUs off): its
+// vertices get the direct value b + sum_j W[:, j] h_j (the GEMM's at the piece's ends), so
+// an exactly constant output (a dead region giving exactly b) stays exact.
+// Only neurons that may cross a threshold inside the piece can flip; they are listed in
+// `scratch` (room for 2 * count_crossings_row entries: at most that many candidates, then
+// at most that many flips). wt is [W | b] transposed, (width + 1, width_next), so that
+// W[:, j] is a contiguous row and b the last one. out: the piece's left vertex, its n_bp
+// breakpoints, then (when `last`) its right vertex, width_next entries each. The running
+// slope is kept in the last breakpoint's row, which is written last (element by element,
+// in place).
+template <class T>
+FASTMEM_HD inline bool child_is_flat(const T* zl, const T* zh, const int64_t* cand,
+                                     int64_t n_cand, T mid, int kind, T slope) {
+  for (int64_t q = 0; q < n_cand; ++q) {
+    const int64_t j = cand[q];
+    const T dz = zh[j] - zl[j];
+    if (activation_slope(zl[j] + mid * dz, kind, slope) * dz != T(0)) return false;
+  }
+  return true;
+}
+
+// Which side of threshold `thr` a neuron is on at child c's midpoint (the branch tests of
+// activation_slope: z > 0 for ReLU-type units, z > -1 and z < 1 for hard-tanh).
+template <class T>
+FASTMEM_HD inline bool side_at_child(T zl, T dz, const T* bp, int64_t n_bp, int64_t c, T tl,
+                                     T th, T thr, bool upper) {
+  const T z = zl + child_midpoint(bp, n_bp, c, tl, th) * dz;
+  return upper ? z < thr : z > thr;
+}
+
+// The first child whose side of `thr` differs from child 0's, or 0 if none: z is affine
+// along the piece and the midpoints increase, so the side changes at most once (binary
+// search; log2(n_bp) evaluations instead of one per child).
+template <class T>
+FASTMEM_HD inline int64_t side_switch(T zl, T dz, const T* bp, int64_t n_bp, T tl, T th, T thr,
+                                      bool upper) {
+  const bool first = side_at_child(zl, dz, bp, n_bp, int64_t(0), tl, th, thr, upper);
+  if (side_at_child(zl, dz, bp, n_bp, n_bp, tl, th, thr, upper) == first) return 0;
+  int64_t lo = 1, hi = n_bp;  // the switch is in [lo, hi]
+  while (lo < hi) {
+    const int64_t c = lo + (hi - lo) / 2;
+    if (side_at_child(zl, dz, bp, n_bp, c, tl, th, thr, upper) == first)
+      lo = c + 1;
+    else
+      hi = c;
+  }
+  return lo;
+}
+
+// The change of neuron j's activation slope from child c - 1 to child c, times dz.
+template <class T>
+FASTMEM_HD inline T slope_step(T zl, T dz, const T* bp, int64_t n_bp, int64_t c, T tl, T th,
+                               int kind, T slope) {
+  const T now = activation_slope(zl + child_midpoint(bp, n_bp, c, tl, th) * dz, kind, slope);
+  const T before =
+      activation_slope(zl + child_midpoint(bp, n_bp, c - 1, tl, th) * dz, kind, slope);
+  return (now - before) * dz;
+}
+
+template <class T>
+FASTMEM_HD inline void next_preactivations_row(const T* zl, const T* zh, int64_t width, T tl,
+                                               T th, const T* bp, int64_t n_bp, int kind,
+                                               T slope, const T* wt, int64_t width_next,
+                                               const T* znl, const T* znh, bool last,
+                                               int64_t* scratch, T* out) {
+  for (int64_t k = 0; k < width_next; ++k) out[k] = znl[k];
+  if (last) {
+    T* right = out + (n_bp + 1) * width_next;
+    for (int64_t k = 0; k < width_next; ++k) right[k] = znh[k];
+  }
+  if (n_bp == 0) return;
+  const int nt = n_thresholds(kind);
+  int64_t* cand = scratch;
+  int64_t n_cand = 0;
+  bool live_elsewhere = false;  // a neuron that cannot flip has d_j dz_j != 0
+  for (int64_t j = 0; j < width; ++j) {
+    bool is_cand = false;
+    for (int i = 0; i < nt && !is_cand; ++i)
+      is_cand = may_cross(zl[j], zh[j], threshold_value<T>(kind, i));
+    if (is_cand)
+      cand[n_cand++] = j;
+    else if (!live_elsewhere)
+      live_elsewhere = activation_slope(zl[j], kind, slope) * (zh[j] - zl[j]) != T(0);
+  }
+  // g_0, and the flips (c * width + j) in order of j; then sorted by c for the sweep.
+  int64_t* flips = cand + n_cand;
+  int64_t n_flips = 0;
+  const T span = th - tl;
+  T* g = out + n_bp * width_next;
+  for (int64_t k = 0; k < width_next; ++k) g[k] = znh[k] - znl[k];
+  for (int64_t q = 0; q < n_cand; ++q) {
+    const int64_t j = cand[q];
+    const T dz = zh[j] - zl[j];
+    int64_t at[2] = {0, 0};
+    for (int i = 0; i < nt; ++i)
+      at[i] = side_switch(zl[j], dz, bp, n_bp, tl, th, threshold_value<T>(kind, i), i == 1);
+    for (int i = 0; i < nt; ++i) {
+      const int64_t c = at[i];
+      if (c == 0 || (i == 1 && c == at[0])) continue;
+      const T step = slope_step(zl[j], dz, bp, n_bp, c, tl, th, kind, slope);
+      if (step == T(0)) continue;
+      flips[n_flips++] = c * width + j;
+      const T f = (T(1) - (bp[c - 1] - tl) / span) * step;
+      const T* wj = wt + j * width_next;
+      for (int64_t k = 0; k < width_next; ++k) g[k] -= f * wj[k];
+    }
+  }
+  shell_sort(flips, n_flips);
+  T r_prev = T(0);
+  int64_t next_flip = 0;
+  for (int64_t c = 1; c <= n_bp; ++c) {
+    const T r = (bp[c - 1] - tl) / span;
+    const T dr = r - r_prev;
+    const T* prev = out + (c - 1) * width_next;
+    T* cur = out + c * width_next;  // == g when c == n_bp: element k reads g[k] first
+    for (int64_t k = 0; k < width_next; ++k) cur[k] = prev[k] + dr * g[k];
+    r_prev = r;
+    if (c == n_bp) break;
+    for (; next_flip < n_flips && flips[next_flip] / width == c; ++next_flip) {
+      const int64_t j = flips[next_flip] % width;
+      const T f = slope_step(zl[j], zh[j] - zl[j], bp, n_bp, c, tl, th, kind, slope);
+      const T* wj = wt + j * width_next;
+      for (int64_t k = 0; k < width_next; ++k) g[k] += f * wj[k];
+    }
+  }
+  if (live_elsewhere) return;
+  for (int64_t c = 0; c <= n_bp; ++c) {
+    const T mid = child_midpoint(bp, n_bp, c, tl, th);
+    if (!child_is_flat(zl, zh, cand, n_cand, mid, kind, slope)) continue;
+    T* left = out + c * width_next;
+    T* right = left + width_next;
+    if (c == 0) {
+      for (int64_t k = 0; k < width_next; ++k) right[k] = znl[k];
+    } else if (c == n_bp) {
+      for (int64_t k = 0; k < width_next; ++k) left[k] = znh[k];
+    } else {
+      const T* bias = wt + width * width_next;
+      for (int64_t k = 0; k < width_next; ++k) left[k] = bias[k];
+      for (int64_t j = 0; j < width; ++j) {
+        const T h = activate(zl[j] + mid * (zh[j] - zl[j]), kind, slope);
+        if (h == T(0)) continue;
+        const T* wj = wt + j * width_next;
+        for (int64_t k = 0; k < width_next; ++k) left[k] += h * wj[k];
+      }
+      for (int64_t k = 0; k < width_next; ++k) right[k] = left[k];
+    }
   }
 }
 

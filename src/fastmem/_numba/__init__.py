@@ -19,6 +19,7 @@ from .patterns import apply_activation, hash_patterns, pack_and_activate
 from .regions import collect_crossings as collect_crossings
 from .regions import count_crossings as count_crossings
 from .regions import emit_pieces as emit_pieces
+from .regions import next_preactivations as next_preactivations
 
 numba_version = numba.__version__
 

@@ -1,7 +1,7 @@
 """Segment-engine splitting kernels (see cpp/include/fastmem/regions.hpp).
 
-``count_crossings``, ``collect_crossings`` and ``emit_pieces``: the same passes,
-arguments and results as the C++ and CUDA kernels. ``z`` and ``vt`` are per vertex;
+``count_crossings``, ``collect_crossings``, ``emit_pieces`` and ``next_preactivations``:
+the same passes, arguments and results as the C++ and CUDA kernels. ``z`` and ``vt`` are per vertex;
 piece ``i`` of segment ``pseg[i]`` spans vertices ``i + pseg[i]`` and ``i + pseg[i] + 1``.
 """
 
@@ -103,6 +103,36 @@ def _collect_crossings(z, vt, pseg, kind, tol, offsets, buf, n_distinct, k):
         )
 
 
+@nb.njit(inline="always", cache=True)
+def _child_midpoint(buf, bp0, n_bp, c, tl, th, two):
+    clo = tl if c == 0 else buf[bp0 + c - 1]
+    chi = th if c == n_bp else buf[bp0 + c]
+    return ((clo + (chi - clo) / two) - tl) / (th - tl)
+
+
+@nb.njit(inline="always", cache=True)
+def _activation_slope(z, kind, slope, k):
+    if kind == RELU:
+        return k[1] if z > k[0] else k[0]
+    if kind == LEAKY_RELU:
+        return k[1] if z > k[0] else slope
+    if kind == HARDTANH:
+        return k[1] if (z > k[3] and z < k[1]) else k[0]
+    return k[0]
+
+
+@nb.njit(inline="always", cache=True)
+def _activate_k(z, kind, slope, k):
+    # _activate with every constant taken from k (z's dtype), for float32 arithmetic.
+    if kind == RELU:
+        return z if z > k[0] else k[0]
+    if kind == LEAKY_RELU:
+        return z if z > k[0] else slope * z
+    if kind == HARDTANH:
+        return k[3] if z < k[3] else (k[1] if z > k[1] else z)
+    return k[1] if z >= k[0] else k[0]
+
+
 @nb.njit(parallel=True, cache=True)
 def _emit_pieces(
     z, vt, pseg, codes, buf, offsets, child_offsets, kind, slope, bit_offset, write_values,
@@ -119,15 +149,12 @@ def _emit_pieces(
         v = i + s
         tl = vt[v]
         th = vt[v + 1]
-        span = th - tl
         c0 = child_offsets[i]
         n_bp = child_offsets[i + 1] - c0 - 1
         v0 = c0 + s
         bp0 = offsets[i]
         for c in range(n_bp + 1):
-            clo = tl if c == 0 else buf[bp0 + c - 1]
-            chi = th if c == n_bp else buf[bp0 + c]
-            r = ((clo + (chi - clo) / two) - tl) / span
+            r = _child_midpoint(buf, bp0, n_bp, c, tl, th, two)
             o = c0 + c
             out_seg[o] = s
             for w in range(n_words):
@@ -139,26 +166,189 @@ def _emit_pieces(
                     if (state >> np.uint64(bb)) & _ONE:
                         g = np.uint64(first + bb)
                         out_codes[o, g >> _SIX] |= _ONE << (g & _M63)
-            out_vt[v0 + c] = clo
-            if write_values:
-                if ones:
-                    out_h[v0 + c, width] = k[1]
-                if c == 0:
-                    for j in range(width):
-                        out_h[v0, j] = _activate(z[v, j], kind, slope)
-                else:
-                    rv = (clo - tl) / span
-                    for j in range(width):
-                        out_h[v0 + c, j] = _activate(
-                            z[v, j] + rv * (z[v + 1, j] - z[v, j]), kind, slope
-                        )
-        if i + 1 == n or pseg[i + 1] != s:
+            out_vt[v0 + c] = tl if c == 0 else buf[bp0 + c - 1]
+        last = i + 1 == n or pseg[i + 1] != s
+        if last:
             out_vt[v0 + n_bp + 1] = th
-            if write_values:
+        if write_values:  # the piece's own (old) vertices, for the next layer's GEMM
+            if ones:
+                out_h[v, width] = k[1]
+            for j in range(width):
+                out_h[v, j] = _activate(z[v, j], kind, slope)
+            if last:
                 if ones:
-                    out_h[v0 + n_bp + 1, width] = k[1]
+                    out_h[v + 1, width] = k[1]
                 for j in range(width):
-                    out_h[v0 + n_bp + 1, j] = _activate(z[v + 1, j], kind, slope)
+                    out_h[v + 1, j] = _activate(z[v + 1, j], kind, slope)
+
+
+@nb.njit(inline="always", cache=True)
+def _side_at_child(zl, dz, buf, bp0, n_bp, c, tl, th, thr, upper, two):
+    z = zl + _child_midpoint(buf, bp0, n_bp, c, tl, th, two) * dz
+    return z < thr if upper else z > thr
+
+
+@nb.njit(inline="always", cache=True)
+def _side_switch(zl, dz, buf, bp0, n_bp, tl, th, thr, upper, two):
+    first = _side_at_child(zl, dz, buf, bp0, n_bp, 0, tl, th, thr, upper, two)
+    if _side_at_child(zl, dz, buf, bp0, n_bp, n_bp, tl, th, thr, upper, two) == first:
+        return 0
+    lo = 1
+    hi = n_bp
+    while lo < hi:
+        c = lo + (hi - lo) // 2
+        if _side_at_child(zl, dz, buf, bp0, n_bp, c, tl, th, thr, upper, two) == first:
+            lo = c + 1
+        else:
+            hi = c
+    return lo
+
+
+@nb.njit(inline="always", cache=True)
+def _slope_step(zl, dz, buf, bp0, n_bp, c, tl, th, kind, slope, k):
+    two = k[2]
+    now = _activation_slope(zl + _child_midpoint(buf, bp0, n_bp, c, tl, th, two) * dz, kind,
+                            slope, k)  # fmt: skip
+    before = _activation_slope(
+        zl + _child_midpoint(buf, bp0, n_bp, c - 1, tl, th, two) * dz, kind, slope, k
+    )
+    return (now - before) * dz
+
+
+@nb.njit(cache=True)
+def _sort_int(v, lo, n):
+    # shell sort of v[lo:lo + n], the C++ kernel's gaps
+    gap = 1
+    while gap < n // 3:
+        gap = 3 * gap + 1
+    while gap >= 1:
+        for i in range(gap, n):
+            x = v[lo + i]
+            q = i
+            while q >= gap and v[lo + q - gap] > x:
+                v[lo + q] = v[lo + q - gap]
+                q -= gap
+            v[lo + q] = x
+        gap //= 3
+
+
+@nb.njit(parallel=True, cache=True)
+def _next_preactivations(
+    z, vt, pseg, buf, offsets, child_offsets, kind, slope, wt, zn, scratch, out, k
+):  # fmt: skip
+    # The same recurrence, in the same order, as next_preactivations_row in regions.hpp.
+    n = pseg.shape[0]
+    width = z.shape[1]
+    width_next = wt.shape[1]
+    nt = 2 if kind == HARDTANH else 1
+    two = k[2]
+    for i in nb.prange(n):
+        s = pseg[i]
+        v = i + s
+        tl = vt[v]
+        th = vt[v + 1]
+        span = th - tl
+        c0 = child_offsets[i]
+        n_bp = child_offsets[i + 1] - c0 - 1
+        v0 = c0 + s
+        bp0 = offsets[i]
+        for q in range(width_next):
+            out[v0, q] = zn[v, q]
+        if i + 1 == n or pseg[i + 1] != s:
+            for q in range(width_next):
+                out[v0 + n_bp + 1, q] = zn[v + 1, q]
+        if n_bp == 0:
+            continue
+        cand0 = 2 * bp0
+        n_cand = 0
+        live_elsewhere = False
+        for j in range(width):
+            is_cand = False
+            for q in range(nt):
+                if _may_cross(z[v, j], z[v + 1, j], _threshold(kind, q, k)):
+                    is_cand = True
+                    break
+            if is_cand:
+                scratch[cand0 + n_cand] = j
+                n_cand += 1
+            elif not live_elsewhere:
+                live_elsewhere = (
+                    _activation_slope(z[v, j], kind, slope, k) * (z[v + 1, j] - z[v, j]) != k[0]
+                )
+        flip0 = cand0 + n_cand
+        n_flips = 0
+        gr = v0 + n_bp  # the running slope lives in the last breakpoint's row
+        for q in range(width_next):
+            out[gr, q] = zn[v + 1, q] - zn[v, q]
+        for p in range(n_cand):
+            j = scratch[cand0 + p]
+            zl = z[v, j]
+            dz = z[v + 1, j] - zl
+            at0 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, _threshold(kind, 0, k), False, two)
+            at1 = 0
+            if nt == 2:
+                at1 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, _threshold(kind, 1, k), True,
+                                   two)  # fmt: skip
+            for e in range(nt):
+                c = at0 if e == 0 else at1
+                if c == 0 or (e == 1 and c == at0):
+                    continue
+                step = _slope_step(zl, dz, buf, bp0, n_bp, c, tl, th, kind, slope, k)
+                if step == k[0]:
+                    continue
+                scratch[flip0 + n_flips] = c * width + j
+                n_flips += 1
+                f = (k[1] - (buf[bp0 + c - 1] - tl) / span) * step
+                for q in range(width_next):
+                    out[gr, q] -= f * wt[j, q]
+        _sort_int(scratch, flip0, n_flips)
+        r_prev = k[0]
+        nf = 0
+        for c in range(1, n_bp + 1):
+            r = (buf[bp0 + c - 1] - tl) / span
+            dr = r - r_prev
+            for q in range(width_next):
+                out[v0 + c, q] = out[v0 + c - 1, q] + dr * out[gr, q]
+            r_prev = r
+            if c == n_bp:
+                break
+            while nf < n_flips and scratch[flip0 + nf] // width == c:
+                j = scratch[flip0 + nf] % width
+                zl = z[v, j]
+                f = _slope_step(zl, z[v + 1, j] - zl, buf, bp0, n_bp, c, tl, th, kind, slope, k)
+                for q in range(width_next):
+                    out[gr, q] += f * wt[j, q]
+                nf += 1
+        if live_elsewhere:
+            continue
+        for c in range(n_bp + 1):
+            mid = _child_midpoint(buf, bp0, n_bp, c, tl, th, two)
+            flat = True
+            for p in range(n_cand):
+                j = scratch[cand0 + p]
+                dz = z[v + 1, j] - z[v, j]
+                if _activation_slope(z[v, j] + mid * dz, kind, slope, k) * dz != k[0]:
+                    flat = False
+                    break
+            if not flat:
+                continue
+            if c == 0:
+                for q in range(width_next):
+                    out[v0 + 1, q] = zn[v, q]
+            elif c == n_bp:
+                for q in range(width_next):
+                    out[v0 + c, q] = zn[v + 1, q]
+            else:
+                for q in range(width_next):
+                    out[v0 + c, q] = wt[width, q]
+                for j in range(width):
+                    h = _activate_k(z[v, j] + mid * (z[v + 1, j] - z[v, j]), kind, slope, k)
+                    if h == k[0]:
+                        continue
+                    for q in range(width_next):
+                        out[v0 + c, q] += h * wt[j, q]
+                for q in range(width_next):
+                    out[v0 + c + 1, q] = out[v0 + c, q]
 
 
 def _check_vertices(z, pseg):
@@ -253,13 +443,48 @@ def emit_pieces(
     if write_values:
         _require(
             isinstance(out_h, np.ndarray) and out_h.dtype == z.dtype
-            and out_h.shape[0] == nv_out and out_h.shape[1] in (width, width + 1)
+            and out_h.shape[0] == nv and out_h.shape[1] in (width, width + 1)
             and out_h.flags.c_contiguous,
-            "out_h must be (new vertices, width) or (new vertices, width + 1)",
+            "out_h must be (vertices, width) or (vertices, width + 1)",
         )  # fmt: skip
     else:
         out_h = np.empty((0, width), dtype=z.dtype)
     _emit_pieces(
         z, vt, pseg, codes, buf, offsets, child_offsets, int(kind), z.dtype.type(slope),
         int(bit_offset), bool(write_values), out_vt, out_seg, out_codes, out_h, _consts(z.dtype),
+    )  # fmt: skip
+
+
+def next_preactivations(
+    z, vt, pseg, buf, offsets, child_offsets, kind: int, slope: float, wt, zn, scratch, out
+) -> None:  # fmt: skip
+    """The next layer's pre-activations at the new vertices, from those at the old (regions.hpp)."""
+    _check_vertices(z, pseg)
+    _check_kind(kind)
+    n = pseg.shape[0]
+    nv, width = z.shape
+    _check_1d(vt, z.dtype, nv, "vt must have one entry per vertex")
+    _check_1d(offsets, np.int64, n + 1, "offsets must have n + 1 entries")
+    _check_1d(child_offsets, np.int64, n + 1, "child_offsets must have n + 1 entries")
+    _check_1d(buf, z.dtype, None, "buf must be 1-D with z's dtype")
+    _require(offsets[n] <= buf.shape[0], "buf is smaller than offsets[-1]")
+    _check_1d(scratch, np.int64, None, "scratch must be 1-D int64")
+    _require(2 * offsets[n] <= scratch.shape[0], "scratch is smaller than 2 * offsets[-1]")
+
+    def _matrix(a, rows, cols, what):
+        _require(
+            isinstance(a, np.ndarray) and a.dtype == z.dtype and a.ndim == 2
+            and (rows is None or a.shape[0] == rows) and (cols is None or a.shape[1] == cols)
+            and a.flags.c_contiguous,
+            what,
+        )  # fmt: skip
+
+    _matrix(wt, width + 1, None, "wt must be (width + 1, width_next)")
+    width_next = wt.shape[1]
+    _matrix(zn, nv, width_next, "zn must be (vertices, width_next)")
+    nv_out = int(child_offsets[n]) + (nv - n)
+    _matrix(out, nv_out, width_next, "out must be (child_offsets[-1] + segments, width_next)")
+    _next_preactivations(
+        z, vt, pseg, buf, offsets, child_offsets, int(kind), z.dtype.type(slope), wt, zn,
+        scratch, out, _consts(z.dtype),
     )  # fmt: skip
