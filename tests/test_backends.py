@@ -54,6 +54,23 @@ def test_unknown_backend_names(monkeypatch):
         select_backend("cpu", backend="fortran")
 
 
+def test_cpu_without_sse42_reports_cpp_unavailable(monkeypatch):
+    import fastmem._backend as fb
+
+    monkeypatch.setattr(fb, "_cpu_lacks_sse42", lambda: True)
+    fb._probe.cache_clear()
+    try:
+        info = fastmem.backends()["cpp"]
+        assert not info.available and "SSE4.2" in info.reason
+        with pytest.raises(BackendError, match=r"SSE4\.2"):
+            select_backend("cpu", backend="cpp")
+    finally:
+        monkeypatch.undo()
+        fb._probe.cache_clear()
+    # this machine runs the suite, so it can run what _core was built for
+    assert not fb._cpu_lacks_sse42() or not fastmem.backends()["cpp"].available
+
+
 @pytest.mark.parametrize("name", ["cpp", "cuda", "numba"])
 def test_forcing_an_unavailable_backend_is_an_error(monkeypatch, name):
     info = fastmem.backends()[name]

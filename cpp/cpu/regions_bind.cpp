@@ -109,7 +109,7 @@ template <class T>
 void next_preactivations(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray<T> buf,
                          CArray<int64_t> offsets, CArray<int64_t> child_offsets, int kind,
                          double slope, CArray<T> wt, CArray<T> zn, CArray<int64_t> scratch,
-                         CArray<T> out) {
+                         CArray<T> out, int kind_next, CArray<int64_t> next_counts) {
   check_vertices(z, pseg);
   check_kind(kind);
   const int64_t n = pseg.shape(0), width = z.shape(1), nv = z.shape(0);
@@ -129,13 +129,18 @@ void next_preactivations(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray
   const int64_t nv_out = child_offsets.data()[n] + (nv - n);
   require(out.ndim() == 2 && out.shape(0) == nv_out && out.shape(1) == width_next,
           "out must be (child_offsets[-1] + segments, width_next)");
+  require(kind_next >= -1 && kind_next <= 3, "unknown activation kind_next");
+  if (kind_next >= 0)
+    require(next_counts.ndim() == 1 && next_counts.shape(0) == child_offsets.data()[n],
+            "next_counts must have child_offsets[-1] entries");
   const T *zp = z.data(), *tp = vt.data(), *bp = buf.data(), *wp = wt.data(), *np_ = zn.data();
   const int64_t *sp = pseg.data(), *off = offsets.data(), *coff = child_offsets.data();
   int64_t* scr = scratch.mutable_data();
   T* op = out.mutable_data();
+  int64_t* nc = kind_next >= 0 ? next_counts.mutable_data() : nullptr;
   py::gil_scoped_release release;
   cpu::next_preactivations<T>(zp, tp, sp, n, width, bp, off, coff, kind, static_cast<T>(slope),
-                              wp, width_next, np_, scr, op);
+                              wp, width_next, np_, scr, op, kind_next, nc);
 }
 
 template <class T>
@@ -156,7 +161,8 @@ void def_all(py::module_& m) {
         py::arg("vt").noconvert(), py::arg("pseg").noconvert(), py::arg("buf").noconvert(),
         py::arg("offsets").noconvert(), py::arg("child_offsets").noconvert(), py::arg("kind"),
         py::arg("slope"), py::arg("wt").noconvert(), py::arg("zn").noconvert(),
-        py::arg("scratch").noconvert(), py::arg("out").noconvert());
+        py::arg("scratch").noconvert(), py::arg("out").noconvert(), py::arg("kind_next"),
+        py::arg("next_counts").noconvert());
 }
 
 }  // namespace

@@ -4,12 +4,13 @@
 
 namespace fastmem::cpu {
 
-// Pieces differ a lot in how many crossings they hold: dynamic scheduling balances them.
+// Pieces differ a lot in how many crossings they hold (at the first layer a chunk has one
+// piece per segment, each with dozens): dynamic scheduling in small blocks balances them.
 
 template <class T>
 void count_crossings(const T* z, const int64_t* pseg, int64_t n, int64_t width, int kind,
                      int64_t* counts) {
-#pragma omp parallel for schedule(dynamic, 256)
+#pragma omp parallel for schedule(dynamic, 16)
   for (int64_t i = 0; i < n; ++i) {
     const T* zl = z + (i + pseg[i]) * width;
     counts[i] = count_crossings_row(zl, zl + width, width, kind);
@@ -19,7 +20,7 @@ void count_crossings(const T* z, const int64_t* pseg, int64_t n, int64_t width, 
 template <class T>
 void collect_crossings(const T* z, const T* vt, const int64_t* pseg, int64_t n, int64_t width,
                        int kind, T tol, const int64_t* offsets, T* buf, int64_t* n_distinct) {
-#pragma omp parallel for schedule(dynamic, 256)
+#pragma omp parallel for schedule(dynamic, 16)
   for (int64_t i = 0; i < n; ++i) {
     // Most pieces have no candidate crossing: skip reading their rows again.
     if (offsets[i + 1] == offsets[i]) {
@@ -39,7 +40,7 @@ void emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* c
                  const int64_t* child_offsets, int kind, T slope, int64_t bit_offset,
                  bool write_values, T* out_vt, int64_t* out_seg, uint64_t* out_codes, T* out_h,
                  int64_t h_cols) {
-#pragma omp parallel for schedule(dynamic, 256)
+#pragma omp parallel for schedule(dynamic, 16)
   for (int64_t i = 0; i < n; ++i) {
     const int64_t s = pseg[i];
     const int64_t v = i + s;
@@ -59,8 +60,8 @@ template <class T>
 void next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n, int64_t width,
                          const T* buf, const int64_t* offsets, const int64_t* child_offsets,
                          int kind, T slope, const T* wt, int64_t width_next, const T* zn,
-                         int64_t* scratch, T* out) {
-#pragma omp parallel for schedule(dynamic, 256)
+                         int64_t* scratch, T* out, int kind_next, int64_t* next_counts) {
+#pragma omp parallel for schedule(dynamic, 16)
   for (int64_t i = 0; i < n; ++i) {
     const int64_t s = pseg[i];
     const int64_t v = i + s;
@@ -71,7 +72,8 @@ void next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n
     const T* znl = zn + v * width_next;
     next_preactivations_row(zl, zl + width, width, vt[v], vt[v + 1], buf + offsets[i], n_bp,
                             kind, slope, wt, width_next, znl, znl + width_next, last,
-                            scratch + 2 * offsets[i], out + (c0 + s) * width_next);
+                            scratch + 2 * offsets[i], out + (c0 + s) * width_next, kind_next,
+                            next_counts ? next_counts + c0 : nullptr);
   }
 }
 
@@ -84,7 +86,7 @@ void next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n
                                T, int64_t, bool, T*, int64_t*, uint64_t*, T*, int64_t);     \
   template void next_preactivations<T>(const T*, const T*, const int64_t*, int64_t, int64_t,    \
                                        const T*, const int64_t*, const int64_t*, int, T,        \
-                                       const T*, int64_t, const T*, int64_t*, T*);
+                                       const T*, int64_t, const T*, int64_t*, T*, int, int64_t*);
 
 FASTMEM_INSTANTIATE(float)
 FASTMEM_INSTANTIATE(double)

@@ -25,10 +25,12 @@ void emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* c
 // The next layer's pre-activations at the new vertices (child_offsets[n] + segments rows of
 // width_next) from zn, those at the old ones (see next_preactivations_row). wt: the next
 // layer's [W | b] transposed (width + 1, width_next); scratch: 2 * offsets[n] entries.
+// kind_next >= 0: also the next layer's count_crossings per child into next_counts
+// (child_offsets[n] entries); kind_next < 0: next_counts is not touched.
 template <class T>
 void next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n, int64_t width,
                          const T* buf, const int64_t* offsets, const int64_t* child_offsets,
                          int kind, T slope, const T* wt, int64_t width_next, const T* zn,
-                         int64_t* scratch, T* out);
+                         int64_t* scratch, T* out, int kind_next, int64_t* next_counts);
 
 }  // namespace fastmem::cpu

@@ -131,7 +131,7 @@ void next_preactivations(const py::object& z, const py::object& vt, const py::ob
                          const py::object& buf, const py::object& offsets,
                          const py::object& child_offsets, int kind, double slope,
                          const py::object& wt, const py::object& zn, const py::object& scratch,
-                         const py::object& out) {
+                         const py::object& out, int kind_next, const py::object& next_counts) {
   const DeviceView zv = device_view(z, "z"), tv = device_view(vt, "vt");
   const DeviceView sv = device_view(pseg, "pseg"), bv = device_view(buf, "buf");
   const DeviceView ov = device_view(offsets, "offsets");
@@ -154,17 +154,23 @@ void next_preactivations(const py::object& z, const py::object& vt, const py::ob
   if (znv.shape[0] != nv || znv.shape[1] != width_next) fail("zn must be (vertices, width_next)");
   check_float(outv, zv, 2, "out must be 2-D with z's dtype");
   if (outv.shape[1] != width_next) fail("out must be (new vertices, width_next)");
+  if (kind_next < -1 || kind_next > 3) fail("unknown activation kind_next");
+  const DeviceView ncv = device_view(next_counts, "next_counts");
+  if (kind_next >= 0 && (ncv.ndim() != 1 || ncv.typestr != "<i8" ||
+                         ncv.shape[0] != outv.shape[0] - (nv - n)))
+    fail("next_counts must be int64 with child_offsets[-1] entries");
+  int64_t* nc = kind_next >= 0 ? ncv.as<int64_t>() : nullptr;
   py::gil_scoped_release release;
   if (zv.typestr == "<f8")
     check(gpu::next_preactivations<double>(
         zv.as<double>(), tv.as<double>(), sv.as<int64_t>(), n, width, bv.as<double>(),
         ov.as<int64_t>(), kv.as<int64_t>(), kind, slope, wv.as<double>(), width_next,
-        znv.as<double>(), scv.as<int64_t>(), outv.as<double>()));
+        znv.as<double>(), scv.as<int64_t>(), outv.as<double>(), kind_next, nc));
   else
     check(gpu::next_preactivations<float>(
         zv.as<float>(), tv.as<float>(), sv.as<int64_t>(), n, width, bv.as<float>(),
         ov.as<int64_t>(), kv.as<int64_t>(), kind, static_cast<float>(slope), wv.as<float>(),
-        width_next, znv.as<float>(), scv.as<int64_t>(), outv.as<float>()));
+        width_next, znv.as<float>(), scv.as<int64_t>(), outv.as<float>(), kind_next, nc));
 }
 
 }  // namespace
@@ -182,7 +188,7 @@ void regions(py::module_& m) {
   m.def("next_preactivations", &next_preactivations, py::arg("z"), py::arg("vt"),
         py::arg("pseg"), py::arg("buf"), py::arg("offsets"), py::arg("child_offsets"),
         py::arg("kind"), py::arg("slope"), py::arg("wt"), py::arg("zn"), py::arg("scratch"),
-        py::arg("out"));
+        py::arg("out"), py::arg("kind_next"), py::arg("next_counts"));
 }
 
 }  // namespace fastmem::bind

@@ -65,7 +65,8 @@ __global__ void next_preactivations_kernel(const T* z, const T* vt, const int64_
                                            int64_t n, int64_t width, const T* buf,
                                            const int64_t* offsets, const int64_t* child_offsets,
                                            int kind, T slope, const T* wt, int64_t width_next,
-                                           const T* zn, int64_t* scratch, T* out) {
+                                           const T* zn, int64_t* scratch, T* out,
+                                           int kind_next, int64_t* next_counts) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t s = pseg[i];
@@ -77,7 +78,8 @@ __global__ void next_preactivations_kernel(const T* z, const T* vt, const int64_
     const T* znl = zn + v * width_next;
     next_preactivations_row(zl, zl + width, width, vt[v], vt[v + 1], buf + offsets[i], n_bp,
                             kind, slope, wt, width_next, znl, znl + width_next, last,
-                            scratch + 2 * offsets[i], out + (c0 + s) * width_next);
+                            scratch + 2 * offsets[i], out + (c0 + s) * width_next, kind_next,
+                            next_counts ? next_counts + c0 : nullptr);
   }
 }
 
@@ -118,11 +120,11 @@ template <class T>
 int next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n, int64_t width,
                         const T* buf, const int64_t* offsets, const int64_t* child_offsets,
                         int kind, T slope, const T* wt, int64_t width_next, const T* zn,
-                        int64_t* scratch, T* out) {
+                        int64_t* scratch, T* out, int kind_next, int64_t* next_counts) {
   if (n == 0) return 0;
-  next_preactivations_kernel<T><<<blocks_for(n), kThreads>>>(z, vt, pseg, n, width, buf, offsets,
-                                                             child_offsets, kind, slope, wt,
-                                                             width_next, zn, scratch, out);
+  next_preactivations_kernel<T><<<blocks_for(n), kThreads>>>(
+      z, vt, pseg, n, width, buf, offsets, child_offsets, kind, slope, wt, width_next, zn,
+      scratch, out, kind_next, next_counts);
   return finish();
 }
 
@@ -135,7 +137,7 @@ int next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n,
                               T, int64_t, bool, T*, int64_t*, uint64_t*, T*, int64_t);    \
   template int next_preactivations<T>(const T*, const T*, const int64_t*, int64_t, int64_t,    \
                                       const T*, const int64_t*, const int64_t*, int, T,        \
-                                      const T*, int64_t, const T*, int64_t*, T*);
+                                      const T*, int64_t, const T*, int64_t*, T*, int, int64_t*);
 
 FASTMEM_INSTANTIATE(float)
 FASTMEM_INSTANTIATE(double)

@@ -26,6 +26,6 @@ template <class T>
 int next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n, int64_t width,
                         const T* buf, const int64_t* offsets, const int64_t* child_offsets,
                         int kind, T slope, const T* wt, int64_t width_next, const T* zn,
-                        int64_t* scratch, T* out);
+                        int64_t* scratch, T* out, int kind_next, int64_t* next_counts);
 
 }  // namespace fastmem::gpu

@@ -81,9 +81,30 @@ class Backend:
         return "cuda" if self.name == "cuda" else "cpu"
 
 
+def _cpu_lacks_sse42() -> bool:
+    """True on a Linux x86-64 CPU without SSE4.2: fastmem._core is built for x86-64-v2
+    (CMake option FASTMEM_X86_LEVEL) and would stop with an illegal instruction there."""
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            info = f.read(1 << 16)
+    except OSError:
+        return False
+    return "flags" in info and "sse4_2" not in info
+
+
 @cache
 def _probe(name: str) -> tuple[BackendInfo, ModuleType | None]:
     if name == "cpp":
+        if _cpu_lacks_sse42():
+            why = (
+                "this CPU lacks SSE4.2, which fastmem._core is compiled for; rebuild with "
+                "-Ccmake.define.FASTMEM_X86_LEVEL= or use FASTMEM_BACKEND=numba"
+            )
+            return BackendInfo("cpp", False, why), None
         try:
             core = importlib.import_module("fastmem._core")
         except ImportError as exc:
@@ -233,18 +254,23 @@ def cpu_threads(backend: Backend) -> int:
     return 1
 
 
-def row_parallel_matmul(H: Any, M: Any, backend: Backend) -> Any:
+def row_parallel_matmul(H: Any, M: Any, backend: Backend, out: Any = None) -> Any:
     """``H @ M`` with the rows of ``H`` split over the kernels' threads.
 
     Used under :func:`kernels_own_the_cores`, where BLAS runs single-threaded:
     NumPy releases the GIL in matmul, so blocks of rows multiply in parallel
-    without BLAS's own (spinning) thread pool.
+    without BLAS's own (spinning) thread pool. ``out``: where to write the
+    product (C-contiguous, ``(H.shape[0], M.shape[1])``); a new array if None.
     """
     global _GEMM_POOL
     n = H.shape[0]
     if backend.device != "cpu" or n <= _GEMM_BLOCK_ROWS:
-        return H @ M
-    out = np.empty((n, M.shape[1]), dtype=np.result_type(H, M))
+        if out is None:
+            return H @ M
+        backend.xp.matmul(H, M, out=out)
+        return out
+    if out is None:
+        out = np.empty((n, M.shape[1]), dtype=np.result_type(H, M))
     blocks = list(itertools.pairwise([*range(0, n, _GEMM_BLOCK_ROWS), n]))
     threads = cpu_threads(backend)
     if threads < 2:

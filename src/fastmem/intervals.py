@@ -40,6 +40,7 @@ from .regions import (
     _prepare_lines,
     _split,
     _tolerance,
+    _Workspace,
 )
 
 __all__ = [
@@ -160,9 +161,10 @@ def generalization_intervals(
     chunker = _Chunker(net, A.shape[0], chunk_size)
     tol = _tolerance(net.dtype, t0, t1)
     lows, ups, classes = [], [], []
+    ws = _Workspace(be.xp)
     with kernels_own_the_cores(be):
         for lo, hi in chunker:
-            p = _split(net_dev, be, A[lo:hi], D[lo:hi], t0, t1, tol, logits=True)
+            p = _split(net_dev, be, A[lo:hi], D[lo:hi], t0, t1, tol, logits=True, ws=ws)
             chunker.observe(p.seg.shape[0], hi - lo)
             lower, upper, cls = _intervals_of_pieces(p, hi - lo, t0, t1, tol, be)
             lows.append(lower)

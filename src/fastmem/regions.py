@@ -119,6 +119,32 @@ class _Chunker:
             self.size = max(1, min(size, _MAX_CHUNK, self.input_cap))
 
 
+class _Workspace:
+    """Scratch arrays of the segment engine, reused across its layers and chunks.
+
+    A fresh large array costs a page fault per page on first touch (on a VM that can take as
+    long as the kernels that fill it), so every array whose size follows the number of
+    pieces is a view into a buffer kept here under a slot name. A slot's array is valid until
+    the slot is taken again; results that leave the engine are copied.
+    """
+
+    def __init__(self, xp: Any) -> None:
+        self.xp = xp
+        self.buffers: dict[str, Any] = {}
+
+    def take(self, slot: str, shape: tuple[int, ...], dtype: Any) -> Any:
+        dtype = np.dtype(dtype)
+        nbytes = math.prod(shape) * dtype.itemsize
+        buf = self.buffers.get(slot)
+        if buf is None or buf.nbytes < nbytes:
+            del buf  # free the old buffer before the larger one is allocated
+            self.buffers.pop(slot, None)
+            # 25% slack: the next chunk is usually a little larger
+            buf = self.xp.empty(nbytes + nbytes // 4 + 64, dtype=np.uint8)
+            self.buffers[slot] = buf
+        return buf[:nbytes].view(dtype).reshape(shape)
+
+
 def _host(x: Any) -> np.ndarray:
     return x.get() if hasattr(x, "get") else np.asarray(x)
 
@@ -265,7 +291,16 @@ def _renamed(fn: Any, name: str, *args: Any) -> Any:
 
 # ------------------------------------------------------------------ the engine
 def _split(
-    net: Network, be: Backend, A: Any, D: Any, t0: float, t1: float, tol: float, *, logits: bool
+    net: Network,
+    be: Backend,
+    A: Any,
+    D: Any,
+    t0: float,
+    t1: float,
+    tol: float,
+    *,
+    logits: bool,
+    ws: _Workspace | None = None,
 ) -> _Pieces:
     """Cut the segments ``A + t D`` (rows) into pieces through all hidden layers.
 
@@ -274,9 +309,11 @@ def _split(
     three kernel passes that cut the pieces at the layer's crossings; the next layer's
     pre-activations are then one GEMM over the vertices the layer started with and a
     fourth pass that carries them to the new vertices (rank-1 updates, no GEMM row per
-    breakpoint). With ``logits`` the output layer is applied too.
+    breakpoint). With ``logits`` the output layer is applied too. Scratch comes from
+    ``ws`` (pass one workspace to every chunk of a call); the result owns its arrays.
     """
     xp, k = be.xp, be.kernels
+    ws = ws or _Workspace(xp)
     dt = net.dtype
     m = A.shape[0]
     n_words = net.n_pattern_words
@@ -285,28 +322,32 @@ def _split(
     codes = xp.zeros((m, n_words), dtype=np.uint64)
     # Vertex values carry a last column of ones: the bias rides in the GEMM (W | b).
     d = A.shape[1]
-    H = xp.empty((2 * m, d + 1), dtype=dt)
+    H = ws.take("h", (2 * m, d + 1), dt)
     H[0::2, :d] = A if t0 == 0.0 else A + dt.type(t0) * D  # exact start points at t0 = 0
     H[1::2, :d] = A + dt.type(t1) * D
     H[:, d] = 1
-    Z = row_parallel_matmul(H, _augmented(net, 0, xp).T, be)
-    del H
+    W0 = xp.ascontiguousarray(_augmented(net, 0, xp).T)
+    Z = row_parallel_matmul(H, W0, be, out=ws.take("z0", (2 * m, W0.shape[1]), dt))
     bit = 0
     step = False
     n_hidden = net.n_layers - 1
+    n_bp = None  # the crossing counts of the layer's pieces, when the last pass gave them
     for layer in range(n_hidden):
         name = net.activation[layer]
         kind = ACTIVATIONS[name]
         slope = net.negative_slopes[layer]
         n, width = pseg.shape[0], Z.shape[1]
-        counts = xp.empty(n, dtype=np.int64)
-        k.count_crossings(Z, pseg, kind, counts)
-        offsets = xp.zeros(n + 1, dtype=np.int64)
-        xp.cumsum(counts, out=offsets[1:])
-        buf = xp.empty(int(offsets[-1]), dtype=dt)
-        n_bp = counts  # reused: counts are not needed any more
+        if n_bp is None:
+            n_bp = ws.take("counts" + str(layer % 2), (n,), np.int64)
+            k.count_crossings(Z, pseg, kind, n_bp)
+        offsets = ws.take("offsets", (n + 1,), np.int64)
+        offsets[0] = 0
+        xp.cumsum(n_bp, out=offsets[1:])
+        total = int(offsets[-1])
+        buf = ws.take("buf", (total,), dt)
         k.collect_crossings(Z, vt, pseg, kind, tol, offsets, buf, n_bp)
-        child = xp.zeros(n + 1, dtype=np.int64)
+        child = ws.take("child", (n + 1,), np.int64)
+        child[0] = 0
         n_bp += 1
         xp.cumsum(n_bp, out=child[1:])
         nc = int(child[-1])
@@ -316,32 +357,39 @@ def _split(
         step = name == "threshold"
         next_values = (logits or layer < n_hidden - 1) and not step
         # The activations at the current (old) vertices, for the next layer's GEMM.
-        H = xp.empty((Z.shape[0] if next_values else 0, width + 1), dtype=dt)
-        new_vt = xp.empty(nc + m, dtype=dt)
-        new_seg = xp.empty(nc, dtype=np.int64)
-        new_codes = xp.empty((nc, n_words), dtype=np.uint64)
+        H = ws.take("h", (Z.shape[0] if next_values else 0, width + 1), dt)
+        side = str(layer % 2)  # ping-pong: the new arrays never overwrite the current ones
+        new_vt = ws.take("vt" + side, (nc + m,), dt)
+        new_seg = ws.take("seg" + side, (nc,), np.int64)
+        new_codes = ws.take("codes" + side, (nc, n_words), np.uint64)
         k.emit_pieces(
             Z, vt, pseg, codes, buf, offsets, child, kind, slope, bit, next_values,
             new_vt, new_seg, new_codes, H,
         )  # fmt: skip
         if next_values:
             wt = xp.ascontiguousarray(_augmented(net, layer + 1, xp).T)  # (width + 1, next)
-            Z_old = row_parallel_matmul(H, wt, be)
-            del H
-            Z_new = xp.empty((nc + m, wt.shape[1]), dtype=dt)
-            scratch = xp.empty(2 * int(offsets[-1]), dtype=np.int64)
-            k.next_preactivations(
-                Z, vt, pseg, buf, offsets, child, kind, slope, wt, Z_old, scratch, Z_new
+            Z_old = row_parallel_matmul(
+                H, wt, be, out=ws.take("zold", (H.shape[0], wt.shape[1]), dt)
             )
-            del Z_old, scratch
+            other = str((layer + 1) % 2)
+            Z_new = ws.take("z" + other, (nc + m, wt.shape[1]), dt)
+            scratch = ws.take("scratch", (2 * total,), np.int64)
+            # the next hidden layer's crossing counts come with its values
+            kind_next = ACTIVATIONS[net.activation[layer + 1]] if layer + 1 < n_hidden else -1
+            next_counts = ws.take("counts" + other, (nc if kind_next >= 0 else 0,), np.int64)
+            k.next_preactivations(
+                Z, vt, pseg, buf, offsets, child, kind, slope, wt, Z_old, scratch, Z_new,
+                kind_next, next_counts,
+            )  # fmt: skip
             Z = Z_new
-        del buf, offsets, child, n_bp
+            n_bp = next_counts if kind_next >= 0 else None
         vt, pseg, codes = new_vt, new_seg, new_codes
         bit += width * _BITS_PER_NEURON[name]
         if step:
             break
     left = xp.arange(pseg.shape[0], dtype=np.int64) + pseg
     t_lo, t_hi = vt[left], vt[left + 1]
+    pseg, codes = pseg.copy(), codes.copy()  # out of the workspace
     if step:
         mid = t_lo + (t_hi - t_lo) / 2
         X = A[pseg] + mid[:, None] * D[pseg]
@@ -482,8 +530,9 @@ def _exact(
     xp, k = be.xp, be.kernels
     tol = _tolerance(net.dtype, t0, t1)
     all_counts, all_bps, all_hashes = [], [], []
+    ws = _Workspace(xp)
     for lo, hi in chunker:
-        p = _split(net, be, A[lo:hi], B[lo:hi] - A[lo:hi], t0, t1, tol, logits=False)
+        p = _split(net, be, A[lo:hi], B[lo:hi] - A[lo:hi], t0, t1, tol, logits=False, ws=ws)
         chunker.observe(p.seg.shape[0], hi - lo)
         p = _merge_equal(p, xp)
         all_counts.append(xp.bincount(p.seg, minlength=hi - lo).astype(np.int64))

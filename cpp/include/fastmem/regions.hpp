@@ -56,9 +56,12 @@ FASTMEM_HD inline T threshold_value(int kind, int i) {
 // Whether threshold c may be crossed inside a piece whose ends have values zl, zh: not
 // strictly on one side. Shared by the count and the collect pass, so the buffer sized by
 // the first always fits the second.
+// Written with non-short-circuit & and | (equal to
+// zl != zh && !((zl > c && zh > c) || (zl < c && zh < c)) for numbers): no branches, so the
+// counting loops vectorise.
 template <class T>
 FASTMEM_HD inline bool may_cross(T zl, T zh, T c) {
-  return zl != zh && !((zl > c && zh > c) || (zl < c && zh < c));
+  return (zl != zh) & ((zl <= c) | (zh <= c)) & ((zl >= c) | (zh >= c));
 }
 
 template <class T>
@@ -302,17 +305,42 @@ FASTMEM_HD inline T slope_step(T zl, T dz, const T* bp, int64_t n_bp, int64_t c,
 }
 
 template <class T>
+FASTMEM_HD inline void carry_to_breakpoints(const T* zl, const T* zh, int64_t width, T tl, T th,
+                                            const T* bp, int64_t n_bp, int kind, T slope,
+                                            const T* wt, int64_t width_next, const T* znl,
+                                            const T* znh, int64_t* scratch, T* out);
+
+// The next layer's values at the piece's vertices (see carry_to_breakpoints); with
+// kind_next >= 0 also count_crossings_row of the next layer for each of the n_bp + 1
+// children (the next layer's pieces) into child_counts, while their rows are in cache.
+template <class T>
 FASTMEM_HD inline void next_preactivations_row(const T* zl, const T* zh, int64_t width, T tl,
                                                T th, const T* bp, int64_t n_bp, int kind,
                                                T slope, const T* wt, int64_t width_next,
                                                const T* znl, const T* znh, bool last,
-                                               int64_t* scratch, T* out) {
+                                               int64_t* scratch, T* out, int kind_next,
+                                               int64_t* child_counts) {
   for (int64_t k = 0; k < width_next; ++k) out[k] = znl[k];
   if (last) {
     T* right = out + (n_bp + 1) * width_next;
     for (int64_t k = 0; k < width_next; ++k) right[k] = znh[k];
   }
-  if (n_bp == 0) return;
+  if (n_bp > 0)
+    carry_to_breakpoints(zl, zh, width, tl, th, bp, n_bp, kind, slope, wt, width_next, znl, znh,
+                         scratch, out);
+  if (kind_next < 0) return;
+  for (int64_t c = 0; c <= n_bp; ++c) {
+    const T* hi = c < n_bp ? out + (c + 1) * width_next : znh;
+    child_counts[c] = count_crossings_row(out + c * width_next, hi, width_next, kind_next);
+  }
+}
+
+// The values at the n_bp >= 1 breakpoints (out rows 1..n_bp; row 0 holds znl).
+template <class T>
+FASTMEM_HD inline void carry_to_breakpoints(const T* zl, const T* zh, int64_t width, T tl, T th,
+                                            const T* bp, int64_t n_bp, int kind, T slope,
+                                            const T* wt, int64_t width_next, const T* znl,
+                                            const T* znh, int64_t* scratch, T* out) {
   const int nt = n_thresholds(kind);
   int64_t* cand = scratch;
   int64_t n_cand = 0;

@@ -234,20 +234,17 @@ def _sort_int(v, lo, n):
 
 @nb.njit(parallel=True, cache=True)
 def _next_preactivations(
-    z, vt, pseg, buf, offsets, child_offsets, kind, slope, wt, zn, scratch, out, k
+    z, vt, pseg, buf, offsets, child_offsets, kind, slope, wt, zn, scratch, out, kind_next,
+    next_counts, k,
 ):  # fmt: skip
     # The same recurrence, in the same order, as next_preactivations_row in regions.hpp.
     n = pseg.shape[0]
-    width = z.shape[1]
     width_next = wt.shape[1]
-    nt = 2 if kind == HARDTANH else 1
-    two = k[2]
     for i in nb.prange(n):
         s = pseg[i]
         v = i + s
         tl = vt[v]
         th = vt[v + 1]
-        span = th - tl
         c0 = child_offsets[i]
         n_bp = child_offsets[i + 1] - c0 - 1
         v0 = c0 + s
@@ -257,98 +254,127 @@ def _next_preactivations(
         if i + 1 == n or pseg[i + 1] != s:
             for q in range(width_next):
                 out[v0 + n_bp + 1, q] = zn[v + 1, q]
-        if n_bp == 0:
-            continue
-        cand0 = 2 * bp0
-        n_cand = 0
-        live_elsewhere = False
-        for j in range(width):
-            is_cand = False
-            for q in range(nt):
-                if _may_cross(z[v, j], z[v + 1, j], _threshold(kind, q, k)):
-                    is_cand = True
-                    break
-            if is_cand:
-                scratch[cand0 + n_cand] = j
-                n_cand += 1
-            elif not live_elsewhere:
-                live_elsewhere = (
-                    _activation_slope(z[v, j], kind, slope, k) * (z[v + 1, j] - z[v, j]) != k[0]
-                )
-        flip0 = cand0 + n_cand
-        n_flips = 0
-        gr = v0 + n_bp  # the running slope lives in the last breakpoint's row
+        if n_bp > 0:
+            _carry_to_breakpoints(
+                z, v, tl, th, buf, bp0, n_bp, kind, slope, wt, zn, scratch, out, v0, k
+            )
+        if kind_next >= 0:
+            for c in range(n_bp + 1):
+                next_counts[c0 + c] = _count_rows(out, v0 + c, zn, v + 1, c < n_bp, kind_next, k)
+
+
+@nb.njit(inline="always", cache=True)
+def _count_rows(out, lo, zn, hi_old, hi_in_out, kind, k):
+    # count_crossings_row between out[lo] and out[lo + 1] (or zn[hi_old])
+    nt = 2 if kind == HARDTANH else 1
+    c = 0
+    for j in range(out.shape[1]):
+        zl = out[lo, j]
+        zh = out[lo + 1, j] if hi_in_out else zn[hi_old, j]
+        for q in range(nt):
+            if _may_cross(zl, zh, _threshold(kind, q, k)):
+                c += 1
+    return c
+
+
+@nb.njit(cache=True)
+def _carry_to_breakpoints(z, v, tl, th, buf, bp0, n_bp, kind, slope, wt, zn, scratch, out, v0, k):
+    # carry_to_breakpoints of regions.hpp: out rows v0 + 1 .. v0 + n_bp
+    width = z.shape[1]
+    width_next = wt.shape[1]
+    nt = 2 if kind == HARDTANH else 1
+    two = k[2]
+    span = th - tl
+    cand0 = 2 * bp0
+    n_cand = 0
+    live_elsewhere = False
+    for j in range(width):
+        is_cand = False
+        for q in range(nt):
+            if _may_cross(z[v, j], z[v + 1, j], _threshold(kind, q, k)):
+                is_cand = True
+                break
+        if is_cand:
+            scratch[cand0 + n_cand] = j
+            n_cand += 1
+        elif not live_elsewhere:
+            live_elsewhere = (
+                _activation_slope(z[v, j], kind, slope, k) * (z[v + 1, j] - z[v, j]) != k[0]
+            )
+    flip0 = cand0 + n_cand
+    n_flips = 0
+    gr = v0 + n_bp  # the running slope lives in the last breakpoint's row
+    for q in range(width_next):
+        out[gr, q] = zn[v + 1, q] - zn[v, q]
+    for p in range(n_cand):
+        j = scratch[cand0 + p]
+        zl = z[v, j]
+        dz = z[v + 1, j] - zl
+        at0 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, _threshold(kind, 0, k), False, two)
+        at1 = 0
+        if nt == 2:
+            at1 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, _threshold(kind, 1, k), True,
+                               two)  # fmt: skip
+        for e in range(nt):
+            c = at0 if e == 0 else at1
+            if c == 0 or (e == 1 and c == at0):
+                continue
+            step = _slope_step(zl, dz, buf, bp0, n_bp, c, tl, th, kind, slope, k)
+            if step == k[0]:
+                continue
+            scratch[flip0 + n_flips] = c * width + j
+            n_flips += 1
+            f = (k[1] - (buf[bp0 + c - 1] - tl) / span) * step
+            for q in range(width_next):
+                out[gr, q] -= f * wt[j, q]
+    _sort_int(scratch, flip0, n_flips)
+    r_prev = k[0]
+    nf = 0
+    for c in range(1, n_bp + 1):
+        r = (buf[bp0 + c - 1] - tl) / span
+        dr = r - r_prev
         for q in range(width_next):
-            out[gr, q] = zn[v + 1, q] - zn[v, q]
+            out[v0 + c, q] = out[v0 + c - 1, q] + dr * out[gr, q]
+        r_prev = r
+        if c == n_bp:
+            break
+        while nf < n_flips and scratch[flip0 + nf] // width == c:
+            j = scratch[flip0 + nf] % width
+            zl = z[v, j]
+            f = _slope_step(zl, z[v + 1, j] - zl, buf, bp0, n_bp, c, tl, th, kind, slope, k)
+            for q in range(width_next):
+                out[gr, q] += f * wt[j, q]
+            nf += 1
+    if live_elsewhere:
+        return
+    for c in range(n_bp + 1):
+        mid = _child_midpoint(buf, bp0, n_bp, c, tl, th, two)
+        flat = True
         for p in range(n_cand):
             j = scratch[cand0 + p]
-            zl = z[v, j]
-            dz = z[v + 1, j] - zl
-            at0 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, _threshold(kind, 0, k), False, two)
-            at1 = 0
-            if nt == 2:
-                at1 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, _threshold(kind, 1, k), True,
-                                   two)  # fmt: skip
-            for e in range(nt):
-                c = at0 if e == 0 else at1
-                if c == 0 or (e == 1 and c == at0):
-                    continue
-                step = _slope_step(zl, dz, buf, bp0, n_bp, c, tl, th, kind, slope, k)
-                if step == k[0]:
-                    continue
-                scratch[flip0 + n_flips] = c * width + j
-                n_flips += 1
-                f = (k[1] - (buf[bp0 + c - 1] - tl) / span) * step
-                for q in range(width_next):
-                    out[gr, q] -= f * wt[j, q]
-        _sort_int(scratch, flip0, n_flips)
-        r_prev = k[0]
-        nf = 0
-        for c in range(1, n_bp + 1):
-            r = (buf[bp0 + c - 1] - tl) / span
-            dr = r - r_prev
-            for q in range(width_next):
-                out[v0 + c, q] = out[v0 + c - 1, q] + dr * out[gr, q]
-            r_prev = r
-            if c == n_bp:
+            dz = z[v + 1, j] - z[v, j]
+            if _activation_slope(z[v, j] + mid * dz, kind, slope, k) * dz != k[0]:
+                flat = False
                 break
-            while nf < n_flips and scratch[flip0 + nf] // width == c:
-                j = scratch[flip0 + nf] % width
-                zl = z[v, j]
-                f = _slope_step(zl, z[v + 1, j] - zl, buf, bp0, n_bp, c, tl, th, kind, slope, k)
-                for q in range(width_next):
-                    out[gr, q] += f * wt[j, q]
-                nf += 1
-        if live_elsewhere:
+        if not flat:
             continue
-        for c in range(n_bp + 1):
-            mid = _child_midpoint(buf, bp0, n_bp, c, tl, th, two)
-            flat = True
-            for p in range(n_cand):
-                j = scratch[cand0 + p]
-                dz = z[v + 1, j] - z[v, j]
-                if _activation_slope(z[v, j] + mid * dz, kind, slope, k) * dz != k[0]:
-                    flat = False
-                    break
-            if not flat:
-                continue
-            if c == 0:
+        if c == 0:
+            for q in range(width_next):
+                out[v0 + 1, q] = zn[v, q]
+        elif c == n_bp:
+            for q in range(width_next):
+                out[v0 + c, q] = zn[v + 1, q]
+        else:
+            for q in range(width_next):
+                out[v0 + c, q] = wt[width, q]
+            for j in range(width):
+                h = _activate_k(z[v, j] + mid * (z[v + 1, j] - z[v, j]), kind, slope, k)
+                if h == k[0]:
+                    continue
                 for q in range(width_next):
-                    out[v0 + 1, q] = zn[v, q]
-            elif c == n_bp:
-                for q in range(width_next):
-                    out[v0 + c, q] = zn[v + 1, q]
-            else:
-                for q in range(width_next):
-                    out[v0 + c, q] = wt[width, q]
-                for j in range(width):
-                    h = _activate_k(z[v, j] + mid * (z[v + 1, j] - z[v, j]), kind, slope, k)
-                    if h == k[0]:
-                        continue
-                    for q in range(width_next):
-                        out[v0 + c, q] += h * wt[j, q]
-                for q in range(width_next):
-                    out[v0 + c + 1, q] = out[v0 + c, q]
+                    out[v0 + c, q] += h * wt[j, q]
+            for q in range(width_next):
+                out[v0 + c + 1, q] = out[v0 + c, q]
 
 
 def _check_vertices(z, pseg):
@@ -456,7 +482,8 @@ def emit_pieces(
 
 
 def next_preactivations(
-    z, vt, pseg, buf, offsets, child_offsets, kind: int, slope: float, wt, zn, scratch, out
+    z, vt, pseg, buf, offsets, child_offsets, kind: int, slope: float, wt, zn, scratch, out,
+    kind_next: int, next_counts,
 ) -> None:  # fmt: skip
     """The next layer's pre-activations at the new vertices, from those at the old (regions.hpp)."""
     _check_vertices(z, pseg)
@@ -484,7 +511,12 @@ def next_preactivations(
     _matrix(zn, nv, width_next, "zn must be (vertices, width_next)")
     nv_out = int(child_offsets[n]) + (nv - n)
     _matrix(out, nv_out, width_next, "out must be (child_offsets[-1] + segments, width_next)")
+    _require(kind_next in (-1, RELU, LEAKY_RELU, HARDTANH, THRESHOLD), "unknown kind_next")
+    if kind_next >= 0:
+        _check_1d(next_counts, np.int64, int(child_offsets[n]), "next_counts: one per child")
+    else:
+        next_counts = np.empty(0, dtype=np.int64)
     _next_preactivations(
         z, vt, pseg, buf, offsets, child_offsets, int(kind), z.dtype.type(slope), wt, zn,
-        scratch, out, _consts(z.dtype),
+        scratch, out, int(kind_next), next_counts, _consts(z.dtype),
     )  # fmt: skip
