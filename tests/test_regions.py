@@ -211,6 +211,72 @@ def test_tie_zero_length_segments(backend):
     np.testing.assert_array_equal(to_numpy(r.pattern_hashes[4]), h[4:])
 
 
+# ------------------------------------------- values carried to the new vertices
+def _split_logits(net, A, B, backend, t_range=(0.0, 1.0)):
+    """The engine's logits at every piece's two ends (pieces, t_lo, t_hi, lo, hi)."""
+    be = fastmem.select_backend(net.device, backend)
+    A_, B_ = on_backend_device(A, backend), on_backend_device(B, backend)
+    tol = R._tolerance(net.dtype, *t_range)
+    p = R._split(net, be, A_, B_ - A_, *t_range, tol, logits=True)
+    return tuple(to_numpy(x) for x in (p.seg, p.t_lo, p.t_hi, p.logits_lo, p.logits_hi))
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh"])
+@pytest.mark.parametrize("widths", [(3, 9, 4), (4, 12, 12, 12, 3), (2, 20, 6, 20, 5)])
+def test_values_at_new_vertices_match_direct_forward(backend, act, widths):
+    # next_preactivations carries each layer's values to the breakpoints by rank-1 updates;
+    # the logits at every vertex must equal a plain forward pass at that point.
+    rng = np.random.default_rng(hash((act, widths, "carry")) % 2**32)
+    Ws, bs, acts, slopes = random_net(rng, widths, act)
+    A, B = _segments(rng, 25, widths[0])
+    net = _net(Ws, bs, acts, slopes, backend)
+    seg, t_lo, t_hi, lo, hi = _split_logits(net, A, B, backend)
+    assert np.unique(seg).size == 25 and (t_lo < t_hi).all()
+    for t, got in ((t_lo, lo), (t_hi, hi)):
+        X = A[seg] + t[:, None] * (B - A)[seg]
+        want = forward(Ws, bs, acts, slopes, X)
+        scale = 1.0 + np.abs(want).max()
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-11 * scale)
+
+
+@settings(max_examples=15, derandomize=True)
+@given(
+    seed=st.integers(0, 2**31),
+    widths=st.lists(st.integers(1, 24), min_size=2, max_size=5),
+    act=st.sampled_from(["relu", "leaky_relu", "hardtanh"]),
+    t_range=st.sampled_from([(0.0, 1.0), (-1.0, 2.0), (0.25, 0.5)]),
+)
+def test_values_at_new_vertices_hypothesis(backend, seed, widths, act, t_range):
+    rng = np.random.default_rng(seed)
+    Ws, bs, acts, slopes = random_net(rng, [rng.integers(1, 6), *widths], act)
+    A, B = _segments(rng, 5, Ws[0].shape[1])
+    net = _net(Ws, bs, acts, slopes, backend)
+    seg, _t_lo, t_hi, _lo, hi = _split_logits(net, A, B, backend, t_range)
+    X = A[seg] + t_hi[:, None] * (B - A)[seg]
+    want = forward(Ws, bs, acts, slopes, X)
+    np.testing.assert_allclose(hi, want, rtol=0, atol=1e-11 * (1.0 + np.abs(want).max()))
+
+
+def test_dead_region_inside_a_piece_keeps_exact_values(backend):
+    # x = -2 + 4t: the first layer relu(x + 1.1), relu(-x + 0.9) cuts at t = 0.225, 0.725;
+    # the second, relu(h0 - 1.7) and relu(h1 - 1.3), is all off for x in [-0.4, 0.6] (t in
+    # [0.4, 0.65]), inside the first layer's middle piece. There the logits are exactly the
+    # output bias: the carried values must not pick up rounding from the rank-1 updates.
+    Ws = [np.array([[1.0], [-1.0]]), np.array([[1.0, 0.0], [0.0, 1.0]]),
+          np.array([[0.3, -0.7], [1.1, 0.4]])]  # fmt: skip
+    bs = [np.array([1.1, 0.9]), np.array([-1.7, -1.3]), np.array([0.1, 0.7])]
+    net = _net(Ws, bs, ["relu", "relu"], [], backend)
+    A, B = np.array([[-2.0]]), np.array([[2.0]])
+    _seg, t_lo, t_hi, lo, hi = _split_logits(net, A, B, backend)
+    np.testing.assert_allclose(t_lo[1:], [0.225, 0.4, 0.65, 0.725], atol=1e-12)
+    dead = (t_lo > 0.39) & (t_hi < 0.66)
+    assert dead.sum() == 1
+    assert lo[dead].tolist() == [[0.1, 0.7]] and hi[dead].tolist() == [[0.1, 0.7]]
+    r = R.along_segments(net, on_backend_device(A, backend), on_backend_device(B, backend),
+                         backend=backend)  # fmt: skip
+    assert int(to_numpy(r.counts)[0]) == 5
+
+
 # ------------------------------------------------------------ backends, chunks
 def test_backends_agree_exactly():
     from conftest import AVAILABLE_BACKENDS
@@ -224,6 +290,11 @@ def test_backends_agree_exactly():
             net = _net(Ws, bs, acts, slopes, be)
             results.append(R.along_segments(net, on_backend_device(A, be),
                                             on_backend_device(B, be), backend=be))  # fmt: skip
+        logits = [_split_logits(_net(Ws, bs, acts, slopes, be), A, B, be)
+                  for be in AVAILABLE_BACKENDS]  # fmt: skip
+        for got in logits[1:]:
+            for x, y in zip(got, logits[0], strict=True):
+                np.testing.assert_array_equal(x, y)
         for r in results[1:]:
             np.testing.assert_array_equal(to_numpy(r.counts), to_numpy(results[0].counts))
             np.testing.assert_array_equal(to_numpy(r.breakpoints.values),
