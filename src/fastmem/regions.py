@@ -43,17 +43,19 @@ Ties and degenerate cases (exact mode)
     (same packed-bit layout and hash, :mod:`fastmem.network`).
 
 Memory
-    Segments are processed ``chunk_size`` at a time. A chunk holds, per piece alive at
-    the widest layer, the pre-activations and the next layer's values at its vertex
-    (``2 * itemsize * max_width`` bytes, plus the GEMM's output) and its pattern words,
-    ``t`` and segment index: about ``(3 * itemsize * max_width + 8 * (n_pattern_words +
-    3)) * P`` bytes for ``P`` pieces. With ``chunk_size=None`` the chunk size adapts: the
-    first chunk has 64 segments, each next one is sized from the pieces per segment seen
-    so far so that ``P`` stays near 256 MiB worth (a 784-128-128-128-10 ReLU network:
-    about 450 segments of ~190 pieces). Memory is then bounded independently of the
-    number of segments (the results themselves take 16 bytes per piece). A fixed
-    ``chunk_size`` bounds it by ``chunk_size`` times the largest pieces per segment.
-    Large chunks also amortise the per-call cost of the BLAS and OpenMP thread pools.
+    Segments are processed ``chunk_size`` at a time, in a workspace reused by all chunks
+    of a call. Per piece alive at the widest layer it holds the current and the next
+    layer's values at the piece's vertex, the GEMM's input and output (``4 * itemsize *
+    max_width`` bytes), two generations of pattern words, ``t``, segment index and
+    crossing scratch: about ``1.25 * (4 * itemsize * max_width + 8 * (2 * n_pattern_words
+    + 5)) * P`` bytes for ``P`` pieces (1.25: each buffer's slack for the next chunk). With
+    ``chunk_size=None`` the chunk size adapts: the first chunk has 64 segments, each next
+    one is sized from the pieces per segment seen so far so that this stays near 256 MiB
+    (a 784-128-128-128-10 ReLU network: about 270 segments of ~190 pieces). Memory is then
+    bounded independently of the number of segments (the results themselves take 16 bytes
+    per piece). A fixed ``chunk_size`` bounds it by ``chunk_size`` times the largest pieces
+    per segment. Large chunks also amortise the per-call cost of the BLAS and OpenMP
+    thread pools.
 """
 
 from __future__ import annotations
@@ -100,8 +102,10 @@ class _Chunker:
         self.largest = 0
         width = max(net.widths[1:-1], default=1)
         item = net.dtype.itemsize
-        # per piece: z and the next layer's values (+ slack for the GEMM), words, t, seg
-        self.piece_bytes = 3 * item * width + 8 * (net.n_pattern_words + 3)
+        # per vertex, the engine's workspace holds the current and the next layer's values,
+        # the GEMM's input and output, two generations of pattern words, t and segment
+        # index, and crossing scratch; each buffer with 25% slack (_Workspace.take)
+        self.piece_bytes = 1.25 * (4 * item * width + 8 * (2 * net.n_pattern_words + 5))
         self.input_cap = max(1, _CHUNK_BYTES // (4 * item * net.widths[0]))
 
     def __iter__(self) -> Any:
