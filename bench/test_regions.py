@@ -81,7 +81,7 @@ def dense_counts(weights, biases, A, B, samples=1000, chunk=8):
 def test_regions_fastmem_exact(benchmark, case):
     net, _, _, A, B = case
     benchmark.group = "regions 784-128x3-10, 1000 segments"
-    r = benchmark.pedantic(fastmem.regions.along_segments, (net, A, B), rounds=3, warmup_rounds=1)
+    r = benchmark.pedantic(fastmem.regions.along_segments, (net, A, B), rounds=5, warmup_rounds=1)
     _rate(benchmark, N_SEGMENTS)
     benchmark.extra_info["mean_count"] = float(r.counts.mean())
 
@@ -90,7 +90,7 @@ def test_regions_fastmem_exact_float32(benchmark, case):
     net, _, _, A, B = case
     net32 = net.astype(np.float32)
     benchmark.group = "regions 784-128x3-10, 1000 segments"
-    benchmark.pedantic(fastmem.regions.along_segments, (net32, A, B), rounds=3, warmup_rounds=1)
+    benchmark.pedantic(fastmem.regions.along_segments, (net32, A, B), rounds=5, warmup_rounds=1)
     _rate(benchmark, N_SEGMENTS)
 
 
@@ -98,7 +98,7 @@ def test_regions_regioncam(benchmark, case):
     pytest.importorskip("regioncam")
     net, weights, biases, A, B = case
     benchmark.group = "regions 784-128x3-10, 1000 segments"
-    counts = benchmark.pedantic(regioncam_counts, (weights, biases, A, B), rounds=3)
+    counts = benchmark.pedantic(regioncam_counts, (weights, biases, A, B), rounds=5)
     _rate(benchmark, N_SEGMENTS)
     exact = fastmem.regions.along_segments(net, A, B).counts
     agree = float((counts == exact).mean())

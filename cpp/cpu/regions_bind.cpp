@@ -63,7 +63,8 @@ template <class T>
 void emit_pieces(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray<uint64_t> codes,
                  CArray<T> buf, CArray<int64_t> offsets, CArray<int64_t> child_offsets, int kind,
                  double slope, int64_t bit_offset, bool write_values, CArray<T> out_vt,
-                 CArray<int64_t> out_seg, CArray<uint64_t> out_codes, CArray<T> out_h) {
+                 CArray<int64_t> out_seg, CArray<uint64_t> out_codes, CArray<T> out_h,
+                 CArray<int64_t> scratch) {
   check_vertices(z, pseg);
   check_kind(kind);
   const int64_t n = pseg.shape(0), width = z.shape(1), nv = z.shape(0);
@@ -92,6 +93,8 @@ void emit_pieces(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray<uint64_
                 (out_h.shape(1) == width || out_h.shape(1) == width + 1),
             "out_h must be (vertices, width) or (vertices, width + 1)");
   const int64_t h_cols = write_values ? out_h.shape(1) : width;
+  require(scratch.ndim() == 1 && offsets.data()[n] <= scratch.shape(0) / 2,
+          "scratch must be 1-D with at least 2 * offsets[-1] entries");
   const T *zp = z.data(), *tp = vt.data(), *bp = buf.data();
   const int64_t *sp = pseg.data(), *off = offsets.data(), *coff = child_offsets.data();
   const uint64_t* cp = codes.data();
@@ -99,10 +102,11 @@ void emit_pieces(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray<uint64_
   int64_t* oseg = out_seg.mutable_data();
   uint64_t* ocodes = out_codes.mutable_data();
   T* oh = write_values ? out_h.mutable_data() : nullptr;
+  int64_t* scr = scratch.mutable_data();
   py::gil_scoped_release release;
   cpu::emit_pieces<T>(zp, tp, sp, cp, n, width, n_words, bp, off, coff, kind,
                       static_cast<T>(slope), bit_offset, write_values, ovt, oseg, ocodes, oh,
-                      h_cols);
+                      h_cols, scr);
 }
 
 template <class T>
@@ -156,7 +160,8 @@ void def_all(py::module_& m) {
         py::arg("offsets").noconvert(), py::arg("child_offsets").noconvert(), py::arg("kind"),
         py::arg("slope"), py::arg("bit_offset"), py::arg("write_values"),
         py::arg("out_vt").noconvert(), py::arg("out_seg").noconvert(),
-        py::arg("out_codes").noconvert(), py::arg("out_h").noconvert());
+        py::arg("out_codes").noconvert(), py::arg("out_h").noconvert(),
+        py::arg("scratch").noconvert());
   m.def("next_preactivations", &next_preactivations<T>, py::arg("z").noconvert(),
         py::arg("vt").noconvert(), py::arg("pseg").noconvert(), py::arg("buf").noconvert(),
         py::arg("offsets").noconvert(), py::arg("child_offsets").noconvert(), py::arg("kind"),

@@ -39,7 +39,7 @@ void emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* c
                  int64_t width, int64_t n_words, const T* buf, const int64_t* offsets,
                  const int64_t* child_offsets, int kind, T slope, int64_t bit_offset,
                  bool write_values, T* out_vt, int64_t* out_seg, uint64_t* out_codes, T* out_h,
-                 int64_t h_cols) {
+                 int64_t h_cols, int64_t* scratch) {
 #pragma omp parallel for schedule(dynamic, 16)
   for (int64_t i = 0; i < n; ++i) {
     const int64_t s = pseg[i];
@@ -52,7 +52,8 @@ void emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* c
     emit_children_row(zl, zl + width, width, vt[v], vt[v + 1], s, last, codes + i * n_words,
                       n_words, buf + offsets[i], n_bp, kind, slope, bit_offset, write_values,
                       out_vt + v0, out_seg + c0, out_codes + c0 * n_words,
-                      write_values ? out_h + v * h_cols : out_h, h_cols);
+                      write_values ? out_h + v * h_cols : out_h, h_cols,
+                      scratch + 2 * offsets[i]);
   }
 }
 
@@ -83,7 +84,8 @@ void next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n
                                      T, const int64_t*, T*, int64_t*);                          \
   template void emit_pieces<T>(const T*, const T*, const int64_t*, const uint64_t*, int64_t,    \
                                int64_t, int64_t, const T*, const int64_t*, const int64_t*, int, \
-                               T, int64_t, bool, T*, int64_t*, uint64_t*, T*, int64_t);     \
+                               T, int64_t, bool, T*, int64_t*, uint64_t*, T*, int64_t,      \
+                               int64_t*);                                                   \
   template void next_preactivations<T>(const T*, const T*, const int64_t*, int64_t, int64_t,    \
                                        const T*, const int64_t*, const int64_t*, int, T,        \
                                        const T*, int64_t, const T*, int64_t*, T*, int, int64_t*);

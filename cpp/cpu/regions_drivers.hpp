@@ -20,7 +20,7 @@ void emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* c
                  int64_t width, int64_t n_words, const T* buf, const int64_t* offsets,
                  const int64_t* child_offsets, int kind, T slope, int64_t bit_offset,
                  bool write_values, T* out_vt, int64_t* out_seg, uint64_t* out_codes, T* out_h,
-                 int64_t h_cols);
+                 int64_t h_cols, int64_t* scratch);
 
 // The next layer's pre-activations at the new vertices (child_offsets[n] + segments rows of
 // width_next) from zn, those at the old ones (see next_preactivations_row). wt: the next

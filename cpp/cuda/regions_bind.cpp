@@ -76,7 +76,8 @@ void emit_pieces(const py::object& z, const py::object& vt, const py::object& ps
                  const py::object& codes, const py::object& buf, const py::object& offsets,
                  const py::object& child_offsets, int kind, double slope, int64_t bit_offset,
                  bool write_values, const py::object& out_vt, const py::object& out_seg,
-                 const py::object& out_codes, const py::object& out_h) {
+                 const py::object& out_codes, const py::object& out_h,
+                 const py::object& scratch) {
   const DeviceView zv = device_view(z, "z"), tv = device_view(vt, "vt");
   const DeviceView sv = device_view(pseg, "pseg"), cv = device_view(codes, "codes");
   const DeviceView bv = device_view(buf, "buf"), ov = device_view(offsets, "offsets");
@@ -111,20 +112,23 @@ void emit_pieces(const py::object& z, const py::object& vt, const py::object& ps
       fail("out_h must be (vertices, width) or (vertices, width + 1)");
   }
   const int64_t h_cols = write_values ? ohv.shape[1] : width;
+  const DeviceView scv = device_view(scratch, "scratch");
+  if (scv.ndim() != 1 || scv.typestr != "<i8") fail("scratch must be 1-D int64");
   py::gil_scoped_release release;
   if (zv.typestr == "<f8")
     check(gpu::emit_pieces<double>(zv.as<double>(), tv.as<double>(), sv.as<int64_t>(),
                                    cv.as<uint64_t>(), n, width, n_words, bv.as<double>(),
                                    ov.as<int64_t>(), kv.as<int64_t>(), kind, slope, bit_offset,
                                    write_values, otv.as<double>(), osv.as<int64_t>(),
-                                   ocv.as<uint64_t>(), ohv.as<double>(), h_cols));
+                                   ocv.as<uint64_t>(), ohv.as<double>(), h_cols,
+                                   scv.as<int64_t>()));
   else
     check(gpu::emit_pieces<float>(zv.as<float>(), tv.as<float>(), sv.as<int64_t>(),
                                   cv.as<uint64_t>(), n, width, n_words, bv.as<float>(),
                                   ov.as<int64_t>(), kv.as<int64_t>(), kind,
                                   static_cast<float>(slope), bit_offset, write_values,
                                   otv.as<float>(), osv.as<int64_t>(), ocv.as<uint64_t>(),
-                                  ohv.as<float>(), h_cols));
+                                  ohv.as<float>(), h_cols, scv.as<int64_t>()));
 }
 
 void next_preactivations(const py::object& z, const py::object& vt, const py::object& pseg,
@@ -184,7 +188,8 @@ void regions(py::module_& m) {
   m.def("emit_pieces", &emit_pieces, py::arg("z"), py::arg("vt"), py::arg("pseg"),
         py::arg("codes"), py::arg("buf"), py::arg("offsets"), py::arg("child_offsets"),
         py::arg("kind"), py::arg("slope"), py::arg("bit_offset"), py::arg("write_values"),
-        py::arg("out_vt"), py::arg("out_seg"), py::arg("out_codes"), py::arg("out_h"));
+        py::arg("out_vt"), py::arg("out_seg"), py::arg("out_codes"), py::arg("out_h"),
+        py::arg("scratch"));
   m.def("next_preactivations", &next_preactivations, py::arg("z"), py::arg("vt"),
         py::arg("pseg"), py::arg("buf"), py::arg("offsets"), py::arg("child_offsets"),
         py::arg("kind"), py::arg("slope"), py::arg("wt"), py::arg("zn"), py::arg("scratch"),

@@ -43,7 +43,8 @@ __global__ void emit_kernel(const T* z, const T* vt, const int64_t* pseg, const 
                             int64_t n, int64_t width, int64_t n_words, const T* buf,
                             const int64_t* offsets, const int64_t* child_offsets, int kind,
                             T slope, int64_t bit_offset, bool write_values, T* out_vt,
-                            int64_t* out_seg, uint64_t* out_codes, T* out_h, int64_t h_cols) {
+                            int64_t* out_seg, uint64_t* out_codes, T* out_h, int64_t h_cols,
+                            int64_t* scratch) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t s = pseg[i];
@@ -56,7 +57,8 @@ __global__ void emit_kernel(const T* z, const T* vt, const int64_t* pseg, const 
     emit_children_row(zl, zl + width, width, vt[v], vt[v + 1], s, last, codes + i * n_words,
                       n_words, buf + offsets[i], n_bp, kind, slope, bit_offset, write_values,
                       out_vt + v0, out_seg + c0, out_codes + c0 * n_words,
-                      write_values ? out_h + v * h_cols : out_h, h_cols);
+                      write_values ? out_h + v * h_cols : out_h, h_cols,
+                      scratch + 2 * offsets[i]);
   }
 }
 
@@ -107,12 +109,12 @@ int emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* co
                 int64_t width, int64_t n_words, const T* buf, const int64_t* offsets,
                 const int64_t* child_offsets, int kind, T slope, int64_t bit_offset,
                 bool write_values, T* out_vt, int64_t* out_seg, uint64_t* out_codes, T* out_h,
-                int64_t h_cols) {
+                int64_t h_cols, int64_t* scratch) {
   if (n == 0) return 0;
   emit_kernel<T><<<blocks_for(n), kThreads>>>(z, vt, pseg, codes, n, width, n_words, buf,
                                               offsets, child_offsets, kind, slope, bit_offset,
                                               write_values, out_vt, out_seg, out_codes, out_h,
-                                              h_cols);
+                                              h_cols, scratch);
   return finish();
 }
 
@@ -134,7 +136,8 @@ int next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n,
                                     T, const int64_t*, T*, int64_t*);                          \
   template int emit_pieces<T>(const T*, const T*, const int64_t*, const uint64_t*, int64_t,    \
                               int64_t, int64_t, const T*, const int64_t*, const int64_t*, int, \
-                              T, int64_t, bool, T*, int64_t*, uint64_t*, T*, int64_t);    \
+                              T, int64_t, bool, T*, int64_t*, uint64_t*, T*, int64_t,     \
+                              int64_t*);                                                  \
   template int next_preactivations<T>(const T*, const T*, const int64_t*, int64_t, int64_t,    \
                                       const T*, const int64_t*, const int64_t*, int, T,        \
                                       const T*, int64_t, const T*, int64_t*, T*, int, int64_t*);

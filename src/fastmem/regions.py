@@ -366,9 +366,10 @@ def _split(
         new_vt = ws.take("vt" + side, (nc + m,), dt)
         new_seg = ws.take("seg" + side, (nc,), np.int64)
         new_codes = ws.take("codes" + side, (nc, n_words), np.uint64)
+        scratch = ws.take("scratch", (2 * total,), np.int64)
         k.emit_pieces(
             Z, vt, pseg, codes, buf, offsets, child, kind, slope, bit, next_values,
-            new_vt, new_seg, new_codes, H,
+            new_vt, new_seg, new_codes, H, scratch,
         )  # fmt: skip
         if next_values:
             wt = xp.ascontiguousarray(_augmented(net, layer + 1, xp).T)  # (width + 1, next)
@@ -377,7 +378,6 @@ def _split(
             )
             other = str((layer + 1) % 2)
             Z_new = ws.take("z" + other, (nc + m, wt.shape[1]), dt)
-            scratch = ws.take("scratch", (2 * total,), np.int64)
             # the next hidden layer's crossing counts come with its values
             kind_next = ACTIVATIONS[net.activation[layer + 1]] if layer + 1 < n_hidden else -1
             next_counts = ws.take("counts" + other, (nc if kind_next >= 0 else 0,), np.int64)

@@ -158,8 +158,9 @@ FASTMEM_HD inline T activation_slope(T z, int kind, T slope) {
 // layout: the activations at zl go there and (when `last`) those at zh to the next row.
 // With write_values false out_h is not written (the last hidden layer of a pure count).
 // out_h rows have h_cols >= width entries; a column beyond width is set to 1 so that the
-// next layer's GEMM adds its bias (no separate pass over z).
-// KIND is a template argument so that the per-neuron loops
+// next layer's GEMM adds its bias (no separate pass over z). cand: room for
+// count_crossings_row entries (the neurons that may cross, whose bits are re-evaluated for
+// children after the first). KIND is a template argument so that the per-neuron loops
 // carry no switch (they vectorise); emit_children_row dispatches once per piece.
 template <class T, int KIND>
 FASTMEM_HD inline void emit_children_kind(const T* zl, const T* zh, int64_t width, T tl, T th,
@@ -167,15 +168,15 @@ FASTMEM_HD inline void emit_children_kind(const T* zl, const T* zh, int64_t widt
                                           int64_t n_words, const T* bp, int64_t n_bp, T slope,
                                           int64_t bit_offset, bool write_values, T* out_vt,
                                           int64_t* out_seg, uint64_t* out_codes, T* out_h,
-                                          int64_t h_cols) {
+                                          int64_t h_cols, int64_t* cand) {
   constexpr int bpn = KIND == kHardtanh ? 2 : 1;
-  for (int64_t c = 0; c <= n_bp; ++c) {
-    const T r = child_midpoint(bp, n_bp, c, tl, th);
-    out_seg[c] = seg;
-    out_vt[c] = c == 0 ? tl : bp[c - 1];
-    uint64_t* codes = out_codes + c * n_words;
-    for (int64_t w = 0; w < n_words; ++w) codes[w] = parent_codes[w];
-    // This layer's bits are gathered in a register and ORed in one word at a time.
+  // Child 0: the parent's words, this layer's bits from its midpoint, gathered in a
+  // register and ORed in one word at a time.
+  {
+    const T r = child_midpoint(bp, n_bp, int64_t(0), tl, th);
+    out_seg[0] = seg;
+    out_vt[0] = tl;
+    for (int64_t w = 0; w < n_words; ++w) out_codes[w] = parent_codes[w];
     int64_t word = bit_offset >> 6;
     uint64_t acc = 0;
     for (int64_t j = 0; j < width; ++j) {
@@ -183,14 +184,41 @@ FASTMEM_HD inline void emit_children_kind(const T* zl, const T* zh, int64_t widt
       for (int b = 0; b < bpn; ++b) {
         const int64_t g = bit_offset + j * bpn + b;
         if ((g >> 6) != word) {
-          codes[word] |= acc;
+          out_codes[word] |= acc;
           word = g >> 6;
           acc = 0;
         }
         acc |= ((state >> b) & 1ULL) << (g & 63);
       }
     }
-    if (width > 0) codes[word] |= acc;
+    if (width > 0) out_codes[word] |= acc;
+  }
+  if (n_bp > 0) {
+    // Later children differ from their left neighbour only in the neurons that may cross
+    // a threshold inside the piece (the others keep one side: their bits are child 0's).
+    int64_t n_cand = 0;
+    for (int64_t j = 0; j < width; ++j) {
+      const bool crosses = KIND == kHardtanh
+                               ? may_cross(zl[j], zh[j], T(-1)) | may_cross(zl[j], zh[j], T(1))
+                               : may_cross(zl[j], zh[j], T(0));
+      if (crosses) cand[n_cand++] = j;
+    }
+    for (int64_t c = 1; c <= n_bp; ++c) {
+      const T r = child_midpoint(bp, n_bp, c, tl, th);
+      out_seg[c] = seg;
+      out_vt[c] = bp[c - 1];
+      uint64_t* codes = out_codes + c * n_words;
+      for (int64_t w = 0; w < n_words; ++w) codes[w] = codes[w - n_words];
+      for (int64_t q = 0; q < n_cand; ++q) {
+        const int64_t j = cand[q];
+        const uint64_t state = neuron_state(zl[j] + r * (zh[j] - zl[j]), KIND);
+        for (int b = 0; b < bpn; ++b) {
+          const int64_t g = bit_offset + j * bpn + b;
+          const uint64_t bit = 1ULL << (g & 63);
+          codes[g >> 6] = (codes[g >> 6] & ~bit) | (((state >> b) & 1ULL) << (g & 63));
+        }
+      }
+    }
   }
   if (last) out_vt[n_bp + 1] = th;
   if (write_values) {  // the piece's own vertices, for the next layer's GEMM
@@ -210,27 +238,27 @@ FASTMEM_HD inline void emit_children_row(const T* zl, const T* zh, int64_t width
                                          int64_t n_words, const T* bp, int64_t n_bp, int kind,
                                          T slope, int64_t bit_offset, bool write_values,
                                          T* out_vt, int64_t* out_seg, uint64_t* out_codes,
-                                         T* out_h, int64_t h_cols) {
+                                         T* out_h, int64_t h_cols, int64_t* cand) {
   switch (kind) {
     case kRelu:
       emit_children_kind<T, kRelu>(zl, zh, width, tl, th, seg, last, parent_codes, n_words, bp,
                                    n_bp, slope, bit_offset, write_values, out_vt, out_seg,
-                                   out_codes, out_h, h_cols);
+                                   out_codes, out_h, h_cols, cand);
       return;
     case kLeakyRelu:
       emit_children_kind<T, kLeakyRelu>(zl, zh, width, tl, th, seg, last, parent_codes, n_words,
                                         bp, n_bp, slope, bit_offset, write_values, out_vt,
-                                        out_seg, out_codes, out_h, h_cols);
+                                        out_seg, out_codes, out_h, h_cols, cand);
       return;
     case kHardtanh:
       emit_children_kind<T, kHardtanh>(zl, zh, width, tl, th, seg, last, parent_codes, n_words,
                                        bp, n_bp, slope, bit_offset, write_values, out_vt,
-                                       out_seg, out_codes, out_h, h_cols);
+                                       out_seg, out_codes, out_h, h_cols, cand);
       return;
     default:
       emit_children_kind<T, kThreshold>(zl, zh, width, tl, th, seg, last, parent_codes, n_words,
                                         bp, n_bp, slope, bit_offset, write_values, out_vt,
-                                        out_seg, out_codes, out_h, h_cols);
+                                        out_seg, out_codes, out_h, h_cols, cand);
       return;
   }
 }

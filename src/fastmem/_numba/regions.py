@@ -136,12 +136,15 @@ def _activate_k(z, kind, slope, k):
 @nb.njit(parallel=True, cache=True)
 def _emit_pieces(
     z, vt, pseg, codes, buf, offsets, child_offsets, kind, slope, bit_offset, write_values,
-    out_vt, out_seg, out_codes, out_h, k,
+    out_vt, out_seg, out_codes, out_h, scratch, k,
 ):  # fmt: skip
+    # emit_children_kind of regions.hpp: child 0 evaluates every neuron, later children
+    # only the neurons that may cross (kept in scratch at 2 * offsets[i]).
     n = pseg.shape[0]
     width = z.shape[1]
     n_words = codes.shape[1]
     bpn = 2 if kind == HARDTANH else 1
+    nt = bpn
     two = k[2]
     ones = out_h.shape[1] > width  # the bias column of the next layer's GEMM
     for i in nb.prange(n):
@@ -153,20 +156,47 @@ def _emit_pieces(
         n_bp = child_offsets[i + 1] - c0 - 1
         v0 = c0 + s
         bp0 = offsets[i]
-        for c in range(n_bp + 1):
-            r = _child_midpoint(buf, bp0, n_bp, c, tl, th, two)
-            o = c0 + c
-            out_seg[o] = s
-            for w in range(n_words):
-                out_codes[o, w] = codes[i, w]
+        r = _child_midpoint(buf, bp0, n_bp, 0, tl, th, two)
+        out_seg[c0] = s
+        out_vt[v0] = tl
+        for w in range(n_words):
+            out_codes[c0, w] = codes[i, w]
+        for j in range(width):
+            state = _state(z[v, j] + r * (z[v + 1, j] - z[v, j]), kind)
+            first = bit_offset + j * bpn
+            for bb in range(bpn):
+                if (state >> np.uint64(bb)) & _ONE:
+                    g = np.uint64(first + bb)
+                    out_codes[c0, g >> _SIX] |= _ONE << (g & _M63)
+        if n_bp > 0:
+            cand0 = 2 * bp0
+            n_cand = 0
             for j in range(width):
-                state = _state(z[v, j] + r * (z[v + 1, j] - z[v, j]), kind)
-                first = bit_offset + j * bpn
-                for bb in range(bpn):
-                    if (state >> np.uint64(bb)) & _ONE:
-                        g = np.uint64(first + bb)
-                        out_codes[o, g >> _SIX] |= _ONE << (g & _M63)
-            out_vt[v0 + c] = tl if c == 0 else buf[bp0 + c - 1]
+                crosses = False
+                for q in range(nt):
+                    if _may_cross(z[v, j], z[v + 1, j], _threshold(kind, q, k)):
+                        crosses = True
+                if crosses:
+                    scratch[cand0 + n_cand] = j
+                    n_cand += 1
+            for c in range(1, n_bp + 1):
+                r = _child_midpoint(buf, bp0, n_bp, c, tl, th, two)
+                o = c0 + c
+                out_seg[o] = s
+                out_vt[v0 + c] = buf[bp0 + c - 1]
+                for w in range(n_words):
+                    out_codes[o, w] = out_codes[o - 1, w]
+                for p in range(n_cand):
+                    j = scratch[cand0 + p]
+                    state = _state(z[v, j] + r * (z[v + 1, j] - z[v, j]), kind)
+                    for bb in range(bpn):
+                        g = np.uint64(bit_offset + j * bpn + bb)
+                        word = g >> _SIX
+                        bit = _ONE << (g & _M63)
+                        if (state >> np.uint64(bb)) & _ONE:
+                            out_codes[o, word] |= bit
+                        else:
+                            out_codes[o, word] &= ~bit
         last = i + 1 == n or pseg[i + 1] != s
         if last:
             out_vt[v0 + n_bp + 1] = th
@@ -434,7 +464,7 @@ def collect_crossings(z, vt, pseg, kind: int, tol: float, offsets, buf, n_distin
 
 def emit_pieces(
     z, vt, pseg, codes, buf, offsets, child_offsets, kind: int, slope: float, bit_offset: int,
-    write_values: bool, out_vt, out_seg, out_codes, out_h,
+    write_values: bool, out_vt, out_seg, out_codes, out_h, scratch,
 ) -> None:  # fmt: skip
     """Cut every piece at its merged crossings; write children and vertices (regions.hpp)."""
     _check_vertices(z, pseg)
@@ -475,9 +505,12 @@ def emit_pieces(
         )  # fmt: skip
     else:
         out_h = np.empty((0, width), dtype=z.dtype)
+    _check_1d(scratch, np.int64, None, "scratch must be 1-D int64")
+    _require(2 * offsets[n] <= scratch.shape[0], "scratch is smaller than 2 * offsets[-1]")
     _emit_pieces(
         z, vt, pseg, codes, buf, offsets, child_offsets, int(kind), z.dtype.type(slope),
-        int(bit_offset), bool(write_values), out_vt, out_seg, out_codes, out_h, _consts(z.dtype),
+        int(bit_offset), bool(write_values), out_vt, out_seg, out_codes, out_h, scratch,
+        _consts(z.dtype),
     )  # fmt: skip
 
 
