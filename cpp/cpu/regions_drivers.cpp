@@ -42,18 +42,13 @@ void emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* c
                  int64_t h_cols, int64_t* scratch) {
 #pragma omp parallel for schedule(dynamic, 16)
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t s = pseg[i];
-    const int64_t v = i + s;
-    const T* zl = z + v * width;
-    const int64_t c0 = child_offsets[i];
-    const int64_t n_bp = child_offsets[i + 1] - c0 - 1;
-    const bool last = i + 1 == n || pseg[i + 1] != s;
-    const int64_t v0 = c0 + s;  // new index of the piece's left vertex
-    emit_children_row(zl, zl + width, width, vt[v], vt[v + 1], s, last, codes + i * n_words,
-                      n_words, buf + offsets[i], n_bp, kind, slope, bit_offset, write_values,
-                      out_vt + v0, out_seg + c0, out_codes + c0 * n_words,
-                      write_values ? out_h + v * h_cols : out_h, h_cols,
-                      scratch + 2 * offsets[i]);
+    const PieceIndex p = piece_index(pseg, child_offsets, n, i);
+    const T* zl = z + p.v * width;
+    emit_children_row(zl, zl + width, width, vt[p.v], vt[p.v + 1], p.s, p.last,
+                      codes + i * n_words, n_words, buf + offsets[i], p.n_bp, kind, slope,
+                      bit_offset, write_values, out_vt + p.c0 + p.s, out_seg + p.c0,
+                      out_codes + p.c0 * n_words, write_values ? out_h + p.v * h_cols : out_h,
+                      h_cols, scratch + 2 * offsets[i]);
   }
 }
 
@@ -64,17 +59,13 @@ void next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n
                          int64_t* scratch, T* out, int kind_next, int64_t* next_counts) {
 #pragma omp parallel for schedule(dynamic, 16)
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t s = pseg[i];
-    const int64_t v = i + s;
-    const T* zl = z + v * width;
-    const int64_t c0 = child_offsets[i];
-    const int64_t n_bp = child_offsets[i + 1] - c0 - 1;
-    const bool last = i + 1 == n || pseg[i + 1] != s;
-    const T* znl = zn + v * width_next;
-    next_preactivations_row(zl, zl + width, width, vt[v], vt[v + 1], buf + offsets[i], n_bp,
-                            kind, slope, wt, width_next, znl, znl + width_next, last,
-                            scratch + 2 * offsets[i], out + (c0 + s) * width_next, kind_next,
-                            next_counts ? next_counts + c0 : nullptr);
+    const PieceIndex p = piece_index(pseg, child_offsets, n, i);
+    const T* zl = z + p.v * width;
+    const T* znl = zn + p.v * width_next;
+    next_preactivations_row(zl, zl + width, width, vt[p.v], vt[p.v + 1], buf + offsets[i],
+                            p.n_bp, kind, slope, wt, width_next, znl, znl + width_next, p.last,
+                            scratch + 2 * offsets[i], out + (p.c0 + p.s) * width_next,
+                            kind_next, next_counts ? next_counts + p.c0 : nullptr);
   }
 }
 

@@ -47,6 +47,21 @@ namespace fastmem {
 
 FASTMEM_HD inline int n_thresholds(int kind) { return kind == kHardtanh ? 2 : 1; }
 
+// Where piece i sits: its segment s, its left vertex v = i + s (old layout), its first
+// child c0 and left vertex c0 + s in the new layout, its n_bp breakpoints, and whether it
+// ends its segment. Shared by the drivers of the passes that cut pieces.
+struct PieceIndex {
+  int64_t s, v, c0, n_bp;
+  bool last;
+};
+
+FASTMEM_HD inline PieceIndex piece_index(const int64_t* pseg, const int64_t* child_offsets,
+                                         int64_t n, int64_t i) {
+  const int64_t s = pseg[i];
+  const int64_t c0 = child_offsets[i];
+  return {s, i + s, c0, child_offsets[i + 1] - c0 - 1, i + 1 == n || pseg[i + 1] != s};
+}
+
 template <class T>
 FASTMEM_HD inline T threshold_value(int kind, int i) {
   if (kind == kHardtanh) return i == 0 ? T(-1) : T(1);
@@ -62,6 +77,21 @@ FASTMEM_HD inline T threshold_value(int kind, int i) {
 template <class T>
 FASTMEM_HD inline bool may_cross(T zl, T zh, T c) {
   return (zl != zh) & ((zl <= c) | (zh <= c)) & ((zl >= c) | (zh >= c));
+}
+
+// The neurons that may cross a threshold inside the piece, in order, into cand (room for
+// count_crossings_row entries); returns how many.
+template <class T>
+FASTMEM_HD inline int64_t list_candidates(const T* zl, const T* zh, int64_t width, int kind,
+                                          int64_t* cand) {
+  int64_t n = 0;
+  for (int64_t j = 0; j < width; ++j) {
+    const bool crosses = kind == kHardtanh
+                             ? may_cross(zl[j], zh[j], T(-1)) | may_cross(zl[j], zh[j], T(1))
+                             : may_cross(zl[j], zh[j], T(0));
+    if (crosses) cand[n++] = j;
+  }
+  return n;
 }
 
 template <class T>
@@ -196,13 +226,7 @@ FASTMEM_HD inline void emit_children_kind(const T* zl, const T* zh, int64_t widt
   if (n_bp > 0) {
     // Later children differ from their left neighbour only in the neurons that may cross
     // a threshold inside the piece (the others keep one side: their bits are child 0's).
-    int64_t n_cand = 0;
-    for (int64_t j = 0; j < width; ++j) {
-      const bool crosses = KIND == kHardtanh
-                               ? may_cross(zl[j], zh[j], T(-1)) | may_cross(zl[j], zh[j], T(1))
-                               : may_cross(zl[j], zh[j], T(0));
-      if (crosses) cand[n_cand++] = j;
-    }
+    const int64_t n_cand = list_candidates(zl, zh, width, KIND, cand);
     for (int64_t c = 1; c <= n_bp; ++c) {
       const T r = child_midpoint(bp, n_bp, c, tl, th);
       out_seg[c] = seg;
@@ -371,16 +395,17 @@ FASTMEM_HD inline void carry_to_breakpoints(const T* zl, const T* zh, int64_t wi
                                             const T* znh, int64_t* scratch, T* out) {
   const int nt = n_thresholds(kind);
   int64_t* cand = scratch;
-  int64_t n_cand = 0;
-  bool live_elsewhere = false;  // a neuron that cannot flip has d_j dz_j != 0
-  for (int64_t j = 0; j < width; ++j) {
-    bool is_cand = false;
-    for (int i = 0; i < nt && !is_cand; ++i)
-      is_cand = may_cross(zl[j], zh[j], threshold_value<T>(kind, i));
-    if (is_cand)
-      cand[n_cand++] = j;
-    else if (!live_elsewhere)
-      live_elsewhere = activation_slope(zl[j], kind, slope) * (zh[j] - zl[j]) != T(0);
+  const int64_t n_cand = list_candidates(zl, zh, width, kind, cand);
+  // Whether a neuron that cannot flip has d_j dz_j != 0 (then no child is flat). Such a
+  // neuron keeps one side, so its slope at zl holds along the piece; candidates are
+  // skipped by walking the sorted list alongside.
+  bool live_elsewhere = false;
+  for (int64_t j = 0, q = 0; j < width && !live_elsewhere; ++j) {
+    if (q < n_cand && cand[q] == j) {
+      ++q;
+      continue;
+    }
+    live_elsewhere = activation_slope(zl[j], kind, slope) * (zh[j] - zl[j]) != T(0);
   }
   // g_0, and the flips (c * width + j) in order of j; then sorted by c for the sweep.
   int64_t* flips = cand + n_cand;

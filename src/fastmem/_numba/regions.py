@@ -133,6 +133,22 @@ def _activate_k(z, kind, slope, k):
     return k[1] if z >= k[0] else k[0]
 
 
+@nb.njit(inline="always", cache=True)
+def _list_candidates(z, v, kind, k, scratch, cand0):
+    # list_candidates of regions.hpp: the neurons that may cross inside the piece
+    nt = 2 if kind == HARDTANH else 1
+    n_cand = 0
+    for j in range(z.shape[1]):
+        crosses = False
+        for q in range(nt):
+            if _may_cross(z[v, j], z[v + 1, j], _threshold(kind, q, k)):
+                crosses = True
+        if crosses:
+            scratch[cand0 + n_cand] = j
+            n_cand += 1
+    return n_cand
+
+
 @nb.njit(parallel=True, cache=True)
 def _emit_pieces(
     z, vt, pseg, codes, buf, offsets, child_offsets, kind, slope, bit_offset, write_values,
@@ -144,7 +160,6 @@ def _emit_pieces(
     width = z.shape[1]
     n_words = codes.shape[1]
     bpn = 2 if kind == HARDTANH else 1
-    nt = bpn
     two = k[2]
     ones = out_h.shape[1] > width  # the bias column of the next layer's GEMM
     for i in nb.prange(n):
@@ -170,15 +185,7 @@ def _emit_pieces(
                     out_codes[c0, g >> _SIX] |= _ONE << (g & _M63)
         if n_bp > 0:
             cand0 = 2 * bp0
-            n_cand = 0
-            for j in range(width):
-                crosses = False
-                for q in range(nt):
-                    if _may_cross(z[v, j], z[v + 1, j], _threshold(kind, q, k)):
-                        crosses = True
-                if crosses:
-                    scratch[cand0 + n_cand] = j
-                    n_cand += 1
+            n_cand = _list_candidates(z, v, kind, k, scratch, cand0)
             for c in range(1, n_bp + 1):
                 r = _child_midpoint(buf, bp0, n_bp, c, tl, th, two)
                 o = c0 + c
@@ -316,21 +323,16 @@ def _carry_to_breakpoints(z, v, tl, th, buf, bp0, n_bp, kind, slope, wt, zn, scr
     two = k[2]
     span = th - tl
     cand0 = 2 * bp0
-    n_cand = 0
-    live_elsewhere = False
+    n_cand = _list_candidates(z, v, kind, k, scratch, cand0)
+    live_elsewhere = False  # a neuron that cannot flip has d_j dz_j != 0
+    q = 0
     for j in range(width):
-        is_cand = False
-        for q in range(nt):
-            if _may_cross(z[v, j], z[v + 1, j], _threshold(kind, q, k)):
-                is_cand = True
-                break
-        if is_cand:
-            scratch[cand0 + n_cand] = j
-            n_cand += 1
-        elif not live_elsewhere:
-            live_elsewhere = (
-                _activation_slope(z[v, j], kind, slope, k) * (z[v + 1, j] - z[v, j]) != k[0]
-            )
+        if q < n_cand and scratch[cand0 + q] == j:
+            q += 1
+            continue
+        if _activation_slope(z[v, j], kind, slope, k) * (z[v + 1, j] - z[v, j]) != k[0]:
+            live_elsewhere = True
+            break
     flip0 = cand0 + n_cand
     n_flips = 0
     gr = v0 + n_bp  # the running slope lives in the last breakpoint's row
