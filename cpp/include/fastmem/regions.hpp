@@ -416,9 +416,13 @@ FASTMEM_HD inline void carry_to_breakpoints(const T* zl, const T* zh, int64_t wi
   for (int64_t q = 0; q < n_cand; ++q) {
     const int64_t j = cand[q];
     const T dz = zh[j] - zl[j];
+    // Only thresholds counted by count_crossings_row: at most that many flips fit scratch.
     int64_t at[2] = {0, 0};
-    for (int i = 0; i < nt; ++i)
-      at[i] = side_switch(zl[j], dz, bp, n_bp, tl, th, threshold_value<T>(kind, i), i == 1);
+    for (int i = 0; i < nt; ++i) {
+      const T thr = threshold_value<T>(kind, i);
+      if (may_cross(zl[j], zh[j], thr))
+        at[i] = side_switch(zl[j], dz, bp, n_bp, tl, th, thr, i == 1);
+    }
     for (int i = 0; i < nt; ++i) {
       const int64_t c = at[i];
       if (c == 0 || (i == 1 && c == at[0])) continue;

@@ -342,11 +342,16 @@ def _carry_to_breakpoints(z, v, tl, th, buf, bp0, n_bp, kind, slope, wt, zn, scr
         j = scratch[cand0 + p]
         zl = z[v, j]
         dz = z[v + 1, j] - zl
-        at0 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, _threshold(kind, 0, k), False, two)
+        # only thresholds counted by the count pass: at most that many flips fit scratch
+        at0 = 0
+        thr = _threshold(kind, 0, k)
+        if _may_cross(zl, z[v + 1, j], thr):
+            at0 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, thr, False, two)
         at1 = 0
         if nt == 2:
-            at1 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, _threshold(kind, 1, k), True,
-                               two)  # fmt: skip
+            thr = _threshold(kind, 1, k)
+            if _may_cross(zl, z[v + 1, j], thr):
+                at1 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, thr, True, two)
         for e in range(nt):
             c = at0 if e == 0 else at1
             if c == 0 or (e == 1 and c == at0):
