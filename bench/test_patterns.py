@@ -6,8 +6,6 @@ Run:  python -m pytest bench/test_patterns.py --benchmark-columns=min,mean,round
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 
@@ -19,13 +17,9 @@ IV = np.uint64(0x6A09E667F3BCC909)
 
 
 @pytest.fixture(scope="module")
-def case():
+def case(he_relu_net):
     rng = np.random.default_rng(0)
-    weights = [
-        rng.normal(scale=np.sqrt(2.0 / i), size=(o, i)) for i, o in itertools.pairwise(WIDTHS)
-    ]
-    biases = [rng.normal(scale=0.01, size=o) for o in WIDTHS[1:]]
-    net = fastmem.Network.from_arrays(weights, biases, "relu")
+    net, weights, biases = he_relu_net(WIDTHS, rng)
     X = rng.random((N_ROWS, WIDTHS[0]))
     return net, weights, biases, X
 

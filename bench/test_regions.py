@@ -9,7 +9,6 @@ compare ``extra_info['lines_per_s']`` / ``segments_per_s`` across one group).
 
 from __future__ import annotations
 
-import itertools
 import json
 import subprocess
 import sys
@@ -27,13 +26,9 @@ DENSE_LINES = 300
 
 
 @pytest.fixture(scope="module")
-def case():
+def case(he_relu_net):
     rng = np.random.default_rng(0)
-    weights = [
-        rng.normal(scale=np.sqrt(2.0 / i), size=(o, i)) for i, o in itertools.pairwise(WIDTHS)
-    ]
-    biases = [rng.normal(scale=0.01, size=o) for o in WIDTHS[1:]]
-    net = fastmem.Network.from_arrays(weights, biases, "relu")
+    net, weights, biases = he_relu_net(WIDTHS, rng)
     A = rng.normal(size=(N_SEGMENTS, WIDTHS[0]))
     B = rng.normal(size=(N_SEGMENTS, WIDTHS[0]))
     return net, weights, biases, A, B

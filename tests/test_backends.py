@@ -138,6 +138,47 @@ def test_compiled_kernels_reject_contract_violations(backend):
         k.hash_patterns(codes, np.zeros(2, dtype=np.uint64))
 
 
+def test_segment_kernels_reject_contract_violations(backend):
+    # One segment (two vertices, width 2) with no crossing, carried to a width-3 layer.
+    if backend == "cuda":
+        pytest.skip("device arrays are checked by the cuda bindings")
+    k = select_backend("cpu", backend=backend).kernels
+    z = np.array([[1.0, 2.0], [1.5, 3.0]])
+    vt, pseg = np.array([0.0, 1.0]), np.zeros(1, dtype=np.int64)
+    offsets, child = np.zeros(2, dtype=np.int64), np.array([0, 1], dtype=np.int64)
+    buf, scratch = np.zeros(0), np.zeros(0, dtype=np.int64)
+    wt, zn = np.ones((3, 3)), np.ones((2, 3))
+    out, counts = np.empty((2, 3)), np.empty(1, dtype=np.int64)
+    k.next_preactivations(z, vt, pseg, buf, offsets, child, 0, 0.0, wt, zn, scratch, out, 0,
+                          counts)  # fmt: skip
+    np.testing.assert_array_equal(out, zn)  # no breakpoint: the ends are copied
+    assert counts.tolist() == [0]
+    bad = {
+        "wt": np.ones((2, 3)),  # needs width + 1 rows (the bias row)
+        "zn": np.ones((2, 4)),
+        "out": np.empty((3, 3)),
+        "kind_next": 7,
+        "next_counts": np.empty(2, dtype=np.int64),
+    }
+    args = dict(z=z, vt=vt, pseg=pseg, buf=buf, offsets=offsets, child_offsets=child, kind=0,
+                slope=0.0, wt=wt, zn=zn, scratch=scratch, out=out, kind_next=0,
+                next_counts=counts)  # fmt: skip
+    for name, value in bad.items():
+        with pytest.raises((TypeError, ValueError)):
+            k.next_preactivations(*{**args, name: value}.values())
+    # emit_pieces writes the activations at the OLD vertices: out_h has one row per vertex
+    codes = np.zeros((1, 1), dtype=np.uint64)
+    out_vt, out_seg = np.empty(2), np.empty(1, dtype=np.int64)
+    out_codes = np.empty((1, 1), dtype=np.uint64)
+    with pytest.raises((TypeError, ValueError)):
+        k.emit_pieces(z, vt, pseg, codes, buf, offsets, child, 0, 0.0, 0, True, out_vt,
+                      out_seg, out_codes, np.empty((3, 3)), scratch)  # fmt: skip
+    h = np.empty((2, 3))
+    k.emit_pieces(z, vt, pseg, codes, buf, offsets, child, 0, 0.0, 0, True, out_vt, out_seg,
+                  out_codes, h, scratch)  # fmt: skip
+    np.testing.assert_array_equal(h, [[1.0, 2.0, 1.0], [1.5, 3.0, 1.0]])
+
+
 @pytest.mark.gpu
 def test_forcing_cuda_moves_numpy_data_and_back():
     if not fastmem.backends()["cuda"].available:

@@ -129,12 +129,25 @@ class _Workspace:
     A fresh large array costs a page fault per page on first touch (on a VM that can take as
     long as the kernels that fill it), so every array whose size follows the number of
     pieces is a view into a buffer kept here under a slot name. A slot's array is valid until
-    the slot is taken again; results that leave the engine are copied.
+    the slot is taken again; results that leave the engine are copied. One workspace serves
+    one network (it also keeps that network's transposed weights).
     """
 
     def __init__(self, xp: Any) -> None:
         self.xp = xp
         self.buffers: dict[str, Any] = {}
+        self._weights_t: dict[int, Any] = {}
+
+    def weights_t(self, net: Network, layer: int) -> Any:
+        """``[W | b]^T`` of one layer, C-contiguous ``(fan_in + 1, fan_out)``, made once per
+        call: it multiplies vertex values that end in a column of ones, and its rows are
+        the columns of ``W`` that the rank-1 updates add."""
+        if layer not in self._weights_t:
+            W, b = net.weights[layer], net.biases[layer]
+            self._weights_t[layer] = self.xp.ascontiguousarray(
+                self.xp.concatenate([W, b[:, None]], axis=1).T
+            )
+        return self._weights_t[layer]
 
     def take(self, slot: str, shape: tuple[int, ...], dtype: Any) -> Any:
         dtype = np.dtype(dtype)
@@ -330,7 +343,7 @@ def _split(
     H[0::2, :d] = A if t0 == 0.0 else A + dt.type(t0) * D  # exact start points at t0 = 0
     H[1::2, :d] = A + dt.type(t1) * D
     H[:, d] = 1
-    W0 = xp.ascontiguousarray(_augmented(net, 0, xp).T)
+    W0 = ws.weights_t(net, 0)
     Z = row_parallel_matmul(H, W0, be, out=ws.take("z0", (2 * m, W0.shape[1]), dt))
     bit = 0
     step = False
@@ -372,7 +385,7 @@ def _split(
             new_vt, new_seg, new_codes, H, scratch,
         )  # fmt: skip
         if next_values:
-            wt = xp.ascontiguousarray(_augmented(net, layer + 1, xp).T)  # (width + 1, next)
+            wt = ws.weights_t(net, layer + 1)  # (width + 1, next)
             Z_old = row_parallel_matmul(
                 H, wt, be, out=ws.take("zold", (H.shape[0], wt.shape[1]), dt)
             )
@@ -393,21 +406,17 @@ def _split(
             break
     left = xp.arange(pseg.shape[0], dtype=np.int64) + pseg
     t_lo, t_hi = vt[left], vt[left + 1]
-    pseg, codes = pseg.copy(), codes.copy()  # out of the workspace
+    pseg = pseg.copy()  # out of the workspace
     if step:
         mid = t_lo + (t_hi - t_lo) / 2
         X = A[pseg] + mid[:, None] * D[pseg]
-        codes = xp.zeros_like(codes)
+        codes = xp.zeros((pseg.shape[0], n_words), dtype=np.uint64)
         out = net._propagate(X, be, codes=codes, output=logits)
         return _Pieces(pseg, t_lo, t_hi, codes, out, out)
+    codes = codes.copy()
     if logits:  # Z: the output layer at the final vertices
         return _Pieces(pseg, t_lo, t_hi, codes, Z[left], Z[left + 1])
     return _Pieces(pseg, t_lo, t_hi, codes)
-
-
-def _augmented(net: Network, layer: int, xp: Any) -> Any:
-    """``[W | b]`` of one layer: multiplies vertex values that end in a column of ones."""
-    return xp.concatenate([net.weights[layer], net.biases[layer][:, None]], axis=1)
 
 
 def _merge_equal(p: _Pieces, xp: Any) -> _Pieces:

@@ -134,6 +134,16 @@ def _activate_k(z, kind, slope, k):
 
 
 @nb.njit(inline="always", cache=True)
+def _piece_index(pseg, child_offsets, i):
+    # PieceIndex of regions.hpp: segment, left vertex, first child, breakpoints, whether
+    # the piece ends its segment
+    s = pseg[i]
+    c0 = child_offsets[i]
+    last = i + 1 == pseg.shape[0] or pseg[i + 1] != s
+    return s, i + s, c0, child_offsets[i + 1] - c0 - 1, last
+
+
+@nb.njit(inline="always", cache=True)
 def _list_candidates(z, v, kind, k, scratch, cand0):
     # list_candidates of regions.hpp: the neurons that may cross inside the piece
     nt = 2 if kind == HARDTANH else 1
@@ -163,12 +173,9 @@ def _emit_pieces(
     two = k[2]
     ones = out_h.shape[1] > width  # the bias column of the next layer's GEMM
     for i in nb.prange(n):
-        s = pseg[i]
-        v = i + s
+        s, v, c0, n_bp, last = _piece_index(pseg, child_offsets, i)
         tl = vt[v]
         th = vt[v + 1]
-        c0 = child_offsets[i]
-        n_bp = child_offsets[i + 1] - c0 - 1
         v0 = c0 + s
         bp0 = offsets[i]
         r = _child_midpoint(buf, bp0, n_bp, 0, tl, th, two)
@@ -204,7 +211,6 @@ def _emit_pieces(
                             out_codes[o, word] |= bit
                         else:
                             out_codes[o, word] &= ~bit
-        last = i + 1 == n or pseg[i + 1] != s
         if last:
             out_vt[v0 + n_bp + 1] = th
         if write_values:  # the piece's own (old) vertices, for the next layer's GEMM
@@ -278,17 +284,14 @@ def _next_preactivations(
     n = pseg.shape[0]
     width_next = wt.shape[1]
     for i in nb.prange(n):
-        s = pseg[i]
-        v = i + s
+        s, v, c0, n_bp, last = _piece_index(pseg, child_offsets, i)
         tl = vt[v]
         th = vt[v + 1]
-        c0 = child_offsets[i]
-        n_bp = child_offsets[i + 1] - c0 - 1
         v0 = c0 + s
         bp0 = offsets[i]
         for q in range(width_next):
             out[v0, q] = zn[v, q]
-        if i + 1 == n or pseg[i + 1] != s:
+        if last:
             for q in range(width_next):
                 out[v0 + n_bp + 1, q] = zn[v + 1, q]
         if n_bp > 0:
