@@ -227,3 +227,27 @@ def test_network_never_aliases_caller_arrays():
     assert net.biases[0][0] == 0.0 and b.flags.writeable
     half = net.astype(np.float32)
     assert not half.weights[0].flags.writeable
+
+
+def test_layer_outputs_equal_a_plain_numpy_forward(backend):
+    rng = np.random.default_rng(3)
+    widths = [5, 7, 6, 3]
+    ws = [rng.normal(size=(o, i)) for i, o in zip(widths[:-1], widths[1:], strict=True)]
+    bs = [rng.normal(size=o) for o in widths[1:]]
+    net = Network.from_arrays(ws, bs, activation=["relu", "hardtanh"])
+    X = rng.normal(size=(40, 5))
+    outs = net.layer_outputs(X, backend=backend)
+    h = X
+    expected = []
+    for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
+        z = h @ w.T + b
+        if i == 0:
+            z = np.maximum(z, 0.0)
+        elif i == 1:
+            z = np.clip(z, -1.0, 1.0)
+        expected.append(z)
+        h = z
+    assert len(outs) == 3
+    for got, want in zip(outs, expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(outs[-1], net.forward(X, backend=backend))

@@ -380,6 +380,45 @@ class Network:
             out[lo:hi] = net._propagate(X[lo:hi], be, codes=None, output=True)
         return to_device(out, device)
 
+    def layer_outputs(self, X: Any, *, backend: str | None = None) -> list[Any]:
+        """Post-activation output of every hidden layer, then the logits.
+
+        The layer representations ``T`` of information-plane studies
+        (Shwartz-Ziv & Tishby 2017; Saxe et al. 2018).
+
+        Parameters
+        ----------
+        X : array_like (n, input_dim)
+            As for :meth:`forward`.
+        backend : {"cpp", "numba", "cuda"}, optional
+            Force a kernel backend.
+
+        Returns
+        -------
+        list of arrays
+            ``n_layers`` arrays: ``(n, widths[1])``, ..., ``(n, widths[-1])``; the last
+            one is the output of :meth:`forward`. On the same device as ``X``.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmem
+        >>> net = fastmem.Network.from_arrays([np.array([[1.0], [-1.0]]), np.ones((1, 2))],
+        ...                                   [np.zeros(2), np.zeros(1)])
+        >>> hidden, logits = net.layer_outputs(np.array([[-2.0], [3.0]]))
+        >>> hidden
+        array([[0., 2.],
+               [3., 0.]])
+        >>> logits
+        array([[2.],
+               [3.]])
+        """
+        X, be, net, device = self._prepare(X, backend)
+        outs = [be.xp.empty((X.shape[0], w), dtype=self._dtype) for w in self.widths[1:]]
+        for lo, hi in net._chunks(X.shape[0]):
+            for layer, value in enumerate(net._layers(X[lo:hi], be)):
+                outs[layer][lo:hi] = value
+        return [to_device(o, device) for o in outs]
+
     def predict(self, X: Any, *, backend: str | None = None) -> Any:
         """Predicted class per row: argmax of the logits; with one output, ``logit > 0``.
 
@@ -507,6 +546,21 @@ class Network:
         widest = max(self.widths)
         rows = max(256, _CHUNK_BYTES // (widest * self._dtype.itemsize))
         return [(lo, min(lo + rows, n)) for lo in range(0, n, rows)]
+
+    def _layers(self, X: Any, be: Backend) -> Any:
+        """Yield each hidden layer's post-activation values, then the logits (one chunk)."""
+        h = X
+        for layer in range(self.n_layers - 1):
+            z = h @ self._weights[layer].T
+            z += self._biases[layer]
+            be.kernels.apply_activation(
+                z, ACTIVATIONS[self._activations[layer]], self._slopes[layer]
+            )
+            yield z
+            h = z
+        z = h @ self._weights[-1].T
+        z += self._biases[-1]
+        yield z
 
     def _propagate(self, X: Any, be: Backend, *, codes: Any, output: bool) -> Any:
         """Run the layers on one chunk; OR pattern bits into ``codes`` if given."""
