@@ -67,8 +67,10 @@ def test_cpu_without_sse42_reports_cpp_unavailable(monkeypatch):
     finally:
         monkeypatch.undo()
         fb._probe.cache_clear()
-    # this machine runs the suite, so it can run what _core was built for
-    assert not fb._cpu_lacks_sse42() or not fastmem.backends()["cpp"].available
+    if fastmem.backends()["cpp"].available:
+        # Reported available: then _core's instructions really run on this CPU.
+        net = Network.from_arrays([np.ones((1, 2))], [np.zeros(1)])
+        np.testing.assert_array_equal(net.forward(np.ones((3, 2)), backend="cpp"), 2.0)
 
 
 @pytest.mark.parametrize("name", ["cpp", "cuda", "numba"])
@@ -210,6 +212,8 @@ def test_row_parallel_matmul_is_deterministic_across_cpu_backends():
         if info.available and name != "cuda"
     ]
     np.testing.assert_allclose(products[0], H @ M, rtol=1e-12, atol=1e-12)
+    if len(products) < 2:
+        pytest.skip("only one CPU backend here: nothing to compare across backends")
     for other in products[1:]:
         np.testing.assert_array_equal(other, products[0])
 

@@ -28,3 +28,6 @@ def test_docstring_examples(name):
         warnings.simplefilter("ignore")  # e.g. ConvergenceWarning of a tiny sklearn fit
         result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE, verbose=False)
     assert result.failed == 0, f"{result.failed} docstring example(s) failed in {name}"
+    if not name.rpartition(".")[2].startswith("_"):
+        # A public module documents its API with at least one example that runs.
+        assert result.attempted > 0, f"{name}: no docstring example ran"

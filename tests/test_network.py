@@ -232,7 +232,7 @@ def test_network_never_aliases_caller_arrays():
 def test_layer_outputs_equal_a_plain_numpy_forward(backend):
     rng = np.random.default_rng(3)
     widths = [5, 7, 6, 3]
-    ws = [rng.normal(size=(o, i)) for i, o in zip(widths[:-1], widths[1:], strict=True)]
+    ws = [rng.normal(size=(o, i)) for i, o in itertools.pairwise(widths)]
     bs = [rng.normal(size=o) for o in widths[1:]]
     net = Network.from_arrays(ws, bs, activation=["relu", "hardtanh"])
     X = rng.normal(size=(40, 5))

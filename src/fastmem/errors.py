@@ -18,6 +18,16 @@ class InputError(ValueError):
 
     The message names the argument and the problem, e.g.
     ``X: expected a 2-D array (n, d), got shape (5,)``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmem
+    >>> net = fastmem.Network.from_arrays([np.eye(2)], [np.zeros(2)])
+    >>> try:
+    ...     net.forward(np.ones(2))
+    ... except fastmem.InputError as exc:
+    ...     print(type(exc).__name__, isinstance(exc, ValueError))
+    InputError True
     """
 
 

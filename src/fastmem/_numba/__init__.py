@@ -23,4 +23,18 @@ from .regions import next_preactivations as next_preactivations
 
 numba_version = numba.__version__
 
-__all__ = ["apply_activation", "hash_patterns", "numba_version", "pack_and_activate"]
+__all__ = [
+    "apply_activation",
+    "collect_crossings",
+    "count_crossings",
+    "cover_gains",
+    "cover_margins",
+    "cover_matrix",
+    "emit_pieces",
+    "hash_patterns",
+    "linear_recurrence",
+    "next_preactivations",
+    "numba_version",
+    "pack_and_activate",
+    "relu_sum_eval",
+]
