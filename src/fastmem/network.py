@@ -325,10 +325,12 @@ class Network:
         >>> net = fastmem.Network.from_arrays([np.eye(2), np.eye(2)], [np.zeros(2)] * 2, "tanh")
         >>> net.is_piecewise_linear
         False
-        >>> net.require_piecewise_linear("along_segments")
-        Traceback (most recent call last):
-        ...
-        fastmem.errors.InputError: along_segments: layer 0 (tanh) is not piecewise linear; exact regions/patterns need relu, leaky_relu, hardtanh or threshold layers
+        >>> try:
+        ...     net.require_piecewise_linear("along_segments")
+        ... except fastmem.InputError as exc:
+        ...     print(exc)
+        along_segments: layer 0 (tanh) is not piecewise linear; exact regions/patterns
+        need relu, leaky_relu, hardtanh or threshold layers
         """
         for layer, a in enumerate(self._activations):
             if a not in ACTIVATIONS:
