@@ -4,6 +4,7 @@ against the plain-NumPy reference in tests/reference.py."""
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -251,3 +252,133 @@ def test_layer_outputs_equal_a_plain_numpy_forward(backend):
     for got, want in zip(outs, expected, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(outs[-1], net.forward(X, backend=backend))
+
+
+# ------------------------------------------------------------ smooth activations
+def _smooth_reference(ws, bs, acts, X):
+    """Hidden outputs and logits with np.tanh and the textbook logistic 1 / (1 + exp(-z))."""
+    h = X
+    outs = []
+    for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
+        z = h @ w.T + b
+        if i < len(acts):
+            name = acts[i]
+            if name == "tanh":
+                z = np.tanh(z)
+            elif name == "sigmoid":
+                z = 1.0 / (1.0 + np.exp(-z))
+            elif name == "relu":
+                z = np.maximum(z, 0.0)
+            else:
+                raise AssertionError(name)
+        outs.append(z)
+        h = z
+    return outs
+
+
+def _smooth_net(acts, dtype=np.float64, seed=7):
+    rng = np.random.default_rng(seed)
+    widths = [4, *([9] * len(acts)), 3]
+    ws = [rng.normal(size=(o, i)) for i, o in itertools.pairwise(widths)]
+    bs = [rng.normal(size=o) for o in widths[1:]]
+    return Network.from_arrays(ws, bs, acts, dtype=dtype), ws, bs
+
+
+@pytest.mark.parametrize("acts", [["tanh"], ["sigmoid"], ["tanh", "relu", "sigmoid"]])
+def test_smooth_forward_and_layer_outputs_match_reference(backend, acts):
+    net, ws, bs = _smooth_net(acts)
+    X = np.random.default_rng(8).normal(scale=2.0, size=(60, 4))
+    want = _smooth_reference(ws, bs, acts, X)
+    dev_net = net.to("cuda") if backend == "cuda" else net
+    Xb = on_backend_device(X, backend)
+    outs = [to_numpy(o) for o in dev_net.layer_outputs(Xb, backend=backend)]
+    assert len(outs) == len(want)
+    for got, ref in zip(outs, want, strict=True):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(to_numpy(dev_net.forward(Xb, backend=backend)), outs[-1])
+    np.testing.assert_array_equal(
+        to_numpy(dev_net.predict(Xb, backend=backend)), np.argmax(want[-1], axis=1)
+    )
+    assert not net.is_piecewise_linear
+
+
+def test_smooth_float32_and_chunks():
+    rng = np.random.default_rng(9)
+    ws = [rng.normal(size=(4096, 4)), rng.normal(size=(3, 4096)) / 64]
+    bs = [rng.normal(size=4096), rng.normal(size=3)]
+    net = Network.from_arrays(ws, bs, "sigmoid", dtype=np.float32)
+    X = rng.normal(size=(10000, 4))
+    assert len(net._chunks(X.shape[0])) > 1  # chunking must not change the result
+    want = _smooth_reference(ws, bs, ["sigmoid"], X)
+    got = net.layer_outputs(X)
+    assert all(g.dtype == np.float32 for g in got)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-4)
+
+
+def test_sigmoid_is_stable_at_extreme_inputs():
+    import math
+    import warnings
+
+    net = Network.from_arrays([np.array([[1.0]]), np.array([[1.0]])], [np.zeros(1)] * 2, "sigmoid")
+    z = np.array([-1000.0, -700.0, -30.0, -1e-8, 0.0, 1e-8, 30.0, 700.0, 1000.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow in exp
+        got = net.forward(z[:, None])[:, 0]
+    # math.exp of a non-positive argument never overflows; the expected value is formed
+    # independently per sign, so tiny outputs are checked to full relative precision.
+    want = [1.0 / (1.0 + math.exp(-v)) if v >= 0 else math.exp(v) / (1.0 + math.exp(v)) for v in z]
+    np.testing.assert_allclose(got, want, rtol=1e-15, atol=0)
+    assert got[0] == 0.0 and got[-1] == 1.0
+
+
+def test_logistic_alias_and_unknown_names():
+    net = Network.from_arrays([np.eye(2), np.eye(2)], [np.zeros(2)] * 2, "logistic")
+    assert net.activation == ("sigmoid",)
+    with pytest.raises(InputError, match=r"activation\[0\]: unknown activation 'softplus'.*tanh"):
+        Network.from_arrays([np.eye(2), np.eye(2)], [np.zeros(2)] * 2, "softplus")
+    relu = Network.from_arrays([np.eye(2), np.eye(2)], [np.zeros(2)] * 2, "relu")
+    assert relu.is_piecewise_linear
+    relu.require_piecewise_linear("anything")  # no error
+
+
+def _refusals():
+    from fastmem import intervals, regions
+
+    X = np.random.default_rng(10).normal(size=(3, 4))
+    return {
+        "activation_patterns": lambda net: net.activation_patterns(X),
+        "pattern_hashes": lambda net: net.pattern_hashes(X),
+        "n_pattern_bits": lambda net: net.n_pattern_bits,
+        "along_segments": lambda net: regions.along_segments(net, X, X + 1.0),
+        "distinct_patterns": lambda net: regions.distinct_patterns(net, X),
+        "distance_to_boundary": lambda net: regions.distance_to_boundary(net, X),
+        "generalization_intervals": lambda net: intervals.generalization_intervals(
+            net, X, np.ones_like(X)
+        ),
+    }
+
+
+@pytest.mark.parametrize("analysis", list(_refusals()))
+@pytest.mark.parametrize(("acts", "layer"), [(["relu", "tanh"], "1 (tanh)"), (["sigmoid"], "0")])
+def test_piecewise_linear_analyses_refuse_smooth_layers(analysis, acts, layer):
+    net, _, _ = _smooth_net(acts)
+    with pytest.raises(InputError, match=rf"^{analysis}: layer {re.escape(layer)}.*not piecewise"):
+        _refusals()[analysis](net)
+
+
+def test_save_load_roundtrips_smooth_activations(tmp_path):
+    net, _, _ = _smooth_net(["tanh", "relu", "sigmoid"])
+    path = tmp_path / "smooth.npz"
+    net.save(path)
+    back = Network.load(path)
+    assert back.activation == ("tanh", "relu", "sigmoid")
+    X = np.random.default_rng(11).normal(size=(20, 4))
+    np.testing.assert_array_equal(back.forward(X), net.forward(X))
+    for a, b in zip(back.layer_outputs(X), net.layer_outputs(X), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_perturbed_keeps_smooth_activations():
+    net, _, _ = _smooth_net(["tanh", "sigmoid"])
+    assert net.perturbed(0.1, rng=0).activation == ("tanh", "sigmoid")

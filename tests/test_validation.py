@@ -88,7 +88,7 @@ def test_bad_layers(weights, biases, message):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"activation": "sigmoid"}, r"activation\[0\]: unknown activation 'sigmoid'"),
+        ({"activation": "softplus"}, r"activation\[0\]: unknown activation 'softplus'"),
         ({"activation": ["relu"]}, r"activation: got 1 values for 2 hidden layer"),
         ({"activation": ["relu", 3]}, r"activation\[1\]: invalid value 3"),
         ({"negative_slope": float("nan")}, r"negative_slope\[0\]: must be finite"),

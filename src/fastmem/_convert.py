@@ -12,6 +12,14 @@ from .errors import InputError
 __all__ = ["from_sklearn", "from_torch"]
 
 _SKIPPED = {"Identity", "Flatten", "Dropout", "Dropout1d", "AlphaDropout"}
+_TORCH_ACTIVATIONS = {
+    "ReLU": "relu",
+    "LeakyReLU": "leaky_relu",
+    "Hardtanh": "hardtanh",
+    "Tanh": "tanh",
+    "Sigmoid": "sigmoid",
+}
+_SKLEARN_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid"}
 
 
 def _flatten_sequential(module: Any, prefix: str) -> list[tuple[str, Any]]:
@@ -24,8 +32,37 @@ def _flatten_sequential(module: Any, prefix: str) -> list[tuple[str, Any]]:
     return [(prefix, module)]
 
 
+def _batchnorm_affine(where: str, layer: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(s, t)`` with ``layer(x) == s * x + t`` per feature, for an eval-mode BatchNorm1d."""
+    if layer.training:
+        raise InputError(
+            f"{where} (BatchNorm1d): in training mode it normalizes by the statistics of "
+            "each batch, which is not a fixed function of one input; call .eval() first"
+        )
+    if layer.running_mean is None or layer.running_var is None:
+        raise InputError(
+            f"{where} (BatchNorm1d): has no running statistics (track_running_stats=False), "
+            "so even in eval mode it normalizes by batch statistics and cannot be folded "
+            "into a Linear layer"
+        )
+    mean = layer.running_mean.detach().cpu().double().numpy()
+    var = layer.running_var.detach().cpu().double().numpy()
+    s = 1.0 / np.sqrt(var + float(layer.eps))
+    t = -mean * s
+    if layer.weight is not None:
+        gamma = layer.weight.detach().cpu().double().numpy()
+        s, t = gamma * s, gamma * t
+    if layer.bias is not None:
+        t = t + layer.bias.detach().cpu().double().numpy()
+    return s, t
+
+
 def from_torch(module: Any) -> tuple[list[np.ndarray], list[np.ndarray], list[str], list[float]]:
-    """Weights, biases, activations and slopes of a torch ``nn.Sequential``."""
+    """Weights, biases, activations and slopes of a torch ``nn.Sequential``.
+
+    ``BatchNorm1d`` layers (eval mode) are folded into the adjacent ``Linear``:
+    the preceding one when they directly follow it, else the following one.
+    """
     torch_nn = type(module).__module__
     if not torch_nn.startswith("torch."):
         raise InputError(f"module: expected a torch.nn.Module, got {type(module).__name__}")
@@ -35,11 +72,34 @@ def from_torch(module: Any) -> tuple[list[np.ndarray], list[np.ndarray], list[st
     acts: list[str] = []
     slopes: list[float] = []
     pending_linear = False  # the last affine layer has no activation yet
+    # BatchNorm maps (where, s, t) waiting for the next Linear: they came at the input or
+    # after an activation, where there is no preceding affine layer to fold them into.
+    pending_bn: list[tuple[str, np.ndarray, np.ndarray]] = []
     for where, layer in layers:
         kind = type(layer).__name__
         if kind in _SKIPPED:
             if kind == "Flatten" and pending_linear:
                 raise InputError(f"{where} (Flatten): only supported before the first Linear")
+            if kind == "Flatten" and pending_bn:
+                raise InputError(
+                    f"{pending_bn[0][0]} (BatchNorm1d): before a Flatten it normalizes "
+                    "channels of a multi-dimensional input; only BatchNorm1d on features "
+                    "(after the Flatten) can be folded"
+                )
+            continue
+        if kind == "BatchNorm1d":
+            s, t = _batchnorm_affine(where, layer)
+            if pending_linear:
+                if s.shape[0] != weights[-1].shape[0]:
+                    raise InputError(
+                        f"{where} (BatchNorm1d): has {s.shape[0]} features but the Linear "
+                        f"before it has {weights[-1].shape[0]} outputs"
+                    )
+                # BN(W x + b) = (s * W) x + (s * b + t): exact up to rounding.
+                weights[-1] = s[:, None] * weights[-1]
+                biases[-1] = s * biases[-1] + t
+            else:
+                pending_bn.append((where, s, t))
             continue
         if kind == "Linear":
             w = layer.weight.detach().cpu().double().numpy()
@@ -48,6 +108,16 @@ def from_torch(module: Any) -> tuple[list[np.ndarray], list[np.ndarray], list[st
                 if layer.bias is not None
                 else np.zeros(w.shape[0])
             )
+            for bn_where, s, t in reversed(pending_bn):
+                # W (s * x + t) + b = (W * s) x + (W t + b), folding the BN nearest W first.
+                if s.shape[0] != w.shape[1]:
+                    raise InputError(
+                        f"{bn_where} (BatchNorm1d): has {s.shape[0]} features but the "
+                        f"Linear after it ({where}) takes {w.shape[1]} inputs"
+                    )
+                b = w @ t + b
+                w = w * s[None, :]
+            pending_bn = []
             if pending_linear:
                 # Two affine maps in a row are one affine map.
                 b = w @ biases[-1] + b
@@ -58,7 +128,13 @@ def from_torch(module: Any) -> tuple[list[np.ndarray], list[np.ndarray], list[st
                 biases.append(b)
             pending_linear = True
             continue
-        if kind in ("ReLU", "LeakyReLU", "Hardtanh"):
+        if kind in _TORCH_ACTIVATIONS:
+            if pending_bn:
+                raise InputError(
+                    f"{pending_bn[0][0]} (BatchNorm1d): cannot be folded: it does not "
+                    f"directly follow a Linear layer and the next layer, {where} ({kind}), "
+                    "is not a Linear layer either"
+                )
             if not pending_linear:
                 raise InputError(f"{where} ({kind}): an activation must follow a Linear layer")
             if kind == "Hardtanh" and (layer.min_val != -1.0 or layer.max_val != 1.0):
@@ -66,13 +142,18 @@ def from_torch(module: Any) -> tuple[list[np.ndarray], list[np.ndarray], list[st
                     f"{where} (Hardtanh): only Hardtanh(-1, 1) is supported, got "
                     f"Hardtanh({layer.min_val}, {layer.max_val})"
                 )
-            acts.append({"ReLU": "relu", "LeakyReLU": "leaky_relu", "Hardtanh": "hardtanh"}[kind])
+            acts.append(_TORCH_ACTIVATIONS[kind])
             slopes.append(float(layer.negative_slope) if kind == "LeakyReLU" else 0.0)
             pending_linear = False
             continue
         raise InputError(
             f"{where} ({kind}): unsupported layer; supported are Linear, ReLU, LeakyReLU, "
-            "Hardtanh(-1, 1), Identity, Flatten, Dropout"
+            "Hardtanh(-1, 1), Tanh, Sigmoid, BatchNorm1d, Identity, Flatten, Dropout"
+        )
+    if pending_bn:
+        raise InputError(
+            f"{pending_bn[0][0]} (BatchNorm1d): cannot be folded: it does not directly follow "
+            "a Linear layer and no Linear layer follows it"
         )
     if not weights:
         raise InputError("module: contains no Linear layer")
@@ -98,8 +179,9 @@ def from_sklearn(estimator: Any) -> tuple[list[np.ndarray], list[np.ndarray], li
         for w_next, b_next in zip(weights[1:], biases[1:], strict=True):
             w, b = w_next @ w, w_next @ b + b_next
         return [w], [b], []
-    if act != "relu":
+    if act not in _SKLEARN_ACTIVATIONS:
         raise InputError(
-            f"estimator: activation {act!r} is not piecewise linear; use 'relu' or 'identity'"
+            f"estimator: unsupported activation {act!r}; use 'relu', 'tanh', 'logistic' "
+            "or 'identity'"
         )
-    return weights, biases, ["relu"] * (len(weights) - 1)
+    return weights, biases, [_SKLEARN_ACTIVATIONS[act]] * (len(weights) - 1)

@@ -150,6 +150,7 @@ def generalization_intervals(
     A, D, be, net_dev, device = _prepare_lines(
         net, anchors, directions, ("anchors", "directions"), backend
     )
+    net.require_piecewise_linear("generalization_intervals")
     xp = be.xp
     zero = ~(D != 0).any(axis=1)
     if bool(zero.any()):

@@ -15,10 +15,16 @@ from ._backend import Backend, select_backend, to_device
 from ._validate import array_device, as_float_array, check_dtype, common_device
 from .errors import InputError
 
-__all__ = ["ACTIVATIONS", "Network", "sawtooth"]
+__all__ = ["ACTIVATIONS", "SMOOTH_ACTIVATIONS", "Network", "sawtooth"]
 
-#: Hidden-layer activations and their kernel codes (see cpp/include/fastmem/patterns.hpp).
+#: Piecewise-linear hidden-layer activations and their kernel codes
+#: (see cpp/include/fastmem/patterns.hpp).
 ACTIVATIONS = {"relu": 0, "leaky_relu": 1, "hardtanh": 2, "threshold": 3}
+#: Smooth hidden-layer activations: supported by forward, predict and layer_outputs only
+#: (no linear regions, so no patterns, regions, intervals or critical samples).
+SMOOTH_ACTIVATIONS = ("tanh", "sigmoid")
+# scikit-learn's name for the logistic sigmoid.
+_ALIASES = {"logistic": "sigmoid"}
 _BITS_PER_NEURON = {"relu": 1, "leaky_relu": 1, "hardtanh": 2, "threshold": 1}
 _FORMAT_VERSION = 1
 # Rows per chunk are chosen so that one layer's pre-activations stay near this size.
@@ -26,12 +32,19 @@ _CHUNK_BYTES = 64 * 2**20
 
 
 class Network:
-    """A feed-forward piecewise-linear network with an identity output layer.
+    """A feed-forward network with an identity output layer.
 
     ``f(x) = W_L h_{L-1} + b_L`` with ``h_l = act_l(W_l h_{l-1} + b_l)`` and
     ``h_0 = x``. Weights are ``(out, in)`` as in PyTorch; inputs are rows
     ``(n, d)``. A single layer (a linear model) is a valid network. Instances
     are immutable: the arrays they expose are read-only.
+
+    Hidden activations are piecewise linear (``relu``, ``leaky_relu``,
+    ``hardtanh``, ``threshold``) or smooth (``tanh``, ``sigmoid``). Smooth
+    layers work with :meth:`forward`, :meth:`predict` and :meth:`layer_outputs`
+    (hence the information plane); the analyses that need linear regions
+    (activation patterns, regions, intervals, boundary distances, critical
+    samples) call :meth:`require_piecewise_linear` and refuse them.
 
     Build one with :meth:`from_arrays`, :meth:`from_torch`, :meth:`from_sklearn`
     or :meth:`load`.
@@ -105,9 +118,12 @@ class Network:
             Layer weights in PyTorch's orientation; ``in_{l+1} == out_l``.
         biases : sequence of array_like, each (out_l,)
         activation : str or sequence of str
-            ``"relu"``, ``"leaky_relu"``, ``"hardtanh"`` (clip to [-1, 1]) or
-            ``"threshold"`` (Heaviside ``1[z >= 0]``): one name for all hidden
-            layers or one per hidden layer. The output layer is linear.
+            ``"relu"``, ``"leaky_relu"``, ``"hardtanh"`` (clip to [-1, 1]),
+            ``"threshold"`` (Heaviside ``1[z >= 0]``), ``"tanh"`` or ``"sigmoid"``
+            (``1 / (1 + exp(-z))``; ``"logistic"`` is accepted as an alias): one
+            name for all hidden layers or one per hidden layer. The output layer
+            is linear. ``tanh`` and ``sigmoid`` are not piecewise linear (see
+            :meth:`require_piecewise_linear`).
         negative_slope : float or sequence of float
             Slope of ``leaky_relu`` for ``z <= 0`` (PyTorch's default 0.01); one
             value or one per hidden layer. Ignored by other activations.
@@ -167,11 +183,11 @@ class Network:
             bs.append(_readonly(b, biases[i]))
         n_hidden = len(ws) - 1
         acts = _per_layer(activation, n_hidden, "activation", str)
+        acts = [_ALIASES.get(a, a) for a in acts]
         for i, a in enumerate(acts):
-            if a not in ACTIVATIONS:
-                raise InputError(
-                    f"activation[{i}]: unknown activation {a!r}; use one of {sorted(ACTIVATIONS)}"
-                )
+            if a not in ACTIVATIONS and a not in SMOOTH_ACTIVATIONS:
+                known = sorted([*ACTIVATIONS, *SMOOTH_ACTIVATIONS, *_ALIASES])
+                raise InputError(f"activation[{i}]: unknown activation {a!r}; use one of {known}")
         slopes = _per_layer(negative_slope, n_hidden, "negative_slope", numbers.Real)
         for i, s in enumerate(slopes):
             if not math.isfinite(float(s)):
@@ -186,16 +202,33 @@ class Network:
         """Import a PyTorch ``nn.Sequential`` (nested allowed).
 
         Supported layers: ``Linear``, ``ReLU``, ``LeakyReLU``, ``Hardtanh(-1, 1)``,
-        ``Identity``, ``Flatten`` and ``Dropout`` (ignored: evaluation mode). Each
-        activation must follow a ``Linear``; the last layer must be ``Linear``.
-        Consecutive ``Linear`` layers with nothing in between are composed into
-        one (the same function, fewer layers).
+        ``Tanh``, ``Sigmoid``, ``BatchNorm1d`` (folded, see below), ``Identity``,
+        ``Flatten`` and ``Dropout`` (ignored: evaluation mode). Each activation
+        must follow a ``Linear``; the last layer must be ``Linear``. Consecutive
+        ``Linear`` layers with nothing in between are composed into one (the same
+        function, fewer layers).
+
+        BatchNorm folding
+            In evaluation mode ``BatchNorm1d`` is the per-feature affine map
+            ``y = s * x + t`` with ``s = gamma / sqrt(running_var + eps)`` and
+            ``t = beta - s * running_mean`` (``gamma = 1``, ``beta = 0`` without
+            ``affine``). It is folded exactly (up to the rounding of the folded
+            parameters, computed in float64) into an adjacent ``Linear``: into the
+            preceding one when it directly follows a ``Linear`` (``W <- diag(s) W``,
+            ``b <- s * b + t``), otherwise (at the input, or after an activation)
+            into the following one (``W <- W diag(s)``, ``b <- W t + b``). The
+            imported network has the same widths as without the BatchNorm layers.
+            A ``Linear`` without bias gets one.
 
         Raises
         ------
         InputError
             Naming any other layer and its position, e.g.
-            ``module[3] (Sigmoid): unsupported layer``.
+            ``module[3] (Softplus): unsupported layer``; a ``BatchNorm1d`` in
+            training mode (call ``.eval()`` first), without running statistics
+            (``track_running_stats=False``), or with no adjacent ``Linear`` to
+            fold into (e.g. after the last activation of a network ending in it,
+            or between two activations).
 
         Examples
         --------
@@ -213,8 +246,9 @@ class Network:
         """Import a fitted scikit-learn ``MLPClassifier`` or ``MLPRegressor``.
 
         The network's output is the estimator's last pre-activation (the
-        logits before softmax / logistic). Hidden activation must be ``relu``
-        or ``identity`` (an identity MLP is composed into one linear layer).
+        logits before softmax / logistic). Hidden activation ``relu``,
+        ``tanh``, ``logistic`` (imported as ``sigmoid``) or ``identity`` (an
+        identity MLP is composed into one linear layer).
 
         Examples
         --------
@@ -265,8 +299,53 @@ class Network:
         return sum(int(w.shape[0]) for w in self._weights[:-1])
 
     @property
+    def is_piecewise_linear(self) -> bool:
+        """True when every hidden activation is piecewise linear (no ``tanh``/``sigmoid``)."""
+        return all(a in ACTIVATIONS for a in self._activations)
+
+    def require_piecewise_linear(self, analysis: str) -> None:
+        """Raise :class:`InputError` unless every hidden layer is piecewise linear.
+
+        Called first by every analysis that needs linear regions (activation
+        patterns, regions, intervals, boundary distances, critical samples).
+
+        Parameters
+        ----------
+        analysis : str
+            Name of the calling analysis, the start of the message.
+
+        Raises
+        ------
+        InputError
+            Naming the first smooth layer (layers numbered from 0) and why.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmem
+        >>> net = fastmem.Network.from_arrays([np.eye(2), np.eye(2)], [np.zeros(2)] * 2, "tanh")
+        >>> net.is_piecewise_linear
+        False
+        >>> try:
+        ...     net.require_piecewise_linear("along_segments")
+        ... except fastmem.InputError as exc:
+        ...     print(exc)
+        along_segments: layer 0 (tanh) is not piecewise linear; exact regions/patterns
+        need relu, leaky_relu, hardtanh or threshold layers
+        """
+        for layer, a in enumerate(self._activations):
+            if a not in ACTIVATIONS:
+                raise InputError(
+                    f"{analysis}: layer {layer} ({a}) is not piecewise linear; exact "
+                    "regions/patterns need relu, leaky_relu, hardtanh or threshold layers"
+                )
+
+    @property
     def n_pattern_bits(self) -> int:
-        """Bits of a packed activation pattern (two per hard-tanh neuron)."""
+        """Bits of a packed activation pattern (two per hard-tanh neuron).
+
+        Raises :class:`InputError` for a network with smooth layers (no patterns).
+        """
+        self.require_piecewise_linear("n_pattern_bits")
         return sum(
             int(w.shape[0]) * _BITS_PER_NEURON[a]
             for w, a in zip(self._weights[:-1], self._activations, strict=True)
@@ -316,7 +395,17 @@ class Network:
 
     # -------------------------------------------------------------- save/load
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Save as ``.npz`` (no pickle): ``W{i}``, ``b{i}``, activations, slopes."""
+        """Save as ``.npz`` (no pickle): ``W{i}``, ``b{i}``, activations, slopes.
+
+        Examples
+        --------
+        >>> import os, tempfile, numpy as np, fastmem
+        >>> net = fastmem.Network.from_arrays([np.eye(2), np.eye(2)], [np.zeros(2)] * 2, "tanh")
+        >>> path = os.path.join(tempfile.mkdtemp(), "net.npz")
+        >>> net.save(path)
+        >>> fastmem.Network.load(path).activation
+        ('tanh',)
+        """
         host = self.to("cpu")
         arrays = {f"W{i}": w for i, w in enumerate(host._weights)}
         arrays.update({f"b{i}": b for i, b in enumerate(host._biases)})
@@ -449,6 +538,7 @@ class Network:
         array([[2],
                [1]], dtype=uint64)
         """
+        self.require_piecewise_linear("activation_patterns")
         X, be, net, device = self._prepare(X, backend)
         codes = be.xp.zeros((X.shape[0], self.n_pattern_words), dtype=np.uint64)
         for lo, hi in net._chunks(X.shape[0]):
@@ -470,6 +560,7 @@ class Network:
         >>> bool(h[0] == h[1]), bool(h[0] == h[2])
         (True, False)
         """
+        self.require_piecewise_linear("pattern_hashes")
         X, be, net, device = self._prepare(X, backend)
         codes = be.xp.zeros((X.shape[0], self.n_pattern_words), dtype=np.uint64)
         out = be.xp.empty(X.shape[0], dtype=np.uint64)
@@ -553,14 +644,32 @@ class Network:
         for layer in range(self.n_layers - 1):
             z = h @ self._weights[layer].T
             z += self._biases[layer]
-            be.kernels.apply_activation(
-                z, ACTIVATIONS[self._activations[layer]], self._slopes[layer]
-            )
+            self._activate(z, layer, be)
             yield z
             h = z
         z = h @ self._weights[-1].T
         z += self._biases[-1]
         yield z
+
+    def _activate(self, z: Any, layer: int, be: Backend) -> None:
+        """Apply hidden layer ``layer``'s activation to ``z`` in place."""
+        name = self._activations[layer]
+        kind = ACTIVATIONS.get(name)
+        if kind is not None:
+            be.kernels.apply_activation(z, kind, self._slopes[layer])
+            return
+        # Smooth layers: elementwise xp ufuncs are as fast as a kernel would be (no
+        # patterns to pack), and they keep every backend in agreement bitwise.
+        xp = be.xp
+        if name == "tanh":
+            xp.tanh(z, out=z)
+            return
+        # Stable logistic: exp of a non-positive number never overflows, and e / (1 + e)
+        # keeps full relative precision where the sigmoid is tiny.
+        e = xp.exp(-xp.abs(z))
+        r = 1.0 / (1.0 + e)
+        xp.multiply(e, r, out=e)
+        z[...] = xp.where(z >= 0, r, e)
 
     def _propagate(self, X: Any, be: Backend, *, codes: Any, output: bool) -> Any:
         """Run the layers on one chunk; OR pattern bits into ``codes`` if given."""
@@ -572,12 +681,11 @@ class Network:
             z = h @ self._weights[layer].T
             z += self._biases[layer]
             kind_name = self._activations[layer]
-            kind = ACTIVATIONS[kind_name]
-            slope = self._slopes[layer]
             if codes is None:
-                k.apply_activation(z, kind, slope)
+                self._activate(z, layer, be)
             else:
-                k.pack_and_activate(z, codes, bit, kind, slope)
+                kind = ACTIVATIONS[kind_name]  # callers checked require_piecewise_linear
+                k.pack_and_activate(z, codes, bit, kind, self._slopes[layer])
                 bit += z.shape[1] * _BITS_PER_NEURON[kind_name]
             h = z
         if not output:

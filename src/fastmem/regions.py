@@ -510,6 +510,7 @@ def along_segments(
     if chunk_size is not None:
         chunk_size = _check_positive_int(chunk_size, "chunk_size")
     A, B, be, net_dev, device = _prepare_lines(net, starts, ends, ("starts", "ends"), backend)
+    net.require_piecewise_linear("along_segments")
     xp = be.xp
     m = A.shape[0]
     if method == "exact":
@@ -646,6 +647,7 @@ def distinct_patterns(net: Network, X: Any, *, backend: str | None = None) -> Di
     """
     if not isinstance(net, Network):
         raise InputError(f"net: must be a fastmem.Network, got {type(net).__name__}")
+    net.require_piecewise_linear("distinct_patterns")
     _, be, _, device = net._prepare(X, backend)
     h = net.pattern_hashes(X, backend=be.name)
     xp = be.xp if device == be.device else np
@@ -730,6 +732,7 @@ def distance_to_boundary(net: Network, X: Any, *, backend: str | None = None) ->
     """
     if not isinstance(net, Network):
         raise InputError(f"net: must be a fastmem.Network, got {type(net).__name__}")
+    net.require_piecewise_linear("distance_to_boundary")
     X, be, net_dev, device = net._prepare(X, backend)
     xp = be.xp
     n, d = X.shape
