@@ -18,7 +18,10 @@ import pytest
 from fastmem import _numba
 
 # Module-level helpers of the compiled modules that are not kernels.
-NOT_KERNELS = {"_core": {"max_threads"}, "_cuda": {"device_status", "runtime_version"}}
+NOT_KERNELS = {
+    "_core": {"max_threads", "activation_kinds"},
+    "_cuda": {"device_status", "runtime_version", "activation_kinds"},
+}
 
 
 def _numba_kernels() -> dict[str, list[str]]:
@@ -95,3 +98,18 @@ def test_pybind_signature_parser_reads_names():
     compiled = _compiled_or_skip("_core")
     assert compiled["hash_patterns"] == ["codes", "out"]
     assert all("arg0" not in params for params in compiled.values())
+
+
+@pytest.mark.parametrize("module_name", ["_core", "_cuda"])
+def test_activation_kinds_agree_with_the_kernels(module_name):
+    from fastmem import _kinds
+
+    try:
+        module = importlib.import_module(f"fastmem.{module_name}")
+    except ImportError as exc:
+        pytest.skip(f"fastmem.{module_name} is not built here ({exc})")
+    compiled = module.activation_kinds()
+    python = {
+        name: (code, _kinds.bits_per_neuron(code)) for name, code in _kinds.ACTIVATIONS.items()
+    }
+    assert compiled == python

@@ -2,13 +2,16 @@
 #include <cstdint>
 
 #include "bind.hpp"
+#include "fastmem/patterns.hpp"
 #include "patterns_drivers.hpp"
 
 namespace fastmem::bind {
 
 namespace {
 
-void check_kind(int kind) { require(kind >= 0 && kind <= 3, "unknown activation kind"); }
+void check_kind(int kind) {
+  require(kind >= 0 && kind < kNumActivationKinds, "unknown activation kind");
+}
 
 template <class T>
 void apply_activation(CArray<T> z, int kind, double slope) {
@@ -27,7 +30,7 @@ void pack_and_activate(CArray<T> z, CArray<uint64_t> codes, int64_t bit_offset, 
   require(z.shape(0) == codes.shape(0), "z and codes must have the same number of rows");
   check_kind(kind);
   const int64_t width = z.shape(1), n_words = codes.shape(1);
-  const int64_t last_bit = bit_offset + width * (kind == 2 ? 2 : 1);
+  const int64_t last_bit = bit_offset + width * bits_per_neuron(kind);
   require(bit_offset >= 0 && last_bit <= 64 * n_words, "pattern bits exceed codes width");
   T* zp = z.mutable_data();
   uint64_t* cp = codes.mutable_data();
@@ -58,6 +61,15 @@ void patterns(py::module_& m) {
         py::arg("codes").noconvert(), py::arg("bit_offset"), py::arg("kind"), py::arg("slope"));
   m.def("pack_and_activate", &pack_and_activate<float>, py::arg("z").noconvert(),
         py::arg("codes").noconvert(), py::arg("bit_offset"), py::arg("kind"), py::arg("slope"));
+  m.def(
+      "activation_kinds",
+      [] {
+        py::dict kinds;
+        for (int kind = 0; kind < kNumActivationKinds; ++kind)
+          kinds[py::str(kActivationNames[kind])] = py::make_tuple(kind, bits_per_neuron(kind));
+        return kinds;
+      },
+      "{name: (kind code, pattern bits per neuron)} as the kernels define them.");
   m.def("hash_patterns", &hash_patterns, py::arg("codes").noconvert(),
         py::arg("out").noconvert());
 }

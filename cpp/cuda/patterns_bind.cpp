@@ -1,5 +1,6 @@
 // Bindings of the pattern kernels: apply_activation, pack_and_activate, hash_patterns.
 #include "bind.hpp"
+#include "fastmem/patterns.hpp"
 #include "patterns_drivers.hpp"
 
 namespace fastmem::bind {
@@ -7,7 +8,7 @@ namespace fastmem::bind {
 namespace {
 
 void check_kind(int kind) {
-  if (kind < 0 || kind > 3) fail("unknown activation kind");
+  if (kind < 0 || kind >= kNumActivationKinds) fail("unknown activation kind");
 }
 
 void apply_activation(const py::object& z, int kind, double slope) {
@@ -32,7 +33,7 @@ void pack_and_activate(const py::object& z, const py::object& codes, int64_t bit
   if (zv.shape[0] != cv.shape[0]) fail("z and codes must have the same number of rows");
   if (cv.typestr != "<u8") fail("codes must be uint64");
   check_kind(kind);
-  const int64_t last_bit = bit_offset + zv.shape[1] * (kind == 2 ? 2 : 1);
+  const int64_t last_bit = bit_offset + zv.shape[1] * bits_per_neuron(kind);
   if (bit_offset < 0 || last_bit > 64 * cv.shape[1]) fail("pattern bits exceed codes width");
   auto* cp = cv.as<uint64_t>();
   py::gil_scoped_release release;
@@ -63,6 +64,15 @@ void patterns(py::module_& m) {
   m.def("apply_activation", &apply_activation, py::arg("z"), py::arg("kind"), py::arg("slope"));
   m.def("pack_and_activate", &pack_and_activate, py::arg("z"), py::arg("codes"),
         py::arg("bit_offset"), py::arg("kind"), py::arg("slope"));
+  m.def(
+      "activation_kinds",
+      [] {
+        py::dict kinds;
+        for (int kind = 0; kind < kNumActivationKinds; ++kind)
+          kinds[py::str(kActivationNames[kind])] = py::make_tuple(kind, bits_per_neuron(kind));
+        return kinds;
+      },
+      "{name: (kind code, pattern bits per neuron)} as the kernels define them.");
   m.def("hash_patterns", &hash_patterns, py::arg("codes"), py::arg("out"));
 }
 

@@ -12,20 +12,17 @@ import numpy as np
 
 from . import _convert
 from ._backend import Backend, select_backend, to_device
+from ._kinds import ACTIVATIONS, bits_per_neuron
 from ._validate import array_device, as_float_array, check_dtype, common_device
 from .errors import InputError
 
 __all__ = ["ACTIVATIONS", "SMOOTH_ACTIVATIONS", "Network", "sawtooth"]
 
-#: Piecewise-linear hidden-layer activations and their kernel codes
-#: (see cpp/include/fastmem/patterns.hpp).
-ACTIVATIONS = {"relu": 0, "leaky_relu": 1, "hardtanh": 2, "threshold": 3}
 #: Smooth hidden-layer activations: supported by forward, predict and layer_outputs only
 #: (no linear regions, so no patterns, regions, intervals or critical samples).
 SMOOTH_ACTIVATIONS = ("tanh", "sigmoid")
 # scikit-learn's name for the logistic sigmoid.
 _ALIASES = {"logistic": "sigmoid"}
-_BITS_PER_NEURON = {"relu": 1, "leaky_relu": 1, "hardtanh": 2, "threshold": 1}
 _FORMAT_VERSION = 1
 # Rows per chunk are chosen so that one layer's pre-activations stay near this size.
 _CHUNK_BYTES = 64 * 2**20
@@ -347,7 +344,7 @@ class Network:
         """
         self.require_piecewise_linear("n_pattern_bits")
         return sum(
-            int(w.shape[0]) * _BITS_PER_NEURON[a]
+            int(w.shape[0]) * bits_per_neuron(ACTIVATIONS[a])
             for w, a in zip(self._weights[:-1], self._activations, strict=True)
         )
 
@@ -686,7 +683,7 @@ class Network:
             else:
                 kind = ACTIVATIONS[kind_name]  # callers checked require_piecewise_linear
                 k.pack_and_activate(z, codes, bit, kind, self._slopes[layer])
-                bit += z.shape[1] * _BITS_PER_NEURON[kind_name]
+                bit += z.shape[1] * bits_per_neuron(kind)
             h = z
         if not output:
             return None

@@ -68,8 +68,9 @@ from typing import Any
 import numpy as np
 
 from ._backend import Backend, kernels_own_the_cores, row_parallel_matmul, to_device
+from ._kinds import ACTIVATIONS, bits_per_neuron
 from .errors import InputError
-from .network import _BITS_PER_NEURON, ACTIVATIONS, Network
+from .network import Network
 
 __all__ = [
     "BoundaryDistances",
@@ -401,7 +402,7 @@ def _split(
             Z = Z_new
             n_bp = next_counts if kind_next >= 0 else None
         vt, pseg, codes = new_vt, new_seg, new_codes
-        bit += width * _BITS_PER_NEURON[name]
+        bit += width * bits_per_neuron(ACTIVATIONS[name])
         if step:
             break
     left = xp.arange(pseg.shape[0], dtype=np.int64) + pseg

@@ -30,6 +30,11 @@ enum ActivationKind : int {
   kThreshold = 3,
 };
 
+// The Python names of the kinds, indexed by code (fastmem._kinds.ACTIVATIONS must agree;
+// _core.activation_kinds() reports this table to the parity test).
+constexpr const char* kActivationNames[] = {"relu", "leaky_relu", "hardtanh", "threshold"};
+constexpr int kNumActivationKinds = 4;
+
 constexpr uint64_t kHashIV = 0x6A09E667F3BCC909ULL;
 
 FASTMEM_HD inline int bits_per_neuron(int kind) { return kind == kHardtanh ? 2 : 1; }

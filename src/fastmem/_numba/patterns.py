@@ -5,6 +5,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .._kinds import HARDTANH, LEAKY_RELU, RELU, THRESHOLD, bits_per_neuron
+
 _ONE = np.uint64(1)
 _SIX = np.uint64(6)
 _M63 = np.uint64(63)
@@ -15,7 +17,8 @@ _MUL1 = np.uint64(0xBF58476D1CE4E5B9)
 _MUL2 = np.uint64(0x94D049BB133111EB)
 HASH_IV = np.uint64(0x6A09E667F3BCC909)
 
-RELU, LEAKY_RELU, HARDTANH, THRESHOLD = 0, 1, 2, 3
+
+_bits_per_neuron = nb.njit(inline="always", cache=True)(bits_per_neuron)
 
 
 @nb.njit(inline="always", cache=True)
@@ -69,7 +72,7 @@ def _apply_activation(z, kind, slope):
 @nb.njit(parallel=True, cache=True)
 def _pack_and_activate(z, codes, bit_offset, kind, slope):
     rows, width = z.shape
-    bpn = 2 if kind == HARDTANH else 1
+    bpn = _bits_per_neuron(kind)
     for i in nb.prange(rows):
         for j in range(width):
             v = z[i, j]
@@ -129,7 +132,7 @@ def pack_and_activate(
     )
     _require(codes.flags.c_contiguous, "codes must be C-contiguous")
     _require(z.shape[0] == codes.shape[0], "z and codes must have the same number of rows")
-    bpn = 2 if kind == HARDTANH else 1
+    bpn = bits_per_neuron(kind)
     _require(
         bit_offset >= 0 and bit_offset + z.shape[1] * bpn <= 64 * codes.shape[1],
         "pattern bits exceed codes width",
