@@ -171,7 +171,7 @@ def _requested(backend: str | None) -> tuple[str | None, str]:
     return env, f"{ENV_VAR}={env}"
 
 
-def _array_module(device: str) -> ModuleType:
+def array_module(device: str) -> ModuleType:
     if device == "cuda":
         try:
             import cupy
@@ -212,9 +212,7 @@ def select_backend(device: str = "cpu", backend: str | None = None) -> Backend:
     info, kernels = _probe(name)
     if kernels is None:
         raise BackendError(f"backend {name!r} ({source}) is unavailable: {info.reason}")
-    return Backend(
-        name=name, kernels=kernels, xp=_array_module("cuda" if name == "cuda" else "cpu")
-    )
+    return Backend(name=name, kernels=kernels, xp=array_module("cuda" if name == "cuda" else "cpu"))
 
 
 @contextlib.contextmanager
@@ -294,7 +292,7 @@ def to_device(x: Any, device: str) -> Any:
     cp = sys.modules.get("cupy")
     on_gpu = cp is not None and isinstance(x, cp.ndarray)
     if device == "cuda" and not on_gpu:
-        return _array_module("cuda").asarray(x)
+        return array_module("cuda").asarray(x)
     if device == "cpu" and on_gpu:
         return x.get()
     return x

@@ -6,6 +6,7 @@ never imported just to check a type.
 
 from __future__ import annotations
 
+import numbers
 import sys
 from typing import Any
 
@@ -13,9 +14,34 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["array_device", "as_float_array", "check_dtype", "common_device"]
+__all__ = [
+    "array_device",
+    "as_float_array",
+    "as_generator",
+    "check_dtype",
+    "common_device",
+    "positive_int",
+]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def as_generator(rng: Any, name: str = "rng") -> np.random.Generator:
+    """The one reading of an ``rng=`` argument: a Generator, a non-negative int seed or None."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
+        if rng is not None and int(rng) < 0:
+            raise InputError(f"{name}: a seed must be >= 0, got {rng}")
+        return np.random.default_rng(None if rng is None else int(rng))
+    raise InputError(f"{name}: must be a numpy.random.Generator, an int seed or None, got {rng!r}")
+
+
+def positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum`` (bools and non-integers are refused)."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        raise InputError(f"{name}: must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 def _is_cupy(x: Any) -> bool:

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from . import _convert
-from ._backend import Backend, select_backend, to_device
+from ._backend import Backend, array_module, select_backend, to_device
 from ._kinds import ACTIVATIONS, bits_per_neuron
-from ._validate import array_device, as_float_array, check_dtype, common_device
+from ._validate import array_device, as_float_array, as_generator, check_dtype, common_device
 from .errors import InputError
 
 __all__ = ["ACTIVATIONS", "SMOOTH_ACTIVATIONS", "Network", "sawtooth"]
@@ -161,7 +161,7 @@ class Network:
         named = {f"weights[{i}]": w for i, w in enumerate(weights)}
         named.update({f"biases[{i}]": b for i, b in enumerate(biases)})
         device = common_device(**named)
-        xp = _xp_for(device)
+        xp = array_module(device)
         ws, bs = [], []
         for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
             w = as_float_array(w, f"weights[{i}]", ndim=2, dtype=dt, xp=xp)
@@ -597,7 +597,7 @@ class Network:
             raise InputError(f"sigma: must be a real number, got {sigma!r}")
         if not (math.isfinite(float(sigma)) and sigma >= 0):
             raise InputError(f"sigma: must be finite and >= 0, got {sigma}")
-        gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        gen = as_generator(rng)
         host = self.to("cpu")
         ws, bs = [], []
         for w, b in zip(host._weights, host._biases, strict=True):
@@ -625,7 +625,7 @@ class Network:
             )
         be = select_backend(caller_device, backend)
         net = self.to(be.device)
-        X = as_float_array(X, "X", ndim=2, dtype=self._dtype, xp=_xp_for(caller_device))
+        X = as_float_array(X, "X", ndim=2, dtype=self._dtype, xp=array_module(caller_device))
         if X.shape[1] != self.widths[0]:
             raise InputError(f"X: has {X.shape[1]} columns but the network takes {self.widths[0]}")
         return to_device(X, be.device), be, net, caller_device
@@ -728,14 +728,6 @@ def sawtooth(depth: int, *, dtype: Any = np.float64) -> Network:
     weights = [first] + [inner] * (int(depth) - 1) + [np.array([[2.0, -4.0]])]
     biases = [bias] * int(depth) + [np.zeros(1)]
     return Network.from_arrays(weights, biases, "relu", dtype=dtype)
-
-
-def _xp_for(device: str) -> Any:
-    if device == "cuda":
-        import cupy  # the caller's data is on the GPU, so CuPy is installed
-
-        return cupy
-    return np
 
 
 def _readonly(a: Any, source: Any = None) -> Any:
