@@ -11,7 +11,7 @@ from segment_reference import forward, random_net, walk
 from support import on_backend_device, to_numpy
 
 import fastmem
-from fastmem import InputError, Network
+from fastmem import InputError, Network, _engine
 from fastmem import regions as R
 
 ACTS = ["relu", "leaky_relu", "hardtanh", "threshold"]
@@ -213,11 +213,11 @@ def test_tie_zero_length_segments(backend):
 
 # ------------------------------------------- values carried to the new vertices
 def _split_logits(net, A, B, backend, t_range=(0.0, 1.0)):
-    """The engine's logits at every piece's two ends (pieces, t_lo, t_hi, lo, hi)."""
+    """The engine's logits at every piece's two ends (pieces, t_lo, t_hi, lo, hi), through
+    the engine module's internal interface (``fastmem._engine.split``, one chunk)."""
     be = fastmem.select_backend(net.device, backend)
     A_, B_ = on_backend_device(A, backend), on_backend_device(B, backend)
-    tol = R._tolerance(net.dtype, *t_range)
-    p = R._split(net, be, A_, B_ - A_, *t_range, tol, logits=True)
+    p = _engine.split(net, be, A_, B_ - A_, *t_range, logits=True)
     return tuple(to_numpy(x) for x in (p.seg, p.t_lo, p.t_hi, p.logits_lo, p.logits_hi))
 
 
