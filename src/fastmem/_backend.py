@@ -261,13 +261,14 @@ def row_parallel_matmul(H: Any, M: Any, backend: Backend, out: Any = None) -> An
     NumPy releases the GIL in matmul, so blocks of rows multiply in parallel
     without BLAS's own (spinning) thread pool. ``out``: where to write the
     product (C-contiguous, ``(H.shape[0], M.shape[1])``); a new array if None.
+    Overflow raises no warning (on any thread): the caller checks the product.
     """
     global _GEMM_POOL
     n = H.shape[0]
     if backend.device != "cpu" or n <= _GEMM_BLOCK_ROWS:
         if out is None:
-            return H @ M
-        backend.xp.matmul(H, M, out=out)
+            out = backend.xp.empty((n, M.shape[1]), dtype=np.result_type(H, M))
+        _matmul_quiet(backend.xp, H, M, out)
         return out
     if out is None:
         out = np.empty((n, M.shape[1]), dtype=np.result_type(H, M))
@@ -275,16 +276,22 @@ def row_parallel_matmul(H: Any, M: Any, backend: Backend, out: Any = None) -> An
     threads = cpu_threads(backend)
     if threads < 2:
         for lo, hi in blocks:
-            np.matmul(H[lo:hi], M, out=out[lo:hi])
+            _matmul_quiet(np, H[lo:hi], M, out[lo:hi])
         return out
     if _GEMM_POOL is None or _GEMM_POOL._max_workers < threads:
         from concurrent.futures import ThreadPoolExecutor
 
         _GEMM_POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fastmem-gemm")
-    jobs = [_GEMM_POOL.submit(np.matmul, H[lo:hi], M, out=out[lo:hi]) for lo, hi in blocks]
+    jobs = [_GEMM_POOL.submit(_matmul_quiet, np, H[lo:hi], M, out[lo:hi]) for lo, hi in blocks]
     for job in jobs:
         job.result()
     return out
+
+
+def _matmul_quiet(xp: Any, H: Any, M: Any, out: Any) -> None:
+    # np.errstate is per thread (a context variable): set it where the product runs
+    with np.errstate(over="ignore", invalid="ignore"):
+        xp.matmul(H, M, out=out)
 
 
 def to_device(x: Any, device: str) -> Any:

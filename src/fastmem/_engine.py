@@ -258,10 +258,11 @@ def _check_layer(Z: Any, layer: int, net: Network) -> None:
     """``InputError`` naming the layer when its pre-activations overflow (module docstring)."""
     bound = float(np.finfo(net.dtype).max) / 8
     if not _within(Z, bound):
+        what = "the output layer" if layer == net.n_layers - 1 else "a hidden layer"
         raise InputError(
-            f"layer {layer}: pre-activations are not finite (or beyond +-{bound:.3g}, where "
-            f"the segment engine's differences overflow) in {net.dtype}: the inputs or the "
-            "weights are too large"
+            f"layer {layer} ({what}): pre-activations are not finite (or beyond "
+            f"+-{bound:.3g}, where the segment engine's differences overflow, in "
+            f"{net.dtype}): the inputs or the weights are too large"
         )
 
 

@@ -120,7 +120,8 @@ def generalization_intervals(
     ------
     InputError
         Bad shapes, NaN/Inf, mismatched devices, a direction of zero length, a
-        ``t_range`` that does not contain 0.
+        ``t_range`` that does not contain 0; a layer whose pre-activations overflow
+        (named; see :func:`fastmem.regions.along_segments`).
 
     Examples
     --------

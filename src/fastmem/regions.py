@@ -60,6 +60,7 @@ Memory
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,7 +217,9 @@ def along_segments(
     ------
     InputError
         Bad shapes, NaN/Inf, mismatched devices, ``t0 >= t1``, an unknown ``method``,
-        ``samples`` < 2 or given with ``"exact"``, ``chunk_size`` < 1.
+        ``samples`` < 2 or given with ``"exact"``, ``chunk_size`` < 1; values that
+        overflow (``ends - starts``, or a layer's pre-activations, named; the exact
+        engine needs them within ``finfo(dtype).max / 8``).
 
     Examples
     --------
@@ -479,13 +482,15 @@ def distance_to_boundary(net: Network, X: Any, *, backend: str | None = None) ->
         J = None  # Jacobian of the current layer's input w.r.t. x: (r, width, d)
         for layer in range(net.n_layers - 1):
             W, b = net_dev.weights[layer], net_dev.biases[layer]
-            z = h @ W.T + b
-            G = W[None] if J is None else xp.einsum("jk,rkd->rjd", W, J)
-            gnorm = xp.sqrt((G * G).sum(axis=2))
+            with np.errstate(over="ignore", invalid="ignore"):  # reported by name below
+                z = h @ W.T + b
+                G = W[None] if J is None else xp.einsum("jk,rkd->rjd", W, J)
+                gnorm = _row_norms(G, xp)
+            _check_layer(z, gnorm, layer)
             gnorm = xp.broadcast_to(gnorm, z.shape)
             name = net.activation[layer]
             gap = xp.minimum(xp.abs(z + 1), xp.abs(z - 1)) if name == "hardtanh" else xp.abs(z)
-            with np.errstate(divide="ignore", invalid="ignore"):
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 dj = xp.where(gnorm > 0, gap / gnorm, np.inf)
             best = dj.argmin(axis=1)
             val = dj[xp.arange(hi - lo), best]
@@ -512,3 +517,25 @@ def distance_to_boundary(net: Network, X: Any, *, backend: str | None = None) ->
         exact=to_device(layer_of == 0, device),
         backend=be.name,
     )
+
+
+def _row_norms(G: Any, xp: Any) -> Any:
+    """Euclidean norms along the last axis; rescaled where the squares overflow (weights
+    above ~1e154), so that only a gradient that is itself not finite stays Inf/NaN."""
+    norms = xp.sqrt((G * G).sum(axis=2))
+    if math.isfinite(float(norms.max())):
+        return norms
+    scale = xp.abs(G).max(axis=2, keepdims=True)
+    scale = xp.where(scale > 0, scale, 1)
+    return scale[..., 0] * xp.sqrt(((G / scale) ** 2).sum(axis=2))
+
+
+def _check_layer(z: Any, gnorm: Any, layer: int) -> None:
+    """``InputError`` naming the layer when its pre-activations or their gradients overflow
+    (a min and a max each: NaN and Inf propagate into them)."""
+    for what, v in (("pre-activations", z), ("gradients", gnorm)):
+        if v.size and not (math.isfinite(float(v.min())) and math.isfinite(float(v.max()))):
+            raise InputError(
+                f"layer {layer} (a hidden layer): {what} are not finite (overflow in "
+                f"{z.dtype}): the inputs or the weights are too large"
+            )
