@@ -24,11 +24,12 @@ meant to be used from outside):
 ``tolerance(dtype, t0, t1)``
     The tie / merge tolerance in ``t`` (see :mod:`fastmem.regions`).
 
-Non-finite values: every layer's pre-activations (the GEMM's and the carried ones) are
-checked once per layer and chunk (a min and a max, no temporary), and ``InputError``
-names the layer whose values overflow. The bound is ``finfo(dtype).max / 8``, not
-``inf``: the kernels take differences and interpolate between a piece's two ends, which
-must not overflow either.
+Non-finite values: ``InputError`` names the layer whose pre-activations (the GEMM's and
+the carried ones) overflow. The limit is ``finfo(dtype).max / 8``, not ``inf``: the
+kernels take differences and interpolate between a piece's two ends, which must not
+overflow either. The first layer is read once per chunk (a min and a max); a deeper
+layer only when a bound from the weights cannot exclude overflow (``_check_layer``), so
+the check costs next to nothing on ordinary networks.
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ class Workspace:
         self.xp = xp
         self.buffers: dict[str, Any] = {}
         self._weights_t: dict[int, Any] = {}
+        self._row_bound: dict[int, float] = {}
 
     def weights_t(self, net: Network, layer: int) -> Any:
         """``[W | b]^T`` of one layer, C-contiguous ``(fan_in + 1, fan_out)``, made once per
@@ -125,6 +127,15 @@ class Workspace:
                 self.xp.concatenate([W, b[:, None]], axis=1).T
             )
         return self._weights_t[layer]
+
+    def row_bound(self, net: Network, layer: int) -> float:
+        """``max_k sum_j |W_kj| + |b_k|`` of one layer (the bound that ``_check_layer``
+        carries from layer to layer), made once per call."""
+        if layer not in self._row_bound:
+            wt = self.weights_t(net, layer)  # [W | b]^T: one row sum per column
+            with np.errstate(over="ignore"):  # an Inf bound only means: check the values
+                self._row_bound[layer] = float(self.xp.abs(wt).sum(axis=0).max())
+        return self._row_bound[layer]
 
     def take(self, slot: str, shape: tuple[int, ...], dtype: Any) -> Any:
         dtype = np.dtype(dtype)
@@ -254,16 +265,39 @@ def _within(x: Any, bound: float) -> bool:
     return bool(-bound <= float(x.min())) and bool(float(x.max()) <= bound)
 
 
-def _check_layer(Z: Any, layer: int, net: Network) -> None:
-    """``InputError`` naming the layer when its pre-activations overflow (module docstring)."""
-    bound = float(np.finfo(net.dtype).max) / 8
-    if not _within(Z, bound):
+def _max_abs(x: Any) -> float:
+    """``max |x|`` (NaN if any is NaN) from a min and a max, no temporary."""
+    if x.size == 0:
+        return 0.0
+    lo, hi = float(x.min()), float(x.max())
+    return max(-lo, hi) if lo <= hi else float("nan")
+
+
+def _check_layer(Z: Any, layer: int, net: Network, ws: Workspace, known: float) -> float:
+    """``InputError`` naming the layer when its pre-activations ``Z`` overflow; returns a
+    bound on ``|Z|``.
+
+    ``known`` bounds the previous layer's pre-activations. Post-activations are at most
+    ``max(known, 1)`` in size (every activation is 1-Lipschitz, zero at zero or bounded
+    by 1), so ``|Z| <= row_bound * max(known, 1)`` with ``row_bound = max_k sum_j |W_kj|
+    + |b_k|``: when that (with a factor 2 for rounding) is within the engine's range the
+    layer cannot overflow and is not read at all. Only the first layer (whose input is
+    the data) and layers past that bound cost a min and a max over ``Z``.
+    """
+    limit = float(np.finfo(net.dtype).max) / 8
+    if layer > 0:
+        implied = ws.row_bound(net, layer) * max(known, 1.0)
+        if 2 * implied <= limit:
+            return implied
+    seen = _max_abs(Z)
+    if not seen <= limit:  # also NaN
         what = "the output layer" if layer == net.n_layers - 1 else "a hidden layer"
         raise InputError(
             f"layer {layer} ({what}): pre-activations are not finite (or beyond "
-            f"+-{bound:.3g}, where the segment engine's differences overflow, in "
+            f"+-{limit:.3g}, where the segment engine's differences overflow, in "
             f"{net.dtype}): the inputs or the weights are too large"
         )
+    return seen
 
 
 # ------------------------------------------------------------------ the engine
@@ -340,7 +374,7 @@ def split(
     H[:, d] = 1
     W0 = ws.weights_t(net, 0)
     Z = row_parallel_matmul(H, W0, be, out=ws.take("z0", (2 * m, W0.shape[1]), dt))
-    _check_layer(Z, 0, net)
+    known = _check_layer(Z, 0, net, ws, 0.0)  # a bound on |Z|
     bit = 0
     step = False
     n_hidden = net.n_layers - 1
@@ -394,7 +428,7 @@ def split(
                 Z, vt, pseg, buf, offsets, child, kind, slope, wt, Z_old, scratch, Z_new,
                 kind_next, next_counts,
             )  # fmt: skip
-            _check_layer(Z_new, layer + 1, net)
+            known = _check_layer(Z_new, layer + 1, net, ws, known)
             Z = Z_new
             n_bp = next_counts if kind_next >= 0 else None
         vt, pseg, codes = new_vt, new_seg, new_codes
