@@ -231,10 +231,18 @@ def kernels_own_the_cores(backend: Backend) -> Iterator[None]:
     if backend.device != "cpu":
         yield
         return
-    from threadpoolctl import threadpool_limits
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:
+        # one scan of the loaded libraries per process (threadpool_limits rescans them on
+        # every call: ~10 ms the first time, ~1 ms after)
+        from threadpoolctl import ThreadpoolController
 
-    with threadpool_limits(limits=1, user_api="blas"):
+        _BLAS_CONTROLLER = ThreadpoolController()
+    with _BLAS_CONTROLLER.limit(limits=1, user_api="blas"):
         yield
+
+
+_BLAS_CONTROLLER: Any = None
 
 
 _GEMM_POOL: Any = None
