@@ -278,15 +278,17 @@ def _check_layer(Z: Any, layer: int, net: Network, ws: Workspace, known: float) 
     bound on ``|Z|``.
 
     ``known`` bounds the previous layer's pre-activations. Post-activations are at most
-    ``max(known, 1)`` in size (every activation is 1-Lipschitz, zero at zero or bounded
-    by 1), so ``|Z| <= row_bound * max(known, 1)`` with ``row_bound = max_k sum_j |W_kj|
-    + |b_k|``: when that (with a factor 2 for rounding) is within the engine's range the
+    ``max(known, 1)`` in size (times a leaky slope above 1: every activation is zero at
+    zero and that Lipschitz, or bounded by 1), so ``|Z| <= row_bound * max(known, 1)``
+    with ``row_bound = max_k sum_j |W_kj| + |b_k|``: when that (with a factor 2 for
+    rounding) is within the engine's range the
     layer cannot overflow and is not read at all. Only the first layer (whose input is
     the data) and layers past that bound cost a min and a max over ``Z``.
     """
     limit = float(np.finfo(net.dtype).max) / 8
     if layer > 0:
-        implied = ws.row_bound(net, layer) * max(known, 1.0)
+        gain = max(1.0, abs(net.negative_slopes[layer - 1]))  # leaky slopes may exceed 1
+        implied = ws.row_bound(net, layer) * max(known, 1.0) * gain
         if 2 * implied <= limit:
             return implied
     seen = _max_abs(Z)
