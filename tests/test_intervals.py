@@ -192,3 +192,28 @@ def test_random_directions():
     np.testing.assert_array_equal(d, d2)
     with pytest.raises(InputError, match="n"):
         I.random_directions(X, 0)
+
+
+# ------------------------------------------------ values that stop being finite
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_lines_whose_values_overflow_raise(backend, dtype):
+    top = float(np.finfo(dtype).max)
+    big = float(np.sqrt(top))
+    ws = [np.full((3, 2), big), np.full((3, 3), big), np.ones((2, 3))]
+    net = Network.from_arrays(ws, [np.zeros(3), np.zeros(3), np.zeros(2)], dtype=dtype)
+    net = net.to("cuda") if backend == "cuda" else net
+
+    def run(A, D, **kw):
+        A, D = (on_backend_device(np.asarray(x, dtype=dtype), backend) for x in (A, D))
+        return I.generalization_intervals(net, A, D, backend=backend, **kw)
+
+    # layer 1 overflows where the inputs are positive (t = 2 on these lines)
+    with pytest.raises(InputError, match=r"^layer 1 \(a hidden layer\)"):
+        run(-np.ones((4, 2)), np.ones((4, 2)))
+    iv = run(-np.ones((4, 2)), np.ones((4, 2)), t_range=(-1.0, 0.5))  # all off: finite
+    assert to_numpy(iv.lower).tolist() == [-1.0] * 4 and to_numpy(iv.upper).tolist() == [0.5] * 4
+    with pytest.raises(InputError, match=r"^layer 0 \(a hidden layer\)"):
+        run(np.full((3, 2), top / 2), np.ones((3, 2)))
+    with pytest.raises(InputError, match=r"^anchors, directions: the lines' points"):
+        run(np.full((3, 2), top / 2), np.full((3, 2), top / 2))

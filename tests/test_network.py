@@ -99,8 +99,9 @@ def test_chunked_rows_equal_single_pass():
         [rng.normal(size=(4096, 3)), rng.normal(size=(2, 4096))],
         [rng.normal(size=4096), rng.normal(size=2)],
     )
+    # 5000 rows x 4096 neurons x 8 bytes = 164 MB of pre-activations: more than one of
+    # Network's row chunks (64 MiB each)
     X = rng.normal(size=(5000, 3))
-    assert len(net._chunks(X.shape[0])) > 1
     ref_out, ref_codes = _reference(net, X)
     np.testing.assert_allclose(net.forward(X), ref_out, rtol=1e-10)
     np.testing.assert_array_equal(net.activation_patterns(X), ref_codes)
@@ -359,6 +360,31 @@ def _refusals():
     }
 
 
+# ------------------------------------------------ values that stop being finite
+def _overflowing_net(dtype, backend):
+    """2-3-3-2 ReLU net, hidden weights sqrt(max): on inputs of ones layer 0 is finite
+    (2 sqrt(max)), layer 1 overflows (6 max)."""
+    big = float(np.sqrt(np.finfo(dtype).max))
+    ws = [np.full((3, 2), big), np.full((3, 3), big), np.ones((2, 3))]
+    bs = [np.zeros(3), np.zeros(3), np.zeros(2)]
+    net = Network.from_arrays(ws, bs, dtype=dtype)
+    return net.to("cuda") if backend == "cuda" else net
+
+
+def _entry_points(net, X, backend):
+    return {
+        "forward": lambda: net.forward(X, backend=backend),
+        "predict": lambda: net.predict(X, backend=backend),
+        "layer_outputs": lambda: net.layer_outputs(X, backend=backend),
+        "activation_patterns": lambda: net.activation_patterns(X, backend=backend),
+        "pattern_hashes": lambda: net.pattern_hashes(X, backend=backend),
+        "distinct_patterns": lambda: fastmem.regions.distinct_patterns(net, X, backend=backend),
+        "distance_to_boundary": lambda: fastmem.regions.distance_to_boundary(
+            net, X, backend=backend
+        ),
+    }
+
+
 @pytest.mark.parametrize("analysis", list(_refusals()))
 @pytest.mark.parametrize(("acts", "layer"), [(["relu", "tanh"], "1 (tanh)"), (["sigmoid"], "0")])
 def test_piecewise_linear_analyses_refuse_smooth_layers(analysis, acts, layer):
@@ -382,3 +408,49 @@ def test_save_load_roundtrips_smooth_activations(tmp_path):
 def test_perturbed_keeps_smooth_activations():
     net, _, _ = _smooth_net(["tanh", "sigmoid"])
     assert net.perturbed(0.1, rng=0).activation == ("tanh", "sigmoid")
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_huge_inputs_raise_naming_the_first_layer(backend, dtype):
+    # finite inputs near the top of the range: 4 x max in layer 0 (weights 1, 4 inputs)
+    net = Network.from_arrays([np.ones((3, 4)), np.ones((1, 3))], [np.zeros(3), np.zeros(1)],
+                              dtype=dtype)  # fmt: skip
+    net = net.to("cuda") if backend == "cuda" else net
+    X = on_backend_device(np.full((5, 4), float(np.finfo(dtype).max) / 2, dtype=dtype), backend)
+    for name, call in _entry_points(net, X, backend).items():
+        with pytest.raises(InputError, match=r"^layer 0 \(a hidden layer\)"):
+            call()
+            pytest.fail(name)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_huge_weights_raise_naming_the_layer_that_overflows(backend, dtype):
+    net = _overflowing_net(dtype, backend)
+    X = on_backend_device(np.ones((7, 2)), backend)
+    for name, call in _entry_points(net, X, backend).items():
+        with pytest.raises(InputError, match=r"^layer 1 \(a hidden layer\)"):
+            call()
+            pytest.fail(name)
+    # negative inputs: every ReLU of layer 0 is off, nothing overflows
+    X = on_backend_device(-np.ones((7, 2)), backend)
+    for call in _entry_points(net, X, backend).values():
+        call()
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_output_overflow_names_the_output_layer_and_spares_the_patterns(backend):
+    # hidden layers finite (~2 and ~6 sqrt(max)), the logits overflow (~18 max)
+    big = float(np.sqrt(np.finfo(np.float64).max))
+    net = Network.from_arrays([np.full((3, 2), big), np.ones((3, 3)), np.full((2, 3), big)],
+                              [np.zeros(3), np.zeros(3), np.zeros(2)])  # fmt: skip
+    net = net.to("cuda") if backend == "cuda" else net
+    X = on_backend_device(np.ones((4, 2)), backend)
+    for call in (net.forward, net.predict, net.layer_outputs):
+        with pytest.raises(InputError, match=r"^layer 2 \(the output layer\)"):
+            call(X, backend=backend)
+    # the activation patterns need the hidden layers only: all on
+    want = np.full((4, 1), 2**6 - 1, dtype=np.uint64)
+    np.testing.assert_array_equal(to_numpy(net.activation_patterns(X, backend=backend)), want)
+    assert fastmem.regions.distinct_patterns(net, X, backend=backend).n_distinct == 1

@@ -11,7 +11,7 @@ from segment_reference import forward, random_net, walk
 from support import on_backend_device, to_numpy
 
 import fastmem
-from fastmem import InputError, Network
+from fastmem import InputError, Network, _engine
 from fastmem import regions as R
 
 ACTS = ["relu", "leaky_relu", "hardtanh", "threshold"]
@@ -213,11 +213,11 @@ def test_tie_zero_length_segments(backend):
 
 # ------------------------------------------- values carried to the new vertices
 def _split_logits(net, A, B, backend, t_range=(0.0, 1.0)):
-    """The engine's logits at every piece's two ends (pieces, t_lo, t_hi, lo, hi)."""
+    """The engine's logits at every piece's two ends (pieces, t_lo, t_hi, lo, hi), through
+    the engine module's internal interface (``fastmem._engine.split``, one chunk)."""
     be = fastmem.select_backend(net.device, backend)
     A_, B_ = on_backend_device(A, backend), on_backend_device(B, backend)
-    tol = R._tolerance(net.dtype, *t_range)
-    p = R._split(net, be, A_, B_ - A_, *t_range, tol, logits=True)
+    p = _engine.split(net, be, A_, B_ - A_, *t_range, logits=True)
     return tuple(to_numpy(x) for x in (p.seg, p.t_lo, p.t_hi, p.logits_lo, p.logits_hi))
 
 
@@ -488,3 +488,74 @@ def test_distance_first_layer_is_exact():
             np.min(np.abs(X[i] @ W.T + b) / np.linalg.norm(W, axis=1))
         )
     assert r.exact.all()
+
+
+# ------------------------------------------------ values that stop being finite
+def _big_net(dtype, backend, hidden_scale):
+    big = float(np.sqrt(np.finfo(dtype).max))
+    ws = [np.full((3, 2), big), np.full((3, 3), hidden_scale), np.ones((2, 3))]
+    net = Network.from_arrays(ws, [np.zeros(3), np.zeros(3), np.zeros(2)], dtype=dtype)
+    return net.to("cuda") if backend == "cuda" else net
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("method", ["exact", "sampled"])
+def test_segments_whose_values_overflow_raise(backend, dtype, method):
+    top = float(np.finfo(dtype).max)
+    kw = dict(backend=backend, method=method)
+
+    def run(net, A, B):
+        A, B = (on_backend_device(np.asarray(x, dtype=dtype), backend) for x in (A, B))
+        return R.along_segments(net, A, B, **kw)
+
+    # layer 1 overflows on the positive half of the input space (weights sqrt(max)^2)
+    net = _big_net(dtype, backend, float(np.sqrt(top)))
+    with pytest.raises(InputError, match=r"^layer 1 \(a hidden layer\)"):
+        run(net, -np.ones((4, 2)), np.ones((4, 2)))
+    r = run(net, -np.ones((4, 2)), -2 * np.ones((4, 2)))  # all ReLUs off: finite, one piece
+    assert to_numpy(r.counts).tolist() == [1, 1, 1, 1]
+    # huge inputs: layer 0 (sums of two top / 2 values)
+    with pytest.raises(InputError, match=r"^layer 0 \(a hidden layer\)"):
+        run(net, np.full((3, 2), top / 2), np.full((3, 2), top / 2))
+    # ends - starts overflows
+    with pytest.raises(InputError, match=r"^ends: ends - starts overflows"):
+        run(net, np.full((3, 2), -top / 2), np.full((3, 2), top))
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_exact_engine_bound_is_an_eighth_of_the_range(backend):
+    # values finite for forward (max / 4) but beyond the exact engine's max / 8
+    top = float(np.finfo(np.float64).max)
+    net = _net([np.array([[top / 4], [-1.0]]), np.ones((1, 2))], [np.zeros(2), np.zeros(1)],
+               [], [], backend)  # fmt: skip
+    A, B = on_backend_device(np.zeros((1, 1)), backend), on_backend_device(np.ones((1, 1)), backend)
+    assert np.isfinite(to_numpy(net.forward(B, backend=backend))).all()
+    with pytest.raises(InputError, match=r"^layer 0 \(a hidden layer\): .* beyond"):
+        R.along_segments(net, A, B, backend=backend)
+    smaller = _net([np.array([[top / 16], [-1.0]]), np.ones((1, 2))], [np.zeros(2), np.zeros(1)],
+                   [], [], backend)  # fmt: skip
+    assert int(to_numpy(R.along_segments(smaller, A, B, backend=backend).counts)[0]) == 1
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_distance_with_weights_whose_squares_overflow(backend):
+    # the first example of distance_to_boundary scaled by 1e160: |w| = 5e160 (its square
+    # overflows), the distances do not change
+    s = 1e160
+    net = _net([np.array([[3.0 * s, 4.0 * s]]), np.ones((1, 1))], [np.array([-5.0 * s]),
+               np.zeros(1)], [], [], backend)  # fmt: skip
+    X = on_backend_device(np.array([[0.0, 0.0], [1.0, 1.0]]), backend)
+    r = R.distance_to_boundary(net, X, backend=backend)
+    np.testing.assert_allclose(to_numpy(r.distance), [1.0, 0.4], rtol=1e-15)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_overflow_in_the_row_blocked_gemm_raises_without_warnings(backend):
+    # 2 x 2500 vertex rows: the first GEMM runs in row blocks on fastmem's GEMM threads,
+    # where NumPy's floating-point error state is set separately
+    top = float(np.finfo(np.float64).max)
+    net = _big_net(np.float64, backend, 1.0)
+    A = on_backend_device(np.full((2500, 2), top / 2), backend)
+    with pytest.raises(InputError, match=r"^layer 0 \(a hidden layer\)"):
+        R.along_segments(net, A, A, backend=backend, chunk_size=2500)

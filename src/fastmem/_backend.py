@@ -25,6 +25,7 @@ import importlib
 import importlib.util
 import itertools
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
@@ -229,10 +230,21 @@ def kernels_own_the_cores(backend: Backend) -> Iterator[None]:
     if backend.device != "cpu":
         yield
         return
-    from threadpoolctl import threadpool_limits
+    global _BLAS_CONTROLLER, _BLAS_CONTROLLER_MODULES
+    if _BLAS_CONTROLLER is None or _BLAS_CONTROLLER_MODULES != len(sys.modules):
+        # Scan the loaded libraries again only after new imports (which may have loaded
+        # another BLAS, e.g. SciPy's): threadpool_limits rescans on every call, ~10 ms
+        # the first time, ~1 ms after.
+        from threadpoolctl import ThreadpoolController
 
-    with threadpool_limits(limits=1, user_api="blas"):
+        _BLAS_CONTROLLER = ThreadpoolController()
+        _BLAS_CONTROLLER_MODULES = len(sys.modules)
+    with _BLAS_CONTROLLER.limit(limits=1, user_api="blas"):
         yield
+
+
+_BLAS_CONTROLLER: Any = None
+_BLAS_CONTROLLER_MODULES = -1
 
 
 _GEMM_POOL: Any = None
@@ -259,13 +271,14 @@ def row_parallel_matmul(H: Any, M: Any, backend: Backend, out: Any = None) -> An
     NumPy releases the GIL in matmul, so blocks of rows multiply in parallel
     without BLAS's own (spinning) thread pool. ``out``: where to write the
     product (C-contiguous, ``(H.shape[0], M.shape[1])``); a new array if None.
+    Overflow raises no warning (on any thread): the caller checks the product.
     """
     global _GEMM_POOL
     n = H.shape[0]
     if backend.device != "cpu" or n <= _GEMM_BLOCK_ROWS:
         if out is None:
-            return H @ M
-        backend.xp.matmul(H, M, out=out)
+            out = backend.xp.empty((n, M.shape[1]), dtype=np.result_type(H, M))
+        _matmul_quiet(backend.xp, H, M, out)
         return out
     if out is None:
         out = np.empty((n, M.shape[1]), dtype=np.result_type(H, M))
@@ -273,16 +286,22 @@ def row_parallel_matmul(H: Any, M: Any, backend: Backend, out: Any = None) -> An
     threads = cpu_threads(backend)
     if threads < 2:
         for lo, hi in blocks:
-            np.matmul(H[lo:hi], M, out=out[lo:hi])
+            _matmul_quiet(np, H[lo:hi], M, out[lo:hi])
         return out
     if _GEMM_POOL is None or _GEMM_POOL._max_workers < threads:
         from concurrent.futures import ThreadPoolExecutor
 
         _GEMM_POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fastmem-gemm")
-    jobs = [_GEMM_POOL.submit(np.matmul, H[lo:hi], M, out=out[lo:hi]) for lo, hi in blocks]
+    jobs = [_GEMM_POOL.submit(_matmul_quiet, np, H[lo:hi], M, out[lo:hi]) for lo, hi in blocks]
     for job in jobs:
         job.result()
     return out
+
+
+def _matmul_quiet(xp: Any, H: Any, M: Any, out: Any) -> None:
+    # np.errstate is per thread (a context variable): set it where the product runs
+    with np.errstate(over="ignore", invalid="ignore"):
+        xp.matmul(H, M, out=out)
 
 
 def to_device(x: Any, device: str) -> Any:

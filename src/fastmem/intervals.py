@@ -7,11 +7,11 @@ predicted class of ``x0 + t d`` equals the class of ``x0``, limited to a range
 (``[-1, 2]`` for pairwise lines ``d = x_j - x_i`` between samples of one class, so that
 ``t = 0`` and ``t = 1`` are the two samples; ``[-2.5, 2.5]`` for triangle midlines).
 
-fastmem computes the intervals exactly: the segment engine of :mod:`fastmem.regions`
-cuts each line into the pieces on which the network is affine, after the output layer
-each piece carries its logits as an affine function of ``t``, and on a piece the set
-where one class wins is a single interval (an intersection of half-lines), found in
-closed form. No sampling, so no class change is missed however narrow.
+fastmem computes the intervals exactly: the segment engine (``fastmem._engine``, shared
+with :mod:`fastmem.regions`) cuts each line into the pieces on which the network is
+affine, after the output layer each piece carries its logits as an affine function of
+``t``, and on a piece the set where one class wins is a single interval (an intersection
+of half-lines), found in closed form. No sampling, so no class change is missed however narrow.
 
 Ties follow ``argmax`` (the first maximum wins), as :meth:`Network.predict`: with one
 output the class is ``logit > 0``, so on a piece where the logit is identically 0 (all
@@ -28,20 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Backend, kernels_own_the_cores, to_device
+from . import _engine
+from ._backend import Backend, to_device
 from ._validate import as_float_array
 from .errors import InputError
 from .network import Network
-from .regions import (
-    _check_positive_int,
-    _check_t_range,
-    _Chunker,
-    _host,
-    _prepare_lines,
-    _split,
-    _tolerance,
-    _Workspace,
-)
 
 __all__ = [
     "MIDLINE_RANGE",
@@ -129,7 +120,8 @@ def generalization_intervals(
     ------
     InputError
         Bad shapes, NaN/Inf, mismatched devices, a direction of zero length, a
-        ``t_range`` that does not contain 0.
+        ``t_range`` that does not contain 0; a layer whose pre-activations overflow
+        (named; see :func:`fastmem.regions.along_segments`).
 
     Examples
     --------
@@ -142,36 +134,35 @@ def generalization_intervals(
     >>> float(iv.lower[0]), float(iv.upper[0]), int(iv.predicted_class[0])
     (-1.0, 0.25, 0)
     """
-    t0, t1 = _check_t_range(t_range)
+    t0, t1 = _engine.check_t_range(t_range)
     if not t0 <= 0.0 <= t1:
         raise InputError(f"t_range: must contain 0 (the anchor), got {t_range!r}")
     if chunk_size is not None:
-        chunk_size = _check_positive_int(chunk_size, "chunk_size")
-    A, D, be, net_dev, device = _prepare_lines(
-        net, anchors, directions, ("anchors", "directions"), backend
+        chunk_size = _engine.check_positive_int(chunk_size, "chunk_size")
+    lines = _engine.prepare_lines(
+        net, anchors, directions, ("anchors", "directions"), backend, second_is="direction"
     )
     net.require_piecewise_linear("generalization_intervals")
-    xp = be.xp
-    zero = ~(D != 0).any(axis=1)
+    be, xp = lines.be, lines.be.xp
+    zero = ~(lines.second != 0).any(axis=1)
     if bool(zero.any()):
         rows = _host(xp.flatnonzero(zero))[:5].tolist()
         raise InputError(
             f"directions: {int(zero.sum())} direction(s) of zero length (rows {rows}...); "
             "a generalization interval needs a direction"
         )
-    chunker = _Chunker(net, A.shape[0], chunk_size)
-    tol = _tolerance(net.dtype, t0, t1)
+    tol = _engine.tolerance(net.dtype, t0, t1)
     lows, ups, classes = [], [], []
-    ws = _Workspace(be.xp)
-    with kernels_own_the_cores(be):
-        for lo, hi in chunker:
-            p = _split(net_dev, be, A[lo:hi], D[lo:hi], t0, t1, tol, logits=True, ws=ws)
-            chunker.observe(p.seg.shape[0], hi - lo)
-            lower, upper, cls = _intervals_of_pieces(p, hi - lo, t0, t1, tol, be)
-            lows.append(lower)
-            ups.append(upper)
-            classes.append(cls)
+
+    def visit(lo: int, hi: int, p: _engine.Pieces) -> None:
+        lower, upper, cls = _intervals_of_pieces(p, hi - lo, t0, t1, tol, be)
+        lows.append(lower)
+        ups.append(upper)
+        classes.append(cls)
+
+    _engine.run(lines, t0, t1, visit, chunk_size=chunk_size, logits=True)
     lower, upper = xp.concatenate(lows), xp.concatenate(ups)
+    device = lines.device
     return Intervals(
         lower=to_device(lower, device),
         upper=to_device(upper, device),
@@ -253,7 +244,7 @@ def _data(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _optional_count(value: Any, name: str) -> int | None:
-    return None if value is None else _check_positive_int(value, name)
+    return None if value is None else _engine.check_positive_int(value, name)
 
 
 def _pick(total: int, k: int | None, rng: np.random.Generator) -> np.ndarray:
@@ -522,7 +513,7 @@ def random_directions(X: Any, n: int, rng: Any = None) -> tuple[np.ndarray, np.n
     ((4, 3), (4, 3), (4,))
     """
     X = as_float_array(X, "X", ndim=2, dtype=np.dtype(np.float64))
-    n = _check_positive_int(n, "n")
+    n = _engine.check_positive_int(n, "n")
     gen = _rng(rng)
     radius = float(np.sqrt(np.mean(np.sum((X - X.mean(axis=0)) ** 2, axis=1))))
     if radius == 0:
@@ -531,3 +522,7 @@ def random_directions(X: Any, n: int, rng: Any = None) -> tuple[np.ndarray, np.n
     d = gen.standard_normal((n, X.shape[1]))
     d *= radius / np.linalg.norm(d, axis=1, keepdims=True)
     return X[idx], d, idx
+
+
+def _host(x: Any) -> np.ndarray:
+    return to_device(x, "cpu")  # type: ignore[no-any-return]

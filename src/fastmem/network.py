@@ -500,9 +500,10 @@ class Network:
         """
         X, be, net, device = self._prepare(X, backend)
         outs = [be.xp.empty((X.shape[0], w), dtype=self._dtype) for w in self.widths[1:]]
-        for lo, hi in net._chunks(X.shape[0]):
-            for layer, value in enumerate(net._layers(X[lo:hi], be)):
-                outs[layer][lo:hi] = value
+        with np.errstate(over="ignore", invalid="ignore"):  # _check_finite_layer names it
+            for lo, hi in net._chunks(X.shape[0]):
+                for layer, value in enumerate(net._layers(X[lo:hi], be)):
+                    outs[layer][lo:hi] = value
         return [to_device(o, device) for o in outs]
 
     def predict(self, X: Any, *, backend: str | None = None) -> Any:
@@ -641,11 +642,13 @@ class Network:
         for layer in range(self.n_layers - 1):
             z = h @ self._weights[layer].T
             z += self._biases[layer]
+            _check_finite_layer(z, layer, self.n_layers)
             self._activate(z, layer, be)
             yield z
             h = z
         z = h @ self._weights[-1].T
         z += self._biases[-1]
+        _check_finite_layer(z, self.n_layers - 1, self.n_layers)
         yield z
 
     def _activate(self, z: Any, layer: int, be: Backend) -> None:
@@ -668,6 +671,7 @@ class Network:
         xp.multiply(e, r, out=e)
         z[...] = xp.where(z >= 0, r, e)
 
+    @np.errstate(over="ignore", invalid="ignore")  # overflow: _check_finite_layer names it
     def _propagate(self, X: Any, be: Backend, *, codes: Any, output: bool) -> Any:
         """Run the layers on one chunk; OR pattern bits into ``codes`` if given."""
         k = be.kernels
@@ -677,6 +681,7 @@ class Network:
         for layer in range(n_hidden):
             z = h @ self._weights[layer].T
             z += self._biases[layer]
+            _check_finite_layer(z, layer, self.n_layers)
             kind_name = self._activations[layer]
             if codes is None:
                 self._activate(z, layer, be)
@@ -689,6 +694,7 @@ class Network:
             return None
         z = h @ self._weights[-1].T
         z += self._biases[-1]
+        _check_finite_layer(z, self.n_layers - 1, self.n_layers)
         return z
 
 
@@ -728,6 +734,21 @@ def sawtooth(depth: int, *, dtype: Any = np.float64) -> Network:
     weights = [first] + [inner] * (int(depth) - 1) + [np.array([[2.0, -4.0]])]
     biases = [bias] * int(depth) + [np.zeros(1)]
     return Network.from_arrays(weights, biases, "relu", dtype=dtype)
+
+
+def _check_finite_layer(z: Any, layer: int, n_layers: int) -> None:
+    """``InputError`` naming ``layer`` unless all of ``z`` (its pre-activations) is finite.
+
+    Inputs and weights are finite (validated), but their products can overflow. Checked
+    once per layer and chunk by a min and a max (NaN and Inf propagate into them; no
+    temporary, a small fraction of the layer's GEMM).
+    """
+    if z.size and not (math.isfinite(float(z.min())) and math.isfinite(float(z.max()))):
+        what = "the output layer" if layer == n_layers - 1 else "a hidden layer"
+        raise InputError(
+            f"layer {layer} ({what}): pre-activations are not finite (overflow in "
+            f"{z.dtype}): the inputs or the weights are too large"
+        )
 
 
 def _readonly(a: Any, source: Any = None) -> Any:

@@ -61,14 +61,14 @@ Memory
 from __future__ import annotations
 
 import math
-import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ._backend import Backend, kernels_own_the_cores, row_parallel_matmul, to_device
-from ._kinds import ACTIVATIONS, bits_per_neuron
+from . import _engine
+from ._backend import to_device
+from ._kinds import ACTIVATIONS
 from .errors import InputError
 from .network import Network
 
@@ -82,85 +82,7 @@ __all__ = [
     "distinct_patterns",
 ]
 
-_FIRST_CHUNK = 64
-_MAX_CHUNK = 2**16
-_CHUNK_BYTES = 256 * 2**20
 _SAMPLED_CHUNK_BYTES = 64 * 2**20
-# Merge tolerance in units of eps: float64 crossings are accurate to a few ulps, so 128
-# merges only true ties; float32 regions are narrower relative to eps, so merge less.
-_TOL_ULPS = {np.dtype(np.float64): 128, np.dtype(np.float32): 8}
-
-
-class _Chunker:
-    """Segment ranges ``(lo, hi)``: ``chunk_size`` at a time, or (None) adapted so that
-    the pieces alive in one chunk take about ``_CHUNK_BYTES``, from the pieces per segment
-    seen in the previous chunks (the first chunk has ``_FIRST_CHUNK`` segments)."""
-
-    def __init__(self, net: Network, m: int, chunk_size: int | None) -> None:
-        self.fixed = chunk_size
-        self.size = chunk_size or _FIRST_CHUNK
-        self.m = m
-        self.largest = 0
-        width = max(net.widths[1:-1], default=1)
-        item = net.dtype.itemsize
-        # per vertex, the engine's workspace holds the current and the next layer's values,
-        # the GEMM's input and output, two generations of pattern words, t and segment
-        # index, and crossing scratch; each buffer with 25% slack (_Workspace.take)
-        self.piece_bytes = 1.25 * (4 * item * width + 8 * (2 * net.n_pattern_words + 5))
-        self.input_cap = max(1, _CHUNK_BYTES // (4 * item * net.widths[0]))
-
-    def __iter__(self) -> Any:
-        lo = 0
-        while lo < self.m:
-            hi = min(lo + self.size, self.m)
-            self.largest = max(self.largest, hi - lo)
-            yield lo, hi
-            lo = hi
-
-    def observe(self, n_pieces: int, n_segments: int) -> None:
-        if self.fixed is None:
-            per = max(1.0, n_pieces / max(n_segments, 1))
-            size = int(_CHUNK_BYTES / (self.piece_bytes * per))
-            self.size = max(1, min(size, _MAX_CHUNK, self.input_cap))
-
-
-class _Workspace:
-    """Scratch arrays of the segment engine, reused across its layers and chunks.
-
-    A fresh large array costs a page fault per page on first touch (on a VM that can take as
-    long as the kernels that fill it), so every array whose size follows the number of
-    pieces is a view into a buffer kept here under a slot name. A slot's array is valid until
-    the slot is taken again; results that leave the engine are copied. One workspace serves
-    one network (it also keeps that network's transposed weights).
-    """
-
-    def __init__(self, xp: Any) -> None:
-        self.xp = xp
-        self.buffers: dict[str, Any] = {}
-        self._weights_t: dict[int, Any] = {}
-
-    def weights_t(self, net: Network, layer: int) -> Any:
-        """``[W | b]^T`` of one layer, C-contiguous ``(fan_in + 1, fan_out)``, made once per
-        call: it multiplies vertex values that end in a column of ones, and its rows are
-        the columns of ``W`` that the rank-1 updates add."""
-        if layer not in self._weights_t:
-            W, b = net.weights[layer], net.biases[layer]
-            self._weights_t[layer] = self.xp.ascontiguousarray(
-                self.xp.concatenate([W, b[:, None]], axis=1).T
-            )
-        return self._weights_t[layer]
-
-    def take(self, slot: str, shape: tuple[int, ...], dtype: Any) -> Any:
-        dtype = np.dtype(dtype)
-        nbytes = math.prod(shape) * dtype.itemsize
-        buf = self.buffers.get(slot)
-        if buf is None or buf.nbytes < nbytes:
-            del buf  # free the old buffer before the larger one is allocated
-            self.buffers.pop(slot, None)
-            # 25% slack: the next chunk is usually a little larger
-            buf = self.xp.empty(nbytes + nbytes // 4 + 64, dtype=np.uint8)
-            self.buffers[slot] = buf
-        return buf[:nbytes].view(dtype).reshape(shape)
 
 
 def _host(x: Any) -> np.ndarray:
@@ -244,197 +166,6 @@ class SegmentRegions:
         }
 
 
-@dataclass(frozen=True)
-class _Pieces:
-    """Internal: the pieces of one chunk, sorted by (segment, t).
-
-    Piece ``i`` spans ``[t_lo[i], t_hi[i]]`` of segment ``seg[i]``; with logits, the
-    output at its ends is ``logits_lo[i]`` and ``logits_hi[i]`` (affine in between).
-    """
-
-    seg: Any
-    t_lo: Any
-    t_hi: Any
-    codes: Any
-    logits_lo: Any = field(default=None)
-    logits_hi: Any = field(default=None)
-
-
-# ------------------------------------------------------------------ validation
-def _check_t_range(t_range: Any) -> tuple[float, float]:
-    try:
-        t0, t1 = (float(v) for v in t_range)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"t_range: must be a pair of numbers (t0, t1), got {t_range!r}") from exc
-    if not (math.isfinite(t0) and math.isfinite(t1)):
-        raise InputError(f"t_range: must be finite, got {t_range!r}")
-    if not t0 < t1:
-        raise InputError(f"t_range: needs t0 < t1, got {t_range!r}")
-    return t0, t1
-
-
-def _check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise InputError(f"{name}: must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _tolerance(dtype: np.dtype, t0: float, t1: float) -> float:
-    return _TOL_ULPS[np.dtype(dtype)] * float(np.finfo(dtype).eps) * max(abs(t0), abs(t1), t1 - t0)
-
-
-def _prepare_lines(
-    net: Network, first: Any, second: Any, names: tuple[str, str], backend: str | None
-) -> tuple[Any, Any, Backend, Network, str]:
-    """Validate two (m, d) arrays on the network's device; returns them on the backend's."""
-    if not isinstance(net, Network):
-        raise InputError(f"net: must be a fastmem.Network, got {type(net).__name__}")
-    A, be, net_dev, device = _renamed(net._prepare, names[0], first, backend)
-    B, _, _, _ = _renamed(net._prepare, names[1], second, be.name)
-    if A.shape != B.shape:
-        raise InputError(f"{names[1]}: has shape {B.shape} but {names[0]} has shape {A.shape}")
-    return A, B, be, net_dev, device
-
-
-def _renamed(fn: Any, name: str, *args: Any) -> Any:
-    """Call Network._prepare, naming the caller's argument instead of ``X`` in errors."""
-    try:
-        return fn(*args)
-    except InputError as exc:
-        msg = str(exc)
-        if msg.startswith("X:"):
-            raise InputError(name + msg[1:]) from exc
-        raise
-
-
-# ------------------------------------------------------------------ the engine
-def _split(
-    net: Network,
-    be: Backend,
-    A: Any,
-    D: Any,
-    t0: float,
-    t1: float,
-    tol: float,
-    *,
-    logits: bool,
-    ws: _Workspace | None = None,
-) -> _Pieces:
-    """Cut the segments ``A + t D`` (rows) into pieces through all hidden layers.
-
-    Pieces are stored by their vertices (see cpp/include/fastmem/regions.hpp): segment
-    ``s`` with ``P_s`` pieces owns ``P_s + 1`` consecutive vertices. Each hidden layer is
-    three kernel passes that cut the pieces at the layer's crossings; the next layer's
-    pre-activations are then one GEMM over the vertices the layer started with and a
-    fourth pass that carries them to the new vertices (rank-1 updates, no GEMM row per
-    breakpoint). With ``logits`` the output layer is applied too. Scratch comes from
-    ``ws`` (pass one workspace to every chunk of a call); the result owns its arrays.
-    """
-    xp, k = be.xp, be.kernels
-    ws = ws or _Workspace(xp)
-    dt = net.dtype
-    m = A.shape[0]
-    n_words = net.n_pattern_words
-    pseg = xp.arange(m, dtype=np.int64)
-    vt = xp.tile(xp.asarray([t0, t1], dtype=dt), m)
-    codes = xp.zeros((m, n_words), dtype=np.uint64)
-    # Vertex values carry a last column of ones: the bias rides in the GEMM (W | b).
-    d = A.shape[1]
-    H = ws.take("h", (2 * m, d + 1), dt)
-    H[0::2, :d] = A if t0 == 0.0 else A + dt.type(t0) * D  # exact start points at t0 = 0
-    H[1::2, :d] = A + dt.type(t1) * D
-    H[:, d] = 1
-    W0 = ws.weights_t(net, 0)
-    Z = row_parallel_matmul(H, W0, be, out=ws.take("z0", (2 * m, W0.shape[1]), dt))
-    bit = 0
-    step = False
-    n_hidden = net.n_layers - 1
-    n_bp = None  # the crossing counts of the layer's pieces, when the last pass gave them
-    for layer in range(n_hidden):
-        name = net.activation[layer]
-        kind = ACTIVATIONS[name]
-        slope = net.negative_slopes[layer]
-        n, width = pseg.shape[0], Z.shape[1]
-        if n_bp is None:
-            n_bp = ws.take("counts" + str(layer % 2), (n,), np.int64)
-            k.count_crossings(Z, pseg, kind, n_bp)
-        offsets = ws.take("offsets", (n + 1,), np.int64)
-        offsets[0] = 0
-        xp.cumsum(n_bp, out=offsets[1:])
-        total = int(offsets[-1])
-        buf = ws.take("buf", (total,), dt)
-        k.collect_crossings(Z, vt, pseg, kind, tol, offsets, buf, n_bp)
-        child = ws.take("child", (n + 1,), np.int64)
-        child[0] = 0
-        n_bp += 1
-        xp.cumsum(n_bp, out=child[1:])
-        nc = int(child[-1])
-        # A threshold layer makes everything after it constant on each piece (and the
-        # network discontinuous, so vertex values are not shared): cut at its crossings,
-        # then read the whole pattern and the logits at the pieces' midpoints.
-        step = name == "threshold"
-        next_values = (logits or layer < n_hidden - 1) and not step
-        # The activations at the current (old) vertices, for the next layer's GEMM.
-        H = ws.take("h", (Z.shape[0] if next_values else 0, width + 1), dt)
-        side = str(layer % 2)  # ping-pong: the new arrays never overwrite the current ones
-        new_vt = ws.take("vt" + side, (nc + m,), dt)
-        new_seg = ws.take("seg" + side, (nc,), np.int64)
-        new_codes = ws.take("codes" + side, (nc, n_words), np.uint64)
-        scratch = ws.take("scratch", (2 * total,), np.int64)
-        k.emit_pieces(
-            Z, vt, pseg, codes, buf, offsets, child, kind, slope, bit, next_values,
-            new_vt, new_seg, new_codes, H, scratch,
-        )  # fmt: skip
-        if next_values:
-            wt = ws.weights_t(net, layer + 1)  # (width + 1, next)
-            Z_old = row_parallel_matmul(
-                H, wt, be, out=ws.take("zold", (H.shape[0], wt.shape[1]), dt)
-            )
-            other = str((layer + 1) % 2)
-            Z_new = ws.take("z" + other, (nc + m, wt.shape[1]), dt)
-            # the next hidden layer's crossing counts come with its values
-            kind_next = ACTIVATIONS[net.activation[layer + 1]] if layer + 1 < n_hidden else -1
-            next_counts = ws.take("counts" + other, (nc if kind_next >= 0 else 0,), np.int64)
-            k.next_preactivations(
-                Z, vt, pseg, buf, offsets, child, kind, slope, wt, Z_old, scratch, Z_new,
-                kind_next, next_counts,
-            )  # fmt: skip
-            Z = Z_new
-            n_bp = next_counts if kind_next >= 0 else None
-        vt, pseg, codes = new_vt, new_seg, new_codes
-        bit += width * bits_per_neuron(ACTIVATIONS[name])
-        if step:
-            break
-    left = xp.arange(pseg.shape[0], dtype=np.int64) + pseg
-    t_lo, t_hi = vt[left], vt[left + 1]
-    pseg = pseg.copy()  # out of the workspace
-    if step:
-        mid = t_lo + (t_hi - t_lo) / 2
-        X = A[pseg] + mid[:, None] * D[pseg]
-        codes = xp.zeros((pseg.shape[0], n_words), dtype=np.uint64)
-        out = net._propagate(X, be, codes=codes, output=logits)
-        return _Pieces(pseg, t_lo, t_hi, codes, out, out)
-    codes = codes.copy()
-    if logits:  # Z: the output layer at the final vertices
-        return _Pieces(pseg, t_lo, t_hi, codes, Z[left], Z[left + 1])
-    return _Pieces(pseg, t_lo, t_hi, codes)
-
-
-def _merge_equal(p: _Pieces, xp: Any) -> _Pieces:
-    """Merge adjacent pieces of one segment whose patterns are identical."""
-    n = p.seg.shape[0]
-    if n < 2:
-        return p
-    same = p.seg[1:] == p.seg[:-1]
-    if p.codes.shape[1]:
-        same &= (p.codes[1:] == p.codes[:-1]).all(axis=1)
-    if not bool(same.any()):
-        return p
-    keep_first = xp.concatenate([xp.ones(1, dtype=bool), ~same])
-    keep_last = xp.concatenate([~same, xp.ones(1, dtype=bool)])
-    return _Pieces(p.seg[keep_first], p.t_lo[keep_first], p.t_hi[keep_last], p.codes[keep_first])
-
-
 def _offsets(counts: Any, xp: Any) -> Any:
     off = xp.zeros(counts.shape[0] + 1, dtype=np.int64)
     xp.cumsum(counts, out=off[1:])
@@ -487,7 +218,9 @@ def along_segments(
     ------
     InputError
         Bad shapes, NaN/Inf, mismatched devices, ``t0 >= t1``, an unknown ``method``,
-        ``samples`` < 2 or given with ``"exact"``, ``chunk_size`` < 1.
+        ``samples`` < 2 or given with ``"exact"``, ``chunk_size`` < 1; values that
+        overflow (``ends - starts``, or a layer's pre-activations, named; the exact
+        engine needs them within ``finfo(dtype).max / 8``).
 
     Examples
     --------
@@ -501,37 +234,34 @@ def along_segments(
     >>> r.breakpoints[0]
     array([0.125, 0.25 , 0.375, 0.5  , 0.625, 0.75 , 0.875])
     """
-    t0, t1 = _check_t_range(t_range)
+    t0, t1 = _engine.check_t_range(t_range)
     if method not in ("exact", "sampled"):
         raise InputError(f"method: must be 'exact' or 'sampled', got {method!r}")
     if method == "exact" and samples is not None:
         raise InputError("samples: only used with method='sampled'")
     if method == "sampled":
-        samples = 1000 if samples is None else _check_positive_int(samples, "samples", 2)
+        samples = 1000 if samples is None else _engine.check_positive_int(samples, "samples", 2)
     if chunk_size is not None:
-        chunk_size = _check_positive_int(chunk_size, "chunk_size")
-    A, B, be, net_dev, device = _prepare_lines(net, starts, ends, ("starts", "ends"), backend)
+        chunk_size = _engine.check_positive_int(chunk_size, "chunk_size")
+    lines = _engine.prepare_lines(net, starts, ends, ("starts", "ends"), backend)
     net.require_piecewise_linear("along_segments")
-    xp = be.xp
-    m = A.shape[0]
+    xp = lines.be.xp
     if method == "exact":
-        chunker = _Chunker(net, m, chunk_size)
-        with kernels_own_the_cores(be):
-            counts, bps, hashes = _exact(net_dev, be, A, B, t0, t1, chunker)
-        chunk = chunker.largest
+        counts, bps, hashes, chunk = _exact(lines, t0, t1, chunk_size)
     else:
         assert samples is not None
         per_seg = samples * max(net.widths) * net.dtype.itemsize
         chunk = chunk_size or max(1, _SAMPLED_CHUNK_BYTES // per_seg)
-        counts, bps, hashes = _sampled(net_dev, be, A, B, t0, t1, samples, chunk)
-    assert counts.shape[0] == m
+        counts, bps, hashes = _sampled(lines, t0, t1, samples, chunk)
+    assert counts.shape[0] == lines.m
     bp_off = _offsets(counts - 1, xp)
     h_off = _offsets(counts, xp)
+    device = lines.device
     return SegmentRegions(
         counts=to_device(counts, device),
         breakpoints=Ragged(to_device(bps, device), to_device(bp_off, device)),
         pattern_hashes=Ragged(to_device(hashes, device), to_device(h_off, device)),
-        backend=be.name,
+        backend=lines.be.name,
         method=method,
         t_range=(t0, t1),
         samples=samples,
@@ -540,28 +270,29 @@ def along_segments(
 
 
 def _exact(
-    net: Network, be: Backend, A: Any, B: Any, t0: float, t1: float, chunker: _Chunker
-) -> tuple[Any, Any, Any]:
-    xp, k = be.xp, be.kernels
-    tol = _tolerance(net.dtype, t0, t1)
+    lines: _engine.Lines, t0: float, t1: float, chunk_size: int | None
+) -> tuple[Any, Any, Any, int]:
+    xp, k = lines.be.xp, lines.be.kernels
     all_counts, all_bps, all_hashes = [], [], []
-    ws = _Workspace(xp)
-    for lo, hi in chunker:
-        p = _split(net, be, A[lo:hi], B[lo:hi] - A[lo:hi], t0, t1, tol, logits=False, ws=ws)
-        chunker.observe(p.seg.shape[0], hi - lo)
-        p = _merge_equal(p, xp)
+
+    def visit(lo: int, hi: int, p: _engine.Pieces) -> None:
+        p = _engine.merge_equal(p, xp)
         all_counts.append(xp.bincount(p.seg, minlength=hi - lo).astype(np.int64))
         first = xp.concatenate([xp.ones(1, dtype=bool), p.seg[1:] != p.seg[:-1]])
         all_bps.append(p.t_lo[~first])
         h = xp.empty(p.seg.shape[0], dtype=np.uint64)
         k.hash_patterns(xp.ascontiguousarray(p.codes), h)
         all_hashes.append(h)
-    return xp.concatenate(all_counts), xp.concatenate(all_bps), xp.concatenate(all_hashes)
+
+    largest = _engine.run(lines, t0, t1, visit, chunk_size=chunk_size, logits=False)
+    counts = xp.concatenate(all_counts)
+    return counts, xp.concatenate(all_bps), xp.concatenate(all_hashes), largest
 
 
 def _sampled(
-    net: Network, be: Backend, A: Any, B: Any, t0: float, t1: float, samples: int, chunk: int
+    lines: _engine.Lines, t0: float, t1: float, samples: int, chunk: int
 ) -> tuple[Any, Any, Any]:
+    net, be, A = lines.net, lines.be, lines.first
     xp = be.xp
     dt = net.dtype
     ts = (t0 + (t1 - t0) * (np.arange(samples, dtype=np.float64) / (samples - 1))).astype(dt)
@@ -570,7 +301,14 @@ def _sampled(
     all_counts, all_bps, all_hashes = [], [], []
     for lo in range(0, A.shape[0], chunk):
         hi = min(lo + chunk, A.shape[0])
-        X = A[lo:hi, None, :] + ts_dev[None, :, None] * (B[lo:hi] - A[lo:hi])[:, None, :]
+        D = lines.directions(lo, hi)
+        with np.errstate(over="ignore", invalid="ignore"):  # reported by name just below
+            X = A[lo:hi, None, :] + ts_dev[None, :, None] * D[:, None, :]
+        if not bool(xp.isfinite(X).all()):
+            raise InputError(
+                f"starts, ends: points of the segments for t in [{t0:g}, {t1:g}] overflow "
+                f"(are not finite in {dt}): the values are too large"
+            )
         h = net.pattern_hashes(X.reshape(-1, A.shape[1]), backend=be.name)
         h = h.reshape(hi - lo, samples)
         change = h[:, 1:] != h[:, :-1]
@@ -748,13 +486,15 @@ def distance_to_boundary(net: Network, X: Any, *, backend: str | None = None) ->
         J = None  # Jacobian of the current layer's input w.r.t. x: (r, width, d)
         for layer in range(net.n_layers - 1):
             W, b = net_dev.weights[layer], net_dev.biases[layer]
-            z = h @ W.T + b
-            G = W[None] if J is None else xp.einsum("jk,rkd->rjd", W, J)
-            gnorm = xp.sqrt((G * G).sum(axis=2))
+            with np.errstate(over="ignore", invalid="ignore"):  # reported by name below
+                z = h @ W.T + b
+                G = W[None] if J is None else xp.einsum("jk,rkd->rjd", W, J)
+                gnorm = _row_norms(G, xp)
+            _check_layer(z, gnorm, layer)
             gnorm = xp.broadcast_to(gnorm, z.shape)
             name = net.activation[layer]
             gap = xp.minimum(xp.abs(z + 1), xp.abs(z - 1)) if name == "hardtanh" else xp.abs(z)
-            with np.errstate(divide="ignore", invalid="ignore"):
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 dj = xp.where(gnorm > 0, gap / gnorm, np.inf)
             best = dj.argmin(axis=1)
             val = dj[xp.arange(hi - lo), best]
@@ -781,3 +521,25 @@ def distance_to_boundary(net: Network, X: Any, *, backend: str | None = None) ->
         exact=to_device(layer_of == 0, device),
         backend=be.name,
     )
+
+
+def _row_norms(G: Any, xp: Any) -> Any:
+    """Euclidean norms along the last axis; rescaled where the squares overflow (weights
+    above ~1e154), so that only a gradient that is itself not finite stays Inf/NaN."""
+    norms = xp.sqrt((G * G).sum(axis=2))
+    if math.isfinite(float(norms.max())):
+        return norms
+    scale = xp.abs(G).max(axis=2, keepdims=True)
+    scale = xp.where(scale > 0, scale, 1)
+    return scale[..., 0] * xp.sqrt(((G / scale) ** 2).sum(axis=2))
+
+
+def _check_layer(z: Any, gnorm: Any, layer: int) -> None:
+    """``InputError`` naming the layer when its pre-activations or their gradients overflow
+    (a min and a max each: NaN and Inf propagate into them)."""
+    for what, v in (("pre-activations", z), ("gradients", gnorm)):
+        if v.size and not (math.isfinite(float(v.min())) and math.isfinite(float(v.max()))):
+            raise InputError(
+                f"layer {layer} (a hidden layer): {what} are not finite (overflow in "
+                f"{z.dtype}): the inputs or the weights are too large"
+            )
