@@ -16,7 +16,8 @@ Constructions (each returns a :class:`Construction` whose ``network`` is a
 :func:`random_threshold`
     Dirksen, Finke & Genzel, "Memorization with neural nets: going beyond the
     worst case": a random threshold layer, a second layer built from the
-    negative class, pruned by greedy set cover.
+    negative class by the authors' randomized covering (or greedy set cover);
+    :func:`interpolation_grid` computes their interpolation-probability heatmap.
 :func:`min_norm`
     The minimum-norm linear interpolant through the Gram system ``K alpha = y``.
 
@@ -28,7 +29,7 @@ Layout: :mod:`._zhang` (two_layer, deep), :mod:`._yun` (hardtanh_three_layer),
 from __future__ import annotations
 
 from ._base import Construction
-from ._dirksen import random_threshold
+from ._dirksen import InterpolationGrid, interpolation_grid, random_threshold
 from ._min_norm import min_norm
 from ._norms import weight_norms
 from ._yun import hardtanh_three_layer
@@ -36,8 +37,10 @@ from ._zhang import deep, two_layer
 
 __all__ = [
     "Construction",
+    "InterpolationGrid",
     "deep",
     "hardtanh_three_layer",
+    "interpolation_grid",
     "min_norm",
     "random_threshold",
     "two_layer",
