@@ -134,3 +134,16 @@ def test_interpolation_grid_bad_inputs():
         memorize.random_threshold(X, labels, width=5, max_bias=1.0, rule="slides")
     with pytest.raises(fastmem.InputError, match="prune"):
         memorize.random_threshold(X, labels, width=5, max_bias=1.0, prune="greedy")
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_cheap_verification_counts_what_predict_gets_wrong(backend, n_classes):
+    rng = np.random.default_rng(n_classes)
+    X = rng.uniform(-0.7, 0.7, size=(300, 2))
+    labels = rng.integers(0, n_classes, size=300)
+    for width in (4, 40, 400):
+        res = memorize.random_threshold(
+            X, labels, width=width, max_bias=1.0, rng=width, backend=backend
+        )
+        wrong = int((np.asarray(res.network.to("cpu").predict(X)) != labels).sum())
+        assert res.residual == wrong and res.interpolates == (wrong == 0)
