@@ -128,6 +128,35 @@ def _random_cover(
     return chosen, ms, tried, int(universe.sum())
 
 
+def _uncovered_after_cover(neg: Any, pos: Any, rule: str, gen: np.random.Generator, be: Any) -> int:
+    """Points :func:`_random_cover` leaves uncovered, with the draws as one permutation.
+
+    Drawing uniformly among the remaining candidates is the same, in
+    distribution, as walking a uniform random permutation and skipping the
+    points already removed; one ``permutation`` call replaces a ``choice``
+    per draw (the interpolation grid runs ~10^7 draws).
+    """
+    xp = be.xp
+    n_neg = neg.shape[0]
+    alive = np.ones(n_neg, dtype=bool)  # neither tried nor covered
+    covered = np.zeros(n_neg, dtype=bool)
+    n_covered = 0
+    for i in gen.permutation(n_neg).tolist():
+        if not alive[i]:
+            continue
+        alive[i] = False
+        u = ~neg[i]
+        m = int(_popcount_rows(pos, u, xp).min())
+        if m > 0:
+            cov = np.asarray(to_device(_covers(_popcount_rows(neg, u, xp), m, rule), "cpu"))
+            covered |= cov
+            alive &= ~cov
+            n_covered = int(covered.sum())
+            if n_covered == n_neg:
+                break
+    return n_neg - n_covered
+
+
 def random_threshold(
     X: Any,
     labels: Any,
@@ -465,6 +494,8 @@ def interpolation_grid(
     once per restart, the threshold codes are packed once per (restart,
     lambda) and each width reads a prefix of the words. Cells of one restart
     are therefore correlated (each cell's probability is still unbiased).
+    The random draws of the covering walk one permutation of the negative
+    points (equal in distribution to drawing among the remaining candidates).
 
     Parameters
     ----------
@@ -537,8 +568,7 @@ def interpolation_grid(
                     neg[:, -1] &= last
                     pos[:, -1] &= last
                 # bits above the width are 0 in every code; ~code sets them, & code clears them
-                *_, left = _random_cover(neg, pos, rule, gen, xp)
-                hits[i, j] += left == 0
+                hits[i, j] += _uncovered_after_cover(neg, pos, rule, gen, be) == 0
     return InterpolationGrid(
         probability=hits / restarts,
         widths=ws.astype(np.int64),
