@@ -1,0 +1,145 @@
+"""The :class:`Construction` result and the input checks shared by every construction."""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .._backend import select_backend, to_device
+from .._validate import array_device, as_float_array
+from ..errors import InputError
+from ..network import Network
+
+_EPS = float(np.finfo(np.float64).eps)
+
+
+# ----------------------------------------------------------------- the result
+@dataclass(frozen=True)
+class Construction:
+    """A memorizing network and how trustworthy it is.
+
+    Attributes
+    ----------
+    method : str
+        ``"two_layer"``, ``"deep"``, ``"hardtanh_three_layer"``,
+        ``"random_threshold"`` or ``"min_norm"``.
+    network : Network
+        float64 network whose ``forward`` reproduces the labels.
+    residual : float
+        Regression constructions: ``max_i |f(x_i) - y_i|`` measured by
+        evaluating the network in float64. Classification
+        (:func:`random_threshold`): the number of misclassified training points.
+    condition : float or None
+        Estimate of the 1-norm condition number of the linear system solved
+        (None when the construction solves none).
+    min_gap : float or None
+        Smallest gap between consecutive sorted projections (constructions that
+        project the data on a line), else None.
+    norms : dict
+        ``"layers"``: one dict per affine layer with ``max_abs``, ``l1``
+        (entrywise sum of absolute values), ``l2`` (spectral norm), ``fro``
+        (Frobenius) of the weight matrix and ``bias_max_abs``; ``"path_l1"`` /
+        ``"path_l2"``: the l1 / l2 path norms (sum over input-output paths of
+        the product of absolute / squared weights, the latter square-rooted).
+    backend : str
+        Kernel backend that ran (``"cpp"``, ``"numba"``, ``"cuda"``), or
+        ``"numpy"`` for the constructions that run no fastmem kernel
+        (:func:`min_norm`, :func:`hardtanh_three_layer`: host LAPACK).
+    interpolates : bool
+        Whether every training point is reproduced (regression: residual
+        within the tolerance; classification: no misclassified point).
+    params : dict
+        The parameters used (and data sizes).
+    details : dict
+        Construction-specific extras (projection direction, widths before and
+        after pruning, ...).
+    """
+
+    method: str
+    network: Network
+    residual: float
+    condition: float | None
+    min_gap: float | None
+    norms: dict[str, Any]
+    backend: str
+    interpolates: bool
+    params: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (the network itself is described by its widths)."""
+        return {
+            "method": self.method,
+            "widths": list(self.network.widths),
+            "activation": list(self.network.activation),
+            "residual": self.residual,
+            "condition": self.condition,
+            "min_gap": self.min_gap,
+            "norms": _jsonable(self.norms),
+            "backend": self.backend,
+            "interpolates": self.interpolates,
+            "params": _jsonable(self.params),
+            "details": _jsonable(self.details),
+        }
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if hasattr(v, "__cuda_array_interface__") and hasattr(v, "get"):
+        v = v.get()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+# ---------------------------------------------------------------- validation
+def _rng(rng: Any) -> np.random.Generator:
+    if rng is None or isinstance(rng, numbers.Integral):
+        return np.random.default_rng(rng)
+    if isinstance(rng, np.random.Generator):
+        return rng
+    raise InputError(f"rng: must be a numpy.random.Generator, an int seed or None, got {rng!r}")
+
+
+def _setup(X: Any, backend: str | None) -> tuple[Any, Any]:
+    device = array_device(X)
+    be = select_backend(device, backend)
+    X = as_float_array(X, "X", ndim=2, dtype=np.float64, xp=np if device == "cpu" else be.xp)
+    return to_device(X, be.device), be
+
+
+def _targets(y: Any, n: int, xp: Any, *, allow_2d: bool = False) -> Any:
+    arr = y
+    ndim = np.ndim(arr) if not hasattr(arr, "ndim") else arr.ndim
+    if ndim not in ((1, 2) if allow_2d else (1,)):
+        want = "(n,) or (n, k)" if allow_2d else "(n,)"
+        raise InputError(f"y: expected shape {want}, got shape {np.shape(arr)}")
+    y = as_float_array(
+        arr, "y", ndim=ndim, dtype=np.float64, xp=np if array_device(arr) == "cpu" else xp
+    )
+    if y.shape[0] != n:
+        raise InputError(f"y: has {y.shape[0]} entries but X has {n} rows")
+    return xp.asarray(y)
+
+
+def _check_on_ill(on_ill: str) -> None:
+    if on_ill not in ("raise", "warn"):
+        raise InputError(f"on_ill: must be 'raise' or 'warn', got {on_ill!r}")
+
+
+def _positive_int(v: Any, name: str, minimum: int = 1) -> int:
+    if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < minimum:
+        raise InputError(f"{name}: must be an integer >= {minimum}, got {v!r}")
+    return int(v)
+
+
+def _host(x: Any) -> Any:
+    return x.get() if hasattr(x, "__cuda_array_interface__") and hasattr(x, "get") else x

@@ -1,0 +1,581 @@
+"""Dirksen, Finke & Genzel: a random threshold layer and a second layer built from the negative
+class, as in the authors' code (github.com/patrickfinke/memo, algorithm.py; re-implemented, not
+copied), plus the interpolation-probability grid of their experiments."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._backend import to_device
+from .._validate import array_device
+from ..errors import InputError
+from ..network import Network
+from ._base import Construction, _jsonable, _positive_int, _rng, _setup
+from ._norms import weight_norms
+
+
+def _unpack_bits(codes: Any, width: int, xp: Any) -> Any:
+    """(rows, words) uint64 patterns -> (rows, width) float64 0/1 (bit j of word j//64)."""
+    j = xp.arange(width)
+    words = codes[:, j // 64]
+    return ((words >> (j % 64).astype(np.uint64)) & np.uint64(1)).astype(np.float64)
+
+
+def _pack_bool(bits: Any, xp: Any) -> Any:
+    """(n,) bool -> (ceil(n / 64),) uint64, bit s of word s // 64 (distinct powers: sum = OR)."""
+    n = bits.shape[0]
+    padded = xp.zeros(-(-n // 64) * 64, dtype=np.uint64)
+    padded[:n] = bits.astype(np.uint64)
+    powers = xp.left_shift(xp.ones(64, dtype=np.uint64), xp.arange(64, dtype=np.uint64))
+    return xp.ascontiguousarray((padded.reshape(-1, 64) * powers).sum(axis=1, dtype=np.uint64))
+
+
+def _greedy_cover(cover: Any, valid: Any, n_items: int, be: Any) -> list[int]:
+    """Greedy set cover: repeatedly take the set covering most uncovered items.
+
+    ``cover`` is (sets, words) bit-packed; ties go to the lowest index. The
+    universe is what the valid sets cover together.
+    """
+    xp = be.xp
+    if not bool(valid.any()):
+        return []
+    # Every valid set covers its own point; a point without a valid set of its
+    # own is in the universe when some valid set covers it.
+    in_universe = valid.copy()
+    orphans = xp.flatnonzero(~valid)
+    if orphans.shape[0]:
+        cols = cover[xp.flatnonzero(valid)][:, orphans // 64]
+        hit = (cols >> (orphans % 64).astype(np.uint64)) & np.uint64(1)
+        in_universe[orphans] = hit.any(axis=0)
+    uncovered = _pack_bool(in_universe, xp)
+    gains = xp.empty(cover.shape[0], dtype=np.int64)
+    chosen: list[int] = []
+    while True:
+        be.kernels.cover_gains(cover, uncovered, gains)
+        gains[~valid] = 0
+        j = int(xp.argmax(gains))
+        if int(gains[j]) == 0:
+            return chosen
+        chosen.append(j)
+        uncovered &= ~cover[j]
+
+
+_RULES = ("code", "half")
+_PRUNES = ("random", "set_cover", "none")
+
+_M1 = np.uint64(0x5555555555555555)
+_M2 = np.uint64(0x3333333333333333)
+_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
+_H01 = np.uint64(0x0101010101010101)
+
+
+def _popcount_rows(codes: Any, mask: Any, xp: Any) -> Any:
+    """``popcount(codes[r] & mask)`` summed over the words of each row (int64)."""
+    x = codes & mask
+    if hasattr(xp, "bitwise_count"):
+        return xp.bitwise_count(x).sum(axis=1, dtype=np.int64)
+    # SWAR popcount for array modules without bitwise_count (CuPy)
+    x = x - ((x >> np.uint64(1)) & _M1)
+    x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
+    x = (x + (x >> np.uint64(4))) & _M4
+    return ((x * _H01) >> np.uint64(56)).astype(np.int64).sum(axis=1)
+
+
+def _covers(counts: Any, m: Any, rule: str) -> Any:
+    """Whether a second-layer neuron with margin ``m`` fires on codes with ``<U, z> = counts``."""
+    return counts < m if rule == "code" else 2 * counts <= m
+
+
+def _random_cover(
+    neg: Any, pos: Any, rule: str, gen: np.random.Generator, xp: Any
+) -> tuple[list[int], list[int], int, int]:
+    """The authors' randomized second layer (their Algorithm 2, lines 2-11).
+
+    Draw an uncovered negative point uniformly at random, build its neuron
+    (``U = 1[phi(x^-) = 0]``, ``m = min_{x^+} <U, phi(x^+)>``), and if ``m > 0``
+    drop every negative point it covers; a draw with ``m = 0`` only leaves the
+    candidate list. Stops when no candidate is left or every point is covered.
+    Each step costs one popcount pass over the bit-packed codes: O(k N n / 64)
+    for k draws. Returns (chosen rows, their m, draws, points left uncovered).
+    """
+    n_neg = neg.shape[0]
+    cand = xp.ones(n_neg, dtype=bool)
+    universe = xp.ones(n_neg, dtype=bool)
+    chosen: list[int] = []
+    ms: list[int] = []
+    tried = 0
+    while True:
+        idx = to_device(xp.flatnonzero(cand), "cpu")
+        if idx.shape[0] == 0 or not bool(universe.any()):
+            break
+        i = int(gen.choice(idx))
+        tried += 1
+        cand[i] = False
+        u = ~neg[i]
+        m = int(_popcount_rows(pos, u, xp).min())
+        if m > 0:
+            keep = ~_covers(_popcount_rows(neg, u, xp), m, rule)
+            cand &= keep
+            universe &= keep
+            chosen.append(i)
+            ms.append(m)
+    return chosen, ms, tried, int(universe.sum())
+
+
+def _uncovered_after_cover(neg: Any, pos: Any, rule: str, gen: np.random.Generator, be: Any) -> int:
+    """Points :func:`_random_cover` leaves uncovered, with the draws as one permutation.
+
+    Drawing uniformly among the remaining candidates is the same, in
+    distribution, as walking a uniform random permutation and skipping the
+    points already removed; one ``permutation`` call replaces a ``choice``
+    per draw (the interpolation grid runs ~10^7 draws).
+    """
+    xp = be.xp
+    n_neg = neg.shape[0]
+    alive = np.ones(n_neg, dtype=bool)  # neither tried nor covered
+    covered = np.zeros(n_neg, dtype=bool)
+    n_covered = 0
+    for i in gen.permutation(n_neg).tolist():
+        if not alive[i]:
+            continue
+        alive[i] = False
+        u = ~neg[i]
+        m = int(_popcount_rows(pos, u, xp).min())
+        if m > 0:
+            cov = np.asarray(to_device(_covers(_popcount_rows(neg, u, xp), m, rule), "cpu"))
+            covered |= cov
+            alive &= ~cov
+            n_covered = int(covered.sum())
+            if n_covered == n_neg:
+                break
+    return n_neg - n_covered
+
+
+def random_threshold(
+    X: Any,
+    labels: Any,
+    *,
+    width: int,
+    max_bias: float,
+    rule: str = "code",
+    prune: Any = "random",
+    rng: Any = None,
+    backend: str | None = None,
+) -> Construction:
+    """Dirksen, Finke & Genzel's randomized memorizing threshold network.
+
+    Two sources, two firing rules. With ``phi(x) = 1[W x + b >= 0]``,
+    ``W_i ~ N(0, I_d)``, ``b_i ~ U[-max_bias, max_bias]`` (``width`` neurons),
+    a second-layer neuron built from a negative point ``x^-`` has
+    ``U = 1[phi(x^-) = 0]`` and ``m = min_{x^+} <U, phi(x^+)>`` (the number of
+    first-layer neurons separating ``x^-`` from its closest positive point);
+    it never fires on a positive point and fires on ``x^-`` when ``m > 0``.
+
+    * ``rule="code"`` (default): it fires when ``<U, phi(x)> < m``, as in the
+      authors' code (github.com/patrickfinke/memo, ``algorithm.py``,
+      ``SecondLayer``: ``heaviside(m - <U, z>)``); here the bias ``m - 1/2``
+      with ``1[t >= 0]``.
+    * ``rule="half"``: it fires when ``<U, phi(x)> <= m / 2``, the margin
+      rule of the paper's slides (the version fastmem used before); each
+      neuron covers fewer points.
+
+    Second layer (``prune``):
+
+    * ``"random"`` (default, the authors' algorithm): draw an uncovered
+      negative point at random, build its neuron, drop every negative point
+      it covers, repeat until all are covered (or no candidate is left).
+      One bit-packed popcount pass per draw: O(k N n / 64) for a final width
+      k (~5 on two moons).
+    * ``"set_cover"``: build a neuron for every negative point and keep a
+      greedy minimum set cover (ln N approximation): O(N_neg^2 n / 64) time
+      and O(N_neg^2 / 8) bytes, for small problems; its widths are no larger
+      than the randomized ones on average.
+    * ``"none"``: every negative point with ``m > 0`` keeps its neuron.
+      (``True`` / ``False`` are accepted for ``"set_cover"`` / ``"none"``.)
+
+    Output: ``F(x) = sign(-<1, psi(phi(x))>)``, realised as the logit
+    ``0.5 - <1, psi>`` (positive class when > 0, as :meth:`Network.predict`).
+    The negative class is the first label (sorted), the positive the second.
+    Multi-class labels: one-vs-rest sharing the first layer; output logit
+    ``c`` is ``<1, psi_c> - 0.5`` for the block of neurons built with class
+    ``c`` as the negative class. The network is verified on every training
+    point: its second and third layers evaluated exactly on the first-layer
+    codes by popcounts (O(k N n / 64) for k <= 256 second-layer neurons),
+    else by :meth:`Network.predict`.
+
+    Parameters
+    ----------
+    X : array_like (N, d)
+        Points; the theory assumes them in the unit ball.
+    labels : array_like (N,)
+        Class labels (any values; sorted unique values are the classes).
+    width : int
+        First-layer width n.
+    max_bias : float
+        Biases are uniform on ``[-max_bias, max_bias]``.
+    rule : {"code", "half"}
+    prune : {"random", "set_cover", "none"}
+    rng : numpy.random.Generator or int, optional
+        Draws, in order: ``W`` (``standard_normal((width, d))``), ``b``
+        (``uniform(-max_bias, max_bias, width)``), then one
+        ``choice(uncovered candidates)`` per draw of the randomized layer.
+    backend : {"cpp", "numba", "cuda"}, optional
+
+    Returns
+    -------
+    Construction
+        ``residual``: the number of misclassified training points;
+        ``interpolates`` when it is 0. ``details``: ``classes``,
+        ``width_before`` (candidate neurons: negative points, summed over
+        classes), ``width_after`` (second-layer width), ``candidates_tried``
+        (draws of the randomized layer; ``width_before`` otherwise),
+        ``unseparated`` (tried negative points with ``m = 0``, or for the
+        randomized layer the negative points left uncovered).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmem import memorize
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(-0.4, 0.15, (100, 2)), rng.normal(0.4, 0.15, (100, 2))])
+    >>> labels = np.repeat([0, 1], 100)
+    >>> res = memorize.random_threshold(X, labels, width=400, max_bias=1.0, rng=0)
+    >>> res.interpolates, res.details["width_after"] <= res.details["candidates_tried"]
+    (True, True)
+    >>> bool((res.network.predict(X) == labels).all())
+    True
+    """
+    width = _positive_int(width, "width")
+    if not isinstance(max_bias, numbers.Real) or not math.isfinite(max_bias) or max_bias < 0:
+        raise InputError(f"max_bias: must be a finite number >= 0, got {max_bias!r}")
+    if rule not in _RULES:
+        raise InputError(f"rule: must be one of {_RULES}, got {rule!r}")
+    if isinstance(prune, bool):
+        prune = "set_cover" if prune else "none"
+    if prune not in _PRUNES:
+        raise InputError(f"prune: must be one of {_PRUNES}, got {prune!r}")
+    X, be = _setup(X, backend)
+    xp = be.xp
+    n, d = X.shape
+    idx, classes = _labels(labels, n)
+    gen = _rng(rng)
+    W1 = gen.standard_normal((width, d))
+    b1 = gen.uniform(-max_bias, max_bias, size=width)
+    dev = be.device
+    codes = _threshold_codes(X, to_device(W1, dev), to_device(b1, dev), xp)
+    idx_d = to_device(idx, dev)
+    n_classes = classes.shape[0]
+    groups = [0] if n_classes == 2 else list(range(n_classes))
+    rows_w2, rows_b2, owner = [], [], []
+    before = after = unseparated = tried = 0
+    for g in groups:
+        neg = xp.ascontiguousarray(codes[xp.flatnonzero(idx_d == g)])
+        pos = xp.ascontiguousarray(codes[xp.flatnonzero(idx_d != g)])
+        before += int(neg.shape[0])
+        if prune == "random":
+            chosen, ms, k, left = _random_cover(neg, pos, rule, gen, xp)
+            keep = xp.asarray(np.asarray(chosen, dtype=np.int64))
+            m_keep = xp.asarray(np.asarray(ms, dtype=np.float64))
+            tried += k
+            unseparated += left
+        else:
+            m = xp.empty(neg.shape[0], dtype=np.int64)
+            be.kernels.cover_margins(neg, pos, m)
+            valid = m > 0
+            unseparated += int((~valid).sum())
+            tried += int(neg.shape[0])
+            if prune == "set_cover":
+                cover = xp.empty((neg.shape[0], (neg.shape[0] + 63) // 64), dtype=np.uint64)
+                # the kernel covers where 2 cnt <= m'; cnt < m is 2 cnt <= 2 m - 2
+                be.kernels.cover_matrix(neg, m if rule == "half" else 2 * m - 2, cover)
+                keep = xp.asarray(_greedy_cover(cover, valid, neg.shape[0], be), dtype=np.int64)
+            else:
+                keep = xp.flatnonzero(valid)
+            m_keep = m[keep].astype(np.float64)
+        after += int(keep.shape[0])
+        phi = _unpack_bits(neg[keep], width, xp)
+        rows_w2.append(-(1.0 - phi))
+        rows_b2.append(m_keep - 0.5 if rule == "code" else m_keep / 2.0)
+        owner.append(xp.full(keep.shape[0], g, dtype=np.int64))
+    W2 = xp.concatenate(rows_w2, axis=0)
+    b2 = xp.concatenate(rows_b2)
+    own = xp.concatenate(owner)
+    if n_classes == 2:
+        W3 = -xp.ones((1, W2.shape[0]))
+        b3 = xp.full(1, 0.5)
+    else:
+        W3 = (own[None, :] == xp.arange(n_classes)[:, None]).astype(np.float64)
+        b3 = xp.full(n_classes, -0.5)
+    if W2.shape[0] == 0:  # nothing separable: keep a valid (silent) layer
+        W2 = xp.zeros((1, width))
+        b2 = xp.full(1, -1.0)
+        W3 = xp.zeros((W3.shape[0], 1))
+    net = Network.from_arrays(
+        [to_device(W1, dev), W2, W3], [to_device(b1, dev), b2, b3], "threshold"
+    )
+    if after <= _VERIFY_ON_CODES:
+        pred = _predict_on_codes(codes, W2, b2, own, n_classes, xp)
+    else:
+        pred = net.predict(X, backend=be.name)
+    wrong = int((to_device(pred, "cpu") != idx).sum())
+    return Construction(
+        method="random_threshold",
+        network=net,
+        residual=float(wrong),
+        condition=None,
+        min_gap=None,
+        norms=weight_norms(net),
+        backend=be.name,
+        interpolates=wrong == 0,
+        params={
+            "width": width,
+            "max_bias": float(max_bias),
+            "rule": rule,
+            "prune": prune,
+            "n": n,
+            "d": d,
+        },
+        details={
+            "classes": classes,
+            "width_before": before,
+            "width_after": after,
+            "candidates_tried": tried,
+            "unseparated": unseparated,
+        },
+    )
+
+
+_VERIFY_ON_CODES = 256  # second-layer widths verified by popcounts on the first-layer codes
+
+
+def _threshold_codes(X: Any, W: Any, b: Any, xp: Any) -> Any:
+    """Bit-packed first layer ``1[X W^T + b >= 0]`` (bit j of word j // 64), by GEMM through xp.
+
+    Row blocks small enough that the (rows, width) pre-activations stay in
+    cache: with d = 2 the GEMM is memory-bound, and one pass over cached
+    blocks is ~5x faster than forming the whole matrix.
+    """
+    n, width = X.shape[0], W.shape[0]
+    words = -(-width // 64)
+    out = xp.empty((n, words), dtype=np.uint64)
+    rows = 128 if xp is np else 8192
+    WT = xp.ascontiguousarray(W.T)
+    Z = xp.empty((min(rows, n), width))
+    B = xp.empty((min(rows, n), words * 64), dtype=bool)
+    B[:, width:] = False
+    for lo in range(0, n, rows):
+        hi = min(lo + rows, n)
+        z = Z[: hi - lo]
+        xp.matmul(X[lo:hi], WT, out=z)
+        z += b
+        xp.greater_equal(z, 0, out=B[: hi - lo, :width])
+        packed = xp.packbits(B[: hi - lo], axis=1, bitorder="little")
+        out[lo:hi] = xp.ascontiguousarray(packed).view(np.uint64)
+    return out
+
+
+def _predict_on_codes(codes: Any, W2: Any, b2: Any, own: Any, n_classes: int, xp: Any) -> Any:
+    """The network's class on every point from its first-layer codes, exactly.
+
+    Second-layer neuron k fires when ``-<U_k, z> + b2_k >= 0``; ``<U_k, z>`` is a
+    popcount of ``U_k & z`` (U_k re-packed from the stored 0/-1 row).
+    """
+    n = codes.shape[0]
+    U = _pack_rows(W2 < 0, xp)
+    votes = xp.zeros((n, max(n_classes, 2)), dtype=np.int64)
+    for k in range(W2.shape[0]):
+        fires = -_popcount_rows(codes, U[k], xp) + b2[k] >= 0
+        votes[:, int(own[k]) if own.shape[0] else 0] += fires
+    if n_classes == 2:  # logit 0.5 - <1, psi>: the negative class (0) when any neuron fires
+        return (votes[:, 0] == 0).astype(np.int64)
+    return xp.argmax(votes, axis=1)
+
+
+def _labels(labels: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
+    lab = np.asarray(to_device(labels, "cpu") if array_device(labels) == "cuda" else labels)
+    if lab.ndim != 1:
+        raise InputError(f"labels: expected a 1-D array (n,), got shape {lab.shape}")
+    if lab.shape[0] != n:
+        raise InputError(f"labels: has {lab.shape[0]} entries but X has {n} rows")
+    if lab.dtype.kind == "f" and not np.isfinite(lab).all():
+        raise InputError("labels: contains NaN or Inf")
+    classes, idx = np.unique(lab, return_inverse=True)
+    if classes.shape[0] < 2:
+        raise InputError("labels: need at least two classes")
+    return idx, classes
+
+
+# ------------------------------------------------ interpolation-probability grid
+@dataclass(frozen=True)
+class InterpolationGrid:
+    """Interpolation probability of :func:`random_threshold` over widths x maximal biases.
+
+    Attributes
+    ----------
+    probability : numpy.ndarray (len(widths), len(max_biases))
+        Fraction of the restarts whose randomized construction covers every
+        negative point (the network then interpolates: no positive point ever
+        fires a neuron).
+    widths, max_biases : numpy.ndarray
+        The axes (first-layer width n, maximal bias lambda).
+    restarts : int
+    rule : str
+    seconds : float
+        Wall-clock time of the whole grid.
+    backend : str
+    params : dict
+        ``n`` (points), ``d``, ``rng`` (the seed if an int was given).
+    """
+
+    probability: np.ndarray
+    widths: np.ndarray
+    max_biases: np.ndarray
+    restarts: int
+    rule: str
+    seconds: float
+    backend: str
+    params: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (arrays as nested lists)."""
+        return {
+            "probability": _jsonable(self.probability),
+            "widths": _jsonable(self.widths),
+            "max_biases": _jsonable(self.max_biases),
+            "restarts": self.restarts,
+            "rule": self.rule,
+            "seconds": self.seconds,
+            "backend": self.backend,
+            "params": _jsonable(self.params),
+        }
+
+
+def _pack_rows(bits: Any, xp: Any) -> Any:
+    """(rows, n) bool -> (rows, ceil(n / 64)) uint64, bit j of word j // 64 (fastmem's layout)."""
+    rows, n = bits.shape
+    words = -(-n // 64)
+    padded = xp.zeros((rows, words * 64), dtype=bool)
+    padded[:, :n] = bits
+    packed = xp.packbits(padded, axis=1, bitorder="little")
+    return xp.ascontiguousarray(packed).view(np.uint64).reshape(rows, words)
+
+
+def interpolation_grid(
+    X: Any,
+    labels: Any,
+    *,
+    widths: Any,
+    max_biases: Any,
+    restarts: int = 50,
+    rule: str = "code",
+    rng: Any = None,
+    backend: str | None = None,
+) -> InterpolationGrid:
+    """The interpolation-probability heatmap of Dirksen, Finke & Genzel, in one call.
+
+    For every first-layer width ``n`` in ``widths``, maximal bias ``lambda``
+    in ``max_biases`` and restart, runs the randomized construction of
+    :func:`random_threshold` (``prune="random"``, binary labels: the first
+    class is the negative one) and records whether it covers every negative
+    point. The authors' grid (``experiments/moons.json``): N = 1000 two
+    moons, ``widths = 10, 20, ..., 500``, ``max_biases = 0, 0.05, ..., 2.5``,
+    50 restarts.
+
+    Per restart one Gaussian matrix of the largest width and one set of
+    biases ``U[-1, 1]`` are drawn; cell (n, lambda) uses their first ``n``
+    rows and the biases scaled by ``lambda``: each cell's draw has the
+    distribution of :func:`random_threshold`'s, the first-layer GEMM runs
+    once per restart, the threshold codes are packed once per (restart,
+    lambda) and each width reads a prefix of the words. Cells of one restart
+    are therefore correlated (each cell's probability is still unbiased).
+    The random draws of the covering walk one permutation of the negative
+    points (equal in distribution to drawing among the remaining candidates).
+
+    Parameters
+    ----------
+    X : array_like (N, d)
+    labels : array_like (N,)
+        Exactly two classes.
+    widths : sequence of int
+    max_biases : sequence of float >= 0
+    restarts : int
+    rule : {"code", "half"}
+        As :func:`random_threshold`.
+    rng : numpy.random.Generator or int, optional
+    backend : {"cpp", "numba", "cuda"}, optional
+
+    Returns
+    -------
+    InterpolationGrid
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmem import memorize
+    >>> rng = np.random.default_rng(0)
+    >>> X = np.concatenate([rng.normal(-0.4, 0.1, (50, 2)), rng.normal(0.4, 0.1, (50, 2))])
+    >>> grid = memorize.interpolation_grid(X, np.repeat([0, 1], 50), widths=[1, 200],
+    ...                                    max_biases=[0.0, 1.0], restarts=10, rng=0)
+    >>> grid.probability.shape, float(grid.probability[1, 1])
+    ((2, 2), 1.0)
+    """
+    t0 = time.perf_counter()
+    if rule not in _RULES:
+        raise InputError(f"rule: must be one of {_RULES}, got {rule!r}")
+    restarts = _positive_int(restarts, "restarts")
+    ws = np.asarray(widths)
+    if ws.ndim != 1 or ws.size == 0 or ws.dtype.kind not in "iu" or (ws < 1).any():
+        raise InputError(
+            f"widths: must be a non-empty 1-D sequence of integers >= 1, got {widths!r}"
+        )
+    lams = np.asarray(max_biases, dtype=np.float64)
+    if lams.ndim != 1 or lams.size == 0 or not np.isfinite(lams).all() or (lams < 0).any():
+        raise InputError(
+            f"max_biases: must be a non-empty 1-D sequence of numbers >= 0, got {max_biases!r}"
+        )
+    X, be = _setup(X, backend)
+    xp = be.xp
+    n, d = X.shape
+    idx, classes = _labels(labels, n)
+    if classes.shape[0] != 2:
+        raise InputError(
+            f"labels: interpolation_grid needs exactly two classes, got {classes.shape[0]}"
+        )
+    gen = _rng(rng)
+    idx_d = to_device(idx, be.device)
+    neg_rows, pos_rows = xp.flatnonzero(idx_d == 0), xp.flatnonzero(idx_d == 1)
+    n_max = int(ws.max())
+    hits = np.zeros((ws.size, lams.size), dtype=np.int64)
+    for _ in range(restarts):
+        W = to_device(gen.standard_normal((n_max, d)), be.device)
+        b0 = to_device(gen.uniform(-1.0, 1.0, size=n_max), be.device)
+        P = X @ W.T
+        for j, lam in enumerate(lams):
+            codes = _pack_rows(P + lam * b0 >= 0, xp)
+            neg_all, pos_all = codes[neg_rows], codes[pos_rows]
+            for i, width in enumerate(ws):
+                words = -(-int(width) // 64)
+                last = np.uint64((1 << (int(width) - 64 * (words - 1))) - 1) if width % 64 else None
+                neg = xp.ascontiguousarray(neg_all[:, :words])
+                pos = xp.ascontiguousarray(pos_all[:, :words])
+                if last is not None:
+                    neg[:, -1] &= last
+                    pos[:, -1] &= last
+                # bits above the width are 0 in every code; ~code sets them, & code clears them
+                hits[i, j] += _uncovered_after_cover(neg, pos, rule, gen, be) == 0
+    return InterpolationGrid(
+        probability=hits / restarts,
+        widths=ws.astype(np.int64),
+        max_biases=lams,
+        restarts=restarts,
+        rule=rule,
+        seconds=time.perf_counter() - t0,
+        backend=be.name,
+        params={"n": n, "d": d, "rng": rng if isinstance(rng, numbers.Integral) else None},
+    )
