@@ -256,9 +256,7 @@ def bin_codes(a, kind, edges, lo, scale, n_codes, out):
         "a and out must have the same shape (out int64)",
     )
     _require(out.flags.c_contiguous, "out must be C-contiguous")
-    _bin_codes(
-        a, int(kind), edges, float(lo), float(scale), a.dtype.type(scale), int(n_codes), out
-    )
+    _bin_codes(a, int(kind), edges, float(lo), float(scale), a.dtype.type(scale), int(n_codes), out)
 
 
 def kde_tile(
