@@ -41,7 +41,7 @@ def idnns_port(snapshots, y, X, bins=30):
     edges = np.linspace(-1, 1, bins).astype(np.float32)
     _, inv_x, cnt_x = np.unique(_void(X), return_inverse=True, return_counts=True)
     p_x = cnt_x / len(X)
-    ys, inv_y, cnt_y = np.unique(y, return_inverse=True, return_counts=True)
+    _, inv_y, cnt_y = np.unique(y, return_inverse=True, return_counts=True)
     p_y = cnt_y / len(y)
     ixt = np.empty((len(snapshots), len(snapshots[0])))
     ity = np.empty_like(ixt)

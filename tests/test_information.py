@@ -221,9 +221,7 @@ def test_hypothesis_shapes(n, w, bins, classes, seed, mode):
     rng = np.random.default_rng(seed)
     t = (rng.normal(size=(n, w)) * 1.5).astype(np.float32)
     y = rng.integers(0, classes, n)
-    results = [
-        fastmem.binned_mi(t, y, mode=mode, bins=bins, backend=b) for b in _cpu_backends()
-    ]
+    results = [fastmem.binned_mi(t, y, mode=mode, bins=bins, backend=b) for b in _cpu_backends()]
     if mode == "idnns":
         ref = idnns_reference(t, y, None, bins=bins)
     else:
