@@ -17,8 +17,9 @@
 // -0.0 and +0.0 get the same code by construction (only codes are hashed).
 //
 // Row keys: the codes of a row are packed, `bits` bits each (bits = 64 for the floor
-// kind, else the width of n_codes - 1), into 64-bit words from the least significant
-// bit; each full (and the last partial) word is folded into two independent hashes:
+// kind, else the fewest whole bytes holding n_codes - 1), into 64-bit words from the least significant
+// bit (bits in {8, 16, 32, 64}); each full (and the last partial) word is folded into
+// two independent hashes:
 //   key1 = splitmix64 finaliser chain from mix64(kKey1IV ^ segment),
 //   key2 = murmur3 fmix64 chain from fmix64(kKey2IV ^ segment) with an odd multiplier.
 // The segment (row / rows_per_segment: the checkpoint) seeds both keys, so rows of
@@ -67,11 +68,12 @@ FASTMEM_HD inline uint64_t fmix64(uint64_t k) {
 }
 
 // Bits per packed code.
+// Whole bytes, so that the CPU driver can pack byte codes with plain loads.
 FASTMEM_HD inline int code_bits(const BinSpec& s) {
   if (s.kind == kBinFloor) return 64;
-  int bits = 1;
-  while (bits < 63 && (uint64_t(1) << bits) < uint64_t(s.n_codes)) ++bits;
-  return bits;
+  if (s.n_codes <= 256) return 8;
+  if (s.n_codes <= 65536) return 16;
+  return s.n_codes <= 4294967296LL ? 32 : 64;
 }
 
 // Number of sorted edges e[0..n) with e[k] <= v.

@@ -66,10 +66,11 @@ def _code(a, kind, edges, lo, scale, scale_t, n_codes):
 def _bits(kind, n_codes):
     if kind == 3:
         return 64
-    bits = 1
-    while bits < 63 and (1 << bits) < n_codes:
-        bits += 1
-    return bits
+    if n_codes <= 256:
+        return 8
+    if n_codes <= 65536:
+        return 16
+    return 32 if n_codes <= 4294967296 else 64
 
 
 @nb.njit(parallel=True, cache=True)
