@@ -231,6 +231,26 @@ def test_hypothesis_shapes(n, w, bins, classes, seed, mode):
     assert len({(r.i_xt, r.i_ty, r.n_distinct, r.empty_bin_fraction) for r in results}) == 1
 
 
+@pytest.mark.parametrize("kind, n_codes", [(0, 30), (1, 7), (2, 30), (2, 300), (3, 0)])
+def test_keys_identical_across_cpu_backends(kind, n_codes):
+    """The C++ fast path (uniform byte codes) and generic path hash like Numba's."""
+    import fastmem._numba as nk
+
+    core = pytest.importorskip("fastmem._core")
+    rng = np.random.default_rng(14)
+    a = (rng.normal(size=(40, 301)) * 2).astype(np.float32)
+    edges = np.sort(rng.normal(size=max(1, n_codes - 1))) if kind < 2 else np.empty(0)
+    keys = []
+    for mod in (core, nk):
+        k1, k2 = np.empty(40, np.uint64), np.empty(40, np.uint64)
+        occ = np.zeros(4 * 301 * n_codes if kind != 3 else 0, np.uint8)
+        bad = np.zeros(1, np.int64)
+        mod.bin_keys(a, kind, edges, -1.5, n_codes / 3.0, n_codes, 10, k1, k2, occ, bad)
+        keys.append((k1, k2, occ))
+    for x, z in zip(keys[0], keys[1], strict=True):
+        np.testing.assert_array_equal(x, z)
+
+
 def _cpu_backends():
     return [b for b in ("cpp", "numba") if fastmem.backends()[b].available]
 
@@ -362,6 +382,7 @@ def test_errors():
         (lambda: fastmem.binned_mi(t, y, mode="nope"), "mode"),
         (lambda: fastmem.binned_mi(np.array([[np.nan, 0]] * 4), y), "activations"),
         (lambda: fastmem.binned_mi(np.array([[np.inf, 0]] * 4), y, mode="ibsgd"), "activations"),
+        (lambda: fastmem.binned_mi(np.array([[0, np.nan]] * 4), y, mode="equal_width"), "activ"),
         (lambda: fastmem.kde_mi(t, y, noise_var=0.0), "noise_var"),
         (lambda: fastmem.kde_mi(t, y, bound="mid"), "bound"),
         (lambda: fastmem.kde_mi(np.array([[np.nan, 0]] * 4), y), "activations"),
