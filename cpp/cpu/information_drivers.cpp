@@ -22,8 +22,11 @@ int64_t uniform_byte_keys(const T* a, int64_t rows, int64_t width, const BinSpec
   int64_t bad = 0;
 #pragma omp parallel reduction(+ : bad)
   {
-    // Thread-private occupancy (plain stores), OR-ed into the shared flags at the end.
-    std::vector<uint8_t> local(occ ? static_cast<size_t>(n_seg * cells) : 0);
+    // Thread-private occupancy: with at most 64 codes one bit mask per (segment, unit),
+    // else one flag per cell; OR-ed into the shared flags at the end.
+    const bool masks = s.n_codes <= 64;
+    std::vector<uint64_t> mask(occ && masks ? static_cast<size_t>(n_seg * width) : 0);
+    std::vector<uint8_t> local(occ && !masks ? static_cast<size_t>(n_seg * cells) : 0);
     alignas(64) uint8_t buf[kBlock];
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < rows; ++i) {
@@ -50,7 +53,10 @@ int64_t uniform_byte_keys(const T* a, int64_t rows, int64_t width, const BinSpec
             if (not_finite(row[j0 + q])) buf[q] = 0;
         }
         for (int64_t q = m; q < ((m + 7) & ~int64_t(7)); ++q) buf[q] = 0;
-        if (occ) {
+        if (occ && masks) {
+          uint64_t* o = mask.data() + seg * width + j0;
+          for (int64_t q = 0; q < m; ++q) o[q] |= uint64_t(1) << buf[q];
+        } else if (occ) {
           uint8_t* o = local.data() + seg * cells + j0 * s.n_codes;
           for (int64_t q = 0; q < m; ++q) o[q * s.n_codes + buf[q]] = 1;
         }
@@ -66,7 +72,12 @@ int64_t uniform_byte_keys(const T* a, int64_t rows, int64_t width, const BinSpec
     }
     if (occ) {
 #pragma omp critical(fastmem_information_occupancy)
-      for (size_t c = 0; c < local.size(); ++c) occ[c] |= local[c];
+      {
+        for (size_t c = 0; c < local.size(); ++c) occ[c] |= local[c];
+        for (size_t u = 0; u < mask.size(); ++u)
+          for (int64_t c = 0; c < s.n_codes; ++c)
+            if ((mask[u] >> c) & 1) occ[static_cast<int64_t>(u) * s.n_codes + c] = 1;
+      }
     }
   }
   return bad;
