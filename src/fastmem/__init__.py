@@ -13,9 +13,16 @@ dtype('uint64')
 
 from __future__ import annotations
 
-from . import bounds, intervals, linalg, memorize, regions
+from . import bounds, information, intervals, linalg, memorize, regions
 from ._backend import BackendInfo, backends, select_backend
 from .errors import BackendError, ConditioningError, ConditioningWarning, InputError
+from .information import (
+    InformationPlane,
+    MutualInformation,
+    binned_mi,
+    information_plane,
+    kde_mi,
+)
 from .intervals import Intervals, generalization_intervals
 from .memorize import Construction
 from .network import ACTIVATIONS, Network, sawtooth
@@ -30,18 +37,24 @@ __all__ = [
     "ConditioningError",
     "ConditioningWarning",
     "Construction",
+    "InformationPlane",
     "InputError",
     "Intervals",
+    "MutualInformation",
     "Network",
     "SegmentRegions",
     "__version__",
     "along_segments",
     "backends",
+    "binned_mi",
     "bounds",
     "distance_to_boundary",
     "distinct_patterns",
     "generalization_intervals",
+    "information",
+    "information_plane",
     "intervals",
+    "kde_mi",
     "linalg",
     "memorize",
     "regions",

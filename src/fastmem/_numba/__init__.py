@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import numba
 
+from .information import bin_codes as bin_codes
+from .information import bin_keys as bin_keys
+from .information import bin_rows_equal as bin_rows_equal
+from .information import kde_tile as kde_tile
 from .memorize import cover_gains as cover_gains
 from .memorize import cover_margins as cover_margins
 from .memorize import cover_matrix as cover_matrix

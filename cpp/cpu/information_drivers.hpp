@@ -1,0 +1,30 @@
+// OpenMP drivers of the information kernels (math in fastmem/information.hpp).
+#pragma once
+
+#include <cstdint>
+
+#include "fastmem/information.hpp"
+
+namespace fastmem::cpu {
+
+// Keys of every row; occ (n_segments * width * n_codes flags) may be nullptr.
+// Returns the number of non-finite values.
+template <class T>
+int64_t bin_keys(const T* a, int64_t rows, int64_t width, const BinSpec& s,
+                 int64_t rows_per_segment, uint64_t* key1, uint64_t* key2, uint8_t* occ);
+
+// Number of pairs (rows_a[p], rows_b[p]) whose codes differ.
+template <class T>
+int64_t bin_rows_equal(const T* a, int64_t width, const BinSpec& s, const int64_t* rows_a,
+                       const int64_t* rows_b, int64_t pairs);
+
+template <class T>
+void bin_codes(const T* a, int64_t rows, int64_t width, const BinSpec& s, int64_t* out);
+
+// See kde_tile in information_bind.cpp.
+void kde_tile(double* tile, int64_t rows, int64_t cols, const double* row_norms,
+              const double* col_norms, const int64_t* row_labels, const int64_t* col_labels,
+              double scale, int64_t row_offset, int64_t col_offset, double* row_all,
+              double* row_cls, double* col_all, double* col_cls, bool columns);
+
+}  // namespace fastmem::cpu

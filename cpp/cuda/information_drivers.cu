@@ -1,0 +1,127 @@
+#include <cuda_runtime.h>
+
+#include "fastmem/information.hpp"
+#include "information_drivers.hpp"
+#include "runtime.hpp"
+
+namespace fastmem::gpu {
+
+namespace {
+
+#define FASTMEM_GRID_LOOP(i, n)                                                        \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); \
+       i += int64_t(gridDim.x) * blockDim.x)
+
+template <class T>
+__global__ void bin_keys_kernel(const T* a, int64_t rows, int64_t width, BinSpec s,
+                                int64_t rps, uint64_t* key1, uint64_t* key2, uint8_t* occ,
+                                unsigned long long* bad) {
+  const int64_t cells = width * s.n_codes;
+  FASTMEM_GRID_LOOP(i, rows) {
+    const int64_t seg = i / rps;
+    const int64_t b = bin_row_keys(a + i * width, width, s, static_cast<uint64_t>(seg),
+                                   key1 + i, key2 + i, occ ? occ + seg * cells : nullptr);
+    if (b) atomicAdd(bad, static_cast<unsigned long long>(b));
+  }
+}
+
+template <class T>
+__global__ void bin_rows_equal_kernel(const T* a, int64_t width, BinSpec s,
+                                      const int64_t* ra, const int64_t* rb, int64_t pairs,
+                                      unsigned long long* differ) {
+  FASTMEM_GRID_LOOP(p, pairs) {
+    if (bin_rows_differ(a + ra[p] * width, a + rb[p] * width, width, s)) atomicAdd(differ, 1ULL);
+  }
+}
+
+template <class T>
+__global__ void bin_codes_kernel(const T* a, int64_t n, BinSpec s, int64_t* out) {
+  FASTMEM_GRID_LOOP(i, n) { out[i] = bin_code(a[i], s); }
+}
+
+__global__ void kde_rows_kernel(double* tile, int64_t rows, int64_t cols, const double* rn,
+                                const double* cn, const int64_t* ry, const int64_t* cy,
+                                double scale, int64_t ro, int64_t co, double* ra, double* rc) {
+  FASTMEM_GRID_LOOP(i, rows) {
+    double all = 0.0, cls = 0.0;
+    double* t = tile + i * cols;
+    for (int64_t j = 0; j < cols; ++j) {
+      const double e = kde_entry(t[j], rn[i], cn[j], scale, ro + i == co + j);
+      t[j] = e;
+      all += e;
+      cls += cy[j] == ry[i] ? e : 0.0;
+    }
+    ra[i] += all;
+    rc[i] += cls;
+  }
+}
+
+__global__ void kde_cols_kernel(const double* tile, int64_t rows, int64_t cols,
+                                const int64_t* ry, const int64_t* cy, double* ca, double* cc) {
+  FASTMEM_GRID_LOOP(j, cols) {
+    double all = 0.0, cls = 0.0;
+    for (int64_t i = 0; i < rows; ++i) {
+      const double e = tile[i * cols + j];
+      all += e;
+      cls += cy[j] == ry[i] ? e : 0.0;
+    }
+    ca[j] += all;
+    cc[j] += cls;
+  }
+}
+
+}  // namespace
+
+template <class T>
+int bin_keys(const T* a, int64_t rows, int64_t width, BinSpec s, int64_t rows_per_segment,
+             uint64_t* key1, uint64_t* key2, uint8_t* occ, int64_t* bad) {
+  cudaMemset(bad, 0, sizeof(int64_t));
+  if (rows == 0) return finish();
+  bin_keys_kernel<T><<<blocks_for(rows), kThreads>>>(
+      a, rows, width, s, rows_per_segment, key1, key2, occ,
+      reinterpret_cast<unsigned long long*>(bad));
+  return finish();
+}
+
+template <class T>
+int bin_rows_equal(const T* a, int64_t width, BinSpec s, const int64_t* rows_a,
+                   const int64_t* rows_b, int64_t pairs, int64_t* differ) {
+  cudaMemset(differ, 0, sizeof(int64_t));
+  if (pairs == 0) return finish();
+  bin_rows_equal_kernel<T><<<blocks_for(pairs), kThreads>>>(
+      a, width, s, rows_a, rows_b, pairs, reinterpret_cast<unsigned long long*>(differ));
+  return finish();
+}
+
+template <class T>
+int bin_codes(const T* a, int64_t rows, int64_t width, BinSpec s, int64_t* out) {
+  if (rows * width == 0) return 0;
+  bin_codes_kernel<T><<<blocks_for(rows * width), kThreads>>>(a, rows * width, s, out);
+  return finish();
+}
+
+int kde_tile(double* tile, int64_t rows, int64_t cols, const double* row_norms,
+             const double* col_norms, const int64_t* row_labels, const int64_t* col_labels,
+             double scale, int64_t row_offset, int64_t col_offset, double* row_all,
+             double* row_cls, double* col_all, double* col_cls, bool columns) {
+  if (rows == 0 || cols == 0) return 0;
+  kde_rows_kernel<<<blocks_for(rows), kThreads>>>(tile, rows, cols, row_norms, col_norms,
+                                                  row_labels, col_labels, scale, row_offset,
+                                                  col_offset, row_all, row_cls);
+  if (columns)
+    kde_cols_kernel<<<blocks_for(cols), kThreads>>>(tile, rows, cols, row_labels, col_labels,
+                                                    col_all, col_cls);
+  return finish();
+}
+
+#define FASTMEM_INFO_INSTANTIATE(T)                                                         \
+  template int bin_keys<T>(const T*, int64_t, int64_t, BinSpec, int64_t, uint64_t*,         \
+                           uint64_t*, uint8_t*, int64_t*);                                  \
+  template int bin_rows_equal<T>(const T*, int64_t, BinSpec, const int64_t*, const int64_t*, \
+                                 int64_t, int64_t*);                                        \
+  template int bin_codes<T>(const T*, int64_t, int64_t, BinSpec, int64_t*);
+
+FASTMEM_INFO_INSTANTIATE(float)
+FASTMEM_INFO_INSTANTIATE(double)
+
+}  // namespace fastmem::gpu

@@ -1,0 +1,28 @@
+// CUDA drivers of the information kernels (math in fastmem/information.hpp).
+// Every function returns a cudaError_t value as int (0 = success); counts are written
+// to device memory (one int64) so that results stay on the device.
+#pragma once
+
+#include <cstdint>
+
+#include "fastmem/information.hpp"
+
+namespace fastmem::gpu {
+
+template <class T>
+int bin_keys(const T* a, int64_t rows, int64_t width, BinSpec s, int64_t rows_per_segment,
+             uint64_t* key1, uint64_t* key2, uint8_t* occ, int64_t* bad);
+
+template <class T>
+int bin_rows_equal(const T* a, int64_t width, BinSpec s, const int64_t* rows_a,
+                   const int64_t* rows_b, int64_t pairs, int64_t* differ);
+
+template <class T>
+int bin_codes(const T* a, int64_t rows, int64_t width, BinSpec s, int64_t* out);
+
+int kde_tile(double* tile, int64_t rows, int64_t cols, const double* row_norms,
+             const double* col_norms, const int64_t* row_labels, const int64_t* col_labels,
+             double scale, int64_t row_offset, int64_t col_offset, double* row_all,
+             double* row_cls, double* col_all, double* col_cls, bool columns);
+
+}  // namespace fastmem::gpu

@@ -1,0 +1,190 @@
+// Binned and kernel (KDE) mutual information: the per-row and per-entry math.
+//
+// Discretisation of one activation value `a` into an integer code (BinSpec.kind):
+//
+//   kBinEdgesWrap (IDNNs):  k = #{edges <= a};  code = k - 1 if k > 0 else n_edges - 1
+//                           (np.digitize followed by bins[k - 1]: a value below the first
+//                           edge wraps to the last one). n_codes = n_edges.
+//   kBinEdges (equal mass): code = #{edges <= a} (edges are the interior edges).
+//                           n_codes = n_edges + 1.
+//   kBinUniform:            code = clamp(floor((double(a) - lo) * scale), 0, n_codes - 1).
+//   kBinFloor (ibsgd):      code = floor(a / T(scale)) in the activation's precision T
+//                           (as NumPy 2 computes float32 / Python float), clamped to
+//                           +-2^62 so that the conversion to int64 is defined.
+//
+// Comparisons with edges are made in double: edges hold float32 or float64 values
+// exactly, so the result equals NumPy's comparison in the activation's dtype.
+// -0.0 and +0.0 get the same code by construction (only codes are hashed).
+//
+// Row keys: the codes of a row are packed, `bits` bits each (bits = 64 for the floor
+// kind, else the fewest whole bytes holding n_codes - 1), into 64-bit words from the least significant
+// bit (bits in {8, 16, 32, 64}); each full (and the last partial) word is folded into
+// two independent hashes:
+//   key1 = splitmix64 finaliser chain from mix64(kKey1IV ^ segment),
+//   key2 = murmur3 fmix64 chain from fmix64(kKey2IV ^ segment) with an odd multiplier.
+// The segment (row / rows_per_segment: the checkpoint) seeds both keys, so rows of
+// different checkpoints never share a key by construction of the data layout.
+//
+// KDE: for a tile of Gram products g_ij = <t_i, t_j>, the squared distance is
+// d_ij = max(n_i + n_j - 2 g_ij, 0) (0 exactly on the global diagonal) and the
+// kernel value e_ij = exp(-d_ij * scale) with scale = 1 / (2 s^2).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "fastmem/hd.hpp"
+#include "fastmem/patterns.hpp"
+
+namespace fastmem {
+
+enum BinKind : int {
+  kBinEdgesWrap = 0,
+  kBinEdges = 1,
+  kBinUniform = 2,
+  kBinFloor = 3,
+};
+
+constexpr uint64_t kKey1IV = 0x243F6A8885A308D3ULL;
+constexpr uint64_t kKey2IV = 0x13198A2E03707344ULL;
+constexpr uint64_t kKey2Mul = 0x9E3779B97F4A7C15ULL;
+
+struct BinSpec {
+  int kind;
+  const double* edges;
+  int64_t n_edges;
+  double lo;
+  double scale;
+  int64_t n_codes;
+};
+
+FASTMEM_HD inline uint64_t fmix64(uint64_t k) {
+  k ^= k >> 33;
+  k *= 0xFF51AFD7ED558CCDULL;
+  k ^= k >> 33;
+  k *= 0xC4CEB9FE1A85EC53ULL;
+  k ^= k >> 33;
+  return k;
+}
+
+// Bits per packed code.
+// Whole bytes, so that the CPU driver can pack byte codes with plain loads.
+FASTMEM_HD inline int code_bits(const BinSpec& s) {
+  if (s.kind == kBinFloor) return 64;
+  if (s.n_codes <= 256) return 8;
+  if (s.n_codes <= 65536) return 16;
+  return s.n_codes <= 4294967296LL ? 32 : 64;
+}
+
+// Number of sorted edges e[0..n) with e[k] <= v.
+FASTMEM_HD inline int64_t count_le(const double* e, int64_t n, double v) {
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) >> 1;
+    if (e[mid] <= v)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+FASTMEM_HD inline double floor_of(double x) { return std::floor(x); }
+FASTMEM_HD inline float floor_of(float x) { return std::floor(x); }
+
+// True for NaN and +-Inf (a - a is NaN exactly then).
+template <class T>
+FASTMEM_HD inline bool not_finite(T a) {
+  return !((a - a) == T(0));
+}
+
+template <class T>
+FASTMEM_HD inline int64_t bin_code(T a, const BinSpec& s) {
+  switch (s.kind) {
+    case kBinEdgesWrap: {
+      const int64_t k = count_le(s.edges, s.n_edges, static_cast<double>(a));
+      return k > 0 ? k - 1 : s.n_edges - 1;
+    }
+    case kBinEdges:
+      return count_le(s.edges, s.n_edges, static_cast<double>(a));
+    case kBinUniform: {
+      double t = std::floor((static_cast<double>(a) - s.lo) * s.scale);
+      const double top = static_cast<double>(s.n_codes - 1);
+      t = t < 0.0 ? 0.0 : (t > top ? top : t);
+      return static_cast<int64_t>(t);
+    }
+    default: {  // kBinFloor
+      T q = floor_of(a / static_cast<T>(s.scale));
+      const T limit = T(4611686018427387904.0);  // 2^62
+      q = q < -limit ? -limit : (q > limit ? limit : q);
+      return static_cast<int64_t>(q);
+    }
+  }
+}
+
+// Mark occupancy cell p (a flag only ever set to 1): relaxed atomics on the host
+// so that concurrent threads setting the same flag is no data race.
+FASTMEM_HD inline void set_flag(uint8_t* p) {
+#if defined(__CUDA_ARCH__)
+  *reinterpret_cast<volatile uint8_t*>(p) = 1;
+#else
+  if (!__atomic_load_n(p, __ATOMIC_RELAXED)) __atomic_store_n(p, uint8_t(1), __ATOMIC_RELAXED);
+#endif
+}
+
+// Keys of one row; returns the number of non-finite values (coded as 0).
+// occ: the row's segment's (width, n_codes) occupancy flags, or nullptr.
+template <class T>
+FASTMEM_HD inline int64_t bin_row_keys(const T* row, int64_t width, const BinSpec& s,
+                                       uint64_t segment, uint64_t* key1, uint64_t* key2,
+                                       uint8_t* occ) {
+  const int bits = code_bits(s);
+  const int per_word = 64 / bits;
+  uint64_t h1 = mix64(kKey1IV ^ segment);
+  uint64_t h2 = fmix64(kKey2IV ^ segment);
+  uint64_t acc = 0;
+  int filled = 0;
+  int64_t bad = 0;
+  for (int64_t j = 0; j < width; ++j) {
+    const T a = row[j];
+    uint64_t c = 0;
+    if (not_finite(a))
+      ++bad;
+    else
+      c = static_cast<uint64_t>(bin_code(a, s));
+    if (occ) set_flag(occ + j * s.n_codes + static_cast<int64_t>(c));
+    acc |= bits == 64 ? c : c << (filled * bits);
+    if (++filled == per_word) {
+      h1 = mix64(h1 ^ acc);
+      h2 = fmix64((h2 ^ acc) * kKey2Mul);
+      acc = 0;
+      filled = 0;
+    }
+  }
+  if (filled) {
+    h1 = mix64(h1 ^ acc);
+    h2 = fmix64((h2 ^ acc) * kKey2Mul);
+  }
+  *key1 = mix64(h1 ^ static_cast<uint64_t>(width));
+  *key2 = fmix64(h2 ^ static_cast<uint64_t>(width));
+  return bad;
+}
+
+// 1 when rows a and b have the same codes everywhere, else 0.
+template <class T>
+FASTMEM_HD inline int64_t bin_rows_differ(const T* a, const T* b, int64_t width,
+                                          const BinSpec& s) {
+  for (int64_t j = 0; j < width; ++j)
+    if (bin_code(a[j], s) != bin_code(b[j], s)) return 1;
+  return 0;
+}
+
+// Kernel value of one Gram entry (see the header comment).
+FASTMEM_HD inline double kde_entry(double g, double ni, double nj, double scale, bool diagonal) {
+  if (diagonal) return 1.0;
+  double d = ni + nj - 2.0 * g;
+  d = d > 0.0 ? d : 0.0;
+  return std::exp(-d * scale);
+}
+
+}  // namespace fastmem

@@ -1,0 +1,284 @@
+"""Binning keys and KDE tiles (see cpp/include/fastmem/information.hpp)."""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from .patterns import _mix64
+
+_KEY1_IV = np.uint64(0x243F6A8885A308D3)
+_KEY2_IV = np.uint64(0x13198A2E03707344)
+_KEY2_MUL = np.uint64(0x9E3779B97F4A7C15)
+_F1 = np.uint64(0xFF51AFD7ED558CCD)
+_F2 = np.uint64(0xC4CEB9FE1A85EC53)
+_S33 = np.uint64(33)
+_LIMIT = 4611686018427387904.0  # 2^62
+
+
+@nb.njit(inline="always", cache=True)
+def _fmix64(k):
+    k ^= k >> _S33
+    k *= _F1
+    k ^= k >> _S33
+    k *= _F2
+    k ^= k >> _S33
+    return k
+
+
+@nb.njit(inline="always", cache=True)
+def _count_le(edges, v):
+    lo = 0
+    hi = edges.shape[0]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if edges[mid] <= v:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@nb.njit(inline="always", cache=True)
+def _code(a, kind, edges, lo, scale, scale_t, n_codes):
+    if kind == 0:
+        k = _count_le(edges, np.float64(a))
+        return k - 1 if k > 0 else edges.shape[0] - 1
+    if kind == 1:
+        return _count_le(edges, np.float64(a))
+    if kind == 2:
+        t = np.floor((np.float64(a) - lo) * scale)
+        top = np.float64(n_codes - 1)
+        if t < 0.0:
+            t = 0.0
+        elif t > top:
+            t = top
+        return np.int64(t)
+    q = np.floor(a / scale_t)  # in the activation's precision, as NumPy 2 does
+    if q < -_LIMIT:
+        q = -_LIMIT
+    elif q > _LIMIT:
+        q = _LIMIT
+    return np.int64(q)
+
+
+@nb.njit(cache=True)
+def _bits(kind, n_codes):
+    if kind == 3:
+        return 64
+    if n_codes <= 256:
+        return 8
+    if n_codes <= 65536:
+        return 16
+    return 32 if n_codes <= 4294967296 else 64
+
+
+@nb.njit(parallel=True, cache=True)
+def _bin_keys(a, kind, edges, lo, scale, scale_t, n_codes, rps, key1, key2, occ, use_occ):
+    rows, width = a.shape
+    bits = _bits(kind, n_codes)
+    per_word = 64 // bits
+    cells = width * n_codes
+    bad = 0
+    for i in nb.prange(rows):
+        seg = i // rps
+        h1 = _mix64(_KEY1_IV ^ np.uint64(seg))
+        h2 = _fmix64(_KEY2_IV ^ np.uint64(seg))
+        acc = np.uint64(0)
+        filled = 0
+        nb_bad = 0
+        for j in range(width):
+            v = a[i, j]
+            c = np.uint64(0)
+            if not ((v - v) == 0):
+                nb_bad += 1
+            else:
+                c = np.uint64(_code(v, kind, edges, lo, scale, scale_t, n_codes))
+            if use_occ:
+                occ[seg * cells + j * n_codes + np.int64(c)] = 1
+            if bits == 64:
+                acc |= c
+            else:
+                acc |= c << np.uint64(filled * bits)
+            filled += 1
+            if filled == per_word:
+                h1 = _mix64(h1 ^ acc)
+                h2 = _fmix64((h2 ^ acc) * _KEY2_MUL)
+                acc = np.uint64(0)
+                filled = 0
+        if filled:
+            h1 = _mix64(h1 ^ acc)
+            h2 = _fmix64((h2 ^ acc) * _KEY2_MUL)
+        key1[i] = _mix64(h1 ^ np.uint64(width))
+        key2[i] = _fmix64(h2 ^ np.uint64(width))
+        bad += nb_bad
+    return bad
+
+
+@nb.njit(parallel=True, cache=True)
+def _bin_rows_equal(a, kind, edges, lo, scale, scale_t, n_codes, rows_a, rows_b):
+    differ = 0
+    width = a.shape[1]
+    for p in nb.prange(rows_a.shape[0]):
+        ra = rows_a[p]
+        rb = rows_b[p]
+        d = 0
+        for j in range(width):
+            ca = _code(a[ra, j], kind, edges, lo, scale, scale_t, n_codes)
+            cb = _code(a[rb, j], kind, edges, lo, scale, scale_t, n_codes)
+            if ca != cb:
+                d = 1
+                break
+        differ += d
+    return differ
+
+
+@nb.njit(parallel=True, cache=True)
+def _bin_codes(a, kind, edges, lo, scale, scale_t, n_codes, out):
+    rows, width = a.shape
+    for i in nb.prange(rows):
+        for j in range(width):
+            out[i, j] = _code(a[i, j], kind, edges, lo, scale, scale_t, n_codes)
+
+
+@nb.njit(parallel=True, cache=True)
+def _kde_tile(tile, rn, cn, ry, cy, scale, row_offset, col_offset, ra, rc, ca, cc, columns):
+    rows, cols = tile.shape
+    for i in nb.prange(rows):
+        s_all = 0.0
+        s_cls = 0.0
+        yi = ry[i]
+        for j in range(cols):
+            if row_offset + i == col_offset + j:
+                e = 1.0
+            else:
+                d = rn[i] + cn[j] - 2.0 * tile[i, j]
+                if not (d > 0.0):
+                    d = 0.0
+                e = np.exp(-d * scale)
+            tile[i, j] = e
+            s_all += e
+            if cy[j] == yi:
+                s_cls += e
+        ra[i] += s_all
+        rc[i] += s_cls
+    if not columns:
+        return
+    block = 64
+    n_blocks = (cols + block - 1) // block
+    for b in nb.prange(n_blocks):
+        j0 = b * block
+        j1 = min(cols, j0 + block)
+        acc_all = np.zeros(block)
+        acc_cls = np.zeros(block)
+        for i in range(rows):
+            yi = ry[i]
+            for j in range(j0, j1):
+                acc_all[j - j0] += tile[i, j]
+                if cy[j] == yi:
+                    acc_cls[j - j0] += tile[i, j]
+        for j in range(j0, j1):
+            ca[j] += acc_all[j - j0]
+            cc[j] += acc_cls[j - j0]
+
+
+def _require(ok: bool, what: str) -> None:
+    if not ok:
+        raise ValueError(f"fastmem._numba: {what}")
+
+
+def _check(a, kind, edges, n_codes):
+    _require(
+        isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64),
+        "a must be a float32 or float64 ndarray",
+    )
+    _require(a.ndim == 2 and a.flags.c_contiguous, "a must be 2-D and C-contiguous")
+    _require(kind in (0, 1, 2, 3), "unknown bin kind")
+    _require(
+        isinstance(edges, np.ndarray) and edges.dtype == np.float64 and edges.ndim == 1,
+        "edges must be a 1-D float64 ndarray",
+    )
+    _require(kind > 1 or edges.shape[0] >= 1, "edge kinds need at least one edge")
+    _require(kind == 3 or n_codes >= 1, "n_codes must be positive")
+
+
+def _vec(x, dtype, n, what):
+    _require(
+        isinstance(x, np.ndarray) and x.dtype == dtype and x.ndim == 1 and x.flags.c_contiguous,
+        f"{what} must be a 1-D C-contiguous {np.dtype(dtype)} ndarray",
+    )
+    if n is not None:
+        _require(x.shape[0] == n, f"{what}: wrong length")
+
+
+def bin_keys(a, kind, edges, lo, scale, n_codes, rows_per_segment, key1, key2, occupancy, bad):
+    """Two 64-bit keys per row of binned codes; non-finite count into ``bad[0]``."""
+    _check(a, kind, edges, n_codes)
+    rows, width = a.shape
+    _require(
+        rows_per_segment >= 1 and rows % rows_per_segment == 0,
+        "rows must be a multiple of rows_per_segment",
+    )
+    _vec(key1, np.uint64, rows, "key1")
+    _vec(key2, np.uint64, rows, "key2")
+    _vec(bad, np.int64, 1, "bad")
+    _vec(occupancy, np.uint8, None, "occupancy")
+    cells = (rows // rows_per_segment) * width * n_codes
+    _require(
+        occupancy.shape[0] == 0 or (kind != 3 and occupancy.shape[0] == cells),
+        "occupancy must be empty or hold segments * width * n_codes flags",
+    )
+    bad[0] = _bin_keys(
+        a, int(kind), edges, float(lo), float(scale), a.dtype.type(scale), int(n_codes),
+        int(rows_per_segment), key1, key2, occupancy, occupancy.shape[0] > 0,
+    )  # fmt: skip
+
+
+def bin_rows_equal(a, kind, edges, lo, scale, n_codes, rows_a, rows_b, differ):
+    """Number of row pairs whose codes differ, into ``differ[0]``."""
+    _check(a, kind, edges, n_codes)
+    _vec(rows_a, np.int64, None, "rows_a")
+    _vec(rows_b, np.int64, rows_a.shape[0], "rows_b")
+    _vec(differ, np.int64, 1, "differ")
+    n = a.shape[0]
+    for r in (rows_a, rows_b):
+        _require(r.size == 0 or (r.min() >= 0 and r.max() < n), "row index out of range")
+    differ[0] = _bin_rows_equal(
+        a, int(kind), edges, float(lo), float(scale), a.dtype.type(scale), int(n_codes),
+        rows_a, rows_b,
+    )  # fmt: skip
+
+
+def bin_codes(a, kind, edges, lo, scale, n_codes, out):
+    """The integer code of every value of ``a`` into ``out`` (int64, same shape)."""
+    _check(a, kind, edges, n_codes)
+    _require(
+        isinstance(out, np.ndarray) and out.dtype == np.int64 and out.shape == a.shape,
+        "a and out must have the same shape (out int64)",
+    )
+    _require(out.flags.c_contiguous, "out must be C-contiguous")
+    _bin_codes(a, int(kind), edges, float(lo), float(scale), a.dtype.type(scale), int(n_codes), out)
+
+
+def kde_tile(
+    tile, row_norms, col_norms, row_labels, col_labels, scale, row_offset, col_offset,
+    row_all, row_cls, col_all, col_cls, columns,
+):  # fmt: skip
+    """Gaussian kernel values of a Gram tile (in place) and their row / column sums."""
+    _require(
+        isinstance(tile, np.ndarray) and tile.dtype == np.float64 and tile.ndim == 2,
+        "tile must be a 2-D float64 ndarray",
+    )
+    _require(tile.flags.c_contiguous, "tile must be C-contiguous")
+    rows, cols = tile.shape
+    for v, n, w in (
+        (row_norms, rows, "row_norms"), (row_all, rows, "row_all"), (row_cls, rows, "row_cls"),
+        (col_norms, cols, "col_norms"), (col_all, cols, "col_all"), (col_cls, cols, "col_cls"),
+    ):  # fmt: skip
+        _vec(v, np.float64, n, w)
+    _vec(row_labels, np.int64, rows, "row_labels")
+    _vec(col_labels, np.int64, cols, "col_labels")
+    _kde_tile(
+        tile, row_norms, col_norms, row_labels, col_labels, float(scale), int(row_offset),
+        int(col_offset), row_all, row_cls, col_all, col_cls, bool(columns),
+    )  # fmt: skip

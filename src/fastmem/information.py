@@ -1,0 +1,833 @@
+"""Information plane: binned and kernel (KDE) mutual information of layer representations.
+
+For a layer representation ``T`` (the activations of one layer on ``N`` inputs), labels
+``Y`` and inputs ``X``, the information-plane coordinates are ``I(X;T)`` and ``I(T;Y)``
+(Shwartz-Ziv & Tishby 2017; Saxe et al. 2018), always reported in bits.
+
+Binned estimators discretise every activation, treat each distinct row of codes as one
+value of ``T`` and use plug-in entropies: ``I(X;T) = H(T) - H(T|X)``, ``I(T;Y) = H(T) -
+H(T|Y)``; with every input its own ``x`` (the default) ``H(T|X) = 0``. The modes
+reproduce the research codes:
+
+``"idnns"``
+    Shwartz-Ziv's IDNNs: edges ``float32 linspace(lo, hi, bins)``; a value becomes
+    ``edges[digitize(a, edges) - 1]``, so a value below the first edge wraps to the
+    *last* edge (the same bin as values ``>= hi``). Kept for reproduction only.
+``"ibsgd"``
+    Saxe et al.'s ibsgd (``simplebinmi``): integer codes ``floor(a / binsize)`` computed
+    in the activation's precision, unbounded (no range, no clipping).
+``"equal_width"``
+    The default for new work: ``bins`` equal-width bins over ``range``, values outside
+    clipped into the end bins, no wrap: ``clip(floor((a - lo) * bins / (hi - lo)), 0,
+    bins - 1)`` in float64.
+``"equal_mass"``
+    Chelombiev et al. 2019's adaptive binning: ``bins`` bins whose edges are the
+    quantiles of the layer's activations pooled over its units (per checkpoint).
+``"adaptive_max"``
+    Chelombiev et al. 2019's range rule: equal-width bins over ``[min, max]`` of the
+    layer's activations, taken over all checkpoints of the layer in
+    :func:`information_plane` (over the one array in :func:`binned_mi`).
+
+The kernels fold the codes of each row into two independent 64-bit keys in one pass,
+count (key, label) groups with one sort, and compare the codes of rows whose keys
+agree exactly: a hash collision is detected, never merged (an exact, slower path then
+takes over).
+
+The KDE estimator (:func:`kde_mi`) is Kolchinsky & Tracey's pairwise-distance bound
+on the entropy of a Gaussian mixture with noise variance ``s^2`` around each row, as
+used by ibsgd, computed over row tiles: the ``N x N`` distance matrix never exists.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._backend import Backend, select_backend, to_device
+from ._validate import _to_host_or_cupy, common_device
+from .errors import InputError
+
+__all__ = [
+    "MODES",
+    "InformationPlane",
+    "MutualInformation",
+    "binned_mi",
+    "information_plane",
+    "kde_mi",
+]
+
+MODES = ("idnns", "ibsgd", "equal_width", "equal_mass", "adaptive_max")
+_KIND_EDGES_WRAP, _KIND_EDGES, _KIND_UNIFORM, _KIND_FLOOR = 0, 1, 2, 3
+# Rows of one layer stacked over checkpoints per kernel call (bytes of activations).
+_CHUNK_BYTES = 256 << 20
+_KDE_TILE = 1024
+_LN2 = math.log(2.0)
+builtins_range = range  # binned_mi's `range` argument shadows the builtin
+
+
+def _fold_keys(key1: Any) -> Any:
+    """The sort key's hash part (a hook: tests replace it to force key collisions)."""
+    return key1
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, tuple | list):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    if isinstance(v, float | np.floating):
+        f = float(v)
+        return None if math.isnan(f) else f
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    return v
+
+
+@dataclass(frozen=True)
+class MutualInformation:
+    """Mutual-information estimates of one layer (floats) or several (tuples, in order).
+
+    Attributes
+    ----------
+    i_xt, i_ty : float or tuple of float
+        ``I(X;T)`` and ``I(T;Y)`` in bits.
+    h_t : float or tuple of float
+        ``H(T)`` in bits (for KDE: the bound on the differential entropy).
+    h_t_given_y : float or tuple of float
+        ``H(T|Y)`` in bits.
+    n_distinct : int or tuple of int or None
+        Distinct binned rows (None for KDE).
+    saturation : float or tuple of float or None
+        ``H(T) / log2 N``: 1 when every row is distinct, when ``I(X;T)`` cannot grow.
+    empty_bin_fraction : float or tuple of float or None
+        Fraction of (unit, bin) cells that no row falls into (NaN for the unbounded
+        ``"ibsgd"`` codes, None for KDE).
+    backend, mode, estimator : str
+    params : dict
+    """
+
+    i_xt: Any
+    i_ty: Any
+    h_t: Any
+    h_t_given_y: Any
+    n_distinct: Any
+    saturation: Any
+    empty_bin_fraction: Any
+    backend: str
+    mode: str
+    estimator: str = "binned"
+    params: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-able dict of every field (NaN as None)."""
+        return {
+            k: _jsonable(getattr(self, k))
+            for k in (
+                "i_xt", "i_ty", "h_t", "h_t_given_y", "n_distinct", "saturation",
+                "empty_bin_fraction", "backend", "mode", "estimator", "params",
+            )
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class InformationPlane:
+    """Information-plane trajectory: one point per (checkpoint, layer).
+
+    Attributes
+    ----------
+    i_xt, i_ty, h_t : ndarray (n_checkpoints, n_layers)
+        ``I(X;T)``, ``I(T;Y)`` and ``H(T)`` in bits.
+    epochs : ndarray (n_checkpoints,)
+        The epoch (or step) of each checkpoint.
+    estimator, mode, backend : str
+    params : dict
+    """
+
+    i_xt: np.ndarray
+    i_ty: np.ndarray
+    h_t: np.ndarray
+    epochs: np.ndarray
+    estimator: str
+    mode: str
+    backend: str
+    params: dict = field(default_factory=dict)
+
+    @property
+    def n_checkpoints(self) -> int:
+        return int(self.i_xt.shape[0])
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.i_xt.shape[1])
+
+    def to_dict(self) -> dict:
+        """JSON-able dict: arrays as nested lists (checkpoint-major)."""
+        return {
+            "i_xt": _jsonable(self.i_xt),
+            "i_ty": _jsonable(self.i_ty),
+            "h_t": _jsonable(self.h_t),
+            "epochs": _jsonable(self.epochs),
+            "estimator": self.estimator,
+            "mode": self.mode,
+            "backend": self.backend,
+            "params": _jsonable(self.params),
+        }
+
+    def plot(self, ax: Any = None, *, cmap: str = "viridis") -> Any:
+        """The usual picture: each layer's trajectory, points coloured by epoch.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+            Where to draw (a new figure when None). Needs matplotlib (extra ``study``).
+        cmap : str
+            Colour map of the epochs.
+
+        Returns
+        -------
+        matplotlib Axes
+
+        Examples
+        --------
+        >>> import numpy as np, fastmem
+        >>> rng = np.random.default_rng(0)
+        >>> snaps = [[np.tanh(rng.normal(size=(64, 3)) * s)] for s in (0.5, 2.0, 8.0)]
+        >>> plane = fastmem.information_plane(snaps, rng.integers(0, 2, 64))
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> ax = plane.plot()
+        >>> ax.get_xlabel()
+        'I(X;T) [bits]'
+        """
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "InformationPlane.plot needs matplotlib (pip install matplotlib)"
+            ) from exc
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 4))
+        ep = np.asarray(self.epochs, dtype=float)
+        norm = plt.Normalize(vmin=float(ep.min()), vmax=float(max(ep.max(), ep.min() + 1e-12)))
+        for layer in range(self.n_layers):
+            ax.plot(self.i_xt[:, layer], self.i_ty[:, layer], color="0.8", lw=0.5, zorder=1)
+            sc = ax.scatter(
+                self.i_xt[:, layer], self.i_ty[:, layer], c=ep, cmap=cmap, norm=norm, s=12,
+                zorder=2,
+            )  # fmt: skip
+        ax.set_xlabel("I(X;T) [bits]")
+        ax.set_ylabel("I(T;Y) [bits]")
+        ax.set_title(f"information plane ({self.estimator}, {self.mode})")
+        if self.n_layers:
+            ax.figure.colorbar(sc, ax=ax, label="epoch")
+        return ax
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _activation(x: Any, name: str, xp: Any) -> Any:
+    arr = _to_host_or_cupy(x, name)
+    if arr.dtype.kind not in "biuf":
+        raise InputError(f"{name}: must be numeric, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise InputError(f"{name}: expected a 2-D array (n, width), got shape {arr.shape}")
+    if arr.shape[1] == 0:
+        raise InputError(f"{name}: has no columns (shape {arr.shape})")
+    dt = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
+    return xp.ascontiguousarray(xp.asarray(arr), dtype=dt)
+
+
+def _labels(labels: Any, n: int | None) -> tuple[np.ndarray, int, np.ndarray]:
+    """Labels as classes 0..C-1 (host int64), C, and the class counts."""
+    y = _to_host_or_cupy(labels, "labels")
+    y = y.get() if hasattr(y, "get") else np.asarray(y)
+    if y.ndim != 1:
+        raise InputError(f"labels: expected a 1-D integer array, got shape {y.shape}")
+    if y.dtype.kind not in "biu":
+        raise InputError(f"labels: must be integers, got dtype {y.dtype}")
+    if n is not None and y.shape[0] != n:
+        raise InputError(f"labels: has {y.shape[0]} entries for {n} activation rows")
+    if y.shape[0] < 2:
+        raise InputError(f"labels: N must be at least 2, got {y.shape[0]}")
+    _, inv, counts = np.unique(y, return_inverse=True, return_counts=True)
+    return inv.astype(np.int64).ravel(), int(counts.shape[0]), counts
+
+
+def _inputs(inputs: Any, n: int) -> tuple[np.ndarray | None, int]:
+    if inputs is None:
+        return None, n
+    x = _to_host_or_cupy(inputs, "inputs")
+    x = x.get() if hasattr(x, "get") else np.asarray(x)
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[0] != n:
+        raise InputError(f"inputs: expected {n} rows, got shape {x.shape}")
+    if x.dtype.kind == "f":
+        x = x + 0.0  # -0.0 and 0.0 are the same input
+    _, inv = np.unique(x, axis=0, return_inverse=True)
+    inv = inv.astype(np.int64).ravel()
+    return inv, int(inv.max()) + 1
+
+
+def _entropy_bits(counts: np.ndarray, n: int) -> float:
+    c = counts.astype(np.float64)
+    return float(math.log2(n) - float(np.sum(c * np.log2(c))) / n)
+
+
+# ----------------------------------------------------------------------------- binning
+
+
+@dataclass(frozen=True)
+class _Spec:
+    kind: int
+    edges: np.ndarray
+    lo: float
+    scale: float
+    n_codes: int
+
+
+def _check_mode(mode: str, bins: Any, range_: Any, binsize: float) -> tuple[int, float, float]:
+    if mode not in MODES:
+        raise InputError(f"mode: must be one of {MODES}, got {mode!r}")
+    if isinstance(bins, bool) or not isinstance(bins, int | np.integer) or bins < 2:
+        raise InputError(f"bins: must be an integer >= 2, got {bins!r}")
+    try:
+        lo, hi = (float(v) for v in range_)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"range: must be a pair (lo, hi), got {range_!r}") from exc
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise InputError(f"range: must be finite with lo < hi, got {range_!r}")
+    if not (isinstance(binsize, int | float) and math.isfinite(binsize) and binsize > 0):
+        raise InputError(f"binsize: must be a positive number, got {binsize!r}")
+    return int(bins), lo, hi
+
+
+def _spec(
+    mode: str, bins: int, lo: float, hi: float, binsize: float, xp: Any, arrays: list[Any]
+) -> _Spec:
+    empty = np.empty(0, dtype=np.float64)
+    if mode == "idnns":
+        edges = np.linspace(lo, hi, bins).astype(np.float32).astype(np.float64)
+        return _Spec(_KIND_EDGES_WRAP, edges, 0.0, 0.0, bins)
+    if mode == "ibsgd":
+        return _Spec(_KIND_FLOOR, empty, 0.0, float(binsize), 0)
+    if mode == "equal_width":
+        return _Spec(_KIND_UNIFORM, empty, lo, bins / (hi - lo), bins)
+    if mode == "adaptive_max":
+        a_lo = min(float(xp.min(a)) for a in arrays)
+        a_hi = max(float(xp.max(a)) for a in arrays)
+        if not (math.isfinite(a_lo) and math.isfinite(a_hi)):
+            raise InputError("activations: contain NaN or Inf value(s)")
+        scale = bins / (a_hi - a_lo) if a_hi > a_lo else 0.0
+        return _Spec(_KIND_UNIFORM, empty, a_lo, scale, bins)
+    # equal_mass: interior edges at the pooled quantiles
+    pooled = xp.concatenate([xp.ravel(a).astype(np.float64) for a in arrays])
+    if not bool(xp.isfinite(pooled).all()):
+        raise InputError("activations: contain NaN or Inf value(s)")
+    q = xp.quantile(pooled, xp.linspace(0.0, 1.0, bins + 1)[1:-1])
+    q = q.get() if hasattr(q, "get") else np.asarray(q)
+    return _Spec(_KIND_EDGES, np.ascontiguousarray(q, dtype=np.float64), 0.0, 0.0, bins)
+
+
+def _run_sums(xp: Any, starts: Any, rows: int, seg_of_run: Any, n_seg: int) -> tuple[Any, Any]:
+    """Per segment: sum of c log2 c over runs, and the number of runs."""
+    ends = xp.concatenate([starts[1:], xp.asarray([rows], dtype=starts.dtype)])
+    c = (ends - starts).astype(np.float64)
+    s = xp.bincount(seg_of_run, weights=c * xp.log2(c), minlength=n_seg)
+    return s, xp.bincount(seg_of_run, minlength=n_seg)
+
+
+def _joint_sums(xp: Any, tid: Any, other: Any, n_other: int, n: int, n_seg: int) -> Any:
+    """sum c log2 c over the groups of (tid, other), per segment (tid never spans two)."""
+    key = tid * n_other + other
+    order = xp.argsort(key)
+    ks = key[order]
+    start = xp.ones(ks.shape[0], dtype=bool)
+    start[1:] = ks[1:] != ks[:-1]
+    starts = xp.flatnonzero(start)
+    return _run_sums(xp, starts, ks.shape[0], order[starts] // n, n_seg)[0]
+
+
+def _layer_stats(
+    be: Backend, a: Any, n: int, spec: _Spec, y: Any, b: int, xid: Any, n_x: int, occ: bool
+) -> dict[str, np.ndarray]:
+    """Entropy sums of every segment (checkpoint) of ``a`` (segments x n rows)."""
+    xp, k = be.xp, be.kernels
+    rows, width = a.shape
+    n_seg = rows // n
+    key1 = xp.empty(rows, dtype=np.uint64)
+    key2 = xp.empty(rows, dtype=np.uint64)
+    bad = xp.zeros(1, dtype=np.int64)
+    occupancy = xp.zeros(n_seg * width * spec.n_codes if occ else 0, dtype=np.uint8)
+    edges = xp.asarray(spec.edges)
+    args = (spec.kind, edges, spec.lo, spec.scale, spec.n_codes)
+    k.bin_keys(a, *args, n, key1, key2, occupancy, bad)
+    if int(bad[0]):
+        raise InputError(f"activations: contain {int(bad[0])} NaN or Inf value(s)")
+    yy = xp.tile(y, n_seg)
+    low = np.uint64((1 << b) - 1)
+    s = (_fold_keys(key1) & ~low) | yy.astype(np.uint64)
+    order = xp.argsort(s)
+    ss = s[order]
+    t_start = xp.ones(rows, dtype=bool)
+    t_start[1:] = (ss[1:] & ~low) != (ss[:-1] & ~low)
+    ty_start = t_start.copy()
+    ty_start[1:] |= ss[1:] != ss[:-1]
+    t_starts = xp.flatnonzero(t_start)
+    gid = xp.cumsum(t_start) - 1
+    head = order[t_starts[gid]]
+    need = head != order
+    ra, rb = order[need], head[need]
+    exact = bool(((ra // n) == (rb // n)).all()) and bool((key2[ra] == key2[rb]).all())
+    if exact and ra.shape[0]:
+        differ = xp.zeros(1, dtype=np.int64)
+        k.bin_rows_equal(a, *args, xp.ascontiguousarray(ra), xp.ascontiguousarray(rb), differ)
+        exact = int(differ[0]) == 0
+    if exact:
+        s_t, n_distinct = _run_sums(xp, t_starts, rows, order[t_starts] // n, n_seg)
+        ty_starts = xp.flatnonzero(ty_start)
+        s_ty = _run_sums(xp, ty_starts, rows, order[ty_starts] // n, n_seg)[0]
+        tid = xp.empty(rows, dtype=np.int64)
+        tid[order] = gid
+    else:
+        # A collision on both keys (or a forced one in tests): group the codes exactly.
+        codes = xp.empty((rows, width), dtype=np.int64)
+        k.bin_codes(a, *args, codes)
+        seg = (xp.arange(rows, dtype=np.int64) // n)[:, None]
+        host = to_device(xp.concatenate([seg, codes], axis=1), "cpu")
+        _, inv = np.unique(host, axis=0, return_inverse=True)
+        tid = xp.asarray(inv.astype(np.int64).ravel())
+        starts_order = xp.argsort(tid)
+        ts = tid[starts_order]
+        st = xp.ones(rows, dtype=bool)
+        st[1:] = ts[1:] != ts[:-1]
+        t_st = xp.flatnonzero(st)
+        s_t, n_distinct = _run_sums(xp, t_st, rows, starts_order[t_st] // n, n_seg)
+        s_ty = _joint_sums(xp, tid, yy, 1 << b, n, n_seg)
+    if xid is None or n_x == n:
+        s_tx = xp.full(n_seg, np.nan)
+    else:
+        s_tx = _joint_sums(xp, tid, xp.tile(xid, n_seg), n_x, n, n_seg)
+    out = {"s_t": s_t, "s_ty": s_ty, "s_tx": s_tx, "n_distinct": n_distinct}
+    if occ:
+        filled = occupancy.reshape(n_seg, -1).sum(axis=1, dtype=np.int64)
+        out["empty"] = 1.0 - filled / float(width * spec.n_codes)
+    else:
+        out["empty"] = xp.full(n_seg, np.nan)
+    return {key: np.asarray(to_device(v, "cpu")) for key, v in out.items()}
+
+
+def _finish(stats: dict[str, np.ndarray], n: int, h_y: float, h_x: float) -> dict[str, np.ndarray]:
+    log_n = math.log2(n)
+    h_t = log_n - stats["s_t"] / n
+    h_ty = log_n - stats["s_ty"] / n
+    h_t_given_y = h_ty - h_y
+    s_tx = stats["s_tx"]
+    h_t_given_x = np.where(np.isnan(s_tx), 0.0, (log_n - s_tx / n) - h_x)
+    return {
+        "i_xt": h_t - h_t_given_x,
+        "i_ty": h_t - h_t_given_y,
+        "h_t": h_t,
+        "h_t_given_y": h_t_given_y,
+        "n_distinct": stats["n_distinct"].astype(np.int64),
+        "saturation": h_t / log_n,
+        "empty": stats["empty"],
+    }
+
+
+def _binned_layers(
+    be: Backend,
+    layers: list[list[Any]],
+    y: np.ndarray,
+    n_classes: int,
+    xid: np.ndarray | None,
+    n_x: int,
+    mode: str,
+    bins: int,
+    lo: float,
+    hi: float,
+    binsize: float,
+) -> list[dict[str, np.ndarray]]:
+    """Per layer: the statistics of each of its checkpoints (arrays of length n_ckpt)."""
+    xp = be.xp
+    n = int(layers[0][0].shape[0])
+    b = max(1, (n_classes - 1).bit_length())
+    y_dev = xp.asarray(y.astype(np.uint64))
+    x_dev = None if xid is None else xp.asarray(xid)
+    h_y = _entropy_bits(np.bincount(y), n)
+    h_x = 0.0 if xid is None else _entropy_bits(np.bincount(xid), n)
+    occ = mode != "ibsgd"
+    results = []
+    for arrays in layers:
+        parts = []
+        if mode == "equal_mass":
+            groups = [[a] for a in arrays]  # edges of their own per checkpoint
+        else:
+            per = max(1, _CHUNK_BYTES // max(1, arrays[0].nbytes))
+            groups = [arrays[i : i + per] for i in range(0, len(arrays), per)]
+        layer_spec = (
+            None if mode == "equal_mass" else _spec(mode, bins, lo, hi, binsize, xp, arrays)
+        )
+        for group in groups:
+            spec = layer_spec or _spec(mode, bins, lo, hi, binsize, xp, group)
+            a = group[0] if len(group) == 1 else xp.concatenate(group, axis=0)
+            parts.append(_layer_stats(be, a, n, spec, y_dev, b, x_dev, n_x, occ))
+        stats = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        results.append(_finish(stats, n, h_y, h_x))
+    return results
+
+
+def _prepare_layers(activations: Any, name: str) -> tuple[list[Any], bool, str]:
+    single = not isinstance(activations, list | tuple)
+    layers = [activations] if single else list(activations)
+    if not layers:
+        raise InputError(f"{name}: no layers given")
+    device = common_device(**{f"{name}[{i}]": a for i, a in enumerate(layers)})
+    return layers, single, device
+
+
+def binned_mi(
+    activations: Any,
+    labels: Any,
+    *,
+    bins: int = 30,
+    range: tuple[float, float] = (-1.0, 1.0),
+    mode: str = "idnns",
+    inputs: Any = None,
+    binsize: float = 0.07,
+    backend: str | None = None,
+) -> MutualInformation:
+    """Binned (plug-in) ``I(X;T)`` and ``I(T;Y)`` of one layer or a list of layers.
+
+    Parameters
+    ----------
+    activations : array_like (N, width), or a list of them
+        The layer representation(s) ``T`` (NumPy, CuPy or torch). float32 stays float32.
+    labels : array_like (N,) of int
+        The class of every row.
+    bins : int
+        Number of bins (``"idnns"``: number of edges, as in IDNNs). At least 2.
+    range : (float, float)
+        ``(lo, hi)`` of the ``"idnns"`` edges and the ``"equal_width"`` bins.
+    mode : {"idnns", "ibsgd", "equal_width", "equal_mass", "adaptive_max"}
+        The discretisation; see the module docstring for each mode's source and quirk.
+        ``"equal_width"`` is the recommended choice for new work; ``"idnns"`` (the
+        default) reproduces the published information planes.
+    inputs : array_like (N, input_dim), optional
+        Identifies equal inputs (rows equal as values are one ``x``). Default: every
+        row is its own ``x``, so ``I(X;T) = H(T)``.
+    binsize : float
+        ``"ibsgd"`` bin width (ibsgd's 0.07).
+    backend : {"cpp", "numba", "cuda"}, optional
+        Force a kernel backend.
+
+    Returns
+    -------
+    MutualInformation
+        Floats for one array, tuples (one entry per layer) for a list.
+
+    Raises
+    ------
+    InputError
+        Non-integer labels or labels of the wrong length, N < 2, bins < 2, NaN or Inf
+        activations, an unknown mode.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmem
+    >>> t = np.array([[0.1], [0.1], [0.9], [0.9]])
+    >>> mi = fastmem.binned_mi(t, np.array([0, 0, 1, 1]), mode="equal_width", bins=2,
+    ...                        range=(0.0, 1.0))
+    >>> mi.i_xt, mi.i_ty, mi.n_distinct
+    (1.0, 1.0, 2)
+    """
+    bins, lo, hi = _check_mode(mode, bins, range, binsize)
+    layers, single, device = _prepare_layers(activations, "activations")
+    be = select_backend(device, backend)
+    arrs = [
+        _activation(a, "activations" if single else f"activations[{i}]", be.xp)
+        for i, a in enumerate(layers)
+    ]
+    n = int(arrs[0].shape[0])
+    for i, a in enumerate(arrs):
+        if a.shape[0] != n:
+            raise InputError(f"activations[{i}]: has {a.shape[0]} rows, layer 0 has {n}")
+    y, n_classes, _ = _labels(labels, n)
+    xid, n_x = _inputs(inputs, n)
+    res = _binned_layers(
+        be, [[a] for a in arrs], y, n_classes, xid, n_x, mode, bins, lo, hi, binsize
+    )
+
+    def pick(key: str, cast: Any = float) -> Any:
+        vals = tuple(cast(r[key][0]) for r in res)
+        return vals[0] if single else vals
+
+    params = {"bins": bins, "range": [lo, hi], "binsize": float(binsize), "n": n,
+              "n_classes": n_classes, "inputs": inputs is not None}  # fmt: skip
+    return MutualInformation(
+        i_xt=pick("i_xt"), i_ty=pick("i_ty"), h_t=pick("h_t"),
+        h_t_given_y=pick("h_t_given_y"), n_distinct=pick("n_distinct", int),
+        saturation=pick("saturation"), empty_bin_fraction=pick("empty"),
+        backend=be.name, mode=mode, estimator="binned", params=params,
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- KDE
+
+
+def _kde_entropies(
+    be: Backend, t: Any, y: np.ndarray, counts: np.ndarray, var: float
+) -> tuple[float, float]:
+    """KL-form entropy bound (nats) of T and sum_y p(y) of T|y, kernel variance ``var``."""
+    xp, k = be.xp, be.kernels
+    n, d = t.shape
+    scale = 1.0 / (2.0 * var)
+    norms = xp.ascontiguousarray((t * t).sum(axis=1))
+    yd = xp.asarray(y)
+    row_all = xp.zeros(n)
+    row_cls = xp.zeros(n)
+    ts = min(n, _KDE_TILE)
+    buf = xp.empty(ts * ts)
+    for i0 in builtins_range(0, n, ts):
+        i1 = min(n, i0 + ts)
+        for j0 in builtins_range(i0, n, ts):
+            j1 = min(n, j0 + ts)
+            g = buf[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
+            xp.matmul(t[i0:i1], t[j0:j1].T, out=g)
+            k.kde_tile(
+                g, norms[i0:i1], norms[j0:j1], yd[i0:i1], yd[j0:j1], scale, i0, j0,
+                row_all[i0:i1], row_cls[i0:i1], row_all[j0:j1], row_cls[j0:j1], j0 != i0,
+            )  # fmt: skip
+    row_all = np.asarray(to_device(row_all, "cpu"))
+    row_cls = np.asarray(to_device(row_cls, "cpu"))
+    normconst = d / 2.0 * math.log(2.0 * math.pi * var)
+    h_all = d / 2.0 - float(np.mean(np.log(row_all) - math.log(n) - normconst))
+    h_cls = 0.0
+    for c, n_c in enumerate(counts):
+        lp = np.log(row_cls[y == c]) - math.log(n_c) - normconst
+        h_cls += n_c / n * (d / 2.0 - float(np.mean(lp)))
+    return h_all, h_cls
+
+
+def kde_mi(
+    activations: Any,
+    labels: Any,
+    *,
+    noise_var: float = 1e-3,
+    bound: str = "upper",
+    backend: str | None = None,
+) -> MutualInformation:
+    """Kernel (KDE) bounds on ``I(X;T)`` and ``I(T;Y)`` (Kolchinsky & Tracey; ibsgd).
+
+    ``T`` is taken with added Gaussian noise of variance ``noise_var``. The entropy of
+    the mixture is bounded above by the pairwise-KL form ``H(T) <= d/2 - mean_i log
+    mean_j exp(-||t_i - t_j||^2 / (2 s^2)) - d/2 log(2 pi s^2)`` and below by the
+    Bhattacharyya form (the same with ``4 s^2``, plus ``d/2 log(1/4)``). ``I(X;T) =
+    H(T) - d/2 (log(2 pi s^2) + 1)`` and ``I(T;Y) = H(T) - sum_y p(y) H(T|y)``, in bits.
+    Squared distances come from GEMMs over row tiles (upper triangle only); a fused
+    kernel turns each tile into kernel values and accumulates row and column sums in
+    float64, so memory stays at one tile.
+
+    Parameters
+    ----------
+    activations : array_like (N, d), or a list of them
+    labels : array_like (N,) of int
+    noise_var : float
+        ``s^2`` (ibsgd: 1e-3). Positive.
+    bound : {"upper", "lower"}
+    backend : {"cpp", "numba", "cuda"}, optional
+
+    Returns
+    -------
+    MutualInformation
+        With ``n_distinct``, ``saturation`` and ``empty_bin_fraction`` None.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmem
+    >>> t = np.array([[0.0], [0.0], [5.0], [5.0]])
+    >>> mi = fastmem.kde_mi(t, np.array([0, 0, 1, 1]))
+    >>> round(mi.i_ty, 6)
+    1.0
+    """
+    if bound not in ("upper", "lower"):
+        raise InputError(f"bound: must be 'upper' or 'lower', got {bound!r}")
+    if not (isinstance(noise_var, int | float) and math.isfinite(noise_var) and noise_var > 0):
+        raise InputError(f"noise_var: must be a positive number, got {noise_var!r}")
+    layers, single, device = _prepare_layers(activations, "activations")
+    be = select_backend(device, backend)
+    y, _, counts = _labels(labels, None)
+    vals: dict[str, list[float]] = {"i_xt": [], "i_ty": [], "h_t": [], "h_t_given_y": []}
+    for i, layer in enumerate(layers):
+        name = "activations" if single else f"activations[{i}]"
+        t = _activation(layer, name, be.xp).astype(np.float64, copy=False)
+        t = be.xp.ascontiguousarray(t)
+        if t.shape[0] != y.shape[0]:
+            raise InputError(f"labels: has {y.shape[0]} entries for {t.shape[0]} rows of {name}")
+        if not bool(be.xp.isfinite(t).all()):
+            raise InputError(f"{name}: contains NaN or Inf value(s)")
+        h, hy = _kde_point(be, t, y, counts, float(noise_var), bound)
+        d = t.shape[1]
+        h_given_x = d / 2.0 * (math.log(2.0 * math.pi * noise_var) + 1.0)
+        vals["h_t"].append(float(h / _LN2))
+        vals["h_t_given_y"].append(float(hy / _LN2))
+        vals["i_xt"].append(float((h - h_given_x) / _LN2))
+        vals["i_ty"].append(float((h - hy) / _LN2))
+
+    def pick(key: str) -> Any:
+        return vals[key][0] if single else tuple(vals[key])
+
+    return MutualInformation(
+        i_xt=pick("i_xt"), i_ty=pick("i_ty"), h_t=pick("h_t"), h_t_given_y=pick("h_t_given_y"),
+        n_distinct=None, saturation=None, empty_bin_fraction=None, backend=be.name,
+        mode=bound, estimator="kde", params={"noise_var": float(noise_var), "bound": bound},
+    )  # fmt: skip
+
+
+def _kde_point(
+    be: Backend, t: Any, y: np.ndarray, counts: np.ndarray, var: float, bound: str
+) -> tuple[float, float]:
+    d = t.shape[1]
+    if bound == "upper":
+        return _kde_entropies(be, t, y, counts, var)
+    h, hy = _kde_entropies(be, t, y, counts, 4.0 * var)
+    shift = d / 2.0 * math.log(0.25)
+    return h + shift, hy + shift
+
+
+# ----------------------------------------------------------------------------- plane
+
+
+def information_plane(
+    snapshots: Sequence[Any],
+    labels: Any,
+    *,
+    estimator: str = "binned",
+    X: Any = None,
+    epochs: Any = None,
+    inputs: Any = None,
+    backend: str | None = None,
+    **kw: Any,
+) -> InformationPlane:
+    """``I(X;T)`` and ``I(T;Y)`` of every layer at every checkpoint.
+
+    Parameters
+    ----------
+    snapshots : sequence
+        One entry per checkpoint: a list of per-layer activation arrays (all with N
+        rows; layer l has the same width at every checkpoint), or a
+        :class:`fastmem.Network`, in which case ``X`` is required and the layers are
+        ``Network.layer_outputs(X)`` (hidden post-activations, then the logits).
+    labels : array_like (N,) of int
+    estimator : {"binned", "kde"}
+        :func:`binned_mi` (all checkpoints of a layer in one kernel call, chunked to
+        bound memory) or :func:`kde_mi`.
+    X : array_like (N, input_dim), optional
+        Inputs of Network snapshots.
+    epochs : array_like (n_checkpoints,), optional
+        Epoch of each checkpoint (default 0, 1, ...).
+    inputs : array_like, optional
+        As for :func:`binned_mi` (binned only).
+    backend : {"cpp", "numba", "cuda"}, optional
+    **kw
+        Passed on: ``mode``, ``bins``, ``range``, ``binsize`` (binned); ``noise_var``,
+        ``bound`` (kde). ``"adaptive_max"`` takes its range over all checkpoints.
+
+    Returns
+    -------
+    InformationPlane
+
+    Examples
+    --------
+    >>> import numpy as np, fastmem
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 2, 100)
+    >>> snaps = [[np.tanh(s * rng.normal(size=(100, 4))), np.eye(2)[y]] for s in (0.1, 1, 10)]
+    >>> plane = fastmem.information_plane(snaps, y, mode="equal_width", bins=10)
+    >>> plane.i_xt.shape
+    (3, 2)
+    >>> bool(np.allclose(plane.i_ty[:, 1], plane.i_ty[0, 1]))
+    True
+    """
+    from .network import Network
+
+    if estimator not in ("binned", "kde"):
+        raise InputError(f"estimator: must be 'binned' or 'kde', got {estimator!r}")
+    snaps = list(snapshots)
+    if not snaps:
+        raise InputError("snapshots: no checkpoints given")
+    if any(isinstance(s, Network) for s in snaps):
+        if X is None:
+            raise InputError("X: required when snapshots are Networks")
+        snaps = [
+            s.layer_outputs(X, backend=backend) if isinstance(s, Network) else s for s in snaps
+        ]
+    layers_per: list[list[Any]] = []
+    for c, s in enumerate(snaps):
+        if not isinstance(s, list | tuple) or not s:
+            raise InputError(f"snapshots[{c}]: must be a non-empty list of layer activations")
+        layers_per.append(list(s))
+    n_layers = len(layers_per[0])
+    for c, s in enumerate(layers_per):
+        if len(s) != n_layers:
+            raise InputError(f"snapshots[{c}]: has {len(s)} layers, snapshots[0] has {n_layers}")
+    ep = np.arange(len(snaps)) if epochs is None else np.asarray(epochs)
+    if ep.shape != (len(snaps),):
+        raise InputError(f"epochs: expected {len(snaps)} entries, got shape {ep.shape}")
+    device = common_device(**{f"snapshots[0][{i}]": a for i, a in enumerate(layers_per[0])})
+    be = select_backend(device, backend)
+    shape0 = []
+    cols: list[list[Any]] = [[] for _ in builtins_range(n_layers)]
+    for c, s in enumerate(layers_per):
+        for i, a in enumerate(s):
+            arr = _activation(a, f"snapshots[{c}][{i}]", be.xp)
+            if c == 0:
+                shape0.append(arr.shape)
+            elif arr.shape != shape0[i]:
+                raise InputError(
+                    f"snapshots[{c}][{i}]: shape {arr.shape} differs from snapshots[0][{i}] "
+                    f"{shape0[i]}"
+                )
+            cols[i].append(arr)
+    n = shape0[0][0]
+    for i, sh in enumerate(shape0):
+        if sh[0] != n:
+            raise InputError(f"snapshots[0][{i}]: has {sh[0]} rows, layer 0 has {n}")
+    if estimator == "kde":
+        if inputs is not None:
+            raise InputError("inputs: not used by the kde estimator")
+        res = [
+            [kde_mi(cols[i][c], labels, backend=be.name, **kw) for i in builtins_range(n_layers)]
+            for c in builtins_range(len(snaps))
+        ]
+        grid = {
+            key: np.array([[getattr(r, key) for r in row] for row in res], dtype=np.float64)
+            for key in ("i_xt", "i_ty", "h_t")
+        }
+        return InformationPlane(
+            **grid, epochs=ep, estimator="kde", mode=res[0][0].mode, backend=be.name,
+            params=res[0][0].params,
+        )  # fmt: skip
+    mode = kw.pop("mode", "idnns")
+    bins, lo, hi = _check_mode(
+        mode, kw.pop("bins", 30), kw.pop("range", (-1.0, 1.0)), kw.get("binsize", 0.07)
+    )
+    binsize = float(kw.pop("binsize", 0.07))
+    if kw:
+        raise InputError(f"{sorted(kw)[0]}: unknown keyword for the binned estimator")
+    y, n_classes, _ = _labels(labels, n)
+    xid, n_x = _inputs(inputs, n)
+    res = _binned_layers(be, cols, y, n_classes, xid, n_x, mode, bins, lo, hi, binsize)
+    grid = {key: np.stack([r[key] for r in res], axis=1) for key in ("i_xt", "i_ty", "h_t")}
+    params = {"bins": bins, "range": [lo, hi], "binsize": binsize, "n": int(n),
+              "n_classes": n_classes, "inputs": inputs is not None}  # fmt: skip
+    return InformationPlane(
+        **grid, epochs=ep, estimator="binned", mode=mode, backend=be.name, params=params
+    )

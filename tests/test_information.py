@@ -1,0 +1,397 @@
+"""fastmem.information against plain-NumPy ports of the IDNNs / ibsgd estimators."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from support import on_backend_device
+
+import fastmem
+from fastmem import InputError
+from fastmem import information as info
+
+# ----------------------------------------------------------------------------- references
+
+
+def _void_rows(x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x)
+    return x.view(np.dtype((np.void, x.dtype.itemsize * x.shape[1]))).ravel()
+
+
+def _probs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    _, inverse, counts = np.unique(_void_rows(x), return_inverse=True, return_counts=True)
+    return counts / float(np.sum(counts)), inverse.ravel()
+
+
+def _h(p: np.ndarray) -> float:
+    return float(-np.sum(p * np.log2(p)))
+
+
+def idnns_reference(t, labels, inputs=None, bins=30, lo=-1.0, hi=1.0):
+    """A NumPy 2 port of IDNNs' calc_information_sampling (void-row np.unique, log2)."""
+    edges = np.linspace(lo, hi, bins).astype(np.float32)
+    digitized = edges[np.digitize(np.squeeze(t.reshape(1, -1)), edges) - 1].reshape(len(t), -1)
+    return _mi_from_discrete(digitized, labels, inputs)
+
+
+def ibsgd_reference(t, labels, inputs=None, binsize=0.07):
+    """ibsgd's simplebinmi.bin_calc_information2: floor codes (converted to bits)."""
+    return _mi_from_discrete(np.floor(t / binsize).astype(np.int64), labels, inputs)
+
+
+def _mi_from_discrete(d, labels, inputs):
+    p_t, _ = _probs(d)
+    h_t = _h(p_t)
+    x = np.arange(len(d))[:, None] if inputs is None else inputs
+    p_x, inv_x = _probs(x)
+    h_t_x = sum(p_x[i] * _h(_probs(d[inv_x == i])[0]) for i in range(len(p_x)))
+    p_y, inv_y = _probs(np.asarray(labels)[:, None])
+    h_t_y = sum(p_y[i] * _h(_probs(d[inv_y == i])[0]) for i in range(len(p_y)))
+    return h_t - h_t_x, h_t - h_t_y, h_t
+
+
+def equal_width_reference(t, labels, bins, lo, hi):
+    codes = np.clip(np.floor((t.astype(np.float64) - lo) * (bins / (hi - lo))), 0, bins - 1)
+    return _mi_from_discrete(codes.astype(np.int64), labels, None)
+
+
+def kde_reference(t, labels, var, bound):
+    """Dense N x N Kolchinsky-Tracey bounds (ibsgd kde.py), in bits."""
+    t = t.astype(np.float64)
+    n, d = t.shape
+
+    def h_kl(x, v):
+        dists = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+        lse = np.log(np.exp(-dists / (2 * v)).sum(1))
+        lprobs = lse - np.log(len(x)) - d / 2 * np.log(2 * np.pi * v)
+        return d / 2 - lprobs.mean()
+
+    def h(x):
+        return h_kl(x, var) if bound == "upper" else h_kl(x, 4 * var) + np.log(0.25) * d / 2
+
+    ht = h(t)
+    classes, counts = np.unique(labels, return_counts=True)
+    hy = sum(c / n * h(t[labels == k]) for k, c in zip(classes, counts, strict=True))
+    hx = d / 2 * (np.log(2 * np.pi * var) + 1)
+    return (ht - hx) / np.log(2), (ht - hy) / np.log(2), ht / np.log(2)
+
+
+def _acts(rng, n, w, kind):
+    z = rng.normal(scale=2.0, size=(n, w))
+    if kind == "tanh":
+        return np.tanh(z).astype(np.float32)
+    return np.maximum(z, 0.0).astype(np.float32)  # ReLU: values far above 1
+
+
+# ----------------------------------------------------------------------------- exactness
+
+
+@pytest.mark.parametrize("kind", ["tanh", "relu"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_idnns_matches_port(backend, kind, dtype):
+    rng = np.random.default_rng(1)
+    t = _acts(rng, 300, 3, kind).astype(dtype)
+    t[:5] = [[-1.5, 1.0, -1.0], [2.0, -0.99, 0.5], [-7.0, 3.0, 0.0], [-0.0, 0.0, 1.2], [1, 1, 1]]
+    y = rng.integers(0, 3, 300)
+    x = rng.integers(0, 40, (300, 1))
+    for inputs in (None, x):
+        mi = fastmem.binned_mi(on_backend_device(t, backend), y, inputs=inputs, backend=backend)
+        ixt, ity, ht = idnns_reference(t, y, inputs)
+        assert mi.i_xt == pytest.approx(ixt, abs=1e-12)
+        assert mi.i_ty == pytest.approx(ity, abs=1e-12)
+        assert mi.h_t == pytest.approx(ht, abs=1e-12)
+        assert mi.backend == backend
+
+
+def test_idnns_wraps_below_range(backend):
+    # -1.5 lands on the top edge, the same bin as 1.0: one distinct row.
+    t = np.array([[-1.5], [1.0], [1.0], [-1.5]])
+    mi = fastmem.binned_mi(t, [0, 0, 1, 1], backend=backend)
+    assert mi.n_distinct == 1
+    clean = fastmem.binned_mi(t, [0, 0, 1, 1], mode="equal_width", backend=backend)
+    assert clean.n_distinct == 2
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ibsgd_matches_floor_reference(backend, dtype):
+    rng = np.random.default_rng(2)
+    t = _acts(rng, 400, 4, "relu").astype(dtype) - dtype(0.3)
+    y = rng.integers(0, 2, 400)
+    mi = fastmem.binned_mi(t, y, mode="ibsgd", backend=backend)
+    ixt, ity, ht = ibsgd_reference(t, y)
+    assert (mi.i_xt, mi.i_ty, mi.h_t) == pytest.approx((ixt, ity, ht), abs=1e-12)
+    assert math.isnan(mi.empty_bin_fraction)
+    assert mi.to_dict()["empty_bin_fraction"] is None
+
+
+def test_equal_width_and_adaptive(backend):
+    rng = np.random.default_rng(3)
+    t = rng.normal(size=(500, 5))
+    y = rng.integers(0, 4, 500)
+    mi = fastmem.binned_mi(t, y, mode="equal_width", bins=8, range=(-2, 2), backend=backend)
+    assert (mi.i_xt, mi.i_ty) == pytest.approx(equal_width_reference(t, y, 8, -2, 2)[:2], abs=1e-12)
+    ad = fastmem.binned_mi(t, y, mode="adaptive_max", bins=8, backend=backend)
+    ref = equal_width_reference(t, y, 8, t.min(), t.max())
+    assert (ad.i_xt, ad.i_ty) == pytest.approx(ref[:2], abs=1e-12)
+
+
+def test_equal_mass(backend):
+    rng = np.random.default_rng(4)
+    t = rng.exponential(size=(600, 3))
+    y = rng.integers(0, 2, 600)
+    mi = fastmem.binned_mi(t, y, mode="equal_mass", bins=6, backend=backend)
+    edges = np.quantile(t.ravel(), np.linspace(0, 1, 7)[1:-1])
+    codes = np.searchsorted(edges, t, side="right")
+    assert (mi.i_xt, mi.i_ty) == pytest.approx(_mi_from_discrete(codes, y, None)[:2], abs=1e-12)
+    assert mi.empty_bin_fraction == pytest.approx(0.0)
+
+
+def test_empty_bin_fraction(backend):
+    t = np.array([[0.1, -0.9], [0.1, 0.9], [0.6, 0.9]])
+    mi = fastmem.binned_mi(t, [0, 1, 1], mode="equal_width", bins=4, backend=backend)
+    # unit 0 hits bins {2, 3}, unit 1 bins {0, 3}: 4 of 8 cells
+    assert mi.empty_bin_fraction == pytest.approx(0.5)
+
+
+def test_collisions_are_resolved_exactly(backend, monkeypatch):
+    """All keys forced equal: the exact comparison must split the rows again."""
+    rng = np.random.default_rng(5)
+    t = np.tanh(rng.normal(size=(200, 3)) * 3)
+    y = rng.integers(0, 3, 200)
+    want = fastmem.binned_mi(t, y, backend=backend)
+    monkeypatch.setattr(info, "_fold_keys", lambda k: k * np.uint64(0))
+    got = fastmem.binned_mi(t, y, backend=backend, inputs=rng.integers(0, 9, 200))
+    got0 = fastmem.binned_mi(t, y, backend=backend)
+    assert (got0.i_xt, got0.i_ty, got0.n_distinct) == (want.i_xt, want.i_ty, want.n_distinct)
+    ref = idnns_reference(t, y, None)
+    assert got0.i_ty == pytest.approx(ref[1], abs=1e-12)
+    assert got.h_t == pytest.approx(want.h_t, abs=1e-12)
+
+
+def test_negative_zero_is_zero(backend):
+    t = np.array([[-0.0, 1e-300], [0.0, 1e-300]])
+    for mode in info.MODES:
+        mi = fastmem.binned_mi(t, [0, 1], mode=mode, backend=backend)
+        assert mi.n_distinct == 1, mode
+
+
+# ----------------------------------------------------------------------------- known cases
+
+
+def test_known_cases(backend):
+    n = 64
+    y = np.arange(n) % 4
+    distinct = np.linspace(-0.99, 0.99, n)[:, None]
+    mi = fastmem.binned_mi(distinct, y, mode="equal_width", bins=1000, backend=backend)
+    assert mi.i_xt == pytest.approx(math.log2(n), abs=1e-12) and mi.saturation == 1.0
+    const = fastmem.binned_mi(np.full((n, 3), 0.3), y, backend=backend)
+    assert (const.i_xt, const.i_ty, const.n_distinct) == (0.0, 0.0, 1)
+    onehot = np.eye(4)[y]
+    hy = math.log2(4)
+    ty = fastmem.binned_mi(onehot, y, mode="equal_width", bins=2, range=(0, 1), backend=backend)
+    assert ty.i_ty == pytest.approx(hy, abs=1e-12)
+
+
+def test_data_processing(backend):
+    """Layer 2 = a deterministic function of layer 1's codes: I(X;T2) <= I(X;T1) etc."""
+    rng = np.random.default_rng(6)
+    t1 = rng.uniform(-1, 1, (500, 4))
+    codes = np.clip(np.floor((t1 + 1) * 5), 0, 9)
+    centres = -1 + (codes + 0.5) / 5
+    t2 = np.tanh(centres @ rng.normal(size=(4, 2)))  # a function of t1's bins
+    y = rng.integers(0, 3, 500)
+    mi = fastmem.binned_mi([t1, t2], y, mode="equal_width", bins=10, backend=backend)
+    assert mi.i_xt[1] <= mi.i_xt[0] + 1e-12
+    assert mi.i_ty[1] <= mi.i_ty[0] + 1e-12
+
+
+@given(
+    n=st.integers(2, 80),
+    w=st.integers(1, 70),
+    bins=st.integers(2, 40),
+    classes=st.integers(1, 5),
+    seed=st.integers(0, 2**31),
+    mode=st.sampled_from(["idnns", "equal_width"]),
+)
+def test_hypothesis_shapes(n, w, bins, classes, seed, mode):
+    rng = np.random.default_rng(seed)
+    t = (rng.normal(size=(n, w)) * 1.5).astype(np.float32)
+    y = rng.integers(0, classes, n)
+    results = [fastmem.binned_mi(t, y, mode=mode, bins=bins, backend=b) for b in _cpu_backends()]
+    if mode == "idnns":
+        ref = idnns_reference(t, y, None, bins=bins)
+    else:
+        ref = equal_width_reference(t, y, bins, -1.0, 1.0)
+    for r in results:
+        assert (r.i_xt, r.i_ty, r.h_t) == pytest.approx(ref, abs=1e-12)
+    assert len({(r.i_xt, r.i_ty, r.n_distinct, r.empty_bin_fraction) for r in results}) == 1
+
+
+@pytest.mark.parametrize("kind, n_codes", [(0, 30), (1, 7), (2, 30), (2, 300), (3, 0)])
+def test_keys_identical_across_cpu_backends(kind, n_codes):
+    """The C++ fast path (uniform byte codes) and generic path hash like Numba's."""
+    import fastmem._numba as nk
+
+    core = pytest.importorskip("fastmem._core")
+    rng = np.random.default_rng(14)
+    a = (rng.normal(size=(40, 301)) * 2).astype(np.float32)
+    edges = np.sort(rng.normal(size=max(1, n_codes - 1))) if kind < 2 else np.empty(0)
+    keys = []
+    for mod in (core, nk):
+        k1, k2 = np.empty(40, np.uint64), np.empty(40, np.uint64)
+        occ = np.zeros(4 * 301 * n_codes if kind != 3 else 0, np.uint8)
+        bad = np.zeros(1, np.int64)
+        mod.bin_keys(a, kind, edges, -1.5, n_codes / 3.0, n_codes, 10, k1, k2, occ, bad)
+        keys.append((k1, k2, occ))
+    for x, z in zip(keys[0], keys[1], strict=True):
+        np.testing.assert_array_equal(x, z)
+
+
+def _cpu_backends():
+    return [b for b in ("cpp", "numba") if fastmem.backends()[b].available]
+
+
+# ----------------------------------------------------------------------------- KDE
+
+
+@pytest.mark.parametrize("bound", ["upper", "lower"])
+def test_kde_matches_dense(backend, bound, monkeypatch):
+    monkeypatch.setattr(info, "_KDE_TILE", 37)  # several tiles, ragged edges
+    rng = np.random.default_rng(7)
+    t = np.tanh(rng.normal(size=(150, 6)))
+    y = rng.integers(0, 3, 150)
+    mi = fastmem.kde_mi(on_backend_device(t, backend), y, noise_var=0.05, bound=bound)
+    ref = kde_reference(t, y, 0.05, bound)
+    assert (mi.i_xt, mi.i_ty, mi.h_t) == pytest.approx(ref, rel=1e-10, abs=1e-10)
+
+
+def test_kde_lower_below_upper(backend):
+    rng = np.random.default_rng(8)
+    t = rng.normal(size=(120, 3)) * 0.2
+    y = rng.integers(0, 2, 120)
+    up = fastmem.kde_mi(t, y, bound="upper", noise_var=0.01, backend=backend)
+    lo = fastmem.kde_mi(t, y, bound="lower", noise_var=0.01, backend=backend)
+    assert lo.h_t <= up.h_t and lo.i_xt <= up.i_xt
+
+
+def test_kde_backends_agree():
+    rng = np.random.default_rng(9)
+    t = rng.normal(size=(90, 5))
+    y = rng.integers(0, 2, 90)
+    r = [fastmem.kde_mi(t, y, backend=b).to_dict() for b in _cpu_backends()]
+    for a in r[1:]:
+        for key in ("i_xt", "i_ty", "h_t"):
+            assert a[key] == pytest.approx(r[0][key], rel=1e-12)
+
+
+# ----------------------------------------------------------------------------- plane
+
+
+def test_plane_equals_per_checkpoint(backend, monkeypatch):
+    monkeypatch.setattr(info, "_CHUNK_BYTES", 3000)  # chunks of a few checkpoints
+    rng = np.random.default_rng(10)
+    y = rng.integers(0, 2, 100)
+    snaps = [
+        [np.tanh(s * rng.normal(size=(100, 4))), np.tanh(s * rng.normal(size=(100, 2)))]
+        for s in (0.3, 1.0, 3.0, 10.0, 30.0)
+    ]
+    for mode in info.MODES:
+        plane = fastmem.information_plane(snaps, y, mode=mode, bins=12, backend=backend)
+        assert plane.i_xt.shape == (5, 2) and plane.backend == backend
+        if mode == "adaptive_max":
+            continue  # range over all checkpoints: checked below
+        for c, snap in enumerate(snaps):
+            mi = fastmem.binned_mi(snap, y, mode=mode, bins=12, backend=backend)
+            np.testing.assert_allclose(plane.i_xt[c], mi.i_xt, atol=1e-12)
+            np.testing.assert_allclose(plane.i_ty[c], mi.i_ty, atol=1e-12)
+    plane = fastmem.information_plane(snaps, y, mode="adaptive_max", bins=12, backend=backend)
+    lo = min(s[0].min() for s in snaps)
+    hi = max(s[0].max() for s in snaps)
+    for c, snap in enumerate(snaps):
+        ref = equal_width_reference(snap[0], y, 12, lo, hi)
+        assert plane.i_xt[c, 0] == pytest.approx(ref[0], abs=1e-12)
+    d = plane.to_dict()
+    assert len(d["i_xt"]) == 5 and d["estimator"] == "binned"
+
+
+def test_plane_kde_and_plot(tmp_path):
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, 2, 50)
+    snaps = [[rng.normal(size=(50, 3))] for _ in range(3)]
+    plane = fastmem.information_plane(snaps, y, estimator="kde", epochs=[1, 5, 9])
+    assert plane.i_ty.shape == (3, 1)
+    ref = kde_reference(snaps[1][0], y, 1e-3, "upper")
+    assert plane.i_ty[1, 0] == pytest.approx(ref[1], rel=1e-10)
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    ax = plane.plot()
+    ax.figure.savefig(tmp_path / "plane.png")
+
+
+@pytest.mark.parametrize("activation", ["relu", "hardtanh"])
+def test_plane_from_networks(backend, activation):
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(80, 3))
+    y = rng.integers(0, 2, 80)
+    nets = [
+        fastmem.Network.from_arrays(
+            [rng.normal(size=(4, 3)), rng.normal(size=(2, 4))], [np.zeros(4), np.zeros(2)],
+            activation,
+        )
+        for _ in range(3)
+    ]  # fmt: skip
+    plane = fastmem.information_plane(
+        nets, y, X=on_backend_device(X, backend), mode="equal_width", backend=backend
+    )
+    for c, net in enumerate(nets):
+        mi = fastmem.binned_mi(net.layer_outputs(X), y, mode="equal_width")
+        np.testing.assert_allclose(plane.i_ty[c], mi.i_ty, atol=1e-12)
+
+
+def test_plane_from_tanh_networks():
+    if "tanh" not in fastmem.network.ACTIVATIONS:
+        pytest.skip("tanh Network not merged yet")
+    rng = np.random.default_rng(13)
+    X = rng.normal(size=(60, 2))
+    y = rng.integers(0, 2, 60)
+    net = fastmem.Network.from_arrays(
+        [rng.normal(size=(3, 2)), rng.normal(size=(2, 3))], [np.zeros(3), np.zeros(2)], "tanh"
+    )
+    plane = fastmem.information_plane([net], y, X=X)
+    hidden = np.tanh(X @ net.weights[0].T + net.biases[0]) if hasattr(net, "weights") else None
+    if hidden is not None:
+        ref = idnns_reference(hidden, y)
+        assert plane.i_xt[0, 0] == pytest.approx(ref[0], abs=1e-12)
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_errors():
+    t = np.zeros((4, 2))
+    y = np.array([0, 1, 0, 1])
+    cases = [
+        (lambda: fastmem.binned_mi(t, y.astype(float)), "labels"),
+        (lambda: fastmem.binned_mi(t, y[:3]), "labels"),
+        (lambda: fastmem.binned_mi(t[:1], y[:1]), "labels"),
+        (lambda: fastmem.binned_mi(t, y, bins=1), "bins"),
+        (lambda: fastmem.binned_mi(t, y, mode="nope"), "mode"),
+        (lambda: fastmem.binned_mi(np.array([[np.nan, 0]] * 4), y), "activations"),
+        (lambda: fastmem.binned_mi(np.array([[np.inf, 0]] * 4), y, mode="ibsgd"), "activations"),
+        (lambda: fastmem.binned_mi(np.array([[0, np.nan]] * 4), y, mode="equal_width"), "activ"),
+        (lambda: fastmem.kde_mi(t, y, noise_var=0.0), "noise_var"),
+        (lambda: fastmem.kde_mi(t, y, bound="mid"), "bound"),
+        (lambda: fastmem.kde_mi(np.array([[np.nan, 0]] * 4), y), "activations"),
+        (lambda: fastmem.information_plane([[t], [t, t]], y), "snapshots[1]"),
+        (lambda: fastmem.information_plane([[t], [np.zeros((4, 3))]], y), "snapshots[1][0]"),
+        (lambda: fastmem.information_plane([[t]], y, estimator="x"), "estimator"),
+        (lambda: fastmem.information_plane([[t]], y, epochs=[1, 2]), "epochs"),
+        (lambda: fastmem.binned_mi(t, y, inputs=np.zeros((3, 1))), "inputs"),
+    ]
+    for fn, name in cases:
+        with pytest.raises(InputError, match=name.replace("[", r"\[").replace("]", r"\]")):
+            fn()
