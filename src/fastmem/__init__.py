@@ -13,8 +13,18 @@ dtype('uint64')
 
 from __future__ import annotations
 
-from . import bounds, intervals, linalg, memorize, regions
+from . import bounds, critical, intervals, linalg, memorize, regions
 from ._backend import BackendInfo, backends, select_backend
+from .critical import (
+    CertifiedRadius,
+    CriticalSamples,
+    CSRCurve,
+    LossSensitivity,
+    certified_radius,
+    critical_samples,
+    csr_curve,
+    loss_sensitivity,
+)
 from .errors import BackendError, ConditioningError, ConditioningWarning, InputError
 from .intervals import Intervals, generalization_intervals
 from .memorize import Construction
@@ -27,22 +37,31 @@ __all__ = [
     "ACTIVATIONS",
     "BackendError",
     "BackendInfo",
+    "CSRCurve",
+    "CertifiedRadius",
     "ConditioningError",
     "ConditioningWarning",
     "Construction",
+    "CriticalSamples",
     "InputError",
     "Intervals",
+    "LossSensitivity",
     "Network",
     "SegmentRegions",
     "__version__",
     "along_segments",
     "backends",
     "bounds",
+    "certified_radius",
+    "critical",
+    "critical_samples",
+    "csr_curve",
     "distance_to_boundary",
     "distinct_patterns",
     "generalization_intervals",
     "intervals",
     "linalg",
+    "loss_sensitivity",
     "memorize",
     "regions",
     "sawtooth",

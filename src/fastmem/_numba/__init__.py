@@ -10,6 +10,14 @@ from __future__ import annotations
 
 import numba
 
+from .critical import crit_activate as crit_activate
+from .critical import crit_backward as crit_backward
+from .critical import crit_check as crit_check
+from .critical import crit_concretize as crit_concretize
+from .critical import crit_interval as crit_interval
+from .critical import crit_random_start as crit_random_start
+from .critical import crit_relax as crit_relax
+from .critical import crit_step as crit_step
 from .memorize import cover_gains as cover_gains
 from .memorize import cover_margins as cover_margins
 from .memorize import cover_matrix as cover_matrix
