@@ -24,5 +24,6 @@ inline void require(bool ok, const std::string& what) {
 void patterns(py::module_& m);
 void regions(py::module_& m);
 void memorize(py::module_& m);
+void critical(py::module_& m);
 
 }  // namespace fastmem::bind

@@ -22,6 +22,7 @@ PYBIND11_MODULE(_core, m) {
   fastmem::bind::patterns(m);
   fastmem::bind::regions(m);
   fastmem::bind::memorize(m);
+  fastmem::bind::critical(m);
   m.def("max_threads", &max_threads, "OpenMP threads a kernel uses (honours OMP_NUM_THREADS).");
 #ifdef _OPENMP
   m.attr("openmp") = true;

@@ -60,5 +60,6 @@ inline DeviceView device_view(const py::object& obj, const char* name) {
 void patterns(py::module_& m);
 void regions(py::module_& m);
 void memorize(py::module_& m);
+void critical(py::module_& m);
 
 }  // namespace fastmem::bind
