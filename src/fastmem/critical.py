@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Backend, to_device
+from ._backend import Backend, kernels_own_the_cores, to_device
 from .errors import InputError
 from .network import ACTIVATIONS, Network
 
@@ -762,11 +762,54 @@ def critical_samples(
     batch = _DEFAULT_BATCH if batch_size is None else _positive_int(batch_size, "batch_size")
     seed = _seed(rng)
     Xd, be, model = _prepare(net, X, backend, box)
-    xp = model.xp
-    n = Xd.shape[0]
     lo, hi = _ball(model, Xd, radius, box)
     pred = _predict(model, Xd)
+    with kernels_own_the_cores(be):
+        return _critical_body(
+            model,
+            be,
+            Xd,
+            lo,
+            hi,
+            pred,
+            _known,
+            certify,
+            batch,
+            method,
+            steps,
+            step_size,
+            noise,
+            restarts,
+            seed,
+            _early_stop,
+            radius,
+            box,
+        )
 
+
+def _critical_body(
+    model,
+    be,
+    Xd,
+    lo,
+    hi,
+    pred,
+    _known,
+    certify,
+    batch,
+    method,
+    steps,
+    step_size,
+    noise,
+    restarts,
+    seed,
+    _early_stop,
+    radius,
+    box,
+) -> CriticalSamples:
+    # BLAS single-threaded: its spinning idle threads would starve the OpenMP kernels
+    xp = model.xp
+    n = Xd.shape[0]
     adversarial = xp.full(Xd.shape, xp.nan, dtype=model.dtype)
     found = xp.zeros(n, dtype=bool)
     robust = xp.zeros(n, dtype=bool)
@@ -985,6 +1028,20 @@ def loss_sensitivity(
     labels = _labels(y, Xd.shape[0], model.n_classes, xp)
     n = Xd.shape[0]
     values = xp.empty(n, dtype=model.dtype)
+    with kernels_own_the_cores(be):
+        _ls_batches(model, Xd, labels, norm, values)
+    host = _host(values)
+    return LossSensitivity(
+        values=host,
+        gini=_gini(host),
+        backend=be.name,
+        params={"norm": norm if norm != math.inf else "inf"},
+    )
+
+
+def _ls_batches(model: _Model, Xd: Any, labels: Any, norm: float, values: Any) -> None:
+    xp = model.xp
+    n = Xd.shape[0]
     for a in range(0, n, _DEFAULT_BATCH):
         b = min(a + _DEFAULT_BATCH, n)
         logits, ds = model.forward(Xd[a:b], derivs=True)
@@ -995,13 +1052,6 @@ def loss_sensitivity(
             values[a:b] = xp.sqrt((g * g).sum(axis=1))
         else:
             values[a:b] = xp.abs(g).max(axis=1)
-    host = _host(values)
-    return LossSensitivity(
-        values=host,
-        gini=_gini(host),
-        backend=be.name,
-        params={"norm": norm if norm != math.inf else "inf"},
-    )
 
 
 def _labels(y: Any, n: int, n_classes: int, xp: Any) -> Any:
