@@ -898,8 +898,8 @@ def csr_curve(net: Network, X: Any, radii: Any, **kw: Any) -> CSRCurve:
     >>> net = fastmem.Network.from_arrays([np.array([[1.0, -1.0]]) * 10], [np.zeros(1)])
     >>> X = np.array([[0.5, 0.1], [0.5, 0.49], [0.5, 0.3]])
     >>> curve = fastmem.csr_curve(net, X, [0.01, 0.15, 0.3], method="pgd", rng=0)
-    >>> curve.csr_lower.tolist(), curve.csr_upper.tolist()
-    ([0.3333333333333333, 0.6666666666666666, 1.0], [0.3333333333333333, 0.6666666666666666, 1.0])
+    >>> curve.n_critical.tolist(), curve.n_robust.tolist()   # x1 = 0.49, 0.3, 0.1 flip in turn
+    ([1, 2, 3], [2, 1, 0])
     """
     try:
         rs = np.asarray(radii, dtype=np.float64).reshape(-1)
