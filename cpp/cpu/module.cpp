@@ -23,6 +23,7 @@ PYBIND11_MODULE(_core, m) {
   fastmem::bind::regions(m);
   fastmem::bind::memorize(m);
   fastmem::bind::information(m);
+  fastmem::bind::critical(m);
   m.def("max_threads", &max_threads, "OpenMP threads a kernel uses (honours OMP_NUM_THREADS).");
 #ifdef _OPENMP
   m.attr("openmp") = true;

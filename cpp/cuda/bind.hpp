@@ -61,5 +61,6 @@ void patterns(py::module_& m);
 void regions(py::module_& m);
 void memorize(py::module_& m);
 void information(py::module_& m);
+void critical(py::module_& m);
 
 }  // namespace fastmem::bind

@@ -18,6 +18,7 @@ PYBIND11_MODULE(_cuda, m) {
   fastmem::bind::regions(m);
   fastmem::bind::memorize(m);
   fastmem::bind::information(m);
+  fastmem::bind::critical(m);
   m.def("device_status", &device_status,
         "(number of devices, reason when there is none) from the CUDA runtime.");
   m.def("runtime_version", &fastmem::gpu::runtime_version);

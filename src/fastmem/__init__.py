@@ -13,8 +13,18 @@ dtype('uint64')
 
 from __future__ import annotations
 
-from . import bounds, information, intervals, linalg, memorize, regions
+from . import bounds, critical, information, intervals, linalg, memorize, regions
 from ._backend import BackendInfo, backends, select_backend
+from .critical import (
+    CertifiedRadius,
+    CriticalSamples,
+    CSRCurve,
+    LossSensitivity,
+    certified_radius,
+    critical_samples,
+    csr_curve,
+    loss_sensitivity,
+)
 from .errors import BackendError, ConditioningError, ConditioningWarning, InputError
 from .information import (
     InformationPlane,
@@ -34,12 +44,16 @@ __all__ = [
     "ACTIVATIONS",
     "BackendError",
     "BackendInfo",
+    "CSRCurve",
+    "CertifiedRadius",
     "ConditioningError",
     "ConditioningWarning",
     "Construction",
+    "CriticalSamples",
     "InformationPlane",
     "InputError",
     "Intervals",
+    "LossSensitivity",
     "MutualInformation",
     "Network",
     "SegmentRegions",
@@ -48,6 +62,10 @@ __all__ = [
     "backends",
     "binned_mi",
     "bounds",
+    "certified_radius",
+    "critical",
+    "critical_samples",
+    "csr_curve",
     "distance_to_boundary",
     "distinct_patterns",
     "generalization_intervals",
@@ -56,6 +74,7 @@ __all__ = [
     "intervals",
     "kde_mi",
     "linalg",
+    "loss_sensitivity",
     "memorize",
     "regions",
     "sawtooth",

@@ -10,6 +10,14 @@ from __future__ import annotations
 
 import numba
 
+from .critical import crit_activate as crit_activate
+from .critical import crit_backward as crit_backward
+from .critical import crit_check as crit_check
+from .critical import crit_concretize as crit_concretize
+from .critical import crit_interval as crit_interval
+from .critical import crit_random_start as crit_random_start
+from .critical import crit_relax as crit_relax
+from .critical import crit_step as crit_step
 from .information import bin_codes as bin_codes
 from .information import bin_keys as bin_keys
 from .information import bin_rows_equal as bin_rows_equal
@@ -29,13 +37,25 @@ numba_version = numba.__version__
 
 __all__ = [
     "apply_activation",
+    "bin_codes",
+    "bin_keys",
+    "bin_rows_equal",
     "collect_crossings",
     "count_crossings",
     "cover_gains",
     "cover_margins",
     "cover_matrix",
+    "crit_activate",
+    "crit_backward",
+    "crit_check",
+    "crit_concretize",
+    "crit_interval",
+    "crit_random_start",
+    "crit_relax",
+    "crit_step",
     "emit_pieces",
     "hash_patterns",
+    "kde_tile",
     "linear_recurrence",
     "next_preactivations",
     "numba_version",

@@ -1,0 +1,101 @@
+#include "critical_drivers.hpp"
+
+#include "fastmem/critical.hpp"
+
+namespace fastmem::cpu {
+
+template <class T>
+void crit_activate(T* z, T* deriv, int64_t rows, int64_t width, int kind, T slope) {
+  const int64_t n = rows * width;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) crit_act_deriv(z[i], deriv[i], kind, slope);
+}
+
+template <class T>
+void crit_step(T* x, const T* grad, const T* lo, const T* hi, const int64_t* ids, int64_t rows,
+               int64_t d, uint64_t seed, uint64_t stream, T step_size, T noise, bool use_noise) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t s = ids[r];
+    crit_step_row(x + r * d, grad + r * d, lo + s * d, hi + s * d, d, seed,
+                  static_cast<uint64_t>(s), stream, step_size, noise, use_noise);
+  }
+}
+
+template <class T>
+void crit_random_start(T* x, const T* lo, const T* hi, const int64_t* ids, int64_t rows,
+                       int64_t d, uint64_t seed, uint64_t stream) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t s = ids[r];
+    crit_random_start_row(x + r * d, lo + s * d, hi + s * d, d, seed, static_cast<uint64_t>(s),
+                          stream);
+  }
+}
+
+template <class T>
+void crit_check(const T* logits, const int64_t* labels, uint8_t* changed, int64_t rows,
+                int64_t k) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) changed[r] = crit_check_row(logits + r * k, k, labels[r]);
+}
+
+template <class T>
+void crit_interval(T* lo, T* hi, int64_t n, int kind, T slope) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) crit_interval_one(lo[i], hi[i], kind, slope);
+}
+
+template <class T>
+void crit_relax(const T* lo, const T* hi, int64_t n, int kind, double slope, T* aL, T* bL, T* aU,
+                T* bU) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    double a, b, c, e;
+    crit_relax_one(static_cast<double>(lo[i]), static_cast<double>(hi[i]), kind, slope, a, b, c,
+                   e);
+    aL[i] = static_cast<T>(a);
+    bL[i] = static_cast<T>(b);
+    aU[i] = static_cast<T>(c);
+    bU[i] = static_cast<T>(e);
+  }
+}
+
+template <class T>
+void crit_backward(T* lam, const int64_t* rows, int64_t n_rows, int64_t width, const T* aL,
+                   const T* bL, const T* aU, const T* bU, T* cst) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const int64_t s = rows[r] * width;
+    crit_backward_row(lam + r * width, width, aL + s, bL + s, aU + s, bU + s, cst[r]);
+  }
+}
+
+template <class T>
+void crit_concretize(const T* lam, const int64_t* rows, int64_t n_rows, int64_t d, const T* lo,
+                     const T* hi, T* cst) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const int64_t s = rows[r] * d;
+    crit_concretize_row(lam + r * d, d, lo + s, hi + s, cst[r]);
+  }
+}
+
+#define FASTMEM_CRIT_INSTANTIATE(T)                                                              \
+  template void crit_activate<T>(T*, T*, int64_t, int64_t, int, T);                              \
+  template void crit_step<T>(T*, const T*, const T*, const T*, const int64_t*, int64_t, int64_t, \
+                             uint64_t, uint64_t, T, T, bool);                                    \
+  template void crit_random_start<T>(T*, const T*, const T*, const int64_t*, int64_t, int64_t,   \
+                                     uint64_t, uint64_t);                                        \
+  template void crit_check<T>(const T*, const int64_t*, uint8_t*, int64_t, int64_t);             \
+  template void crit_interval<T>(T*, T*, int64_t, int, T);                                       \
+  template void crit_relax<T>(const T*, const T*, int64_t, int, double, T*, T*, T*, T*);         \
+  template void crit_backward<T>(T*, const int64_t*, int64_t, int64_t, const T*, const T*,       \
+                                 const T*, const T*, T*);                                        \
+  template void crit_concretize<T>(const T*, const int64_t*, int64_t, int64_t, const T*,         \
+                                   const T*, T*);
+
+FASTMEM_CRIT_INSTANTIATE(float)
+FASTMEM_CRIT_INSTANTIATE(double)
+
+}  // namespace fastmem::cpu

@@ -1,0 +1,168 @@
+#include <cuda_runtime.h>
+
+#include "critical_drivers.hpp"
+#include "runtime.hpp"
+#include "fastmem/critical.hpp"
+
+namespace fastmem::gpu {
+
+namespace {
+
+#define FASTMEM_GRID_LOOP(i, n)                                                   \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); \
+       i += int64_t(gridDim.x) * blockDim.x)
+
+template <class T>
+__global__ void activate_kernel(T* z, T* deriv, int64_t n, int kind, T slope) {
+  FASTMEM_GRID_LOOP(i, n) crit_act_deriv(z[i], deriv[i], kind, slope);
+}
+
+template <class T>
+__global__ void step_kernel(T* x, const T* grad, const T* lo, const T* hi, const int64_t* ids,
+                            int64_t rows, int64_t d, uint64_t seed, uint64_t stream, T step_size,
+                            T noise, bool use_noise) {
+  FASTMEM_GRID_LOOP(r, rows) {
+    const int64_t s = ids[r];
+    crit_step_row(x + r * d, grad + r * d, lo + s * d, hi + s * d, d, seed,
+                  static_cast<uint64_t>(s), stream, step_size, noise, use_noise);
+  }
+}
+
+template <class T>
+__global__ void start_kernel(T* x, const T* lo, const T* hi, const int64_t* ids, int64_t rows,
+                             int64_t d, uint64_t seed, uint64_t stream) {
+  FASTMEM_GRID_LOOP(r, rows) {
+    const int64_t s = ids[r];
+    crit_random_start_row(x + r * d, lo + s * d, hi + s * d, d, seed, static_cast<uint64_t>(s),
+                          stream);
+  }
+}
+
+template <class T>
+__global__ void check_kernel(const T* logits, const int64_t* labels, uint8_t* changed,
+                             int64_t rows, int64_t k) {
+  FASTMEM_GRID_LOOP(r, rows) changed[r] = crit_check_row(logits + r * k, k, labels[r]);
+}
+
+template <class T>
+__global__ void interval_kernel(T* lo, T* hi, int64_t n, int kind, T slope) {
+  FASTMEM_GRID_LOOP(i, n) crit_interval_one(lo[i], hi[i], kind, slope);
+}
+
+template <class T>
+__global__ void relax_kernel(const T* lo, const T* hi, int64_t n, int kind, double slope, T* aL,
+                             T* bL, T* aU, T* bU) {
+  FASTMEM_GRID_LOOP(i, n) {
+    double a, b, c, e;
+    crit_relax_one(static_cast<double>(lo[i]), static_cast<double>(hi[i]), kind, slope, a, b, c,
+                   e);
+    aL[i] = static_cast<T>(a);
+    bL[i] = static_cast<T>(b);
+    aU[i] = static_cast<T>(c);
+    bU[i] = static_cast<T>(e);
+  }
+}
+
+template <class T>
+__global__ void backward_kernel(T* lam, const int64_t* rows, int64_t n_rows, int64_t width,
+                                const T* aL, const T* bL, const T* aU, const T* bU, T* cst) {
+  FASTMEM_GRID_LOOP(r, n_rows) {
+    const int64_t s = rows[r] * width;
+    crit_backward_row(lam + r * width, width, aL + s, bL + s, aU + s, bU + s, cst[r]);
+  }
+}
+
+template <class T>
+__global__ void concretize_kernel(const T* lam, const int64_t* rows, int64_t n_rows, int64_t d,
+                                  const T* lo, const T* hi, T* cst) {
+  FASTMEM_GRID_LOOP(r, n_rows) {
+    const int64_t s = rows[r] * d;
+    crit_concretize_row(lam + r * d, d, lo + s, hi + s, cst[r]);
+  }
+}
+
+}  // namespace
+
+template <class T>
+int crit_activate(T* z, T* deriv, int64_t rows, int64_t width, int kind, T slope) {
+  const int64_t n = rows * width;
+  if (n == 0) return 0;
+  activate_kernel<T><<<blocks_for(n), kThreads>>>(z, deriv, n, kind, slope);
+  return finish();
+}
+
+template <class T>
+int crit_step(T* x, const T* grad, const T* lo, const T* hi, const int64_t* ids, int64_t rows,
+              int64_t d, uint64_t seed, uint64_t stream, T step_size, T noise, bool use_noise) {
+  if (rows == 0) return 0;
+  step_kernel<T><<<blocks_for(rows), kThreads>>>(x, grad, lo, hi, ids, rows, d, seed, stream,
+                                                  step_size, noise, use_noise);
+  return finish();
+}
+
+template <class T>
+int crit_random_start(T* x, const T* lo, const T* hi, const int64_t* ids, int64_t rows,
+                      int64_t d, uint64_t seed, uint64_t stream) {
+  if (rows == 0) return 0;
+  start_kernel<T><<<blocks_for(rows), kThreads>>>(x, lo, hi, ids, rows, d, seed, stream);
+  return finish();
+}
+
+template <class T>
+int crit_check(const T* logits, const int64_t* labels, uint8_t* changed, int64_t rows,
+               int64_t k) {
+  if (rows == 0) return 0;
+  check_kernel<T><<<blocks_for(rows), kThreads>>>(logits, labels, changed, rows, k);
+  return finish();
+}
+
+template <class T>
+int crit_interval(T* lo, T* hi, int64_t n, int kind, T slope) {
+  if (n == 0) return 0;
+  interval_kernel<T><<<blocks_for(n), kThreads>>>(lo, hi, n, kind, slope);
+  return finish();
+}
+
+template <class T>
+int crit_relax(const T* lo, const T* hi, int64_t n, int kind, double slope, T* aL, T* bL, T* aU,
+               T* bU) {
+  if (n == 0) return 0;
+  relax_kernel<T><<<blocks_for(n), kThreads>>>(lo, hi, n, kind, slope, aL, bL, aU, bU);
+  return finish();
+}
+
+template <class T>
+int crit_backward(T* lam, const int64_t* rows, int64_t n_rows, int64_t width, const T* aL,
+                  const T* bL, const T* aU, const T* bU, T* cst) {
+  if (n_rows == 0) return 0;
+  backward_kernel<T><<<blocks_for(n_rows), kThreads>>>(lam, rows, n_rows, width, aL, bL, aU, bU,
+                                                        cst);
+  return finish();
+}
+
+template <class T>
+int crit_concretize(const T* lam, const int64_t* rows, int64_t n_rows, int64_t d, const T* lo,
+                    const T* hi, T* cst) {
+  if (n_rows == 0) return 0;
+  concretize_kernel<T><<<blocks_for(n_rows), kThreads>>>(lam, rows, n_rows, d, lo, hi, cst);
+  return finish();
+}
+
+#define FASTMEM_CRIT_INSTANTIATE(T)                                                             \
+  template int crit_activate<T>(T*, T*, int64_t, int64_t, int, T);                              \
+  template int crit_step<T>(T*, const T*, const T*, const T*, const int64_t*, int64_t, int64_t, \
+                            uint64_t, uint64_t, T, T, bool);                                    \
+  template int crit_random_start<T>(T*, const T*, const T*, const int64_t*, int64_t, int64_t,   \
+                                    uint64_t, uint64_t);                                        \
+  template int crit_check<T>(const T*, const int64_t*, uint8_t*, int64_t, int64_t);             \
+  template int crit_interval<T>(T*, T*, int64_t, int, T);                                       \
+  template int crit_relax<T>(const T*, const T*, int64_t, int, double, T*, T*, T*, T*);         \
+  template int crit_backward<T>(T*, const int64_t*, int64_t, int64_t, const T*, const T*,       \
+                                const T*, const T*, T*);                                        \
+  template int crit_concretize<T>(const T*, const int64_t*, int64_t, int64_t, const T*,        \
+                                  const T*, T*);
+
+FASTMEM_CRIT_INSTANTIATE(float)
+FASTMEM_CRIT_INSTANTIATE(double)
+
+}  // namespace fastmem::gpu

@@ -1,0 +1,250 @@
+// Critical-sample kernels: activation with its derivative (the backward mask), the
+// adversarial step (sign, counter-based noise, projection to the ball-and-box), the
+// class-change check, and the per-neuron relaxations of IBP and CROWN.
+//
+// Noise: splitmix64 keyed by (seed, sample, stream, counter); a normal variate is
+// the standardized sum of four 32-bit uniforms (Irwin-Hall, variance exactly 1),
+// computed with integer and IEEE-exact double operations only, so every backend
+// draws bit-identical values. See src/fastmem/_numba/critical.py (same math).
+#pragma once
+
+#include <cstdint>
+
+#include "fastmem/hd.hpp"
+#include "fastmem/patterns.hpp"
+
+namespace fastmem {
+
+constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
+constexpr uint64_t kC2 = 0xD1B54A32D192ED03ULL;
+
+FASTMEM_HD inline uint64_t crit_rand64(uint64_t seed, uint64_t sample, uint64_t stream,
+                                       uint64_t counter) {
+  uint64_t h = mix64(seed + kGolden * (sample + 1));
+  h = mix64(h ^ (stream * kC2 + kGolden));
+  return mix64(h ^ (counter * kGolden + kC2));
+}
+
+FASTMEM_HD inline double crit_uniform_pm1(uint64_t seed, uint64_t sample, uint64_t stream,
+                                          uint64_t coord) {
+  const double k = static_cast<double>(crit_rand64(seed, sample, stream, coord) >> 32);
+  return (k + 0.5) * 0x1p-32 * 2.0 - 1.0;
+}
+
+FASTMEM_HD inline double crit_normal(uint64_t seed, uint64_t sample, uint64_t stream,
+                                     uint64_t coord) {
+  const uint64_t h1 = crit_rand64(seed, sample, stream, 2 * coord);
+  const uint64_t h2 = crit_rand64(seed, sample, stream, 2 * coord + 1);
+  double s = static_cast<double>(h1 >> 32) + static_cast<double>(h1 & 0xFFFFFFFFULL);
+  s = s + static_cast<double>(h2 >> 32) + static_cast<double>(h2 & 0xFFFFFFFFULL);
+  return ((s + 2.0) * 0x1p-32 - 2.0) * 1.7320508075688772;
+}
+
+// Activation in place; its derivative (the branch the forward pass took) into d.
+template <class T>
+FASTMEM_HD inline void crit_act_deriv(T& z, T& d, int kind, T slope) {
+  const T v = z;
+  switch (kind) {
+    case kRelu:
+      z = v > T(0) ? v : T(0);
+      d = v > T(0) ? T(1) : T(0);
+      break;
+    case kLeakyRelu:
+      z = v > T(0) ? v : slope * v;
+      d = v > T(0) ? T(1) : slope;
+      break;
+    case kHardtanh:
+      z = v < T(-1) ? T(-1) : (v > T(1) ? T(1) : v);
+      d = (v < T(-1) || v > T(1)) ? T(0) : T(1);
+      break;
+    default:
+      z = v >= T(0) ? T(1) : T(0);
+      d = T(0);
+  }
+}
+
+// One row of the step: x += step sign(g) [+ noise N(0,1)], clipped to [lo, hi].
+template <class T>
+FASTMEM_HD inline void crit_step_row(T* x, const T* g, const T* lo, const T* hi, int64_t d,
+                                     uint64_t seed, uint64_t sample, uint64_t stream,
+                                     T step_size, T noise, bool use_noise) {
+  for (int64_t j = 0; j < d; ++j) {
+    const T gj = g[j];
+    const T sg = gj > T(0) ? step_size : (gj < T(0) ? -step_size : step_size - step_size);
+    T v = x[j] + sg;
+    if (use_noise) v = v + noise * static_cast<T>(crit_normal(seed, sample, stream, j));
+    if (v < lo[j]) v = lo[j];
+    if (v > hi[j]) v = hi[j];
+    x[j] = v;
+  }
+}
+
+template <class T>
+FASTMEM_HD inline void crit_random_start_row(T* x, const T* lo, const T* hi, int64_t d,
+                                             uint64_t seed, uint64_t sample, uint64_t stream) {
+  for (int64_t j = 0; j < d; ++j) {
+    const double u = crit_uniform_pm1(seed, sample, stream, j);
+    const double c = 0.5 * (static_cast<double>(lo[j]) + static_cast<double>(hi[j]));
+    const double w = 0.5 * (static_cast<double>(hi[j]) - static_cast<double>(lo[j]));
+    T v = static_cast<T>(c + u * w);
+    if (v < lo[j]) v = lo[j];
+    if (v > hi[j]) v = hi[j];
+    x[j] = v;
+  }
+}
+
+// argmax (first maximum) of a row differs from label.
+template <class T>
+FASTMEM_HD inline uint8_t crit_check_row(const T* z, int64_t k, int64_t label) {
+  int64_t best = 0;
+  T bv = z[0];
+  for (int64_t j = 1; j < k; ++j)
+    if (z[j] > bv) {
+      bv = z[j];
+      best = j;
+    }
+  return best != label ? 1 : 0;
+}
+
+// Interval [lo, hi] of the pre-activation -> interval of the activation, in place.
+template <class T>
+FASTMEM_HD inline void crit_interval_one(T& lo, T& hi, int kind, T slope) {
+  const T l = lo, u = hi;
+  switch (kind) {
+    case kLeakyRelu: {
+      const T fl = l > T(0) ? l : slope * l;
+      const T fh = u > T(0) ? u : slope * u;
+      T a = fl < fh ? fl : fh;
+      T b = fh > fl ? fh : fl;
+      if (l < T(0) && u > T(0)) {  // the kink lies inside: f(0) = 0 may be an extreme
+        if (a > T(0)) a = T(0);
+        if (b < T(0)) b = T(0);
+      }
+      lo = a;
+      hi = b;
+      break;
+    }
+    case kRelu:
+      lo = l > T(0) ? l : T(0);
+      hi = u > T(0) ? u : T(0);
+      break;
+    case kHardtanh:
+      lo = l < T(-1) ? T(-1) : (l > T(1) ? T(1) : l);
+      hi = u < T(-1) ? T(-1) : (u > T(1) ? T(1) : u);
+      break;
+    default:
+      lo = l >= T(0) ? T(1) : T(0);
+      hi = u >= T(0) ? T(1) : T(0);
+  }
+}
+
+// Linear relaxation aL z + bL <= act(z) <= aU z + bU on [l, u], in double.
+FASTMEM_HD inline void crit_relax_one(double l, double u, int kind, double slope, double& aL,
+                                      double& bL, double& aU, double& bU) {
+  if (kind == kThreshold) {
+    aL = 0.0;
+    aU = 0.0;
+    bL = l >= 0 ? 1.0 : 0.0;
+    bU = u >= 0 ? 1.0 : 0.0;
+    return;
+  }
+  if (kind == kRelu || kind == kLeakyRelu) {
+    const double s = kind == kLeakyRelu ? slope : 0.0;
+    if (l >= 0) {
+      aL = 1.0; bL = 0.0; aU = 1.0; bU = 0.0;
+      return;
+    }
+    if (u <= 0) {
+      aL = s; bL = 0.0; aU = s; bU = 0.0;
+      return;
+    }
+    const double a = (u - s * l) / (u - l);
+    const double b = u - a * u;
+    const double tight = u > -l ? 1.0 : s;
+    if (s <= 1) {
+      aL = tight; bL = 0.0; aU = a; bU = b;
+    } else {
+      aL = a; bL = b; aU = tight; bU = 0.0;
+    }
+    return;
+  }
+  // hardtanh
+  if (u <= -1) {
+    aL = 0.0; bL = -1.0; aU = 0.0; bU = -1.0;
+    return;
+  }
+  if (l >= 1) {
+    aL = 0.0; bL = 1.0; aU = 0.0; bU = 1.0;
+    return;
+  }
+  if (l >= -1 && u <= 1) {
+    aL = 1.0; bL = 0.0; aU = 1.0; bU = 0.0;
+    return;
+  }
+  if (u <= 1) {  // l < -1 < u: max(z, -1), convex
+    const double a = (u + 1) / (u - l);
+    const double b = u - a * u;
+    aU = a; bU = b;
+    if (u + 1 > -1 - l) {
+      aL = 1.0; bL = 0.0;
+    } else {
+      aL = 0.0; bL = -1.0;
+    }
+    return;
+  }
+  if (l >= -1) {  // l < 1 < u: min(z, 1), concave
+    const double a = (1 - l) / (u - l);
+    const double b = l - a * l;
+    aL = a; bL = b;
+    if (u - 1 < 1 - l) {
+      aU = 1.0; bU = 0.0;
+    } else {
+      aU = 0.0; bU = 1.0;
+    }
+    return;
+  }
+  // l < -1 and 1 < u: lines through (l, -1) (upper) and (u, 1) (lower), or constants
+  double au = 2 / (1 - l);
+  double bu = -1 - au * l;
+  double al = 2 / (u + 1);
+  double bl = 1 - al * u;
+  const double mid = (l + u) / 2;
+  if (au * mid + bu >= 1) {
+    au = 0.0; bu = 1.0;
+  }
+  if (al * mid + bl <= -1) {
+    al = 0.0; bl = -1.0;
+  }
+  aL = al; bL = bl; aU = au; bU = bu;
+}
+
+// One CROWN backward step through an activation for one row (in place).
+template <class T>
+FASTMEM_HD inline void crit_backward_row(T* lam, int64_t width, const T* aL, const T* bL,
+                                         const T* aU, const T* bU, T& cst) {
+  T acc = cst;
+  for (int64_t j = 0; j < width; ++j) {
+    const T v = lam[j];
+    if (v >= T(0)) {
+      acc = acc + v * bL[j];
+      lam[j] = v * aL[j];
+    } else {
+      acc = acc + v * bU[j];
+      lam[j] = v * aU[j];
+    }
+  }
+  cst = acc;
+}
+
+template <class T>
+FASTMEM_HD inline void crit_concretize_row(const T* lam, int64_t d, const T* lo, const T* hi,
+                                           T& cst) {
+  T acc = cst;
+  for (int64_t j = 0; j < d; ++j) {
+    const T v = lam[j];
+    acc = acc + (v >= T(0) ? v * lo[j] : v * hi[j]);
+  }
+  cst = acc;
+}
+
+}  // namespace fastmem

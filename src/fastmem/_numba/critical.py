@@ -1,0 +1,430 @@
+"""Critical-sample kernels (see cpp/include/fastmem/critical.hpp): same names, arguments, bits.
+
+Activation with its derivative (the backward mask), the adversarial step with
+counter-based noise and projection, the class-change check, and the per-neuron
+relaxations of interval bound propagation and CROWN.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from .patterns import _check_float_matrix, _check_kind, _require
+
+RELU, LEAKY_RELU, HARDTANH, THRESHOLD = 0, 1, 2, 3
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_C2 = np.uint64(0xD1B54A32D192ED03)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_S32 = np.uint64(32)
+_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
+_MUL2 = np.uint64(0x94D049BB133111EB)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_ONE = np.uint64(1)
+_TWO = np.uint64(2)
+_INV32 = 2.0**-32
+_SQRT3 = 1.7320508075688772
+
+
+@nb.njit(inline="always", cache=True)
+def _mix64(z):
+    z ^= z >> _S30
+    z *= _MUL1
+    z ^= z >> _S27
+    z *= _MUL2
+    z ^= z >> _S31
+    return z
+
+
+@nb.njit(inline="always", cache=True)
+def _rand64(seed, sample, stream, counter):
+    h = _mix64(seed + _GOLDEN * (sample + _ONE))
+    h = _mix64(h ^ (stream * _C2 + _GOLDEN))
+    return _mix64(h ^ (counter * _GOLDEN + _C2))
+
+
+@nb.njit(inline="always", cache=True)
+def _uniform_pm1(seed, sample, stream, coord):
+    # (k + 0.5) / 2**32 * 2 - 1: exact in double, never exactly +-1
+    h = _rand64(seed, sample, stream, coord)
+    k = np.float64(h >> _S32)
+    return (k + 0.5) * _INV32 * 2.0 - 1.0
+
+
+@nb.njit(inline="always", cache=True)
+def _normal(seed, sample, stream, coord):
+    h1 = _rand64(seed, sample, stream, _TWO * coord)
+    h2 = _rand64(seed, sample, stream, _TWO * coord + _ONE)
+    s = np.float64(h1 >> _S32) + np.float64(h1 & _LOW32)
+    s = s + np.float64(h2 >> _S32) + np.float64(h2 & _LOW32)
+    # sum of four U(0,1): mean 2, variance 1/3 (Irwin-Hall), standardized
+    return ((s + 2.0) * _INV32 - 2.0) * _SQRT3
+
+
+@nb.njit(inline="always", cache=True)
+def _act_and_deriv(z, kind, slope):
+    if kind == RELU:
+        if z > 0:
+            return z, 1.0
+        return 0.0, 0.0
+    if kind == LEAKY_RELU:
+        if z > 0:
+            return z, 1.0
+        return slope * z, slope
+    if kind == HARDTANH:
+        if z < -1:
+            return -1.0, 0.0
+        if z > 1:
+            return 1.0, 0.0
+        return z, 1.0
+    return (1.0 if z >= 0 else 0.0), 0.0
+
+
+@nb.njit(parallel=True, cache=True)
+def _crit_activate(z, deriv, kind, slope):
+    rows, width = z.shape
+    for i in nb.prange(rows):
+        for j in range(width):
+            h, d = _act_and_deriv(z[i, j], kind, slope)
+            z[i, j] = h
+            deriv[i, j] = d
+
+
+@nb.njit(parallel=True, cache=True)
+def _crit_step(x, grad, lo, hi, ids, seed, stream, step_size, noise, use_noise):
+    rows, d = x.shape
+    for r in nb.prange(rows):
+        s = ids[r]
+        su = np.uint64(s)
+        for j in range(d):
+            g = grad[r, j]
+            sg = step_size if g > 0 else (-step_size if g < 0 else step_size - step_size)
+            v = x[r, j] + sg
+            if use_noise:
+                v = v + noise * x.dtype.type(_normal(seed, su, stream, np.uint64(j)))
+            a = lo[s, j]
+            b = hi[s, j]
+            if v < a:
+                v = a
+            if v > b:
+                v = b
+            x[r, j] = v
+
+
+@nb.njit(parallel=True, cache=True)
+def _crit_random_start(x, lo, hi, ids, seed, stream):
+    rows, d = x.shape
+    for r in nb.prange(rows):
+        s = ids[r]
+        su = np.uint64(s)
+        for j in range(d):
+            a = lo[s, j]
+            b = hi[s, j]
+            u = _uniform_pm1(seed, su, stream, np.uint64(j))
+            # centre + u * half-width, in double, then rounded once to the dtype
+            c = 0.5 * (np.float64(a) + np.float64(b))
+            w = 0.5 * (np.float64(b) - np.float64(a))
+            v = x.dtype.type(c + u * w)
+            if v < a:
+                v = a
+            if v > b:
+                v = b
+            x[r, j] = v
+
+
+@nb.njit(parallel=True, cache=True)
+def _crit_check(logits, labels, changed):
+    rows, k = logits.shape
+    for r in nb.prange(rows):
+        best = 0
+        bv = logits[r, 0]
+        for j in range(1, k):
+            if logits[r, j] > bv:
+                bv = logits[r, j]
+                best = j
+        changed[r] = 1 if best != labels[r] else 0
+
+
+@nb.njit(inline="always", cache=True)
+def _interval_one(lo, hi, kind, slope):
+    if kind == LEAKY_RELU:
+        fl = lo if lo > 0 else slope * lo
+        fh = hi if hi > 0 else slope * hi
+        a = fl if fl < fh else fh
+        b = fh if fh > fl else fl
+        if lo < 0 and hi > 0:  # the kink lies inside: f(0) = 0 may be an extreme
+            if a > 0:
+                a = lo * 0
+            if b < 0:
+                b = lo * 0
+        return a, b
+    if kind == RELU:
+        return (lo if lo > 0 else lo * 0 + 0.0), (hi if hi > 0 else hi * 0 + 0.0)
+    if kind == HARDTANH:
+        a = -1.0 if lo < -1 else (1.0 if lo > 1 else lo)
+        b = -1.0 if hi < -1 else (1.0 if hi > 1 else hi)
+        return a, b
+    return (1.0 if lo >= 0 else 0.0), (1.0 if hi >= 0 else 0.0)
+
+
+@nb.njit(parallel=True, cache=True)
+def _crit_interval(lo, hi, kind, slope):
+    rows, width = lo.shape
+    for i in nb.prange(rows):
+        for j in range(width):
+            a, b = _interval_one(lo[i, j], hi[i, j], kind, slope)
+            lo[i, j] = a
+            hi[i, j] = b
+
+
+@nb.njit(inline="always", cache=True)
+def _relax_one(lw, u, kind, slope):
+    # returns aL, bL, aU, bU with aL z + bL <= act(z) <= aU z + bU on [lw, u]
+    zero = lw * 0
+    one = zero + 1
+    if kind == THRESHOLD:
+        lo = one if lw >= 0 else zero
+        hi = one if u >= 0 else zero
+        return zero, lo, zero, hi
+    if kind == RELU or kind == LEAKY_RELU:
+        s = slope if kind == LEAKY_RELU else zero
+        if lw >= 0:
+            return one, zero, one, zero
+        if u <= 0:
+            return s, zero, s, zero
+        # chord through (lw, s lw) and (u, u); the other side is the steeper-area line
+        a = (u - s * lw) / (u - lw)
+        b = u - a * u
+        tight = one if u > -lw else s
+        if s <= 1:
+            return tight, zero, a, b
+        return a, b, tight, zero
+    # hardtanh
+    if u <= -1:
+        return zero, -one, zero, -one
+    if lw >= 1:
+        return zero, one, zero, one
+    if lw >= -1 and u <= 1:
+        return one, zero, one, zero
+    if u <= 1:  # lw < -1 < u: max(z, -1), convex
+        a = (u + 1) / (u - lw)
+        b = u - a * u
+        if u + 1 > -1 - lw:
+            return one, zero, a, b
+        return zero, -one, a, b
+    if lw >= -1:  # lw < 1 < u: min(z, 1), concave
+        a = (1 - lw) / (u - lw)
+        b = lw - a * lw
+        if u - 1 < 1 - lw:
+            return a, b, one, zero
+        return a, b, zero, one
+    # lw < -1 and 1 < u: lines through (lw, -1) (upper) and (u, 1) (lower), or constants
+    au = 2 / (1 - lw)
+    bu = -1 - au * lw
+    al = 2 / (u + 1)
+    bl = 1 - al * u
+    mid = (lw + u) / 2
+    if au * mid + bu >= 1:
+        au = zero
+        bu = one
+    if al * mid + bl <= -1:
+        al = zero
+        bl = -one
+    return al, bl, au, bu
+
+
+@nb.njit(parallel=True, cache=True)
+def _crit_relax(lo, hi, kind, slope, aL, bL, aU, bU):
+    rows, width = lo.shape
+    for i in nb.prange(rows):
+        for j in range(width):
+            # in double on every backend, rounded once to the dtype on store
+            a, b, c, e = _relax_one(np.float64(lo[i, j]), np.float64(hi[i, j]), kind, slope)
+            aL[i, j] = a
+            bL[i, j] = b
+            aU[i, j] = c
+            bU[i, j] = e
+
+
+@nb.njit(parallel=True, cache=True)
+def _crit_backward(lam, rows, aL, bL, aU, bU, const):
+    n_rows, width = lam.shape
+    for r in nb.prange(n_rows):
+        s = rows[r]
+        acc = const[r]
+        for j in range(width):
+            v = lam[r, j]
+            if v >= 0:
+                acc = acc + v * bL[s, j]
+                lam[r, j] = v * aL[s, j]
+            else:
+                acc = acc + v * bU[s, j]
+                lam[r, j] = v * aU[s, j]
+        const[r] = acc
+
+
+@nb.njit(parallel=True, cache=True)
+def _crit_concretize(lam, rows, lo, hi, const):
+    n_rows, d = lam.shape
+    for r in nb.prange(n_rows):
+        s = rows[r]
+        acc = const[r]
+        for j in range(d):
+            v = lam[r, j]
+            acc = acc + (v * lo[s, j] if v >= 0 else v * hi[s, j])
+        const[r] = acc
+
+
+def _check_same(a: np.ndarray, b: np.ndarray, what: str) -> None:
+    _require(a.shape == b.shape and a.dtype == b.dtype, f"{what} must match in shape and dtype")
+
+
+def _check_index(ids: np.ndarray, name: str, n: int, upper: int) -> None:
+    _require(
+        isinstance(ids, np.ndarray) and ids.dtype == np.int64 and ids.ndim == 1,
+        f"{name} must be a 1-D int64 ndarray",
+    )
+    _require(ids.flags.c_contiguous and ids.shape[0] == n, f"{name} must have {n} entries")
+    if n:
+        _require(int(ids.min()) >= 0 and int(ids.max()) < upper, f"{name} out of range")
+
+
+def crit_activate(z: np.ndarray, deriv: np.ndarray, kind: int, slope: float) -> None:
+    """Activate ``z`` in place and write the activation's derivative into ``deriv``."""
+    _check_float_matrix(z, "z")
+    _check_float_matrix(deriv, "deriv")
+    _check_same(z, deriv, "z and deriv")
+    _check_kind(kind)
+    _crit_activate(z, deriv, int(kind), z.dtype.type(slope))
+
+
+def crit_step(
+    x: np.ndarray,
+    grad: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    ids: np.ndarray,
+    seed: int,
+    stream: int,
+    step_size: float,
+    noise: float,
+) -> None:
+    """``x += step_size sign(grad) + noise N(0, 1)``, clipped to ``[lo[ids], hi[ids]]``."""
+    for name, a in (("x", x), ("grad", grad), ("lo", lo), ("hi", hi)):
+        _check_float_matrix(a, name)
+    _check_same(x, grad, "x and grad")
+    _check_same(lo, hi, "lo and hi")
+    _require(x.dtype == lo.dtype and x.shape[1] == lo.shape[1], "x and lo must match")
+    _check_index(ids, "ids", x.shape[0], lo.shape[0])
+    t = x.dtype.type
+    _crit_step(
+        x,
+        grad,
+        lo,
+        hi,
+        ids,
+        np.uint64(seed),
+        np.uint64(stream),
+        t(step_size),
+        t(noise),
+        noise != 0,
+    )
+
+
+def crit_random_start(
+    x: np.ndarray, lo: np.ndarray, hi: np.ndarray, ids: np.ndarray, seed: int, stream: int
+) -> None:
+    """Uniform random point of ``[lo[ids], hi[ids]]`` for every row of ``x``."""
+    for name, a in (("x", x), ("lo", lo), ("hi", hi)):
+        _check_float_matrix(a, name)
+    _check_same(lo, hi, "lo and hi")
+    _require(x.dtype == lo.dtype and x.shape[1] == lo.shape[1], "x and lo must match")
+    _check_index(ids, "ids", x.shape[0], lo.shape[0])
+    _crit_random_start(x, lo, hi, ids, np.uint64(seed), np.uint64(stream))
+
+
+def crit_check(logits: np.ndarray, labels: np.ndarray, changed: np.ndarray) -> None:
+    """``changed[r] = argmax(logits[r]) != labels[r]`` (first maximum wins)."""
+    _check_float_matrix(logits, "logits")
+    _require(logits.shape[1] >= 1, "logits must have a column")
+    _require(
+        isinstance(labels, np.ndarray) and labels.dtype == np.int64 and labels.ndim == 1,
+        "labels must be a 1-D int64 ndarray",
+    )
+    _require(
+        isinstance(changed, np.ndarray) and changed.dtype == np.uint8 and changed.ndim == 1,
+        "changed must be a 1-D uint8 ndarray",
+    )
+    _require(labels.shape[0] == logits.shape[0] == changed.shape[0], "row counts must match")
+    _crit_check(logits, labels, changed)
+
+
+def crit_interval(lo: np.ndarray, hi: np.ndarray, kind: int, slope: float) -> None:
+    """Map pre-activation bounds ``[lo, hi]`` to post-activation bounds, in place."""
+    _check_float_matrix(lo, "lo")
+    _check_float_matrix(hi, "hi")
+    _check_same(lo, hi, "lo and hi")
+    _check_kind(kind)
+    _crit_interval(lo, hi, int(kind), lo.dtype.type(slope))
+
+
+def crit_relax(
+    lo: np.ndarray,
+    hi: np.ndarray,
+    kind: int,
+    slope: float,
+    aL: np.ndarray,
+    bL: np.ndarray,
+    aU: np.ndarray,
+    bU: np.ndarray,
+) -> None:
+    """Linear relaxation ``aL z + bL <= act(z) <= aU z + bU`` of every neuron on [lo, hi]."""
+    for name, a in (("lo", lo), ("hi", hi), ("aL", aL), ("bL", bL), ("aU", aU), ("bU", bU)):
+        _check_float_matrix(a, name)
+        _check_same(lo, a, f"lo and {name}")
+    _check_kind(kind)
+    _crit_relax(lo, hi, int(kind), np.float64(lo.dtype.type(slope)), aL, bL, aU, bU)
+
+
+def crit_backward(
+    lam: np.ndarray,
+    rows: np.ndarray,
+    aL: np.ndarray,
+    bL: np.ndarray,
+    aU: np.ndarray,
+    bU: np.ndarray,
+    const: np.ndarray,
+) -> None:
+    """One backward CROWN step through an activation layer, in place on ``lam`` and ``const``."""
+    for name, a in (("lam", lam), ("aL", aL), ("bL", bL), ("aU", aU), ("bU", bU)):
+        _check_float_matrix(a, name)
+    for name, a in (("bL", bL), ("aU", aU), ("bU", bU)):
+        _check_same(aL, a, f"aL and {name}")
+    _require(lam.dtype == aL.dtype and lam.shape[1] == aL.shape[1], "lam and aL must match")
+    _check_index(rows, "rows", lam.shape[0], aL.shape[0])
+    _require(
+        isinstance(const, np.ndarray) and const.dtype == lam.dtype and const.ndim == 1,
+        "const must be a 1-D array of lam's dtype",
+    )
+    _require(const.shape[0] == lam.shape[0] and const.flags.c_contiguous, "const shape")
+    _crit_backward(lam, rows, aL, bL, aU, bU, const)
+
+
+def crit_concretize(
+    lam: np.ndarray, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray, const: np.ndarray
+) -> None:
+    """``const[r] += min over the box [lo[rows[r]], hi[rows[r]]] of lam[r] . x``."""
+    for name, a in (("lam", lam), ("lo", lo), ("hi", hi)):
+        _check_float_matrix(a, name)
+    _check_same(lo, hi, "lo and hi")
+    _require(lam.dtype == lo.dtype and lam.shape[1] == lo.shape[1], "lam and lo must match")
+    _check_index(rows, "rows", lam.shape[0], lo.shape[0])
+    _require(
+        isinstance(const, np.ndarray) and const.dtype == lam.dtype and const.ndim == 1,
+        "const must be a 1-D array of lam's dtype",
+    )
+    _require(const.shape[0] == lam.shape[0] and const.flags.c_contiguous, "const shape")
+    _crit_concretize(lam, rows, lo, hi, const)

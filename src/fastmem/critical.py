@@ -1,0 +1,1082 @@
+"""Critical samples and loss sensitivity (Arpit et al. 2017), with certified bounds.
+
+Arpit et al., "A closer look at memorization in deep networks" (ICML 2017), call an
+input ``x`` *critical* when some ``x'`` with ``||x' - x||_inf <= r`` changes the
+predicted class (``argmax f(x') != argmax f(x)``); the critical sample ratio (CSR) is
+the fraction of critical points. Their Langevin adversarial sample search (LASS), like
+every PGD attack, only ever *finds* adversarial points, so what it reports is a lower
+bound of the CSR. fastmem also *proves* robustness with certified bounds (interval
+bound propagation, IBP, and CROWN's backward linear relaxation), so it reports both
+sides::
+
+    N_critical / N  <=  CSR  <=  1 - N_robust / N
+
+and says which points remain unknown. Points on whose whole ball no hidden neuron can
+change state (the network is one affine map there) are decided exactly, with no search.
+
+Scale of the defaults: Arpit et al.'s code works on data scaled to [0, 1] with radius
+``0.3/255``, LASS step ``0.25/255`` and noise ``0.2/255`` (:data:`LASS_RADIUS`,
+:data:`LASS_STEP`, :data:`LASS_NOISE`), at most 100 steps. For another radius the
+default step and noise keep those ratios to the radius.
+
+Noise and random starts come from a counter-based generator (splitmix64 keyed by the
+seed, the sample's index, the restart, the step and the coordinate) so every backend,
+batch size and early-stop setting produces the same points. The Langevin noise is the
+standardized sum of four uniforms (an Irwin-Hall approximation of N(0, 1), variance
+exactly 1): it uses only integer and IEEE-exact arithmetic, so the CPU backends, which
+also share NumPy's matrix products, give bit-identical adversarial points.
+
+Examples
+--------
+>>> import numpy as np, fastmem
+>>> rng = np.random.default_rng(0)
+>>> net = fastmem.Network.from_arrays([rng.normal(size=(16, 2)), rng.normal(size=(3, 16))],
+...                                   [rng.normal(size=16), np.zeros(3)])
+>>> X = rng.random((50, 2))
+>>> res = fastmem.critical_samples(net, X, radius=0.05, method="pgd", rng=0)
+>>> res.csr_lower <= res.csr_upper
+True
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._backend import Backend, kernels_own_the_cores, to_device
+from .errors import InputError
+from .network import ACTIVATIONS, Network
+
+__all__ = [
+    "LASS_NOISE",
+    "LASS_RADIUS",
+    "LASS_STEP",
+    "CSRCurve",
+    "CertifiedRadius",
+    "CriticalSamples",
+    "LossSensitivity",
+    "certified_radius",
+    "critical_samples",
+    "csr_curve",
+    "loss_sensitivity",
+]
+
+#: Arpit et al.'s search radius for data scaled to [0, 1] (0.3 on the 0..255 scale).
+LASS_RADIUS = 0.3 / 255
+#: Arpit et al.'s LASS step (sign-gradient step size), data in [0, 1].
+LASS_STEP = 0.25 / 255
+#: Arpit et al.'s LASS noise scale (standard deviation of the Langevin noise), data in [0, 1].
+LASS_NOISE = 0.2 / 255
+
+_METHODS = ("lass", "pgd")
+_CERTIFY = (None, "ibp", "crown")
+_GRADIENT_ACTIVATIONS = ("relu", "leaky_relu", "hardtanh")
+# Rows of a CROWN backward pass processed at once (bounds memory to rows x input width).
+_CROWN_ROWS = 8192
+_DEFAULT_BATCH = 4096
+_STATUS_CODES = np.array(["unknown", "critical", "robust"])
+
+
+# --------------------------------------------------------------------------- checks
+def require_piecewise_linear(net: Network, purpose: str, *, gradient: bool) -> None:
+    """Refuse networks this module cannot analyse, naming the layer and the reason.
+
+    Gradient methods (LASS, PGD, loss sensitivity) need relu, leaky_relu or hardtanh
+    layers; threshold (Heaviside) layers have a zero gradient almost everywhere.
+    Certified bounds also accept threshold layers. (A later ``Network`` method of the
+    same purpose can replace this function.)
+    """
+    if not isinstance(net, Network):
+        raise InputError(f"net: must be a fastmem.Network, got {type(net).__name__}")
+    allowed = _GRADIENT_ACTIVATIONS if gradient else (*_GRADIENT_ACTIVATIONS, "threshold")
+    for i, act in enumerate(net.activation):
+        if act in allowed:
+            continue
+        if act == "threshold":
+            raise InputError(
+                f"net: hidden layer {i} is a threshold (Heaviside) layer, whose gradient is "
+                f"zero almost everywhere: {purpose} needs a gradient (use certify-only "
+                "functions such as certified_radius, or relu/leaky_relu/hardtanh layers)"
+            )
+        raise InputError(
+            f"net: hidden layer {i} has activation {act!r}; {purpose} supports "
+            f"{', '.join(allowed)} (piecewise-linear) layers only"
+        )
+
+
+def _positive(value: Any, name: str) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise InputError(f"{name}: must be a real number, got {value!r}")
+    v = float(value)
+    if not (math.isfinite(v) and v > 0):
+        raise InputError(f"{name}: must be finite and > 0, got {value!r}")
+    return v
+
+
+def _nonnegative(value: Any, name: str) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise InputError(f"{name}: must be a real number, got {value!r}")
+    v = float(value)
+    if not (math.isfinite(v) and v >= 0):
+        raise InputError(f"{name}: must be finite and >= 0, got {value!r}")
+    return v
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise InputError(f"{name}: must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _check_box(box: Any) -> tuple[float, float]:
+    try:
+        lo, hi = (float(b) for b in box)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"box: must be a pair (low, high), got {box!r}") from exc
+    if not (lo < hi) or math.isnan(lo) or math.isnan(hi):
+        raise InputError(f"box: low must be < high, got {box!r}")
+    return lo, hi
+
+
+def _seed(rng: Any) -> int:
+    if isinstance(rng, np.random.Generator):
+        return int(rng.integers(0, 2**63))
+    if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
+        return int(np.random.default_rng(rng).integers(0, 2**63))
+    raise InputError(f"rng: must be None, an int seed or a numpy.random.Generator, got {rng!r}")
+
+
+# --------------------------------------------------------------------------- model
+class _Model:
+    """The network's arrays on the backend's device, laid out for the passes below."""
+
+    def __init__(self, net: Network, be: Backend) -> None:
+        xp = be.xp
+        self.be = be
+        self.k = be.kernels
+        self.xp = xp
+        self.dtype = net.dtype
+        ws = [xp.asarray(w) for w in net.weights]
+        bs = [xp.asarray(b) for b in net.biases]
+        if ws[-1].shape[0] == 1:
+            # one logit f: the classes are argmax (0, f), i.e. class 1 iff f > 0
+            ws[-1] = xp.concatenate([xp.zeros_like(ws[-1]), ws[-1]])
+            bs[-1] = xp.concatenate([xp.zeros_like(bs[-1]), bs[-1]])
+        self.W = ws
+        self.b = bs
+        self.WT = [xp.ascontiguousarray(w.T) for w in ws]
+        self.absWT = [xp.abs(w) for w in self.WT]
+        self.kinds = [ACTIVATIONS[a] for a in net.activation]
+        self.slopes = list(net.negative_slopes)
+        self.n_hidden = len(ws) - 1
+        self.n_classes = int(ws[-1].shape[0])
+        self.eps = float(np.finfo(self.dtype).eps)
+
+    # -- plain passes -----------------------------------------------------------
+    def forward(self, x: Any, *, derivs: bool) -> tuple[Any, list[Any]]:
+        """Logits, and (if asked) each hidden layer's activation derivative."""
+        ds = []
+        h = x
+        for i in range(self.n_hidden):
+            z = h @ self.WT[i]
+            z += self.b[i]
+            if derivs:
+                d = self.xp.empty_like(z)
+                self.k.crit_activate(z, d, self.kinds[i], self.slopes[i])
+                ds.append(d)
+            else:
+                self.k.apply_activation(z, self.kinds[i], self.slopes[i])
+            h = z
+        z = h @ self.WT[-1]
+        z += self.b[-1]
+        return z, ds
+
+    def ce_input_grad(self, logits: Any, ds: list[Any], labels: Any) -> Any:
+        """Gradient of each row's cross-entropy ``CE(f(x), label)`` with respect to x.
+
+        Through the activation pattern: the derivative of each hidden layer is a
+        diagonal matrix, so the Jacobian product is GEMMs and elementwise masks.
+        """
+        xp = self.xp
+        g = logits - logits.max(axis=1, keepdims=True)
+        xp.exp(g, out=g)
+        g /= g.sum(axis=1, keepdims=True)
+        g[xp.arange(g.shape[0]), labels] -= 1
+        g = g @ self.W[-1]
+        for i in range(self.n_hidden - 1, -1, -1):
+            g *= ds[i]
+            g = g @ self.W[i]
+        return g
+
+    # -- bounds -------------------------------------------------------------------
+    def _ibp_affine(self, lo: Any, hi: Any, i: int) -> tuple[Any, Any]:
+        """Bounds of ``W_i h + b_i`` over the box [lo, hi], widened for rounding."""
+        c = (lo + hi) * 0.5
+        r = hi - c
+        zc = c @ self.WT[i]
+        zc += self.b[i]
+        zr = r @ self.absWT[i]
+        # |rounding error| of the two products <= gamma_n (|c| |W|^T + |b| + r |W|^T)
+        n_in = self.WT[i].shape[0]
+        gamma = (n_in + 4) * self.eps / (1 - (n_in + 4) * self.eps)
+        mag = self.xp.abs(c) @ self.absWT[i]
+        mag += self.xp.abs(self.b[i])
+        mag += zr
+        slack = mag * (2 * gamma) + np.finfo(self.dtype).tiny
+        return zc - zr - slack, zc + zr + slack
+
+    def _stable(self, zl: Any, zu: Any, kind: int) -> Any:
+        """Per row: no neuron of the layer can change state anywhere in [zl, zu]."""
+        if kind == ACTIVATIONS["hardtanh"]:
+            bad = ((zl < -1) & (zu > -1)) | ((zl < 1) & (zu > 1))
+        elif kind == ACTIVATIONS["threshold"]:
+            bad = (zl < 0) & (zu >= 0)
+        else:
+            bad = (zl < 0) & (zu > 0)
+        return ~bad.any(axis=1), bad
+
+    def _backward(self, lam: Any, const: Any, rows: Any, top: int, relax: list, lo, hi) -> Any:
+        """Lower bound of ``lam . h_top + const`` over the input box of each row's sample.
+
+        ``lam`` holds coefficients on the output of hidden layer ``top - 1`` (the input
+        when ``top == 0``); CROWN's backward pass (Zhang et al. 2018) replaces each
+        activation by the linear bound of the side the coefficient's sign asks for.
+        Works in place on ``lam``/``const``; returns (bound, lam on the input).
+        """
+        for i in range(top - 1, -1, -1):
+            aL, bL, aU, bU = relax[i]
+            self.k.crit_backward(lam, rows, aL, bL, aU, bU, const)
+            const += lam @ self.b[i]
+            lam = lam @ self.W[i]
+        self.k.crit_concretize(lam, rows, lo, hi, const)
+        return const, lam
+
+    def margin_rows(self, pred: Any) -> tuple[Any, Any, Any]:
+        """Rows ``e_c - e_j`` of the margin specification, as coefficients on the last
+        hidden layer: (lam (n k, width), const (n k,), sample of each row)."""
+        xp = self.xp
+        n, K = pred.shape[0], self.n_classes
+        W, b = self.W[-1], self.b[-1]
+        lam = (W[pred][:, None, :] - W[None, :, :]).reshape(n * K, W.shape[1])
+        const = (b[pred][:, None] - b[None, :]).reshape(n * K)
+        rows = xp.repeat(xp.arange(n, dtype=np.int64), K)
+        return xp.ascontiguousarray(lam), xp.ascontiguousarray(const), rows
+
+    def ibp_margin(self, post: tuple[Any, Any], pred: Any) -> Any:
+        """IBP lower bound of ``f_c - f_j`` for every class j: (n, k)."""
+        xp = self.xp
+        lo, hi = post
+        c = (lo + hi) * 0.5
+        r = hi - c
+        W, b = self.W[-1], self.b[-1]
+        center = c @ self.WT[-1] + b
+        mc = center[xp.arange(c.shape[0]), pred][:, None] - center
+        rad = xp.empty_like(mc)
+        for cls in range(self.n_classes):  # a loop over classes, not samples
+            sel = xp.flatnonzero(pred == cls)
+            if sel.size:
+                rad[sel] = r[sel] @ xp.abs(W[cls][None, :] - W).T
+        n_in = W.shape[1]
+        gamma = (n_in + 6) * self.eps / (1 - (n_in + 6) * self.eps)
+        mag = xp.abs(c) @ xp.abs(self.WT[-1]) + xp.abs(b) + r @ self.absWT[-1]
+        slack = (mag[xp.arange(c.shape[0]), pred][:, None] + mag) * (2 * gamma)
+        return mc - rad - slack
+
+    def certify(self, lo: Any, hi: Any, pred: Any, method: str) -> dict[str, Any]:
+        """Bounds of one batch of balls [lo, hi].
+
+        Returns margin lower bound per sample (n,), whether every hidden neuron is
+        stable on the ball (n,), the per-class rows' exact-when-stable bound (n, k) and
+        their coefficients on the input (n k, d), for the corner candidates.
+        """
+        xp, k = self.xp, self.k
+        n = lo.shape[0]
+        stable = xp.ones(n, dtype=bool)
+        relax: list[tuple[Any, Any, Any, Any]] = []
+        post = (lo, hi)
+        post_ibp = (lo, hi)
+        for i in range(self.n_hidden):
+            zl, zu = self._ibp_affine(*post, i)
+            if method == "crown":
+                # pure IBP kept alongside: the certificate is the best of both
+                pl, pu = self._ibp_affine(*post_ibp, i)
+                k.crit_interval(pl, pu, self.kinds[i], self.slopes[i])
+                post_ibp = (pl, pu)
+                if i > 0:
+                    self._tighten(zl, zu, i, relax, lo, hi)
+            ok, _ = self._stable(zl, zu, self.kinds[i])
+            stable &= ok
+            rel = tuple(xp.empty_like(zl) for _ in range(4))
+            k.crit_relax(zl, zu, self.kinds[i], self.slopes[i], *rel)
+            relax.append(rel)
+            k.crit_interval(zl, zu, self.kinds[i], self.slopes[i])
+            post = (zl, zu)
+        ibp = self.ibp_margin(post, pred)
+        if method == "crown":
+            ibp = xp.maximum(ibp, self.ibp_margin(post_ibp, pred))
+        lam, const, rows = self.margin_rows(pred)
+        bound, lam_x = self._backward(lam, const, rows, self.n_hidden, relax, lo, hi)
+        K = self.n_classes
+        bound = bound.reshape(n, K)
+        # rounding of the backward pass: widths x eps relative to the terms' size
+        depth = sum(int(w.shape[1]) for w in self.W)
+        scale = xp.abs(bound) + xp.abs(ibp) + 1.0
+        bound = bound - scale * (4 * depth * self.eps)
+        own = xp.zeros((n, K), dtype=bool)
+        own[xp.arange(n), pred] = True
+        if method == "crown":
+            rowwise = xp.maximum(bound, ibp)
+        else:
+            # IBP; where the net is affine on the ball the backward bound is exact
+            rowwise = xp.where(stable[:, None], xp.maximum(bound, ibp), ibp)
+        rowwise = xp.where(own, xp.inf, rowwise)
+        bound = xp.where(own, xp.inf, bound)
+        margin = rowwise.min(axis=1) if K > 1 else xp.full(n, xp.inf, dtype=self.dtype)
+        return {"margin": margin, "stable": stable, "rows": bound, "lam_x": lam_x}
+
+    def _tighten(self, zl: Any, zu: Any, i: int, relax: list, lo: Any, hi: Any) -> None:
+        """CROWN bounds for the unstable neurons of hidden layer ``i`` (in place)."""
+        xp = self.xp
+        _, bad = self._stable(zl, zu, self.kinds[i])
+        s_idx, j_idx = xp.nonzero(bad)
+        if s_idx.size == 0:
+            return
+        s_idx = s_idx.astype(np.int64)
+        half = _CROWN_ROWS // 2
+        for a in range(0, s_idx.size, half):
+            s = s_idx[a : a + half]
+            j = j_idx[a : a + half]
+            m = s.size
+            lam = xp.concatenate([self.W[i][j], -self.W[i][j]])
+            const = xp.concatenate([self.b[i][j], -self.b[i][j]])
+            rows = xp.ascontiguousarray(xp.concatenate([s, s]))
+            lam = xp.ascontiguousarray(lam)
+            bnd, _ = self._backward(lam, const, rows, i, relax, lo, hi)
+            mag = xp.abs(bnd) + 1.0
+            bnd = bnd - mag * (4 * sum(int(w.shape[1]) for w in self.W[: i + 1]) * self.eps)
+            lower, upper = bnd[:m], -bnd[m:]
+            zl[s, j] = xp.maximum(zl[s, j], lower)
+            zu[s, j] = xp.minimum(zu[s, j], upper)
+
+
+# --------------------------------------------------------------------------- results
+def _host(x: Any) -> Any:
+    return to_device(x, "cpu")
+
+
+@dataclass(frozen=True)
+class CriticalSamples:
+    """Critical samples with both sides of the CSR (see :func:`critical_samples`).
+
+    Attributes
+    ----------
+    status : ndarray (n,) of str
+        ``"critical"`` (an adversarial point was found and verified by a forward pass),
+        ``"robust"`` (the certified margin lower bound is > 0) or ``"unknown"``.
+    adversarial : ndarray (n, d)
+        The adversarial point of each critical sample; NaN rows elsewhere.
+    steps_taken : ndarray (n,) of int64
+        Search steps spent on each sample (over all restarts; 0 when decided without
+        search).
+    margin_lower : ndarray (n,)
+        Certified lower bound of ``min_j f_c(x') - f_j(x')`` over the ball (c the
+        predicted class); NaN when ``certify=None``.
+    predicted : ndarray (n,) of int64
+        Predicted class of each input.
+    decided_exactly : dict
+        ``{"critical": m, "robust": m}``: samples on whose whole ball no hidden neuron
+        can change state, decided exactly from the affine map, without search.
+    csr_lower, csr_upper : float
+        ``N_critical / N`` and ``1 - N_robust / N``; the true CSR lies between.
+    backend : str
+    params : dict
+    """
+
+    status: np.ndarray
+    adversarial: np.ndarray
+    steps_taken: np.ndarray
+    margin_lower: np.ndarray
+    predicted: np.ndarray
+    decided_exactly: dict[str, int]
+    csr_lower: float
+    csr_upper: float
+    backend: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_critical(self) -> int:
+        return int((self.status == "critical").sum())
+
+    @property
+    def n_robust(self) -> int:
+        return int((self.status == "robust").sum())
+
+    @property
+    def n_unknown(self) -> int:
+        return int((self.status == "unknown").sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict (NaN written as None)."""
+        adv = np.where(np.isnan(self.adversarial), None, self.adversarial.astype(object))
+        margin = np.where(np.isfinite(self.margin_lower), self.margin_lower, np.nan)
+        return {
+            "status": self.status.tolist(),
+            "adversarial": adv.tolist(),
+            "steps_taken": self.steps_taken.tolist(),
+            "margin_lower": [None if math.isnan(v) else float(v) for v in margin],
+            "predicted": self.predicted.tolist(),
+            "decided_exactly": dict(self.decided_exactly),
+            "n_critical": self.n_critical,
+            "n_robust": self.n_robust,
+            "n_unknown": self.n_unknown,
+            "csr_lower": self.csr_lower,
+            "csr_upper": self.csr_upper,
+            "backend": self.backend,
+            "params": dict(self.params),
+        }
+
+
+@dataclass(frozen=True)
+class CSRCurve:
+    """CSR bounds over several radii (see :func:`csr_curve`).
+
+    Attributes
+    ----------
+    radii, csr_lower, csr_upper : ndarray (m,)
+        Radii in ascending order and the CSR sandwich at each.
+    n_critical, n_robust, n_unknown : ndarray (m,) of int64
+    backend : str
+    params : dict
+    """
+
+    radii: np.ndarray
+    csr_lower: np.ndarray
+    csr_upper: np.ndarray
+    n_critical: np.ndarray
+    n_robust: np.ndarray
+    n_unknown: np.ndarray
+    backend: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict of all fields."""
+        return {
+            "radii": self.radii.tolist(),
+            "csr_lower": self.csr_lower.tolist(),
+            "csr_upper": self.csr_upper.tolist(),
+            "n_critical": self.n_critical.tolist(),
+            "n_robust": self.n_robust.tolist(),
+            "n_unknown": self.n_unknown.tolist(),
+            "backend": self.backend,
+            "params": dict(self.params),
+        }
+
+
+@dataclass(frozen=True)
+class CertifiedRadius:
+    """Largest certified L_inf radius per sample (see :func:`certified_radius`).
+
+    Attributes
+    ----------
+    radius : ndarray (n,)
+        Every ball of this radius (intersected with the box) is certified robust.
+    backend : str
+    params : dict
+    """
+
+    radius: np.ndarray
+    backend: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict of all fields."""
+        return {"radius": self.radius.tolist(), "backend": self.backend, "params": self.params}
+
+
+@dataclass(frozen=True)
+class LossSensitivity:
+    """Per-sample input-gradient norms of the loss (see :func:`loss_sensitivity`).
+
+    Attributes
+    ----------
+    values : ndarray (n,)
+        ``||d CE(f(x_i), y_i) / d x_i||`` in the chosen norm.
+    gini : float
+        Gini coefficient of ``values`` (0: all equal; near 1: a few samples dominate).
+    backend : str
+    params : dict
+    """
+
+    values: np.ndarray
+    gini: float
+    backend: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict of all fields."""
+        return {
+            "values": self.values.tolist(),
+            "gini": self.gini,
+            "backend": self.backend,
+            "params": dict(self.params),
+        }
+
+
+# --------------------------------------------------------------------------- helpers
+def _prepare(net: Network, X: Any, backend: str | None, box: tuple[float, float] | None):
+    if not isinstance(net, Network):
+        raise InputError(f"net: must be a fastmem.Network, got {type(net).__name__}")
+    Xd, be, netd, _ = net._prepare(X, backend)
+    if box is not None:
+        lo, hi = box
+        if bool((Xd < lo).any()) or bool((Xd > hi).any()):
+            raise InputError(
+                f"X: has values outside box=({lo}, {hi}); rescale the data or pass box="
+            )
+    return Xd, be, _Model(netd, be)
+
+
+def _ball(model: _Model, X: Any, radius: Any, box: tuple[float, float]) -> tuple[Any, Any]:
+    xp = model.xp
+    r = xp.asarray(radius, dtype=model.dtype)
+    if r.ndim == 1:
+        r = r[:, None]
+    lo = xp.clip(X - r, box[0], box[1]).astype(model.dtype, copy=False)
+    hi = xp.clip(X + r, box[0], box[1]).astype(model.dtype, copy=False)
+    return xp.ascontiguousarray(lo), xp.ascontiguousarray(hi)
+
+
+def _predict(model: _Model, X: Any) -> Any:
+    logits, _ = model.forward(X, derivs=False)
+    return logits.argmax(axis=1).astype(np.int64)
+
+
+def _changed(model: _Model, x: Any, labels: Any) -> Any:
+    logits, _ = model.forward(x, derivs=False)
+    flags = model.xp.empty(x.shape[0], dtype=np.uint8)
+    model.k.crit_check(logits, labels, flags)
+    return flags.astype(bool)
+
+
+def _certify_all(model, lo, hi, pred, method, batch):
+    """Certification over sample batches; returns margin, stable, corner, corner_ok."""
+    xp = model.xp
+    n = lo.shape[0]
+    margin = xp.empty(n, dtype=model.dtype)
+    stable = xp.empty(n, dtype=bool)
+    corner = xp.full(lo.shape, xp.nan, dtype=model.dtype)
+    has_corner = xp.zeros(n, dtype=bool)
+    K = model.n_classes
+    for a in range(0, n, batch):
+        b = min(a + batch, n)
+        out = model.certify(lo[a:b], hi[a:b], pred[a:b], method)
+        margin[a:b] = out["margin"]
+        stable[a:b] = out["stable"]
+        rows = out["rows"]
+        worst = rows.argmin(axis=1)
+        neg = xp.flatnonzero(rows[xp.arange(b - a), worst] < 0)
+        if neg.size:
+            lam = out["lam_x"].reshape(b - a, K, -1)[neg, worst[neg]]
+            # the minimiser of lam . x over the box: a corner
+            corner[a + neg] = xp.where(lam >= 0, lo[a + neg], hi[a + neg])
+            has_corner[a + neg] = True
+    return margin, stable, corner, has_corner
+
+
+def _search(
+    model,
+    X,
+    lo,
+    hi,
+    pred,
+    todo,
+    *,
+    method,
+    steps,
+    step_size,
+    noise,
+    restarts,
+    seed,
+    batch,
+    early_stop,
+    adversarial,
+    found,
+    steps_taken,
+):
+    """Batched LASS / PGD on the samples ``todo``; fills the result arrays in place."""
+    xp, k = model.xp, model.k
+    for a in range(0, todo.size, batch):
+        chunk = todo[a : a + batch]
+        for rs in range(restarts):
+            ids = xp.ascontiguousarray(chunk[~found[chunk]]).astype(np.int64)
+            if ids.size == 0:
+                break
+            x = xp.array(X[ids])
+            if method == "pgd":
+                k.crit_random_start(x, lo, hi, ids, seed, rs << 32)
+            done = xp.zeros(ids.size, dtype=bool)  # only used without early stop
+            for step in range(steps + 1):
+                want = step < steps
+                logits, ds = model.forward(x, derivs=want)
+                if step > 0 or method == "pgd":
+                    flags = xp.empty(ids.size, dtype=np.uint8)
+                    k.crit_check(logits, pred[ids], flags)
+                    hit = flags.astype(bool) & ~done
+                    if bool(hit.any()):
+                        hid = ids[hit]
+                        adversarial[hid] = x[hit]
+                        found[hid] = True
+                        steps_taken[hid] = rs * steps + step
+                        if early_stop:
+                            # active-set compaction: stopped samples cost nothing more
+                            keep = xp.flatnonzero(~hit)
+                            ids, x, logits = ids[keep], x[keep], logits[keep]
+                            ds = [d[keep] for d in ds]
+                            done = done[keep]
+                            if ids.size == 0:
+                                break
+                        else:
+                            done |= hit
+                if not want:
+                    break
+                grad = model.ce_input_grad(logits, ds, pred[ids])
+                k.crit_step(
+                    x,
+                    xp.ascontiguousarray(grad),
+                    lo,
+                    hi,
+                    ids,
+                    seed,
+                    (rs << 32) | (step + 1),
+                    step_size,
+                    noise,
+                )
+
+
+# --------------------------------------------------------------------------- public
+def critical_samples(
+    net: Network,
+    X: Any,
+    *,
+    radius: float,
+    method: str = "lass",
+    steps: int = 100,
+    step_size: float | None = None,
+    noise: float | None = None,
+    restarts: int = 1,
+    box: tuple[float, float] = (0.0, 1.0),
+    certify: str | None = "crown",
+    rng: Any = None,
+    batch_size: int | None = None,
+    backend: str | None = None,
+    _early_stop: bool = True,
+    _known: Any = None,
+) -> CriticalSamples:
+    """Critical samples of Arpit et al. (2017) with a certified CSR sandwich.
+
+    ``x`` is critical when some ``x'`` in the L_inf ball of ``radius`` around it
+    (intersected with ``box``) has ``argmax f(x') != argmax f(x)``. The search only
+    finds such points (a lower bound on the CSR); the certificate proves the rest
+    robust (an upper bound). In order:
+
+    1. certify (``"ibp"`` or ``"crown"``): a sample whose certified lower bound of
+       the class margin is > 0 is ``"robust"``. Where no hidden neuron can change
+       state on the ball, the network is affine there and the margin's minimum over
+       the box is attained at a corner: such samples are decided exactly (robust, or
+       critical at that corner), counted in ``decided_exactly``. For other samples
+       the corner of the worst bound is tried too (verified by a forward pass).
+    2. search the rest: ``"lass"`` (Arpit et al.'s Langevin adversarial sample search:
+       start at x, ``x' <- proj(x' + step_size sign(grad CE(f(x'), c)) + noise N(0,1))``)
+       or ``"pgd"`` (Madry et al.: a uniform random start in the ball, then sign steps
+       with no noise; ``restarts`` fresh starts). Each sample stops at its first class
+       change. Every found point is kept only if a forward pass confirms the change.
+
+    Parameters
+    ----------
+    net : Network
+        relu, leaky_relu or hardtanh hidden layers (the search needs gradients).
+    X : array_like (n, d)
+        Inputs, all inside ``box``.
+    radius : float
+        L_inf radius (> 0). Arpit et al. use ``LASS_RADIUS = 0.3/255`` for data in [0, 1].
+    method : {"lass", "pgd"}
+    steps : int
+        Most search steps per restart (>= 1).
+    step_size : float, optional
+        Default: LASS ``radius * LASS_STEP / LASS_RADIUS`` (Arpit's 0.25/255 at their
+        radius); PGD ``2.5 radius / steps`` (Madry et al.).
+    noise : float, optional
+        Langevin noise scale; default LASS ``radius * LASS_NOISE / LASS_RADIUS``, PGD 0.
+    restarts : int
+        Search restarts (PGD: new random starts; LASS: new noise).
+    box : (float, float)
+        Valid input range; the ball is clipped to it.
+    certify : {"crown", "ibp", None}
+        Certified bound. ``"crown"``: backward linear relaxation (intermediate bounds of
+        unstable neurons tightened by CROWN, best of CROWN and IBP: never looser than IBP).
+    rng : int, Generator or None
+        Seed of the counter-based noise.
+    batch_size : int, optional
+        Samples per certification / search batch (memory bound); results do not
+        depend on it.
+    backend : {"cpp", "numba", "cuda"}, optional
+
+    Returns
+    -------
+    CriticalSamples
+
+    Raises
+    ------
+    InputError
+        radius <= 0, steps < 1, X outside box, NaN/Inf, unknown method/certify,
+        threshold layers (no gradient for the search).
+
+    Examples
+    --------
+    >>> import numpy as np, fastmem
+    >>> net = fastmem.Network.from_arrays([np.array([[1.0, -1.0]]) * 10], [np.zeros(1)])
+    >>> X = np.array([[0.5, 0.1], [0.5, 0.49]])   # one logit: class 1 iff x0 > x1
+    >>> res = fastmem.critical_samples(net, X, radius=0.02, method="pgd", rng=0)
+    >>> res.status.tolist(), res.csr_lower, res.csr_upper
+    (['robust', 'critical'], 0.5, 0.5)
+    """
+    require_piecewise_linear(net, "critical_samples", gradient=True)
+    radius = _positive(radius, "radius")
+    if method not in _METHODS:
+        raise InputError(f"method: must be one of {_METHODS}, got {method!r}")
+    steps = _positive_int(steps, "steps")
+    restarts = _positive_int(restarts, "restarts")
+    if certify not in _CERTIFY:
+        raise InputError(f"certify: must be one of {_CERTIFY}, got {certify!r}")
+    if step_size is None:
+        step_size = radius * LASS_STEP / LASS_RADIUS if method == "lass" else 2.5 * radius / steps
+    step_size = _positive(step_size, "step_size")
+    if noise is None:
+        noise = radius * LASS_NOISE / LASS_RADIUS if method == "lass" else 0.0
+    noise = _nonnegative(noise, "noise")
+    box = _check_box(box)
+    batch = _DEFAULT_BATCH if batch_size is None else _positive_int(batch_size, "batch_size")
+    seed = _seed(rng)
+    Xd, be, model = _prepare(net, X, backend, box)
+    lo, hi = _ball(model, Xd, radius, box)
+    pred = _predict(model, Xd)
+    with kernels_own_the_cores(be):
+        return _critical_body(
+            model,
+            be,
+            Xd,
+            lo,
+            hi,
+            pred,
+            _known,
+            certify,
+            batch,
+            method,
+            steps,
+            step_size,
+            noise,
+            restarts,
+            seed,
+            _early_stop,
+            radius,
+            box,
+        )
+
+
+def _critical_body(
+    model,
+    be,
+    Xd,
+    lo,
+    hi,
+    pred,
+    _known,
+    certify,
+    batch,
+    method,
+    steps,
+    step_size,
+    noise,
+    restarts,
+    seed,
+    _early_stop,
+    radius,
+    box,
+) -> CriticalSamples:
+    # BLAS single-threaded: its spinning idle threads would starve the OpenMP kernels
+    xp = model.xp
+    n = Xd.shape[0]
+    adversarial = xp.full(Xd.shape, xp.nan, dtype=model.dtype)
+    found = xp.zeros(n, dtype=bool)
+    robust = xp.zeros(n, dtype=bool)
+    steps_taken = xp.zeros(n, dtype=np.int64)
+    margin = xp.full(n, xp.nan, dtype=model.dtype)
+    exact = {"critical": 0, "robust": 0}
+    if _known is not None:  # points already critical at a smaller radius (csr_curve)
+        known_ids, known_adv = _known
+        adversarial[known_ids] = known_adv
+        found[known_ids] = True
+    if certify is not None and model.n_classes > 1:
+        margin, stable, corner, has_corner = _certify_all(model, lo, hi, pred, certify, batch)
+        robust = (margin > 0) & ~found
+        try_ids = xp.flatnonzero(has_corner & ~robust & ~found).astype(np.int64)
+        if try_ids.size:
+            ok = _changed(model, xp.ascontiguousarray(corner[try_ids]), pred[try_ids])
+            hit = try_ids[ok]
+            adversarial[hit] = corner[hit]
+            found[hit] = True
+            exact["critical"] = int((stable[hit]).sum())
+        exact["robust"] = int((robust & stable).sum())
+    elif model.n_classes == 1:  # pragma: no cover - _Model always gives >= 2 classes
+        robust[:] = True
+    todo = xp.flatnonzero(~found & ~robust).astype(np.int64)
+    if todo.size:
+        steps_taken[todo] = restarts * steps
+        _search(
+            model,
+            Xd,
+            lo,
+            hi,
+            pred,
+            todo,
+            method=method,
+            steps=steps,
+            step_size=step_size,
+            noise=noise,
+            restarts=restarts,
+            seed=seed,
+            batch=batch,
+            early_stop=_early_stop,
+            adversarial=adversarial,
+            found=found,
+            steps_taken=steps_taken,
+        )
+    code = xp.where(found, 1, xp.where(robust, 2, 0))
+    status = _STATUS_CODES[_host(code)]
+    n_crit = int((status == "critical").sum())
+    n_rob = int((status == "robust").sum())
+    params = {
+        "radius": radius,
+        "method": method,
+        "steps": steps,
+        "step_size": step_size,
+        "noise": noise,
+        "restarts": restarts,
+        "box": list(box),
+        "certify": certify,
+        "seed": seed,
+        "dtype": str(model.dtype),
+    }
+    return CriticalSamples(
+        status=status,
+        adversarial=_host(adversarial),
+        steps_taken=_host(steps_taken),
+        margin_lower=_host(margin),
+        predicted=_host(pred),
+        decided_exactly=exact,
+        csr_lower=n_crit / n,
+        csr_upper=1.0 - n_rob / n,
+        backend=be.name,
+        params=params,
+    )
+
+
+def csr_curve(net: Network, X: Any, radii: Any, **kw: Any) -> CSRCurve:
+    """CSR lower and upper bounds for many radii in one call.
+
+    Radii are processed in ascending order; a point found critical at a radius is
+    critical at every larger one (its adversarial point lies in the larger ball), so
+    it is neither certified nor searched again. Keywords as :func:`critical_samples`.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmem
+    >>> net = fastmem.Network.from_arrays([np.array([[1.0, -1.0]]) * 10], [np.zeros(1)])
+    >>> X = np.array([[0.5, 0.1], [0.5, 0.49], [0.5, 0.3]])
+    >>> curve = fastmem.csr_curve(net, X, [0.01, 0.15, 0.3], method="pgd", rng=0)
+    >>> curve.n_critical.tolist(), curve.n_robust.tolist()   # x1 = 0.49, 0.3, 0.1 flip in turn
+    ([1, 2, 3], [2, 1, 0])
+    """
+    try:
+        rs = np.asarray(radii, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"radii: must be a sequence of numbers ({exc})") from exc
+    if rs.size == 0:
+        raise InputError("radii: is empty")
+    for r in rs:
+        _positive(float(r), "radii")
+    rs = np.sort(rs)
+    known = None
+    rows = []
+    res = None
+    for r in rs:
+        res = critical_samples(net, X, radius=float(r), _known=known, **kw)
+        crit = np.flatnonzero(res.status == "critical")
+        known = (crit, res.adversarial[crit])
+        rows.append((res.csr_lower, res.csr_upper, res.n_critical, res.n_robust, res.n_unknown))
+    a = np.array(rows)
+    params = {k: v for k, v in res.params.items() if k != "radius"}
+    return CSRCurve(
+        radii=rs,
+        csr_lower=a[:, 0],
+        csr_upper=a[:, 1],
+        n_critical=a[:, 2].astype(np.int64),
+        n_robust=a[:, 3].astype(np.int64),
+        n_unknown=a[:, 4].astype(np.int64),
+        backend=res.backend,
+        params=params,
+    )
+
+
+def certified_radius(
+    net: Network,
+    X: Any,
+    *,
+    certify: str = "crown",
+    box: tuple[float, float] = (0.0, 1.0),
+    max_radius: float | None = None,
+    iterations: int = 30,
+    batch_size: int | None = None,
+    backend: str | None = None,
+) -> CertifiedRadius:
+    """Largest L_inf radius at which each sample is certified robust (bisection).
+
+    All samples bisect together, each on its own interval; after ``iterations``
+    halvings the returned radius is certified and within ``max_radius / 2**iterations``
+    of the largest radius the bound certifies. Threshold layers are accepted (no
+    gradient is needed).
+
+    Examples
+    --------
+    >>> import numpy as np, fastmem
+    >>> net = fastmem.Network.from_arrays([np.array([[1.0, -1.0]])], [np.zeros(1)])
+    >>> r = fastmem.certified_radius(net, np.array([[0.5, 0.1]]), iterations=40).radius
+    >>> round(float(r[0]), 6)   # the margin 0.4 shrinks by 2 r: r = 0.2
+    0.2
+    """
+    require_piecewise_linear(net, "certified_radius", gradient=False)
+    if certify not in ("ibp", "crown"):
+        raise InputError(f"certify: must be 'ibp' or 'crown', got {certify!r}")
+    box = _check_box(box)
+    top = box[1] - box[0] if max_radius is None else _positive(max_radius, "max_radius")
+    iterations = _positive_int(iterations, "iterations")
+    batch = _DEFAULT_BATCH if batch_size is None else _positive_int(batch_size, "batch_size")
+    Xd, be, model = _prepare(net, X, backend, box)
+    xp = model.xp
+    n = Xd.shape[0]
+    pred = _predict(model, Xd)
+    lo_r = xp.zeros(n, dtype=np.float64)
+    hi_r = xp.full(n, top, dtype=np.float64)
+    lo, hi = _ball(model, Xd, hi_r, box)
+    m, *_ = _certify_all(model, lo, hi, pred, certify, batch)
+    full = m > 0
+    lo_r[full] = top
+    for _ in range(iterations):
+        mid = (lo_r + hi_r) * 0.5
+        lo, hi = _ball(model, Xd, mid, box)
+        m, *_ = _certify_all(model, lo, hi, pred, certify, batch)
+        ok = (m > 0) | full
+        lo_r = xp.where(ok, mid, lo_r)
+        hi_r = xp.where(ok, hi_r, mid)
+    params = {"certify": certify, "box": list(box), "max_radius": top, "iterations": iterations}
+    return CertifiedRadius(radius=_host(lo_r), backend=be.name, params=params)
+
+
+def loss_sensitivity(
+    net: Network, X: Any, y: Any, *, norm: float = 1, backend: str | None = None
+) -> LossSensitivity:
+    """Loss sensitivity of Arpit et al. (2017): ``||d L(x_i, y_i) / d x_i||`` per sample.
+
+    ``L`` is the cross-entropy of the logits (softmax; a one-logit network is read as
+    the two logits ``(0, f)``, i.e. the logistic loss). The gradient is computed
+    analytically through the piecewise-linear network: the activation pattern of
+    each input gives the Jacobian (GEMMs and elementwise masks, no autograd). At a
+    kink the derivative of the branch taken by the forward pass is used (relu: 0 at
+    z = 0), as autograd does.
+
+    Parameters
+    ----------
+    net : Network
+    X : array_like (n, d)
+    y : array_like (n,) of int
+        Labels in ``[0, n_classes)``.
+    norm : {1, 2, inf}
+        Norm of the gradient (Arpit et al. use 1).
+
+    Returns
+    -------
+    LossSensitivity
+        ``values`` (n,), ``gini`` (Gini coefficient of the values), ``backend``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmem
+    >>> net = fastmem.Network.from_arrays([np.array([[2.0, 0.0], [0.0, 2.0]])], [np.zeros(2)])
+    >>> ls = fastmem.loss_sensitivity(net, np.zeros((1, 2)), [0])
+    >>> ls.values   # softmax (1/2, 1/2): gradient (-1/2, 1/2) @ W = (-1, 1)
+    array([2.])
+    """
+    require_piecewise_linear(net, "loss_sensitivity", gradient=True)
+    if norm not in (1, 2, math.inf):
+        raise InputError(f"norm: must be 1, 2 or inf, got {norm!r}")
+    Xd, be, model = _prepare(net, X, backend, None)
+    xp = model.xp
+    labels = _labels(y, Xd.shape[0], model.n_classes, xp)
+    n = Xd.shape[0]
+    values = xp.empty(n, dtype=model.dtype)
+    with kernels_own_the_cores(be):
+        _ls_batches(model, Xd, labels, norm, values)
+    host = _host(values)
+    return LossSensitivity(
+        values=host,
+        gini=_gini(host),
+        backend=be.name,
+        params={"norm": norm if norm != math.inf else "inf"},
+    )
+
+
+def _ls_batches(model: _Model, Xd: Any, labels: Any, norm: float, values: Any) -> None:
+    xp = model.xp
+    n = Xd.shape[0]
+    for a in range(0, n, _DEFAULT_BATCH):
+        b = min(a + _DEFAULT_BATCH, n)
+        logits, ds = model.forward(Xd[a:b], derivs=True)
+        g = model.ce_input_grad(logits, ds, labels[a:b])
+        if norm == 1:
+            values[a:b] = xp.abs(g).sum(axis=1)
+        elif norm == 2:
+            values[a:b] = xp.sqrt((g * g).sum(axis=1))
+        else:
+            values[a:b] = xp.abs(g).max(axis=1)
+
+
+def _labels(y: Any, n: int, n_classes: int, xp: Any) -> Any:
+    try:
+        arr = np.asarray(_host(y))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"y: cannot be converted to an array ({exc})") from exc
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise InputError(f"y: must have shape ({n},) like the rows of X, got {arr.shape}")
+    if arr.dtype.kind not in "biu":
+        if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise InputError(f"y: must hold integer class labels, got dtype {arr.dtype}")
+    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
+        raise InputError(f"y: labels must lie in [0, {n_classes}), got {arr.min()}..{arr.max()}")
+    return xp.asarray(arr.astype(np.int64))
+
+
+def _gini(v: np.ndarray) -> float:
+    """Gini coefficient of non-negative values: ``sum_i (2i - n - 1) v_(i) / (n sum v)``."""
+    s = np.sort(np.asarray(v, dtype=np.float64))
+    n = s.size
+    total = s.sum()
+    if n == 0 or total == 0:
+        return 0.0
+    i = np.arange(1, n + 1)
+    return float(((2 * i - n - 1) * s).sum() / (n * total))
