@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("sklearn", reason="fastmem.datasets needs scikit-learn ([study] extra)")
 
-from fastmem import InputError, datasets  # noqa: E402
+from fastmem import InputError, datasets
 
 
 def _write_idx(path, arr, gz=False):

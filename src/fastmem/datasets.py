@@ -157,8 +157,9 @@ def _idx_pair(path: str) -> tuple[str, str]:
     if "labels" in base:
         images, labels = path.replace("labels-idx1", "images-idx3"), path
     else:
-        images, labels = path, os.path.join(
-            os.path.dirname(path), base.replace("images-idx3", "labels-idx1")
+        images, labels = (
+            path,
+            os.path.join(os.path.dirname(path), base.replace("images-idx3", "labels-idx1")),
         )
     for p in (images, labels):
         if not os.path.exists(p):
@@ -177,7 +178,9 @@ def _check_xy(X: Any, y: Any, source: str) -> tuple[np.ndarray, np.ndarray]:
     X = np.asarray(X)
     y = np.asarray(y)
     if X.ndim < 2:
-        raise InputError(f"data: X in {source} must have 2+ dimensions (n, features), got {X.shape}")
+        raise InputError(
+            f"data: X in {source} must have 2+ dimensions (n, features), got {X.shape}"
+        )
     X = X.reshape(X.shape[0], -1)
     if y.ndim != 1:
         raise InputError(f"data: y in {source} must be 1-D (n,), got shape {y.shape}")
@@ -300,7 +303,7 @@ def average_pool(X: Any, factor: int) -> np.ndarray:
     [[2.5, 4.5, 10.5, 12.5]]
     """
     X = np.asarray(X, dtype=np.float64)
-    side = int(round(np.sqrt(X.shape[1])))
+    side = round(np.sqrt(X.shape[1]))
     if side * side != X.shape[1] or side % factor:
         raise InputError(f"X: rows must be square images with side divisible by {factor}")
     s = side // factor
@@ -308,7 +311,9 @@ def average_pool(X: Any, factor: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------- randomizations
-def corrupt_labels(y: Any, p: float, rng: Any = None, *, n_classes: int | None = None) -> np.ndarray:
+def corrupt_labels(
+    y: Any, p: float, rng: Any = None, *, n_classes: int | None = None
+) -> np.ndarray:
     """Zhang et al.'s partially corrupted labels.
 
     With probability ``p`` each label is replaced by a uniformly random class (which

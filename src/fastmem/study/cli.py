@@ -14,8 +14,12 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("study", help="run the papers' experiments and write a report")
     s.add_argument("--quick", action="store_true", help="small settings (minutes; CI)")
     s.add_argument("--only", default=None, help="comma-separated experiment names")
-    s.add_argument("--data", default="digits", help="digits (default), moons, or a path "
-                   "(MNIST IDX images/labels file or directory, gz or not; .npz with X, y)")
+    s.add_argument(
+        "--data",
+        default="digits",
+        help="digits (default), moons, or a path "
+        "(MNIST IDX images/labels file or directory, gz or not; .npz with X, y)",
+    )
     s.add_argument("--out", default="report", help="output directory (default: report)")
     s.add_argument("--jobs", type=int, default=None, help="worker processes (default: cores)")
     s.add_argument("--scheduler", default=None, help="dask.distributed scheduler address")

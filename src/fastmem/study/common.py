@@ -8,6 +8,7 @@ choice comes from :func:`rng_for` (the study seed plus string keys).
 from __future__ import annotations
 
 import functools
+import itertools
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,7 +54,7 @@ def load_data(spec: str) -> Data:
     else:
         X, y = datasets.load(spec)
         name = spec
-    side = int(round(np.sqrt(X.shape[1])))
+    side = round(np.sqrt(X.shape[1]))
     image_side = side if side * side == X.shape[1] and side >= 4 else None
     X.setflags(write=False)
     y.setflags(write=False)
@@ -214,7 +215,7 @@ def he_network(widths: list[int], seed: int, *, bias_std: float = 0.01) -> Netwo
     """A ReLU network at He initialization (Hanin & Rolnick's setting)."""
     gen = rng_for(seed, "he", *widths)
     Ws, bs = [], []
-    for fan_in, fan_out in zip(widths[:-1], widths[1:], strict=True):
+    for fan_in, fan_out in itertools.pairwise(widths):
         Ws.append(gen.standard_normal((fan_out, fan_in)) * np.sqrt(2.0 / fan_in))
         bs.append(gen.standard_normal(fan_out) * bias_std)
     return Network.from_arrays(Ws, bs)

@@ -68,12 +68,26 @@ def _build(fn: Any, *args: Any, **kw: Any) -> dict[str, Any]:
 def jobs(cfg: Config) -> list[tuple[str, dict[str, Any]]]:
     s = _sizes(cfg.quick)
     return [
-        ("zhang", {"kind": "zhang", "ns": s["ns"], "depths": s["depths"], "depth_n": s["depth_n"], "d": 16}),
+        (
+            "zhang",
+            {
+                "kind": "zhang",
+                "ns": s["ns"],
+                "depths": s["depths"],
+                "depth_n": s["depth_n"],
+                "d": 16,
+            },
+        ),
         ("yun", {"kind": "yun", "ns": s["ns"], "d": 16}),
         (
             "dirksen",
-            {"kind": "dirksen", "ns": s["moons_ns"], "lambdas": s["lambdas"], "width": s["width"],
-             "trials": s["trials"]},
+            {
+                "kind": "dirksen",
+                "ns": s["moons_ns"],
+                "lambdas": s["lambdas"],
+                "width": s["width"],
+                "trials": s["trials"],
+            },
         ),
         ("min_norm", {"kind": "min_norm", "data": cfg.data, "per_class": s["per_class"]}),
     ]
@@ -87,9 +101,7 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
             for n in params["ns"]
         ]
         X, y = _points(params["depth_n"], params["d"], seed)
-        deep = [
-            {"depth": k, **_build(memorize.deep, X, y, k, rng=seed)} for k in params["depths"]
-        ]
+        deep = [{"depth": k, **_build(memorize.deep, X, y, k, rng=seed)} for k in params["depths"]]
         return {"two_layer": two, "deep": deep}
     if kind == "yun":
         out = []
@@ -97,8 +109,14 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
             p = int(np.ceil(np.sqrt(n)))
             q = int(np.ceil(n / p))
             X, y = _points(n, params["d"], seed)
-            out.append({"n": n, "p": p, "q": q,
-                        **_build(memorize.hardtanh_three_layer, X, y, p, q, rng=seed)})
+            out.append(
+                {
+                    "n": n,
+                    "p": p,
+                    "q": q,
+                    **_build(memorize.hardtanh_three_layer, X, y, p, q, rng=seed),
+                }
+            )
         return {"hardtanh": out}
     if kind == "dirksen":
         return _dirksen(params, seed)
@@ -200,20 +218,40 @@ def tables(d: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for key in ("two_layer", "hardtanh"):
         for r in d[key]:
-            rows.append([key, r["n"], r.get("max_abs"), r.get("condition"), r.get("residual"),
-                         r["interpolates"]])
-    deep = [[r["depth"], r.get("max_abs"), r.get("path_l1"), r.get("residual"),
-             r["interpolates"]] for r in d["deep"]]
+            rows.append(
+                [
+                    key,
+                    r["n"],
+                    r.get("max_abs"),
+                    r.get("condition"),
+                    r.get("residual"),
+                    r["interpolates"],
+                ]
+            )
+    deep = [
+        [r["depth"], r.get("max_abs"), r.get("path_l1"), r.get("residual"), r["interpolates"]]
+        for r in d["deep"]
+    ]
     mn = d["min_norm"]
     return [
-        {"title": "Constructions vs n", "rows": rows,
-         "columns": ["construction", "n", "max |w|", "condition", "residual", "interpolates"]},
-        {"title": "Zhang depth-k", "rows": deep,
-         "columns": ["depth", "max |w|", "path l1", "residual", "interpolates"]},
-        {"title": "Min-norm interpolant (random ReLU features)",
-         "columns": ["labels", "train acc", "test acc", "weight norm"],
-         "rows": [[k, mn[k]["train_acc"], mn[k]["test_acc"], mn[k]["weight_l2"]]
-                  for k in ("real", "random")]},
+        {
+            "title": "Constructions vs n",
+            "rows": rows,
+            "columns": ["construction", "n", "max |w|", "condition", "residual", "interpolates"],
+        },
+        {
+            "title": "Zhang depth-k",
+            "rows": deep,
+            "columns": ["depth", "max |w|", "path l1", "residual", "interpolates"],
+        },
+        {
+            "title": "Min-norm interpolant (random ReLU features)",
+            "columns": ["labels", "train acc", "test acc", "weight norm"],
+            "rows": [
+                [k, mn[k]["train_acc"], mn[k]["test_acc"], mn[k]["weight_l2"]]
+                for k in ("real", "random")
+            ],
+        },
     ]
 
 

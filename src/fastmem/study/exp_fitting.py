@@ -122,8 +122,7 @@ def fitting_figures(d: dict[str, Any]) -> list[tuple[str, Any]]:
     fig2, (b1, b2) = figure(2)
     p = d["by_p"]["p"]
     b1.plot(p, none_to_nan(d["by_p"]["epochs_to_fit"]), "o-")
-    b1.set(xlabel="label corruption p", ylabel="epochs to 100% train accuracy",
-           title="Time to fit")
+    b1.set(xlabel="label corruption p", ylabel="epochs to 100% train accuracy", title="Time to fit")
     b2.plot(p, d["by_p"]["test_acc"], "o-", label="test")
     b2.plot(p, d["by_p"]["final_train_acc"], "s--", label="train (final)")
     b2.set(xlabel="label corruption p", ylabel="accuracy", title="Accuracy vs corruption")

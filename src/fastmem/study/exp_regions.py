@@ -16,20 +16,52 @@ from .registry import Config, Experiment
 
 def _sizes(quick: bool) -> dict[str, Any]:
     if quick:
-        return {"neurons": [16, 32, 64], "lines": 100, "epochs": 20, "per_class": 30,
-                "saw_depths": list(range(1, 11)), "saw_depth": 8,
-                "sigmas": [1e-4, 1e-3, 1e-2, 1e-1], "trials": 5}
-    return {"neurons": [32, 64, 128, 256], "lines": 500, "epochs": 100, "per_class": 100,
-            "saw_depths": list(range(1, 17)), "saw_depth": 12,
-            "sigmas": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1], "trials": 20}
+        return {
+            "neurons": [16, 32, 64],
+            "lines": 100,
+            "epochs": 20,
+            "per_class": 30,
+            "saw_depths": list(range(1, 11)),
+            "saw_depth": 8,
+            "sigmas": [1e-4, 1e-3, 1e-2, 1e-1],
+            "trials": 5,
+        }
+    return {
+        "neurons": [32, 64, 128, 256],
+        "lines": 500,
+        "epochs": 100,
+        "per_class": 100,
+        "saw_depths": list(range(1, 17)),
+        "saw_depth": 12,
+        "sigmas": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1],
+        "trials": 20,
+    }
 
 
 def jobs(cfg: Config) -> list[tuple[str, dict[str, Any]]]:
     s = _sizes(cfg.quick)
-    out = [(f"depth{k}", {"data": cfg.data, "depth": k, **{x: s[x] for x in
-            ("neurons", "lines", "epochs", "per_class")}}) for k in (1, 2, 3, 4)]
-    out.append(("sawtooth", {"depths": s["saw_depths"], "depth": s["saw_depth"],
-                             "sigmas": s["sigmas"], "trials": s["trials"]}))
+    out = [
+        (
+            f"depth{k}",
+            {
+                "data": cfg.data,
+                "depth": k,
+                **{x: s[x] for x in ("neurons", "lines", "epochs", "per_class")},
+            },
+        )
+        for k in (1, 2, 3, 4)
+    ]
+    out.append(
+        (
+            "sawtooth",
+            {
+                "depths": s["saw_depths"],
+                "depth": s["saw_depth"],
+                "sigmas": s["sigmas"],
+                "trials": s["trials"],
+            },
+        )
+    )
     return out
 
 
@@ -56,11 +88,20 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
         widths = [sp.X.shape[1], *hidden, sp.n_classes]
         nets = {
             "init": he_network(widths, seed),
-            "trained": train(sp.X, sp.y, hidden=tuple(hidden), epochs=params["epochs"],
-                             seed=seed, n_classes=sp.n_classes).network,
+            "trained": train(
+                sp.X,
+                sp.y,
+                hidden=tuple(hidden),
+                epochs=params["epochs"],
+                seed=seed,
+                n_classes=sp.n_classes,
+            ).network,
         }
-        row: dict[str, Any] = {"neurons": sum(hidden), "hidden": hidden,
-                               "line_upper": float(bounds.line_upper(hidden))}
+        row: dict[str, Any] = {
+            "neurons": sum(hidden),
+            "hidden": hidden,
+            "line_upper": float(bounds.line_upper(hidden)),
+        }
         for stage, net in nets.items():
             for kind, (a, b) in lines.items():
                 row[f"{stage}_{kind}"] = float(np.mean(along_segments(net, a, b).counts))
@@ -80,28 +121,41 @@ def _sawtooth(params: dict[str, Any], seed: int) -> dict[str, Any]:
     net = sawtooth(params["depth"])
     pert = []
     for s in params["sigmas"]:
-        c = [int(along_segments(net.perturbed(s, rng=rng_for(seed, "saw", s, t)), a, b).counts[0])
-             for t in range(params["trials"])]
+        c = [
+            int(along_segments(net.perturbed(s, rng=rng_for(seed, "saw", s, t)), a, b).counts[0])
+            for t in range(params["trials"])
+        ]
         pert.append({"sigma": s, "mean": float(np.mean(c)), "min": min(c), "max": max(c)})
-    return {"depths": params["depths"], "pieces": exact, "depth": params["depth"],
-            "perturbed": pert}
+    return {
+        "depths": params["depths"],
+        "pieces": exact,
+        "depth": params["depth"],
+        "perturbed": pert,
+    }
 
 
 def summarize(results: dict[str, dict[str, Any]], cfg: Config) -> dict[str, Any]:
-    return {"by_depth": [results[f"depth{k}"] for k in (1, 2, 3, 4)],
-            "sawtooth": results["sawtooth"]}
+    return {
+        "by_depth": [results[f"depth{k}"] for k in (1, 2, 3, 4)],
+        "sawtooth": results["sawtooth"],
+    }
 
 
 def figures(d: dict[str, Any]) -> list[tuple[str, Any]]:
     fig, axes = figure(2, 2)
-    for ax, key in zip(axes, ("init_random", "trained_random", "init_between",
-                              "trained_between"), strict=True):
+    for ax, key in zip(
+        axes, ("init_random", "trained_random", "init_between", "trained_between"), strict=True
+    ):
         for dep in d["by_depth"]:
             n = [r["neurons"] for r in dep["rows"]]
             line = ax.plot(n, [r[key] for r in dep["rows"]], "o-", label=f"depth {dep['depth']}")
             ax.plot(n, [r["line_upper"] for r in dep["rows"]], ":", color=line[0].get_color())
-        ax.set(xlabel="hidden neurons", ylabel="regions per segment", yscale="log",
-               title=key.replace("_", ", ") + " (dotted: line bound)")
+        ax.set(
+            xlabel="hidden neurons",
+            ylabel="regions per segment",
+            yscale="log",
+            title=key.replace("_", ", ") + " (dotted: line bound)",
+        )
     axes[0].legend(fontsize=7)
     fig2, (s1, s2, s3) = figure(3)
     sw = d["sawtooth"]
@@ -111,28 +165,58 @@ def figures(d: dict[str, Any]) -> list[tuple[str, Any]]:
     s1.legend(fontsize=7)
     s2.semilogx([p["sigma"] for p in sw["perturbed"]], [p["mean"] for p in sw["perturbed"]], "o-")
     s2.axhline(2.0 ** sw["depth"], color="k", ls=":")
-    s2.set(xlabel="relative perturbation sigma", ylabel="pieces",
-           title=f"Perturbed sawtooth, depth {sw['depth']}")
+    s2.set(
+        xlabel="relative perturbation sigma",
+        ylabel="pieces",
+        title=f"Perturbed sawtooth, depth {sw['depth']}",
+    )
     for dep in d["by_depth"]:
         bar_hist(s3, dep["distance_log10"]["trained"]["hist"], f"depth {dep['depth']}")
-    s3.set(xlabel="log10 distance to nearest boundary", ylabel="density",
-           title="Distance to boundary (trained)")
+    s3.set(
+        xlabel="log10 distance to nearest boundary",
+        ylabel="density",
+        title="Distance to boundary (trained)",
+    )
     s3.legend(fontsize=7)
     return [("regions_lines", fig), ("regions_sawtooth", fig2)]
 
 
 def tables(d: dict[str, Any]) -> list[dict[str, Any]]:
-    rows = [[dep["depth"], r["neurons"], r["init_random"], r["trained_random"],
-             r["init_between"], r["trained_between"], r["trained_distinct"], r["line_upper"]]
-            for dep in d["by_depth"] for r in dep["rows"]]
+    rows = [
+        [
+            dep["depth"],
+            r["neurons"],
+            r["init_random"],
+            r["trained_random"],
+            r["init_between"],
+            r["trained_between"],
+            r["trained_distinct"],
+            r["line_upper"],
+        ]
+        for dep in d["by_depth"]
+        for r in dep["rows"]
+    ]
     sw = d["sawtooth"]
     return [
-        {"title": "Regions along segments (mean pieces per segment)", "rows": rows,
-         "columns": ["depth", "neurons", "init random", "trained random", "init between",
-                     "trained between", "distinct fraction", "line bound"]},
-        {"title": f"Sawtooth depth {sw['depth']} under perturbation",
-         "columns": ["sigma", "mean pieces", "min", "max"],
-         "rows": [[p["sigma"], p["mean"], p["min"], p["max"]] for p in sw["perturbed"]]},
+        {
+            "title": "Regions along segments (mean pieces per segment)",
+            "rows": rows,
+            "columns": [
+                "depth",
+                "neurons",
+                "init random",
+                "trained random",
+                "init between",
+                "trained between",
+                "distinct fraction",
+                "line bound",
+            ],
+        },
+        {
+            "title": f"Sawtooth depth {sw['depth']} under perturbation",
+            "columns": ["sigma", "mean pieces", "min", "max"],
+            "rows": [[p["sigma"], p["mean"], p["min"], p["max"]] for p in sw["perturbed"]],
+        },
     ]
 
 
@@ -156,9 +240,15 @@ def reading(d: dict[str, Any]) -> str:
 
 EXPERIMENTS = [
     Experiment(
-        name="regions", title="Linear regions", seed_document="002",
+        name="regions",
+        title="Linear regions",
+        seed_document="002",
         references="Hanin & Rolnick 2019; Serra et al. 2018; Telgarsky 2016",
-        jobs=jobs, run=run, summarize=summarize, figures=figures, tables=tables,
+        jobs=jobs,
+        run=run,
+        summarize=summarize,
+        figures=figures,
+        tables=tables,
         reading=reading,
         setting=lambda cfg: (
             f"{cfg.data}: {_sizes(cfg.quick)['per_class']} per class; depths 1-4, hidden "

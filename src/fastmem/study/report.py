@@ -22,7 +22,7 @@ def schema() -> dict[str, Any]:
 def fmt(v: Any) -> str:
     """How a table cell shows a value (the tests parse this back)."""
     if v is None:
-        return "–"
+        return "-"
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, int):
@@ -122,7 +122,8 @@ def render(out: str) -> list[str]:
         toc.append(f'<li><a href="#{name}">{html.escape(sec["title"])}</a></li>')
         body.append(
             f'<section id="{name}"><h2>{html.escape(sec["title"])}</h2>'
-            f'<p class="meta">Seed document {sec["seed_document"]} ({html.escape(sec["references"])})'
+            f'<p class="meta">Seed document {sec["seed_document"]} '
+            f"({html.escape(sec['references'])})"
             f" &middot; study seed {sec['seed']} &middot; {sec['time_s']:.1f} s of jobs</p>"
             f'<p class="meta">Setting: {html.escape(sec["setting"])}</p>'
             f'<p class="reading">{html.escape(sec["reading"])}</p>'
@@ -142,7 +143,8 @@ def render(out: str) -> list[str]:
 <title>fastmem study</title>
 <style>
 body {{ font-family: sans-serif; max-width: 62rem; margin: 2rem auto; padding: 0 1rem; }}
-img {{ max-width: 100%; }} figure {{ margin: 1rem 0; }} figcaption {{ color: #666; font-size: 80%; }}
+img {{ max-width: 100%; }} figure {{ margin: 1rem 0; }}
+figcaption {{ color: #666; font-size: 80%; }}
 table {{ border-collapse: collapse; margin: 1rem 0; font-size: 85%; }}
 td, th {{ border: 1px solid #ccc; padding: 2px 6px; text-align: right; }}
 .meta {{ color: #555; font-size: 90%; }} pre {{ font-size: 75%; overflow-x: auto; }}

@@ -121,8 +121,8 @@ def data_fingerprint(spec: str) -> str:
     if spec in ("digits", "moons"):
         return spec
     h = hashlib.sha256()
-    paths = [spec] if os.path.isfile(spec) else sorted(
-        os.path.join(spec, p) for p in os.listdir(spec)
+    paths = (
+        [spec] if os.path.isfile(spec) else sorted(os.path.join(spec, p) for p in os.listdir(spec))
     )
     for p in paths:
         if os.path.isfile(p):
@@ -195,8 +195,7 @@ def prepare_out(out: str, cfg: Config, fingerprint: str) -> None:
             raise StudyInputError(f"--out {out}: unreadable {STUDY_FILE} ({exc})") from exc
         if old.get("identity") != ident:
             raise StudyInputError(
-                f"--out {out} holds another study ({old.get('identity')}); "
-                "choose another directory"
+                f"--out {out} holds another study ({old.get('identity')}); choose another directory"
             )
     os.makedirs(os.path.join(out, "jobs"), exist_ok=True)
     if not os.path.isfile(marker):
