@@ -1,0 +1,392 @@
+"""Small datasets and Zhang et al.'s randomizations, for :mod:`fastmem.study`.
+
+Nothing here downloads anything: :func:`digits` and :func:`moons` come with
+scikit-learn, and :func:`load` reads the user's own files (MNIST IDX, gzipped or
+not, or ``.npz`` with arrays ``X`` and ``y``).
+
+The randomizations are those of Zhang et al., "Understanding deep learning requires
+rethinking generalization" (ICLR 2017): :func:`corrupt_labels` (each label replaced,
+with probability ``p``, by a uniformly random class), :func:`shuffle_pixels` (one
+fixed permutation of the pixels for every image), :func:`random_pixels` (a different
+permutation per image) and :func:`gaussian_like` (Gaussian inputs with the data's mean
+and covariance diagonal).
+
+Examples
+--------
+>>> import numpy as np
+>>> from fastmem import datasets
+>>> X, y = datasets.digits()
+>>> X.shape, int(y.max())
+((1797, 64), 9)
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+
+__all__ = [
+    "average_pool",
+    "corrupt_labels",
+    "digits",
+    "gaussian_like",
+    "load",
+    "moons",
+    "per_class_subset",
+    "random_pixels",
+    "shuffle_pixels",
+]
+
+
+def _rng(rng: Any) -> np.random.Generator:
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 handwritten digits, pixels scaled to [0, 1].
+
+    Returns
+    -------
+    X : ndarray (1797, 64) float64
+    y : ndarray (1797,) int64
+
+    Examples
+    --------
+    >>> from fastmem import datasets
+    >>> X, y = datasets.digits()
+    >>> float(X.min()), float(X.max())
+    (0.0, 1.0)
+    """
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return np.asarray(X, dtype=np.float64) / 16.0, np.asarray(y, dtype=np.int64)
+
+
+def moons(n: int = 1000, *, noise: float = 0.1, rng: Any = 0) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's two interleaving half circles, scaled into the unit ball.
+
+    Dirksen et al.'s memorization experiments assume points in the unit ball; the raw
+    moons (x in [-1, 2]) are centred and divided by the largest norm.
+
+    Parameters
+    ----------
+    n : int
+        Number of points (half per class).
+    noise : float
+        Standard deviation of the Gaussian noise added by ``make_moons``.
+    rng : int or numpy.random.Generator
+
+    Returns
+    -------
+    X : ndarray (n, 2) float64, max row norm 1
+    y : ndarray (n,) int64 in {0, 1}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmem import datasets
+    >>> X, y = datasets.moons(100)
+    >>> X.shape, round(float(np.linalg.norm(X, axis=1).max()), 6)
+    ((100, 2), 1.0)
+    """
+    from sklearn.datasets import make_moons
+
+    if not isinstance(n, (int, np.integer)) or n < 2:
+        raise InputError(f"n: must be an integer >= 2, got {n!r}")
+    seed = int(_rng(rng).integers(2**31 - 1))
+    X, y = make_moons(n_samples=int(n), noise=float(noise), random_state=seed)
+    X = X - X.mean(axis=0)
+    X = X / np.linalg.norm(X, axis=1).max()
+    return X.astype(np.float64), y.astype(np.int64)
+
+
+# ------------------------------------------------------------------ user data
+_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+        if head == b"\x1f\x8b":
+            with gzip.open(path, "rb") as f:
+                return f.read()
+        with open(path, "rb") as f:
+            return f.read()
+    except (OSError, EOFError) as exc:
+        raise InputError(f"data: cannot read {path}: {exc}") from exc
+
+
+def _read_idx(path: str) -> np.ndarray:
+    raw = _read_bytes(path)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
+        raise InputError(f"data: {path} is not an IDX file (bad magic number)")
+    ndim = raw[3]
+    if ndim < 1 or len(raw) < 4 + 4 * ndim:
+        raise InputError(f"data: {path} is not an IDX file (bad header)")
+    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    dtype = np.dtype(_IDX_TYPES[raw[2]])
+    count = int(np.prod(shape))
+    body = raw[4 + 4 * ndim :]
+    if len(body) != count * dtype.itemsize:
+        raise InputError(
+            f"data: {path} is truncated or malformed: header says {shape} "
+            f"({count * dtype.itemsize} bytes), file has {len(body)}"
+        )
+    return np.frombuffer(body, dtype=dtype).reshape(shape)
+
+
+def _idx_pair(path: str) -> tuple[str, str]:
+    """The images and labels files named by ``path`` (a file of the pair, or a directory)."""
+    if os.path.isdir(path):
+        names = sorted(os.listdir(path))
+        images = [n for n in names if "images" in n and "idx3" in n]
+        train = [n for n in images if n.startswith("train")]
+        pick = (train or images)[:1]
+        if not pick:
+            raise InputError(f"data: no *images-idx3-ubyte[.gz] file in directory {path}")
+        path = os.path.join(path, pick[0])
+    base = os.path.basename(path)
+    if "labels" in base:
+        images, labels = path.replace("labels-idx1", "images-idx3"), path
+    else:
+        images, labels = (
+            path,
+            os.path.join(os.path.dirname(path), base.replace("images-idx3", "labels-idx1")),
+        )
+    for p in (images, labels):
+        if not os.path.exists(p):
+            alt = p[:-3] if p.endswith(".gz") else p + ".gz"
+            if os.path.exists(alt):
+                if p is images:
+                    images = alt
+                else:
+                    labels = alt
+            else:
+                raise InputError(f"data: {p} not found (MNIST needs its images and labels files)")
+    return images, labels
+
+
+def _check_xy(X: Any, y: Any, source: str) -> tuple[np.ndarray, np.ndarray]:
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if X.ndim < 2:
+        raise InputError(
+            f"data: X in {source} must have 2+ dimensions (n, features), got {X.shape}"
+        )
+    X = X.reshape(X.shape[0], -1)
+    if y.ndim != 1:
+        raise InputError(f"data: y in {source} must be 1-D (n,), got shape {y.shape}")
+    if X.shape[0] != y.shape[0]:
+        raise InputError(
+            f"data: X and y in {source} disagree: {X.shape[0]} rows vs {y.shape[0]} labels"
+        )
+    if X.shape[0] < 10 or X.shape[1] < 1:
+        raise InputError(f"data: {source} has too few samples or features: X {X.shape}")
+    if not np.issubdtype(X.dtype, np.number) or not np.issubdtype(y.dtype, np.number):
+        raise InputError(f"data: X and y in {source} must be numeric")
+    X = X.astype(np.float64)
+    if not np.all(np.isfinite(X)):
+        raise InputError(f"data: X in {source} contains NaN or Inf")
+    if np.any(y != np.round(y)):
+        raise InputError(f"data: y in {source} must hold integer class labels")
+    _, y = np.unique(y.astype(np.int64), return_inverse=True)
+    if np.unique(y).size < 2:
+        raise InputError(f"data: y in {source} has a single class")
+    return X, y.astype(np.int64)
+
+
+def load(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Read a labelled dataset: MNIST IDX (gzipped or not) or ``.npz`` with ``X``, ``y``.
+
+    IDX: ``path`` is the images file (``*-images-idx3-ubyte[.gz]``), the labels file,
+    or a directory holding them (the training pair is preferred); pixels are scaled to
+    [0, 1] when they are bytes. ``.npz``: arrays ``X`` (n, ...) and ``y`` (n,) of
+    integer labels. Labels are renumbered ``0 .. k-1``.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    X : ndarray (n, d) float64
+    y : ndarray (n,) int64
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, bad magic number, truncated file, wrong shapes,
+        non-integer labels, NaN/Inf.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> from fastmem import datasets
+    >>> d = tempfile.mkdtemp(); p = os.path.join(d, "toy.npz")
+    >>> np.savez(p, X=np.eye(12), y=np.arange(12) % 3)
+    >>> X, y = datasets.load(p)
+    >>> X.shape, y[:4].tolist()
+    ((12, 12), [0, 1, 2, 0])
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InputError(f"data: {path} does not exist")
+    if path.endswith(".npz"):
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                if "X" not in f.files or "y" not in f.files:
+                    raise InputError(f"data: {path} must hold arrays 'X' and 'y', has {f.files}")
+                X, y = f["X"], f["y"]
+        except InputError:
+            raise
+        except Exception as exc:  # zipfile/pickle errors: a malformed file
+            raise InputError(f"data: cannot read {path} as .npz: {exc}") from exc
+        return _check_xy(X, y, path)
+    images, labels = _idx_pair(path)
+    X = _read_idx(images)
+    y = _read_idx(labels)
+    Xf = X.astype(np.float64) / (255.0 if X.dtype == np.uint8 else 1.0)
+    return _check_xy(Xf, y, images)
+
+
+# -------------------------------------------------------------- subsets, pooling
+def per_class_subset(
+    X: Any, y: Any, per_class: int, *, rng: Any = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A class-balanced random subset: ``per_class`` samples of every class.
+
+    Salman & Liu's MNIST setting is ``per_class=100`` (1000 training samples).
+
+    Returns
+    -------
+    X_sub, y_sub : ndarrays
+    index : ndarray of int64
+        Rows of ``X`` taken (sorted by class, then randomly within a class).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmem import datasets
+    >>> X, y = datasets.digits()
+    >>> Xs, ys, idx = datasets.per_class_subset(X, y, 5)
+    >>> np.bincount(ys).tolist()
+    [5, 5, 5, 5, 5, 5, 5, 5, 5, 5]
+    """
+    X, y = np.asarray(X), np.asarray(y)
+    gen = _rng(rng)
+    take = []
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        if rows.size < per_class:
+            raise InputError(f"per_class: class {c} has only {rows.size} samples < {per_class}")
+        take.append(gen.choice(rows, per_class, replace=False))
+    idx = np.concatenate(take).astype(np.int64)
+    return X[idx], y[idx], idx
+
+
+def average_pool(X: Any, factor: int) -> np.ndarray:
+    """Average-pool square images stored as rows (side ``s`` -> ``s // factor``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmem import datasets
+    >>> datasets.average_pool(np.arange(16.0).reshape(1, 16), 2).tolist()
+    [[2.5, 4.5, 10.5, 12.5]]
+    """
+    X = np.asarray(X, dtype=np.float64)
+    side = round(np.sqrt(X.shape[1]))
+    if side * side != X.shape[1] or side % factor:
+        raise InputError(f"X: rows must be square images with side divisible by {factor}")
+    s = side // factor
+    return X.reshape(-1, s, factor, s, factor).mean(axis=(2, 4)).reshape(X.shape[0], s * s)
+
+
+# ------------------------------------------------------------- randomizations
+def corrupt_labels(
+    y: Any, p: float, rng: Any = None, *, n_classes: int | None = None
+) -> np.ndarray:
+    """Zhang et al.'s partially corrupted labels.
+
+    With probability ``p`` each label is replaced by a uniformly random class (which
+    may equal the true one, as in the paper); ``p = 1`` gives completely random labels.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmem import datasets
+    >>> y = np.zeros(1000, dtype=int)
+    >>> bool(np.all(datasets.corrupt_labels(y, 0.0, 0, n_classes=10) == 0))
+    True
+    >>> 0.8 < float(np.mean(datasets.corrupt_labels(y, 1.0, 0, n_classes=10) != 0)) < 1.0
+    True
+    """
+    y = np.asarray(y).astype(np.int64)
+    if not 0.0 <= float(p) <= 1.0:
+        raise InputError(f"p: must be in [0, 1], got {p!r}")
+    k = int(n_classes) if n_classes is not None else int(y.max()) + 1
+    gen = _rng(rng)
+    flip = gen.random(y.shape[0]) < float(p)
+    out = y.copy()
+    out[flip] = gen.integers(0, k, size=int(flip.sum()))
+    return out
+
+
+def shuffle_pixels(X: Any, rng: Any = None) -> np.ndarray:
+    """One random permutation of the features, the same for every row (Zhang et al.).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmem import datasets
+    >>> X = np.arange(6.0).reshape(2, 3)
+    >>> Z = datasets.shuffle_pixels(X, 0)
+    >>> bool(np.all(np.sort(Z, axis=1) == X)), bool(np.all(Z[1] - Z[0] == 3))
+    (True, True)
+    """
+    X = np.asarray(X, dtype=np.float64)
+    return X[:, _rng(rng).permutation(X.shape[1])]
+
+
+def random_pixels(X: Any, rng: Any = None) -> np.ndarray:
+    """An independent random permutation of the features of every row (Zhang et al.).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmem import datasets
+    >>> X = np.tile(np.arange(5.0), (3, 1))
+    >>> bool(np.all(np.sort(datasets.random_pixels(X, 0), axis=1) == X))
+    True
+    """
+    X = np.asarray(X, dtype=np.float64)
+    keys = _rng(rng).random(X.shape)
+    return np.take_along_axis(X, np.argsort(keys, axis=1), axis=1)
+
+
+def gaussian_like(X: Any, rng: Any = None) -> np.ndarray:
+    """Gaussian inputs with the per-feature mean and standard deviation of ``X``.
+
+    Zhang et al.'s "Gaussian" randomization (they match mean and variance of the
+    original dataset).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmem import datasets
+    >>> X = np.random.default_rng(0).normal(3.0, 2.0, size=(4000, 2))
+    >>> G = datasets.gaussian_like(X, 1)
+    >>> np.round(G.mean(axis=0)).tolist(), np.round(G.std(axis=0)).tolist()
+    ([3.0, 3.0], [2.0, 2.0])
+    """
+    X = np.asarray(X, dtype=np.float64)
+    mu, sd = X.mean(axis=0), X.std(axis=0)
+    return mu + sd * _rng(rng).standard_normal(X.shape)

@@ -1,0 +1,86 @@
+"""The study's experiments: one :class:`Experiment` per report section.
+
+An experiment is a handful of plain functions, so that each can be adapted alone:
+
+- ``jobs(cfg) -> [(setting, params)]``: the jobs (one per setting) for a study config;
+- ``run(params, seed) -> dict``: one job, numbers only (JSON-able), deterministic;
+- ``summarize(results, cfg) -> dict``: the section's numbers from its jobs' results
+  (``results`` maps setting -> the dict ``run`` returned);
+- ``figures(data) -> [(name, matplotlib Figure)]``, ``tables(data) -> [table]`` and
+  ``reading(data) -> str``: the report, from the section's numbers alone;
+- ``available() -> None | str``: None, or why this install cannot run it (the section
+  is then absent from the report, never shown uncomputed).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Table = dict[str, Any]  # {"title": str, "columns": [str], "rows": [[str | number | None]]}
+
+
+@dataclass(frozen=True)
+class Config:
+    """What a study computes (the --out directory's identity is data + quick + seed)."""
+
+    data: str = "digits"
+    quick: bool = False
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"data": self.data, "quick": self.quick, "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    title: str
+    seed_document: str  # the seed notes it reproduces, e.g. "001"
+    references: str
+    jobs: Callable[[Config], list[tuple[str, dict[str, Any]]]]
+    run: Callable[[dict[str, Any], int], dict[str, Any]]
+    summarize: Callable[[dict[str, dict[str, Any]], Config], dict[str, Any]]
+    figures: Callable[[dict[str, Any]], list[tuple[str, Any]]]
+    tables: Callable[[dict[str, Any]], list[Table]]
+    reading: Callable[[dict[str, Any]], str]
+    setting: Callable[[Config], str]
+    available: Callable[[], str | None] = lambda: None
+
+
+_MODULES = (
+    "fastmem.study.exp_fitting",
+    "fastmem.study.exp_constructions",
+    "fastmem.study.exp_regions",
+    "fastmem.study.exp_intervals",
+    "fastmem.study.exp_critical",
+    "fastmem.study.exp_information",
+    "fastmem.study.exp_svd",
+)
+
+_EXTRA: dict[str, Experiment] = {}
+
+
+def register(exp: Experiment) -> None:
+    """Add an experiment (tests use this for failing / slow jobs); runs in-process only."""
+    _EXTRA[exp.name] = exp
+
+
+def unregister(name: str) -> None:
+    _EXTRA.pop(name, None)
+
+
+def experiments() -> dict[str, Experiment]:
+    """All experiments in report order (available or not)."""
+    out: dict[str, Experiment] = {}
+    for mod in _MODULES:
+        for exp in importlib.import_module(mod).EXPERIMENTS:
+            out[exp.name] = exp
+    out.update(_EXTRA)
+    return out
+
+
+def get(name: str) -> Experiment:
+    return experiments()[name]

@@ -1,0 +1,177 @@
+"""results.json and the report (figures + one self-contained index.html)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import traceback
+from typing import Any
+
+from .registry import Config, Experiment, experiments
+
+SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "results.schema.json")
+
+
+def schema() -> dict[str, Any]:
+    with open(SCHEMA_FILE) as f:
+        return json.load(f)
+
+
+def fmt(v: Any) -> str:
+    """How a table cell shows a value (the tests parse this back)."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def assemble(
+    chosen: list[Experiment],
+    cfg: Config,
+    jobdir: str,
+    jobs: dict[str, Any],
+    *,
+    failures: dict[str, str],
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    """results.json's content: every section whose jobs all finished."""
+    from .runner import clean
+
+    sections: dict[str, Any] = {}
+    failed = [{"job": k, "traceback": tb} for k, tb in failures.items()]
+    for exp in chosen:
+        keys = [k for k in jobs if k.startswith(exp.name + "/")]
+        if any(k in failures for k in keys):
+            continue
+        results, timing, params = {}, 0.0, {}
+        for k in keys:
+            job, h = jobs[k]
+            with open(os.path.join(jobdir, job.filename(h))) as f:
+                rec = json.load(f)
+            results[job.setting] = rec["result"]
+            timing += rec["time_s"]
+            params[job.setting] = job.params
+        try:
+            data = clean(exp.summarize(results, cfg))
+            tables = clean(exp.tables(data))
+            reading = exp.reading(data)
+        except Exception:
+            failed.append({"job": f"{exp.name} (summary)", "traceback": traceback.format_exc()})
+            continue
+        sections[exp.name] = {
+            "title": exp.title,
+            "seed_document": exp.seed_document,
+            "references": exp.references,
+            "setting": exp.setting(cfg),
+            "seed": cfg.seed,
+            "params": params,
+            "time_s": timing,
+            "data": data,
+            "tables": tables,
+            "reading": reading,
+        }
+    return {
+        "schema_version": 1,
+        **meta,
+        "config": cfg.to_dict(),
+        "sections": sections,
+        "failures": failed,
+    }
+
+
+def render(out: str) -> list[str]:
+    """(Re)draw every figure and index.html from ``out/results.json`` alone."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from .runner import write_atomic
+
+    with open(os.path.join(out, "results.json")) as f:
+        results = json.load(f)
+    figdir = os.path.join(out, "figures")
+    os.makedirs(figdir, exist_ok=True)
+    known = experiments()
+    written: list[str] = []
+    body, toc = [], []
+    for name, sec in results["sections"].items():
+        exp = known.get(name)
+        figs = exp.figures(sec["data"]) if exp is not None else []
+        imgs = []
+        for fname, fig in figs:
+            png = os.path.join(figdir, f"{fname}.png")
+            svg = os.path.join(figdir, f"{fname}.svg")
+            for path in (png, svg):
+                tmp = path + ".part"
+                fig.savefig(tmp, dpi=110, format=path.rsplit(".", 1)[1])
+                os.replace(tmp, path)
+                written.append(path)
+            with open(png, "rb") as f:
+                b64 = base64.b64encode(f.read()).decode()
+            imgs.append(
+                f'<figure><img alt="{fname}" src="data:image/png;base64,{b64}">'
+                f"<figcaption>figures/{fname}.png</figcaption></figure>"
+            )
+        tables = "".join(_table(t) for t in sec["tables"])
+        toc.append(f'<li><a href="#{name}">{html.escape(sec["title"])}</a></li>')
+        body.append(
+            f'<section id="{name}"><h2>{html.escape(sec["title"])}</h2>'
+            f'<p class="meta">Seed document {sec["seed_document"]} '
+            f"({html.escape(sec['references'])})"
+            f" &middot; study seed {sec['seed']} &middot; {sec['time_s']:.1f} s of jobs</p>"
+            f'<p class="meta">Setting: {html.escape(sec["setting"])}</p>'
+            f'<p class="reading">{html.escape(sec["reading"])}</p>'
+            f"{''.join(imgs)}{tables}</section>"
+        )
+    fails = ""
+    if results["failures"]:
+        items = "".join(
+            f"<li><b>{html.escape(f['job'])}</b><pre>{html.escape(f['traceback'])}</pre></li>"
+            for f in results["failures"]
+        )
+        fails = f'<section id="failures"><h2>Failed jobs</h2><ul>{items}</ul></section>'
+        toc.append('<li><a href="#failures">Failed jobs</a></li>')
+    cfg = results["config"]
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>fastmem study</title>
+<style>
+body {{ font-family: sans-serif; max-width: 62rem; margin: 2rem auto; padding: 0 1rem; }}
+img {{ max-width: 100%; }} figure {{ margin: 1rem 0; }}
+figcaption {{ color: #666; font-size: 80%; }}
+table {{ border-collapse: collapse; margin: 1rem 0; font-size: 85%; }}
+td, th {{ border: 1px solid #ccc; padding: 2px 6px; text-align: right; }}
+.meta {{ color: #555; font-size: 90%; }} pre {{ font-size: 75%; overflow-x: auto; }}
+</style></head><body>
+<h1>fastmem study</h1>
+<p class="meta">fastmem {html.escape(str(results["fastmem_version"]))}, backend
+{html.escape(str(results["backend"]))}, data {html.escape(str(cfg["data"]))},
+{"quick" if cfg["quick"] else "full"} settings, seed {cfg["seed"]}; created
+{html.escape(str(results["created"]))}. Every number below is in results.json;
+<code>fastmem report DIR</code> redraws this page from it.</p>
+<nav><h2>Contents</h2><ol>{"".join(toc)}</ol></nav>
+{"".join(body)}{fails}
+</body></html>
+"""
+    index = os.path.join(out, "index.html")
+    write_atomic(index, page.encode())
+    written.append(index)
+    return written
+
+
+def _table(t: dict[str, Any]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in t["columns"])
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(fmt(v))}</td>" for v in row) + "</tr>"
+        for row in t["rows"]
+    )
+    return (
+        f'<table class="numbers"><caption>{html.escape(t["title"])}</caption>'
+        f"<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+    )

@@ -1,0 +1,92 @@
+"""fastmem.datasets: loaders (IDX, .npz) and Zhang et al.'s randomizations."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn", reason="fastmem.datasets needs scikit-learn ([study] extra)")
+
+from fastmem import InputError, datasets
+
+
+def _write_idx(path, arr, gz=False):
+    codes = {np.dtype(np.uint8): 0x08}
+    head = bytes([0, 0, codes[arr.dtype], arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    data = head + arr.tobytes()
+    (gzip.open if gz else open)(path, "wb").write(data)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_roundtrip(tmp_path, gz):
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, size=(20, 4, 4), dtype=np.uint8)
+    labels = (np.arange(20) % 3).astype(np.uint8)
+    suf = ".gz" if gz else ""
+    _write_idx(tmp_path / f"train-images-idx3-ubyte{suf}", imgs, gz)
+    _write_idx(tmp_path / f"train-labels-idx1-ubyte{suf}", labels, gz)
+    for p in (tmp_path / f"train-images-idx3-ubyte{suf}", tmp_path):
+        X, y = datasets.load(p)
+        np.testing.assert_array_equal(X, imgs.reshape(20, 16) / 255.0)
+        np.testing.assert_array_equal(y, labels)
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        datasets.load(tmp_path / "nope.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file")
+    with pytest.raises(InputError, match="cannot read"):
+        datasets.load(bad)
+    p = tmp_path / "shape.npz"
+    np.savez(p, X=np.zeros((12, 3)), y=np.zeros(11))
+    with pytest.raises(InputError, match="disagree"):
+        datasets.load(p)
+    p = tmp_path / "noy.npz"
+    np.savez(p, X=np.zeros((12, 3)))
+    with pytest.raises(InputError, match="'X' and 'y'"):
+        datasets.load(p)
+    img = tmp_path / "t-images-idx3-ubyte"
+    img.write_bytes(b"\x01\x02\x03\x04rubbish")
+    (tmp_path / "t-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05ab")
+    with pytest.raises(InputError, match="magic"):
+        datasets.load(img)
+    # truncated body
+    img.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 5, 2, 2) + b"\x00" * 7)
+    with pytest.raises(InputError, match="truncated"):
+        datasets.load(img)
+
+
+def test_corrupt_labels_rate():
+    y = np.arange(20000) % 10
+    for p in (0.0, 0.4, 1.0):
+        z = datasets.corrupt_labels(y, p, 1, n_classes=10)
+        # a replaced label equals the old one with probability 1/10
+        assert abs(np.mean(z != y) - p * 0.9) < 0.02
+    with pytest.raises(InputError):
+        datasets.corrupt_labels(y, 1.5, 0)
+
+
+def test_pixel_randomizations():
+    X, _ = datasets.digits()
+    S = datasets.shuffle_pixels(X[:50], 0)
+    np.testing.assert_array_equal(np.sort(S, axis=1), np.sort(X[:50], axis=1))
+    col_sums = np.sort(X[:50].sum(axis=0))
+    np.testing.assert_allclose(np.sort(S.sum(axis=0)), col_sums)
+    R = datasets.random_pixels(X[:50], 0)
+    np.testing.assert_array_equal(np.sort(R, axis=1), np.sort(X[:50], axis=1))
+    assert not np.allclose(np.sort(R.sum(axis=0)), col_sums)
+    G = datasets.gaussian_like(X, 0)
+    np.testing.assert_allclose(G.mean(axis=0), X.mean(axis=0), atol=0.05)
+
+
+def test_average_pool_and_subset():
+    X, y = datasets.digits()
+    P = datasets.average_pool(X, 2)
+    np.testing.assert_allclose(P[:, 0], X[:, [0, 1, 8, 9]].mean(axis=1))
+    Xs, ys, idx = datasets.per_class_subset(X, y, 100, rng=0)
+    assert Xs.shape == (1000, 64) and np.all(np.bincount(ys) == 100)
+    assert np.unique(idx).size == 1000
