@@ -35,7 +35,6 @@ the check costs next to nothing on ordinary networks.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +43,7 @@ import numpy as np
 
 from ._backend import Backend, kernels_own_the_cores, row_parallel_matmul
 from ._kinds import ACTIVATIONS, bits_per_neuron
+from ._validate import positive_int as check_positive_int
 from .errors import InputError
 from .network import Network
 
@@ -181,13 +181,6 @@ def check_t_range(t_range: Any) -> tuple[float, float]:
     if not t0 < t1:
         raise InputError(f"t_range: needs t0 < t1, got {t_range!r}")
     return t0, t1
-
-
-def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum``; ``InputError`` naming ``name`` otherwise."""
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
-        raise InputError(f"{name}: must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def tolerance(dtype: Any, t0: float, t1: float) -> float:

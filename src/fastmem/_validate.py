@@ -21,6 +21,7 @@ __all__ = [
     "check_dtype",
     "common_device",
     "positive_int",
+    "to_host",
 ]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -42,6 +43,11 @@ def positive_int(value: Any, name: str, minimum: int = 1) -> int:
     if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
         raise InputError(f"{name}: must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def to_host(x: Any) -> Any:
+    """A CuPy array copied to a NumPy array; anything else returned as it is."""
+    return x.get() if _is_cupy(x) else x
 
 
 def _is_cupy(x: Any) -> bool:

@@ -47,7 +47,9 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Backend, kernels_own_the_cores, to_device
+from ._backend import Backend, kernels_own_the_cores
+from ._validate import positive_int as _positive_int
+from ._validate import to_host as _host
 from .errors import InputError
 from .network import ACTIVATIONS, Network
 
@@ -124,12 +126,6 @@ def _nonnegative(value: Any, name: str) -> float:
     if not (math.isfinite(v) and v >= 0):
         raise InputError(f"{name}: must be finite and >= 0, got {value!r}")
     return v
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise InputError(f"{name}: must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 def _check_box(box: Any) -> tuple[float, float]:
@@ -364,8 +360,6 @@ class _Model:
 
 
 # --------------------------------------------------------------------------- results
-def _host(x: Any) -> Any:
-    return to_device(x, "cpu")
 
 
 @dataclass(frozen=True)

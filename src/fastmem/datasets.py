@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ._validate import as_generator as _rng
 from .errors import InputError
 
 __all__ = [
@@ -42,10 +43,6 @@ __all__ = [
     "random_pixels",
     "shuffle_pixels",
 ]
-
-
-def _rng(rng: Any) -> np.random.Generator:
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
 def digits() -> tuple[np.ndarray, np.ndarray]:

@@ -31,6 +31,8 @@ import numpy as np
 from . import _engine
 from ._backend import Backend, to_device
 from ._validate import as_float_array
+from ._validate import as_generator as _rng
+from ._validate import to_host as _host
 from .errors import InputError
 from .network import Network
 
@@ -229,8 +231,6 @@ def _intervals_of_pieces(
 
 
 # ------------------------------------------------------------------ directions
-def _rng(rng: Any) -> np.random.Generator:
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
 def _data(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -522,7 +522,3 @@ def random_directions(X: Any, n: int, rng: Any = None) -> tuple[np.ndarray, np.n
     d = gen.standard_normal((n, X.shape[1]))
     d *= radius / np.linalg.norm(d, axis=1, keepdims=True)
     return X[idx], d, idx
-
-
-def _host(x: Any) -> np.ndarray:
-    return to_device(x, "cpu")  # type: ignore[no-any-return]

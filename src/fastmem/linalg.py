@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ._validate import as_float_array
+from ._validate import to_host as _host
 from .errors import ConditioningError, InputError, report_ill_conditioned
 
 __all__ = ["Solution", "onenorm_inverse_estimate", "solve"]
@@ -311,7 +312,3 @@ def onenorm_inverse_estimate(
     alt = (1.0 + i / (n - 1)) * xp.where(i % 2 == 0, 1.0, -1.0)
     temp = 2.0 * float(xp.abs(solve_a(alt)).sum()) / (3.0 * n)
     return max(est, temp)
-
-
-def _host(x: Any) -> Any:
-    return x.get() if hasattr(x, "__cuda_array_interface__") and hasattr(x, "get") else x

@@ -69,6 +69,7 @@ import numpy as np
 from . import _engine
 from ._backend import to_device
 from ._kinds import ACTIVATIONS
+from ._validate import to_host as _host
 from .errors import InputError
 from .network import Network
 
@@ -83,10 +84,6 @@ __all__ = [
 ]
 
 _SAMPLED_CHUNK_BYTES = 64 * 2**20
-
-
-def _host(x: Any) -> np.ndarray:
-    return x.get() if hasattr(x, "get") else np.asarray(x)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,12 +100,6 @@ def _jsonable(v: Any) -> Any:
 
 
 # ---------------------------------------------------------------- validation
-def _rng(rng: Any) -> np.random.Generator:
-    if rng is None or isinstance(rng, numbers.Integral):
-        return np.random.default_rng(rng)
-    if isinstance(rng, np.random.Generator):
-        return rng
-    raise InputError(f"rng: must be a numpy.random.Generator, an int seed or None, got {rng!r}")
 
 
 def _setup(X: Any, backend: str | None) -> tuple[Any, Any]:
@@ -133,13 +126,3 @@ def _targets(y: Any, n: int, xp: Any, *, allow_2d: bool = False) -> Any:
 def _check_on_ill(on_ill: str) -> None:
     if on_ill not in ("raise", "warn"):
         raise InputError(f"on_ill: must be 'raise' or 'warn', got {on_ill!r}")
-
-
-def _positive_int(v: Any, name: str, minimum: int = 1) -> int:
-    if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < minimum:
-        raise InputError(f"{name}: must be an integer >= {minimum}, got {v!r}")
-    return int(v)
-
-
-def _host(x: Any) -> Any:
-    return x.get() if hasattr(x, "__cuda_array_interface__") and hasattr(x, "get") else x

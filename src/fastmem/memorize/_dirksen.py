@@ -14,9 +14,11 @@ import numpy as np
 
 from .._backend import to_device
 from .._validate import array_device
+from .._validate import as_generator as _rng
+from .._validate import positive_int as _positive_int
 from ..errors import InputError
 from ..network import Network
-from ._base import Construction, _jsonable, _positive_int, _rng, _setup
+from ._base import Construction, _jsonable, _setup
 from ._norms import weight_norms
 
 

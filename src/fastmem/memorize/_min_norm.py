@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 
 from .._validate import as_float_array
+from .._validate import to_host as _host
 from ..errors import InputError
 from ..network import Network
-from ._base import _EPS, Construction, _host, _targets
+from ._base import _EPS, Construction, _targets
 from ._norms import weight_norms
 
 

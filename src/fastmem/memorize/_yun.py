@@ -10,9 +10,12 @@ import numpy as np
 
 from .._backend import select_backend
 from .._validate import as_float_array
+from .._validate import as_generator as _rng
+from .._validate import positive_int as _positive_int
+from .._validate import to_host as _host
 from ..errors import InputError
 from ..network import Network
-from ._base import Construction, _check_on_ill, _host, _positive_int, _rng, _targets
+from ._base import Construction, _check_on_ill, _targets
 from ._norms import weight_norms
 from ._verify import _check_residual
 from ._zhang import _direction, _line

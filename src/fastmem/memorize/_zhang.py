@@ -12,18 +12,12 @@ import numpy as np
 
 from .._backend import to_device
 from .._validate import array_device, as_float_array
+from .._validate import as_generator as _rng
+from .._validate import positive_int as _positive_int
 from ..errors import ConditioningError, InputError
 from ..linalg import onenorm_inverse_estimate
 from ..network import Network
-from ._base import (
-    _EPS,
-    Construction,
-    _check_on_ill,
-    _positive_int,
-    _rng,
-    _setup,
-    _targets,
-)
+from ._base import _EPS, Construction, _check_on_ill, _setup, _targets
 from ._norms import _rank_one_norms, weight_norms
 from ._verify import _check_classes, _check_residual, _margins, _resolve_task
 
