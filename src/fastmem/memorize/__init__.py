@@ -24,6 +24,16 @@ Constructions (each returns a :class:`Construction` whose ``network`` is a
 Layout: :mod:`._zhang` (two_layer, deep), :mod:`._yun` (hardtanh_three_layer),
 :mod:`._dirksen` (random_threshold), :mod:`._min_norm`, :mod:`._base`
 (:class:`Construction`, input checks), :mod:`._norms`, :mod:`._verify`.
+
+Examples
+--------
+>>> import numpy as np
+>>> from fastmem import memorize
+>>> rng = np.random.default_rng(0)
+>>> X, y = rng.normal(size=(50, 4)), rng.choice([-1.0, 1.0], size=50)
+>>> res = memorize.two_layer(X, y, rng=0)
+>>> bool(np.all(np.sign(res.network.forward(X)[:, 0]) == y))
+True
 """
 
 from __future__ import annotations
