@@ -10,7 +10,7 @@ import numpy as np
 
 from .._validate import as_float_array
 from .._validate import to_host as _host
-from ..errors import InputError
+from ..errors import ConditioningError, InputError
 from ..network import Network
 from ._base import _EPS, Construction, _targets
 from ._norms import weight_norms
@@ -70,7 +70,9 @@ def min_norm(
     >>> res.details["solver"]
     'cholesky'
     """
-    from scipy.linalg import lapack, lstsq
+    from scipy.linalg import lstsq
+
+    from ..linalg import solve
 
     if kernel != "linear":
         raise InputError(f"kernel: only 'linear' is supported, got {kernel!r}")
@@ -85,18 +87,14 @@ def min_norm(
     K = X @ X.T
     if ridge:
         K[np.diag_indices(n)] += ridge
-    anorm = float(np.abs(K).sum(axis=0).max())
-    c, info = lapack.dpotrf(K, lower=1, clean=1)
-    rcond = 0.0
-    if info == 0:
-        rcond = float(lapack.dpocon(c, anorm, uplo="L")[0])
-    if info == 0 and rcond >= rcond_min:
-        alpha, _ = lapack.dpotrs(c, np.asfortranarray(y2), lower=1)
+    try:
+        alpha, rcond, _ = solve(K, y2, assume="pos", rcond_min=rcond_min, on_ill="raise")
         W = (X.T @ alpha).T
         solver, rank = "cholesky", n
-    else:
+    except ConditioningError as exc:
         # (K + ridge I) is positive definite for ridge > 0, so this branch means
         # the ridge is below rounding: the unregularised problem is solved.
+        rcond = 1.0 / exc.condition if exc.condition and math.isfinite(exc.condition) else 0.0
         sol, _, rank, _ = lstsq(X, y2, cond=rcond_min, lapack_driver="gelsy")
         W = sol.T
         solver = "gelsy"

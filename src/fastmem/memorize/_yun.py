@@ -191,7 +191,7 @@ def hardtanh_three_layer(
         condition=condition,
         min_gap=min_gap,
         norms=weight_norms(net),
-        backend="numpy",
+        backend=be.name,
         interpolates=ok,
         params={"p": p, "q": q, "tries": tries, "tol": tol, "n": n, "d": d},
         details={"alpha": alphas, "omega": omega, "direction": a, "q_eff": q_eff},
