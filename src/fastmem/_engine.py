@@ -407,8 +407,10 @@ def split(
         new_codes = ws.take("codes" + side, (nc, n_words), np.uint64)
         scratch = ws.take("scratch", (2 * total,), np.int64)
         k.emit_pieces(
-            Z, vt, pseg, codes, buf, offsets, child, kind, slope, bit, next_values,
-            new_vt, new_seg, new_codes, H, scratch,
+            z=Z, vt=vt, pseg=pseg, codes=codes, buf=buf, offsets=offsets,
+            child_offsets=child, kind=kind, slope=slope, bit_offset=bit,
+            write_values=next_values, out_vt=new_vt, out_seg=new_seg, out_codes=new_codes,
+            out_h=H, scratch=scratch,
         )  # fmt: skip
         if next_values:
             wt = ws.weights_t(net, layer + 1)  # (width + 1, next)

@@ -1,6 +1,6 @@
 """Linear regions along line segments, distinct activation patterns, boundary distances.
 
-The segment engine (see ``../shared/DESIGN.md``, "The segment engine") follows every
+The segment engine (``fastmem._engine``; docs/DESIGN.md, "The segment engine") follows every
 segment ``x(t) = a + t (b - a)``, ``t in [t0, t1]``, through the network exactly: a
 *piece* is a sub-interval of one segment on which every hidden neuron stays on one
 linear branch, so each layer's pre-activations are affine in ``t`` on it. Pieces are

@@ -1,4 +1,4 @@
-// The segment engine's splitting step (see ../shared/DESIGN.md, "The segment engine").
+// The segment engine's splitting step (see docs/DESIGN.md, "The segment engine").
 //
 // A piece is a sub-interval of one segment x(t) = a + t (b - a) on which every hidden
 // neuron seen so far stays on one linear branch. The pieces of a segment are stored by
@@ -9,8 +9,9 @@
 // the network is continuous, so a vertex value serves both neighbouring pieces, and one
 // row per vertex (not two per piece) halves the GEMM and the memory traffic.
 //
-// One layer is processed in three passes over the pieces (each piece independently, so
-// the passes parallelise over pieces on the CPU and the GPU alike):
+// One layer is processed in four passes over the pieces (each piece independently, so
+// the passes parallelise over pieces on the CPU and the GPU alike; pass 1 runs alone only
+// at the first layer, later layers get their counts from pass 4 of the layer before):
 //
 //   1. count_crossings_row   an upper bound on the (neuron, threshold) crossings inside the
 //                            piece (z at the two ends not strictly on one side); sizes a
