@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "bind.hpp"
+#include "fastmem/patterns.hpp"
 #include "regions_drivers.hpp"
 
 namespace fastmem::bind {
@@ -84,7 +85,7 @@ void emit_pieces(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray<uint64_
           "out_seg must have child_offsets[-1] entries");
   require(out_codes.ndim() == 2 && out_codes.shape(0) == nc && out_codes.shape(1) == n_words,
           "out_codes must be (children, words)");
-  const int64_t last_bit = bit_offset + width * (kind == 2 ? 2 : 1);
+  const int64_t last_bit = bit_offset + width * bits_per_neuron(kind);
   require(bit_offset >= 0 && last_bit <= 64 * n_words, "pattern bits exceed codes width");
   // out_h (the old vertices' activations) may carry one extra column, set to 1 (the next
   // layer's bias in its GEMM)

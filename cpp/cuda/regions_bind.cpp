@@ -3,6 +3,7 @@
 // next_preactivations).
 // Offsets live on the device, so totals are checked against the output shapes only.
 #include "bind.hpp"
+#include "fastmem/patterns.hpp"
 #include "regions_drivers.hpp"
 
 namespace fastmem::bind {
@@ -102,7 +103,7 @@ void emit_pieces(const py::object& z, const py::object& vt, const py::object& ps
   if (otv.shape[0] != nc + (nv - n)) fail("out_vt must have child_offsets[-1] + segments entries");
   if (ocv.ndim() != 2 || ocv.shape[0] != nc || ocv.shape[1] != n_words || ocv.typestr != "<u8")
     fail("out_codes must be uint64 (children, words)");
-  const int64_t last_bit = bit_offset + width * (kind == 2 ? 2 : 1);
+  const int64_t last_bit = bit_offset + width * bits_per_neuron(kind);
   if (bit_offset < 0 || last_bit > 64 * n_words) fail("pattern bits exceed codes width");
   // out_h (the old vertices' activations) may carry one extra column, set to 1 (the next
   // layer's bias in its GEMM)

@@ -10,7 +10,16 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .patterns import HARDTANH, LEAKY_RELU, RELU, THRESHOLD, _activate, _require, _state
+from .patterns import (
+    HARDTANH,
+    LEAKY_RELU,
+    RELU,
+    THRESHOLD,
+    _activate,
+    _bits_per_neuron,
+    _require,
+    _state,
+)
 
 _ONE = np.uint64(1)
 _SIX = np.uint64(6)
@@ -169,7 +178,7 @@ def _emit_pieces(
     n = pseg.shape[0]
     width = z.shape[1]
     n_words = codes.shape[1]
-    bpn = 2 if kind == HARDTANH else 1
+    bpn = _bits_per_neuron(kind)
     two = k[2]
     ones = out_h.shape[1] > width  # the bias column of the next layer's GEMM
     for i in nb.prange(n):
@@ -501,7 +510,7 @@ def emit_pieces(
         and out_codes.shape == (nc, n_words) and out_codes.flags.c_contiguous,
         "out_codes must be (children, words)",
     )  # fmt: skip
-    bpn = 2 if kind == HARDTANH else 1
+    bpn = _bits_per_neuron(kind)
     _require(
         bit_offset >= 0 and bit_offset + width * bpn <= 64 * n_words,
         "pattern bits exceed codes width",
