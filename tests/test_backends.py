@@ -202,7 +202,7 @@ def test_forcing_cuda_moves_numpy_data_and_back():
 
 
 def test_row_parallel_matmul_is_deterministic_across_cpu_backends():
-    from fastmem._backend import row_parallel_matmul
+    from fastmem._threads import row_parallel_matmul
 
     rng = np.random.default_rng(8)
     H, M = rng.normal(size=(10_001, 33)), rng.normal(size=(33, 7))
@@ -220,7 +220,7 @@ def test_row_parallel_matmul_is_deterministic_across_cpu_backends():
 
 def test_kernels_own_the_cores_restores_blas_threads():
     threadpoolctl = pytest.importorskip("threadpoolctl")
-    from fastmem._backend import kernels_own_the_cores
+    from fastmem._threads import kernels_own_the_cores
 
     before = [p["num_threads"] for p in threadpoolctl.threadpool_info()]
     with kernels_own_the_cores(select_backend("cpu", backend="numba")):

@@ -41,8 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Backend, kernels_own_the_cores, row_parallel_matmul
+from ._backend import Backend
 from ._kinds import ACTIVATIONS, bits_per_neuron
+from ._threads import kernels_own_the_cores, row_parallel_matmul
 from ._validate import positive_int as check_positive_int
 from .errors import InputError
 from .network import Network

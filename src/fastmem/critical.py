@@ -47,7 +47,8 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import Backend, kernels_own_the_cores
+from ._backend import Backend
+from ._threads import kernels_own_the_cores
 from ._validate import positive_int as _positive_int
 from ._validate import to_host as _host
 from .errors import InputError

@@ -1,0 +1,106 @@
+"""CPU threads: who owns the cores while fastmem's kernels and BLAS GEMMs alternate.
+
+Kept apart from backend choice (:mod:`fastmem._backend`): limiting BLAS to one thread
+during the segment engine and the critical-sample search, and fastmem's own row-parallel
+GEMM whose fixed row blocks make every CPU backend round identically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from ._backend import Backend
+
+
+@contextlib.contextmanager
+def kernels_own_the_cores(backend: Backend) -> Iterator[None]:
+    """Limit the BLAS library to one thread while GEMMs alternate with CPU kernels.
+
+    OpenBLAS's idle threads spin (about 2**28 cycles) after every GEMM. When
+    short GEMMs alternate with fastmem's own multi-threaded kernels, those
+    spinning threads take the cores from the kernels, which then run no
+    faster on two threads than on one. Giving the cores to the kernels is the
+    faster trade where the kernels do much of the work (the segment engine).
+    The limit is lifted on exit; CUDA backends are unaffected.
+    """
+    if backend.device != "cpu":
+        yield
+        return
+    global _BLAS_CONTROLLER, _BLAS_CONTROLLER_MODULES
+    if _BLAS_CONTROLLER is None or _BLAS_CONTROLLER_MODULES != len(sys.modules):
+        # Scan the loaded libraries again only after new imports (which may have loaded
+        # another BLAS, e.g. SciPy's): threadpool_limits rescans on every call, ~10 ms
+        # the first time, ~1 ms after.
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_CONTROLLER = ThreadpoolController()
+        _BLAS_CONTROLLER_MODULES = len(sys.modules)
+    with _BLAS_CONTROLLER.limit(limits=1, user_api="blas"):
+        yield
+
+
+_BLAS_CONTROLLER: Any = None
+_BLAS_CONTROLLER_MODULES = -1
+
+
+_GEMM_POOL: Any = None
+# Fixed row blocks: the blocking (hence every rounding) depends on the number of rows
+# only, never on how many threads run, so all CPU backends see identical products.
+_GEMM_BLOCK_ROWS = 4096
+
+
+def cpu_threads(backend: Backend) -> int:
+    """Threads the backend's CPU kernels use (OMP_NUM_THREADS / NUMBA_NUM_THREADS)."""
+    if backend.name == "cpp":
+        return int(backend.kernels.max_threads())
+    if backend.name == "numba":
+        import numba
+
+        return int(numba.get_num_threads())
+    return 1
+
+
+def row_parallel_matmul(H: Any, M: Any, backend: Backend, out: Any = None) -> Any:
+    """``H @ M`` with the rows of ``H`` split over the kernels' threads.
+
+    Used under :func:`kernels_own_the_cores`, where BLAS runs single-threaded:
+    NumPy releases the GIL in matmul, so blocks of rows multiply in parallel
+    without BLAS's own (spinning) thread pool. ``out``: where to write the
+    product (C-contiguous, ``(H.shape[0], M.shape[1])``); a new array if None.
+    Overflow raises no warning (on any thread): the caller checks the product.
+    """
+    global _GEMM_POOL
+    n = H.shape[0]
+    if backend.device != "cpu" or n <= _GEMM_BLOCK_ROWS:
+        if out is None:
+            out = backend.xp.empty((n, M.shape[1]), dtype=np.result_type(H, M))
+        _matmul_quiet(backend.xp, H, M, out)
+        return out
+    if out is None:
+        out = np.empty((n, M.shape[1]), dtype=np.result_type(H, M))
+    blocks = list(itertools.pairwise([*range(0, n, _GEMM_BLOCK_ROWS), n]))
+    threads = cpu_threads(backend)
+    if threads < 2:
+        for lo, hi in blocks:
+            _matmul_quiet(np, H[lo:hi], M, out[lo:hi])
+        return out
+    if _GEMM_POOL is None or _GEMM_POOL._max_workers < threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _GEMM_POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fastmem-gemm")
+    jobs = [_GEMM_POOL.submit(_matmul_quiet, np, H[lo:hi], M, out[lo:hi]) for lo, hi in blocks]
+    for job in jobs:
+        job.result()
+    return out
+
+
+def _matmul_quiet(xp: Any, H: Any, M: Any, out: Any) -> None:
+    # np.errstate is per thread (a context variable): set it where the product runs
+    with np.errstate(over="ignore", invalid="ignore"):
+        xp.matmul(H, M, out=out)
