@@ -215,6 +215,20 @@ def _float64_error(X: Any, a: Any, order: Any, line: _Line, w: Any) -> Any:
     return (0.75 * _EPS / 2) * (xp.abs(h) + g * proj)
 
 
+@dataclass(frozen=True)
+class _ZhangSetup:
+    """What two_layer and deep share: checked data, backend, the sorted line, the weights."""
+
+    X: Any  # (n, d) on the backend's device
+    be: Any  # the Backend that runs
+    line: _Line  # projections sorted along the direction, biases, the structured solve
+    y: Any  # (n,) targets in input order
+    a: Any  # (d,) projection direction
+    w: Any  # (n,) output weights (sorted order)
+    order: Any  # (n,) argsort of the projections
+    min_gap: float  # smallest gap between consecutive sorted projections
+
+
 def _zhang(
     X: Any,
     y: Any,
@@ -223,7 +237,7 @@ def _zhang(
     rng: Any,
     backend: str | None,
     bias_position: float,
-) -> tuple[Any, Any, _Line, Any, Any, Any, float, np.random.Generator]:
+) -> _ZhangSetup:
     X, be = _setup(X, backend)
     xp = be.xp
     n, _ = X.shape
@@ -233,9 +247,9 @@ def _zhang(
     a = _direction(X, xp, projection, tries, gen)
     if not isinstance(bias_position, numbers.Real) or not 0 < bias_position < 1:
         raise InputError(f"bias_position: must be in (0, 1), got {bias_position!r}")
-    line, t, order, min_gap = _line(X, be, a, float(bias_position))
+    line, _t, order, min_gap = _line(X, be, a, float(bias_position))
     w = line.solve(xp.ascontiguousarray(y[order]))
-    return X, be, line, t, y, (a, w, order), min_gap, gen
+    return _ZhangSetup(X, be, line, y, a, w, order, min_gap)
 
 
 def two_layer(
@@ -349,9 +363,9 @@ def two_layer(
     ('classify', True)
     """
     _check_on_ill(on_ill)
-    X, be, line, _t, y, (a, w, order), min_gap, _ = _zhang(
-        X, y, projection, tries, rng, backend, bias_position
-    )
+    setup = _zhang(X, y, projection, tries, rng, backend, bias_position)
+    X, be, line, y = setup.X, setup.be, setup.line, setup.y
+    a, w, order, min_gap = setup.a, setup.w, setup.order, setup.min_gap
     xp = be.xp
     n, d = X.shape
     task, classes = _resolve_task(task, y, xp)
@@ -457,9 +471,9 @@ def deep(
     """
     _check_on_ill(on_ill)
     depth = _positive_int(depth, "depth")
-    X, be, line, _t, y, (a, w, order), min_gap, _ = _zhang(
-        X, y, projection, tries, rng, backend, bias_position
-    )
+    setup = _zhang(X, y, projection, tries, rng, backend, bias_position)
+    X, be, line, y = setup.X, setup.be, setup.line, setup.y
+    a, w, order, min_gap = setup.a, setup.w, setup.order, setup.min_gap
     xp = be.xp
     n, d = X.shape
     task, classes = _resolve_task(task, y, xp)
