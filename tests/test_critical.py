@@ -88,6 +88,9 @@ def test_relaxation_and_interval_sound(lo, width, kind, slope):
 def test_kernels_agree_across_backends(backend, dtype):
     from support import on_backend_device, to_numpy
 
+    if backend == "numba":
+        pytest.skip("numba is the reference here: nothing to compare it with")
+
     from fastmem import select_backend
 
     rng = np.random.default_rng(3)

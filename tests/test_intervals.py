@@ -85,7 +85,9 @@ def test_analytic_interval(backend):
 
 def test_backends_agree_exactly():
     from conftest import AVAILABLE_BACKENDS
+    from support import backends_to_compare
 
+    backends_to_compare(AVAILABLE_BACKENDS)
     rng = np.random.default_rng(5)
     Ws, bs, acts, slopes = random_net(rng, (6, 16, 16, 5), "relu")
     X0, D = rng.normal(size=(50, 6)), rng.normal(size=(50, 6))

@@ -280,7 +280,9 @@ def test_dead_region_inside_a_piece_keeps_exact_values(backend):
 # ------------------------------------------------------------ backends, chunks
 def test_backends_agree_exactly():
     from conftest import AVAILABLE_BACKENDS
+    from support import backends_to_compare
 
+    backends_to_compare(AVAILABLE_BACKENDS)
     rng = np.random.default_rng(11)
     for act in ACTS:
         Ws, bs, acts, slopes = random_net(rng, (5, 12, 12, 12, 3), act)
