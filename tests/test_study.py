@@ -109,6 +109,40 @@ def test_html_tables_equal_results(quick):
         assert f'id="{name}"' in page and sec["reading"].split(" ")[0] in page
 
 
+def test_critical_and_information_sections(quick):
+    """Sections 6 and 7 run on this install (fastmem.critical / .information exist)."""
+    out, results = quick
+    with open(os.path.join(out, "index.html")) as f:
+        page = f.read()
+    for name, fig in (("critical", "critical"), ("information", "information_plane")):
+        assert registry.get(name).available() is None
+        assert name in results["sections"], f"section {name} vanished from the quick report"
+        assert f'id="{name}"' in page
+        assert os.path.getsize(os.path.join(out, "figures", fig + ".png")) > 1000
+    crit = results["sections"]["critical"]["data"]
+    for lab in ("real", "random"):
+        r = crit[lab]
+        assert len(r["csr_lower"]) == len(r["csr_upper"]) == len(r["epochs"]) >= 2
+        for lo, up in zip(r["csr_lower"], r["csr_upper"], strict=True):
+            assert 0.0 <= lo <= up <= 1.0
+        assert 0.0 <= r["gini"] <= 1.0
+        assert sum(r["sensitivity"]["counts"]) == r["n"]
+    # random labels keep more critical samples than real ones (Arpit et al.)
+    assert crit["random"]["csr_lower"][-1] > crit["real"]["csr_upper"][-1]
+    reading = results["sections"]["critical"]["reading"]
+    assert f"{crit['real']['csr_lower'][-1]:.3f}" in reading
+    assert f"{crit['random']['gini']:.3f}" in reading
+    runs = results["sections"]["information"]["data"]["runs"]
+    assert {"tanh-real", "tanh-random", "relu-real", "relu-random"} <= set(runs)
+    for r in runs.values():
+        ixt, ity = np.asarray(r["i_xt"]), np.asarray(r["i_ty"])
+        assert ixt.shape == ity.shape and ixt.shape[0] == len(r["epochs"]) and ixt.shape[1] >= 2
+        assert (ixt >= 0).all() and (ixt <= np.log2(r["n"]) + 1e-9).all()
+        assert (ity >= 0).all() and (ity <= r["h_y"] + 1e-9).all()
+    reading = results["sections"]["information"]["reading"]
+    assert f"{runs['relu-random']['i_ty'][-1][-2]:.2f} bits" in reading
+
+
 def test_report_regenerates_from_results_alone(quick, tmp_path, capsys):
     out, _ = quick
     copy = tmp_path / "copy"

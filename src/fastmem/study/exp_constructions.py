@@ -20,20 +20,21 @@ def _sizes(quick: bool) -> dict[str, Any]:
             "ns": [100, 300, 1000],
             "depths": [1, 2, 4],
             "depth_n": 300,
-            "moons_ns": [40, 80, 160],
-            "lambdas": [0.02, 0.1, 0.5, 2.0],
-            "width": 60,
-            "trials": 3,
+            "moons_n": 200,
+            "widths": [10, 20, 40, 80, 160, 320],
+            "lambdas": [0.0, 0.1, 0.25, 0.5, 1.0, 2.0],
+            "restarts": 20,
             "per_class": 30,
         }
     return {
         "ns": [100, 300, 1000, 3000, 10000],
         "depths": [1, 2, 4, 8],
         "depth_n": 1000,
-        "moons_ns": [50, 100, 200, 400, 800],
-        "lambdas": [0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 4.0],
-        "width": 1000,
-        "trials": 20,
+        # the authors' grid (experiments/moons.json)
+        "moons_n": 1000,
+        "widths": list(range(10, 501, 10)),
+        "lambdas": [round(0.05 * i, 2) for i in range(51)],
+        "restarts": 50,
         "per_class": 100,
     }
 
@@ -83,10 +84,10 @@ def jobs(cfg: Config) -> list[tuple[str, dict[str, Any]]]:
             "dirksen",
             {
                 "kind": "dirksen",
-                "ns": s["moons_ns"],
+                "n": s["moons_n"],
+                "widths": s["widths"],
                 "lambdas": s["lambdas"],
-                "width": s["width"],
-                "trials": s["trials"],
+                "restarts": s["restarts"],
             },
         ),
         ("min_norm", {"kind": "min_norm", "data": cfg.data, "per_class": s["per_class"]}),
@@ -124,27 +125,23 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
 
 
 def _dirksen(params: dict[str, Any], seed: int) -> dict[str, Any]:
-    ns, lams = params["ns"], params["lambdas"]
-    prob = np.zeros((len(ns), len(lams)))
-    before = np.zeros_like(prob)
-    after = np.zeros_like(prob)
-    for i, n in enumerate(ns):
-        for j, lam in enumerate(lams):
-            for t in range(params["trials"]):
-                X, y = datasets.moons(n, noise=0.1, rng=rng_for(seed, "moons", n, t))
-                c = memorize.random_threshold(
-                    X, y, width=params["width"], max_bias=lam, rng=rng_for(seed, n, lam, t)
-                )
-                prob[i, j] += c.interpolates
-                before[i, j] += c.details["width_before"]
-                after[i, j] += c.details["width_after"]
-    k = params["trials"]
+    """Dirksen et al.'s heatmap: P(interpolates) over first-layer width x max bias."""
+    n = params["n"]
+    X, y = datasets.moons(n, noise=0.1, rng=rng_for(seed, "moons", n))
+    g = memorize.interpolation_grid(
+        X,
+        y,
+        widths=params["widths"],
+        max_biases=params["lambdas"],
+        restarts=params["restarts"],
+        rng=rng_for(seed, "dirksen", n),
+    )
     return {
-        "ns": ns,
-        "lambdas": lams,
-        "probability": (prob / k).tolist(),
-        "width_before": (before / k).tolist(),
-        "width_after": (after / k).tolist(),
+        "n": n,
+        "widths": g.widths.tolist(),
+        "lambdas": g.max_biases.tolist(),
+        "restarts": g.restarts,
+        "probability": g.probability.tolist(),
     }
 
 
@@ -202,14 +199,18 @@ def figures(d: dict[str, Any]) -> list[tuple[str, Any]]:
     fig2, (h, w) = figure(2)
     im = h.imshow(np.asarray(dk["probability"]), origin="lower", aspect="auto", vmin=0, vmax=1)
     h.set_xticks(range(len(dk["lambdas"])), [f"{v:g}" for v in dk["lambdas"]], fontsize=7)
-    h.set_yticks(range(len(dk["ns"])), [str(v) for v in dk["ns"]])
-    h.set(xlabel="max bias lambda", ylabel="n (two moons)", title="P(interpolates)")
+    h.set_yticks(range(len(dk["widths"])), [str(v) for v in dk["widths"]], fontsize=7)
+    h.set(
+        xlabel="max bias lambda",
+        ylabel="first-layer width",
+        title=f"P(interpolates), two moons N = {dk['n']}",
+    )
     fig2.colorbar(im, ax=h)
-    wb = np.asarray(dk["width_before"]).mean(axis=1)
-    wa = np.asarray(dk["width_after"]).mean(axis=1)
-    w.plot(dk["ns"], wb, "o-", label="before pruning")
-    w.plot(dk["ns"], wa, "s-", label="after set cover")
-    w.set(xlabel="n", ylabel="second-layer width", title="Width and pruning")
+    prob = np.asarray(dk["probability"])
+    for j in _lambda_picks(len(dk["lambdas"])):
+        w.plot(dk["widths"], prob[:, j], "o-", ms=3, label=f"lambda = {dk['lambdas'][j]:g}")
+    w.set(xscale="log", xlabel="first-layer width", ylabel="P(interpolates)", ylim=(-0.03, 1.03))
+    w.set(title=f"{dk['restarts']} restarts per cell")
     w.legend(fontsize=7)
     return [("constructions_norms", fig), ("constructions_dirksen", fig2)]
 
@@ -258,19 +259,34 @@ def tables(d: dict[str, Any]) -> list[dict[str, Any]]:
 def reading(d: dict[str, Any]) -> str:
     ok = [r for r in d["two_layer"] if r["interpolates"]]
     big = max(d["two_layer"], key=lambda r: r["n"])
-    p = np.asarray(d["dirksen"]["probability"])
+    dk = d["dirksen"]
+    p = np.asarray(dk["probability"])
+    best = int(np.argmax(p.mean(axis=0)))
+    full = [w for w, v in zip(dk["widths"], p[:, best], strict=True) if v == 1.0]
+    at = (
+        f"width {full[0]} is the smallest that always interpolates there"
+        if full
+        else f"no width in the grid always interpolates there (best {p[:, best].max():.0%})"
+    )
     mn = d["min_norm"]
     return (
         f"The two-layer construction interpolates {len(ok)} of {len(d['two_layer'])} sizes; at "
         f"n = {big['n']} its largest weight is {fmt_g(big.get('max_abs'))} and its condition "
         f"estimate {fmt_g(big.get('condition'))}, growing with n as the gaps between projected "
-        f"points shrink. Dirksen et al.'s threshold network interpolates two moons in "
-        f"{p.mean():.0%} of the (n, lambda) cells on average, best at intermediate lambda. "
+        f"points shrink. Dirksen et al.'s threshold network interpolates {dk['n']} two-moons "
+        f"points in {p.mean():.0%} of the (width, lambda) runs; the best max bias is lambda = "
+        f"{dk['lambdas'][best]:g} (P = {p[:, best].mean():.2f} averaged over widths; "
+        f"lambda = {dk['lambdas'][0]:g} gives {p[:, 0].mean():.2f}) and {at}. "
         f"The min-norm interpolant fits real and random labels alike (train accuracy "
         f"{mn['real']['train_acc']:.3f} / {mn['random']['train_acc']:.3f}) but reaches test "
         f"accuracy {mn['real']['test_acc']:.3f} only with real labels "
         f"({mn['random']['test_acc']:.3f} with random ones)."
     )
+
+
+def _lambda_picks(m: int, k: int = 5) -> list[int]:
+    """At most k column indices spread over m lambdas (lines of the width plot)."""
+    return sorted({round(i * (m - 1) / (k - 1)) for i in range(k)}) if m > k else list(range(m))
 
 
 def fmt_g(v: Any) -> str:
@@ -292,8 +308,9 @@ EXPERIMENTS = [
         reading=reading,
         setting=lambda cfg: (
             "Zhang / Yun: Gaussian points in d = 16, labels uniform on [-1, 1]; Dirksen: two "
-            f"moons (noise 0.1, unit ball), width {_sizes(cfg.quick)['width']}, "
-            f"{_sizes(cfg.quick)['trials']} trials per cell; min-norm: {cfg.data}, random "
+            f"moons (noise 0.1, unit ball), N = {_sizes(cfg.quick)['moons_n']}, "
+            f"{_sizes(cfg.quick)['restarts']} restarts per (width, lambda) cell "
+            f"(interpolation_grid); min-norm: {cfg.data}, random "
             "ReLU features of width 2n"
         ),
     )
