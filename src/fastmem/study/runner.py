@@ -107,7 +107,16 @@ def execute(experiment: str, params: dict[str, Any], seed: int) -> dict[str, Any
 
 
 def _limit_threads(n: int) -> None:
-    # Jobs run side by side: each gets its share of the cores (BLAS and OpenMP).
+    # Jobs run side by side: each gets its share of the cores (BLAS and OpenMP). More
+    # threads than cores make every OpenMP barrier wait for a time slice (~5 ms per kernel
+    # call). The environment covers libraries loaded later (fastmem._core's libgomp reads
+    # OMP_NUM_THREADS when it loads); threadpoolctl covers those already loaded.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+    import importlib.util
+
+    if importlib.util.find_spec("fastmem._core") is not None:
+        import fastmem._core  # noqa: F401  (load it now, under the limit)
     from threadpoolctl import threadpool_limits
 
     global _LIMITS
