@@ -355,8 +355,6 @@ def test_plane_from_networks(backend, activation):
 
 
 def test_plane_from_tanh_networks():
-    if "tanh" not in fastmem.network.ACTIVATIONS:
-        pytest.skip("tanh Network not merged yet")
     rng = np.random.default_rng(13)
     X = rng.normal(size=(60, 2))
     y = rng.integers(0, 2, 60)
