@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from ._backend import Backend
-from ._threads import kernels_own_the_cores
+from ._threads import cpu_threads, kernels_own_the_cores
 from ._validate import positive_int as _positive_int
 from ._validate import to_host as _host
 from .errors import InputError
@@ -1035,18 +1035,41 @@ def loss_sensitivity(
 
 
 def _ls_batches(model: _Model, Xd: Any, labels: Any, norm: float, values: Any) -> None:
-    xp = model.xp
     n = Xd.shape[0]
-    for a in range(0, n, _DEFAULT_BATCH):
-        b = min(a + _DEFAULT_BATCH, n)
-        logits, ds = model.forward(Xd[a:b], derivs=True)
-        g = model.ce_input_grad(logits, ds, labels[a:b])
-        if norm == 1:
-            values[a:b] = xp.abs(g).sum(axis=1)
-        elif norm == 2:
-            values[a:b] = xp.sqrt((g * g).sum(axis=1))
-        else:
-            values[a:b] = xp.abs(g).max(axis=1)
+    spans = [(a, min(a + _DEFAULT_BATCH, n)) for a in range(0, n, _DEFAULT_BATCH)]
+    threads = cpu_threads(model.be)
+    if model.be.device != "cpu" or threads < 2 or n < 2 * 256:
+        for a, b in spans:
+            _ls_batch(model, Xd, labels, norm, values, a, b)
+        return
+    # GEMM-bound, with BLAS held to one thread (kernels_own_the_cores): the batches run
+    # side by side on the kernels' threads instead (NumPy's matmul releases the GIL).
+    from concurrent.futures import ThreadPoolExecutor
+
+    size = -(-n // threads)
+    spans = [(a, min(a + size, n)) for a in range(0, n, size)]
+    spans = [
+        (a, min(a + _DEFAULT_BATCH, hi)) for lo, hi in spans for a in range(lo, hi, _DEFAULT_BATCH)
+    ]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for job in [
+            pool.submit(_ls_batch, model, Xd, labels, norm, values, a, b) for a, b in spans
+        ]:
+            job.result()
+
+
+def _ls_batch(
+    model: _Model, Xd: Any, labels: Any, norm: float, values: Any, a: int, b: int
+) -> None:
+    xp = model.xp
+    logits, ds = model.forward(Xd[a:b], derivs=True)
+    g = model.ce_input_grad(logits, ds, labels[a:b])
+    if norm == 1:
+        values[a:b] = xp.abs(g).sum(axis=1)
+    elif norm == 2:
+        values[a:b] = xp.sqrt((g * g).sum(axis=1))
+    else:
+        values[a:b] = xp.abs(g).max(axis=1)
 
 
 def _labels(y: Any, n: int, n_classes: int, xp: Any) -> Any:
