@@ -10,33 +10,17 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .patterns import _check_float_matrix, _check_kind, _require
-
-RELU, LEAKY_RELU, HARDTANH, THRESHOLD = 0, 1, 2, 3
+from .._kinds import HARDTANH, LEAKY_RELU, RELU, THRESHOLD
+from .patterns import _check_float_matrix, _check_kind, _mix64, _require
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _C2 = np.uint64(0xD1B54A32D192ED03)
-_S30 = np.uint64(30)
-_S27 = np.uint64(27)
-_S31 = np.uint64(31)
 _S32 = np.uint64(32)
-_MUL1 = np.uint64(0xBF58476D1CE4E5B9)
-_MUL2 = np.uint64(0x94D049BB133111EB)
 _LOW32 = np.uint64(0xFFFFFFFF)
 _ONE = np.uint64(1)
 _TWO = np.uint64(2)
 _INV32 = 2.0**-32
 _SQRT3 = 1.7320508075688772
-
-
-@nb.njit(inline="always", cache=True)
-def _mix64(z):
-    z ^= z >> _S30
-    z *= _MUL1
-    z ^= z >> _S27
-    z *= _MUL2
-    z ^= z >> _S31
-    return z
 
 
 @nb.njit(inline="always", cache=True)
