@@ -64,7 +64,7 @@ __all__ = [
 
 _FIRST_CHUNK = 64
 _MAX_CHUNK = 2**16
-_CHUNK_BYTES = 256 * 2**20
+_CHUNK_BYTES = 64 * 2**20
 # Merge tolerance in units of eps: float64 crossings are accurate to a few ulps, so 128
 # merges only true ties; float32 regions are narrower relative to eps, so merge less.
 _TOL_ULPS = {np.dtype(np.float64): 128, np.dtype(np.float32): 8}

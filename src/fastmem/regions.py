@@ -50,8 +50,10 @@ Memory
     crossing scratch: about ``1.25 * (4 * itemsize * max_width + 8 * (2 * n_pattern_words
     + 5)) * P`` bytes for ``P`` pieces (1.25: each buffer's slack for the next chunk). With
     ``chunk_size=None`` the chunk size adapts: the first chunk has 64 segments, each next
-    one is sized from the pieces per segment seen so far so that this stays near 256 MiB
-    (a 784-128-128-128-10 ReLU network: about 270 segments of ~190 pieces). Memory is then
+    one is sized from the pieces per segment seen so far so that this stays near 64 MiB
+    (a 784-128-128-128-10 ReLU network: about 70 segments of ~190 pieces; a small
+    budget keeps the workspace in cache and the first call of a process cheap: every
+    fresh page of a larger one costs a fault on first touch). Memory is then
     bounded independently of the number of segments (the results themselves take 16 bytes
     per piece). A fixed ``chunk_size`` bounds it by ``chunk_size`` times the largest pieces
     per segment. Large chunks also amortise the per-call cost of the BLAS and OpenMP
