@@ -225,3 +225,234 @@ def cover_gains(cover: np.ndarray, uncovered: np.ndarray, gains: np.ndarray) -> 
     _require(uncovered.shape[0] == cover.shape[1], "uncovered must have one word per cover column")
     _require(gains.shape[0] == cover.shape[0], "gains must have one entry per row of cover")
     _cover_gains(cover, uncovered, gains)
+
+
+# ------------------------------------------------- randomized second layer
+RULE_CODE = 0
+RULE_HALF = 1
+
+
+@nb.njit(inline="always", cache=True)
+def _covers(count, m, rule):
+    return count < m if rule == 0 else 2 * count <= m
+
+
+@nb.njit(parallel=True, cache=True)
+def _threshold_pack(z, b, codes):
+    rows, width = z.shape
+    words = codes.shape[1]
+    for r in nb.prange(rows):
+        for w in range(words):
+            lo = w * 64
+            hi = min(lo + 64, width)
+            word = np.uint64(0)
+            for j in range(lo, hi):
+                if z[r, j] + b[j] >= 0.0:
+                    word |= _ONE << np.uint64(j - lo)
+            codes[r, w] = word
+
+
+@nb.njit(parallel=True, cache=True)
+def _margin(neg, row, pos):
+    words = neg.shape[1]
+    n_pos = pos.shape[0]
+    n_chunks = min(n_pos, 64)
+    best = np.full(n_chunks, _INT64_MAX)
+    for c in nb.prange(n_chunks):
+        lo = c * n_pos // n_chunks
+        hi = (c + 1) * n_pos // n_chunks
+        m = _INT64_MAX
+        for s in range(lo, hi):
+            v = _separating(neg, row, pos, s, words)
+            if v < m:
+                m = v
+        best[c] = m
+    return best.min()
+
+
+@nb.njit(parallel=True, cache=True)
+def _cover_counts(neg, row, alive, n, counts):
+    words = neg.shape[1]
+    for j in nb.prange(n):
+        counts[j] = _separating(neg, row, neg, alive[j], words)
+
+
+@nb.njit(cache=True)
+def _compact(alive, n, counts, m, rule):
+    kept = 0
+    for j in range(n):
+        if not _covers(counts[j], m, rule):
+            alive[kept] = alive[j]
+            kept += 1
+    return kept
+
+
+@nb.njit(inline="always", cache=True)
+def _separating_prefix(neg, i, pos, s, width):
+    full = width // 64
+    c = 0
+    for w in range(full):
+        c += _popcount((neg[i, w] ^ _ALL) & pos[s, w])
+    rest = width - 64 * full
+    if rest:
+        mask = (_ONE << np.uint64(rest)) - _ONE
+        c += _popcount((neg[i, full] ^ _ALL) & pos[s, full] & mask)
+    return c
+
+
+@nb.njit(parallel=True, cache=True)
+def _cover_walks(neg, pos, widths, orders, rule, flags, uncovered):
+    n_neg = neg.shape[0]
+    n_pos = pos.shape[0]
+    for c in nb.prange(widths.shape[0]):
+        width = widths[c]
+        state = flags[c]
+        for i in range(n_neg):
+            state[i] = 0
+        covered = 0
+        for t in range(n_neg):
+            if covered >= n_neg:
+                break
+            i = orders[c, t]
+            if i < 0 or i >= n_neg or state[i] != 0:
+                continue
+            state[i] = 1
+            m = _INT64_MAX
+            for s in range(n_pos):
+                v = _separating_prefix(neg, i, pos, s, width)
+                if v < m:
+                    m = v
+                if m <= 0:
+                    break
+            if m <= 0:
+                continue
+            for j in range(n_neg):
+                if state[j] == 2:
+                    continue
+                if _covers(_separating_prefix(neg, i, neg, j, width), m, rule):
+                    state[j] = 2
+                    covered += 1
+        uncovered[c] = n_neg - covered
+
+
+@nb.njit(parallel=True, cache=True)
+def _threshold_votes(codes, units, bias, owner, votes):
+    rows, words = codes.shape
+    k = units.shape[0]
+    for r in nb.prange(rows):
+        for c in range(votes.shape[1]):
+            votes[r, c] = 0
+        for q in range(k):
+            cnt = 0
+            for w in range(words):
+                cnt += _popcount(codes[r, w] & units[q, w])
+            if bias[q] - float(cnt) >= 0.0:
+                votes[r, owner[q]] += 1
+
+
+def threshold_pack(z: np.ndarray, b: np.ndarray, codes: np.ndarray) -> None:
+    """Bit ``j`` of ``codes[r]`` (word ``j // 64``) = ``z[r, j] + b[j] >= 0``; padding bits 0."""
+    _check(z, "z", np.float64, 2)
+    _check(b, "b", np.float64, 1)
+    _check(codes, "codes", np.uint64, 2)
+    _require(b.shape[0] == z.shape[1], "b must have one entry per column of z")
+    _require(codes.shape[0] == z.shape[0], "z and codes must have the same number of rows")
+    _require(codes.shape[1] == (z.shape[1] + 63) // 64, "codes must have ceil(width / 64) words")
+    _threshold_pack(z, b, codes)
+
+
+def cover_step(
+    neg: np.ndarray,
+    pos: np.ndarray,
+    row: int,
+    rule: int,
+    alive: np.ndarray,
+    counts: np.ndarray,
+    state: np.ndarray,
+) -> None:
+    """One draw of the randomized layer: ``state[1] = m = min_s popcount(~neg[row] & pos[s])``;
+    if ``m > 0``, ``counts[j] = popcount(~neg[row] & neg[alive[j]])`` for ``j < state[0]`` and
+    the covered entries leave ``alive[:state[0]]`` (order kept, ``state[0]`` updated)."""
+    _check(neg, "neg", np.uint64, 2)
+    _check(pos, "pos", np.uint64, 2)
+    for a, name in ((alive, "alive"), (counts, "counts"), (state, "state")):
+        _check(a, name, np.int64, 1)
+    _require(neg.shape[1] == pos.shape[1], "neg and pos must have the same number of words")
+    _require(pos.shape[0] >= 1, "pos must have at least one row")
+    _require(0 <= row < neg.shape[0], "row must index a row of neg")
+    _require(rule in (RULE_CODE, RULE_HALF), "rule must be 0 (code) or 1 (half)")
+    _require(
+        alive.shape[0] == neg.shape[0] and counts.shape[0] == neg.shape[0],
+        "alive and counts must have one entry per row of neg",
+    )
+    _require(state.shape[0] == 2, "state must have 2 entries")
+    n = int(state[0])
+    _require(0 <= n <= neg.shape[0], "state[0] must be in [0, rows of neg]")
+    if n:
+        live = alive[:n]
+        _require(
+            int(live.min()) >= 0 and int(live.max()) < neg.shape[0],
+            "alive must hold row indices of neg",
+        )
+    m = _margin(neg, int(row), pos)
+    state[1] = m
+    if m <= 0:
+        return
+    _cover_counts(neg, int(row), alive, n, counts)
+    state[0] = _compact(alive, n, counts, m, int(rule))
+
+
+def cover_walks(
+    neg: np.ndarray,
+    pos: np.ndarray,
+    widths: np.ndarray,
+    orders: np.ndarray,
+    rule: int,
+    flags: np.ndarray,
+    uncovered: np.ndarray,
+) -> None:
+    """Whole randomized constructions, one per cell: the walk over ``orders[c]`` on the first
+    ``widths[c]`` bits; ``flags[c, i]`` 0 untried, 1 tried and uncovered, 2 covered;
+    ``uncovered[c]`` the negative points left uncovered."""
+    _check(neg, "neg", np.uint64, 2)
+    _check(pos, "pos", np.uint64, 2)
+    _check(widths, "widths", np.int64, 1)
+    _check(orders, "orders", np.int64, 2)
+    _check(flags, "flags", np.uint8, 2)
+    _check(uncovered, "uncovered", np.int64, 1)
+    _require(neg.shape[1] == pos.shape[1], "neg and pos must have the same number of words")
+    _require(pos.shape[0] >= 1, "pos must have at least one row")
+    _require(rule in (RULE_CODE, RULE_HALF), "rule must be 0 (code) or 1 (half)")
+    cells, n_neg = widths.shape[0], neg.shape[0]
+    _require(orders.shape == (cells, n_neg), "orders must be (len(widths), rows of neg)")
+    _require(flags.shape == (cells, n_neg), "flags must be (len(widths), rows of neg)")
+    _require(uncovered.shape[0] == cells, "uncovered must have one entry per width")
+    _require(
+        cells == 0 or (int(widths.min()) >= 1 and int(widths.max()) <= 64 * neg.shape[1]),
+        "widths must be in [1, 64 * words]",
+    )
+    _cover_walks(neg, pos, widths, orders, int(rule), flags, uncovered)
+
+
+def threshold_votes(
+    codes: np.ndarray, units: np.ndarray, bias: np.ndarray, owner: np.ndarray, votes: np.ndarray
+) -> None:
+    """``votes[r, c]`` = number of ``q`` with ``owner[q] = c`` and
+    ``bias[q] - popcount(codes[r] & units[q]) >= 0``."""
+    _check(codes, "codes", np.uint64, 2)
+    _check(units, "units", np.uint64, 2)
+    _check(bias, "bias", np.float64, 1)
+    _check(owner, "owner", np.int64, 1)
+    _check(votes, "votes", np.int64, 2)
+    _require(units.shape[1] == codes.shape[1], "codes and units must have the same number of words")
+    _require(
+        bias.shape[0] == units.shape[0] and owner.shape[0] == units.shape[0],
+        "bias and owner must have one entry per row of units",
+    )
+    _require(votes.shape[0] == codes.shape[0], "votes must have one row per row of codes")
+    if owner.shape[0]:
+        _require(
+            int(owner.min()) >= 0 and int(owner.max()) < votes.shape[1],
+            "owner must index a column of votes",
+        )
+    _threshold_votes(codes, units, bias, owner, votes)
