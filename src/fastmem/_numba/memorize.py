@@ -237,11 +237,16 @@ def _covers(count, m, rule):
     return count < m if rule == 0 else 2 * count <= m
 
 
-@nb.njit(parallel=True, cache=True)
+# Sequential below 2^20 words / per GEMM block, as the C++ drivers (a parallel region per
+# call costs more than it saves on a loaded machine).
+_PARALLEL_WORDS = 1 << 20
+
+
+@nb.njit(cache=True)
 def _threshold_pack(z, b, codes):
     rows, width = z.shape
     words = codes.shape[1]
-    for r in nb.prange(rows):
+    for r in range(rows):
         for w in range(words):
             lo = w * 64
             hi = min(lo + 64, width)
@@ -252,8 +257,7 @@ def _threshold_pack(z, b, codes):
             codes[r, w] = word
 
 
-@nb.njit(parallel=True, cache=True)
-def _margin(neg, row, pos):
+def _margin_impl(neg, row, pos):
     words = neg.shape[1]
     n_pos = pos.shape[0]
     n_chunks = min(n_pos, 64)
@@ -270,11 +274,16 @@ def _margin(neg, row, pos):
     return best.min()
 
 
-@nb.njit(parallel=True, cache=True)
-def _cover_counts(neg, row, alive, n, counts):
+def _cover_counts_impl(neg, row, alive, n, counts):
     words = neg.shape[1]
     for j in nb.prange(n):
         counts[j] = _separating(neg, row, neg, alive[j], words)
+
+
+_margin_par = nb.njit(parallel=True, cache=True)(_margin_impl)
+_margin_seq = nb.njit(cache=True)(_margin_impl)
+_cover_counts_par = nb.njit(parallel=True, cache=True)(_cover_counts_impl)
+_cover_counts_seq = nb.njit(cache=True)(_cover_counts_impl)
 
 
 @nb.njit(cache=True)
@@ -335,8 +344,7 @@ def _cover_walks(neg, pos, widths, orders, rule, flags, uncovered):
         uncovered[c] = n_neg - covered
 
 
-@nb.njit(parallel=True, cache=True)
-def _threshold_votes(codes, units, bias, owner, votes):
+def _threshold_votes_impl(codes, units, bias, owner, votes):
     rows, words = codes.shape
     k = units.shape[0]
     for r in nb.prange(rows):
@@ -348,6 +356,10 @@ def _threshold_votes(codes, units, bias, owner, votes):
                 cnt += _popcount(codes[r, w] & units[q, w])
             if bias[q] - float(cnt) >= 0.0:
                 votes[r, owner[q]] += 1
+
+
+_threshold_votes_par = nb.njit(parallel=True, cache=True)(_threshold_votes_impl)
+_threshold_votes_seq = nb.njit(cache=True)(_threshold_votes_impl)
 
 
 def threshold_pack(z: np.ndarray, b: np.ndarray, codes: np.ndarray) -> None:
@@ -394,11 +406,14 @@ def cover_step(
             int(live.min()) >= 0 and int(live.max()) < neg.shape[0],
             "alive must hold row indices of neg",
         )
-    m = _margin(neg, int(row), pos)
+    words = neg.shape[1]
+    margin = _margin_par if pos.shape[0] * words > _PARALLEL_WORDS else _margin_seq
+    m = margin(neg, int(row), pos)
     state[1] = m
     if m <= 0:
         return
-    _cover_counts(neg, int(row), alive, n, counts)
+    count = _cover_counts_par if n * words > _PARALLEL_WORDS else _cover_counts_seq
+    count(neg, int(row), alive, n, counts)
     state[0] = _compact(alive, n, counts, m, int(rule))
 
 
@@ -455,4 +470,7 @@ def threshold_votes(
             int(owner.min()) >= 0 and int(owner.max()) < votes.shape[1],
             "owner must index a column of votes",
         )
-    _threshold_votes(codes, units, bias, owner, votes)
+    work = codes.shape[0] * units.shape[0] * codes.shape[1]
+    (_threshold_votes_par if work > _PARALLEL_WORDS else _threshold_votes_seq)(
+        codes, units, bias, owner, votes
+    )
