@@ -222,25 +222,28 @@ def test_cover_step_kernel(backend, n_neg, n_pos, width, density, rule, seed):
 
 
 @given(
-    n_neg=st.integers(1, 40),
+    n_neg=st.integers(0, 40),
     n_pos=st.integers(1, 30),
     words=st.integers(1, 4),
+    n_sets=st.integers(1, 3),
     cells=st.integers(0, 6),
     density=st.sampled_from([0.1, 0.5, 0.9]),
     rule=st.sampled_from(["code", "half"]),
     seed=st.integers(0, 2**16),
 )
-def test_cover_walks_kernel(backend, n_neg, n_pos, words, cells, density, rule, seed):
+def test_cover_walks_kernel(backend, n_neg, n_pos, words, n_sets, cells, density, rule, seed):
     rng = np.random.default_rng(seed)
-    neg, pos = _codes(rng, n_neg, 64 * words, density), _codes(rng, n_pos, 64 * words, density)
+    codes = np.stack([_codes(rng, n_neg + n_pos, 64 * words, density) for _ in range(n_sets)])
+    sets = rng.integers(0, n_sets, size=cells).astype(np.int64)
     widths = rng.integers(1, 64 * words + 1, size=cells).astype(np.int64)
     orders = np.array([rng.permutation(n_neg) for _ in range(cells)], dtype=np.int64)
     orders = orders.reshape(cells, n_neg)
     flags = on_backend_device(np.full((cells, n_neg), 9, dtype=np.uint8), backend)
     left = on_backend_device(np.full(cells, -1, dtype=np.int64), backend)
     _be(backend).kernels.cover_walks(
-        on_backend_device(neg, backend),
-        on_backend_device(pos, backend),
+        on_backend_device(codes, backend),
+        n_neg,
+        on_backend_device(sets, backend),
         on_backend_device(widths, backend),
         on_backend_device(orders, backend),
         RULES[rule],
@@ -248,6 +251,7 @@ def test_cover_walks_kernel(backend, n_neg, n_pos, words, cells, density, rule, 
         left,
     )
     for c in range(cells):
+        neg, pos = codes[sets[c], :n_neg], codes[sets[c], n_neg:]
         f_ref, left_ref = ref.walk(neg, pos, int(widths[c]), orders[c], rule)
         assert to_numpy(left)[c] == left_ref
         assert np.array_equal(to_numpy(flags)[c], f_ref)
@@ -346,9 +350,21 @@ def test_kernels_reject_bad_shapes(backend):
         k.cover_step(neg, pos, 0, 2, i8(4), i8(4), dev(np.array([4, 0], np.int64)))
     with pytest.raises(ValueError, match="widths"):
         k.cover_walks(
-            neg,
-            pos,
+            dev(np.zeros((1, 7, 2), np.uint64)),
+            4,
+            i8(1),
             dev(np.array([129], np.int64)),
+            dev(np.zeros((1, 4), np.int64)),
+            0,
+            dev(np.zeros((1, 4), np.uint8)),
+            i8(1),
+        )
+    with pytest.raises(ValueError, match="n_neg"):
+        k.cover_walks(
+            dev(np.zeros((1, 4, 2), np.uint64)),
+            4,
+            i8(1),
+            dev(np.array([1], np.int64)),
             dev(np.zeros((1, 4), np.int64)),
             0,
             dev(np.zeros((1, 4), np.uint8)),

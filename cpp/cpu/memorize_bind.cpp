@@ -115,31 +115,34 @@ void cover_step(CArray<uint64_t> neg, CArray<uint64_t> pos, int64_t row, int64_t
   cpu::cover_step(np_, pp, n_pos, words, row, rule, ap, cp, sp);
 }
 
-void cover_walks(CArray<uint64_t> neg, CArray<uint64_t> pos, CArray<int64_t> widths,
-                 CArray<int64_t> orders, int64_t rule, CArray<uint8_t> flags,
-                 CArray<int64_t> uncovered) {
-  require(neg.ndim() == 2 && pos.ndim() == 2 && orders.ndim() == 2 && flags.ndim() == 2,
-          "neg, pos, orders and flags must be 2-D");
-  require(widths.ndim() == 1 && uncovered.ndim() == 1, "widths and uncovered must be 1-D");
-  require(neg.shape(1) == pos.shape(1), "neg and pos must have the same number of words");
-  require(pos.shape(0) >= 1, "pos must have at least one row");
+void cover_walks(CArray<uint64_t> codes, int64_t n_neg, CArray<int64_t> sets,
+                 CArray<int64_t> widths, CArray<int64_t> orders, int64_t rule,
+                 CArray<uint8_t> flags, CArray<int64_t> uncovered) {
+  require(codes.ndim() == 3, "codes must be 3-D (sets, rows, words)");
+  require(sets.ndim() == 1 && widths.ndim() == 1 && uncovered.ndim() == 1,
+          "sets, widths and uncovered must be 1-D");
+  require(orders.ndim() == 2 && flags.ndim() == 2, "orders and flags must be 2-D");
+  const int64_t n_sets = codes.shape(0), n_rows = codes.shape(1), words = codes.shape(2);
+  require(n_neg >= 0 && n_neg < n_rows, "n_neg must leave at least one positive row of codes");
   require(rule == 0 || rule == 1, "rule must be 0 (code) or 1 (half)");
-  const int64_t cells = widths.shape(0), n_neg = neg.shape(0), words = neg.shape(1);
+  const int64_t cells = widths.shape(0);
+  require(sets.shape(0) == cells && uncovered.shape(0) == cells,
+          "sets and uncovered must have one entry per width");
   require(orders.shape(0) == cells && orders.shape(1) == n_neg,
-          "orders must be (len(widths), rows of neg)");
+          "orders must be (len(widths), n_neg)");
   require(flags.shape(0) == cells && flags.shape(1) == n_neg,
-          "flags must be (len(widths), rows of neg)");
-  require(uncovered.shape(0) == cells, "uncovered must have one entry per width");
-  const int64_t* wp = widths.data();
-  for (int64_t c = 0; c < cells; ++c)
+          "flags must be (len(widths), n_neg)");
+  const int64_t *wp = widths.data(), *sp = sets.data();
+  for (int64_t c = 0; c < cells; ++c) {
     require(wp[c] >= 1 && wp[c] <= 64 * words, "widths must be in [1, 64 * words]");
-  const uint64_t *np_ = neg.data(), *pp = pos.data();
+    require(sp[c] >= 0 && sp[c] < n_sets, "sets must index the first axis of codes");
+  }
+  const uint64_t* cp = codes.data();
   const int64_t* op = orders.data();
   uint8_t* fp = flags.mutable_data();
   int64_t* up = uncovered.mutable_data();
-  const int64_t n_pos = pos.shape(0);
   py::gil_scoped_release release;
-  cpu::cover_walks(np_, n_neg, pp, n_pos, words, wp, op, cells, rule, fp, up);
+  cpu::cover_walks(cp, n_rows, n_neg, words, sp, wp, op, cells, rule, fp, up);
 }
 
 void threshold_votes(CArray<uint64_t> codes, CArray<uint64_t> units, CArray<double> bias,
@@ -181,9 +184,10 @@ void memorize(py::module_& m) {
   m.def("cover_step", &cover_step, py::arg("neg").noconvert(), py::arg("pos").noconvert(),
         py::arg("row"), py::arg("rule"), py::arg("alive").noconvert(),
         py::arg("counts").noconvert(), py::arg("state").noconvert());
-  m.def("cover_walks", &cover_walks, py::arg("neg").noconvert(), py::arg("pos").noconvert(),
-        py::arg("widths").noconvert(), py::arg("orders").noconvert(), py::arg("rule"),
-        py::arg("flags").noconvert(), py::arg("uncovered").noconvert());
+  m.def("cover_walks", &cover_walks, py::arg("codes").noconvert(), py::arg("n_neg"),
+        py::arg("sets").noconvert(), py::arg("widths").noconvert(),
+        py::arg("orders").noconvert(), py::arg("rule"), py::arg("flags").noconvert(),
+        py::arg("uncovered").noconvert());
   m.def("threshold_votes", &threshold_votes, py::arg("codes").noconvert(),
         py::arg("units").noconvert(), py::arg("bias").noconvert(), py::arg("owner").noconvert(),
         py::arg("votes").noconvert());

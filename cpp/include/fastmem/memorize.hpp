@@ -215,19 +215,23 @@ FASTMEM_HD FASTMEM_FORCE_INLINE bool covers(int64_t count, int64_t m, int64_t ru
   return rule == kRuleCode ? count < m : 2 * count <= m;
 }
 
-// Bits j of out = 1[z_j + b_j >= 0] for j < width (the threshold layer on one row of
-// pre-activations z = x W^T); the unused bits of the last word are zero. NaN gives 0.
+// Word w of the threshold layer on one row of pre-activations z = x W^T: bit j - 64 w is
+// 1[z_j + b_j >= 0] for 64 w <= j < min(64 w + 64, width); bits past the width are zero.
+// NaN gives 0.
+FASTMEM_HD inline uint64_t threshold_word(const double* z, const double* b, int64_t width,
+                                          int64_t w) {
+  const int64_t lo = w * 64;
+  const int64_t hi = lo + 64 < width ? lo + 64 : width;
+  uint64_t word = 0;
+  for (int64_t j = lo; j < hi; ++j)
+    word |= static_cast<uint64_t>(add_rn(z[j], b[j]) >= 0.0) << (j - lo);
+  return word;
+}
+
 FASTMEM_HD inline void threshold_pack_row(const double* z, const double* b, int64_t width,
                                           uint64_t* out) {
   const int64_t words = (width + 63) / 64;
-  for (int64_t w = 0; w < words; ++w) {
-    const int64_t lo = w * 64;
-    const int64_t hi = lo + 64 < width ? lo + 64 : width;
-    uint64_t word = 0;
-    for (int64_t j = lo; j < hi; ++j)
-      word |= static_cast<uint64_t>(add_rn(z[j], b[j]) >= 0.0) << (j - lo);
-    out[w] = word;
-  }
+  for (int64_t w = 0; w < words; ++w) out[w] = threshold_word(z, b, width, w);
 }
 
 // separating_count restricted to the first `width` bits (the grid reads prefixes of

@@ -310,10 +310,11 @@ def _separating_prefix(neg, i, pos, s, width):
 
 
 @nb.njit(parallel=True, cache=True)
-def _cover_walks(neg, pos, widths, orders, rule, flags, uncovered):
-    n_neg = neg.shape[0]
-    n_pos = pos.shape[0]
+def _cover_walks(codes, n_neg, sets, widths, orders, rule, flags, uncovered):
+    n_pos = codes.shape[1] - n_neg
     for c in nb.prange(widths.shape[0]):
+        neg = codes[sets[c], :n_neg]
+        pos = codes[sets[c], n_neg:]
         width = widths[c]
         state = flags[c]
         for i in range(n_neg):
@@ -418,35 +419,44 @@ def cover_step(
 
 
 def cover_walks(
-    neg: np.ndarray,
-    pos: np.ndarray,
+    codes: np.ndarray,
+    n_neg: int,
+    sets: np.ndarray,
     widths: np.ndarray,
     orders: np.ndarray,
     rule: int,
     flags: np.ndarray,
     uncovered: np.ndarray,
 ) -> None:
-    """Whole randomized constructions, one per cell: the walk over ``orders[c]`` on the first
+    """Whole randomized constructions, one per cell ``c``: on the code set ``codes[sets[c]]``
+    (rows ``< n_neg`` negative, the rest positive), the walk over ``orders[c]`` on the first
     ``widths[c]`` bits; ``flags[c, i]`` 0 untried, 1 tried and uncovered, 2 covered;
     ``uncovered[c]`` the negative points left uncovered."""
-    _check(neg, "neg", np.uint64, 2)
-    _check(pos, "pos", np.uint64, 2)
+    _check(codes, "codes", np.uint64, 3)
+    _check(sets, "sets", np.int64, 1)
     _check(widths, "widths", np.int64, 1)
     _check(orders, "orders", np.int64, 2)
     _check(flags, "flags", np.uint8, 2)
     _check(uncovered, "uncovered", np.int64, 1)
-    _require(neg.shape[1] == pos.shape[1], "neg and pos must have the same number of words")
-    _require(pos.shape[0] >= 1, "pos must have at least one row")
+    n_sets, n_rows, words = codes.shape
+    _require(0 <= n_neg < n_rows, "n_neg must leave at least one positive row of codes")
     _require(rule in (RULE_CODE, RULE_HALF), "rule must be 0 (code) or 1 (half)")
-    cells, n_neg = widths.shape[0], neg.shape[0]
-    _require(orders.shape == (cells, n_neg), "orders must be (len(widths), rows of neg)")
-    _require(flags.shape == (cells, n_neg), "flags must be (len(widths), rows of neg)")
-    _require(uncovered.shape[0] == cells, "uncovered must have one entry per width")
+    cells = widths.shape[0]
     _require(
-        cells == 0 or (int(widths.min()) >= 1 and int(widths.max()) <= 64 * neg.shape[1]),
+        sets.shape[0] == cells and uncovered.shape[0] == cells,
+        "sets and uncovered must have one entry per width",
+    )
+    _require(orders.shape == (cells, n_neg), "orders must be (len(widths), n_neg)")
+    _require(flags.shape == (cells, n_neg), "flags must be (len(widths), n_neg)")
+    _require(
+        cells == 0 or (int(widths.min()) >= 1 and int(widths.max()) <= 64 * words),
         "widths must be in [1, 64 * words]",
     )
-    _cover_walks(neg, pos, widths, orders, int(rule), flags, uncovered)
+    _require(
+        cells == 0 or (int(sets.min()) >= 0 and int(sets.max()) < n_sets),
+        "sets must index the first axis of codes",
+    )
+    _cover_walks(codes, int(n_neg), sets, widths, orders, int(rule), flags, uncovered)
 
 
 def threshold_votes(

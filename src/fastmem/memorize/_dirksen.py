@@ -467,9 +467,8 @@ def interpolation_grid(
     are therefore correlated (each cell's probability is still unbiased).
     The random draws of the covering walk one permutation of the negative
     points (equal in distribution to drawing among the remaining candidates);
-    all widths of one (restart, lambda) run in one kernel call
-    (``cover_walks``, one walk per thread), with no Python loop over points
-    or draws.
+    all cells of one restart run in one kernel call (``cover_walks``, one
+    walk per thread), with no Python loop over points, draws or cells.
 
     Parameters
     ----------
@@ -522,32 +521,35 @@ def interpolation_grid(
             f"labels: interpolation_grid needs exactly two classes, got {classes.shape[0]}"
         )
     gen = _rng(rng)
-    # Negative points first: their codes and the positive ones are then two
-    # contiguous row ranges of one array, packed once per (restart, lambda).
+    # Negative points first: in each set of codes the negative rows come first.
     order = np.concatenate([np.flatnonzero(idx == 0), np.flatnonzero(idx == 1)])
     n_neg = int((idx == 0).sum())
     Xs = xp.ascontiguousarray(X[to_device(order, be.device)])
     n_max = int(ws.max())
-    cells = xp.asarray(ws.astype(np.int64))
-    codes = xp.empty((n, -(-n_max // 64)), dtype=np.uint64)
-    neg, pos = codes[:n_neg], codes[n_neg:]
-    flags = xp.empty((ws.size, n_neg), dtype=np.uint8)
-    left = xp.empty(ws.size, dtype=np.int64)
-    identity = np.tile(np.arange(n_neg, dtype=np.int64), (ws.size, 1))
+    # All cells of one restart in one kernel call: cell (j, i) walks the codes of lambda j
+    # on their first ws[i] bits.
+    n_cells = lams.size * ws.size
+    sets = xp.asarray(np.repeat(np.arange(lams.size, dtype=np.int64), ws.size))
+    cells = xp.asarray(np.tile(ws.astype(np.int64), lams.size))
+    codes = xp.empty((lams.size, n, -(-n_max // 64)), dtype=np.uint64)
+    flags = xp.empty((n_cells, n_neg), dtype=np.uint8)
+    left = xp.empty(n_cells, dtype=np.int64)
+    identity = np.tile(np.arange(n_neg, dtype=np.int64), (n_cells, 1))
     orders = np.empty_like(identity)
-    hits = np.zeros((ws.size, lams.size), dtype=np.int64)
+    hits = np.zeros((lams.size, ws.size), dtype=np.int64)
     k, code = be.kernels, _RULE_CODES[rule]
     for _ in range(restarts):
         W = to_device(gen.standard_normal((n_max, d)), be.device)
         b0 = gen.uniform(-1.0, 1.0, size=n_max)
         P = xp.ascontiguousarray(Xs @ W.T)
         for j, lam in enumerate(lams):
-            k.threshold_pack(P, to_device(lam * b0, be.device), codes)
-            # one uniform permutation of the negative points per width: the draws
-            orders[...] = identity
-            gen.permuted(orders, axis=1, out=orders)
-            k.cover_walks(neg, pos, cells, to_device(orders, be.device), code, flags, left)
-            hits[:, j] += to_device(left, "cpu") == 0
+            k.threshold_pack(P, to_device(lam * b0, be.device), codes[j])
+        # one uniform permutation of the negative points per cell: the draws
+        orders[...] = identity
+        gen.permuted(orders, axis=1, out=orders)
+        k.cover_walks(codes, n_neg, sets, cells, to_device(orders, be.device), code, flags, left)
+        hits += (to_device(left, "cpu") == 0).reshape(lams.size, ws.size)
+    hits = hits.T
     return InterpolationGrid(
         probability=hits / restarts,
         widths=ws.astype(np.int64),
