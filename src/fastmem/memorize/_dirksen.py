@@ -332,14 +332,17 @@ def _threshold_codes(X: Any, W: Any, b: Any, be: Any) -> Any:
     xp = be.xp
     n, width = X.shape[0], W.shape[0]
     out = xp.empty((n, -(-width // 64)), dtype=np.uint64)
-    rows = max(16, (1 << 17) // width) if xp is np else 8192
+    rows = max(16, (1 << 18) // width) if xp is np else 8192
     WT = xp.ascontiguousarray(W.T)
     b = xp.ascontiguousarray(b, dtype=np.float64)
     Z = xp.empty((min(rows, n), width))
     # With few input dimensions each block's GEMM is memory-bound and a second BLAS
     # thread only spins against the kernels (N = 50000, n = 2000, d = 2: 55-60 ms with
     # one BLAS thread, 70-115 ms with two, 2026-11-23).
-    own = kernels_own_the_cores(be) if X.shape[1] <= 32 else contextlib.nullcontext()
+    # Small problems (N = 1000, n = 500) skip the limit: setting and lifting it costs ~80 us,
+    # more than the GEMMs themselves.
+    small = X.shape[1] > 32 or n * width < (1 << 22)
+    own = contextlib.nullcontext() if small else kernels_own_the_cores(be)
     with own:
         for lo in range(0, n, rows):
             hi = min(lo + rows, n)
