@@ -378,3 +378,18 @@ def test_kernels_reject_bad_shapes(backend):
             dev(np.array([2], np.int64)),
             dev(np.zeros((4, 2), np.int64)),
         )
+
+
+def test_interpolation_grid_equals_numpy_version(backend):
+    """Same generator calls as the NumPy version (tests/dirksen_reference.py: one
+    ``permutation`` per cell; fastmem: one row-wise ``permuted`` per restart, which NumPy
+    fills with the same Fisher-Yates draws row after row), so the heatmaps are equal."""
+    X, labels = moons(300)
+    widths, lams = [5, 33, 64, 65, 130], [0.0, 0.3, 1.0]
+    for rule in ("code", "half"):
+        grid = memorize.interpolation_grid(
+            X, labels, widths=widths, max_biases=lams, restarts=6, rule=rule, rng=11,
+            backend=backend,
+        )  # fmt: skip
+        want = ref.grid(X, labels, widths, lams, 6, rule=rule, seed=11)
+        assert np.array_equal(grid.probability, want)

@@ -256,16 +256,19 @@ FASTMEM_HD inline int64_t cover_walk(const uint64_t* neg, int64_t n_neg, const u
                                      int64_t n_pos, int64_t words, int64_t width,
                                      const int64_t* order, int64_t rule, uint8_t* state) {
   for (int64_t i = 0; i < n_neg; ++i) state[i] = 0;
-  int64_t covered = 0;
+  int64_t covered = 0, hint = 0;
   for (int64_t t = 0; t < n_neg && covered < n_neg; ++t) {
     const int64_t i = order[t];
     if (i < 0 || i >= n_neg || state[i] != 0) continue;
     state[i] = 1;
     const uint64_t* mine = neg + i * words;
-    int64_t m = INT64_MAX;
+    // The positive point that last gave m = 0 is tried first: points it blocks are near
+    // each other, and m = 0 ends the scan (the grid's failing cells are mostly such draws).
+    int64_t m = separating_count_prefix(mine, pos + hint * words, width);
     for (int64_t s = 0; s < n_pos && m > 0; ++s) {
       const int64_t c = separating_count_prefix(mine, pos + s * words, width);
       if (c < m) m = c;
+      if (c == 0) hint = s;
     }
     if (m <= 0 || n_pos == 0) continue;
     for (int64_t j = 0; j < n_neg; ++j) {

@@ -320,6 +320,7 @@ def _cover_walks(codes, n_neg, sets, widths, orders, rule, flags, uncovered):
         for i in range(n_neg):
             state[i] = 0
         covered = 0
+        hint = 0
         for t in range(n_neg):
             if covered >= n_neg:
                 break
@@ -327,13 +328,16 @@ def _cover_walks(codes, n_neg, sets, widths, orders, rule, flags, uncovered):
             if i < 0 or i >= n_neg or state[i] != 0:
                 continue
             state[i] = 1
-            m = _INT64_MAX
+            # the positive point that last gave m = 0 first (as the C++ header)
+            m = _separating_prefix(neg, i, pos, hint, width)
             for s in range(n_pos):
+                if m <= 0:
+                    break
                 v = _separating_prefix(neg, i, pos, s, width)
                 if v < m:
                     m = v
-                if m <= 0:
-                    break
+                if v == 0:
+                    hint = s
             if m <= 0:
                 continue
             for j in range(n_neg):
