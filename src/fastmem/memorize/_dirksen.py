@@ -157,8 +157,10 @@ def random_threshold(
     * ``"random"`` (default, the authors' algorithm): draw an uncovered
       negative point at random, build its neuron, drop every negative point
       it covers, repeat until all are covered (or no candidate is left).
-      One bit-packed popcount pass per draw: O(k N n / 64) for a final width
-      k (~5 on two moons).
+      One fused kernel call per draw (``cover_step``: the margin by popcounts
+      over the bit-packed positive codes, then count, decide and compact the
+      still-uncovered negative points in one pass): O(k N n / 64) for k
+      draws (final width ~5 on two moons).
     * ``"set_cover"``: build a neuron for every negative point and keep a
       greedy minimum set cover (ln N approximation): O(N_neg^2 n / 64) time
       and O(N_neg^2 / 8) bytes, for small problems; its widths are no larger
@@ -173,8 +175,10 @@ def random_threshold(
     ``c`` is ``<1, psi_c> - 0.5`` for the block of neurons built with class
     ``c`` as the negative class. The network is verified on every training
     point: its second and third layers evaluated exactly on the first-layer
-    codes by popcounts (O(k N n / 64) for k <= 256 second-layer neurons),
-    else by :meth:`Network.predict`.
+    codes by popcounts (kernel ``threshold_votes``, O(k N n / 64) for k <= 256
+    second-layer neurons), else by :meth:`Network.predict`. The first layer is
+    a GEMM through the array module, packed to n / 64 words per point by the
+    kernel ``threshold_pack``.
 
     Parameters
     ----------
