@@ -242,7 +242,7 @@ def _covers(count, m, rule):
 _PARALLEL_WORDS = 1 << 20
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)  # nogil: random_threshold packs row blocks on threads
 def _threshold_pack(z, b, codes):
     rows, width = z.shape
     words = codes.shape[1]

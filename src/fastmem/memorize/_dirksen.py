@@ -4,7 +4,7 @@ copied), plus the interpolation-probability grid of their experiments."""
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import math
 import numbers
 import time
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import to_device
-from .._threads import kernels_own_the_cores
+from .._threads import cpu_threads, kernels_own_the_cores
 from .._validate import array_device
 from .._validate import as_generator as _rng
 from .._validate import positive_int as _positive_int
@@ -331,29 +331,61 @@ def _threshold_codes(X: Any, W: Any, b: Any, be: Any) -> Any:
     The pre-activations by GEMM through xp, in row blocks small enough to stay
     in cache (with d = 2 the GEMM is memory-bound); the kernel
     ``threshold_pack`` adds the biases, compares and packs each block in one
-    pass (NumPy needed four: add, compare, packbits, copy).
+    pass (NumPy needed four: add, compare, packbits, copy). On the CPU, large
+    problems split the rows over the kernels' threads, each running its own
+    GEMM + pack blocks (both release the GIL) with BLAS single-threaded.
     """
     xp = be.xp
     n, width = X.shape[0], W.shape[0]
     out = xp.empty((n, -(-width // 64)), dtype=np.uint64)
-    rows = max(16, (1 << 18) // width) if xp is np else 8192
     WT = xp.ascontiguousarray(W.T)
     b = xp.ascontiguousarray(b, dtype=np.float64)
-    Z = xp.empty((min(rows, n), width))
-    # With few input dimensions each block's GEMM is memory-bound and a second BLAS
-    # thread only spins against the kernels (N = 50000, n = 2000, d = 2: 55-60 ms with
-    # one BLAS thread, 70-115 ms with two, 2026-11-23).
-    # Small problems (N = 1000, n = 500) skip the limit: setting and lifting it costs ~80 us,
-    # more than the GEMMs themselves.
-    small = X.shape[1] > 32 or n * width < (1 << 22)
-    own = contextlib.nullcontext() if small else kernels_own_the_cores(be)
-    with own:
-        for lo in range(0, n, rows):
-            hi = min(lo + rows, n)
-            z = Z[: hi - lo]
-            xp.matmul(X[lo:hi], WT, out=z)
-            be.kernels.threshold_pack(z, b, out[lo:hi])
+    if xp is not np:
+        _codes_rows(X, WT, b, out, 0, n, 8192, be)
+        return out
+    rows = max(16, (1 << 18) // width)
+    # Small problems (N = 1000, n = 500) stay on this thread and skip the BLAS limit:
+    # setting and lifting it costs ~80 us, more than the GEMMs themselves.
+    if X.shape[1] > 32 or n * width < (1 << 22):
+        _codes_rows(X, WT, b, out, 0, n, rows, be)
+        return out
+    threads = min(cpu_threads(be), -(-n // rows))
+    with kernels_own_the_cores(be):
+        if threads < 2:
+            _codes_rows(X, WT, b, out, 0, n, rows, be)
+            return out
+        cuts = [n * t // threads for t in range(threads + 1)]
+        pool = _pool(threads)
+        jobs = [
+            pool.submit(_codes_rows, X, WT, b, out, lo, hi, rows, be)
+            for lo, hi in itertools.pairwise(cuts)
+        ]
+        for job in jobs:
+            job.result()
     return out
+
+
+def _codes_rows(X: Any, WT: Any, b: Any, out: Any, lo: int, hi: int, rows: int, be: Any) -> None:
+    """Rows ``lo:hi`` of :func:`_threshold_codes`, in blocks of ``rows``."""
+    xp = be.xp
+    Z = xp.empty((min(rows, hi - lo), WT.shape[1]))
+    for a in range(lo, hi, rows):
+        e = min(a + rows, hi)
+        z = Z[: e - a]
+        xp.matmul(X[a:e], WT, out=z)
+        be.kernels.threshold_pack(z, b, out[a:e])
+
+
+_POOL: Any = None
+
+
+def _pool(threads: int) -> Any:
+    global _POOL
+    if _POOL is None or _POOL._max_workers < threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fastmem-codes")
+    return _POOL
 
 
 def _predict_on_codes(codes: Any, W2: Any, b2: Any, own: Any, n_classes: int, be: Any) -> Any:
