@@ -343,7 +343,7 @@ def _threshold_codes(X: Any, W: Any, b: Any, be: Any) -> Any:
     if xp is not np:
         _codes_rows(X, WT, b, out, 0, n, 8192, be)
         return out
-    rows = max(16, (1 << 18) // width)
+    rows = max(16, (1 << 16) // width)  # 512 KiB of pre-activations: L2-resident
     # Small problems (N = 1000, n = 500) stay on this thread and skip the BLAS limit:
     # setting and lifting it costs ~80 us, more than the GEMMs themselves.
     if X.shape[1] > 32 or n * width < (1 << 22):
