@@ -508,6 +508,9 @@ def interpolation_grid(
     points (equal in distribution to drawing among the remaining candidates);
     all cells of one restart run in one kernel call (``cover_walks``, one
     walk per thread), with no Python loop over points, draws or cells.
+    Memory: the codes of every lambda (``len(max_biases) x N x n / 8`` bytes)
+    and one permutation per cell (``len(widths) x len(max_biases) x N_neg x 8``
+    bytes, 10 MB for the authors' grid).
 
     Parameters
     ----------
