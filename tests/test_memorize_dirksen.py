@@ -393,3 +393,37 @@ def test_interpolation_grid_equals_numpy_version(backend):
         )  # fmt: skip
         want = ref.grid(X, labels, widths, lams, 6, rule=rule, seed=11)
         assert np.array_equal(grid.probability, want)
+
+
+def test_kernels_parallel_paths(backend):
+    """Sizes above the kernels' 2^20-word parallel threshold (the hypothesis cases stay on
+    one thread): cover_step and threshold_votes against NumPy popcounts."""
+    rng = np.random.default_rng(0)
+    words = 64
+    neg = rng.integers(0, 2**64, size=(20_000, words), dtype=np.uint64)
+    pos = rng.integers(0, 2**64, size=(20_000, words), dtype=np.uint64)
+    alive = np.sort(rng.permutation(20_000)[:18_000]).astype(np.int64)
+    row = int(alive[7])
+    u = ~neg[row]
+    m = int(ref.popcount_rows(pos, u).min())
+    counts_ref = ref.popcount_rows(neg[alive], u)
+    a = np.zeros(20_000, dtype=np.int64)
+    a[: alive.size] = alive
+    a_d = on_backend_device(a, backend)
+    counts = on_backend_device(np.zeros(20_000, np.int64), backend)
+    state = on_backend_device(np.array([alive.size, 0], dtype=np.int64), backend)
+    k = _be(backend).kernels
+    dev = lambda x: on_backend_device(x, backend)  # noqa: E731
+    k.cover_step(dev(neg), dev(pos), row, 0, a_d, counts, state)
+    st_h = to_numpy(state)
+    assert st_h[1] == m > 0
+    assert np.array_equal(to_numpy(counts)[: alive.size], counts_ref)
+    kept = alive[~(counts_ref < m)]
+    assert 0 < kept.size < alive.size and st_h[0] == kept.size
+    assert np.array_equal(to_numpy(a_d)[: kept.size], kept)
+    units = neg[:3]
+    bias = np.array([float(m), 1500.0, -1.0])
+    owner = np.array([0, 1, 1], dtype=np.int64)
+    votes = dev(np.zeros((20_000, 2), np.int64))
+    k.threshold_votes(dev(pos), dev(units), dev(bias), dev(owner), votes)
+    assert np.array_equal(to_numpy(votes), ref.votes(pos, units, bias, owner, 2))

@@ -164,11 +164,12 @@ def _require(ok: bool, what: str) -> None:
 
 
 def _check(a: np.ndarray, name: str, dtype: type, ndim: int) -> None:
-    _require(
-        isinstance(a, np.ndarray) and a.dtype == dtype and a.ndim == ndim,
-        f"{name} must be a {ndim}-D {np.dtype(dtype).name} ndarray",
-    )
-    _require(a.flags.c_contiguous, f"{name} must be C-contiguous")
+    # messages are formatted only on failure: the checks run once per draw of the
+    # randomized layer, where formatting them cost ~15 us a call
+    if not (isinstance(a, np.ndarray) and a.dtype == dtype and a.ndim == ndim):
+        _require(False, f"{name} must be a {ndim}-D {np.dtype(dtype).name} ndarray")
+    if not a.flags.c_contiguous:
+        _require(False, f"{name} must be C-contiguous")
 
 
 def linear_recurrence(alpha: np.ndarray, beta: np.ndarray, out: np.ndarray) -> None:
@@ -288,6 +289,28 @@ def _cover_counts_impl(neg, row, alive, n, counts):
     words = neg.shape[1]
     for j in nb.prange(n):
         counts[j] = _separating(neg, row, neg, alive[j], words)
+
+
+@nb.njit(cache=True)
+def _cover_step_seq(neg, row, pos, rule, alive, n, counts, state):
+    """The whole step on one thread, in one call (small problems: per-call cost)."""
+    words = neg.shape[1]
+    m = _INT64_MAX
+    for s in range(pos.shape[0]):
+        v = _separating(neg, row, pos, s, words)
+        if v < m:
+            m = v
+    state[1] = m
+    if m <= 0:
+        return
+    kept = 0
+    for j in range(n):
+        c = _separating(neg, row, neg, alive[j], words)
+        counts[j] = c
+        if not _covers(c, m, rule):
+            alive[kept] = alive[j]
+            kept += 1
+    state[0] = kept
 
 
 _margin_par = nb.njit(parallel=True, cache=True)(_margin_impl)
@@ -422,6 +445,9 @@ def cover_step(
             "alive must hold row indices of neg",
         )
     words = neg.shape[1]
+    if max(pos.shape[0], n) * words <= _PARALLEL_WORDS:
+        _cover_step_seq(neg, int(row), pos, int(rule), alive, n, counts, state)
+        return
     margin = _margin_par if pos.shape[0] * words > _PARALLEL_WORDS else _margin_seq
     m = margin(neg, int(row), pos)
     state[1] = m
