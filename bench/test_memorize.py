@@ -1,11 +1,17 @@
 """Benchmarks of fastmem.memorize against dense / plain-NumPy baselines (not run by CI).
 
-Run: python -m pytest bench/test_memorize.py --benchmark-only --benchmark-group-by=group
+Run: python -m pytest bench/test_memorize.py --benchmark-only --benchmark-group-by=group -s
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,33 +122,75 @@ def _authors_numpy(X, labels, width, max_bias, seed=0):
     return len(ms), int(universe.sum())
 
 
-_THRESHOLD_CASES = [(1_000, 500), (10_000, 2_000), (50_000, 2_000)]
+_THRESHOLD_CASES = [(1_000, 500, 30), (10_000, 2_000, 10), (50_000, 2_000, 5)]
+
+# One contender per fresh process (no other contender's BLAS / OpenMP threads alive): a
+# warm-up call (JIT caches, thread pools), then `rounds` calls with seeds 0.. (the minimum
+# is reported); widths and interpolation of every call come back with the times.
+_THRESHOLD_SCRIPT = """
+import json, sys, time
+sys.path.insert(0, {bench!r})
+from test_memorize import _authors_numpy, _moons
+from fastmem import memorize
+
+who, N, width, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+X, labels = _moons(N)
 
 
-@pytest.mark.parametrize(("N", "width"), _THRESHOLD_CASES)
-@pytest.mark.benchmark(group="random_threshold (authors' workload, lambda=1)")
-def test_threshold_fastmem(benchmark, N, width):
-    X, labels = _moons(N)
-    res = benchmark.pedantic(
-        memorize.random_threshold,
-        args=(X, labels),
-        kwargs={"width": width, "max_bias": 1.0, "rng": 0},
-        rounds=5,
-        iterations=1,
+def run(seed):
+    if who == "fastmem":
+        res = memorize.random_threshold(X, labels, width=width, max_bias=1.0, rng=seed)
+        return res.details["width_after"], res.interpolates
+    k, left = _authors_numpy(X, labels, width, 1.0, seed)
+    return k, left == 0
+
+
+run(0)
+times, widths, ok = [], [], []
+for seed in range(rounds):
+    t = time.perf_counter()
+    k, interpolates = run(seed)
+    times.append(time.perf_counter() - t)
+    widths.append(int(k))
+    ok.append(bool(interpolates))
+print(json.dumps(dict(times=times, widths=widths, interpolates=ok)))
+"""
+
+
+def threshold_fresh_process(who: str, N: int, width: int, rounds: int) -> dict:
+    """``who`` (``"fastmem"`` or ``"authors_numpy"``) on the authors' workload in a new
+    Python process; returns its per-call times, widths and interpolation flags."""
+    script = _THRESHOLD_SCRIPT.format(bench=str(Path(__file__).resolve().parent))
+    done = subprocess.run(
+        [sys.executable, "-c", script, who, str(N), str(width), str(rounds)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize(("N", "width", "rounds"), _THRESHOLD_CASES)
+def test_threshold_side_by_side(benchmark, N, width, rounds):
+    """fastmem (incl. verification) and the NumPy port of the authors' algorithm, each in a
+    fresh process, same seeds (same draws: same networks): min over the calls."""
+    benchmark.group = "random_threshold (authors' workload, lambda=1), fresh process each"
+    both = lambda: (  # noqa: E731
+        threshold_fresh_process("fastmem", N, width, rounds),
+        threshold_fresh_process("authors_numpy", N, width, rounds),
     )
-    assert res.interpolates
-    benchmark.extra_info["second_layer_width"] = res.details["width_after"]
-
-
-@pytest.mark.parametrize(("N", "width"), _THRESHOLD_CASES)
-@pytest.mark.benchmark(group="random_threshold (authors' workload, lambda=1)")
-def test_threshold_authors_numpy(benchmark, N, width):
-    X, labels = _moons(N)
-    k, left = benchmark.pedantic(
-        _authors_numpy, args=(X, labels, width, 1.0), rounds=5, iterations=1
+    fm, au = benchmark.pedantic(both, rounds=1)
+    info = benchmark.extra_info
+    info["fastmem_min_s"] = min(fm["times"])
+    info["authors_numpy_min_s"] = min(au["times"])
+    info["ratio_min"] = min(au["times"]) / min(fm["times"])
+    info["fastmem_mean_width"] = float(np.mean(fm["widths"]))
+    info["authors_numpy_mean_width"] = float(np.mean(au["widths"]))
+    print(
+        f"\nN={N} n={width}: fastmem {1e3 * info['fastmem_min_s']:.2f} ms, authors' port "
+        f"{1e3 * info['authors_numpy_min_s']:.2f} ms: {info['ratio_min']:.2f}x; mean width "
+        f"{info['fastmem_mean_width']:.2f} vs {info['authors_numpy_mean_width']:.2f}"
     )
-    assert left == 0
-    benchmark.extra_info["second_layer_width"] = k
+    assert all(fm["interpolates"]) and all(au["interpolates"])
+    assert fm["widths"] == au["widths"]  # same draws, same networks
 
 
 def test_threshold_mean_width_20_seeds():
@@ -157,20 +205,46 @@ def test_threshold_mean_width_20_seeds():
     assert np.mean(ours) <= np.mean(theirs)
 
 
+# The authors' grid (experiments/moons.json): N = 1000, n = 10..500, lambda = 0..2.5.
+_GRID = {
+    "widths": np.arange(10, 510, 10),
+    "max_biases": np.round(np.arange(0.0, 2.55, 0.05), 2),
+}
+
+
 @pytest.mark.benchmark(group="interpolation grid (moons.json: N=1000, 50 x 51 x 50)")
 def test_interpolation_grid_full(benchmark):
+    """The whole grid (127,500 randomized constructions) in one call."""
     X, labels = _moons(1000)
     grid = benchmark.pedantic(
         memorize.interpolation_grid,
         args=(X, labels),
-        kwargs={
-            "widths": np.arange(10, 510, 10),
-            "max_biases": np.round(np.arange(0.0, 2.55, 0.05), 2),
-            "restarts": 50,
-            "rng": 0,
-        },
+        kwargs={**_GRID, "restarts": 50, "rng": 0},
         rounds=1,
         iterations=1,
     )
     benchmark.extra_info["seconds"] = grid.seconds
     assert grid.probability.shape == (50, 51)
+
+
+@pytest.mark.benchmark(group="interpolation grid (moons.json: N=1000, 50 x 51 x 50)")
+def test_interpolation_grid_numpy(benchmark):
+    """The same grid by the NumPy version (NumPy popcounts, a Python loop over the draws of
+    each cell; tests/dirksen_reference.py). FASTMEM_BENCH_GRID_RESTARTS restarts (default
+    2: about 7 s each on a loaded 2-core machine); ``seconds_for_50`` extrapolates."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import dirksen_reference
+
+    restarts = int(os.environ.get("FASTMEM_BENCH_GRID_RESTARTS", "2"))
+    X, labels = _moons(1000)
+    t = time.perf_counter()
+    p = benchmark.pedantic(
+        dirksen_reference.grid,
+        args=(X, labels, _GRID["widths"], _GRID["max_biases"], restarts),
+        rounds=1,
+        iterations=1,
+    )
+    seconds = time.perf_counter() - t
+    benchmark.extra_info["restarts"] = restarts
+    benchmark.extra_info["seconds_for_50"] = seconds * 50 / restarts
+    assert p.shape == (50, 51)

@@ -51,6 +51,45 @@ namespace {
   }
 
 FASTMEM_COVER_DRIVERS(generic, )
+
+// The randomized second layer: m by a min-reduction over the positive codes, then the
+// covered-set update fused into one pass (count, decide, compact). The counts run in
+// parallel from 2^20 words on (below, one thread finishes in ~0.2 ms, less than a parallel
+// region can cost on a loaded machine); the compaction is one sequential pass over the
+// alive list (order kept, so the candidates stay sorted as the authors' flatnonzero
+// gives them).
+#define FASTMEM_COVER_STEP(SUFFIX, ATTR, COUNT)                                               \
+  ATTR void cover_step_##SUFFIX(const uint64_t* neg, const uint64_t* pos, int64_t n_pos,      \
+                                int64_t words, int64_t row, int64_t rule, int64_t* alive,     \
+                                int64_t* counts, int64_t* state) {                            \
+    const int64_t n = state[0];                                                               \
+    const uint64_t* mine = neg + row * words;                                                 \
+    int64_t m = INT64_MAX;                                                                    \
+    _Pragma("omp parallel for schedule(static) reduction(min : m) if (n_pos * words > (1 << 20))") \
+    for (int64_t s = 0; s < n_pos; ++s) {                                                     \
+      const int64_t c = COUNT(mine, pos + s * words, words);                                  \
+      if (c < m) m = c;                                                                       \
+    }                                                                                         \
+    state[1] = m;                                                                             \
+    if (m <= 0) return;                                                                       \
+    _Pragma("omp parallel for schedule(static) if (n * words > (1 << 20))")                        \
+    for (int64_t j = 0; j < n; ++j) counts[j] = COUNT(mine, neg + alive[j] * words, words);    \
+    int64_t kept = 0;                                                                         \
+    for (int64_t j = 0; j < n; ++j)                                                           \
+      if (!covers(counts[j], m, rule)) alive[kept++] = alive[j];                              \
+    state[0] = kept;                                                                          \
+  }
+
+FASTMEM_COVER_STEP(generic, , separating_count)
+
+// threshold_pack is sequential: it streams a cache-resident GEMM block at ~0.1 ns per
+// entry (AVX2), and is called once per block; a parallel region per call cost more than
+// it saved (on a loaded 2-core machine a region waits for a descheduled thread: N = 1000,
+// n = 500 took 8 ms per call with OpenMP, 0.05 ms without, 2026-11-23).
+void threshold_pack_generic(const double* z, int64_t rows, int64_t width, const double* b,
+                            uint64_t* codes, int64_t words) {
+  for (int64_t r = 0; r < rows; ++r) threshold_pack_row(z + r * width, b, width, codes + r * words);
+}
 #ifdef FASTMEM_POPCNT_DISPATCH
 
 // AVX2: 256-bit popcount by nibble lookup (Mula, Kurz & Lemire 2018), four
@@ -117,6 +156,37 @@ __attribute__((target("avx2,popcnt"))) void cover_gains_avx2(const uint64_t* cov
   for (int64_t r = 0; r < rows; ++r) gains[r] = count_avx2<false>(cover + r * words, uncovered, words);
 }
 
+#define FASTMEM_ANDNOT_AVX2(a, b, words) count_avx2<true>(a, b, words)
+FASTMEM_COVER_STEP(avx2, __attribute__((target("avx2,popcnt"))), FASTMEM_ANDNOT_AVX2)
+
+// Four comparisons per instruction and a movemask: the pack is memory-bound again.
+__attribute__((target("avx2"))) void threshold_pack_avx2(const double* z, int64_t rows,
+                                                         int64_t width, const double* b,
+                                                         uint64_t* codes, int64_t words) {
+  const int64_t full = width / 64;
+  for (int64_t r = 0; r < rows; ++r) {
+    const double* zr = z + r * width;
+    uint64_t* out = codes + r * words;
+    const __m256d zero = _mm256_setzero_pd();
+    for (int64_t w = 0; w < full; ++w) {
+      uint64_t word = 0;
+      for (int q = 0; q < 16; ++q) {
+        const int64_t j = 64 * w + 4 * q;
+        const __m256d v = _mm256_add_pd(_mm256_loadu_pd(zr + j), _mm256_loadu_pd(b + j));
+        const uint64_t bits = static_cast<uint32_t>(_mm256_movemask_pd(_mm256_cmp_pd(v, zero, _CMP_GE_OQ)));
+        word |= bits << (4 * q);
+      }
+      out[w] = word;
+    }
+    if (full < words) {  // the partial last word
+      uint64_t word = 0;
+      for (int64_t j = 64 * full; j < width; ++j)
+        word |= static_cast<uint64_t>(zr[j] + b[j] >= 0.0) << (j - 64 * full);
+      out[full] = word;
+    }
+  }
+}
+
 int isa_level() {
   static const int level = __builtin_cpu_supports("avx2") ? 2 : 0;
   return level;
@@ -142,6 +212,39 @@ void cover_matrix(const uint64_t* neg, int64_t n_neg, int64_t words, const int64
 void cover_gains(const uint64_t* cover, int64_t rows, int64_t words, const uint64_t* uncovered,
                  int64_t* gains) {
   FASTMEM_DISPATCH(cover_gains, cover, rows, words, uncovered, gains);
+}
+
+void threshold_pack(const double* z, int64_t rows, int64_t width, const double* b,
+                    uint64_t* codes, int64_t words) {
+  FASTMEM_DISPATCH(threshold_pack, z, rows, width, b, codes, words);
+}
+
+void cover_step(const uint64_t* neg, const uint64_t* pos, int64_t n_pos, int64_t words,
+                int64_t row, int64_t rule, int64_t* alive, int64_t* counts, int64_t* state) {
+  FASTMEM_DISPATCH(cover_step, neg, pos, n_pos, words, row, rule, alive, counts, state);
+}
+
+void cover_walks(const uint64_t* codes, int64_t n_rows, int64_t n_neg, int64_t words,
+                 const int64_t* sets, const int64_t* widths, const int64_t* orders, int64_t cells,
+                 int64_t rule, uint8_t* flags, int64_t* uncovered) {
+  // Walks are independent and short (microseconds to a millisecond): one per thread, all
+  // the cells of a restart in one parallel region (one region per (restart, lambda) cost
+  // 16 ms a call on the loaded 2-core machine, against 1.5 ms on one thread, 2026-11-23).
+#pragma omp parallel for schedule(dynamic, 1) if (cells > 1)
+  for (int64_t c = 0; c < cells; ++c) {
+    const uint64_t* neg = codes + sets[c] * n_rows * words;
+    uncovered[c] = cover_walk(neg, n_neg, neg + n_neg * words, n_rows - n_neg, words, widths[c],
+                              orders + c * n_neg, rule, flags + c * n_neg);
+  }
+}
+
+void threshold_votes(const uint64_t* codes, int64_t rows, int64_t words, const uint64_t* units,
+                     const double* bias, const int64_t* owner, int64_t k, int64_t n_classes,
+                     int64_t* votes) {
+#pragma omp parallel for schedule(static) if (rows * k * words > (1 << 20))
+  for (int64_t r = 0; r < rows; ++r)
+    threshold_votes_row(codes + r * words, units, bias, owner, k, words, n_classes,
+                        votes + r * n_classes);
 }
 
 }  // namespace fastmem::cpu

@@ -48,6 +48,78 @@ __global__ void cover_gains_kernel(const uint64_t* cover, int64_t rows, int64_t 
     gains[r] = cover_gain_row(cover + r * words, uncovered, words);
 }
 
+__global__ void threshold_pack_kernel(const double* z, int64_t rows, int64_t width,
+                                      const double* b, uint64_t* codes, int64_t words) {
+  for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < rows * words;
+       t += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = t / words, w = t % words;
+    codes[t] = threshold_word(z + r * width, b, width, w);
+  }
+}
+
+// cover_step in three launches on one stream: the margin by an atomic min into state[1],
+// the counts of the alive points (when m > 0), then an order-keeping compaction by one
+// thread (sequential like the CPU's; the alive list shrinks fast, ~5 neurons in all).
+__global__ void cover_margin_kernel(const uint64_t* neg, const uint64_t* pos, int64_t n_pos,
+                                    int64_t words, int64_t row, int64_t* state) {
+  const uint64_t* mine = neg + row * words;
+  long long best = INT64_MAX;
+  for (int64_t s = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; s < n_pos;
+       s += int64_t(gridDim.x) * blockDim.x) {
+    const long long c = separating_count(mine, pos + s * words, words);
+    if (c < best) best = c;
+  }
+  atomicMin(reinterpret_cast<long long*>(state + 1), best);
+}
+
+__global__ void cover_counts_kernel(const uint64_t* neg, int64_t words, int64_t row,
+                                    const int64_t* alive, int64_t* counts, const int64_t* state) {
+  if (state[1] <= 0) return;
+  const uint64_t* mine = neg + row * words;
+  const int64_t n = state[0];
+  for (int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; j < n;
+       j += int64_t(gridDim.x) * blockDim.x)
+    counts[j] = separating_count(mine, neg + alive[j] * words, words);
+}
+
+__global__ void cover_compact_kernel(int64_t rule, int64_t* alive, const int64_t* counts,
+                                     int64_t* state) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  const int64_t m = state[1];
+  if (m <= 0) return;
+  const int64_t n = state[0];
+  int64_t kept = 0;
+  for (int64_t j = 0; j < n; ++j)
+    if (!covers(counts[j], m, rule)) alive[kept++] = alive[j];
+  state[0] = kept;
+}
+
+__global__ void cover_walks_kernel(const uint64_t* codes, int64_t n_rows, int64_t n_neg,
+                                   int64_t words, const int64_t* sets, const int64_t* widths,
+                                   const int64_t* orders, int64_t cells, int64_t rule,
+                                   uint8_t* flags, int64_t* uncovered) {
+  for (int64_t c = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; c < cells;
+       c += int64_t(gridDim.x) * blockDim.x) {
+    const uint64_t* neg = codes + sets[c] * n_rows * words;
+    uncovered[c] = cover_walk(neg, n_neg, neg + n_neg * words, n_rows - n_neg, words, widths[c],
+                              orders + c * n_neg, rule, flags + c * n_neg);
+  }
+}
+
+__global__ void threshold_votes_kernel(const uint64_t* codes, int64_t rows, int64_t words,
+                                       const uint64_t* units, const double* bias,
+                                       const int64_t* owner, int64_t k, int64_t n_classes,
+                                       int64_t* votes) {
+  for (int64_t r = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; r < rows;
+       r += int64_t(gridDim.x) * blockDim.x)
+    threshold_votes_row(codes + r * words, units, bias, owner, k, words, n_classes,
+                        votes + r * n_classes);
+}
+
+__global__ void set_int64_kernel(int64_t* p, int64_t v) {
+  if (blockIdx.x == 0 && threadIdx.x == 0) *p = v;
+}
+
 }  // namespace
 
 int linear_recurrence(const double* alpha, const double* beta, int64_t n, double* out) {
@@ -81,6 +153,45 @@ int cover_gains(const uint64_t* cover, int64_t rows, int64_t words, const uint64
                 int64_t* gains) {
   if (rows == 0) return 0;
   cover_gains_kernel<<<blocks_for(rows), kThreads>>>(cover, rows, words, uncovered, gains);
+  return finish();
+}
+
+int threshold_pack(const double* z, int64_t rows, int64_t width, const double* b,
+                   uint64_t* codes, int64_t words) {
+  if (rows * words == 0) return 0;
+  threshold_pack_kernel<<<blocks_for(rows * words), kThreads>>>(z, rows, width, b, codes, words);
+  return finish();
+}
+
+int cover_step(const uint64_t* neg, const uint64_t* pos, int64_t n_pos, int64_t words,
+               int64_t row, int64_t rule, int64_t* alive, int64_t* counts, int64_t* state) {
+  set_int64_kernel<<<1, 1>>>(state + 1, INT64_MAX);
+  cover_margin_kernel<<<blocks_for(n_pos), kThreads>>>(neg, pos, n_pos, words, row, state);
+  // state[0] lives on the device: enough blocks for every row of neg would be the bound;
+  // the grid-stride loop covers any n with a fixed grid.
+  cover_counts_kernel<<<256, kThreads>>>(neg, words, row, alive, counts, state);
+  cover_compact_kernel<<<1, 1>>>(rule, alive, counts, state);
+  return finish();
+}
+
+int cover_walks(const uint64_t* codes, int64_t n_rows, int64_t n_neg, int64_t words,
+                const int64_t* sets, const int64_t* widths, const int64_t* orders, int64_t cells,
+                int64_t rule, uint8_t* flags, int64_t* uncovered) {
+  if (cells == 0) return 0;
+  // One walk per thread: few threads per block so that the cells spread over the SMs.
+  const int threads = 32;
+  const int64_t blocks = (cells + threads - 1) / threads;
+  cover_walks_kernel<<<static_cast<int>(blocks < 65535 ? blocks : 65535), threads>>>(
+      codes, n_rows, n_neg, words, sets, widths, orders, cells, rule, flags, uncovered);
+  return finish();
+}
+
+int threshold_votes(const uint64_t* codes, int64_t rows, int64_t words, const uint64_t* units,
+                    const double* bias, const int64_t* owner, int64_t k, int64_t n_classes,
+                    int64_t* votes) {
+  if (rows == 0) return 0;
+  threshold_votes_kernel<<<blocks_for(rows), kThreads>>>(codes, rows, words, units, bias, owner,
+                                                         k, n_classes, votes);
   return finish();
 }
 

@@ -200,4 +200,100 @@ FASTMEM_HD FASTMEM_FORCE_INLINE int64_t cover_gain_row(const uint64_t* cover_row
   return g;
 }
 
+// ------------------------------------------------- randomized second layer
+// Dirksen, Finke & Genzel's randomized construction (the authors' algorithm.py):
+// draw an uncovered negative point, build its neuron (U = ~code, margin m = min over
+// positive codes of popcount(U & z)), drop every negative point it covers. Codes are
+// bit-packed first-layer patterns (bit j of word j / 64; unused bits zero).
+
+// Rule codes: kRuleCode fires when <U, z> < m (the authors' code), kRuleHalf when
+// 2 <U, z> <= m (the slides' margin rule).
+constexpr int64_t kRuleCode = 0;
+constexpr int64_t kRuleHalf = 1;
+
+FASTMEM_HD FASTMEM_FORCE_INLINE bool covers(int64_t count, int64_t m, int64_t rule) {
+  return rule == kRuleCode ? count < m : 2 * count <= m;
+}
+
+// Word w of the threshold layer on one row of pre-activations z = x W^T: bit j - 64 w is
+// 1[z_j + b_j >= 0] for 64 w <= j < min(64 w + 64, width); bits past the width are zero.
+// NaN gives 0.
+FASTMEM_HD inline uint64_t threshold_word(const double* z, const double* b, int64_t width,
+                                          int64_t w) {
+  const int64_t lo = w * 64;
+  const int64_t hi = lo + 64 < width ? lo + 64 : width;
+  uint64_t word = 0;
+  for (int64_t j = lo; j < hi; ++j)
+    word |= static_cast<uint64_t>(add_rn(z[j], b[j]) >= 0.0) << (j - lo);
+  return word;
+}
+
+FASTMEM_HD inline void threshold_pack_row(const double* z, const double* b, int64_t width,
+                                          uint64_t* out) {
+  const int64_t words = (width + 63) / 64;
+  for (int64_t w = 0; w < words; ++w) out[w] = threshold_word(z, b, width, w);
+}
+
+// separating_count restricted to the first `width` bits (the grid reads prefixes of
+// the codes of its largest width).
+FASTMEM_HD FASTMEM_FORCE_INLINE int64_t separating_count_prefix(const uint64_t* neg,
+                                                               const uint64_t* pos,
+                                                               int64_t width) {
+  const int64_t full = width / 64;
+  int64_t c = 0;
+  for (int64_t w = 0; w < full; ++w) c += popcount64(~neg[w] & pos[w]);
+  const int64_t rest = width - 64 * full;
+  if (rest) c += popcount64(~neg[full] & pos[full] & ((1ULL << rest) - 1ULL));
+  return c;
+}
+
+// One whole randomized construction as a walk over a permutation `order` of the negative
+// points (drawing uniformly among the remaining candidates is, in distribution, walking
+// a uniform permutation and skipping the points already tried or covered). state[i]:
+// 0 untried and uncovered, 1 tried and uncovered (m = 0), 2 covered. Uses the first
+// `width` bits of the codes. Returns the number of negative points left uncovered.
+FASTMEM_HD inline int64_t cover_walk(const uint64_t* neg, int64_t n_neg, const uint64_t* pos,
+                                     int64_t n_pos, int64_t words, int64_t width,
+                                     const int64_t* order, int64_t rule, uint8_t* state) {
+  for (int64_t i = 0; i < n_neg; ++i) state[i] = 0;
+  int64_t covered = 0, hint = 0;
+  for (int64_t t = 0; t < n_neg && covered < n_neg; ++t) {
+    const int64_t i = order[t];
+    if (i < 0 || i >= n_neg || state[i] != 0) continue;
+    state[i] = 1;
+    const uint64_t* mine = neg + i * words;
+    // The positive point that last gave m = 0 is tried first: points it blocks are near
+    // each other, and m = 0 ends the scan (the grid's failing cells are mostly such draws).
+    int64_t m = separating_count_prefix(mine, pos + hint * words, width);
+    for (int64_t s = 0; s < n_pos && m > 0; ++s) {
+      const int64_t c = separating_count_prefix(mine, pos + s * words, width);
+      if (c < m) m = c;
+      if (c == 0) hint = s;
+    }
+    if (m <= 0 || n_pos == 0) continue;
+    for (int64_t j = 0; j < n_neg; ++j) {
+      if (state[j] == 2) continue;
+      if (covers(separating_count_prefix(mine, neg + j * words, width), m, rule)) {
+        state[j] = 2;
+        ++covered;
+      }
+    }
+  }
+  return n_neg - covered;
+}
+
+// Second and third layer of the construction on one point's code: neuron k fires when
+// bias_k - popcount(code & units_k) >= 0 and votes for its class owner_k.
+FASTMEM_HD inline void threshold_votes_row(const uint64_t* code, const uint64_t* units,
+                                           const double* bias, const int64_t* owner, int64_t k,
+                                           int64_t words, int64_t n_classes, int64_t* votes) {
+  for (int64_t c = 0; c < n_classes; ++c) votes[c] = 0;
+  for (int64_t q = 0; q < k; ++q) {
+    int64_t cnt = 0;
+    const uint64_t* u = units + q * words;
+    for (int64_t w = 0; w < words; ++w) cnt += popcount64(code[w] & u[w]);
+    if (sub_rn(bias[q], static_cast<double>(cnt)) >= 0.0) votes[owner[q]] += 1;
+  }
+}
+
 }  // namespace fastmem

@@ -25,8 +25,12 @@ from .information import kde_tile as kde_tile
 from .memorize import cover_gains as cover_gains
 from .memorize import cover_margins as cover_margins
 from .memorize import cover_matrix as cover_matrix
+from .memorize import cover_step as cover_step
+from .memorize import cover_walks as cover_walks
 from .memorize import linear_recurrence as linear_recurrence
 from .memorize import relu_sum_eval as relu_sum_eval
+from .memorize import threshold_pack as threshold_pack
+from .memorize import threshold_votes as threshold_votes
 from .patterns import apply_activation, hash_patterns, pack_and_activate
 from .regions import collect_crossings as collect_crossings
 from .regions import count_crossings as count_crossings
@@ -45,6 +49,8 @@ __all__ = [
     "cover_gains",
     "cover_margins",
     "cover_matrix",
+    "cover_step",
+    "cover_walks",
     "crit_activate",
     "crit_backward",
     "crit_check",
@@ -61,4 +67,6 @@ __all__ = [
     "numba_version",
     "pack_and_activate",
     "relu_sum_eval",
+    "threshold_pack",
+    "threshold_votes",
 ]

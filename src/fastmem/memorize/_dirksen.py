@@ -4,6 +4,7 @@ copied), plus the interpolation-probability grid of their experiments."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 import time
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import to_device
+from .._threads import cpu_threads, kernels_own_the_cores
 from .._validate import array_device
 from .._validate import as_generator as _rng
 from .._validate import positive_int as _positive_int
@@ -71,31 +73,11 @@ def _greedy_cover(cover: Any, valid: Any, n_items: int, be: Any) -> list[int]:
 _RULES = ("code", "half")
 _PRUNES = ("random", "set_cover", "none")
 
-_M1 = np.uint64(0x5555555555555555)
-_M2 = np.uint64(0x3333333333333333)
-_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
-_H01 = np.uint64(0x0101010101010101)
-
-
-def _popcount_rows(codes: Any, mask: Any, xp: Any) -> Any:
-    """``popcount(codes[r] & mask)`` summed over the words of each row (int64)."""
-    x = codes & mask
-    if hasattr(xp, "bitwise_count"):
-        return xp.bitwise_count(x).sum(axis=1, dtype=np.int64)
-    # SWAR popcount for array modules without bitwise_count (CuPy)
-    x = x - ((x >> np.uint64(1)) & _M1)
-    x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
-    x = (x + (x >> np.uint64(4))) & _M4
-    return ((x * _H01) >> np.uint64(56)).astype(np.int64).sum(axis=1)
-
-
-def _covers(counts: Any, m: Any, rule: str) -> Any:
-    """Whether a second-layer neuron with margin ``m`` fires on codes with ``<U, z> = counts``."""
-    return counts < m if rule == "code" else 2 * counts <= m
+_RULE_CODES = {"code": 0, "half": 1}  # the kernels' rule argument
 
 
 def _random_cover(
-    neg: Any, pos: Any, rule: str, gen: np.random.Generator, xp: Any
+    neg: Any, pos: Any, rule: str, gen: np.random.Generator, be: Any
 ) -> tuple[list[int], list[int], int, int]:
     """The authors' randomized second layer (their Algorithm 2, lines 2-11).
 
@@ -103,60 +85,43 @@ def _random_cover(
     (``U = 1[phi(x^-) = 0]``, ``m = min_{x^+} <U, phi(x^+)>``), and if ``m > 0``
     drop every negative point it covers; a draw with ``m = 0`` only leaves the
     candidate list. Stops when no candidate is left or every point is covered.
-    Each step costs one popcount pass over the bit-packed codes: O(k N n / 64)
-    for k draws. Returns (chosen rows, their m, draws, points left uncovered).
+    Each draw is one fused kernel call (``cover_step``: the margin, then the
+    covered-set update over the still-uncovered points): O(k N n / 64) for k
+    draws. The uncovered points stay sorted, so ``gen.choice`` sees the same
+    candidate array as the authors' ``flatnonzero`` and draws the same points.
+    Returns (chosen rows, their m, draws, points left uncovered).
     """
+    xp, k = be.xp, be.kernels
     n_neg = neg.shape[0]
-    cand = xp.ones(n_neg, dtype=bool)
-    universe = xp.ones(n_neg, dtype=bool)
+    alive = xp.arange(n_neg, dtype=np.int64)
+    counts = xp.empty(n_neg, dtype=np.int64)
+    state = xp.asarray(np.array([n_neg, 0], dtype=np.int64))
+    on_host = be.device == "cpu"
+    stuck = np.empty(0, dtype=np.int64)  # tried with m = 0, still uncovered: not candidates
     chosen: list[int] = []
     ms: list[int] = []
     tried = 0
-    while True:
-        idx = to_device(xp.flatnonzero(cand), "cpu")
-        if idx.shape[0] == 0 or not bool(universe.any()):
+    n_alive = n_neg
+    code = _RULE_CODES[rule]
+    while n_alive:
+        live = alive[:n_alive] if on_host else to_device(alive[:n_alive], "cpu")
+        cand = live if stuck.shape[0] == 0 else live[~np.isin(live, stuck)]
+        if cand.shape[0] == 0:
             break
-        i = int(gen.choice(idx))
+        i = int(gen.choice(cand))
         tried += 1
-        cand[i] = False
-        u = ~neg[i]
-        m = int(_popcount_rows(pos, u, xp).min())
+        k.cover_step(neg, pos, i, code, alive, counts, state)
+        st = state if on_host else to_device(state, "cpu")
+        n_alive, m = int(st[0]), int(st[1])
         if m > 0:
-            keep = ~_covers(_popcount_rows(neg, u, xp), m, rule)
-            cand &= keep
-            universe &= keep
             chosen.append(i)
             ms.append(m)
-    return chosen, ms, tried, int(universe.sum())
-
-
-def _uncovered_after_cover(neg: Any, pos: Any, rule: str, gen: np.random.Generator, be: Any) -> int:
-    """Points :func:`_random_cover` leaves uncovered, with the draws as one permutation.
-
-    Drawing uniformly among the remaining candidates is the same, in
-    distribution, as walking a uniform random permutation and skipping the
-    points already removed; one ``permutation`` call replaces a ``choice``
-    per draw (the interpolation grid runs ~10^7 draws).
-    """
-    xp = be.xp
-    n_neg = neg.shape[0]
-    alive = np.ones(n_neg, dtype=bool)  # neither tried nor covered
-    covered = np.zeros(n_neg, dtype=bool)
-    n_covered = 0
-    for i in gen.permutation(n_neg).tolist():
-        if not alive[i]:
-            continue
-        alive[i] = False
-        u = ~neg[i]
-        m = int(_popcount_rows(pos, u, xp).min())
-        if m > 0:
-            cov = np.asarray(to_device(_covers(_popcount_rows(neg, u, xp), m, rule), "cpu"))
-            covered |= cov
-            alive &= ~cov
-            n_covered = int(covered.sum())
-            if n_covered == n_neg:
-                break
-    return n_neg - n_covered
+            if stuck.shape[0]:
+                live = alive[:n_alive] if on_host else to_device(alive[:n_alive], "cpu")
+                stuck = stuck[np.isin(stuck, live)]
+        else:
+            stuck = np.append(stuck, i)
+    return chosen, ms, tried, n_alive
 
 
 def random_threshold(
@@ -192,8 +157,10 @@ def random_threshold(
     * ``"random"`` (default, the authors' algorithm): draw an uncovered
       negative point at random, build its neuron, drop every negative point
       it covers, repeat until all are covered (or no candidate is left).
-      One bit-packed popcount pass per draw: O(k N n / 64) for a final width
-      k (~5 on two moons).
+      One fused kernel call per draw (``cover_step``: the margin by popcounts
+      over the bit-packed positive codes, then count, decide and compact the
+      still-uncovered negative points in one pass): O(k N n / 64) for k
+      draws (final width ~5 on two moons).
     * ``"set_cover"``: build a neuron for every negative point and keep a
       greedy minimum set cover (ln N approximation): O(N_neg^2 n / 64) time
       and O(N_neg^2 / 8) bytes, for small problems; its widths are no larger
@@ -208,8 +175,10 @@ def random_threshold(
     ``c`` is ``<1, psi_c> - 0.5`` for the block of neurons built with class
     ``c`` as the negative class. The network is verified on every training
     point: its second and third layers evaluated exactly on the first-layer
-    codes by popcounts (O(k N n / 64) for k <= 256 second-layer neurons),
-    else by :meth:`Network.predict`.
+    codes by popcounts (kernel ``threshold_votes``, O(k N n / 64) for k <= 256
+    second-layer neurons), else by :meth:`Network.predict`. The first layer is
+    a GEMM through the array module, packed to n / 64 words per point by the
+    kernel ``threshold_pack``.
 
     Parameters
     ----------
@@ -270,7 +239,7 @@ def random_threshold(
     W1 = gen.standard_normal((width, d))
     b1 = gen.uniform(-max_bias, max_bias, size=width)
     dev = be.device
-    codes = _threshold_codes(X, to_device(W1, dev), to_device(b1, dev), xp)
+    codes = _threshold_codes(X, to_device(W1, dev), to_device(b1, dev), be)
     idx_d = to_device(idx, dev)
     n_classes = classes.shape[0]
     groups = [0] if n_classes == 2 else list(range(n_classes))
@@ -281,7 +250,7 @@ def random_threshold(
         pos = xp.ascontiguousarray(codes[xp.flatnonzero(idx_d != g)])
         before += int(neg.shape[0])
         if prune == "random":
-            chosen, ms, k, left = _random_cover(neg, pos, rule, gen, xp)
+            chosen, ms, k, left = _random_cover(neg, pos, rule, gen, be)
             keep = xp.asarray(np.asarray(chosen, dtype=np.int64))
             m_keep = xp.asarray(np.asarray(ms, dtype=np.float64))
             tried += k
@@ -322,7 +291,7 @@ def random_threshold(
         [to_device(W1, dev), W2, W3], [to_device(b1, dev), b2, b3], "threshold"
     )
     if after <= _VERIFY_ON_CODES:
-        pred = _predict_on_codes(codes, W2, b2, own, n_classes, xp)
+        pred = _predict_on_codes(codes, W2, b2, own, n_classes, be)
     else:
         pred = net.predict(X, backend=be.name)
     wrong = int((to_device(pred, "cpu") != idx).sum())
@@ -356,44 +325,83 @@ def random_threshold(
 _VERIFY_ON_CODES = 256  # second-layer widths verified by popcounts on the first-layer codes
 
 
-def _threshold_codes(X: Any, W: Any, b: Any, xp: Any) -> Any:
-    """Bit-packed first layer ``1[X W^T + b >= 0]`` (bit j of word j // 64), by GEMM through xp.
+def _threshold_codes(X: Any, W: Any, b: Any, be: Any) -> Any:
+    """Bit-packed first layer ``1[X W^T + b >= 0]`` (bit j of word j // 64).
 
-    Row blocks small enough that the (rows, width) pre-activations stay in
-    cache: with d = 2 the GEMM is memory-bound, and one pass over cached
-    blocks is ~5x faster than forming the whole matrix.
+    The pre-activations by GEMM through xp, in row blocks small enough to stay
+    in cache (with d = 2 the GEMM is memory-bound); the kernel
+    ``threshold_pack`` adds the biases, compares and packs each block in one
+    pass (NumPy needed four: add, compare, packbits, copy). On the CPU, large
+    problems split the rows over the kernels' threads, each running its own
+    GEMM + pack blocks (both release the GIL) with BLAS single-threaded.
     """
+    xp = be.xp
     n, width = X.shape[0], W.shape[0]
-    words = -(-width // 64)
-    out = xp.empty((n, words), dtype=np.uint64)
-    rows = 128 if xp is np else 8192
+    out = xp.empty((n, -(-width // 64)), dtype=np.uint64)
     WT = xp.ascontiguousarray(W.T)
-    Z = xp.empty((min(rows, n), width))
-    B = xp.empty((min(rows, n), words * 64), dtype=bool)
-    B[:, width:] = False
-    for lo in range(0, n, rows):
-        hi = min(lo + rows, n)
-        z = Z[: hi - lo]
-        xp.matmul(X[lo:hi], WT, out=z)
-        z += b
-        xp.greater_equal(z, 0, out=B[: hi - lo, :width])
-        packed = xp.packbits(B[: hi - lo], axis=1, bitorder="little")
-        out[lo:hi] = xp.ascontiguousarray(packed).view(np.uint64)
+    b = xp.ascontiguousarray(b, dtype=np.float64)
+    if xp is not np:
+        _codes_rows(X, WT, b, out, 0, n, 8192, be)
+        return out
+    rows = max(16, (1 << 16) // width)  # 512 KiB of pre-activations: L2-resident
+    # Small problems (N = 1000, n = 500) stay on this thread and skip the BLAS limit:
+    # setting and lifting it costs ~80 us, more than the GEMMs themselves.
+    if X.shape[1] > 32 or n * width < (1 << 22):
+        _codes_rows(X, WT, b, out, 0, n, rows, be)
+        return out
+    threads = min(cpu_threads(be), -(-n // rows))
+    with kernels_own_the_cores(be):
+        if threads < 2:
+            _codes_rows(X, WT, b, out, 0, n, rows, be)
+            return out
+        cuts = [n * t // threads for t in range(threads + 1)]
+        pool = _pool(threads)
+        jobs = [
+            pool.submit(_codes_rows, X, WT, b, out, lo, hi, rows, be)
+            for lo, hi in itertools.pairwise(cuts)
+        ]
+        for job in jobs:
+            job.result()
     return out
 
 
-def _predict_on_codes(codes: Any, W2: Any, b2: Any, own: Any, n_classes: int, xp: Any) -> Any:
+def _codes_rows(X: Any, WT: Any, b: Any, out: Any, lo: int, hi: int, rows: int, be: Any) -> None:
+    """Rows ``lo:hi`` of :func:`_threshold_codes`, in blocks of ``rows``."""
+    xp = be.xp
+    Z = xp.empty((min(rows, hi - lo), WT.shape[1]))
+    for a in range(lo, hi, rows):
+        e = min(a + rows, hi)
+        z = Z[: e - a]
+        xp.matmul(X[a:e], WT, out=z)
+        be.kernels.threshold_pack(z, b, out[a:e])
+
+
+_POOL: Any = None
+
+
+def _pool(threads: int) -> Any:
+    global _POOL
+    if _POOL is None or _POOL._max_workers < threads:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fastmem-codes")
+    return _POOL
+
+
+def _predict_on_codes(codes: Any, W2: Any, b2: Any, own: Any, n_classes: int, be: Any) -> Any:
     """The network's class on every point from its first-layer codes, exactly.
 
-    Second-layer neuron k fires when ``-<U_k, z> + b2_k >= 0``; ``<U_k, z>`` is a
-    popcount of ``U_k & z`` (U_k re-packed from the stored 0/-1 row).
+    Second-layer neuron q fires when ``-<U_q, z> + b2_q >= 0``; ``<U_q, z>`` is a
+    popcount of ``U_q & z`` (U_q re-packed from the stored 0/-1 row); the kernel
+    ``threshold_votes`` counts the firing neurons of each class per point.
     """
-    n = codes.shape[0]
+    xp = be.xp
     U = _pack_rows(W2 < 0, xp)
-    votes = xp.zeros((n, max(n_classes, 2)), dtype=np.int64)
-    for k in range(W2.shape[0]):
-        fires = -_popcount_rows(codes, U[k], xp) + b2[k] >= 0
-        votes[:, int(own[k]) if own.shape[0] else 0] += fires
+    owner = own.astype(np.int64) if own.shape[0] else xp.zeros(W2.shape[0], dtype=np.int64)
+    votes = xp.empty((codes.shape[0], max(n_classes, 2)), dtype=np.int64)
+    be.kernels.threshold_votes(
+        codes, U, xp.ascontiguousarray(b2, dtype=np.float64), xp.ascontiguousarray(owner), votes
+    )
     if n_classes == 2:  # logit 0.5 - <1, psi>: the negative class (0) when any neuron fires
         return (votes[:, 0] == 0).astype(np.int64)
     return xp.argmax(votes, axis=1)
@@ -497,7 +505,12 @@ def interpolation_grid(
     lambda) and each width reads a prefix of the words. Cells of one restart
     are therefore correlated (each cell's probability is still unbiased).
     The random draws of the covering walk one permutation of the negative
-    points (equal in distribution to drawing among the remaining candidates).
+    points (equal in distribution to drawing among the remaining candidates);
+    all cells of one restart run in one kernel call (``cover_walks``, one
+    walk per thread), with no Python loop over points, draws or cells.
+    Memory: the codes of every lambda (``len(max_biases) x N x n / 8`` bytes)
+    and one permutation per cell (``len(widths) x len(max_biases) x N_neg x 8``
+    bytes, 10 MB for the authors' grid).
 
     Parameters
     ----------
@@ -550,27 +563,35 @@ def interpolation_grid(
             f"labels: interpolation_grid needs exactly two classes, got {classes.shape[0]}"
         )
     gen = _rng(rng)
-    idx_d = to_device(idx, be.device)
-    neg_rows, pos_rows = xp.flatnonzero(idx_d == 0), xp.flatnonzero(idx_d == 1)
+    # Negative points first: in each set of codes the negative rows come first.
+    order = np.concatenate([np.flatnonzero(idx == 0), np.flatnonzero(idx == 1)])
+    n_neg = int((idx == 0).sum())
+    Xs = xp.ascontiguousarray(X[to_device(order, be.device)])
     n_max = int(ws.max())
-    hits = np.zeros((ws.size, lams.size), dtype=np.int64)
+    # All cells of one restart in one kernel call: cell (j, i) walks the codes of lambda j
+    # on their first ws[i] bits.
+    n_cells = lams.size * ws.size
+    sets = xp.asarray(np.repeat(np.arange(lams.size, dtype=np.int64), ws.size))
+    cells = xp.asarray(np.tile(ws.astype(np.int64), lams.size))
+    codes = xp.empty((lams.size, n, -(-n_max // 64)), dtype=np.uint64)
+    flags = xp.empty((n_cells, n_neg), dtype=np.uint8)
+    left = xp.empty(n_cells, dtype=np.int64)
+    identity = np.tile(np.arange(n_neg, dtype=np.int64), (n_cells, 1))
+    orders = np.empty_like(identity)
+    hits = np.zeros((lams.size, ws.size), dtype=np.int64)
+    k, code = be.kernels, _RULE_CODES[rule]
     for _ in range(restarts):
         W = to_device(gen.standard_normal((n_max, d)), be.device)
-        b0 = to_device(gen.uniform(-1.0, 1.0, size=n_max), be.device)
-        P = X @ W.T
+        b0 = gen.uniform(-1.0, 1.0, size=n_max)
+        P = xp.ascontiguousarray(Xs @ W.T)
         for j, lam in enumerate(lams):
-            codes = _pack_rows(P + lam * b0 >= 0, xp)
-            neg_all, pos_all = codes[neg_rows], codes[pos_rows]
-            for i, width in enumerate(ws):
-                words = -(-int(width) // 64)
-                last = np.uint64((1 << (int(width) - 64 * (words - 1))) - 1) if width % 64 else None
-                neg = xp.ascontiguousarray(neg_all[:, :words])
-                pos = xp.ascontiguousarray(pos_all[:, :words])
-                if last is not None:
-                    neg[:, -1] &= last
-                    pos[:, -1] &= last
-                # bits above the width are 0 in every code; ~code sets them, & code clears them
-                hits[i, j] += _uncovered_after_cover(neg, pos, rule, gen, be) == 0
+            k.threshold_pack(P, to_device(lam * b0, be.device), codes[j])
+        # one uniform permutation of the negative points per cell: the draws
+        orders[...] = identity
+        gen.permuted(orders, axis=1, out=orders)
+        k.cover_walks(codes, n_neg, sets, cells, to_device(orders, be.device), code, flags, left)
+        hits += (to_device(left, "cpu") == 0).reshape(lams.size, ws.size)
+    hits = hits.T
     return InterpolationGrid(
         probability=hits / restarts,
         widths=ws.astype(np.int64),
