@@ -269,6 +269,77 @@ def test_kde_matches_dense(backend, bound, monkeypatch):
     assert (mi.i_xt, mi.i_ty, mi.h_t) == pytest.approx(ref, rel=1e-10, abs=1e-10)
 
 
+def _clusters_and_noise(n=200, d=30, seed=11):
+    """A tight cluster far out along one axis (near pairs; the projection bound skips
+    its pairs with the rest) and wide noise (every pair far, but only the float32
+    screen can tell)."""
+    rng = np.random.default_rng(seed)
+    t = rng.normal(scale=0.5, size=(n, d))
+    near = rng.random(n) < 0.4
+    t[near] = rng.normal(scale=0.05, size=(int(near.sum()), d))
+    t[near, 0] += 10.0
+    return t, rng.integers(0, 3, n)
+
+
+@pytest.mark.parametrize("bound", ["upper", "lower"])
+def test_kde_pruned_matches_dense(backend, bound, monkeypatch):
+    monkeypatch.setattr(info, "_KDE_TILE", 37)
+    t, y = _clusters_and_noise()
+    mi = fastmem.kde_mi(on_backend_device(t, backend), y, noise_var=0.01, bound=bound)
+    tiles = mi.params["tiles"]
+    assert tiles["skipped_bound"] > 0 and tiles["skipped_screen"] > 0  # both prunings act
+    assert tiles["skipped_bound"] + tiles["skipped_screen"] < tiles["tiles"]
+    ref = kde_reference(t, y, 0.01, bound)
+    assert (mi.i_xt, mi.i_ty, mi.h_t) == pytest.approx(ref, rel=1e-10, abs=1e-10)
+
+
+def test_kde_unprunable_matches_dense(backend, monkeypatch):
+    monkeypatch.setattr(info, "_KDE_TILE", 37)
+    t, y = _clusters_and_noise(seed=12)
+    mi = fastmem.kde_mi(on_backend_device(t, backend), y, noise_var=5.0)  # all terms count
+    tiles = mi.params["tiles"]
+    assert tiles["skipped_bound"] == tiles["skipped_screen"] == 0
+    ref = kde_reference(t, y, 5.0, "upper")
+    assert (mi.i_xt, mi.i_ty, mi.h_t) == pytest.approx(ref, rel=1e-10, abs=1e-10)
+
+
+@given(
+    n=st.integers(2, 40),
+    d=st.integers(1, 70),
+    log_scale=st.floats(-12, 12),
+    dup=st.floats(0.0, 1.0),
+    q=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**31),
+)
+def test_kde_screen_never_claims_a_near_pair_far(backend, n, d, log_scale, dup, q, seed):
+    """The float32 screen's bound against distances taken directly in float64: rows
+    of large norm at tiny distances (where float32 Gram entries cancel) included."""
+    from fastmem import select_backend
+
+    be = select_backend("cuda" if backend == "cuda" else "cpu", backend)
+    rng = np.random.default_rng(seed)
+    t = rng.normal(size=(n, d)) * 10.0**log_scale
+    copies = rng.random(n) < dup  # near-duplicates of row 0 (offset on the scale of t)
+    t[copies] = t[0] + rng.normal(size=(int(copies.sum()), d)) * 10.0**log_scale * 1e-6
+    dist = ((t[:, None, :] - t[None, :, :]) ** 2).sum(-1)
+    off = ~np.eye(n, dtype=bool)
+    cutoff = float(np.quantile(dist[off], q))
+    norms = np.einsum("ij,ij->i", t, t)
+    lengths = np.sqrt(norms) * (1.0 + 1e-12)
+    t32 = t.astype(np.float32)
+    g32 = np.ascontiguousarray(t32 @ t32.T)
+    count = np.zeros(1, dtype=np.int64)
+    err = 1.01 * (d + 2) * 2.0**-24
+    dev = lambda x: on_backend_device(x, backend)  # noqa: E731
+    count = dev(count)
+    be.kernels.kde_screen(
+        dev(g32), dev(norms), dev(norms), dev(lengths), dev(lengths), err, cutoff, 0, 0, count
+    )
+    near = int(count[0])
+    assert near >= int((dist[off] <= cutoff).sum())
+    assert near <= int(off.sum())
+
+
 def test_kde_lower_below_upper(backend):
     rng = np.random.default_rng(8)
     t = rng.normal(size=(120, 3)) * 0.2

@@ -1,4 +1,5 @@
-// Bindings of the information kernels: bin_keys, bin_rows_equal, bin_codes, kde_tile.
+// Bindings of the information kernels: bin_keys, bin_rows_equal, bin_codes, kde_tile,
+// kde_screen.
 //
 // The binning spec is passed as (kind, edges, lo, scale, n_codes); see
 // fastmem/information.hpp. Counts are written into 1-element int64 arrays so that
@@ -105,6 +106,25 @@ void kde_tile(CArray<double> tile, CArray<double> row_norms, CArray<double> col_
                 columns);
 }
 
+void kde_screen(CArray<float> tile, CArray<double> row_norms, CArray<double> col_norms,
+                CArray<double> row_lengths, CArray<double> col_lengths, double err, double cutoff,
+                int64_t row_offset, int64_t col_offset, CArray<int64_t> count) {
+  require(tile.ndim() == 2, "tile must be 2-D");
+  const int64_t rows = tile.shape(0), cols = tile.shape(1);
+  for (const auto* v : {&row_norms, &row_lengths})
+    require(v->ndim() == 1 && v->shape(0) == rows, "row arrays must have one entry per tile row");
+  for (const auto* v : {&col_norms, &col_lengths})
+    require(v->ndim() == 1 && v->shape(0) == cols,
+            "column arrays must have one entry per tile column");
+  require(count.ndim() == 1 && count.shape(0) == 1, "count must have one entry");
+  const float* tp = tile.data();
+  const double *rn = row_norms.data(), *cn = col_norms.data();
+  const double *rl = row_lengths.data(), *cl = col_lengths.data();
+  int64_t* out = count.mutable_data();
+  py::gil_scoped_release release;
+  *out = cpu::kde_screen(tp, rows, cols, rn, cn, rl, cl, err, cutoff, row_offset, col_offset);
+}
+
 template <class T>
 void def_typed(py::module_& m) {
   m.def("bin_keys", &bin_keys<T>, py::arg("a").noconvert(), py::arg("kind"),
@@ -130,6 +150,10 @@ void information(py::module_& m) {
         py::arg("col_labels").noconvert(), py::arg("scale"), py::arg("row_offset"),
         py::arg("col_offset"), py::arg("row_all").noconvert(), py::arg("row_cls").noconvert(),
         py::arg("col_all").noconvert(), py::arg("col_cls").noconvert(), py::arg("columns"));
+  m.def("kde_screen", &kde_screen, py::arg("tile").noconvert(), py::arg("row_norms").noconvert(),
+        py::arg("col_norms").noconvert(), py::arg("row_lengths").noconvert(),
+        py::arg("col_lengths").noconvert(), py::arg("err"), py::arg("cutoff"),
+        py::arg("row_offset"), py::arg("col_offset"), py::arg("count").noconvert());
 }
 
 }  // namespace fastmem::bind

@@ -161,6 +161,26 @@ void kde_tile(double* tile, int64_t rows, int64_t cols, const double* row_norms,
   }
 }
 
+int64_t kde_screen(const float* tile, int64_t rows, int64_t cols, const double* row_norms,
+                   const double* col_norms, const double* row_lengths, const double* col_lengths,
+                   double err, double cutoff, int64_t row_offset, int64_t col_offset) {
+  int64_t near = 0;
+#pragma omp parallel for schedule(static) reduction(+ : near)
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* t = tile + i * cols;
+    const double ni = row_norms[i], li = row_lengths[i];
+    int64_t c = 0;
+    for (int64_t j = 0; j < cols; ++j)
+      c += kde_far(t[j], ni, col_norms[j], li, col_lengths[j], err, cutoff) ? 0 : 1;
+    // the global diagonal (d = 0) is always near and always computed as exactly 1
+    const int64_t jd = row_offset + i - col_offset;
+    if (jd >= 0 && jd < cols && !kde_far(t[jd], ni, col_norms[jd], li, col_lengths[jd], err, cutoff))
+      --c;
+    near += c;
+  }
+  return near;
+}
+
 #define FASTMEM_INFO_INSTANTIATE(T)                                                        \
   template int64_t bin_keys<T>(const T*, int64_t, int64_t, const BinSpec&, int64_t,        \
                                uint64_t*, uint64_t*, uint8_t*);                            \

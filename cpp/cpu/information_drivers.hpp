@@ -27,4 +27,10 @@ void kde_tile(double* tile, int64_t rows, int64_t cols, const double* row_norms,
               double scale, int64_t row_offset, int64_t col_offset, double* row_all,
               double* row_cls, double* col_all, double* col_cls, bool columns);
 
+// See kde_screen in information_bind.cpp: entries whose distance the bound cannot prove
+// above the cutoff (the global diagonal excluded).
+int64_t kde_screen(const float* tile, int64_t rows, int64_t cols, const double* row_norms,
+                   const double* col_norms, const double* row_lengths, const double* col_lengths,
+                   double err, double cutoff, int64_t row_offset, int64_t col_offset);
+
 }  // namespace fastmem::cpu

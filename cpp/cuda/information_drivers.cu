@@ -70,7 +70,29 @@ __global__ void kde_cols_kernel(const double* tile, int64_t rows, int64_t cols,
   }
 }
 
+__global__ void kde_screen_kernel(const float* tile, int64_t rows, int64_t cols,
+                                  const double* rn, const double* cn, const double* rl,
+                                  const double* cl, double err, double cutoff, int64_t ro,
+                                  int64_t co, unsigned long long* count) {
+  FASTMEM_GRID_LOOP(k, rows * cols) {
+    const int64_t i = k / cols, j = k - i * cols;
+    if (ro + i != co + j && !kde_far(tile[k], rn[i], cn[j], rl[i], cl[j], err, cutoff))
+      atomicAdd(count, 1ULL);
+  }
+}
+
 }  // namespace
+
+int kde_screen(const float* tile, int64_t rows, int64_t cols, const double* row_norms,
+               const double* col_norms, const double* row_lengths, const double* col_lengths,
+               double err, double cutoff, int64_t row_offset, int64_t col_offset, int64_t* count) {
+  cudaMemset(count, 0, sizeof(int64_t));
+  if (rows == 0 || cols == 0) return finish();
+  kde_screen_kernel<<<blocks_for(rows * cols), kThreads>>>(
+      tile, rows, cols, row_norms, col_norms, row_lengths, col_lengths, err, cutoff, row_offset,
+      col_offset, reinterpret_cast<unsigned long long*>(count));
+  return finish();
+}
 
 template <class T>
 int bin_keys(const T* a, int64_t rows, int64_t width, BinSpec s, int64_t rows_per_segment,

@@ -25,4 +25,9 @@ int kde_tile(double* tile, int64_t rows, int64_t cols, const double* row_norms,
              double scale, int64_t row_offset, int64_t col_offset, double* row_all,
              double* row_cls, double* col_all, double* col_cls, bool columns);
 
+// Entries the KDE screening bound cannot prove far into count[0] (device int64).
+int kde_screen(const float* tile, int64_t rows, int64_t cols, const double* row_norms,
+               const double* col_norms, const double* row_lengths, const double* col_lengths,
+               double err, double cutoff, int64_t row_offset, int64_t col_offset, int64_t* count);
+
 }  // namespace fastmem::gpu

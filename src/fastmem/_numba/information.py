@@ -182,6 +182,30 @@ def _kde_tile(tile, rn, cn, ry, cy, scale, row_offset, col_offset, ra, rc, ca, c
             cc[j] += acc_cls[j - j0]
 
 
+_KDE_NORM_SLACK = 1e-12  # kKdeNormSlack
+
+
+@nb.njit(inline="always", cache=True)
+def _kde_far(g32, ni, nj, li, lj, err, cutoff):
+    lower = (ni + nj) * (1.0 - _KDE_NORM_SLACK) - 2.0 * np.float64(g32) - 2.0 * err * li * lj
+    return lower > cutoff
+
+
+@nb.njit(parallel=True, cache=True)
+def _kde_screen(tile, rn, cn, rl, cl, err, cutoff, row_offset, col_offset):
+    rows, cols = tile.shape
+    near = 0
+    for i in nb.prange(rows):
+        c = 0
+        for j in range(cols):
+            if row_offset + i != col_offset + j and not _kde_far(
+                tile[i, j], rn[i], cn[j], rl[i], cl[j], err, cutoff
+            ):
+                c += 1
+        near += c
+    return near
+
+
 def _require(ok: bool, what: str) -> None:
     if not ok:
         raise ValueError(f"fastmem._numba: {what}")
@@ -281,4 +305,28 @@ def kde_tile(
     _kde_tile(
         tile, row_norms, col_norms, row_labels, col_labels, float(scale), int(row_offset),
         int(col_offset), row_all, row_cls, col_all, col_cls, bool(columns),
+    )  # fmt: skip
+
+
+def kde_screen(
+    tile, row_norms, col_norms, row_lengths, col_lengths, err, cutoff, row_offset, col_offset,
+    count,
+):  # fmt: skip
+    """Entries of a float32 Gram tile whose distance the screening bound cannot prove
+    above ``cutoff`` (the global diagonal excluded), into ``count[0]``."""
+    _require(
+        isinstance(tile, np.ndarray) and tile.dtype == np.float32 and tile.ndim == 2,
+        "tile must be a 2-D float32 ndarray",
+    )
+    _require(tile.flags.c_contiguous, "tile must be C-contiguous")
+    rows, cols = tile.shape
+    for v, n, w in (
+        (row_norms, rows, "row_norms"), (row_lengths, rows, "row_lengths"),
+        (col_norms, cols, "col_norms"), (col_lengths, cols, "col_lengths"),
+    ):  # fmt: skip
+        _vec(v, np.float64, n, w)
+    _vec(count, np.int64, 1, "count")
+    count[0] = _kde_screen(
+        tile, row_norms, col_norms, row_lengths, col_lengths, float(err), float(cutoff),
+        int(row_offset), int(col_offset),
     )  # fmt: skip
