@@ -251,6 +251,33 @@ def test_keys_identical_across_cpu_backends(kind, n_codes):
         np.testing.assert_array_equal(x, z)
 
 
+@pytest.mark.parametrize("n_codes", [2, 30, 64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_uniform_fast_path_equals_generic(n_codes, dtype):
+    """Numba's uniform byte-code kernel gives the generic per-value kernel's keys,
+    occupancy and non-finite count (NaN, Inf, -0.0, ragged blocks, several segments)."""
+    from fastmem._numba import information as nbi
+
+    rng = np.random.default_rng(15)
+    a = (rng.normal(size=(60, 301)) * 2).astype(dtype)
+    a[3, 7], a[5, 300], a[9, 0], a[10, 5] = np.nan, np.inf, -np.inf, -0.0
+    out = []
+    for fast in (True, False):
+        k1, k2 = np.empty(60, np.uint64), np.empty(60, np.uint64)
+        occ = np.zeros(3 * 301 * n_codes, np.uint8)
+        if fast:
+            bad = nbi._uniform_byte_keys(a, -1.5, n_codes / 3.0, n_codes, 20, k1, k2, occ, True, 7)
+        else:
+            bad = nbi._bin_keys(
+                a, 2, np.empty(0), -1.5, n_codes / 3.0, dtype(n_codes / 3.0), n_codes, 20, k1,
+                k2, occ, True,
+            )  # fmt: skip
+        out.append((k1, k2, occ, np.array([bad])))
+    for x, z in zip(out[0], out[1], strict=True):
+        np.testing.assert_array_equal(x, z)
+    assert out[0][3][0] == 3
+
+
 def _cpu_backends():
     return [b for b in ("cpp", "numba") if fastmem.backends()[b].available]
 
