@@ -120,6 +120,51 @@ def _bin_keys(a, kind, edges, lo, scale, scale_t, n_codes, rps, key1, key2, occ,
 _BLOCK = 256  # values coded at once (a multiple of 8: words never straddle blocks)
 
 
+@nb.njit(cache=True)
+def _byte_key_rows(a, lo, scale, top, rps, key1, key2, mask, use_occ, r0, r1, bads, ch):
+    """Rows r0..r1 of _uniform_byte_keys (one chunk, its own occupancy masks)."""
+    width = a.shape[1]
+    one = np.uint64(1)
+    buf = np.zeros(_BLOCK, dtype=np.uint8)
+    words = buf.view(np.uint64)
+    nbad = 0
+    for i in range(r0, r1):
+        seg = i // rps
+        h1 = _mix64(_KEY1_IV ^ np.uint64(seg))
+        h2 = _fmix64(_KEY2_IV ^ np.uint64(seg))
+        for j0 in range(0, width, _BLOCK):
+            m = min(_BLOCK, width - j0)
+            x = a[i, j0 : j0 + m]
+            nonfinite = 0
+            for q in range(m):
+                v = np.float64(x[q])
+                nonfinite += 0 if v - v == 0.0 else 1
+                # clamp, then truncate: equals floor-then-clamp, and NaN -> 0
+                t = (v - lo) * scale
+                t = t if t >= 0.0 else 0.0
+                t = t if t <= top else top
+                buf[q] = np.uint8(np.int32(t))
+            if nonfinite:
+                nbad += nonfinite
+                for q in range(m):
+                    v = np.float64(x[q])
+                    if not (v - v == 0.0):
+                        buf[q] = 0
+            for q in range(m, (m + 7) & ~7):
+                buf[q] = 0
+            if use_occ:
+                mk = mask[seg * width + j0 : seg * width + j0 + m]
+                for q in range(m):
+                    mk[q] |= one << np.uint64(buf[q])
+            for w in range((m + 7) >> 3):
+                word = words[w]
+                h1 = _mix64(h1 ^ word)
+                h2 = _fmix64((h2 ^ word) * _KEY2_MUL)
+        key1[i] = _mix64(h1 ^ np.uint64(width))
+        key2[i] = _fmix64(h2 ^ np.uint64(width))
+    bads[ch] = nbad
+
+
 @nb.njit(parallel=True, cache=True)
 def _uniform_byte_keys(a, lo, scale, n_codes, rps, key1, key2, occ, use_occ, n_chunks):
     """bin_keys for uniform bins with byte codes (the stress case), as the C++ driver:
@@ -135,48 +180,11 @@ def _uniform_byte_keys(a, lo, scale, n_codes, rps, key1, key2, occ, use_occ, n_c
     masks = np.zeros((n_chunks, cells if use_occ else 0), dtype=np.uint64)
     bads = np.zeros(n_chunks, dtype=np.int64)
     one = np.uint64(1)
-    for ch in nb.prange(n_chunks):
-        r0 = ch * rows // n_chunks
-        r1 = (ch + 1) * rows // n_chunks
-        buf = np.zeros(_BLOCK, dtype=np.uint8)
-        words = buf.view(np.uint64)
-        mask = masks[ch]
-        nbad = 0
-        for i in range(r0, r1):
-            seg = i // rps
-            h1 = _mix64(_KEY1_IV ^ np.uint64(seg))
-            h2 = _fmix64(_KEY2_IV ^ np.uint64(seg))
-            for j0 in range(0, width, _BLOCK):
-                m = min(_BLOCK, width - j0)
-                x = a[i, j0 : j0 + m]
-                nonfinite = 0
-                for q in range(m):
-                    v = np.float64(x[q])
-                    nonfinite += 0 if v - v == 0.0 else 1
-                    # clamp, then truncate: equals floor-then-clamp, and NaN -> 0
-                    t = (v - lo) * scale
-                    t = t if t >= 0.0 else 0.0
-                    t = t if t <= top else top
-                    buf[q] = np.uint8(np.int32(t))
-                if nonfinite:
-                    nbad += nonfinite
-                    for q in range(m):
-                        v = np.float64(x[q])
-                        if not (v - v == 0.0):
-                            buf[q] = 0
-                for q in range(m, (m + 7) & ~7):
-                    buf[q] = 0
-                if use_occ:
-                    mk = mask[seg * width + j0 : seg * width + j0 + m]
-                    for q in range(m):
-                        mk[q] |= one << np.uint64(buf[q])
-                for w in range((m + 7) >> 3):
-                    word = words[w]
-                    h1 = _mix64(h1 ^ word)
-                    h2 = _fmix64((h2 ^ word) * _KEY2_MUL)
-            key1[i] = _mix64(h1 ^ np.uint64(width))
-            key2[i] = _fmix64(h2 ^ np.uint64(width))
-        bads[ch] = nbad
+    for ch in nb.prange(n_chunks):  # chunk size 1 (set by bin_keys): dynamic
+        _byte_key_rows(
+            a, lo, scale, top, rps, key1, key2, masks[ch], use_occ,
+            ch * rows // n_chunks, (ch + 1) * rows // n_chunks, bads, ch,
+        )  # fmt: skip
     if use_occ:
         for u in nb.prange(cells):
             m_all = np.uint64(0)
@@ -326,11 +334,23 @@ def bin_keys(a, kind, edges, lo, scale, n_codes, rows_per_segment, key1, key2, o
         occupancy.shape[0] == 0 or (kind != 3 and occupancy.shape[0] == cells),
         "occupancy must be empty or hold segments * width * n_codes flags",
     )
-    if kind == 2 and n_codes <= 64 and sys.byteorder == "little":
-        bad[0] = _uniform_byte_keys(
-            a, float(lo), float(scale), int(n_codes), int(rows_per_segment), key1, key2,
-            occupancy, occupancy.shape[0] > 0, max(1, min(rows, 4 * nb.get_num_threads())),
-        )  # fmt: skip
+    # Chunks of rows (several per thread, dynamically scheduled: a core taken by another
+    # process delays one chunk, not a thread's whole share), each with private occupancy
+    # masks, as long as those masks stay small next to the activations.
+    threads = nb.get_num_threads()
+    mask_bytes = 8 * (rows // rows_per_segment) * width if occupancy.shape[0] else 0
+    n_chunks = max(1, min(rows, 8 * threads))
+    if mask_bytes:
+        n_chunks = min(n_chunks, max(64 << 20, a.nbytes // 4) // mask_bytes)
+    if kind == 2 and n_codes <= 64 and sys.byteorder == "little" and n_chunks >= min(threads, rows):
+        previous = nb.set_parallel_chunksize(1)
+        try:
+            bad[0] = _uniform_byte_keys(
+                a, float(lo), float(scale), int(n_codes), int(rows_per_segment), key1, key2,
+                occupancy, occupancy.shape[0] > 0, max(1, n_chunks),
+            )  # fmt: skip
+        finally:
+            nb.set_parallel_chunksize(previous)
         return
     bad[0] = _bin_keys(
         a, int(kind), edges, float(lo), float(scale), a.dtype.type(scale), int(n_codes),
