@@ -596,9 +596,9 @@ _POWER_ROWS = 2048
 class _KdePrep:
     """One layer's rows sorted along a principal direction, with per-tile bounds."""
 
-    t: Any  # rows in sorted order (float64)
+    t: Any  # the rows (float64), caller's order
     y: Any  # labels in sorted order (device)
-    order: np.ndarray  # host: sorted position -> original row
+    order: Any  # sorted position -> original row (device)
     norms: Any
     lengths: Any  # >= the rows' Euclidean lengths
     tiles: list[tuple[int, int]]
@@ -634,34 +634,39 @@ def _kde_prepare(be: Backend, t: Any, y: np.ndarray) -> _KdePrep:
         v = w / nw
     v = v / float(xp.linalg.norm(v))
     p = t @ v
+    norms = xp.einsum("ij,ij->i", t, t)
     order = xp.argsort(p, kind="stable")
-    ts = xp.ascontiguousarray(t[order])
     ps = p[order]
-    norms = xp.einsum("ij,ij->i", ts, ts)
-    res = xp.empty(n)
+    norms = norms[order]
     ts_n = min(n, _KDE_TILE)
     tiles = [(i0, min(n, i0 + ts_n)) for i0 in builtins_range(0, n, ts_n)]
-    for i0, i1 in tiles:
-        r = ts[i0:i1] - ps[i0:i1, None] * v[None, :]
-        res[i0:i1] = xp.sqrt(xp.einsum("ij,ij->i", r, r))
     max_len = float(xp.sqrt(norms.max()))
-    # Rounding of p, |r| (float64 dot products of length d, and the subtraction): far
-    # below (d + 4) * 2^-50 * max_len; v itself need not be exact (any unit-ish v: its
-    # length error is covered by the same margin at these sizes).
+    # Rounding: p and the norms are float64 dot products of length d (error <= d 2^-53
+    # |t| resp. |t|^2, v of unit length to a few ulps), so |r|^2 = |t|^2 - p^2 is known to
+    # within 4 (d + 4) 2^-53 |t|^2 and p to far within (d + 4) 2^-50 max_len.
     slack = (d + 4) * 2.0**-50 * max_len
-    host_p = np.asarray(to_device(ps, "cpu"))
-    host_r = np.asarray(to_device(res, "cpu"))
+    r2 = norms - ps * ps
+    dr2 = 4.0 * (d + 4) * 2.0**-53 * norms
+    host = np.asarray(to_device(xp.stack([ps, r2 - dr2, r2 + dr2]), "cpu"))
+    host_p = host[0]
+    host_rlo = np.sqrt(np.maximum(host[1], 0.0)) * (1.0 - 2.0**-50)
+    host_rhi = np.sqrt(host[2]) * (1.0 + 2.0**-50)
     p_lo = np.array([host_p[i0:i1].min() for i0, i1 in tiles]) - slack
     p_hi = np.array([host_p[i0:i1].max() for i0, i1 in tiles]) + slack
-    r_lo = np.array([host_r[i0:i1].min() for i0, i1 in tiles]) - slack
-    r_hi = np.array([host_r[i0:i1].max() for i0, i1 in tiles]) + slack
+    r_lo = np.array([host_rlo[i0:i1].min() for i0, i1 in tiles])
+    r_hi = np.array([host_rhi[i0:i1].max() for i0, i1 in tiles])
     # float32 screening: products must stay finite (d max^2 < 3e38) and d u32 small
     screen_ok = max_len <= 1e15 and d * _U32 < 1e-3
     return _KdePrep(
-        t=ts, y=xp.asarray(y)[order], order=np.asarray(to_device(order, "cpu")), norms=norms,
+        t=t, y=xp.asarray(y)[order], order=order, norms=norms,
         lengths=xp.sqrt(norms) * (1.0 + 1e-12), tiles=tiles, p_lo=p_lo, p_hi=p_hi, r_lo=r_lo,
         r_hi=r_hi, screen_ok=screen_ok,
     )  # fmt: skip
+
+
+def _sorted_rows(prep: _KdePrep, xp: Any, i0: int, i1: int, dtype: Any) -> Any:
+    """Rows i0..i1 of the sorted order, as a contiguous array of ``dtype``."""
+    return xp.ascontiguousarray(xp.take(prep.t, prep.order[i0:i1], axis=0), dtype=dtype)
 
 
 def _tile_gap2(prep: _KdePrep, a: int, b: int) -> float:
@@ -683,8 +688,7 @@ def _kde_entropies(
     skipped diagonal tile contributes its diagonal terms, exactly 1 each.
     """
     xp, k = be.xp, be.kernels
-    t = prep.t
-    n, d = t.shape
+    n, d = prep.t.shape
     scale = 1.0 / (2.0 * var)
     cutoff = (math.log(n) + _KDE_PRUNE_BITS * _LN2) / scale
     # Rounding of the float32 products (see kde_far): relative part err, and an absolute
@@ -705,6 +709,7 @@ def _kde_entropies(
     nt = len(prep.tiles)
     for a in builtins_range(nt):
         i0, i1 = prep.tiles[a]
+        rows_a = None  # the float64 rows of tile a, gathered when an exact tile needs them
         for b in builtins_range(a, nt):
             j0, j1 = prep.tiles[b]
             stats["tiles"] += 1
@@ -714,7 +719,9 @@ def _kde_entropies(
             ok, bad = tried[a == b]
             if prep.screen_ok and ok + 1 >= bad:
                 if prep.t32 is None:
-                    prep.t32 = prep.t.astype(np.float32)
+                    prep.t32 = xp.empty((n, d), dtype=np.float32)
+                    for c0, c1 in prep.tiles:
+                        prep.t32[c0:c1] = _sorted_rows(prep, xp, c0, c1, np.float32)
                 g32 = buf32[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
                 xp.matmul(prep.t32[i0:i1], prep.t32[j0:j1].T, out=g32)
                 k.kde_screen(
@@ -730,8 +737,11 @@ def _kde_entropies(
                         row_cls[i0:i1] += 1.0
                     continue
                 tried[a == b][1] += 1
+            if rows_a is None:
+                rows_a = _sorted_rows(prep, xp, i0, i1, np.float64)
+            rows_b = rows_a if b == a else _sorted_rows(prep, xp, j0, j1, np.float64)
             g = buf[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
-            xp.matmul(t[i0:i1], t[j0:j1].T, out=g)
+            xp.matmul(rows_a, rows_b.T, out=g)
             k.kde_tile(
                 g, prep.norms[i0:i1], prep.norms[j0:j1], yd[i0:i1], yd[j0:j1], scale, i0, j0,
                 row_all[i0:i1], row_cls[i0:i1], row_all[j0:j1], row_cls[j0:j1], j0 != i0,
@@ -739,8 +749,9 @@ def _kde_entropies(
     # back to the caller's row order
     s_all = np.empty(n)
     s_cls = np.empty(n)
-    s_all[prep.order] = np.asarray(to_device(row_all, "cpu"))
-    s_cls[prep.order] = np.asarray(to_device(row_cls, "cpu"))
+    order = np.asarray(to_device(prep.order, "cpu"))
+    s_all[order] = np.asarray(to_device(row_all, "cpu"))
+    s_cls[order] = np.asarray(to_device(row_cls, "cpu"))
     normconst = d / 2.0 * math.log(2.0 * math.pi * var)
     h_all = d / 2.0 - float(np.mean(np.log(s_all) - math.log(n) - normconst))
     h_cls = 0.0

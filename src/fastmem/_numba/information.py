@@ -273,17 +273,22 @@ def _kde_far(g32, ni, nj, li, lj, err, cutoff):
     return lower > cutoff
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(cache=True)
 def _kde_screen(tile, rn, cn, rl, cl, err, cutoff, row_offset, col_offset):
+    # one thread on purpose, as in C++: BLAS workers still spin after the GEMM before
     rows, cols = tile.shape
     near = 0
-    for i in nb.prange(rows):
+    for i in range(rows):
+        t = tile[i]  # 1-D slices vectorise, 2-D indexing does not
+        ni = rn[i]
+        li = rl[i]
         c = 0
         for j in range(cols):
-            if row_offset + i != col_offset + j and not _kde_far(
-                tile[i, j], rn[i], cn[j], rl[i], cl[j], err, cutoff
-            ):
-                c += 1
+            c += 0 if _kde_far(t[j], ni, cn[j], li, cl[j], err, cutoff) else 1
+        # the global diagonal (d = 0) is always near and always computed as exactly 1
+        jd = row_offset + i - col_offset
+        if 0 <= jd < cols and not _kde_far(t[jd], ni, cn[jd], li, cl[jd], err, cutoff):
+            c -= 1
         near += c
     return near
 
