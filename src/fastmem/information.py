@@ -588,8 +588,8 @@ def binned_mi(
 # far below the half ulp (2^-53 relative) of the float64 sum, which cannot see them.
 _KDE_PRUNE_BITS = 64
 _U32 = 2.0**-24
-_POWER_STEPS = 8
-_POWER_ROWS = 2048
+_POWER_STEPS = 6
+_POWER_ROWS = 1024
 
 
 @dataclass
@@ -622,7 +622,7 @@ def _kde_prepare(be: Backend, t: Any, y: np.ndarray) -> _KdePrep:
     n, d = t.shape
     # The direction only has to be good, not exact (the bound holds for any v): power
     # steps on a subsample of the centred rows cost a small fraction of one pass.
-    sub = t[:: max(1, n // _POWER_ROWS)]
+    sub = xp.ascontiguousarray(t[:: max(1, n // _POWER_ROWS)])
     mu = sub.mean(axis=0)
     v = xp.asarray(np.random.default_rng(0).standard_normal(d))
     for _ in builtins_range(_POWER_STEPS):
