@@ -320,6 +320,38 @@ def test_kde_pruned_matches_dense(backend, bound, monkeypatch):
     assert (mi.i_xt, mi.i_ty, mi.h_t) == pytest.approx(ref, rel=1e-10, abs=1e-10)
 
 
+@pytest.mark.parametrize("bound", ["upper", "lower"])
+def test_kde_sparse_tiles_match_dense(backend, bound, monkeypatch):
+    """Near-copies (few near pairs per tile): exact values from float64 dot products."""
+    monkeypatch.setattr(info, "_KDE_TILE", 37)
+    monkeypatch.setattr(info, "_KDE_SPARSE", 0.2)
+    rng = np.random.default_rng(13)
+    base = rng.normal(size=(60, 29))
+    t = np.repeat(base, 3, axis=0) + rng.normal(scale=0.02, size=(180, 29))
+    t = t[rng.permutation(180)]
+    y = rng.integers(0, 3, 180)
+    mi = fastmem.kde_mi(on_backend_device(t, backend), y, noise_var=0.01, bound=bound)
+    assert mi.params["tiles"]["sparse"] > 0
+    ref = kde_reference(t, y, 0.01, bound)
+    assert (mi.i_xt, mi.i_ty, mi.h_t) == pytest.approx(ref, rel=1e-10, abs=1e-10)
+
+
+def test_kde_sparse_tiles_identical_across_cpu_backends(monkeypatch):
+    from support import backends_to_compare
+
+    monkeypatch.setattr(info, "_KDE_TILE", 37)
+    monkeypatch.setattr(info, "_KDE_SPARSE", 0.2)
+    rng = np.random.default_rng(14)
+    t = np.repeat(rng.normal(size=(50, 31)), 3, axis=0) + rng.normal(scale=0.02, size=(150, 31))
+    y = rng.integers(0, 2, 150)
+    r = [
+        fastmem.kde_mi(t, y, noise_var=0.01, backend=b)
+        for b in backends_to_compare(_cpu_backends())
+    ]
+    assert r[0].params["tiles"]["sparse"] > 0
+    assert len({(x.i_xt, x.i_ty, x.h_t) for x in r}) == 1
+
+
 def test_kde_unprunable_matches_dense(backend, monkeypatch):
     monkeypatch.setattr(info, "_KDE_TILE", 37)
     t, y = _clusters_and_noise(seed=12)

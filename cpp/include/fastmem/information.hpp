@@ -200,6 +200,18 @@ FASTMEM_HD inline double kde_entry(double g, double ni, double nj, double scale,
 
 constexpr double kKdeNormSlack = 1e-12;
 
+// Gram entry of two float64 rows: eight partial sums (k mod 8, the tail into the first
+// ones), combined pairwise; no contraction (-ffp-contract=off, --fmad=false), so that
+// every backend gets the same bits, and eight independent chains instead of one.
+FASTMEM_HD inline double dot_rows(const double* a, const double* b, int64_t d) {
+  double s[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  const int64_t d8 = d - d % 8;
+  for (int64_t k = 0; k < d8; k += 8)
+    for (int r = 0; r < 8; ++r) s[r] += a[k + r] * b[k + r];
+  for (int64_t k = d8; k < d; ++k) s[k - d8] += a[k] * b[k];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
 // True when the bound above proves d_ij > cutoff.
 FASTMEM_HD inline bool kde_far(float g32, double ni, double nj, double li, double lj,
                                double err, double cutoff) {

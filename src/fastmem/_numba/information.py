@@ -293,6 +293,81 @@ def _kde_screen(tile, rn, cn, rl, cl, err, cutoff, row_offset, col_offset):
     return near
 
 
+@nb.njit(inline="always", cache=True)
+def _dot_rows(x, z):
+    # dot_rows: eight partial sums (k mod 8, the tail into the first), combined pairwise
+    d = x.shape[0]
+    d8 = d - d % 8
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    for k in range(0, d8, 8):
+        s0 += x[k] * z[k]
+        s1 += x[k + 1] * z[k + 1]
+        s2 += x[k + 2] * z[k + 2]
+        s3 += x[k + 3] * z[k + 3]
+        s4 += x[k + 4] * z[k + 4]
+        s5 += x[k + 5] * z[k + 5]
+        s6 += x[k + 6] * z[k + 6]
+        s7 += x[k + 7] * z[k + 7]
+    tail = d - d8
+    if tail > 0:
+        s0 += x[d8] * z[d8]
+    if tail > 1:
+        s1 += x[d8 + 1] * z[d8 + 1]
+    if tail > 2:
+        s2 += x[d8 + 2] * z[d8 + 2]
+    if tail > 3:
+        s3 += x[d8 + 3] * z[d8 + 3]
+    if tail > 4:
+        s4 += x[d8 + 4] * z[d8 + 4]
+    if tail > 5:
+        s5 += x[d8 + 5] * z[d8 + 5]
+    if tail > 6:
+        s6 += x[d8 + 6] * z[d8 + 6]
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@nb.njit(cache=True)
+def _kde_sparse_tile(
+    tile, a, b, rn, cn, rl, cl, ry, cy, err, cutoff, scale, row_offset, col_offset, ra, rc, ca,
+    cc, columns,
+):  # fmt: skip
+    # one thread, sums in row-major order: as the C++ and CUDA kernels
+    rows, cols = tile.shape
+    c_all = np.zeros(cols if columns else 0)
+    c_cls = np.zeros(cols if columns else 0)
+    for i in range(rows):
+        t = tile[i]
+        ai = a[i]
+        ni = rn[i]
+        li = rl[i]
+        yi = ry[i]
+        s_all = 0.0
+        s_cls = 0.0
+        for j in range(cols):
+            diagonal = row_offset + i == col_offset + j
+            if not diagonal and _kde_far(t[j], ni, cn[j], li, cl[j], err, cutoff):
+                continue
+            if diagonal:
+                e = 1.0
+            else:
+                d = ni + cn[j] - 2.0 * _dot_rows(ai, b[j])
+                if not (d > 0.0):
+                    d = 0.0
+                e = np.exp(-d * scale)
+            s_all += e
+            if cy[j] == yi:
+                s_cls += e
+            if columns:
+                c_all[j] += e
+                if cy[j] == yi:
+                    c_cls[j] += e
+        ra[i] += s_all
+        rc[i] += s_cls
+    for j in range(c_all.shape[0]):
+        ca[j] += c_all[j]
+        cc[j] += c_cls[j]
+
+
 def _require(ok: bool, what: str) -> None:
     if not ok:
         raise ValueError(f"fastmem._numba: {what}")
@@ -434,4 +509,40 @@ def kde_screen(
     count[0] = _kde_screen(
         tile, row_norms, col_norms, row_lengths, col_lengths, float(err), float(cutoff),
         int(row_offset), int(col_offset),
+    )  # fmt: skip
+
+
+def kde_sparse_tile(
+    tile, a, b, row_norms, col_norms, row_lengths, col_lengths, row_labels, col_labels, err,
+    cutoff, scale, row_offset, col_offset, row_all, row_cls, col_all, col_cls, columns,
+):  # fmt: skip
+    """Kernel values of the entries of a float32 Gram tile that the screening bound
+    cannot prove far, from exact float64 dot products of ``a``'s and ``b``'s rows; their
+    row (and, with ``columns``, column) sums."""
+    _require(
+        isinstance(tile, np.ndarray) and tile.dtype == np.float32 and tile.ndim == 2,
+        "tile must be a 2-D float32 ndarray",
+    )
+    _require(tile.flags.c_contiguous, "tile must be C-contiguous")
+    rows, cols = tile.shape
+    for m, n in ((a, rows), (b, cols)):
+        _require(
+            isinstance(m, np.ndarray) and m.dtype == np.float64 and m.ndim == 2
+            and m.flags.c_contiguous and m.shape[0] == n,
+            "a must hold the tile's rows and b its columns (C-contiguous float64)",
+        )  # fmt: skip
+    _require(a.shape[1] == b.shape[1], "a and b must have the same width")
+    for v, n, w in (
+        (row_norms, rows, "row_norms"), (row_lengths, rows, "row_lengths"),
+        (row_all, rows, "row_all"), (row_cls, rows, "row_cls"),
+        (col_norms, cols, "col_norms"), (col_lengths, cols, "col_lengths"),
+        (col_all, cols, "col_all"), (col_cls, cols, "col_cls"),
+    ):  # fmt: skip
+        _vec(v, np.float64, n, w)
+    _vec(row_labels, np.int64, rows, "row_labels")
+    _vec(col_labels, np.int64, cols, "col_labels")
+    _kde_sparse_tile(
+        tile, a, b, row_norms, col_norms, row_lengths, col_lengths, row_labels, col_labels,
+        float(err), float(cutoff), float(scale), int(row_offset), int(col_offset), row_all,
+        row_cls, col_all, col_cls, bool(columns),
     )  # fmt: skip
