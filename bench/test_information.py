@@ -284,7 +284,8 @@ def test_fresh_processes(benchmark, workload):
         ratio = min(res[base]["times"]) / min(r["times"])
         print(
             f"\n{workload} {name}: min {min(r['times']):.4f} s, peak {r['peak_mib']:.0f} MiB,"
-            f" {base}/{name} = {ratio:.2f}x, value {r['value']!r}, tiles {r.get('tiles')}"
+            f" {base}/{name} = {ratio:.2f}x, value {r['value']!r}, tiles {r.get('tiles')},"
+            f" all times {[round(x, 4) for x in r['times']]}"
         )
     for name, r in res.items():
         if name != base and workload != "stress":
