@@ -663,7 +663,7 @@ def _kde_prepare(be: Backend, t: Any, y: np.ndarray) -> _KdePrep:
     screen_ok = max_len <= 1e15 and d * _U32 < 1e-3
     return _KdePrep(
         t=t, y=xp.asarray(y)[order], order=order, norms=norms,
-        lengths=xp.sqrt(norms) * (1.0 + 1e-12), tiles=tiles, p_lo=p_lo, p_hi=p_hi, r_lo=r_lo,
+        lengths=xp.sqrt(norms) * (1.0 + 1e-12 + (d + 2) * 2.0**-53), tiles=tiles, p_lo=p_lo, p_hi=p_hi, r_lo=r_lo,
         r_hi=r_hi, screen_ok=screen_ok,
     )  # fmt: skip
 
@@ -697,8 +697,11 @@ def _kde_entropies(
     cutoff = (math.log(n) + _KDE_PRUNE_BITS * _LN2) / scale
     # Rounding of the float32 products (see kde_far): relative part err, and an absolute
     # part for float32 underflow, added to the cutoff.
+    # The float64 norms themselves are off by at most 1.01 d 2^-53 of the largest: that
+    # (beyond kde_far's fixed slack) goes into the cutoff too.
     err = 1.01 * (d + 2) * _U32
-    cut32 = cutoff + 1e-30 * (d + 1) * (1.0 + float(prep.lengths.max()))
+    max_len = float(prep.lengths.max())
+    cut32 = cutoff + 1e-30 * (d + 1) * (1.0 + max_len) + 2.02 * d * 2.0**-53 * max_len**2
     row_all = xp.zeros(n)
     row_cls = xp.zeros(n)
     ts = prep.tiles[0][1]
