@@ -663,8 +663,8 @@ def _kde_prepare(be: Backend, t: Any, y: np.ndarray) -> _KdePrep:
     screen_ok = max_len <= 1e15 and d * _U32 < 1e-3
     return _KdePrep(
         t=t, y=xp.asarray(y)[order], order=order, norms=norms,
-        lengths=xp.sqrt(norms) * (1.0 + 1e-12 + (d + 2) * 2.0**-53), tiles=tiles, p_lo=p_lo, p_hi=p_hi, r_lo=r_lo,
-        r_hi=r_hi, screen_ok=screen_ok,
+        lengths=xp.sqrt(norms) * (1.0 + 1e-12 + (d + 2) * 2.0**-53), tiles=tiles,
+        p_lo=p_lo, p_hi=p_hi, r_lo=r_lo, r_hi=r_hi, screen_ok=screen_ok,
     )  # fmt: skip
 
 
