@@ -352,6 +352,38 @@ def test_kde_sparse_tiles_identical_across_cpu_backends(monkeypatch):
     assert len({(x.i_xt, x.i_ty, x.h_t) for x in r}) == 1
 
 
+@given(
+    n=st.integers(2, 60),
+    d=st.integers(1, 12),
+    log_var=st.floats(-3, 1),
+    spread=st.floats(-1.0, 0.5),
+    dups=st.booleans(),
+    tile=st.integers(1, 25),
+    sparse=st.sampled_from([0.0, 0.01, 0.3, 1.0]),
+    seed=st.integers(0, 2**31),
+)
+def test_kde_any_pruning_matches_dense(backend, n, d, log_var, spread, dups, tile, sparse, seed):
+    """Whatever the tiles, the pruning and the sparse threshold: the dense values.
+
+    (Scales kept where the Gram form n_i + n_j - 2 g_ij, used by every tiled path and by
+    ibsgd, loses less than 1e-10 to cancellation: scale |t|^2 eps << 1e-10.)"""
+    import unittest.mock
+
+    rng = np.random.default_rng(seed)
+    t = rng.normal(size=(n, d)) * 10.0**spread
+    if dups:
+        t[rng.integers(0, n, n // 2)] = t[0]
+    y = rng.integers(0, 3, n)
+    var = 10.0**log_var
+    with (
+        unittest.mock.patch.object(info, "_KDE_TILE", tile),
+        unittest.mock.patch.object(info, "_KDE_SPARSE", sparse),
+    ):
+        mi = fastmem.kde_mi(on_backend_device(t, backend), y, noise_var=var)
+    ref = kde_reference(t, y, var, "upper")
+    assert (mi.i_xt, mi.i_ty, mi.h_t) == pytest.approx(ref, rel=1e-10, abs=1e-9)
+
+
 def test_kde_unprunable_matches_dense(backend, monkeypatch):
     monkeypatch.setattr(info, "_KDE_TILE", 37)
     t, y = _clusters_and_noise(seed=12)
