@@ -251,6 +251,33 @@ def test_keys_identical_across_cpu_backends(kind, n_codes):
         np.testing.assert_array_equal(x, z)
 
 
+@pytest.mark.parametrize("n_codes", [2, 30, 64])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_uniform_fast_path_equals_generic(n_codes, dtype):
+    """Numba's uniform byte-code kernel gives the generic per-value kernel's keys,
+    occupancy and non-finite count (NaN, Inf, -0.0, ragged blocks, several segments)."""
+    from fastmem._numba import information as nbi
+
+    rng = np.random.default_rng(15)
+    a = (rng.normal(size=(60, 301)) * 2).astype(dtype)
+    a[3, 7], a[5, 300], a[9, 0], a[10, 5] = np.nan, np.inf, -np.inf, -0.0
+    out = []
+    for fast in (True, False):
+        k1, k2 = np.empty(60, np.uint64), np.empty(60, np.uint64)
+        occ = np.zeros(3 * 301 * n_codes, np.uint8)
+        if fast:
+            bad = nbi._uniform_byte_keys(a, -1.5, n_codes / 3.0, n_codes, 20, k1, k2, occ, True, 7)
+        else:
+            bad = nbi._bin_keys(
+                a, 2, np.empty(0), -1.5, n_codes / 3.0, dtype(n_codes / 3.0), n_codes, 20, k1,
+                k2, occ, True,
+            )  # fmt: skip
+        out.append((k1, k2, occ, np.array([bad])))
+    for x, z in zip(out[0], out[1], strict=True):
+        np.testing.assert_array_equal(x, z)
+    assert out[0][3][0] == 3
+
+
 def _cpu_backends():
     return [b for b in ("cpp", "numba") if fastmem.backends()[b].available]
 
@@ -267,6 +294,141 @@ def test_kde_matches_dense(backend, bound, monkeypatch):
     mi = fastmem.kde_mi(on_backend_device(t, backend), y, noise_var=0.05, bound=bound)
     ref = kde_reference(t, y, 0.05, bound)
     assert (mi.i_xt, mi.i_ty, mi.h_t) == pytest.approx(ref, rel=1e-10, abs=1e-10)
+
+
+def _clusters_and_noise(n=200, d=30, seed=11):
+    """A tight cluster far out along one axis (near pairs; the projection bound skips
+    its pairs with the rest) and wide noise (every pair far, but only the float32
+    screen can tell)."""
+    rng = np.random.default_rng(seed)
+    t = rng.normal(scale=0.5, size=(n, d))
+    near = rng.random(n) < 0.4
+    t[near] = rng.normal(scale=0.05, size=(int(near.sum()), d))
+    t[near, 0] += 10.0
+    return t, rng.integers(0, 3, n)
+
+
+@pytest.mark.parametrize("bound", ["upper", "lower"])
+def test_kde_pruned_matches_dense(backend, bound, monkeypatch):
+    monkeypatch.setattr(info, "_KDE_TILE", 37)
+    t, y = _clusters_and_noise()
+    mi = fastmem.kde_mi(on_backend_device(t, backend), y, noise_var=0.01, bound=bound)
+    tiles = mi.params["tiles"]
+    assert tiles["skipped_bound"] > 0 and tiles["skipped_screen"] > 0  # both prunings act
+    assert tiles["skipped_bound"] + tiles["skipped_screen"] < tiles["tiles"]
+    ref = kde_reference(t, y, 0.01, bound)
+    assert (mi.i_xt, mi.i_ty, mi.h_t) == pytest.approx(ref, rel=1e-10, abs=1e-10)
+
+
+@pytest.mark.parametrize("bound", ["upper", "lower"])
+def test_kde_sparse_tiles_match_dense(backend, bound, monkeypatch):
+    """Near-copies (few near pairs per tile): exact values from float64 dot products."""
+    monkeypatch.setattr(info, "_KDE_TILE", 37)
+    monkeypatch.setattr(info, "_KDE_SPARSE", 0.2)
+    rng = np.random.default_rng(13)
+    base = rng.normal(size=(60, 29))
+    t = np.repeat(base, 3, axis=0) + rng.normal(scale=0.02, size=(180, 29))
+    t = t[rng.permutation(180)]
+    y = rng.integers(0, 3, 180)
+    mi = fastmem.kde_mi(on_backend_device(t, backend), y, noise_var=0.01, bound=bound)
+    assert mi.params["tiles"]["sparse"] > 0
+    ref = kde_reference(t, y, 0.01, bound)
+    assert (mi.i_xt, mi.i_ty, mi.h_t) == pytest.approx(ref, rel=1e-10, abs=1e-10)
+
+
+def test_kde_sparse_tiles_identical_across_cpu_backends(monkeypatch):
+    from support import backends_to_compare
+
+    monkeypatch.setattr(info, "_KDE_TILE", 37)
+    monkeypatch.setattr(info, "_KDE_SPARSE", 0.2)
+    rng = np.random.default_rng(14)
+    t = np.repeat(rng.normal(size=(50, 31)), 3, axis=0) + rng.normal(scale=0.02, size=(150, 31))
+    y = rng.integers(0, 2, 150)
+    r = [
+        fastmem.kde_mi(t, y, noise_var=0.01, backend=b)
+        for b in backends_to_compare(_cpu_backends())
+    ]
+    assert r[0].params["tiles"]["sparse"] > 0
+    assert len({(x.i_xt, x.i_ty, x.h_t) for x in r}) == 1
+
+
+@given(
+    n=st.integers(2, 60),
+    d=st.integers(1, 12),
+    log_var=st.floats(-3, 1),
+    spread=st.floats(-1.0, 0.5),
+    dups=st.booleans(),
+    tile=st.integers(1, 25),
+    sparse=st.sampled_from([0.0, 0.01, 0.3, 1.0]),
+    seed=st.integers(0, 2**31),
+)
+def test_kde_any_pruning_matches_dense(backend, n, d, log_var, spread, dups, tile, sparse, seed):
+    """Whatever the tiles, the pruning and the sparse threshold: the dense values.
+
+    (Scales kept where the Gram form n_i + n_j - 2 g_ij, used by every tiled path and by
+    ibsgd, loses less than 1e-10 to cancellation: scale |t|^2 eps << 1e-10.)"""
+    import unittest.mock
+
+    rng = np.random.default_rng(seed)
+    t = rng.normal(size=(n, d)) * 10.0**spread
+    if dups:
+        t[rng.integers(0, n, n // 2)] = t[0]
+    y = rng.integers(0, 3, n)
+    var = 10.0**log_var
+    with (
+        unittest.mock.patch.object(info, "_KDE_TILE", tile),
+        unittest.mock.patch.object(info, "_KDE_SPARSE", sparse),
+    ):
+        mi = fastmem.kde_mi(on_backend_device(t, backend), y, noise_var=var)
+    ref = kde_reference(t, y, var, "upper")
+    assert (mi.i_xt, mi.i_ty, mi.h_t) == pytest.approx(ref, rel=1e-10, abs=1e-9)
+
+
+def test_kde_unprunable_matches_dense(backend, monkeypatch):
+    monkeypatch.setattr(info, "_KDE_TILE", 37)
+    t, y = _clusters_and_noise(seed=12)
+    mi = fastmem.kde_mi(on_backend_device(t, backend), y, noise_var=5.0)  # all terms count
+    tiles = mi.params["tiles"]
+    assert tiles["skipped_bound"] == tiles["skipped_screen"] == 0
+    ref = kde_reference(t, y, 5.0, "upper")
+    assert (mi.i_xt, mi.i_ty, mi.h_t) == pytest.approx(ref, rel=1e-10, abs=1e-10)
+
+
+@given(
+    n=st.integers(2, 40),
+    d=st.integers(1, 70),
+    log_scale=st.floats(-12, 12),
+    dup=st.floats(0.0, 1.0),
+    q=st.floats(0.0, 1.0),
+    seed=st.integers(0, 2**31),
+)
+def test_kde_screen_never_claims_a_near_pair_far(backend, n, d, log_scale, dup, q, seed):
+    """The float32 screen's bound against distances taken directly in float64: rows
+    of large norm at tiny distances (where float32 Gram entries cancel) included."""
+    from fastmem import select_backend
+
+    be = select_backend("cuda" if backend == "cuda" else "cpu", backend)
+    rng = np.random.default_rng(seed)
+    t = rng.normal(size=(n, d)) * 10.0**log_scale
+    copies = rng.random(n) < dup  # near-duplicates of row 0 (offset on the scale of t)
+    t[copies] = t[0] + rng.normal(size=(int(copies.sum()), d)) * 10.0**log_scale * 1e-6
+    dist = ((t[:, None, :] - t[None, :, :]) ** 2).sum(-1)
+    off = ~np.eye(n, dtype=bool)
+    cutoff = float(np.quantile(dist[off], q))
+    norms = np.einsum("ij,ij->i", t, t)
+    lengths = np.sqrt(norms) * (1.0 + 1e-12)
+    t32 = t.astype(np.float32)
+    g32 = np.ascontiguousarray(t32 @ t32.T)
+    count = np.zeros(1, dtype=np.int64)
+    err = 1.01 * (d + 2) * 2.0**-24
+    dev = lambda x: on_backend_device(x, backend)  # noqa: E731
+    count = dev(count)
+    be.kernels.kde_screen(
+        dev(g32), dev(norms), dev(norms), dev(lengths), dev(lengths), err, cutoff, 0, 0, count
+    )
+    near = int(count[0])
+    assert near >= int((dist[off] <= cutoff).sum())
+    assert near <= int(off.sum())
 
 
 def test_kde_lower_below_upper(backend):

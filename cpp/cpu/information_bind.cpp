@@ -1,4 +1,5 @@
-// Bindings of the information kernels: bin_keys, bin_rows_equal, bin_codes, kde_tile.
+// Bindings of the information kernels: bin_keys, bin_rows_equal, bin_codes, kde_tile,
+// kde_screen, kde_sparse_tile.
 //
 // The binning spec is passed as (kind, edges, lo, scale, n_codes); see
 // fastmem/information.hpp. Counts are written into 1-element int64 arrays so that
@@ -105,6 +106,55 @@ void kde_tile(CArray<double> tile, CArray<double> row_norms, CArray<double> col_
                 columns);
 }
 
+void kde_screen(CArray<float> tile, CArray<double> row_norms, CArray<double> col_norms,
+                CArray<double> row_lengths, CArray<double> col_lengths, double err, double cutoff,
+                int64_t row_offset, int64_t col_offset, CArray<int64_t> count) {
+  require(tile.ndim() == 2, "tile must be 2-D");
+  const int64_t rows = tile.shape(0), cols = tile.shape(1);
+  for (const auto* v : {&row_norms, &row_lengths})
+    require(v->ndim() == 1 && v->shape(0) == rows, "row arrays must have one entry per tile row");
+  for (const auto* v : {&col_norms, &col_lengths})
+    require(v->ndim() == 1 && v->shape(0) == cols,
+            "column arrays must have one entry per tile column");
+  require(count.ndim() == 1 && count.shape(0) == 1, "count must have one entry");
+  const float* tp = tile.data();
+  const double *rn = row_norms.data(), *cn = col_norms.data();
+  const double *rl = row_lengths.data(), *cl = col_lengths.data();
+  int64_t* out = count.mutable_data();
+  py::gil_scoped_release release;
+  *out = cpu::kde_screen(tp, rows, cols, rn, cn, rl, cl, err, cutoff, row_offset, col_offset);
+}
+
+void kde_sparse_tile(CArray<float> tile, CArray<double> a, CArray<double> b,
+                     CArray<double> row_norms, CArray<double> col_norms,
+                     CArray<double> row_lengths, CArray<double> col_lengths,
+                     CArray<int64_t> row_labels, CArray<int64_t> col_labels, double err,
+                     double cutoff, double scale, int64_t row_offset, int64_t col_offset,
+                     CArray<double> row_all, CArray<double> row_cls, CArray<double> col_all,
+                     CArray<double> col_cls, bool columns) {
+  require(tile.ndim() == 2 && a.ndim() == 2 && b.ndim() == 2, "tile, a and b must be 2-D");
+  const int64_t rows = tile.shape(0), cols = tile.shape(1), d = a.shape(1);
+  require(a.shape(0) == rows && b.shape(0) == cols && b.shape(1) == d,
+          "a must hold the tile's rows and b its columns, of equal width");
+  for (const auto* v : {&row_norms, &row_lengths, &row_all, &row_cls})
+    require(v->ndim() == 1 && v->shape(0) == rows, "row arrays must have one entry per tile row");
+  for (const auto* v : {&col_norms, &col_lengths, &col_all, &col_cls})
+    require(v->ndim() == 1 && v->shape(0) == cols,
+            "column arrays must have one entry per tile column");
+  require(row_labels.ndim() == 1 && row_labels.shape(0) == rows, "row_labels: wrong length");
+  require(col_labels.ndim() == 1 && col_labels.shape(0) == cols, "col_labels: wrong length");
+  const float* tp = tile.data();
+  const double *ap = a.data(), *bp = b.data();
+  const double *rn = row_norms.data(), *cn = col_norms.data();
+  const double *rl = row_lengths.data(), *cl = col_lengths.data();
+  const int64_t *ry = row_labels.data(), *cy = col_labels.data();
+  double *ra = row_all.mutable_data(), *rc = row_cls.mutable_data();
+  double *ca = col_all.mutable_data(), *cc = col_cls.mutable_data();
+  py::gil_scoped_release release;
+  cpu::kde_sparse_tile(tp, ap, bp, rows, cols, d, rn, cn, rl, cl, ry, cy, err, cutoff, scale,
+                       row_offset, col_offset, ra, rc, ca, cc, columns);
+}
+
 template <class T>
 void def_typed(py::module_& m) {
   m.def("bin_keys", &bin_keys<T>, py::arg("a").noconvert(), py::arg("kind"),
@@ -130,6 +180,18 @@ void information(py::module_& m) {
         py::arg("col_labels").noconvert(), py::arg("scale"), py::arg("row_offset"),
         py::arg("col_offset"), py::arg("row_all").noconvert(), py::arg("row_cls").noconvert(),
         py::arg("col_all").noconvert(), py::arg("col_cls").noconvert(), py::arg("columns"));
+  m.def("kde_screen", &kde_screen, py::arg("tile").noconvert(), py::arg("row_norms").noconvert(),
+        py::arg("col_norms").noconvert(), py::arg("row_lengths").noconvert(),
+        py::arg("col_lengths").noconvert(), py::arg("err"), py::arg("cutoff"),
+        py::arg("row_offset"), py::arg("col_offset"), py::arg("count").noconvert());
+  m.def("kde_sparse_tile", &kde_sparse_tile, py::arg("tile").noconvert(),
+        py::arg("a").noconvert(), py::arg("b").noconvert(), py::arg("row_norms").noconvert(),
+        py::arg("col_norms").noconvert(), py::arg("row_lengths").noconvert(),
+        py::arg("col_lengths").noconvert(), py::arg("row_labels").noconvert(),
+        py::arg("col_labels").noconvert(), py::arg("err"), py::arg("cutoff"), py::arg("scale"),
+        py::arg("row_offset"), py::arg("col_offset"), py::arg("row_all").noconvert(),
+        py::arg("row_cls").noconvert(), py::arg("col_all").noconvert(),
+        py::arg("col_cls").noconvert(), py::arg("columns"));
 }
 
 }  // namespace fastmem::bind

@@ -27,4 +27,20 @@ void kde_tile(double* tile, int64_t rows, int64_t cols, const double* row_norms,
               double scale, int64_t row_offset, int64_t col_offset, double* row_all,
               double* row_cls, double* col_all, double* col_cls, bool columns);
 
+// See kde_screen in information_bind.cpp: entries whose distance the bound cannot prove
+// above the cutoff (the global diagonal excluded).
+int64_t kde_screen(const float* tile, int64_t rows, int64_t cols, const double* row_norms,
+                   const double* col_norms, const double* row_lengths, const double* col_lengths,
+                   double err, double cutoff, int64_t row_offset, int64_t col_offset);
+
+// See kde_sparse_tile in information_bind.cpp: the kernel values of the entries the
+// screen cannot prove far, from exact float64 dot products; row (and column) sums.
+void kde_sparse_tile(const float* tile, const double* a, const double* b, int64_t rows,
+                     int64_t cols, int64_t d, const double* row_norms, const double* col_norms,
+                     const double* row_lengths, const double* col_lengths,
+                     const int64_t* row_labels, const int64_t* col_labels, double err,
+                     double cutoff, double scale, int64_t row_offset, int64_t col_offset,
+                     double* row_all, double* row_cls, double* col_all, double* col_cls,
+                     bool columns);
+
 }  // namespace fastmem::cpu

@@ -116,6 +116,64 @@ void kde_tile(const py::object& tile, const py::object& row_norms, const py::obj
                       cc.as<double>(), columns));
 }
 
+void kde_screen(const py::object& tile, const py::object& row_norms, const py::object& col_norms,
+                const py::object& row_lengths, const py::object& col_lengths, double err,
+                double cutoff, int64_t row_offset, int64_t col_offset, const py::object& count) {
+  const DeviceView tv = typed(tile, "tile", "<f4", 2);
+  const int64_t rows = tv.shape[0], cols = tv.shape[1];
+  const DeviceView rn = typed(row_norms, "row_norms", "<f8", 1);
+  const DeviceView cn = typed(col_norms, "col_norms", "<f8", 1);
+  const DeviceView rl = typed(row_lengths, "row_lengths", "<f8", 1);
+  const DeviceView cl = typed(col_lengths, "col_lengths", "<f8", 1);
+  const DeviceView cv = typed(count, "count", "<i8", 1);
+  for (const DeviceView* v : {&rn, &rl})
+    if (v->shape[0] != rows) fail("row arrays must have one entry per tile row");
+  for (const DeviceView* v : {&cn, &cl})
+    if (v->shape[0] != cols) fail("column arrays must have one entry per tile column");
+  if (cv.shape[0] != 1) fail("count must have one entry");
+  py::gil_scoped_release release;
+  check(gpu::kde_screen(tv.as<const float>(), rows, cols, rn.as<const double>(),
+                        cn.as<const double>(), rl.as<const double>(), cl.as<const double>(), err,
+                        cutoff, row_offset, col_offset, cv.as<int64_t>()));
+}
+
+void kde_sparse_tile(const py::object& tile, const py::object& a, const py::object& b,
+                     const py::object& row_norms, const py::object& col_norms,
+                     const py::object& row_lengths, const py::object& col_lengths,
+                     const py::object& row_labels, const py::object& col_labels, double err,
+                     double cutoff, double scale, int64_t row_offset, int64_t col_offset,
+                     const py::object& row_all, const py::object& row_cls,
+                     const py::object& col_all, const py::object& col_cls, bool columns) {
+  const DeviceView tv = typed(tile, "tile", "<f4", 2);
+  const int64_t rows = tv.shape[0], cols = tv.shape[1];
+  const DeviceView av = typed(a, "a", "<f8", 2);
+  const DeviceView bv = typed(b, "b", "<f8", 2);
+  const int64_t d = av.shape[1];
+  if (av.shape[0] != rows || bv.shape[0] != cols || bv.shape[1] != d)
+    fail("a must hold the tile's rows and b its columns, of equal width");
+  const DeviceView rn = typed(row_norms, "row_norms", "<f8", 1);
+  const DeviceView cn = typed(col_norms, "col_norms", "<f8", 1);
+  const DeviceView rl = typed(row_lengths, "row_lengths", "<f8", 1);
+  const DeviceView cl = typed(col_lengths, "col_lengths", "<f8", 1);
+  const DeviceView ry = typed(row_labels, "row_labels", "<i8", 1);
+  const DeviceView cy = typed(col_labels, "col_labels", "<i8", 1);
+  const DeviceView ra = typed(row_all, "row_all", "<f8", 1);
+  const DeviceView rc = typed(row_cls, "row_cls", "<f8", 1);
+  const DeviceView ca = typed(col_all, "col_all", "<f8", 1);
+  const DeviceView cc = typed(col_cls, "col_cls", "<f8", 1);
+  for (const DeviceView* v : {&rn, &rl, &ry, &ra, &rc})
+    if (v->shape[0] != rows) fail("row arrays must have one entry per tile row");
+  for (const DeviceView* v : {&cn, &cl, &cy, &ca, &cc})
+    if (v->shape[0] != cols) fail("column arrays must have one entry per tile column");
+  py::gil_scoped_release release;
+  check(gpu::kde_sparse_tile(
+      tv.as<const float>(), av.as<const double>(), bv.as<const double>(), rows, cols, d,
+      rn.as<const double>(), cn.as<const double>(), rl.as<const double>(),
+      cl.as<const double>(), ry.as<const int64_t>(), cy.as<const int64_t>(), err, cutoff, scale,
+      row_offset, col_offset, ra.as<double>(), rc.as<double>(), ca.as<double>(),
+      cc.as<double>(), columns));
+}
+
 }  // namespace
 
 void information(py::module_& m) {
@@ -131,6 +189,15 @@ void information(py::module_& m) {
         py::arg("row_labels"), py::arg("col_labels"), py::arg("scale"), py::arg("row_offset"),
         py::arg("col_offset"), py::arg("row_all"), py::arg("row_cls"), py::arg("col_all"),
         py::arg("col_cls"), py::arg("columns"));
+  m.def("kde_screen", &kde_screen, py::arg("tile"), py::arg("row_norms"), py::arg("col_norms"),
+        py::arg("row_lengths"), py::arg("col_lengths"), py::arg("err"), py::arg("cutoff"),
+        py::arg("row_offset"), py::arg("col_offset"), py::arg("count"));
+  m.def("kde_sparse_tile", &kde_sparse_tile, py::arg("tile"), py::arg("a"), py::arg("b"),
+        py::arg("row_norms"), py::arg("col_norms"), py::arg("row_lengths"),
+        py::arg("col_lengths"), py::arg("row_labels"), py::arg("col_labels"), py::arg("err"),
+        py::arg("cutoff"), py::arg("scale"), py::arg("row_offset"), py::arg("col_offset"),
+        py::arg("row_all"), py::arg("row_cls"), py::arg("col_all"), py::arg("col_cls"),
+        py::arg("columns"));
 }
 
 }  // namespace fastmem::bind

@@ -70,7 +70,71 @@ __global__ void kde_cols_kernel(const double* tile, int64_t rows, int64_t cols,
   }
 }
 
+__global__ void kde_screen_kernel(const float* tile, int64_t rows, int64_t cols,
+                                  const double* rn, const double* cn, const double* rl,
+                                  const double* cl, double err, double cutoff, int64_t ro,
+                                  int64_t co, unsigned long long* count) {
+  FASTMEM_GRID_LOOP(k, rows * cols) {
+    const int64_t i = k / cols, j = k - i * cols;
+    if (ro + i != co + j && !kde_far(tile[k], rn[i], cn[j], rl[i], cl[j], err, cutoff))
+      atomicAdd(count, 1ULL);
+  }
+}
+
+// One thread per row (rows) or per column (columns); each sums in the C++ order.
+__global__ void kde_sparse_kernel(const float* tile, const double* a, const double* b,
+                                  int64_t rows, int64_t cols, int64_t d, const double* rn,
+                                  const double* cn, const double* rl, const double* cl,
+                                  const int64_t* ry, const int64_t* cy, double err,
+                                  double cutoff, double scale, int64_t ro, int64_t co,
+                                  double* out_all, double* out_cls, bool by_column) {
+  FASTMEM_GRID_LOOP(u, by_column ? cols : rows) {
+    double all = 0.0, cls = 0.0;
+    const int64_t n_other = by_column ? rows : cols;
+    for (int64_t v = 0; v < n_other; ++v) {
+      const int64_t i = by_column ? v : u, j = by_column ? u : v;
+      const bool diagonal = ro + i == co + j;
+      if (!diagonal && kde_far(tile[i * cols + j], rn[i], cn[j], rl[i], cl[j], err, cutoff))
+        continue;
+      const double e = kde_entry(dot_rows(a + i * d, b + j * d, d), rn[i], cn[j], scale, diagonal);
+      all += e;
+      cls += cy[j] == ry[i] ? e : 0.0;
+    }
+    out_all[u] += all;
+    out_cls[u] += cls;
+  }
+}
+
 }  // namespace
+
+int kde_sparse_tile(const float* tile, const double* a, const double* b, int64_t rows,
+                    int64_t cols, int64_t d, const double* row_norms, const double* col_norms,
+                    const double* row_lengths, const double* col_lengths,
+                    const int64_t* row_labels, const int64_t* col_labels, double err,
+                    double cutoff, double scale, int64_t row_offset, int64_t col_offset,
+                    double* row_all, double* row_cls, double* col_all, double* col_cls,
+                    bool columns) {
+  if (rows == 0 || cols == 0) return 0;
+  kde_sparse_kernel<<<blocks_for(rows), kThreads>>>(
+      tile, a, b, rows, cols, d, row_norms, col_norms, row_lengths, col_lengths, row_labels,
+      col_labels, err, cutoff, scale, row_offset, col_offset, row_all, row_cls, false);
+  if (columns)
+    kde_sparse_kernel<<<blocks_for(cols), kThreads>>>(
+        tile, a, b, rows, cols, d, row_norms, col_norms, row_lengths, col_lengths, row_labels,
+        col_labels, err, cutoff, scale, row_offset, col_offset, col_all, col_cls, true);
+  return finish();
+}
+
+int kde_screen(const float* tile, int64_t rows, int64_t cols, const double* row_norms,
+               const double* col_norms, const double* row_lengths, const double* col_lengths,
+               double err, double cutoff, int64_t row_offset, int64_t col_offset, int64_t* count) {
+  cudaMemset(count, 0, sizeof(int64_t));
+  if (rows == 0 || cols == 0) return finish();
+  kde_screen_kernel<<<blocks_for(rows * cols), kThreads>>>(
+      tile, rows, cols, row_norms, col_norms, row_lengths, col_lengths, err, cutoff, row_offset,
+      col_offset, reinterpret_cast<unsigned long long*>(count));
+  return finish();
+}
 
 template <class T>
 int bin_keys(const T* a, int64_t rows, int64_t width, BinSpec s, int64_t rows_per_segment,

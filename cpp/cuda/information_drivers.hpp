@@ -25,4 +25,18 @@ int kde_tile(double* tile, int64_t rows, int64_t cols, const double* row_norms,
              double scale, int64_t row_offset, int64_t col_offset, double* row_all,
              double* row_cls, double* col_all, double* col_cls, bool columns);
 
+// Entries the KDE screening bound cannot prove far into count[0] (device int64).
+int kde_screen(const float* tile, int64_t rows, int64_t cols, const double* row_norms,
+               const double* col_norms, const double* row_lengths, const double* col_lengths,
+               double err, double cutoff, int64_t row_offset, int64_t col_offset, int64_t* count);
+
+// Kernel values of the entries the screen cannot prove far (exact float64 dot products).
+int kde_sparse_tile(const float* tile, const double* a, const double* b, int64_t rows,
+                    int64_t cols, int64_t d, const double* row_norms, const double* col_norms,
+                    const double* row_lengths, const double* col_lengths,
+                    const int64_t* row_labels, const int64_t* col_labels, double err,
+                    double cutoff, double scale, int64_t row_offset, int64_t col_offset,
+                    double* row_all, double* row_cls, double* col_all, double* col_cls,
+                    bool columns);
+
 }  // namespace fastmem::gpu

@@ -582,38 +582,204 @@ def binned_mi(
 # ----------------------------------------------------------------------------- KDE
 
 
-def _kde_entropies(
-    be: Backend, t: Any, y: np.ndarray, counts: np.ndarray, var: float
-) -> tuple[float, float]:
-    """KL-form entropy bound (nats) of T and sum_y p(y) of T|y, kernel variance ``var``."""
-    xp, k = be.xp, be.kernels
+# Pruning of tile pairs (kde_mi): a skipped pair's terms are each <= exp(-scale * cutoff)
+# with scale * cutoff = ln N + _KDE_PRUNE_BITS ln 2, so all skipped terms of a row sum to at
+# most 2^-_KDE_PRUNE_BITS, while every row sum (and class sum) is >= 1 (its diagonal term):
+# far below the half ulp (2^-53 relative) of the float64 sum, which cannot see them.
+_KDE_PRUNE_BITS = 64
+# A screened tile with at most this fraction of near entries gets their exact values
+# from float64 dot products (kde_sparse_tile) instead of the float64 GEMM: a dot
+# product costs about what 1/50 of a tile's GEMM does per entry.
+_KDE_SPARSE = 0.01
+_U32 = 2.0**-24
+_POWER_STEPS = 6
+_POWER_ROWS = 1024
+
+
+@dataclass
+class _KdePrep:
+    """One layer's rows sorted along a principal direction, with per-tile bounds."""
+
+    t: Any  # the rows (float64), caller's order
+    y: Any  # labels in sorted order (device)
+    order: Any  # sorted position -> original row (device)
+    norms: Any
+    lengths: Any  # >= the rows' Euclidean lengths
+    tiles: list[tuple[int, int]]
+    p_lo: np.ndarray  # per tile: projections' min / max (widened by the rounding slack)
+    p_hi: np.ndarray
+    r_lo: np.ndarray  # per tile: residual lengths' min / max (widened)
+    r_hi: np.ndarray
+    t32: Any = None  # float32 rows, made when a screen first needs them
+    screen_ok: bool = True  # float32 products cannot overflow and d u32 is small
+
+
+def _kde_prepare(be: Backend, t: Any, y: np.ndarray) -> _KdePrep:
+    """Sort rows by their projection on the top principal direction and bound each tile.
+
+    For a unit vector ``v``, ``p = <t, v>`` and the residual ``r = t - p v``:
+    ``|a - b|^2 = (p_a - p_b)^2 + |r_a - r_b|^2 >= (p_a - p_b)^2 + (|r_a| - |r_b|)^2``,
+    for any ``v``; a good one (a few power steps on the centred rows) separates clusters,
+    and sorting by ``p`` makes tiles slabs whose intervals are far apart.
+    """
+    xp = be.xp
     n, d = t.shape
+    # The direction only has to be good, not exact (the bound holds for any v): power
+    # steps on a subsample of the centred rows cost a small fraction of one pass.
+    sub = xp.ascontiguousarray(t[:: max(1, n // _POWER_ROWS)])
+    mu = sub.mean(axis=0)
+    v = xp.asarray(np.random.default_rng(0).standard_normal(d))
+    for _ in builtins_range(_POWER_STEPS):
+        c = sub @ v - float(mu @ v)
+        w = sub.T @ c - mu * float(c.sum())
+        nw = float(xp.linalg.norm(w))
+        if not (math.isfinite(nw) and nw > 0.0):
+            break  # constant rows: any direction will do
+        v = w / nw
+    v = v / float(xp.linalg.norm(v))
+    p = t @ v
+    norms = xp.einsum("ij,ij->i", t, t)
+    order = xp.argsort(p, kind="stable")
+    ps = p[order]
+    norms = norms[order]
+    ts_n = min(n, _KDE_TILE)
+    tiles = [(i0, min(n, i0 + ts_n)) for i0 in builtins_range(0, n, ts_n)]
+    max_len = float(xp.sqrt(norms.max()))
+    # Rounding: p and the norms are float64 dot products of length d (error <= d 2^-53
+    # |t| resp. |t|^2, v of unit length to a few ulps), so |r|^2 = |t|^2 - p^2 is known to
+    # within 4 (d + 4) 2^-53 |t|^2 and p to far within (d + 4) 2^-50 max_len.
+    slack = (d + 4) * 2.0**-50 * max_len
+    r2 = norms - ps * ps
+    dr2 = 4.0 * (d + 4) * 2.0**-53 * norms
+    host = np.asarray(to_device(xp.stack([ps, r2 - dr2, r2 + dr2]), "cpu"))
+    host_p = host[0]
+    host_rlo = np.sqrt(np.maximum(host[1], 0.0)) * (1.0 - 2.0**-50)
+    host_rhi = np.sqrt(host[2]) * (1.0 + 2.0**-50)
+    p_lo = np.array([host_p[i0:i1].min() for i0, i1 in tiles]) - slack
+    p_hi = np.array([host_p[i0:i1].max() for i0, i1 in tiles]) + slack
+    r_lo = np.array([host_rlo[i0:i1].min() for i0, i1 in tiles])
+    r_hi = np.array([host_rhi[i0:i1].max() for i0, i1 in tiles])
+    # float32 screening: products must stay finite (d max^2 < 3e38) and d u32 small
+    screen_ok = max_len <= 1e15 and d * _U32 < 1e-3
+    return _KdePrep(
+        t=t, y=xp.asarray(y)[order], order=order, norms=norms,
+        lengths=xp.sqrt(norms) * (1.0 + 1e-12 + (d + 2) * 2.0**-53), tiles=tiles,
+        p_lo=p_lo, p_hi=p_hi, r_lo=r_lo, r_hi=r_hi, screen_ok=screen_ok,
+    )  # fmt: skip
+
+
+def _sorted_rows(prep: _KdePrep, xp: Any, i0: int, i1: int, dtype: Any) -> Any:
+    """Rows i0..i1 of the sorted order, as a contiguous array of ``dtype``."""
+    return xp.ascontiguousarray(xp.take(prep.t, prep.order[i0:i1], axis=0), dtype=dtype)
+
+
+def _tile_gap2(prep: _KdePrep, a: int, b: int) -> float:
+    """Lower bound on the squared distance of any row of tile a to any row of tile b."""
+    gp = max(0.0, prep.p_lo[b] - prep.p_hi[a], prep.p_lo[a] - prep.p_hi[b])
+    gr = max(0.0, prep.r_lo[b] - prep.r_hi[a], prep.r_lo[a] - prep.r_hi[b])
+    return gp * gp + gr * gr
+
+
+def _kde_entropies(
+    be: Backend, prep: _KdePrep, y: np.ndarray, counts: np.ndarray, var: float
+) -> tuple[float, float, dict[str, int]]:
+    """KL-form entropy bound (nats) of T and sum_y p(y) of T|y, kernel variance ``var``.
+
+    Tile pairs (upper triangle) whose every squared distance provably exceeds
+    ``cutoff`` (see _KDE_PRUNE_BITS) are skipped: first by the tiles' intervals of
+    projections and residual lengths (free), else by a float32 GEMM screen with a
+    rigorous rounding bound (kde_screen), about half the cost of the float64 tile. A
+    skipped diagonal tile contributes its diagonal terms, exactly 1 each.
+    """
+    xp, k = be.xp, be.kernels
+    n, d = prep.t.shape
     scale = 1.0 / (2.0 * var)
-    norms = xp.ascontiguousarray((t * t).sum(axis=1))
-    yd = xp.asarray(y)
+    cutoff = (math.log(n) + _KDE_PRUNE_BITS * _LN2) / scale
+    # Rounding of the float32 products (see kde_far): relative part err, and an absolute
+    # part for float32 underflow, added to the cutoff.
+    # The float64 norms themselves are off by at most 1.01 d 2^-53 of the largest: that
+    # (beyond kde_far's fixed slack) goes into the cutoff too.
+    err = 1.01 * (d + 2) * _U32
+    max_len = float(prep.lengths.max())
+    cut32 = cutoff + 1e-30 * (d + 1) * (1.0 + max_len) + 2.02 * d * 2.0**-53 * max_len**2
     row_all = xp.zeros(n)
     row_cls = xp.zeros(n)
-    ts = min(n, _KDE_TILE)
+    ts = prep.tiles[0][1]
     buf = xp.empty(ts * ts)
-    for i0 in builtins_range(0, n, ts):
-        i1 = min(n, i0 + ts)
-        for j0 in builtins_range(i0, n, ts):
-            j1 = min(n, j0 + ts)
+    buf32 = xp.empty(ts * ts, dtype=np.float32)
+    count = xp.zeros(1, dtype=np.int64)
+    yd = prep.y
+    stats = {"tiles": 0, "skipped_bound": 0, "skipped_screen": 0, "screened": 0, "sparse": 0}
+    # Screening wastes its GEMM when it fails: keep trying (separately on the diagonal and
+    # off it) only while it has succeeded about as often as it failed.
+    tried = {True: [0, 0], False: [0, 0]}  # diagonal? -> [successes, failures]
+    nt = len(prep.tiles)
+    for a in builtins_range(nt):
+        i0, i1 = prep.tiles[a]
+        rows_a = None  # the float64 rows of tile a, gathered when an exact tile needs them
+        for b in builtins_range(a, nt):
+            j0, j1 = prep.tiles[b]
+            stats["tiles"] += 1
+            if b != a and _tile_gap2(prep, a, b) > cutoff:
+                stats["skipped_bound"] += 1
+                continue
+            ok, bad = tried[a == b]
+            if prep.screen_ok and ok + 1 >= bad:
+                if prep.t32 is None:
+                    prep.t32 = xp.empty((n, d), dtype=np.float32)
+                    for c0, c1 in prep.tiles:
+                        prep.t32[c0:c1] = _sorted_rows(prep, xp, c0, c1, np.float32)
+                g32 = buf32[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
+                xp.matmul(prep.t32[i0:i1], prep.t32[j0:j1].T, out=g32)
+                k.kde_screen(
+                    g32, prep.norms[i0:i1], prep.norms[j0:j1], prep.lengths[i0:i1],
+                    prep.lengths[j0:j1], err, cut32, i0, j0, count,
+                )  # fmt: skip
+                stats["screened"] += 1
+                near = int(count[0])
+                if near == 0:
+                    tried[a == b][0] += 1
+                    stats["skipped_screen"] += 1
+                    if a == b:
+                        row_all[i0:i1] += 1.0
+                        row_cls[i0:i1] += 1.0
+                    continue
+                if near <= _KDE_SPARSE * (i1 - i0) * (j1 - j0):
+                    tried[a == b][0] += 1
+                    stats["sparse"] += 1
+                    if rows_a is None:
+                        rows_a = _sorted_rows(prep, xp, i0, i1, np.float64)
+                    rows_b = rows_a if b == a else _sorted_rows(prep, xp, j0, j1, np.float64)
+                    k.kde_sparse_tile(
+                        g32, rows_a, rows_b, prep.norms[i0:i1], prep.norms[j0:j1],
+                        prep.lengths[i0:i1], prep.lengths[j0:j1], yd[i0:i1], yd[j0:j1], err,
+                        cut32, scale, i0, j0, row_all[i0:i1], row_cls[i0:i1], row_all[j0:j1],
+                        row_cls[j0:j1], j0 != i0,
+                    )  # fmt: skip
+                    continue
+                tried[a == b][1] += 1
+            if rows_a is None:
+                rows_a = _sorted_rows(prep, xp, i0, i1, np.float64)
+            rows_b = rows_a if b == a else _sorted_rows(prep, xp, j0, j1, np.float64)
             g = buf[: (i1 - i0) * (j1 - j0)].reshape(i1 - i0, j1 - j0)
-            xp.matmul(t[i0:i1], t[j0:j1].T, out=g)
+            xp.matmul(rows_a, rows_b.T, out=g)
             k.kde_tile(
-                g, norms[i0:i1], norms[j0:j1], yd[i0:i1], yd[j0:j1], scale, i0, j0,
+                g, prep.norms[i0:i1], prep.norms[j0:j1], yd[i0:i1], yd[j0:j1], scale, i0, j0,
                 row_all[i0:i1], row_cls[i0:i1], row_all[j0:j1], row_cls[j0:j1], j0 != i0,
             )  # fmt: skip
-    row_all = np.asarray(to_device(row_all, "cpu"))
-    row_cls = np.asarray(to_device(row_cls, "cpu"))
+    # back to the caller's row order
+    s_all = np.empty(n)
+    s_cls = np.empty(n)
+    order = np.asarray(to_device(prep.order, "cpu"))
+    s_all[order] = np.asarray(to_device(row_all, "cpu"))
+    s_cls[order] = np.asarray(to_device(row_cls, "cpu"))
     normconst = d / 2.0 * math.log(2.0 * math.pi * var)
-    h_all = d / 2.0 - float(np.mean(np.log(row_all) - math.log(n) - normconst))
+    h_all = d / 2.0 - float(np.mean(np.log(s_all) - math.log(n) - normconst))
     h_cls = 0.0
     for c, n_c in enumerate(counts):
-        lp = np.log(row_cls[y == c]) - math.log(n_c) - normconst
+        lp = np.log(s_cls[y == c]) - math.log(n_c) - normconst
         h_cls += n_c / n * (d / 2.0 - float(np.mean(lp)))
-    return h_all, h_cls
+    return h_all, h_cls, stats
 
 
 def kde_mi(
@@ -633,7 +799,12 @@ def kde_mi(
     H(T) - d/2 (log(2 pi s^2) + 1)`` and ``I(T;Y) = H(T) - sum_y p(y) H(T|y)``, in bits.
     Squared distances come from GEMMs over row tiles (upper triangle only); a fused
     kernel turns each tile into kernel values and accumulates row and column sums in
-    float64, so memory stays at one tile.
+    float64, so memory stays at one tile. Rows are first sorted along their principal
+    direction; a tile pair is skipped when a proven lower bound on all its distances
+    (tile intervals of projections and residual lengths, else a float32 GEMM with a
+    rigorous rounding bound) shows that its terms sum to below ``2^-64`` of every row
+    sum (each sum is at least 1, its diagonal term), so below float64 rounding.
+    ``params["tiles"]`` counts the tile pairs and the skipped ones.
 
     Parameters
     ----------
@@ -665,6 +836,7 @@ def kde_mi(
     be = select_backend(device, backend)
     y, _, counts = _labels(labels, None)
     vals: dict[str, list[float]] = {"i_xt": [], "i_ty": [], "h_t": [], "h_t_given_y": []}
+    tiles: list[dict[str, int]] = []
     for i, layer in enumerate(layers):
         name = "activations" if single else f"activations[{i}]"
         t = _activation(layer, name, be.xp).astype(np.float64, copy=False)
@@ -673,7 +845,8 @@ def kde_mi(
             raise InputError(f"labels: has {y.shape[0]} entries for {t.shape[0]} rows of {name}")
         if not bool(be.xp.isfinite(t).all()):
             raise InputError(f"{name}: contains NaN or Inf value(s)")
-        h, hy = _kde_point(be, t, y, counts, float(noise_var), bound)
+        h, hy, stats = _kde_point(be, t, y, counts, float(noise_var), bound)
+        tiles.append(stats)
         d = t.shape[1]
         h_given_x = d / 2.0 * (math.log(2.0 * math.pi * noise_var) + 1.0)
         vals["h_t"].append(float(h / _LN2))
@@ -687,19 +860,22 @@ def kde_mi(
     return MutualInformation(
         i_xt=pick("i_xt"), i_ty=pick("i_ty"), h_t=pick("h_t"), h_t_given_y=pick("h_t_given_y"),
         n_distinct=None, saturation=None, empty_bin_fraction=None, backend=be.name,
-        mode=bound, estimator="kde", params={"noise_var": float(noise_var), "bound": bound},
+        mode=bound, estimator="kde",
+        params={"noise_var": float(noise_var), "bound": bound,
+                "tiles": tiles[0] if single else tiles},
     )  # fmt: skip
 
 
 def _kde_point(
     be: Backend, t: Any, y: np.ndarray, counts: np.ndarray, var: float, bound: str
-) -> tuple[float, float]:
+) -> tuple[float, float, dict[str, int]]:
     d = t.shape[1]
+    prep = _kde_prepare(be, t, y)
     if bound == "upper":
-        return _kde_entropies(be, t, y, counts, var)
-    h, hy = _kde_entropies(be, t, y, counts, 4.0 * var)
+        return _kde_entropies(be, prep, y, counts, var)
+    h, hy, stats = _kde_entropies(be, prep, y, counts, 4.0 * var)
     shift = d / 2.0 * math.log(0.25)
-    return h + shift, hy + shift
+    return h + shift, hy + shift, stats
 
 
 # ----------------------------------------------------------------------------- plane
@@ -813,7 +989,7 @@ def information_plane(
         }
         return InformationPlane(
             **grid, epochs=ep, estimator="kde", mode=res[0][0].mode, backend=be.name,
-            params=res[0][0].params,
+            params={k: v for k, v in res[0][0].params.items() if k != "tiles"},
         )  # fmt: skip
     mode = kw.pop("mode", "idnns")
     bins, lo, hi = _check_mode(

@@ -27,7 +27,18 @@
 //
 // KDE: for a tile of Gram products g_ij = <t_i, t_j>, the squared distance is
 // d_ij = max(n_i + n_j - 2 g_ij, 0) (0 exactly on the global diagonal) and the
-// kernel value e_ij = exp(-d_ij * scale) with scale = 1 / (2 s^2).
+// kernel value e_ij = exp(-d_ij * scale) with scale = 1 / (2 s^2). Every e_ij lies in
+// [0, 1] and the diagonal one is exactly 1, so a row sum lies in [1, N]: a plain float64
+// sum needs no log-sum-exp shift.
+//
+// KDE screening (pruning of whole tile pairs, see kde_mi in information.py): g32 is the
+// Gram entry of the float32-rounded rows computed in float32 by any BLAS. With
+// u = 2^-24, |g32 - <t_i, t_j>| <= ((d + 2) u + O(u^2)) |t_i| |t_j| whatever the order
+// of the summation (Higham, Accuracy and Stability, 3.1, plus the rounding of the
+// inputs), so with err >= that coefficient and l_i >= |t_i|
+//   d_ij >= (n_i + n_j)(1 - kKdeNormSlack) - 2 g32 - 2 err l_i l_j,
+// where kKdeNormSlack covers the float64 rounding of the norms n_i and of this formula.
+// A NaN or Inf g32 (float32 overflow) never proves anything.
 #pragma once
 
 #include <cmath>
@@ -185,6 +196,28 @@ FASTMEM_HD inline double kde_entry(double g, double ni, double nj, double scale,
   double d = ni + nj - 2.0 * g;
   d = d > 0.0 ? d : 0.0;
   return std::exp(-d * scale);
+}
+
+constexpr double kKdeNormSlack = 1e-12;
+
+// Gram entry of two float64 rows: eight partial sums (k mod 8, the tail into the first
+// ones), combined pairwise; no contraction (-ffp-contract=off, --fmad=false), so that
+// every backend gets the same bits, and eight independent chains instead of one.
+FASTMEM_HD inline double dot_rows(const double* a, const double* b, int64_t d) {
+  double s[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+  const int64_t d8 = d - d % 8;
+  for (int64_t k = 0; k < d8; k += 8)
+    for (int r = 0; r < 8; ++r) s[r] += a[k + r] * b[k + r];
+  for (int64_t k = d8; k < d; ++k) s[k - d8] += a[k] * b[k];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+// True when the bound above proves d_ij > cutoff.
+FASTMEM_HD inline bool kde_far(float g32, double ni, double nj, double li, double lj,
+                               double err, double cutoff) {
+  const double lower =
+      (ni + nj) * (1.0 - kKdeNormSlack) - 2.0 * static_cast<double>(g32) - 2.0 * err * li * lj;
+  return lower > cutoff;
 }
 
 }  // namespace fastmem

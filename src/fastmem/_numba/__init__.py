@@ -21,6 +21,8 @@ from .critical import crit_step as crit_step
 from .information import bin_codes as bin_codes
 from .information import bin_keys as bin_keys
 from .information import bin_rows_equal as bin_rows_equal
+from .information import kde_screen as kde_screen
+from .information import kde_sparse_tile as kde_sparse_tile
 from .information import kde_tile as kde_tile
 from .memorize import cover_gains as cover_gains
 from .memorize import cover_margins as cover_margins
@@ -61,6 +63,8 @@ __all__ = [
     "crit_step",
     "emit_pieces",
     "hash_patterns",
+    "kde_screen",
+    "kde_sparse_tile",
     "kde_tile",
     "linear_recurrence",
     "next_preactivations",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numba as nb
 import numpy as np
 
@@ -115,6 +117,86 @@ def _bin_keys(a, kind, edges, lo, scale, scale_t, n_codes, rps, key1, key2, occ,
     return bad
 
 
+_BLOCK = 256  # values coded at once (a multiple of 8: words never straddle blocks)
+
+
+@nb.njit(cache=True)
+def _byte_key_rows(a, lo, scale, top, rps, key1, key2, mask, use_occ, r0, r1, bads, ch):
+    """Rows r0..r1 of _uniform_byte_keys (one chunk, its own occupancy masks)."""
+    width = a.shape[1]
+    one = np.uint64(1)
+    buf = np.zeros(_BLOCK, dtype=np.uint8)
+    words = buf.view(np.uint64)
+    nbad = 0
+    for i in range(r0, r1):
+        seg = i // rps
+        h1 = _mix64(_KEY1_IV ^ np.uint64(seg))
+        h2 = _fmix64(_KEY2_IV ^ np.uint64(seg))
+        for j0 in range(0, width, _BLOCK):
+            m = min(_BLOCK, width - j0)
+            x = a[i, j0 : j0 + m]
+            nonfinite = 0
+            for q in range(m):
+                v = np.float64(x[q])
+                nonfinite += 0 if v - v == 0.0 else 1
+                # clamp, then truncate: equals floor-then-clamp, and NaN -> 0
+                t = (v - lo) * scale
+                t = t if t >= 0.0 else 0.0
+                t = t if t <= top else top
+                buf[q] = np.uint8(np.int32(t))
+            if nonfinite:
+                nbad += nonfinite
+                for q in range(m):
+                    v = np.float64(x[q])
+                    if not (v - v == 0.0):
+                        buf[q] = 0
+            for q in range(m, (m + 7) & ~7):
+                buf[q] = 0
+            if use_occ:
+                mk = mask[seg * width + j0 : seg * width + j0 + m]
+                for q in range(m):
+                    mk[q] |= one << np.uint64(buf[q])
+            for w in range((m + 7) >> 3):
+                word = words[w]
+                h1 = _mix64(h1 ^ word)
+                h2 = _fmix64((h2 ^ word) * _KEY2_MUL)
+        key1[i] = _mix64(h1 ^ np.uint64(width))
+        key2[i] = _fmix64(h2 ^ np.uint64(width))
+    bads[ch] = nbad
+
+
+@nb.njit(parallel=True, cache=True)
+def _uniform_byte_keys(a, lo, scale, n_codes, rps, key1, key2, occ, use_occ, n_chunks):
+    """bin_keys for uniform bins with byte codes (the stress case), as the C++ driver:
+    codes of a block of the row by a branch-free loop into a byte buffer, folded eight
+    bytes per word (the same keys as _bin_keys with 8-bit codes); occupancy as one bit
+    mask per (segment, unit) and chunk of rows, OR-ed into ``occ`` at the end.
+
+    Inner loops index 1-D slices: 2-D indexing a[i, j] keeps LLVM from vectorising."""
+    rows, width = a.shape
+    n_seg = rows // rps
+    top = np.float64(n_codes - 1)
+    cells = n_seg * width
+    masks = np.zeros((n_chunks, cells if use_occ else 0), dtype=np.uint64)
+    bads = np.zeros(n_chunks, dtype=np.int64)
+    one = np.uint64(1)
+    for ch in nb.prange(n_chunks):  # chunk size 1 (set by bin_keys): dynamic
+        _byte_key_rows(
+            a, lo, scale, top, rps, key1, key2, masks[ch], use_occ,
+            ch * rows // n_chunks, (ch + 1) * rows // n_chunks, bads, ch,
+        )  # fmt: skip
+    if use_occ:
+        for u in nb.prange(cells):
+            m_all = np.uint64(0)
+            for ch in range(n_chunks):
+                m_all |= masks[ch, u]
+            if m_all:
+                for c in range(n_codes):
+                    if (m_all >> np.uint64(c)) & one:
+                        occ[u * n_codes + c] = 1
+    return bads.sum()
+
+
 @nb.njit(parallel=True, cache=True)
 def _bin_rows_equal(a, kind, edges, lo, scale, scale_t, n_codes, rows_a, rows_b):
     differ = 0
@@ -182,6 +264,110 @@ def _kde_tile(tile, rn, cn, ry, cy, scale, row_offset, col_offset, ra, rc, ca, c
             cc[j] += acc_cls[j - j0]
 
 
+_KDE_NORM_SLACK = 1e-12  # kKdeNormSlack
+
+
+@nb.njit(inline="always", cache=True)
+def _kde_far(g32, ni, nj, li, lj, err, cutoff):
+    lower = (ni + nj) * (1.0 - _KDE_NORM_SLACK) - 2.0 * np.float64(g32) - 2.0 * err * li * lj
+    return lower > cutoff
+
+
+@nb.njit(cache=True)
+def _kde_screen(tile, rn, cn, rl, cl, err, cutoff, row_offset, col_offset):
+    # one thread on purpose, as in C++: BLAS workers still spin after the GEMM before
+    rows, cols = tile.shape
+    near = 0
+    for i in range(rows):
+        t = tile[i]  # 1-D slices vectorise, 2-D indexing does not
+        ni = rn[i]
+        li = rl[i]
+        c = 0
+        for j in range(cols):
+            c += 0 if _kde_far(t[j], ni, cn[j], li, cl[j], err, cutoff) else 1
+        # the global diagonal (d = 0) is always near and always computed as exactly 1
+        jd = row_offset + i - col_offset
+        if 0 <= jd < cols and not _kde_far(t[jd], ni, cn[jd], li, cl[jd], err, cutoff):
+            c -= 1
+        near += c
+    return near
+
+
+@nb.njit(inline="always", cache=True)
+def _dot_rows(x, z):
+    # dot_rows: eight partial sums (k mod 8, the tail into the first), combined pairwise
+    d = x.shape[0]
+    d8 = d - d % 8
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+    for k in range(0, d8, 8):
+        s0 += x[k] * z[k]
+        s1 += x[k + 1] * z[k + 1]
+        s2 += x[k + 2] * z[k + 2]
+        s3 += x[k + 3] * z[k + 3]
+        s4 += x[k + 4] * z[k + 4]
+        s5 += x[k + 5] * z[k + 5]
+        s6 += x[k + 6] * z[k + 6]
+        s7 += x[k + 7] * z[k + 7]
+    tail = d - d8
+    if tail > 0:
+        s0 += x[d8] * z[d8]
+    if tail > 1:
+        s1 += x[d8 + 1] * z[d8 + 1]
+    if tail > 2:
+        s2 += x[d8 + 2] * z[d8 + 2]
+    if tail > 3:
+        s3 += x[d8 + 3] * z[d8 + 3]
+    if tail > 4:
+        s4 += x[d8 + 4] * z[d8 + 4]
+    if tail > 5:
+        s5 += x[d8 + 5] * z[d8 + 5]
+    if tail > 6:
+        s6 += x[d8 + 6] * z[d8 + 6]
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+
+
+@nb.njit(cache=True)
+def _kde_sparse_tile(
+    tile, a, b, rn, cn, rl, cl, ry, cy, err, cutoff, scale, row_offset, col_offset, ra, rc, ca,
+    cc, columns,
+):  # fmt: skip
+    # one thread, sums in row-major order: as the C++ and CUDA kernels
+    rows, cols = tile.shape
+    c_all = np.zeros(cols if columns else 0)
+    c_cls = np.zeros(cols if columns else 0)
+    for i in range(rows):
+        t = tile[i]
+        ai = a[i]
+        ni = rn[i]
+        li = rl[i]
+        yi = ry[i]
+        s_all = 0.0
+        s_cls = 0.0
+        for j in range(cols):
+            diagonal = row_offset + i == col_offset + j
+            if not diagonal and _kde_far(t[j], ni, cn[j], li, cl[j], err, cutoff):
+                continue
+            if diagonal:
+                e = 1.0
+            else:
+                d = ni + cn[j] - 2.0 * _dot_rows(ai, b[j])
+                if not (d > 0.0):
+                    d = 0.0
+                e = np.exp(-d * scale)
+            s_all += e
+            if cy[j] == yi:
+                s_cls += e
+            if columns:
+                c_all[j] += e
+                if cy[j] == yi:
+                    c_cls[j] += e
+        ra[i] += s_all
+        rc[i] += s_cls
+    for j in range(c_all.shape[0]):
+        ca[j] += c_all[j]
+        cc[j] += c_cls[j]
+
+
 def _require(ok: bool, what: str) -> None:
     if not ok:
         raise ValueError(f"fastmem._numba: {what}")
@@ -228,6 +414,24 @@ def bin_keys(a, kind, edges, lo, scale, n_codes, rows_per_segment, key1, key2, o
         occupancy.shape[0] == 0 or (kind != 3 and occupancy.shape[0] == cells),
         "occupancy must be empty or hold segments * width * n_codes flags",
     )
+    # Chunks of rows (several per thread, dynamically scheduled: a core taken by another
+    # process delays one chunk, not a thread's whole share), each with private occupancy
+    # masks, as long as those masks stay small next to the activations.
+    threads = nb.get_num_threads()
+    mask_bytes = 8 * (rows // rows_per_segment) * width if occupancy.shape[0] else 0
+    n_chunks = max(1, min(rows, 8 * threads))
+    if mask_bytes:
+        n_chunks = min(n_chunks, max(64 << 20, a.nbytes // 4) // mask_bytes)
+    if kind == 2 and n_codes <= 64 and sys.byteorder == "little" and n_chunks >= min(threads, rows):
+        previous = nb.set_parallel_chunksize(1)
+        try:
+            bad[0] = _uniform_byte_keys(
+                a, float(lo), float(scale), int(n_codes), int(rows_per_segment), key1, key2,
+                occupancy, occupancy.shape[0] > 0, max(1, n_chunks),
+            )  # fmt: skip
+        finally:
+            nb.set_parallel_chunksize(previous)
+        return
     bad[0] = _bin_keys(
         a, int(kind), edges, float(lo), float(scale), a.dtype.type(scale), int(n_codes),
         int(rows_per_segment), key1, key2, occupancy, occupancy.shape[0] > 0,
@@ -281,4 +485,64 @@ def kde_tile(
     _kde_tile(
         tile, row_norms, col_norms, row_labels, col_labels, float(scale), int(row_offset),
         int(col_offset), row_all, row_cls, col_all, col_cls, bool(columns),
+    )  # fmt: skip
+
+
+def kde_screen(
+    tile, row_norms, col_norms, row_lengths, col_lengths, err, cutoff, row_offset, col_offset,
+    count,
+):  # fmt: skip
+    """Entries of a float32 Gram tile whose distance the screening bound cannot prove
+    above ``cutoff`` (the global diagonal excluded), into ``count[0]``."""
+    _require(
+        isinstance(tile, np.ndarray) and tile.dtype == np.float32 and tile.ndim == 2,
+        "tile must be a 2-D float32 ndarray",
+    )
+    _require(tile.flags.c_contiguous, "tile must be C-contiguous")
+    rows, cols = tile.shape
+    for v, n, w in (
+        (row_norms, rows, "row_norms"), (row_lengths, rows, "row_lengths"),
+        (col_norms, cols, "col_norms"), (col_lengths, cols, "col_lengths"),
+    ):  # fmt: skip
+        _vec(v, np.float64, n, w)
+    _vec(count, np.int64, 1, "count")
+    count[0] = _kde_screen(
+        tile, row_norms, col_norms, row_lengths, col_lengths, float(err), float(cutoff),
+        int(row_offset), int(col_offset),
+    )  # fmt: skip
+
+
+def kde_sparse_tile(
+    tile, a, b, row_norms, col_norms, row_lengths, col_lengths, row_labels, col_labels, err,
+    cutoff, scale, row_offset, col_offset, row_all, row_cls, col_all, col_cls, columns,
+):  # fmt: skip
+    """Kernel values of the entries of a float32 Gram tile that the screening bound
+    cannot prove far, from exact float64 dot products of ``a``'s and ``b``'s rows; their
+    row (and, with ``columns``, column) sums."""
+    _require(
+        isinstance(tile, np.ndarray) and tile.dtype == np.float32 and tile.ndim == 2,
+        "tile must be a 2-D float32 ndarray",
+    )
+    _require(tile.flags.c_contiguous, "tile must be C-contiguous")
+    rows, cols = tile.shape
+    for m, n in ((a, rows), (b, cols)):
+        _require(
+            isinstance(m, np.ndarray) and m.dtype == np.float64 and m.ndim == 2
+            and m.flags.c_contiguous and m.shape[0] == n,
+            "a must hold the tile's rows and b its columns (C-contiguous float64)",
+        )  # fmt: skip
+    _require(a.shape[1] == b.shape[1], "a and b must have the same width")
+    for v, n, w in (
+        (row_norms, rows, "row_norms"), (row_lengths, rows, "row_lengths"),
+        (row_all, rows, "row_all"), (row_cls, rows, "row_cls"),
+        (col_norms, cols, "col_norms"), (col_lengths, cols, "col_lengths"),
+        (col_all, cols, "col_all"), (col_cls, cols, "col_cls"),
+    ):  # fmt: skip
+        _vec(v, np.float64, n, w)
+    _vec(row_labels, np.int64, rows, "row_labels")
+    _vec(col_labels, np.int64, cols, "col_labels")
+    _kde_sparse_tile(
+        tile, a, b, row_norms, col_norms, row_lengths, col_lengths, row_labels, col_labels,
+        float(err), float(cutoff), float(scale), int(row_offset), int(col_offset), row_all,
+        row_cls, col_all, col_cls, bool(columns),
     )  # fmt: skip
