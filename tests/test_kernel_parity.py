@@ -19,7 +19,7 @@ from fastmem import _numba
 
 # Module-level helpers of the compiled modules that are not kernels.
 NOT_KERNELS = {
-    "_core": {"max_threads", "activation_kinds"},
+    "_core": {"max_threads", "set_num_threads", "activation_kinds"},
     "_cuda": {"device_status", "runtime_version", "activation_kinds"},
 }
 

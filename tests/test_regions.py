@@ -305,6 +305,46 @@ def test_backends_agree_exactly():
                                           to_numpy(results[0].pattern_hashes.values))  # fmt: skip
 
 
+@pytest.mark.parametrize("chunk_size", [None, 23])
+def test_chunks_cut_side_by_side_equal_one_at_a_time(backend, chunk_size):
+    # With two or more threads the C++ backend cuts two chunks at once, each on its share
+    # of the threads; with one thread it cuts them one after the other. Same chunks, same
+    # GEMM blocks: identical bits, and the counts of an independent walk.
+    from fastmem._threads import kernel_threads
+
+    rng = np.random.default_rng(5)
+    Ws, bs, acts, slopes = random_net(rng, (6, 16, 16, 3), "relu")
+    net = _net(Ws, bs, acts, slopes, backend)
+    A, B = _segments(rng, 300, 6)
+    Ad, Bd = on_backend_device(A, backend), on_backend_device(B, backend)
+    got = R.along_segments(net, Ad, Bd, chunk_size=chunk_size, backend=backend)
+    be = fastmem.select_backend(backend)
+    with kernel_threads(be, 1):
+        one = R.along_segments(net, Ad, Bd, chunk_size=chunk_size, backend=backend)
+    for name in ("counts",):
+        np.testing.assert_array_equal(to_numpy(getattr(got, name)), to_numpy(getattr(one, name)))
+    for name in ("breakpoints", "pattern_hashes"):
+        np.testing.assert_array_equal(to_numpy(getattr(got, name).values),
+                                      to_numpy(getattr(one, name).values))  # fmt: skip
+    counts = to_numpy(got.counts)
+    for i in range(0, 300, 37):
+        assert counts[i] == len(walk(Ws, bs, acts, slopes, A[i], B[i], 0.0, 1.0)[0]) + 1
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_overflow_in_a_later_chunk_raises(backend):
+    # the last segments overflow in layer 1 while earlier chunks are being cut
+    net = _big_net(np.float64, backend, float(np.sqrt(np.finfo(np.float64).max)))
+    A, B = -np.ones((400, 2)), -2 * np.ones((400, 2))
+    A[-5:], B[-5:] = -1.0, 1.0
+    Ad, Bd = on_backend_device(A, backend), on_backend_device(B, backend)
+    for chunk_size in (None, 7):
+        with pytest.raises(InputError, match=r"^layer 1 \(a hidden layer\)"):
+            R.along_segments(net, Ad, Bd, chunk_size=chunk_size, backend=backend)
+    ok = R.along_segments(net, Ad[:-5], Bd[:-5], backend=backend)
+    assert (to_numpy(ok.counts) == 1).all()
+
+
 def test_chunk_size_does_not_change_results(backend):
     rng = np.random.default_rng(2)
     Ws, bs, acts, slopes = random_net(rng, (4, 10, 10, 2), "hardtanh")

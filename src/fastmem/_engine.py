@@ -35,7 +35,10 @@ the check costs next to nothing on ordinary networks.
 from __future__ import annotations
 
 import math
+import threading
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +46,7 @@ import numpy as np
 
 from ._backend import Backend
 from ._kinds import ACTIVATIONS, bits_per_neuron
-from ._threads import kernels_own_the_cores, row_parallel_matmul
+from ._threads import cpu_threads, kernel_threads, kernels_own_the_cores, row_parallel_matmul
 from ._validate import positive_int as check_positive_int
 from .errors import InputError
 from .network import Network
@@ -298,6 +301,13 @@ def _check_layer(Z: Any, layer: int, net: Network, ws: Workspace, known: float) 
 
 
 # ------------------------------------------------------------------ the engine
+# Chunks are cut, visited and observed in order, with this many in flight: chunk j's size
+# comes from the pieces of the chunks before j - _IN_FLIGHT + 1. A constant (not the
+# number of threads) so that the chunks, and hence every rounding of the GEMMs over them,
+# are the same on every backend and thread count.
+_IN_FLIGHT = 2
+
+
 def run(
     lines: Lines,
     t0: float,
@@ -309,19 +319,67 @@ def run(
 ) -> int:
     """Cut every line into pieces, ``visit(lo, hi, pieces)`` per chunk of lines ``lo:hi``.
 
-    ``chunk_size=None`` adapts the chunks to the memory budget (:class:`Chunker`). All
-    chunks share one :class:`Workspace`. Returns the largest number of lines in a chunk.
+    ``chunk_size=None`` adapts the chunks to the memory budget (:class:`Chunker`).
+    ``visit`` is called in the order of the chunks, from the calling thread. On the C++
+    backend with two or more threads, ``_IN_FLIGHT`` chunks are cut side by side, each
+    on its own share of the threads (its GEMMs and kernels on one core on a 2-core
+    machine): chunks are independent, so this needs no synchronisation inside a chunk,
+    where a chunk's many short kernel passes and GEMMs each cost a fork and a join
+    when one chunk is spread over all threads. Returns the largest number of lines in
+    a chunk.
     """
     net, be = lines.net, lines.be
     chunker = Chunker(net, lines.m, chunk_size)
-    ws = Workspace(be.xp)
+    threads = cpu_threads(be)
+    side_by_side = be.name == "cpp" and threads >= 2 and lines.m > _FIRST_CHUNK
+
+    def cut(lo: int, hi: int, ws: Workspace, threads: int | None) -> Pieces:
+        D = lines.directions(lo, hi)
+        return split(net, be, lines.first[lo:hi], D, t0, t1, logits=logits, ws=ws,
+                     names=lines.names, threads=threads)  # fmt: skip
+
+    pending: deque[tuple[int, int, Any]] = deque()
+
+    def finish() -> None:
+        lo, hi, result = pending.popleft()
+        p = result.result() if side_by_side else result
+        chunker.observe(p.seg.shape[0], hi - lo)
+        visit(lo, hi, p)
+
     with kernels_own_the_cores(be):
-        for lo, hi in chunker:
-            D = lines.directions(lo, hi)
-            p = split(net, be, lines.first[lo:hi], D, t0, t1, logits=logits, ws=ws,
-                      names=lines.names)  # fmt: skip
-            chunker.observe(p.seg.shape[0], hi - lo)
-            visit(lo, hi, p)
+        if not side_by_side:
+            ws = Workspace(be.xp)
+            for lo, hi in chunker:
+                pending.append((lo, hi, cut(lo, hi, ws, None)))
+                if len(pending) >= _IN_FLIGHT:
+                    finish()
+            while pending:
+                finish()
+            return chunker.largest
+        share = max(1, threads // _IN_FLIGHT)
+        local = threading.local()
+
+        def job(lo: int, hi: int) -> Pieces:
+            ws = getattr(local, "ws", None)
+            if ws is None:
+                ws = local.ws = Workspace(be.xp)
+            with kernel_threads(be, share):
+                return cut(lo, hi, ws, share)
+
+        with (
+            ThreadPoolExecutor(_IN_FLIGHT, thread_name_prefix="fastmem-chunk") as pool,
+            kernel_threads(be, share),  # visit's kernels (hashing) share the cores too
+        ):
+            try:
+                for lo, hi in chunker:
+                    pending.append((lo, hi, pool.submit(job, lo, hi)))
+                    if len(pending) >= _IN_FLIGHT:
+                        finish()
+                while pending:
+                    finish()
+            finally:
+                for _, _, job_left in pending:  # an error: do not start what is queued
+                    job_left.cancel()
     return chunker.largest
 
 
@@ -336,6 +394,7 @@ def split(
     logits: bool,
     ws: Workspace | None = None,
     names: tuple[str, str] = ("starts", "ends"),
+    threads: int | None = None,
 ) -> Pieces:
     """Cut the segments ``A + t D`` (rows) into pieces through all hidden layers.
 
@@ -347,6 +406,7 @@ def split(
     breakpoint). With ``logits`` the output layer is applied too. Scratch comes from
     ``ws`` (pass one workspace to every chunk of a call); the result owns its arrays.
     ``names``: the caller's two arguments, named when the lines' points overflow.
+    ``threads``: how many threads the GEMMs may use (default: the kernels' threads).
     """
     xp, k = be.xp, be.kernels
     ws = ws or Workspace(xp)
@@ -370,7 +430,9 @@ def split(
         )
     H[:, d] = 1
     W0 = ws.weights_t(net, 0)
-    Z = row_parallel_matmul(H, W0, be, out=ws.take("z0", (2 * m, W0.shape[1]), dt))
+    Z = row_parallel_matmul(
+        H, W0, be, out=ws.take("z0", (2 * m, W0.shape[1]), dt), threads=threads
+    )
     known = _check_layer(Z, 0, net, ws, 0.0)  # a bound on |Z|
     bit = 0
     step = False
@@ -416,7 +478,7 @@ def split(
         if next_values:
             wt = ws.weights_t(net, layer + 1)  # (width + 1, next)
             Z_old = row_parallel_matmul(
-                H, wt, be, out=ws.take("zold", (H.shape[0], wt.shape[1]), dt)
+                H, wt, be, out=ws.take("zold", (H.shape[0], wt.shape[1]), dt), threads=threads
             )
             other = str((layer + 1) % 2)
             Z_new = ws.take("z" + other, (nc + m, wt.shape[1]), dt)

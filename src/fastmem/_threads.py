@@ -66,13 +66,47 @@ def cpu_threads(backend: Backend) -> int:
     return 1
 
 
-def row_parallel_matmul(H: Any, M: Any, backend: Backend, out: Any = None) -> Any:
+@contextlib.contextmanager
+def kernel_threads(backend: Backend, n: int) -> Iterator[None]:
+    """Run the CPU kernels that this thread calls on ``n`` threads, then restore.
+
+    The setting belongs to the calling thread only (OpenMP's and Numba's thread counts
+    are per thread), so threads that process different chunks side by side can each
+    keep their kernels on one core. No effect on CUDA backends.
+    """
+    if backend.device != "cpu":
+        yield
+        return
+    if backend.name == "cpp":
+        k = backend.kernels
+        old = int(k.max_threads())
+        k.set_num_threads(n)
+        try:
+            yield
+        finally:
+            k.set_num_threads(old)
+        return
+    import numba
+
+    old = int(numba.get_num_threads())
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
+def row_parallel_matmul(
+    H: Any, M: Any, backend: Backend, out: Any = None, *, threads: int | None = None
+) -> Any:
     """``H @ M`` with the rows of ``H`` split over the kernels' threads.
 
     Used under :func:`kernels_own_the_cores`, where BLAS runs single-threaded:
     NumPy releases the GIL in matmul, so blocks of rows multiply in parallel
     without BLAS's own (spinning) thread pool. ``out``: where to write the
     product (C-contiguous, ``(H.shape[0], M.shape[1])``); a new array if None.
+    ``threads``: how many threads may multiply (default: the kernels' threads); the
+    row blocks, hence the result, do not depend on it.
     Overflow raises no warning (on any thread): the caller checks the product.
     """
     global _GEMM_POOL
@@ -85,7 +119,7 @@ def row_parallel_matmul(H: Any, M: Any, backend: Backend, out: Any = None) -> An
     if out is None:
         out = np.empty((n, M.shape[1]), dtype=np.result_type(H, M))
     blocks = list(itertools.pairwise([*range(0, n, _GEMM_BLOCK_ROWS), n]))
-    threads = cpu_threads(backend)
+    threads = cpu_threads(backend) if threads is None else threads
     if threads < 2:
         for lo, hi in blocks:
             _matmul_quiet(np, H[lo:hi], M, out[lo:hi])
