@@ -430,9 +430,7 @@ def split(
         )
     H[:, d] = 1
     W0 = ws.weights_t(net, 0)
-    Z = row_parallel_matmul(
-        H, W0, be, out=ws.take("z0", (2 * m, W0.shape[1]), dt), threads=threads
-    )
+    Z = row_parallel_matmul(H, W0, be, out=ws.take("z0", (2 * m, W0.shape[1]), dt), threads=threads)
     known = _check_layer(Z, 0, net, ws, 0.0)  # a bound on |Z|
     bit = 0
     step = False
