@@ -231,7 +231,11 @@ def test_hypothesis_shapes(n, w, bins, classes, seed, mode):
     assert len({(r.i_xt, r.i_ty, r.n_distinct, r.empty_bin_fraction) for r in results}) == 1
 
 
-@pytest.mark.parametrize("kind, n_codes", [(0, 30), (1, 7), (2, 30), (2, 300), (3, 0)])
+@pytest.mark.parametrize(
+    "kind, n_codes",
+    # 32 / 33 / 64 / 65 codes: the C++ fast path's 32-bit, 64-bit and per-cell occupancy
+    [(0, 30), (1, 7), (2, 30), (2, 32), (2, 33), (2, 64), (2, 65), (2, 300), (3, 0)],
+)
 def test_keys_identical_across_cpu_backends(kind, n_codes):
     """The C++ fast path (uniform byte codes) and generic path hash like Numba's."""
     import fastmem._numba as nk
