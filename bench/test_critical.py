@@ -16,7 +16,8 @@ call, then the minimum over the timed calls:
     python -m pytest bench/test_critical.py -k fresh -s --benchmark-columns=min
 
 or one contender: ``python bench/test_critical.py <pgd|ls> <contender> <rounds>`` with
-contender in ``cpp | numba | torch`` (torch: torchattacks PGD, or the autograd loop).
+contender in ``cpp | numba | torch`` (torch: torchattacks PGD, or the autograd loop) or,
+for ``pgd``, ``crown`` (the CROWN certificate of the batch, value: the CSR upper bound).
 """
 
 from __future__ import annotations
@@ -175,10 +176,16 @@ def _fresh_contender(workload: str, contender: str):
             atk = ta.PGD(model, eps=EPS, alpha=ALPHA, steps=STEPS, random_start=True)
 
             def run():
+                adv = atk(xt, yt)
                 with torch.no_grad():
-                    return float((model(atk(xt, yt)).argmax(1) != yt).float().mean())
+                    return float((model(adv).argmax(1) != yt).float().mean())
 
             return run
+        if contender == "crown":  # the certificate of the same batch (no search)
+            return lambda: fastmem.critical_samples(
+                net, X, radius=EPS, method="pgd", steps=1, certify="crown", rng=0,
+                backend="cpp",
+            ).csr_upper  # fmt: skip
         return lambda: fastmem.critical_samples(
             net, X, radius=EPS, method="pgd", steps=STEPS, step_size=ALPHA, certify=None,
             rng=0, backend=contender,

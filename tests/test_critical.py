@@ -306,6 +306,32 @@ def test_early_stop_and_batches_do_not_change_results(backend):
         assert a.n_critical > 0
 
 
+def test_search_split_over_threads_equals_one_thread(backend):
+    # with two or more CPU threads a batch is searched in parts side by side; the
+    # results (counter-based noise keyed by sample) must equal one thread's, bit for bit
+    if backend == "cuda":
+        pytest.skip("run on the CPU backends")
+    from fastmem._threads import kernel_threads
+
+    rng = np.random.default_rng(6)
+    net, *_ = make_net(rng, (6, 24, 24, 3), "relu")
+    X = rng.random((700, 6))
+    kw = dict(radius=0.05, steps=30, certify=None, rng=4, backend=backend)
+    for method in ("lass", "pgd"):
+        a = fastmem.critical_samples(net, X, method=method, **kw)
+        with kernel_threads(fastmem.select_backend(backend), 1):
+            b = fastmem.critical_samples(net, X, method=method, **kw)
+        np.testing.assert_array_equal(a.status, b.status)
+        np.testing.assert_array_equal(a.adversarial, b.adversarial)
+        np.testing.assert_array_equal(a.steps_taken, b.steps_taken)
+        assert 0 < a.n_critical < 700
+    y = rng.integers(0, 3, 700)
+    ls = fastmem.loss_sensitivity(net, X, y, backend=backend).values
+    with kernel_threads(fastmem.select_backend(backend), 1):
+        one = fastmem.loss_sensitivity(net, X, y, backend=backend).values
+    np.testing.assert_array_equal(ls, one)
+
+
 def test_csr_curve_and_certified_radius(backend):
     if backend == "cuda":
         pytest.skip("run on the CPU backends")

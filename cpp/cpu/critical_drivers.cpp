@@ -4,11 +4,39 @@
 
 namespace fastmem::cpu {
 
+namespace {
+
+// The loop for one activation kind known at compile time, through locals stored
+// unconditionally: the switch folds away and the loop vectorises into selects. Applied to
+// z[i] in place, GCC kept a branch per value (it only stores z where it changes), which
+// mispredicts on half of them (random signs): 550 us -> ~20 us for 1024 x 128 float32
+// relu values on one thread.
+template <int Kind, class T>
+void activate_kind(T* __restrict z, T* __restrict deriv, int64_t n, T slope) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; ++i) {
+    T zi = z[i], di;
+    crit_act_deriv(zi, di, Kind, slope);
+    z[i] = zi;
+    deriv[i] = di;
+  }
+}
+
+}  // namespace
+
 template <class T>
 void crit_activate(T* z, T* deriv, int64_t rows, int64_t width, int kind, T slope) {
   const int64_t n = rows * width;
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; ++i) crit_act_deriv(z[i], deriv[i], kind, slope);
+  switch (kind) {
+    case kRelu:
+      return activate_kind<kRelu>(z, deriv, n, slope);
+    case kLeakyRelu:
+      return activate_kind<kLeakyRelu>(z, deriv, n, slope);
+    case kHardtanh:
+      return activate_kind<kHardtanh>(z, deriv, n, slope);
+    default:
+      return activate_kind<kThreshold>(z, deriv, n, slope);
+  }
 }
 
 template <class T>

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from ._backend import Backend
-from ._threads import cpu_threads, kernels_own_the_cores
+from ._threads import cpu_threads, kernel_threads, kernels_own_the_cores
 from ._validate import positive_int as _positive_int
 from ._validate import to_host as _host
 from .errors import InputError
@@ -81,6 +81,11 @@ _GRADIENT_ACTIVATIONS = ("relu", "leaky_relu", "hardtanh")
 # Rows of a CROWN backward pass processed at once (bounds memory to rows x input width).
 _CROWN_ROWS = 8192
 _DEFAULT_BATCH = 4096
+# On the CPU a batch of the search runs in parts of this many samples, side by side.
+_SEARCH_PART = 512
+# Loss sensitivity's batches: small enough that their temporaries stay in cache and are
+# reused by the allocator (a fresh 4096-row batch costs page faults on every array).
+_LS_BATCH = 1024
 _STATUS_CODES = np.array(["unknown", "critical", "robust"])
 
 
@@ -602,54 +607,114 @@ def _search(
     found,
     steps_taken,
 ):
-    """Batched LASS / PGD on the samples ``todo``; fills the result arrays in place."""
-    xp, k = model.xp, model.k
+    """Batched LASS / PGD on the samples ``todo``; fills the result arrays in place.
+
+    On the CPU each batch is searched in parts of ``_SEARCH_PART`` samples, side by side
+    on the kernels' threads (BLAS is single-threaded here, and the GEMMs are most of the
+    work). The parts depend on the batch only, never on the threads, and samples are
+    independent (their noise is keyed by sample id): the results are the same, bit for
+    bit, whatever the number of threads.
+    """
+    kw = dict(method=method, steps=steps, step_size=step_size, noise=noise,
+              restarts=restarts, seed=seed, early_stop=early_stop, adversarial=adversarial,
+              found=found, steps_taken=steps_taken)  # fmt: skip
+    threads = cpu_threads(model.be)
     for a in range(0, todo.size, batch):
         chunk = todo[a : a + batch]
-        for rs in range(restarts):
-            ids = xp.ascontiguousarray(chunk[~found[chunk]]).astype(np.int64)
-            if ids.size == 0:
+        if model.be.device != "cpu":
+            _search_rows(model, X, lo, hi, pred, chunk, **kw)
+            continue
+        parts = [chunk[p : p + _SEARCH_PART] for p in range(0, chunk.size, _SEARCH_PART)]
+        _side_by_side(model.be, threads, [(_search_rows, (model, X, lo, hi, pred, part), kw)
+                                          for part in parts])  # fmt: skip
+
+
+def _side_by_side(be: Any, threads: int, calls: list[tuple[Any, tuple, dict]]) -> None:
+    """Run ``fn(*args, **kw)`` for every call, on up to ``threads`` threads, each call's
+    kernels on one core (an OpenMP team per call would put twice the threads on the
+    cores, spinning at every join); one after the other with fewer than two threads or
+    calls."""
+    if threads < 2 or len(calls) < 2:
+        for fn, args, kw in calls:
+            fn(*args, **kw)
+        return
+
+    def job(fn: Any, args: tuple, kw: dict) -> None:
+        with kernel_threads(be, 1):
+            fn(*args, **kw)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(threads, len(calls))) as pool:
+        for done in [pool.submit(job, *call) for call in calls]:
+            done.result()
+
+
+def _search_rows(
+    model,
+    X,
+    lo,
+    hi,
+    pred,
+    chunk,
+    *,
+    method,
+    steps,
+    step_size,
+    noise,
+    restarts,
+    seed,
+    early_stop,
+    adversarial,
+    found,
+    steps_taken,
+):
+    """LASS / PGD on the samples ``chunk`` (one batch, or one thread's part of it)."""
+    xp, k = model.xp, model.k
+    for rs in range(restarts):
+        ids = xp.ascontiguousarray(chunk[~found[chunk]]).astype(np.int64)
+        if ids.size == 0:
+            break
+        x = xp.array(X[ids])
+        if method == "pgd":
+            k.crit_random_start(x, lo, hi, ids, seed, rs << 32)
+        done = xp.zeros(ids.size, dtype=bool)  # only used without early stop
+        for step in range(steps + 1):
+            want = step < steps
+            logits, ds = model.forward(x, derivs=want)
+            if step > 0 or method == "pgd":
+                flags = xp.empty(ids.size, dtype=np.uint8)
+                k.crit_check(logits, pred[ids], flags)
+                hit = flags.astype(bool) & ~done
+                if bool(hit.any()):
+                    hid = ids[hit]
+                    adversarial[hid] = x[hit]
+                    found[hid] = True
+                    steps_taken[hid] = rs * steps + step
+                    if early_stop:
+                        # active-set compaction: stopped samples cost nothing more
+                        keep = xp.flatnonzero(~hit)
+                        ids, x, logits = ids[keep], x[keep], logits[keep]
+                        ds = [d[keep] for d in ds]
+                        done = done[keep]
+                        if ids.size == 0:
+                            break
+                    else:
+                        done |= hit
+            if not want:
                 break
-            x = xp.array(X[ids])
-            if method == "pgd":
-                k.crit_random_start(x, lo, hi, ids, seed, rs << 32)
-            done = xp.zeros(ids.size, dtype=bool)  # only used without early stop
-            for step in range(steps + 1):
-                want = step < steps
-                logits, ds = model.forward(x, derivs=want)
-                if step > 0 or method == "pgd":
-                    flags = xp.empty(ids.size, dtype=np.uint8)
-                    k.crit_check(logits, pred[ids], flags)
-                    hit = flags.astype(bool) & ~done
-                    if bool(hit.any()):
-                        hid = ids[hit]
-                        adversarial[hid] = x[hit]
-                        found[hid] = True
-                        steps_taken[hid] = rs * steps + step
-                        if early_stop:
-                            # active-set compaction: stopped samples cost nothing more
-                            keep = xp.flatnonzero(~hit)
-                            ids, x, logits = ids[keep], x[keep], logits[keep]
-                            ds = [d[keep] for d in ds]
-                            done = done[keep]
-                            if ids.size == 0:
-                                break
-                        else:
-                            done |= hit
-                if not want:
-                    break
-                grad = model.ce_input_grad(logits, ds, pred[ids])
-                k.crit_step(
-                    x,
-                    xp.ascontiguousarray(grad),
-                    lo,
-                    hi,
-                    ids,
-                    seed,
-                    (rs << 32) | (step + 1),
-                    step_size,
-                    noise,
-                )
+            grad = model.ce_input_grad(logits, ds, pred[ids])
+            k.crit_step(
+                x,
+                xp.ascontiguousarray(grad),
+                lo,
+                hi,
+                ids,
+                seed,
+                (rs << 32) | (step + 1),
+                step_size,
+                noise,
+            )
 
 
 # --------------------------------------------------------------------------- public
@@ -1035,27 +1100,14 @@ def loss_sensitivity(
 
 
 def _ls_batches(model: _Model, Xd: Any, labels: Any, norm: float, values: Any) -> None:
+    # GEMM-bound, with BLAS held to one thread (kernels_own_the_cores): fixed batches
+    # (so the same rounding whatever the threads) run side by side on the kernels'
+    # threads instead (NumPy's matmul releases the GIL)
     n = Xd.shape[0]
-    spans = [(a, min(a + _DEFAULT_BATCH, n)) for a in range(0, n, _DEFAULT_BATCH)]
-    threads = cpu_threads(model.be)
-    if model.be.device != "cpu" or threads < 2 or n < 2 * 256:
-        for a, b in spans:
-            _ls_batch(model, Xd, labels, norm, values, a, b)
-        return
-    # GEMM-bound, with BLAS held to one thread (kernels_own_the_cores): the batches run
-    # side by side on the kernels' threads instead (NumPy's matmul releases the GIL).
-    from concurrent.futures import ThreadPoolExecutor
-
-    size = -(-n // threads)
-    spans = [(a, min(a + size, n)) for a in range(0, n, size)]
-    spans = [
-        (a, min(a + _DEFAULT_BATCH, hi)) for lo, hi in spans for a in range(lo, hi, _DEFAULT_BATCH)
-    ]
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        for job in [
-            pool.submit(_ls_batch, model, Xd, labels, norm, values, a, b) for a, b in spans
-        ]:
-            job.result()
+    calls = [(_ls_batch, (model, Xd, labels, norm, values, a, min(a + _LS_BATCH, n)), {})
+             for a in range(0, n, _LS_BATCH)]  # fmt: skip
+    threads = cpu_threads(model.be) if model.be.device == "cpu" else 1
+    _side_by_side(model.be, threads, calls)
 
 
 def _ls_batch(

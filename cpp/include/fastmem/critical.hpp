@@ -49,10 +49,14 @@ FASTMEM_HD inline void crit_act_deriv(T& z, T& d, int kind, T slope) {
       z = v > T(0) ? v : T(0);
       d = v > T(0) ? T(1) : T(0);
       break;
-    case kLeakyRelu:
-      z = v > T(0) ? v : slope * v;
+    case kLeakyRelu: {
+      // the product unconditionally: a multiply under a condition is not if-converted
+      // (it might trap), so the loop would not vectorise
+      const T scaled = slope * v;
+      z = v > T(0) ? v : scaled;
       d = v > T(0) ? T(1) : slope;
       break;
+    }
     case kHardtanh:
       z = v < T(-1) ? T(-1) : (v > T(1) ? T(1) : v);
       d = (v < T(-1) || v > T(1)) ? T(0) : T(1);
