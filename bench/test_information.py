@@ -17,7 +17,8 @@ the peak traced memory (tracemalloc) of one more call. KDE inputs: "random" (the
 issue's tanh(0.01 N(0,1)) rows, where every pair is far and the float32 screen prunes
 all tile pairs) and the realistic "digits-replicated" / "digits-jittered" (the 1024
 tanh units of an MLP trained on sklearn digits, inputs drawn with replacement to
-10,000 rows, exact copies or with N(0, 0.05^2) input noise):
+10,000 rows, exact copies or with N(0, 0.05^2) input noise), and the worst case "near"
+(tanh(0.001 N(0,1)): every pair is within the cutoff, nothing can be pruned):
 
     python -m pytest bench/test_information.py -k fresh -s --benchmark-columns=min
 """
@@ -191,6 +192,9 @@ def kde_input(name: str) -> tuple[np.ndarray, np.ndarray]:
     if name == "random":
         rng = np.random.default_rng(2)
         return np.tanh(rng.normal(size=(10_000, 1024)) * 0.01), rng.integers(0, 10, 10_000)
+    if name == "near":  # the worst case: every pair within the cutoff, nothing pruned
+        rng = np.random.default_rng(4)
+        return np.tanh(rng.normal(size=(10_000, 1024)) * 0.001), rng.integers(0, 10, 10_000)
     import warnings
 
     from sklearn.datasets import load_digits
@@ -262,6 +266,7 @@ FRESH = {
     "kde-random": (("dense-numpy", 2), ("cpp", 3), ("numba", 3)),
     "kde-digits-replicated": (("dense-numpy", 2), ("cpp", 3), ("numba", 3)),
     "kde-digits-jittered": (("dense-numpy", 2), ("cpp", 3), ("numba", 3)),
+    "kde-near": (("dense-numpy", 2), ("cpp", 3), ("numba", 3)),
 }
 
 
