@@ -46,7 +46,13 @@ import numpy as np
 
 from ._backend import Backend
 from ._kinds import ACTIVATIONS, bits_per_neuron
-from ._threads import cpu_threads, kernel_threads, kernels_own_the_cores, row_parallel_matmul
+from ._threads import (
+    cpu_threads,
+    kernel_threads,
+    kernels_callable_side_by_side,
+    kernels_own_the_cores,
+    row_parallel_matmul,
+)
 from ._validate import positive_int as check_positive_int
 from .errors import InputError
 from .network import Network
@@ -320,8 +326,9 @@ def run(
     """Cut every line into pieces, ``visit(lo, hi, pieces)`` per chunk of lines ``lo:hi``.
 
     ``chunk_size=None`` adapts the chunks to the memory budget (:class:`Chunker`).
-    ``visit`` is called in the order of the chunks, from the calling thread. On the C++
-    backend with two or more threads, ``_IN_FLIGHT`` chunks are cut side by side, each
+    ``visit`` is called in the order of the chunks, from the calling thread. On a CPU
+    backend whose kernels two threads may call at once (C++; Numba with its omp or tbb
+    threading layer) with two or more threads, ``_IN_FLIGHT`` chunks are cut side by side, each
     on its own share of the threads (its GEMMs and kernels on one core on a 2-core
     machine): chunks are independent, so this needs no synchronisation inside a chunk,
     where a chunk's many short kernel passes and GEMMs each cost a fork and a join
@@ -331,7 +338,7 @@ def run(
     net, be = lines.net, lines.be
     chunker = Chunker(net, lines.m, chunk_size)
     threads = cpu_threads(be)
-    side_by_side = be.name == "cpp" and threads >= 2 and lines.m > _FIRST_CHUNK
+    side_by_side = kernels_callable_side_by_side(be) and threads >= 2 and lines.m > _FIRST_CHUNK
 
     def cut(lo: int, hi: int, ws: Workspace, threads: int | None) -> Pieces:
         D = lines.directions(lo, hi)

@@ -66,6 +66,26 @@ def cpu_threads(backend: Backend) -> int:
     return 1
 
 
+def kernels_callable_side_by_side(backend: Backend) -> bool:
+    """Whether two Python threads may call the backend's CPU kernels at the same time.
+
+    The C++ kernels may (each OpenMP call has its own team). Numba's may with its omp or
+    tbb threading layer, never with workqueue (its fallback where neither is installed,
+    which aborts the process on concurrent use). Numba picks its layer on the first
+    parallel call: before that, False.
+    """
+    if backend.device != "cpu":
+        return False
+    if backend.name == "cpp":
+        return True
+    import numba
+
+    try:
+        return numba.threading_layer() in ("omp", "tbb")
+    except ValueError:  # no parallel function has run yet
+        return False
+
+
 @contextlib.contextmanager
 def kernel_threads(backend: Backend, n: int) -> Iterator[None]:
     """Run the CPU kernels that this thread calls on ``n`` threads, then restore.

@@ -48,7 +48,12 @@ from typing import Any
 import numpy as np
 
 from ._backend import Backend
-from ._threads import cpu_threads, kernel_threads, kernels_own_the_cores
+from ._threads import (
+    cpu_threads,
+    kernel_threads,
+    kernels_callable_side_by_side,
+    kernels_own_the_cores,
+)
 from ._validate import positive_int as _positive_int
 from ._validate import to_host as _host
 from .errors import InputError
@@ -633,8 +638,13 @@ def _side_by_side(be: Any, threads: int, calls: list[tuple[Any, tuple, dict]]) -
     """Run ``fn(*args, **kw)`` for every call, on up to ``threads`` threads, each call's
     kernels on one core (an OpenMP team per call would put twice the threads on the
     cores, spinning at every join); one after the other with fewer than two threads or
-    calls."""
-    if threads < 2 or len(calls) < 2:
+    calls, or where the kernels must not be entered from two threads at once (Numba's
+    workqueue layer: :func:`kernels_callable_side_by_side`)."""
+    calls = list(calls)
+    if threads >= 2 and len(calls) >= 2 and not kernels_callable_side_by_side(be):
+        fn, args, kw = calls.pop(0)  # the first call picks Numba's threading layer
+        fn(*args, **kw)
+    if threads < 2 or len(calls) < 2 or not kernels_callable_side_by_side(be):
         for fn, args, kw in calls:
             fn(*args, **kw)
         return

@@ -56,7 +56,7 @@ Memory
     fresh page of a larger one costs a fault on first touch). Memory is then
     bounded independently of the number of segments (the results themselves take 16 bytes
     per piece). A fixed ``chunk_size`` bounds it by ``chunk_size`` times the largest pieces
-    per segment. On the C++ backend with two or more threads two chunks are cut side by
+    per segment. On the CPU backends with two or more threads two chunks are cut side by
     side, each in its own workspace on half the threads (so twice this memory): a
     chunk's many short passes then need no fork and join over all cores. The chunks, and
     so the results bit for bit, are the same whatever the threads and the backend.
