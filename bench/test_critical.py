@@ -23,7 +23,6 @@ for ``pgd``, ``crown`` (the CROWN certificate of the batch, value: the CSR upper
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,9 @@ import numpy as np
 import pytest
 
 import fastmem
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _fresh import run_script_fresh
 
 WIDTHS = (784, 128, 128, 128, 10)
 N_PGD = 1000
@@ -116,6 +118,17 @@ def test_pgd(benchmark, case, impl):
     benchmark.extra_info["mean_steps"] = float(res.steps_taken.mean())
 
 
+def _torch_loss_sensitivity(torch, model, xt, yt):
+    """The way users compute it today: autograd over batches of 1000, ||dL/dx||_1."""
+    out = []
+    for lo in range(0, xt.shape[0], 1000):
+        xb = xt[lo : lo + 1000].clone().requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(model(xb), yt[lo : lo + 1000], reduction="sum")
+        (g,) = torch.autograd.grad(loss, xb)
+        out.append(g.abs().sum(1))
+    return torch.cat(out)
+
+
 @pytest.mark.parametrize("impl", ["fastmem-cpp", "fastmem-numba", "torch-autograd"])
 def test_loss_sensitivity(benchmark, case, impl):
     net, weights, biases, X = case
@@ -126,18 +139,10 @@ def test_loss_sensitivity(benchmark, case, impl):
         model = _torch_model(weights, biases)
         xt, yt = torch.tensor(X), torch.tensor(y)
 
-        def run():
-            out = []
-            for lo in range(0, N_LS, 1000):
-                xb = xt[lo : lo + 1000].clone().requires_grad_(True)
-                loss = torch.nn.functional.cross_entropy(
-                    model(xb), yt[lo : lo + 1000], reduction="sum"
-                )
-                (g,) = torch.autograd.grad(loss, xb)
-                out.append(g.abs().sum(1))
-            return torch.cat(out)
-
-        benchmark.pedantic(run, rounds=5, iterations=1, warmup_rounds=1)
+        benchmark.pedantic(
+            lambda: _torch_loss_sensitivity(torch, model, xt, yt), rounds=5, iterations=1,
+            warmup_rounds=1,
+        )  # fmt: skip
         return
     backend = impl.split("-")[1]
     benchmark.pedantic(
@@ -197,28 +202,13 @@ def _fresh_contender(workload: str, contender: str):
         model = _torch_model(weights, biases)
         xt, yt = torch.tensor(X), torch.tensor(y)
 
-        def run():
-            out = []
-            for lo in range(0, N_LS, 1000):
-                xb = xt[lo : lo + 1000].clone().requires_grad_(True)
-                loss = torch.nn.functional.cross_entropy(
-                    model(xb), yt[lo : lo + 1000], reduction="sum"
-                )
-                (g,) = torch.autograd.grad(loss, xb)
-                out.append(g.abs().sum(1))
-            return float(torch.cat(out).double().sum())
-
-        return run
+        return lambda: float(_torch_loss_sensitivity(torch, model, xt, yt).double().sum())
     return lambda: float(fastmem.loss_sensitivity(net, X, y, backend=contender).values.sum())
 
 
 def fresh_process(workload: str, contender: str, rounds: int) -> dict:
     """Run one contender in a new Python process; it has exited when this returns."""
-    done = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), workload, contender, str(rounds)],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_script_fresh(str(Path(__file__).resolve()), workload, contender, rounds)
 
 
 FRESH = {

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
 import sys
 import time
 import tracemalloc
@@ -37,6 +36,9 @@ import numpy as np
 import pytest
 
 import fastmem
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _fresh import run_script_fresh
 
 N_CKPT = 274
 WIDTHS = (12, 10, 7, 5, 4, 3, 2)
@@ -254,11 +256,7 @@ def _run_contender(workload: str, contender: str, rounds: int) -> dict:
 
 def fresh_process(workload: str, contender: str, rounds: int) -> dict:
     """Run one contender in a new Python process; it has exited when this returns."""
-    done = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), workload, contender, str(rounds)],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return run_script_fresh(str(Path(__file__).resolve()), workload, contender, rounds)
 
 
 FRESH = {

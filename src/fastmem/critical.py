@@ -592,37 +592,15 @@ def _certify_all(model, lo, hi, pred, method, batch):
     return margin, stable, corner, has_corner
 
 
-def _search(
-    model,
-    X,
-    lo,
-    hi,
-    pred,
-    todo,
-    *,
-    method,
-    steps,
-    step_size,
-    noise,
-    restarts,
-    seed,
-    batch,
-    early_stop,
-    adversarial,
-    found,
-    steps_taken,
-):
+def _search(model, X, lo, hi, pred, todo, *, batch: int, **kw: Any) -> None:
     """Batched LASS / PGD on the samples ``todo``; fills the result arrays in place.
 
     On the CPU each batch is searched in parts of ``_SEARCH_PART`` samples, side by side
     on the kernels' threads (BLAS is single-threaded here, and the GEMMs are most of the
     work). The parts depend on the batch only, never on the threads, and samples are
     independent (their noise is keyed by sample id): the results are the same, bit for
-    bit, whatever the number of threads.
+    bit, whatever the number of threads. ``kw``: the keywords of :func:`_search_rows`.
     """
-    kw = dict(method=method, steps=steps, step_size=step_size, noise=noise,
-              restarts=restarts, seed=seed, early_stop=early_stop, adversarial=adversarial,
-              found=found, steps_taken=steps_taken)  # fmt: skip
     threads = cpu_threads(model.be)
     for a in range(0, todo.size, batch):
         chunk = todo[a : a + batch]
