@@ -57,6 +57,16 @@ def test_counts_match_walk(backend, act, widths):
     _check_against_walk(Ws, bs, acts, slopes, A, B, backend)
 
 
+@pytest.mark.parametrize("act", ACTS)
+def test_wide_layers_match_walk(backend, act):
+    # wider than one 64-neuron scan block, with layers that start inside a pattern word
+    # (bit offsets 70 and 200: codes straddle words)
+    rng = np.random.default_rng(11)
+    Ws, bs, acts, slopes = random_net(rng, (3, 70, 130, 65, 2), act)
+    A, B = _segments(rng, 3, 3)
+    _check_against_walk(Ws, bs, acts, slopes, A, B, backend)
+
+
 @settings(max_examples=12, derandomize=True)
 @given(
     seed=st.integers(0, 2**31),

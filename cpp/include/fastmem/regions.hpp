@@ -40,6 +40,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "fastmem/hd.hpp"
 #include "fastmem/patterns.hpp"
@@ -80,17 +81,66 @@ FASTMEM_HD inline bool may_cross(T zl, T zh, T c) {
   return (zl != zh) & ((zl <= c) | (zh <= c)) & ((zl >= c) | (zh >= c));
 }
 
+// Bit b of the result is byte b of x (each byte 0 or 1): one multiply gathers them, as
+// every partial product lands on its own bit (no carries reach the top byte).
+FASTMEM_HD inline uint64_t pack_bytes8(uint64_t x) { return (x * 0x0102040810204080ULL) >> 56; }
+
+// Bit j of the result is flags[j] (each 0 or 1), j < 64.
+FASTMEM_HD inline uint64_t pack_flags64(const uint8_t* flags) {
+  uint64_t word = 0;
+  for (int b = 0; b < 8; ++b) {
+    uint64_t x;
+    memcpy(&x, flags + 8 * b, sizeof x);  // little-endian: flags[8 b] is the low byte
+    word |= pack_bytes8(x) << (8 * b);
+  }
+  return word;
+}
+
+FASTMEM_HD inline int lowest_bit(uint64_t x) {
+#if defined(__CUDA_ARCH__)
+  return __ffsll(static_cast<long long>(x)) - 1;
+#else
+  return __builtin_ctzll(x);
+#endif
+}
+
+// Neurons are scanned 64 at a time: their flags are computed into bytes (branch-free, so
+// the compares vectorise), packed into one word, and only its set bits (usually one or
+// two of 64) are visited. Equal to visiting every j with `if (flag) ...`, in order.
+constexpr int64_t kScanBlock = 64;
+
+FASTMEM_HD inline int64_t scan_block(int64_t width, int64_t j0) {
+  return width - j0 < kScanBlock ? width - j0 : kScanBlock;
+}
+
+// Bit j of the result: whether neuron j0 + j (j < nb <= 64) may cross a threshold of
+// its kind inside the piece (HARDTANH: -1 or +1; otherwise 0).
+template <class T, bool HARDTANH>
+FASTMEM_HD inline uint64_t crossing_bits(const T* zl, const T* zh, int64_t nb) {
+  uint8_t flags[kScanBlock];
+  for (int64_t j = 0; j < nb; ++j) {
+    flags[j] = HARDTANH ? uint8_t(may_cross(zl[j], zh[j], T(-1)) | may_cross(zl[j], zh[j], T(1)))
+                        : uint8_t(may_cross(zl[j], zh[j], T(0)));
+  }
+  for (int64_t j = nb; j < kScanBlock; ++j) flags[j] = 0;
+  return pack_flags64(flags);
+}
+
+template <class T>
+FASTMEM_HD inline uint64_t crossing_bits(const T* zl, const T* zh, int64_t nb, int kind) {
+  return kind == kHardtanh ? crossing_bits<T, true>(zl, zh, nb)
+                           : crossing_bits<T, false>(zl, zh, nb);
+}
+
 // The neurons that may cross a threshold inside the piece, in order, into cand (room for
 // count_crossings_row entries); returns how many.
 template <class T>
 FASTMEM_HD inline int64_t list_candidates(const T* zl, const T* zh, int64_t width, int kind,
                                           int64_t* cand) {
   int64_t n = 0;
-  for (int64_t j = 0; j < width; ++j) {
-    const bool crosses = kind == kHardtanh
-                             ? may_cross(zl[j], zh[j], T(-1)) | may_cross(zl[j], zh[j], T(1))
-                             : may_cross(zl[j], zh[j], T(0));
-    if (crosses) cand[n++] = j;
+  for (int64_t j0 = 0; j0 < width; j0 += kScanBlock) {
+    uint64_t bits = crossing_bits(zl + j0, zh + j0, scan_block(width, j0), kind);
+    for (; bits != 0; bits &= bits - 1) cand[n++] = j0 + lowest_bit(bits);
   }
   return n;
 }
@@ -136,12 +186,16 @@ FASTMEM_HD inline int64_t collect_crossings_row(const T* zl, const T* zh, int64_
                                                 T th, int kind, T tol, T* buf) {
   const int nt = n_thresholds(kind);
   int64_t c = 0;
-  for (int64_t j = 0; j < width; ++j) {
-    for (int i = 0; i < nt; ++i) {
-      const T thr = threshold_value<T>(kind, i);
-      if (!may_cross(zl[j], zh[j], thr)) continue;
-      const T t = tl + (th - tl) * ((thr - zl[j]) / (zh[j] - zl[j]));
-      if (t > tl + tol && t < th - tol) buf[c++] = t;
+  for (int64_t j0 = 0; j0 < width; j0 += kScanBlock) {
+    uint64_t bits = crossing_bits(zl + j0, zh + j0, scan_block(width, j0), kind);
+    for (; bits != 0; bits &= bits - 1) {
+      const int64_t j = j0 + lowest_bit(bits);
+      for (int i = 0; i < nt; ++i) {
+        const T thr = threshold_value<T>(kind, i);
+        if (!may_cross(zl[j], zh[j], thr)) continue;
+        const T t = tl + (th - tl) * ((thr - zl[j]) / (zh[j] - zl[j]));
+        if (t > tl + tol && t < th - tol) buf[c++] = t;
+      }
     }
   }
   shell_sort(buf, c);
@@ -208,9 +262,25 @@ FASTMEM_HD inline void emit_children_kind(const T* zl, const T* zh, int64_t widt
     out_seg[0] = seg;
     out_vt[0] = tl;
     for (int64_t w = 0; w < n_words; ++w) out_codes[w] = parent_codes[w];
+    if (bpn == 1) {
+      // 64 neurons at a time: states into bytes (vectorised), one word of bits, ORed in
+      // at its bit offset (straddling two words when the layer does not start a word).
+      for (int64_t j0 = 0; j0 < width; j0 += kScanBlock) {
+        const int64_t nb = scan_block(width, j0);
+        uint8_t flags[kScanBlock];
+        for (int64_t j = 0; j < nb; ++j)
+          flags[j] = uint8_t(neuron_state(zl[j0 + j] + r * (zh[j0 + j] - zl[j0 + j]), KIND));
+        for (int64_t j = nb; j < kScanBlock; ++j) flags[j] = 0;
+        const uint64_t bits = pack_flags64(flags);
+        const int64_t g = bit_offset + j0;
+        const int sh = int(g & 63);
+        out_codes[g >> 6] |= bits << sh;
+        if (sh != 0 && (bits >> (64 - sh)) != 0) out_codes[(g >> 6) + 1] |= bits >> (64 - sh);
+      }
+    }
     int64_t word = bit_offset >> 6;
     uint64_t acc = 0;
-    for (int64_t j = 0; j < width; ++j) {
+    for (int64_t j = 0; j < (bpn == 1 ? 0 : width); ++j) {
       const uint64_t state = neuron_state(zl[j] + r * (zh[j] - zl[j]), KIND);
       for (int b = 0; b < bpn; ++b) {
         const int64_t g = bit_offset + j * bpn + b;
@@ -222,7 +292,7 @@ FASTMEM_HD inline void emit_children_kind(const T* zl, const T* zh, int64_t widt
         acc |= ((state >> b) & 1ULL) << (g & 63);
       }
     }
-    if (width > 0) out_codes[word] |= acc;
+    if (bpn != 1 && width > 0) out_codes[word] |= acc;
   }
   if (n_bp > 0) {
     // Later children differ from their left neighbour only in the neurons that may cross
