@@ -4,6 +4,88 @@
 
 namespace fastmem::cpu {
 
+// The per-piece work of the passes that read a piece's rows is compiled twice, for the
+// build's baseline (x86-64-v2: 128-bit vectors) and for AVX2 (256-bit), and picked at run
+// time (flatten: the header's row functions are inlined into each build). Same IEEE
+// operations either way (no FMA: -ffp-contract=off), so the same pieces, bit for bit.
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define FASTMEM_REGIONS_DISPATCH 1
+#endif
+
+constexpr int64_t kPieceBlock = 16;
+
+#define FASTMEM_REGION_RANGES(SUFFIX, ATTR)                                                    \
+  template <class T>                                                                           \
+  ATTR void collect_range_##SUFFIX(int64_t begin, int64_t end, const T* z, const T* vt,        \
+                                   const int64_t* pseg, int64_t width, int kind, T tol,        \
+                                   const int64_t* offsets, T* buf, int64_t* n_distinct) {      \
+    for (int64_t i = begin; i < end; ++i) {                                                    \
+      /* Most pieces have no candidate crossing: skip reading their rows again. */             \
+      if (offsets[i + 1] == offsets[i]) {                                                      \
+        n_distinct[i] = 0;                                                                     \
+        continue;                                                                              \
+      }                                                                                        \
+      const int64_t v = i + pseg[i];                                                           \
+      const T* zl = z + v * width;                                                             \
+      n_distinct[i] = collect_crossings_row(zl, zl + width, width, vt[v], vt[v + 1], kind,     \
+                                            tol, buf + offsets[i]);                            \
+    }                                                                                          \
+  }                                                                                            \
+                                                                                               \
+  template <class T>                                                                           \
+  ATTR void emit_range_##SUFFIX(                                                               \
+      int64_t begin, int64_t end, const T* z, const T* vt, const int64_t* pseg,                \
+      const uint64_t* codes, int64_t n, int64_t width, int64_t n_words, const T* buf,          \
+      const int64_t* offsets, const int64_t* child_offsets, int kind, T slope,                 \
+      int64_t bit_offset, bool write_values, T* out_vt, int64_t* out_seg, uint64_t* out_codes, \
+      T* out_h, int64_t h_cols, int64_t* scratch) {                                            \
+    for (int64_t i = begin; i < end; ++i) {                                                    \
+      const PieceIndex p = piece_index(pseg, child_offsets, n, i);                             \
+      const T* zl = z + p.v * width;                                                           \
+      emit_children_row(zl, zl + width, width, vt[p.v], vt[p.v + 1], p.s, p.last,             \
+                        codes + i * n_words, n_words, buf + offsets[i], p.n_bp, kind, slope,   \
+                        bit_offset, write_values, out_vt + p.c0 + p.s, out_seg + p.c0,         \
+                        out_codes + p.c0 * n_words,                                            \
+                        write_values ? out_h + p.v * h_cols : out_h, h_cols,                   \
+                        scratch + 2 * offsets[i]);                                             \
+    }                                                                                          \
+  }                                                                                            \
+                                                                                               \
+  template <class T>                                                                           \
+  ATTR void next_range_##SUFFIX(int64_t begin, int64_t end, const T* z, const T* vt,           \
+                                const int64_t* pseg, int64_t n, int64_t width, const T* buf,   \
+                                const int64_t* offsets, const int64_t* child_offsets,          \
+                                int kind, T slope, const T* wt, int64_t width_next,            \
+                                const T* zn, int64_t* scratch, T* out, int kind_next,          \
+                                int64_t* next_counts) {                                        \
+    for (int64_t i = begin; i < end; ++i) {                                                    \
+      const PieceIndex p = piece_index(pseg, child_offsets, n, i);                             \
+      const T* zl = z + p.v * width;                                                           \
+      const T* znl = zn + p.v * width_next;                                                    \
+      next_preactivations_row(zl, zl + width, width, vt[p.v], vt[p.v + 1], buf + offsets[i],   \
+                              p.n_bp, kind, slope, wt, width_next, znl, znl + width_next,      \
+                              p.last, scratch + 2 * offsets[i],                                \
+                              out + (p.c0 + p.s) * width_next, kind_next,                      \
+                              next_counts ? next_counts + p.c0 : nullptr);                     \
+    }                                                                                          \
+  }
+
+FASTMEM_REGION_RANGES(generic, __attribute__((flatten)))
+#ifdef FASTMEM_REGIONS_DISPATCH
+FASTMEM_REGION_RANGES(avx2, __attribute__((target("avx2"), flatten)))
+static const bool kAvx2 = __builtin_cpu_supports("avx2");
+#else
+constexpr bool kAvx2 = false;
+#endif
+#undef FASTMEM_REGION_RANGES
+
+#ifdef FASTMEM_REGIONS_DISPATCH
+#define FASTMEM_PICK(NAME, ...) \
+  (kAvx2 ? NAME##_avx2(__VA_ARGS__) : NAME##_generic(__VA_ARGS__))
+#else
+#define FASTMEM_PICK(NAME, ...) NAME##_generic(__VA_ARGS__)
+#endif
+
 // Pieces differ a lot in how many crossings they hold (at the first layer a chunk has one
 // piece per segment, each with dozens): dynamic scheduling in small blocks balances them.
 
@@ -20,17 +102,10 @@ void count_crossings(const T* z, const int64_t* pseg, int64_t n, int64_t width, 
 template <class T>
 void collect_crossings(const T* z, const T* vt, const int64_t* pseg, int64_t n, int64_t width,
                        int kind, T tol, const int64_t* offsets, T* buf, int64_t* n_distinct) {
-#pragma omp parallel for schedule(dynamic, 16)
-  for (int64_t i = 0; i < n; ++i) {
-    // Most pieces have no candidate crossing: skip reading their rows again.
-    if (offsets[i + 1] == offsets[i]) {
-      n_distinct[i] = 0;
-      continue;
-    }
-    const int64_t v = i + pseg[i];
-    const T* zl = z + v * width;
-    n_distinct[i] = collect_crossings_row(zl, zl + width, width, vt[v], vt[v + 1], kind, tol,
-                                          buf + offsets[i]);
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t b = 0; b < n; b += kPieceBlock) {
+    const int64_t e = b + kPieceBlock < n ? b + kPieceBlock : n;
+    FASTMEM_PICK(collect_range, b, e, z, vt, pseg, width, kind, tol, offsets, buf, n_distinct);
   }
 }
 
@@ -40,15 +115,12 @@ void emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* c
                  const int64_t* child_offsets, int kind, T slope, int64_t bit_offset,
                  bool write_values, T* out_vt, int64_t* out_seg, uint64_t* out_codes, T* out_h,
                  int64_t h_cols, int64_t* scratch) {
-#pragma omp parallel for schedule(dynamic, 16)
-  for (int64_t i = 0; i < n; ++i) {
-    const PieceIndex p = piece_index(pseg, child_offsets, n, i);
-    const T* zl = z + p.v * width;
-    emit_children_row(zl, zl + width, width, vt[p.v], vt[p.v + 1], p.s, p.last,
-                      codes + i * n_words, n_words, buf + offsets[i], p.n_bp, kind, slope,
-                      bit_offset, write_values, out_vt + p.c0 + p.s, out_seg + p.c0,
-                      out_codes + p.c0 * n_words, write_values ? out_h + p.v * h_cols : out_h,
-                      h_cols, scratch + 2 * offsets[i]);
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t b = 0; b < n; b += kPieceBlock) {
+    const int64_t e = b + kPieceBlock < n ? b + kPieceBlock : n;
+    FASTMEM_PICK(emit_range, b, e, z, vt, pseg, codes, n, width, n_words, buf, offsets,
+                 child_offsets, kind, slope, bit_offset, write_values, out_vt, out_seg,
+                 out_codes, out_h, h_cols, scratch);
   }
 }
 
@@ -57,17 +129,14 @@ void next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n
                          const T* buf, const int64_t* offsets, const int64_t* child_offsets,
                          int kind, T slope, const T* wt, int64_t width_next, const T* zn,
                          int64_t* scratch, T* out, int kind_next, int64_t* next_counts) {
-#pragma omp parallel for schedule(dynamic, 16)
-  for (int64_t i = 0; i < n; ++i) {
-    const PieceIndex p = piece_index(pseg, child_offsets, n, i);
-    const T* zl = z + p.v * width;
-    const T* znl = zn + p.v * width_next;
-    next_preactivations_row(zl, zl + width, width, vt[p.v], vt[p.v + 1], buf + offsets[i],
-                            p.n_bp, kind, slope, wt, width_next, znl, znl + width_next, p.last,
-                            scratch + 2 * offsets[i], out + (p.c0 + p.s) * width_next,
-                            kind_next, next_counts ? next_counts + p.c0 : nullptr);
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t b = 0; b < n; b += kPieceBlock) {
+    const int64_t e = b + kPieceBlock < n ? b + kPieceBlock : n;
+    FASTMEM_PICK(next_range, b, e, z, vt, pseg, n, width, buf, offsets, child_offsets, kind,
+                 slope, wt, width_next, zn, scratch, out, kind_next, next_counts);
   }
 }
+#undef FASTMEM_PICK
 
 #define FASTMEM_INSTANTIATE(T)                                                                  \
   template void count_crossings<T>(const T*, const int64_t*, int64_t, int64_t, int, int64_t*); \
