@@ -85,7 +85,8 @@ def test_relaxation_and_interval_sound(lo, width, kind, slope):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_kernels_agree_across_backends(backend, dtype):
+@pytest.mark.parametrize("d", [5, 11, 16])  # concretize: tail only, block + tail, blocks
+def test_kernels_agree_across_backends(backend, dtype, d):
     from support import on_backend_device, to_numpy
 
     if backend == "numba":
@@ -94,7 +95,7 @@ def test_kernels_agree_across_backends(backend, dtype):
     from fastmem import select_backend
 
     rng = np.random.default_rng(3)
-    n, d = 37, 11
+    n = 37
     lo = rng.normal(size=(n, d)).astype(dtype)
     hi = (lo + rng.random((n, d))).astype(dtype)
     ids = rng.integers(0, n, 23).astype(np.int64)

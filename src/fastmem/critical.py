@@ -86,6 +86,8 @@ _GRADIENT_ACTIVATIONS = ("relu", "leaky_relu", "hardtanh")
 # Rows of a CROWN backward pass processed at once (bounds memory to rows x input width).
 _CROWN_ROWS = 8192
 _DEFAULT_BATCH = 4096
+# On the CPU certification runs in parts of this many samples, side by side.
+_CERTIFY_PART = 256
 # On the CPU a batch of the search runs in parts of this many samples, side by side.
 _SEARCH_PART = 512
 # Loss sensitivity's batches: small enough that their temporaries stay in cache and are
@@ -576,8 +578,8 @@ def _certify_all(model, lo, hi, pred, method, batch):
     corner = xp.full(lo.shape, xp.nan, dtype=model.dtype)
     has_corner = xp.zeros(n, dtype=bool)
     K = model.n_classes
-    for a in range(0, n, batch):
-        b = min(a + batch, n)
+
+    def one(a: int, b: int) -> None:
         out = model.certify(lo[a:b], hi[a:b], pred[a:b], method)
         margin[a:b] = out["margin"]
         stable[a:b] = out["stable"]
@@ -589,6 +591,17 @@ def _certify_all(model, lo, hi, pred, method, batch):
             # the minimiser of lam . x over the box: a corner
             corner[a + neg] = xp.where(lam >= 0, lo[a + neg], hi[a + neg])
             has_corner[a + neg] = True
+
+    if model.be.device != "cpu":
+        for a in range(0, n, batch):
+            one(a, min(a + batch, n))
+        return margin, stable, corner, has_corner
+    # CPU: parts of fixed size (never dependent on the threads: samples are certified
+    # independently, so the bounds are the same whatever the threads), side by side on
+    # the kernels' threads with BLAS single-threaded (its GEMMs are most of the work)
+    part = min(batch, _CERTIFY_PART)
+    calls = [(one, (a, min(a + part, n)), {}) for a in range(0, n, part)]
+    _side_by_side(model.be, cpu_threads(model.be), calls)
     return margin, stable, corner, has_corner
 
 
@@ -810,9 +823,11 @@ def critical_samples(
     batch = _DEFAULT_BATCH if batch_size is None else _positive_int(batch_size, "batch_size")
     seed = _seed(rng)
     Xd, be, model = _prepare(net, X, backend, box)
-    lo, hi = _ball(model, Xd, radius, box)
-    pred = _predict(model, Xd)
+    # every GEMM inside, the prediction's too: a multi-threaded one would leave OpenBLAS's
+    # workers spinning (~0.1 s) beside the kernels' threads
     with kernels_own_the_cores(be):
+        lo, hi = _ball(model, Xd, radius, box)
+        pred = _predict(model, Xd)
         return _critical_body(
             model,
             be,
@@ -1016,20 +1031,21 @@ def certified_radius(
     Xd, be, model = _prepare(net, X, backend, box)
     xp = model.xp
     n = Xd.shape[0]
-    pred = _predict(model, Xd)
-    lo_r = xp.zeros(n, dtype=np.float64)
-    hi_r = xp.full(n, top, dtype=np.float64)
-    lo, hi = _ball(model, Xd, hi_r, box)
-    m, *_ = _certify_all(model, lo, hi, pred, certify, batch)
-    full = m > 0
-    lo_r[full] = top
-    for _ in range(iterations):
-        mid = (lo_r + hi_r) * 0.5
-        lo, hi = _ball(model, Xd, mid, box)
+    with kernels_own_the_cores(be):  # parts certified side by side, BLAS on one thread
+        pred = _predict(model, Xd)
+        lo_r = xp.zeros(n, dtype=np.float64)
+        hi_r = xp.full(n, top, dtype=np.float64)
+        lo, hi = _ball(model, Xd, hi_r, box)
         m, *_ = _certify_all(model, lo, hi, pred, certify, batch)
-        ok = (m > 0) | full
-        lo_r = xp.where(ok, mid, lo_r)
-        hi_r = xp.where(ok, hi_r, mid)
+        full = m > 0
+        lo_r[full] = top
+        for _ in range(iterations):
+            mid = (lo_r + hi_r) * 0.5
+            lo, hi = _ball(model, Xd, mid, box)
+            m, *_ = _certify_all(model, lo, hi, pred, certify, batch)
+            ok = (m > 0) | full
+            lo_r = xp.where(ok, mid, lo_r)
+            hi_r = xp.where(ok, hi_r, mid)
     params = {"certify": certify, "box": list(box), "max_radius": top, "iterations": iterations}
     return CertifiedRadius(radius=_host(lo_r), backend=be.name, params=params)
 

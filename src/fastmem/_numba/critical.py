@@ -250,16 +250,47 @@ def _crit_backward(lam, rows, aL, bL, aU, bU, const):
         const[r] = acc
 
 
+@nb.njit(inline="always", cache=True)
+def _concretize_term(v, lo, hi):
+    return v * lo if v >= 0 else v * hi
+
+
 @nb.njit(parallel=True, cache=True)
-def _crit_concretize(lam, rows, lo, hi, const):
+def _crit_concretize(lam, rows, lo, hi, const, zero):
+    # the C++ kernel's order (critical.hpp, crit_concretize_row): 8 lanes (j mod 8), added
+    # pairwise, then to const; `zero` is 0 in lam's dtype (float32 lanes stay float32)
     n_rows, d = lam.shape
+    full = d - d % 8
     for r in nb.prange(n_rows):
         s = rows[r]
-        acc = const[r]
-        for j in range(d):
-            v = lam[r, j]
-            acc = acc + (v * lo[s, j] if v >= 0 else v * hi[s, j])
-        const[r] = acc
+        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero
+        for j in range(0, full, 8):
+            a0 = a0 + _concretize_term(lam[r, j], lo[s, j], hi[s, j])
+            a1 = a1 + _concretize_term(lam[r, j + 1], lo[s, j + 1], hi[s, j + 1])
+            a2 = a2 + _concretize_term(lam[r, j + 2], lo[s, j + 2], hi[s, j + 2])
+            a3 = a3 + _concretize_term(lam[r, j + 3], lo[s, j + 3], hi[s, j + 3])
+            a4 = a4 + _concretize_term(lam[r, j + 4], lo[s, j + 4], hi[s, j + 4])
+            a5 = a5 + _concretize_term(lam[r, j + 5], lo[s, j + 5], hi[s, j + 5])
+            a6 = a6 + _concretize_term(lam[r, j + 6], lo[s, j + 6], hi[s, j + 6])
+            a7 = a7 + _concretize_term(lam[r, j + 7], lo[s, j + 7], hi[s, j + 7])
+        for j in range(full, d):
+            t = _concretize_term(lam[r, j], lo[s, j], hi[s, j])
+            lane = j - full
+            if lane == 0:
+                a0 = a0 + t
+            elif lane == 1:
+                a1 = a1 + t
+            elif lane == 2:
+                a2 = a2 + t
+            elif lane == 3:
+                a3 = a3 + t
+            elif lane == 4:
+                a4 = a4 + t
+            elif lane == 5:
+                a5 = a5 + t
+            else:
+                a6 = a6 + t
+        const[r] = const[r] + (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)))
 
 
 def _check_same(a: np.ndarray, b: np.ndarray, what: str) -> None:
@@ -411,4 +442,4 @@ def crit_concretize(
         "const must be a 1-D array of lam's dtype",
     )
     _require(const.shape[0] == lam.shape[0] and const.flags.c_contiguous, "const shape")
-    _crit_concretize(lam, rows, lo, hi, const)
+    _crit_concretize(lam, rows, lo, hi, const, lam.dtype.type(0))
