@@ -24,6 +24,7 @@ from .patterns import (
 _ONE = np.uint64(1)
 _SIX = np.uint64(6)
 _M63 = np.uint64(63)
+_SIXTY_FOUR = np.uint64(64)
 
 
 def _consts(dtype):
@@ -41,8 +42,9 @@ def _threshold(kind, i, k):
 
 @nb.njit(inline="always", cache=True)
 def _may_cross(zl, zh, c):
-    # Superset test shared by the count and collect passes (see regions.hpp).
-    return zl != zh and not ((zl > c and zh > c) or (zl < c and zh < c))
+    # Superset test shared by the count and collect passes (see regions.hpp); bitwise & and
+    # | (no short circuit: no branches, the loops vectorise), equal for numbers.
+    return (zl != zh) & ((zl <= c) | (zh <= c)) & ((zl >= c) | (zh >= c))
 
 
 @nb.njit(parallel=True, cache=True)
@@ -192,13 +194,28 @@ def _emit_pieces(
         out_vt[v0] = tl
         for w in range(n_words):
             out_codes[c0, w] = codes[i, w]
-        for j in range(width):
-            state = _state(z[v, j] + r * (z[v + 1, j] - z[v, j]), kind)
-            first = bit_offset + j * bpn
-            for bb in range(bpn):
-                if (state >> np.uint64(bb)) & _ONE:
-                    g = np.uint64(first + bb)
-                    out_codes[c0, g >> _SIX] |= _ONE << (g & _M63)
+        if bpn == 1:
+            # 64 neurons at a time into one word (a register), ORed in at its bit offset
+            # (straddling two words when the layer does not start one), as regions.hpp
+            for j0 in range(0, width, 64):
+                acc = np.uint64(0)
+                for jj in range(min(64, width - j0)):
+                    j = j0 + jj
+                    zz = z[v, j] + r * (z[v + 1, j] - z[v, j])
+                    acc |= _state(zz, kind) << np.uint64(jj)
+                g = np.uint64(bit_offset + j0)
+                sh = g & _M63
+                out_codes[c0, g >> _SIX] |= acc << sh
+                if sh != 0 and (acc >> (_SIXTY_FOUR - sh)) != 0:
+                    out_codes[c0, (g >> _SIX) + _ONE] |= acc >> (_SIXTY_FOUR - sh)
+        else:
+            for j in range(width):
+                state = _state(z[v, j] + r * (z[v + 1, j] - z[v, j]), kind)
+                first = bit_offset + j * bpn
+                for bb in range(bpn):
+                    if (state >> np.uint64(bb)) & _ONE:
+                        g = np.uint64(first + bb)
+                        out_codes[c0, g >> _SIX] |= _ONE << (g & _M63)
         if n_bp > 0:
             cand0 = 2 * bp0
             n_cand = _list_candidates(z, v, kind, k, scratch, cand0)
