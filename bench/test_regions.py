@@ -193,6 +193,25 @@ def test_regions_fresh_processes(benchmark):
     assert agree >= 0.99  # float32 (regioncam) vs float64 (fastmem) may split a near-tie
 
 
+def test_regions_first_call(benchmark):
+    """The first call of a process against later ones, over 8 fresh processes (3 calls
+    each): one first call against the best of a few later ones mostly measures the
+    machine's noise, the means over processes measure the first call's cost."""
+    benchmark.group = "regions 784-128x3-10, 1000 segments, first call vs later (fresh processes)"
+    runs = benchmark.pedantic(lambda: [fresh_process_times("fastmem", 3)["times"] for _ in
+                                       range(8)], rounds=1)  # fmt: skip
+    firsts = [t[0] for t in runs]
+    later = [x for t in runs for x in t[1:]]
+    info = benchmark.extra_info
+    info["first_s"] = firsts
+    info["later_s"] = later
+    info["mean_first_over_mean_later"] = float(np.mean(firsts) / np.mean(later))
+    info["median_first_over_median_later"] = float(np.median(firsts) / np.median(later))
+    print(f"\nfirst call: mean {np.mean(firsts):.3f} s, later calls: mean {np.mean(later):.3f} s "
+          f"({info['mean_first_over_mean_later']:.2f}x; medians "
+          f"{info['median_first_over_median_later']:.2f}x)")  # fmt: skip
+
+
 # ---------------------------------------------------------------- intervals
 @pytest.fixture(scope="module")
 def lines(case):
