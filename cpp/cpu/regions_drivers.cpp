@@ -73,15 +73,17 @@ constexpr int64_t kPieceBlock = 16;
 FASTMEM_REGION_RANGES(generic, __attribute__((flatten)))
 #ifdef FASTMEM_REGIONS_DISPATCH
 FASTMEM_REGION_RANGES(avx2, __attribute__((target("avx2"), flatten)))
-static const bool kAvx2 = __builtin_cpu_supports("avx2");
-#else
-constexpr bool kAvx2 = false;
+// Asked on first use (a function-local static), not while the module's constructors run.
+inline bool has_avx2() {
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  return avx2;
+}
 #endif
 #undef FASTMEM_REGION_RANGES
 
 #ifdef FASTMEM_REGIONS_DISPATCH
 #define FASTMEM_PICK(NAME, ...) \
-  (kAvx2 ? NAME##_avx2(__VA_ARGS__) : NAME##_generic(__VA_ARGS__))
+  (has_avx2() ? NAME##_avx2(__VA_ARGS__) : NAME##_generic(__VA_ARGS__))
 #else
 #define FASTMEM_PICK(NAME, ...) NAME##_generic(__VA_ARGS__)
 #endif
