@@ -107,7 +107,8 @@ class Chunker:
             if self.fixed is None:
                 # Near the end chunks shrink (a quarter of what is left, at least
                 # _TAIL_CHUNK), so that chunks cut side by side end close together. Sizes
-                # still depend on the pieces only, hence so do the results.
+                # still depend on nothing but the pieces and the segments left, so neither
+                # do the results.
                 step = min(step, max(-(-left // 4), _TAIL_CHUNK))
             hi = lo + min(step, left)
             self.largest = max(self.largest, hi - lo)
