@@ -85,8 +85,10 @@ FASTMEM_HD inline bool may_cross(T zl, T zh, T c) {
 // every partial product lands on its own bit (no carries reach the top byte).
 FASTMEM_HD inline uint64_t pack_bytes8(uint64_t x) { return (x * 0x0102040810204080ULL) >> 56; }
 
-// Bit j of the result is flags[j] (each 0 or 1), j < 64.
-FASTMEM_HD inline uint64_t pack_flags64(const uint8_t* flags) {
+// Bit j of the result is flags[j] (each 0 or 1) for j < nb <= 64, 0 above (flags has room
+// for 64 entries; those from nb on are cleared here).
+FASTMEM_HD inline uint64_t pack_flags64(uint8_t* flags, int64_t nb) {
+  for (int64_t j = nb; j < 64; ++j) flags[j] = 0;
   uint64_t word = 0;
   for (int b = 0; b < 8; ++b) {
     uint64_t x;
@@ -122,8 +124,7 @@ FASTMEM_HD inline uint64_t crossing_bits(const T* zl, const T* zh, int64_t nb) {
     flags[j] = HARDTANH ? uint8_t(may_cross(zl[j], zh[j], T(-1)) | may_cross(zl[j], zh[j], T(1)))
                         : uint8_t(may_cross(zl[j], zh[j], T(0)));
   }
-  for (int64_t j = nb; j < kScanBlock; ++j) flags[j] = 0;
-  return pack_flags64(flags);
+  return pack_flags64(flags, nb);
 }
 
 template <class T>
@@ -262,7 +263,7 @@ FASTMEM_HD inline void emit_children_kind(const T* zl, const T* zh, int64_t widt
     out_seg[0] = seg;
     out_vt[0] = tl;
     for (int64_t w = 0; w < n_words; ++w) out_codes[w] = parent_codes[w];
-    if (bpn == 1) {
+    if constexpr (bpn == 1) {
       // 64 neurons at a time: states into bytes (vectorised), one word of bits, ORed in
       // at its bit offset (straddling two words when the layer does not start a word).
       for (int64_t j0 = 0; j0 < width; j0 += kScanBlock) {
@@ -270,29 +271,29 @@ FASTMEM_HD inline void emit_children_kind(const T* zl, const T* zh, int64_t widt
         uint8_t flags[kScanBlock];
         for (int64_t j = 0; j < nb; ++j)
           flags[j] = uint8_t(neuron_state(zl[j0 + j] + r * (zh[j0 + j] - zl[j0 + j]), KIND));
-        for (int64_t j = nb; j < kScanBlock; ++j) flags[j] = 0;
-        const uint64_t bits = pack_flags64(flags);
+        const uint64_t bits = pack_flags64(flags, nb);
         const int64_t g = bit_offset + j0;
         const int sh = int(g & 63);
         out_codes[g >> 6] |= bits << sh;
         if (sh != 0 && (bits >> (64 - sh)) != 0) out_codes[(g >> 6) + 1] |= bits >> (64 - sh);
       }
-    }
-    int64_t word = bit_offset >> 6;
-    uint64_t acc = 0;
-    for (int64_t j = 0; j < (bpn == 1 ? 0 : width); ++j) {
-      const uint64_t state = neuron_state(zl[j] + r * (zh[j] - zl[j]), KIND);
-      for (int b = 0; b < bpn; ++b) {
-        const int64_t g = bit_offset + j * bpn + b;
-        if ((g >> 6) != word) {
-          out_codes[word] |= acc;
-          word = g >> 6;
-          acc = 0;
+    } else {  // two bits per neuron
+      int64_t word = bit_offset >> 6;
+      uint64_t acc = 0;
+      for (int64_t j = 0; j < width; ++j) {
+        const uint64_t state = neuron_state(zl[j] + r * (zh[j] - zl[j]), KIND);
+        for (int b = 0; b < bpn; ++b) {
+          const int64_t g = bit_offset + j * bpn + b;
+          if ((g >> 6) != word) {
+            out_codes[word] |= acc;
+            word = g >> 6;
+            acc = 0;
+          }
+          acc |= ((state >> b) & 1ULL) << (g & 63);
         }
-        acc |= ((state >> b) & 1ULL) << (g & 63);
       }
+      if (width > 0) out_codes[word] |= acc;
     }
-    if (bpn != 1 && width > 0) out_codes[word] |= acc;
   }
   if (n_bp > 0) {
     // Later children differ from their left neighbour only in the neurons that may cross
