@@ -17,7 +17,8 @@ settings.load_profile("fastmem")
 
 BACKEND_INFO = fastmem.backends()
 AVAILABLE_BACKENDS = [name for name, info in BACKEND_INFO.items() if info.available]
-SOURCE_TREE = Path(__file__).resolve().parents[1]
+# The package sources (a .venv inside the checkout, as the README makes, is fine).
+SOURCE_TREE = Path(__file__).resolve().parents[1] / "src"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

@@ -101,3 +101,16 @@ def test_onenorm_inverse_estimate_is_a_tight_lower_bound(seed):
     )
     true = np.abs(np.linalg.inv(A)).sum(axis=0).max()
     assert true / 3 <= est <= true * (1 + 1e-8)
+
+
+def test_solution_unpacks_and_indexes_as_x_rcond_backward_error():
+    A = np.array([[4.0, 1.0], [1.0, 3.0]])
+    b = np.array([1.0, 2.0])
+    sol = linalg.solve(A, b, assume="pos")
+    x, rcond, berr = sol
+    assert len(sol) == 3
+    assert np.array_equal(sol[0], x) and sol[1] == rcond and sol[2] == berr
+    assert np.array_equal(sol[-3], x) and sol[:2][1] == rcond
+    assert np.allclose(sol[0], np.linalg.solve(A, b), rtol=1e-12)
+    with pytest.raises(IndexError):
+        sol[3]

@@ -74,6 +74,13 @@ class Solution:
         yield self.rcond
         yield self.backward_error
 
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, index: int | slice) -> Any:
+        """``solution[0]`` is ``x``, ``[1]`` ``rcond``, ``[2]`` ``backward_error``."""
+        return (self.x, self.rcond, self.backward_error)[index]
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dictionary."""
         return {
