@@ -24,7 +24,8 @@
 # outside the source tree, as the tests require), GPU_CHECK_SCALE (1), GPU_CHECK_CPU_SCALE
 # (0.1: the CPU side of the linear workloads on a tenth of the input), per-stage time
 # limits in seconds GPU_CHECK_T_BUILD (300), GPU_CHECK_T_TESTS (200, each run),
-# GPU_CHECK_T_BENCH (300), GPU_CHECK_T_CONTENDER (120).
+# GPU_CHECK_T_BENCH (300), GPU_CHECK_T_CONTENDER (120), all cut to end by
+# GPU_CHECK_DEADLINE (540 s after the start: under the device tool's 600 s per command).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,6 +41,7 @@ T_BUILD=${GPU_CHECK_T_BUILD:-300}
 T_TESTS=${GPU_CHECK_T_TESTS:-200}
 T_BENCH=${GPU_CHECK_T_BENCH:-300}
 T_CONTENDER=${GPU_CHECK_T_CONTENDER:-120}
+DEADLINE=${GPU_CHECK_DEADLINE:-540}  # seconds: every stage ends by then, summary written
 PREFIX=$WORK/prefix
 SITE=$WORK/site
 mkdir -p "$OUT" "$WORK"
@@ -60,6 +62,13 @@ fail() {
 }
 has_step() { [[ " $STEPS " == *" $1 "* ]]; }
 elapsed() { echo "$(($(date +%s) - START))s"; }
+# A stage's time limit: its own, cut to what is left before DEADLINE (less 15 s for the
+# summary); 0 when under 20 s are left.
+limit() {
+  local left=$((DEADLINE - ($(date +%s) - START) - 15))
+  local t=$(($1 < left ? $1 : left))
+  echo $((t < 20 ? 0 : t))
+}
 START=$(date +%s)
 
 # Carried wheels (pip download, bench/gpu_fetch_wheels.sh); the image's packages otherwise.
@@ -108,10 +117,12 @@ PY
 fi
 
 # ------------------------------------------------------------------ build
-if has_step build; then
+if has_step build && [ "$(limit "$T_BUILD")" = 0 ]; then
+  fail "build: FAIL (no time left before GPU_CHECK_DEADLINE=$DEADLINE)"
+elif has_step build; then
   rm -rf "$PREFIX"
   echo "== gpu_check: building for sm_$ARCH into $PREFIX ($(elapsed))"
-  if timeout "$T_BUILD" "$PY" -m pip install -v --no-index --no-deps --no-build-isolation \
+  if timeout "$(limit "$T_BUILD")" "$PY" -m pip install -v --no-index --no-deps --no-build-isolation \
     --target "$PREFIX" "$ROOT" \
     -Ccmake.define.FASTMEM_CUDA=ON -Ccmake.define.FASTMEM_WERROR=ON \
     -Ccmake.define.CMAKE_CUDA_ARCHITECTURES="$ARCH" -Cbuild-dir="$WORK/build" \
@@ -167,8 +178,14 @@ run_suite() {  # name, log, env arguments (-u NAME, NAME=value)...
   shift 2
   local xd=()
   if "$PY" -c "import xdist" 2>/dev/null; then xd=(-n "$(($(nproc) < 8 ? $(nproc) : 8))"); fi
-  echo "== gpu_check: tests ($name) $(elapsed)"
-  (cd "$WORK" && env "$@" FASTMEM_REQUIRE_INSTALLED=1 timeout "$T_TESTS" \
+  local t
+  t=$(limit "$T_TESTS")
+  if [ "$t" = 0 ]; then
+    fail "tests ($name): FAIL (no time left before GPU_CHECK_DEADLINE=$DEADLINE)"
+    return
+  fi
+  echo "== gpu_check: tests ($name) $(elapsed), limit ${t}s"
+  (cd "$WORK" && env "$@" FASTMEM_REQUIRE_INSTALLED=1 timeout "$t" \
     "$PY" -m pytest -q -p no:cacheprovider -rfEs "${xd[@]}" --junitxml="$WORK/$name.xml" \
     "$ROOT/tests") >"$OUT/$log" 2>&1
   local rc=$?
@@ -196,7 +213,7 @@ PY
   tail_line=$(grep -E "(passed|failed|error)" "$OUT/$log" | tail -1)
   local what="$tail_line; tests on the cuda backend: $n_pass passed, $n_fail failed, $n_skip skipped"
   if [ "$rc" -eq 124 ]; then
-    fail "tests ($name): FAIL (timed out after ${T_TESTS}s; $what)"
+    fail "tests ($name): FAIL (timed out after ${t}s; $what)"
   elif [ "$rc" -ne 0 ]; then
     fail "tests ($name): FAIL (exit $rc; $what)"
   elif [ "$REHEARSAL" != 1 ] && [ "${n_pass:-0}" = 0 ]; then
@@ -215,18 +232,22 @@ if has_step tests; then
 fi
 
 # ------------------------------------------------------------------ bench
-if has_step bench; then
-  echo "== gpu_check: benchmarks $(elapsed)"
+T=$(limit "$T_BENCH")
+if has_step bench && [ "$T" = 0 ]; then
+  fail "bench: FAIL (no time left before GPU_CHECK_DEADLINE=$DEADLINE)"
+elif has_step bench; then
+  echo "== gpu_check: benchmarks $(elapsed), limit ${T}s"
   extra=()
   [ "$REHEARSAL" = 1 ] && extra=(--allow-no-gpu)
-  (cd "$WORK" && timeout "$T_BENCH" "$PY" "$ROOT/bench/test_gpu.py" --out "$OUT" \
-    --scale "$SCALE" --cpu-scale "$CPU_SCALE" --timeout "$T_CONTENDER" "${extra[@]}") \
-    >"$OUT/bench.log" 2>&1
+  # test_gpu.py skips the contenders it has no time for and still writes its table.
+  (cd "$WORK" && timeout "$T" "$PY" "$ROOT/bench/test_gpu.py" --out "$OUT" \
+    --scale "$SCALE" --cpu-scale "$CPU_SCALE" --timeout "$T_CONTENDER" \
+    --budget "$((T - 10))" "${extra[@]}") >"$OUT/bench.log" 2>&1
   rc=$?
   if [ "$rc" -eq 0 ]; then
     note "bench: PASS (gpu_table.md)"
   elif [ "$rc" -eq 124 ]; then
-    fail "bench: FAIL (timed out after ${T_BENCH}s; see bench.log)"
+    fail "bench: FAIL (timed out after ${T}s; see bench.log)"
   else
     fail "bench: FAIL (exit $rc; see bench.log and gpu_table.md)"
   fi

@@ -137,9 +137,10 @@ def _slice(args: tuple, k: int) -> tuple:
     return tuple(a[:k] for a in args)
 
 
-def _timed(fn, sync, rounds: int) -> list[float]:
-    times = []
-    for _ in range(rounds):
+def _timed(fn, sync, rounds: int, budget_s: float = 15.0) -> list[float]:
+    """Up to ``rounds`` timed calls (at least one), stopping once ``budget_s`` is spent."""
+    times: list[float] = []
+    while len(times) < rounds and (not times or sum(times) < budget_s):
         sync()
         t = time.perf_counter()
         out = fn()
@@ -293,6 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the CPU contender's size relative to the others' (compare per-item times)",
     )
     p.add_argument("--timeout", type=float, default=240.0, help="seconds per contender")
+    p.add_argument(
+        "--budget", type=float, default=1e9, help="seconds for everything: later contenders skip"
+    )
     p.add_argument("--allow-no-gpu", action="store_true", help="rehearsal: run the CPU side")
     p.add_argument("--one", nargs=2, metavar=("WORKLOAD", "CONTENDER"), help=argparse.SUPPRESS)
     p.add_argument("--ceilings", action="store_true", help=argparse.SUPPRESS)
@@ -307,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import fastmem
 
+    start = time.perf_counter()
     cuda = fastmem.backends()["cuda"]
     if not cuda.available and not a.allow_no_gpu:
         print(f"test_gpu: the cuda backend is unavailable ({cuda.reason})", file=sys.stderr)
@@ -322,7 +327,11 @@ def main(argv: list[str] | None = None) -> int:
             linear = w in ("regions", "intervals", "pgd_crown")  # work linear in n
             scale = a.scale * (a.cpu_scale if c == "cpu" and linear else 1.0)
             args = ["--one", w, c, "--scale", str(scale), "--cpu-rounds", str(a.cpu_rounds)]
-            r = _fresh(*args, timeout=a.timeout)
+            left = a.budget - (time.perf_counter() - start) - 5
+            if left < 10:
+                r = {"error": "skipped: out of time (--budget)"}
+            else:
+                r = _fresh(*args, timeout=min(a.timeout, left))
             r.setdefault("workload", w)
             r.setdefault("contender", c)
             failed |= "error" in r and c in ("cuda", "cpu")

@@ -48,6 +48,13 @@ def test_stream_zero_is_rejected_before_any_launch():
         cuda.hash_patterns(codes, out)
 
 
+def test_empty_arrays_need_no_device():
+    cuda = _cuda_module()
+    codes = _Interface(0, (0, 2), "<u8", stream=1)
+    out = _Interface(0, (0,), "<u8", stream=1)
+    assert cuda.hash_patterns(codes, out) is None  # nothing to do: no CUDA call at all
+
+
 def test_host_memory_is_refused_not_dereferenced():
     cuda = _cuda_module()
     host_codes = np.arange(12, dtype=np.uint64).reshape(4, 3)

@@ -104,7 +104,7 @@ class Launch {
         break;
       }
     void* stream = with_stream ? reinterpret_cast<void*>(with_stream->stream) : nullptr;
-    check(gpu::get_device(previous_device_));
+    if (device >= 0) check(gpu::get_device(previous_device_));  // no CUDA call for empty arrays
     if (device >= 0 && device != previous_device_) {
       // A stream handle (not one of the default streams 1 / 2) belongs to the device
       // that was current when its producer exported it.
