@@ -36,6 +36,7 @@ void crit_activate(const py::object& z, const py::object& deriv, int kind, doubl
   same(zv, dv, "z and deriv");
   check_kind(kind);
   const bool f64 = is_f64(zv);
+  const Launch launch({&zv, &dv});
   py::gil_scoped_release release;
   if (f64)
     check(gpu::crit_activate<double>(zv.as<double>(), dv.as<double>(), zv.shape[0], zv.shape[1],
@@ -58,6 +59,7 @@ void crit_step(const py::object& x, const py::object& grad, const py::object& lo
   index(iv, "ids", xv.shape[0]);
   const bool f64 = is_f64(xv);
   const bool use_noise = noise != 0.0;
+  const Launch launch({&xv, &gv, &lv, &hv, &iv});
   py::gil_scoped_release release;
   if (f64)
     check(gpu::crit_step<double>(xv.as<double>(), gv.as<const double>(), lv.as<const double>(),
@@ -80,6 +82,7 @@ void crit_random_start(const py::object& x, const py::object& lo, const py::obje
   if (xv.typestr != lv.typestr || xv.shape[1] != lv.shape[1]) fail("x and lo must match");
   index(iv, "ids", xv.shape[0]);
   const bool f64 = is_f64(xv);
+  const Launch launch({&xv, &lv, &hv, &iv});
   py::gil_scoped_release release;
   if (f64)
     check(gpu::crit_random_start<double>(xv.as<double>(), lv.as<const double>(),
@@ -99,6 +102,7 @@ void crit_check(const py::object& logits, const py::object& labels, const py::ob
   if (cv.typestr != "|u1" || cv.ndim() != 1 || cv.shape[0] != zv.shape[0])
     fail("changed must be 1-D uint8 with one entry per row");
   const bool f64 = is_f64(zv);
+  const Launch launch({&zv, &lv, &cv});
   py::gil_scoped_release release;
   if (f64)
     check(gpu::crit_check<double>(zv.as<const double>(), lv.as<const int64_t>(),
@@ -115,6 +119,7 @@ void crit_interval(const py::object& lo, const py::object& hi, int kind, double 
   check_kind(kind);
   const int64_t n = lv.shape[0] * lv.shape[1];
   const bool f64 = is_f64(lv);
+  const Launch launch({&lv, &hv});
   py::gil_scoped_release release;
   if (f64)
     check(gpu::crit_interval<double>(lv.as<double>(), hv.as<double>(), n, kind, slope));
@@ -138,6 +143,7 @@ void crit_relax(const py::object& lo, const py::object& hi, int kind, double slo
   check_kind(kind);
   const int64_t n = lv.shape[0] * lv.shape[1];
   const bool f64 = is_f64(lv);
+  const Launch launch({&lv, &hv, &a, &b, &c, &e});
   py::gil_scoped_release release;
   if (f64)
     check(gpu::crit_relax<double>(lv.as<const double>(), hv.as<const double>(), n, kind, slope,
@@ -164,6 +170,7 @@ void crit_backward(const py::object& lam, const py::object& rows, const py::obje
   if (kv.typestr != lv.typestr || kv.ndim() != 1 || kv.shape[0] != lv.shape[0])
     fail("const shape");
   const bool f64 = is_f64(lv);
+  const Launch launch({&lv, &rv, &a, &b, &c, &e, &kv});
   py::gil_scoped_release release;
   if (f64)
     check(gpu::crit_backward<double>(lv.as<double>(), rv.as<const int64_t>(), lv.shape[0],
@@ -188,6 +195,7 @@ void crit_concretize(const py::object& lam, const py::object& rows, const py::ob
   if (kv.typestr != lv.typestr || kv.ndim() != 1 || kv.shape[0] != lv.shape[0])
     fail("const shape");
   const bool f64 = is_f64(lv);
+  const Launch launch({&lv, &rv, &a, &b, &kv});
   py::gil_scoped_release release;
   if (f64)
     check(gpu::crit_concretize<double>(lv.as<const double>(), rv.as<const int64_t>(),

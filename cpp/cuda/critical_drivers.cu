@@ -2,6 +2,7 @@
 
 #include "critical_drivers.hpp"
 #include "runtime.hpp"
+#include "stream.cuh"
 #include "fastmem/critical.hpp"
 
 namespace fastmem::gpu {
@@ -87,7 +88,7 @@ template <class T>
 int crit_activate(T* z, T* deriv, int64_t rows, int64_t width, int kind, T slope) {
   const int64_t n = rows * width;
   if (n == 0) return 0;
-  activate_kernel<T><<<blocks_for(n), kThreads>>>(z, deriv, n, kind, slope);
+  activate_kernel<T><<<blocks_for(n), kThreads, 0, call_stream()>>>(z, deriv, n, kind, slope);
   return finish();
 }
 
@@ -95,8 +96,8 @@ template <class T>
 int crit_step(T* x, const T* grad, const T* lo, const T* hi, const int64_t* ids, int64_t rows,
               int64_t d, uint64_t seed, uint64_t stream, T step_size, T noise, bool use_noise) {
   if (rows == 0) return 0;
-  step_kernel<T><<<blocks_for(rows), kThreads>>>(x, grad, lo, hi, ids, rows, d, seed, stream,
-                                                  step_size, noise, use_noise);
+  step_kernel<T><<<blocks_for(rows), kThreads, 0, call_stream()>>>(
+      x, grad, lo, hi, ids, rows, d, seed, stream, step_size, noise, use_noise);
   return finish();
 }
 
@@ -104,7 +105,8 @@ template <class T>
 int crit_random_start(T* x, const T* lo, const T* hi, const int64_t* ids, int64_t rows,
                       int64_t d, uint64_t seed, uint64_t stream) {
   if (rows == 0) return 0;
-  start_kernel<T><<<blocks_for(rows), kThreads>>>(x, lo, hi, ids, rows, d, seed, stream);
+  start_kernel<T><<<blocks_for(rows), kThreads, 0, call_stream()>>>(
+      x, lo, hi, ids, rows, d, seed, stream);
   return finish();
 }
 
@@ -112,14 +114,15 @@ template <class T>
 int crit_check(const T* logits, const int64_t* labels, uint8_t* changed, int64_t rows,
                int64_t k) {
   if (rows == 0) return 0;
-  check_kernel<T><<<blocks_for(rows), kThreads>>>(logits, labels, changed, rows, k);
+  check_kernel<T><<<blocks_for(rows), kThreads, 0, call_stream()>>>(
+      logits, labels, changed, rows, k);
   return finish();
 }
 
 template <class T>
 int crit_interval(T* lo, T* hi, int64_t n, int kind, T slope) {
   if (n == 0) return 0;
-  interval_kernel<T><<<blocks_for(n), kThreads>>>(lo, hi, n, kind, slope);
+  interval_kernel<T><<<blocks_for(n), kThreads, 0, call_stream()>>>(lo, hi, n, kind, slope);
   return finish();
 }
 
@@ -127,7 +130,8 @@ template <class T>
 int crit_relax(const T* lo, const T* hi, int64_t n, int kind, double slope, T* aL, T* bL, T* aU,
                T* bU) {
   if (n == 0) return 0;
-  relax_kernel<T><<<blocks_for(n), kThreads>>>(lo, hi, n, kind, slope, aL, bL, aU, bU);
+  relax_kernel<T><<<blocks_for(n), kThreads, 0, call_stream()>>>(
+      lo, hi, n, kind, slope, aL, bL, aU, bU);
   return finish();
 }
 
@@ -135,8 +139,8 @@ template <class T>
 int crit_backward(T* lam, const int64_t* rows, int64_t n_rows, int64_t width, const T* aL,
                   const T* bL, const T* aU, const T* bU, T* cst) {
   if (n_rows == 0) return 0;
-  backward_kernel<T><<<blocks_for(n_rows), kThreads>>>(lam, rows, n_rows, width, aL, bL, aU, bU,
-                                                        cst);
+  backward_kernel<T><<<blocks_for(n_rows), kThreads, 0, call_stream()>>>(
+      lam, rows, n_rows, width, aL, bL, aU, bU, cst);
   return finish();
 }
 
@@ -144,7 +148,8 @@ template <class T>
 int crit_concretize(const T* lam, const int64_t* rows, int64_t n_rows, int64_t d, const T* lo,
                     const T* hi, T* cst) {
   if (n_rows == 0) return 0;
-  concretize_kernel<T><<<blocks_for(n_rows), kThreads>>>(lam, rows, n_rows, d, lo, hi, cst);
+  concretize_kernel<T><<<blocks_for(n_rows), kThreads, 0, call_stream()>>>(
+      lam, rows, n_rows, d, lo, hi, cst);
   return finish();
 }
 

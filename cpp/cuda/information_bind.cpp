@@ -13,9 +13,11 @@ DeviceView typed(const py::object& obj, const char* name, const char* typestr, i
   return v;
 }
 
-BinSpec make_spec(int kind, const py::object& edges, double lo, double scale, int64_t n_codes) {
+// `e` receives the edges' view (for the call's Launch).
+BinSpec make_spec(int kind, const py::object& edges, double lo, double scale, int64_t n_codes,
+                  DeviceView& e) {
   if (kind < 0 || kind > 3) fail("unknown bin kind");
-  const DeviceView e = typed(edges, "edges", "<f8", 1);
+  e = typed(edges, "edges", "<f8", 1);
   if (kind <= 1 && e.shape[0] < 1) fail("edge kinds need at least one edge");
   if (kind != 3 && n_codes < 1) fail("n_codes must be positive");
   return BinSpec{kind, e.as<const double>(), e.shape[0], lo, scale, n_codes};
@@ -32,7 +34,8 @@ void bin_keys(const py::object& a, int kind, const py::object& edges, double lo,
               int64_t n_codes, int64_t rows_per_segment, const py::object& key1,
               const py::object& key2, const py::object& occupancy, const py::object& bad) {
   const DeviceView av = float_matrix(a);
-  const BinSpec s = make_spec(kind, edges, lo, scale, n_codes);
+  DeviceView ev;
+  const BinSpec s = make_spec(kind, edges, lo, scale, n_codes, ev);
   const int64_t rows = av.shape[0], width = av.shape[1];
   if (rows_per_segment < 1 || rows % rows_per_segment != 0)
     fail("rows must be a multiple of rows_per_segment");
@@ -45,6 +48,7 @@ void bin_keys(const py::object& a, int kind, const py::object& edges, double lo,
   const DeviceView bv = typed(bad, "bad", "<i8", 1);
   if (bv.shape[0] != 1) fail("bad must have one entry");
   uint8_t* occ = ov.shape[0] ? ov.as<uint8_t>() : nullptr;
+  const Launch launch({&av, &ev, &k1, &k2, &ov, &bv});
   py::gil_scoped_release release;
   if (av.typestr == "<f8")
     check(gpu::bin_keys<double>(av.as<const double>(), rows, width, s, rows_per_segment,
@@ -58,12 +62,14 @@ void bin_rows_equal(const py::object& a, int kind, const py::object& edges, doub
                     double scale, int64_t n_codes, const py::object& rows_a,
                     const py::object& rows_b, const py::object& differ) {
   const DeviceView av = float_matrix(a);
-  const BinSpec s = make_spec(kind, edges, lo, scale, n_codes);
+  DeviceView ev;
+  const BinSpec s = make_spec(kind, edges, lo, scale, n_codes, ev);
   const DeviceView ra = typed(rows_a, "rows_a", "<i8", 1), rb = typed(rows_b, "rows_b", "<i8", 1);
   if (ra.shape[0] != rb.shape[0]) fail("rows_a and rows_b must be 1-D of equal length");
   const DeviceView dv = typed(differ, "differ", "<i8", 1);
   if (dv.shape[0] != 1) fail("differ must have one entry");
   // Row indices come from fastmem's own argsort over these rows: in range by construction.
+  const Launch launch({&av, &ev, &ra, &rb, &dv});
   py::gil_scoped_release release;
   if (av.typestr == "<f8")
     check(gpu::bin_rows_equal<double>(av.as<const double>(), av.shape[1], s,
@@ -78,9 +84,11 @@ void bin_rows_equal(const py::object& a, int kind, const py::object& edges, doub
 void bin_codes(const py::object& a, int kind, const py::object& edges, double lo, double scale,
                int64_t n_codes, const py::object& out) {
   const DeviceView av = float_matrix(a);
-  const BinSpec s = make_spec(kind, edges, lo, scale, n_codes);
+  DeviceView ev;
+  const BinSpec s = make_spec(kind, edges, lo, scale, n_codes, ev);
   const DeviceView ov = typed(out, "out", "<i8", 2);
   if (ov.shape != av.shape) fail("a and out must have the same shape");
+  const Launch launch({&av, &ev, &ov});
   py::gil_scoped_release release;
   if (av.typestr == "<f8")
     check(gpu::bin_codes<double>(av.as<const double>(), av.shape[0], av.shape[1], s,
@@ -109,6 +117,7 @@ void kde_tile(const py::object& tile, const py::object& row_norms, const py::obj
     if (v->shape[0] != rows) fail("row arrays must have one entry per tile row");
   for (const DeviceView* v : {&cn, &cy, &ca, &cc})
     if (v->shape[0] != cols) fail("column arrays must have one entry per tile column");
+  const Launch launch({&tv, &rn, &cn, &ry, &cy, &ra, &rc, &ca, &cc});
   py::gil_scoped_release release;
   check(gpu::kde_tile(tv.as<double>(), rows, cols, rn.as<const double>(), cn.as<const double>(),
                       ry.as<const int64_t>(), cy.as<const int64_t>(), scale, row_offset,
@@ -131,6 +140,7 @@ void kde_screen(const py::object& tile, const py::object& row_norms, const py::o
   for (const DeviceView* v : {&cn, &cl})
     if (v->shape[0] != cols) fail("column arrays must have one entry per tile column");
   if (cv.shape[0] != 1) fail("count must have one entry");
+  const Launch launch({&tv, &rn, &cn, &rl, &cl, &cv});
   py::gil_scoped_release release;
   check(gpu::kde_screen(tv.as<const float>(), rows, cols, rn.as<const double>(),
                         cn.as<const double>(), rl.as<const double>(), cl.as<const double>(), err,
@@ -165,6 +175,7 @@ void kde_sparse_tile(const py::object& tile, const py::object& a, const py::obje
     if (v->shape[0] != rows) fail("row arrays must have one entry per tile row");
   for (const DeviceView* v : {&cn, &cl, &cy, &ca, &cc})
     if (v->shape[0] != cols) fail("column arrays must have one entry per tile column");
+  const Launch launch({&tv, &av, &bv, &rn, &cn, &rl, &cl, &ry, &cy, &ra, &rc, &ca, &cc});
   py::gil_scoped_release release;
   check(gpu::kde_sparse_tile(
       tv.as<const float>(), av.as<const double>(), bv.as<const double>(), rows, cols, d,

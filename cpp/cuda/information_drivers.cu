@@ -3,6 +3,7 @@
 #include "fastmem/information.hpp"
 #include "information_drivers.hpp"
 #include "runtime.hpp"
+#include "stream.cuh"
 
 namespace fastmem::gpu {
 
@@ -115,11 +116,11 @@ int kde_sparse_tile(const float* tile, const double* a, const double* b, int64_t
                     double* row_all, double* row_cls, double* col_all, double* col_cls,
                     bool columns) {
   if (rows == 0 || cols == 0) return 0;
-  kde_sparse_kernel<<<blocks_for(rows), kThreads>>>(
+  kde_sparse_kernel<<<blocks_for(rows), kThreads, 0, call_stream()>>>(
       tile, a, b, rows, cols, d, row_norms, col_norms, row_lengths, col_lengths, row_labels,
       col_labels, err, cutoff, scale, row_offset, col_offset, row_all, row_cls, false);
   if (columns)
-    kde_sparse_kernel<<<blocks_for(cols), kThreads>>>(
+    kde_sparse_kernel<<<blocks_for(cols), kThreads, 0, call_stream()>>>(
         tile, a, b, rows, cols, d, row_norms, col_norms, row_lengths, col_lengths, row_labels,
         col_labels, err, cutoff, scale, row_offset, col_offset, col_all, col_cls, true);
   return finish();
@@ -128,9 +129,10 @@ int kde_sparse_tile(const float* tile, const double* a, const double* b, int64_t
 int kde_screen(const float* tile, int64_t rows, int64_t cols, const double* row_norms,
                const double* col_norms, const double* row_lengths, const double* col_lengths,
                double err, double cutoff, int64_t row_offset, int64_t col_offset, int64_t* count) {
-  cudaMemset(count, 0, sizeof(int64_t));
+  if (const cudaError_t code = cudaMemsetAsync(count, 0, sizeof(int64_t), call_stream()))
+    return static_cast<int>(code);
   if (rows == 0 || cols == 0) return finish();
-  kde_screen_kernel<<<blocks_for(rows * cols), kThreads>>>(
+  kde_screen_kernel<<<blocks_for(rows * cols), kThreads, 0, call_stream()>>>(
       tile, rows, cols, row_norms, col_norms, row_lengths, col_lengths, err, cutoff, row_offset,
       col_offset, reinterpret_cast<unsigned long long*>(count));
   return finish();
@@ -139,9 +141,10 @@ int kde_screen(const float* tile, int64_t rows, int64_t cols, const double* row_
 template <class T>
 int bin_keys(const T* a, int64_t rows, int64_t width, BinSpec s, int64_t rows_per_segment,
              uint64_t* key1, uint64_t* key2, uint8_t* occ, int64_t* bad) {
-  cudaMemset(bad, 0, sizeof(int64_t));
+  if (const cudaError_t code = cudaMemsetAsync(bad, 0, sizeof(int64_t), call_stream()))
+    return static_cast<int>(code);
   if (rows == 0) return finish();
-  bin_keys_kernel<T><<<blocks_for(rows), kThreads>>>(
+  bin_keys_kernel<T><<<blocks_for(rows), kThreads, 0, call_stream()>>>(
       a, rows, width, s, rows_per_segment, key1, key2, occ,
       reinterpret_cast<unsigned long long*>(bad));
   return finish();
@@ -150,9 +153,10 @@ int bin_keys(const T* a, int64_t rows, int64_t width, BinSpec s, int64_t rows_pe
 template <class T>
 int bin_rows_equal(const T* a, int64_t width, BinSpec s, const int64_t* rows_a,
                    const int64_t* rows_b, int64_t pairs, int64_t* differ) {
-  cudaMemset(differ, 0, sizeof(int64_t));
+  if (const cudaError_t code = cudaMemsetAsync(differ, 0, sizeof(int64_t), call_stream()))
+    return static_cast<int>(code);
   if (pairs == 0) return finish();
-  bin_rows_equal_kernel<T><<<blocks_for(pairs), kThreads>>>(
+  bin_rows_equal_kernel<T><<<blocks_for(pairs), kThreads, 0, call_stream()>>>(
       a, width, s, rows_a, rows_b, pairs, reinterpret_cast<unsigned long long*>(differ));
   return finish();
 }
@@ -160,7 +164,8 @@ int bin_rows_equal(const T* a, int64_t width, BinSpec s, const int64_t* rows_a,
 template <class T>
 int bin_codes(const T* a, int64_t rows, int64_t width, BinSpec s, int64_t* out) {
   if (rows * width == 0) return 0;
-  bin_codes_kernel<T><<<blocks_for(rows * width), kThreads>>>(a, rows * width, s, out);
+  bin_codes_kernel<T><<<blocks_for(rows * width), kThreads, 0, call_stream()>>>(
+      a, rows * width, s, out);
   return finish();
 }
 
@@ -169,12 +174,12 @@ int kde_tile(double* tile, int64_t rows, int64_t cols, const double* row_norms,
              double scale, int64_t row_offset, int64_t col_offset, double* row_all,
              double* row_cls, double* col_all, double* col_cls, bool columns) {
   if (rows == 0 || cols == 0) return 0;
-  kde_rows_kernel<<<blocks_for(rows), kThreads>>>(tile, rows, cols, row_norms, col_norms,
-                                                  row_labels, col_labels, scale, row_offset,
-                                                  col_offset, row_all, row_cls);
+  kde_rows_kernel<<<blocks_for(rows), kThreads, 0, call_stream()>>>(
+      tile, rows, cols, row_norms, col_norms, row_labels, col_labels, scale, row_offset, col_offset,
+      row_all, row_cls);
   if (columns)
-    kde_cols_kernel<<<blocks_for(cols), kThreads>>>(tile, rows, cols, row_labels, col_labels,
-                                                    col_all, col_cls);
+    kde_cols_kernel<<<blocks_for(cols), kThreads, 0, call_stream()>>>(
+        tile, rows, cols, row_labels, col_labels, col_all, col_cls);
   return finish();
 }
 

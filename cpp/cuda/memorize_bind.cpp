@@ -24,6 +24,7 @@ void linear_recurrence(const py::object& alpha, const py::object& beta, const py
   const DeviceView o = typed(out, "out", "<f8", 1);
   if (a.shape[0] != b.shape[0] || b.shape[0] != o.shape[0])
     fail("alpha, beta and out must have the same length");
+  const Launch launch({&a, &b, &o});
   py::gil_scoped_release release;
   check(gpu::linear_recurrence(a.as<const double>(), b.as<const double>(), o.shape[0],
                                o.as<double>()));
@@ -39,6 +40,7 @@ void relu_sum_eval(const py::object& t, const py::object& b, const py::object& w
   if (bv.shape[0] != wv.shape[0]) fail("b and w must have the same length");
   if (tv.shape[0] != ov.shape[0]) fail("t and out must have the same length");
   if (pv.shape[0] != bv.shape[0] + 1 || pv.shape[1] != 4) fail("prefix must be (len(b) + 1, 4)");
+  const Launch launch({&tv, &bv, &wv, &pv, &ov});
   py::gil_scoped_release release;
   check(gpu::relu_sum_eval(tv.as<const double>(), tv.shape[0], bv.as<const double>(),
                            wv.as<const double>(), bv.shape[0], pv.as<double>(),
@@ -52,6 +54,7 @@ void cover_margins(const py::object& neg, const py::object& pos, const py::objec
   if (nv.shape[1] != pv.shape[1]) fail("neg and pos must have the same number of words");
   if (mv.shape[0] != nv.shape[0]) fail("m must have one entry per row of neg");
   if (pv.shape[0] < 1) fail("pos must have at least one row");
+  const Launch launch({&nv, &pv, &mv});
   py::gil_scoped_release release;
   check(gpu::cover_margins(nv.as<const uint64_t>(), nv.shape[0], pv.as<const uint64_t>(),
                            pv.shape[0], nv.shape[1], mv.as<int64_t>()));
@@ -64,6 +67,7 @@ void cover_matrix(const py::object& neg, const py::object& m, const py::object& 
   if (mv.shape[0] != nv.shape[0] || cv.shape[0] != nv.shape[0])
     fail("m and cover must have one row per row of neg");
   if (cv.shape[1] != (nv.shape[0] + 63) / 64) fail("cover must have ceil(rows / 64) words");
+  const Launch launch({&nv, &mv, &cv});
   py::gil_scoped_release release;
   check(gpu::cover_matrix(nv.as<const uint64_t>(), nv.shape[0], nv.shape[1],
                           mv.as<const int64_t>(), cv.as<uint64_t>(), cv.shape[1]));
@@ -75,6 +79,7 @@ void cover_gains(const py::object& cover, const py::object& uncovered, const py:
   const DeviceView gv = typed(gains, "gains", "<i8", 1);
   if (uv.shape[0] != cv.shape[1]) fail("uncovered must have one word per cover column");
   if (gv.shape[0] != cv.shape[0]) fail("gains must have one entry per row of cover");
+  const Launch launch({&cv, &uv, &gv});
   py::gil_scoped_release release;
   check(gpu::cover_gains(cv.as<const uint64_t>(), cv.shape[0], cv.shape[1],
                          uv.as<const uint64_t>(), gv.as<int64_t>()));
@@ -87,6 +92,7 @@ void threshold_pack(const py::object& z, const py::object& b, const py::object& 
   if (bv.shape[0] != zv.shape[1]) fail("b must have one entry per column of z");
   if (cv.shape[0] != zv.shape[0]) fail("z and codes must have the same number of rows");
   if (cv.shape[1] != (zv.shape[1] + 63) / 64) fail("codes must have ceil(width / 64) words");
+  const Launch launch({&zv, &bv, &cv});
   py::gil_scoped_release release;
   check(gpu::threshold_pack(zv.as<const double>(), zv.shape[0], zv.shape[1],
                             bv.as<const double>(), cv.as<uint64_t>(), cv.shape[1]));
@@ -108,6 +114,7 @@ void cover_step(const py::object& neg, const py::object& pos, int64_t row, int64
   if (av.shape[0] != nv.shape[0] || cv.shape[0] != nv.shape[0])
     fail("alive and counts must have one entry per row of neg");
   if (sv.shape[0] != 2) fail("state must have 2 entries");
+  const Launch launch({&nv, &pv, &av, &cv, &sv});
   py::gil_scoped_release release;
   check(gpu::cover_step(nv.as<const uint64_t>(), pv.as<const uint64_t>(), pv.shape[0],
                         nv.shape[1], row, rule, av.as<int64_t>(), cv.as<int64_t>(),
@@ -132,6 +139,7 @@ void cover_walks(const py::object& codes, int64_t n_neg, const py::object& sets,
     fail("sets and uncovered must have one entry per width");
   if (ov.shape[0] != cells || ov.shape[1] != n_neg) fail("orders must be (len(widths), n_neg)");
   if (fv.shape[0] != cells || fv.shape[1] != n_neg) fail("flags must be (len(widths), n_neg)");
+  const Launch launch({&cv, &sv, &wv, &ov, &fv, &uv});
   py::gil_scoped_release release;
   check(gpu::cover_walks(cv.as<const uint64_t>(), n_rows, n_neg, words, sv.as<const int64_t>(),
                          wv.as<const int64_t>(), ov.as<const int64_t>(), cells, rule,
@@ -149,6 +157,7 @@ void threshold_votes(const py::object& codes, const py::object& units, const py:
   if (bv.shape[0] != uv.shape[0] || ov.shape[0] != uv.shape[0])
     fail("bias and owner must have one entry per row of units");
   if (vv.shape[0] != cv.shape[0]) fail("votes must have one row per row of codes");
+  const Launch launch({&cv, &uv, &bv, &ov, &vv});
   py::gil_scoped_release release;
   check(gpu::threshold_votes(cv.as<const uint64_t>(), cv.shape[0], cv.shape[1],
                              uv.as<const uint64_t>(), bv.as<const double>(),

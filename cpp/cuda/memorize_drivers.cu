@@ -3,6 +3,7 @@
 #include "fastmem/memorize.hpp"
 #include "memorize_drivers.hpp"
 #include "runtime.hpp"
+#include "stream.cuh"
 
 namespace fastmem::gpu {
 
@@ -124,53 +125,60 @@ __global__ void set_int64_kernel(int64_t* p, int64_t v) {
 
 int linear_recurrence(const double* alpha, const double* beta, int64_t n, double* out) {
   if (n == 0) return 0;
-  linear_recurrence_kernel<<<1, 1>>>(alpha, beta, n, out);
+  linear_recurrence_kernel<<<1, 1, 0, call_stream()>>>(alpha, beta, n, out);
   return finish();
 }
 
 int relu_sum_eval(const double* t, int64_t n_t, const double* b, const double* w, int64_t n,
                   double* prefix, double* out) {
-  relu_sum_prefix_kernel<<<1, 1>>>(b, w, n, prefix);
-  if (n_t > 0) relu_sum_at_kernel<<<blocks_for(n_t), kThreads>>>(t, n_t, b, n, prefix, out);
+  relu_sum_prefix_kernel<<<1, 1, 0, call_stream()>>>(b, w, n, prefix);
+  if (n_t > 0)
+    relu_sum_at_kernel<<<blocks_for(n_t), kThreads, 0, call_stream()>>>(t, n_t, b, n, prefix,
+                                                                          out);
   return finish();
 }
 
 int cover_margins(const uint64_t* neg, int64_t n_neg, const uint64_t* pos, int64_t n_pos,
                   int64_t words, int64_t* m) {
   if (n_neg == 0) return 0;
-  cover_margins_kernel<<<blocks_for(n_neg), kThreads>>>(neg, n_neg, pos, n_pos, words, m);
+  cover_margins_kernel<<<blocks_for(n_neg), kThreads, 0, call_stream()>>>(
+      neg, n_neg, pos, n_pos, words, m);
   return finish();
 }
 
 int cover_matrix(const uint64_t* neg, int64_t n_neg, int64_t words, const int64_t* m,
                  uint64_t* cover, int64_t cover_words) {
   if (n_neg == 0) return 0;
-  cover_matrix_kernel<<<blocks_for(n_neg), kThreads>>>(neg, n_neg, words, m, cover, cover_words);
+  cover_matrix_kernel<<<blocks_for(n_neg), kThreads, 0, call_stream()>>>(
+      neg, n_neg, words, m, cover, cover_words);
   return finish();
 }
 
 int cover_gains(const uint64_t* cover, int64_t rows, int64_t words, const uint64_t* uncovered,
                 int64_t* gains) {
   if (rows == 0) return 0;
-  cover_gains_kernel<<<blocks_for(rows), kThreads>>>(cover, rows, words, uncovered, gains);
+  cover_gains_kernel<<<blocks_for(rows), kThreads, 0, call_stream()>>>(
+      cover, rows, words, uncovered, gains);
   return finish();
 }
 
 int threshold_pack(const double* z, int64_t rows, int64_t width, const double* b,
                    uint64_t* codes, int64_t words) {
   if (rows * words == 0) return 0;
-  threshold_pack_kernel<<<blocks_for(rows * words), kThreads>>>(z, rows, width, b, codes, words);
+  threshold_pack_kernel<<<blocks_for(rows * words), kThreads, 0, call_stream()>>>(
+      z, rows, width, b, codes, words);
   return finish();
 }
 
 int cover_step(const uint64_t* neg, const uint64_t* pos, int64_t n_pos, int64_t words,
                int64_t row, int64_t rule, int64_t* alive, int64_t* counts, int64_t* state) {
-  set_int64_kernel<<<1, 1>>>(state + 1, INT64_MAX);
-  cover_margin_kernel<<<blocks_for(n_pos), kThreads>>>(neg, pos, n_pos, words, row, state);
+  set_int64_kernel<<<1, 1, 0, call_stream()>>>(state + 1, INT64_MAX);
+  cover_margin_kernel<<<blocks_for(n_pos), kThreads, 0, call_stream()>>>(
+      neg, pos, n_pos, words, row, state);
   // state[0] lives on the device: enough blocks for every row of neg would be the bound;
   // the grid-stride loop covers any n with a fixed grid.
-  cover_counts_kernel<<<256, kThreads>>>(neg, words, row, alive, counts, state);
-  cover_compact_kernel<<<1, 1>>>(rule, alive, counts, state);
+  cover_counts_kernel<<<256, kThreads, 0, call_stream()>>>(neg, words, row, alive, counts, state);
+  cover_compact_kernel<<<1, 1, 0, call_stream()>>>(rule, alive, counts, state);
   return finish();
 }
 
@@ -181,7 +189,8 @@ int cover_walks(const uint64_t* codes, int64_t n_rows, int64_t n_neg, int64_t wo
   // One walk per thread: few threads per block so that the cells spread over the SMs.
   const int threads = 32;
   const int64_t blocks = (cells + threads - 1) / threads;
-  cover_walks_kernel<<<static_cast<int>(blocks < 65535 ? blocks : 65535), threads>>>(
+  const int grid = static_cast<int>(blocks < 65535 ? blocks : 65535);
+  cover_walks_kernel<<<grid, threads, 0, call_stream()>>>(
       codes, n_rows, n_neg, words, sets, widths, orders, cells, rule, flags, uncovered);
   return finish();
 }
@@ -190,8 +199,8 @@ int threshold_votes(const uint64_t* codes, int64_t rows, int64_t words, const ui
                     const double* bias, const int64_t* owner, int64_t k, int64_t n_classes,
                     int64_t* votes) {
   if (rows == 0) return 0;
-  threshold_votes_kernel<<<blocks_for(rows), kThreads>>>(codes, rows, words, units, bias, owner,
-                                                         k, n_classes, votes);
+  threshold_votes_kernel<<<blocks_for(rows), kThreads, 0, call_stream()>>>(
+      codes, rows, words, units, bias, owner, k, n_classes, votes);
   return finish();
 }
 

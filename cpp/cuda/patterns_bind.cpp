@@ -15,6 +15,7 @@ void apply_activation(const py::object& z, int kind, double slope) {
   const DeviceView zv = device_view(z, "z");
   if (zv.ndim() != 2) fail("z must be 2-D");
   check_kind(kind);
+  const Launch launch({&zv});
   py::gil_scoped_release release;
   if (zv.typestr == "<f8")
     check(gpu::apply_activation<double>(zv.as<double>(), zv.shape[0], zv.shape[1], kind, slope));
@@ -36,6 +37,7 @@ void pack_and_activate(const py::object& z, const py::object& codes, int64_t bit
   const int64_t last_bit = bit_offset + zv.shape[1] * bits_per_neuron(kind);
   if (bit_offset < 0 || last_bit > 64 * cv.shape[1]) fail("pattern bits exceed codes width");
   auto* cp = cv.as<uint64_t>();
+  const Launch launch({&zv, &cv});
   py::gil_scoped_release release;
   if (zv.typestr == "<f8")
     check(gpu::pack_and_activate<double>(zv.as<double>(), zv.shape[0], zv.shape[1], cp,
@@ -53,6 +55,7 @@ void hash_patterns(const py::object& codes, const py::object& out) {
   if (cv.ndim() != 2 || ov.ndim() != 1) fail("codes must be 2-D and out 1-D");
   if (cv.shape[0] != ov.shape[0]) fail("codes and out must have the same number of rows");
   if (cv.typestr != "<u8" || ov.typestr != "<u8") fail("codes and out must be uint64");
+  const Launch launch({&cv, &ov});
   py::gil_scoped_release release;
   check(gpu::hash_patterns(cv.as<const uint64_t>(), cv.shape[0], cv.shape[1],
                            ov.as<uint64_t>()));

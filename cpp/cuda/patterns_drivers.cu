@@ -2,6 +2,7 @@
 
 #include "patterns_drivers.hpp"
 #include "runtime.hpp"
+#include "stream.cuh"
 #include "fastmem/patterns.hpp"
 
 namespace fastmem::gpu {
@@ -36,7 +37,8 @@ __global__ void hash_patterns_kernel(const uint64_t* codes, int64_t rows, int64_
 template <class T>
 int apply_activation(T* z, int64_t rows, int64_t width, int kind, T slope) {
   if (rows * width == 0) return 0;
-  apply_activation_kernel<T><<<blocks_for(rows * width), kThreads>>>(z, rows, width, kind, slope);
+  apply_activation_kernel<T><<<blocks_for(rows * width), kThreads, 0, call_stream()>>>(
+      z, rows, width, kind, slope);
   return finish();
 }
 
@@ -44,14 +46,14 @@ template <class T>
 int pack_and_activate(T* z, int64_t rows, int64_t width, uint64_t* codes, int64_t n_words,
                       int64_t bit_offset, int kind, T slope) {
   if (rows == 0) return 0;
-  pack_and_activate_kernel<T><<<blocks_for(rows), kThreads>>>(z, rows, width, codes, n_words,
-                                                               bit_offset, kind, slope);
+  pack_and_activate_kernel<T><<<blocks_for(rows), kThreads, 0, call_stream()>>>(
+      z, rows, width, codes, n_words, bit_offset, kind, slope);
   return finish();
 }
 
 int hash_patterns(const uint64_t* codes, int64_t rows, int64_t n_words, uint64_t* out) {
   if (rows == 0) return 0;
-  hash_patterns_kernel<<<blocks_for(rows), kThreads>>>(codes, rows, n_words, out);
+  hash_patterns_kernel<<<blocks_for(rows), kThreads, 0, call_stream()>>>(codes, rows, n_words, out);
   return finish();
 }
 

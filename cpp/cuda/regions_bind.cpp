@@ -39,6 +39,7 @@ void count_crossings(const py::object& z, const py::object& pseg, int kind,
   check_kind(kind);
   const int64_t n = sv.shape[0];
   check_int64(cv, n, "counts must be int64 with one entry per piece");
+  const Launch launch({&zv, &sv, &cv});
   py::gil_scoped_release release;
   if (zv.typestr == "<f8")
     check(gpu::count_crossings<double>(zv.as<double>(), sv.as<int64_t>(), n, zv.shape[1], kind,
@@ -62,6 +63,7 @@ void collect_crossings(const py::object& z, const py::object& vt, const py::obje
   check_int64(ov, n + 1, "offsets must be int64 with n + 1 entries");
   check_int64(nv, n, "n_distinct must be int64 with one entry per piece");
   check_float(bv, zv, 1, "buf must be 1-D with z's dtype");
+  const Launch launch({&zv, &tv, &sv, &ov, &bv, &nv});
   py::gil_scoped_release release;
   if (zv.typestr == "<f8")
     check(gpu::collect_crossings<double>(zv.as<double>(), tv.as<double>(), sv.as<int64_t>(), n,
@@ -115,6 +117,7 @@ void emit_pieces(const py::object& z, const py::object& vt, const py::object& ps
   const int64_t h_cols = write_values ? ohv.shape[1] : width;
   const DeviceView scv = device_view(scratch, "scratch");
   if (scv.ndim() != 1 || scv.typestr != "<i8") fail("scratch must be 1-D int64");
+  const Launch launch({&zv, &tv, &sv, &cv, &bv, &ov, &kv, &otv, &osv, &ocv, &ohv, &scv});
   py::gil_scoped_release release;
   if (zv.typestr == "<f8")
     check(gpu::emit_pieces<double>(zv.as<double>(), tv.as<double>(), sv.as<int64_t>(),
@@ -165,6 +168,7 @@ void next_preactivations(const py::object& z, const py::object& vt, const py::ob
                          ncv.shape[0] != outv.shape[0] - (nv - n)))
     fail("next_counts must be int64 with child_offsets[-1] entries");
   int64_t* nc = kind_next >= 0 ? ncv.as<int64_t>() : nullptr;
+  const Launch launch({&zv, &tv, &sv, &bv, &ov, &kv, &wv, &znv, &scv, &outv, &ncv});
   py::gil_scoped_release release;
   if (zv.typestr == "<f8")
     check(gpu::next_preactivations<double>(

@@ -3,6 +3,7 @@
 #include "fastmem/regions.hpp"
 #include "regions_drivers.hpp"
 #include "runtime.hpp"
+#include "stream.cuh"
 
 namespace fastmem::gpu {
 
@@ -82,7 +83,7 @@ template <class T>
 int count_crossings(const T* z, const int64_t* pseg, int64_t n, int64_t width, int kind,
                     int64_t* counts) {
   if (n == 0) return 0;
-  count_kernel<T><<<blocks_for(n), kThreads>>>(z, pseg, n, width, kind, counts);
+  count_kernel<T><<<blocks_for(n), kThreads, 0, call_stream()>>>(z, pseg, n, width, kind, counts);
   return finish();
 }
 
@@ -90,8 +91,8 @@ template <class T>
 int collect_crossings(const T* z, const T* vt, const int64_t* pseg, int64_t n, int64_t width,
                       int kind, T tol, const int64_t* offsets, T* buf, int64_t* n_distinct) {
   if (n == 0) return 0;
-  collect_kernel<T><<<blocks_for(n), kThreads>>>(z, vt, pseg, n, width, kind, tol, offsets, buf,
-                                                 n_distinct);
+  collect_kernel<T><<<blocks_for(n), kThreads, 0, call_stream()>>>(
+      z, vt, pseg, n, width, kind, tol, offsets, buf, n_distinct);
   return finish();
 }
 
@@ -102,10 +103,9 @@ int emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* co
                 bool write_values, T* out_vt, int64_t* out_seg, uint64_t* out_codes, T* out_h,
                 int64_t h_cols, int64_t* scratch) {
   if (n == 0) return 0;
-  emit_kernel<T><<<blocks_for(n), kThreads>>>(z, vt, pseg, codes, n, width, n_words, buf,
-                                              offsets, child_offsets, kind, slope, bit_offset,
-                                              write_values, out_vt, out_seg, out_codes, out_h,
-                                              h_cols, scratch);
+  emit_kernel<T><<<blocks_for(n), kThreads, 0, call_stream()>>>(
+      z, vt, pseg, codes, n, width, n_words, buf, offsets, child_offsets, kind, slope, bit_offset,
+      write_values, out_vt, out_seg, out_codes, out_h, h_cols, scratch);
   return finish();
 }
 
@@ -115,7 +115,7 @@ int next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n,
                         int kind, T slope, const T* wt, int64_t width_next, const T* zn,
                         int64_t* scratch, T* out, int kind_next, int64_t* next_counts) {
   if (n == 0) return 0;
-  next_preactivations_kernel<T><<<blocks_for(n), kThreads>>>(
+  next_preactivations_kernel<T><<<blocks_for(n), kThreads, 0, call_stream()>>>(
       z, vt, pseg, n, width, buf, offsets, child_offsets, kind, slope, wt, width_next, zn,
       scratch, out, kind_next, next_counts);
   return finish();

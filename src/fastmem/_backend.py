@@ -6,7 +6,9 @@ fastmem has three kernel modules with the same function names and arguments:
     ``fastmem._core``, C++17 with OpenMP (NumPy arrays).
 ``cuda``
     ``fastmem._cuda``, CUDA (CuPy arrays, or anything exposing
-    ``__cuda_array_interface__``).
+    ``__cuda_array_interface__``). Each call runs on the device holding its arrays and
+    launches on the stream they name (CuPy's current stream), without waiting for the
+    GPU; reading a result on the host (CuPy) synchronises that stream.
 ``numba``
     ``fastmem._numba``, Numba JIT (NumPy arrays); the fallback kernel set of a
     pure-Python install.
