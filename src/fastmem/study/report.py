@@ -9,6 +9,7 @@ import os
 import traceback
 from typing import Any
 
+from .io import clean, write_atomic
 from .registry import Config, Experiment, experiments
 
 SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "results.schema.json")
@@ -42,8 +43,6 @@ def assemble(
     meta: dict[str, Any],
 ) -> dict[str, Any]:
     """results.json's content: every section whose jobs all finished."""
-    from .runner import clean
-
     sections: dict[str, Any] = {}
     failed = [{"job": k, "traceback": tb} for k, tb in failures.items()]
     for exp in chosen:
@@ -91,7 +90,6 @@ def render(out: str) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    from .runner import write_atomic
 
     with open(os.path.join(out, "results.json")) as f:
         results = json.load(f)

@@ -5,60 +5,19 @@ from __future__ import annotations
 import concurrent.futures as cf
 import hashlib
 import json
-import math
 import multiprocessing
 import os
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
 from .common import StudyInputError, load_data
+from .io import atomic_write_json, clean
 from .registry import Config, Experiment, experiments
 
 STUDY_FILE = "study.json"
-
-
-def atomic_write_json(path: str, obj: Any) -> None:
-    """Write JSON to a temp file in the same directory, then ``os.replace`` it."""
-    write_atomic(path, json.dumps(clean(obj), indent=1, allow_nan=False).encode())
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    d = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def clean(obj: Any) -> Any:
-    """JSON-able copy: NumPy scalars/arrays to Python, NaN/Inf to None."""
-    import numpy as np
-
-    if isinstance(obj, dict):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return clean(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    return obj
 
 
 @dataclass(frozen=True)
