@@ -23,7 +23,9 @@ Examples
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import stat
 import struct
 from typing import Any
 
@@ -108,35 +110,68 @@ def moons(n: int = 1000, *, noise: float = 0.1, rng: Any = 0) -> tuple[np.ndarra
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def _read_bytes(path: str) -> bytes:
+# The most one data file may hold (a header promising more is refused before reading).
+_MAX_BYTES = 2**34
+
+
+def _open_regular(path: str) -> Any:
+    """Open ``path`` for reading (gunzipping when it starts with gzip's magic number).
+
+    Only regular files: a FIFO would block, ``/dev/zero`` would never end.
+    """
     try:
-        with open(path, "rb") as f:
-            head = f.read(2)
-        if head == b"\x1f\x8b":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        with open(path, "rb") as f:
-            return f.read()
-    except (OSError, EOFError) as exc:
+        st = os.stat(path)
+    except OSError as exc:
+        raise InputError(f"data: cannot read {path}: {exc}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"data: {path} is not a regular file (a FIFO, device or socket)")
+    try:
+        f = open(path, "rb")  # returned to the caller, who closes it
+        if f.read(2) == b"\x1f\x8b":
+            f.close()
+            return gzip.open(path, "rb")
+        f.seek(0)
+        return f
+    except OSError as exc:
         raise InputError(f"data: cannot read {path}: {exc}") from exc
 
 
+def _read_exactly(f: Any, n: int, path: str, what: str) -> bytes:
+    try:
+        data = f.read(n)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise InputError(f"data: cannot read {path}: {exc}") from exc
+    if len(data) != n:
+        raise InputError(f"data: {path} is truncated: {what} needs {n} bytes, has {len(data)}")
+    return data
+
+
 def _read_idx(path: str) -> np.ndarray:
-    raw = _read_bytes(path)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
-        raise InputError(f"data: {path} is not an IDX file (bad magic number)")
-    ndim = raw[3]
-    if ndim < 1 or len(raw) < 4 + 4 * ndim:
-        raise InputError(f"data: {path} is not an IDX file (bad header)")
-    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
-    dtype = np.dtype(_IDX_TYPES[raw[2]])
-    count = int(np.prod(shape))
-    body = raw[4 + 4 * ndim :]
-    if len(body) != count * dtype.itemsize:
-        raise InputError(
-            f"data: {path} is truncated or malformed: header says {shape} "
-            f"({count * dtype.itemsize} bytes), file has {len(body)}"
-        )
+    with _open_regular(path) as f:
+        head = _read_exactly(f, 4, path, "the IDX magic number")
+        if head[0] != 0 or head[1] != 0 or head[2] not in _IDX_TYPES:
+            raise InputError(f"data: {path} is not an IDX file (bad magic number)")
+        ndim = head[3]
+        if ndim < 1:
+            raise InputError(f"data: {path} is not an IDX file (bad header: 0 dimensions)")
+        shape = struct.unpack(f">{ndim}I", _read_exactly(f, 4 * ndim, path, "the IDX header"))
+        dtype = np.dtype(_IDX_TYPES[head[2]])
+        nbytes = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+        if nbytes > _MAX_BYTES:
+            raise InputError(
+                f"data: {path}: the IDX header promises {shape} ({nbytes} bytes), more than "
+                f"the {_MAX_BYTES} bytes supported"
+            )
+        body = _read_exactly(f, nbytes, path, f"the header's shape {shape}")
+        try:
+            extra = f.read(1)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise InputError(f"data: cannot read {path}: {exc}") from exc
+        if extra:
+            raise InputError(
+                f"data: {path} is malformed: longer than its header's shape {shape} "
+                f"({nbytes} bytes)"
+            )
     return np.frombuffer(body, dtype=dtype).reshape(shape)
 
 
@@ -178,6 +213,8 @@ def _check_xy(X: Any, y: Any, source: str) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(
             f"data: X in {source} must have 2+ dimensions (n, features), got {X.shape}"
         )
+    if X.shape[0] == 0 or math.prod(X.shape[1:]) == 0:
+        raise InputError(f"data: {source} holds no samples or no features: X {X.shape}")
     X = X.reshape(X.shape[0], -1)
     if y.ndim != 1:
         raise InputError(f"data: y in {source} must be 1-D (n,), got shape {y.shape}")
@@ -187,11 +224,14 @@ def _check_xy(X: Any, y: Any, source: str) -> tuple[np.ndarray, np.ndarray]:
         )
     if X.shape[0] < 10 or X.shape[1] < 1:
         raise InputError(f"data: {source} has too few samples or features: X {X.shape}")
-    if not np.issubdtype(X.dtype, np.number) or not np.issubdtype(y.dtype, np.number):
-        raise InputError(f"data: X and y in {source} must be numeric")
+    for name, a in (("X", X), ("y", y)):
+        if a.dtype.kind not in "biuf":
+            raise InputError(f"data: {name} in {source} must be real numbers, got dtype {a.dtype}")
     X = X.astype(np.float64)
     if not np.all(np.isfinite(X)):
         raise InputError(f"data: X in {source} contains NaN or Inf")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise InputError(f"data: y in {source} contains NaN or Inf")
     if np.any(y != np.round(y)):
         raise InputError(f"data: y in {source} must hold integer class labels")
     _, y = np.unique(y.astype(np.int64), return_inverse=True)
@@ -236,6 +276,8 @@ def load(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InputError(f"data: {path} does not exist")
+    if not os.path.isdir(path):
+        _open_regular(path).close()  # refuses FIFOs and devices before any read
     if path.endswith(".npz"):
         try:
             with np.load(path, allow_pickle=False) as f:
