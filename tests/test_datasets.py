@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 
 import numpy as np
@@ -58,6 +59,49 @@ def test_load_errors(tmp_path):
     img.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 5, 2, 2) + b"\x00" * 7)
     with pytest.raises(InputError, match="truncated"):
         datasets.load(img)
+    # longer than its header says
+    img.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", 5, 2, 2) + b"\x00" * 21)
+    with pytest.raises(InputError, match="longer than"):
+        datasets.load(img)
+
+
+def test_load_refuses_what_it_cannot_read_in_full(tmp_path):
+    """Issue 25: dimensions that overflow, /dev/zero, a FIFO, no rows, complex, inf labels."""
+    img = tmp_path / "t-images-idx3-ubyte"
+    (tmp_path / "t-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x02ab")
+    for dims in ((2**32 - 1,) * 3, (2**31, 2**31, 8), (70000, 28, 2**20)):
+        img.write_bytes(bytes([0, 0, 8, 3]) + struct.pack(">3I", *dims) + b"\x00" * 64)
+        with pytest.raises(InputError, match="header promises"):
+            datasets.load(img)
+    for gz in (False, True):  # a header promising 2**40 bytes, gzipped or not
+        head = bytes([0, 0, 8, 2]) + struct.pack(">2I", 2**20, 2**20)
+        (gzip.open if gz else open)(img, "wb").write(head + b"\x00" * 10)
+        with pytest.raises(InputError, match="header promises"):
+            datasets.load(img)
+    if os.path.exists("/dev/zero"):
+        with pytest.raises(InputError, match="not a regular file"):
+            datasets.load("/dev/zero")
+    fifo = tmp_path / "f-images-idx3-ubyte"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="not a regular file"):
+        datasets.load(fifo)
+    fifo_npz = tmp_path / "f.npz"
+    os.mkfifo(fifo_npz)
+    with pytest.raises(InputError, match="not a regular file"):
+        datasets.load(fifo_npz)
+    p = tmp_path / "d.npz"
+    for X, y, match in [
+        (np.zeros((0, 4)), np.zeros(0, dtype=int), "no samples"),
+        (np.zeros((12, 0)), np.arange(12) % 2, "no samples or no features"),
+        (np.ones((12, 3)) * (1 + 2j), np.arange(12) % 2, "real numbers"),
+        (np.ones((12, 3)), (np.arange(12) % 2) * (1 + 0j), "real numbers"),
+        (np.ones((12, 3)), np.r_[np.arange(11) % 2, np.inf], "NaN or Inf"),
+        (np.ones((12, 3)), np.r_[np.arange(11) % 2, np.nan], "NaN or Inf"),
+        (np.ones((12, 3)).astype(str), np.arange(12) % 2, "real numbers"),
+    ]:
+        np.savez(p, X=X, y=y)
+        with pytest.raises(InputError, match=match):
+            datasets.load(p)
 
 
 def test_corrupt_labels_rate():
