@@ -134,3 +134,50 @@ def test_average_pool_and_subset():
     Xs, ys, idx = datasets.per_class_subset(X, y, 100, rng=0)
     assert Xs.shape == (1000, 64) and np.all(np.bincount(ys) == 100)
     assert np.unique(idx).size == 1000
+
+
+def _write_cifar(path, labels, images):
+    """CIFAR-10 binary layout, record by record: label byte, then R, G, B 32x32 planes."""
+    with open(path, "wb") as f:
+        for lab, img in zip(labels, images, strict=True):  # img: (32, 32, 3) uint8, HWC
+            f.write(bytes([int(lab)]))
+            for c in range(3):
+                f.write(img[:, :, c].tobytes())
+
+
+def test_cifar10_binary(tmp_path):
+    rng = np.random.default_rng(3)
+    batches = []
+    for b in (1, 2):  # two training batches, and a test batch that is not read
+        labels = rng.integers(0, 10, size=12)
+        labels[:2] = [0, 9]
+        images = rng.integers(0, 256, size=(12, 32, 32, 3), dtype=np.uint8)
+        _write_cifar(tmp_path / f"data_batch_{b}.bin", labels, images)
+        batches.append((labels, images))
+    _write_cifar(tmp_path / "test_batch.bin", [5] * 3, np.zeros((3, 32, 32, 3), np.uint8))
+    X, y = datasets.load(tmp_path)
+    labels = np.concatenate([b[0] for b in batches])
+    images = np.concatenate([b[1] for b in batches])
+    assert X.shape == (24, 3072) and X.dtype == np.float64
+    # channel-major rows: pixel (r, c) of channel k at k * 1024 + r * 32 + c
+    for i in (0, 5, 13, 23):
+        for k, r, c in ((0, 0, 0), (1, 4, 31), (2, 31, 7)):
+            assert X[i, k * 1024 + r * 32 + c] == images[i, r, c, k] / 255.0
+    _, want = np.unique(labels, return_inverse=True)
+    np.testing.assert_array_equal(y, want)
+    Xt, yt = datasets.load(tmp_path / "data_batch_2.bin")  # one batch file
+    np.testing.assert_array_equal(Xt, X[12:])
+    np.testing.assert_array_equal(yt, np.unique(labels[12:], return_inverse=True)[1])
+    # damaged batches: a cut record, a label byte above 9, gzipped, empty
+    bad = tmp_path / "bad" / "data_batch_1.bin"
+    bad.parent.mkdir()
+    raw = (tmp_path / "data_batch_1.bin").read_bytes()
+    for content, match in [
+        (raw[:-5], "multiple of 3073"),
+        (bytes([10]) + raw[1:], "label byte 10"),
+        (gzip.compress(raw), "gzipped"),
+        (b"", "multiple of 3073"),
+    ]:
+        bad.write_bytes(content)
+        with pytest.raises(InputError, match=match):
+            datasets.load(bad.parent)

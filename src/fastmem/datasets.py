@@ -2,7 +2,7 @@
 
 Nothing here downloads anything: :func:`digits` and :func:`moons` come with
 scikit-learn, and :func:`load` reads the user's own files (MNIST IDX, gzipped or
-not, or ``.npz`` with arrays ``X`` and ``y``).
+not, CIFAR-10's binary batches, or ``.npz`` with arrays ``X`` and ``y``).
 
 The randomizations are those of Zhang et al., "Understanding deep learning requires
 rethinking generalization" (ICLR 2017): :func:`corrupt_labels` (each label replaced,
@@ -25,6 +25,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import re
 import stat
 import struct
 from typing import Any
@@ -206,6 +207,43 @@ def _idx_pair(path: str) -> tuple[str, str]:
     return images, labels
 
 
+_CIFAR_RECORD = 1 + 3 * 32 * 32  # one label byte, then 1024 red, green, blue bytes each
+
+
+def _cifar_files(path: str) -> list[str]:
+    """CIFAR-10 binary batches named by ``path`` (a ``*.bin`` file, or a directory with
+    ``data_batch_*.bin``: the five training batches), else ``[]``."""
+    if os.path.isdir(path):
+        names = sorted(n for n in os.listdir(path) if re.fullmatch(r"data_batch_\d+\.bin", n))
+        return [os.path.join(path, n) for n in names]
+    return [path] if path.endswith(".bin") else []
+
+
+def _read_cifar(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10's binary version (no pickle): records of 1 label byte + 3072 pixel bytes."""
+    Xs, ys = [], []
+    for path in files:
+        with _open_regular(path) as f:
+            if isinstance(f, gzip.GzipFile):
+                raise InputError(f"data: {path} is gzipped; gunzip the CIFAR-10 batches first")
+            size = os.fstat(f.fileno()).st_size
+            if size == 0 or size % _CIFAR_RECORD or size > _MAX_BYTES:
+                raise InputError(
+                    f"data: {path} is not a CIFAR-10 binary batch: {size} bytes is not a "
+                    f"positive multiple of {_CIFAR_RECORD} (1 label byte + 3072 pixel bytes)"
+                )
+            raw = _read_exactly(f, size, path, "its records")
+        rec = np.frombuffer(raw, dtype=np.uint8).reshape(-1, _CIFAR_RECORD)
+        if int(rec[:, 0].max()) > 9:
+            raise InputError(
+                f"data: {path} is not a CIFAR-10 binary batch: label byte "
+                f"{int(rec[:, 0].max())} > 9 (CIFAR-100's two-label records are not supported)"
+            )
+        ys.append(rec[:, 0].astype(np.int64))
+        Xs.append(rec[:, 1:])
+    return np.concatenate(Xs), np.concatenate(ys)
+
+
 def _check_xy(X: Any, y: Any, source: str) -> tuple[np.ndarray, np.ndarray]:
     X = np.asarray(X)
     y = np.asarray(y)
@@ -241,11 +279,15 @@ def _check_xy(X: Any, y: Any, source: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Read a labelled dataset: MNIST IDX (gzipped or not) or ``.npz`` with ``X``, ``y``.
+    """Read a labelled dataset: MNIST IDX (gzipped or not), CIFAR-10 binary, or ``.npz``.
 
     IDX: ``path`` is the images file (``*-images-idx3-ubyte[.gz]``), the labels file,
     or a directory holding them (the training pair is preferred); pixels are scaled to
-    [0, 1] when they are bytes. ``.npz``: arrays ``X`` (n, ...) and ``y`` (n,) of
+    [0, 1] when they are bytes. CIFAR-10 binary version (no pickle): ``path`` is a
+    ``*.bin`` batch or a directory holding ``data_batch_*.bin`` (the training batches,
+    concatenated in order); each record is one label byte and 3072 pixel bytes (the
+    red, green and blue 32 x 32 planes), pixels scaled to [0, 1], rows (n, 3072) in the
+    file's channel-major order. ``.npz``: arrays ``X`` (n, ...) and ``y`` (n,) of
     integer labels. Labels are renumbered ``0 .. k-1``.
 
     Parameters
@@ -289,6 +331,10 @@ def load(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
         except Exception as exc:  # zipfile/pickle errors: a malformed file
             raise InputError(f"data: cannot read {path} as .npz: {exc}") from exc
         return _check_xy(X, y, path)
+    cifar = _cifar_files(path)
+    if cifar:
+        X, y = _read_cifar(cifar)
+        return _check_xy(X.astype(np.float64) / 255.0, y, path)
     images, labels = _idx_pair(path)
     X = _read_idx(images)
     y = _read_idx(labels)

@@ -48,8 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--data",
         default="digits",
-        help="digits (default), moons, or a path "
-        "(MNIST IDX images/labels file or directory, gz or not; .npz with X, y)",
+        help="digits (default), moons, or a path (MNIST IDX images/labels file or "
+        "directory, gz or not; CIFAR-10 data_batch_*.bin file or directory; .npz with X, y)",
     )
     s.add_argument("--out", default="report", help="output directory (default: report)")
     s.add_argument(
