@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -36,20 +37,29 @@ def int_seed(seed: int, *keys: Any) -> int:
 
 
 # ---------------------------------------------------------------------- timing
-# Seconds per label within the job running in this process (the runner clears it before
-# each job and stores it in the job file): "train" is filled by :func:`train`; an
+# Seconds per label within the job running in this thread (the runner clears them before
+# each job and stores them in the job file): "train" is filled by :func:`train`; an
 # experiment wraps its analysis calls in ``with timed("label"):`` for a finer split.
-TIMINGS: dict[str, float] = {}
+# Per thread: a dask worker runs several jobs at once in one process.
+_LOCAL = threading.local()
+
+
+def timings() -> dict[str, float]:
+    """This thread's ``{label: seconds}`` for the job it runs."""
+    if not hasattr(_LOCAL, "t"):
+        _LOCAL.t = {}
+    return _LOCAL.t
 
 
 @contextlib.contextmanager
 def timed(label: str) -> Iterator[None]:
-    """Add the block's wall time to ``TIMINGS[label]``."""
+    """Add the block's wall time to ``timings()[label]``."""
     t0 = time.perf_counter()
     try:
         yield
     finally:
-        TIMINGS[label] = TIMINGS.get(label, 0.0) + time.perf_counter() - t0
+        t = timings()
+        t[label] = t.get(label, 0.0) + time.perf_counter() - t0
 
 
 # ------------------------------------------------------------------------ data

@@ -57,17 +57,18 @@ def execute(experiment: str, params: dict[str, Any], seed: int) -> dict[str, Any
     from .. import select_backend
 
     exp = experiments()[experiment]
-    common.TIMINGS.clear()
+    timings = common.timings()
+    timings.clear()
     t0 = time.perf_counter()
     result = exp.run(params, seed)
     total = time.perf_counter() - t0
-    train_s = common.TIMINGS.pop("train", 0.0)
+    train_s = timings.pop("train", 0.0)
     return {
         "result": clean(result),
         "time_s": total,
         "train_s": train_s,
         "analysis_s": max(0.0, total - train_s),
-        "analysis_calls": dict(common.TIMINGS),
+        "analysis_calls": dict(timings),
         "backend": select_backend("cpu").name,
     }
 
