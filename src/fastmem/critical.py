@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from ._backend import Backend
+from ._json import jsonable
 from ._threads import (
     cpu_threads,
     kernel_threads,
@@ -427,24 +428,24 @@ class CriticalSamples:
         return int((self.status == "unknown").sum())
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict (NaN written as None)."""
-        adv = np.where(np.isnan(self.adversarial), None, self.adversarial.astype(object))
-        margin = np.where(np.isfinite(self.margin_lower), self.margin_lower, np.nan)
-        return {
-            "status": self.status.tolist(),
-            "adversarial": adv.tolist(),
-            "steps_taken": self.steps_taken.tolist(),
-            "margin_lower": [None if math.isnan(v) else float(v) for v in margin],
-            "predicted": self.predicted.tolist(),
-            "decided_exactly": dict(self.decided_exactly),
-            "n_critical": self.n_critical,
-            "n_robust": self.n_robust,
-            "n_unknown": self.n_unknown,
-            "csr_lower": self.csr_lower,
-            "csr_upper": self.csr_upper,
-            "backend": self.backend,
-            "params": dict(self.params),
-        }
+        """JSON-able dict (NaN and Inf written as None, :mod:`fastmem._json`)."""
+        return jsonable(
+            {
+                "status": self.status,
+                "adversarial": self.adversarial,
+                "steps_taken": self.steps_taken,
+                "margin_lower": self.margin_lower,
+                "predicted": self.predicted,
+                "decided_exactly": dict(self.decided_exactly),
+                "n_critical": self.n_critical,
+                "n_robust": self.n_robust,
+                "n_unknown": self.n_unknown,
+                "csr_lower": self.csr_lower,
+                "csr_upper": self.csr_upper,
+                "backend": self.backend,
+                "params": dict(self.params),
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -471,16 +472,18 @@ class CSRCurve:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict of all fields."""
-        return {
-            "radii": self.radii.tolist(),
-            "csr_lower": self.csr_lower.tolist(),
-            "csr_upper": self.csr_upper.tolist(),
-            "n_critical": self.n_critical.tolist(),
-            "n_robust": self.n_robust.tolist(),
-            "n_unknown": self.n_unknown.tolist(),
-            "backend": self.backend,
-            "params": dict(self.params),
-        }
+        return jsonable(
+            {
+                "radii": self.radii,
+                "csr_lower": self.csr_lower,
+                "csr_upper": self.csr_upper,
+                "n_critical": self.n_critical,
+                "n_robust": self.n_robust,
+                "n_unknown": self.n_unknown,
+                "backend": self.backend,
+                "params": dict(self.params),
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -501,7 +504,7 @@ class CertifiedRadius:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict of all fields."""
-        return {"radius": self.radius.tolist(), "backend": self.backend, "params": self.params}
+        return jsonable({"radius": self.radius, "backend": self.backend, "params": self.params})
 
 
 @dataclass(frozen=True)
@@ -525,12 +528,14 @@ class LossSensitivity:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict of all fields."""
-        return {
-            "values": self.values.tolist(),
-            "gini": self.gini,
-            "backend": self.backend,
-            "params": dict(self.params),
-        }
+        return jsonable(
+            {
+                "values": self.values,
+                "gini": self.gini,
+                "backend": self.backend,
+                "params": dict(self.params),
+            }
+        )
 
 
 # --------------------------------------------------------------------------- helpers

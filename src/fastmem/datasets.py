@@ -2,7 +2,7 @@
 
 Nothing here downloads anything: :func:`digits` and :func:`moons` come with
 scikit-learn, and :func:`load` reads the user's own files (MNIST IDX, gzipped or
-not, or ``.npz`` with arrays ``X`` and ``y``).
+not, CIFAR-10's binary batches, or ``.npz`` with arrays ``X`` and ``y``).
 
 The randomizations are those of Zhang et al., "Understanding deep learning requires
 rethinking generalization" (ICLR 2017): :func:`corrupt_labels` (each label replaced,
@@ -23,7 +23,10 @@ Examples
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import re
+import stat
 import struct
 from typing import Any
 
@@ -108,35 +111,68 @@ def moons(n: int = 1000, *, noise: float = 0.1, rng: Any = 0) -> tuple[np.ndarra
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def _read_bytes(path: str) -> bytes:
+# The most one data file may hold (a header promising more is refused before reading).
+_MAX_BYTES = 2**34
+
+
+def _open_regular(path: str) -> Any:
+    """Open ``path`` for reading (gunzipping when it starts with gzip's magic number).
+
+    Only regular files: a FIFO would block, ``/dev/zero`` would never end.
+    """
     try:
-        with open(path, "rb") as f:
-            head = f.read(2)
-        if head == b"\x1f\x8b":
-            with gzip.open(path, "rb") as f:
-                return f.read()
-        with open(path, "rb") as f:
-            return f.read()
-    except (OSError, EOFError) as exc:
+        st = os.stat(path)
+    except OSError as exc:
+        raise InputError(f"data: cannot read {path}: {exc}") from exc
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"data: {path} is not a regular file (a FIFO, device or socket)")
+    try:
+        f = open(path, "rb")  # returned to the caller, who closes it
+        if f.read(2) == b"\x1f\x8b":
+            f.close()
+            return gzip.open(path, "rb")
+        f.seek(0)
+        return f
+    except OSError as exc:
         raise InputError(f"data: cannot read {path}: {exc}") from exc
 
 
+def _read_exactly(f: Any, n: int, path: str, what: str) -> bytes:
+    try:
+        data = f.read(n)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise InputError(f"data: cannot read {path}: {exc}") from exc
+    if len(data) != n:
+        raise InputError(f"data: {path} is truncated: {what} needs {n} bytes, has {len(data)}")
+    return data
+
+
 def _read_idx(path: str) -> np.ndarray:
-    raw = _read_bytes(path)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
-        raise InputError(f"data: {path} is not an IDX file (bad magic number)")
-    ndim = raw[3]
-    if ndim < 1 or len(raw) < 4 + 4 * ndim:
-        raise InputError(f"data: {path} is not an IDX file (bad header)")
-    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
-    dtype = np.dtype(_IDX_TYPES[raw[2]])
-    count = int(np.prod(shape))
-    body = raw[4 + 4 * ndim :]
-    if len(body) != count * dtype.itemsize:
-        raise InputError(
-            f"data: {path} is truncated or malformed: header says {shape} "
-            f"({count * dtype.itemsize} bytes), file has {len(body)}"
-        )
+    with _open_regular(path) as f:
+        head = _read_exactly(f, 4, path, "the IDX magic number")
+        if head[0] != 0 or head[1] != 0 or head[2] not in _IDX_TYPES:
+            raise InputError(f"data: {path} is not an IDX file (bad magic number)")
+        ndim = head[3]
+        if ndim < 1:
+            raise InputError(f"data: {path} is not an IDX file (bad header: 0 dimensions)")
+        shape = struct.unpack(f">{ndim}I", _read_exactly(f, 4 * ndim, path, "the IDX header"))
+        dtype = np.dtype(_IDX_TYPES[head[2]])
+        nbytes = math.prod(shape) * dtype.itemsize  # Python ints: no overflow
+        if nbytes > _MAX_BYTES:
+            raise InputError(
+                f"data: {path}: the IDX header promises {shape} ({nbytes} bytes), more than "
+                f"the {_MAX_BYTES} bytes supported"
+            )
+        body = _read_exactly(f, nbytes, path, f"the header's shape {shape}")
+        try:
+            extra = f.read(1)
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise InputError(f"data: cannot read {path}: {exc}") from exc
+        if extra:
+            raise InputError(
+                f"data: {path} is malformed: longer than its header's shape {shape} "
+                f"({nbytes} bytes)"
+            )
     return np.frombuffer(body, dtype=dtype).reshape(shape)
 
 
@@ -171,6 +207,43 @@ def _idx_pair(path: str) -> tuple[str, str]:
     return images, labels
 
 
+_CIFAR_RECORD = 1 + 3 * 32 * 32  # one label byte, then 1024 red, green, blue bytes each
+
+
+def _cifar_files(path: str) -> list[str]:
+    """CIFAR-10 binary batches named by ``path`` (a ``*.bin`` file, or a directory with
+    ``data_batch_*.bin``: the five training batches), else ``[]``."""
+    if os.path.isdir(path):
+        names = sorted(n for n in os.listdir(path) if re.fullmatch(r"data_batch_\d+\.bin", n))
+        return [os.path.join(path, n) for n in names]
+    return [path] if path.endswith(".bin") else []
+
+
+def _read_cifar(files: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-10's binary version (no pickle): records of 1 label byte + 3072 pixel bytes."""
+    Xs, ys = [], []
+    for path in files:
+        with _open_regular(path) as f:
+            if isinstance(f, gzip.GzipFile):
+                raise InputError(f"data: {path} is gzipped; gunzip the CIFAR-10 batches first")
+            size = os.fstat(f.fileno()).st_size
+            if size == 0 or size % _CIFAR_RECORD or size > _MAX_BYTES:
+                raise InputError(
+                    f"data: {path} is not a CIFAR-10 binary batch: {size} bytes is not a "
+                    f"positive multiple of {_CIFAR_RECORD} (1 label byte + 3072 pixel bytes)"
+                )
+            raw = _read_exactly(f, size, path, "its records")
+        rec = np.frombuffer(raw, dtype=np.uint8).reshape(-1, _CIFAR_RECORD)
+        if int(rec[:, 0].max()) > 9:
+            raise InputError(
+                f"data: {path} is not a CIFAR-10 binary batch: label byte "
+                f"{int(rec[:, 0].max())} > 9 (CIFAR-100's two-label records are not supported)"
+            )
+        ys.append(rec[:, 0].astype(np.int64))
+        Xs.append(rec[:, 1:])
+    return np.concatenate(Xs), np.concatenate(ys)
+
+
 def _check_xy(X: Any, y: Any, source: str) -> tuple[np.ndarray, np.ndarray]:
     X = np.asarray(X)
     y = np.asarray(y)
@@ -178,6 +251,8 @@ def _check_xy(X: Any, y: Any, source: str) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(
             f"data: X in {source} must have 2+ dimensions (n, features), got {X.shape}"
         )
+    if X.shape[0] == 0 or math.prod(X.shape[1:]) == 0:
+        raise InputError(f"data: {source} holds no samples or no features: X {X.shape}")
     X = X.reshape(X.shape[0], -1)
     if y.ndim != 1:
         raise InputError(f"data: y in {source} must be 1-D (n,), got shape {y.shape}")
@@ -187,11 +262,14 @@ def _check_xy(X: Any, y: Any, source: str) -> tuple[np.ndarray, np.ndarray]:
         )
     if X.shape[0] < 10 or X.shape[1] < 1:
         raise InputError(f"data: {source} has too few samples or features: X {X.shape}")
-    if not np.issubdtype(X.dtype, np.number) or not np.issubdtype(y.dtype, np.number):
-        raise InputError(f"data: X and y in {source} must be numeric")
+    for name, a in (("X", X), ("y", y)):
+        if a.dtype.kind not in "biuf":
+            raise InputError(f"data: {name} in {source} must be real numbers, got dtype {a.dtype}")
     X = X.astype(np.float64)
     if not np.all(np.isfinite(X)):
         raise InputError(f"data: X in {source} contains NaN or Inf")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise InputError(f"data: y in {source} contains NaN or Inf")
     if np.any(y != np.round(y)):
         raise InputError(f"data: y in {source} must hold integer class labels")
     _, y = np.unique(y.astype(np.int64), return_inverse=True)
@@ -201,11 +279,15 @@ def _check_xy(X: Any, y: Any, source: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Read a labelled dataset: MNIST IDX (gzipped or not) or ``.npz`` with ``X``, ``y``.
+    """Read a labelled dataset: MNIST IDX (gzipped or not), CIFAR-10 binary, or ``.npz``.
 
     IDX: ``path`` is the images file (``*-images-idx3-ubyte[.gz]``), the labels file,
     or a directory holding them (the training pair is preferred); pixels are scaled to
-    [0, 1] when they are bytes. ``.npz``: arrays ``X`` (n, ...) and ``y`` (n,) of
+    [0, 1] when they are bytes. CIFAR-10 binary version (no pickle): ``path`` is a
+    ``*.bin`` batch or a directory holding ``data_batch_*.bin`` (the training batches,
+    concatenated in order); each record is one label byte and 3072 pixel bytes (the
+    red, green and blue 32 x 32 planes), pixels scaled to [0, 1], rows (n, 3072) in the
+    file's channel-major order. ``.npz``: arrays ``X`` (n, ...) and ``y`` (n,) of
     integer labels. Labels are renumbered ``0 .. k-1``.
 
     Parameters
@@ -236,6 +318,8 @@ def load(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InputError(f"data: {path} does not exist")
+    if not os.path.isdir(path):
+        _open_regular(path).close()  # refuses FIFOs and devices before any read
     if path.endswith(".npz"):
         try:
             with np.load(path, allow_pickle=False) as f:
@@ -247,6 +331,10 @@ def load(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
         except Exception as exc:  # zipfile/pickle errors: a malformed file
             raise InputError(f"data: cannot read {path} as .npz: {exc}") from exc
         return _check_xy(X, y, path)
+    cifar = _cifar_files(path)
+    if cifar:
+        X, y = _read_cifar(cifar)
+        return _check_xy(X.astype(np.float64) / 255.0, y, path)
     images, labels = _idx_pair(path)
     X = _read_idx(images)
     y = _read_idx(labels)

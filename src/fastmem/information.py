@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from ._backend import Backend, select_backend, to_device
+from ._json import jsonable
 from ._validate import _to_host_or_cupy, common_device
 from .errors import InputError
 
@@ -72,21 +73,6 @@ builtins_range = range  # binned_mi's `range` argument shadows the builtin
 def _fold_keys(key1: Any) -> Any:
     """The sort key's hash part (a hook: tests replace it to force key collisions)."""
     return key1
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, tuple | list):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, np.ndarray):
-        return _jsonable(v.tolist())
-    if isinstance(v, float | np.floating):
-        f = float(v)
-        return None if math.isnan(f) else f
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    return v
 
 
 @dataclass(frozen=True)
@@ -125,14 +111,14 @@ class MutualInformation:
     params: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        """JSON-able dict of every field (NaN as None)."""
-        return {
-            k: _jsonable(getattr(self, k))
+        """JSON-able dict of every field (NaN and Inf as None, :mod:`fastmem._json`)."""
+        return jsonable({
+            k: getattr(self, k)
             for k in (
                 "i_xt", "i_ty", "h_t", "h_t_given_y", "n_distinct", "saturation",
                 "empty_bin_fraction", "backend", "mode", "estimator", "params",
             )
-        }  # fmt: skip
+        })  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -168,16 +154,18 @@ class InformationPlane:
 
     def to_dict(self) -> dict:
         """JSON-able dict: arrays as nested lists (checkpoint-major)."""
-        return {
-            "i_xt": _jsonable(self.i_xt),
-            "i_ty": _jsonable(self.i_ty),
-            "h_t": _jsonable(self.h_t),
-            "epochs": _jsonable(self.epochs),
-            "estimator": self.estimator,
-            "mode": self.mode,
-            "backend": self.backend,
-            "params": _jsonable(self.params),
-        }
+        return jsonable(
+            {
+                "i_xt": self.i_xt,
+                "i_ty": self.i_ty,
+                "h_t": self.h_t,
+                "epochs": self.epochs,
+                "estimator": self.estimator,
+                "mode": self.mode,
+                "backend": self.backend,
+                "params": self.params,
+            }
+        )
 
     def plot(self, ax: Any = None, *, cmap: str = "viridis") -> Any:
         """The usual picture: each layer's trajectory, points coloured by epoch.

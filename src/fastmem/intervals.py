@@ -30,6 +30,7 @@ import numpy as np
 
 from . import _engine
 from ._backend import Backend, to_device
+from ._json import jsonable
 from ._validate import as_float_array
 from ._validate import as_generator as _rng
 from ._validate import to_host as _host
@@ -79,14 +80,16 @@ class Intervals:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict of all fields."""
-        return {
-            "lower": _host(self.lower).tolist(),
-            "upper": _host(self.upper).tolist(),
-            "length": _host(self.length).tolist(),
-            "predicted_class": _host(self.predicted_class).tolist(),
-            "backend": self.backend,
-            "t_range": list(self.t_range),
-        }
+        return jsonable(
+            {
+                "lower": _host(self.lower),
+                "upper": _host(self.upper),
+                "length": _host(self.length),
+                "predicted_class": _host(self.predicted_class),
+                "backend": self.backend,
+                "t_range": list(self.t_range),
+            }
+        )
 
 
 def generalization_intervals(

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ._json import jsonable
 from ._validate import as_float_array
 from ._validate import to_host as _host
 from .errors import ConditioningError, InputError, report_ill_conditioned
@@ -83,13 +84,15 @@ class Solution:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dictionary."""
-        return {
-            "x": self.x.tolist(),
-            "rcond": self.rcond,
-            "condition": self.condition,
-            "backward_error": self.backward_error,
-            "assume": self.assume,
-        }
+        return jsonable(
+            {
+                "x": self.x,
+                "rcond": self.rcond,
+                "condition": self.condition,
+                "backward_error": self.backward_error,
+                "assume": self.assume,
+            }
+        )
 
 
 def _lapack() -> Any:

@@ -72,6 +72,7 @@ import numpy as np
 
 from . import _engine
 from ._backend import to_device
+from ._json import jsonable
 from ._kinds import ACTIVATIONS
 from ._validate import to_host as _host
 from .errors import InputError
@@ -115,7 +116,7 @@ class Ragged:
 
     def to_dict(self) -> dict[str, list[Any]]:
         """JSON-able dict (uint64 hashes become Python ints)."""
-        return {"values": _host(self.values).tolist(), "offsets": _host(self.offsets).tolist()}
+        return jsonable({"values": _host(self.values), "offsets": _host(self.offsets)})
 
 
 @dataclass(frozen=True)
@@ -155,16 +156,18 @@ class SegmentRegions:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict of all fields."""
-        return {
-            "counts": _host(self.counts).tolist(),
-            "breakpoints": self.breakpoints.to_dict(),
-            "pattern_hashes": self.pattern_hashes.to_dict(),
-            "backend": self.backend,
-            "method": self.method,
-            "t_range": list(self.t_range),
-            "samples": self.samples,
-            "chunk_size": self.chunk_size,
-        }
+        return jsonable(
+            {
+                "counts": _host(self.counts),
+                "breakpoints": self.breakpoints.to_dict(),
+                "pattern_hashes": self.pattern_hashes.to_dict(),
+                "backend": self.backend,
+                "method": self.method,
+                "t_range": list(self.t_range),
+                "samples": self.samples,
+                "chunk_size": self.chunk_size,
+            }
+        )
 
 
 def _offsets(counts: Any, xp: Any) -> Any:
@@ -351,13 +354,15 @@ class DistinctPatterns:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict of all fields."""
-        return {
-            "n_distinct": self.n_distinct,
-            "inverse": _host(self.inverse).tolist(),
-            "hashes": _host(self.hashes).tolist(),
-            "counts": _host(self.counts).tolist(),
-            "backend": self.backend,
-        }
+        return jsonable(
+            {
+                "n_distinct": self.n_distinct,
+                "inverse": _host(self.inverse),
+                "hashes": _host(self.hashes),
+                "counts": _host(self.counts),
+                "backend": self.backend,
+            }
+        )
 
 
 def distinct_patterns(net: Network, X: Any, *, backend: str | None = None) -> DistinctPatterns:
@@ -428,13 +433,15 @@ class BoundaryDistances:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able dict of all fields."""
-        return {
-            "distance": _host(self.distance).tolist(),
-            "layer": _host(self.layer).tolist(),
-            "neuron": _host(self.neuron).tolist(),
-            "exact": _host(self.exact).tolist(),
-            "backend": self.backend,
-        }
+        return jsonable(
+            {
+                "distance": _host(self.distance),
+                "layer": _host(self.layer),
+                "neuron": _host(self.neuron),
+                "exact": _host(self.exact),
+                "backend": self.backend,
+            }
+        )
 
 
 _DIST_CHUNK_ELEMENTS = 2**22

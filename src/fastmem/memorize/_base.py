@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import select_backend, to_device
+from .._json import jsonable
 from .._validate import array_device, as_float_array
 from ..errors import InputError
 from ..network import Network
@@ -70,33 +71,21 @@ class Construction:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (the network itself is described by its widths)."""
-        return {
-            "method": self.method,
-            "widths": list(self.network.widths),
-            "activation": list(self.network.activation),
-            "residual": self.residual,
-            "condition": self.condition,
-            "min_gap": self.min_gap,
-            "norms": _jsonable(self.norms),
-            "backend": self.backend,
-            "interpolates": self.interpolates,
-            "params": _jsonable(self.params),
-            "details": _jsonable(self.details),
-        }
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if hasattr(v, "__cuda_array_interface__") and hasattr(v, "get"):
-        v = v.get()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
+        return jsonable(
+            {
+                "method": self.method,
+                "widths": list(self.network.widths),
+                "activation": list(self.network.activation),
+                "residual": self.residual,
+                "condition": self.condition,
+                "min_gap": self.min_gap,
+                "norms": self.norms,
+                "backend": self.backend,
+                "interpolates": self.interpolates,
+                "params": self.params,
+                "details": self.details,
+            }
+        )
 
 
 # ---------------------------------------------------------------- validation

@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 
 from .._backend import to_device
+from .._json import jsonable
 from .._threads import cpu_threads, kernels_own_the_cores
 from .._validate import array_device
 from .._validate import as_generator as _rng
 from .._validate import positive_int as _positive_int
 from ..errors import InputError
 from ..network import Network
-from ._base import Construction, _jsonable, _setup
+from ._base import Construction, _setup
 from ._norms import weight_norms
 
 
@@ -454,16 +455,18 @@ class InterpolationGrid:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (arrays as nested lists)."""
-        return {
-            "probability": _jsonable(self.probability),
-            "widths": _jsonable(self.widths),
-            "max_biases": _jsonable(self.max_biases),
-            "restarts": self.restarts,
-            "rule": self.rule,
-            "seconds": self.seconds,
-            "backend": self.backend,
-            "params": _jsonable(self.params),
-        }
+        return jsonable(
+            {
+                "probability": self.probability,
+                "widths": self.widths,
+                "max_biases": self.max_biases,
+                "restarts": self.restarts,
+                "rule": self.rule,
+                "seconds": self.seconds,
+                "backend": self.backend,
+                "params": self.params,
+            }
+        )
 
 
 def _pack_rows(bits: Any, xp: Any) -> Any:

@@ -7,9 +7,13 @@ choice comes from :func:`rng_for` (the study seed plus string keys).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
+import threading
+import time
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +34,32 @@ def rng_for(seed: int, *keys: Any) -> np.random.Generator:
 
 def int_seed(seed: int, *keys: Any) -> int:
     return int(rng_for(seed, *keys).integers(2**31 - 1))
+
+
+# ---------------------------------------------------------------------- timing
+# Seconds per label within the job running in this thread (the runner clears them before
+# each job and stores them in the job file): "train" is filled by :func:`train`; an
+# experiment wraps its analysis calls in ``with timed("label"):`` for a finer split.
+# Per thread: a dask worker runs several jobs at once in one process.
+_LOCAL = threading.local()
+
+
+def timings() -> dict[str, float]:
+    """This thread's ``{label: seconds}`` for the job it runs."""
+    if not hasattr(_LOCAL, "t"):
+        _LOCAL.t = {}
+    return _LOCAL.t
+
+
+@contextlib.contextmanager
+def timed(label: str) -> Iterator[None]:
+    """Add the block's wall time to ``timings()[label]``."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        t = timings()
+        t[label] = t.get(label, 0.0) + time.perf_counter() - t0
 
 
 # ------------------------------------------------------------------------ data
@@ -151,6 +181,36 @@ def train(
     validation accuracies; keeps fastmem snapshots at ``snapshot_epochs`` (1-based).
     ``patience``: early stopping on the validation accuracy, keeping the best weights.
     """
+    with timed("train"):
+        return _train(
+            X, y, hidden=hidden, epochs=epochs, seed=seed, n_classes=n_classes, solver=solver,
+            lr=lr, alpha=alpha, activation=activation, batch_size=batch_size, X_test=X_test,
+            y_test=y_test, snapshot_epochs=snapshot_epochs, augment_side=augment_side,
+            validation=validation, patience=patience, stop_at_fit=stop_at_fit,
+        )  # fmt: skip
+
+
+def _train(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    hidden: tuple[int, ...],
+    epochs: int,
+    seed: int,
+    n_classes: int,
+    solver: str,
+    lr: float,
+    alpha: float,
+    activation: str,
+    batch_size: int,
+    X_test: np.ndarray | None,
+    y_test: np.ndarray | None,
+    snapshot_epochs: tuple[int, ...] | list[int],
+    augment_side: int | None,
+    validation: tuple[np.ndarray, np.ndarray] | None,
+    patience: int | None,
+    stop_at_fit: bool,
+) -> Trained:
     import copy
 
     from sklearn.neural_network import MLPClassifier

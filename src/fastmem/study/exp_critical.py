@@ -1,12 +1,7 @@
-"""Section 6: critical samples and loss sensitivity (seed 001; Arpit et al. 2017).
-
-Runs only when :mod:`fastmem.critical` exists (feature detection); otherwise the section
-is absent from the report.
-"""
+"""Section 6: critical samples and loss sensitivity (seed 001; Arpit et al. 2017)."""
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import numpy as np
@@ -14,12 +9,6 @@ import numpy as np
 from .common import histogram, int_seed, load_data, random_labels, split, train
 from .plotting import bar_hist, figure
 from .registry import Config, Experiment
-
-
-def available() -> str | None:
-    if importlib.util.find_spec("fastmem.critical") is None:
-        return "this fastmem has no fastmem.critical module"
-    return None
 
 
 # Radius: L_inf, on data in [0, 1]. Arpit et al.'s 0.3/255 (critical.LASS_RADIUS) is far
@@ -183,7 +172,6 @@ EXPERIMENTS = [
         figures=figures,
         tables=tables,
         reading=reading,
-        available=available,
         setting=lambda cfg: (
             f"{cfg.data}: {_sizes(cfg.quick)['per_class']} per class, MLP "
             f"(128,) ReLU, {_sizes(cfg.quick)['epochs']} epochs; LASS search and CROWN "

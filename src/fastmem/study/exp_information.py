@@ -1,12 +1,7 @@
-"""Section 7: the information plane (seed 001; Shwartz-Ziv & Tishby 2017).
-
-Runs only when :mod:`fastmem.information` exists (feature detection); tanh networks only
-when :meth:`Network.from_sklearn` accepts them.
-"""
+"""Section 7: the information plane (seed 001; Shwartz-Ziv & Tishby 2017)."""
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import numpy as np
@@ -14,28 +9,6 @@ import numpy as np
 from .common import load_data, random_labels, split, train
 from .plotting import figure
 from .registry import Config, Experiment
-
-
-def available() -> str | None:
-    if importlib.util.find_spec("fastmem.information") is None:
-        return "this fastmem has no fastmem.information module"
-    return None
-
-
-def _tanh_supported() -> bool:
-    from sklearn.neural_network import MLPClassifier
-
-    from ..errors import InputError
-    from ..network import Network
-
-    clf = MLPClassifier(hidden_layer_sizes=(2,), activation="tanh", max_iter=1)
-    clf.partial_fit(np.eye(2), [0, 1], classes=[0, 1])
-    try:
-        Network.from_sklearn(clf)
-    except InputError:
-        return False
-    return True
-
 
 # A narrow net (as Shwartz-Ziv & Tishby's 12-10-7-5-4-3-2): with wide layers every
 # training row gets its own bin code, H(T) = log2 N at every layer and every checkpoint,
@@ -56,7 +29,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
 
 
 def jobs(cfg: Config) -> list[tuple[str, dict[str, Any]]]:
-    acts = ["tanh", "relu"] if _tanh_supported() else ["relu"]
+    acts = ["tanh", "relu"]
     return [
         (f"{act}-{lab}", {"data": cfg.data, "activation": act, "labels": lab, **_sizes(cfg.quick)})
         for act in acts
@@ -224,7 +197,6 @@ EXPERIMENTS = [
         figures=figures,
         tables=tables,
         reading=reading,
-        available=available,
         setting=lambda cfg: (
             f"{cfg.data}: {_sizes(cfg.quick)['per_class']} per class, MLP {_HIDDEN} (tanh and "
             f"ReLU), {_sizes(cfg.quick)['epochs']} epochs; binned estimator, {_BINS} "

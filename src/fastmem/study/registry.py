@@ -82,5 +82,16 @@ def experiments() -> dict[str, Experiment]:
     return out
 
 
+def builtin() -> list[Experiment]:
+    """The experiments a plain ``fastmem study`` runs: every built-in one (not tests'
+    registered ones) that this install can run, in report order."""
+    return [e for e in experiments().values() if e.name not in _EXTRA and e.available() is None]
+
+
+def is_extra(name: str) -> bool:
+    """True for an experiment added with :func:`register` (run in-process only)."""
+    return name in _EXTRA
+
+
 def get(name: str) -> Experiment:
     return experiments()[name]

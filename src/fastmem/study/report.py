@@ -9,9 +9,14 @@ import os
 import traceback
 from typing import Any
 
+from .io import RESULTS_SCHEMA, clean, read_job, read_json_checked, write_atomic
 from .registry import Config, Experiment, experiments
 
-SCHEMA_FILE = os.path.join(os.path.dirname(__file__), "results.schema.json")
+SCHEMA_FILE = RESULTS_SCHEMA
+
+
+class ReportError(ValueError):
+    """results.json is unreadable or is not what results.schema.json describes."""
 
 
 def schema() -> dict[str, Any]:
@@ -40,24 +45,40 @@ def assemble(
     *,
     failures: dict[str, str],
     meta: dict[str, Any],
+    optional: set[str] | frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """results.json's content: every section whose jobs all finished."""
-    from .runner import clean
+    """results.json's content: every section whose jobs all finished.
 
+    Job files are read and checked against ``job.schema.json``; a section with a
+    missing or damaged job file is left out (and, unless it is in ``optional``, listed
+    among the failures), never summarized from what is there.
+    """
     sections: dict[str, Any] = {}
     failed = [{"job": k, "traceback": tb} for k, tb in failures.items()]
     for exp in chosen:
         keys = [k for k in jobs if k.startswith(exp.name + "/")]
         if any(k in failures for k in keys):
             continue
-        results, timing, params = {}, 0.0, {}
+        results, params = {}, {}
+        timing = {"time_s": 0.0, "train_s": 0.0, "analysis_s": 0.0}
+        calls: dict[str, float] = {}
+        broken = None
         for k in keys:
             job, h = jobs[k]
-            with open(os.path.join(jobdir, job.filename(h))) as f:
-                rec = json.load(f)
+            rec, why = read_job(os.path.join(jobdir, job.filename(h)), h)
+            if rec is None:
+                broken = f"job file of {k}: {why}"
+                break
             results[job.setting] = rec["result"]
-            timing += rec["time_s"]
+            for t in timing:
+                timing[t] += float(rec.get(t, rec["time_s"] if t == "analysis_s" else 0.0))
+            for c, v in (rec.get("analysis_calls") or {}).items():
+                calls[c] = calls.get(c, 0.0) + float(v)
             params[job.setting] = job.params
+        if broken is not None:
+            if exp.name not in optional:
+                failed.append({"job": f"{exp.name} (files)", "traceback": broken})
+            continue
         try:
             data = clean(exp.summarize(results, cfg))
             tables = clean(exp.tables(data))
@@ -72,7 +93,8 @@ def assemble(
             "setting": exp.setting(cfg),
             "seed": cfg.seed,
             "params": params,
-            "time_s": timing,
+            **timing,
+            "analysis_calls": calls,
             "data": data,
             "tables": tables,
             "reading": reading,
@@ -91,10 +113,11 @@ def render(out: str) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    from .runner import write_atomic
 
-    with open(os.path.join(out, "results.json")) as f:
-        results = json.load(f)
+    path = os.path.join(out, "results.json")
+    results, why = read_json_checked(path, RESULTS_SCHEMA)
+    if results is None:
+        raise ReportError(f"{path} is malformed: {why}")
     figdir = os.path.join(out, "figures")
     os.makedirs(figdir, exist_ok=True)
     known = experiments()
@@ -124,7 +147,7 @@ def render(out: str) -> list[str]:
             f'<section id="{name}"><h2>{html.escape(sec["title"])}</h2>'
             f'<p class="meta">Seed document {sec["seed_document"]} '
             f"({html.escape(sec['references'])})"
-            f" &middot; study seed {sec['seed']} &middot; {sec['time_s']:.1f} s of jobs</p>"
+            f" &middot; study seed {sec['seed']} &middot; {_timing(sec)}</p>"
             f'<p class="meta">Setting: {html.escape(sec["setting"])}</p>'
             f'<p class="reading">{html.escape(sec["reading"])}</p>'
             f"{''.join(imgs)}{tables}</section>"
@@ -163,6 +186,15 @@ td, th {{ border: 1px solid #ccc; padding: 2px 6px; text-align: right; }}
     write_atomic(index, page.encode())
     written.append(index)
     return written
+
+
+def _timing(sec: dict[str, Any]) -> str:
+    if "train_s" not in sec:  # results.json from before the split
+        return f"{sec['time_s']:.1f} s of jobs"
+    return (
+        f"{sec['time_s']:.1f} s of jobs ({sec['train_s']:.1f} s training, "
+        f"{sec['analysis_s']:.1f} s analysis)"
+    )
 
 
 def _table(t: dict[str, Any]) -> str:

@@ -5,60 +5,20 @@ from __future__ import annotations
 import concurrent.futures as cf
 import hashlib
 import json
-import math
 import multiprocessing
 import os
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import common
 from .common import StudyInputError, load_data
-from .registry import Config, Experiment, experiments
+from .io import LOCK_FILE, OutLock, atomic_write_json, clean, read_job
+from .registry import Config, Experiment, builtin, experiments, is_extra
 
 STUDY_FILE = "study.json"
-
-
-def atomic_write_json(path: str, obj: Any) -> None:
-    """Write JSON to a temp file in the same directory, then ``os.replace`` it."""
-    write_atomic(path, json.dumps(clean(obj), indent=1, allow_nan=False).encode())
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    d = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def clean(obj: Any) -> Any:
-    """JSON-able copy: NumPy scalars/arrays to Python, NaN/Inf to None."""
-    import numpy as np
-
-    if isinstance(obj, dict):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return clean(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    return obj
 
 
 @dataclass(frozen=True)
@@ -97,13 +57,37 @@ def execute(experiment: str, params: dict[str, Any], seed: int) -> dict[str, Any
     from .. import select_backend
 
     exp = experiments()[experiment]
+    timings = common.timings()
+    timings.clear()
     t0 = time.perf_counter()
     result = exp.run(params, seed)
+    total = time.perf_counter() - t0
+    train_s = timings.pop("train", 0.0)
     return {
         "result": clean(result),
-        "time_s": time.perf_counter() - t0,
+        "time_s": total,
+        "train_s": train_s,
+        "analysis_s": max(0.0, total - train_s),
+        "analysis_calls": dict(timings),
         "backend": select_backend("cpu").name,
     }
+
+
+def _watch_parent(ppid: int) -> None:
+    # A pool worker outlives a parent killed with SIGKILL (no cleanup runs there), and
+    # would go on computing, holding the terminal's output open. It exits instead.
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != ppid:
+            os._exit(70)
+
+
+def _worker_init(n: int, ppid: int) -> None:
+    """Pool worker set-up: exit when the parent dies; share the cores (threads)."""
+    import threading
+
+    threading.Thread(target=_watch_parent, args=(ppid,), daemon=True).start()
+    _limit_threads(n)
 
 
 def _limit_threads(n: int) -> None:
@@ -147,6 +131,7 @@ class Outcome:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     unfinished: list[str] = field(default_factory=list)
+    damaged: dict[str, str] = field(default_factory=dict)
     interrupted: str | None = None
     results_path: str | None = None
 
@@ -158,57 +143,88 @@ class Outcome:
 
 
 def select(only: list[str] | None) -> list[Experiment]:
+    """The experiments to run: ``only`` (names, in report order), or every built-in one."""
     allexp = experiments()
-    if only:
-        unknown = [n for n in only if n not in allexp]
-        if unknown:
-            raise StudyInputError(
-                f"unknown experiment(s) {', '.join(unknown)}; known: {', '.join(allexp)}"
-            )
-        chosen = [allexp[n] for n in allexp if n in only]
-        for e in chosen:
-            why = e.available()
-            if why:
-                raise StudyInputError(f"experiment {e.name!r} cannot run here: {why}")
-        return chosen
-    return [e for e in allexp.values() if e.available() is None and e.name in _DEFAULT]
+    if only is None:
+        return builtin()
+    if not only:
+        raise StudyInputError(f"--only names no experiment; known: {', '.join(allexp)}")
+    unknown = [n for n in only if n not in allexp]
+    if unknown:
+        raise StudyInputError(
+            f"unknown experiment(s) {', '.join(unknown)}; known: {', '.join(allexp)}"
+        )
+    chosen = [allexp[n] for n in allexp if n in only]
+    for e in chosen:
+        why = e.available()
+        if why:
+            raise StudyInputError(f"experiment {e.name!r} cannot run here: {why}")
+    return chosen
 
 
-_DEFAULT = (
-    "fitting",
-    "regularizers",
-    "constructions",
-    "regions",
-    "intervals",
-    "critical",
-    "information",
-    "svd",
-)
+def _say(msg: str) -> None:
+    print(f"fastmem: {msg}", file=sys.stderr, flush=True)
 
 
-def prepare_out(out: str, cfg: Config, fingerprint: str) -> None:
-    """Create ``out`` or check that it holds this same study; never touches other files."""
+def prepare_out(out: str, cfg: Config, fingerprint: str, *, wait: bool = False) -> OutLock:
+    """Create ``out`` (or check that it holds this same study) and lock it for this run.
+
+    Never touches other files; refuses a foreign or read-only directory, and one another
+    run holds (``wait``: wait for that run to end). Returns the held lock.
+    """
     ident = {**cfg.to_dict(), "data_fingerprint": fingerprint}
     marker = os.path.join(out, STUDY_FILE)
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise StudyInputError(f"--out {out} exists and is not a directory")
-    if os.path.isdir(out) and os.listdir(out):
+
+    def check_identity() -> None:
         if not os.path.isfile(marker):
-            raise StudyInputError(
-                f"--out {out} is not empty and holds no fastmem study; choose another directory"
-            )
+            return
         try:
             with open(marker) as f:
                 old = json.load(f)
         except (OSError, ValueError) as exc:
             raise StudyInputError(f"--out {out}: unreadable {STUDY_FILE} ({exc})") from exc
-        if old.get("identity") != ident:
+        if not isinstance(old, dict) or old.get("identity") != ident:
+            held = old.get("identity") if isinstance(old, dict) else old
             raise StudyInputError(
-                f"--out {out} holds another study ({old.get('identity')}); choose another directory"
+                f"--out {out} holds another study ({held}); choose another directory"
             )
-    os.makedirs(os.path.join(out, "jobs"), exist_ok=True)
-    if not os.path.isfile(marker):
-        atomic_write_json(marker, {"identity": ident})
+
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise StudyInputError(f"--out {out} exists and is not a directory")
+    if os.path.isdir(out):
+        entries = set(os.listdir(out)) - {LOCK_FILE}
+        if entries and not os.path.isfile(marker):
+            raise StudyInputError(
+                f"--out {out} is not empty and holds no fastmem study; choose another directory"
+            )
+        check_identity()
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise StudyInputError(f"--out {out} is not writable")
+    lock = OutLock(out)
+    try:
+        os.makedirs(out, exist_ok=True)
+        lock.acquire(
+            wait=wait,
+            on_wait=lambda who: _say(f"--out {out} is in use by {who}; waiting for it (--wait)"),
+        )
+    except BlockingIOError as exc:
+        raise StudyInputError(
+            f"--out {out} is in use by {exc}; wait for that run to end, or pass --wait"
+        ) from None
+    except OSError as exc:
+        raise StudyInputError(f"--out {out} is not writable: {exc.strerror or exc}") from exc
+    try:
+        check_identity()  # another run may have created it while this one waited
+        os.makedirs(os.path.join(out, "jobs"), exist_ok=True)
+        if not os.path.isfile(marker):
+            atomic_write_json(marker, {"identity": ident})
+    except OSError as exc:
+        lock.release()
+        raise StudyInputError(f"--out {out} is not writable: {exc.strerror or exc}") from exc
+    except BaseException:
+        lock.release()
+        raise
+    return lock
 
 
 def run_study(
@@ -222,23 +238,25 @@ def run_study(
     scheduler: str | None = None,
     force: bool = False,
     quiet: bool = False,
+    wait: bool = False,
     on_job_done: Any = None,
     render_report: bool = True,
 ) -> Outcome:
     """Run (or resume) a study into ``out``; see ``fastmem study --help``.
 
-    Raises :class:`StudyInputError` for bad input before anything is written.
-    ``on_job_done(key)`` is called in the parent after each job is saved (tests use it
-    to interrupt a run).
+    Raises :class:`StudyInputError` for bad input before anything is written (a bad
+    ``data``, an unreachable ``scheduler``, a foreign, read-only or busy ``out``).
+    ``wait``: when another run holds ``out``, wait for it to end instead. A job file
+    that is damaged (unreadable, or not what ``job.schema.json`` describes) is reported
+    once and recomputed. ``on_job_done(key)`` is called in the parent after each job is
+    saved (tests use it to interrupt a run).
     """
-    from tqdm.auto import tqdm
-
-    from .. import __version__, select_backend
     from ..errors import InputError
-    from .report import assemble, render
 
-    if not isinstance(seed, int) or seed < 0:
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise StudyInputError(f"--seed must be a non-negative integer, got {seed!r}")
+    if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
+        raise StudyInputError(f"--jobs must be a positive integer, got {jobs!r}")
     chosen = select(only)
     try:
         load_data(data)
@@ -248,9 +266,42 @@ def run_study(
         raise StudyInputError(f"the study needs the [study] extra: {exc}") from exc
     cfg = Config(data=data, quick=quick, seed=seed)
     fp = data_fingerprint(data)
-    prepare_out(out, cfg, fp)
+    client = _connect(scheduler) if scheduler else None  # before anything is written
+    try:
+        lock = prepare_out(out, cfg, fp, wait=wait)
+        try:
+            return _run_locked(
+                out, chosen, cfg, fp, jobs=jobs, client=client, force=force, quiet=quiet,
+                on_job_done=on_job_done, render_report=render_report,
+            )  # fmt: skip
+        finally:
+            lock.release()
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _run_locked(
+    out: str,
+    chosen: list[Experiment],
+    cfg: Config,
+    fp: str,
+    *,
+    jobs: int | None,
+    client: Any,
+    force: bool,
+    quiet: bool,
+    on_job_done: Any,
+    render_report: bool,
+) -> Outcome:
+    from tqdm.auto import tqdm
+
+    from .. import __version__, select_backend
+    from .report import assemble, render
+
     jobdir = os.path.join(out, "jobs")
     t_start = time.perf_counter()
+    seed = cfg.seed
 
     all_jobs: list[tuple[Job, str]] = []
     for exp in chosen:
@@ -261,10 +312,18 @@ def run_study(
     todo = []
     for job, h in all_jobs:
         path = os.path.join(jobdir, job.filename(h))
-        if os.path.isfile(path) and not force:
-            outcome.skipped.append(job.key)
-        else:
-            todo.append((job, h, path))
+        if os.path.lexists(path) and not force:
+            rec, why = read_job(path, h)
+            if rec is not None:
+                outcome.skipped.append(job.key)
+                continue
+            outcome.damaged[job.key] = why or "damaged"
+            _say(f"job file {path} is damaged ({why}); recomputing it")
+            try:
+                os.unlink(path)  # reported once: a later run does not see it again
+            except OSError:
+                pass
+        todo.append((job, h, path))
 
     def save(job: Job, h: str, path: str, res: dict[str, Any]) -> None:
         atomic_write_json(
@@ -283,12 +342,13 @@ def run_study(
             on_job_done(job.key)
 
     bar = tqdm(total=len(todo), disable=quiet or not sys.stderr.isatty(), unit="job")
-    n_workers = max(1, jobs or min(len(todo), os.cpu_count() or 1, 8) or 1)
-    extra = {e.name for e in chosen} - set(_default_modules_experiments())
+    cores = os.cpu_count() or 1
+    n_workers = max(1, min(jobs or min(cores, 8), cores, len(todo) or 1))
+    extra = any(is_extra(e.name) for e in chosen)
     try:
-        if scheduler:
-            _run_dask(scheduler, todo, save, outcome, bar)
-        elif n_workers == 1 or len(todo) <= 1 or extra:
+        if client is not None:
+            _run_dask(client, todo, save, outcome, bar)
+        elif n_workers == 1 or extra:
             for job, h, path in todo:
                 bar.set_postfix_str(job.key)
                 try:
@@ -300,8 +360,8 @@ def run_study(
                 bar.update()
         else:
             _run_pool(n_workers, todo, save, outcome, bar)
-    except KeyboardInterrupt:
-        outcome.interrupted = "interrupted (Ctrl-C)"
+    except KeyboardInterrupt as exc:
+        outcome.interrupted = str(exc) or "interrupted (Ctrl-C)"
     except cf.process.BrokenProcessPool:
         outcome.interrupted = "a worker process died"
     finally:
@@ -311,13 +371,24 @@ def run_study(
     if outcome.interrupted:
         return outcome
 
-    # Assemble every section whose jobs all finished; render the report.
+    # Every section whose jobs all finished: the chosen ones and (with --only) the other
+    # built-in sections already finished in this directory, so that none is dropped.
+    names = {e.name for e in chosen}
+    keep = [e for e in builtin() if e.name not in names]
+    known = {j.key: (j, h) for j, h in all_jobs}
+    for exp in keep:
+        for setting, params in exp.jobs(cfg):
+            job = Job(exp.name, setting, seed, params)
+            known[job.key] = (job, job.config_hash(fp))
+    order = {name: i for i, name in enumerate(experiments())}
+    sections = sorted([*chosen, *keep], key=lambda e: order[e.name])
     results = assemble(
-        chosen,
+        sections,
         cfg,
         jobdir,
-        {j.key: (j, h) for j, h in all_jobs},
+        known,
         failures=outcome.failed,
+        optional={e.name for e in keep},
         meta={
             "fastmem_version": __version__,
             "backend": select_backend("cpu").name,
@@ -335,16 +406,34 @@ def run_study(
     return outcome
 
 
-def _default_modules_experiments() -> list[str]:
-    from .registry import _EXTRA
+def _connect(address: str) -> Any:
+    """A dask.distributed client, or a one-line :class:`StudyInputError` (checked first)."""
+    import socket
 
-    return [n for n in experiments() if n not in _EXTRA]
+    try:
+        from distributed import Client
+        from distributed.comm.addressing import parse_address, parse_host_port
+    except ImportError as exc:
+        raise StudyInputError(f"--scheduler needs dask.distributed: {exc}") from exc
+    try:
+        proto, loc = parse_address(address)
+        if proto in ("tcp", "tls"):
+            host, port = parse_host_port(loc)
+            socket.create_connection((host, port), timeout=5).close()
+    except (OSError, ValueError, TypeError) as exc:
+        raise StudyInputError(f"--scheduler {address}: cannot connect ({exc})") from exc
+    try:
+        return Client(address, timeout=10)
+    except Exception as exc:  # OSError, TimeoutError, ValueError: any failure to connect
+        raise StudyInputError(f"--scheduler {address}: cannot connect ({exc})") from exc
 
 
 def _run_pool(n: int, todo: list[Any], save: Any, outcome: Outcome, bar: Any) -> None:
     ctx = multiprocessing.get_context("spawn")
     per = max(1, (os.cpu_count() or 1) // n)
-    ex = cf.ProcessPoolExecutor(n, mp_context=ctx, initializer=_limit_threads, initargs=(per,))
+    ex = cf.ProcessPoolExecutor(
+        n, mp_context=ctx, initializer=_worker_init, initargs=(per, os.getpid())
+    )
     try:
         futs = {
             ex.submit(execute, job.experiment, job.params, job.seed): (job, h, path)
@@ -366,23 +455,23 @@ def _run_pool(n: int, todo: list[Any], save: Any, outcome: Outcome, bar: Any) ->
                 save(job, h, path, res)
             bar.update()
     except BaseException:
+        # Interrupted (Ctrl-C, SIGTERM): the workers stop now, not after their jobs.
+        procs = list((getattr(ex, "_processes", None) or {}).values())
         ex.shutdown(wait=False, cancel_futures=True)
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join(5)
         raise
     else:
         ex.shutdown(wait=True)
 
 
-def _run_dask(address: str, todo: list[Any], save: Any, outcome: Outcome, bar: Any) -> None:
+def _run_dask(client: Any, todo: list[Any], save: Any, outcome: Outcome, bar: Any) -> None:
+    from distributed import as_completed
+
+    futs: dict[Any, Any] = {}
     try:
-        from distributed import Client, as_completed
-    except ImportError as exc:
-        raise StudyInputError(f"--scheduler needs dask.distributed: {exc}") from exc
-    try:
-        client = Client(address, timeout=10)
-    except OSError as exc:
-        raise StudyInputError(f"--scheduler {address}: cannot connect ({exc})") from exc
-    try:
-        futs = {}
         for job, h, path in todo:
             f = client.submit(execute, job.experiment, job.params, job.seed, pure=False)
             futs[f] = (job, h, path)
@@ -399,5 +488,3 @@ def _run_dask(address: str, todo: list[Any], save: Any, outcome: Outcome, bar: A
         for f in futs:
             f.cancel()
         raise
-    finally:
-        client.close()
