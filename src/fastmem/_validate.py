@@ -292,10 +292,24 @@ def check_npz_sizes(path: Any, argument: str = "path") -> None:
     """
     import zipfile
 
+    start = None
+    if hasattr(path, "seek") and hasattr(path, "tell"):  # a file object: put it back
+        try:
+            start = path.tell()
+        except Exception:
+            return
     try:
-        zf = zipfile.ZipFile(path)
+        _check_npz_members(zipfile.ZipFile(path), argument)
+    except InputError:
+        raise
     except Exception:  # not a zip, not a path: the loader reports it
-        return
+        pass
+    finally:
+        if start is not None:
+            path.seek(start)
+
+
+def _check_npz_members(zf: Any, argument: str) -> None:
     total = 0
     with zf:
         for info in zf.infolist():
