@@ -60,6 +60,12 @@ Memory
     side, each in its own workspace on half the threads (so twice this memory): a
     chunk's many short passes then need no fork and join over all cores. The chunks, and
     so the results bit for bit, are the same whatever the threads and the backend.
+
+    What cannot fit is refused (``InputError``, before allocating): each layer's new
+    pieces are estimated (``net`` is named: e.g. ``sawtooth(34)`` has 2**34 pieces on
+    [0, 1], refused at the first layer whose pieces exceed the memory available, so the
+    work done until then grows with that memory), the results projected from the pieces
+    per segment so far (``starts``), and ``method="sampled"``'s points (``samples``).
 """
 
 from __future__ import annotations
