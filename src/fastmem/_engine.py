@@ -53,6 +53,7 @@ from ._threads import (
     kernels_own_the_cores,
     row_parallel_matmul,
 )
+from ._validate import check_allocation
 from ._validate import positive_int as check_positive_int
 from .errors import InputError
 from .network import Network
@@ -157,6 +158,16 @@ class Workspace:
             with np.errstate(over="ignore"):  # an Inf bound only means: check the values
                 self._row_bound[layer] = float(self.xp.abs(wt).sum(axis=0).max())
         return self._row_bound[layer]
+
+    def growth(self, sizes: dict[str, int]) -> int:
+        """Bytes that taking the slots ``sizes`` (bytes each) would add to the workspace."""
+        grow = 0
+        for slot, nbytes in sizes.items():
+            buf = self.buffers.get(slot)
+            have = 0 if buf is None else buf.nbytes
+            if have < nbytes:
+                grow += nbytes + nbytes // 4 + 64 - have
+        return grow
 
     def take(self, slot: str, shape: tuple[int, ...], dtype: Any) -> Any:
         dtype = np.dtype(dtype)
@@ -316,6 +327,43 @@ def _check_layer(Z: Any, layer: int, net: Network, ws: Workspace, known: float) 
     return seen
 
 
+def _check_pieces(
+    net: Network, ws: Workspace, layer: int, m: int, n: int, total: int, rows: int, values: bool
+) -> None:
+    """`InputError` before a layer's pieces are allocated when they cannot fit.
+
+    ``n`` pieces (``rows`` vertices) of ``m`` lines meet ``total`` crossings at hidden
+    layer ``layer``: the ``n + total`` new pieces need the slots :func:`split` takes next
+    (their growth over the workspace's buffers, slack included).
+    """
+    nc = n + total
+    item = net.dtype.itemsize
+    width = net.widths[layer + 1]
+    nxt = net.widths[layer + 2] if values else 0
+    words = 8 * net.n_pattern_words
+    grow = ws.growth(
+        {
+            "buf": total * item,
+            "child": (n + 1) * 8,
+            "h": (rows if values else 0) * (width + 1) * item,
+            "vt" + str(layer % 2): (nc + m) * item,
+            "seg" + str(layer % 2): nc * 8,
+            "codes" + str(layer % 2): nc * words,
+            "scratch": 2 * total * 8,
+            "zold": (rows if values else 0) * nxt * item,
+            "z" + str((layer + 1) % 2): (nc + m if values else 0) * nxt * item,
+            "counts" + str((layer + 1) % 2): nc * 8,
+        }
+    )
+    check_allocation(
+        grow,
+        f"the {nc} pieces of {m} line(s) at hidden layer {layer} (the exact segment engine "
+        "holds one chunk of lines at a time; chunk_size bounds the lines, not their pieces)",
+        "net",
+        ws.xp,
+    )
+
+
 # ------------------------------------------------------------------ the engine
 # Chunks are cut, visited and observed in order, with this many in flight: chunk j's size
 # comes from the pieces of the chunks before j - _IN_FLIGHT + 1. A constant (not the
@@ -468,6 +516,7 @@ def split(
         offsets[0] = 0
         xp.cumsum(n_bp, out=offsets[1:])
         total = int(offsets[-1])
+        _check_pieces(net, ws, layer, m, n, total, Z.shape[0], logits or layer < n_hidden - 1)
         buf = ws.take("buf", (total,), dt)
         k.collect_crossings(Z, vt, pseg, kind, tol, offsets, buf, n_bp)
         child = ws.take("child", (n + 1,), np.int64)
@@ -514,7 +563,15 @@ def split(
         bit += width * bits_per_neuron(ACTIVATIONS[name])
         if step:
             break
-    left = xp.arange(pseg.shape[0], dtype=np.int64) + pseg
+    P = pseg.shape[0]
+    out_width = (net.widths[-1] if logits else 0) + (A.shape[1] if step else 0)
+    check_allocation(
+        P * (24 + 2 * dt.itemsize + 8 * n_words + 2 * dt.itemsize * out_width),
+        f"the results of {P} pieces",
+        "net",
+        xp,
+    )
+    left = xp.arange(P, dtype=np.int64) + pseg
     t_lo, t_hi = vt[left], vt[left + 1]
     pseg = pseg.copy()  # out of the workspace
     if step:

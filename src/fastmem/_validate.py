@@ -6,7 +6,9 @@ never imported just to check a type.
 
 from __future__ import annotations
 
+import math
 import numbers
+import os
 import sys
 from typing import Any
 
@@ -18,8 +20,12 @@ __all__ = [
     "array_device",
     "as_float_array",
     "as_generator",
+    "available_memory",
+    "check_allocation",
     "check_dtype",
+    "check_npz_sizes",
     "common_device",
+    "format_bytes",
     "positive_int",
     "to_host",
 ]
@@ -147,3 +153,186 @@ def as_float_array(
         bad = int((~xp.isfinite(arr)).sum())
         raise InputError(f"{name}: contains {bad} NaN or Inf value(s)")
     return arr
+
+
+# ------------------------------------------------------------------ sizes
+# Allocations below this are never checked: reading the limits costs ~50 us, and a
+# machine that cannot give 64 MiB fails anywhere.
+_UNCHECKED_BYTES = 64 << 20
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _meminfo_available() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _cgroup_room() -> int | None:
+    """Room left under this process's cgroup memory limit (v2, then v1), if any; the
+    cgroup's inactive page cache counts as room (the kernel reclaims it first)."""
+    for d, limit_name, usage_name, cache_key in (
+        ("/sys/fs/cgroup/", "memory.max", "memory.current", "inactive_file"),
+        ("/sys/fs/cgroup/memory/", "memory.limit_in_bytes", "memory.usage_in_bytes",
+         "total_inactive_file"),
+    ):  # fmt: skip
+        limit = _read_int(d + limit_name)
+        if limit is None or limit >= 1 << 60:  # "max" / a huge v1 value: no limit
+            continue
+        usage = _read_int(d + usage_name) or 0
+        cache = 0
+        try:
+            with open(d + "memory.stat") as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == cache_key:
+                        cache = int(value)
+        except (OSError, ValueError):
+            pass
+        return max(0, limit - usage + cache)
+    return None
+
+
+def _address_space_room() -> int | None:
+    """Room left under ``RLIMIT_AS`` (``ulimit -v``), if it is set."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open("/proc/self/statm") as f:
+            used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        used = 0
+    return max(0, soft - used)
+
+
+def available_memory(xp: Any = np) -> tuple[int, str]:
+    """Bytes a new allocation can take now on ``xp``'s device, and where that comes from.
+
+    CPU: the least of ``MemAvailable`` (``/proc/meminfo``; else the physical memory,
+    ``sysconf``), the room under the cgroup's memory limit and under ``RLIMIT_AS``.
+    CuPy: the device's free memory plus what CuPy's pool holds unused.
+    """
+    if xp is not np:
+        free, _ = xp.cuda.runtime.memGetInfo()
+        return int(free) + int(xp.get_default_memory_pool().free_bytes()), "free GPU memory"
+    found: list[tuple[int, str]] = []
+    avail = _meminfo_available()
+    if avail is not None:
+        found.append((avail, "MemAvailable"))
+    else:
+        try:
+            found.append(
+                (os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "physical memory")
+            )
+        except (ValueError, OSError, AttributeError):
+            pass
+    room = _cgroup_room()
+    if room is not None:
+        found.append((room, "under the cgroup memory limit"))
+    room = _address_space_room()
+    if room is not None:
+        found.append((room, "under ulimit -v"))
+    if not found:  # nothing readable: do not refuse
+        return 1 << 62, "unknown"
+    return min(found)
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes as a short human-readable size (``"74.5 GiB"``)."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if abs(n) < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} EiB"  # pragma: no cover
+
+
+def check_allocation(nbytes: float, what: str, argument: str, xp: Any = np) -> None:
+    """Refuse, before allocating, memory that is not there.
+
+    ``nbytes``: an estimate of what ``what`` (a noun phrase: "the pieces of layer 3")
+    needs on ``xp``'s device (a float is fine: sizes from products of arguments may
+    exceed int64). Raises `InputError` naming ``argument``, saying what it would need
+    and what is available, when it exceeds :func:`available_memory`.
+    """
+    if nbytes <= _UNCHECKED_BYTES:
+        return
+    avail, source = available_memory(xp)
+    if nbytes > avail:
+        raise InputError(
+            f"{argument}: {what} would need about {format_bytes(nbytes)}, but only "
+            f"{format_bytes(avail)} is available ({source}); refused before allocating"
+        )
+
+
+def check_npz_sizes(path: Any, argument: str = "path") -> None:
+    """Refuse an ``.npz`` whose members' headers promise arrays that cannot be loaded.
+
+    Reads only the zip directory and each ``.npy`` header (no data): a member whose
+    header promises more bytes than the member holds (a damaged or hostile file), or
+    members that together need more memory than is available, raise `InputError`
+    naming ``argument``. Anything unreadable here is left to the loader's own errors.
+    """
+    import zipfile
+
+    start = None
+    if hasattr(path, "seek") and hasattr(path, "tell"):  # a file object: put it back
+        try:
+            start = path.tell()
+        except Exception:
+            return
+    try:
+        _check_npz_members(zipfile.ZipFile(path), argument)
+    except InputError:
+        raise
+    except Exception:  # not a zip, not a path: the loader reports it
+        pass
+    finally:
+        if start is not None:
+            path.seek(start)
+
+
+def _check_npz_members(zf: Any, argument: str) -> None:
+    total = 0
+    with zf:
+        for info in zf.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            try:
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                    else:
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+                    header = f.tell()
+            except Exception:  # a damaged header: the loader reports it
+                continue
+            if dtype.hasobject:
+                continue
+            nbytes = math.prod(shape) * dtype.itemsize
+            if nbytes > info.file_size - header:
+                raise InputError(
+                    f"{argument}: member {info.filename!r} promises a {shape} {dtype} array "
+                    f"({format_bytes(nbytes)}) but holds {format_bytes(info.file_size - header)}"
+                    ": the file is damaged"
+                )
+            total += nbytes
+    check_allocation(total, "the arrays of this file", argument)

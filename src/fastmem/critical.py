@@ -64,6 +64,8 @@ __all__ = [
     "LASS_NOISE",
     "LASS_RADIUS",
     "LASS_STEP",
+    "MAX_ITERATIONS",
+    "MAX_SEARCH_STEPS",
     "CSRCurve",
     "CertifiedRadius",
     "CriticalSamples",
@@ -81,6 +83,11 @@ LASS_STEP = 0.25 / 255
 #: Arpit et al.'s LASS noise scale (standard deviation of the Langevin noise), data in [0, 1].
 LASS_NOISE = 0.2 / 255
 
+#: Most search steps per sample (``steps * restarts``) :func:`critical_samples` takes on.
+MAX_SEARCH_STEPS = 100_000
+#: Most bisection steps of :func:`certified_radius`: from ``max_radius`` <= 2**1024 down
+#: to the smallest float64 (2**-1074) takes 2098 halvings; later ones change nothing.
+MAX_ITERATIONS = 2100
 _METHODS = ("lass", "pgd")
 _CERTIFY = (None, "ibp", "crown")
 _GRADIENT_ACTIVATIONS = ("relu", "leaky_relu", "hardtanh")
@@ -771,7 +778,8 @@ def critical_samples(
         L_inf radius (> 0). Arpit et al. use ``LASS_RADIUS = 0.3/255`` for data in [0, 1].
     method : {"lass", "pgd"}
     steps : int
-        Most search steps per restart (>= 1).
+        Most search steps per restart (>= 1); ``steps * restarts`` at most
+        :data:`MAX_SEARCH_STEPS` (100,000).
     step_size : float, optional
         Default: LASS ``radius * LASS_STEP / LASS_RADIUS`` (Arpit's 0.25/255 at their
         radius); PGD ``2.5 radius / steps`` (Madry et al.).
@@ -798,7 +806,8 @@ def critical_samples(
     Raises
     ------
     InputError
-        radius <= 0, steps < 1, X outside box, NaN/Inf, unknown method/certify,
+        radius <= 0, steps < 1 (or steps * restarts > MAX_SEARCH_STEPS), X outside box,
+        NaN/Inf, unknown method/certify,
         threshold layers (no gradient for the search).
 
     Examples
@@ -816,6 +825,13 @@ def critical_samples(
         raise InputError(f"method: must be one of {_METHODS}, got {method!r}")
     steps = _positive_int(steps, "steps")
     restarts = _positive_int(restarts, "restarts")
+    # each step is a Python-level pass (a forward and a backward GEMM chain and kernel
+    # calls, 0.1 ms to a few ms even for one sample): beyond this a search is a hang
+    if steps * restarts > MAX_SEARCH_STEPS:
+        raise InputError(
+            f"steps: steps * restarts = {steps * restarts} search steps per sample; at most "
+            f"MAX_SEARCH_STEPS = {MAX_SEARCH_STEPS} are supported (Arpit et al. use 100)"
+        )
     if certify not in _CERTIFY:
         raise InputError(f"certify: must be one of {_CERTIFY}, got {certify!r}")
     if step_size is None:
@@ -1016,7 +1032,8 @@ def certified_radius(
     All samples bisect together, each on its own interval; after ``iterations``
     halvings the returned radius is certified and within ``max_radius / 2**iterations``
     of the largest radius the bound certifies. Threshold layers are accepted (no
-    gradient is needed).
+    gradient is needed). ``iterations`` is at most :data:`MAX_ITERATIONS` (2100: no
+    float64 radius changes after that many halvings).
 
     Examples
     --------
@@ -1032,6 +1049,11 @@ def certified_radius(
     box = _check_box(box)
     top = box[1] - box[0] if max_radius is None else _positive(max_radius, "max_radius")
     iterations = _positive_int(iterations, "iterations")
+    if iterations > MAX_ITERATIONS:
+        raise InputError(
+            f"iterations: at most MAX_ITERATIONS = {MAX_ITERATIONS} (after that many "
+            f"halvings of [0, max_radius] no float64 radius changes), got {iterations}"
+        )
     batch = _DEFAULT_BATCH if batch_size is None else _positive_int(batch_size, "batch_size")
     Xd, be, model = _prepare(net, X, backend, box)
     xp = model.xp

@@ -49,7 +49,7 @@ import numpy as np
 
 from ._backend import Backend, select_backend, to_device
 from ._json import jsonable
-from ._validate import _to_host_or_cupy, common_device
+from ._validate import _to_host_or_cupy, check_allocation, common_device
 from .errors import InputError
 
 __all__ = [
@@ -295,6 +295,15 @@ def _check_mode(mode: str, bins: Any, range_: Any, binsize: float) -> tuple[int,
     if not (isinstance(binsize, int | float) and math.isfinite(binsize) and binsize > 0):
         raise InputError(f"binsize: must be a positive number, got {binsize!r}")
     return int(bins), lo, hi
+
+
+def _check_bins_fit(mode: str, bins: int, width: int, xp: Any) -> None:
+    """`InputError` naming ``bins`` before bins that cannot fit are allocated: every mode
+    but ``"ibsgd"`` keeps an occupancy byte per (unit, bin) and its edges / quantiles."""
+    if mode != "ibsgd":
+        check_allocation(
+            width * bins + 32 * bins, f"{bins} bins for each of {width} units", "bins", xp
+        )
 
 
 def _spec(
@@ -547,6 +556,7 @@ def binned_mi(
     for i, a in enumerate(arrs):
         if a.shape[0] != n:
             raise InputError(f"activations[{i}]: has {a.shape[0]} rows, layer 0 has {n}")
+    _check_bins_fit(mode, bins, max(int(a.shape[1]) for a in arrs), be.xp)
     y, n_classes, _ = _labels(labels, n)
     xid, n_x = _inputs(inputs, n)
     res = _binned_layers(

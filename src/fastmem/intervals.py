@@ -31,7 +31,7 @@ import numpy as np
 from . import _engine
 from ._backend import Backend, to_device
 from ._json import jsonable
-from ._validate import as_float_array
+from ._validate import as_float_array, check_allocation
 from ._validate import as_generator as _rng
 from ._validate import to_host as _host
 from .errors import InputError
@@ -250,6 +250,28 @@ def _optional_count(value: Any, name: str) -> int | None:
     return None if value is None else _engine.check_positive_int(value, name)
 
 
+def _check_lines(
+    k: int, total: int, d: int, width: int, argument: str, what: str, *, sampled: bool = False
+) -> None:
+    """`InputError` naming ``argument`` before ``k`` of ``total`` index tuples of
+    ``width`` rows (pairs, triangles) and their lines in ``d`` dimensions are made.
+
+    Per line: the anchors, the directions and their temporaries (six ``d``-vectors),
+    the index tuples and their sorted / rotated copies, the chosen indices; the draw
+    of ``k`` of ``total`` without replacement (``Generator.choice``) holds an
+    arange of ``total`` when ``k > total / 50``; triangles drawn one by one sit in a
+    Python set (~250 bytes each), and each triangle gives three midlines.
+    """
+    lines = k * (3 if width == 3 else 1)
+    need = lines * (48 * d + 48 * width + 32)
+    if sampled:
+        need += 250 * k
+    if width == 2 and k < total and k > total // 50:
+        need += 8 * total
+    source = f"all {total}" if k == total else f"{k} of {total}"
+    check_allocation(need, f"{lines} lines from {source} {what}", argument)
+
+
 def _pick(total: int, k: int | None, rng: np.random.Generator) -> np.ndarray:
     """Indices 0..total-1, or a sorted random subset of k of them."""
     if k is None or k >= total:
@@ -304,6 +326,11 @@ def pairwise(
             for b in range(a + 1, len(members)):
                 blocks.append((members[a], members[b]))
                 sizes.append(members[a].size * members[b].size)
+    n_all = sum(sizes)  # Python ints: exact however many
+    _check_lines(
+        min(n_all, max_pairs or n_all), n_all, X.shape[1], 2, "max_pairs",
+        f"{'same' if same_class else 'different'}-class pairs of rows",
+    )  # fmt: skip
     starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     chosen = _pick(int(starts[-1]), max_pairs, gen)
     block = np.searchsorted(starts, chosen, side="right") - 1
@@ -362,6 +389,10 @@ def triangle_midlines(
     members = [np.flatnonzero(y == c) for c in np.unique(y)]
     sizes = [math.comb(idx.size, 3) for idx in members]
     total = sum(sizes)
+    _check_lines(
+        min(total, max_triangles or total), total, X.shape[1], 3, "max_triangles",
+        "same-class triangles", sampled=max_triangles is not None and max_triangles < total,
+    )  # fmt: skip
     if max_triangles is None or max_triangles >= total:
         tris = []
         for idx in members:
@@ -518,6 +549,8 @@ def random_directions(X: Any, n: int, rng: Any = None) -> tuple[np.ndarray, np.n
     X = as_float_array(X, "X", ndim=2, dtype=np.dtype(np.float64))
     n = _engine.check_positive_int(n, "n")
     gen = _rng(rng)
+    # anchors, directions, the Gaussian draw and its norms, the indices
+    check_allocation(n * (32 * X.shape[1] + 24), f"{n} random lines in {X.shape[1]} dims", "n")
     radius = float(np.sqrt(np.mean(np.sum((X - X.mean(axis=0)) ** 2, axis=1))))
     if radius == 0:
         raise InputError("X: all rows are equal (no scale for the directions)")

@@ -13,7 +13,15 @@ import numpy as np
 from . import _convert
 from ._backend import Backend, array_module, select_backend, to_device
 from ._kinds import ACTIVATIONS, bits_per_neuron
-from ._validate import array_device, as_float_array, as_generator, check_dtype, common_device
+from ._validate import (
+    array_device,
+    as_float_array,
+    as_generator,
+    check_allocation,
+    check_dtype,
+    check_npz_sizes,
+    common_device,
+)
 from .errors import InputError
 
 __all__ = ["ACTIVATIONS", "SMOOTH_ACTIVATIONS", "Network", "sawtooth"]
@@ -417,7 +425,13 @@ class Network:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Network:
-        """Load a network written by :meth:`save` (never unpickles)."""
+        """Load a network written by :meth:`save` (never unpickles).
+
+        The arrays' headers are read first: a file whose arrays would not fit in memory,
+        or promise more data than they hold, is refused (``InputError`` naming ``path``)
+        before anything is allocated.
+        """
+        check_npz_sizes(path, "path")
         try:
             with np.load(path, allow_pickle=False) as data:
                 version = int(data["format_version"])
@@ -728,6 +742,8 @@ def sawtooth(depth: int, *, dtype: Any = np.float64) -> Network:
     """
     if not isinstance(depth, numbers.Integral) or isinstance(depth, bool) or depth < 1:
         raise InputError(f"depth: must be an integer >= 1, got {depth!r}")
+    # each layer is two small read-only arrays and their Python objects: ~600 bytes
+    check_allocation(600 * int(depth), f"a sawtooth of {depth} layers", "depth")
     first = np.array([[1.0], [1.0]])
     inner = np.array([[2.0, -4.0], [2.0, -4.0]])
     bias = np.array([0.0, -0.5])

@@ -60,6 +60,12 @@ Memory
     side, each in its own workspace on half the threads (so twice this memory): a
     chunk's many short passes then need no fork and join over all cores. The chunks, and
     so the results bit for bit, are the same whatever the threads and the backend.
+
+    What cannot fit is refused (``InputError``, before allocating): each layer's new
+    pieces are estimated (``net`` is named: e.g. ``sawtooth(34)`` has 2**34 pieces on
+    [0, 1], refused at the first layer whose pieces exceed the memory available, so the
+    work done until then grows with that memory), the results projected from the pieces
+    per segment so far (``starts``), and ``method="sampled"``'s points (``samples``).
 """
 
 from __future__ import annotations
@@ -74,6 +80,7 @@ from . import _engine
 from ._backend import to_device
 from ._json import jsonable
 from ._kinds import ACTIVATIONS
+from ._validate import check_allocation
 from ._validate import to_host as _host
 from .errors import InputError
 from .network import Network
@@ -256,6 +263,15 @@ def along_segments(
         assert samples is not None
         per_seg = samples * max(net.widths) * net.dtype.itemsize
         chunk = chunk_size or max(1, _SAMPLED_CHUNK_BYTES // per_seg)
+        # the sample positions (a few float64 copies), then per chunk of segments its
+        # points, their hashes, change flags and kept breakpoints / hashes
+        rows = min(chunk, lines.m) * samples
+        check_allocation(
+            32 * samples + rows * (net.widths[0] * net.dtype.itemsize + 26),
+            f"sampling {samples} points on each of {min(chunk, lines.m)} segment(s) at once",
+            "samples" if chunk_size is None else "samples, chunk_size",
+            xp,
+        )
         counts, bps, hashes = _sampled(lines, t0, t1, samples, chunk)
     assert counts.shape[0] == lines.m
     bp_off = _offsets(counts - 1, xp)
@@ -278,8 +294,20 @@ def _exact(
 ) -> tuple[Any, Any, Any, int]:
     xp, k = lines.be.xp, lines.be.kernels
     all_counts, all_bps, all_hashes = [], [], []
+    held = [0]  # pieces kept so far
 
     def visit(lo: int, hi: int, p: _engine.Pieces) -> None:
+        # the results take 16 bytes per piece (a breakpoint, a hash), twice while they are
+        # joined at the end: projected from the pieces per segment so far
+        held[0] += int(p.seg.shape[0])
+        projected = held[0] / hi * lines.m
+        check_allocation(
+            32 * projected - 16 * held[0],
+            f"the results of about {projected:.3g} pieces ({held[0] / hi:.3g} per segment "
+            f"in the first {hi} of {lines.m} segments)",
+            "starts",
+            xp,
+        )
         p = _engine.merge_equal(p, xp)
         all_counts.append(xp.bincount(p.seg, minlength=hi - lo).astype(np.int64))
         first = xp.concatenate([xp.ones(1, dtype=bool), p.seg[1:] != p.seg[:-1]])

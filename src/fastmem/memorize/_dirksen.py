@@ -16,7 +16,7 @@ import numpy as np
 from .._backend import to_device
 from .._json import jsonable
 from .._threads import cpu_threads, kernels_own_the_cores
-from .._validate import array_device
+from .._validate import array_device, check_allocation
 from .._validate import as_generator as _rng
 from .._validate import positive_int as _positive_int
 from ..errors import InputError
@@ -236,6 +236,16 @@ def random_threshold(
     xp = be.xp
     n, d = X.shape
     idx, classes = _labels(labels, n)
+    # the first layer (W, b, W^T, a GEMM block) and its bit-packed codes (with the
+    # classes' copies); set_cover's matrix of the largest negative class
+    words = -(-width // 64)
+    largest = int(np.bincount(idx).max()) if prune == "set_cover" else 0
+    check_allocation(
+        width * (16 * d + 136) + 16 * n * words + largest * largest / 8,
+        f"a first layer of {width} threshold neurons on {n} points",
+        "width",
+        xp,
+    )
     gen = _rng(rng)
     W1 = gen.standard_normal((width, d))
     b1 = gen.uniform(-max_bias, max_bias, size=width)
@@ -271,6 +281,10 @@ def random_threshold(
                 keep = xp.flatnonzero(valid)
             m_keep = m[keep].astype(np.float64)
         after += int(keep.shape[0])
+        # W2 (and its bits, their temporaries, the network's copy): 48 bytes per weight
+        check_allocation(
+            48 * after * width, f"a second layer of {after} neurons of {width} weights", "width", xp
+        )
         phi = _unpack_bits(neg[keep], width, xp)
         rows_w2.append(-(1.0 - phi))
         rows_b2.append(m_keep - 0.5 if rule == "code" else m_keep / 2.0)
@@ -571,9 +585,18 @@ def interpolation_grid(
     n_neg = int((idx == 0).sum())
     Xs = xp.ascontiguousarray(X[to_device(order, be.device)])
     n_max = int(ws.max())
+    # per restart: W, the GEMM's output P (N x n_max), the codes of every lambda; per
+    # cell a permutation (and its identity) and flags over the negative points
+    n_cells = lams.size * ws.size
+    check_allocation(
+        n_max * (8 * d + 8 + 8 * n) + lams.size * n * 8 * -(-n_max // 64)
+        + n_cells * n_neg * 25,
+        f"the codes of {lams.size} bias scale(s) x {n} points x {n_max} neurons",
+        "widths",
+        xp,
+    )  # fmt: skip
     # All cells of one restart in one kernel call: cell (j, i) walks the codes of lambda j
     # on their first ws[i] bits.
-    n_cells = lams.size * ws.size
     sets = xp.asarray(np.repeat(np.arange(lams.size, dtype=np.int64), ws.size))
     cells = xp.asarray(np.tile(ws.astype(np.int64), lams.size))
     codes = xp.empty((lams.size, n, -(-n_max // 64)), dtype=np.uint64)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import select_backend
-from .._validate import as_float_array
+from .._validate import as_float_array, check_allocation
 from .._validate import as_generator as _rng
 from .._validate import positive_int as _positive_int
 from .._validate import to_host as _host
@@ -111,6 +111,12 @@ def hardtanh_three_layer(
         raise InputError(f"p, q: p * q = {p * q} is less than the number of points n = {n}")
     if p > n:
         raise InputError(f"p: must be at most n = {n} (one first-layer neuron per group), got {p}")
+    # per second-layer neuron: its slots and targets in every group, its weights (and the
+    # network's copies, the norms' temporaries), its outputs on the n points
+    q_eff = q if q % 2 == 1 else q + 1
+    check_allocation(
+        q_eff * (56 * p + 16 * n + 64), f"{q_eff} second-layer neurons of {p} weights", "q"
+    )
     tries = _positive_int(tries, "tries")
     gen = _rng(rng)
     be = select_backend("cpu", None)
@@ -125,7 +131,6 @@ def hardtanh_three_layer(
     U = (c_ext[bounds] + c_ext[bounds + 1]) / 2
     W1 = (2.0 / (U - L))[:, None] * a[None, :]
     b1 = -(U + L) / (U - L)
-    q_eff = q if q % 2 == 1 else q + 1
     ymax = float(np.abs(y).max())
     omega = 2.0 ** math.ceil(math.log2(2 * ymax)) if ymax > 0 else 1.0
     slot_of = np.arange(q_eff)  # neuron k owns slot k (odd groups) or q_eff-1-k (even)
