@@ -1,0 +1,162 @@
+"""Issue 25, sections 2 and 3: no silent wrong or non-finite results, no raw exceptions.
+
+Each test reproduces a reported case and checks the result against an independent
+reference (closed forms, plain NumPy), or that an InputError names the argument.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from support import on_backend_device, to_numpy
+
+import fastmem
+from fastmem import InputError, Network
+
+
+# ------------------------------------------------ distance_to_boundary, tiny weights
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("s", [1.0, 1e-100, 1e-160, 1e-200, 1e-300])
+def test_distance_with_tiny_weights_is_scale_invariant(backend, s):
+    net = Network.from_arrays([np.array([[1.0, 1.0, 1.0]]) * s, np.array([[1.0]])],
+                              [np.zeros(1), np.zeros(1)])  # fmt: skip
+    net = net.to("cuda") if backend == "cuda" else net
+    X = on_backend_device(np.array([[0.3, 0.2, 0.1]]), backend)
+    r = fastmem.regions.distance_to_boundary(net, X, backend=backend)
+    # |w . x| / ||w|| = 0.6 s / (sqrt(3) s)
+    np.testing.assert_allclose(to_numpy(r.distance), [0.6 / math.sqrt(3)], rtol=1e-14)
+
+
+def _relu_distances(Ws, bs, x):
+    """Plain NumPy: |z| / ||grad z|| per hidden ReLU neuron (exact Jacobian products)."""
+    h, J, out = x, np.eye(x.size), []
+    for W, b in zip(Ws[:-1], bs[:-1], strict=True):
+        z = W @ h + b
+        G = W @ J
+        out.append(np.where(np.linalg.norm(G, axis=1) > 0,
+                            np.abs(z) / np.linalg.norm(G, axis=1), np.inf))  # fmt: skip
+        J = (z > 0)[:, None] * G
+        h = np.maximum(z, 0)
+    return np.concatenate(out)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_distance_deep_layers_with_tiny_weights(backend):
+    # ReLU is positively homogeneous: scaling layer l by s_l (its bias by s_1..s_l)
+    # scales every pre-activation of layer l and its gradient alike; the distances of
+    # the scaled network equal the unscaled one's, whose gradients are ordinary numbers
+    rng = np.random.default_rng(3)
+    Ws = [rng.normal(size=(6, 3)), rng.normal(size=(5, 6)), rng.normal(size=(4, 5)),
+          rng.normal(size=(2, 4))]  # fmt: skip
+    bs = [rng.normal(size=6), rng.normal(size=5), rng.normal(size=4), np.zeros(2)]
+    scales = [1e-120, 1e-120, 1e-60, 1.0]
+    cum = np.cumprod(scales)
+    net = Network.from_arrays([W * s for W, s in zip(Ws, scales, strict=True)],
+                              [b * c for b, c in zip(bs, cum, strict=True)])  # fmt: skip
+    net = net.to("cuda") if backend == "cuda" else net
+    X = rng.normal(size=(12, 3))
+    r = fastmem.regions.distance_to_boundary(net, on_backend_device(X, backend), backend=backend)
+    ref = np.array([_relu_distances(Ws, bs, x).min() for x in X])
+    np.testing.assert_allclose(to_numpy(r.distance), ref, rtol=1e-12)
+
+
+# ------------------------------------------------ overflowing logits
+def _huge_net():
+    rng = np.random.default_rng(0)
+    return Network.from_arrays([rng.normal(size=(8, 2)) * 1e200, rng.normal(size=(3, 8)) * 1e200],
+                               [np.zeros(8), np.zeros(3)])  # fmt: skip
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda net, X: fastmem.critical_samples(net, X, radius=0.01, rng=0),
+        lambda net, X: fastmem.certified_radius(net, X),
+        lambda net, X: fastmem.loss_sensitivity(net, X, [0] * X.shape[0]),
+        lambda net, X: net.forward(X),
+    ],
+    ids=["critical_samples", "certified_radius", "loss_sensitivity", "forward"],
+)
+def test_overflowing_logits_raise_like_forward(call):
+    X = np.random.default_rng(1).random((5, 2))
+    with pytest.raises(InputError, match=r"^layer 1 \(the output layer\): pre-activations are "):
+        call(_huge_net(), X)
+
+
+# ------------------------------------------------ certified_radius on an unbounded box
+def _linear_radius(W, b, X):
+    """Exact L_inf certified radius of the affine classifier x -> W x + b (no box):
+    min over j != c of (f_c - f_j) / ||w_c - w_j||_1."""
+    f = X @ W.T + b
+    c = f.argmax(axis=1)
+    out = []
+    for i in range(X.shape[0]):
+        d = [(f[i, c[i]] - f[i, j]) / np.abs(W[c[i]] - W[j]).sum()
+             for j in range(W.shape[0]) if j != c[i]]  # fmt: skip
+        out.append(min(d))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("box", [(-np.inf, np.inf), (-1e308, 1e308), (-50.0, 50.0)])
+def test_certified_radius_unbounded_box(backend, box):
+    rng = np.random.default_rng(5)
+    W, b = rng.normal(size=(3, 4)), rng.normal(size=3)
+    net = Network.from_arrays([W], [b])
+    net = net.to("cuda") if backend == "cuda" else net
+    X = rng.normal(size=(20, 4)) * 3
+    ref = _linear_radius(W, b, X)
+    r = fastmem.certified_radius(net, on_backend_device(X, backend), box=box, backend=backend,
+                                 iterations=40).radius  # fmt: skip
+    assert np.isfinite(r).all()
+    assert (r <= ref * (1 + 1e-9)).all()  # certified: never above the exact radius
+    np.testing.assert_allclose(r, ref, rtol=1e-6)
+    # and critical_samples agrees: robust below the radius, critical above it
+    for radius, status in ((0.5 * float(ref.min()), "robust"),):
+        res = fastmem.critical_samples(net, on_backend_device(X, backend), radius=radius,
+                                       box=box, rng=0, backend=backend)  # fmt: skip
+        assert (res.status == status).all()
+    big = 2 * float(ref.max())
+    res = fastmem.critical_samples(net, on_backend_device(X, backend), radius=big, box=box,
+                                   method="pgd", rng=0, backend=backend)  # fmt: skip
+    assert (res.status == "critical").all()
+
+
+# ------------------------------------------------ binned_mi ibsgd codes
+def _plugin_ixt(codes):
+    _, counts = np.unique(codes, axis=0, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum()), counts.size
+
+
+def test_ibsgd_codes_exact_or_refused(backend):
+    rng = np.random.default_rng(0)
+    T = rng.normal(size=(50, 4))
+    y = rng.integers(0, 2, 50)
+    # codes up to ~2**58: exact (50 distinct rows, I(X;T) = log2 50)
+    big = T * 1e16
+    mi = fastmem.binned_mi(big, y, mode="ibsgd", backend=backend)
+    ref, distinct = _plugin_ixt(np.floor(big / 0.07))
+    assert mi.n_distinct == distinct == 50
+    assert mi.i_xt == pytest.approx(ref) and ref == pytest.approx(math.log2(50))
+    # codes beyond 2**62 cannot be int64 codes: refused, naming binsize
+    with pytest.raises(InputError, match=r"^binsize: .*2\*\*62"):
+        fastmem.binned_mi(T, y, mode="ibsgd", binsize=1e-300, backend=backend)
+    with pytest.raises(InputError, match=r"^binsize: "):
+        fastmem.binned_mi(T * 1e20, y, mode="ibsgd", backend=backend)
+    with pytest.raises(InputError, match=r"^binsize: "):
+        fastmem.information_plane([[T * 1e20]], y, mode="ibsgd", backend=backend)
+    # float32 activations: binsize 1e-50 is 0 in float32
+    with pytest.raises(InputError, match=r"^binsize: "):
+        fastmem.binned_mi(T.astype(np.float32), y, mode="ibsgd", binsize=1e-50, backend=backend)
+
+
+def test_equal_width_range_that_overflows_is_refused():
+    T = np.random.default_rng(0).normal(size=(10, 2))
+    y = np.arange(10) % 2
+    with pytest.raises(InputError, match=r"^range: hi - lo overflows"):
+        fastmem.binned_mi(T, y, mode="equal_width", range=(-1e308, 1e308))
+    with pytest.raises(InputError, match=r"^activations: max - min overflows"):
+        fastmem.binned_mi(np.array([[-1e308], [1e308]] * 5), y, mode="adaptive_max")
