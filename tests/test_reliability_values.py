@@ -160,3 +160,80 @@ def test_equal_width_range_that_overflows_is_refused():
         fastmem.binned_mi(T, y, mode="equal_width", range=(-1e308, 1e308))
     with pytest.raises(InputError, match=r"^activations: max - min overflows"):
         fastmem.binned_mi(np.array([[-1e308], [1e308]] * 5), y, mode="adaptive_max")
+
+
+# ------------------------------------------------ direction generators near 1e308
+def _huge_data():
+    rng = np.random.default_rng(0)
+    X = np.clip(rng.normal(size=(9, 3)), -1, 1)
+    return X, np.array([0, 0, 0, 0, 1, 1, 1, 1, 1])
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_direction_generators_near_the_float_range():
+    X, y = _huge_data()
+    big = 2.0**1020  # ~1.1e307: X * big is finite, its sums and squares are not
+    iv = fastmem.intervals
+    # pairwise: x_j - x_i fits for X * big / 2; beyond it does not exist: refused
+    a, d, p = iv.pairwise(X * big / 2, y)
+    np.testing.assert_array_equal(d, (X[p[:, 1]] - X[p[:, 0]]) * big / 2)
+    with pytest.raises(InputError, match=r"^X: the direction x_j - x_i of pair"):
+        iv.pairwise(X * big * 8, y)
+    # midlines: midpoints and half differences always fit
+    a, d, t = iv.triangle_midlines(X * big * 8, y)
+    np.testing.assert_allclose(a / (big * 8), (X[t[:, 0]] + X[t[:, 1]]) / 2, rtol=1e-15)
+    np.testing.assert_allclose(d / (big * 8), (X[t[:, 2]] - X[t[:, 1]]) / 2, rtol=1e-14,
+                               atol=1e-15)  # fmt: skip
+    # principal / random / normal: radius and directions as for X (scaled by big)
+    Xc = X[y == 0]
+    c = Xc - Xc.mean(axis=0)
+    radius = np.sqrt(np.mean(np.sum(c**2, axis=1)))
+    v = np.linalg.svd(c)[2][0]
+    a, d, _ = iv.principal(X * big, y, 0)
+    assert np.isfinite(d).all()
+    np.testing.assert_allclose(np.abs(d[0] / big), np.abs(v) * radius, rtol=1e-12)
+    a, d, _ = iv.random_directions(X * big, 5, rng=0)
+    full = np.sqrt(np.mean(np.sum((X - X.mean(axis=0)) ** 2, axis=1)))
+    np.testing.assert_allclose(np.linalg.norm(d / big, axis=1), full, rtol=1e-12)
+    a, d, _ = iv.normal(X * big, y, 0, 1)
+    diff = X[y == 1].mean(axis=0) - Xc.mean(axis=0)
+    np.testing.assert_allclose(d[0] / big, diff - (diff @ v) * v, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_direction_generators_with_tiny_data():
+    X, _ = _huge_data()
+    tiny = 2.0**-700  # squares underflow to 0
+    d = fastmem.intervals.random_directions(X * tiny, 3, rng=0)[1]
+    full = np.sqrt(np.mean(np.sum((X - X.mean(axis=0)) ** 2, axis=1)))
+    np.testing.assert_allclose(np.linalg.norm(d / tiny, axis=1), full, rtol=1e-12)
+
+
+# ------------------------------------------------ min_norm on scaled data
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("s", [1e-200, 1e200])
+def test_min_norm_scaled_data_gives_finite_weights_and_norms(s):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(5, 20)), rng.normal(size=5)
+    ref = np.linalg.lstsq(X, y, rcond=None)[0]  # min-norm interpolant of X; of X s: ref / s
+    res = fastmem.memorize.min_norm(X * s, y)
+    w = res.network.weights[0][0]
+    np.testing.assert_allclose(w * s, ref, rtol=1e-10)
+    norm = float(np.linalg.norm(ref))
+    assert res.details["norm"] * s == pytest.approx(norm, rel=1e-12)
+    layer = res.norms["layers"][0]
+    for key in ("l2", "fro"):
+        assert layer[key] * s == pytest.approx(norm, rel=1e-12)
+    assert res.norms["path_l2"] * s == pytest.approx(norm, rel=1e-12)
+    assert res.norms["path_l1"] * s == pytest.approx(np.abs(ref).sum(), rel=1e-12)
+    assert res.interpolates
+
+
+def test_weight_norms_of_deep_tiny_products():
+    # large and small layers whose partial products leave the float range (1e200 * 1e100)
+    Ws = [np.full((2, 2), 1e100)] * 2 + [np.full((1, 2), 1e-150), np.full((1, 1), 1e-150)]
+    net = Network.from_arrays(Ws, [np.zeros(2)] * 2 + [np.zeros(1)] * 2)
+    n = fastmem.memorize.weight_norms(net)
+    # paths 1e100 * 1e100 * 1e-150 * 1e-150 = 1e-100; 4 of them
+    assert n["path_l1"] == pytest.approx(4e-100, rel=1e-12)
+    assert n["path_l2"] == pytest.approx(2e-100, rel=1e-12)
