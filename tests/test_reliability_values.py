@@ -13,6 +13,7 @@ import pytest
 from support import on_backend_device, to_numpy
 
 import fastmem
+import fastmem.datasets
 from fastmem import InputError, Network
 
 
@@ -237,3 +238,106 @@ def test_weight_norms_of_deep_tiny_products():
     # paths 1e100 * 1e100 * 1e-150 * 1e-150 = 1e-100; 4 of them
     assert n["path_l1"] == pytest.approx(4e-100, rel=1e-12)
     assert n["path_l2"] == pytest.approx(2e-100, rel=1e-12)
+
+
+# ------------------------------------------------ complex data, inf labels
+def test_from_torch_refuses_complex_layers():
+    torch = pytest.importorskip("torch")
+    lin = torch.nn.Linear(2, 3)
+    with torch.no_grad():
+        lin.weight = torch.nn.Parameter(lin.weight.to(torch.complex64))
+    m = torch.nn.Sequential(lin, torch.nn.ReLU(), torch.nn.Linear(3, 1))
+    with pytest.raises(InputError, match=r"^module\[0\]\.weight: has complex dtype"):
+        Network.from_torch(m)
+
+
+def test_data_loader_refuses_complex_x_and_inf_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), (np.arange(20) % 2).astype(np.float64)
+    np.savez(tmp_path / "c.npz", X=X + 1j * X, y=y)
+    with pytest.raises(InputError, match=r"^data: X in .* is complex"):
+        fastmem.datasets.load(tmp_path / "c.npz")
+    y_inf = y.copy()
+    y_inf[3] = np.inf
+    np.savez(tmp_path / "i.npz", X=X, y=y_inf)
+    with pytest.raises(InputError, match=r"^data: y in .* NaN or Inf labels"):
+        fastmem.datasets.load(tmp_path / "i.npz")
+    np.savez(tmp_path / "ok.npz", X=X, y=y)
+    _, yl = fastmem.datasets.load(tmp_path / "ok.npz")
+    np.testing.assert_array_equal(yl, np.arange(20) % 2)
+
+
+# ------------------------------------------------ section 3: errors naming the argument
+def _saved(tmp_path, **changes):
+    net = Network.from_arrays([np.eye(2), np.eye(2)], [np.zeros(2)] * 2)
+    net.save(tmp_path / "n.npz")
+    z = dict(np.load(tmp_path / "n.npz"))
+    z.update(changes)
+    np.savez(tmp_path / "m.npz", **z)
+    return tmp_path / "m.npz"
+
+
+def test_network_load_errors(tmp_path):
+    (tmp_path / "empty.npz").write_bytes(b"")
+    np.save(tmp_path / "a.npy", np.eye(2))
+    cases = [
+        (None, r"^path: must be a str or os.PathLike, got NoneType"),
+        (3, r"^path: must be a str or os.PathLike, got int"),
+        (tmp_path / "empty.npz", r"^path: not a fastmem network file"),
+        (tmp_path / "a.npy", r"^path: .*a\.npy holds one array"),
+        (_saved(tmp_path, n_layers=np.int64(0)), r"^path: .*n_layers must be an integer >= 1"),
+    ]
+    for path, msg in cases:
+        with pytest.raises(InputError, match=msg):
+            Network.load(path)
+    with pytest.raises(InputError, match=r"^path: .*n_layers must be an integer >= 1"):
+        Network.load(_saved(tmp_path, n_layers=np.array([1, 2])))
+    with pytest.raises(InputError, match=r"^path: .*m\.npz: W0 has dtype int64"):
+        Network.load(_saved(tmp_path, W0=np.eye(2, dtype=np.int64)))
+
+
+def test_raw_exceptions_become_input_errors():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), np.arange(20) % 2
+    T = rng.normal(size=(20, 2))
+    mem = fastmem.memorize
+    cases = [
+        (
+            lambda: mem.random_threshold(
+                X[:2], np.array([None, 1], dtype=object), width=4, max_bias=1.0, rng=0
+            ),
+            r"^labels: ",
+        ),
+        (lambda: mem.interpolation_grid(X, y, widths=[4], max_biases=["a"]), r"^max_biases: "),
+        (
+            lambda: fastmem.binned_mi(T, y, inputs=np.array([None] * 20, dtype=object)),
+            r"^inputs: must be numeric",
+        ),
+        (
+            lambda: fastmem.information_plane([[T]], y, estimator="kde", bins=10),
+            r"^bins: unknown keyword for the kde estimator",
+        ),
+        (lambda: fastmem.information_plane(None, y), r"^snapshots: must be a sequence"),
+        (lambda: mem.two_layer(X, y, tol=-1), r"^tol: must be a number > 0"),
+        (lambda: mem.two_layer(X, y, tol=float("nan")), r"^tol: must be a number > 0"),
+        (lambda: mem.deep(X, y, depth=2, tol=float("inf")), r"^tol: must be finite"),
+        (
+            lambda: Network.from_arrays(
+                [np.ones((50, 50)), np.ones((1, 50))], [np.zeros(50), np.zeros(1)]
+            ).perturbed(1e308, rng=0),
+            r"^sigma: 1e\+308 makes the perturbed weights overflow",
+        ),
+    ]
+    for call, msg in cases:
+        with pytest.raises(InputError, match=msg):
+            call()
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_random_threshold_with_huge_max_bias():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(20, 3)), np.arange(20) % 2
+    res = fastmem.memorize.random_threshold(X, y, width=50, max_bias=1e308, rng=0)
+    b = res.network.biases[0]
+    assert np.isfinite(b).all() and np.abs(b).max() <= 1e308
+    assert np.abs(b).max() > 1e306  # drawn on the whole interval, not squashed

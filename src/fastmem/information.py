@@ -271,6 +271,8 @@ def _inputs(inputs: Any, n: int) -> tuple[np.ndarray | None, int]:
         x = x[:, None]
     if x.ndim != 2 or x.shape[0] != n:
         raise InputError(f"inputs: expected {n} rows, got shape {x.shape}")
+    if x.dtype.kind not in "biuf":
+        raise InputError(f"inputs: must be numeric, got dtype {x.dtype}")
     if x.dtype.kind == "f":
         x = x + 0.0  # -0.0 and 0.0 are the same input
     _, inv = np.unique(x, axis=0, return_inverse=True)
@@ -966,7 +968,14 @@ def information_plane(
 
     if estimator not in ("binned", "kde"):
         raise InputError(f"estimator: must be 'binned' or 'kde', got {estimator!r}")
-    snaps = list(snapshots)
+    try:
+        if isinstance(snapshots, str):
+            raise TypeError
+        snaps = list(snapshots)
+    except TypeError:
+        raise InputError(
+            f"snapshots: must be a sequence of checkpoints, got {type(snapshots).__name__}"
+        ) from None
     if not snaps:
         raise InputError("snapshots: no checkpoints given")
     if any(isinstance(s, Network) for s in snaps):
@@ -1009,6 +1018,9 @@ def information_plane(
     if estimator == "kde":
         if inputs is not None:
             raise InputError("inputs: not used by the kde estimator")
+        unknown = sorted(set(kw) - {"noise_var", "bound"})
+        if unknown:
+            raise InputError(f"{unknown[0]}: unknown keyword for the kde estimator")
         res = [
             [kde_mi(cols[i][c], labels, backend=be.name, **kw) for i in builtins_range(n_layers)]
             for c in builtins_range(len(snaps))
