@@ -57,6 +57,16 @@ def _batchnorm_affine(where: str, layer: Any) -> tuple[np.ndarray, np.ndarray]:
     return s, t
 
 
+def _refuse_complex(where: str, layer: Any) -> None:
+    """A complex parameter or buffer would lose its imaginary part in ``.double()``."""
+    named = [*layer.named_parameters(recurse=False), *layer.named_buffers(recurse=False)]
+    for name, t in named:
+        if t is not None and t.is_complex():
+            raise InputError(
+                f"{where}.{name}: has complex dtype {t.dtype}; fastmem networks are real"
+            )
+
+
 def from_torch(module: Any) -> tuple[list[np.ndarray], list[np.ndarray], list[str], list[float]]:
     """Weights, biases, activations and slopes of a torch ``nn.Sequential``.
 
@@ -77,6 +87,7 @@ def from_torch(module: Any) -> tuple[list[np.ndarray], list[np.ndarray], list[st
     pending_bn: list[tuple[str, np.ndarray, np.ndarray]] = []
     for where, layer in layers:
         kind = type(layer).__name__
+        _refuse_complex(where, layer)
         if kind in _SKIPPED:
             if kind == "Flatten" and pending_linear:
                 raise InputError(f"{where} (Flatten): only supported before the first Linear")

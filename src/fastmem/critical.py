@@ -58,7 +58,7 @@ from ._threads import (
 from ._validate import positive_int as _positive_int
 from ._validate import to_host as _host
 from .errors import InputError
-from .network import ACTIVATIONS, Network
+from .network import ACTIVATIONS, Network, _check_finite_layer
 
 __all__ = [
     "LASS_NOISE",
@@ -102,6 +102,8 @@ _SEARCH_PART = 512
 # reused by the allocator (a fresh 4096-row batch costs page faults on every array).
 _LS_BATCH = 1024
 _STATUS_CODES = np.array(["unknown", "critical", "robust"])
+# certified_radius without max_radius searches radii up to the box's width, at most this
+_RADIUS_CAP = 2.0**512
 
 
 # --------------------------------------------------------------------------- checks
@@ -194,13 +196,25 @@ class _Model:
         self.eps = float(np.finfo(self.dtype).eps)
 
     # -- plain passes -----------------------------------------------------------
-    def forward(self, x: Any, *, derivs: bool) -> tuple[Any, list[Any]]:
-        """Logits, and (if asked) each hidden layer's activation derivative."""
+    def forward(self, x: Any, *, derivs: bool, check: bool = False) -> tuple[Any, list[Any]]:
+        """Logits, and (if asked) each hidden layer's activation derivative.
+
+        ``check``: raise the ``InputError`` of :meth:`Network.forward` (naming the layer)
+        where a layer's pre-activations overflow (used on the caller's inputs).
+        """
+        if check:
+            with np.errstate(over="ignore", invalid="ignore"):  # the check names the layer
+                return self._forward(x, derivs, self.n_hidden + 1)
+        return self._forward(x, derivs, 0)
+
+    def _forward(self, x: Any, derivs: bool, n_layers: int) -> tuple[Any, list[Any]]:
         ds = []
         h = x
         for i in range(self.n_hidden):
             z = h @ self.WT[i]
             z += self.b[i]
+            if n_layers:
+                _check_finite_layer(z, i, n_layers)
             if derivs:
                 d = self.xp.empty_like(z)
                 self.k.crit_activate(z, d, self.kinds[i], self.slopes[i])
@@ -210,6 +224,8 @@ class _Model:
             h = z
         z = h @ self.WT[-1]
         z += self.b[-1]
+        if n_layers:
+            _check_finite_layer(z, self.n_hidden, n_layers)
         return z, ds
 
     def ce_input_grad(self, logits: Any, ds: list[Any], labels: Any) -> Any:
@@ -570,7 +586,7 @@ def _ball(model: _Model, X: Any, radius: Any, box: tuple[float, float]) -> tuple
 
 
 def _predict(model: _Model, X: Any) -> Any:
-    logits, _ = model.forward(X, derivs=False)
+    logits, _ = model.forward(X, derivs=False, check=True)
     return logits.argmax(axis=1).astype(np.int64)
 
 
@@ -592,8 +608,11 @@ def _certify_all(model, lo, hi, pred, method, batch):
     K = model.n_classes
 
     def one(a: int, b: int) -> None:
-        out = model.certify(lo[a:b], hi[a:b], pred[a:b], method)
-        margin[a:b] = out["margin"]
+        # bounds that overflow (huge balls or weights) certify nothing: a NaN margin
+        # bound (inf - inf) is the trivial bound -inf
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = model.certify(lo[a:b], hi[a:b], pred[a:b], method)
+        margin[a:b] = xp.where(xp.isnan(out["margin"]), -xp.inf, out["margin"])
         stable[a:b] = out["stable"]
         rows = out["rows"]
         worst = rows.argmin(axis=1)
@@ -1031,9 +1050,13 @@ def certified_radius(
 
     All samples bisect together, each on its own interval; after ``iterations``
     halvings the returned radius is certified and within ``max_radius / 2**iterations``
-    of the largest radius the bound certifies. Threshold layers are accepted (no
-    gradient is needed). ``iterations`` is at most :data:`MAX_ITERATIONS` (2100: no
-    float64 radius changes after that many halvings).
+    of the largest radius the bound certifies. Without ``max_radius`` each sample's
+    interval is found first among ``[0, 2]``, ``[2, 4]``, ``[4, 16]``, ... ``[2**2**(j-1),
+    2**2**j]`` (cut at the box's width, and at ``2**512`` for an unbounded box: a sample
+    certified there gets that radius), and the bisection is within the interval's top
+    ``/ 2**iterations``. Threshold layers are accepted (no gradient is needed).
+    ``iterations`` is at most :data:`MAX_ITERATIONS` (2100: no float64 radius changes after
+    that many halvings).
 
     Examples
     --------
@@ -1047,7 +1070,15 @@ def certified_radius(
     if certify not in ("ibp", "crown"):
         raise InputError(f"certify: must be 'ibp' or 'crown', got {certify!r}")
     box = _check_box(box)
-    top = box[1] - box[0] if max_radius is None else _positive(max_radius, "max_radius")
+    if max_radius is None:
+        # the box's width, capped (an unbounded box, or one wider than the float range)
+        top = min(box[1] - box[0], _RADIUS_CAP)
+        # brackets: 2, 4, 16, 256, ... (2**2**j) up to the top
+        levels = [min(2.0 ** (2**j), top) for j in range(10)]
+        levels = sorted({v for v in levels if v <= top} | {top})
+    else:
+        top = _positive(max_radius, "max_radius")
+        levels = [top]
     iterations = _positive_int(iterations, "iterations")
     if iterations > MAX_ITERATIONS:
         raise InputError(
@@ -1060,12 +1091,20 @@ def certified_radius(
     n = Xd.shape[0]
     with kernels_own_the_cores(be):  # parts certified side by side, BLAS on one thread
         pred = _predict(model, Xd)
+        # each sample's bracket [lo_r, hi_r]: certified at lo_r (or lo_r = 0), not at hi_r
         lo_r = xp.zeros(n, dtype=np.float64)
         hi_r = xp.full(n, top, dtype=np.float64)
-        lo, hi = _ball(model, Xd, hi_r, box)
-        m, *_ = _certify_all(model, lo, hi, pred, certify, batch)
-        full = m > 0
-        lo_r[full] = top
+        open_ = xp.ones(n, dtype=bool)  # not yet bracketed
+        for level in levels:
+            lo, hi = _ball(model, Xd, level, box)
+            m, *_ = _certify_all(model, lo, hi, pred, certify, batch)
+            fail = open_ & ~(m > 0)
+            hi_r = xp.where(fail, level, hi_r)
+            open_ &= m > 0
+            lo_r = xp.where(open_, level, lo_r)
+            if not bool(open_.any()):
+                break
+        full = open_
         for _ in range(iterations):
             mid = (lo_r + hi_r) * 0.5
             lo, hi = _ball(model, Xd, mid, box)
@@ -1145,7 +1184,7 @@ def _ls_batch(
     model: _Model, Xd: Any, labels: Any, norm: float, values: Any, a: int, b: int
 ) -> None:
     xp = model.xp
-    logits, ds = model.forward(Xd[a:b], derivs=True)
+    logits, ds = model.forward(Xd[a:b], derivs=True, check=True)
     g = model.ce_input_grad(logits, ds, labels[a:b])
     if norm == 1:
         values[a:b] = xp.abs(g).sum(axis=1)

@@ -263,13 +263,15 @@ def _check_xy(X: Any, y: Any, source: str) -> tuple[np.ndarray, np.ndarray]:
     if X.shape[0] < 10 or X.shape[1] < 1:
         raise InputError(f"data: {source} has too few samples or features: X {X.shape}")
     for name, a in (("X", X), ("y", y)):
+        if np.iscomplexobj(a):
+            raise InputError(f"data: {name} in {source} is complex ({a.dtype}); must be real")
         if a.dtype.kind not in "biuf":
             raise InputError(f"data: {name} in {source} must be real numbers, got dtype {a.dtype}")
     X = X.astype(np.float64)
     if not np.all(np.isfinite(X)):
         raise InputError(f"data: X in {source} contains NaN or Inf")
     if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
-        raise InputError(f"data: y in {source} contains NaN or Inf")
+        raise InputError(f"data: y in {source} contains NaN or Inf labels")
     if np.any(y != np.round(y)):
         raise InputError(f"data: y in {source} must hold integer class labels")
     _, y = np.unique(y.astype(np.int64), return_inverse=True)

@@ -67,6 +67,8 @@ _KIND_EDGES_WRAP, _KIND_EDGES, _KIND_UNIFORM, _KIND_FLOOR = 0, 1, 2, 3
 _CHUNK_BYTES = 256 << 20
 _KDE_TILE = 1024
 _LN2 = math.log(2.0)
+# "ibsgd" codes are int64, exact below this magnitude (the kernels clamp at it)
+_FLOOR_LIMIT = 2.0**62
 builtins_range = range  # binned_mi's `range` argument shadows the builtin
 
 
@@ -257,6 +259,8 @@ def _inputs(inputs: Any, n: int) -> tuple[np.ndarray | None, int]:
         x = x[:, None]
     if x.ndim != 2 or x.shape[0] != n:
         raise InputError(f"inputs: expected {n} rows, got shape {x.shape}")
+    if x.dtype.kind not in "biuf":
+        raise InputError(f"inputs: must be numeric, got dtype {x.dtype}")
     if x.dtype.kind == "f":
         x = x + 0.0  # -0.0 and 0.0 are the same input
     _, inv = np.unique(x, axis=0, return_inverse=True)
@@ -314,14 +318,21 @@ def _spec(
         edges = np.linspace(lo, hi, bins).astype(np.float32).astype(np.float64)
         return _Spec(_KIND_EDGES_WRAP, edges, 0.0, 0.0, bins)
     if mode == "ibsgd":
+        _check_floor_codes(xp, arrays, float(binsize))
         return _Spec(_KIND_FLOOR, empty, 0.0, float(binsize), 0)
     if mode == "equal_width":
+        if not math.isfinite(hi - lo):
+            raise InputError(f"range: hi - lo overflows, got ({lo}, {hi}); use a narrower range")
         return _Spec(_KIND_UNIFORM, empty, lo, bins / (hi - lo), bins)
     if mode == "adaptive_max":
         a_lo = min(float(xp.min(a)) for a in arrays)
         a_hi = max(float(xp.max(a)) for a in arrays)
         if not (math.isfinite(a_lo) and math.isfinite(a_hi)):
             raise InputError("activations: contain NaN or Inf value(s)")
+        if not math.isfinite(a_hi - a_lo):
+            raise InputError(
+                f"activations: max - min overflows ({a_lo} .. {a_hi}); rescale the activations"
+            )
         scale = bins / (a_hi - a_lo) if a_hi > a_lo else 0.0
         return _Spec(_KIND_UNIFORM, empty, a_lo, scale, bins)
     # equal_mass: interior edges at the pooled quantiles
@@ -331,6 +342,27 @@ def _spec(
     q = xp.quantile(pooled, xp.linspace(0.0, 1.0, bins + 1)[1:-1])
     q = q.get() if hasattr(q, "get") else np.asarray(q)
     return _Spec(_KIND_EDGES, np.ascontiguousarray(q, dtype=np.float64), 0.0, 0.0, bins)
+
+
+def _check_floor_codes(xp: Any, arrays: list[Any], binsize: float) -> None:
+    """Refuse ``"ibsgd"`` codes ``floor(a / binsize)`` (in the activations' dtype, as the
+    kernels compute them) that int64 codes cannot hold exactly (``|code| >= 2**62``, or an
+    infinite quotient); NaN / Inf activations are left to the kernels' check."""
+    for a in arrays:
+        if a.size == 0:
+            continue
+        top = max(abs(float(xp.min(a))), abs(float(xp.max(a))))
+        if not math.isfinite(top):
+            return
+        dt = np.dtype(a.dtype)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            q = float(dt.type(top) / dt.type(binsize))
+        if not q < _FLOOR_LIMIT:
+            raise InputError(
+                f"binsize: {binsize!r} gives codes floor(a / binsize) of magnitude {q:.3g} "
+                f"for activations up to |a| = {top:.3g} ({dt}); the codes must stay below "
+                "2**62: use a larger binsize or rescale the activations"
+            )
 
 
 def _run_sums(xp: Any, starts: Any, rows: int, seg_of_run: Any, n_seg: int) -> tuple[Any, Any]:
@@ -934,7 +966,14 @@ def information_plane(
 
     if estimator not in ("binned", "kde"):
         raise InputError(f"estimator: must be 'binned' or 'kde', got {estimator!r}")
-    snaps = list(snapshots)
+    try:
+        if isinstance(snapshots, str):
+            raise TypeError
+        snaps = list(snapshots)
+    except TypeError:
+        raise InputError(
+            f"snapshots: must be a sequence of checkpoints, got {type(snapshots).__name__}"
+        ) from None
     if not snaps:
         raise InputError("snapshots: no checkpoints given")
     if any(isinstance(s, Network) for s in snaps):
@@ -977,6 +1016,9 @@ def information_plane(
     if estimator == "kde":
         if inputs is not None:
             raise InputError("inputs: not used by the kde estimator")
+        unknown = sorted(set(kw) - {"noise_var", "bound"})
+        if unknown:
+            raise InputError(f"{unknown[0]}: unknown keyword for the kde estimator")
         res = [
             [kde_mi(cols[i][c], labels, backend=be.name, **kw) for i in builtins_range(n_layers)]
             for c in builtins_range(len(snaps))

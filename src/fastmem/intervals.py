@@ -348,7 +348,16 @@ def pairwise(
             got = np.stack([rows[local // cols.size], cols[local % cols.size]], axis=1)
         pairs[block == bi] = np.sort(got, axis=1)
     pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
-    return X[pairs[:, 0]], X[pairs[:, 1]] - X[pairs[:, 0]], pairs
+    with np.errstate(over="ignore", invalid="ignore"):
+        directions = X[pairs[:, 1]] - X[pairs[:, 0]]
+    bad = ~np.isfinite(directions).all(axis=1)
+    if bad.any():
+        i, j = (int(v) for v in pairs[np.flatnonzero(bad)[0]])
+        raise InputError(
+            f"X: the direction x_j - x_i of pair ({i}, {j}) overflows (values near the "
+            "float range); rescale X"
+        )
+    return X[pairs[:, 0]], directions, pairs
 
 
 def triangle_midlines(
@@ -415,8 +424,16 @@ def triangle_midlines(
         tri = np.array(sorted(seen), dtype=np.int64).reshape(-1, 3)
     rot = np.concatenate([tri, tri[:, [1, 2, 0]], tri[:, [2, 0, 1]]], axis=1).reshape(-1, 3)
     i, j, k = rot[:, 0], rot[:, 1], rot[:, 2]
-    anchors = (X[i] + X[j]) / 2
-    directions = (X[i] + X[k]) / 2 - anchors
+    with np.errstate(over="ignore", invalid="ignore"):
+        anchors = (X[i] + X[j]) / 2
+        directions = (X[i] + X[k]) / 2 - anchors
+    bad = np.flatnonzero(~(np.isfinite(anchors).all(axis=1) & np.isfinite(directions).all(axis=1)))
+    if bad.size:
+        # sums that overflow (values near the float range): halve first (exact for
+        # normal numbers; a midpoint and a half difference always fit)
+        ib, jb, kb = i[bad], j[bad], k[bad]
+        anchors[bad] = X[ib] / 2 + X[jb] / 2
+        directions[bad] = X[kb] / 2 - X[jb] / 2
     return anchors, directions, rot
 
 
@@ -430,15 +447,39 @@ def _all_triples(n: int) -> np.ndarray:
     return flat.reshape(-1, 3)
 
 
+def _scaled(X: np.ndarray) -> tuple[np.ndarray, int]:
+    """``X * 2**-e`` with its largest magnitude in [0.5, 1), and ``e`` (an exact scaling
+    for normal numbers): means, differences and squares of the scaled rows neither
+    overflow (data near 1e308) nor underflow (data near 1e-200)."""
+    top = float(np.abs(X).max()) if X.size else 0.0
+    e = math.frexp(top)[1] if top > 0 else 0
+    return np.ldexp(X, -e), e
+
+
+def _rms_radius(centred: np.ndarray, e: int) -> float:
+    """``sqrt(mean ||x - mean||^2)`` of the scaled centred rows, scaled back by 2**e."""
+    radius = math.ldexp(float(np.sqrt(np.mean(np.sum(centred**2, axis=1)))), e)
+    if not math.isfinite(radius):
+        raise InputError("X: the data's RMS radius overflows (values near the float range)")
+    return radius
+
+
 def _components(Xc: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Principal axes (rows, sign-fixed), their variances, and the class's RMS radius."""
-    centred = Xc - Xc.mean(axis=0)
+    """Principal axes (rows, sign-fixed), their variances, and the class's RMS radius.
+
+    Computed on the rows scaled by a power of two (:func:`_scaled`): exact data near the
+    float range would otherwise give Inf / NaN (and LAPACK's SVD may not return on NaN).
+    """
+    Xs, e = _scaled(Xc)
+    centred = Xs - Xs.mean(axis=0)
     _, s, vt = np.linalg.svd(centred, full_matrices=False)
     # a deterministic sign: the largest-magnitude coordinate of each axis is positive
     flip = np.sign(vt[np.arange(vt.shape[0]), np.abs(vt).argmax(axis=1)])
     vt = vt * flip[:, None]
-    radius = float(np.sqrt(np.mean(np.sum(centred**2, axis=1))))
-    return vt, s**2 / max(Xc.shape[0] - 1, 1), radius
+    radius = _rms_radius(centred, e)
+    with np.errstate(over="ignore"):
+        variances = np.ldexp(s**2 / max(Xc.shape[0] - 1, 1), 2 * e)
+    return vt, variances, radius
 
 
 def _class_rows(X: np.ndarray, y: np.ndarray, cls: Any, name: str) -> np.ndarray:
@@ -517,12 +558,17 @@ def normal(X: Any, y: Any, cls_from: int, cls_to: int) -> tuple[np.ndarray, np.n
     idx = _class_rows(X, y, cls_from, "cls_from")
     to = _class_rows(X, y, cls_to, "cls_to")
     vt, _, _ = _components(X[idx])
-    diff = X[to].mean(axis=0) - X[idx].mean(axis=0)
+    Xs, e = _scaled(X)
+    diff = Xs[to].mean(axis=0) - Xs[idx].mean(axis=0)
     d = diff - (diff @ vt[0]) * vt[0]
-    if not np.linalg.norm(d) > 1e-12 * max(1.0, float(np.linalg.norm(diff))):
+    if not np.linalg.norm(d) > 1e-12 * max(math.ldexp(1.0, -e), float(np.linalg.norm(diff))):
         raise InputError(
             "cls_to: the class-mean difference is parallel to the first principal axis"
         )
+    with np.errstate(over="ignore"):
+        d = np.ldexp(d, e)
+    if not np.isfinite(d).all():
+        raise InputError("X: the normal direction overflows (values near the float range)")
     return X[idx], np.broadcast_to(d, (idx.size, X.shape[1])).copy(), idx
 
 
@@ -551,7 +597,8 @@ def random_directions(X: Any, n: int, rng: Any = None) -> tuple[np.ndarray, np.n
     gen = _rng(rng)
     # anchors, directions, the Gaussian draw and its norms, the indices
     check_allocation(n * (32 * X.shape[1] + 24), f"{n} random lines in {X.shape[1]} dims", "n")
-    radius = float(np.sqrt(np.mean(np.sum((X - X.mean(axis=0)) ** 2, axis=1))))
+    Xs, e = _scaled(X)
+    radius = _rms_radius(Xs - Xs.mean(axis=0), e)
     if radius == 0:
         raise InputError("X: all rows are equal (no scale for the directions)")
     idx = gen.integers(0, X.shape[0], size=n).astype(np.int64)

@@ -431,21 +431,35 @@ class Network:
         or promise more data than they hold, is refused (``InputError`` naming ``path``)
         before anything is allocated.
         """
+        if not isinstance(path, str | os.PathLike):
+            raise InputError(f"path: must be a str or os.PathLike, got {type(path).__name__}")
         check_npz_sizes(path, "path")
         try:
-            with np.load(path, allow_pickle=False) as data:
+            data = np.load(path, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise InputError(f"path: {path} holds one array (.npy), not a fastmem network")
+            with data:
                 version = int(data["format_version"])
                 if version != _FORMAT_VERSION:
                     raise InputError(f"path: unsupported fastmem network format {version}")
-                n = int(data["n_layers"])
+                n_layers = data["n_layers"]
+                if n_layers.shape != () or n_layers.dtype.kind not in "iu" or int(n_layers) < 1:
+                    raise InputError(f"path: {path}: n_layers must be an integer >= 1")
+                n = int(n_layers)
                 weights = [data[f"W{i}"] for i in range(n)]
                 biases = [data[f"b{i}"] for i in range(n)]
                 acts = [str(a) for a in data["activations"]]
                 slopes = [float(s) for s in data["negative_slopes"]]
-        except (KeyError, ValueError, OSError) as exc:
+        except (KeyError, ValueError, OSError, EOFError, TypeError) as exc:
             if isinstance(exc, InputError):
                 raise
             raise InputError(f"path: not a fastmem network file ({exc})") from exc
+        for i, w in enumerate(weights):
+            if w.dtype not in (np.float32, np.float64):
+                raise InputError(
+                    f"path: {path}: W{i} has dtype {w.dtype}; a fastmem network file holds "
+                    "float32 or float64 weights"
+                )
         return cls.from_arrays(weights, biases, acts, negative_slope=slopes, dtype=weights[0].dtype)
 
     # ---------------------------------------------------------------- compute
@@ -618,8 +632,13 @@ class Network:
         for w, b in zip(host._weights, host._biases, strict=True):
             rms = float(np.sqrt(np.mean(w.astype(np.float64) ** 2)))
             scale = float(sigma) * (rms if relative else 1.0)
-            ws.append(w + scale * gen.standard_normal(w.shape))
-            bs.append(b + scale * gen.standard_normal(b.shape))
+            with np.errstate(over="ignore", invalid="ignore"):
+                ws.append(w + scale * gen.standard_normal(w.shape))
+                bs.append(b + scale * gen.standard_normal(b.shape))
+            if not (np.isfinite(ws[-1]).all() and np.isfinite(bs[-1]).all()):
+                raise InputError(
+                    f"sigma: {sigma} makes the perturbed weights overflow (layer {len(ws) - 1})"
+                )
         net = Network.from_arrays(
             ws, bs, list(self._activations), negative_slope=list(self._slopes), dtype=self._dtype
         )

@@ -519,7 +519,11 @@ def distance_to_boundary(net: Network, X: Any, *, backend: str | None = None) ->
     for lo in range(0, n, rows):
         hi = min(lo + rows, n)
         h = X[lo:hi]
-        J = None  # Jacobian of the current layer's input w.r.t. x: (r, width, d)
+        # Jacobian of the current layer's input w.r.t. x, (r, width, d), kept as J * 2**-e
+        # per row (e: jexp) so that products of many small or large weights neither
+        # underflow nor overflow; the distances divide the scale back out.
+        J = None
+        jexp = None
         for layer in range(net.n_layers - 1):
             W, b = net_dev.weights[layer], net_dev.biases[layer]
             with np.errstate(over="ignore", invalid="ignore"):  # reported by name below
@@ -530,8 +534,10 @@ def distance_to_boundary(net: Network, X: Any, *, backend: str | None = None) ->
             gnorm = xp.broadcast_to(gnorm, z.shape)
             name = net.activation[layer]
             gap = xp.minimum(xp.abs(z + 1), xp.abs(z - 1)) if name == "hardtanh" else xp.abs(z)
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
                 dj = xp.where(gnorm > 0, gap / gnorm, np.inf)
+                if jexp is not None:
+                    dj = xp.ldexp(dj, -jexp[:, None])
             best = dj.argmin(axis=1)
             val = dj[xp.arange(hi - lo), best]
             better = val < dist[lo:hi]
@@ -548,6 +554,7 @@ def distance_to_boundary(net: Network, X: Any, *, backend: str | None = None) ->
             else:
                 deriv = xp.zeros_like(z)
             J = deriv[:, :, None] * G
+            J, jexp = _rescale(J, jexp, xp)
             h = z
             be.kernels.apply_activation(h, ACTIVATIONS[name], slope)
     return BoundaryDistances(
@@ -561,13 +568,37 @@ def distance_to_boundary(net: Network, X: Any, *, backend: str | None = None) ->
 
 def _row_norms(G: Any, xp: Any) -> Any:
     """Euclidean norms along the last axis; rescaled where the squares overflow (weights
-    above ~1e154), so that only a gradient that is itself not finite stays Inf/NaN."""
-    norms = xp.sqrt((G * G).sum(axis=2))
-    if math.isfinite(float(norms.max())):
+    above ~1e154) or underflow (norms below ``sqrt(tiny / eps)``, ~1e-146 in float64,
+    where the squares lose precision or vanish), so that the result is accurate at any
+    scale and only a gradient that is itself not finite stays Inf/NaN."""
+    with np.errstate(under="ignore"):
+        norms = xp.sqrt((G * G).sum(axis=2))
+    info = np.finfo(G.dtype)
+    if math.isfinite(float(norms.max())) and float(norms.min()) >= math.sqrt(
+        float(info.tiny) / float(info.eps)
+    ):
         return norms
     scale = xp.abs(G).max(axis=2, keepdims=True)
     scale = xp.where(scale > 0, scale, 1)
-    return scale[..., 0] * xp.sqrt(((G / scale) ** 2).sum(axis=2))
+    with np.errstate(under="ignore"):
+        return scale[..., 0] * xp.sqrt(((G / scale) ** 2).sum(axis=2))
+
+
+def _rescale(J: Any, jexp: Any, xp: Any) -> tuple[Any, Any]:
+    """Scale each row of ``J`` (r, width, d) by a power of two (exact) so that its largest
+    entry lies in [0.5, 1), when some row's largest entry is outside [2**-64, 2**64];
+    ``jexp`` (r,) accumulates the exponents taken out (``None``: none yet)."""
+    if jexp is None:
+        jexp = xp.zeros(J.shape[0], dtype=np.int32)
+    if J.size == 0:
+        return J, jexp
+    m = xp.abs(J).reshape(J.shape[0], -1).max(axis=1)
+    m = xp.where(m > 0, m, 1)  # rows of zeros (every neuron flat) stay as they are
+    if float(m.max()) <= 2.0**64 and float(m.min()) >= 2.0**-64:
+        return J, jexp
+    _, e = xp.frexp(m)
+    e = e.astype(np.int32)
+    return xp.ldexp(J, -e[:, None, None]).astype(J.dtype, copy=False), jexp + e
 
 
 def _check_layer(z: Any, gnorm: Any, layer: int) -> None:

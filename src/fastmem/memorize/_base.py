@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,3 +117,11 @@ def _targets(y: Any, n: int, xp: Any, *, allow_2d: bool = False) -> Any:
 def _check_on_ill(on_ill: str) -> None:
     if on_ill not in ("raise", "warn"):
         raise InputError(f"on_ill: must be 'raise' or 'warn', got {on_ill!r}")
+
+
+def _check_tol(tol: Any) -> float:
+    if not isinstance(tol, numbers.Real) or isinstance(tol, bool) or not tol > 0:
+        raise InputError(f"tol: must be a number > 0, got {tol!r}")
+    if not math.isfinite(float(tol)):
+        raise InputError(f"tol: must be finite, got {tol!r}")
+    return float(tol)

@@ -248,7 +248,10 @@ def random_threshold(
     )
     gen = _rng(rng)
     W1 = gen.standard_normal((width, d))
-    b1 = gen.uniform(-max_bias, max_bias, size=width)
+    if 2.0 * float(max_bias) <= np.finfo(np.float64).max:
+        b1 = gen.uniform(-max_bias, max_bias, size=width)
+    else:  # the width of [-max_bias, max_bias] overflows: scale a draw on [-1, 1]
+        b1 = float(max_bias) * gen.uniform(-1.0, 1.0, size=width)
     dev = be.device
     codes = _threshold_codes(X, to_device(W1, dev), to_device(b1, dev), be)
     idx_d = to_device(idx, dev)
@@ -430,7 +433,10 @@ def _labels(labels: Any, n: int) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(f"labels: has {lab.shape[0]} entries but X has {n} rows")
     if lab.dtype.kind == "f" and not np.isfinite(lab).all():
         raise InputError("labels: contains NaN or Inf")
-    classes, idx = np.unique(lab, return_inverse=True)
+    try:
+        classes, idx = np.unique(lab, return_inverse=True)
+    except TypeError as exc:  # objects that cannot be ordered, e.g. [None, 1]
+        raise InputError(f"labels: values cannot be compared as class labels ({exc})") from exc
     if classes.shape[0] < 2:
         raise InputError("labels: need at least two classes")
     return idx, classes
@@ -566,7 +572,12 @@ def interpolation_grid(
         raise InputError(
             f"widths: must be a non-empty 1-D sequence of integers >= 1, got {widths!r}"
         )
-    lams = np.asarray(max_biases, dtype=np.float64)
+    try:
+        lams = np.asarray(max_biases, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError(
+            f"max_biases: must be a non-empty 1-D sequence of numbers >= 0, got {max_biases!r}"
+        ) from exc
     if lams.ndim != 1 or lams.size == 0 or not np.isfinite(lams).all() or (lams < 0).any():
         raise InputError(
             f"max_biases: must be a non-empty 1-D sequence of numbers >= 0, got {max_biases!r}"

@@ -13,7 +13,7 @@ from .._validate import to_host as _host
 from ..errors import ConditioningError, InputError
 from ..network import Network
 from ._base import _EPS, Construction, _targets
-from ._norms import weight_norms
+from ._norms import _fro, weight_norms
 
 
 def min_norm(
@@ -84,20 +84,37 @@ def min_norm(
     y2 = y.reshape(n, -1)
     if rcond_min is None:
         rcond_min = n * _EPS
-    K = X @ X.T
+    # Solved for Xs = X 2**-e (largest entry in [0.5, 1); exact for normal numbers), so
+    # that K neither overflows (X near 1e154) nor underflows: with alpha_s solving
+    # (Xs Xs^T + ridge 2**-2e I) alpha_s = y, w = X^T alpha = Xs^T alpha_s 2**-e.
+    top = float(np.abs(X).max()) if X.size else 0.0
+    e = math.frexp(top)[1] if top > 0 else 0
+    Xs = np.ldexp(X, -e)
+    K = Xs @ Xs.T
     if ridge:
-        K[np.diag_indices(n)] += ridge
-    try:
-        alpha, rcond, _ = solve(K, y2, assume="pos", rcond_min=rcond_min, on_ill="raise")
-        W = (X.T @ alpha).T
-        solver, rank = "cholesky", n
-    except ConditioningError as exc:
-        # (K + ridge I) is positive definite for ridge > 0, so this branch means
-        # the ridge is below rounding: the unregularised problem is solved.
-        rcond = 1.0 / exc.condition if exc.condition and math.isfinite(exc.condition) else 0.0
-        sol, _, rank, _ = lstsq(X, y2, cond=rcond_min, lapack_driver="gelsy")
-        W = sol.T
-        solver = "gelsy"
+        try:
+            K[np.diag_indices(n)] += math.ldexp(float(ridge), -2 * e)
+        except OverflowError:
+            raise InputError(
+                f"ridge: {ridge!r} is beyond the float range relative to X X^T "
+                f"(|X| up to {top:.3g}); rescale X or the ridge"
+            ) from None
+    with np.errstate(over="ignore"):
+        try:
+            alpha, rcond, _ = solve(K, y2, assume="pos", rcond_min=rcond_min, on_ill="raise")
+            W = np.ldexp((Xs.T @ alpha).T, -e)
+            solver, rank = "cholesky", n
+        except ConditioningError as exc:
+            # (K + ridge I) is positive definite for ridge > 0, so this branch means
+            # the ridge is below rounding: the unregularised problem is solved.
+            rcond = 1.0 / exc.condition if exc.condition and math.isfinite(exc.condition) else 0.0
+            sol, _, rank, _ = lstsq(Xs, y2, cond=rcond_min, lapack_driver="gelsy")
+            W = np.ldexp(sol.T, -e)
+            solver = "gelsy"
+    if not np.isfinite(W).all():
+        raise InputError(
+            f"X: the interpolating weights overflow (|X| up to {top:.3g}: too small); rescale X"
+        )
     net = Network.from_arrays([W], [np.zeros(W.shape[0])])
     fx = net.forward(X)
     residual = float(np.abs(fx - y2).max())
@@ -113,5 +130,5 @@ def min_norm(
         backend="numpy",
         interpolates=residual <= 1e-8 * scale,
         params={"kernel": kernel, "ridge": float(ridge), "rcond_min": rcond_min, "n": n, "d": d},
-        details={"solver": solver, "rank": int(rank), "norm": float(np.linalg.norm(W))},
+        details={"solver": solver, "rank": int(rank), "norm": _fro(W)},
     )

@@ -10,13 +10,35 @@ import numpy as np
 from ..network import Network
 
 
+def _exponent(W: np.ndarray) -> int:
+    """``e`` with ``max |W| * 2**-e`` in [0.5, 1) (0 for an empty or zero ``W``)."""
+    top = float(np.abs(W).max()) if W.size else 0.0
+    return math.frexp(top)[1] if top > 0 and math.isfinite(top) else 0
+
+
+def _fro(W: np.ndarray) -> float:
+    """Frobenius norm computed on ``W * 2**-e`` (exact scaling): its squares neither
+    overflow (entries above ~1e154) nor underflow; Inf only if the norm itself is."""
+    e = _exponent(W)
+    return _ldexp(float(np.linalg.norm(np.ldexp(W, -e))), e)
+
+
+def _ldexp(x: float, e: int) -> float:
+    try:
+        return math.ldexp(x, e)
+    except OverflowError:
+        return math.inf
+
+
 def _spectral(W: np.ndarray) -> float:
     if W.size == 0:
         return 0.0
     if min(W.shape) == 1:
-        return float(np.linalg.norm(W))
-    g = W.T @ W if W.shape[0] >= W.shape[1] else W @ W.T
-    return float(math.sqrt(max(float(np.linalg.eigvalsh(g)[-1]), 0.0)))
+        return _fro(W)
+    e = _exponent(W)
+    Ws = np.ldexp(W, -e)
+    g = Ws.T @ Ws if W.shape[0] >= W.shape[1] else Ws @ Ws.T
+    return _ldexp(float(math.sqrt(max(float(np.linalg.eigvalsh(g)[-1]), 0.0))), e)
 
 
 def weight_norms(network: Network, *, spectral: list[float | None] | None = None) -> dict[str, Any]:
@@ -49,21 +71,25 @@ def weight_norms(network: Network, *, spectral: list[float | None] | None = None
                 "max_abs": float(a.max()) if a.size else 0.0,
                 "l1": float(a.sum()),
                 "l2": float(known) if known is not None else _spectral(W),
-                "fro": float(np.linalg.norm(W)),
+                "fro": _fro(W),
                 "bias_max_abs": float(np.abs(b).max()) if b.size else 0.0,
             }
         )
-    v1 = np.ones(host.widths[0])
-    v2 = np.ones(host.widths[0])
-    with np.errstate(over="ignore", invalid="ignore"):
-        for W in host.weights:
-            v1 = np.abs(W) @ v1
-            v2 = (W * W) @ v2
-    return {
-        "layers": layers,
-        "path_l1": float(v1.sum()),
-        "path_l2": float(math.sqrt(v2.sum())) if np.isfinite(v2.sum()) else math.inf,
-    }
+    # path norms: v1 = |W_L| ... |W_1| 1 and v2 = W_L^2 ... W_1^2 1, each kept as
+    # (v * 2**-E, E) with power-of-two scalings (exact) so that neither the products of
+    # large nor of small weights leave the float range before the end
+    v1, v2 = np.ones(host.widths[0]), np.ones(host.widths[0])
+    e1 = e2 = 0
+    for W in host.weights:
+        e = _exponent(W)
+        Ws = np.ldexp(W.astype(np.float64), -e)
+        v1, v2 = np.abs(Ws) @ v1, (Ws * Ws) @ v2
+        f1, f2 = _exponent(v1), _exponent(v2)
+        v1, v2 = np.ldexp(v1, -f1), np.ldexp(v2, -f2)
+        e1 += e + f1
+        e2 += 2 * e + f2
+    path_l2 = _ldexp(math.sqrt(_ldexp(float(v2.sum()), e2 % 2)), e2 // 2)
+    return {"layers": layers, "path_l1": _ldexp(float(v1.sum()), e1), "path_l2": path_l2}
 
 
 def _rank_one_norms(a: np.ndarray, w: np.ndarray, b: np.ndarray) -> dict[str, Any]:

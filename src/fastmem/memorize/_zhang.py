@@ -17,7 +17,7 @@ from .._validate import positive_int as _positive_int
 from ..errors import ConditioningError, InputError
 from ..linalg import onenorm_inverse_estimate
 from ..network import Network
-from ._base import _EPS, Construction, _check_on_ill, _setup, _targets
+from ._base import _EPS, Construction, _check_on_ill, _check_tol, _setup, _targets
 from ._norms import _rank_one_norms, weight_norms
 from ._verify import _check_classes, _check_residual, _margins, _resolve_task
 
@@ -363,6 +363,7 @@ def two_layer(
     ('classify', True)
     """
     _check_on_ill(on_ill)
+    tol = _check_tol(tol)
     setup = _zhang(X, y, projection, tries, rng, backend, bias_position)
     X, be, line, y = setup.X, setup.be, setup.line, setup.y
     a, w, order, min_gap = setup.a, setup.w, setup.order, setup.min_gap
@@ -470,6 +471,7 @@ def deep(
     True
     """
     _check_on_ill(on_ill)
+    tol = _check_tol(tol)
     depth = _positive_int(depth, "depth")
     setup = _zhang(X, y, projection, tries, rng, backend, bias_position)
     X, be, line, y = setup.X, setup.be, setup.line, setup.y
