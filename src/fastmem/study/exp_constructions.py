@@ -35,7 +35,7 @@ def _sizes(quick: bool) -> dict[str, Any]:
         "moons_n": 1000,
         "widths": list(range(10, 501, 10)),
         "lambdas": [round(0.05 * i, 2) for i in range(51)],
-        "restarts": 50,
+        "restarts": 20,
         "per_class": 100,
     }
 

@@ -22,7 +22,7 @@ from .spread import at, paper_row, pm, sd_of, separated, spread_note
 def _sizes(quick: bool) -> dict[str, Any]:
     if quick:
         return {"per_class": 30, "epochs": 50, "hidden": [256], "ps": [0.2, 0.6, 1.0]}
-    return {"per_class": 100, "epochs": 250, "hidden": [512], "ps": [0.2, 0.4, 0.6, 0.8, 1.0]}
+    return {"per_class": 100, "epochs": 180, "hidden": [512], "ps": [0.2, 0.4, 0.6, 0.8, 1.0]}
 
 
 # ------------------------------------------------------------------- fitting
@@ -347,7 +347,7 @@ def reg_jobs(cfg: Config) -> list[tuple[str, dict[str, Any]]]:
                         "labels": labels,
                         "regularizer": reg,
                         "per_class": s["per_class"],
-                        "epochs": 40 if cfg.quick else 200,
+                        "epochs": 40 if cfg.quick else 150,
                         "hidden": s["hidden"],
                         "alpha": 0.05,
                         "patience": 5 if cfg.quick else 20,

@@ -51,8 +51,8 @@ def _sizes(quick: bool) -> dict[str, Any]:
         return {"per_class": 50, "epochs": 150, "checkpoints": [1, 2, 4, 8, 15, 30, 60, 100, 150]}
     return {
         "per_class": 150,
-        "epochs": 1000,
-        "checkpoints": [1, 2, 4, 8, 15, 30, 60, 100, 200, 400, 700, 1000],
+        "epochs": 400,
+        "checkpoints": [1, 2, 4, 8, 15, 30, 60, 100, 200, 300, 400],
     }
 
 

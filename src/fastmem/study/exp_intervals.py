@@ -29,13 +29,13 @@ def _sizes(quick: bool) -> dict[str, Any]:
         }
     return {
         "per_class": 100,
-        "epochs": 200,
+        "epochs": 150,
         "hidden": 128,
         "depth_widths": {1: 512, 2: 256, 4: 128},
-        "pairs": 2000,
-        "triangles": 500,
-        "checkpoints": [1, 2, 4, 8, 15, 30, 60, 100, 150, 200],
-        "traj_pairs": 1000,
+        "pairs": 1000,
+        "triangles": 300,
+        "checkpoints": [1, 2, 4, 8, 15, 30, 60, 100, 150],
+        "traj_pairs": 500,
     }
 
 

@@ -29,8 +29,8 @@ def _sizes(quick: bool) -> dict[str, Any]:
         }
     return {
         "neurons": [32, 64, 128, 256],
-        "lines": 500,
-        "epochs": 100,
+        "lines": 300,
+        "epochs": 60,
         "per_class": 100,
         "saw_depths": list(range(1, 17)),
         "saw_depth": 12,
