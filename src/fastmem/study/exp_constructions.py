@@ -220,7 +220,7 @@ def figures(d: dict[str, Any]) -> list[tuple[str, Any, str]]:
     legend_below(a, ncol=1)
     legend_below(c, ncol=1)
     dk = d["dirksen"]
-    fig2, (h, w) = figure(2, width=4.4, height=3.6)
+    fig2, (h, w) = figure(2, width=4.9, height=3.6)
     prob = np.asarray(dk["probability"], dtype=float)
     im = h.imshow(prob, origin="lower", aspect="auto", vmin=0, vmax=1)
     xi, xl = thin_ticks(dk["lambdas"], 6)
