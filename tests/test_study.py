@@ -431,3 +431,34 @@ def test_page_in_headless_chromium(quick, tmp_path):
         timeout=120,
     )
     assert shot.exists() and shot.read_bytes()[:4] == b"\x89PNG"
+
+
+def _jitter(tree, f):
+    if isinstance(tree, dict):
+        return {k: _jitter(v, f) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_jitter(v, f) for v in tree]
+    if isinstance(tree, float):
+        return tree * f
+    return tree
+
+
+def test_sections_render_with_spread(quick):
+    """Every section's figures, reading and papers' table work on data merged over seeds."""
+    from matplotlib.figure import Figure
+
+    from fastmem.study import spread
+
+    _, results = quick
+    for name, sec in results["sections"].items():
+        exp = registry.get(name)
+        d = {k: v for k, v in sec["data"].items() if k not in ("spread", "n_seeds", "seeds")}
+        merged = spread.merge([d, _jitter(d, 1.01), _jitter(d, 0.99)])
+        assert merged["n_seeds"] == 3
+        figs = exp.figures(merged)
+        assert figs and all(isinstance(f[1], Figure) for f in figs)
+        assert all(len(f) == 3 and len(f[2]) > 40 for f in figs), name  # a caption
+        text = exp.reading(merged)
+        assert "over 3 seeds" in text, name
+        rows = exp.papers(merged)
+        assert rows and all(r[4] in spread.VERDICTS for r in rows)

@@ -371,6 +371,7 @@ def _gi(real, random, dim, dims=None, mid=(4.8, 2.6), pr=3.9, no=2.4, r=0.98):
         "dims": dims
         or [
             {"input": "pool1", "input_dim": dim, "real": real, "random": random},
+            {"input": "pool2", "input_dim": dim // 4, "real": real, "random": random * 0.8},
             {"input": "moons", "input_dim": 2, "real": 2.5, "random": 0.8},
         ],
         "depths": [{"depth": 3, "real": real, "random": random}],
@@ -384,6 +385,11 @@ def test_intervals_low_dimension_effect_on_digits():
     text = exp_intervals.reading(d)
     assert "64-dimensional" in text and "low-dimension effect" in text
     assert "2.82" in text and "1.63" in text and "what happens here" in text
+    assert "two moons (2-d, another data set) real 2.5 vs random 0.8" in text
+    # a ratio that dips on the way is not "rising with the dimension"
+    dips = _gi(2.82, 1.63, 64)
+    dips["dims"][1]["random"] = 2.5
+    assert "does not rise" in exp_intervals.reading(_seeded(dips, n=1))
     v = _verdicts(exp_intervals.papers(d))
     assert v == ["not comparable", "agree", "agree", "agree", "agree"]
 
