@@ -93,7 +93,9 @@ def test_html_tables_equal_results(quick):
         for row_shown, row in zip(shown[1:], stored["rows"], strict=True):
             for cell, v in zip(row_shown, row, strict=True):
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
-                    assert math.isclose(float(cell), v, rel_tol=1e-3, abs_tol=1e-300), (cell, v)
+                    assert math.isclose(
+                        float(cell.split(" ± ")[0]), v, rel_tol=1e-3, abs_tol=1e-300
+                    ), (cell, v)
                     n_numbers += 1
                 else:
                     assert cell == report.fmt(v)
@@ -234,13 +236,55 @@ def test_failing_job_reported_others_go_on(tmp_path):
         res = run_study(out, only=["toy", "svd"], quick=True, quiet=True)
     finally:
         registry.unregister("toy")
-    assert res.exit_code == 1 and list(res.failed) == ["toy/bad"]
-    assert "this job fails on purpose" in res.failed["toy/bad"]
+    assert res.exit_code == 1 and list(res.failed) == ["toy/bad/seed0"]
+    assert "this job fails on purpose" in res.failed["toy/bad/seed0"]
     assert sorted(CALLS) == ["a", "bad", "c"]
     results = json.load(open(os.path.join(out, "results.json")))
     assert "toy" not in results["sections"] and "svd" in results["sections"]
-    assert results["failures"][0]["job"] == "toy/bad"
+    assert results["failures"][0]["job"] == "toy/bad/seed0"
     assert "Failed jobs" in open(os.path.join(out, "index.html")).read()
+
+
+def test_seeds_one_job_each_mean_and_sd(tmp_path, toy):
+    """--seeds N: one job per setting and seed; cells are means with sd; resumable."""
+    out = str(tmp_path / "s")
+    res = run_study(out, only=["toy"], quiet=True, seeds=3)
+    assert res.exit_code == 0 and len(res.computed) == 15
+    assert sorted(CALLS) == sorted(list("abcde") * 3)
+    results = json.load(open(os.path.join(out, "results.json")))
+    sec = results["sections"]["toy"]
+    assert sec["seeds"] == [0, 1, 2] and results["config"]["seeds"] == 3
+    # the toy's values, per seed, from its own formula
+    vals = {
+        n: [float(np.random.default_rng([s, len(n)]).random()) for s in range(3)] for n in "abcde"
+    }
+    for row, sd in zip(sec["tables"][0]["rows"], sec["tables"][0]["sd"], strict=True):
+        v = vals[row[0]]
+        assert math.isclose(row[1], float(np.mean(v)), rel_tol=1e-12)
+        assert math.isclose(sd[1], float(np.std(v, ddof=1)), rel_tol=1e-9)
+    assert sec["data"]["n_seeds"] == 3
+    page = open(os.path.join(out, "index.html")).read()
+    assert " ± " in page and "3 seeds (0-2), mean ± sd" in page
+    CALLS.clear()
+    res = run_study(out, only=["toy"], quiet=True, seeds=4)  # one more seed: 5 new jobs
+    assert len(res.skipped) == 15 and len(res.computed) == 5
+    with pytest.raises(Exception, match="--seeds"):
+        run_study(str(tmp_path / "z"), only=["toy"], quiet=True, seeds=0)
+
+
+def test_cli_seed_defaults():
+    assert cli.default_seeds(True) == 1 and cli.default_seeds(False) == 3
+    sub = cli._parser()._subparsers._group_actions[0].choices["study"]
+    assert "--seeds" in sub.format_help()
+
+
+def test_papers_tables_present(quick):
+    _, results = quick
+    for name, sec in results["sections"].items():
+        papers = [t for t in sec["tables"] if t["title"] == "The papers' values beside ours"]
+        assert len(papers) == 1, name
+        for row in papers[0]["rows"]:
+            assert row[4] in ("agree", "differ", "not comparable") and row[5], (name, row)
 
 
 # ------------------------------------------------------------------------ dask
@@ -383,3 +427,34 @@ def test_page_in_headless_chromium(quick, tmp_path):
         timeout=120,
     )
     assert shot.exists() and shot.read_bytes()[:4] == b"\x89PNG"
+
+
+def _jitter(tree, f):
+    if isinstance(tree, dict):
+        return {k: _jitter(v, f) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_jitter(v, f) for v in tree]
+    if isinstance(tree, float):
+        return tree * f
+    return tree
+
+
+def test_sections_render_with_spread(quick):
+    """Every section's figures, reading and papers' table work on data merged over seeds."""
+    from matplotlib.figure import Figure
+
+    from fastmem.study import spread
+
+    _, results = quick
+    for name, sec in results["sections"].items():
+        exp = registry.get(name)
+        d = {k: v for k, v in sec["data"].items() if k not in ("spread", "n_seeds", "seeds")}
+        merged = spread.merge([d, _jitter(d, 1.01), _jitter(d, 0.99)])
+        assert merged["n_seeds"] == 3
+        figs = exp.figures(merged)
+        assert figs and all(isinstance(f[1], Figure) for f in figs)
+        assert all(len(f) == 3 and len(f[2]) > 40 for f in figs), name  # a caption
+        text = exp.reading(merged)
+        assert "over 3 seeds" in text, name
+        rows = exp.papers(merged)
+        assert rows and all(r[4] in spread.VERDICTS for r in rows)

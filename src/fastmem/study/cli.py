@@ -72,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
         help="the study's random seed (splits, initializations, random labels); part of "
         "OUT's identity (default: 0)",
     )
+    s.add_argument(
+        "--seeds",
+        type=int,
+        default=None,
+        help="seeds per setting: jobs run for seed, seed+1, ...; tables and figures show "
+        "mean and spread (default: 3, or 1 with --quick)",
+    )
     s.add_argument("--force", action="store_true", help="recompute finished jobs")
     s.add_argument(
         "--wait",
@@ -83,6 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="re-render the report from DIR/results.json")
     r.add_argument("dir")
     return p
+
+
+def default_seeds(quick: bool) -> int:
+    """Seeds per setting when --seeds is not given: 3 for the full run, 1 with --quick."""
+    return 1 if quick else 3
 
 
 def _fail(msg: str) -> int:
@@ -138,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             data=args.data,
             quick=args.quick,
             seed=args.seed,
+            seeds=default_seeds(args.quick) if args.seeds is None else args.seeds,
             jobs=args.jobs,
             scheduler=args.scheduler,
             force=args.force,

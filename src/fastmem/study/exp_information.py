@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 
 from .common import load_data, random_labels, split, train
-from .plotting import figure
+from .plotting import band_note, figure
 from .registry import Config, Experiment
+from .spread import paper_row, spread_note
 
 # A narrow net (as Shwartz-Ziv & Tishby's 12-10-7-5-4-3-2): with wide layers every
 # training row gets its own bin code, H(T) = log2 N at every layer and every checkpoint,
@@ -23,8 +24,8 @@ def _sizes(quick: bool) -> dict[str, Any]:
         return {"per_class": 50, "epochs": 150, "checkpoints": [1, 2, 4, 8, 15, 30, 60, 100, 150]}
     return {
         "per_class": 150,
-        "epochs": 1000,
-        "checkpoints": [1, 2, 4, 8, 15, 30, 60, 100, 200, 400, 700, 1000],
+        "epochs": 400,
+        "checkpoints": [1, 2, 4, 8, 15, 30, 60, 100, 200, 300, 400],
     }
 
 
@@ -84,23 +85,68 @@ def summarize(results: dict[str, dict[str, Any]], cfg: Config) -> dict[str, Any]
     return {"runs": results}
 
 
-def figures(d: dict[str, Any]) -> list[tuple[str, Any]]:
+def figures(d: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    from matplotlib import cm, colors
+
     runs = d["runs"]
-    fig, axes = figure(len(runs))
-    for ax, (name, r) in zip(axes, runs.items(), strict=True):
+    ncol = 2
+    nrow = -(-len(runs) // ncol)
+    fig, axes = figure(ncol, nrow, width=4.6, height=3.8)
+    all_epochs = [e for r in runs.values() for e in r["epochs"]]
+    norm = colors.LogNorm(vmin=max(1, min(all_epochs)), vmax=max(all_epochs))
+    cmap = cm.viridis
+    markers = ["o", "s", "^", "D", "v", "P", "X"]
+    for ax, (name, r) in zip(axes, runs.items(), strict=False):
         ixt, ity = np.asarray(r["i_xt"]), np.asarray(r["i_ty"])
         n_layers = ixt.shape[1]
         for layer in range(n_layers):
             label = "logits" if layer == n_layers - 1 else f"layer {layer + 1}"
-            line = ax.plot(ixt[:, layer], ity[:, layer], "o-", ms=3, label=label)
-            ax.plot(ixt[-1, layer], ity[-1, layer], "*", ms=9, color=line[0].get_color())
+            ax.plot(ixt[:, layer], ity[:, layer], "-", color="0.75", lw=0.8, zorder=1)
+            ax.scatter(
+                ixt[:, layer],
+                ity[:, layer],
+                c=r["epochs"],
+                cmap=cmap,
+                norm=norm,
+                marker=markers[layer % len(markers)],
+                s=22,
+                edgecolors="k",
+                linewidths=0.3,
+                label=label,
+                zorder=2,
+            )
         ax.set(
-            xlabel="I(X;T) bits",
-            ylabel="I(T;Y) bits",
+            xlabel="I(X;T) (bits)",
+            ylabel="I(T;Y) (bits)",
             title=f"{name} (train acc {r['train_acc'][-1]:.2f})",
         )
-    axes[0].legend(fontsize=7)
-    return [("information_plane", fig)]
+    for ax in axes[len(runs) :]:
+        ax.set_visible(False)
+    handles, labels = axes[0].get_legend_handles_labels()
+    for hnd in handles:
+        hnd.set_facecolor("white")
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncol=len(labels),
+        fontsize=9,
+        frameon=False,
+        title="marker: layer",
+    )
+    fig.colorbar(cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes, label="epoch (log scale)")
+    return [
+        (
+            "information_plane",
+            fig,
+            "Information plane: binned estimates of I(X;T) and I(T;Y) (bits) of each layer "
+            "T over training, one panel per activation and labelling; marker shape is the "
+            "layer, colour the epoch. "
+            + band_note(d)
+            .replace("Lines: mean over", "Points: mean over")
+            .replace("; shaded bands / error bars: +-1 standard deviation", ""),
+        )
+    ]
 
 
 def _peak(r: dict[str, Any], layer: int) -> tuple[float, float]:
@@ -181,8 +227,46 @@ def reading(d: dict[str, Any]) -> str:
     return (
         f"Binned mutual information ({n} training points: I(X;T) <= log2 N = "
         f"{np.log2(n):.2f} bits, I(T;Y) <= H(Y) = {h_y:.2f} bits) of each layer over "
-        "training. " + "; ".join(parts) + "." + gap
+        "training. " + "; ".join(parts) + "." + gap + " " + spread_note(d.get("n_seeds", 1))
     )
+
+
+def compressed(r: dict[str, Any]) -> tuple[bool, float, float]:
+    """Whether the last hidden layer's I(X;T) fell by more than 0.1 bit from its peak."""
+    layer = len(r["i_xt"][-1]) - 2
+    peak, last = _peak(r, layer)
+    return peak - last > 0.1, peak, last
+
+
+def papers(d: dict[str, Any]) -> list[list[str]]:
+    runs = d["runs"]
+    rows = []
+    if "tanh-real" in runs:
+        c, peak, last = compressed(runs["tanh-real"])
+        rows.append(
+            paper_row(
+                "Shwartz-Ziv & Tishby 2017",
+                "tanh MLP 12-10-7-5-4-3-2, synthetic 12-bit data, binned estimator",
+                "a fitting phase, then a compression phase: I(X;T) falls late in training",
+                f"tanh, real labels, last hidden layer: I(X;T) peak {peak:.2f} -> {last:.2f} bits",
+                "agree" if c else "differ",
+                ("compression seen" if c else "no compression (> 0.1 bit) seen")
+                + f"; {d['runs']['tanh-real']['n']} training points of the study's data",
+            )
+        )
+    if "relu-real" in runs:
+        c, peak, last = compressed(runs["relu-real"])
+        rows.append(
+            paper_row(
+                "Saxe et al. 2018",
+                "ReLU networks, binned estimator",
+                "no compression phase with ReLU (compression follows from tanh saturation)",
+                f"ReLU, real labels, last hidden layer: I(X;T) peak {peak:.2f} -> {last:.2f} bits",
+                "agree" if not c else "differ",
+                "no compression seen" if not c else "compression seen with ReLU",
+            )
+        )
+    return rows
 
 
 EXPERIMENTS = [
@@ -197,6 +281,7 @@ EXPERIMENTS = [
         figures=figures,
         tables=tables,
         reading=reading,
+        papers=papers,
         setting=lambda cfg: (
             f"{cfg.data}: {_sizes(cfg.quick)['per_class']} per class, MLP {_HIDDEN} (tanh and "
             f"ReLU), {_sizes(cfg.quick)['epochs']} epochs; binned estimator, {_BINS} "

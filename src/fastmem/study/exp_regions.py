@@ -10,8 +10,9 @@ from .. import bounds
 from ..network import sawtooth
 from ..regions import along_segments, distance_to_boundary, distinct_patterns
 from .common import he_network, histogram, load_data, rng_for, split, summary, train
-from .plotting import bar_hist, figure
+from .plotting import band, band_note, bar_hist, figure, legend_below, legend_right, style
 from .registry import Config, Experiment
+from .spread import at, paper_row, spread_note
 
 
 def _sizes(quick: bool) -> dict[str, Any]:
@@ -28,8 +29,8 @@ def _sizes(quick: bool) -> dict[str, Any]:
         }
     return {
         "neurons": [32, 64, 128, 256],
-        "lines": 500,
-        "epochs": 100,
+        "lines": 300,
+        "epochs": 60,
         "per_class": 100,
         "saw_depths": list(range(1, 17)),
         "saw_depth": 12,
@@ -141,44 +142,88 @@ def summarize(results: dict[str, dict[str, Any]], cfg: Config) -> dict[str, Any]
     }
 
 
-def figures(d: dict[str, Any]) -> list[tuple[str, Any]]:
-    fig, axes = figure(2, 2)
-    for ax, key in zip(
-        axes, ("init_random", "trained_random", "init_between", "trained_between"), strict=True
-    ):
-        for dep in d["by_depth"]:
+_PANELS = {
+    "init_random": "He init, random directions",
+    "trained_random": "trained, random directions",
+    "init_between": "He init, between training points",
+    "trained_between": "trained, between training points",
+}
+
+
+def figures(d: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    sd = d.get("spread") or {}
+    fig, axes = figure(2, 2, width=4.0, height=3.2)
+    for ax, key in zip(axes, _PANELS, strict=True):
+        for i, dep in enumerate(d["by_depth"]):
             n = [r["neurons"] for r in dep["rows"]]
-            line = ax.plot(n, [r[key] for r in dep["rows"]], "o-", label=f"depth {dep['depth']}")
-            ax.plot(n, [r["line_upper"] for r in dep["rows"]], ":", color=line[0].get_color())
-        ax.set(
-            xlabel="hidden neurons",
-            ylabel="regions per segment",
-            yscale="log",
-            title=key.replace("_", ", ") + " (dotted: line bound)",
-        )
-    axes[0].legend(fontsize=7)
-    fig2, (s1, s2, s3) = figure(3)
+            e = [at(sd, "by_depth", i, "rows", j, key) for j in range(len(n))]
+            st = style(i)
+            band(ax, n, [r[key] for r in dep["rows"]], e, label=f"depth {dep['depth']}", **st)
+            ax.plot(n, [r["line_upper"] for r in dep["rows"]], ":", color=st["color"], lw=1)
+        ax.set(xlabel="hidden neurons", ylabel="regions per segment", yscale="log")
+        ax.set_title(_PANELS[key], fontsize=10)
+    legend_right(fig, axes[0], title="dotted: line bound")
+    fig2, (s1, s2, s3) = figure(3, width=3.6, height=3.3)
     sw = d["sawtooth"]
-    s1.semilogy(sw["depths"], sw["pieces"], "o-", label="exact")
+    s1.semilogy(sw["depths"], sw["pieces"], "o-", ms=3, label="exact network")
     s1.semilogy(sw["depths"], [2.0**k for k in sw["depths"]], "k:", label="2^k")
-    s1.set(xlabel="depth", ylabel="pieces on [0, 1]", title="Sawtooth")
-    s1.legend(fontsize=7)
-    s2.semilogx([p["sigma"] for p in sw["perturbed"]], [p["mean"] for p in sw["perturbed"]], "o-")
-    s2.axhline(2.0 ** sw["depth"], color="k", ls=":")
-    s2.set(
-        xlabel="relative perturbation sigma",
-        ylabel="pieces",
-        title=f"Perturbed sawtooth, depth {sw['depth']}",
+    s1.set(xlabel="depth k", ylabel="linear pieces on [0, 1]", title="Sawtooth")
+    legend_below(s1)
+    sig = [p["sigma"] for p in sw["perturbed"]]
+    band(
+        s2,
+        sig,
+        [p["mean"] for p in sw["perturbed"]],
+        [at(sd, "sawtooth", "perturbed", j, "mean") for j in range(len(sig))],
+        marker="o",
+        label="mean over trials",
     )
+    s2.fill_between(
+        sig,
+        [p["min"] for p in sw["perturbed"]],
+        [p["max"] for p in sw["perturbed"]],
+        color="0.6",
+        alpha=0.2,
+        lw=0,
+        label="min-max over trials",
+    )
+    s2.axhline(2.0 ** sw["depth"], color="k", ls=":", label=f"2^{sw['depth']}")
+    s2.set(
+        xscale="log",
+        yscale="log",
+        xlabel="relative perturbation sigma",
+        ylabel="linear pieces on [0, 1]",
+        title=f"Perturbed, depth {sw['depth']}",
+    )
+    legend_below(s2)
     for dep in d["by_depth"]:
         bar_hist(s3, dep["distance_log10"]["trained"]["hist"], f"depth {dep['depth']}")
     s3.set(
         xlabel="log10 distance to nearest boundary",
-        ylabel="density",
-        title="Distance to boundary (trained)",
+        ylabel="density (per log10 unit)",
+        title="Distance to boundary, trained",
     )
-    s3.legend(fontsize=7)
-    return [("regions_lines", fig), ("regions_sawtooth", fig2)]
+    legend_below(s3)
+    return [
+        (
+            "regions_lines",
+            fig,
+            "Mean number of linear regions crossed by a segment (random direction of the "
+            "median pair distance, or between two training points) against the number of "
+            "hidden neurons, depths 1-4, at He initialization and after training; dotted: "
+            "the line upper bound of bounds.line_upper. " + band_note(d),
+        ),
+        (
+            "regions_sawtooth",
+            fig2,
+            "Left: pieces of the exact sawtooth network on [0, 1] against depth, with 2^k. "
+            "Middle: pieces at depth "
+            f"{sw['depth']} after a relative Gaussian weight perturbation sigma (mean and "
+            "min-max over trials). Right: distribution of the input-space distance from "
+            "training points to the nearest region boundary (largest trained network of "
+            "each depth). " + band_note(d),
+        ),
+    ]
 
 
 def tables(d: dict[str, Any]) -> list[dict[str, Any]]:
@@ -220,22 +265,146 @@ def tables(d: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def reading(d: dict[str, Any]) -> str:
-    last = [dep["rows"][-1] for dep in d["by_depth"]]
-    ratio = max(r["trained_random"] / r["line_upper"] for r in last)
-    sw = d["sawtooth"]
-    big = sw["perturbed"][-1]
-    return (
-        f"Along random segments the networks cross far fewer regions than the worst case: at "
-        f"most {ratio:.2g} of the line bound for the largest networks, and the count grows "
-        f"roughly with the number of neurons, whatever the depth (Hanin & Rolnick). The "
-        f"sawtooth realises its 2^k pieces exactly (depth {sw['depths'][-1]}: "
-        f"{sw['pieces'][-1]}), but a relative weight perturbation of {big['sigma']:g} leaves "
-        f"{big['mean']:.0f} of the {2 ** sw['depth']} pieces at depth {sw['depth']}: "
-        "exponentially many regions are fragile. Trained networks put "
-        f"{min(r['trained_distinct'] for r in last):.0%} or more of the training points in "
-        "distinct regions."
+def growth_exponent(rows: list[dict[str, Any]], key: str) -> float | None:
+    """Slope of log(count) against log(neurons) between the smallest and largest network."""
+    a, b = rows[0], rows[-1]
+    if a["neurons"] == b["neurons"] or a[key] <= 0 or b[key] <= 0:
+        return None
+    return float(np.log(b[key] / a[key]) / np.log(b["neurons"] / a["neurons"]))
+
+
+def _where(dep: dict[str, Any], r: dict[str, Any]) -> str:
+    return f"depth {dep['depth']}, {r['neurons']} neurons"
+
+
+def sawtooth_text(sw: dict[str, Any]) -> str:
+    exact = all(p == 2**k for k, p in zip(sw["depths"], sw["pieces"], strict=True))
+    head = (
+        f"The exact sawtooth has 2^k pieces at every depth 1-{sw['depths'][-1]} "
+        f"({sw['pieces'][-1]} at depth {sw['depths'][-1]})"
+        if exact
+        else "The exact sawtooth misses 2^k pieces at depth(s) "
+        + ", ".join(str(k) for k, p in zip(sw["depths"], sw["pieces"], strict=True) if p != 2**k)
     )
+    full = 2 ** sw["depth"]
+    parts = [f"sigma {p['sigma']:g}: {p['mean']:.0f}" for p in sw["perturbed"]]
+    text = (
+        f"{head}. Under a relative weight perturbation, the depth-{sw['depth']} network "
+        f"({full} pieces exact) has on average " + ", ".join(parts) + " pieces"
+    )
+    above = [p for p in sw["perturbed"] if p["mean"] > full]
+    below = [p for p in sw["perturbed"] if p["mean"] < 0.5 * full]
+    if above:
+        where = ", ".join(f"{p['sigma']:g}" for p in above)
+        text += (
+            f". More than {full} at sigma {where}: in "
+            "the exact network many breakpoints coincide (a neuron's input only touches 0 "
+            "at a kink of the layer before), and a small perturbation splits each coincident "
+            "breakpoint into separate ones a tiny distance apart, adding pieces rather than "
+            "removing them"
+        )
+    if below:
+        text += (
+            f"; at sigma {below[0]['sigma']:g} and above fewer than half the pieces survive: "
+            "exponentially many regions are fragile"
+        )
+    return text + "."
+
+
+def reading(d: dict[str, Any]) -> str:
+    deps = d["by_depth"]
+    last = [(dep, dep["rows"][-1]) for dep in deps]
+    ratios = [(r["trained_random"] / r["line_upper"], dep) for dep, r in last]
+    lo, hi = min(ratios, key=lambda t: t[0]), max(ratios, key=lambda t: t[0])
+    exps = [(growth_exponent(dep["rows"], "trained_random"), dep["depth"]) for dep in deps]
+    exps_txt = ", ".join(f"{e:.2f} (depth {k})" for e, k in exps if e is not None)
+    lin = [e for e, _ in exps if e is not None]
+    shape = (
+        "roughly linear in the number of neurons at every depth (Hanin & Rolnick)"
+        if lin and all(0.5 <= e <= 1.5 for e in lin)
+        else "not linear in the number of neurons at every depth"
+    )
+    change = []
+    for dep, r in last:
+        f = r["trained_random"] / r["init_random"] if r["init_random"] > 0 else float("nan")
+        change.append(f"x{f:.2f} (depth {dep['depth']})")
+    dist = [
+        (dep["distance_log10"]["init"]["median"], dep["distance_log10"]["trained"]["median"])
+        for dep in deps
+    ]
+    dist_txt = ", ".join(
+        f"{10**a:.2g} -> {10**b:.2g}" for a, b in dist if a is not None and b is not None
+    )
+    allrows = [(dep, r) for dep in deps for r in dep["rows"]]
+    dmin = min(allrows, key=lambda t: t[1]["trained_distinct"])
+    dmax = max(allrows, key=lambda t: t[1]["trained_distinct"])
+    return (
+        f"Along random segments the largest trained networks cross between "
+        f"{lo[0]:.2g} (depth {lo[1]['depth']}) and {hi[0]:.2g} (depth "
+        f"{hi[1]['depth']}) of the line upper bound. The count grows with exponent {exps_txt} "
+        f"in the number of neurons: {shape}. Training changes the number of regions per "
+        f"random segment by {', '.join(change)} for the largest network of each depth, and "
+        f"the median distance from a training point to the nearest boundary by {dist_txt} "
+        f"(init -> trained, depths {', '.join(str(dep['depth']) for dep in deps)}). Trained "
+        f"networks put from {dmin[1]['trained_distinct']:.1%} ({_where(*dmin)}) to "
+        f"{dmax[1]['trained_distinct']:.1%} ({_where(*dmax)}) of the training points in "
+        f"distinct regions. {sawtooth_text(d['sawtooth'])} " + spread_note(d.get("n_seeds", 1))
+    )
+
+
+def papers(d: dict[str, Any]) -> list[list[str]]:
+    deps = d["by_depth"]
+    exps = [growth_exponent(dep["rows"], "trained_random") for dep in deps]
+    lin = [e for e in exps if e is not None]
+    linear = bool(lin) and all(0.5 <= e <= 1.5 for e in lin)
+    last = [dep["rows"][-1] for dep in deps]
+    f = [r["trained_random"] / r["init_random"] for r in last if r["init_random"] > 0]
+    stable = bool(f) and all(0.5 <= x <= 2.0 for x in f)
+    sw = d["sawtooth"]
+    exact = all(p == 2**k for k, p in zip(sw["depths"], sw["pieces"], strict=True))
+    big = sw["perturbed"][-1]
+    frag = big["mean"] < 0.5 * 2 ** sw["depth"]
+    return [
+        paper_row(
+            "Hanin & Rolnick 2019 (seed 002 slides)",
+            "ReLU nets at init and during training, MNIST, lines through input space",
+            "regions along a line: linear, not exponential, in the number of neurons",
+            "growth exponent "
+            + ", ".join("n/a" if e is None else f"{e:.2f}" for e in exps)
+            + " (depths 1-4)",
+            "agree" if linear else "differ",
+            "exponent within [0.5, 1.5] at every depth"
+            if linear
+            else "an exponent outside [0.5, 1.5]: few sizes, small networks",
+        ),
+        paper_row(
+            "Hanin & Rolnick 2019 (seed 002 slides)",
+            "MNIST, during training",
+            "the number of regions and the distance to the nearest boundary stay roughly "
+            "constant during training",
+            "trained / init regions per random segment: " + ", ".join(f"{x:.2f}" for x in f),
+            "agree" if stable else "differ",
+            "within a factor 2 at every depth" if stable else "changes by more than a factor 2",
+        ),
+        paper_row(
+            "Telgarsky; ICERM 2020 slides",
+            "mirror map composed k times",
+            "2^k equally spaced affine pieces on [0, 1]",
+            f"{sw['pieces'][-1]} pieces at depth {sw['depths'][-1]}",
+            "agree" if exact else "differ",
+            "exact at every depth" if exact else "a depth misses 2^k",
+        ),
+        paper_row(
+            "ICERM 2020 slides",
+            "sawtooth, multiplicative Gaussian weight noise w(1 + eps)",
+            "sawtooth networks fall apart with mild variance on the weights",
+            f"depth {sw['depth']}: {big['mean']:.0f} of {2 ** sw['depth']} pieces at relative "
+            f"sigma {big['sigma']:g}",
+            "agree" if frag else "differ",
+            "additive noise scaled to each layer's rms weight, not multiplicative; "
+            + ("fewer than half the pieces remain" if frag else "most pieces remain"),
+        ),
+    ]
 
 
 EXPERIMENTS = [
@@ -250,6 +419,7 @@ EXPERIMENTS = [
         figures=figures,
         tables=tables,
         reading=reading,
+        papers=papers,
         setting=lambda cfg: (
             f"{cfg.data}: {_sizes(cfg.quick)['per_class']} per class; depths 1-4, hidden "
             f"neurons {_sizes(cfg.quick)['neurons']} split evenly; He init vs Adam-trained "

@@ -9,7 +9,13 @@ An experiment is a handful of plain functions, so that each can be adapted alone
 - ``figures(data) -> [(name, matplotlib Figure)]``, ``tables(data) -> [table]`` and
   ``reading(data) -> str``: the report, from the section's numbers alone;
 - ``available() -> None | str``: None, or why this install cannot run it (the section
-  is then absent from the report, never shown uncomputed).
+  is then absent from the report, never shown uncomputed);
+- ``papers(data) -> [row]`` (optional): the papers' settings and values or claims beside
+  ours, each row with a verdict (:func:`fastmem.study.spread.paper_row`).
+
+With ``--seeds N`` every job runs once per seed; ``summarize`` and ``tables`` see one
+seed's results, ``reading``, ``figures`` and ``papers`` the merged data (means, with the
+standard deviations under ``data["spread"]``; :mod:`fastmem.study.spread`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ class Config:
     data: str = "digits"
     quick: bool = False
     seed: int = 0
+    seeds: int = 1  # jobs run for seed, seed + 1, ..., seed + seeds - 1 (not in the identity)
 
     def to_dict(self) -> dict[str, Any]:
         return {"data": self.data, "quick": self.quick, "seed": self.seed}
@@ -48,6 +55,7 @@ class Experiment:
     reading: Callable[[dict[str, Any]], str]
     setting: Callable[[Config], str]
     available: Callable[[], str | None] = lambda: None
+    papers: Callable[[dict[str, Any]], list[list[str]]] | None = None
 
 
 _MODULES = (

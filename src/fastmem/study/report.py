@@ -9,7 +9,7 @@ import os
 import traceback
 from typing import Any
 
-from .io import RESULTS_SCHEMA, clean, read_job, read_json_checked, write_atomic
+from .io import RESULTS_SCHEMA, read_job, read_json_checked, write_atomic
 from .registry import Config, Experiment, experiments
 
 SCHEMA_FILE = RESULTS_SCHEMA
@@ -53,13 +53,16 @@ def assemble(
     missing or damaged job file is left out (and, unless it is in ``optional``, listed
     among the failures), never summarized from what is there.
     """
+    from .spread import build_section
+
     sections: dict[str, Any] = {}
     failed = [{"job": k, "traceback": tb} for k, tb in failures.items()]
     for exp in chosen:
         keys = [k for k in jobs if k.startswith(exp.name + "/")]
         if any(k in failures for k in keys):
             continue
-        results, params = {}, {}
+        by_seed: dict[int, dict[str, Any]] = {}
+        params: dict[str, Any] = {}
         timing = {"time_s": 0.0, "train_s": 0.0, "analysis_s": 0.0}
         calls: dict[str, float] = {}
         broken = None
@@ -69,7 +72,7 @@ def assemble(
             if rec is None:
                 broken = f"job file of {k}: {why}"
                 break
-            results[job.setting] = rec["result"]
+            by_seed.setdefault(job.seed, {})[job.setting] = rec["result"]
             for t in timing:
                 timing[t] += float(rec.get(t, rec["time_s"] if t == "analysis_s" else 0.0))
             for c, v in (rec.get("analysis_calls") or {}).items():
@@ -80,9 +83,8 @@ def assemble(
                 failed.append({"job": f"{exp.name} (files)", "traceback": broken})
             continue
         try:
-            data = clean(exp.summarize(results, cfg))
-            tables = clean(exp.tables(data))
-            reading = exp.reading(data)
+            sec = build_section(exp, cfg, by_seed)
+            data, tables, reading = sec["data"], sec["tables"], sec["reading"]
         except Exception:
             failed.append({"job": f"{exp.name} (summary)", "traceback": traceback.format_exc()})
             continue
@@ -92,6 +94,7 @@ def assemble(
             "references": exp.references,
             "setting": exp.setting(cfg),
             "seed": cfg.seed,
+            "seeds": sorted(by_seed),
             "params": params,
             **timing,
             "analysis_calls": calls,
@@ -102,7 +105,7 @@ def assemble(
     return {
         "schema_version": 1,
         **meta,
-        "config": cfg.to_dict(),
+        "config": {**cfg.to_dict(), "seeds": cfg.seeds},
         "sections": sections,
         "failures": failed,
     }
@@ -127,7 +130,7 @@ def render(out: str) -> list[str]:
         exp = known.get(name)
         figs = exp.figures(sec["data"]) if exp is not None else []
         imgs = []
-        for fname, fig in figs:
+        for fname, fig, *cap in figs:
             png = os.path.join(figdir, f"{fname}.png")
             svg = os.path.join(figdir, f"{fname}.svg")
             for path in (png, svg):
@@ -139,7 +142,8 @@ def render(out: str) -> list[str]:
                 b64 = base64.b64encode(f.read()).decode()
             imgs.append(
                 f'<figure><img alt="{fname}" src="data:image/png;base64,{b64}">'
-                f"<figcaption>figures/{fname}.png</figcaption></figure>"
+                f"<figcaption>{html.escape(cap[0]) + ' ' if cap else ''}"
+                f"(figures/{fname}.png)</figcaption></figure>"
             )
         tables = "".join(_table(t) for t in sec["tables"])
         toc.append(f'<li><a href="#{name}">{html.escape(sec["title"])}</a></li>')
@@ -147,7 +151,7 @@ def render(out: str) -> list[str]:
             f'<section id="{name}"><h2>{html.escape(sec["title"])}</h2>'
             f'<p class="meta">Seed document {sec["seed_document"]} '
             f"({html.escape(sec['references'])})"
-            f" &middot; study seed {sec['seed']} &middot; {_timing(sec)}</p>"
+            f" &middot; {_seeds_text(sec)} &middot; {_timing(sec)}</p>"
             f'<p class="meta">Setting: {html.escape(sec["setting"])}</p>'
             f'<p class="reading">{html.escape(sec["reading"])}</p>'
             f"{''.join(imgs)}{tables}</section>"
@@ -175,7 +179,8 @@ td, th {{ border: 1px solid #ccc; padding: 2px 6px; text-align: right; }}
 <h1>fastmem study</h1>
 <p class="meta">fastmem {html.escape(str(results["fastmem_version"]))}, backend
 {html.escape(str(results["backend"]))}, data {html.escape(str(cfg["data"]))},
-{"quick" if cfg["quick"] else "full"} settings, seed {cfg["seed"]}; created
+{"quick" if cfg["quick"] else "full"} settings, seed {cfg["seed"]}
+({cfg.get("seeds", 1)} seed(s)); created
 {html.escape(str(results["created"]))}. Every number below is in results.json;
 <code>fastmem report DIR</code> redraws this page from it.</p>
 <nav><h2>Contents</h2><ol>{"".join(toc)}</ol></nav>
@@ -197,11 +202,30 @@ def _timing(sec: dict[str, Any]) -> str:
     )
 
 
+def fmt_cell(v: Any, sd: Any = None) -> str:
+    """A table cell: the value, with `` ± sd`` when the cell has a spread over seeds."""
+    if sd is None or isinstance(v, bool) or not isinstance(v, (int, float)):
+        return fmt(v)
+    return f"{fmt(v)} ± {sd:.2g}"
+
+
+def _seeds_text(sec: dict[str, Any]) -> str:
+    seeds = sec.get("seeds") or [sec["seed"]]
+    if len(seeds) == 1:
+        return f"study seed {seeds[0]}"
+    return f"{len(seeds)} seeds ({seeds[0]}-{seeds[-1]}), mean ± sd"
+
+
 def _table(t: dict[str, Any]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in t["columns"])
+    sds = t.get("sd") or [[None] * len(row) for row in t["rows"]]
     rows = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(fmt(v))}</td>" for v in row) + "</tr>"
-        for row in t["rows"]
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(fmt_cell(v, e))}</td>" for v, e in zip(row, sd_row, strict=True)
+        )
+        + "</tr>"
+        for row, sd_row in zip(t["rows"], sds, strict=True)
     )
     return (
         f'<table class="numbers"><caption>{html.escape(t["title"])}</caption>'

@@ -30,7 +30,7 @@ class Job:
 
     @property
     def key(self) -> str:
-        return f"{self.experiment}/{self.setting}"
+        return f"{self.experiment}/{self.setting}/seed{self.seed}"
 
     def config_hash(self, data_fingerprint: str) -> str:
         from .. import __version__
@@ -234,6 +234,7 @@ def run_study(
     data: str = "digits",
     quick: bool = False,
     seed: int = 0,
+    seeds: int = 1,
     jobs: int | None = None,
     scheduler: str | None = None,
     force: bool = False,
@@ -250,6 +251,8 @@ def run_study(
     that is damaged (unreadable, or not what ``job.schema.json`` describes) is reported
     once and recomputed. ``on_job_done(key)`` is called in the parent after each job is
     saved (tests use it to interrupt a run).
+    ``seeds``: every job runs for ``seed, seed + 1, ..., seed + seeds - 1`` (one job
+    file each; a rerun with more seeds reuses the finished ones).
     """
     from ..errors import InputError
 
@@ -257,6 +260,8 @@ def run_study(
         raise StudyInputError(f"--seed must be a non-negative integer, got {seed!r}")
     if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
         raise StudyInputError(f"--jobs must be a positive integer, got {jobs!r}")
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or seeds < 1:
+        raise StudyInputError(f"--seeds must be a positive integer, got {seeds!r}")
     chosen = select(only)
     try:
         load_data(data)
@@ -264,7 +269,7 @@ def run_study(
         raise StudyInputError(str(exc)) from exc
     except ImportError as exc:
         raise StudyInputError(f"the study needs the [study] extra: {exc}") from exc
-    cfg = Config(data=data, quick=quick, seed=seed)
+    cfg = Config(data=data, quick=quick, seed=seed, seeds=seeds)
     fp = data_fingerprint(data)
     client = _connect(scheduler) if scheduler else None  # before anything is written
     try:
@@ -306,8 +311,9 @@ def _run_locked(
     all_jobs: list[tuple[Job, str]] = []
     for exp in chosen:
         for setting, params in exp.jobs(cfg):
-            job = Job(exp.name, setting, seed, params)
-            all_jobs.append((job, job.config_hash(fp)))
+            for s in range(seed, seed + cfg.seeds):
+                job = Job(exp.name, setting, s, params)
+                all_jobs.append((job, job.config_hash(fp)))
     outcome = Outcome(out)
     todo = []
     for job, h in all_jobs:
