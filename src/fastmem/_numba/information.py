@@ -817,7 +817,21 @@ def bin_plane(
         )  # fmt: skip
     addrs = np.array([seg.ctypes.data for seg in segments], dtype=np.int64)
     widths = np.array([seg.shape[1] for seg in segments], dtype=np.int64)
-    bad[0] = _bin_plane(
+    # segments one at a time from a shared queue (chunk size 1): a core taken by another
+    # process delays one segment, not a thread's whole share
+    previous = nb.set_parallel_chunksize(1)
+    try:
+        bad[0] = _bin_plane_run(
+            addrs, widths, proto, rows, kind, edges, n_edges, edge_offsets, lo, scale, n_codes,
+            labels, n_labels, inputs, n_inputs, clog, out,
+        )  # fmt: skip
+    finally:
+        nb.set_parallel_chunksize(previous)
+
+
+def _bin_plane_run(addrs, widths, proto, rows, kind, edges, n_edges, edge_offsets, lo, scale,
+                   n_codes, labels, n_labels, inputs, n_inputs, clog, out):  # fmt: skip
+    return _bin_plane(
         addrs, widths, proto[:0].ravel(), int(rows), int(kind), edges, int(n_edges),
         edge_offsets, lo, scale, proto.dtype.type(scale[0]), int(n_codes), labels, int(n_labels),
         inputs, int(n_inputs), clog, out,
