@@ -46,6 +46,7 @@ __all__ = [
     "apply_activation",
     "bin_codes",
     "bin_keys",
+    "bin_plane",
     "bin_rows_equal",
     "collect_crossings",
     "count_crossings",
