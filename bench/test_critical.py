@@ -4,7 +4,10 @@
   ReLU net, float32: fastmem (cpp, numba; per-sample early stop) vs torchattacks.PGD
   (torch CPU, same steps, same batch). The CROWN certificate of the same batch is timed
   next to it.
-* Loss sensitivity of 10,000 inputs: fastmem vs a torch autograd loop over batches.
+* Loss sensitivity of 10,000 inputs: fastmem vs a torch autograd loop over batches, and
+  against its floor, the two 10,000 x 784 x 128 float32 GEMMs alone (forward through the
+  first layer, backward to the input; NumPy/OpenBLAS, contender ``gemm-floor``): every
+  method computing these gradients does at least those two products.
 
 Run:  python -m pytest bench/test_critical.py --benchmark-columns=min,mean,rounds
 
@@ -16,8 +19,9 @@ call, then the minimum over the timed calls:
     python -m pytest bench/test_critical.py -k fresh -s --benchmark-columns=min
 
 or one contender: ``python bench/test_critical.py <pgd|ls> <contender> <rounds>`` with
-contender in ``cpp | numba | torch`` (torch: torchattacks PGD, or the autograd loop) or,
-for ``pgd``, ``crown`` (the CROWN certificate of the batch, value: the CSR upper bound).
+contender in ``cpp | numba | torch`` (torch: torchattacks PGD, or the autograd loop), for
+``ls`` also ``gemm-floor``, or, for ``pgd``, ``crown`` (the CROWN certificate of the
+batch, value: the CSR upper bound).
 """
 
 from __future__ import annotations
@@ -196,6 +200,16 @@ def _fresh_contender(workload: str, contender: str):
             rng=0, backend=contender,
         ).csr_lower  # fmt: skip
     y = np.random.default_rng(1).integers(0, 10, N_LS)
+    if contender == "gemm-floor":  # the two big products alone, at OpenBLAS's speed
+        w1 = np.ascontiguousarray(weights[0], dtype=np.float32)  # (128, 784)
+        g = np.random.default_rng(2).standard_normal((N_LS, w1.shape[0])).astype(np.float32)
+
+        def floor():
+            h = X @ w1.T  # forward through the first layer
+            dx = g @ w1  # backward to the input
+            return float(h[0, 0]) + float(dx[0, 0])
+
+        return floor
     if contender == "torch":
         import torch
 
@@ -213,7 +227,7 @@ def fresh_process(workload: str, contender: str, rounds: int) -> dict:
 
 FRESH = {
     "pgd": (("torch", 3), ("cpp", 3), ("numba", 3)),
-    "ls": (("torch", 7), ("cpp", 7), ("numba", 7)),
+    "ls": (("torch", 7), ("gemm-floor", 7), ("cpp", 7), ("numba", 7)),
 }
 
 
@@ -239,6 +253,10 @@ def test_fresh_processes(benchmark, workload):
             f"\n{workload} {name}: min {min(r['times']):.4f} s, torch/{name} = {ratio:.2f}x, "
             f"value {r['value']!r}, all times {[round(x, 4) for x in r['times']]}"
         )
+        if "gemm-floor" in res and name != "gemm-floor":  # target: <= 1.2x the floor
+            floor = min(r["times"]) / min(res["gemm-floor"]["times"])
+            benchmark.extra_info[f"{name}_over_floor"] = floor
+            print(f"ls {name}: {floor:.2f}x the two GEMMs alone")
     if workload == "ls":  # the same per-sample norms (float32 sums of 10,000 values)
         for name in ("cpp", "numba"):
             if name in res:

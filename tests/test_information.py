@@ -486,6 +486,86 @@ def test_plane_equals_per_checkpoint(backend, monkeypatch):
     assert len(d["i_xt"]) == 5 and d["estimator"] == "binned"
 
 
+def _plane_reference(snaps, y, inputs, mode, bins):
+    """I(X;T), I(T;Y) of every (checkpoint, layer) from the plain-NumPy ports."""
+    out = np.empty((len(snaps), len(snaps[0]), 2))
+    for c, snap in enumerate(snaps):
+        for ell, t in enumerate(snap):
+            if mode == "idnns":
+                ref = idnns_reference(t, y, inputs, bins=bins)
+            elif mode == "ibsgd":
+                ref = ibsgd_reference(t, y, inputs)
+            else:
+                codes = np.clip(np.floor((t.astype(np.float64) + 1.0) * (bins / 2.0)), 0, bins - 1)
+                ref = _mi_from_discrete(codes.astype(np.int64), y, inputs)
+            out[c, ell] = ref[:2]
+    return out
+
+
+@pytest.mark.parametrize("mode", ["idnns", "ibsgd", "equal_width"])
+def test_plane_matches_reference(mode):
+    """One bin_plane pass over all (checkpoint, layer) segments against the NumPy ports:
+    float32 and float64 layers in one plane, rows of one and of several 64-bit words
+    (width 30 at 5 bits per code: 3 words; ibsgd: one word per code), repeated inputs
+    (H(T|X) > 0), and 40 classes (the (group, label) pairs overflow the dense table);
+    cpp and numba give the same bits."""
+    rng = np.random.default_rng(21)
+    n = 97
+    inputs = rng.integers(0, 30, (n, 2))
+    for classes in (3, 40):
+        y = rng.integers(0, classes, n)
+        snaps = [
+            [
+                np.tanh(s * rng.normal(size=(n, 2))).astype(np.float32),
+                np.tanh(s * rng.normal(size=(n, 30))),
+                np.tanh(s * rng.normal(size=(n, 1))).astype(np.float32),
+            ]
+            for s in (0.05, 0.5, 3.0, 30.0)
+        ]
+        for x in (None, inputs):
+            ref = _plane_reference(snaps, y, x, mode, 12)
+            planes = [
+                fastmem.information_plane(snaps, y, inputs=x, mode=mode, bins=12, backend=b)
+                for b in _cpu_backends()
+            ]
+            for plane in planes:
+                np.testing.assert_allclose(plane.i_xt, ref[..., 0], atol=1e-12)
+                np.testing.assert_allclose(plane.i_ty, ref[..., 1], atol=1e-12)
+            for plane in planes[1:]:
+                for key in ("i_xt", "i_ty", "h_t"):
+                    np.testing.assert_array_equal(getattr(plane, key), getattr(planes[0], key))
+
+
+def test_plane_rejects_non_finite(backend):
+    y = np.arange(20) % 2
+    good = np.zeros((20, 3))
+    bad = good.copy()
+    bad[4, 1] = np.nan
+    with pytest.raises(InputError, match="NaN or Inf"):
+        fastmem.information_plane([[good], [bad]], y, backend=backend)
+
+
+def test_bin_plane_kernel_checks():
+    """The kernels refuse a ragged segment, labels out of range and a short clog."""
+    import fastmem._numba as nk
+
+    mods = [nk] + ([pytest.importorskip("fastmem._core")] if _cpu_backends()[0] == "cpp" else [])
+    e = np.linspace(-1, 1, 5)
+    y = np.zeros(4, np.int64)
+    good = (np.zeros((4, 2)), 0, e, 5, np.zeros(1, np.int64), np.zeros(1), np.zeros(1), 5)
+    tail = (np.empty(0, np.int64), 1, info._clog_table(4), np.empty(0, np.int64))
+    for mod in mods:
+        out, bad = np.empty((1, 3)), np.zeros(1, np.int64)
+        mod.bin_plane([good[0]], *good[1:], y, 1, *tail, out, bad)
+        assert out[0, 0] == pytest.approx(8.0)  # one group of 4: 4 log2 4
+        with pytest.raises(ValueError):
+            mod.bin_plane([np.zeros((3, 2))], *good[1:], y, 1, *tail, out, bad)
+        with pytest.raises(ValueError):
+            mod.bin_plane([good[0]], *good[1:], y + 1, 1, *tail, out, bad)
+        with pytest.raises(ValueError):
+            mod.bin_plane([good[0]], *good[1:], y, 1, tail[0], 1, np.zeros(3), tail[3], out, bad)
+
+
 def test_plane_kde_and_plot(tmp_path):
     rng = np.random.default_rng(11)
     y = rng.integers(0, 2, 50)

@@ -1,10 +1,11 @@
-// Bindings of the information kernels: bin_keys, bin_rows_equal, bin_codes, kde_tile,
-// kde_screen, kde_sparse_tile.
+// Bindings of the information kernels: bin_keys, bin_rows_equal, bin_codes, bin_plane,
+// kde_tile, kde_screen, kde_sparse_tile.
 //
 // The binning spec is passed as (kind, edges, lo, scale, n_codes); see
 // fastmem/information.hpp. Counts are written into 1-element int64 arrays so that
 // the CUDA module, whose results stay on the device, has the same signatures.
 #include <cstdint>
+#include <vector>
 
 #include "bind.hpp"
 #include "information_drivers.hpp"
@@ -80,6 +81,81 @@ void bin_codes(CArray<T> a, int kind, CArray<double> edges, double lo, double sc
   const int64_t rows = a.shape(0), width = a.shape(1);
   py::gil_scoped_release release;
   cpu::bin_codes<T>(ap, rows, width, s, op);
+}
+
+template <class T>
+int64_t run_plane(const py::list& segments, int64_t rows, int kind, const CArray<double>& edges,
+                  int64_t n_edges, const CArray<int64_t>& edge_offsets, const CArray<double>& lo,
+                  const CArray<double>& scale, int64_t n_codes, const CArray<int64_t>& labels,
+                  int64_t n_labels, const int64_t* inputs, int64_t n_inputs,
+                  const CArray<double>& clog, CArray<double>& out) {
+  const int64_t count = static_cast<int64_t>(segments.size());
+  std::vector<const T*> ptrs(static_cast<size_t>(count));
+  std::vector<int64_t> widths(static_cast<size_t>(count));
+  for (int64_t g = 0; g < count; ++g) {
+    const py::handle h = segments[static_cast<size_t>(g)];
+    require(py::isinstance<CArray<T>>(h),
+            "segments must all be C-contiguous arrays of the first one's dtype");
+    const auto arr = py::reinterpret_borrow<CArray<T>>(h);
+    require(arr.ndim() == 2 && arr.shape(0) == rows && arr.shape(1) >= 1,
+            "every segment must be 2-D with `rows` rows and at least one column");
+    ptrs[static_cast<size_t>(g)] = arr.data();
+    widths[static_cast<size_t>(g)] = arr.shape(1);
+  }
+  const double *ep = edges.data(), *lp = lo.data(), *sp = scale.data(), *cp = clog.data();
+  const int64_t *eo = edge_offsets.data(), *yp = labels.data();
+  double* outp = out.mutable_data();
+  py::gil_scoped_release release;
+  return cpu::bin_plane<T>(ptrs.data(), widths.data(), count, rows, kind, ep, n_edges, eo, lp, sp,
+                           n_codes, yp, n_labels, inputs, n_inputs, cp, outp);
+}
+
+// segments: a list of (rows, width_g) float32 or float64 arrays, all of one dtype.
+void bin_plane(const py::list& segments, int kind, CArray<double> edges, int64_t n_edges,
+               CArray<int64_t> edge_offsets, CArray<double> lo, CArray<double> scale,
+               int64_t n_codes, CArray<int64_t> labels, int64_t n_labels, CArray<int64_t> inputs,
+               int64_t n_inputs, CArray<double> clog, CArray<int64_t> scratch,
+               CArray<double> out, CArray<int64_t> bad) {
+  const int64_t count = static_cast<int64_t>(segments.size());
+  require(count >= 1, "segments: at least one");
+  require(kind >= 0 && kind <= 3, "unknown bin kind");
+  require(kind > 1 || n_edges >= 1, "edge kinds need at least one edge");
+  require(kind == 3 || n_codes >= 1, "n_codes must be positive");
+  require(n_edges >= 0, "n_edges must be non-negative");
+  require(edge_offsets.ndim() == 1 && edge_offsets.shape(0) == count,
+          "edge_offsets: one per segment");
+  for (const auto* v : {&lo, &scale})
+    require(v->ndim() == 1 && v->shape(0) == count, "lo, scale: one per segment");
+  require(edges.ndim() == 1, "edges must be 1-D");
+  const int64_t* eo = edge_offsets.data();
+  for (int64_t g = 0; g < count; ++g)
+    require(eo[g] >= 0 && n_edges <= edges.shape(0) - eo[g], "edge slice outside edges");
+  require(labels.ndim() == 1 && labels.shape(0) >= 1, "labels: one per row");
+  const int64_t rows = labels.shape(0);
+  require(n_labels >= 1, "n_labels must be positive");
+  const int64_t* yp = labels.data();
+  for (int64_t i = 0; i < rows; ++i)
+    require(yp[i] >= 0 && yp[i] < n_labels, "label out of range");
+  require(inputs.ndim() == 1 && (inputs.shape(0) == 0 || inputs.shape(0) == rows),
+          "inputs: empty or one per row");
+  const int64_t* xp = inputs.shape(0) ? inputs.data() : nullptr;
+  if (xp) {
+    require(n_inputs >= 1, "n_inputs must be positive");
+    for (int64_t i = 0; i < rows; ++i)
+      require(xp[i] >= 0 && xp[i] < n_inputs, "input id out of range");
+  }
+  require(clog.ndim() == 1 && clog.shape(0) == rows + 1, "clog: rows + 1 entries");
+  require(scratch.ndim() == 1, "scratch must be 1-D (unused on the CPU)");
+  require(out.ndim() == 2 && out.shape(0) == count && out.shape(1) == 3,
+          "out must be (segments, 3)");
+  require(bad.ndim() == 1 && bad.shape(0) == 1, "bad must have one entry");
+  int64_t* bp = bad.mutable_data();
+  if (py::isinstance<CArray<float>>(segments[0]))
+    *bp = run_plane<float>(segments, rows, kind, edges, n_edges, edge_offsets, lo, scale, n_codes,
+                           labels, n_labels, xp, n_inputs, clog, out);
+  else
+    *bp = run_plane<double>(segments, rows, kind, edges, n_edges, edge_offsets, lo, scale,
+                            n_codes, labels, n_labels, xp, n_inputs, clog, out);
 }
 
 void kde_tile(CArray<double> tile, CArray<double> row_norms, CArray<double> col_norms,
@@ -175,6 +251,12 @@ void def_typed(py::module_& m) {
 void information(py::module_& m) {
   def_typed<double>(m);
   def_typed<float>(m);
+  m.def("bin_plane", &bin_plane, py::arg("segments"), py::arg("kind"),
+        py::arg("edges").noconvert(), py::arg("n_edges"), py::arg("edge_offsets").noconvert(),
+        py::arg("lo").noconvert(), py::arg("scale").noconvert(), py::arg("n_codes"),
+        py::arg("labels").noconvert(), py::arg("n_labels"), py::arg("inputs").noconvert(),
+        py::arg("n_inputs"), py::arg("clog").noconvert(), py::arg("scratch").noconvert(),
+        py::arg("out").noconvert(), py::arg("bad").noconvert());
   m.def("kde_tile", &kde_tile, py::arg("tile").noconvert(), py::arg("row_norms").noconvert(),
         py::arg("col_norms").noconvert(), py::arg("row_labels").noconvert(),
         py::arg("col_labels").noconvert(), py::arg("scale"), py::arg("row_offset"),

@@ -187,6 +187,37 @@ int64_t bin_rows_equal(const T* a, int64_t width, const BinSpec& s, const int64_
 }
 
 template <class T>
+int64_t bin_plane(const T* const* seg, const int64_t* widths, int64_t segments, int64_t rows,
+                  int kind, const double* edges, int64_t n_edges, const int64_t* edge_offsets,
+                  const double* lo, const double* scale, int64_t n_codes, const int64_t* labels,
+                  int64_t n_labels, const int64_t* inputs, int64_t n_inputs, const double* clog,
+                  double* out) {
+  const BinSpec base{kind, edges, n_edges, 0.0, 0.0, n_codes};
+  int64_t max_words = 1;
+  for (int64_t g = 0; g < segments; ++g)
+    max_words = std::max(max_words, plane_words(base, widths[g]));
+  int64_t bad = 0;
+  // Segments are independent: one per thread at a time, dynamically scheduled (a core
+  // taken by another process delays one segment, not a thread's share), each grouped in
+  // the thread's own scratch (a few hundred KiB for the IDNNs layers: cache-resident).
+#pragma omp parallel reduction(+ : bad)
+  {
+    std::vector<int64_t> buf(static_cast<size_t>(plane_scratch_words(rows, max_words)));
+    const PlaneScratch w = plane_scratch(buf.data(), rows, max_words);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t g = 0; g < segments; ++g) {
+      BinSpec s = base;
+      s.edges = edges + edge_offsets[g];
+      s.lo = lo[g];
+      s.scale = scale[g];
+      bad += plane_segment(seg[g], rows, widths[g], s, labels, n_labels, inputs,
+                           n_inputs, clog, w, out + 3 * g);
+    }
+  }
+  return bad;
+}
+
+template <class T>
 void bin_codes(const T* a, int64_t rows, int64_t width, const BinSpec& s, int64_t* out) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < rows; ++i)
@@ -300,7 +331,11 @@ void kde_sparse_tile(const float* tile, const double* a, const double* b, int64_
                                uint64_t*, uint64_t*, uint8_t*);                            \
   template int64_t bin_rows_equal<T>(const T*, int64_t, const BinSpec&, const int64_t*,    \
                                      const int64_t*, int64_t);                             \
-  template void bin_codes<T>(const T*, int64_t, int64_t, const BinSpec&, int64_t*);
+  template void bin_codes<T>(const T*, int64_t, int64_t, const BinSpec&, int64_t*);        \
+  template int64_t bin_plane<T>(const T* const*, const int64_t*, int64_t, int64_t, int,     \
+                                const double*, int64_t, const int64_t*, const double*,      \
+                                const double*, int64_t, const int64_t*, int64_t,            \
+                                const int64_t*, int64_t, const double*, double*);
 
 FASTMEM_INFO_INSTANTIATE(float)
 FASTMEM_INFO_INSTANTIATE(double)

@@ -21,6 +21,17 @@ int64_t bin_rows_equal(const T* a, int64_t width, const BinSpec& s, const int64_
 template <class T>
 void bin_codes(const T* a, int64_t rows, int64_t width, const BinSpec& s, int64_t* out);
 
+// Entropy sums of every segment (fastmem/information.hpp, bin_plane): segment g has
+// `rows` rows of widths[g] values at seg[g], edges from edges + edge_offsets[g] (n_edges
+// of them), lo[g] and scale[g]; out[3 g .. 3 g + 3). Returns the number of non-finite
+// values. inputs may be nullptr.
+template <class T>
+int64_t bin_plane(const T* const* seg, const int64_t* widths, int64_t segments, int64_t rows,
+                  int kind, const double* edges, int64_t n_edges, const int64_t* edge_offsets,
+                  const double* lo, const double* scale, int64_t n_codes, const int64_t* labels,
+                  int64_t n_labels, const int64_t* inputs, int64_t n_inputs, const double* clog,
+                  double* out);
+
 // See kde_tile in information_bind.cpp.
 void kde_tile(double* tile, int64_t rows, int64_t cols, const double* row_norms,
               const double* col_norms, const int64_t* row_labels, const int64_t* col_labels,

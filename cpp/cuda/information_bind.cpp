@@ -1,4 +1,7 @@
 // Bindings of the information kernels on CUDA: same names and arguments as fastmem._core.
+#include <algorithm>
+#include <vector>
+
 #include "bind.hpp"
 #include "information_drivers.hpp"
 
@@ -96,6 +99,70 @@ void bin_codes(const py::object& a, int kind, const py::object& edges, double lo
   else
     check(gpu::bin_codes<float>(av.as<const float>(), av.shape[0], av.shape[1], s,
                                 ov.as<int64_t>()));
+}
+
+// segments: a list of (rows, width_g) device arrays of one dtype. Labels, inputs and edge
+// offsets come from fastmem's own bookkeeping (information.py): checked there, not here
+// (device memory); sizes are checked.
+void bin_plane(const py::list& segments, int kind, const py::object& edges, int64_t n_edges,
+               const py::object& edge_offsets, const py::object& lo, const py::object& scale,
+               int64_t n_codes, const py::object& labels, int64_t n_labels,
+               const py::object& inputs, int64_t n_inputs, const py::object& clog,
+               const py::object& scratch, const py::object& out, const py::object& bad) {
+  const int64_t count = static_cast<int64_t>(segments.size());
+  if (count < 1) fail("segments: at least one");
+  if (kind < 0 || kind > 3) fail("unknown bin kind");
+  if (kind <= 1 && n_edges < 1) fail("edge kinds need at least one edge");
+  if (kind != 3 && n_codes < 1) fail("n_codes must be positive");
+  const DeviceView ev = typed(edges, "edges", "<f8", 1);
+  const DeviceView eo = typed(edge_offsets, "edge_offsets", "<i8", 1);
+  const DeviceView lv = typed(lo, "lo", "<f8", 1), sv = typed(scale, "scale", "<f8", 1);
+  if (eo.shape[0] != count || lv.shape[0] != count || sv.shape[0] != count)
+    fail("edge_offsets, lo, scale: one per segment");
+  const DeviceView yv = typed(labels, "labels", "<i8", 1);
+  const int64_t rows = yv.shape[0];
+  if (rows < 1 || n_labels < 1) fail("labels: one per row");
+  const DeviceView xv = typed(inputs, "inputs", "<i8", 1);
+  if (xv.shape[0] != 0 && xv.shape[0] != rows) fail("inputs: empty or one per row");
+  const DeviceView cv = typed(clog, "clog", "<f8", 1);
+  if (cv.shape[0] != rows + 1) fail("clog: rows + 1 entries");
+  const DeviceView ov = typed(out, "out", "<f8", 2);
+  if (ov.shape[0] != count || ov.shape[1] != 3) fail("out must be (segments, 3)");
+  const DeviceView bv = typed(bad, "bad", "<i8", 1);
+  if (bv.shape[0] != 1) fail("bad must have one entry");
+  std::vector<uintptr_t> ptrs(static_cast<size_t>(count));
+  std::vector<int64_t> widths(static_cast<size_t>(count));
+  std::string typestr;
+  int64_t max_words = 1;
+  const BinSpec probe{kind, nullptr, n_edges, 0.0, 0.0, n_codes};
+  for (int64_t g = 0; g < count; ++g) {
+    const DeviceView a = device_view(segments[static_cast<size_t>(g)], "segments[g]");
+    if (g == 0) typestr = a.typestr;
+    if (a.typestr != typestr || (typestr != "<f4" && typestr != "<f8"))
+      fail("segments must all be float32 or all float64");
+    if (a.ndim() != 2 || a.shape[0] != rows || a.shape[1] < 1)
+      fail("every segment must be 2-D with one row per label and at least one column");
+    ptrs[static_cast<size_t>(g)] = a.ptr;
+    widths[static_cast<size_t>(g)] = a.shape[1];
+    max_words = std::max(max_words, plane_words(probe, a.shape[1]));
+  }
+  const DeviceView wv = typed(scratch, "scratch", "<i8", 1);
+  if (wv.shape[0] < 2 * count + count * plane_scratch_words(rows, max_words))
+    fail("scratch too small: 2 + plane_scratch_words(rows, words) per segment");
+  const int64_t* xp = xv.shape[0] ? xv.as<const int64_t>() : nullptr;
+  py::gil_scoped_release release;
+  if (typestr == "<f8")
+    check(gpu::bin_plane<double>(
+        reinterpret_cast<const double* const*>(ptrs.data()), widths.data(), count, rows, kind,
+        ev.as<const double>(), n_edges, eo.as<const int64_t>(), lv.as<const double>(),
+        sv.as<const double>(), n_codes, yv.as<const int64_t>(), n_labels, xp, n_inputs,
+        cv.as<const double>(), wv.as<int64_t>(), ov.as<double>(), bv.as<int64_t>()));
+  else
+    check(gpu::bin_plane<float>(
+        reinterpret_cast<const float* const*>(ptrs.data()), widths.data(), count, rows, kind,
+        ev.as<const double>(), n_edges, eo.as<const int64_t>(), lv.as<const double>(),
+        sv.as<const double>(), n_codes, yv.as<const int64_t>(), n_labels, xp, n_inputs,
+        cv.as<const double>(), wv.as<int64_t>(), ov.as<double>(), bv.as<int64_t>()));
 }
 
 void kde_tile(const py::object& tile, const py::object& row_norms, const py::object& col_norms,
@@ -196,6 +263,11 @@ void information(py::module_& m) {
         py::arg("rows_b"), py::arg("differ"));
   m.def("bin_codes", &bin_codes, py::arg("a"), py::arg("kind"), py::arg("edges"), py::arg("lo"),
         py::arg("scale"), py::arg("n_codes"), py::arg("out"));
+  m.def("bin_plane", &bin_plane, py::arg("segments"), py::arg("kind"), py::arg("edges"),
+        py::arg("n_edges"), py::arg("edge_offsets"), py::arg("lo"), py::arg("scale"),
+        py::arg("n_codes"), py::arg("labels"), py::arg("n_labels"), py::arg("inputs"),
+        py::arg("n_inputs"), py::arg("clog"), py::arg("scratch"), py::arg("out"),
+        py::arg("bad"));
   m.def("kde_tile", &kde_tile, py::arg("tile"), py::arg("row_norms"), py::arg("col_norms"),
         py::arg("row_labels"), py::arg("col_labels"), py::arg("scale"), py::arg("row_offset"),
         py::arg("col_offset"), py::arg("row_all"), py::arg("row_cls"), py::arg("col_all"),

@@ -40,6 +40,27 @@ __global__ void bin_codes_kernel(const T* a, int64_t n, BinSpec s, int64_t* out)
   FASTMEM_GRID_LOOP(i, n) { out[i] = bin_code(a[i], s); }
 }
 
+template <class T>
+__global__ void bin_plane_kernel(const int64_t* table, int64_t segments, int64_t rows,
+                                 BinSpec base, const int64_t* edge_offsets, const double* lo,
+                                 const double* scale, const int64_t* y, int64_t n_y,
+                                 const int64_t* x, int64_t n_x, const double* clog,
+                                 int64_t* work, int64_t max_words, double* out,
+                                 unsigned long long* bad) {
+  const int64_t per = plane_scratch_words(rows, max_words);
+  FASTMEM_GRID_LOOP(g, segments) {
+    BinSpec s = base;
+    s.edges = base.edges + edge_offsets[g];
+    s.lo = lo[g];
+    s.scale = scale[g];
+    const T* a = reinterpret_cast<const T*>(static_cast<uintptr_t>(table[g]));
+    const PlaneScratch w = plane_scratch(work + g * per, rows, max_words);
+    const int64_t b =
+        plane_segment(a, rows, table[segments + g], s, y, n_y, x, n_x, clog, w, out + 3 * g);
+    if (b) atomicAdd(bad, static_cast<unsigned long long>(b));
+  }
+}
+
 __global__ void kde_rows_kernel(double* tile, int64_t rows, int64_t cols, const double* rn,
                                 const double* cn, const int64_t* ry, const int64_t* cy,
                                 double scale, int64_t ro, int64_t co, double* ra, double* rc) {
@@ -169,6 +190,32 @@ int bin_codes(const T* a, int64_t rows, int64_t width, BinSpec s, int64_t* out) 
   return finish();
 }
 
+template <class T>
+int bin_plane(const T* const* seg, const int64_t* widths, int64_t segments, int64_t rows,
+              int kind, const double* edges, int64_t n_edges, const int64_t* edge_offsets,
+              const double* lo, const double* scale, int64_t n_codes, const int64_t* labels,
+              int64_t n_labels, const int64_t* inputs, int64_t n_inputs, const double* clog,
+              int64_t* scratch, double* out, int64_t* bad) {
+  cudaError_t e = cudaMemsetAsync(bad, 0, sizeof(int64_t));
+  if (e != cudaSuccess) return static_cast<int>(e);
+  if (segments == 0) return finish();
+  const BinSpec base{kind, edges, n_edges, 0.0, 0.0, n_codes};
+  int64_t max_words = 1;
+  for (int64_t g = 0; g < segments; ++g) {
+    const int64_t words = plane_words(base, widths[g]);
+    max_words = words > max_words ? words : max_words;
+  }
+  e = cudaMemcpy(scratch, seg, segments * sizeof(int64_t), cudaMemcpyHostToDevice);
+  if (e == cudaSuccess)
+    e = cudaMemcpy(scratch + segments, widths, segments * sizeof(int64_t),
+                   cudaMemcpyHostToDevice);
+  if (e != cudaSuccess) return static_cast<int>(e);
+  bin_plane_kernel<T><<<blocks_for(segments), kThreads>>>(
+      scratch, segments, rows, base, edge_offsets, lo, scale, labels, n_labels, inputs, n_inputs,
+      clog, scratch + 2 * segments, max_words, out, reinterpret_cast<unsigned long long*>(bad));
+  return finish();
+}
+
 int kde_tile(double* tile, int64_t rows, int64_t cols, const double* row_norms,
              const double* col_norms, const int64_t* row_labels, const int64_t* col_labels,
              double scale, int64_t row_offset, int64_t col_offset, double* row_all,
@@ -188,7 +235,11 @@ int kde_tile(double* tile, int64_t rows, int64_t cols, const double* row_norms,
                            uint64_t*, uint8_t*, int64_t*);                                  \
   template int bin_rows_equal<T>(const T*, int64_t, BinSpec, const int64_t*, const int64_t*, \
                                  int64_t, int64_t*);                                        \
-  template int bin_codes<T>(const T*, int64_t, int64_t, BinSpec, int64_t*);
+  template int bin_codes<T>(const T*, int64_t, int64_t, BinSpec, int64_t*);                \
+  template int bin_plane<T>(const T* const*, const int64_t*, int64_t, int64_t, int,          \
+                            const double*, int64_t, const int64_t*, const double*,           \
+                            const double*, int64_t, const int64_t*, int64_t, const int64_t*, \
+                            int64_t, const double*, int64_t*, double*, int64_t*);
 
 FASTMEM_INFO_INSTANTIATE(float)
 FASTMEM_INFO_INSTANTIATE(double)

@@ -20,6 +20,17 @@ int bin_rows_equal(const T* a, int64_t width, BinSpec s, const int64_t* rows_a,
 template <class T>
 int bin_codes(const T* a, int64_t rows, int64_t width, BinSpec s, int64_t* out);
 
+// Entropy sums of every segment (bin_plane in fastmem/information.hpp), one thread per
+// segment. seg and widths are host arrays: they are copied into scratch[0, 2 segments),
+// and each segment's scratch follows (plane_scratch_words(rows, max words) words each).
+// The number of non-finite values into bad[0] (device int64).
+template <class T>
+int bin_plane(const T* const* seg, const int64_t* widths, int64_t segments, int64_t rows,
+              int kind, const double* edges, int64_t n_edges, const int64_t* edge_offsets,
+              const double* lo, const double* scale, int64_t n_codes, const int64_t* labels,
+              int64_t n_labels, const int64_t* inputs, int64_t n_inputs, const double* clog,
+              int64_t* scratch, double* out, int64_t* bad);
+
 int kde_tile(double* tile, int64_t rows, int64_t cols, const double* row_norms,
              const double* col_norms, const int64_t* row_labels, const int64_t* col_labels,
              double scale, int64_t row_offset, int64_t col_offset, double* row_all,

@@ -87,17 +87,17 @@ FASTMEM_HD inline int code_bits(const BinSpec& s) {
   return s.n_codes <= 4294967296LL ? 32 : 64;
 }
 
-// Number of sorted edges e[0..n) with e[k] <= v.
+// Number of sorted edges e[0..n) with e[k] <= v. Branch-free (a conditional move per
+// halving, ceil(log2 n) steps whatever v is): the answer lies in [base, base + len].
 FASTMEM_HD inline int64_t count_le(const double* e, int64_t n, double v) {
-  int64_t lo = 0, hi = n;
-  while (lo < hi) {
-    const int64_t mid = (lo + hi) >> 1;
-    if (e[mid] <= v)
-      lo = mid + 1;
-    else
-      hi = mid;
+  if (n <= 0) return 0;
+  int64_t base = 0, len = n;
+  while (len > 1) {
+    const int64_t half = len >> 1;
+    base = e[base + half] <= v ? base + half : base;
+    len -= half;
   }
-  return lo;
+  return base + (e[base] <= v ? 1 : 0);
 }
 
 FASTMEM_HD inline double floor_of(double x) { return std::floor(x); }
@@ -218,6 +218,245 @@ FASTMEM_HD inline bool kde_far(float g32, double ni, double nj, double li, doubl
   const double lower =
       (ni + nj) * (1.0 - kKdeNormSlack) - 2.0 * static_cast<double>(g32) - 2.0 * err * li * lj;
   return lower > cutoff;
+}
+
+
+// ---------------------------------------------------------------- information plane
+//
+// bin_plane: the entropy sums of many segments (one layer at one checkpoint each: n rows
+// of `width` values) in one call, each segment grouped on its own in O(n) scratch:
+//
+//   1. the codes of each row are packed exactly, plane_bits(s) bits each (64 for the
+//      floor kind, else the bit length of n_codes - 1), per_word = 64 / bits to a word
+//      (no code straddles two words); the row's hash chains mix64 over its words;
+//   2. rows are grouped by an open-addressing table of (hash, group) (capacity
+//      plane_cap(n) >= 2n, linear probing from hash & (cap - 1)); rows join a group only
+//      when all their words equal the group's first row's: exact, no collision can merge
+//      two distinct rows (with one word the hash, a bijection of it, is compared);
+//   3. the pairs (group, label) and (group, input id) are counted in a dense table when
+//      groups * classes <= cap, else in a second open-addressing table on the exact key.
+//
+// Each sum of c log2 c over the groups' sizes c is taken from a histogram of the sizes:
+// sum over c ascending of double(hist[c]) * clog[c] (clog[c] = c log2 c, a table the
+// caller makes). The sum depends only on the multiset of group sizes, not on the order
+// in which groups were found: every backend and thread count gives the same bits.
+
+// Bits per code in bin_plane's exact row words.
+FASTMEM_HD inline int plane_bits(const BinSpec& s) {
+  if (s.kind == kBinFloor) return 64;
+  int bits = 1;
+  while (bits < 63 && (int64_t(1) << bits) < s.n_codes) ++bits;
+  return bits;
+}
+
+FASTMEM_HD inline int64_t plane_words(const BinSpec& s, int64_t width) {
+  const int64_t per_word = 64 / plane_bits(s);
+  return (width + per_word - 1) / per_word;
+}
+
+// Table capacity: the smallest power of two >= 2n (at least 2).
+FASTMEM_HD inline int64_t plane_cap(int64_t n) {
+  int64_t c = 2;
+  while (c < 2 * n) c <<= 1;
+  return c;
+}
+
+// Scratch of one segment, in 8-byte words: row words (n * n_words), row hashes (n),
+// row group ids (n), group heads and sizes (n each), the group table's hashes and
+// groups (cap each), the pair table's keys and counts (cap each), the size histogram
+// (n + 1).
+FASTMEM_HD inline int64_t plane_scratch_words(int64_t n, int64_t n_words) {
+  return n * n_words + 4 * n + 4 * plane_cap(n) + n + 1;
+}
+
+struct PlaneScratch {
+  uint64_t* words;
+  uint64_t* hash;
+  int64_t* gid;
+  int64_t* head;
+  int64_t* size;
+  uint64_t* thash;
+  int64_t* table;
+  int64_t* pkey;
+  int64_t* pcnt;
+  int64_t* hist;
+  int64_t cap;
+};
+
+FASTMEM_HD inline PlaneScratch plane_scratch(int64_t* base, int64_t n, int64_t n_words) {
+  PlaneScratch w;
+  w.cap = plane_cap(n);
+  w.words = reinterpret_cast<uint64_t*>(base);
+  w.hash = w.words + n * n_words;
+  w.gid = reinterpret_cast<int64_t*>(w.hash + n);
+  w.head = w.gid + n;
+  w.size = w.head + n;
+  w.thash = reinterpret_cast<uint64_t*>(w.size + n);
+  w.table = reinterpret_cast<int64_t*>(w.thash + w.cap);
+  w.pkey = w.table + w.cap;
+  w.pcnt = w.pkey + w.cap;
+  w.hist = w.pcnt + w.cap;
+  return w;
+}
+
+// sum over c = 2..max_c (ascending) of hist[c] * clog[c]; clears hist[0..max_c].
+FASTMEM_HD inline double plane_hist_sum(int64_t* hist, int64_t max_c, const double* clog) {
+  double s = 0.0;
+  for (int64_t c = 2; c <= max_c; ++c) {
+    if (hist[c]) s += static_cast<double>(hist[c]) * clog[c];
+    hist[c] = 0;
+  }
+  hist[0] = 0;
+  if (max_c >= 1) hist[1] = 0;
+  return s;
+}
+
+// sum c log2 c over the groups of (gid, other) (other in [0, n_other)).
+FASTMEM_HD inline double plane_pair_sum(const PlaneScratch& w, int64_t n, int64_t groups,
+                                        const int64_t* other, int64_t n_other,
+                                        const double* clog) {
+  int64_t max_c = 0;
+  if (groups * n_other <= w.cap) {  // dense: one counter per (group, other)
+    const int64_t m = groups * n_other;
+    for (int64_t k = 0; k < m; ++k) w.pcnt[k] = 0;
+    for (int64_t i = 0; i < n; ++i) ++w.pcnt[w.gid[i] * n_other + other[i]];
+    for (int64_t k = 0; k < m; ++k) {
+      const int64_t c = w.pcnt[k];
+      ++w.hist[c];
+      max_c = c > max_c ? c : max_c;
+    }
+  } else {
+    const int64_t mask = w.cap - 1;
+    for (int64_t k = 0; k < w.cap; ++k) w.pkey[k] = -1;
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t key = w.gid[i] * n_other + other[i];
+      int64_t slot = static_cast<int64_t>(mix64(static_cast<uint64_t>(key)) & uint64_t(mask));
+      while (w.pkey[slot] != -1 && w.pkey[slot] != key) slot = (slot + 1) & mask;
+      if (w.pkey[slot] == -1) {
+        w.pkey[slot] = key;
+        w.pcnt[slot] = 0;
+      }
+      ++w.pcnt[slot];
+    }
+    for (int64_t k = 0; k < w.cap; ++k) {
+      if (w.pkey[k] == -1) continue;
+      const int64_t c = w.pcnt[k];
+      ++w.hist[c];
+      max_c = c > max_c ? c : max_c;
+    }
+  }
+  return plane_hist_sum(w.hist, max_c, clog);
+}
+
+// bin_code for bin_plane: for the edge kinds, the index of the last edge <= a is first
+// guessed as floor((a - e[0]) * (n_edges - 1) / (e[n_edges - 1] - e[0])) (exact for the
+// evenly spaced IDNNs edges up to rounding) and taken when the two edges around it
+// confirm it; anything else (rounding, uneven edges, a outside) falls back to count_le.
+// Same codes as bin_code, by construction.
+template <class T>
+FASTMEM_HD inline int64_t plane_code(T a, const BinSpec& s, double hint_scale) {
+  if (s.kind > kBinEdges || hint_scale <= 0.0) return bin_code(a, s);
+  const double v = static_cast<double>(a);
+  const double t = (v - s.edges[0]) * hint_scale;
+  int64_t k = -1;
+  if (t >= 0.0 && t < static_cast<double>(s.n_edges)) {
+    const int64_t g = static_cast<int64_t>(t);
+    if (s.edges[g] <= v && (g + 1 == s.n_edges || v < s.edges[g + 1])) k = g + 1;
+  }
+  if (k < 0) k = count_le(s.edges, s.n_edges, v);
+  if (s.kind == kBinEdges) return k;
+  return k > 0 ? k - 1 : s.n_edges - 1;
+}
+
+// The guess's scale of plane_code (0: no guess).
+FASTMEM_HD inline double plane_hint_scale(const BinSpec& s) {
+  if (s.kind > kBinEdges || s.n_edges < 2) return 0.0;
+  const double span = s.edges[s.n_edges - 1] - s.edges[0];
+  return span > 0.0 ? static_cast<double>(s.n_edges - 1) / span : 0.0;
+}
+
+// One segment: out[0] = sum c log2 c over the groups of T, out[1] over (T, y), out[2]
+// over (T, x) (NaN when x is nullptr). Returns the number of non-finite values (coded
+// as 0). y and x hold one entry per row of the segment.
+template <class T>
+FASTMEM_HD inline int64_t plane_segment(const T* a, int64_t n, int64_t width, const BinSpec& s,
+                                        const int64_t* y, int64_t n_y, const int64_t* x,
+                                        int64_t n_x, const double* clog, const PlaneScratch& w,
+                                        double* out) {
+  const int bits = plane_bits(s);
+  const int per_word = 64 / bits;
+  const int64_t nw = (width + per_word - 1) / per_word;
+  const int64_t mask = w.cap - 1;
+  const double hint = plane_hint_scale(s);
+  int64_t bad = 0;
+  for (int64_t k = 0; k <= n; ++k) w.hist[k] = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const T* row = a + i * width;
+    uint64_t* words = w.words + i * nw;
+    uint64_t h = kKey1IV;
+    uint64_t acc = 0;
+    int filled = 0;
+    int64_t wi = 0;
+    for (int64_t j = 0; j < width; ++j) {
+      const T v = row[j];
+      uint64_t c = 0;
+      if (not_finite(v))
+        ++bad;
+      else
+        c = static_cast<uint64_t>(plane_code(v, s, hint));
+      acc |= bits == 64 ? c : c << (filled * bits);
+      if (++filled == per_word) {
+        words[wi++] = acc;
+        h = mix64(h ^ acc);
+        acc = 0;
+        filled = 0;
+      }
+    }
+    if (filled) {
+      words[wi] = acc;
+      h = mix64(h ^ acc);
+    }
+    w.hash[i] = h;
+  }
+  for (int64_t k = 0; k < w.cap; ++k) w.table[k] = -1;
+  int64_t groups = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t h = w.hash[i];
+    const uint64_t* wi = w.words + i * nw;
+    int64_t slot = static_cast<int64_t>(h & uint64_t(mask));
+    for (;;) {
+      const int64_t g = w.table[slot];
+      if (g < 0) {
+        w.table[slot] = groups;
+        w.thash[slot] = h;
+        w.head[groups] = i;
+        w.size[groups] = 1;
+        w.gid[i] = groups++;
+        break;
+      }
+      bool same = w.thash[slot] == h;
+      if (same && nw > 1) {
+        const uint64_t* wr = w.words + w.head[g] * nw;
+        for (int64_t q = 0; same && q < nw; ++q) same = wr[q] == wi[q];
+      }
+      if (same) {
+        ++w.size[g];
+        w.gid[i] = g;
+        break;
+      }
+      slot = (slot + 1) & mask;
+    }
+  }
+  int64_t max_c = 0;
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t c = w.size[g];
+    ++w.hist[c];
+    max_c = c > max_c ? c : max_c;
+  }
+  out[0] = plane_hist_sum(w.hist, max_c, clog);
+  out[1] = plane_pair_sum(w, n, groups, y, n_y, clog);
+  out[2] = x ? plane_pair_sum(w, n, groups, x, n_x, clog) : NAN;
+  return bad;
 }
 
 }  // namespace fastmem

@@ -20,6 +20,7 @@ from .critical import crit_relax as crit_relax
 from .critical import crit_step as crit_step
 from .information import bin_codes as bin_codes
 from .information import bin_keys as bin_keys
+from .information import bin_plane as bin_plane
 from .information import bin_rows_equal as bin_rows_equal
 from .information import kde_screen as kde_screen
 from .information import kde_sparse_tile as kde_sparse_tile
@@ -45,6 +46,7 @@ __all__ = [
     "apply_activation",
     "bin_codes",
     "bin_keys",
+    "bin_plane",
     "bin_rows_equal",
     "collect_crossings",
     "count_crossings",

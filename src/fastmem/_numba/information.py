@@ -6,6 +6,8 @@ import sys
 
 import numba as nb
 import numpy as np
+from numba import types
+from numba.extending import intrinsic
 
 from .patterns import _mix64
 
@@ -30,15 +32,16 @@ def _fmix64(k):
 
 @nb.njit(inline="always", cache=True)
 def _count_le(edges, v):
-    lo = 0
-    hi = edges.shape[0]
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if edges[mid] <= v:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+    # count_le of information.hpp: branch-free halving, the answer in [base, base + n]
+    n = edges.shape[0]
+    if n <= 0:
+        return 0
+    base = 0
+    while n > 1:
+        half = n >> 1
+        base = base + half if edges[base + half] <= v else base
+        n -= half
+    return base + (1 if edges[base] <= v else 0)
 
 
 @nb.njit(inline="always", cache=True)
@@ -545,4 +548,291 @@ def kde_sparse_tile(
         tile, a, b, row_norms, col_norms, row_lengths, col_lengths, row_labels, col_labels,
         float(err), float(cutoff), float(scale), int(row_offset), int(col_offset), row_all,
         row_cls, col_all, col_cls, bool(columns),
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------- information plane
+
+
+@nb.njit(inline="always", cache=True)
+def _plane_bits(kind, n_codes):
+    if kind == 3:
+        return 64
+    bits = 1
+    while bits < 63 and (1 << bits) < n_codes:
+        bits += 1
+    return bits
+
+
+@nb.njit(cache=True)
+def _plane_cap(n):
+    c = 2
+    while c < 2 * n:
+        c <<= 1
+    return c
+
+
+@nb.njit(cache=True)
+def _plane_hist_sum(hist, max_c, clog):
+    s = 0.0
+    for c in range(2, max_c + 1):
+        if hist[c]:
+            s += np.float64(hist[c]) * clog[c]
+        hist[c] = 0
+    hist[0] = 0
+    if max_c >= 1:
+        hist[1] = 0
+    return s
+
+
+@nb.njit(cache=True)
+def _plane_pair_sum(gid, n, groups, other, n_other, clog, pkey, pcnt, hist, cap):
+    max_c = 0
+    if groups * n_other <= cap:
+        m = groups * n_other
+        for k in range(m):
+            pcnt[k] = 0
+        for i in range(n):
+            pcnt[gid[i] * n_other + other[i]] += 1
+        for k in range(m):
+            c = pcnt[k]
+            hist[c] += 1
+            max_c = max(max_c, c)
+    else:
+        mask = cap - 1
+        for k in range(cap):
+            pkey[k] = -1
+        for i in range(n):
+            key = gid[i] * n_other + other[i]
+            slot = np.int64(_mix64(np.uint64(key)) & np.uint64(mask))
+            while pkey[slot] != -1 and pkey[slot] != key:
+                slot = (slot + 1) & mask
+            if pkey[slot] == -1:
+                pkey[slot] = key
+                pcnt[slot] = 0
+            pcnt[slot] += 1
+        for k in range(cap):
+            if pkey[k] == -1:
+                continue
+            c = pcnt[k]
+            hist[c] += 1
+            max_c = max(max_c, c)
+    return _plane_hist_sum(hist, max_c, clog)
+
+
+@nb.njit(inline="always", cache=True)
+def _plane_code(a, kind, edges, lo, scale, scale_t, n_codes, hint):
+    """plane_code of information.hpp: a guessed edge index, confirmed, else _count_le."""
+    if kind > 1 or hint <= 0.0:
+        return _code(a, kind, edges, lo, scale, scale_t, n_codes)
+    v = np.float64(a)
+    n_edges = edges.shape[0]
+    t = (v - edges[0]) * hint
+    k = -1
+    if t >= 0.0 and t < np.float64(n_edges):
+        g = np.int64(t)
+        if edges[g] <= v and (g + 1 == n_edges or v < edges[g + 1]):
+            k = g + 1
+    if k < 0:
+        k = _count_le(edges, v)
+    if kind == 1:
+        return k
+    return k - 1 if k > 0 else n_edges - 1
+
+
+@nb.njit(cache=True)
+def _plane_hint_scale(kind, edges):
+    if kind > 1 or edges.shape[0] < 2:
+        return 0.0
+    span = edges[edges.shape[0] - 1] - edges[0]
+    return np.float64(edges.shape[0] - 1) / span if span > 0.0 else 0.0
+
+
+@intrinsic
+def _rows_at(typingctx, addr, proto):
+    """A pointer of ``proto``'s dtype at the address ``addr`` (a segment's data)."""
+    ptr_t = types.CPointer(proto.dtype)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(ptr_t))
+
+    return ptr_t(types.int64, proto), codegen
+
+
+@nb.njit(cache=True)
+def _plane_segment(a, n, width, kind, edges, lo, scale, scale_t, n_codes, y, n_y, x, n_x, clog,
+                   out):  # fmt: skip
+    """plane_segment of information.hpp: one segment's entropy sums into out[0:3]."""
+    bits = _plane_bits(kind, n_codes)
+    per_word = 64 // bits
+    nw = (width + per_word - 1) // per_word
+    cap = _plane_cap(n)
+    mask = cap - 1
+    words = np.empty(n * nw, dtype=np.uint64)
+    hsh = np.empty(n, dtype=np.uint64)
+    gid = np.empty(n, dtype=np.int64)
+    head = np.empty(n, dtype=np.int64)
+    size = np.empty(n, dtype=np.int64)
+    table = np.full(cap, -1, dtype=np.int64)
+    thash = np.empty(cap, dtype=np.uint64)
+    pkey = np.empty(cap, dtype=np.int64)
+    pcnt = np.empty(cap, dtype=np.int64)
+    hist = np.zeros(n + 1, dtype=np.int64)
+    hint = _plane_hint_scale(kind, edges)
+    bad = 0
+    for i in range(n):
+        r0 = i * width
+        h = _KEY1_IV
+        acc = np.uint64(0)
+        filled = 0
+        wi = 0
+        for j in range(width):
+            v = a[r0 + j]
+            c = np.uint64(0)
+            if not ((v - v) == 0):
+                bad += 1
+            else:
+                c = np.uint64(_plane_code(v, kind, edges, lo, scale, scale_t, n_codes, hint))
+            if bits == 64:
+                acc |= c
+            else:
+                acc |= c << np.uint64(filled * bits)
+            filled += 1
+            if filled == per_word:
+                words[i * nw + wi] = acc
+                wi += 1
+                h = _mix64(h ^ acc)
+                acc = np.uint64(0)
+                filled = 0
+        if filled:
+            words[i * nw + wi] = acc
+            h = _mix64(h ^ acc)
+        hsh[i] = h
+    groups = 0
+    for i in range(n):
+        h = hsh[i]
+        slot = np.int64(h & np.uint64(mask))
+        while True:
+            g = table[slot]
+            if g < 0:
+                table[slot] = groups
+                thash[slot] = h
+                head[groups] = i
+                size[groups] = 1
+                gid[i] = groups
+                groups += 1
+                break
+            same = thash[slot] == h
+            if same and nw > 1:
+                r = head[g]
+                q = 0
+                while same and q < nw:
+                    same = words[r * nw + q] == words[i * nw + q]
+                    q += 1
+            if same:
+                size[g] += 1
+                gid[i] = g
+                break
+            slot = (slot + 1) & mask
+    max_c = 0
+    for g in range(groups):
+        c = size[g]
+        hist[c] += 1
+        max_c = max(max_c, c)
+    out[0] = _plane_hist_sum(hist, max_c, clog)
+    out[1] = _plane_pair_sum(gid, n, groups, y, n_y, clog, pkey, pcnt, hist, cap)
+    if x.shape[0]:
+        out[2] = _plane_pair_sum(gid, n, groups, x, n_x, clog, pkey, pcnt, hist, cap)
+    else:
+        out[2] = np.nan
+    return bad
+
+
+@nb.njit(parallel=True, cache=True)
+def _bin_plane(addrs, widths, proto, n, kind, edges, n_edges, edge_offsets, lo, scale, scale_t,
+               n_codes, y, n_y, x, n_x, clog, out):  # fmt: skip
+    segments = addrs.shape[0]
+    bads = np.zeros(segments, dtype=np.int64)
+    for g in nb.prange(segments):
+        e0 = edge_offsets[g]
+        a = nb.carray(_rows_at(addrs[g], proto), n * widths[g])
+        bads[g] = _plane_segment(
+            a, n, widths[g], kind, edges[e0 : e0 + n_edges], lo[g], scale[g], scale_t, n_codes,
+            y, n_y, x, n_x, clog, out[g],
+        )  # fmt: skip
+    return bads.sum()
+
+
+def bin_plane(
+    segments, kind, edges, n_edges, edge_offsets, lo, scale, n_codes, labels, n_labels, inputs,
+    n_inputs, clog, scratch, out, bad,
+):  # fmt: skip
+    """Entropy sums of every segment (see bin_plane in information.hpp) into ``out``
+    (segments, 3); the number of non-finite values into ``bad[0]``. ``segments``: a list
+    of (rows, width) C-contiguous arrays of one dtype (float32 or float64)."""
+    _require(isinstance(segments, list | tuple) and len(segments) >= 1, "segments: at least one")
+    proto = segments[0]
+    _require(
+        isinstance(proto, np.ndarray) and proto.dtype in (np.float32, np.float64),
+        "segments must be float32 or float64 ndarrays",
+    )
+    _vec(labels, np.int64, None, "labels")
+    rows = labels.shape[0]
+    _require(rows >= 1, "labels: one per row")
+    for seg in segments:
+        _require(
+            isinstance(seg, np.ndarray) and seg.dtype == proto.dtype and seg.ndim == 2
+            and seg.flags.c_contiguous and seg.shape[0] == rows and seg.shape[1] >= 1,
+            "segments must all be C-contiguous 2-D arrays of the first one's dtype, with "
+            "`rows` rows and at least one column",
+        )  # fmt: skip
+    count = len(segments)
+    _require(0 <= kind <= 3, "unknown bin kind")
+    _require(kind > 1 or n_edges >= 1, "edge kinds need at least one edge")
+    _require(kind == 3 or n_codes >= 1, "n_codes must be positive")
+    _require(n_edges >= 0, "n_edges must be non-negative")
+    _vec(edge_offsets, np.int64, count, "edge_offsets")
+    _vec(lo, np.float64, count, "lo")
+    _vec(scale, np.float64, count, "scale")
+    _vec(edges, np.float64, None, "edges")
+    _vec(inputs, np.int64, None, "inputs")
+    _require(inputs.shape[0] in (0, rows), "inputs: empty or one per row")
+    _vec(clog, np.float64, rows + 1, "clog")
+    _vec(scratch, np.int64, None, "scratch")
+    _vec(bad, np.int64, 1, "bad")
+    _require(
+        isinstance(out, np.ndarray) and out.dtype == np.float64 and out.shape == (count, 3)
+        and out.flags.c_contiguous,
+        "out must be (segments, 3)",
+    )  # fmt: skip
+    _require(
+        edge_offsets.min() >= 0 and bool(np.all(n_edges <= edges.shape[0] - edge_offsets)),
+        "edge slice outside edges",
+    )  # fmt: skip
+    _require(n_labels >= 1 and labels.min() >= 0 and labels.max() < n_labels, "label out of range")
+    if inputs.shape[0]:
+        _require(
+            n_inputs >= 1 and inputs.min() >= 0 and inputs.max() < n_inputs,
+            "input id out of range",
+        )  # fmt: skip
+    addrs = np.array([seg.ctypes.data for seg in segments], dtype=np.int64)
+    widths = np.array([seg.shape[1] for seg in segments], dtype=np.int64)
+    # segments one at a time from a shared queue (chunk size 1): a core taken by another
+    # process delays one segment, not a thread's whole share
+    previous = nb.set_parallel_chunksize(1)
+    try:
+        bad[0] = _bin_plane_run(
+            addrs, widths, proto, rows, kind, edges, n_edges, edge_offsets, lo, scale, n_codes,
+            labels, n_labels, inputs, n_inputs, clog, out,
+        )  # fmt: skip
+    finally:
+        nb.set_parallel_chunksize(previous)
+
+
+def _bin_plane_run(addrs, widths, proto, rows, kind, edges, n_edges, edge_offsets, lo, scale,
+                   n_codes, labels, n_labels, inputs, n_inputs, clog, out):  # fmt: skip
+    return _bin_plane(
+        addrs, widths, proto[:0].ravel(), int(rows), int(kind), edges, int(n_edges),
+        edge_offsets, lo, scale, proto.dtype.type(scale[0]), int(n_codes), labels, int(n_labels),
+        inputs, int(n_inputs), clog, out,
     )  # fmt: skip
