@@ -7,8 +7,8 @@ operations are composed into one matrix, and each element-wise activation closes
 The matrix entries of a convolution are the kernel weights themselves (placed by index
 arithmetic, no arithmetic on them), those of an average pool ``1 / divisor``; BatchNorm
 scales rows. Each lowered operation is checked against the module's own float64 forward on
-random inputs before it is used. torch is never imported here: the module's own classes
-and tensors are used.
+random inputs before it is used. torch is never imported here: it is already loaded,
+since the module passed in is a torch module.
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ def _check_against_torch(where: str, kind: str, layer: Any, shape, M, b, rng) ->
     torch = sys.modules["torch"]  # loaded: ``layer`` is a torch module
     x = rng.normal(size=(2, *shape))
     with torch.no_grad():
-        want = copy.deepcopy(layer).double().eval()(torch.from_numpy(x)).numpy()
+        want = copy.deepcopy(layer).cpu().double().eval()(torch.from_numpy(x)).numpy()
     xf = x.reshape(2, -1)
     got = xf @ M.T + b
     scale = np.abs(xf) @ np.abs(M).T + np.abs(b) + np.finfo(np.float64).tiny
