@@ -71,7 +71,7 @@ def test_from_torch_float32():
         ),
         (
             nn.Sequential(nn.Linear(2, 3), nn.BatchNorm2d(3), nn.Linear(3, 1)),
-            r"module\[1\] \(BatchNorm2d\): unsupported layer",
+            r"module\[1\] \(BatchNorm2d\): unsupported without input_shape",
         ),
         (
             nn.Sequential(nn.Linear(2, 3), nn.Hardtanh(-2.0, 2.0), nn.Linear(3, 1)),
@@ -84,7 +84,11 @@ def test_from_torch_float32():
             r"module\[2\] \(ReLU\)",
         ),
         (nn.Sequential(nn.Dropout()), "no Linear"),
-        (nn.Conv2d(1, 1, 3), r"module \(Conv2d\): unsupported"),
+        (nn.Conv2d(1, 1, 3), r"module \(Conv2d\): unsupported without input_shape"),
+        (
+            nn.Sequential(nn.Linear(2, 3), nn.MaxPool1d(2)),
+            r"module\[1\] \(MaxPool1d\): unsupported",
+        ),
     ],
 )
 def test_from_torch_rejects_unsupported(model, message):

@@ -19,6 +19,8 @@ _TORCH_ACTIVATIONS = {
     "Tanh": "tanh",
     "Sigmoid": "sigmoid",
 }
+# Lowered to dense affine maps when from_torch is given the per-sample input_shape.
+_NEEDS_SHAPE = {"Conv2d", "AvgPool2d", "BatchNorm2d"}
 _SKLEARN_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid"}
 
 
@@ -67,16 +69,41 @@ def _refuse_complex(where: str, layer: Any) -> None:
             )
 
 
-def from_torch(module: Any) -> tuple[list[np.ndarray], list[np.ndarray], list[str], list[float]]:
+def _check_input_shape(input_shape: Any) -> tuple[int, ...]:
+    shape = tuple(input_shape) if isinstance(input_shape, (tuple, list)) else None
+    if (
+        shape is None
+        or len(shape) not in (1, 3)
+        or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in shape)
+        or not all(s >= 1 for s in shape)
+    ):
+        raise InputError(
+            f"input_shape: expected the per-sample shape (C, H, W) or (d,) as a tuple of "
+            f"positive ints, got {input_shape!r}"
+        )
+    return tuple(int(s) for s in shape)
+
+
+def from_torch(
+    module: Any, input_shape: Any = None
+) -> tuple[list[np.ndarray], list[np.ndarray], list[str], list[float]]:
     """Weights, biases, activations and slopes of a torch ``nn.Sequential``.
 
     ``BatchNorm1d`` layers (eval mode) are folded into the adjacent ``Linear``:
-    the preceding one when they directly follow it, else the following one.
+    the preceding one when they directly follow it, else the following one. With
+    ``input_shape`` the module is lowered by :func:`fastmem._lowering.lower_torch`
+    (convolutions, average pooling, BatchNorm2d as dense affine maps).
     """
     torch_nn = type(module).__module__
     if not torch_nn.startswith("torch."):
         raise InputError(f"module: expected a torch.nn.Module, got {type(module).__name__}")
     layers = _flatten_sequential(module, "module")
+    for where, layer in layers:
+        _refuse_complex(where, layer)
+    if input_shape is not None:
+        from ._lowering import lower_torch
+
+        return lower_torch(layers, _check_input_shape(input_shape), _TORCH_ACTIVATIONS)
     weights: list[np.ndarray] = []
     biases: list[np.ndarray] = []
     acts: list[str] = []
@@ -87,7 +114,6 @@ def from_torch(module: Any) -> tuple[list[np.ndarray], list[np.ndarray], list[st
     pending_bn: list[tuple[str, np.ndarray, np.ndarray]] = []
     for where, layer in layers:
         kind = type(layer).__name__
-        _refuse_complex(where, layer)
         if kind in _SKIPPED:
             if kind == "Flatten" and pending_linear:
                 raise InputError(f"{where} (Flatten): only supported before the first Linear")
@@ -157,6 +183,11 @@ def from_torch(module: Any) -> tuple[list[np.ndarray], list[np.ndarray], list[st
             slopes.append(float(layer.negative_slope) if kind == "LeakyReLU" else 0.0)
             pending_linear = False
             continue
+        if kind in _NEEDS_SHAPE:
+            raise InputError(
+                f"{where} ({kind}): unsupported without input_shape; pass "
+                "Network.from_torch(module, input_shape=(C, H, W)) to lower it to a dense layer"
+            )
         raise InputError(
             f"{where} ({kind}): unsupported layer; supported are Linear, ReLU, LeakyReLU, "
             "Hardtanh(-1, 1), Tanh, Sigmoid, BatchNorm1d, Identity, Flatten, Dropout"

@@ -1125,8 +1125,8 @@ def loss_sensitivity(
     the two logits ``(0, f)``, i.e. the logistic loss). The gradient is computed
     analytically through the piecewise-linear network: the activation pattern of
     each input gives the Jacobian (GEMMs and elementwise masks, no autograd). At a
-    kink the derivative of the branch taken by the forward pass is used (relu: 0 at
-    z = 0), as autograd does.
+    kink the derivative is PyTorch autograd's (relu: 0 at z = 0; hard-tanh: 0 at
+    z = -1 and z = +1).
 
     Parameters
     ----------

@@ -203,7 +203,9 @@ class Network:
         return cls(tuple(ws), tuple(bs), tuple(acts), slopes, _checked=True)
 
     @classmethod
-    def from_torch(cls, module: Any, *, dtype: Any = np.float64) -> Network:
+    def from_torch(
+        cls, module: Any, *, input_shape: Any = None, dtype: Any = np.float64
+    ) -> Network:
         """Import a PyTorch ``nn.Sequential`` (nested allowed).
 
         Supported layers: ``Linear``, ``ReLU``, ``LeakyReLU``, ``Hardtanh(-1, 1)``,
@@ -225,6 +227,23 @@ class Network:
             imported network has the same widths as without the BatchNorm layers.
             A ``Linear`` without bias gets one.
 
+        Convolutional networks (``input_shape``)
+            Given the per-sample input shape ``(C, H, W)`` (or ``(d,)``), the module
+            may also hold ``Conv2d`` (stride, padding, dilation, groups, bias or not;
+            ``padding_mode="zeros"``), ``AvgPool2d`` (``ceil_mode=False``), eval-mode
+            ``BatchNorm2d`` and ``Flatten``. Each affine operation is lowered exactly
+            to the dense matrix of its action on the tensor flattened in PyTorch's
+            ``(C, H, W)`` order (the kernel weights placed by index arithmetic; each
+            lowered operation is checked against the module's own float64 forward),
+            consecutive affine operations (BatchNorm included, wherever it sits) are
+            composed into one matrix, and each activation closes a layer: the result
+            is a dense ``Network`` on inputs ``X.reshape(n, -1)``, and every analysis
+            runs on it unchanged. The price is memory: a layer's matrix has
+            ``C_out H_out W_out x C_in H_in W_in`` float64 entries (mostly zeros);
+            a matrix needing more than half the available memory is refused with an
+            ``InputError`` saying how much it needs. ``MaxPool2d``, residual blocks,
+            ``AdaptiveAvgPool2d`` and other modules are refused (not supported yet).
+
         Raises
         ------
         InputError
@@ -233,7 +252,10 @@ class Network:
             training mode (call ``.eval()`` first), without running statistics
             (``track_running_stats=False``), or with no adjacent ``Linear`` to
             fold into (e.g. after the last activation of a network ending in it,
-            or between two activations).
+            or between two activations). With ``input_shape``: a shape the
+            next module cannot take (``module[0] (Conv2d): expects 3 input
+            channels ...``), a matrix too large for memory, a module not
+            supported yet.
 
         Examples
         --------
@@ -242,8 +264,12 @@ class Network:
         ...                             torch.nn.Linear(4, 1))
         >>> fastmem.Network.from_torch(model).widths
         (2, 4, 1)
+        >>> cnn = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.ReLU(),
+        ...                           torch.nn.Flatten(), torch.nn.Linear(2 * 4 * 4, 3))
+        >>> fastmem.Network.from_torch(cnn, input_shape=(1, 4, 4)).widths
+        (16, 32, 3)
         """
-        weights, biases, acts, slopes = _convert.from_torch(module)
+        weights, biases, acts, slopes = _convert.from_torch(module, input_shape)
         return cls.from_arrays(weights, biases, acts, negative_slope=slopes, dtype=dtype)
 
     @classmethod

@@ -79,7 +79,7 @@ import numpy as np
 from . import _engine
 from ._backend import to_device
 from ._json import jsonable
-from ._kinds import ACTIVATIONS
+from ._kinds import ACTIVATIONS, activation_slope
 from ._validate import check_allocation
 from ._validate import to_host as _host
 from .errors import InputError
@@ -545,14 +545,7 @@ def distance_to_boundary(net: Network, X: Any, *, backend: str | None = None) ->
             layer_of[lo:hi] = xp.where(better, layer, layer_of[lo:hi])
             neuron_of[lo:hi] = xp.where(better, best, neuron_of[lo:hi])
             slope = net.negative_slopes[layer]
-            if name == "relu":
-                deriv = (z > 0).astype(z.dtype)
-            elif name == "leaky_relu":
-                deriv = xp.where(z > 0, 1.0, slope).astype(z.dtype)
-            elif name == "hardtanh":
-                deriv = ((z > -1) & (z < 1)).astype(z.dtype)
-            else:
-                deriv = xp.zeros_like(z)
+            deriv = activation_slope(z, ACTIVATIONS[name], slope, xp)
             J = deriv[:, :, None] * G
             J, jexp = _rescale(J, jexp, xp)
             h = z

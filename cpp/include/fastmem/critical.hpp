@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "fastmem/hd.hpp"
+#include "fastmem/activations.hpp"
 #include "fastmem/patterns.hpp"
 
 namespace fastmem {
@@ -40,31 +41,13 @@ FASTMEM_HD inline double crit_normal(uint64_t seed, uint64_t sample, uint64_t st
   return ((s + 2.0) * 0x1p-32 - 2.0) * 1.7320508075688772;
 }
 
-// Activation in place; its derivative (the branch the forward pass took) into d.
+// Activation in place; its derivative at z into d (activations.hpp: the kink convention is
+// PyTorch autograd's, e.g. 0 at z = +-1 for hard-tanh).
 template <class T>
 FASTMEM_HD inline void crit_act_deriv(T& z, T& d, int kind, T slope) {
   const T v = z;
-  switch (kind) {
-    case kRelu:
-      z = v > T(0) ? v : T(0);
-      d = v > T(0) ? T(1) : T(0);
-      break;
-    case kLeakyRelu: {
-      // the product unconditionally: a multiply under a condition is not if-converted
-      // (it might trap), so the loop would not vectorise
-      const T scaled = slope * v;
-      z = v > T(0) ? v : scaled;
-      d = v > T(0) ? T(1) : slope;
-      break;
-    }
-    case kHardtanh:
-      z = v < T(-1) ? T(-1) : (v > T(1) ? T(1) : v);
-      d = (v < T(-1) || v > T(1)) ? T(0) : T(1);
-      break;
-    default:
-      z = v >= T(0) ? T(1) : T(0);
-      d = T(0);
-  }
+  z = activate(v, kind, slope);
+  d = activation_slope(v, kind, slope);
 }
 
 // One row of the step: x += step sign(g) [+ noise N(0,1)], clipped to [lo, hi].

@@ -1,4 +1,5 @@
-// Activation functions, activation-pattern packing and pattern hashing.
+// Activation-pattern packing and pattern hashing (the activation kinds themselves:
+// activations.hpp).
 //
 // Bit layout of a packed activation pattern (one row of `codes`, `words`
 // uint64 words): hidden neurons are numbered consecutively over the hidden
@@ -19,52 +20,12 @@
 
 #include <cstdint>
 
+#include "fastmem/activations.hpp"
 #include "fastmem/hd.hpp"
 
 namespace fastmem {
 
-enum ActivationKind : int {
-  kRelu = 0,
-  kLeakyRelu = 1,
-  kHardtanh = 2,
-  kThreshold = 3,
-};
-
-// The Python names of the kinds, indexed by code (fastmem._kinds.ACTIVATIONS must agree;
-// _core.activation_kinds() reports this table to the parity test).
-constexpr const char* kActivationNames[] = {"relu", "leaky_relu", "hardtanh", "threshold"};
-constexpr int kNumActivationKinds = 4;
-
 constexpr uint64_t kHashIV = 0x6A09E667F3BCC909ULL;
-
-FASTMEM_HD inline int bits_per_neuron(int kind) { return kind == kHardtanh ? 2 : 1; }
-
-template <class T>
-FASTMEM_HD inline T activate(T z, int kind, T slope) {
-  switch (kind) {
-    case kRelu:
-      return z > T(0) ? z : T(0);
-    case kLeakyRelu:
-      return z > T(0) ? z : slope * z;
-    case kHardtanh:
-      return z < T(-1) ? T(-1) : (z > T(1) ? T(1) : z);
-    default:  // kThreshold
-      return z >= T(0) ? T(1) : T(0);
-  }
-}
-
-// The state bits of one neuron, as laid out above (bit 0 = low bit).
-template <class T>
-FASTMEM_HD inline uint64_t neuron_state(T z, int kind) {
-  switch (kind) {
-    case kHardtanh:
-      return (z > T(-1) ? 1ULL : 0ULL) | (z > T(1) ? 2ULL : 0ULL);
-    case kThreshold:
-      return z >= T(0) ? 1ULL : 0ULL;
-    default:  // relu, leaky_relu
-      return z > T(0) ? 1ULL : 0ULL;
-  }
-}
 
 FASTMEM_HD inline uint64_t mix64(uint64_t z) {
   z ^= z >> 30;

@@ -43,6 +43,7 @@
 #include <cstring>
 
 #include "fastmem/hd.hpp"
+#include "fastmem/activations.hpp"
 #include "fastmem/patterns.hpp"
 
 namespace fastmem {
@@ -219,21 +220,6 @@ FASTMEM_HD inline T child_midpoint(const T* bp, int64_t n_bp, int64_t c, T tl, T
   const T clo = c == 0 ? tl : bp[c - 1];
   const T chi = c == n_bp ? th : bp[c];
   return ((clo + (chi - clo) / T(2)) - tl) / (th - tl);
-}
-
-// The activation's derivative on the branch that z is on (threshold units: 0).
-template <class T>
-FASTMEM_HD inline T activation_slope(T z, int kind, T slope) {
-  switch (kind) {
-    case kRelu:
-      return z > T(0) ? T(1) : T(0);
-    case kLeakyRelu:
-      return z > T(0) ? T(1) : slope;
-    case kHardtanh:
-      return (z > T(-1) && z < T(1)) ? T(1) : T(0);
-    default:
-      return T(0);
-  }
 }
 
 // Emits the n_bp + 1 children of one piece (ends tl < th, values zl, zh at its vertices).

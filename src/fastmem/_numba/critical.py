@@ -11,6 +11,7 @@ import numba as nb
 import numpy as np
 
 from .._kinds import HARDTANH, LEAKY_RELU, RELU, THRESHOLD
+from .activations import _activate, _activation_slope
 from .patterns import _check_float_matrix, _check_kind, _mix64, _require
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -50,21 +51,8 @@ def _normal(seed, sample, stream, coord):
 
 @nb.njit(inline="always", cache=True)
 def _act_and_deriv(z, kind, slope):
-    if kind == RELU:
-        if z > 0:
-            return z, 1.0
-        return 0.0, 0.0
-    if kind == LEAKY_RELU:
-        if z > 0:
-            return z, 1.0
-        return slope * z, slope
-    if kind == HARDTANH:
-        if z < -1:
-            return -1.0, 0.0
-        if z > 1:
-            return 1.0, 0.0
-        return z, 1.0
-    return (1.0 if z >= 0 else 0.0), 0.0
+    # value and derivative (activations.py: the kink convention is PyTorch autograd's)
+    return _activate(z, kind, slope), _activation_slope(z, kind, slope)
 
 
 @nb.njit(parallel=True, cache=True)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .._kinds import HARDTANH, LEAKY_RELU, RELU, THRESHOLD, bits_per_neuron
+from .._kinds import bits_per_neuron
+from .activations import (
+    HARDTANH,
+    LEAKY_RELU,
+    RELU,
+    THRESHOLD,
+    _activate,
+    _bits_per_neuron,
+    _state,
+)
 
 _ONE = np.uint64(1)
 _SIX = np.uint64(6)
@@ -16,39 +25,6 @@ _S31 = np.uint64(31)
 _MUL1 = np.uint64(0xBF58476D1CE4E5B9)
 _MUL2 = np.uint64(0x94D049BB133111EB)
 HASH_IV = np.uint64(0x6A09E667F3BCC909)
-
-
-_bits_per_neuron = nb.njit(inline="always", cache=True)(bits_per_neuron)
-
-
-@nb.njit(inline="always", cache=True)
-def _activate(z, kind, slope):
-    # Literal constants (not z * 0) so that ReLU gives +0.0 like the C++ kernels.
-    if kind == RELU:
-        return z if z > 0 else 0.0
-    if kind == LEAKY_RELU:
-        return z if z > 0 else slope * z
-    if kind == HARDTANH:
-        if z < -1:
-            return -1.0
-        if z > 1:
-            return 1.0
-        return z
-    return 1.0 if z >= 0 else 0.0
-
-
-@nb.njit(inline="always", cache=True)
-def _state(z, kind):
-    if kind == HARDTANH:
-        s = np.uint64(0)
-        if z > -1:
-            s |= np.uint64(1)
-        if z > 1:
-            s |= np.uint64(2)
-        return s
-    if kind == THRESHOLD:
-        return np.uint64(1) if z >= 0 else np.uint64(0)
-    return np.uint64(1) if z > 0 else np.uint64(0)
 
 
 @nb.njit(inline="always", cache=True)

@@ -10,16 +10,18 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .patterns import (
+from .activations import (
     HARDTANH,
     LEAKY_RELU,
     RELU,
     THRESHOLD,
     _activate,
+    _activate_k,
     _bits_per_neuron,
-    _require,
     _state,
 )
+from .activations import _activation_slope_k as _activation_slope
+from .patterns import _require
 
 _ONE = np.uint64(1)
 _SIX = np.uint64(6)
@@ -119,29 +121,6 @@ def _child_midpoint(buf, bp0, n_bp, c, tl, th, two):
     clo = tl if c == 0 else buf[bp0 + c - 1]
     chi = th if c == n_bp else buf[bp0 + c]
     return ((clo + (chi - clo) / two) - tl) / (th - tl)
-
-
-@nb.njit(inline="always", cache=True)
-def _activation_slope(z, kind, slope, k):
-    if kind == RELU:
-        return k[1] if z > k[0] else k[0]
-    if kind == LEAKY_RELU:
-        return k[1] if z > k[0] else slope
-    if kind == HARDTANH:
-        return k[1] if (z > k[3] and z < k[1]) else k[0]
-    return k[0]
-
-
-@nb.njit(inline="always", cache=True)
-def _activate_k(z, kind, slope, k):
-    # _activate with every constant taken from k (z's dtype), for float32 arithmetic.
-    if kind == RELU:
-        return z if z > k[0] else k[0]
-    if kind == LEAKY_RELU:
-        return z if z > k[0] else slope * z
-    if kind == HARDTANH:
-        return k[3] if z < k[3] else (k[1] if z > k[1] else z)
-    return k[1] if z >= k[0] else k[0]
 
 
 @nb.njit(inline="always", cache=True)

@@ -1,0 +1,84 @@
+// The facts of each piecewise-linear activation kind, defined once for every C++ and CUDA
+// kernel: codes and names, pattern bits per neuron, value, state bits, and the slope
+// (derivative) on each branch. The Python home of the same facts is src/fastmem/_kinds.py,
+// the Numba home src/fastmem/_numba/activations.py; tests/test_activations.py checks all
+// three against a plain NumPy reference and against torch autograd.
+//
+// Convention at a kink (PyTorch autograd's): the slope at a kink is that of the branch whose
+// state bits the kink belongs to, i.e. derivative 0 at z = 0 for relu, `slope` at z = 0 for
+// leaky_relu, 0 at z = -1 and z = +1 for hard-tanh; threshold units have slope 0 everywhere.
+//
+//   kind         value                    state bits                 slope
+//   relu         z > 0 ? z : 0            z > 0                      z > 0 ? 1 : 0
+//   leaky_relu   z > 0 ? z : a z          z > 0                      z > 0 ? 1 : a
+//   hardtanh     clip(z, -1, 1)           low z > -1, high z > 1     -1 < z < 1 ? 1 : 0
+//   threshold    z >= 0 ? 1 : 0           z >= 0                     0
+#pragma once
+
+#include <cstdint>
+
+#include "fastmem/hd.hpp"
+
+namespace fastmem {
+
+enum ActivationKind : int {
+  kRelu = 0,
+  kLeakyRelu = 1,
+  kHardtanh = 2,
+  kThreshold = 3,
+};
+
+// The Python names of the kinds, indexed by code (fastmem._kinds.ACTIVATIONS must agree;
+// _core.activation_kinds() reports this table to the parity test).
+constexpr const char* kActivationNames[] = {"relu", "leaky_relu", "hardtanh", "threshold"};
+constexpr int kNumActivationKinds = 4;
+
+FASTMEM_HD inline int bits_per_neuron(int kind) { return kind == kHardtanh ? 2 : 1; }
+
+template <class T>
+FASTMEM_HD inline T activate(T z, int kind, T slope) {
+  switch (kind) {
+    case kRelu:
+      return z > T(0) ? z : T(0);
+    case kLeakyRelu: {
+      // the product unconditionally: a multiply under a condition is not if-converted
+      // (it might trap), so a loop over this would not vectorise
+      const T scaled = slope * z;
+      return z > T(0) ? z : scaled;
+    }
+    case kHardtanh:
+      return z < T(-1) ? T(-1) : (z > T(1) ? T(1) : z);
+    default:  // kThreshold
+      return z >= T(0) ? T(1) : T(0);
+  }
+}
+
+// The state bits of one neuron (bit 0 = low bit; see patterns.hpp for the layout).
+template <class T>
+FASTMEM_HD inline uint64_t neuron_state(T z, int kind) {
+  switch (kind) {
+    case kHardtanh:
+      return (z > T(-1) ? 1ULL : 0ULL) | (z > T(1) ? 2ULL : 0ULL);
+    case kThreshold:
+      return z >= T(0) ? 1ULL : 0ULL;
+    default:  // relu, leaky_relu
+      return z > T(0) ? 1ULL : 0ULL;
+  }
+}
+
+// The activation's derivative at z, with the kink convention above.
+template <class T>
+FASTMEM_HD inline T activation_slope(T z, int kind, T slope) {
+  switch (kind) {
+    case kRelu:
+      return z > T(0) ? T(1) : T(0);
+    case kLeakyRelu:
+      return z > T(0) ? T(1) : slope;
+    case kHardtanh:
+      return (z > T(-1) && z < T(1)) ? T(1) : T(0);
+    default:  // kThreshold
+      return T(0);
+  }
+}
+
+}  // namespace fastmem

@@ -1,0 +1,144 @@
+"""Each activation kind's value and slope, at and around its kinks, in every home.
+
+The C++/CUDA kernels (cpp/include/fastmem/activations.hpp, reached through
+``crit_activate``), the Numba kernels (fastmem._numba.activations) and the Python table
+(fastmem._kinds) against a plain NumPy reference written here and against torch autograd.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import AVAILABLE_BACKENDS
+from support import on_backend_device, to_numpy
+
+import fastmem
+from fastmem import _kinds
+from fastmem._backend import select_backend
+
+# The kinks (0, -1, +1), their float neighbours, signed zeros and points on each branch.
+_Z = np.array(
+    [
+        -3.0,
+        -1.0 - 2**-52,
+        -1.0,
+        -1.0 + 2**-53,
+        -0.5,
+        -(2**-60),
+        -0.0,
+        0.0,
+        2**-60,
+        0.5,
+        1.0 - 2**-53,
+        1.0,
+        1.0 + 2**-52,
+        3.0,
+    ]
+)
+_SLOPE = 0.125
+
+
+def _reference(z: np.ndarray, name: str, slope: float) -> tuple[np.ndarray, np.ndarray]:
+    """Value and derivative, written from the definitions (PyTorch's kink convention)."""
+    value = np.empty_like(z)
+    deriv = np.empty_like(z)
+    for i, v in enumerate(z):
+        if name == "relu":
+            value[i], deriv[i] = (v, 1.0) if v > 0 else (0.0, 0.0)
+        elif name == "leaky_relu":
+            value[i], deriv[i] = (v, 1.0) if v > 0 else (slope * v, slope)
+        elif name == "hardtanh":
+            if v < -1:
+                value[i], deriv[i] = -1.0, 0.0
+            elif v > 1:
+                value[i], deriv[i] = 1.0, 0.0
+            else:
+                # at exactly -1 or +1 the value is v, the derivative 0 (autograd's choice)
+                value[i], deriv[i] = v, (1.0 if -1 < v < 1 else 0.0)
+        else:  # threshold: Heaviside 1[z >= 0], derivative 0 everywhere
+            value[i], deriv[i] = (1.0 if v >= 0 else 0.0), 0.0
+    return value, deriv
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", list(_kinds.ACTIVATIONS))
+@pytest.mark.parametrize("backend_name", AVAILABLE_BACKENDS)
+def test_kernel_value_and_slope_match_reference(backend_name, name, dtype):
+    z = _Z.astype(dtype)
+    be = select_backend("cuda" if backend_name == "cuda" else "cpu", backend=backend_name)
+    code = _kinds.ACTIVATIONS[name]
+    zz = on_backend_device(np.ascontiguousarray(np.tile(z, (3, 1))), backend_name)
+    d = be.xp.empty_like(zz)
+    be.kernels.crit_activate(zz, d, code, _SLOPE)
+    value, deriv = _reference(z.astype(np.float64), name, _SLOPE)
+    for row in range(3):
+        np.testing.assert_array_equal(to_numpy(zz)[row], value.astype(dtype))
+        np.testing.assert_array_equal(to_numpy(d)[row], deriv.astype(dtype))
+    # the activation-only kernel gives the same values
+    zz2 = on_backend_device(np.ascontiguousarray(z[None, :]), backend_name)
+    be.kernels.apply_activation(zz2, code, _SLOPE)
+    np.testing.assert_array_equal(to_numpy(zz2)[0], value.astype(dtype))
+
+
+@pytest.mark.parametrize("name", list(_kinds.ACTIVATIONS))
+def test_python_table_slope_matches_reference(name):
+    for dtype in (np.float64, np.float32):
+        z = _Z.astype(dtype)
+        got = _kinds.activation_slope(z, _kinds.ACTIVATIONS[name], _SLOPE, np)
+        assert got.dtype == dtype
+        want = _reference(z.astype(np.float64), name, _SLOPE)[1]
+        np.testing.assert_array_equal(got, want.astype(dtype))
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "hardtanh"])
+def test_reference_is_torch_autograd(name):
+    torch = pytest.importorskip("torch", reason="torch is optional: the autograd check needs it")
+    f = {
+        "relu": torch.nn.functional.relu,
+        "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, _SLOPE),
+        "hardtanh": torch.nn.functional.hardtanh,
+    }[name]
+    t = torch.tensor(_Z, dtype=torch.float64, requires_grad=True)
+    out = f(t)
+    out.sum().backward()
+    value, deriv = _reference(_Z, name, _SLOPE)
+    np.testing.assert_array_equal(out.detach().numpy(), value)
+    np.testing.assert_array_equal(t.grad.numpy(), deriv)
+
+
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "hardtanh"])
+def test_loss_gradient_at_kinks_matches_torch(name, backend):
+    """End to end: the input gradient of the loss with pre-activations exactly at kinks."""
+    torch = pytest.importorskip("torch", reason="torch is optional: the autograd check needs it")
+    kinks = {"relu": [0.0], "leaky_relu": [0.0], "hardtanh": [-1.0, 1.0]}[name]
+    d = 4
+    rng = np.random.default_rng(3)
+    w2 = rng.normal(size=(3, d))
+    # Identity first layer with zero bias: the pre-activations are the inputs themselves.
+    X = np.array([[kinks[0], kinks[-1], 0.25, -0.75], [kinks[-1], -2.0, kinks[0], 0.5]])
+    y = np.array([0, 2])
+    net = fastmem.Network.from_arrays(
+        [np.eye(d), w2], [np.zeros(d), np.zeros(3)], name, negative_slope=_SLOPE
+    )
+    got = fastmem.loss_sensitivity(
+        net, on_backend_device(X, backend), on_backend_device(y, backend), norm=1, backend=backend
+    )
+    model = torch.nn.Sequential(
+        torch.nn.Linear(d, d),
+        {
+            "relu": torch.nn.ReLU(),
+            "leaky_relu": torch.nn.LeakyReLU(_SLOPE),
+            "hardtanh": torch.nn.Hardtanh(),
+        }[name],
+        torch.nn.Linear(d, 3),
+    ).double()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(d, dtype=torch.float64))
+        model[0].bias.zero_()
+        model[2].weight.copy_(torch.from_numpy(w2))
+        model[2].bias.zero_()
+    x = torch.tensor(X, requires_grad=True)
+    loss = torch.nn.functional.cross_entropy(model(x), torch.from_numpy(y), reduction="sum")
+    loss.backward()
+    want = x.grad.abs().sum(dim=1).numpy()
+    np.testing.assert_allclose(to_numpy(got.values), want, rtol=1e-12, atol=1e-15)
