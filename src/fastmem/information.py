@@ -707,7 +707,8 @@ def binned_mi(
     ------
     InputError
         Non-integer labels or labels of the wrong length, N < 2, bins < 2, NaN or Inf
-        activations, an unknown mode.
+        activations, an unknown mode; ``"ibsgd"`` codes ``floor(a / binsize)`` of
+        magnitude 2**62 or more (int64 codes would saturate: a larger ``binsize``).
 
     Examples
     --------
