@@ -198,6 +198,17 @@ def test_binned_mi_refuses_bins(bins: int, mode: str) -> None:
     _refused(lambda: fastmem.binned_mi(T, y, bins=bins, mode=mode), "bins")
 
 
+@_SETTINGS
+@given(
+    bins=st.one_of(st.integers(10**10, 10**15), st.just(2**70)),
+    mode=st.sampled_from(["idnns", "equal_width", "equal_mass", "adaptive_max"]),
+)
+def test_information_plane_refuses_bins(bins: int, mode: str) -> None:
+    T, y = _xy(50)
+    snapshots = [[T, T[:, :2]], [T, T[:, :2]]]
+    _refused(lambda: fastmem.information_plane(snapshots, y, bins=bins, mode=mode), "bins")
+
+
 def _npz(path: str, shape: tuple[int, ...]) -> None:
     """A network file whose W0 header promises ``shape`` but holds no data."""
 

@@ -1180,6 +1180,7 @@ def information_plane(
     binsize = float(kw.pop("binsize", 0.07))
     if kw:
         raise InputError(f"{sorted(kw)[0]}: unknown keyword for the binned estimator")
+    _check_bins_fit(mode, bins, max(int(c.shape[1]) for layer in cols for c in layer), be.xp)
     y, n_classes, _ = _labels(labels, n)
     xid, n_x = _inputs(inputs, n)
     grid = _binned_plane(be, cols, y, n_classes, xid, n_x, mode, bins, lo, hi, binsize)
