@@ -93,11 +93,11 @@ def test_load_refuses_what_it_cannot_read_in_full(tmp_path):
     for X, y, match in [
         (np.zeros((0, 4)), np.zeros(0, dtype=int), "no samples"),
         (np.zeros((12, 0)), np.arange(12) % 2, "no samples or no features"),
-        (np.ones((12, 3)) * (1 + 2j), np.arange(12) % 2, "real numbers"),
-        (np.ones((12, 3)), (np.arange(12) % 2) * (1 + 0j), "real numbers"),
+        (np.ones((12, 3)) * (1 + 2j), np.arange(12) % 2, "real"),
+        (np.ones((12, 3)), (np.arange(12) % 2) * (1 + 0j), "real"),
         (np.ones((12, 3)), np.r_[np.arange(11) % 2, np.inf], "NaN or Inf"),
         (np.ones((12, 3)), np.r_[np.arange(11) % 2, np.nan], "NaN or Inf"),
-        (np.ones((12, 3)).astype(str), np.arange(12) % 2, "real numbers"),
+        (np.ones((12, 3)).astype(str), np.arange(12) % 2, "real"),
     ]:
         np.savez(p, X=X, y=y)
         with pytest.raises(InputError, match=match):

@@ -281,8 +281,8 @@ def test_network_load_errors(tmp_path):
     (tmp_path / "empty.npz").write_bytes(b"")
     np.save(tmp_path / "a.npy", np.eye(2))
     cases = [
-        (None, r"^path: must be a str or os.PathLike, got NoneType"),
-        (3, r"^path: must be a str or os.PathLike, got int"),
+        (None, r"^path: must be a str, os.PathLike or a binary file object, got NoneType"),
+        (3, r"^path: must be a str, os.PathLike or a binary file object, got int"),
         (tmp_path / "empty.npz", r"^path: not a fastmem network file"),
         (tmp_path / "a.npy", r"^path: .*a\.npy holds one array"),
         (_saved(tmp_path, n_layers=np.int64(0)), r"^path: .*n_layers must be an integer >= 1"),

@@ -222,7 +222,7 @@ _DAMAGE = {
 @pytest.mark.parametrize("kind", list(_DAMAGE))
 def test_damaged_job_file_recomputed(tmp_path, toy, capsys, kind):
     out = str(tmp_path / "o")
-    args = ["study", "--quiet", "--only", "toy", "--out", out]
+    args = ["study", "--quiet", "--seeds", "1", "--only", "toy", "--out", out]
     rc, _, err = _cli(args, capsys)
     assert rc == 0, err
     good = json.load(open(os.path.join(out, "results.json")))["sections"]["toy"]["data"]
@@ -247,7 +247,7 @@ def test_damaged_job_file_recomputed(tmp_path, toy, capsys, kind):
 
 def test_report_on_malformed_results(tmp_path, toy, capsys):
     out = str(tmp_path / "o")
-    rc, _, err = _cli(["study", "--quiet", "--only", "toy", "--out", out], capsys)
+    rc, _, err = _cli(["study", "--quiet", "--seeds", "1", "--only", "toy", "--out", out], capsys)
     assert rc == 0, err
     path = os.path.join(out, "results.json")
     good = json.load(open(path))
@@ -300,13 +300,15 @@ def test_busy_out_names_the_holder_or_waits(tmp_path, toy, capsys):
     out = str(tmp_path / "o")
     holder = _hold_lock(out)
     try:
-        rc, _, err = _cli(["study", "--quiet", "--only", "toy", "--out", out], capsys)
+        rc, _, err = _cli(
+            ["study", "--quiet", "--seeds", "1", "--only", "toy", "--out", out], capsys
+        )
         _one_line_error(rc, err)
         assert f"in use by pid {holder.pid} on testhost" in err and "--wait" in err, err
         assert CALLS == [] and sorted(os.listdir(out)) == [".fastmem.lock"]
         # --wait: the run waits for the holder, then runs
         threading.Timer(1.0, holder.stdin.close).start()
-        args = ["study", "--quiet", "--only", "toy", "--out", out, "--wait"]
+        args = ["study", "--quiet", "--seeds", "1", "--only", "toy", "--out", out, "--wait"]
         rc, stdout, err = _cli(args, capsys)
         assert rc == 0, err
         assert f"in use by pid {holder.pid}" in err and "waiting" in err
@@ -378,7 +380,7 @@ def test_bad_data_inputs(tmp_path, capsys):
     os.mkfifo(fifo)
     for data, word in [
         (empty, "no samples"),
-        (cplx, "real numbers"),
+        (cplx, "must be real"),
         (infy, "NaN or Inf"),
         (huge, "header promises"),
         ("/dev/zero", "not a regular file"),
@@ -412,7 +414,7 @@ def test_jobs_capped_at_the_cores(tmp_path, toy, capsys, monkeypatch):
 
     monkeypatch.setattr(runner, "run_study", spy)
     out = str(tmp_path / "o")
-    args = ["study", "--quiet", "--only", "toy", "--jobs", "99999", "--out", out]
+    args = ["study", "--quiet", "--seeds", "1", "--only", "toy", "--jobs", "99999", "--out", out]
     rc, _, err = _cli(args, capsys)
     cores = os.cpu_count() or 1
     assert rc == 0 and f"--jobs 99999 capped at {cores}" in err, err
@@ -429,7 +431,19 @@ def test_unreachable_scheduler_checked_before_writing(tmp_path, toy, capsys):
     out = str(tmp_path / "o")
     for addr in (f"tcp://127.0.0.1:{port}", "nonsense://x"):
         rc, _, err = _cli(
-            ["study", "--quiet", "--only", "toy", "--out", out, "--scheduler", addr], capsys
+            [
+                "study",
+                "--quiet",
+                "--seeds",
+                "1",
+                "--only",
+                "toy",
+                "--out",
+                out,
+                "--scheduler",
+                addr,
+            ],
+            capsys,
         )
         _one_line_error(rc, err)
         assert "--scheduler" in err and "cannot connect" in err, err
@@ -445,7 +459,9 @@ def test_only_keeps_other_finished_sections(tmp_path, capsys, monkeypatch):
     try:
         out = str(tmp_path / "o")
         for name in ("toyone", "toytwo", "toytwo"):
-            rc, _, err = _cli(["study", "--quiet", "--only", name, "--out", out], capsys)
+            rc, _, err = _cli(
+                ["study", "--quiet", "--seeds", "1", "--only", name, "--out", out], capsys
+            )
             assert rc == 0, err
             res = json.load(open(os.path.join(out, "results.json")))
             page = open(os.path.join(out, "index.html")).read()
@@ -454,7 +470,9 @@ def test_only_keeps_other_finished_sections(tmp_path, capsys, monkeypatch):
         # a kept section whose job file was since damaged is left out, never shown
         victim = next(f for f in _jobs(out) if f.startswith("toyone--a"))
         open(os.path.join(out, "jobs", victim), "w").write("{")
-        rc, _, err = _cli(["study", "--quiet", "--only", "toytwo", "--out", out], capsys)
+        rc, _, err = _cli(
+            ["study", "--quiet", "--seeds", "1", "--only", "toytwo", "--out", out], capsys
+        )
         assert rc == 0, err
         assert list(json.load(open(os.path.join(out, "results.json")))["sections"]) == ["toytwo"]
     finally:

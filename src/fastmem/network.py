@@ -457,8 +457,13 @@ class Network:
         or promise more data than they hold, is refused (``InputError`` naming ``path``)
         before anything is allocated.
         """
-        if not isinstance(path, str | os.PathLike):
-            raise InputError(f"path: must be a str or os.PathLike, got {type(path).__name__}")
+        if not isinstance(path, str | os.PathLike) and not (
+            hasattr(path, "read") and hasattr(path, "seek")
+        ):
+            raise InputError(
+                f"path: must be a str, os.PathLike or a binary file object, got "
+                f"{type(path).__name__}"
+            )
         check_npz_sizes(path, "path")
         try:
             data = np.load(path, allow_pickle=False)
