@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fastmem
+from fastmem import critical
 
 
 def _net(seed: int, widths=(12, 24, 24, 4), dtype=np.float64):
@@ -145,3 +146,45 @@ def test_crown_matches_auto_lirpa():
     theirs = lb.min(dim=1).values.detach().numpy()
     # fastmem keeps the best of CROWN and IBP: never below auto_LiRPA's CROWN (bar rounding)
     assert np.all(res.margin_lower >= theirs - 1e-9 * (1 + np.abs(theirs)))
+
+
+@pytest.mark.parametrize("radius", [0.004, 0.03, 0.15])
+def test_certify_first_and_search_first_agree(radius, backend, monkeypatch):
+    """The order (chosen by a look at a few samples) changes no status: a certificate
+    never proves a sample the search breaks, and the search's trajectories do not depend
+    on which samples are searched with it."""
+    net, X = _net(13, widths=(12, 32, 32, 4))
+    X = np.random.default_rng(1).random((300, 12))
+    out = {}
+    for order in (None, "certify", "search"):
+        monkeypatch.setattr(critical, "_ORDER", order)
+        out[order] = fastmem.critical_samples(
+            net, X, radius=radius, method="pgd", steps=20, rng=0, backend=backend
+        )
+    for order in ("certify", "search"):
+        np.testing.assert_array_equal(out[order].status, out[None].status)
+    for res in out.values():
+        crit = np.flatnonzero(res.status == "critical")
+        ws = [np.asarray(w) for w in net.weights]
+        bs = [np.asarray(b) for b in net.biases]
+        logits, _ = _logits_and_jac(ws, bs, res.adversarial[crit])
+        assert np.all(logits.argmax(1) != res.predicted[crit])
+        assert np.all(np.abs(res.adversarial[crit] - X[crit]) <= radius + 1e-12)
+
+
+def test_order_and_results_identical_across_backends():
+    avail = [b for b in ("cpp", "numba") if fastmem.backends()[b].available]
+    if len(avail) < 2:
+        pytest.skip("needs both the cpp and numba backends")
+    net, _ = _net(17, widths=(12, 32, 32, 4), dtype=np.float32)
+    X = np.random.default_rng(2).random((300, 12)).astype(np.float32)
+    for radius in (0.004, 0.15):
+        r = [
+            fastmem.critical_samples(net, X, radius=radius, method="pgd", steps=20, rng=0,
+                                     backend=b)
+            for b in avail
+        ]  # fmt: skip
+        np.testing.assert_array_equal(r[0].status, r[1].status)
+        np.testing.assert_array_equal(r[0].adversarial, r[1].adversarial)
+        np.testing.assert_array_equal(r[0].margin_lower, r[1].margin_lower)
+        np.testing.assert_array_equal(r[0].steps_taken, r[1].steps_taken)

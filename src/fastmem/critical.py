@@ -94,6 +94,10 @@ _SEARCH_PART = 512
 # reused by the allocator (a fresh 4096-row batch costs page faults on every array).
 _LS_BATCH = 1024
 _STATUS_CODES = np.array(["unknown", "critical", "robust"])
+# Samples of the look that picks the order (certify first, or search first)
+_PROBE = 32
+# The order, for tests: None (chosen by the look), "certify" or "search" (first)
+_ORDER: str | None = None
 
 
 # --------------------------------------------------------------------------- checks
@@ -186,6 +190,7 @@ class _Model:
         self.eps = float(np.finfo(self.dtype).eps)
         self.max_width = max(max(int(w.shape[0]), int(w.shape[1])) for w in ws)
         self._wide: _Model | None = None
+        self.macs: list[int] = []  # multiply-adds of the backward passes (appended)
 
     def wide(self) -> _Model:
         """The same network in float64 (every float32 value is exact in float64; leaky
@@ -320,6 +325,7 @@ class _Model:
         specification) and is subtracted, rounded up, at the end.
         """
         xp, k = self.xp, self.k
+        self.macs.append(int(lam.shape[0]) * sum(int(w.size) for w in self.W[:top]))
         cmag = xp.zeros_like(const)
         for i in range(top - 1, -1, -1):
             L = layers[i]
@@ -999,41 +1005,82 @@ def _critical_body(
         known_ids, known_adv = _known
         adversarial[known_ids] = known_adv
         found[known_ids] = True
-    if certify is not None and model.n_classes > 1:
-        margin, stable, corner, has_corner = _certify_all(model, lo, hi, pred, certify, batch)
-        robust = (margin > 0) & ~found
-        try_ids = xp.flatnonzero(has_corner & ~robust & ~found).astype(np.int64)
-        if try_ids.size:
-            ok = _changed(model, xp.ascontiguousarray(corner[try_ids]), pred[try_ids])
-            hit = try_ids[ok]
-            adversarial[hit] = corner[hit]
-            found[hit] = True
-            exact["critical"] = int((stable[hit]).sum())
-        exact["robust"] = int((robust & stable).sum())
-    elif model.n_classes == 1:  # pragma: no cover - _Model always gives >= 2 classes
-        robust[:] = True
-    todo = xp.flatnonzero(~found & ~robust).astype(np.int64)
-    if todo.size:
-        steps_taken[todo] = restarts * steps
-        _search(
-            model,
-            Xd,
-            lo,
-            hi,
-            pred,
-            todo,
-            method=method,
-            steps=steps,
-            step_size=step_size,
-            noise=noise,
-            restarts=restarts,
-            seed=seed,
-            batch=batch,
-            early_stop=_early_stop,
-            adversarial=adversarial,
-            found=found,
-            steps_taken=steps_taken,
+    search_kw = dict(
+        method=method,
+        steps=steps,
+        step_size=step_size,
+        noise=noise,
+        restarts=restarts,
+        seed=seed,
+        batch=batch,
+        early_stop=_early_stop,
+        adversarial=adversarial,
+        found=found,
+        steps_taken=steps_taken,
+    )
+
+    def certify_ids(ids: Any) -> None:
+        """Certify the samples ``ids``; try the corner of each one's worst bound."""
+        m, stable, corner, has_corner = _certify_all(
+            model, lo[ids], hi[ids], pred[ids], certify, batch
         )
+        margin[ids] = m
+        rob = m > 0
+        robust[ids[rob]] = True
+        tri = xp.flatnonzero(has_corner & ~rob)
+        if tri.size:
+            ok = _changed(model, xp.ascontiguousarray(corner[tri]), pred[ids[tri]])
+            hit = tri[ok]
+            adversarial[ids[hit]] = corner[hit]
+            found[ids[hit]] = True
+            exact["critical"] += int(stable[hit].sum())
+        exact["robust"] += int((rob & stable).sum())
+
+    def search_ids(ids: Any) -> None:
+        if ids.size:
+            steps_taken[ids] = restarts * steps
+            _search(model, Xd, lo, hi, pred, ids, **search_kw)
+
+    def undecided(ids: Any) -> Any:
+        return ids[~found[ids] & ~robust[ids]]
+
+    todo = xp.flatnonzero(~found).astype(np.int64)
+    if certify is None or model.n_classes == 1:
+        search_ids(todo)
+    else:
+        order = _ORDER
+        if order is None and todo.size >= 4 * _PROBE:
+            # a look at a few samples, searched first and the rest certified (their
+            # results are kept): the certificate first pays when the share it proves
+            # (P) saves more search than the share the search finds quickly (q) wastes
+            # of the certificate: P s > q c, with s the search's and c the certificate's
+            # multiply-adds per sample
+            probe = todo[xp.linspace(0, todo.size - 1, _PROBE).astype(np.int64)]
+            rest = xp.ones(todo.size, dtype=bool)
+            rest[xp.searchsorted(todo, probe)] = False
+            search_ids(probe)
+            left = undecided(probe)
+            model.macs.clear()
+            if left.size:
+                certify_ids(left)
+            q = float(found[probe].mean())
+            P = float(robust[probe].mean())
+            # (at least the margin rows' own backward pass, if the look left none)
+            flops = sum(int(w.size) for w in model.W)
+            c = max(sum(model.macs) / max(left.size, 1), (model.n_classes - 1) * flops)
+            if certify == "crown" and model.dtype != np.float64:
+                c *= 2  # certified in float64
+            s = restarts * steps * 2 * flops
+            order = "certify" if P * s > q * c else "search"
+            todo = todo[rest]
+        if order == "search":
+            search_ids(todo)
+            left = undecided(todo)
+            if left.size:
+                certify_ids(left)
+        else:
+            certify_ids(todo)
+            search_ids(undecided(todo))
     code = xp.where(found, 1, xp.where(robust, 2, 0))
     status = _STATUS_CODES[_host(code)]
     n_crit = int((status == "critical").sum())
