@@ -188,3 +188,54 @@ def test_order_and_results_identical_across_backends():
         np.testing.assert_array_equal(r[0].adversarial, r[1].adversarial)
         np.testing.assert_array_equal(r[0].margin_lower, r[1].margin_lower)
         np.testing.assert_array_equal(r[0].steps_taken, r[1].steps_taken)
+
+
+def test_margin_loss_finds_valid_points(backend):
+    net, _ = _net(19, widths=(12, 32, 32, 4))
+    X = np.random.default_rng(3).random((200, 12))
+    ws = [np.asarray(w) for w in net.weights]
+    bs = [np.asarray(b) for b in net.biases]
+    for method in ("pgd", "lass"):
+        res = fastmem.critical_samples(
+            net, X, radius=0.03, method=method, loss="margin", steps=30, rng=0, backend=backend
+        )
+        assert res.params["loss"] == "margin"
+        crit = np.flatnonzero(res.status == "critical")
+        assert crit.size > 0
+        logits, _ = _logits_and_jac(ws, bs, res.adversarial[crit])
+        assert np.all(logits.argmax(1) != res.predicted[crit])
+        ce = fastmem.critical_samples(
+            net, X, radius=0.03, method=method, steps=30, rng=0, backend=backend
+        )
+        # the certificate does not depend on the loss: no sample robust in one, critical
+        # in the other
+        assert not np.any((res.status == "robust") & (ce.status == "critical"))
+        assert not np.any((res.status == "critical") & (ce.status == "robust"))
+
+
+def test_margin_loss_gradient_matches_finite_differences():
+    net, _ = _net(23, widths=(6, 16, 16, 3))
+    X = np.random.default_rng(4).random((8, 6))
+    ws = [np.asarray(w) for w in net.weights]
+    bs = [np.asarray(b) for b in net.biases]
+    Xd, _be, model = critical._prepare(net, X, "cpp" if fastmem.backends()["cpp"].available
+                                      else "numba", (0.0, 1.0))  # fmt: skip
+    logits, ds = model.forward(Xd, derivs=True)
+    pred = logits.argmax(1)
+    g = model.margin_input_grad(logits, ds, pred)
+
+    def loss(x):
+        out, _ = _logits_and_jac(ws, bs, x)
+        other = out.copy()
+        other[np.arange(len(x)), pred] = -np.inf
+        return other.max(1) - out[np.arange(len(x)), pred]
+
+    h = 1e-6
+    fd = np.stack([(loss(X + h * e) - loss(X - h * e)) / (2 * h) for e in np.eye(6)], axis=1)
+    np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_loss_is_named():
+    net, X = _net(1)
+    with pytest.raises(fastmem.InputError, match="loss"):
+        fastmem.critical_samples(net, X, radius=0.01, loss="hinge")
