@@ -455,9 +455,7 @@ class _Model:
             # the specification's rows were rounded: eps |lam| |h_top| + eps |const|
             err = xp.einsum("ij,ij->i", xp.abs(lam), m_top[rows]) * self.eps
             err += xp.abs(const) * self.eps
-            b_rows, lam_x = self._backward(
-                lam, const, rows, self.n_hidden, layers, lo_s, hi_s, err
-            )
+            b_rows, lam_x = self._backward(lam, const, rows, self.n_hidden, layers, lo_s, hi_s, err)
             if sel is None:
                 bound[pos_s >= 0] = b_rows
                 pos = pos_s
