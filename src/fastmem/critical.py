@@ -770,6 +770,13 @@ def _side_by_side(be: Any, threads: int, calls: list[tuple[Any, tuple, dict]]) -
     calls, or where the kernels must not be entered from two threads at once (Numba's
     workqueue layer: :func:`kernels_callable_side_by_side`)."""
     calls = list(calls)
+    if len(calls) == 1 and be.device == "cpu":
+        # one part (a small batch: the look, or what the certificate left): its kernels
+        # on one core, where an OpenMP team's joins would cost more than they share
+        fn, args, kw = calls[0]
+        with kernel_threads(be, 1):
+            fn(*args, **kw)
+        return
     if threads >= 2 and len(calls) >= 2 and not kernels_callable_side_by_side(be):
         fn, args, kw = calls.pop(0)  # the first call picks Numba's threading layer
         fn(*args, **kw)
