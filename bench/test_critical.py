@@ -23,7 +23,8 @@ call, then the minimum over the timed calls:
 or one contender: ``python bench/test_critical.py <pgd|ls> <contender> <rounds>`` with
 contender in ``cpp | numba | torch`` (torch: torchattacks PGD, or the autograd loop) or,
 for ``pgd``, ``crown`` (the CROWN certificate of the batch, value: the CSR upper bound);
-``python bench/test_critical.py csr <pgd|lass|torch> <rounds> <radius in 1/255>``.
+``python bench/test_critical.py csr <pgd|lass|torch|torch1> <rounds> <radius in 1/255>``
+(torch1: torch on one thread).
 """
 
 from __future__ import annotations
@@ -236,9 +237,11 @@ def _csr_contender(contender: str, radius_255: float):
     net, weights, biases, X = _fresh_case()
     X = X[:N_PGD]
     eps = radius_255 / 255
-    if contender == "torch":
+    if contender in ("torch", "torch1"):
         import torch
 
+        if contender == "torch1":  # one intra-op thread (on a loaded machine)
+            torch.set_num_threads(1)
         torch.manual_seed(0)
         model = _torch_model(weights, biases)
         for p in model.parameters():
