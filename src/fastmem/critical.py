@@ -959,9 +959,10 @@ def critical_samples(
     for the samples the search decided before certification.
 
     CROWN's bound is rigorous in floating point: each step's rounding error is bounded
-    from the magnitudes of the terms it sums and subtracted; float32 networks are
-    certified in float64 arithmetic (exact copies of their weights and balls), where
-    that allowance is negligible, so they are certified as tightly as in float64.
+    from the magnitudes of the terms it sums and subtracted. In float32 that allowance
+    can decide a sample: those whose margin lies within a few allowances of 0 are
+    certified again in float64 arithmetic (exact copies of their weights and balls),
+    where it is negligible, so float32 nets are certified as tightly as in float64.
 
     Parameters
     ----------
