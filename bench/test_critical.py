@@ -8,6 +8,11 @@
   against its floor, the two 10,000 x 784 x 128 float32 GEMMs alone (forward through the
   first layer, backward to the input; NumPy/OpenBLAS, contender ``gemm-floor``): every
   method computing these gradients does at least those two products.
+* The CSR sandwich at Arpit et al.'s radius 0.3/255 and at 1/255, 2/255, 8/255: the full
+  default call ``critical_samples(..., method="pgd", steps=100)`` (CROWN certificate,
+  the order chosen by its look) and LASS, against the plain torch PGD loop of 100 sign
+  steps over all samples (what users run for a CSR lower bound alone); the value is the
+  number of critical samples found (fastmem: also the number certified robust).
 
 Run:  python -m pytest bench/test_critical.py --benchmark-columns=min,mean,rounds
 
@@ -21,7 +26,9 @@ call, then the minimum over the timed calls:
 or one contender: ``python bench/test_critical.py <pgd|ls> <contender> <rounds>`` with
 contender in ``cpp | numba | torch`` (torch: torchattacks PGD, or the autograd loop), for
 ``ls`` also ``gemm-floor``, or, for ``pgd``, ``crown`` (the CROWN certificate of the
-batch, value: the CSR upper bound).
+batch, value: the CSR upper bound);
+``python bench/test_critical.py csr <pgd|lass|torch|torch1> <rounds> <radius in 1/255>``
+(torch1: torch on one thread).
 """
 
 from __future__ import annotations
@@ -220,9 +227,78 @@ def _fresh_contender(workload: str, contender: str):
     return lambda: float(fastmem.loss_sensitivity(net, X, y, backend=contender).values.sum())
 
 
-def fresh_process(workload: str, contender: str, rounds: int) -> dict:
+def _torch_pgd_loop(torch, model, xt, yt, eps, steps=STEPS):
+    """The plain PGD loop users run: uniform start, ``steps`` sign steps of 2.5 eps/steps
+    on the cross-entropy, projection to the ball and [0, 1]; a sample is critical when
+    any iterate changes its class. Returns the number of critical samples."""
+    alpha = 2.5 * eps / steps
+    lo, hi = (xt - eps).clamp(0, 1), (xt + eps).clamp(0, 1)
+    x = torch.min(torch.max(xt + torch.empty_like(xt).uniform_(-eps, eps), lo), hi)
+    crit = torch.zeros(len(xt), dtype=torch.bool)
+    for _ in range(steps):
+        x.requires_grad_(True)
+        out = model(x)
+        crit |= out.argmax(1) != yt
+        loss = torch.nn.functional.cross_entropy(out, yt)
+        (g,) = torch.autograd.grad(loss, x)
+        x = torch.min(torch.max(x.detach() + alpha * g.sign(), lo), hi)
+    with torch.no_grad():
+        crit |= model(x).argmax(1) != yt
+    return int(crit.sum())
+
+
+def _csr_contender(contender: str, radius_255: float):
+    net, weights, biases, X = _fresh_case()
+    X = X[:N_PGD]
+    eps = radius_255 / 255
+    if contender in ("torch", "torch1"):
+        import torch
+
+        if contender == "torch1":  # one intra-op thread (on a loaded machine)
+            torch.set_num_threads(1)
+        torch.manual_seed(0)
+        model = _torch_model(weights, biases)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        xt = torch.tensor(X)
+        with torch.no_grad():
+            yt = model(xt).argmax(1)
+        return lambda: _torch_pgd_loop(torch, model, xt, yt, eps)
+
+    def run():
+        res = fastmem.critical_samples(net, X, radius=eps, method=contender, steps=STEPS, rng=0)
+        return [res.n_critical, res.n_robust]
+
+    return run
+
+
+CSR_RADII = (0.3, 1.0, 2.0, 8.0)
+
+
+def fresh_process(workload: str, contender: str, rounds: int, *extra: object) -> dict:
     """Run one contender in a new Python process; it has exited when this returns."""
-    return run_script_fresh(str(Path(__file__).resolve()), workload, contender, rounds)
+    return run_script_fresh(str(Path(__file__).resolve()), workload, contender, rounds, *extra)
+
+
+@pytest.mark.parametrize("radius_255", CSR_RADII)
+def test_csr_sandwich_fresh_processes(benchmark, radius_255):
+    """The full default call against the torch PGD loop, each in fresh processes."""
+    pytest.importorskip("torch", reason="the baseline needs torch")
+    benchmark.group = f"CSR sandwich at {radius_255}/255, fresh process per contender"
+    res = {}
+
+    def run_all():
+        for contender in ("torch", "pgd", "lass"):
+            res[contender] = fresh_process("csr", contender, 3, radius_255)
+
+    benchmark.pedantic(run_all, rounds=1)
+    for name, r in res.items():
+        ratio = min(res["torch"]["times"]) / min(r["times"])
+        benchmark.extra_info[f"{name}_min_s"] = min(r["times"])
+        print(
+            f"\ncsr {radius_255}/255 {name}: min {min(r['times']):.4f} s, torch/{name} = "
+            f"{ratio:.2f}x, value {r['value']!r}"
+        )
 
 
 FRESH = {
@@ -264,7 +340,10 @@ def test_fresh_processes(benchmark, workload):
 
 
 if __name__ == "__main__":
-    fn = _fresh_contender(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "csr":
+        fn = _csr_contender(sys.argv[2], float(sys.argv[4]))
+    else:
+        fn = _fresh_contender(sys.argv[1], sys.argv[2])
     fn()  # warm-up: JIT, thread pools
     times, value = [], None
     for _ in range(int(sys.argv[3])):

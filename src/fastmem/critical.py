@@ -90,6 +90,7 @@ MAX_SEARCH_STEPS = 100_000
 MAX_ITERATIONS = 2100
 _METHODS = ("lass", "pgd")
 _CERTIFY = (None, "ibp", "crown")
+_LOSSES = ("ce", "margin")
 _GRADIENT_ACTIVATIONS = ("relu", "leaky_relu", "hardtanh")
 # Rows of a CROWN backward pass processed at once (bounds memory to rows x input width).
 _CROWN_ROWS = 8192
@@ -104,6 +105,10 @@ _LS_BATCH = 1024
 _STATUS_CODES = np.array(["unknown", "critical", "robust"])
 # certified_radius without max_radius searches radii up to the box's width, at most this
 _RADIUS_CAP = 2.0**512
+# Samples of the look that picks the order (certify first, or search first)
+_PROBE = 32
+# The order, for tests: None (chosen by the look), "certify" or "search" (first)
+_ORDER: str | None = None
 
 
 # --------------------------------------------------------------------------- checks
@@ -194,6 +199,27 @@ class _Model:
         self.n_hidden = len(ws) - 1
         self.n_classes = int(ws[-1].shape[0])
         self.eps = float(np.finfo(self.dtype).eps)
+        self.max_width = max(max(int(w.shape[0]), int(w.shape[1])) for w in ws)
+        self._wide: _Model | None = None
+        self.macs: list[int] = []  # multiply-adds of the backward passes (appended)
+
+    def wide(self) -> _Model:
+        """The same network in float64 (every float32 value is exact in float64; leaky
+        slopes rounded to the dtype first, as the kernels do), for CROWN's certificate."""
+        if self._wide is None:
+            w = object.__new__(_Model)
+            w.__dict__.update(self.__dict__)
+            f = np.float64
+            w.W = [a.astype(f) for a in self.W]
+            w.b = [a.astype(f) for a in self.b]
+            w.WT = [a.astype(f) for a in self.WT]
+            w.absWT = [a.astype(f) for a in self.absWT]
+            w.slopes = [float(np.asarray(s, dtype=self.dtype)) for s in self.slopes]
+            w.dtype = np.dtype(f)
+            w.eps = float(np.finfo(f).eps)
+            w._wide = None
+            self._wide = w
+        return self._wide
 
     # -- plain passes -----------------------------------------------------------
     def forward(self, x: Any, *, derivs: bool, check: bool = False) -> tuple[Any, list[Any]]:
@@ -239,6 +265,22 @@ class _Model:
         xp.exp(g, out=g)
         g /= g.sum(axis=1, keepdims=True)
         g[xp.arange(g.shape[0]), labels] -= 1
+        return self._input_grad(g, ds)
+
+    def margin_input_grad(self, logits: Any, ds: list[Any], labels: Any) -> Any:
+        """Gradient of each row's margin loss ``max_{j != label} f_j(x) - f_label(x)``
+        (Carlini and Wagner's, against the runner-up class) with respect to x."""
+        xp = self.xp
+        rows = xp.arange(logits.shape[0])
+        other = logits.copy()
+        other[rows, labels] = -xp.inf
+        g = xp.zeros_like(logits)
+        g[rows, other.argmax(axis=1)] = 1
+        g[rows, labels] -= 1
+        return self._input_grad(g, ds)
+
+    def _input_grad(self, g: Any, ds: list[Any]) -> Any:
+        """Back-propagate ``g`` (gradient on the logits) to the input."""
         g = g @ self.W[-1]
         for i in range(self.n_hidden - 1, -1, -1):
             g *= ds[i]
@@ -246,6 +288,13 @@ class _Model:
         return g
 
     # -- bounds -------------------------------------------------------------------
+    def _gamma(self, n: int) -> float:
+        """Higham's ``gamma_n`` (a sum of n products is within gamma_n of the sum of
+        their magnitudes, in any order, with or without FMA), with eps for the unit
+        roundoff: a margin of two."""
+        t = n * self.eps
+        return t / (1 - t)
+
     def _ibp_affine(self, lo: Any, hi: Any, i: int) -> tuple[Any, Any]:
         """Bounds of ``W_i h + b_i`` over the box [lo, hi], widened for rounding."""
         c = (lo + hi) * 0.5
@@ -255,7 +304,7 @@ class _Model:
         zr = r @ self.absWT[i]
         # |rounding error| of the two products <= gamma_n (|c| |W|^T + |b| + r |W|^T)
         n_in = self.WT[i].shape[0]
-        gamma = (n_in + 4) * self.eps / (1 - (n_in + 4) * self.eps)
+        gamma = self._gamma(n_in + 4)
         mag = self.xp.abs(c) @ self.absWT[i]
         mag += self.xp.abs(self.b[i])
         mag += zr
@@ -272,32 +321,86 @@ class _Model:
             bad = (zl < 0) & (zu > 0)
         return ~bad.any(axis=1), bad
 
-    def _backward(self, lam: Any, const: Any, rows: Any, top: int, relax: list, lo, hi) -> Any:
-        """Lower bound of ``lam . h_top + const`` over the input box of each row's sample.
+    def _layer(self, zl: Any, zu: Any, bad: Any, i: int, m_below: Any) -> dict[str, Any]:
+        """Relaxation of hidden layer ``i`` on [zl, zu] and the rounding allowances of a
+        backward step through it, per sample and neuron (see :meth:`_backward`).
+
+        ``m_below`` bounds ``|h|`` of the layer below (the input when i == 0).
+        """
+        xp = self.xp
+        eps = self.eps
+        rel = tuple(xp.empty_like(zl) for _ in range(4))
+        self.k.crit_relax(zl, zu, self.kinds[i], self.slopes[i], *rel)
+        aL, bL, aU, bU = rel
+        w = int(self.W[i].shape[0])
+        m = xp.maximum(xp.abs(zl), xp.abs(zu))  # |z| on the box
+        amax = xp.maximum(xp.abs(aL), xp.abs(aU))
+        bmax = xp.maximum(xp.abs(bL), xp.abs(bU))
+        # activation step, per unit |lam_j|: lam_j a_j rounded (eps a m), sum of the
+        # lam_j b_j (gamma b); where the neuron is unstable the line itself, computed
+        # in double and rounded to the dtype, may miss the activation by a few ulps of
+        # its terms (stable neurons' lines are exact: slopes 0/1/s, offsets 0/+-1)
+        act = amax * m * eps + bmax * (2 * self._gamma(w + 1))
+        act += xp.where(bad, (amax * m + m + bmax + 1) * (8 * eps), 0)
+        # linear step: lam @ W_i (gamma_w |lam| |W_i| |h below|), const += lam @ b_i;
+        # below the first layer the concretization's sum of d terms lam_x . (lo|hi)
+        v = m_below @ self.absWT[i]
+        g = self._gamma(w)
+        if i == 0:
+            g += self._gamma(int(self.W[0].shape[1]) + 1) * (1 + self._gamma(w))
+        lin = v * g
+        lin += xp.abs(self.b[i]) * (2 * self._gamma(w + 1))
+        return {"relax": rel, "act": act, "lin": lin}
+
+    def _backward(self, lam: Any, const: Any, rows: Any, top: int, layers: list, lo, hi, err):
+        """Rigorous lower bound of ``lam . h_top + const`` over each row's input box.
 
         ``lam`` holds coefficients on the output of hidden layer ``top - 1`` (the input
         when ``top == 0``); CROWN's backward pass (Zhang et al. 2018) replaces each
         activation by the linear bound of the side the coefficient's sign asks for.
         Works in place on ``lam``/``const``; returns (bound, lam on the input).
-        """
-        for i in range(top - 1, -1, -1):
-            aL, bL, aU, bU = relax[i]
-            self.k.crit_backward(lam, rows, aL, bL, aU, bU, const)
-            const += lam @ self.b[i]
-            lam = lam @ self.W[i]
-        self.k.crit_concretize(lam, rows, lo, hi, const)
-        return const, lam
 
-    def margin_rows(self, pred: Any) -> tuple[Any, Any, Any]:
-        """Rows ``e_c - e_j`` of the margin specification, as coefficients on the last
-        hidden layer: (lam (n k, width), const (n k,), sample of each row)."""
+        Rounding: each step's error is bounded by the magnitudes of the terms it sums
+        (``layers[i]``'s allowances, per unit of ``|lam|``), dotted with the row's
+        ``|lam|``; ``err`` (rows,) accumulates them (it may start with the error of the
+        specification) and is subtracted, rounded up, at the end.
+        """
+        xp, k = self.xp, self.k
+        self.macs.append(int(lam.shape[0]) * sum(int(w.size) for w in self.W[:top]))
+        cmag = xp.zeros_like(const)
+        for i in range(top - 1, -1, -1):
+            L = layers[i]
+            err += xp.einsum("ij,ij->i", xp.abs(lam), L["act"][rows])
+            k.crit_backward(lam, rows, *L["relax"], const)
+            cmag += xp.abs(const)
+            err += xp.einsum("ij,ij->i", xp.abs(lam), L["lin"][rows])
+            const += lam @ self.b[i]
+            cmag += xp.abs(const)
+            lam = lam @ self.W[i]
+        k.crit_concretize(lam, rows, lo, hi, const)
+        cmag += xp.abs(const)
+        # each update of const is within gamma of its result plus its terms (counted above)
+        err += cmag * (2 * self._gamma(self.max_width + 2))
+        # the allowance's own float sums: 1 % on top, and underflow
+        bound = const - (err * 1.01 + np.finfo(self.dtype).tiny * 4)
+        return bound, lam
+
+    def margin_rows(self, pred: Any) -> tuple[Any, Any, Any, Any]:
+        """Rows ``e_c - e_j`` (j != c) of the margin specification, as coefficients on the
+        last hidden layer: (lam (n (k-1), width), const, sample of each row, the row of
+        each (sample, class) or -1 for the sample's own class (n, k))."""
         xp = self.xp
         n, K = pred.shape[0], self.n_classes
         W, b = self.W[-1], self.b[-1]
-        lam = (W[pred][:, None, :] - W[None, :, :]).reshape(n * K, W.shape[1])
-        const = (b[pred][:, None] - b[None, :]).reshape(n * K)
-        rows = xp.repeat(xp.arange(n, dtype=np.int64), K)
-        return xp.ascontiguousarray(lam), xp.ascontiguousarray(const), rows
+        other = xp.ones((n, K), dtype=bool)
+        other[xp.arange(n), pred] = False
+        s_idx, c_idx = xp.nonzero(other)
+        s_idx = s_idx.astype(np.int64)
+        lam = W[pred[s_idx]] - W[c_idx]
+        const = b[pred[s_idx]] - b[c_idx]
+        pos = xp.full((n, K), -1, dtype=np.int64)
+        pos[s_idx, c_idx] = xp.arange(s_idx.size, dtype=np.int64)
+        return xp.ascontiguousarray(lam), xp.ascontiguousarray(const), s_idx, pos
 
     def ibp_margin(self, post: tuple[Any, Any], pred: Any) -> Any:
         """IBP lower bound of ``f_c - f_j`` for every class j: (n, k)."""
@@ -314,7 +417,7 @@ class _Model:
             if sel.size:
                 rad[sel] = r[sel] @ xp.abs(W[cls][None, :] - W).T
         n_in = W.shape[1]
-        gamma = (n_in + 6) * self.eps / (1 - (n_in + 6) * self.eps)
+        gamma = self._gamma(n_in + 6)
         mag = xp.abs(c) @ xp.abs(self.WT[-1]) + xp.abs(b) + r @ self.absWT[-1]
         slack = (mag[xp.arange(c.shape[0]), pred][:, None] + mag) * (2 * gamma)
         return mc - rad - slack
@@ -322,56 +425,91 @@ class _Model:
     def certify(self, lo: Any, hi: Any, pred: Any, method: str) -> dict[str, Any]:
         """Bounds of one batch of balls [lo, hi].
 
-        Returns margin lower bound per sample (n,), whether every hidden neuron is
-        stable on the ball (n,), the per-class rows' exact-when-stable bound (n, k) and
-        their coefficients on the input (n k, d), for the corner candidates.
+        Returns the margin lower bound per sample (n,), whether every hidden neuron is
+        stable on the ball (n,), the per-class rows' backward bound (n, k) (exact up to
+        rounding where stable; +inf on the own class and where not computed), their
+        coefficients on the input and the row of each (sample, class), for the corner
+        candidates. ``"ibp"`` runs the backward pass on the stable samples only.
         """
         xp, k = self.xp, self.k
         n = lo.shape[0]
+        K = self.n_classes
+        crown = method == "crown"
         stable = xp.ones(n, dtype=bool)
-        relax: list[tuple[Any, Any, Any, Any]] = []
+        layers: list[dict[str, Any]] = []
+        kept: list[tuple[Any, Any, Any, Any]] = []  # IBP: pre-activation bounds, for later
         post = (lo, hi)
         post_ibp = (lo, hi)
+        m_below = xp.maximum(xp.abs(lo), xp.abs(hi))
         for i in range(self.n_hidden):
             zl, zu = self._ibp_affine(*post, i)
-            if method == "crown":
+            if crown:
                 # pure IBP kept alongside: the certificate is the best of both
                 pl, pu = self._ibp_affine(*post_ibp, i)
                 k.crit_interval(pl, pu, self.kinds[i], self.slopes[i])
                 post_ibp = (pl, pu)
                 if i > 0:
-                    self._tighten(zl, zu, i, relax, lo, hi)
-            ok, _ = self._stable(zl, zu, self.kinds[i])
+                    self._tighten(zl, zu, i, layers, lo, hi)
+            ok, bad = self._stable(zl, zu, self.kinds[i])
             stable &= ok
-            rel = tuple(xp.empty_like(zl) for _ in range(4))
-            k.crit_relax(zl, zu, self.kinds[i], self.slopes[i], *rel)
-            relax.append(rel)
+            if crown:
+                layers.append(self._layer(zl, zu, bad, i, m_below))
+            else:
+                kept.append((zl.copy(), zu.copy(), bad, m_below))
             k.crit_interval(zl, zu, self.kinds[i], self.slopes[i])
             post = (zl, zu)
+            m_below = xp.maximum(xp.abs(zl), xp.abs(zu))
         ibp = self.ibp_margin(post, pred)
-        if method == "crown":
+        if crown:
             ibp = xp.maximum(ibp, self.ibp_margin(post_ibp, pred))
-        lam, const, rows = self.margin_rows(pred)
-        bound, lam_x = self._backward(lam, const, rows, self.n_hidden, relax, lo, hi)
-        K = self.n_classes
-        bound = bound.reshape(n, K)
-        # rounding of the backward pass: widths x eps relative to the terms' size
-        depth = sum(int(w.shape[1]) for w in self.W)
-        scale = xp.abs(bound) + xp.abs(ibp) + 1.0
-        bound = bound - scale * (4 * depth * self.eps)
+            sel = None
+        else:
+            sel = xp.flatnonzero(stable).astype(np.int64)
+        bound = xp.full((n, K), xp.inf, dtype=self.dtype)
+        slack = xp.zeros(n, dtype=self.dtype)
+        pos = xp.full((n, K), -1, dtype=np.int64)
+        lam_x = None
+        if sel is None or sel.size:
+            if sel is not None:  # IBP: the stable samples' relaxations (all lines exact)
+                layers = [self._layer(zl[sel], zu[sel], bad[sel], i, m[sel])
+                          for i, (zl, zu, bad, m) in enumerate(kept)]  # fmt: skip
+                lo_s, hi_s, m_top = lo[sel], hi[sel], m_below[sel]
+            else:
+                lo_s, hi_s, m_top = lo, hi, m_below
+            lam, const, rows, pos_s = self.margin_rows(pred if sel is None else pred[sel])
+            # the specification's rows were rounded: eps |lam| |h_top| + eps |const|
+            err = xp.einsum("ij,ij->i", xp.abs(lam), m_top[rows]) * self.eps
+            err += xp.abs(const) * self.eps
+            b_rows, lam_x = self._backward(lam, const, rows, self.n_hidden, layers, lo_s, hi_s, err)
+            if sel is None:
+                bound[pos_s >= 0] = b_rows
+                pos = pos_s
+                if K > 1:  # the largest rounding allowance of each sample's rows
+                    slack = err.reshape(n, K - 1).max(axis=1)
+            else:
+                sub = xp.full((sel.size, K), xp.inf, dtype=self.dtype)
+                sub[pos_s >= 0] = b_rows
+                bound[sel] = sub
+                pos[sel] = pos_s
         own = xp.zeros((n, K), dtype=bool)
         own[xp.arange(n), pred] = True
-        if method == "crown":
+        if crown:
             rowwise = xp.maximum(bound, ibp)
         else:
             # IBP; where the net is affine on the ball the backward bound is exact
             rowwise = xp.where(stable[:, None], xp.maximum(bound, ibp), ibp)
         rowwise = xp.where(own, xp.inf, rowwise)
-        bound = xp.where(own, xp.inf, bound)
         margin = rowwise.min(axis=1) if K > 1 else xp.full(n, xp.inf, dtype=self.dtype)
-        return {"margin": margin, "stable": stable, "rows": bound, "lam_x": lam_x}
+        return {
+            "margin": margin,
+            "stable": stable,
+            "rows": bound,
+            "lam_x": lam_x,
+            "pos": pos,
+            "slack": slack,
+        }
 
-    def _tighten(self, zl: Any, zu: Any, i: int, relax: list, lo: Any, hi: Any) -> None:
+    def _tighten(self, zl: Any, zu: Any, i: int, layers: list, lo: Any, hi: Any) -> None:
         """CROWN bounds for the unstable neurons of hidden layer ``i`` (in place)."""
         xp = self.xp
         _, bad = self._stable(zl, zu, self.kinds[i])
@@ -384,13 +522,11 @@ class _Model:
             s = s_idx[a : a + half]
             j = j_idx[a : a + half]
             m = s.size
-            lam = xp.concatenate([self.W[i][j], -self.W[i][j]])
+            lam = xp.ascontiguousarray(xp.concatenate([self.W[i][j], -self.W[i][j]]))
             const = xp.concatenate([self.b[i][j], -self.b[i][j]])
             rows = xp.ascontiguousarray(xp.concatenate([s, s]))
-            lam = xp.ascontiguousarray(lam)
-            bnd, _ = self._backward(lam, const, rows, i, relax, lo, hi)
-            mag = xp.abs(bnd) + 1.0
-            bnd = bnd - mag * (4 * sum(int(w.shape[1]) for w in self.W[: i + 1]) * self.eps)
+            err = xp.zeros(2 * m, dtype=self.dtype)  # the rows are exact (+-W, +-b)
+            bnd, _ = self._backward(lam, const, rows, i, layers, lo, hi, err)
             lower, upper = bnd[:m], -bnd[m:]
             zl[s, j] = xp.maximum(zl[s, j], lower)
             zu[s, j] = xp.minimum(zu[s, j], upper)
@@ -415,7 +551,8 @@ class CriticalSamples:
         search).
     margin_lower : ndarray (n,)
         Certified lower bound of ``min_j f_c(x') - f_j(x')`` over the ball (c the
-        predicted class); NaN when ``certify=None``.
+        predicted class); NaN when ``certify=None`` and where the search decided the
+        sample before certification (see the order above).
     predicted : ndarray (n,) of int64
         Predicted class of each input.
     decided_exactly : dict
@@ -600,12 +737,53 @@ def _changed(model: _Model, x: Any, labels: Any) -> Any:
 def _certify_all(model, lo, hi, pred, method, batch):
     """Certification over sample batches; returns margin, stable, corner, corner_ok."""
     xp = model.xp
+    margin, stable, corner, has_corner, slack = _certify_parts(model, lo, hi, pred, method, batch)
+    if method == "crown" and model.dtype != np.float64:
+        # float32 nets: the rigorous allowance (gamma_n |lam| |W| |h| per step) is ~1e-3
+        # here and costs ~5 % of the certified samples (803 against 854 on the README's
+        # net at 0.3/255); the samples it may have cost (margin within a few allowances
+        # of 0) are certified again in float64 arithmetic, where it is negligible
+        # (exact copies of the weights and balls); the margin is rounded down
+        f64 = np.float64
+        retry = xp.flatnonzero((margin <= 0) & (margin + 8 * slack > 0))
+        if retry.size:
+            m, *_ = _certify_parts(
+                model.wide(), lo[retry].astype(f64), hi[retry].astype(f64), pred[retry],
+                method, batch,
+            )  # fmt: skip
+            m32 = m.astype(model.dtype)
+            down = xp.nextafter(m32, model.dtype.type(-xp.inf))
+            m32 = xp.where(m32.astype(f64) > m, down, m32)
+            margin[retry] = xp.maximum(margin[retry], m32)
+    return margin, stable, corner, has_corner
+
+
+def _stable_all(model, lo, hi, batch):
+    """IBP: whether no hidden neuron can change state on each ball (n,)."""
+    xp = model.xp
+    n = lo.shape[0]
+    stable = xp.empty(n, dtype=bool)
+    for a in range(0, n, batch):
+        post = (lo[a : a + batch], hi[a : a + batch])
+        ok = xp.ones(post[0].shape[0], dtype=bool)
+        for i in range(model.n_hidden):
+            zl, zu = model._ibp_affine(*post, i)
+            ok &= model._stable(zl, zu, model.kinds[i])[0]
+            model.k.crit_interval(zl, zu, model.kinds[i], model.slopes[i])
+            post = (zl, zu)
+        stable[a : a + batch] = ok
+    return stable
+
+
+def _certify_parts(model, lo, hi, pred, method, batch):
+    """:func:`_certify_all` in the model's dtype; also each sample's rounding allowance."""
+    xp = model.xp
     n = lo.shape[0]
     margin = xp.empty(n, dtype=model.dtype)
     stable = xp.empty(n, dtype=bool)
     corner = xp.full(lo.shape, xp.nan, dtype=model.dtype)
     has_corner = xp.zeros(n, dtype=bool)
-    K = model.n_classes
+    slack = xp.zeros(n, dtype=model.dtype)
 
     def one(a: int, b: int) -> None:
         # bounds that overflow (huge balls or weights) certify nothing: a NaN margin
@@ -613,12 +791,13 @@ def _certify_all(model, lo, hi, pred, method, batch):
         with np.errstate(over="ignore", invalid="ignore"):
             out = model.certify(lo[a:b], hi[a:b], pred[a:b], method)
         margin[a:b] = xp.where(xp.isnan(out["margin"]), -xp.inf, out["margin"])
+        slack[a:b] = out["slack"]
         stable[a:b] = out["stable"]
         rows = out["rows"]
         worst = rows.argmin(axis=1)
         neg = xp.flatnonzero(rows[xp.arange(b - a), worst] < 0)
         if neg.size:
-            lam = out["lam_x"].reshape(b - a, K, -1)[neg, worst[neg]]
+            lam = out["lam_x"][out["pos"][neg, worst[neg]]]
             # the minimiser of lam . x over the box: a corner
             corner[a + neg] = xp.where(lam >= 0, lo[a + neg], hi[a + neg])
             has_corner[a + neg] = True
@@ -626,14 +805,14 @@ def _certify_all(model, lo, hi, pred, method, batch):
     if model.be.device != "cpu":
         for a in range(0, n, batch):
             one(a, min(a + batch, n))
-        return margin, stable, corner, has_corner
+        return margin, stable, corner, has_corner, slack
     # CPU: parts of fixed size (never dependent on the threads: samples are certified
     # independently, so the bounds are the same whatever the threads), side by side on
     # the kernels' threads with BLAS single-threaded (its GEMMs are most of the work)
     part = min(batch, _CERTIFY_PART)
     calls = [(one, (a, min(a + part, n)), {}) for a in range(0, n, part)]
     _side_by_side(model.be, cpu_threads(model.be), calls)
-    return margin, stable, corner, has_corner
+    return margin, stable, corner, has_corner, slack
 
 
 def _search(model, X, lo, hi, pred, todo, *, batch: int, **kw: Any) -> None:
@@ -663,6 +842,13 @@ def _side_by_side(be: Any, threads: int, calls: list[tuple[Any, tuple, dict]]) -
     calls, or where the kernels must not be entered from two threads at once (Numba's
     workqueue layer: :func:`kernels_callable_side_by_side`)."""
     calls = list(calls)
+    if len(calls) == 1 and be.device == "cpu":
+        # one part (a small batch: the look, or what the certificate left): its kernels
+        # on one core, where an OpenMP team's joins would cost more than they share
+        fn, args, kw = calls[0]
+        with kernel_threads(be, 1):
+            fn(*args, **kw)
+        return
     if threads >= 2 and len(calls) >= 2 and not kernels_callable_side_by_side(be):
         fn, args, kw = calls.pop(0)  # the first call picks Numba's threading layer
         fn(*args, **kw)
@@ -697,6 +883,7 @@ def _search_rows(
     restarts,
     seed,
     early_stop,
+    loss,
     adversarial,
     found,
     steps_taken,
@@ -735,7 +922,10 @@ def _search_rows(
                         done |= hit
             if not want:
                 break
-            grad = model.ce_input_grad(logits, ds, pred[ids])
+            if loss == "margin":
+                grad = model.margin_input_grad(logits, ds, pred[ids])
+            else:
+                grad = model.ce_input_grad(logits, ds, pred[ids])
             k.crit_step(
                 x,
                 xp.ascontiguousarray(grad),
@@ -762,6 +952,7 @@ def critical_samples(
     restarts: int = 1,
     box: tuple[float, float] = (0.0, 1.0),
     certify: str | None = "crown",
+    loss: str = "ce",
     rng: Any = None,
     batch_size: int | None = None,
     backend: str | None = None,
@@ -787,6 +978,23 @@ def critical_samples(
        with no noise; ``restarts`` fresh starts). Each sample stops at its first class
        change. Every found point is kept only if a forward pass confirms the change.
 
+    The order: with 128 samples or more, a look at 32 of them (searched, then the rest
+    certified; their results are kept) estimates the share the certificate proves and
+    the share the search finds at once. Where the certificate saves more search than
+    the search saves certificate (small radii), the rest is certified first and only
+    what it leaves undecided is searched; otherwise (large radii, where nearly every
+    sample changes class in the first steps and the certificate proves little) the rest
+    is searched first and only what the search leaves undecided is certified. The
+    statuses do not depend on the order (a certificate never proves a sample the search
+    breaks, and each sample's search trajectory is its own); ``margin_lower`` is NaN
+    for the samples the search decided before certification.
+
+    CROWN's bound is rigorous in floating point: each step's rounding error is bounded
+    from the magnitudes of the terms it sums and subtracted. In float32 that allowance
+    can decide a sample: those whose margin lies within a few allowances of 0 are
+    certified again in float64 arithmetic (exact copies of their weights and balls),
+    where it is negligible, so float32 nets are certified as tightly as in float64.
+
     Parameters
     ----------
     net : Network
@@ -808,6 +1016,10 @@ def critical_samples(
         Search restarts (PGD: new random starts; LASS: new noise).
     box : (float, float)
         Valid input range; the ball is clipped to it.
+    loss : {"ce", "margin"}
+        The search's objective: ``"ce"`` the cross-entropy of the predicted class (Arpit
+        et al.), ``"margin"`` the margin ``max_{j != c} f_j - f_c`` to the runner-up class
+        (Carlini and Wagner), which often finds more critical samples at small radii.
     certify : {"crown", "ibp", None}
         Certified bound. ``"crown"``: backward linear relaxation (intermediate bounds of
         unstable neurons tightened by CROWN, best of CROWN and IBP: never looser than IBP).
@@ -853,6 +1065,8 @@ def critical_samples(
         )
     if certify not in _CERTIFY:
         raise InputError(f"certify: must be one of {_CERTIFY}, got {certify!r}")
+    if loss not in _LOSSES:
+        raise InputError(f"loss: must be one of {_LOSSES}, got {loss!r}")
     if step_size is None:
         step_size = radius * LASS_STEP / LASS_RADIUS if method == "lass" else 2.5 * radius / steps
     step_size = _positive(step_size, "step_size")
@@ -887,6 +1101,7 @@ def critical_samples(
             _early_stop,
             radius,
             box,
+            loss,
         )
 
 
@@ -909,6 +1124,7 @@ def _critical_body(
     _early_stop,
     radius,
     box,
+    loss="ce",
 ) -> CriticalSamples:
     # BLAS single-threaded: its spinning idle threads would starve the OpenMP kernels
     xp = model.xp
@@ -923,41 +1139,90 @@ def _critical_body(
         known_ids, known_adv = _known
         adversarial[known_ids] = known_adv
         found[known_ids] = True
-    if certify is not None and model.n_classes > 1:
-        margin, stable, corner, has_corner = _certify_all(model, lo, hi, pred, certify, batch)
-        robust = (margin > 0) & ~found
-        try_ids = xp.flatnonzero(has_corner & ~robust & ~found).astype(np.int64)
-        if try_ids.size:
-            ok = _changed(model, xp.ascontiguousarray(corner[try_ids]), pred[try_ids])
-            hit = try_ids[ok]
-            adversarial[hit] = corner[hit]
-            found[hit] = True
-            exact["critical"] = int((stable[hit]).sum())
-        exact["robust"] = int((robust & stable).sum())
-    elif model.n_classes == 1:  # pragma: no cover - _Model always gives >= 2 classes
-        robust[:] = True
-    todo = xp.flatnonzero(~found & ~robust).astype(np.int64)
-    if todo.size:
-        steps_taken[todo] = restarts * steps
-        _search(
-            model,
-            Xd,
-            lo,
-            hi,
-            pred,
-            todo,
-            method=method,
-            steps=steps,
-            step_size=step_size,
-            noise=noise,
-            restarts=restarts,
-            seed=seed,
-            batch=batch,
-            early_stop=_early_stop,
-            adversarial=adversarial,
-            found=found,
-            steps_taken=steps_taken,
+    search_kw = dict(
+        method=method,
+        steps=steps,
+        step_size=step_size,
+        noise=noise,
+        restarts=restarts,
+        seed=seed,
+        batch=batch,
+        early_stop=_early_stop,
+        loss=loss,
+        adversarial=adversarial,
+        found=found,
+        steps_taken=steps_taken,
+    )
+
+    def certify_ids(ids: Any) -> None:
+        """Certify the samples ``ids``; try the corner of each one's worst bound."""
+        m, stable, corner, has_corner = _certify_all(
+            model, lo[ids], hi[ids], pred[ids], certify, batch
         )
+        margin[ids] = m
+        rob = m > 0
+        robust[ids[rob]] = True
+        tri = xp.flatnonzero(has_corner & ~rob)
+        if tri.size:
+            ok = _changed(model, xp.ascontiguousarray(corner[tri]), pred[ids[tri]])
+            hit = tri[ok]
+            adversarial[ids[hit]] = corner[hit]
+            found[ids[hit]] = True
+            exact["critical"] += int(stable[hit].sum())
+        exact["robust"] += int((rob & stable).sum())
+
+    def search_ids(ids: Any) -> None:
+        if ids.size:
+            steps_taken[ids] = restarts * steps
+            _search(model, Xd, lo, hi, pred, ids, **search_kw)
+
+    def undecided(ids: Any) -> Any:
+        return ids[~found[ids] & ~robust[ids]]
+
+    todo = xp.flatnonzero(~found).astype(np.int64)
+    if certify is None or model.n_classes == 1:
+        search_ids(todo)
+    else:
+        order = _ORDER
+        if order == "search" or (order is None and todo.size >= 4 * _PROBE):
+            # the exact shortcut first, from an IBP look: samples on whose ball no neuron
+            # can change state are decided exactly, never searched
+            one_region = todo[_stable_all(model, lo[todo], hi[todo], batch)]
+            if one_region.size:
+                certify_ids(one_region)
+                todo = xp.flatnonzero(~found & ~robust).astype(np.int64)
+        if order is None and todo.size >= 4 * _PROBE:
+            # a look at a few samples, searched first and the rest certified (their
+            # results are kept): the certificate first pays when the share it proves
+            # (P) saves more search than the share the search finds quickly (q) wastes
+            # of the certificate: P s > q c, with s the search's and c the certificate's
+            # multiply-adds per sample
+            probe = todo[xp.linspace(0, todo.size - 1, _PROBE).astype(np.int64)]
+            rest = xp.ones(todo.size, dtype=bool)
+            rest[xp.searchsorted(todo, probe)] = False
+            search_ids(probe)
+            left = undecided(probe)
+            model.macs.clear()
+            if left.size:
+                certify_ids(left)
+            q = float(found[probe].mean())
+            P = float(robust[probe].mean())
+            # (at least the margin rows' own backward pass, if the look left none)
+            flops = sum(int(w.size) for w in model.W)
+            c = max(sum(model.macs) / max(left.size, 1), (model.n_classes - 1) * flops)
+            if certify == "crown" and model.dtype != np.float64:
+                c *= 2  # certified in float64
+            s = restarts * steps * 2 * flops
+            order = "certify" if P * s > q * c else "search"
+            todo = todo[rest]
+        if order == "search":
+            search_ids(todo)
+            left = undecided(todo)
+            if left.size:
+                certify_ids(left)
+        else:
+            certify_ids(todo)
+            search_ids(undecided(todo))
     code = xp.where(found, 1, xp.where(robust, 2, 0))
     status = _STATUS_CODES[_host(code)]
     n_crit = int((status == "critical").sum())
@@ -971,6 +1236,7 @@ def _critical_body(
         "restarts": restarts,
         "box": list(box),
         "certify": certify,
+        "loss": loss,
         "seed": seed,
         "dtype": str(model.dtype),
     }
