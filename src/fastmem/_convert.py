@@ -34,18 +34,21 @@ def _flatten_sequential(module: Any, prefix: str) -> list[tuple[str, Any]]:
     return [(prefix, module)]
 
 
-def _batchnorm_affine(where: str, layer: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(s, t)`` with ``layer(x) == s * x + t`` per feature, for an eval-mode BatchNorm1d."""
+def _batchnorm_affine(
+    where: str, layer: Any, kind: str = "BatchNorm1d"
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(s, t)`` with ``layer(x) == s * x + t`` per feature (per channel for BatchNorm2d),
+    for an eval-mode BatchNorm; the one home of this fact for both import paths."""
     if layer.training:
         raise InputError(
-            f"{where} (BatchNorm1d): in training mode it normalizes by the statistics of "
+            f"{where} ({kind}): in training mode it normalizes by the statistics of "
             "each batch, which is not a fixed function of one input; call .eval() first"
         )
     if layer.running_mean is None or layer.running_var is None:
         raise InputError(
-            f"{where} (BatchNorm1d): has no running statistics (track_running_stats=False), "
+            f"{where} ({kind}): has no running statistics (track_running_stats=False), "
             "so even in eval mode it normalizes by batch statistics and cannot be folded "
-            "into a Linear layer"
+            "into an affine layer"
         )
     mean = layer.running_mean.detach().cpu().double().numpy()
     var = layer.running_var.detach().cpu().double().numpy()

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ._convert import _batchnorm_affine
 from ._validate import available_memory
 from .errors import InputError
 
@@ -214,27 +215,6 @@ def _avgpool2d(where: str, layer: Any, shape: tuple[int, ...], acc: _Affine):
     return M, np.zeros(n_out), (C, Ho, Wo)
 
 
-def _batchnorm(where: str, kind: str, layer: Any) -> tuple[np.ndarray, np.ndarray]:
-    if layer.training:
-        raise InputError(
-            f"{where} ({kind}): in training mode it normalizes by the statistics of each "
-            "batch, which is not a fixed function of one input; call .eval() first"
-        )
-    if layer.running_mean is None or layer.running_var is None:
-        raise InputError(
-            f"{where} ({kind}): has no running statistics (track_running_stats=False), so "
-            "even in eval mode it normalizes by batch statistics"
-        )
-    s = 1.0 / np.sqrt(_np(layer.running_var) + float(layer.eps))
-    t = -_np(layer.running_mean) * s
-    if layer.weight is not None:
-        g = _np(layer.weight)
-        s, t = g * s, g * t
-    if layer.bias is not None:
-        t = t + _np(layer.bias)
-    return s, t
-
-
 def _check_against_torch(where: str, kind: str, layer: Any, shape, M, b, rng) -> None:
     """The lowered map reproduces the module's own float64 forward on random inputs."""
     torch = sys.modules["torch"]  # loaded: ``layer`` is a torch module
@@ -308,7 +288,7 @@ def lower_torch(
                     f"{'flat' if want_ndim == 1 else '(C, H, W)'} tensor per sample, got "
                     f"shape {_shape_str(shape)}"
                 )
-            s, t = _batchnorm(where, kind, layer)
+            s, t = _batchnorm_affine(where, layer, kind)
             if s.shape[0] != shape[0]:
                 raise InputError(
                     f"{where} ({kind}): has {s.shape[0]} features, got a tensor of shape "
