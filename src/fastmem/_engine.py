@@ -298,7 +298,9 @@ def _max_abs(x: Any) -> float:
     return max(-lo, hi) if lo <= hi else float("nan")
 
 
-def _check_layer(Z: Any, layer: int, net: Network, ws: Workspace, known: float) -> float:
+def _check_layer(
+    Z: Any, layer: int, net: Network, ws: Workspace, known: float, names: tuple[str, str]
+) -> float:
     """``InputError`` naming the layer when its pre-activations ``Z`` overflow; returns a
     bound on ``|Z|``.
 
@@ -322,7 +324,8 @@ def _check_layer(Z: Any, layer: int, net: Network, ws: Workspace, known: float) 
         raise InputError(
             f"layer {layer} ({what}): pre-activations are not finite (or beyond "
             f"+-{limit:.3g}, where the segment engine's differences overflow, in "
-            f"{net.dtype}): the inputs or the weights are too large"
+            f"{net.dtype}): the inputs ({names[0]}, {names[1]}, t_range) or the weights (net) "
+            "are too large"
         )
     return seen
 
@@ -493,13 +496,14 @@ def split(
         H[1::2, :d] = A + dt.type(t1) * D
     if not _within(H[:, :d], float(np.finfo(dt).max)):
         raise InputError(
-            f"{names[0]}, {names[1]}: the lines' points at t = {t0:g} or t = {t1:g} overflow "
+            f"{names[0]}, {names[1]}, t_range: the lines' points at t = {t0:g} or t = {t1:g} "
+            "overflow "
             f"(are not finite in {dt}): the values are too large"
         )
     H[:, d] = 1
     W0 = ws.weights_t(net, 0)
     Z = row_parallel_matmul(H, W0, be, out=ws.take("z0", (2 * m, W0.shape[1]), dt), threads=threads)
-    known = _check_layer(Z, 0, net, ws, 0.0)  # a bound on |Z|
+    known = _check_layer(Z, 0, net, ws, 0.0, names)  # a bound on |Z|
     bit = 0
     step = False
     n_hidden = net.n_layers - 1
@@ -556,7 +560,7 @@ def split(
                 Z, vt, pseg, buf, offsets, child, kind, slope, wt, Z_old, scratch, Z_new,
                 kind_next, next_counts,
             )  # fmt: skip
-            known = _check_layer(Z_new, layer + 1, net, ws, known)
+            known = _check_layer(Z_new, layer + 1, net, ws, known, names)
             Z = Z_new
             n_bp = next_counts if kind_next >= 0 else None
         vt, pseg, codes = new_vt, new_seg, new_codes

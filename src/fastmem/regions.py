@@ -338,7 +338,7 @@ def _sampled(
             X = A[lo:hi, None, :] + ts_dev[None, :, None] * D[:, None, :]
         if not bool(xp.isfinite(X).all()):
             raise InputError(
-                f"starts, ends: points of the segments for t in [{t0:g}, {t1:g}] overflow "
+                f"starts, ends, t_range: points of the segments for t in [{t0:g}, {t1:g}] overflow "
                 f"(are not finite in {dt}): the values are too large"
             )
         h = net.pattern_hashes(X.reshape(-1, A.shape[1]), backend=be.name)
@@ -601,5 +601,5 @@ def _check_layer(z: Any, gnorm: Any, layer: int) -> None:
         if v.size and not (math.isfinite(float(v.min())) and math.isfinite(float(v.max()))):
             raise InputError(
                 f"layer {layer} (a hidden layer): {what} are not finite (overflow in "
-                f"{z.dtype}): the inputs or the weights are too large"
+                f"{z.dtype}): the inputs (X) or the weights (net) are too large"
             )
