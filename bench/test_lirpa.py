@@ -23,7 +23,10 @@ a newer torch). Without it the benchmark skips with that reason.
 
 Run:  python -m pytest bench/test_lirpa.py -s
 one contender:  python bench/test_lirpa.py <fastmem|lirpa> <he|digits> <32|64> <radius in
-1/255> <rounds> <margins.npy>
+1/255> <rounds> <margins.npy> [crown|ibp]
+
+``test_ibp_against_auto_lirpa_fresh_processes`` times ``certify="ibp"`` against auto_LiRPA's
+``method="IBP"`` the same way (the He-init net, float32, 0.3/255 and 8/255).
 """
 
 from __future__ import annotations
@@ -79,14 +82,14 @@ def case(name: str, bits: int):
     return net, X
 
 
-def _fastmem(net, X, r):
+def _fastmem(net, X, r, method="crown"):
     import fastmem
 
-    res = fastmem.critical_samples(net, X, radius=r, method="pgd", steps=1, certify="crown", rng=0)
+    res = fastmem.critical_samples(net, X, radius=r, method="pgd", steps=1, certify=method, rng=0)
     return res.margin_lower.astype(np.float64)
 
 
-def _lirpa_setup(net, X, r):
+def _lirpa_setup(net, X, r, method="crown"):
     import torch
     from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm
 
@@ -115,17 +118,21 @@ def _lirpa_setup(net, X, r):
 
     def run():
         with torch.no_grad():
-            lb, _ = bm.compute_bounds(x=(bx,), C=C, method="CROWN")
+            lb, _ = bm.compute_bounds(x=(bx,), C=C, method=method.upper())
         return lb.min(dim=1).values.double().numpy()
 
     return run
 
 
 def _main(argv: list[str]) -> None:
-    who, name, bits, r255, rounds, out = argv
+    who, name, bits, r255, rounds, out = argv[:6]
+    method = argv[6] if len(argv) > 6 else "crown"
     net, X = case(name, int(bits))
     r = float(r255) / 255
-    fn = (lambda: _fastmem(net, X, r)) if who == "fastmem" else _lirpa_setup(net, X, r)
+    if who == "fastmem":
+        fn = lambda: _fastmem(net, X, r, method)  # noqa: E731
+    else:
+        fn = _lirpa_setup(net, X, r, method)
     margins = fn()  # warm-up
     times = []
     for _ in range(int(rounds)):
@@ -175,6 +182,27 @@ def test_crown_against_auto_lirpa_fresh_processes():
     for name, bits, r255, cf, cl, rel, _, _ in rows:
         assert cf >= cl, f"{name} f{bits} r={r255}/255: fastmem certifies {cf} < {cl}"
         assert rel >= -1e-5, f"{name} f{bits} r={r255}/255: a margin bound is {rel:.2e} below"
+
+
+def test_ibp_against_auto_lirpa_fresh_processes():
+    import pytest
+
+    pytest.importorskip("auto_LiRPA", reason="auto_LiRPA is not installed (see the docstring)")
+    sys.path.insert(0, str(HERE.parent))
+    from _fresh import run_script_fresh
+
+    print("\nIBP, he f32: r*255  certified fastmem / auto_LiRPA  time fastmem / auto_LiRPA")
+    with tempfile.TemporaryDirectory() as d:
+        for r255 in (0.3, 8.0):
+            res = {}
+            for who in ("fastmem", "lirpa"):
+                out = os.path.join(d, f"{who}.npy")
+                t = run_script_fresh(str(HERE), who, "he", 32, r255, 3, out, "ibp")["times"]
+                res[who] = (min(t), np.load(out))
+            (tf, mf), (tl, ml) = res["fastmem"], res["lirpa"]
+            print(f"            {r255:4.1f}   {int((mf > 0).sum()):5d} / {int((ml > 0).sum()):5d}"
+                  f"   {tf * 1e3:.1f} ms / {tl * 1e3:.1f} ms ({tl / tf:.2f}x)")  # fmt: skip
+            assert int((mf > 0).sum()) >= int((ml > 0).sum())
 
 
 if __name__ == "__main__":
