@@ -42,6 +42,14 @@ Ties and degenerate cases (exact mode)
     a piece's hash equals ``net.pattern_hashes(x)`` at points ``x`` inside the piece
     (same packed-bit layout and hash, :mod:`fastmem.network`).
 
+    Known limit: a neuron whose exact pre-activation sits *on* a threshold all along a
+    piece while its inputs vary (e.g. weights that cancel, ``0.1 x + 0.7 x - 0.8 x - 1``
+    into a hard-tanh) is computed as the threshold plus rounding noise of either sign. The
+    engine sees one piece (no crossing between its ends) with the state of its midpoint;
+    ``net.pattern_hashes`` and ``method="sampled"`` read the state point by point and may
+    flicker between the two states (issue 25; not yet resolved: it needs one rounding-aware
+    reading of the state shared by the forward pass and the engine).
+
 Memory
     Segments are processed ``chunk_size`` at a time, in a workspace reused by all chunks
     of a call. Per piece alive at the widest layer it holds the current and the next
