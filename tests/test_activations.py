@@ -142,3 +142,36 @@ def test_loss_gradient_at_kinks_matches_torch(name, backend):
     loss.backward()
     want = x.grad.abs().sum(dim=1).numpy()
     np.testing.assert_allclose(to_numpy(got.values), want, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("kind", [0, 1, 2, 3])
+def test_snap_thresholds_kernels_match_the_reference(kind):
+    """snap_thresholds (activations.hpp's snap_row, its Numba twin) against the plain NumPy
+    statement in fastmem._kinds, entries near and on the band's edge included."""
+    from fastmem._kinds import _gamma64, snap_reference, thresholds
+
+    rng = np.random.default_rng(kind)
+    rows, fan_in, width = 300, 7, 33
+    h = rng.normal(size=(rows, fan_in + 1))  # a last column the kernel must not read
+    h[:, -1] = 1e300
+    w_abs = np.abs(rng.normal(size=width)) * 3
+    b_abs = np.abs(rng.normal(size=width))
+    gamma = _gamma64(fan_in)
+    band = gamma * (np.abs(h[:, :fan_in]).max(axis=1)[:, None] * w_abs + b_abs)
+    theta = np.array(thresholds(kind))[rng.integers(0, len(thresholds(kind)), (rows, width))]
+    # on the threshold, inside, on the edge, just outside, far, NaN and inf
+    scale = rng.choice([0.0, 0.5, 1.0, 1.0 + 1e-9, 3.0, 1e6], size=(rows, width))
+    z = theta + rng.choice([-1.0, 1.0], size=(rows, width)) * scale * band
+    z[0, 0], z[1, 1] = np.nan, np.inf
+    w_abs[2] = 1e308  # its band overflows: never snapped, inf entries included
+    z[2:5, 2] = np.inf
+    ref = z.copy()
+    snap_reference(ref, h[:, :fan_in], w_abs, b_abs, kind)
+    assert (ref == theta).sum() > rows * width // 4  # the case snaps a good share
+    for name, info in fastmem.backends().items():
+        if not info.available or name == "cuda":
+            continue
+        k = fastmem.select_backend("cpu", name).kernels
+        got = z.copy()
+        k.snap_thresholds(got, np.ascontiguousarray(h), fan_in, w_abs, b_abs, kind, gamma)
+        np.testing.assert_array_equal(got, ref, err_msg=name)

@@ -341,3 +341,34 @@ def test_random_threshold_with_huge_max_bias():
     b = res.network.biases[0]
     assert np.isfinite(b).all() and np.abs(b).max() <= 1e308
     assert np.abs(b).max() > 1e306  # drawn on the whole interval, not squashed
+
+
+@pytest.mark.parametrize(
+    ("activation", "bias"),
+    [("hardtanh", -1.0), ("hardtanh", 1.0), ("relu", 0.0), ("leaky_relu", 0.0)],
+)
+def test_states_on_a_threshold_do_not_flicker(backend, activation, bias):
+    """Issue 25: a neuron whose exact pre-activation sits on a threshold while its inputs
+    vary (weights that cancel: w . (c x, c x, c x, c x) = 0) is computed as the threshold
+    plus rounding noise of either sign. The forward pass reads it as on the threshold, as
+    the exact engine does: sampled counts equal exact ones, one pattern on every line."""
+    rng = np.random.default_rng(1)
+    mismatches = 0
+    for _ in range(40):
+        W1 = np.repeat(rng.normal(size=(1, 3)), 4, axis=0)
+        w = rng.normal(size=3)
+        W2 = np.append(w, -w.sum())[None, :]  # sums to 0 exactly in reals, not in floats
+        net = fastmem.Network.from_arrays(
+            [W1, W2, np.ones((1, 1))], [np.zeros(4), np.array([bias]), np.zeros(1)], activation
+        )
+        a, b = rng.random((10, 3)) * 0.3, rng.random((10, 3)) * 0.3
+        ex = fastmem.along_segments(net, a, b, backend=backend)
+        sa = fastmem.along_segments(net, a, b, method="sampled", samples=200, backend=backend)
+        mismatches += int((np.asarray(ex.counts) != np.asarray(sa.counts)).sum())
+        # the second layer's neuron reads as on its threshold at every point
+        pts = a[:, None, :] + np.linspace(0, 1, 50)[None, :, None] * (b - a)[:, None, :]
+        bits = np.asarray(net.activation_patterns(pts.reshape(-1, 3), backend=backend))
+        n1 = 4 * (2 if activation == "hardtanh" else 1)  # bits of the first layer
+        second = (bits[:, 0] >> np.uint64(n1)) & np.uint64(3 if activation == "hardtanh" else 1)
+        assert np.unique(second).size == 1
+    assert mismatches == 0

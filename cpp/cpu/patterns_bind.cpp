@@ -1,4 +1,5 @@
-// Bindings of the pattern kernels: apply_activation, pack_and_activate, hash_patterns.
+// Bindings of the pattern kernels: apply_activation, pack_and_activate, hash_patterns,
+// snap_thresholds.
 #include <cstdint>
 
 #include "bind.hpp"
@@ -50,9 +51,28 @@ void hash_patterns(CArray<uint64_t> codes, CArray<uint64_t> out) {
   cpu::hash_patterns(cp, rows, n_words, op);
 }
 
+void snap_thresholds(CArray<double> z, CArray<double> h, int64_t fan_in, CArray<double> w_abs_sum,
+                     CArray<double> b_abs, int kind, double gamma) {
+  require(z.ndim() == 2 && h.ndim() == 2, "z and h must be 2-D");
+  require(z.shape(0) == h.shape(0), "z and h must have the same number of rows");
+  require(fan_in >= 0 && fan_in <= h.shape(1), "fan_in exceeds h's columns");
+  require(w_abs_sum.ndim() == 1 && b_abs.ndim() == 1, "w_abs_sum and b_abs must be 1-D");
+  require(w_abs_sum.shape(0) == z.shape(1) && b_abs.shape(0) == z.shape(1),
+          "w_abs_sum and b_abs must have one entry per column of z");
+  check_kind(kind);
+  double* zp = z.mutable_data();
+  const double *hp = h.data(), *wp = w_abs_sum.data(), *bp = b_abs.data();
+  const int64_t rows = z.shape(0), width = z.shape(1), stride = h.shape(1);
+  py::gil_scoped_release release;
+  cpu::snap_thresholds(zp, rows, width, hp, stride, fan_in, wp, bp, kind, gamma);
+}
+
 }  // namespace
 
 void patterns(py::module_& m) {
+  m.def("snap_thresholds", &snap_thresholds, py::arg("z").noconvert(), py::arg("h").noconvert(),
+        py::arg("fan_in"), py::arg("w_abs_sum").noconvert(), py::arg("b_abs").noconvert(),
+        py::arg("kind"), py::arg("gamma"));
   m.def("apply_activation", &apply_activation<double>, py::arg("z").noconvert(), py::arg("kind"),
         py::arg("slope"));
   m.def("apply_activation", &apply_activation<float>, py::arg("z").noconvert(), py::arg("kind"),

@@ -23,6 +23,14 @@ void hash_patterns(const uint64_t* codes, int64_t rows, int64_t n_words, uint64_
   for (int64_t i = 0; i < rows; ++i) out[i] = hash_words(codes + i * n_words, n_words);
 }
 
+void snap_thresholds(double* z, int64_t rows, int64_t width, const double* h, int64_t h_stride,
+                     int64_t fan_in, const double* w_abs_sum, const double* b_abs, int kind,
+                     double gamma) {
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < rows; ++i)
+    snap_row(z + i * width, width, h + i * h_stride, fan_in, w_abs_sum, b_abs, kind, gamma);
+}
+
 template void apply_activation<float>(float*, int64_t, int64_t, int, float);
 template void apply_activation<double>(double*, int64_t, int64_t, int, double);
 template void pack_and_activate<float>(float*, int64_t, int64_t, uint64_t*, int64_t, int64_t,

@@ -14,4 +14,8 @@ void pack_and_activate(T* z, int64_t rows, int64_t width, uint64_t* codes, int64
 
 void hash_patterns(const uint64_t* codes, int64_t rows, int64_t n_words, uint64_t* out);
 
+void snap_thresholds(double* z, int64_t rows, int64_t width, const double* h, int64_t h_stride,
+                     int64_t fan_in, const double* w_abs_sum, const double* b_abs, int kind,
+                     double gamma);
+
 }  // namespace fastmem::cpu

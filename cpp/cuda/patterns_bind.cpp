@@ -1,4 +1,5 @@
-// Bindings of the pattern kernels: apply_activation, pack_and_activate, hash_patterns.
+// Bindings of the pattern kernels: apply_activation, pack_and_activate, hash_patterns,
+// snap_thresholds.
 #include "bind.hpp"
 #include "fastmem/patterns.hpp"
 #include "patterns_drivers.hpp"
@@ -61,6 +62,29 @@ void hash_patterns(const py::object& codes, const py::object& out) {
                            ov.as<uint64_t>()));
 }
 
+void snap_thresholds(const py::object& z, const py::object& h, int64_t fan_in,
+                     const py::object& w_abs_sum, const py::object& b_abs, int kind,
+                     double gamma) {
+  const DeviceView zv = device_view(z, "z");
+  const DeviceView hv = device_view(h, "h");
+  const DeviceView wv = device_view(w_abs_sum, "w_abs_sum");
+  const DeviceView bv = device_view(b_abs, "b_abs");
+  if (zv.ndim() != 2 || hv.ndim() != 2) fail("z and h must be 2-D");
+  if (zv.shape[0] != hv.shape[0]) fail("z and h must have the same number of rows");
+  if (fan_in < 0 || fan_in > hv.shape[1]) fail("fan_in exceeds h's columns");
+  if (wv.ndim() != 1 || bv.ndim() != 1 || wv.shape[0] != zv.shape[1] ||
+      bv.shape[0] != zv.shape[1])
+    fail("w_abs_sum and b_abs must have one entry per column of z");
+  for (const DeviceView* v : {&zv, &hv, &wv, &bv})
+    if (v->typestr != "<f8") fail("z, h, w_abs_sum and b_abs must be float64");
+  check_kind(kind);
+  const Launch launch({&zv, &hv, &wv, &bv});
+  py::gil_scoped_release release;
+  check(gpu::snap_thresholds(zv.as<double>(), zv.shape[0], zv.shape[1], hv.as<double>(),
+                             hv.shape[1], fan_in, wv.as<double>(), bv.as<double>(), kind,
+                             gamma));
+}
+
 }  // namespace
 
 void patterns(py::module_& m) {
@@ -77,6 +101,8 @@ void patterns(py::module_& m) {
       },
       "{name: (kind code, pattern bits per neuron)} as the kernels define them.");
   m.def("hash_patterns", &hash_patterns, py::arg("codes"), py::arg("out"));
+  m.def("snap_thresholds", &snap_thresholds, py::arg("z"), py::arg("h"), py::arg("fan_in"),
+        py::arg("w_abs_sum"), py::arg("b_abs"), py::arg("kind"), py::arg("gamma"));
 }
 
 }  // namespace fastmem::bind

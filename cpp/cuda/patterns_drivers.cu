@@ -32,7 +32,25 @@ __global__ void hash_patterns_kernel(const uint64_t* codes, int64_t rows, int64_
     out[i] = hash_words(codes + i * n_words, n_words);
 }
 
+__global__ void snap_thresholds_kernel(double* z, int64_t rows, int64_t width, const double* h,
+                                       int64_t h_stride, int64_t fan_in,
+                                       const double* w_abs_sum, const double* b_abs, int kind,
+                                       double gamma) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < rows;
+       i += int64_t(gridDim.x) * blockDim.x)
+    snap_row(z + i * width, width, h + i * h_stride, fan_in, w_abs_sum, b_abs, kind, gamma);
+}
+
 }  // namespace
+
+int snap_thresholds(double* z, int64_t rows, int64_t width, const double* h, int64_t h_stride,
+                    int64_t fan_in, const double* w_abs_sum, const double* b_abs, int kind,
+                    double gamma) {
+  if (rows == 0) return 0;
+  snap_thresholds_kernel<<<blocks_for(rows), kThreads, 0, call_stream()>>>(
+      z, rows, width, h, h_stride, fan_in, w_abs_sum, b_abs, kind, gamma);
+  return finish();
+}
 
 template <class T>
 int apply_activation(T* z, int64_t rows, int64_t width, int kind, T slope) {

@@ -46,7 +46,7 @@ import numpy as np
 
 from . import _validate
 from ._backend import Backend
-from ._kinds import ACTIVATIONS, bits_per_neuron
+from ._kinds import ACTIVATIONS, bits_per_neuron, snap_to_thresholds
 from ._threads import (
     cpu_threads,
     kernel_threads,
@@ -368,6 +368,17 @@ def _check_pieces(
     )
 
 
+def _snap(Z: Any, H: Any, net: Network, ws: Workspace, layer: int, kernels: Any) -> None:
+    """Pre-activations of hidden layer ``layer`` at vertices (``H``: the vertex values with
+    their column of ones), read as the forward pass reads them: on a threshold where
+    rounding cannot tell them from it."""
+    wt = ws.weights_t(net, layer)  # [W | b]^T
+    xp = ws.xp
+    kind = ACTIVATIONS[net.activation[layer]]
+    w_abs = xp.abs(wt[:-1]).sum(axis=0)
+    snap_to_thresholds(Z, H, wt.shape[0] - 1, w_abs, xp.abs(wt[-1]), kind, kernels)
+
+
 # The projection refuses only after this many layers of steady growth, and only when one
 # line alone would need this many times the memory available.
 _PROJECT_AFTER = 3
@@ -594,6 +605,8 @@ def split(
             Z_old = row_parallel_matmul(
                 H, wt, be, out=ws.take("zold", (H.shape[0], wt.shape[1]), dt), threads=threads
             )
+            if layer + 1 < n_hidden:
+                _snap(Z_old, H, net, ws, layer + 1, k)
             other = str((layer + 1) % 2)
             Z_new = ws.take("z" + other, (nc + m, wt.shape[1]), dt)
             # the next hidden layer's crossing counts come with its values

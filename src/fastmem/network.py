@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _convert
 from ._backend import Backend, array_module, select_backend, to_device
-from ._kinds import ACTIVATIONS, bits_per_neuron
+from ._kinds import ACTIVATIONS, bits_per_neuron, snap_to_thresholds
 from ._validate import (
     array_device,
     as_bool,
@@ -759,6 +759,13 @@ class Network:
                 self._activate(z, layer, be)
             else:
                 kind = ACTIVATIONS[kind_name]  # callers checked require_piecewise_linear
+                if layer > 0:  # hidden inputs only, as the segment engine (fastmem._kinds)
+                    W = self._weights[layer]
+                    xp = be.xp
+                    snap_to_thresholds(
+                        z, h, h.shape[1], xp.abs(W).sum(axis=1), xp.abs(self._biases[layer]),
+                        kind, k,
+                    )  # fmt: skip
                 k.pack_and_activate(z, codes, bit, kind, self._slopes[layer])
                 bit += z.shape[1] * bits_per_neuron(kind)
             h = z

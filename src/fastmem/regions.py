@@ -42,13 +42,16 @@ Ties and degenerate cases (exact mode)
     a piece's hash equals ``net.pattern_hashes(x)`` at points ``x`` inside the piece
     (same packed-bit layout and hash, :mod:`fastmem.network`).
 
-    Known limit: a neuron whose exact pre-activation sits *on* a threshold all along a
-    piece while its inputs vary (e.g. weights that cancel, ``0.1 x + 0.7 x - 0.8 x - 1``
-    into a hard-tanh) is computed as the threshold plus rounding noise of either sign. The
-    engine sees one piece (no crossing between its ends) with the state of its midpoint;
-    ``net.pattern_hashes`` and ``method="sampled"`` read the state point by point and may
-    flicker between the two states (issue 25; not yet resolved: it needs one rounding-aware
-    reading of the state shared by the forward pass and the engine).
+    * A float64 pre-activation of a hidden layer after the first that rounding cannot
+      tell from a threshold, ``|z - theta|
+      <= gamma_{n+1} (||w_j||_1 max_i |h_i| + |b_j|)`` (Higham's bound for a dot product
+      of the ``n`` inputs ``h`` and the bias), is read as on it, at the engine's vertices
+      and in the forward pass alike (``fastmem._kinds.snap_to_thresholds``). A neuron
+      whose exact pre-activation sits on a threshold while its inputs vary (weights that
+      cancel, e.g. ``w . (x, x, x, x)`` with ``sum(w) = 0``) is then one state along the
+      line, in ``net.pattern_hashes`` and ``method="sampled"`` as in the engine, instead of
+      flickering with the sign of the rounding (issue 25). float32 values are read as
+      computed (their bound is too wide to serve as a tie rule).
 
 Memory
     Segments are processed ``chunk_size`` at a time, in a workspace reused by all chunks

@@ -81,4 +81,45 @@ FASTMEM_HD inline T activation_slope(T z, int kind, T slope) {
   }
 }
 
+// Snap one row of float64 pre-activations onto the thresholds where rounding cannot tell
+// them apart: |z_j - theta| <= gamma (||w_j||_1 max_i |h_i| + |b_j|) (gamma: Higham's
+// gamma_{n+1}, from the caller). h: the row's inputs (fan_in of them). A band that
+// overflows snaps nothing; NaN never compares. Same operations, in the same order, as
+// fastmem._kinds.snap_reference (no contraction), so every backend snaps the same entries.
+template <class T>
+FASTMEM_HD inline void snap_row(T* z, int64_t width, const T* h, int64_t fan_in,
+                                const T* w_abs_sum, const T* b_abs, int kind, T gamma) {
+  // four running maxima (exact in any order): one chain would wait on each compare
+  T m[4] = {T(0), T(0), T(0), T(0)};
+  int64_t i = 0;
+  for (; i + 4 <= fan_in; i += 4)
+    for (int l = 0; l < 4; ++l) {
+      const T a = h[i + l] < T(0) ? -h[i + l] : h[i + l];
+      m[l] = a > m[l] ? a : m[l];
+    }
+  for (; i < fan_in; ++i) {
+    const T a = h[i] < T(0) ? -h[i] : h[i];
+    m[0] = a > m[0] ? a : m[0];
+  }
+  const T m01 = m[0] > m[1] ? m[0] : m[1], m23 = m[2] > m[3] ? m[2] : m[3];
+  const T peak = m01 > m23 ? m01 : m23;
+  // branch-free (selects): whether an entry is near is a coin flip the predictor loses
+  if (kind == kHardtanh) {
+    for (int64_t j = 0; j < width; ++j) {
+      const T band = gamma * (peak * w_abs_sum[j] + b_abs[j]);
+      const T v = z[j];
+      const bool finite = band - band == T(0);  // an overflowed band snaps nothing
+      const bool lo = finite & (v - T(-1) <= band) & (T(-1) - v <= band);
+      const bool hi = finite & (v - T(1) <= band) & (T(1) - v <= band);
+      z[j] = lo ? T(-1) : (hi ? T(1) : v);
+    }
+  } else {
+    for (int64_t j = 0; j < width; ++j) {
+      const T band = gamma * (peak * w_abs_sum[j] + b_abs[j]);
+      const T v = z[j];
+      z[j] = ((band - band == T(0)) & (v <= band) & (-v <= band)) ? T(0) : v;
+    }
+  }
+}
+
 }  // namespace fastmem

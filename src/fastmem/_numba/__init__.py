@@ -34,7 +34,7 @@ from .memorize import linear_recurrence as linear_recurrence
 from .memorize import relu_sum_eval as relu_sum_eval
 from .memorize import threshold_pack as threshold_pack
 from .memorize import threshold_votes as threshold_votes
-from .patterns import apply_activation, hash_patterns, pack_and_activate
+from .patterns import apply_activation, hash_patterns, pack_and_activate, snap_thresholds
 from .regions import collect_crossings as collect_crossings
 from .regions import count_crossings as count_crossings
 from .regions import emit_pieces as emit_pieces
@@ -73,6 +73,7 @@ __all__ = [
     "numba_version",
     "pack_and_activate",
     "relu_sum_eval",
+    "snap_thresholds",
     "threshold_pack",
     "threshold_votes",
 ]

@@ -88,6 +88,55 @@ def _check_kind(kind: int) -> None:
     _require(kind in (RELU, LEAKY_RELU, HARDTANH, THRESHOLD), "unknown activation kind")
 
 
+@nb.njit(parallel=True, cache=True)
+def _snap_thresholds(z, h, fan_in, w_abs_sum, b_abs, kind, gamma):
+    rows, width = z.shape
+    for i in nb.prange(rows):
+        peak = 0.0
+        for k in range(fan_in):
+            a = -h[i, k] if h[i, k] < 0.0 else h[i, k]
+            peak = a if a > peak else peak
+        for j in range(width):
+            band = gamma * (peak * w_abs_sum[j] + b_abs[j])
+            v = z[i, j]
+            if not band - band == 0.0:  # an overflowed band snaps nothing
+                continue
+            if kind == HARDTANH:
+                if v - (-1.0) <= band and (-1.0) - v <= band:
+                    z[i, j] = -1.0
+                elif v - 1.0 <= band and 1.0 - v <= band:
+                    z[i, j] = 1.0
+            elif v <= band and -v <= band:
+                z[i, j] = 0.0
+
+
+def snap_thresholds(
+    z: np.ndarray,
+    h: np.ndarray,
+    fan_in: int,
+    w_abs_sum: np.ndarray,
+    b_abs: np.ndarray,
+    kind: int,
+    gamma: float,
+) -> None:
+    """Snap float64 pre-activations onto thresholds within rounding (activations.hpp's
+    ``snap_row``; the reference is fastmem._kinds.snap_reference)."""
+    for name, a, nd in (("z", z, 2), ("h", h, 2), ("w_abs_sum", w_abs_sum, 1), ("b_abs", b_abs, 1)):
+        _require(
+            isinstance(a, np.ndarray) and a.dtype == np.float64 and a.ndim == nd
+            and a.flags.c_contiguous,
+            f"{name} must be a C-contiguous {nd}-D float64 ndarray",
+        )  # fmt: skip
+    _require(z.shape[0] == h.shape[0], "z and h must have the same number of rows")
+    _require(0 <= fan_in <= h.shape[1], "fan_in exceeds h's columns")
+    _require(
+        w_abs_sum.shape[0] == z.shape[1] and b_abs.shape[0] == z.shape[1],
+        "w_abs_sum and b_abs must have one entry per column of z",
+    )
+    _check_kind(kind)
+    _snap_thresholds(z, h, int(fan_in), w_abs_sum, b_abs, int(kind), float(gamma))
+
+
 def apply_activation(z: np.ndarray, kind: int, slope: float) -> None:
     """Apply activation ``kind`` to ``z`` (rows, width) in place."""
     _check_float_matrix(z, "z")
