@@ -1,0 +1,771 @@
+"""Exact 2-D slices: the partition of a plane of input space into linear regions.
+
+The slice is ``x(s, t) = origin + s * directions[0] + t * directions[1]`` over the
+rectangle ``extent = (s0, s1, t0, t1)``. The network is affine on each *region* of the
+slice (a convex polygon on which every hidden neuron stays on one linear branch);
+:func:`plane_regions` finds them all, exactly, with their activation patterns, logits and
+the decision boundary (SplineCam, regioncam; Hanin & Rolnick, "Deep ReLU networks have
+surprisingly few activation patterns", NeurIPS 2019, measure region density this way).
+
+Algorithm (the segment engine's, one dimension up; see :mod:`fastmem.regions`)
+    Layer by layer, every polygon carries the layer's pre-activations as an affine map of
+    ``(s, t)`` (three rows: value at the origin of the slice and the two slopes). One GEMM
+    per layer over those rows gives the next layer's maps. Each neuron's threshold line
+    (``z_j(s, t) = c`` with ``c`` = 0, or -1 and +1 for hard-tanh) cuts, in turn, every
+    polygon it crosses (a vectorised clip over all polygons at once: a loop over neurons,
+    none over polygons). Vertices are shared by neighbouring polygons: a vertex's value is
+    read from one polygon that owns it (the network is continuous, so every owner agrees up
+    to rounding), so both polygons on an edge see the same signs at its ends and cut it at
+    the same new vertex; the partition stays conforming (no vertex in the middle of a
+    neighbour's edge). The pattern bits of each polygon are read at its vertex mean (an
+    interior point), never on a cut, as the segment engine reads them at a piece's
+    midpoint, with the same kernels (``pack_and_activate``, ``hash_patterns``), so
+    ``pattern_hashes`` equal :meth:`Network.pattern_hashes` at interior points. A
+    ``threshold`` layer makes the network constant on each polygon after it (and
+    discontinuous): its lines are cut, then the whole pattern and the logits are read at
+    the vertex means.
+
+Ties and tolerance (float64; float32 networks are promoted to float64 for the geometry)
+    ``tol = 128 * eps * max(|s0|, |s1|, |t0|, |t1|, s1 - s0, t1 - t0)`` in slice units (the
+    segment engine's rule with the extent for the range). A vertex closer than ``tol`` to a
+    threshold line (distance ``|z - c| / |grad z|``) is *on* it: the line passes through the
+    vertex and adds none there, so several lines through one point (ties) meet at one
+    vertex, and a line within ``tol`` of a polygon's side does not cut it. A neuron whose
+    pre-activation is constant on a polygon never cuts it (its state is its value's). A
+    class is *constant* on a region when at every vertex its logit is within ``tol`` (times
+    the gradient of the difference) of the largest.
+
+Memory
+    Per polygon the maps of one layer (``3 * width`` float64 twice, for the GEMM's input
+    and output), its pattern words, and per vertex / corner a few int64 and float64.
+    Refused before allocating when a layer's polygons cannot fit (``InputError`` naming
+    ``net`` and saying how much it would need).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._backend import Backend, select_backend
+from ._json import jsonable
+from ._kinds import ACTIVATIONS, THRESHOLD, activation_slope, bits_per_neuron, thresholds
+from ._validate import as_float_array, check_allocation
+from ._validate import to_host as _host
+from .errors import InputError
+from .network import Network
+from .regions import Ragged
+
+__all__ = ["PlaneRegions", "plane_regions", "plane_through"]
+
+_TOL_ULPS = 128
+
+
+# ------------------------------------------------------------------ the result
+@dataclass(frozen=True)
+class PlaneRegions:
+    """The linear regions of a network on a 2-D slice of input space (:func:`plane_regions`).
+
+    Slice coordinates ``(s, t)`` map to the input ``origin + s * directions[0] + t *
+    directions[1]`` (:meth:`point`).
+
+    Attributes
+    ----------
+    count : int
+        Number of regions (polygons).
+    vertices : ndarray (m, 2) float64
+        Slice coordinates of the polygons' vertices (shared by neighbouring polygons).
+    polygons : Ragged
+        Per region, indices into ``vertices`` in counter-clockwise order (int64 values +
+        offsets). Convex; a vertex where a neighbour's side ends may lie on a straight side.
+    areas : ndarray (count,) float64
+        Area of each region in slice units (they sum to the extent's area).
+    pattern_hashes : ndarray (count,) uint64
+        Hash of each region's activation pattern: equal to ``net.pattern_hashes`` at any
+        interior point.
+    patterns : ndarray (count, n_pattern_words) uint64
+        The packed patterns (bit layout of :meth:`Network.activation_patterns`).
+    predicted : ndarray (count,) int64
+        The predicted class on each region where it is constant, else -1 (the decision
+        boundary crosses the region).
+    boundary : Ragged
+        The decision boundary as polylines: ``values`` (q, 2) slice coordinates,
+        ``offsets`` one polyline per row (each a straight piece inside one region or along
+        a side between two regions).
+    logits : ndarray (count, 3, n_outputs) float64
+        Per region the logits as an affine map: ``logits[i, 0] + s * logits[i, 1] + t *
+        logits[i, 2]``.
+    origin : ndarray (d,), directions : ndarray (2, d)
+        The slice (float64).
+    extent : tuple of float
+        ``(s0, s1, t0, t1)``.
+    marks : ndarray (k, 2) or None
+        Slice coordinates of the ``points`` given to :func:`plane_regions` (their
+        projections onto the plane), marked by :meth:`plot`.
+    backend : str
+        Kernel backend that packed and hashed the patterns.
+    params : dict
+        ``tolerance``, ``dtype`` of the network, ``n_outputs``.
+    """
+
+    count: int
+    vertices: Any
+    polygons: Ragged
+    areas: Any
+    pattern_hashes: Any
+    patterns: Any
+    predicted: Any
+    boundary: Ragged
+    logits: Any
+    origin: Any
+    directions: Any
+    extent: tuple[float, float, float, float]
+    marks: Any
+    backend: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def point(self, s: Any, t: Any) -> Any:
+        """The input-space point(s) at slice coordinates ``(s, t)`` (scalars or arrays that
+        broadcast): shape ``broadcast(s, t).shape + (d,)``."""
+        s = np.asarray(s, dtype=np.float64)[..., None]
+        t = np.asarray(t, dtype=np.float64)[..., None]
+        return self.origin + s * self.directions[0] + t * self.directions[1]
+
+    def centroids(self) -> Any:
+        """The vertex mean of every region (an interior point), ``(count, 2)``."""
+        return _vertex_means(self.vertices, self.polygons.values, self.polygons.offsets)
+
+    def plot(
+        self,
+        ax: Any = None,
+        *,
+        color: str = "class",
+        edges: bool = True,
+        points: bool = True,
+    ) -> Any:
+        """Draw the regions (matplotlib, imported here).
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+            Where to draw (default: a new figure's axes via pyplot).
+        color : {"class", "pattern"}
+            Fill each region by the class predicted at its vertex mean, or by a colour
+            derived from its pattern hash.
+        edges : bool
+            Draw the regions' sides (thin grey).
+        points : bool
+            Mark the projected ``points`` (``marks``), labelled ``x0, x1, ...``.
+
+        Returns
+        -------
+        matplotlib Axes
+
+        The decision boundary is drawn in black.
+        """
+        if color not in ("class", "pattern"):
+            raise InputError(f"color: must be 'class' or 'pattern', got {color!r}")
+        from matplotlib.collections import LineCollection, PolyCollection
+
+        if ax is None:
+            import matplotlib.pyplot as plt
+
+            _, ax = plt.subplots()
+        V, poly = self.vertices, self.polygons
+        verts = [V[poly[i]] for i in range(self.count)]
+        if color == "class":
+            import matplotlib as mpl
+
+            cmap = mpl.colormaps["tab10"]
+            cls = _class_at(self.logits, self.centroids())
+            faces = cmap(cls % 10)
+            faces[:, :3] = 0.55 * faces[:, :3] + 0.45  # pastel, so the boundary stands out
+        else:
+            h = self.pattern_hashes.astype(np.uint64)
+            rgb = np.stack([(h >> np.uint64(s)) & np.uint64(255) for s in (0, 8, 16)], axis=1)
+            faces = np.concatenate([0.35 + 0.6 * rgb / 255.0, np.ones((self.count, 1))], axis=1)
+        ax.add_collection(
+            PolyCollection(
+                verts,
+                facecolors=faces,
+                edgecolors="0.45" if edges else "face",
+                linewidths=0.3 if edges else 0.0,
+            )
+        )
+        b = self.boundary
+        if len(b):
+            lines = [b[i] for i in range(len(b))]
+            ax.add_collection(LineCollection(lines, colors="k", linewidths=1.2))
+        if points and self.marks is not None:
+            m = self.marks
+            ax.plot(m[:, 0], m[:, 1], "o", color="k", markersize=4)
+            for i, (s, t) in enumerate(m):
+                ax.annotate(f"x{i}", (s, t), textcoords="offset points", xytext=(4, 4))
+        s0, s1, t0, t1 = self.extent
+        ax.set_xlim(s0, s1)
+        ax.set_ylim(t0, t1)
+        ax.set_aspect("equal")
+        ax.set_title(f"{self.count} linear regions")
+        return ax
+
+    def to_svg(self, path: Any, **plot_kwargs: Any) -> None:
+        """Write :meth:`plot`'s picture to ``path`` as SVG (matplotlib, no GUI backend)."""
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(6, 6))
+        ax = fig.subplots()
+        self.plot(ax, **plot_kwargs)
+        fig.savefig(path, format="svg")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict of all fields (uint64 hashes as Python ints)."""
+        return jsonable(
+            {
+                "count": self.count,
+                "vertices": self.vertices,
+                "polygons": self.polygons.to_dict(),
+                "areas": self.areas,
+                "pattern_hashes": self.pattern_hashes,
+                "patterns": self.patterns,
+                "predicted": self.predicted,
+                "boundary": self.boundary.to_dict(),
+                "logits": self.logits,
+                "origin": self.origin,
+                "directions": self.directions,
+                "extent": list(self.extent),
+                "marks": self.marks,
+                "backend": self.backend,
+                "params": self.params,
+            }
+        )
+
+
+# ------------------------------------------------------------------ the plane
+def plane_through(
+    x0: Any, x1: Any, x2: Any, *, margin: float = 0.25
+) -> tuple[Any, Any, tuple[float, float, float, float]]:
+    """The plane through three inputs, with a margin around their triangle.
+
+    ``origin = x0``; ``directions`` are orthonormal (Gram-Schmidt of ``x1 - x0`` and
+    ``x2 - x0``), so slice areas are input-space areas; the extent is the bounding box of
+    the three points in slice coordinates widened by ``margin`` times its larger side on
+    every side.
+
+    Parameters
+    ----------
+    x0, x1, x2 : array_like (d,)
+        Three inputs, not collinear.
+    margin : float
+        >= 0.
+
+    Returns
+    -------
+    origin : ndarray (d,) float64
+    directions : ndarray (2, d) float64
+    extent : (s0, s1, t0, t1)
+
+    Raises
+    ------
+    InputError
+        Shapes differ, non-finite values, collinear or coincident points (naming ``x1`` or
+        ``x2``), a bad ``margin``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmem
+    >>> origin, dirs, extent = fastmem.plane_through([0.0, 0, 0], [2.0, 0, 0], [0.0, 1, 0])
+    >>> dirs
+    array([[1., 0., 0.],
+           [0., 1., 0.]])
+    >>> extent
+    (-0.5, 2.5, -0.5, 1.5)
+    """
+    pts = []
+    for name, x in (("x0", x0), ("x1", x1), ("x2", x2)):
+        a = as_float_array(x, name, ndim=1, dtype=np.float64, xp=np)
+        if a.shape[0] == 0:
+            raise InputError(f"{name}: is empty")
+        pts.append(np.asarray(a, dtype=np.float64))
+    if not (pts[0].shape == pts[1].shape == pts[2].shape):
+        raise InputError(
+            f"x1, x2: shapes {pts[1].shape}, {pts[2].shape} differ from x0's {pts[0].shape}"
+        )
+    try:
+        margin = float(margin)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"margin: must be a number, got {margin!r}") from exc
+    if not (math.isfinite(margin) and margin >= 0):
+        raise InputError(f"margin: must be finite and >= 0, got {margin}")
+    u = pts[1] - pts[0]
+    nu = float(np.linalg.norm(u))
+    if not nu > 0 or not math.isfinite(nu):
+        raise InputError("x1: coincides with x0 (or the difference is not finite)")
+    d0 = u / nu
+    v = pts[2] - pts[0]
+    w = v - (d0 @ v) * d0
+    nw = float(np.linalg.norm(w))
+    nv = float(np.linalg.norm(v))
+    if not (math.isfinite(nv) and nw > 1e-12 * max(nv, nu)):
+        raise InputError("x2: is collinear with x0 and x1 (no plane through the three)")
+    d1 = w / nw
+    dirs = np.stack([d0, d1])
+    st = np.array([[0.0, 0.0], [nu, 0.0], [d0 @ v, nw]])
+    lo, hi = st.min(axis=0), st.max(axis=0)
+    pad = margin * float((hi - lo).max())
+    extent = (float(lo[0] - pad), float(hi[0] + pad), float(lo[1] - pad), float(hi[1] + pad))
+    return pts[0].copy(), dirs, extent
+
+
+def _check_extent(extent: Any) -> tuple[float, float, float, float]:
+    try:
+        vals = tuple(float(v) for v in extent)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"extent: must be four numbers (s0, s1, t0, t1), got {extent!r}") from exc
+    if len(vals) != 4:
+        raise InputError(f"extent: must be four numbers (s0, s1, t0, t1), got {extent!r}")
+    if not all(math.isfinite(v) for v in vals):
+        raise InputError(f"extent: must be finite, got {extent!r}")
+    s0, s1, t0, t1 = vals
+    if not (s0 < s1 and t0 < t1):
+        raise InputError(f"extent: is empty (needs s0 < s1 and t0 < t1), got {extent!r}")
+    return s0, s1, t0, t1
+
+
+def tolerance(extent: tuple[float, float, float, float]) -> float:
+    """The tie tolerance (slice units) of a slice over ``extent`` (module docstring)."""
+    s0, s1, t0, t1 = extent
+    scale = max(abs(s0), abs(s1), abs(t0), abs(t1), s1 - s0, t1 - t0)
+    return _TOL_ULPS * float(np.finfo(np.float64).eps) * scale
+
+
+# ------------------------------------------------------------------ the mesh
+class _Mesh:
+    """Convex polygons sharing vertices: vertex coordinates ``S``, ``T``; polygon ``i`` is
+    ``corners[off[i]:off[i + 1]]`` (counter-clockwise); ``parent[i]``: the polygon of the
+    current layer's start it lies in (whose maps hold its pre-activations); ``vpar[v]``:
+    the layer-start polygon whose maps give vertex ``v``'s values."""
+
+    def __init__(self, S: Any, T: Any, corners: Any, off: Any) -> None:
+        self.S, self.T, self.corners, self.off = S, T, corners, off
+        self.start_layer()
+
+    @property
+    def n(self) -> int:
+        return int(self.off.shape[0]) - 1
+
+    def sizes(self) -> Any:
+        return np.diff(self.off)
+
+    def poly_of_corner(self) -> Any:
+        return np.repeat(np.arange(self.n, dtype=np.int64), self.sizes())
+
+    def start_layer(self) -> None:
+        """Polygons become their own parents (after the GEMM gave them their maps)."""
+        self.parent = np.arange(self.n, dtype=np.int64)
+        vpar = np.empty(self.S.shape[0], dtype=np.int64)
+        vpar[self.corners] = self.poly_of_corner()  # any owner: the network is continuous
+        self.vpar = vpar
+
+    def cut(self, a: Any, gs: Any, gt: Any, tolp: Any) -> int:
+        """Cut every polygon crossed by the line ``a + gs s + gt t = 0`` (coefficients per
+        layer-start polygon; ``tolp``: the tolerance in value units, ``tol * |grad|``).
+        Returns the number of polygons cut."""
+        S, T, corners, off = self.S, self.T, self.corners, self.off
+        vp = self.vpar
+        f = a[vp] + gs[vp] * S + gt[vp] * T
+        tv = tolp[vp]
+        sg = (f > tv).astype(np.int8) - (f < -tv).astype(np.int8)
+        sc = sg[corners]
+        starts = off[:-1]
+        cut = (np.maximum.reduceat(sc, starts) > 0) & (np.minimum.reduceat(sc, starts) < 0)
+        n_cut = int(np.count_nonzero(cut))
+        if n_cut == 0:
+            return 0
+        pc = self.poly_of_corner()
+        ci = np.flatnonzero(cut[pc])  # corners of the cut polygons, polygon by polygon
+        pci = pc[ci]
+        nxt = ci + 1
+        wrap = nxt == off[pci + 1]
+        nxt[wrap] = off[pci[wrap]]
+        u, v = corners[ci], corners[nxt]
+        su, sv = sc[ci], sc[nxt]
+        cross = (su.astype(np.int16) * sv) < 0
+        # A crossed side gets one new vertex, shared by the two polygons on it: keyed by
+        # its ends in canonical order and computed from that order (bitwise the same).
+        V = S.shape[0]
+        lo = np.minimum(u[cross], v[cross])
+        hi = np.maximum(u[cross], v[cross])
+        keys, first, inv = np.unique(lo * V + hi, return_index=True, return_inverse=True)
+        nl, nh = keys // V, keys % V
+        fl, fh = f[nl], f[nh]
+        r = fl / (fl - fh)
+        self.S = np.concatenate([S, S[nl] + r * (S[nh] - S[nl])])
+        self.T = np.concatenate([T, T[nl] + r * (T[nh] - T[nl])])
+        self.vpar = np.concatenate([vp, self.parent[pci[cross][first]]])
+        new_id = V + inv.reshape(-1)
+        # Sutherland-Hodgman on every cut polygon at once: walking its corners in order,
+        # the side >= 0 keeps the corners with sign >= 0 and the side <= 0 those with sign
+        # <= 0 (a corner on the line goes to both), each followed by the new vertex of a
+        # crossed side after it. Cyclic order, hence counter-clockwise, is kept.
+        children = []
+        sizes = []
+        cstart = np.concatenate([[0], np.cumsum(self.sizes()[cut])[:-1]])
+        for keep in (su >= 0, su <= 0):
+            cnt = keep.astype(np.int64) + cross
+            pos = np.cumsum(cnt) - cnt
+            out = np.empty(int(pos[-1] + cnt[-1]), dtype=np.int64)
+            out[pos[keep]] = u[keep]
+            out[pos[cross] + keep[cross]] = new_id
+            children.append(out)
+            sizes.append(np.add.reduceat(cnt, cstart))
+        kept = ~cut
+        self.corners = np.concatenate([corners[kept[pc]], *children])
+        all_sizes = np.concatenate([self.sizes()[kept], *sizes])
+        self.off = np.concatenate([[0], np.cumsum(all_sizes)]).astype(np.int64)
+        self.parent = np.concatenate([self.parent[kept], self.parent[cut], self.parent[cut]])
+        return n_cut
+
+
+def _vertex_means(V: Any, corners: Any, off: Any) -> Any:
+    sizes = np.diff(off).astype(np.float64)
+    pts = V[corners]
+    return np.add.reduceat(pts, off[:-1], axis=0) / sizes[:, None]
+
+
+def _areas(S: Any, T: Any, corners: Any, off: Any) -> Any:
+    """Shoelace area of every polygon (positive: counter-clockwise)."""
+    n = off.shape[0] - 1
+    pc = np.repeat(np.arange(n), np.diff(off))
+    nxt = np.arange(corners.shape[0]) + 1
+    wrap = nxt == off[pc + 1]
+    nxt[wrap] = off[pc[wrap]]
+    u, v = corners, corners[nxt]
+    return np.add.reduceat(S[u] * T[v] - S[v] * T[u], off[:-1]) / 2
+
+
+def _class_at(logits: Any, st: Any) -> Any:
+    """Predicted class (``Network.predict``'s rule) of each region at points ``st``."""
+    L = logits[:, 0] + st[:, :1] * logits[:, 1] + st[:, 1:] * logits[:, 2]
+    if L.shape[1] == 1:
+        return (L[:, 0] > 0).astype(np.int64)
+    return L.argmax(axis=1).astype(np.int64)
+
+
+# ------------------------------------------------------------------ the engine
+def plane_regions(
+    net: Network,
+    origin: Any,
+    directions: Any,
+    *,
+    extent: tuple[float, float, float, float] = (-1.0, 1.0, -1.0, 1.0),
+    points: Any = None,
+    backend: str | None = None,
+) -> PlaneRegions:
+    """The exact linear regions of a network on a 2-D slice of its input space.
+
+    The slice is ``x(s, t) = origin + s * directions[0] + t * directions[1]`` for
+    ``(s, t)`` in the rectangle ``extent``; every region is a convex polygon on which the
+    network is affine (see the module docstring for the algorithm, ties and memory). The
+    picture of SplineCam / regioncam and of Hanin & Rolnick, "Deep ReLU networks have
+    surprisingly few activation patterns" (NeurIPS 2019), computed exactly in float64.
+
+    Parameters
+    ----------
+    net : Network
+        Piecewise-linear hidden layers (relu, leaky_relu, hardtanh, threshold); a CUDA
+        network is copied to the host.
+    origin : array_like (d,)
+    directions : array_like (2, d)
+        Not zero, not parallel.
+    extent : (s0, s1, t0, t1)
+        The rectangle of slice coordinates, ``s0 < s1``, ``t0 < t1``.
+    points : array_like (k, d), optional
+        Inputs to mark in :meth:`PlaneRegions.plot` (projected onto the plane), e.g. the
+        three points of :func:`plane_through`.
+    backend : {"cpp", "numba"}, optional
+        Kernel backend for the pattern bits and hashes (identical results).
+
+    Returns
+    -------
+    PlaneRegions
+
+    Raises
+    ------
+    InputError
+        A smooth layer (named), bad shapes, non-finite values, zero or parallel directions,
+        an empty or non-finite extent, pre-activations that overflow (the layer named),
+        regions that cannot fit in memory (how much they would need).
+
+    Examples
+    --------
+    Two ReLUs ``max(s, 0)`` and ``max(t, 0)`` cut the square into four quadrants:
+
+    >>> import numpy as np, fastmem
+    >>> net = fastmem.Network.from_arrays([np.eye(2), np.ones((1, 2))],
+    ...                                   [np.zeros(2), np.zeros(1)])
+    >>> r = fastmem.plane_regions(net, np.zeros(2), np.eye(2))
+    >>> r.count, float(r.areas.sum())
+    (4, 4.0)
+    >>> bool((r.pattern_hashes == net.pattern_hashes(r.point(*r.centroids().T))).all())
+    True
+    """
+    if not isinstance(net, Network):
+        raise InputError(f"net: must be a fastmem.Network, got {type(net).__name__}")
+    net.require_piecewise_linear("plane_regions")
+    if backend == "cuda":
+        raise InputError("backend: plane_regions runs on the CPU ('cpp' or 'numba')")
+    be = select_backend("cpu", backend)
+    host = net.to("cpu")
+    if host.dtype != np.float64:
+        host = host.astype(np.float64)
+    d = host.widths[0]
+    o = np.asarray(_host_array(origin, "origin", 1), dtype=np.float64)
+    D = np.asarray(_host_array(directions, "directions", 2), dtype=np.float64)
+    if o.shape != (d,):
+        raise InputError(f"origin: has shape {o.shape} but the network takes {d} inputs")
+    if D.shape != (2, d):
+        raise InputError(f"directions: has shape {D.shape}, needs (2, {d})")
+    n0, n1 = (float(np.linalg.norm(D[i])) for i in range(2))
+    if not (math.isfinite(n0) and math.isfinite(n1)):
+        raise InputError("directions: their norms overflow (not finite)")
+    if n0 == 0 or n1 == 0:
+        raise InputError(f"directions: row {0 if n0 == 0 else 1} is zero")
+    cos = float(D[0] @ D[1]) / (n0 * n1)
+    if not abs(cos) < 1 - 1e-12:
+        raise InputError("directions: the two rows are parallel (no plane)")
+    ext = _check_extent(extent)
+    marks = None
+    if points is not None:
+        P = np.asarray(_host_array(points, "points", 2), dtype=np.float64)
+        if P.shape[1] != d:
+            raise InputError(f"points: has {P.shape[1]} columns but the network takes {d}")
+        # least-squares coordinates of the projections onto the plane
+        G = D @ D.T
+        marks = np.linalg.solve(G, D @ (P - o).T).T
+    tol = tolerance(ext)
+    mesh, codes, logits = _slice(host, be, o, D, ext, tol)
+    V = np.stack([mesh.S, mesh.T], axis=1)
+    areas = _areas(mesh.S, mesh.T, mesh.corners, mesh.off)
+    hashes = np.empty(mesh.n, dtype=np.uint64)
+    be.kernels.hash_patterns(np.ascontiguousarray(codes), hashes)
+    predicted, boundary = _decisions(mesh, logits, tol)
+    return PlaneRegions(
+        count=mesh.n,
+        vertices=V,
+        polygons=Ragged(mesh.corners, mesh.off),
+        areas=areas,
+        pattern_hashes=hashes,
+        patterns=codes,
+        predicted=predicted,
+        boundary=boundary,
+        logits=logits,
+        origin=o,
+        directions=D,
+        extent=ext,
+        marks=marks,
+        backend=be.name,
+        params={"tolerance": tol, "dtype": str(net.dtype), "n_outputs": int(net.widths[-1])},
+    )
+
+
+def _host_array(x: Any, name: str, ndim: int) -> Any:
+    if hasattr(x, "__cuda_array_interface__"):
+        x = _host(x)  # the slice is computed on the host
+    return as_float_array(x, name, ndim=ndim, dtype=np.float64, xp=np)
+
+
+def _check_maps(Z: Any, layer: int, net: Network) -> None:
+    if not bool(np.isfinite(Z).all()):
+        what = "the output layer" if layer == net.n_layers - 1 else "a hidden layer"
+        raise InputError(
+            f"net: layer {layer} ({what}): pre-activations on the slice are not finite: "
+            "the inputs, the directions, the extent or the weights are too large"
+        )
+
+
+def _slice(
+    net: Network, be: Backend, o: Any, D: Any, ext: tuple[float, float, float, float], tol: float
+) -> tuple[_Mesh, Any, Any]:
+    """Cut the extent through every hidden layer: the mesh, its patterns and logit maps."""
+    k = be.kernels
+    s0, s1, t0, t1 = ext
+    mesh = _Mesh(
+        np.array([s0, s1, s1, s0]),
+        np.array([t0, t0, t1, t1]),
+        np.arange(4, dtype=np.int64),
+        np.array([0, 4], dtype=np.int64),
+    )
+    n_words = net.n_pattern_words
+    codes = np.zeros((1, n_words), dtype=np.uint64)
+    # The maps of a layer's pre-activations, stacked: rows [value at (0, 0); d/ds; d/dt]
+    # of each polygon (3 n rows). Layer 0: one GEMM over origin and directions.
+    with np.errstate(over="ignore", invalid="ignore"):
+        Z = np.concatenate([o[None], D]) @ net.weights[0].T
+        Z[0] += net.biases[0]
+    _check_maps(Z, 0, net)
+    bit = 0
+    n_hidden = net.n_layers - 1
+    step = False
+    for layer in range(n_hidden):
+        kind = ACTIVATIONS[net.activation[layer]]
+        slope = net.negative_slopes[layer]
+        width = Z.shape[1]
+        A, GS, GT = Z[0::3], Z[1::3], Z[2::3]
+        gnorm = np.hypot(GS, GT)
+        for j in range(width):
+            if not bool((gnorm[:, j] > 0).any()):
+                continue  # constant on every polygon: never cuts
+            tolp = tol * gnorm[:, j]
+            for c in thresholds(kind):
+                _check_room(mesh, net, layer)
+                mesh.cut(A[:, j] - c, GS[:, j], GT[:, j], tolp)
+        # This layer's bits and branch at each polygon's vertex mean (interior, never on a
+        # cut, as the segment engine reads them at a piece's midpoint).
+        par = mesh.parent
+        st = _vertex_means(np.stack([mesh.S, mesh.T], axis=1), mesh.corners, mesh.off)
+        z = A[par] + st[:, :1] * GS[par] + st[:, 1:] * GT[par]
+        codes = np.ascontiguousarray(codes[par])
+        step = kind == THRESHOLD
+        if step:
+            break
+        dslope = activation_slope(z, kind, slope, np)
+        h = np.ascontiguousarray(z)
+        k.pack_and_activate(h, codes, bit, kind, slope)
+        bit += width * bits_per_neuron(kind)
+        # h = act(z) = c + dslope * z on the polygon: maps of the post-activations
+        n = mesh.n
+        H = np.empty((3 * n, width))
+        H[0::3] = (h - dslope * z) + dslope * A[par]
+        H[1::3] = dslope * GS[par]
+        H[2::3] = dslope * GT[par]
+        with np.errstate(over="ignore", invalid="ignore"):
+            Z = H @ net.weights[layer + 1].T
+            Z[0::3] += net.biases[layer + 1]
+        _check_maps(Z, layer + 1, net)
+        mesh.start_layer()
+    if step:
+        # Constant after a threshold layer: the whole pattern and the logits at the vertex
+        # means, by the forward pass of Network.pattern_hashes.
+        X = o + st[:, :1] * D[0] + st[:, 1:] * D[1]
+        codes = np.zeros((mesh.n, n_words), dtype=np.uint64)
+        out = net._propagate(X, be, codes=codes, output=True)
+        logits = np.zeros((mesh.n, 3, out.shape[1]))
+        logits[:, 0] = out
+        return mesh, codes, logits
+    logits = np.stack([Z[0::3], Z[1::3], Z[2::3]], axis=1)
+    return mesh, codes, logits
+
+
+def _check_room(mesh: _Mesh, net: Network, layer: int) -> None:
+    """Refuse a cut whose arrays (at most twice the polygons and corners) cannot fit."""
+    n, c, v = mesh.n, mesh.corners.shape[0], mesh.S.shape[0]
+    width = max(net.widths[1:])
+    nbytes = 2 * (n * (2 * 3 * width * 8 + 8 * net.n_pattern_words + 48) + c * 64 + v * 40)
+    check_allocation(
+        nbytes,
+        f"the {n} regions of the slice at hidden layer {layer} (and their next cuts)",
+        "net",
+    )
+
+
+# ------------------------------------------------------------------ decisions
+def _decisions(mesh: _Mesh, logits: Any, tol: float) -> tuple[Any, Ragged]:
+    """Predicted class where constant (else -1) and the decision boundary's pieces."""
+    S, T, corners, off = mesh.S, mesh.T, mesh.corners, mesh.off
+    pc = mesh.poly_of_corner()
+    n_out = logits.shape[2]
+    # A binary network's single logit l decides by l > 0: the same as two logits (0, l).
+    L = logits if n_out > 1 else np.concatenate([np.zeros_like(logits), logits], axis=2)
+    cs, ct = S[corners][:, None], T[corners][:, None]
+    Lc = L[pc, 0] + cs * L[pc, 1] + ct * L[pc, 2]  # (corners, classes)
+    st = _vertex_means(np.stack([S, T], axis=1), corners, off)
+    top = _class_at(logits, st)
+    # top class k is constant on a region when l_k >= l_m - tol |grad(l_k - l_m)| at every
+    # corner (a convex polygon: then everywhere)
+    kc = top[pc]
+    Lk = Lc[np.arange(Lc.shape[0]), kc]
+    G = np.hypot(L[pc, 1] - L[pc, 1][np.arange(pc.shape[0]), kc][:, None],
+                 L[pc, 2] - L[pc, 2][np.arange(pc.shape[0]), kc][:, None])  # fmt: skip
+    ok = (Lk[:, None] - Lc >= -tol * G).all(axis=1)
+    const = np.minimum.reduceat(ok.astype(np.int8), off[:-1]) > 0
+    predicted = np.where(const, top, -1).astype(np.int64)
+    # The boundary: per region and pair of classes (k, m), the part of the line
+    # l_k = l_m inside the region where k and m are the top two. Mixed regions try every
+    # pair; constant ones only pairs (top, m) tied along a side (the boundary runs along
+    # it).
+    segs = []
+    classes = L.shape[2]
+    for a in range(classes):
+        for b in range(a + 1, classes):
+            g = Lc[:, a] - Lc[:, b]
+            gg = np.hypot(L[pc, 1, a] - L[pc, 1, b], L[pc, 2, a] - L[pc, 2, b])
+            zero = np.abs(g) <= tol * gg
+            tied = np.add.reduceat(zero.astype(np.int64), off[:-1])
+            pos = np.maximum.reduceat((g > tol * gg).astype(np.int8), off[:-1]) > 0
+            neg = np.maximum.reduceat((g < -tol * gg).astype(np.int8), off[:-1]) > 0
+            cand = ((~const) & ((pos & neg) | (tied >= 2))) | (
+                const & (tied >= 2) & ((top == a) | (top == b))
+            )
+            idx = np.flatnonzero(cand)
+            if idx.size:
+                segs.append(_pair_segments(mesh, L, idx, a, b, tol))
+    vals = [s for s in segs if s.shape[0]]
+    if vals:
+        allv = np.concatenate(vals)  # (q, 2, 2)
+    else:
+        allv = np.zeros((0, 2, 2))
+    values = allv.reshape(-1, 2)
+    offsets = np.arange(0, 2 * allv.shape[0] + 1, 2, dtype=np.int64)
+    return predicted, Ragged(values, offsets)
+
+
+def _pair_segments(mesh: _Mesh, L: Any, idx: Any, a: int, b: int, tol: float) -> Any:
+    """The pieces of ``l_a = l_b`` inside regions ``idx`` where ``a`` and ``b`` are on top:
+    ``(q, 2, 2)`` segment ends. A Python loop over the (few) candidate regions: only
+    regions the decision boundary meets get here."""
+    S, T, corners, off = mesh.S, mesh.T, mesh.corners, mesh.off
+    out = []
+    for i in idx.tolist():
+        cs = corners[off[i] : off[i + 1]]
+        P = np.stack([S[cs], T[cs]], axis=1)
+        M = L[i]  # (3, classes)
+        vals = M[0] + P[:, :1] * M[1] + P[:, 1:] * M[2]  # (corners, classes)
+        g = vals[:, a] - vals[:, b]
+        gg = math.hypot(M[1, a] - M[1, b], M[2, a] - M[2, b])
+        if gg == 0:
+            continue
+        eps = tol * gg
+        pts = [P[q] for q in range(len(cs)) if abs(g[q]) <= eps]
+        for q in range(len(cs)):
+            q2 = (q + 1) % len(cs)
+            if (g[q] > eps and g[q2] < -eps) or (g[q] < -eps and g[q2] > eps):
+                r = g[q] / (g[q] - g[q2])
+                pts.append(P[q] + r * (P[q2] - P[q]))
+        if len(pts) < 2:
+            continue
+        pts_a = np.array(pts)
+        direction = np.array([-(M[2, a] - M[2, b]), M[1, a] - M[1, b]])
+        lam = pts_a @ direction
+        p0, p1 = pts_a[int(lam.argmin())], pts_a[int(lam.argmax())]
+        # clip to where a (hence b) is at least every other class
+        lo, hi = 0.0, 1.0
+        v0 = M[0] + p0[0] * M[1] + p0[1] * M[2]
+        v1 = M[0] + p1[0] * M[1] + p1[1] * M[2]
+        for c in range(M.shape[1]):
+            if c in (a, b):
+                continue
+            h0, h1 = v0[a] - v0[c], v1[a] - v1[c]
+            if h0 < 0 and h1 < 0:
+                lo, hi = 1.0, 0.0
+                break
+            if h0 < 0:
+                lo = max(lo, h0 / (h0 - h1))
+            elif h1 < 0:
+                hi = min(hi, h0 / (h0 - h1))
+        length = float(np.linalg.norm(p1 - p0)) * (hi - lo)
+        if hi > lo and length > tol:
+            out.append(np.stack([p0 + lo * (p1 - p0), p0 + hi * (p1 - p0)]))
+    return np.array(out).reshape(-1, 2, 2)
