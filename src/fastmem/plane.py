@@ -577,12 +577,22 @@ def _host_array(x: Any, name: str, ndim: int) -> Any:
     return as_float_array(x, name, ndim=ndim, dtype=np.float64, xp=np)
 
 
-def _check_maps(Z: Any, layer: int, net: Network) -> None:
-    if not bool(np.isfinite(Z).all()):
+def _check_maps(Z: Any, layer: int, net: Network, ext: tuple[float, float, float, float]) -> None:
+    """``InputError`` naming the layer when its pre-activations can overflow on the slice:
+    ``|value| + |s| |d/ds| + |t| |d/dt|`` must stay within ``finfo.max / 8`` (the cuts take
+    differences and interpolate between vertices, which must not overflow either)."""
+    smax = max(abs(ext[0]), abs(ext[1]))
+    tmax = max(abs(ext[2]), abs(ext[3]))
+    limit = float(np.finfo(np.float64).max) / 8
+    with np.errstate(over="ignore", invalid="ignore"):
+        bound = np.abs(Z[0::3]) + smax * np.abs(Z[1::3]) + tmax * np.abs(Z[2::3])
+        ok = bool((bound <= limit).all())  # also False for NaN
+    if not ok:
         what = "the output layer" if layer == net.n_layers - 1 else "a hidden layer"
         raise InputError(
-            f"net: layer {layer} ({what}): pre-activations on the slice are not finite: "
-            "the inputs, the directions, the extent or the weights are too large"
+            f"net: layer {layer} ({what}): pre-activations on the slice are not finite (or "
+            f"beyond +-{limit:.3g}): the inputs, the directions, the extent or the weights "
+            "are too large"
         )
 
 
@@ -605,7 +615,7 @@ def _slice(
     with np.errstate(over="ignore", invalid="ignore"):
         Z = np.concatenate([o[None], D]) @ net.weights[0].T
         Z[0] += net.biases[0]
-    _check_maps(Z, 0, net)
+    _check_maps(Z, 0, net, ext)
     bit = 0
     n_hidden = net.n_layers - 1
     step = False
@@ -632,7 +642,7 @@ def _slice(
         if step:
             break
         dslope = activation_slope(z, kind, slope, np)
-        h = np.ascontiguousarray(z)
+        h = np.array(z, order="C")  # a copy: the kernel activates it in place
         k.pack_and_activate(h, codes, bit, kind, slope)
         bit += width * bits_per_neuron(kind)
         # h = act(z) = c + dslope * z on the polygon: maps of the post-activations
@@ -644,7 +654,7 @@ def _slice(
         with np.errstate(over="ignore", invalid="ignore"):
             Z = H @ net.weights[layer + 1].T
             Z[0::3] += net.biases[layer + 1]
-        _check_maps(Z, layer + 1, net)
+        _check_maps(Z, layer + 1, net, ext)
         mesh.start_layer()
     if step:
         # Constant after a threshold layer: the whole pattern and the logits at the vertex
