@@ -413,7 +413,7 @@ def test_refuses_what_cannot_fit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(v, "_UNCHECKED_BYTES", 0)
     monkeypatch.setattr(v, "available_memory", lambda xp=np: (100_000, "test"))
     Ws, bs, acts, slopes, o, D, ext = _random_case(0, (3, 32, 32, 2), "relu")
-    with pytest.raises(InputError, match="net: .*regions.*would need"):
+    with pytest.raises(InputError, match=r"net: .*regions.*would need"):
         fastmem.plane_regions(_net(Ws, bs, acts, slopes), o, D, extent=ext)
 
 
