@@ -342,11 +342,45 @@ def tolerance(extent: tuple[float, float, float, float]) -> float:
 
 
 # ------------------------------------------------------------------ the mesh
+class _Grow:
+    """An array that grows at its end (capacity doubling: appends cost O(1) amortised)."""
+
+    def __init__(self, a: Any) -> None:
+        self.a = a
+        self.n = int(a.shape[0])
+
+    def extend(self, v: Any) -> None:
+        need = self.n + int(v.shape[0])
+        if need > self.a.shape[0]:
+            b = np.empty(max(need, 2 * self.a.shape[0]), dtype=self.a.dtype)
+            b[: self.n] = self.a[: self.n]
+            self.a = b
+        self.a[self.n : need] = v
+        self.n = need
+
+    def view(self) -> Any:
+        return self.a[: self.n]
+
+
+def _ragged_index(starts: Any, sizes: Any) -> Any:
+    """The indices ``starts[i] + 0 .. sizes[i] - 1`` for every ``i``, concatenated."""
+    total = int(sizes.sum())
+    before = np.cumsum(sizes) - sizes
+    return np.repeat(starts - before, sizes) + np.arange(total, dtype=np.int64)
+
+
 class _Mesh:
-    """Convex polygons sharing vertices: vertex coordinates ``S``, ``T``; polygon ``i`` is
-    ``corners[off[i]:off[i + 1]]`` (counter-clockwise); ``parent[i]``: the polygon of the
-    current layer's start it lies in (whose maps hold its pre-activations); ``vpar[v]``:
-    the layer-start polygon whose maps give vertex ``v``'s values."""
+    """Convex polygons sharing vertices.
+
+    Between layers (compact): vertex coordinates ``S``, ``T``; polygon ``i`` is
+    ``corners[off[i]:off[i + 1]]`` (counter-clockwise). While a layer cuts, polygons live
+    in append-only arrays (a cut polygon is marked dead, its two children appended), so a
+    cut costs the polygons it examines, not the whole mesh; :meth:`finish_layer` compacts.
+    ``parent[i]``: the polygon of the layer's start it lies in (whose maps hold its
+    pre-activations); ``vpar[v]``: the layer-start polygon whose maps give vertex ``v``'s
+    values (any polygon that owns the vertex: the network is continuous, and one owner per
+    vertex makes both polygons on a side see the same signs at its ends).
+    """
 
     def __init__(self, S: Any, T: Any, corners: Any, off: Any) -> None:
         self.S, self.T, self.corners, self.off = S, T, corners, off
@@ -364,68 +398,97 @@ class _Mesh:
 
     def start_layer(self) -> None:
         """Polygons become their own parents (after the GEMM gave them their maps)."""
-        self.parent = np.arange(self.n, dtype=np.int64)
+        n = self.n
+        self.parent = np.arange(n, dtype=np.int64)
         vpar = np.empty(self.S.shape[0], dtype=np.int64)
-        vpar[self.corners] = self.poly_of_corner()  # any owner: the network is continuous
-        self.vpar = vpar
+        vpar[self.corners] = self.poly_of_corner()
+        self._S, self._T = _Grow(self.S.copy()), _Grow(self.T.copy())
+        self._vpar = _Grow(vpar)
+        self._corners = _Grow(self.corners.copy())
+        self._start = _Grow(self.off[:-1].copy())
+        self._size = _Grow(self.sizes())
+        self._parent = _Grow(self.parent.copy())
+        self._alive = _Grow(np.ones(n, dtype=bool))
 
-    def cut(self, a: Any, gs: Any, gt: Any, tolp: Any) -> int:
-        """Cut every polygon crossed by the line ``a + gs s + gt t = 0`` (coefficients per
-        layer-start polygon; ``tolp``: the tolerance in value units, ``tol * |grad|``).
-        Returns the number of polygons cut."""
-        S, T, corners, off = self.S, self.T, self.corners, self.off
-        vp = self.vpar
-        f = a[vp] + gs[vp] * S + gt[vp] * T
+    def finish_layer(self) -> None:
+        """Compact the live polygons (in order of creation) and the vertices."""
+        alive = np.flatnonzero(self._alive.view())
+        sizes = self._size.view()[alive]
+        self.corners = self._corners.view()[_ragged_index(self._start.view()[alive], sizes)]
+        self.off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.parent = self._parent.view()[alive]
+        self.S, self.T = self._S.view().copy(), self._T.view().copy()
+
+    def live_counts(self) -> tuple[int, int, int]:
+        """(polygons, corners, vertices) held while cutting, dead ones included."""
+        return self._alive.n, self._corners.n, self._S.n
+
+    def cut(self, a: Any, gs: Any, gt: Any, tolp: Any, cand: Any) -> int:
+        """Cut every live polygon crossed by the line ``a + gs s + gt t = 0`` (coefficients
+        per layer-start polygon; ``tolp``: the tolerance in value units, ``tol * |grad|``;
+        ``cand``: the layer-start polygons the line may cross). Returns how many were cut."""
+        par_all = self._parent.view()
+        sel = np.flatnonzero(self._alive.view() & cand[par_all])
+        if sel.size == 0:
+            return 0
+        sizes = self._size.view()[sel]
+        verts = self._corners.view()[_ragged_index(self._start.view()[sel], sizes)]
+        S, T = self._S.view(), self._T.view()
+        vp = self._vpar.view()[verts]
+        f = a[vp] + gs[vp] * S[verts] + gt[vp] * T[verts]
         tv = tolp[vp]
-        sg = (f > tv).astype(np.int8) - (f < -tv).astype(np.int8)
-        sc = sg[corners]
-        starts = off[:-1]
-        cut = (np.maximum.reduceat(sc, starts) > 0) & (np.minimum.reduceat(sc, starts) < 0)
+        sc = (f > tv).astype(np.int8) - (f < -tv).astype(np.int8)
+        loff = np.cumsum(sizes) - sizes
+        cut = (np.maximum.reduceat(sc, loff) > 0) & (np.minimum.reduceat(sc, loff) < 0)
         n_cut = int(np.count_nonzero(cut))
         if n_cut == 0:
             return 0
-        pc = self.poly_of_corner()
-        ci = np.flatnonzero(cut[pc])  # corners of the cut polygons, polygon by polygon
-        pci = pc[ci]
-        nxt = ci + 1
-        wrap = nxt == off[pci + 1]
-        nxt[wrap] = off[pci[wrap]]
-        u, v = corners[ci], corners[nxt]
-        su, sv = sc[ci], sc[nxt]
-        cross = (su.astype(np.int16) * sv) < 0
+        keep = cut[np.repeat(np.arange(sel.shape[0]), sizes)]
+        u, f, sc = verts[keep], f[keep], sc[keep]
+        csizes = sizes[cut]
+        coff = np.cumsum(csizes) - csizes
+        pi = np.repeat(np.arange(n_cut), csizes)  # cut polygon of each corner
+        nxt = np.arange(u.shape[0]) + 1
+        wrap = nxt == (coff + csizes)[pi]
+        nxt[wrap] = coff[pi[wrap]]
+        v, fv, sv = u[nxt], f[nxt], sc[nxt]
+        cross = (sc.astype(np.int16) * sv) < 0
         # A crossed side gets one new vertex, shared by the two polygons on it: keyed by
         # its ends in canonical order and computed from that order (bitwise the same).
-        V = S.shape[0]
-        lo = np.minimum(u[cross], v[cross])
-        hi = np.maximum(u[cross], v[cross])
-        keys, first, inv = np.unique(lo * V + hi, return_index=True, return_inverse=True)
-        nl, nh = keys // V, keys % V
-        fl, fh = f[nl], f[nh]
-        r = fl / (fl - fh)
-        self.S = np.concatenate([S, S[nl] + r * (S[nh] - S[nl])])
-        self.T = np.concatenate([T, T[nl] + r * (T[nh] - T[nl])])
-        self.vpar = np.concatenate([vp, self.parent[pci[cross][first]]])
-        new_id = V + inv.reshape(-1)
+        uc, vc, fuc, fvc = u[cross], v[cross], f[cross], fv[cross]
+        swap = uc > vc
+        lo, hi = np.where(swap, vc, uc), np.where(swap, uc, vc)
+        flo, fhi = np.where(swap, fvc, fuc), np.where(swap, fuc, fvc)
+        nv = S.shape[0]
+        _, first, inv = np.unique(lo * nv + hi, return_index=True, return_inverse=True)
+        lo, hi, flo, fhi = lo[first], hi[first], flo[first], fhi[first]
+        r = flo / (flo - fhi)
+        new_s = S[lo] + r * (S[hi] - S[lo])
+        new_t = T[lo] + r * (T[hi] - T[lo])
+        cutpar = par_all[sel[cut]]
+        self._S.extend(new_s)
+        self._T.extend(new_t)
+        self._vpar.extend(cutpar[pi[cross]][first])
+        new_id = nv + inv.reshape(-1)
         # Sutherland-Hodgman on every cut polygon at once: walking its corners in order,
         # the side >= 0 keeps the corners with sign >= 0 and the side <= 0 those with sign
         # <= 0 (a corner on the line goes to both), each followed by the new vertex of a
         # crossed side after it. Cyclic order, hence counter-clockwise, is kept.
-        children = []
-        sizes = []
-        cstart = np.concatenate([[0], np.cumsum(self.sizes()[cut])[:-1]])
-        for keep in (su >= 0, su <= 0):
-            cnt = keep.astype(np.int64) + cross
+        base = self._corners.n
+        for side in (sc >= 0, sc <= 0):
+            cnt = side.astype(np.int64) + cross
             pos = np.cumsum(cnt) - cnt
             out = np.empty(int(pos[-1] + cnt[-1]), dtype=np.int64)
-            out[pos[keep]] = u[keep]
-            out[pos[cross] + keep[cross]] = new_id
-            children.append(out)
-            sizes.append(np.add.reduceat(cnt, cstart))
-        kept = ~cut
-        self.corners = np.concatenate([corners[kept[pc]], *children])
-        all_sizes = np.concatenate([self.sizes()[kept], *sizes])
-        self.off = np.concatenate([[0], np.cumsum(all_sizes)]).astype(np.int64)
-        self.parent = np.concatenate([self.parent[kept], self.parent[cut], self.parent[cut]])
+            out[pos[side]] = u[side]
+            out[pos[cross] + side[cross]] = new_id
+            child_sizes = np.add.reduceat(cnt, coff)
+            self._start.extend(base + np.cumsum(child_sizes) - child_sizes)
+            self._size.extend(child_sizes)
+            self._parent.extend(cutpar)
+            self._alive.extend(np.ones(n_cut, dtype=bool))
+            self._corners.extend(out)
+            base += out.shape[0]
+        self._alive.a[sel[cut]] = False
         return n_cut
 
 
@@ -585,8 +648,10 @@ def _check_maps(Z: Any, layer: int, net: Network, ext: tuple[float, float, float
     tmax = max(abs(ext[2]), abs(ext[3]))
     limit = float(np.finfo(np.float64).max) / 8
     with np.errstate(over="ignore", invalid="ignore"):
-        bound = np.abs(Z[0::3]) + smax * np.abs(Z[1::3]) + tmax * np.abs(Z[2::3])
-        ok = bool((bound <= limit).all())  # also False for NaN
+        # a bound from each block's largest magnitude (a min and a max, no temporaries)
+        big = [max(-float(x.min()), float(x.max())) for x in Z]
+        bound = big[0] + smax * big[1] + tmax * big[2]
+        ok = bool(bound <= limit)  # also False for NaN
     if not ok:
         what = "the output layer" if layer == net.n_layers - 1 else "a hidden layer"
         raise InputError(
@@ -610,10 +675,10 @@ def _slice(
     )
     n_words = net.n_pattern_words
     codes = np.zeros((1, n_words), dtype=np.uint64)
-    # The maps of a layer's pre-activations, stacked: rows [value at (0, 0); d/ds; d/dt]
-    # of each polygon (3 n rows). Layer 0: one GEMM over origin and directions.
+    # The maps of a layer's pre-activations, (3, n, width): the value at (0, 0), d/ds and
+    # d/dt of each polygon's n neurons. Layer 0: one GEMM over origin and directions.
     with np.errstate(over="ignore", invalid="ignore"):
-        Z = np.concatenate([o[None], D]) @ net.weights[0].T
+        Z = (np.concatenate([o[None], D]) @ net.weights[0].T)[:, None, :]
         Z[0] += net.biases[0]
     _check_maps(Z, 0, net, ext)
     bit = 0
@@ -622,21 +687,30 @@ def _slice(
     for layer in range(n_hidden):
         kind = ACTIVATIONS[net.activation[layer]]
         slope = net.negative_slopes[layer]
-        width = Z.shape[1]
-        A, GS, GT = Z[0::3], Z[1::3], Z[2::3]
-        gnorm = np.hypot(GS, GT)
+        width = Z.shape[2]
+        A, GS, GT = Z[0], Z[1], Z[2]
+        # Columns per neuron, contiguous: the loop below reads one neuron at a time.
+        At, GSt, GTt = (np.ascontiguousarray(x.T) for x in (A, GS, GT))
+        tolt = tol * np.hypot(GSt, GTt)
+        zmin, zmax = _ranges(mesh, A, GS, GT)
+        room = _Room(mesh, net, layer)
         for j in range(width):
-            if not bool((gnorm[:, j] > 0).any()):
-                continue  # constant on every polygon: never cuts
-            tolp = tol * gnorm[:, j]
             for c in thresholds(kind):
-                _check_room(mesh, net, layer)
-                mesh.cut(A[:, j] - c, GS[:, j], GT[:, j], tolp)
+                # the polygons whose corners lie strictly on both sides (a convex polygon:
+                # the only ones the line crosses); half the tolerance, so that rounding
+                # between a polygon's own map and its vertices' owners cannot drop one
+                cand = (zmin[j] - c < -0.5 * tolt[j]) & (zmax[j] - c > 0.5 * tolt[j])
+                if not bool(cand.any()):
+                    continue
+                room.check()
+                mesh.cut(At[j] - c, GSt[j], GTt[j], tolt[j], cand)
+        mesh.finish_layer()
         # This layer's bits and branch at each polygon's vertex mean (interior, never on a
         # cut, as the segment engine reads them at a piece's midpoint).
         par = mesh.parent
         st = _vertex_means(np.stack([mesh.S, mesh.T], axis=1), mesh.corners, mesh.off)
-        z = A[par] + st[:, :1] * GS[par] + st[:, 1:] * GT[par]
+        Ap, GSp, GTp = A[par], GS[par], GT[par]
+        z = Ap + st[:, :1] * GSp + st[:, 1:] * GTp
         codes = np.ascontiguousarray(codes[par])
         step = kind == THRESHOLD
         if step:
@@ -647,13 +721,15 @@ def _slice(
         bit += width * bits_per_neuron(kind)
         # h = act(z) = c + dslope * z on the polygon: maps of the post-activations
         n = mesh.n
-        H = np.empty((3 * n, width))
-        H[0::3] = (h - dslope * z) + dslope * A[par]
-        H[1::3] = dslope * GS[par]
-        H[2::3] = dslope * GT[par]
+        H = np.empty((3, n, width))
+        np.multiply(dslope, Ap, out=H[0])
+        H[0] += h - dslope * z
+        np.multiply(dslope, GSp, out=H[1])
+        np.multiply(dslope, GTp, out=H[2])
+        del Ap, GSp, GTp, z, h, dslope
         with np.errstate(over="ignore", invalid="ignore"):
-            Z = H @ net.weights[layer + 1].T
-            Z[0::3] += net.biases[layer + 1]
+            Z = (H.reshape(3 * n, width) @ net.weights[layer + 1].T).reshape(3, n, -1)
+            Z[0] += net.biases[layer + 1]
         _check_maps(Z, layer + 1, net, ext)
         mesh.start_layer()
     if step:
@@ -665,20 +741,62 @@ def _slice(
         logits = np.zeros((mesh.n, 3, out.shape[1]))
         logits[:, 0] = out
         return mesh, codes, logits
-    logits = np.stack([Z[0::3], Z[1::3], Z[2::3]], axis=1)
-    return mesh, codes, logits
+    return mesh, codes, np.ascontiguousarray(Z.transpose(1, 0, 2))
 
 
-def _check_room(mesh: _Mesh, net: Network, layer: int) -> None:
-    """Refuse a cut whose arrays (at most twice the polygons and corners) cannot fit."""
-    n, c, v = mesh.n, mesh.corners.shape[0], mesh.S.shape[0]
-    width = max(net.widths[1:])
-    nbytes = 2 * (n * (2 * 3 * width * 8 + 8 * net.n_pattern_words + 48) + c * 64 + v * 40)
-    check_allocation(
-        nbytes,
-        f"the {n} regions of the slice at hidden layer {layer} (and their next cuts)",
-        "net",
-    )
+def _ranges(mesh: _Mesh, A: Any, GS: Any, GT: Any) -> tuple[Any, Any]:
+    """Each neuron's smallest and largest pre-activation over each polygon (at its corners:
+    the polygons are convex), ``(width, polygons)`` each: corner ``k`` of every polygon
+    with more than ``k`` corners at a time (polygons have a handful)."""
+    off, corners, S, T = mesh.off, mesh.corners, mesh.S, mesh.T
+    sizes = np.diff(off)
+    every = np.arange(sizes.shape[0])
+
+    def at(k: int, sel: Any) -> Any:
+        cs = corners[off[sel] + k]
+        return A[sel] + S[cs][:, None] * GS[sel] + T[cs][:, None] * GT[sel]
+
+    def at_all(k: int) -> Any:
+        cs = corners[off[:-1] + k]
+        return A + S[cs][:, None] * GS + T[cs][:, None] * GT
+
+    zmin = at_all(0)
+    zmax = zmin.copy()
+    for k in range(1, int(sizes.max())):
+        sel = every if k < 3 else np.flatnonzero(sizes > k)  # every polygon has 3 or more
+        z = at_all(k) if sel is every else at(k, sel)
+        if sel is every:
+            np.minimum(zmin, z, out=zmin)
+            np.maximum(zmax, z, out=zmax)
+        else:
+            zmin[sel] = np.minimum(zmin[sel], z)
+            zmax[sel] = np.maximum(zmax[sel], z)
+    return np.ascontiguousarray(zmin.T), np.ascontiguousarray(zmax.T)
+
+
+class _Room:
+    """Refuses a cut whose arrays cannot fit (at most doubling the live polygons and
+    corners); reads the memory limits only when the mesh has grown by a quarter."""
+
+    def __init__(self, mesh: _Mesh, net: Network, layer: int) -> None:
+        self.mesh, self.net, self.layer = mesh, net, layer
+        self.seen = -1.0
+
+    def check(self) -> None:
+        n, c, v = self.mesh.live_counts()
+        size = float(n + c + v)
+        if size < 1.25 * self.seen:
+            return
+        self.seen = size
+        width = max(self.net.widths[1:])
+        # per polygon: its maps (and the GEMM's output), ranges, pattern words; per corner
+        # and vertex a few int64 / float64 arrays; twice, for a cut that doubles them
+        nbytes = 2 * (n * (10 * width * 8 + 8 * self.net.n_pattern_words + 48) + c * 64 + v * 48)
+        check_allocation(
+            nbytes,
+            f"the {n} regions of the slice at hidden layer {self.layer} (and their next cuts)",
+            "net",
+        )
 
 
 # ------------------------------------------------------------------ decisions
@@ -699,46 +817,46 @@ def _decisions(mesh: _Mesh, logits: Any, tol: float) -> tuple[Any, Ragged]:
     Lk = Lc[np.arange(Lc.shape[0]), kc]
     G = np.hypot(L[pc, 1] - L[pc, 1][np.arange(pc.shape[0]), kc][:, None],
                  L[pc, 2] - L[pc, 2][np.arange(pc.shape[0]), kc][:, None])  # fmt: skip
-    ok = (Lk[:, None] - Lc >= -tol * G).all(axis=1)
+    gm = Lk[:, None] - Lc
+    ok = (gm >= -tol * G).all(axis=1)
     const = np.minimum.reduceat(ok.astype(np.int8), off[:-1]) > 0
     predicted = np.where(const, top, -1).astype(np.int64)
     # The boundary: per region and pair of classes (k, m), the part of the line
-    # l_k = l_m inside the region where k and m are the top two. Mixed regions try every
-    # pair; constant ones only pairs (top, m) tied along a side (the boundary runs along
-    # it).
-    segs = []
+    # l_k = l_m inside the region where k and m are the top two. Constant regions only
+    # meet it along a side where the top class ties with another at two corners or more;
+    # mixed regions (few: those the boundary crosses) try every pair.
+    tied = np.add.reduceat((np.abs(gm) <= tol * G).astype(np.int64), off[:-1], axis=0)
     classes = L.shape[2]
-    for a in range(classes):
-        for b in range(a + 1, classes):
-            g = Lc[:, a] - Lc[:, b]
-            gg = np.hypot(L[pc, 1, a] - L[pc, 1, b], L[pc, 2, a] - L[pc, 2, b])
-            zero = np.abs(g) <= tol * gg
-            tied = np.add.reduceat(zero.astype(np.int64), off[:-1])
-            pos = np.maximum.reduceat((g > tol * gg).astype(np.int8), off[:-1]) > 0
-            neg = np.maximum.reduceat((g < -tol * gg).astype(np.int8), off[:-1]) > 0
-            cand = ((~const) & ((pos & neg) | (tied >= 2))) | (
-                const & (tied >= 2) & ((top == a) | (top == b))
-            )
-            idx = np.flatnonzero(cand)
-            if idx.size:
-                segs.append(_pair_segments(mesh, L, idx, a, b, tol))
-    vals = [s for s in segs if s.shape[0]]
-    if vals:
-        allv = np.concatenate(vals)  # (q, 2, 2)
-    else:
-        allv = np.zeros((0, 2, 2))
-    values = allv.reshape(-1, 2)
-    offsets = np.arange(0, 2 * allv.shape[0] + 1, 2, dtype=np.int64)
-    return predicted, Ragged(values, offsets)
+    tied[np.arange(tied.shape[0]), top] = 0
+    cp, cm = np.nonzero(const[:, None] & (tied >= 2))
+    cand = [(int(p), int(top[p]), int(m)) for p, m in zip(cp, cm, strict=True)]
+    mixed = np.flatnonzero(~const)
+    if mixed.size:
+        sizes = np.diff(off)[mixed]
+        ci = _ragged_index(off[mixed], sizes)
+        moff = np.cumsum(sizes) - sizes
+        Lm, pm = Lc[ci], pc[ci]
+        for a in range(classes):
+            for b in range(a + 1, classes):
+                # the line l_a = l_b meets the region: corners strictly on both sides, or
+                # on it at two corners (along a side)
+                g = Lm[:, a] - Lm[:, b]
+                eps = tol * np.hypot(L[pm, 1, a] - L[pm, 1, b], L[pm, 2, a] - L[pm, 2, b])
+                pos = np.maximum.reduceat((g > eps).astype(np.int8), moff) > 0
+                neg = np.maximum.reduceat((g < -eps).astype(np.int8), moff) > 0
+                on = np.add.reduceat((np.abs(g) <= eps).astype(np.int64), moff) >= 2
+                cand += [(int(p), a, b) for p in mixed[(pos & neg) | on]]
+    segs = _pair_segments(mesh, L, cand, tol)
+    return predicted, Ragged(segs.reshape(-1, 2), np.arange(0, 2 * segs.shape[0] + 1, 2))
 
 
-def _pair_segments(mesh: _Mesh, L: Any, idx: Any, a: int, b: int, tol: float) -> Any:
-    """The pieces of ``l_a = l_b`` inside regions ``idx`` where ``a`` and ``b`` are on top:
-    ``(q, 2, 2)`` segment ends. A Python loop over the (few) candidate regions: only
-    regions the decision boundary meets get here."""
+def _pair_segments(mesh: _Mesh, L: Any, cand: list[tuple[int, int, int]], tol: float) -> Any:
+    """The pieces of ``l_a = l_b`` inside region ``i`` where ``a`` and ``b`` are on top, for
+    each candidate ``(i, a, b)``: ``(q, 2, 2)`` segment ends. A Python loop over the
+    candidates: only the regions the decision boundary meets get here."""
     S, T, corners, off = mesh.S, mesh.T, mesh.corners, mesh.off
     out = []
-    for i in idx.tolist():
+    for i, a, b in cand:
         cs = corners[off[i] : off[i + 1]]
         P = np.stack([S[cs], T[cs]], axis=1)
         M = L[i]  # (3, classes)
