@@ -22,13 +22,6 @@ def bits_per_neuron(kind: int) -> int:
     return 2 if kind == HARDTANH else 1
 
 
-def thresholds(kind: int) -> tuple[float, ...]:
-    """Where a neuron of activation code ``kind`` changes branch (its kinks): -1 and +1 for
-    hard-tanh, 0 otherwise (the C++ home of the same fact: ``n_thresholds`` /
-    ``threshold_value`` in regions.hpp)."""
-    return (-1.0, 1.0) if kind == HARDTANH else (0.0,)
-
-
 def activation_slope(z: Any, kind: int, slope: float, xp: Any) -> Any:
     """The derivative of activation code ``kind`` at each entry of ``z`` (array of ``xp``).
 

@@ -52,7 +52,7 @@ import numpy as np
 
 from ._backend import Backend, select_backend
 from ._json import jsonable
-from ._kinds import ACTIVATIONS, THRESHOLD, activation_slope, bits_per_neuron, thresholds
+from ._kinds import ACTIVATIONS, THRESHOLD, bits_per_neuron
 from ._validate import as_float_array, check_allocation
 from ._validate import to_host as _host
 from .errors import InputError
@@ -136,7 +136,8 @@ class PlaneRegions:
 
     def centroids(self) -> Any:
         """The vertex mean of every region (an interior point), ``(count, 2)``."""
-        return _vertex_means(self.vertices, self.polygons.values, self.polygons.offsets)
+        V, poly = self.vertices, self.polygons
+        return _vertex_means(_Mesh(V[:, 0], V[:, 1], poly.values, poly.offsets, None))
 
     def plot(
         self,
@@ -342,26 +343,6 @@ def tolerance(extent: tuple[float, float, float, float]) -> float:
 
 
 # ------------------------------------------------------------------ the mesh
-class _Grow:
-    """An array that grows at its end (capacity doubling: appends cost O(1) amortised)."""
-
-    def __init__(self, a: Any) -> None:
-        self.a = a
-        self.n = int(a.shape[0])
-
-    def extend(self, v: Any) -> None:
-        need = self.n + int(v.shape[0])
-        if need > self.a.shape[0]:
-            b = np.empty(max(need, 2 * self.a.shape[0]), dtype=self.a.dtype)
-            b[: self.n] = self.a[: self.n]
-            self.a = b
-        self.a[self.n : need] = v
-        self.n = need
-
-    def view(self) -> Any:
-        return self.a[: self.n]
-
-
 def _ragged_index(starts: Any, sizes: Any) -> Any:
     """The indices ``starts[i] + 0 .. sizes[i] - 1`` for every ``i``, concatenated."""
     total = int(sizes.sum())
@@ -369,133 +350,88 @@ def _ragged_index(starts: Any, sizes: Any) -> Any:
     return np.repeat(starts - before, sizes) + np.arange(total, dtype=np.int64)
 
 
+@dataclass
 class _Mesh:
-    """Convex polygons sharing vertices.
+    """Convex polygons sharing vertices: vertex coordinates ``S``, ``T``; polygon ``i`` is
+    ``corners[off[i]:off[i + 1]]`` (counter-clockwise); ``parent[i]``: the polygon of the
+    current layer's start it lies in (whose maps hold its pre-activations)."""
 
-    Between layers (compact): vertex coordinates ``S``, ``T``; polygon ``i`` is
-    ``corners[off[i]:off[i + 1]]`` (counter-clockwise). While a layer cuts, polygons live
-    in append-only arrays (a cut polygon is marked dead, its two children appended), so a
-    cut costs the polygons it examines, not the whole mesh; :meth:`finish_layer` compacts.
-    ``parent[i]``: the polygon of the layer's start it lies in (whose maps hold its
-    pre-activations); ``vpar[v]``: the layer-start polygon whose maps give vertex ``v``'s
-    values (any polygon that owns the vertex: the network is continuous, and one owner per
-    vertex makes both polygons on a side see the same signs at its ends).
-    """
-
-    def __init__(self, S: Any, T: Any, corners: Any, off: Any) -> None:
-        self.S, self.T, self.corners, self.off = S, T, corners, off
-        self.start_layer()
+    S: Any
+    T: Any
+    corners: Any
+    off: Any
+    parent: Any
 
     @property
     def n(self) -> int:
         return int(self.off.shape[0]) - 1
 
-    def sizes(self) -> Any:
-        return np.diff(self.off)
-
     def poly_of_corner(self) -> Any:
-        return np.repeat(np.arange(self.n, dtype=np.int64), self.sizes())
-
-    def start_layer(self) -> None:
-        """Polygons become their own parents (after the GEMM gave them their maps)."""
-        n = self.n
-        self.parent = np.arange(n, dtype=np.int64)
-        vpar = np.empty(self.S.shape[0], dtype=np.int64)
-        vpar[self.corners] = self.poly_of_corner()
-        self._S, self._T = _Grow(self.S.copy()), _Grow(self.T.copy())
-        self._vpar = _Grow(vpar)
-        self._corners = _Grow(self.corners.copy())
-        self._start = _Grow(self.off[:-1].copy())
-        self._size = _Grow(self.sizes())
-        self._parent = _Grow(self.parent.copy())
-        self._alive = _Grow(np.ones(n, dtype=bool))
-
-    def finish_layer(self) -> None:
-        """Compact the live polygons (in order of creation) and the vertices."""
-        alive = np.flatnonzero(self._alive.view())
-        sizes = self._size.view()[alive]
-        self.corners = self._corners.view()[_ragged_index(self._start.view()[alive], sizes)]
-        self.off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.parent = self._parent.view()[alive]
-        self.S, self.T = self._S.view().copy(), self._T.view().copy()
-
-    def live_counts(self) -> tuple[int, int, int]:
-        """(polygons, corners, vertices) held while cutting, dead ones included."""
-        return self._alive.n, self._corners.n, self._S.n
-
-    def cut(self, a: Any, gs: Any, gt: Any, tolp: Any, cand: Any) -> int:
-        """Cut every live polygon crossed by the line ``a + gs s + gt t = 0`` (coefficients
-        per layer-start polygon; ``tolp``: the tolerance in value units, ``tol * |grad|``;
-        ``cand``: the layer-start polygons the line may cross). Returns how many were cut."""
-        par_all = self._parent.view()
-        sel = np.flatnonzero(self._alive.view() & cand[par_all])
-        if sel.size == 0:
-            return 0
-        sizes = self._size.view()[sel]
-        verts = self._corners.view()[_ragged_index(self._start.view()[sel], sizes)]
-        S, T = self._S.view(), self._T.view()
-        vp = self._vpar.view()[verts]
-        f = a[vp] + gs[vp] * S[verts] + gt[vp] * T[verts]
-        tv = tolp[vp]
-        sc = (f > tv).astype(np.int8) - (f < -tv).astype(np.int8)
-        loff = np.cumsum(sizes) - sizes
-        cut = (np.maximum.reduceat(sc, loff) > 0) & (np.minimum.reduceat(sc, loff) < 0)
-        n_cut = int(np.count_nonzero(cut))
-        if n_cut == 0:
-            return 0
-        keep = cut[np.repeat(np.arange(sel.shape[0]), sizes)]
-        u, f, sc = verts[keep], f[keep], sc[keep]
-        csizes = sizes[cut]
-        coff = np.cumsum(csizes) - csizes
-        pi = np.repeat(np.arange(n_cut), csizes)  # cut polygon of each corner
-        nxt = np.arange(u.shape[0]) + 1
-        wrap = nxt == (coff + csizes)[pi]
-        nxt[wrap] = coff[pi[wrap]]
-        v, fv, sv = u[nxt], f[nxt], sc[nxt]
-        cross = (sc.astype(np.int16) * sv) < 0
-        # A crossed side gets one new vertex, shared by the two polygons on it: keyed by
-        # its ends in canonical order and computed from that order (bitwise the same).
-        uc, vc, fuc, fvc = u[cross], v[cross], f[cross], fv[cross]
-        swap = uc > vc
-        lo, hi = np.where(swap, vc, uc), np.where(swap, uc, vc)
-        flo, fhi = np.where(swap, fvc, fuc), np.where(swap, fuc, fvc)
-        nv = S.shape[0]
-        _, first, inv = np.unique(lo * nv + hi, return_index=True, return_inverse=True)
-        lo, hi, flo, fhi = lo[first], hi[first], flo[first], fhi[first]
-        r = flo / (flo - fhi)
-        new_s = S[lo] + r * (S[hi] - S[lo])
-        new_t = T[lo] + r * (T[hi] - T[lo])
-        cutpar = par_all[sel[cut]]
-        self._S.extend(new_s)
-        self._T.extend(new_t)
-        self._vpar.extend(cutpar[pi[cross]][first])
-        new_id = nv + inv.reshape(-1)
-        # Sutherland-Hodgman on every cut polygon at once: walking its corners in order,
-        # the side >= 0 keeps the corners with sign >= 0 and the side <= 0 those with sign
-        # <= 0 (a corner on the line goes to both), each followed by the new vertex of a
-        # crossed side after it. Cyclic order, hence counter-clockwise, is kept.
-        base = self._corners.n
-        for side in (sc >= 0, sc <= 0):
-            cnt = side.astype(np.int64) + cross
-            pos = np.cumsum(cnt) - cnt
-            out = np.empty(int(pos[-1] + cnt[-1]), dtype=np.int64)
-            out[pos[side]] = u[side]
-            out[pos[cross] + side[cross]] = new_id
-            child_sizes = np.add.reduceat(cnt, coff)
-            self._start.extend(base + np.cumsum(child_sizes) - child_sizes)
-            self._size.extend(child_sizes)
-            self._parent.extend(cutpar)
-            self._alive.extend(np.ones(n_cut, dtype=bool))
-            self._corners.extend(out)
-            base += out.shape[0]
-        self._alive.a[sel[cut]] = False
-        return n_cut
+        return np.repeat(np.arange(self.n, dtype=np.int64), np.diff(self.off))
 
 
-def _vertex_means(V: Any, corners: Any, off: Any) -> Any:
+def _cut_layer(mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer: int) -> _Mesh:
+    """Cut every polygon of ``mesh`` by the threshold lines of one layer whose
+    pre-activations on polygon ``i`` are ``maps[0, i] + s maps[1, i] + t maps[2, i]``.
+
+    The kernels (``plane_cut_count``, ``plane_cut_emit``; cpp/include/fastmem/plane.hpp)
+    cut each polygon independently from the values at its vertices; new vertices that two
+    neighbours created on their shared side are bitwise equal and merged here.
+    """
+    k = be.kernels
+    A, GS, GT = maps
+    n, width = A.shape
+    S, T, corners, off = mesh.S, mesh.T, mesh.corners, mesh.off
+    nv = S.shape[0]
+    # Each vertex's values come from one polygon that owns it (the network is continuous:
+    # every owner agrees up to rounding, and one owner per vertex makes neighbours agree
+    # exactly); the kernels evaluate them from its maps.
+    owner = np.empty(nv, dtype=np.int64)
+    owner[corners] = mesh.poly_of_corner()
+    # One tolerance per neuron (its steepest slope on the slice): the same number on both
+    # sides of every shared side.
+    tolz = np.sqrt((GS * GS + GT * GT).max(axis=0)) * tol if n else np.zeros(width)
+    tolz = np.ascontiguousarray(tolz)
+    counts = np.zeros((n, 3), dtype=np.int64)
+    k.plane_cut_count(S, T, maps, owner, corners, off, kind, tolz, counts)
+    offsets = np.zeros((n + 1, 3), dtype=np.int64)
+    np.cumsum(counts, axis=0, out=offsets[1:])
+    n_poly, n_corners, n_new = (int(x) for x in offsets[-1])
+    check_allocation(
+        8 * (3 * n_poly + 3 * n_corners + 6 * n_new + 4 * nv) + 3 * 8 * n_poly * width,
+        f"the {n_poly} regions of the slice at hidden layer {layer} (and their maps)",
+        "net",
+    )
+    sizes = np.empty(n_poly, dtype=np.int64)
+    out_corners = np.empty(n_corners, dtype=np.int64)
+    parent = np.empty(n_poly, dtype=np.int64)
+    st = np.empty((n_new, 2))
+    k.plane_cut_emit(
+        S, T, maps, owner, corners, off, kind, tolz, offsets, sizes, out_corners, parent, st
+    )
+    # merge the new vertices two neighbours made on their shared side (bitwise equal)
+    keys = np.ascontiguousarray(st).view(np.dtype((np.void, 16))).reshape(-1)
+    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    new = out_corners >= nv
+    out_corners[new] = nv + inv.reshape(-1)[out_corners[new] - nv]
+    first_st = st[first]
+    return _Mesh(
+        np.concatenate([S, first_st[:, 0]]),
+        np.concatenate([T, first_st[:, 1]]),
+        out_corners,
+        np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+        parent,
+    )
+
+
+def _vertex_means(mesh: _Mesh) -> Any:
+    """The vertex mean of every polygon (an interior point), ``(n, 2)`` C-contiguous."""
+    off, corners = mesh.off, mesh.corners
     sizes = np.diff(off).astype(np.float64)
-    pts = V[corners]
-    return np.add.reduceat(pts, off[:-1], axis=0) / sizes[:, None]
+    st = np.empty((mesh.n, 2))
+    st[:, 0] = np.add.reduceat(mesh.S[corners], off[:-1]) / sizes
+    st[:, 1] = np.add.reduceat(mesh.T[corners], off[:-1]) / sizes
+    return st
 
 
 def _areas(S: Any, T: Any, corners: Any, off: Any) -> Any:
@@ -668,17 +604,18 @@ def _slice(
     k = be.kernels
     s0, s1, t0, t1 = ext
     mesh = _Mesh(
-        np.array([s0, s1, s1, s0]),
+        np.array([s0, s1, s1, s0], dtype=np.float64),
         np.array([t0, t0, t1, t1]),
         np.arange(4, dtype=np.int64),
         np.array([0, 4], dtype=np.int64),
+        np.zeros(1, dtype=np.int64),
     )
     n_words = net.n_pattern_words
     codes = np.zeros((1, n_words), dtype=np.uint64)
     # The maps of a layer's pre-activations, (3, n, width): the value at (0, 0), d/ds and
     # d/dt of each polygon's n neurons. Layer 0: one GEMM over origin and directions.
     with np.errstate(over="ignore", invalid="ignore"):
-        Z = (np.concatenate([o[None], D]) @ net.weights[0].T)[:, None, :]
+        Z = np.ascontiguousarray((np.concatenate([o[None], D]) @ net.weights[0].T)[:, None, :])
         Z[0] += net.biases[0]
     _check_maps(Z, 0, net, ext)
     bit = 0
@@ -688,50 +625,24 @@ def _slice(
         kind = ACTIVATIONS[net.activation[layer]]
         slope = net.negative_slopes[layer]
         width = Z.shape[2]
-        A, GS, GT = Z[0], Z[1], Z[2]
-        # Columns per neuron, contiguous: the loop below reads one neuron at a time.
-        At, GSt, GTt = (np.ascontiguousarray(x.T) for x in (A, GS, GT))
-        tolt = tol * np.hypot(GSt, GTt)
-        zmin, zmax = _ranges(mesh, A, GS, GT)
-        room = _Room(mesh, net, layer)
-        for j in range(width):
-            for c in thresholds(kind):
-                # the polygons whose corners lie strictly on both sides (a convex polygon:
-                # the only ones the line crosses); half the tolerance, so that rounding
-                # between a polygon's own map and its vertices' owners cannot drop one
-                cand = (zmin[j] - c < -0.5 * tolt[j]) & (zmax[j] - c > 0.5 * tolt[j])
-                if not bool(cand.any()):
-                    continue
-                room.check()
-                mesh.cut(At[j] - c, GSt[j], GTt[j], tolt[j], cand)
-        mesh.finish_layer()
+        mesh = _cut_layer(mesh, be, Z, kind, tol, layer)
         # This layer's bits and branch at each polygon's vertex mean (interior, never on a
-        # cut, as the segment engine reads them at a piece's midpoint).
+        # cut, as the segment engine reads them at a piece's midpoint), and the maps of
+        # its post-activations: one kernel pass per polygon.
         par = mesh.parent
-        st = _vertex_means(np.stack([mesh.S, mesh.T], axis=1), mesh.corners, mesh.off)
-        Ap, GSp, GTp = A[par], GS[par], GT[par]
-        z = Ap + st[:, :1] * GSp + st[:, 1:] * GTp
+        st = _vertex_means(mesh)
         codes = np.ascontiguousarray(codes[par])
         step = kind == THRESHOLD
+        n = mesh.n
+        H = np.empty((3, n, width) if not step else (3, 0, width))
+        k.plane_children(Z, par, st, kind, slope, codes, bit, H)
+        bit += width * bits_per_neuron(kind)
         if step:
             break
-        dslope = activation_slope(z, kind, slope, np)
-        h = np.array(z, order="C")  # a copy: the kernel activates it in place
-        k.pack_and_activate(h, codes, bit, kind, slope)
-        bit += width * bits_per_neuron(kind)
-        # h = act(z) = c + dslope * z on the polygon: maps of the post-activations
-        n = mesh.n
-        H = np.empty((3, n, width))
-        np.multiply(dslope, Ap, out=H[0])
-        H[0] += h - dslope * z
-        np.multiply(dslope, GSp, out=H[1])
-        np.multiply(dslope, GTp, out=H[2])
-        del Ap, GSp, GTp, z, h, dslope
         with np.errstate(over="ignore", invalid="ignore"):
             Z = (H.reshape(3 * n, width) @ net.weights[layer + 1].T).reshape(3, n, -1)
             Z[0] += net.biases[layer + 1]
         _check_maps(Z, layer + 1, net, ext)
-        mesh.start_layer()
     if step:
         # Constant after a threshold layer: the whole pattern and the logits at the vertex
         # means, by the forward pass of Network.pattern_hashes.
@@ -744,61 +655,6 @@ def _slice(
     return mesh, codes, np.ascontiguousarray(Z.transpose(1, 0, 2))
 
 
-def _ranges(mesh: _Mesh, A: Any, GS: Any, GT: Any) -> tuple[Any, Any]:
-    """Each neuron's smallest and largest pre-activation over each polygon (at its corners:
-    the polygons are convex), ``(width, polygons)`` each: corner ``k`` of every polygon
-    with more than ``k`` corners at a time (polygons have a handful)."""
-    off, corners, S, T = mesh.off, mesh.corners, mesh.S, mesh.T
-    sizes = np.diff(off)
-    every = np.arange(sizes.shape[0])
-
-    def at(k: int, sel: Any) -> Any:
-        cs = corners[off[sel] + k]
-        return A[sel] + S[cs][:, None] * GS[sel] + T[cs][:, None] * GT[sel]
-
-    def at_all(k: int) -> Any:
-        cs = corners[off[:-1] + k]
-        return A + S[cs][:, None] * GS + T[cs][:, None] * GT
-
-    zmin = at_all(0)
-    zmax = zmin.copy()
-    for k in range(1, int(sizes.max())):
-        sel = every if k < 3 else np.flatnonzero(sizes > k)  # every polygon has 3 or more
-        z = at_all(k) if sel is every else at(k, sel)
-        if sel is every:
-            np.minimum(zmin, z, out=zmin)
-            np.maximum(zmax, z, out=zmax)
-        else:
-            zmin[sel] = np.minimum(zmin[sel], z)
-            zmax[sel] = np.maximum(zmax[sel], z)
-    return np.ascontiguousarray(zmin.T), np.ascontiguousarray(zmax.T)
-
-
-class _Room:
-    """Refuses a cut whose arrays cannot fit (at most doubling the live polygons and
-    corners); reads the memory limits only when the mesh has grown by a quarter."""
-
-    def __init__(self, mesh: _Mesh, net: Network, layer: int) -> None:
-        self.mesh, self.net, self.layer = mesh, net, layer
-        self.seen = -1.0
-
-    def check(self) -> None:
-        n, c, v = self.mesh.live_counts()
-        size = float(n + c + v)
-        if size < 1.25 * self.seen:
-            return
-        self.seen = size
-        width = max(self.net.widths[1:])
-        # per polygon: its maps (and the GEMM's output), ranges, pattern words; per corner
-        # and vertex a few int64 / float64 arrays; twice, for a cut that doubles them
-        nbytes = 2 * (n * (10 * width * 8 + 8 * self.net.n_pattern_words + 48) + c * 64 + v * 48)
-        check_allocation(
-            nbytes,
-            f"the {n} regions of the slice at hidden layer {self.layer} (and their next cuts)",
-            "net",
-        )
-
-
 # ------------------------------------------------------------------ decisions
 def _decisions(mesh: _Mesh, logits: Any, tol: float) -> tuple[Any, Ragged]:
     """Predicted class where constant (else -1) and the decision boundary's pieces."""
@@ -809,7 +665,7 @@ def _decisions(mesh: _Mesh, logits: Any, tol: float) -> tuple[Any, Ragged]:
     L = logits if n_out > 1 else np.concatenate([np.zeros_like(logits), logits], axis=2)
     cs, ct = S[corners][:, None], T[corners][:, None]
     Lc = L[pc, 0] + cs * L[pc, 1] + ct * L[pc, 2]  # (corners, classes)
-    st = _vertex_means(np.stack([S, T], axis=1), corners, off)
+    st = _vertex_means(mesh)
     top = _class_at(logits, st)
     # top class k is constant on a region when l_k >= l_m - tol |grad(l_k - l_m)| at every
     # corner (a convex polygon: then everywhere)
