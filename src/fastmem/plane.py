@@ -53,6 +53,7 @@ import numpy as np
 from ._backend import Backend, select_backend
 from ._json import jsonable
 from ._kinds import ACTIVATIONS, THRESHOLD, bits_per_neuron
+from ._threads import kernels_own_the_cores, row_parallel_matmul
 from ._validate import as_float_array, check_allocation
 from ._validate import to_host as _host
 from .errors import InputError
@@ -545,11 +546,14 @@ def plane_regions(
         G = D @ D.T
         marks = np.linalg.solve(G, D @ (P - o).T).T
     tol = tolerance(ext)
-    mesh, codes, logits = _slice(host, be, o, D, ext, tol)
+    # BLAS on one thread while its GEMMs alternate with the kernels (its spinning idle
+    # threads would take the cores from them); the GEMMs split rows over fixed blocks
+    with kernels_own_the_cores(be):
+        mesh, codes, logits = _slice(host, be, o, D, ext, tol)
+        hashes = np.empty(mesh.n, dtype=np.uint64)
+        be.kernels.hash_patterns(np.ascontiguousarray(codes), hashes)
     V = np.stack([mesh.S, mesh.T], axis=1)
     areas = _areas(mesh.S, mesh.T, mesh.corners, mesh.off)
-    hashes = np.empty(mesh.n, dtype=np.uint64)
-    be.kernels.hash_patterns(np.ascontiguousarray(codes), hashes)
     predicted, boundary = _decisions(mesh, logits, tol)
     return PlaneRegions(
         count=mesh.n,
@@ -640,7 +644,8 @@ def _slice(
         if step:
             break
         with np.errstate(over="ignore", invalid="ignore"):
-            Z = (H.reshape(3 * n, width) @ net.weights[layer + 1].T).reshape(3, n, -1)
+            WT = np.ascontiguousarray(net.weights[layer + 1].T)
+            Z = row_parallel_matmul(H.reshape(3 * n, width), WT, be).reshape(3, n, -1)
             Z[0] += net.biases[layer + 1]
         _check_maps(Z, layer + 1, net, ext)
     if step:
