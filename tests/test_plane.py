@@ -76,6 +76,22 @@ def _check_tiling(r, Ws, bs, acts, slopes, rng, n_samples=400):
         scale = np.hypot(*e.T) * np.hypot(*f.T)
         assert (turn >= -1e-9 * scale).all(), i
     assert (r.areas > 0).all()
+    # conforming: a side inside the extent is shared by exactly two polygons (same two
+    # vertices, no vertex of one in the middle of the other's side), a side on its border
+    # belongs to one
+    sides: dict[tuple[int, int], int] = {}
+    for i in range(r.count):
+        c = idx[off[i] : off[i + 1]].tolist()
+        for a, b in zip(c, c[1:] + c[:1], strict=True):
+            key = (min(a, b), max(a, b))
+            sides[key] = sides.get(key, 0) + 1
+    for (a, b), n in sides.items():
+        pa, pb = V[a], V[b]
+        on_border = any(
+            pa[axis] == pb[axis] == bound for axis, bound in ((0, s0), (0, s1), (1, t0), (1, t1))
+        )
+        assert n == (1 if on_border else 2), (pa, pb, n)
+    assert len({tuple(v) for v in V.tolist()}) == V.shape[0]  # no duplicate vertices
     # random points fall in exactly one polygon (those within 1e-12 of a side in none:
     # not sampled in practice), and their pattern is that polygon's
     pts = np.column_stack([rng.uniform(s0, s1, n_samples), rng.uniform(t0, t1, n_samples)])
@@ -191,6 +207,55 @@ def test_backends_identical() -> None:
         np.testing.assert_array_equal(r.vertices, rs[0].vertices)
         np.testing.assert_array_equal(r.polygons.values, rs[0].polygons.values)
         np.testing.assert_array_equal(r.pattern_hashes, rs[0].pattern_hashes)
+        np.testing.assert_array_equal(r.logits, rs[0].logits)
+
+
+def test_kernels_check_their_contract(backend: str) -> None:
+    """The kernels refuse what the Python layer never passes (a bug, not an input)."""
+    if backend == "cuda":
+        pytest.skip("plane_regions runs on the CPU")
+    from fastmem._backend import select_backend
+
+    k = select_backend("cpu", backend).kernels
+    S = np.array([0.0, 1.0, 1.0, 0.0])
+    T = np.array([0.0, 0.0, 1.0, 1.0])
+    maps = np.zeros((3, 1, 2))
+    owner = np.zeros(4, dtype=np.int64)
+    corners = np.arange(4, dtype=np.int64)
+    off = np.array([0, 4], dtype=np.int64)
+    tolz = np.zeros(2)
+    counts = np.zeros((1, 3), dtype=np.int64)
+    k.plane_cut_count(S, T, maps, owner, corners, off, 0, tolz, counts)
+    np.testing.assert_array_equal(counts, [[1, 4, 0]])  # constant: not cut
+    bad = [
+        (S, T, maps, owner, np.array([0, 1, 2, 9]), off, 0, tolz, counts),  # corner range
+        (S, T, maps, owner, corners, np.array([0, 2, 4]), 0, tolz, counts),  # 2-gons
+        (S, T, maps, owner, corners, off, 7, tolz, counts),  # kind
+        (S, T, maps, owner + 1, corners, off, 0, tolz, counts),  # owner range
+        (S, T, maps, owner, corners, off, 0, np.zeros(3), counts),  # tolz width
+        (S, T, maps.astype(np.float32), owner, corners, off, 0, tolz, counts),  # dtype
+    ]
+    for args in bad:
+        with pytest.raises((ValueError, TypeError)):
+            k.plane_cut_count(*args)
+
+
+def test_results_do_not_depend_on_the_threads(backend: str) -> None:
+    if backend == "cuda":
+        pytest.skip("plane_regions runs on the CPU")
+    from fastmem._backend import select_backend
+    from fastmem._threads import kernel_threads
+
+    Ws, bs, acts, slopes, o, D, ext = _random_case(8, (6, 24, 24, 5), "leaky_relu")
+    net = _net(Ws, bs, acts, slopes)
+    be = select_backend("cpu", backend)
+    with kernel_threads(be, 1):
+        one = fastmem.plane_regions(net, o, D, extent=ext, backend=backend)
+    many = fastmem.plane_regions(net, o, D, extent=ext, backend=backend)
+    np.testing.assert_array_equal(one.vertices, many.vertices)
+    np.testing.assert_array_equal(one.polygons.values, many.polygons.values)
+    np.testing.assert_array_equal(one.pattern_hashes, many.pattern_hashes)
+    np.testing.assert_array_equal(one.logits, many.logits)
 
 
 @pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh"])
