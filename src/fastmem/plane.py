@@ -9,37 +9,43 @@ surprisingly few activation patterns", NeurIPS 2019, measure region density this
 
 Algorithm (the segment engine's, one dimension up; see :mod:`fastmem.regions`)
     Layer by layer, every polygon carries the layer's pre-activations as an affine map of
-    ``(s, t)`` (three rows: value at the origin of the slice and the two slopes). One GEMM
-    per layer over those rows gives the next layer's maps. Each neuron's threshold line
-    (``z_j(s, t) = c`` with ``c`` = 0, or -1 and +1 for hard-tanh) cuts, in turn, every
-    polygon it crosses (a vectorised clip over all polygons at once: a loop over neurons,
-    none over polygons). Vertices are shared by neighbouring polygons: a vertex's value is
-    read from one polygon that owns it (the network is continuous, so every owner agrees up
-    to rounding), so both polygons on an edge see the same signs at its ends and cut it at
-    the same new vertex; the partition stays conforming (no vertex in the middle of a
-    neighbour's edge). The pattern bits of each polygon are read at its vertex mean (an
-    interior point), never on a cut, as the segment engine reads them at a piece's
-    midpoint, with the same kernels (``pack_and_activate``, ``hash_patterns``), so
-    ``pattern_hashes`` equal :meth:`Network.pattern_hashes` at interior points. A
-    ``threshold`` layer makes the network constant on each polygon after it (and
-    discontinuous): its lines are cut, then the whole pattern and the logits are read at
-    the vertex means.
+    ``(s, t)`` (three rows: value at the origin of the slice and the two slopes); one GEMM
+    per layer over those rows gives the next layer's maps. A kernel (C++ or Numba,
+    identical results; ``cpp/include/fastmem/plane.hpp``) then cuts every polygon,
+    independently and in parallel, by each neuron's threshold line (``z_j(s, t) = c``, ``c``
+    = 0, or -1 and +1 for hard-tanh) that separates two of its corners, in the order
+    (neuron, threshold), and a second kernel reads each new polygon's pattern bits and
+    branch at its vertex mean (an interior point, never on a cut, as the segment engine
+    reads them at a piece's midpoint; the bits by the packing of
+    :meth:`Network.pattern_hashes`, so ``pattern_hashes`` equal it at interior points) and
+    writes the maps of its post-activations. Vertices are shared by neighbouring polygons:
+    a vertex's values are read from the maps of one polygon that owns it (the network is
+    continuous: every owner agrees up to rounding), and a new vertex on a side is computed
+    from the side's ends in a canonical order, so the two polygons on a side see the same
+    signs and cut it at bitwise the same points, which are then merged: the partition is
+    conforming (no vertex in the middle of a neighbour's side). A ``threshold`` layer makes
+    the network constant on each polygon after it (and discontinuous): its lines are cut,
+    then the whole pattern and the logits are read at the vertex means.
 
 Ties and tolerance (float64; float32 networks are promoted to float64 for the geometry)
     ``tol = 128 * eps * max(|s0|, |s1|, |t0|, |t1|, s1 - s0, t1 - t0)`` in slice units (the
-    segment engine's rule with the extent for the range). A vertex closer than ``tol`` to a
-    threshold line (distance ``|z - c| / |grad z|``) is *on* it: the line passes through the
-    vertex and adds none there, so several lines through one point (ties) meet at one
-    vertex, and a line within ``tol`` of a polygon's side does not cut it. A neuron whose
-    pre-activation is constant on a polygon never cuts it (its state is its value's). A
-    class is *constant* on a region when at every vertex its logit is within ``tol`` (times
-    the gradient of the difference) of the largest.
+    segment engine's rule with the extent for the range). A vertex is *on* the line of
+    neuron ``j`` when ``|z_j - c| <= tol * G_j``, ``G_j`` the neuron's steepest slope on the
+    slice (one number per neuron, so that both polygons on a side decide alike): within
+    ``tol`` of the line where the slope is steepest, closer where it is flatter. The line
+    passes through such a vertex and adds none there, so several lines through one point
+    (ties) meet at one vertex, and a line that close to a polygon's side does not cut it. A
+    neuron whose pre-activation is constant on a polygon never cuts it (its state is its
+    value's). A class is *constant* on a region when at every vertex its logit is within
+    ``tol`` (times the gradient of the difference) of the largest.
 
 Memory
     Per polygon the maps of one layer (``3 * width`` float64 twice, for the GEMM's input
-    and output), its pattern words, and per vertex / corner a few int64 and float64.
-    Refused before allocating when a layer's polygons cannot fit (``InputError`` naming
-    ``net`` and saying how much it would need).
+    and output), its pattern words, and per vertex / corner a few int64 and float64; the
+    kernels keep per-thread scratch for one polygon's cut. Refused before allocating when a
+    layer's polygons cannot fit (``InputError`` naming ``net`` and saying how much it would
+    need). The whole slice is held at once (no chunking): a slice with millions of regions
+    needs gigabytes.
 """
 
 from __future__ import annotations
