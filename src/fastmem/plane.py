@@ -696,7 +696,7 @@ def _decisions(mesh: _Mesh, logits: Any, tol: float) -> tuple[Any, Ragged]:
     classes = L.shape[2]
     tied[np.arange(tied.shape[0]), top] = 0
     cp, cm = np.nonzero(const[:, None] & (tied >= 2))
-    cand = [(int(p), int(top[p]), int(m)) for p, m in zip(cp, cm, strict=True)]
+    cand = [np.stack([cp, top[cp], cm], axis=1)]
     mixed = np.flatnonzero(~const)
     if mixed.size:
         sizes = np.diff(off)[mixed]
@@ -712,55 +712,78 @@ def _decisions(mesh: _Mesh, logits: Any, tol: float) -> tuple[Any, Ragged]:
                 pos = np.maximum.reduceat((g > eps).astype(np.int8), moff) > 0
                 neg = np.maximum.reduceat((g < -eps).astype(np.int8), moff) > 0
                 on = np.add.reduceat((np.abs(g) <= eps).astype(np.int64), moff) >= 2
-                cand += [(int(p), a, b) for p in mixed[(pos & neg) | on]]
-    segs = _pair_segments(mesh, L, cand, tol)
+                hit = mixed[(pos & neg) | on]
+                cand.append(np.stack([hit, np.full_like(hit, a), np.full_like(hit, b)], axis=1))
+    segs = _pair_segments(mesh, L, np.concatenate(cand).astype(np.int64), tol)
     return predicted, Ragged(segs.reshape(-1, 2), np.arange(0, 2 * segs.shape[0] + 1, 2))
 
 
-def _pair_segments(mesh: _Mesh, L: Any, cand: list[tuple[int, int, int]], tol: float) -> Any:
+def _pair_segments(mesh: _Mesh, L: Any, cand: Any, tol: float) -> Any:
     """The pieces of ``l_a = l_b`` inside region ``i`` where ``a`` and ``b`` are on top, for
-    each candidate ``(i, a, b)``: ``(q, 2, 2)`` segment ends. A Python loop over the
-    candidates: only the regions the decision boundary meets get here."""
+    each candidate row ``(i, a, b)`` of ``cand``: ``(q, 2, 2)`` segment ends.
+
+    Per candidate: the line meets the convex region in the segment between its extreme
+    points along the line (corners on it, within ``tol``, and crossings of sides whose
+    ends are strictly on both sides), clipped to where ``a`` is at least every other class.
+    """
+    if cand.shape[0] == 0:
+        return np.zeros((0, 2, 2))
     S, T, corners, off = mesh.S, mesh.T, mesh.corners, mesh.off
-    out = []
-    for i, a, b in cand:
-        cs = corners[off[i] : off[i + 1]]
-        P = np.stack([S[cs], T[cs]], axis=1)
-        M = L[i]  # (3, classes)
-        vals = M[0] + P[:, :1] * M[1] + P[:, 1:] * M[2]  # (corners, classes)
-        g = vals[:, a] - vals[:, b]
-        gg = math.hypot(M[1, a] - M[1, b], M[2, a] - M[2, b])
-        if gg == 0:
-            continue
-        eps = tol * gg
-        pts = [P[q] for q in range(len(cs)) if abs(g[q]) <= eps]
-        for q in range(len(cs)):
-            q2 = (q + 1) % len(cs)
-            if (g[q] > eps and g[q2] < -eps) or (g[q] < -eps and g[q2] > eps):
-                r = g[q] / (g[q] - g[q2])
-                pts.append(P[q] + r * (P[q2] - P[q]))
-        if len(pts) < 2:
-            continue
-        pts_a = np.array(pts)
-        direction = np.array([-(M[2, a] - M[2, b]), M[1, a] - M[1, b]])
-        lam = pts_a @ direction
-        p0, p1 = pts_a[int(lam.argmin())], pts_a[int(lam.argmax())]
-        # clip to where a (hence b) is at least every other class
-        lo, hi = 0.0, 1.0
-        v0 = M[0] + p0[0] * M[1] + p0[1] * M[2]
-        v1 = M[0] + p1[0] * M[1] + p1[1] * M[2]
-        for c in range(M.shape[1]):
-            if c in (a, b):
-                continue
-            h0, h1 = v0[a] - v0[c], v1[a] - v1[c]
-            if h0 < 0 and h1 < 0:
-                lo, hi = 1.0, 0.0
-                break
-            if h0 < 0:
-                lo = max(lo, h0 / (h0 - h1))
-            elif h1 < 0:
-                hi = min(hi, h0 / (h0 - h1))
-        length = float(np.linalg.norm(p1 - p0)) * (hi - lo)
-        if hi > lo and length > tol:
-            out.append(np.stack([p0 + lo * (p1 - p0), p0 + hi * (p1 - p0)]))
-    return np.array(out).reshape(-1, 2, 2)
+    ci, ca, cb = cand[:, 0], cand[:, 1], cand[:, 2]
+    nc = ci.shape[0]
+    rows = np.arange(nc)
+    M = L[ci]  # (candidates, 3, classes)
+    g0 = M[rows, 0, ca] - M[rows, 0, cb]
+    gs = M[rows, 1, ca] - M[rows, 1, cb]
+    gt = M[rows, 2, ca] - M[rows, 2, cb]
+    eps = tol * np.hypot(gs, gt)
+    sizes = np.diff(off)[ci]
+    k = _ragged_index(off[ci], sizes)  # the candidates' corners, candidate by candidate
+    cp = np.repeat(rows, sizes)
+    start = np.cumsum(sizes) - sizes
+    nxt = np.arange(k.shape[0]) + 1
+    wrap = nxt == (start + sizes)[cp]
+    nxt[wrap] = start[cp[wrap]]
+    ps, pt = S[corners[k]], T[corners[k]]
+    g = (g0[cp] + ps * gs[cp]) + pt * gt[cp]
+    g2, qs, qt = g[nxt], ps[nxt], pt[nxt]
+    e = eps[cp]
+    zero = np.abs(g) <= e
+    cross = ((g > e) & (g2 < -e)) | ((g < -e) & (g2 > e))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(cross, g / (g - g2), 0.0)
+    # at most one point per corner: the corner on the line, or the crossing after it
+    xs = np.where(zero, ps, ps + r * (qs - ps))
+    xt = np.where(zero, pt, pt + r * (qt - pt))
+    valid = zero | cross
+    lam = xs * -gt[cp] + xt * gs[cp]  # position along the line
+    vi = np.flatnonzero(valid)
+    if vi.size == 0:
+        return np.zeros((0, 2, 2))
+    order = vi[np.lexsort((lam[vi], cp[vi]))]
+    oc = cp[order]
+    n_pts = np.bincount(oc, minlength=nc)
+    first = np.cumsum(n_pts) - n_pts
+    ok = (n_pts >= 2) & (eps > 0)
+    lo_i = order[np.minimum(first, order.shape[0] - 1)]
+    hi_i = order[np.maximum(first + n_pts - 1, 0)]
+    p0 = np.stack([xs[lo_i], xt[lo_i]], axis=1)
+    p1 = np.stack([xs[hi_i], xt[hi_i]], axis=1)
+    # clip to where a (hence b) is at least every other class c
+    v0 = M[:, 0] + p0[:, :1] * M[:, 1] + p0[:, 1:] * M[:, 2]  # (candidates, classes)
+    v1 = M[:, 0] + p1[:, :1] * M[:, 1] + p1[:, 1:] * M[:, 2]
+    h0 = v0[rows, ca][:, None] - v0
+    h1 = v1[rows, ca][:, None] - v1
+    other = np.ones_like(h0, dtype=bool)
+    other[rows, ca] = False
+    other[rows, cb] = False
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = h0 / (h0 - h1)
+    lo = np.where(other & (h0 < 0) & (h1 >= 0), f, 0.0).max(axis=1)
+    hi = np.where(other & (h1 < 0) & (h0 >= 0), f, 1.0).min(axis=1)
+    empty = (other & (h0 < 0) & (h1 < 0)).any(axis=1)
+    length = np.hypot(*(p1 - p0).T) * (hi - lo)
+    keep = ok & ~empty & (hi > lo) & (length > tol)
+    a0 = p0 + lo[:, None] * (p1 - p0)
+    a1 = p0 + hi[:, None] * (p1 - p0)
+    return np.stack([a0[keep], a1[keep]], axis=1)
