@@ -674,35 +674,43 @@ def _decisions(mesh: _Mesh, logits: Any, tol: float) -> tuple[Any, Ragged]:
     n_out = logits.shape[2]
     # A binary network's single logit l decides by l > 0: the same as two logits (0, l).
     L = logits if n_out > 1 else np.concatenate([np.zeros_like(logits), logits], axis=2)
-    cs, ct = S[corners][:, None], T[corners][:, None]
-    Lc = L[pc, 0] + cs * L[pc, 1] + ct * L[pc, 2]  # (corners, classes)
     st = _vertex_means(mesh)
     top = _class_at(logits, st)
+    n, classes = L.shape[0], L.shape[2]
     # top class k is constant on a region when l_k >= l_m - tol |grad(l_k - l_m)| at every
-    # corner (a convex polygon: then everywhere)
-    kc = top[pc]
-    Lk = Lc[np.arange(Lc.shape[0]), kc]
-    G = np.hypot(L[pc, 1] - L[pc, 1][np.arange(pc.shape[0]), kc][:, None],
-                 L[pc, 2] - L[pc, 2][np.arange(pc.shape[0]), kc][:, None])  # fmt: skip
-    gm = Lk[:, None] - Lc
-    ok = (gm >= -tol * G).all(axis=1)
+    # corner (a convex polygon: then everywhere); the margins' maps per region first
+    Dm = L[np.arange(n), :, top][:, :, None] - L  # (regions, 3, classes): l_k - l_m
+    tolG = tol * np.hypot(Dm[:, 1], Dm[:, 2])  # (regions, classes)
+    cs, ct = S[corners][:, None], T[corners][:, None]
+    gm = Dm[pc, 0] + cs * Dm[pc, 1] + ct * Dm[pc, 2]  # (corners, classes)
+    tg = tolG[pc]
+    ok = (gm >= -tg).all(axis=1)
     const = np.minimum.reduceat(ok.astype(np.int8), off[:-1]) > 0
     predicted = np.where(const, top, -1).astype(np.int64)
     # The boundary: per region and pair of classes (k, m), the part of the line
     # l_k = l_m inside the region where k and m are the top two. Constant regions only
-    # meet it along a side where the top class ties with another at two corners or more;
-    # mixed regions (few: those the boundary crosses) try every pair.
-    tied = np.add.reduceat((np.abs(gm) <= tol * G).astype(np.int64), off[:-1], axis=0)
-    classes = L.shape[2]
-    tied[np.arange(tied.shape[0]), top] = 0
-    cp, cm = np.nonzero(const[:, None] & (tied >= 2))
-    cand = [np.stack([cp, top[cp], cm], axis=1)]
+    # meet it along a side where the top class ties with another at two corners or more
+    # (rare: counted per class only where a corner ties at all); mixed regions (few:
+    # those the boundary crosses) try every pair.
+    tie = np.abs(gm) <= tg
+    tie[np.arange(tie.shape[0]), top[pc]] = False
+    any_tie = np.add.reduceat(tie.any(axis=1).astype(np.int64), off[:-1]) >= 2
+    some = np.flatnonzero(const & any_tie)
+    cand = [np.zeros((0, 3), dtype=np.int64)]
+    if some.size:
+        sz = np.diff(off)[some]
+        ti = tie[_ragged_index(off[some], sz)].astype(np.int64)
+        tied = np.add.reduceat(ti, np.cumsum(sz) - sz, axis=0)  # (some, classes)
+        sp, cm = np.nonzero(tied >= 2)
+        cp = some[sp]
+        cand.append(np.stack([cp, top[cp], cm], axis=1))
     mixed = np.flatnonzero(~const)
     if mixed.size:
         sizes = np.diff(off)[mixed]
         ci = _ragged_index(off[mixed], sizes)
         moff = np.cumsum(sizes) - sizes
-        Lm, pm = Lc[ci], pc[ci]
+        pm = pc[ci]
+        Lm = L[pm, 0] + S[corners[ci]][:, None] * L[pm, 1] + T[corners[ci]][:, None] * L[pm, 2]
         for a in range(classes):
             for b in range(a + 1, classes):
                 # the line l_a = l_b meets the region: corners strictly on both sides, or
