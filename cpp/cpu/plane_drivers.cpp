@@ -9,15 +9,30 @@ namespace fastmem::cpu {
 
 namespace {
 
-// The cut of one parent, kept per thread and reused: local vertex v < m is the parent's
-// corner v (global id corners[off[p] + v]); v >= m is new vertex v - m (s, t, z here).
-struct Scratch {
-  std::vector<double> s, t, z;
-  std::vector<int64_t> poly_off, poly, next_off, next_poly, cross;
-  std::vector<int> side;
-  std::vector<double> zmin, zmax, zc;
+// A polygon waiting to be cut: its corners at cpool[c0 .. c0 + nc), and the lines that
+// separate two of its corners at lpool[l0 .. l0 + nl) (codes 2 j + i: neuron j, threshold
+// i), in order.
+struct Pending {
+  int64_t c0, nc, l0, nl;
 };
 
+// The cut of one parent, kept per thread and reused: local vertex v < m is the parent's
+// corner v (global id corners[off[p] + v]); v >= m is new vertex v - m (s, t, z here). The
+// final polygons are poly[poly_off[q] .. poly_off[q + 1]).
+struct Scratch {
+  std::vector<double> s, t, z, zc, zmin, zmax;
+  std::vector<int64_t> poly_off, poly, cpool, lpool, cur, cross, child[2], lines[2];
+  std::vector<Pending> stack;
+  std::vector<int> side;
+};
+
+// The parent is cut like a binary space partition: a polygon is cut by the first of its
+// lines; each child keeps those of the later lines that separate two of its own corners.
+// A line meets the polygon containing a given side in (neuron, threshold) order whatever
+// the other lines do, so the cuts on a side shared with another parent are the same, in
+// the same order, in both (see plane.hpp); and a polygon is never visited by the lines
+// that do not cross it (the cost follows the lines crossing each polygon, not all lines
+// times all polygons).
 void cut_parent(const PlaneMesh& M, int64_t p, Scratch& w) {
   const int64_t c0 = M.off[p];
   const int64_t m = M.off[p + 1] - c0;
@@ -26,9 +41,6 @@ void cut_parent(const PlaneMesh& M, int64_t p, Scratch& w) {
   w.s.clear();
   w.t.clear();
   w.z.clear();
-  w.poly.resize(m);
-  for (int64_t v = 0; v < m; ++v) w.poly[v] = v;
-  w.poly_off.assign({0, m});
   // the corners' values, each from its owner's maps (the same rows in every parent)
   w.zc.resize(m * width);
   for (int64_t v = 0; v < m; ++v) {
@@ -39,8 +51,10 @@ void cut_parent(const PlaneMesh& M, int64_t p, Scratch& w) {
   auto rows = [&](int64_t v) -> const double* {
     return v < m ? w.zc.data() + v * width : w.z.data() + (v - m) * width;
   };
-  // The range of every neuron over the parent's corners, row by row (contiguous): only
-  // the lines strictly inside it can cut the parent (plane_straddles, for all neurons).
+  auto coord_s = [&](int64_t v) { return v < m ? M.S[gid[v]] : w.s[v - m]; };
+  auto coord_t = [&](int64_t v) { return v < m ? M.T[gid[v]] : w.t[v - m]; };
+  // The range of every neuron over the parent's corners, row by row (contiguous): the
+  // lines strictly inside it are the parent's lines (plane_straddles).
   w.zmin.assign(w.zc.begin(), w.zc.begin() + width);
   w.zmax = w.zmin;
   for (int64_t v = 1; v < m; ++v) {
@@ -51,57 +65,82 @@ void cut_parent(const PlaneMesh& M, int64_t p, Scratch& w) {
     }
   }
   const int nt = n_thresholds(M.kind);
-  for (int64_t j = 0; j < width; ++j) {
+  w.lpool.clear();
+  for (int64_t j = 0; j < width; ++j)
+    for (int i = 0; i < nt; ++i)
+      if (plane_straddles(w.zmin[j], w.zmax[j], threshold_value<double>(M.kind, i), M.tolz[j]))
+        w.lpool.push_back(2 * j + i);
+  w.cpool.resize(m);
+  for (int64_t v = 0; v < m; ++v) w.cpool[v] = v;
+  w.poly.clear();
+  w.poly_off.assign(1, 0);
+  w.stack.assign(1, Pending{0, m, 0, static_cast<int64_t>(w.lpool.size())});
+  // whether line `code` separates two of the corners in `ids`
+  auto straddles = [&](const std::vector<int64_t>& ids, int64_t code) {
+    const int64_t j = code >> 1;
+    const double c = threshold_value<double>(M.kind, static_cast<int>(code & 1));
     const double tol = M.tolz[j];
-    for (int i = 0; i < nt; ++i) {
-      const double c = threshold_value<double>(M.kind, i);
-      if (!plane_straddles(w.zmin[j], w.zmax[j], c, tol)) continue;
-      w.next_off.assign(1, 0);
-      w.next_poly.clear();
-      const int64_t n_poly = static_cast<int64_t>(w.poly_off.size()) - 1;
-      for (int64_t q = 0; q < n_poly; ++q) {
-        const int64_t q0 = w.poly_off[q], n = w.poly_off[q + 1] - q0;
-        w.side.resize(n);
-        bool above = false, below = false;
-        for (int64_t k = 0; k < n; ++k) {
-          const int sd = plane_side(rows(w.poly[q0 + k])[j] - c, tol);
-          w.side[k] = sd;
-          above |= sd > 0;
-          below |= sd < 0;
-        }
-        if (!(above && below)) {
-          w.next_poly.insert(w.next_poly.end(), w.poly.begin() + q0, w.poly.begin() + q0 + n);
-          w.next_off.push_back(static_cast<int64_t>(w.next_poly.size()));
-          continue;
-        }
-        // one new vertex per crossed side (k, k + 1)
-        w.cross.assign(n, -1);
-        for (int64_t k = 0; k < n; ++k) {
-          const int64_t k2 = k + 1 == n ? 0 : k + 1;
-          if (w.side[k] * w.side[k2] >= 0) continue;
-          const int64_t a = w.poly[q0 + k], b = w.poly[q0 + k2];
-          const size_t base = w.z.size();
-          w.z.resize(base + width);  // before taking row pointers: it may move
-          double s, t;
-          const double sa = a < m ? M.S[gid[a]] : w.s[a - m];
-          const double ta = a < m ? M.T[gid[a]] : w.t[a - m];
-          const double sb = b < m ? M.S[gid[b]] : w.s[b - m];
-          const double tb = b < m ? M.T[gid[b]] : w.t[b - m];
-          plane_cross(sa, ta, rows(a), sb, tb, rows(b), j, c, width, &s, &t, w.z.data() + base);
-          w.cross[k] = m + static_cast<int64_t>(w.s.size());
-          w.s.push_back(s);
-          w.t.push_back(t);
-        }
-        for (int sgn = 1; sgn >= -1; sgn -= 2) {  // the side >= 0, then the side <= 0
-          for (int64_t k = 0; k < n; ++k) {
-            if (w.side[k] * sgn >= 0) w.next_poly.push_back(w.poly[q0 + k]);
-            if (w.cross[k] >= 0) w.next_poly.push_back(w.cross[k]);
-          }
-          w.next_off.push_back(static_cast<int64_t>(w.next_poly.size()));
-        }
+    bool above = false, below = false;
+    for (const int64_t v : ids) {
+      const int sd = plane_side(rows(v)[j] - c, tol);
+      above |= sd > 0;
+      below |= sd < 0;
+    }
+    return above && below;
+  };
+  while (!w.stack.empty()) {
+    const Pending nd = w.stack.back();
+    w.stack.pop_back();
+    w.cur.assign(w.cpool.begin() + nd.c0, w.cpool.begin() + nd.c0 + nd.nc);
+    if (nd.nl == 0) {  // no line crosses it: a final polygon
+      w.poly.insert(w.poly.end(), w.cur.begin(), w.cur.end());
+      w.poly_off.push_back(static_cast<int64_t>(w.poly.size()));
+      w.cpool.resize(nd.c0);
+      w.lpool.resize(nd.l0);
+      continue;
+    }
+    const int64_t code = w.lpool[nd.l0];
+    const int64_t j = code >> 1;
+    const double c = threshold_value<double>(M.kind, static_cast<int>(code & 1));
+    const double tol = M.tolz[j];
+    const int64_t n = nd.nc;
+    w.side.resize(n);
+    for (int64_t k = 0; k < n; ++k) w.side[k] = plane_side(rows(w.cur[k])[j] - c, tol);
+    // one new vertex per crossed side (k, k + 1)
+    w.cross.assign(n, -1);
+    for (int64_t k = 0; k < n; ++k) {
+      const int64_t k2 = k + 1 == n ? 0 : k + 1;
+      if (w.side[k] * w.side[k2] >= 0) continue;
+      const int64_t a = w.cur[k], b = w.cur[k2];
+      const size_t base = w.z.size();
+      w.z.resize(base + width);  // before taking row pointers: it may move
+      double s, t;
+      plane_cross(coord_s(a), coord_t(a), rows(a), coord_s(b), coord_t(b), rows(b), j, c, width,
+                  &s, &t, w.z.data() + base);
+      w.cross[k] = m + static_cast<int64_t>(w.s.size());
+      w.s.push_back(s);
+      w.t.push_back(t);
+    }
+    for (int h = 0; h < 2; ++h) {  // child 0: the side >= 0, child 1: the side <= 0
+      const int sgn = h == 0 ? 1 : -1;
+      w.child[h].clear();
+      for (int64_t k = 0; k < n; ++k) {
+        if (w.side[k] * sgn >= 0) w.child[h].push_back(w.cur[k]);
+        if (w.cross[k] >= 0) w.child[h].push_back(w.cross[k]);
       }
-      std::swap(w.poly, w.next_poly);
-      std::swap(w.poly_off, w.next_off);
+      w.lines[h].clear();
+      for (int64_t q = nd.l0 + 1; q < nd.l0 + nd.nl; ++q)
+        if (straddles(w.child[h], w.lpool[q])) w.lines[h].push_back(w.lpool[q]);
+    }
+    w.cpool.resize(nd.c0);
+    w.lpool.resize(nd.l0);
+    for (int h = 1; h >= 0; --h) {  // child 0 on top: cut (and emitted) first
+      w.stack.push_back(Pending{static_cast<int64_t>(w.cpool.size()),
+                                static_cast<int64_t>(w.child[h].size()),
+                                static_cast<int64_t>(w.lpool.size()),
+                                static_cast<int64_t>(w.lines[h].size())});
+      w.cpool.insert(w.cpool.end(), w.child[h].begin(), w.child[h].end());
+      w.lpool.insert(w.lpool.end(), w.lines[h].begin(), w.lines[h].end());
     }
   }
 }

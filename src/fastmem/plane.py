@@ -69,6 +69,8 @@ from .regions import Ragged
 __all__ = ["PlaneRegions", "plane_regions", "plane_through"]
 
 _TOL_ULPS = 128
+# the post-activation maps of this many bytes of polygons per kernel call and GEMM
+_BLOCK_BYTES = 16 << 20
 
 
 # ------------------------------------------------------------------ the result
@@ -644,15 +646,27 @@ def _slice(
         codes = np.ascontiguousarray(codes[par])
         step = kind == THRESHOLD
         n = mesh.n
-        H = np.empty((3, n, width) if not step else (3, 0, width))
-        k.plane_children(Z, par, st, kind, slope, codes, bit, H)
-        bit += width * bits_per_neuron(kind)
         if step:
+            k.plane_children(Z, par, st, kind, slope, codes, bit, np.empty((3, 0, width)))
+            bit += width * bits_per_neuron(kind)
             break
-        with np.errstate(over="ignore", invalid="ignore"):
-            WT = np.ascontiguousarray(net.weights[layer + 1].T)
-            Z = row_parallel_matmul(H.reshape(3 * n, width), WT, be).reshape(3, n, -1)
-            Z[0] += net.biases[layer + 1]
+        # The post-activation maps go straight into the next layer's GEMM, a block of
+        # polygons at a time: the maps of every polygon at once (3 x width float64 each)
+        # would be the largest array of the call (GiBs for wide layers).
+        W = net.weights[layer + 1]
+        WT = np.ascontiguousarray(W.T)
+        Z_next = np.empty((3, n, W.shape[0]))
+        block = max(1, _BLOCK_BYTES // (24 * width))
+        H = np.empty((3, min(block, n), width))
+        for lo in range(0, n, block):
+            hi = min(lo + block, n)
+            Hb = H[:, : hi - lo] if hi - lo == H.shape[1] else np.empty((3, hi - lo, width))
+            k.plane_children(Z, par[lo:hi], st[lo:hi], kind, slope, codes[lo:hi], bit, Hb)
+            out = row_parallel_matmul(Hb.reshape(-1, width), WT, be)
+            Z_next[:, lo:hi] = out.reshape(3, hi - lo, -1)
+        bit += width * bits_per_neuron(kind)
+        Z = Z_next
+        Z[0] += net.biases[layer + 1]
         _check_maps(Z, layer + 1, net, ext)
     if step:
         # Constant after a threshold layer: the whole pattern and the logits at the vertex
