@@ -104,6 +104,27 @@ FASTMEM_HD inline void plane_child_row(const double* maps, int64_t n_poly, int64
   pack_and_activate_row(zrow, width, codes, bit_offset, kind, slope);
 }
 
+// The point where the line crosses the side (a, b), from the values fa, fb of z_j - c at
+// its ends (ends in canonical order): for sides inside a parent, whose new vertices read
+// their values from the parent's maps afterwards.
+FASTMEM_HD inline void plane_cross_point(double sa, double ta, double fa, double sb, double tb,
+                                         double fb, double* s, double* t) {
+  if (plane_after(sa, ta, sb, tb)) {
+    double x = sa;
+    sa = sb;
+    sb = x;
+    x = ta;
+    ta = tb;
+    tb = x;
+    x = fa;
+    fa = fb;
+    fb = x;
+  }
+  const double r = fa / (fa - fb);
+  *s = sa + r * (sb - sa);
+  *t = ta + r * (tb - ta);
+}
+
 // Whether the line z_j = c separates two of a parent's corners, from the smallest and the
 // largest z_j over them: one above c + tol and one below c - tol.
 FASTMEM_HD inline bool plane_straddles(double zmin, double zmax, double c, double tol) {

@@ -56,115 +56,201 @@ def _grow2(a, need):
 
 
 @nb.njit(cache=True)
+def _value(v, j, m, Zc, row, z, s, t, A, GS, GT):
+    """Vertex ``v``'s value of neuron ``j`` (see ``_cut_parent``)."""
+    if v < m:
+        return Zc[v, j]
+    r = row[v - m]
+    if r >= 0:
+        return z[r, j]
+    return (A[j] + s[v - m] * GS[j]) + t[v - m] * GT[j]
+
+
+@nb.njit(cache=True)
+def _straddles(ids, n, code, kind, tolz, m, Zc, row, z, s, t, A, GS, GT):
+    j = code >> 1
+    c = _threshold(kind, code & 1)
+    tol = tolz[j]
+    above = False
+    below = False
+    for q in range(n):
+        sd = _side(_value(ids[q], j, m, Zc, row, z, s, t, A, GS, GT) - c, tol)
+        above |= sd > 0
+        below |= sd < 0
+    return above and below
+
+
+@nb.njit(inline="always", cache=True)
+def _threshold(kind, i):
+    if kind == HARDTANH:
+        return -1.0 if i == 0 else 1.0
+    return 0.0
+
+
+@nb.njit(cache=True)
 def _cut_parent(S, T, maps, owner, corners, off, kind, tolz, p):
-    """The cut of parent ``p``: (poly_off, n_poly, poly, n_corners, s, t, n_new); local
-    vertex ``v < m`` is the parent's corner ``v``, ``v >= m`` new vertex ``v - m``."""
+    """The cut of parent ``p`` (the BSP of cpu/plane_drivers.cpp's ``cut_parent``):
+    (poly_off, n_poly, poly, n_corners, s, t, n_new). Local vertex ``v < m`` is the
+    parent's corner ``v``; ``v >= m`` new vertex ``v - m``, with a row of values in ``z``
+    when it lies on the parent's boundary, else read from the parent's maps."""
     c0 = off[p]
     m = off[p + 1] - c0
     width = maps.shape[2]
-    # the corners' values, each from its owner's maps (the same rows in every parent)
-    Z = np.empty((m, width))
+    A = maps[0, p]
+    GS = maps[1, p]
+    GT = maps[2, p]
+    Zc = np.empty((m, width))
     for v in range(m):
         g = corners[c0 + v]
-        _vertex_row(maps, owner[g], S[g], T[g], Z[v])
+        _vertex_row(maps, owner[g], S[g], T[g], Zc[v])
     ns = 0
     s = np.empty(16)
     t = np.empty(16)
-    z = np.empty((16, width))
-    poly = np.empty(max(m, 16), dtype=np.int64)
+    row = np.empty(16, dtype=np.int64)
+    nz = 0
+    z = np.empty((4, width))
+    nt = 2 if kind == HARDTANH else 1
+    lpool = np.empty(max(16, width * nt), dtype=np.int64)
+    nl = 0
+    for j in range(width):
+        zmin = Zc[0, j]
+        zmax = Zc[0, j]
+        for v in range(1, m):
+            x = Zc[v, j]
+            zmin = x if x < zmin else zmin
+            zmax = x if x > zmax else zmax
+        for i in range(nt):
+            c = _threshold(kind, i)
+            if zmax - c > tolz[j] and zmin - c < -tolz[j]:
+                lpool[nl] = 2 * j + i
+                nl += 1
+    cpool = np.empty(max(16, m), dtype=np.int64)
+    bpool = np.empty(max(16, m), dtype=np.uint8)
     for v in range(m):
-        poly[v] = v
-    n_corners = m
+        cpool[v] = v
+        bpool[v] = 1
+    ncp = m
+    stack = np.empty((16, 4), dtype=np.int64)
+    stack[0, 0] = 0
+    stack[0, 1] = m
+    stack[0, 2] = 0
+    stack[0, 3] = nl
+    nst = 1
+    poly = np.empty(16, dtype=np.int64)
+    n_corners = 0
     poly_off = np.empty(16, dtype=np.int64)
     poly_off[0] = 0
-    poly_off[1] = m
-    n_poly = 1
-    nt = 2 if kind == HARDTANH else 1
-    for j in range(width):
+    n_poly = 0
+    while nst > 0:
+        nst -= 1
+        nc0, nnc, nl0, nnl = stack[nst, 0], stack[nst, 1], stack[nst, 2], stack[nst, 3]
+        cur = cpool[nc0 : nc0 + nnc].copy()
+        bcur = bpool[nc0 : nc0 + nnc].copy()
+        if nnl == 0:  # no line crosses it: a final polygon
+            poly = _grow1(poly, n_corners + nnc)
+            poly[n_corners : n_corners + nnc] = cur
+            n_corners += nnc
+            poly_off = _grow1(poly_off, n_poly + 2)
+            n_poly += 1
+            poly_off[n_poly] = n_corners
+            ncp = nc0
+            nl = nl0
+            continue
+        code = lpool[nl0]
+        j = code >> 1
+        c = _threshold(kind, code & 1)
         tol = tolz[j]
-        for i in range(nt):
-            c = (-1.0 if i == 0 else 1.0) if kind == HARDTANH else 0.0
-            above = False
-            below = False
-            for v in range(m):
-                f = Z[v, j] - c
-                above |= f > tol
-                below |= f < -tol
-            if not (above and below):
+        n = nnc
+        side = np.empty(n, dtype=np.int64)
+        for k in range(n):
+            side[k] = _side(_value(cur[k], j, m, Zc, row, z, s, t, A, GS, GT) - c, tol)
+        cross = np.full(n, -1, dtype=np.int64)
+        for k in range(n):
+            k2 = 0 if k + 1 == n else k + 1
+            if side[k] * side[k2] >= 0:
                 continue
-            nxt = np.empty(n_corners + 8, dtype=np.int64)
-            nxt_off = np.empty(2 * n_poly + 1, dtype=np.int64)
-            nxt_off[0] = 0
-            nn = 0
-            nq = 0
-            for q in range(n_poly):
-                q0 = poly_off[q]
-                n = poly_off[q + 1] - q0
-                side = np.empty(n, dtype=np.int64)
-                above = False
-                below = False
-                for k in range(n):
-                    v = poly[q0 + k]
-                    zv = Z[v, j] if v < m else z[v - m, j]
-                    sd = _side(zv - c, tol)
-                    side[k] = sd
-                    above |= sd > 0
-                    below |= sd < 0
-                if not (above and below):
-                    nxt = _grow1(nxt, nn + n)
-                    for k in range(n):
-                        nxt[nn + k] = poly[q0 + k]
-                    nn += n
-                    nq += 1
-                    nxt_off[nq] = nn
-                    continue
-                cross = np.full(n, -1, dtype=np.int64)
-                for k in range(n):
-                    k2 = 0 if k + 1 == n else k + 1
-                    if side[k] * side[k2] >= 0:
-                        continue
-                    a = poly[q0 + k]
-                    b = poly[q0 + k2]
-                    sa = S[corners[c0 + a]] if a < m else s[a - m]
-                    ta = T[corners[c0 + a]] if a < m else t[a - m]
-                    sb = S[corners[c0 + b]] if b < m else s[b - m]
-                    tb = T[corners[c0 + b]] if b < m else t[b - m]
-                    if sa > sb or (sa == sb and ta > tb):  # canonical order of the ends
-                        a, b = b, a
-                        sa, sb = sb, sa
-                        ta, tb = tb, ta
-                    za = Z[a] if a < m else z[a - m]
-                    zb = Z[b] if b < m else z[b - m]
-                    fa = za[j] - c
-                    fb = zb[j] - c
-                    r = fa / (fa - fb)
-                    s = _grow1(s, ns + 1)
-                    t = _grow1(t, ns + 1)
-                    z = _grow2(z, ns + 1)
-                    # z may have moved: read the ends' rows again
-                    za = Z[a] if a < m else z[a - m]
-                    zb = Z[b] if b < m else z[b - m]
-                    s[ns] = sa + r * (sb - sa)
-                    t[ns] = ta + r * (tb - ta)
-                    for kk in range(width):
-                        z[ns, kk] = za[kk] + r * (zb[kk] - za[kk])
-                    cross[k] = m + ns
-                    ns += 1
-                for sgn in (1, -1):  # the side >= 0, then the side <= 0
-                    nxt = _grow1(nxt, nn + 2 * n)
-                    for k in range(n):
-                        if side[k] * sgn >= 0:
-                            nxt[nn] = poly[q0 + k]
-                            nn += 1
-                        if cross[k] >= 0:
-                            nxt[nn] = cross[k]
-                            nn += 1
-                    nq += 1
-                    nxt_off[nq] = nn
-            poly = nxt
-            poly_off = nxt_off
-            n_poly = nq
-            n_corners = nn
+            a = cur[k]
+            b = cur[k2]
+            sa = S[corners[c0 + a]] if a < m else s[a - m]
+            ta = T[corners[c0 + a]] if a < m else t[a - m]
+            sb = S[corners[c0 + b]] if b < m else s[b - m]
+            tb = T[corners[c0 + b]] if b < m else t[b - m]
+            if sa > sb or (sa == sb and ta > tb):  # canonical order of the ends
+                a, b = b, a
+                sa, sb = sb, sa
+                ta, tb = tb, ta
+            s = _grow1(s, ns + 1)
+            t = _grow1(t, ns + 1)
+            row = _grow1(row, ns + 1)
+            if bcur[k]:  # on the parent's boundary: a row, as the neighbour makes it
+                z = _grow2(z, nz + 1)
+                za = Zc[a] if a < m else z[row[a - m]]
+                zb = Zc[b] if b < m else z[row[b - m]]
+                fa = za[j] - c
+                fb = zb[j] - c
+                r = fa / (fa - fb)
+                for kk in range(width):
+                    z[nz, kk] = za[kk] + r * (zb[kk] - za[kk])
+                row[ns] = nz
+                nz += 1
+            else:  # inside: coordinates only
+                fa = _value(a, j, m, Zc, row, z, s, t, A, GS, GT) - c
+                fb = _value(b, j, m, Zc, row, z, s, t, A, GS, GT) - c
+                r = fa / (fa - fb)
+                row[ns] = -1
+            s[ns] = sa + r * (sb - sa)
+            t[ns] = ta + r * (tb - ta)
+            cross[k] = m + ns
+            ns += 1
+        ncp = nc0
+        nl = nl0
+        # both children first (child 0: the side >= 0), then pushed child 1 below child 0
+        chs = np.empty((2, 2 * n), dtype=np.int64)
+        bch = np.empty((2, 2 * n), dtype=np.uint8)
+        keys = np.empty(2 * n, dtype=np.int64)
+        nch = np.zeros(2, dtype=np.int64)
+        lines = np.empty((2, nnl), dtype=np.int64)
+        nli = np.zeros(2, dtype=np.int64)
+        for h in range(2):
+            sgn = 1 if h == 0 else -1
+            q = 0
+            for k in range(n):
+                if side[k] * sgn >= 0:
+                    chs[h, q] = cur[k]
+                    keys[q] = 2 * k
+                    q += 1
+                if cross[k] >= 0:
+                    chs[h, q] = cross[k]
+                    keys[q] = 2 * k + 1
+                    q += 1
+            nch[h] = q
+            for qq in range(q):
+                k = keys[qq] >> 1
+                nk = keys[0 if qq + 1 == q else qq + 1]
+                k1 = 0 if k + 1 == n else k + 1
+                same = nk == 2 * k + 1 or nk == 2 * k1
+                bch[h, qq] = 1 if (same and bcur[k]) else 0
+            cnt = 0
+            for qq in range(nl0 + 1, nl0 + nnl):
+                if _straddles(chs[h], q, lpool[qq], kind, tolz, m, Zc, row, z, s, t, A, GS, GT):
+                    lines[h, cnt] = lpool[qq]
+                    cnt += 1
+            nli[h] = cnt
+        for h in (1, 0):  # child 0 on top: cut (and emitted) first
+            stack = _grow2(stack, nst + 1)
+            stack[nst, 0] = ncp
+            stack[nst, 1] = nch[h]
+            stack[nst, 2] = nl
+            stack[nst, 3] = nli[h]
+            nst += 1
+            cpool = _grow1(cpool, ncp + nch[h])
+            bpool = _grow1(bpool, ncp + nch[h])
+            cpool[ncp : ncp + nch[h]] = chs[h, : nch[h]]
+            bpool[ncp : ncp + nch[h]] = bch[h, : nch[h]]
+            ncp += nch[h]
+            lpool = _grow1(lpool, nl + nli[h])
+            lpool[nl : nl + nli[h]] = lines[h, : nli[h]]
+            nl += nli[h]
     return poly_off, n_poly, poly, n_corners, s, t, ns
 
 
