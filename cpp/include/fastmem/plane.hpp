@@ -1,22 +1,23 @@
 // Exact 2-D slices: cutting convex polygons by a layer's threshold lines (src/fastmem/plane.py).
 //
-// A layer starts with a conforming mesh of convex polygons (the *parents*) whose vertices
-// carry the layer's pre-activations z (one row of `width` values per vertex; z is affine on
-// every parent). Each parent is cut, independently of the others, by every neuron's
-// threshold lines z_j = c (c = 0, or -1 and +1 for hard-tanh) in the order (j, c): each
-// local polygon whose corners lie strictly on both sides of the line is split in two
-// (Sutherland-Hodgman: a corner on the line, |z_j - c| <= tol_j, goes to both children) at
-// new vertices on its crossed sides. A new vertex on the side (a, b) is computed from its
-// ends in a canonical order (the lexicographically smaller (s, t) first):
-//   r = f_a / (f_a - f_b),  (s, t) = (s, t)_a + r ((s, t)_b - (s, t)_a),  z = z_a + r (z_b - z_a)
-// so two parents sharing a side cut it at bitwise the same points (their ends are the same
-// vertices, the lines crossing it come in the same order, and the tolerance tol_j is one
-// number per neuron): the caller merges new vertices with equal coordinates and the mesh
-// stays conforming. Only the lines that separate two of the parent's own corners can cut
-// inside it (convexity), so the others are skipped.
+// A layer starts with a conforming mesh of convex polygons (the *parents*) on each of which
+// the layer's pre-activations z are affine (the maps: value at (0, 0), d/ds, d/dt). Each
+// parent is cut, independently of the others, by the threshold lines z_j = c (c = 0, or -1
+// and +1 for hard-tanh) that separate two of its corners, as a binary space partition: a
+// polygon is cut by the first of its lines in (j, c) order (Sutherland-Hodgman: a corner on
+// the line, |z_j - c| <= tol_j, goes to both children), and each child keeps those of the
+// later lines that separate two of its own corners. A new vertex on the side (a, b) is
+// computed from its ends in a canonical order (the lexicographically smaller (s, t) first):
+//   r = f_a / (f_a - f_b),  (s, t) = (s, t)_a + r ((s, t)_b - (s, t)_a)
+// On the parent's boundary it also gets a row of values, z = z_a + r (z_b - z_a): the lines
+// crossing a boundary side meet it in (j, c) order whatever the others do, from the same
+// rows, with one tolerance tol_j per neuron, so the neighbour across that side makes bitwise
+// the same vertices (the caller merges equal coordinates) and the mesh stays conforming.
+// Inside the parent a new vertex reads its values from the parent's maps when asked (rows
+// there would take memory cubic in the parent's lines).
 //
-// A vertex's values come from the maps of one polygon that owns it (`owner`): every parent
-// that has the vertex reads the same row (plane_vertex_row), bitwise.
+// A parent's corner gets its values from the maps of one polygon that owns it (`owner`):
+// every parent with that corner reads the same row (plane_vertex_row), bitwise.
 //
 // After the cut, plane_child_row evaluates each child at an interior point (its vertex
 // mean): the layer's pattern bits (pack_and_activate_row, as Network.pattern_hashes) and
