@@ -176,6 +176,64 @@ def test_one_layer_matches_the_line_arrangement(seed: int) -> None:
     assert len(np.unique(r.pattern_hashes)) == r.count
 
 
+def test_sawtooth_strips() -> None:
+    """Telgarsky's sawtooth on the first coordinate: 2**depth vertical strips of equal
+    area, every deeper layer's kinks exactly on the earlier ones (ties at every cut)."""
+    for depth in (1, 3, 6):
+        saw = fastmem.sawtooth(depth)
+        Ws, bs = [np.asarray(w) for w in saw.weights], [np.asarray(b) for b in saw.biases]
+        Ws[0] = np.concatenate([Ws[0], np.zeros((Ws[0].shape[0], 1))], axis=1)  # t unused
+        net = Network.from_arrays(Ws, bs, list(saw.activation))
+        r = fastmem.plane_regions(net, np.zeros(2), np.eye(2), extent=(0, 1, 0, 1))
+        assert r.count == 2**depth
+        np.testing.assert_allclose(r.areas, 2.0**-depth, rtol=1e-12)
+        assert r.vertices.shape[0] == 2 * (2**depth + 1)  # no sliver, no stray vertex
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_lattice_lines_with_many_ties(seed: int) -> None:
+    """Lines with small integer coefficients meet three and more at a time at lattice
+    points. Reference: a line arrangement in a convex region has 1 + lines + sum over
+    its distinct inner crossing points p of (lines through p - 1) faces (exact
+    rational arithmetic)."""
+    from fractions import Fraction
+
+    rng = np.random.default_rng(seed)
+    coeffs = {(1, 0), (0, 1), (1, 1), (1, -1), (2, 1), (1, 2), (2, -1), (1, -2)}
+    lines = set()
+    while len(lines) < 14:
+        a, b = sorted(coeffs)[rng.integers(len(coeffs))]
+        lines.add((a, b, int(rng.integers(-2, 3))))
+    lines = sorted(lines)
+    W = np.array([[a, b] for a, b, _ in lines], dtype=float)
+    bias = np.array([c for _, _, c in lines], dtype=float)
+    net = Network.from_arrays([W, np.ones((1, len(lines)))], [bias, np.zeros(1)])
+    lo, hi = -2.5, 2.5
+    r = fastmem.plane_regions(net, np.zeros(2), np.eye(2), extent=(lo, hi, lo, hi))
+    points: dict[tuple[Fraction, Fraction], set[int]] = {}
+    for i, (a1, b1, c1) in enumerate(lines):
+        for j in range(i + 1, len(lines)):
+            a2, b2, c2 = lines[j]
+            det = a1 * b2 - a2 * b1
+            if det == 0:
+                continue
+            x = Fraction(-c1 * b2 + c2 * b1, det)
+            y = Fraction(-a1 * c2 + a2 * c1, det)
+            if lo < x < hi and lo < y < hi:
+                points.setdefault((x, y), set()).update((i, j))
+    # every line meets the square's inside (|c| <= 2 < 2.5 |(a, b)|)
+    expected = 1 + len(lines) + sum(len(v) - 1 for v in points.values())
+    assert r.count == expected
+    assert len(np.unique(r.pattern_hashes)) == r.count
+    # each crossing point is one vertex, shared by 2 k polygons
+    V = r.vertices
+    for x, y in points:
+        near = np.hypot(V[:, 0] - float(x), V[:, 1] - float(y)) < 1e-9
+        assert near.sum() == 1, (x, y)
+    _check_tiling(r, [W, np.ones((1, len(lines)))], [bias, np.zeros(1)], ["relu"], [0.0],
+                  rng)  # fmt: skip
+
+
 # ------------------------------------------------------------------ random networks
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("widths", [(2, 6, 1), (3, 8, 8, 3), (4, 6, 5, 7, 4)])
