@@ -46,6 +46,13 @@ def _inside(r, pts, eps=1e-12):
     return out
 
 
+def _segments(r):
+    """The boundary's polylines as (q, 2, 2) consecutive point pairs."""
+    b = r.boundary
+    pairs = [np.stack([b[i][:-1], b[i][1:]], axis=1) for i in range(len(b))]
+    return np.concatenate(pairs) if pairs else np.zeros((0, 2, 2))
+
+
 def _ref_patterns(Ws, bs, acts, slopes, X):
     zs, _ = preactivations(Ws, bs, acts, slopes, X)
     return packed_patterns(zs, acts)
@@ -123,13 +130,13 @@ def test_quadrants_and_public_api() -> None:
     # the vertices are shared: 3 x 3 grid points, no duplicates
     assert r.vertices.shape == (9, 2)
     assert len({tuple(v) for v in r.vertices.tolist()}) == 9
-    # the boundary runs along the negative axes (ties of the single logit with 0)
-    segs = r.boundary.values.reshape(-1, 2, 2)
-    assert len(segs) >= 2
-    for a, b in segs:
-        assert (a <= 0).all() and (b <= 0).all() and (a[0] == b[0] == 0 or a[1] == b[1] == 0)
-    total = sum(float(np.linalg.norm(b - a)) for a, b in segs)
-    assert total == pytest.approx(2.0)
+    # the boundary runs along the negative axes (ties of the single logit with 0): one
+    # polyline through the origin, joined at that shared vertex
+    assert len(r.boundary) == 1
+    line = r.boundary[0]
+    if line[0, 0] != -1:
+        line = line[::-1]
+    np.testing.assert_array_equal(line, [[-1, 0], [0, 0], [0, -1]])
 
 
 def test_ties_three_lines_through_one_point() -> None:
@@ -436,7 +443,11 @@ def test_predicted_and_boundary(act: str) -> None:
     assert const.any() and (~const).any()
     np.testing.assert_array_equal(r.predicted[which][const], cls[const])
     # the boundary's pieces: the top two logits tie along them
-    segs = r.boundary.values.reshape(-1, 2, 2)
+    segs = _segments(r)
+    # each piece once
+    assert len(r.boundary) <= segs.shape[0]
+    keys = {tuple(np.round(np.sort(p, axis=0).ravel(), 9)) for p in segs}
+    assert len(keys) == segs.shape[0]
     assert segs.shape[0] > 0
     for lam in (0.25, 0.5, 0.75):
         x = segs[:, 0] + lam * (segs[:, 1] - segs[:, 0])
@@ -449,6 +460,24 @@ def test_predicted_and_boundary(act: str) -> None:
     mids = (segs[:, 0] + segs[:, 1]) / 2
     hit = _inside(r, mids, eps=-1e-9)  # closed polygons
     assert hit[:, mixed].any(axis=0).all()
+
+
+def test_boundary_polylines_are_joined() -> None:
+    """A binary network's boundary crosses many regions: its pieces are joined into few
+    polylines (where the boundary crosses a side, both regions' pieces end at the same
+    key), which run on the zero set of the logit and tile it (same total length)."""
+    rng = np.random.default_rng(0)
+    Ws, bs, acts, slopes = random_net(rng, (2, 30, 30, 1), "relu", bias_scale=0.5)
+    net = _net(Ws, bs, acts, slopes)
+    r = fastmem.plane_regions(net, np.zeros(2), np.eye(2), extent=(-3, 3, -3, 3))
+    segs = _segments(r)
+    crossed = int((r.predicted < 0).sum())
+    assert crossed >= 20
+    assert len(r.boundary) * 5 <= segs.shape[0]
+    mids = (segs[:, 0] + segs[:, 1]) / 2
+    _, out = preactivations(Ws, bs, acts, slopes, mids)
+    np.testing.assert_allclose(out[:, 0], 0, atol=1e-9)
+    assert (np.hypot(*(segs[:, 1] - segs[:, 0]).T) > 0).all()
 
 
 @settings(max_examples=25)

@@ -102,8 +102,9 @@ class PlaneRegions:
         boundary crosses the region).
     boundary : Ragged
         The decision boundary as polylines: ``values`` (q, 2) slice coordinates,
-        ``offsets`` one polyline per row (each a straight piece inside one region or along
-        a side between two regions).
+        ``offsets`` one polyline per row. Its straight pieces (inside a region, or along a
+        side between two regions) are joined where they meet on a side or at a vertex; a
+        polyline ends at the extent's border or where three classes meet.
     logits : ndarray (count, 3, n_outputs) float64
         Per region the logits as an affine map: ``logits[i, 0] + s * logits[i, 1] + t *
         logits[i, 2]``.
@@ -736,8 +737,67 @@ def _decisions(mesh: _Mesh, logits: Any, tol: float) -> tuple[Any, Ragged]:
                 on = np.add.reduceat((np.abs(g) <= eps).astype(np.int64), moff) >= 2
                 hit = mixed[(pos & neg) | on]
                 cand.append(np.stack([hit, np.full_like(hit, a), np.full_like(hit, b)], axis=1))
-    segs = _pair_segments(mesh, L, np.concatenate(cand).astype(np.int64), tol)
-    return predicted, Ragged(segs.reshape(-1, 2), np.arange(0, 2 * segs.shape[0] + 1, 2))
+    segs, keys = _pair_segments(mesh, L, np.concatenate(cand).astype(np.int64), tol)
+    return predicted, _polylines(segs, keys)
+
+
+def _polylines(segs: Any, keys: Any) -> Ragged:
+    """Join the boundary's straight pieces into polylines: pieces meet where their ends
+    have the same key (a vertex, or a side crossed by the same pair of classes); a
+    polyline ends where the boundary ends or branches (where three classes meet). A piece
+    found twice (along a side, from both regions) is kept once. A loop over the pieces
+    (the boundary's, not the regions')."""
+    interior = iter(range(-1, -(2 * segs.shape[0] + 2), -1))
+    ends: list[tuple[Any, Any]] = []
+    seen: set[frozenset[Any]] = set()
+    pieces: list[int] = []
+    for i in range(segs.shape[0]):
+        k0 = tuple(keys[i, 0].tolist()) if keys[i, 0, 0] != 2 else next(interior)
+        k1 = tuple(keys[i, 1].tolist()) if keys[i, 1, 0] != 2 else next(interior)
+        if k0 == k1:
+            continue
+        pair = frozenset((k0, k1))
+        if pair in seen:
+            continue
+        seen.add(pair)
+        pieces.append(i)
+        ends.append((k0, k1))
+    at: dict[Any, list[int]] = {}
+    for q, (k0, k1) in enumerate(ends):
+        at.setdefault(k0, []).append(q)
+        at.setdefault(k1, []).append(q)
+    used = [False] * len(ends)
+    lines: list[Any] = []
+
+    def walk(q: int, key: Any) -> None:
+        # from end `key` of piece q, along pieces that continue through degree-2 keys
+        pts = []
+        while True:
+            used[q] = True
+            k0, k1 = ends[q]
+            seg = segs[pieces[q]]
+            a, b = (seg[0], seg[1]) if k0 == key else (seg[1], seg[0])
+            if not pts:
+                pts.append(a)
+            pts.append(b)
+            key = k1 if k0 == key else k0
+            nxt = [r for r in at[key] if not used[r]]
+            if len(at[key]) != 2 or not nxt:
+                break
+            q = nxt[0]
+        lines.append(np.array(pts))
+
+    for key, qs in at.items():  # open polylines: from their ends (degree != 2)
+        if len(qs) != 2:
+            for q in qs:
+                if not used[q]:
+                    walk(q, key)
+    for q in range(len(ends)):  # closed loops
+        if not used[q]:
+            walk(q, ends[q][0])
+    sizes = [ln.shape[0] for ln in lines]
+    values = np.concatenate(lines) if lines else np.zeros((0, 2))
+    return Ragged(values, np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64))
 
 
 def _pair_segments(mesh: _Mesh, L: Any, cand: Any, tol: float) -> Any:
@@ -748,8 +808,9 @@ def _pair_segments(mesh: _Mesh, L: Any, cand: Any, tol: float) -> Any:
     points along the line (corners on it, within ``tol``, and crossings of sides whose
     ends are strictly on both sides), clipped to where ``a`` is at least every other class.
     """
+    none = (np.zeros((0, 2, 2)), np.zeros((0, 2, 4), dtype=np.int64))
     if cand.shape[0] == 0:
-        return np.zeros((0, 2, 2))
+        return none
     S, T, corners, off = mesh.S, mesh.T, mesh.corners, mesh.off
     ci, ca, cb = cand[:, 0], cand[:, 1], cand[:, 2]
     nc = ci.shape[0]
@@ -779,9 +840,21 @@ def _pair_segments(mesh: _Mesh, L: Any, cand: Any, tol: float) -> Any:
     xt = np.where(zero, pt, pt + r * (qt - pt))
     valid = zero | cross
     lam = xs * -gt[cp] + xt * gs[cp]  # position along the line
+    # what each point is: a vertex (kind 0, its id), or the crossing of side (u, v) by the
+    # line of the pair (kind 1): the neighbour across the side finds the same key
+    u, v = corners[k], corners[k[nxt]]
+    pkey = np.stack(
+        [
+            np.where(zero, 0, 1),
+            np.where(zero, u, np.minimum(u, v)),
+            np.where(zero, -1, np.maximum(u, v)),
+            np.where(zero, -1, ca[cp] * L.shape[2] + cb[cp]),
+        ],
+        axis=1,
+    )
     vi = np.flatnonzero(valid)
     if vi.size == 0:
-        return np.zeros((0, 2, 2))
+        return none
     order = vi[np.lexsort((lam[vi], cp[vi]))]
     oc = cp[order]
     n_pts = np.bincount(oc, minlength=nc)
@@ -808,4 +881,7 @@ def _pair_segments(mesh: _Mesh, L: Any, cand: Any, tol: float) -> Any:
     keep = ok & ~empty & (hi > lo) & (length > tol)
     a0 = p0 + lo[:, None] * (p1 - p0)
     a1 = p0 + hi[:, None] * (p1 - p0)
-    return np.stack([a0[keep], a1[keep]], axis=1)
+    # an end clipped by a third class lies inside the region (kind 2: joins nothing)
+    k0 = np.where((lo > 0)[:, None], np.array([2, -1, -1, -1]), pkey[lo_i])
+    k1 = np.where((hi < 1)[:, None], np.array([2, -1, -1, -1]), pkey[hi_i])
+    return np.stack([a0[keep], a1[keep]], axis=1), np.stack([k0[keep], k1[keep]], axis=1)
