@@ -480,6 +480,35 @@ def test_boundary_polylines_are_joined() -> None:
     assert (np.hypot(*(segs[:, 1] - segs[:, 0]).T) > 0).all()
 
 
+@pytest.mark.parametrize("act", ["relu", "leaky_relu"])
+def test_against_regioncam(act: str) -> None:
+    """regioncam (Rust, float32; an optional peer) on the same float32 networks and
+    square slices: region counts equal on >= 99% of 100 slices."""
+    regioncam = pytest.importorskip("regioncam", reason="regioncam (optional peer) is absent")
+    rng = np.random.default_rng(1)
+    equal = 0
+    for _ in range(100):
+        Ws, bs, acts, slopes = random_net(rng, (6, 16, 16, 3), act, bias_scale=0.5)
+        Ws = [w.astype(np.float32) for w in Ws]
+        bs = [b.astype(np.float32) for b in bs]
+        o = rng.normal(size=6).astype(np.float32)
+        D = rng.normal(size=(2, 6)).astype(np.float32)
+        size = 2.0
+        net = Network.from_arrays(Ws, bs, acts, negative_slope=slopes, dtype=np.float32)
+        r = fastmem.plane_regions(net, o, D, extent=(-size, size, -size, size))
+        cam = regioncam.Regioncam(size)
+        cam.linear(D, o)
+        for i, (w, b) in enumerate(zip(Ws, bs, strict=True)):
+            cam.linear(np.ascontiguousarray(w.T), b)
+            if i < len(Ws) - 1:
+                if act == "relu":
+                    cam.relu()
+                else:
+                    cam.leaky_relu(slopes[i])
+        equal += int(cam.num_faces == r.count)
+    assert equal >= 99
+
+
 @settings(max_examples=25)
 @given(
     seed=st.integers(0, 2**31 - 1),
