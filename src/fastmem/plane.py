@@ -527,6 +527,11 @@ def plane_regions(
     if backend == "cuda":
         raise InputError("backend: plane_regions runs on the CPU ('cpp' or 'numba')")
     be = select_backend("cpu", backend)
+    if be.name == "cuda":  # forced by FASTMEM_BACKEND
+        raise InputError(
+            "backend: plane_regions runs on the CPU; FASTMEM_BACKEND=cuda forces the CUDA "
+            "kernels, which have no 2-D slice: pass backend='cpp' or 'numba'"
+        )
     host = net.to("cpu")
     if host.dtype != np.float64:
         host = host.astype(np.float64)
