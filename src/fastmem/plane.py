@@ -70,7 +70,7 @@ __all__ = ["PlaneRegions", "plane_regions", "plane_through"]
 
 _TOL_ULPS = 128
 # the post-activation maps of this many bytes of polygons per kernel call and GEMM
-_BLOCK_BYTES = 16 << 20
+_BLOCK_BYTES = 64 << 20
 
 
 # ------------------------------------------------------------------ the result
