@@ -25,8 +25,10 @@ call, then the minimum over the timed calls:
 
 or one contender: ``python bench/test_critical.py <pgd|ls> <contender> <rounds>`` with
 contender in ``cpp | numba | torch`` (torch: torchattacks PGD, or the autograd loop), for
-``ls`` also ``gemm-floor``, or, for ``pgd``, ``crown`` (the CROWN certificate of the
-batch, value: the CSR upper bound);
+``ls`` also ``gemm-floor`` (the two large products) and ``gemm-all`` (every product of
+the forward and the backward pass, each layer: the floor of any method through this
+network, 1.35x the two large products' flops), or, for ``pgd``, ``crown`` (the CROWN
+certificate of the batch, value: the CSR upper bound);
 ``python bench/test_critical.py csr <pgd|lass|torch|torch1> <rounds> <radius in 1/255>``
 (torch1: torch on one thread).
 """
@@ -217,6 +219,23 @@ def _fresh_contender(workload: str, contender: str):
             return float(h[0, 0]) + float(dx[0, 0])
 
         return floor
+    if contender == "gemm-all":  # every product of the forward and the backward pass
+        ws = [np.ascontiguousarray(w, dtype=np.float32) for w in weights]
+        gs = [
+            np.random.default_rng(3 + i).standard_normal((N_LS, w.shape[0])).astype(np.float32)
+            for i, w in enumerate(ws)
+        ]
+
+        def floor_all():
+            h = X
+            for w in ws:  # forward, layer by layer
+                h = h @ w.T
+            out = float(h[0, 0])
+            for w, g in zip(ws, gs, strict=True):  # backward: one product per layer
+                out += float((g @ w)[0, 0])
+            return out
+
+        return floor_all
     if contender == "torch":
         import torch
 
@@ -303,7 +322,7 @@ def test_csr_sandwich_fresh_processes(benchmark, radius_255):
 
 FRESH = {
     "pgd": (("torch", 3), ("cpp", 3), ("numba", 3)),
-    "ls": (("torch", 7), ("gemm-floor", 7), ("cpp", 7), ("numba", 7)),
+    "ls": (("torch", 7), ("gemm-floor", 7), ("gemm-all", 7), ("cpp", 7), ("numba", 7)),
 }
 
 

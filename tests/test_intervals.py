@@ -217,5 +217,5 @@ def test_lines_whose_values_overflow_raise(backend, dtype):
     assert to_numpy(iv.lower).tolist() == [-1.0] * 4 and to_numpy(iv.upper).tolist() == [0.5] * 4
     with pytest.raises(InputError, match=r"^layer 0 \(a hidden layer\)"):
         run(np.full((3, 2), top / 2), np.ones((3, 2)))
-    with pytest.raises(InputError, match=r"^anchors, directions: the lines' points"):
+    with pytest.raises(InputError, match=r"^anchors, directions, t_range: the lines' points"):
         run(np.full((3, 2), top / 2), np.full((3, 2), top / 2))

@@ -121,8 +121,9 @@ def test_sawtooth_refuses_depth(depth: int) -> None:
 
 
 def test_exact_engine_refuses_pieces_that_cannot_fit(monkeypatch: pytest.MonkeyPatch) -> None:
-    """sawtooth(34) has 2**34 pieces on [0, 1]: refused at the layer whose pieces do not fit
-    (here 96 MiB are said to be available), not a MemoryError inside the engine."""
+    """sawtooth(34) has 2**34 pieces on [0, 1]: refused (here 96 MiB are said to be
+    available; by the projection of its doubling, or at the layer whose pieces do not fit),
+    not a MemoryError inside the engine."""
     import fastmem._validate as v
 
     monkeypatch.setattr(v, "_UNCHECKED_BYTES", 0)
@@ -137,6 +138,26 @@ def test_exact_engine_refuses_pieces_that_cannot_fit(monkeypatch: pytest.MonkeyP
     # the same network on a segment short enough to fit is exact: 2**34 / 2**20 pieces
     r = fastmem.along_segments(net, np.zeros((1, 1)), np.full((1, 1), 2.0**-20))
     assert int(r.counts[0]) == 2**14
+
+
+def test_exact_engine_refuses_a_projected_doubling_up_front() -> None:
+    """Issue 25: sawtooth(34) is refused at its fourth layer from the growth of its pieces
+    (x2 per layer), before the layers that fill the memory are computed."""
+    net = fastmem.sawtooth(34)
+    msg = _refused(lambda: fastmem.along_segments(net, np.zeros((1, 1)), np.ones((1, 1))), "net")
+    assert "2.00x per layer over layers 1-3" in msg and "1.72e+10 pieces" in msg
+    assert "refused before computing them" in msg
+
+
+def test_projection_spares_deep_random_networks() -> None:
+    """Pieces of random networks grow ever more slowly with depth: a 16-layer one runs."""
+    rng = np.random.default_rng(5)
+    widths = [8] + [32] * 16 + [2]
+    Ws = [rng.normal(0, np.sqrt(2 / widths[i]), (widths[i + 1], widths[i])) for i in range(17)]
+    net = fastmem.Network.from_arrays(Ws, [np.zeros(w) for w in widths[1:]])
+    a, b = rng.normal(size=(4, 8)), rng.normal(size=(4, 8))
+    r = fastmem.along_segments(net, a * 5, b * 5)
+    assert (r.counts > 1).all()
 
 
 @_SETTINGS

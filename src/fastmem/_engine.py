@@ -44,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _validate
 from ._backend import Backend
 from ._kinds import ACTIVATIONS, bits_per_neuron
 from ._threads import (
@@ -53,7 +54,7 @@ from ._threads import (
     kernels_own_the_cores,
     row_parallel_matmul,
 )
-from ._validate import check_allocation
+from ._validate import check_allocation, format_bytes
 from ._validate import positive_int as check_positive_int
 from .errors import InputError
 from .network import Network
@@ -298,7 +299,9 @@ def _max_abs(x: Any) -> float:
     return max(-lo, hi) if lo <= hi else float("nan")
 
 
-def _check_layer(Z: Any, layer: int, net: Network, ws: Workspace, known: float) -> float:
+def _check_layer(
+    Z: Any, layer: int, net: Network, ws: Workspace, known: float, names: tuple[str, str]
+) -> float:
     """``InputError`` naming the layer when its pre-activations ``Z`` overflow; returns a
     bound on ``|Z|``.
 
@@ -322,7 +325,8 @@ def _check_layer(Z: Any, layer: int, net: Network, ws: Workspace, known: float) 
         raise InputError(
             f"layer {layer} ({what}): pre-activations are not finite (or beyond "
             f"+-{limit:.3g}, where the segment engine's differences overflow, in "
-            f"{net.dtype}): the inputs or the weights are too large"
+            f"{net.dtype}): the inputs ({names[0]}, {names[1]}, t_range) or the weights (net) "
+            "are too large"
         )
     return seen
 
@@ -362,6 +366,43 @@ def _check_pieces(
         "net",
         ws.xp,
     )
+
+
+# The projection refuses only after this many layers of steady growth, and only when one
+# line alone would need this many times the memory available.
+_PROJECT_AFTER = 3
+_PROJECT_FACTOR = 16
+
+
+def _check_projection(
+    net: Network, layer: int, m: int, pieces: int, growth: float, grown: int, xp: Any
+) -> None:
+    """`InputError` when the pieces, growing as they have so far, cannot fit at the end.
+
+    After :data:`_PROJECT_AFTER` layers (past the first) in which the pieces of every line
+    have grown by at least ``growth`` per layer, project that growth over the remaining
+    hidden layers: if ONE line would then need more than :data:`_PROJECT_FACTOR` times the
+    memory available, refuse now instead of computing the layers up to the one that no
+    longer fits (Telgarsky's sawtooth doubles its pieces at every layer: sawtooth(34) is
+    refused at its fourth layer). Random networks' growth per layer falls with depth
+    (Hanin & Rolnick: pieces along a line grow about linearly in the neurons), so their
+    projections stay small.
+    """
+    remaining = net.n_layers - 2 - layer
+    if grown < _PROJECT_AFTER or remaining <= 0 or growth < 1.5:
+        return
+    per_line = pieces / m * growth**remaining
+    item = net.dtype.itemsize
+    widest = max(net.widths[layer + 1 :])
+    need = 1.25 * (4 * item * widest + 8 * (2 * net.n_pattern_words + 5)) * per_line
+    have, source = _validate.available_memory(xp)
+    if need > _PROJECT_FACTOR * have:
+        raise InputError(
+            f"net: the pieces of each line have grown at least {growth:.2f}x per layer over "
+            f"layers 1-{layer}; at that rate one line would have about {per_line:.3g} pieces "
+            f"after the {net.n_layers - 1} hidden layers, needing about {format_bytes(need)} "
+            f"(available: {format_bytes(have)}, {source}); refused before computing them"
+        )
 
 
 # ------------------------------------------------------------------ the engine
@@ -493,17 +534,19 @@ def split(
         H[1::2, :d] = A + dt.type(t1) * D
     if not _within(H[:, :d], float(np.finfo(dt).max)):
         raise InputError(
-            f"{names[0]}, {names[1]}: the lines' points at t = {t0:g} or t = {t1:g} overflow "
+            f"{names[0]}, {names[1]}, t_range: the lines' points at t = {t0:g} or t = {t1:g} "
+            "overflow "
             f"(are not finite in {dt}): the values are too large"
         )
     H[:, d] = 1
     W0 = ws.weights_t(net, 0)
     Z = row_parallel_matmul(H, W0, be, out=ws.take("z0", (2 * m, W0.shape[1]), dt), threads=threads)
-    known = _check_layer(Z, 0, net, ws, 0.0)  # a bound on |Z|
+    known = _check_layer(Z, 0, net, ws, 0.0, names)  # a bound on |Z|
     bit = 0
     step = False
     n_hidden = net.n_layers - 1
     n_bp = None  # the crossing counts of the layer's pieces, when the last pass gave them
+    growth, grown = math.inf, 0  # the least growth of the pieces per layer so far, and layers
     for layer in range(n_hidden):
         name = net.activation[layer]
         kind = ACTIVATIONS[name]
@@ -524,6 +567,10 @@ def split(
         n_bp += 1
         xp.cumsum(n_bp, out=child[1:])
         nc = int(child[-1])
+        if layer >= 1:  # the first layer cuts one piece per line: not a growth rate
+            growth = min(growth, nc / n)
+            grown += 1
+            _check_projection(net, layer, m, nc, growth, grown, xp)
         # A threshold layer makes everything after it constant on each piece (and the
         # network discontinuous, so vertex values are not shared): cut at its crossings,
         # then read the whole pattern and the logits at the pieces' midpoints.
@@ -556,7 +603,7 @@ def split(
                 Z, vt, pseg, buf, offsets, child, kind, slope, wt, Z_old, scratch, Z_new,
                 kind_next, next_counts,
             )  # fmt: skip
-            known = _check_layer(Z_new, layer + 1, net, ws, known)
+            known = _check_layer(Z_new, layer + 1, net, ws, known, names)
             Z = Z_new
             n_bp = next_counts if kind_next >= 0 else None
         vt, pseg, codes = new_vt, new_seg, new_codes

@@ -18,13 +18,17 @@ from .errors import InputError
 
 __all__ = [
     "array_device",
+    "as_bool",
     "as_float_array",
     "as_generator",
+    "as_labels",
+    "as_path",
     "available_memory",
     "check_allocation",
     "check_dtype",
     "check_npz_sizes",
     "common_device",
+    "finite_float",
     "format_bytes",
     "positive_int",
     "to_host",
@@ -153,6 +157,62 @@ def as_float_array(
         bad = int((~xp.isfinite(arr)).sum())
         raise InputError(f"{name}: contains {bad} NaN or Inf value(s)")
     return arr
+
+
+def as_labels(y: Any, name: str, n: int | None = None) -> np.ndarray:
+    """Integer class labels: a 1-D int64 host array of ``n`` non-negative entries.
+
+    Floats are accepted when every value is finite and integral; anything else (NaN,
+    Inf, fractions, negative, 2-D, objects, strings, the wrong length) is an
+    `InputError` naming ``name``.
+    """
+    arr = to_host(_to_host_or_cupy(y, name))
+    if arr.ndim != 1:
+        raise InputError(f"{name}: expected a 1-D array of class labels, got shape {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise InputError(f"{name}: has {arr.shape[0]} labels for {n} rows")
+    if arr.size == 0:
+        raise InputError(f"{name}: is empty")
+    if arr.dtype.kind == "f":
+        if not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
+            raise InputError(f"{name}: must hold integer class labels (finite, integral values)")
+        if np.abs(arr).max() >= 2.0**62:
+            raise InputError(f"{name}: labels of magnitude 2**62 or more are not supported")
+    elif arr.dtype.kind not in "iu" or (arr.dtype == np.uint64 and int(arr.max()) >= 2**62):
+        raise InputError(f"{name}: must hold integer class labels, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if int(arr.min()) < 0:
+        raise InputError(f"{name}: class labels must be >= 0, got {int(arr.min())}")
+    return arr
+
+
+def finite_float(
+    value: Any, name: str, *, low: float = 0.0, high: float = math.inf, low_open: bool = False
+) -> float:
+    """``value`` as a finite float in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(f"{name}: must be a real number, got {value!r}")
+    v = float(value)
+    ok = math.isfinite(v) and (v > low if low_open else v >= low) and v <= high
+    if not ok:
+        lo = "(" if low_open else "["
+        raise InputError(f"{name}: must be finite and in {lo}{low:g}, {high:g}], got {value!r}")
+    return v
+
+
+def as_bool(value: Any, name: str) -> bool:
+    """``value`` as a bool (Python or NumPy bool only)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{name}: must be True or False, got {value!r}")
+    return bool(value)
+
+
+def as_path(path: Any, name: str = "path") -> str:
+    """A filesystem path argument as a ``str``."""
+    try:
+        return os.fspath(path)
+    except TypeError as exc:
+        raise InputError(f"{name}: must be a str or os.PathLike path, got {path!r}") from exc
 
 
 # ------------------------------------------------------------------ sizes

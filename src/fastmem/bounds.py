@@ -155,8 +155,8 @@ def montufar_lower(widths: Sequence[int], input_dim: int) -> int:
         return 1
     what = f"montufar_lower(widths, {n0})"
     bits = n0 * sum(c * math.log2(f) for f, c in folds.items()) + _log2_binom_sum(ws[-1], n0)
-    _check_size(bits, 0.0, "widths", what)
-    last = _binom_prefix_sum(ws[-1], n0, "widths", what)
+    _check_size(bits, 0.0, "widths, input_dim", what)
+    last = _binom_prefix_sum(ws[-1], n0, "widths, input_dim", what)
     return _power_product(Counter({f: c * n0 for f, c in folds.items()})) * last
 
 
@@ -189,7 +189,7 @@ def serra_upper(widths: Sequence[int], input_dim: int) -> int:
         bits += _log2_binom_sum(n, min(cap, n))
         seconds += steps * (_STEP_S + _LINEAR_S_PER_BIT * bits * max(1.0, n / 30) / 30)
         cap = min(cap, n)
-    _check_size(bits, seconds, "widths", f"serra_upper(widths, {n0})")
+    _check_size(bits, seconds, "widths, input_dim", f"serra_upper(widths, {n0})")
     states = {n0: 1}  # min(n_0, n_1 - j_1, ...) -> number of weighted vectors so far
     for n in ws:
         binom = [math.comb(n, j) for j in range(min(n, n0) + 1)]

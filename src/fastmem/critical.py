@@ -55,6 +55,7 @@ from ._threads import (
     kernels_callable_side_by_side,
     kernels_own_the_cores,
 )
+from ._validate import as_generator
 from ._validate import positive_int as _positive_int
 from ._validate import to_host as _host
 from .errors import InputError
@@ -167,11 +168,7 @@ def _check_box(box: Any) -> tuple[float, float]:
 
 
 def _seed(rng: Any) -> int:
-    if isinstance(rng, np.random.Generator):
-        return int(rng.integers(0, 2**63))
-    if rng is None or (isinstance(rng, numbers.Integral) and not isinstance(rng, bool)):
-        return int(np.random.default_rng(rng).integers(0, 2**63))
-    raise InputError(f"rng: must be None, an int seed or a numpy.random.Generator, got {rng!r}")
+    return int(as_generator(rng, "rng").integers(0, 2**63))
 
 
 # --------------------------------------------------------------------------- model
@@ -1067,9 +1064,11 @@ def critical_samples(
         raise InputError(f"certify: must be one of {_CERTIFY}, got {certify!r}")
     if loss not in _LOSSES:
         raise InputError(f"loss: must be one of {_LOSSES}, got {loss!r}")
-    if step_size is None:
+    derived = step_size is None
+    if derived:
         step_size = radius * LASS_STEP / LASS_RADIUS if method == "lass" else 2.5 * radius / steps
-    step_size = _positive(step_size, "step_size")
+    step_name = "radius (the default step size derived from it)" if derived else "step_size"
+    step_size = _positive(step_size, step_name)
     if noise is None:
         noise = radius * LASS_NOISE / LASS_RADIUS if method == "lass" else 0.0
     noise = _nonnegative(noise, "noise")
@@ -1271,9 +1270,12 @@ def csr_curve(net: Network, X: Any, radii: Any, **kw: Any) -> CSRCurve:
     ([1, 2, 3], [2, 1, 0])
     """
     try:
-        rs = np.asarray(radii, dtype=np.float64).reshape(-1)
+        rs = np.asarray(radii)
+        if rs.dtype.kind not in "iuf":
+            raise TypeError(f"dtype {rs.dtype}")
+        rs = rs.astype(np.float64).reshape(-1)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"radii: must be a sequence of numbers ({exc})") from exc
+        raise InputError(f"radii: must be a sequence of real numbers ({exc})") from exc
     if rs.size == 0:
         raise InputError("radii: is empty")
     for r in rs:
@@ -1417,7 +1419,7 @@ def loss_sensitivity(
     array([2.])
     """
     require_piecewise_linear(net, "loss_sensitivity", gradient=True)
-    if norm not in (1, 2, math.inf):
+    if not isinstance(norm, numbers.Real) or isinstance(norm, bool) or norm not in (1, 2, math.inf):
         raise InputError(f"norm: must be 1, 2 or inf, got {norm!r}")
     Xd, be, model = _prepare(net, X, backend, None)
     xp = model.xp

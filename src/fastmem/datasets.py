@@ -32,7 +32,9 @@ from typing import Any
 
 import numpy as np
 
+from ._validate import as_float_array, as_labels, as_path, check_allocation, finite_float
 from ._validate import as_generator as _rng
+from ._validate import positive_int as _positive_int
 from .errors import InputError
 
 __all__ = [
@@ -98,12 +100,15 @@ def moons(n: int = 1000, *, noise: float = 0.1, rng: Any = 0) -> tuple[np.ndarra
     """
     from sklearn.datasets import make_moons
 
-    if not isinstance(n, (int, np.integer)) or n < 2:
-        raise InputError(f"n: must be an integer >= 2, got {n!r}")
+    n = _positive_int(n, "n", 2)
+    noise = finite_float(noise, "noise")
+    check_allocation(40.0 * n, f"{n} moons points", "n")
     seed = int(_rng(rng).integers(2**31 - 1))
-    X, y = make_moons(n_samples=int(n), noise=float(noise), random_state=seed)
+    X, y = make_moons(n_samples=n, noise=noise, random_state=seed)
     X = X - X.mean(axis=0)
     X = X / np.linalg.norm(X, axis=1).max()
+    if not np.isfinite(X).all():
+        raise InputError(f"noise: {noise:g} is too large: the points overflow")
     return X.astype(np.float64), y.astype(np.int64)
 
 
@@ -317,7 +322,7 @@ def load(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     >>> X.shape, y[:4].tolist()
     ((12, 12), [0, 1, 2, 0])
     """
-    path = os.fspath(path)
+    path = as_path(path, "path")
     if not os.path.exists(path):
         raise InputError(f"data: {path} does not exist")
     if not os.path.isdir(path):
@@ -367,7 +372,9 @@ def per_class_subset(
     >>> np.bincount(ys).tolist()
     [5, 5, 5, 5, 5, 5, 5, 5, 5, 5]
     """
-    X, y = np.asarray(X), np.asarray(y)
+    X = _rows(X)
+    y = as_labels(y, "y", X.shape[0])
+    per_class = _positive_int(per_class, "per_class")
     gen = _rng(rng)
     take = []
     for c in np.unique(y):
@@ -389,10 +396,13 @@ def average_pool(X: Any, factor: int) -> np.ndarray:
     >>> datasets.average_pool(np.arange(16.0).reshape(1, 16), 2).tolist()
     [[2.5, 4.5, 10.5, 12.5]]
     """
-    X = np.asarray(X, dtype=np.float64)
+    X = _rows(X)
+    factor = _positive_int(factor, "factor")
     side = round(np.sqrt(X.shape[1]))
-    if side * side != X.shape[1] or side % factor:
-        raise InputError(f"X: rows must be square images with side divisible by {factor}")
+    if side * side != X.shape[1]:
+        raise InputError(f"X: rows must be square images, got {X.shape[1]} features")
+    if side % factor:
+        raise InputError(f"factor: the image side {side} is not divisible by {factor}")
     s = side // factor
     return X.reshape(-1, s, factor, s, factor).mean(axis=(2, 4)).reshape(X.shape[0], s * s)
 
@@ -416,10 +426,12 @@ def corrupt_labels(
     >>> 0.8 < float(np.mean(datasets.corrupt_labels(y, 1.0, 0, n_classes=10) != 0)) < 1.0
     True
     """
-    y = np.asarray(y).astype(np.int64)
-    if not 0.0 <= float(p) <= 1.0:
-        raise InputError(f"p: must be in [0, 1], got {p!r}")
-    k = int(n_classes) if n_classes is not None else int(y.max()) + 1
+    y = as_labels(y, "y")
+    p = finite_float(p, "p", high=1.0)
+    k = int(y.max()) + 1 if n_classes is None else _positive_int(n_classes, "n_classes")
+    if k > 2**62:
+        what = "n_classes" if n_classes is not None else "y (its largest label + 1)"
+        raise InputError(f"{what}: at most 2**62 classes are supported, got {k}")
     gen = _rng(rng)
     flip = gen.random(y.shape[0]) < float(p)
     out = y.copy()
@@ -439,7 +451,7 @@ def shuffle_pixels(X: Any, rng: Any = None) -> np.ndarray:
     >>> bool(np.all(np.sort(Z, axis=1) == X)), bool(np.all(Z[1] - Z[0] == 3))
     (True, True)
     """
-    X = np.asarray(X, dtype=np.float64)
+    X = _rows(X)
     return X[:, _rng(rng).permutation(X.shape[1])]
 
 
@@ -454,7 +466,7 @@ def random_pixels(X: Any, rng: Any = None) -> np.ndarray:
     >>> bool(np.all(np.sort(datasets.random_pixels(X, 0), axis=1) == X))
     True
     """
-    X = np.asarray(X, dtype=np.float64)
+    X = _rows(X)
     keys = _rng(rng).random(X.shape)
     return np.take_along_axis(X, np.argsort(keys, axis=1), axis=1)
 
@@ -474,6 +486,21 @@ def gaussian_like(X: Any, rng: Any = None) -> np.ndarray:
     >>> np.round(G.mean(axis=0)).tolist(), np.round(G.std(axis=0)).tolist()
     ([3.0, 3.0], [2.0, 2.0])
     """
-    X = np.asarray(X, dtype=np.float64)
-    mu, sd = X.mean(axis=0), X.std(axis=0)
-    return mu + sd * _rng(rng).standard_normal(X.shape)
+    X = _rows(X)
+    # moments of X / s, s a power of two near max |X|: no overflow near the float range
+    peak = float(np.abs(X).max()) if X.size else 0.0
+    s = 2.0 ** math.frexp(peak)[1] if peak > 0 else 1.0
+    mu, sd = (X / s).mean(axis=0), (X / s).std(axis=0)
+    with np.errstate(over="ignore"):
+        G = (mu + sd * _rng(rng).standard_normal(X.shape)) * s
+    if not np.isfinite(G).all():
+        raise InputError("X: its values are so large that Gaussian samples like them overflow")
+    return G
+
+
+def _rows(X: Any, name: str = "X") -> np.ndarray:
+    """Data rows: a finite 2-D float64 array (n, d) with n, d >= 1."""
+    X = as_float_array(X, name, ndim=2, dtype=np.dtype(np.float64))
+    if X.shape[1] == 0:
+        raise InputError(f"{name}: has no columns (shape {X.shape})")
+    return X

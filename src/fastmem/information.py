@@ -1002,8 +1002,14 @@ def kde_mi(
     """
     if bound not in ("upper", "lower"):
         raise InputError(f"bound: must be 'upper' or 'lower', got {bound!r}")
-    if not (isinstance(noise_var, int | float) and math.isfinite(noise_var) and noise_var > 0):
-        raise InputError(f"noise_var: must be a positive number, got {noise_var!r}")
+    if not (
+        isinstance(noise_var, int | float)
+        and not isinstance(noise_var, bool)
+        and math.isfinite(noise_var)
+        and 0 < noise_var <= 1e150
+    ):
+        # beyond 1e150 the kernel's 1 / (4 noise_var) products under- and overflow
+        raise InputError(f"noise_var: must be a number in (0, 1e150], got {noise_var!r}")
     layers, single, device = _prepare_layers(activations, "activations")
     be = select_backend(device, backend)
     y, _, counts = _labels(labels, None)
@@ -1133,7 +1139,10 @@ def information_plane(
     for c, s in enumerate(layers_per):
         if len(s) != n_layers:
             raise InputError(f"snapshots[{c}]: has {len(s)} layers, snapshots[0] has {n_layers}")
-    ep = np.arange(len(snaps)) if epochs is None else np.asarray(epochs)
+    try:
+        ep = np.arange(len(snaps)) if epochs is None else np.asarray(epochs)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"epochs: cannot be converted to an array ({exc})") from exc
     if ep.shape != (len(snaps),):
         raise InputError(f"epochs: expected {len(snaps)} entries, got shape {ep.shape}")
     device = common_device(**{f"snapshots[0][{i}]": a for i, a in enumerate(layers_per[0])})

@@ -31,7 +31,7 @@ import numpy as np
 from . import _engine
 from ._backend import Backend, to_device
 from ._json import jsonable
-from ._validate import as_float_array, check_allocation
+from ._validate import as_bool, as_float_array, check_allocation
 from ._validate import as_generator as _rng
 from ._validate import to_host as _host
 from .errors import InputError
@@ -311,6 +311,7 @@ def pairwise(
     [[0, 2], [0, 3], [2, 3]]
     """
     X, y = _data(X, y)
+    same_class = as_bool(same_class, "same_class")
     max_pairs = _optional_count(max_pairs, "max_pairs")
     gen = _rng(rng)
     classes = np.unique(y)
@@ -561,7 +562,8 @@ def normal(X: Any, y: Any, cls_from: int, cls_to: int) -> tuple[np.ndarray, np.n
     Xs, e = _scaled(X)
     diff = Xs[to].mean(axis=0) - Xs[idx].mean(axis=0)
     d = diff - (diff @ vt[0]) * vt[0]
-    if not np.linalg.norm(d) > 1e-12 * max(math.ldexp(1.0, -e), float(np.linalg.norm(diff))):
+    # relative to the mean difference only: the test is the same at every data scale
+    if not np.linalg.norm(d) > 1e-12 * float(np.linalg.norm(diff)):
         raise InputError(
             "cls_to: the class-mean difference is parallel to the first principal axis"
         )

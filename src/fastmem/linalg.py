@@ -185,7 +185,10 @@ def solve(
         raise InputError(f"rcond_min: must be a number in [0, 1), got {rcond_min!r}")
     A = as_float_array(_host(A), "A", ndim=2, dtype=np.float64)
     b_arr = _host(b)
-    ndim = np.ndim(b_arr)
+    try:
+        ndim = np.ndim(b_arr)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"b: cannot be converted to an array ({exc})") from exc
     if ndim not in (1, 2):
         raise InputError(f"b: expected a 1-D (n,) or 2-D (n, k) array, got shape {np.shape(b_arr)}")
     b = as_float_array(b_arr, "b", ndim=ndim, dtype=np.float64)

@@ -15,8 +15,10 @@ from ._backend import Backend, array_module, select_backend, to_device
 from ._kinds import ACTIVATIONS, bits_per_neuron
 from ._validate import (
     array_device,
+    as_bool,
     as_float_array,
     as_generator,
+    as_path,
     check_allocation,
     check_dtype,
     check_npz_sizes,
@@ -437,17 +439,22 @@ class Network:
         >>> fastmem.Network.load(path).activation
         ('tanh',)
         """
+        if not hasattr(path, "write"):  # a file object (np.savez writes to it) or a path
+            path = as_path(path, "path")
         host = self.to("cpu")
         arrays = {f"W{i}": w for i, w in enumerate(host._weights)}
         arrays.update({f"b{i}": b for i, b in enumerate(host._biases)})
-        np.savez(
-            path,
-            format_version=np.int64(_FORMAT_VERSION),
-            n_layers=np.int64(self.n_layers),
-            activations=np.array(self._activations, dtype=np.str_).reshape(-1),
-            negative_slopes=np.array(self._slopes, dtype=np.float64).reshape(-1),
-            **arrays,
-        )
+        try:
+            np.savez(
+                path,
+                format_version=np.int64(_FORMAT_VERSION),
+                n_layers=np.int64(self.n_layers),
+                activations=np.array(self._activations, dtype=np.str_).reshape(-1),
+                negative_slopes=np.array(self._slopes, dtype=np.float64).reshape(-1),
+                **arrays,
+            )
+        except OSError as exc:
+            raise InputError(f"path: cannot write {path}: {exc.strerror or exc}") from exc
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Network:
@@ -657,6 +664,7 @@ class Network:
             raise InputError(f"sigma: must be a real number, got {sigma!r}")
         if not (math.isfinite(float(sigma)) and sigma >= 0):
             raise InputError(f"sigma: must be finite and >= 0, got {sigma}")
+        relative = as_bool(relative, "relative")
         gen = as_generator(rng)
         host = self.to("cpu")
         ws, bs = [], []
@@ -813,7 +821,7 @@ def _check_finite_layer(z: Any, layer: int, n_layers: int) -> None:
         what = "the output layer" if layer == n_layers - 1 else "a hidden layer"
         raise InputError(
             f"layer {layer} ({what}): pre-activations are not finite (overflow in "
-            f"{z.dtype}): the inputs or the weights are too large"
+            f"{z.dtype}): the inputs (X) or the weights (net) are too large"
         )
 
 

@@ -42,6 +42,14 @@ Ties and degenerate cases (exact mode)
     a piece's hash equals ``net.pattern_hashes(x)`` at points ``x`` inside the piece
     (same packed-bit layout and hash, :mod:`fastmem.network`).
 
+    Known limit: a neuron whose exact pre-activation sits *on* a threshold all along a
+    piece while its inputs vary (e.g. weights that cancel, ``0.1 x + 0.7 x - 0.8 x - 1``
+    into a hard-tanh) is computed as the threshold plus rounding noise of either sign. The
+    engine sees one piece (no crossing between its ends) with the state of its midpoint;
+    ``net.pattern_hashes`` and ``method="sampled"`` read the state point by point and may
+    flicker between the two states (issue 25; not yet resolved: it needs one rounding-aware
+    reading of the state shared by the forward pass and the engine).
+
 Memory
     Segments are processed ``chunk_size`` at a time, in a workspace reused by all chunks
     of a call. Per piece alive at the widest layer it holds the current and the next
@@ -62,10 +70,15 @@ Memory
     so the results bit for bit, are the same whatever the threads and the backend.
 
     What cannot fit is refused (``InputError``, before allocating): each layer's new
-    pieces are estimated (``net`` is named: e.g. ``sawtooth(34)`` has 2**34 pieces on
-    [0, 1], refused at the first layer whose pieces exceed the memory available, so the
-    work done until then grows with that memory), the results projected from the pieces
-    per segment so far (``starts``), and ``method="sampled"``'s points (``samples``).
+    pieces are estimated (``net`` is named), the results projected from the pieces per
+    segment so far (``starts``), and ``method="sampled"``'s points (``samples``). Pieces
+    that grow steadily are refused early: after three layers (past the first) in which
+    every line's pieces grew by at least 1.5x per layer, that least growth is projected
+    over the remaining layers, and a call where one line alone would then need more than
+    16 times the memory available is refused (``sawtooth(34)``, 2**34 pieces on [0, 1],
+    at its fourth layer, in milliseconds). Random networks, whose pieces along a line
+    grow ever more slowly with depth, are not refused by the projection; a network that
+    grows fast and then stops could be (the message says it is a projection).
 """
 
 from __future__ import annotations
@@ -338,7 +351,7 @@ def _sampled(
             X = A[lo:hi, None, :] + ts_dev[None, :, None] * D[:, None, :]
         if not bool(xp.isfinite(X).all()):
             raise InputError(
-                f"starts, ends: points of the segments for t in [{t0:g}, {t1:g}] overflow "
+                f"starts, ends, t_range: points of the segments for t in [{t0:g}, {t1:g}] overflow "
                 f"(are not finite in {dt}): the values are too large"
             )
         h = net.pattern_hashes(X.reshape(-1, A.shape[1]), backend=be.name)
@@ -601,5 +614,5 @@ def _check_layer(z: Any, gnorm: Any, layer: int) -> None:
         if v.size and not (math.isfinite(float(v.min())) and math.isfinite(float(v.max()))):
             raise InputError(
                 f"layer {layer} (a hidden layer): {what} are not finite (overflow in "
-                f"{z.dtype}): the inputs or the weights are too large"
+                f"{z.dtype}): the inputs (X) or the weights (net) are too large"
             )

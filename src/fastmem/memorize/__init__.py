@@ -38,14 +38,16 @@ True
 
 from __future__ import annotations
 
-from ._base import Construction
-from ._dirksen import InterpolationGrid, interpolation_grid, random_threshold
+from ._base import SCALE_RANGE, Construction
+from ._dirksen import MAX_RESTARTS, InterpolationGrid, interpolation_grid, random_threshold
 from ._min_norm import min_norm
 from ._norms import weight_norms
 from ._yun import hardtanh_three_layer
 from ._zhang import deep, two_layer
 
 __all__ = [
+    "MAX_RESTARTS",
+    "SCALE_RANGE",
     "Construction",
     "InterpolationGrid",
     "deep",

@@ -93,16 +93,38 @@ class Construction:
 # ---------------------------------------------------------------- validation
 
 
-def _setup(X: Any, backend: str | None) -> tuple[Any, Any]:
+# The constructions multiply data by weights of the data's inverse scale and sum such
+# products: within this range of magnitudes nothing over- or underflows in float64.
+SCALE_RANGE = (1e-150, 1e150)
+
+
+def _check_scale(a: Any, name: str, xp: Any) -> None:
+    """`InputError` naming ``name`` when its largest magnitude is outside SCALE_RANGE."""
+    peak = float(xp.abs(a).max()) if a.size else 0.0
+    lo, hi = SCALE_RANGE
+    if peak > hi or 0.0 < peak < lo:
+        raise InputError(
+            f"{name}: its largest magnitude is {peak:.3g}; the constructions work on values "
+            f"whose largest magnitude lies in [{lo:g}, {hi:g}] (outside it their float64 "
+            f"products over- or underflow): rescale {name} (they are scale-covariant)"
+        )
+
+
+def _setup(X: Any, backend: str | None, *, scale: bool = False) -> tuple[Any, Any]:
     device = array_device(X)
     be = select_backend(device, backend)
     X = as_float_array(X, "X", ndim=2, dtype=np.float64, xp=np if device == "cpu" else be.xp)
+    if scale:
+        _check_scale(X, "X", np if device == "cpu" else be.xp)
     return to_device(X, be.device), be
 
 
-def _targets(y: Any, n: int, xp: Any, *, allow_2d: bool = False) -> Any:
+def _targets(y: Any, n: int, xp: Any, *, allow_2d: bool = False, scale: bool = False) -> Any:
     arr = y
-    ndim = np.ndim(arr) if not hasattr(arr, "ndim") else arr.ndim
+    try:
+        ndim = np.ndim(arr) if not hasattr(arr, "ndim") else arr.ndim
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"y: cannot be converted to an array ({exc})") from exc
     if ndim not in ((1, 2) if allow_2d else (1,)):
         want = "(n,) or (n, k)" if allow_2d else "(n,)"
         raise InputError(f"y: expected shape {want}, got shape {np.shape(arr)}")
@@ -111,6 +133,8 @@ def _targets(y: Any, n: int, xp: Any, *, allow_2d: bool = False) -> Any:
     )
     if y.shape[0] != n:
         raise InputError(f"y: has {y.shape[0]} entries but X has {n} rows")
+    if scale:
+        _check_scale(y, "y", np if array_device(y) == "cpu" else xp)
     return xp.asarray(y)
 
 

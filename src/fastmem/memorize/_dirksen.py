@@ -499,6 +499,10 @@ def _pack_rows(bits: Any, xp: Any) -> Any:
     return xp.ascontiguousarray(packed).view(np.uint64).reshape(rows, words)
 
 
+# A bound on interpolation_grid's work: each restart is a GEMM and a kernel pass.
+MAX_RESTARTS = 100_000
+
+
 def interpolation_grid(
     X: Any,
     labels: Any,
@@ -567,6 +571,11 @@ def interpolation_grid(
     if rule not in _RULES:
         raise InputError(f"rule: must be one of {_RULES}, got {rule!r}")
     restarts = _positive_int(restarts, "restarts")
+    if restarts > MAX_RESTARTS:
+        raise InputError(
+            f"restarts: at most MAX_RESTARTS = {MAX_RESTARTS} are supported, got {restarts} "
+            "(Dirksen et al. use 50)"
+        )
     ws = np.asarray(widths)
     if ws.ndim != 1 or ws.size == 0 or ws.dtype.kind not in "iu" or (ws < 1).any():
         raise InputError(

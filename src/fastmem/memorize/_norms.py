@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from ..network import Network
 
 
@@ -60,7 +62,10 @@ def weight_norms(network: Network, *, spectral: list[float | None] | None = None
     >>> n["layers"][0]["l2"], n["path_l1"]
     (5.0, 14.0)
     """
+    if not isinstance(network, Network):
+        raise InputError(f"network: must be a fastmem.Network, got {type(network).__name__}")
     host = network.to("cpu")
+    spectral = _check_spectral(spectral, host.n_layers)
     layers = []
     for i, (W, b) in enumerate(zip(host.weights, host.biases, strict=True)):
         a = np.abs(W)
@@ -90,6 +95,28 @@ def weight_norms(network: Network, *, spectral: list[float | None] | None = None
         e2 += 2 * e + f2
     path_l2 = _ldexp(math.sqrt(_ldexp(float(v2.sum()), e2 % 2)), e2 // 2)
     return {"layers": layers, "path_l1": _ldexp(float(v1.sum()), e1), "path_l2": path_l2}
+
+
+def _check_spectral(spectral: Any, n_layers: int) -> list[float | None] | None:
+    """``spectral`` as a list of ``n_layers`` entries, each None or a finite float >= 0."""
+    if spectral is None:
+        return None
+    if isinstance(spectral, (str, bytes)) or not hasattr(spectral, "__len__"):
+        raise InputError(
+            f"spectral: must be a list of {n_layers} numbers or None, got {spectral!r}"
+        )
+    if len(spectral) != n_layers:
+        raise InputError(f"spectral: has {len(spectral)} entries for {n_layers} layers")
+    out: list[float | None] = []
+    for i, v in enumerate(spectral):
+        if v is None:
+            out.append(None)
+            continue
+        ok = isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+        if not ok:
+            raise InputError(f"spectral[{i}]: must be None or a finite number >= 0, got {v!r}")
+        out.append(float(v))
+    return out
 
 
 def _rank_one_norms(a: np.ndarray, w: np.ndarray, b: np.ndarray) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from .._validate import positive_int as _positive_int
 from .._validate import to_host as _host
 from ..errors import InputError
 from ..network import Network
-from ._base import Construction, _check_on_ill, _targets
+from ._base import Construction, _check_on_ill, _check_scale, _targets
 from ._norms import weight_norms
 from ._verify import _check_residual
 from ._zhang import _direction, _line
@@ -105,8 +105,9 @@ def hardtanh_three_layer(
     p = _positive_int(p, "p")
     q = _positive_int(q, "q")
     X = as_float_array(_host(X), "X", ndim=2, dtype=np.float64)
+    _check_scale(X, "X", np)
     n, d = X.shape
-    y = _targets(_host(y), n, np)
+    y = _targets(_host(y), n, np, scale=True)
     if n > p * q:
         raise InputError(f"p, q: p * q = {p * q} is less than the number of points n = {n}")
     if p > n:
@@ -118,6 +119,7 @@ def hardtanh_three_layer(
         q_eff * (56 * p + 16 * n + 64), f"{q_eff} second-layer neurons of {p} weights", "q"
     )
     tries = _positive_int(tries, "tries")
+    check_allocation(16.0 * tries * (n + d), f"{tries} candidate directions", "tries")
     gen = _rng(rng)
     be = select_backend("cpu", None)
     a = _direction(X, np, projection, tries, gen)

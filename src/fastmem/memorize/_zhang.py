@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from .._backend import to_device
-from .._validate import array_device, as_float_array
+from .._validate import array_device, as_float_array, check_allocation
 from .._validate import as_generator as _rng
 from .._validate import positive_int as _positive_int
 from ..errors import ConditioningError, InputError
@@ -183,8 +183,9 @@ def _line(X: Any, be: Any, a: Any, theta: float) -> tuple[_Line, Any, Any, float
     inside = (b < c).all() and (n == 1 or bool((b[1:] > c[:-1]).all()))
     if not inside:
         raise ConditioningError(
-            "X: two projections are adjacent floating-point numbers; no bias fits between "
-            "them (the triangular system is singular in float64)",
+            "X, bias_position: two projections are adjacent floating-point numbers, or "
+            "bias_position puts a bias on one; no bias fits between them (the triangular "
+            "system is singular in float64)",
             condition=math.inf,
         )
     line = _Line(c=c, b=b, diag=c - b, xp=xp, k=be.kernels)
@@ -238,11 +239,12 @@ def _zhang(
     backend: str | None,
     bias_position: float,
 ) -> _ZhangSetup:
-    X, be = _setup(X, backend)
+    X, be = _setup(X, backend, scale=True)
     xp = be.xp
     n, _ = X.shape
-    y = _targets(y, n, xp)
+    y = _targets(y, n, xp, scale=True)
     tries = _positive_int(tries, "tries")
+    check_allocation(16.0 * tries * (n + X.shape[1]), f"{tries} candidate directions", "tries", xp)
     gen = _rng(rng)
     a = _direction(X, xp, projection, tries, gen)
     if not isinstance(bias_position, numbers.Real) or not 0 < bias_position < 1:

@@ -1,0 +1,209 @@
+"""fastmem's CROWN certificate against auto_LiRPA's CROWN, the reference implementation.
+
+Same network, same 1000 inputs, same L_inf ball clipped to [0, 1], the margin rows of the
+predicted class against every other class. Two networks (issue 21):
+
+* ``he``: the He-init 784-128-128-128-10 ReLU net of ``bench/test_critical.py`` on inputs
+  uniform in [0, 1];
+* ``digits``: a 64-128-128-128-10 ReLU MLP trained on scikit-learn's digits (pixels / 16)
+  by scikit-learn (fixed seed), on the first 1000 digits;
+
+in float32 and float64, at radii 0.3/255 (Arpit et al.), 1/255, 2/255 and 8/255. Reported
+per configuration: samples certified by each, the smallest per-sample difference
+``fastmem - auto_LiRPA`` of the certified margin lower bounds (relative to
+``1 + |auto_LiRPA|``; over the samples fastmem certified at all: one its one search step
+already broke has no certificate), and the time of each (each contender in its own fresh process, a
+warm-up call, then the minimum over the timed calls; fastmem's call is the certificate of
+``critical_samples(..., steps=1, certify="crown")``, which includes one search step).
+
+auto_LiRPA is not current on PyPI: install it from its public source
+(https://github.com/Verified-Intelligence/auto_LiRPA, 0.7.1 was compared; it needs
+appdirs, sortedcontainers and graphviz and installs with ``pip install --no-deps .`` beside
+a newer torch). Without it the benchmark skips with that reason.
+
+Run:  python -m pytest bench/test_lirpa.py -s
+one contender:  python bench/test_lirpa.py <fastmem|lirpa> <he|digits> <32|64> <radius in
+1/255> <rounds> <margins.npy> [crown|ibp]
+
+``test_ibp_against_auto_lirpa_fresh_processes`` times ``certify="ibp"`` against auto_LiRPA's
+``method="IBP"`` the same way (the He-init net, float32, 0.3/255 and 8/255).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve()
+N = 1000
+RADII_255 = (0.3, 1.0, 2.0, 8.0)
+
+
+def _digits_net(dtype):
+    import fastmem
+
+    cache = Path(tempfile.gettempdir()) / "fastmem-bench-digits-mlp.npz"
+    if not cache.exists():
+        from sklearn.neural_network import MLPClassifier
+
+        X, y = fastmem.datasets.digits()
+        clf = MLPClassifier(hidden_layer_sizes=(128, 128, 128), max_iter=300, random_state=0)
+        clf.fit(X, y)
+        fastmem.Network.from_sklearn(clf).save(str(cache))
+    return fastmem.Network.load(str(cache)).astype(dtype)
+
+
+def _he_net(dtype):
+    import fastmem
+
+    rng = np.random.default_rng(0)
+    widths = (784, 128, 128, 128, 10)
+    Ws = [rng.normal(0, np.sqrt(2.0 / widths[i]), (widths[i + 1], widths[i])) for i in range(4)]
+    bs = [np.zeros(widths[i + 1]) for i in range(4)]
+    return fastmem.Network.from_arrays(Ws, bs).astype(dtype)
+
+
+def case(name: str, bits: int):
+    """The network and the N inputs of one configuration."""
+    import fastmem
+
+    dtype = np.float32 if bits == 32 else np.float64
+    if name == "he":
+        net = _he_net(dtype)
+        X = np.random.default_rng(1).random((N, 784)).astype(dtype)
+    else:
+        net = _digits_net(dtype)
+        X = fastmem.datasets.digits()[0][:N].astype(dtype)
+    return net, X
+
+
+def _fastmem(net, X, r, method="crown"):
+    import fastmem
+
+    res = fastmem.critical_samples(net, X, radius=r, method="pgd", steps=1, certify=method, rng=0)
+    return res.margin_lower.astype(np.float64)
+
+
+def _lirpa_setup(net, X, r, method="crown"):
+    import torch
+    from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm
+
+    tdt = torch.float32 if net.dtype == np.float32 else torch.float64
+    layers = []
+    for i, (W, b) in enumerate(zip(net.weights, net.biases, strict=True)):
+        lin = torch.nn.Linear(W.shape[1], W.shape[0]).to(tdt)
+        lin.weight.data = torch.tensor(np.asarray(W), dtype=tdt)
+        lin.bias.data = torch.tensor(np.asarray(b), dtype=tdt)
+        layers.append(lin)
+        if i < net.n_layers - 1:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers).eval()
+    xt = torch.tensor(X, dtype=tdt)
+    pred = torch.tensor(np.asarray(net.predict(X)), dtype=torch.int64)
+    k = net.widths[-1]
+    C = torch.zeros(len(X), k - 1, k, dtype=tdt)
+    others = torch.tensor([[j for j in range(k) if j != int(p)] for p in pred])
+    samples = torch.arange(len(X))[:, None]
+    rows = torch.arange(k - 1)[None, :]
+    C[samples, rows, pred[:, None]] = 1
+    C[samples, rows, others] = -1
+    bm = BoundedModule(model, xt, device="cpu")
+    ptb = PerturbationLpNorm(norm=np.inf, x_L=(xt - r).clamp(0, 1), x_U=(xt + r).clamp(0, 1))
+    bx = BoundedTensor(xt, ptb)
+
+    def run():
+        with torch.no_grad():
+            lb, _ = bm.compute_bounds(x=(bx,), C=C, method=method.upper())
+        return lb.min(dim=1).values.double().numpy()
+
+    return run
+
+
+def _main(argv: list[str]) -> None:
+    who, name, bits, r255, rounds, out = argv[:6]
+    method = argv[6] if len(argv) > 6 else "crown"
+    net, X = case(name, int(bits))
+    r = float(r255) / 255
+    if who == "fastmem":
+        fn = lambda: _fastmem(net, X, r, method)  # noqa: E731
+    else:
+        fn = _lirpa_setup(net, X, r, method)
+    margins = fn()  # warm-up
+    times = []
+    for _ in range(int(rounds)):
+        t = time.perf_counter()
+        margins = fn()
+        times.append(time.perf_counter() - t)
+    np.save(out, margins)
+    import json
+
+    print(json.dumps({"times": times}))
+
+
+def test_crown_against_auto_lirpa_fresh_processes():
+    import pytest
+
+    pytest.importorskip(
+        "auto_LiRPA",
+        reason="auto_LiRPA is not installed (not current on PyPI: install it from its public "
+        "source, https://github.com/Verified-Intelligence/auto_LiRPA, with --no-deps)",
+    )
+    sys.path.insert(0, str(HERE.parent))
+    from _fresh import run_script_fresh
+
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        for name in ("he", "digits"):
+            for bits in (32, 64):
+                for r255 in RADII_255:
+                    res = {}
+                    for who in ("fastmem", "lirpa"):
+                        out = os.path.join(d, f"{who}.npy")
+                        t = run_script_fresh(str(HERE), who, name, bits, r255, 2, out)["times"]
+                        res[who] = (min(t), np.load(out))
+                    (tf, mf), (tl, ml) = res["fastmem"], res["lirpa"]
+                    # NaN: samples the search decided before any certificate was computed
+                    done = np.isfinite(mf)
+                    rel = (mf[done] - ml[done]) / (1 + np.abs(ml[done]))
+                    rows.append(
+                        (name, bits, r255, int((mf > 0).sum()), int((ml > 0).sum()),
+                         float(rel.min()) if rel.size else 0.0, tf, tl)
+                    )  # fmt: skip
+    print("\nnet     dtype  r*255  certified fastmem / auto_LiRPA  min rel diff  "
+          "time fastmem / auto_LiRPA  ratio")  # fmt: skip
+    for name, bits, r255, cf, cl, rel, tf, tl in rows:
+        print(f"{name:7s} f{bits}    {r255:4.1f}   {cf:5d} / {cl:5d}                 {rel:+.2e}"
+              f"     {tf:.3f} s / {tl:.3f} s    {tl / tf:5.1f}x")  # fmt: skip
+    for name, bits, r255, cf, cl, rel, _, _ in rows:
+        assert cf >= cl, f"{name} f{bits} r={r255}/255: fastmem certifies {cf} < {cl}"
+        assert rel >= -1e-5, f"{name} f{bits} r={r255}/255: a margin bound is {rel:.2e} below"
+
+
+def test_ibp_against_auto_lirpa_fresh_processes():
+    import pytest
+
+    pytest.importorskip("auto_LiRPA", reason="auto_LiRPA is not installed (see the docstring)")
+    sys.path.insert(0, str(HERE.parent))
+    from _fresh import run_script_fresh
+
+    print("\nIBP, he f32: r*255  certified fastmem / auto_LiRPA  time fastmem / auto_LiRPA")
+    with tempfile.TemporaryDirectory() as d:
+        for r255 in (0.3, 8.0):
+            res = {}
+            for who in ("fastmem", "lirpa"):
+                out = os.path.join(d, f"{who}.npy")
+                t = run_script_fresh(str(HERE), who, "he", 32, r255, 3, out, "ibp")["times"]
+                res[who] = (min(t), np.load(out))
+            (tf, mf), (tl, ml) = res["fastmem"], res["lirpa"]
+            print(f"            {r255:4.1f}   {int((mf > 0).sum()):5d} / {int((ml > 0).sum()):5d}"
+                  f"   {tf * 1e3:.1f} ms / {tl * 1e3:.1f} ms ({tl / tf:.2f}x)")  # fmt: skip
+            assert int((mf > 0).sum()) >= int((ml > 0).sum())
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
