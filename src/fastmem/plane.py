@@ -310,23 +310,31 @@ def plane_through(
         raise InputError(f"margin: must be a number, got {margin!r}") from exc
     if not (math.isfinite(margin) and margin >= 0):
         raise InputError(f"margin: must be finite and >= 0, got {margin}")
-    u = pts[1] - pts[0]
-    nu = float(np.linalg.norm(u))
-    if not nu > 0 or not math.isfinite(nu):
-        raise InputError("x1: coincides with x0 (or the difference is not finite)")
-    d0 = u / nu
-    v = pts[2] - pts[0]
-    w = v - (d0 @ v) * d0
-    nw = float(np.linalg.norm(w))
-    nv = float(np.linalg.norm(v))
-    if not (math.isfinite(nv) and nw > 1e-12 * max(nv, nu)):
-        raise InputError("x2: is collinear with x0 and x1 (no plane through the three)")
-    d1 = w / nw
-    dirs = np.stack([d0, d1])
-    st = np.array([[0.0, 0.0], [nu, 0.0], [d0 @ v, nw]])
-    lo, hi = st.min(axis=0), st.max(axis=0)
-    pad = margin * float((hi - lo).max())
-    extent = (float(lo[0] - pad), float(hi[0] + pad), float(lo[1] - pad), float(hi[1] + pad))
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is refused by name below
+        u = pts[1] - pts[0]
+        nu = float(np.linalg.norm(u))
+        if not nu > 0 or not math.isfinite(nu):
+            raise InputError("x1: coincides with x0 (or the difference is not finite)")
+        d0 = u / nu
+        v = pts[2] - pts[0]
+        w = v - (d0 @ v) * d0
+        nw = float(np.linalg.norm(w))
+        nv = float(np.linalg.norm(v))
+        if not (math.isfinite(nv) and nw > 1e-12 * max(nv, nu)):
+            raise InputError(
+                "x2: is collinear with x0 and x1 (no plane through the three), or its "
+                "difference from x0 is not finite"
+            )
+        d1 = w / nw
+        dirs = np.stack([d0, d1])
+        st = np.array([[0.0, 0.0], [nu, 0.0], [d0 @ v, nw]])
+        lo, hi = st.min(axis=0), st.max(axis=0)
+        pad = margin * float((hi - lo).max())
+        extent = (
+            float(lo[0] - pad), float(hi[0] + pad), float(lo[1] - pad), float(hi[1] + pad)
+        )  # fmt: skip
+    if not all(math.isfinite(v) for v in extent):
+        raise InputError(f"margin: {margin} makes the extent overflow (not finite)")
     return pts[0].copy(), dirs, extent
 
 
@@ -400,7 +408,7 @@ def _cut_layer(mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer
     owner[corners] = mesh.poly_of_corner()
     # One tolerance per neuron (its steepest slope on the slice): the same number on both
     # sides of every shared side.
-    tolz = np.sqrt((GS * GS + GT * GT).max(axis=0)) * tol if n else np.zeros(width)
+    tolz = np.hypot(GS, GT).max(axis=0) * tol if n else np.zeros(width)  # hypot: no overflow
     tolz = np.ascontiguousarray(tolz)
     counts = np.zeros((n, 3), dtype=np.int64)
     k.plane_cut_count(S, T, maps, owner, corners, off, kind, tolz, counts)
@@ -542,7 +550,8 @@ def plane_regions(
         raise InputError(f"origin: has shape {o.shape} but the network takes {d} inputs")
     if D.shape != (2, d):
         raise InputError(f"directions: has shape {D.shape}, needs (2, {d})")
-    n0, n1 = (float(np.linalg.norm(D[i])) for i in range(2))
+    with np.errstate(over="ignore"):  # an overflowing norm is refused just below
+        n0, n1 = (float(np.linalg.norm(D[i])) for i in range(2))
     if not (math.isfinite(n0) and math.isfinite(n1)):
         raise InputError("directions: their norms overflow (not finite)")
     if n0 == 0 or n1 == 0:
