@@ -507,6 +507,39 @@ CASES: list[Case] = [
         aliases={"labels": ("labels", "snapshots"), "epochs": ("epochs", "snapshots")},
     ),
     Case(
+        "plane_regions",
+        fastmem.plane_regions,
+        lambda: {
+            "net": _net(),
+            "origin": _X(1)[0],
+            "directions": _X(2, seed=3) - 0.5,
+            "points": _X(3),
+        },
+        {
+            "net": "network",
+            "origin": "array",
+            "directions": "matrix",
+            "extent": "range",
+            "points": "matrix",
+            "backend": "choice",
+        },
+        aliases={
+            "net": _NET_ALIASES,
+            # pre-activations that overflow on the slice: any of the four may be the cause
+            "origin": ("origin", "net"),
+            "directions": ("directions", "net"),
+        },
+        preserving=("origin", "directions"),
+    ),
+    Case(
+        "plane_through",
+        fastmem.plane_through,
+        lambda: {"x0": _X(1)[0], "x1": _X(1, seed=2)[0], "x2": _X(1, seed=3)[0]},
+        {"x0": "array", "x1": "array", "x2": "array", "margin": "positive"},
+        aliases={"x0": ("x0", "x1", "x2"), "x1": ("x1", "x2"), "x2": ("x1", "x2")},
+        preserving=("x0", "x1", "x2"),
+    ),
+    Case(
         "sawtooth",
         fastmem.sawtooth,
         lambda: {"depth": 3},

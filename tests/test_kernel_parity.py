@@ -24,6 +24,12 @@ NOT_KERNELS = {
 }
 
 
+# Kernels with no CUDA twin yet: the exact 2-D slice (fastmem.plane) runs on the CPU
+# (plane_regions copies a CUDA network to the host and refuses backend="cuda"); its
+# per-polygon cut keeps growing per-thread scratch that has no device version.
+CPU_ONLY = {"plane_children", "plane_cut_count", "plane_cut_emit"}
+
+
 def _numba_kernels() -> dict[str, list[str]]:
     kernels = {}
     for name in dir(_numba):
@@ -85,6 +91,8 @@ def test_numba_all_lists_every_kernel():
 def test_compiled_kernels_match_numba(module_name):
     compiled = _compiled_or_skip(module_name)
     numba_kernels = _numba_kernels()
+    if module_name == "_cuda":
+        numba_kernels = {k: v for k, v in numba_kernels.items() if k not in CPU_ONLY}
     assert sorted(compiled) == sorted(numba_kernels), (
         f"only in {module_name}: {sorted(set(compiled) - set(numba_kernels))}; "
         f"only in _numba: {sorted(set(numba_kernels) - set(compiled))}"
