@@ -26,5 +26,6 @@ void regions(py::module_& m);
 void memorize(py::module_& m);
 void information(py::module_& m);
 void critical(py::module_& m);
+void plane(py::module_& m);
 
 }  // namespace fastmem::bind

@@ -38,6 +38,7 @@ PYBIND11_MODULE(_core, m) {
   fastmem::bind::memorize(m);
   fastmem::bind::information(m);
   fastmem::bind::critical(m);
+  fastmem::bind::plane(m);
   m.def("max_threads", &max_threads,
         "OpenMP threads a kernel called from this thread uses (honours OMP_NUM_THREADS).");
   m.def("set_num_threads", &set_num_threads, pybind11::arg("n"),

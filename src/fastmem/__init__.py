@@ -13,7 +13,7 @@ dtype('uint64')
 
 from __future__ import annotations
 
-from . import bounds, critical, information, intervals, linalg, memorize, regions
+from . import bounds, critical, information, intervals, linalg, memorize, plane, regions
 from ._backend import BackendInfo, backends, select_backend
 from .critical import (
     CertifiedRadius,
@@ -36,6 +36,7 @@ from .information import (
 from .intervals import Intervals, generalization_intervals
 from .memorize import Construction
 from .network import ACTIVATIONS, Network, sawtooth
+from .plane import PlaneRegions, plane_regions, plane_through
 from .regions import SegmentRegions, along_segments, distance_to_boundary, distinct_patterns
 
 __version__ = "0.1.0"
@@ -56,6 +57,7 @@ __all__ = [
     "LossSensitivity",
     "MutualInformation",
     "Network",
+    "PlaneRegions",
     "SegmentRegions",
     "__version__",
     "along_segments",
@@ -76,6 +78,9 @@ __all__ = [
     "linalg",
     "loss_sensitivity",
     "memorize",
+    "plane",
+    "plane_regions",
+    "plane_through",
     "regions",
     "sawtooth",
     "select_backend",

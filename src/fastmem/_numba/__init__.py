@@ -35,6 +35,9 @@ from .memorize import relu_sum_eval as relu_sum_eval
 from .memorize import threshold_pack as threshold_pack
 from .memorize import threshold_votes as threshold_votes
 from .patterns import apply_activation, hash_patterns, pack_and_activate
+from .plane import plane_children as plane_children
+from .plane import plane_cut_count as plane_cut_count
+from .plane import plane_cut_emit as plane_cut_emit
 from .regions import collect_crossings as collect_crossings
 from .regions import count_crossings as count_crossings
 from .regions import emit_pieces as emit_pieces
@@ -72,6 +75,9 @@ __all__ = [
     "next_preactivations",
     "numba_version",
     "pack_and_activate",
+    "plane_children",
+    "plane_cut_count",
+    "plane_cut_emit",
     "relu_sum_eval",
     "threshold_pack",
     "threshold_votes",

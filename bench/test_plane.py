@@ -1,0 +1,187 @@
+"""Exact 2-D slices: fastmem.plane_regions side by side with regioncam (pip ``regioncam``:
+Rust, exact 2-D partition in float32), each contender in its own fresh process, and the
+scaling curve of regions against neurons at depths 1-4 (Hanin & Rolnick, "Deep ReLU
+networks have surprisingly few activation patterns", NeurIPS 2019: the regions meeting a
+2-D slice grow like (c * neurons)**2 / 2! per unit area, not exponentially with depth).
+
+Run:  python -m pytest bench/test_plane.py -s --benchmark-columns=min
+
+The slices: the plane through three random inputs (``fastmem.plane_through``, made square
+for regioncam, whose slice is the square [-size, size]**2). Networks: 784-128-128-128-10
+ReLU at He init, and a 64-128-128-10 MLP trained on scikit-learn's digits (plane through
+three training digits). regioncam is optional: its benchmarks skip with the reason.
+
+This file is also the script each fresh process runs:
+``python bench/test_plane.py CONTENDER ROUNDS WEIGHTS.npz`` prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+HERE = Path(__file__).resolve().parent
+
+
+def _peak_rss_gib() -> float:
+    with open("/proc/self/status") as fh:
+        kib = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+    return kib / 2**20
+
+
+def _load(path: str):
+    data = np.load(path)
+    n = int(data["n_layers"])
+    weights = [data[f"w{i}"] for i in range(n)]
+    biases = [data[f"b{i}"] for i in range(n)]
+    return weights, biases, data["origin"], data["directions"], float(data["size"])
+
+
+def _main(contender: str, rounds: int, path: str) -> None:
+    """One contender, ``rounds`` calls (the first call of the process first): JSON line."""
+    weights, biases, origin, dirs, size = _load(path)
+    extent = (-size, size, -size, size)
+    if contender == "fastmem":
+        import fastmem
+
+        net = fastmem.Network.from_arrays(weights, biases, "relu")
+
+        def run() -> int:
+            return fastmem.plane_regions(net, origin, dirs, extent=extent).count
+    else:
+        import regioncam
+
+        w32 = [w.T.astype(np.float32) for w in weights]
+        b32 = [b.astype(np.float32) for b in biases]
+
+        def run() -> int:
+            cam = regioncam.Regioncam(size)  # the square [-size, size]**2
+            cam.linear(dirs.astype(np.float32), origin.astype(np.float32))  # (s, t) -> x
+            for i, (w, b) in enumerate(zip(w32, b32, strict=True)):
+                cam.linear(w, b)
+                if i < len(w32) - 1:
+                    cam.relu()
+            return int(cam.num_faces)
+
+    times, counts = [], []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        counts.append(run())
+        times.append(time.perf_counter() - t)
+    print(json.dumps({"times": times, "counts": counts, "peak_rss_gib": _peak_rss_gib()}))
+
+
+# ------------------------------------------------------------------ the cases
+def _save_case(path: Path, weights, biases, x3) -> float:
+    import fastmem
+
+    origin, dirs, extent = fastmem.plane_through(*x3)
+    size = max(abs(v) for v in extent)
+    arrays = {f"w{i}": w for i, w in enumerate(weights)}
+    arrays.update({f"b{i}": b for i, b in enumerate(biases)})
+    np.savez(path, n_layers=len(weights), origin=origin, directions=dirs, size=size, **arrays)
+    return size
+
+
+@pytest.fixture(scope="module")
+def he_case(tmp_path_factory, he_relu_net):
+    rng = np.random.default_rng(0)
+    _, weights, biases = he_relu_net((784, 128, 128, 128, 10), rng)
+    path = tmp_path_factory.mktemp("plane") / "he.npz"
+    _save_case(path, weights, biases, rng.normal(size=(3, 784)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def digits_case(tmp_path_factory):
+    from sklearn.datasets import load_digits
+    from sklearn.neural_network import MLPClassifier
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    mlp = MLPClassifier(hidden_layer_sizes=(128, 128), max_iter=200, random_state=0).fit(X, y)
+    weights = [w.T.copy() for w in mlp.coefs_]
+    biases = [b.copy() for b in mlp.intercepts_]
+    path = tmp_path_factory.mktemp("plane") / "digits.npz"
+    _save_case(path, weights, biases, X[[0, 1, 2]])
+    return path
+
+
+def fresh(contender: str, rounds: int, path: Path) -> dict:
+    sys.path.insert(0, str(HERE))
+    from _fresh import run_script_fresh
+
+    return run_script_fresh(__file__, contender, rounds, path)
+
+
+@pytest.mark.parametrize("case", ["he_case", "digits_case"])
+def test_plane_fresh_processes(benchmark, request, case):
+    """fastmem (float64) and regioncam (float32), 5 calls each in a fresh process: min
+    over the calls, the same region count, peak resident memory."""
+    pytest.importorskip("regioncam", reason="regioncam (optional peer) is not installed")
+    path = request.getfixturevalue(case)
+    benchmark.group = f"plane {case}: fresh process per contender"
+    fm, rc = benchmark.pedantic(
+        lambda: (fresh("fastmem", 5, path), fresh("regioncam", 5, path)), rounds=1
+    )
+    info = benchmark.extra_info
+    info["fastmem_min_s"], info["regioncam_min_s"] = min(fm["times"]), min(rc["times"])
+    info["ratio_min"] = info["regioncam_min_s"] / info["fastmem_min_s"]
+    info["regions"], info["regioncam_regions"] = fm["counts"][0], rc["counts"][0]
+    info["fastmem_regions_per_s"] = fm["counts"][0] / info["fastmem_min_s"]
+    info["fastmem_peak_rss_gib"], info["regioncam_peak_rss_gib"] = (
+        fm["peak_rss_gib"], rc["peak_rss_gib"]
+    )  # fmt: skip
+    rss = f"{info['fastmem_peak_rss_gib']:.2f} / {info['regioncam_peak_rss_gib']:.2f} GiB"
+    print(f"\n{case}: {info['regions']} regions (regioncam {info['regioncam_regions']}); "
+          f"fastmem min {info['fastmem_min_s']:.3f} s, regioncam min "
+          f"{info['regioncam_min_s']:.3f} s: {info['ratio_min']:.2f}x; peak RSS {rss}")  # fmt: skip
+    # float32 (regioncam) and float64 may part on a region or two in a whole slice
+    assert abs(fm["counts"][0] - rc["counts"][0]) <= max(2, 0.001 * rc["counts"][0])
+
+
+NEURONS = (64, 128, 256, 512, 1024)
+
+
+def test_plane_scaling(benchmark, he_relu_net):
+    """Regions per unit area and time against neurons (64 to 1024), depths 1-4, at init:
+    the plane through three random inputs of a 784-input He ReLU network."""
+    import fastmem
+
+    rows = []
+
+    def sweep():
+        for depth in (1, 2, 3, 4):
+            for neurons in NEURONS:
+                width = neurons // depth
+                rng = np.random.default_rng(depth * 10_000 + neurons)
+                net, _, _ = he_relu_net((784, *([width] * depth), 10), rng)
+                o, d, ext = fastmem.plane_through(*rng.normal(size=(3, 784)))
+                t = time.perf_counter()
+                r = fastmem.plane_regions(net, o, d, extent=ext)
+                seconds = time.perf_counter() - t
+                area = (ext[1] - ext[0]) * (ext[3] - ext[2])
+                rows.append((depth, width * depth, r.count, r.count / area, seconds))
+
+    benchmark.pedantic(sweep, rounds=1)
+    benchmark.group = "plane scaling"
+    benchmark.extra_info["rows"] = rows
+    print("\ndepth neurons regions regions/area seconds")
+    for depth, n, count, density, seconds in rows:
+        print(f"{depth:5d} {n:7d} {count:7d} {density:12.1f} {seconds:7.3f}")
+    # Hanin & Rolnick: at a fixed depth, density grows polynomially (like neurons**2);
+    # the fitted exponent from 64 to 1024 neurons stays near 2 at every depth
+    for depth in (1, 2, 3, 4):
+        sel = [(n, dens) for dd, n, _, dens, _ in rows if dd == depth]
+        slope = np.polyfit(np.log([n for n, _ in sel]), np.log([d for _, d in sel]), 1)[0]
+        benchmark.extra_info[f"exponent_depth{depth}"] = float(slope)
+        print(f"depth {depth}: regions/area ~ neurons**{slope:.2f}")
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1], int(sys.argv[2]), sys.argv[3])

@@ -1,0 +1,118 @@
+// Bindings of the 2-D slice kernels: plane_cut_count, plane_cut_emit, plane_children.
+#include <cstdint>
+
+#include "bind.hpp"
+#include "fastmem/activations.hpp"
+#include "plane_drivers.hpp"
+
+namespace fastmem::bind {
+
+namespace {
+
+cpu::PlaneMesh mesh_view(const CArray<double>& S, const CArray<double>& T,
+                         const CArray<double>& maps, const CArray<int64_t>& owner,
+                         const CArray<int64_t>& corners, const CArray<int64_t>& off, int kind,
+                         const CArray<double>& tolz) {
+  require(S.ndim() == 1 && T.ndim() == 1 && S.shape(0) == T.shape(0), "S, T must be 1-D, equal");
+  require(corners.ndim() == 1 && off.ndim() == 1 && off.shape(0) >= 1, "corners, off: 1-D");
+  const int64_t n_parents = off.shape(0) - 1;
+  require(maps.ndim() == 3 && maps.shape(0) == 3 && maps.shape(1) == n_parents,
+          "maps must be (3, parents, width)");
+  require(owner.ndim() == 1 && owner.shape(0) == S.shape(0), "owner must have one per vertex");
+  require(tolz.ndim() == 1 && tolz.shape(0) == maps.shape(2), "tolz must have width entries");
+  require(kind >= 0 && kind < kNumActivationKinds, "unknown activation kind");
+  const int64_t* o = off.data();
+  const int64_t n_vertices = S.shape(0);
+  require(o[0] == 0 && o[n_parents] == corners.shape(0), "off must span corners");
+  for (int64_t p = 0; p < n_parents; ++p) require(o[p + 1] - o[p] >= 3, "polygons need 3 corners");
+  const int64_t* c = corners.data();
+  for (int64_t k = 0; k < corners.shape(0); ++k)
+    require(c[k] >= 0 && c[k] < n_vertices, "corner index out of range");
+  const int64_t* w = owner.data();
+  for (int64_t v = 0; v < n_vertices; ++v)
+    require(w[v] >= 0 && w[v] < n_parents, "owner index out of range");
+  return {S.data(), T.data(), maps.data(), w, n_vertices, maps.shape(2), c, o, n_parents, kind,
+          tolz.data()};
+}
+
+void plane_cut_count(CArray<double> S, CArray<double> T, CArray<double> maps,
+                     CArray<int64_t> owner, CArray<int64_t> corners, CArray<int64_t> off,
+                     int kind, CArray<double> tolz, CArray<int64_t> counts) {
+  const cpu::PlaneMesh mesh = mesh_view(S, T, maps, owner, corners, off, kind, tolz);
+  require(counts.ndim() == 2 && counts.shape(0) == mesh.n_parents && counts.shape(1) == 3,
+          "counts must be (parents, 3)");
+  int64_t* cp = counts.mutable_data();
+  py::gil_scoped_release release;
+  cpu::plane_cut_count(mesh, cp);
+}
+
+void plane_cut_emit(CArray<double> S, CArray<double> T, CArray<double> maps,
+                    CArray<int64_t> owner, CArray<int64_t> corners, CArray<int64_t> off,
+                    int kind, CArray<double> tolz, CArray<int64_t> offsets, CArray<int64_t> out_sizes,
+                    CArray<int64_t> out_corners, CArray<int64_t> out_parent,
+                    CArray<double> out_st) {
+  const cpu::PlaneMesh mesh = mesh_view(S, T, maps, owner, corners, off, kind, tolz);
+  require(offsets.ndim() == 2 && offsets.shape(0) == mesh.n_parents + 1 && offsets.shape(1) == 3,
+          "offsets must be (parents + 1, 3)");
+  const int64_t* op = offsets.data();
+  const int64_t last = 3 * mesh.n_parents;
+  require(out_sizes.ndim() == 1 && out_sizes.shape(0) == op[last] && out_parent.ndim() == 1 &&
+              out_parent.shape(0) == op[last],
+          "out_sizes, out_parent must have offsets[-1, 0] entries");
+  require(out_corners.ndim() == 1 && out_corners.shape(0) == op[last + 1],
+          "out_corners must have offsets[-1, 1] entries");
+  require(out_st.ndim() == 2 && out_st.shape(0) == op[last + 2] && out_st.shape(1) == 2,
+          "out_st must be (offsets[-1, 2], 2)");
+  int64_t* sp = out_sizes.mutable_data();
+  int64_t* cp = out_corners.mutable_data();
+  int64_t* pp = out_parent.mutable_data();
+  double* stp = out_st.mutable_data();
+  py::gil_scoped_release release;
+  cpu::plane_cut_emit(mesh, op, sp, cp, pp, stp);
+}
+
+void plane_children(CArray<double> maps, CArray<int64_t> parent, CArray<double> st, int kind,
+                    double slope, CArray<uint64_t> codes, int64_t bit_offset,
+                    CArray<double> h) {
+  require(maps.ndim() == 3 && maps.shape(0) == 3, "maps must be (3, parents, width)");
+  const int64_t n_parents = maps.shape(1), width = maps.shape(2);
+  require(parent.ndim() == 1, "parent must be 1-D");
+  const int64_t n = parent.shape(0);
+  require(st.ndim() == 2 && st.shape(0) == n && st.shape(1) == 2, "st must be (children, 2)");
+  require(codes.ndim() == 2 && codes.shape(0) == n, "codes must be (children, words)");
+  require(kind >= 0 && kind < kNumActivationKinds, "unknown activation kind");
+  require(bit_offset >= 0 && bit_offset + width * bits_per_neuron(kind) <= 64 * codes.shape(1),
+          "pattern bits exceed codes width");
+  const bool write_h = h.size() > 0;
+  require(!write_h || (h.ndim() == 3 && h.shape(0) == 3 && h.shape(1) == n &&
+                       h.shape(2) == width),
+          "h must be (3, children, width) or empty");
+  const int64_t* pp = parent.data();
+  for (int64_t i = 0; i < n; ++i) require(pp[i] >= 0 && pp[i] < n_parents, "parent out of range");
+  const double* mp = maps.data();
+  const double* sp = st.data();
+  uint64_t* cp = codes.mutable_data();
+  double* hp = write_h ? h.mutable_data() : nullptr;
+  const int64_t n_words = codes.shape(1);
+  py::gil_scoped_release release;
+  cpu::plane_children(mp, n_parents, width, pp, sp, n, kind, slope, cp, n_words, bit_offset, hp);
+}
+
+}  // namespace
+
+void plane(py::module_& m) {
+  m.def("plane_children", &plane_children, py::arg("maps").noconvert(),
+        py::arg("parent").noconvert(), py::arg("st").noconvert(), py::arg("kind"),
+        py::arg("slope"), py::arg("codes").noconvert(), py::arg("bit_offset"),
+        py::arg("h").noconvert());
+  m.def("plane_cut_count", &plane_cut_count, py::arg("S").noconvert(), py::arg("T").noconvert(),
+        py::arg("maps").noconvert(), py::arg("owner").noconvert(), py::arg("corners").noconvert(), py::arg("off").noconvert(),
+        py::arg("kind"), py::arg("tolz").noconvert(), py::arg("counts").noconvert());
+  m.def("plane_cut_emit", &plane_cut_emit, py::arg("S").noconvert(), py::arg("T").noconvert(),
+        py::arg("maps").noconvert(), py::arg("owner").noconvert(), py::arg("corners").noconvert(), py::arg("off").noconvert(),
+        py::arg("kind"), py::arg("tolz").noconvert(), py::arg("offsets").noconvert(),
+        py::arg("out_sizes").noconvert(), py::arg("out_corners").noconvert(),
+        py::arg("out_parent").noconvert(), py::arg("out_st").noconvert());
+}
+
+}  // namespace fastmem::bind

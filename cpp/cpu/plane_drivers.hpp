@@ -1,0 +1,42 @@
+// CPU drivers of the 2-D slice kernels (cpp/include/fastmem/plane.hpp).
+#pragma once
+
+#include <cstdint>
+
+namespace fastmem::cpu {
+
+// One layer's mesh: vertex coordinates S, T; the layer's maps (3 x n_parents x width) and
+// each vertex's owner (a parent that has it, whose maps give its values); parent p is
+// corners[off[p] .. off[p + 1]) (counter-clockwise); kind: the layer's activation code;
+// tolz: the tolerance of each neuron (width).
+struct PlaneMesh {
+  const double* S;
+  const double* T;
+  const double* maps;
+  const int64_t* owner;
+  int64_t n_vertices;
+  int64_t width;
+  const int64_t* corners;
+  const int64_t* off;
+  int64_t n_parents;
+  int kind;
+  const double* tolz;
+};
+
+// counts (n_parents x 3): per parent, the polygons it is cut into, their corners in all and
+// the new vertices it creates.
+void plane_cut_count(const PlaneMesh& mesh, int64_t* counts);
+
+// The cut mesh: parent p writes from offsets[p] = (polygon, corner, new vertex) (exclusive
+// prefix sums of the counts): out_sizes / out_parent per polygon, out_corners (vertex ids;
+// new vertex i of the call is n_vertices + i), out_st (2 per new vertex).
+void plane_cut_emit(const PlaneMesh& mesh, const int64_t* offsets, int64_t* out_sizes,
+                    int64_t* out_corners, int64_t* out_parent, double* out_st);
+
+// Per child i (parent[i], interior point st[i]): the layer's bits into codes (n_words per
+// row, from bit_offset) and, with h not null, the post-activation maps (3 x n x width).
+void plane_children(const double* maps, int64_t n_parents, int64_t width, const int64_t* parent,
+                    const double* st, int64_t n, int kind, double slope, uint64_t* codes,
+                    int64_t n_words, int64_t bit_offset, double* h);
+
+}  // namespace fastmem::cpu

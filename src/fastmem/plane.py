@@ -1,0 +1,811 @@
+"""Exact 2-D slices: the partition of a plane of input space into linear regions.
+
+The slice is ``x(s, t) = origin + s * directions[0] + t * directions[1]`` over the
+rectangle ``extent = (s0, s1, t0, t1)``. The network is affine on each *region* of the
+slice (a convex polygon on which every hidden neuron stays on one linear branch);
+:func:`plane_regions` finds them all, exactly, with their activation patterns, logits and
+the decision boundary (SplineCam, regioncam; Hanin & Rolnick, "Deep ReLU networks have
+surprisingly few activation patterns", NeurIPS 2019, measure region density this way).
+
+Algorithm (the segment engine's, one dimension up; see :mod:`fastmem.regions`)
+    Layer by layer, every polygon carries the layer's pre-activations as an affine map of
+    ``(s, t)`` (three rows: value at the origin of the slice and the two slopes); one GEMM
+    per layer over those rows gives the next layer's maps. A kernel (C++ or Numba,
+    identical results; ``cpp/include/fastmem/plane.hpp``) then cuts every polygon,
+    independently and in parallel, by each neuron's threshold line (``z_j(s, t) = c``, ``c``
+    = 0, or -1 and +1 for hard-tanh) that separates two of its corners, in the order
+    (neuron, threshold), and a second kernel reads each new polygon's pattern bits and
+    branch at its vertex mean (an interior point, never on a cut, as the segment engine
+    reads them at a piece's midpoint; the bits by the packing of
+    :meth:`Network.pattern_hashes`, so ``pattern_hashes`` equal it at interior points) and
+    writes the maps of its post-activations. Vertices are shared by neighbouring polygons:
+    a vertex's values are read from the maps of one polygon that owns it (the network is
+    continuous: every owner agrees up to rounding), and a new vertex on a side is computed
+    from the side's ends in a canonical order, so the two polygons on a side see the same
+    signs and cut it at bitwise the same points, which are then merged: the partition is
+    conforming (no vertex in the middle of a neighbour's side). A ``threshold`` layer makes
+    the network constant on each polygon after it (and discontinuous): its lines are cut,
+    then the whole pattern and the logits are read at the vertex means.
+
+Ties and tolerance (float64; float32 networks are promoted to float64 for the geometry)
+    ``tol = 128 * eps * max(|s0|, |s1|, |t0|, |t1|, s1 - s0, t1 - t0)`` in slice units (the
+    segment engine's rule with the extent for the range). A vertex is *on* the line of
+    neuron ``j`` when ``|z_j - c| <= tol * G_j``, ``G_j`` the neuron's steepest slope on the
+    slice (one number per neuron, so that both polygons on a side decide alike): within
+    ``tol`` of the line where the slope is steepest, closer where it is flatter. The line
+    passes through such a vertex and adds none there, so several lines through one point
+    (ties) meet at one vertex, and a line that close to a polygon's side does not cut it. A
+    neuron whose pre-activation is constant on a polygon never cuts it (its state is its
+    value's). A class is *constant* on a region when at every vertex its logit is within
+    ``tol`` (times the gradient of the difference) of the largest.
+
+Memory
+    Per polygon the maps of one layer (``3 * width`` float64 twice, for the GEMM's input
+    and output), its pattern words, and per vertex / corner a few int64 and float64; the
+    kernels keep per-thread scratch for one polygon's cut. Refused before allocating when a
+    layer's polygons cannot fit (``InputError`` naming ``net`` and saying how much it would
+    need). The whole slice is held at once (no chunking): a slice with millions of regions
+    needs gigabytes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._backend import Backend, select_backend
+from ._json import jsonable
+from ._kinds import ACTIVATIONS, THRESHOLD, bits_per_neuron
+from ._threads import kernels_own_the_cores, row_parallel_matmul
+from ._validate import as_float_array, check_allocation
+from ._validate import to_host as _host
+from .errors import InputError
+from .network import Network
+from .regions import Ragged
+
+__all__ = ["PlaneRegions", "plane_regions", "plane_through"]
+
+_TOL_ULPS = 128
+# the post-activation maps of this many bytes of polygons per kernel call and GEMM
+_BLOCK_BYTES = 16 << 20
+
+
+# ------------------------------------------------------------------ the result
+@dataclass(frozen=True)
+class PlaneRegions:
+    """The linear regions of a network on a 2-D slice of input space (:func:`plane_regions`).
+
+    Slice coordinates ``(s, t)`` map to the input ``origin + s * directions[0] + t *
+    directions[1]`` (:meth:`point`).
+
+    Attributes
+    ----------
+    count : int
+        Number of regions (polygons).
+    vertices : ndarray (m, 2) float64
+        Slice coordinates of the polygons' vertices (shared by neighbouring polygons).
+    polygons : Ragged
+        Per region, indices into ``vertices`` in counter-clockwise order (int64 values +
+        offsets). Convex; a vertex where a neighbour's side ends may lie on a straight side.
+    areas : ndarray (count,) float64
+        Area of each region in slice units (they sum to the extent's area).
+    pattern_hashes : ndarray (count,) uint64
+        Hash of each region's activation pattern: equal to ``net.pattern_hashes`` at any
+        interior point.
+    patterns : ndarray (count, n_pattern_words) uint64
+        The packed patterns (bit layout of :meth:`Network.activation_patterns`).
+    predicted : ndarray (count,) int64
+        The predicted class on each region where it is constant, else -1 (the decision
+        boundary crosses the region).
+    boundary : Ragged
+        The decision boundary as polylines: ``values`` (q, 2) slice coordinates,
+        ``offsets`` one polyline per row (each a straight piece inside one region or along
+        a side between two regions).
+    logits : ndarray (count, 3, n_outputs) float64
+        Per region the logits as an affine map: ``logits[i, 0] + s * logits[i, 1] + t *
+        logits[i, 2]``.
+    origin : ndarray (d,), directions : ndarray (2, d)
+        The slice (float64).
+    extent : tuple of float
+        ``(s0, s1, t0, t1)``.
+    marks : ndarray (k, 2) or None
+        Slice coordinates of the ``points`` given to :func:`plane_regions` (their
+        projections onto the plane), marked by :meth:`plot`.
+    backend : str
+        Kernel backend that packed and hashed the patterns.
+    params : dict
+        ``tolerance``, ``dtype`` of the network, ``n_outputs``.
+    """
+
+    count: int
+    vertices: Any
+    polygons: Ragged
+    areas: Any
+    pattern_hashes: Any
+    patterns: Any
+    predicted: Any
+    boundary: Ragged
+    logits: Any
+    origin: Any
+    directions: Any
+    extent: tuple[float, float, float, float]
+    marks: Any
+    backend: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def point(self, s: Any, t: Any) -> Any:
+        """The input-space point(s) at slice coordinates ``(s, t)`` (scalars or arrays that
+        broadcast): shape ``broadcast(s, t).shape + (d,)``."""
+        s = np.asarray(s, dtype=np.float64)[..., None]
+        t = np.asarray(t, dtype=np.float64)[..., None]
+        return self.origin + s * self.directions[0] + t * self.directions[1]
+
+    def centroids(self) -> Any:
+        """The vertex mean of every region (an interior point), ``(count, 2)``."""
+        V, poly = self.vertices, self.polygons
+        return _vertex_means(_Mesh(V[:, 0], V[:, 1], poly.values, poly.offsets, None))
+
+    def plot(
+        self,
+        ax: Any = None,
+        *,
+        color: str = "class",
+        edges: bool = True,
+        points: bool = True,
+    ) -> Any:
+        """Draw the regions (matplotlib, imported here).
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, optional
+            Where to draw (default: a new figure's axes via pyplot).
+        color : {"class", "pattern"}
+            Fill each region by the class predicted at its vertex mean, or by a colour
+            derived from its pattern hash.
+        edges : bool
+            Draw the regions' sides (thin grey).
+        points : bool
+            Mark the projected ``points`` (``marks``), labelled ``x0, x1, ...``.
+
+        Returns
+        -------
+        matplotlib Axes
+
+        The decision boundary is drawn in black.
+        """
+        if color not in ("class", "pattern"):
+            raise InputError(f"color: must be 'class' or 'pattern', got {color!r}")
+        from matplotlib.collections import LineCollection, PolyCollection
+
+        if ax is None:
+            import matplotlib.pyplot as plt
+
+            _, ax = plt.subplots()
+        V, poly = self.vertices, self.polygons
+        verts = [V[poly[i]] for i in range(self.count)]
+        if color == "class":
+            import matplotlib as mpl
+
+            cmap = mpl.colormaps["tab10"]
+            cls = _class_at(self.logits, self.centroids())
+            faces = cmap(cls % 10)
+            faces[:, :3] = 0.55 * faces[:, :3] + 0.45  # pastel, so the boundary stands out
+        else:
+            h = self.pattern_hashes.astype(np.uint64)
+            rgb = np.stack([(h >> np.uint64(s)) & np.uint64(255) for s in (0, 8, 16)], axis=1)
+            faces = np.concatenate([0.35 + 0.6 * rgb / 255.0, np.ones((self.count, 1))], axis=1)
+        ax.add_collection(
+            PolyCollection(
+                verts,
+                facecolors=faces,
+                edgecolors="0.45" if edges else "face",
+                linewidths=0.3 if edges else 0.0,
+            )
+        )
+        b = self.boundary
+        if len(b):
+            lines = [b[i] for i in range(len(b))]
+            ax.add_collection(LineCollection(lines, colors="k", linewidths=1.2))
+        if points and self.marks is not None:
+            m = self.marks
+            ax.plot(m[:, 0], m[:, 1], "o", color="k", markersize=4)
+            for i, (s, t) in enumerate(m):
+                ax.annotate(f"x{i}", (s, t), textcoords="offset points", xytext=(4, 4))
+        s0, s1, t0, t1 = self.extent
+        ax.set_xlim(s0, s1)
+        ax.set_ylim(t0, t1)
+        ax.set_aspect("equal")
+        ax.set_title(f"{self.count} linear regions")
+        return ax
+
+    def to_svg(self, path: Any, **plot_kwargs: Any) -> None:
+        """Write :meth:`plot`'s picture to ``path`` as SVG (matplotlib, no GUI backend)."""
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(6, 6))
+        ax = fig.subplots()
+        self.plot(ax, **plot_kwargs)
+        fig.savefig(path, format="svg")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict of all fields (uint64 hashes as Python ints)."""
+        return jsonable(
+            {
+                "count": self.count,
+                "vertices": self.vertices,
+                "polygons": self.polygons.to_dict(),
+                "areas": self.areas,
+                "pattern_hashes": self.pattern_hashes,
+                "patterns": self.patterns,
+                "predicted": self.predicted,
+                "boundary": self.boundary.to_dict(),
+                "logits": self.logits,
+                "origin": self.origin,
+                "directions": self.directions,
+                "extent": list(self.extent),
+                "marks": self.marks,
+                "backend": self.backend,
+                "params": self.params,
+            }
+        )
+
+
+# ------------------------------------------------------------------ the plane
+def plane_through(
+    x0: Any, x1: Any, x2: Any, *, margin: float = 0.25
+) -> tuple[Any, Any, tuple[float, float, float, float]]:
+    """The plane through three inputs, with a margin around their triangle.
+
+    ``origin = x0``; ``directions`` are orthonormal (Gram-Schmidt of ``x1 - x0`` and
+    ``x2 - x0``), so slice areas are input-space areas; the extent is the bounding box of
+    the three points in slice coordinates widened by ``margin`` times its larger side on
+    every side.
+
+    Parameters
+    ----------
+    x0, x1, x2 : array_like (d,)
+        Three inputs, not collinear.
+    margin : float
+        >= 0.
+
+    Returns
+    -------
+    origin : ndarray (d,) float64
+    directions : ndarray (2, d) float64
+    extent : (s0, s1, t0, t1)
+
+    Raises
+    ------
+    InputError
+        Shapes differ, non-finite values, collinear or coincident points (naming ``x1`` or
+        ``x2``), a bad ``margin``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastmem
+    >>> origin, dirs, extent = fastmem.plane_through([0.0, 0, 0], [2.0, 0, 0], [0.0, 1, 0])
+    >>> dirs
+    array([[1., 0., 0.],
+           [0., 1., 0.]])
+    >>> extent
+    (-0.5, 2.5, -0.5, 1.5)
+    """
+    pts = []
+    for name, x in (("x0", x0), ("x1", x1), ("x2", x2)):
+        a = as_float_array(x, name, ndim=1, dtype=np.float64, xp=np)
+        if a.shape[0] == 0:
+            raise InputError(f"{name}: is empty")
+        pts.append(np.asarray(a, dtype=np.float64))
+    if not (pts[0].shape == pts[1].shape == pts[2].shape):
+        raise InputError(
+            f"x1, x2: shapes {pts[1].shape}, {pts[2].shape} differ from x0's {pts[0].shape}"
+        )
+    try:
+        margin = float(margin)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"margin: must be a number, got {margin!r}") from exc
+    if not (math.isfinite(margin) and margin >= 0):
+        raise InputError(f"margin: must be finite and >= 0, got {margin}")
+    u = pts[1] - pts[0]
+    nu = float(np.linalg.norm(u))
+    if not nu > 0 or not math.isfinite(nu):
+        raise InputError("x1: coincides with x0 (or the difference is not finite)")
+    d0 = u / nu
+    v = pts[2] - pts[0]
+    w = v - (d0 @ v) * d0
+    nw = float(np.linalg.norm(w))
+    nv = float(np.linalg.norm(v))
+    if not (math.isfinite(nv) and nw > 1e-12 * max(nv, nu)):
+        raise InputError("x2: is collinear with x0 and x1 (no plane through the three)")
+    d1 = w / nw
+    dirs = np.stack([d0, d1])
+    st = np.array([[0.0, 0.0], [nu, 0.0], [d0 @ v, nw]])
+    lo, hi = st.min(axis=0), st.max(axis=0)
+    pad = margin * float((hi - lo).max())
+    extent = (float(lo[0] - pad), float(hi[0] + pad), float(lo[1] - pad), float(hi[1] + pad))
+    return pts[0].copy(), dirs, extent
+
+
+def _check_extent(extent: Any) -> tuple[float, float, float, float]:
+    try:
+        vals = tuple(float(v) for v in extent)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"extent: must be four numbers (s0, s1, t0, t1), got {extent!r}") from exc
+    if len(vals) != 4:
+        raise InputError(f"extent: must be four numbers (s0, s1, t0, t1), got {extent!r}")
+    if not all(math.isfinite(v) for v in vals):
+        raise InputError(f"extent: must be finite, got {extent!r}")
+    s0, s1, t0, t1 = vals
+    if not (s0 < s1 and t0 < t1):
+        raise InputError(f"extent: is empty (needs s0 < s1 and t0 < t1), got {extent!r}")
+    return s0, s1, t0, t1
+
+
+def tolerance(extent: tuple[float, float, float, float]) -> float:
+    """The tie tolerance (slice units) of a slice over ``extent`` (module docstring)."""
+    s0, s1, t0, t1 = extent
+    scale = max(abs(s0), abs(s1), abs(t0), abs(t1), s1 - s0, t1 - t0)
+    return _TOL_ULPS * float(np.finfo(np.float64).eps) * scale
+
+
+# ------------------------------------------------------------------ the mesh
+def _ragged_index(starts: Any, sizes: Any) -> Any:
+    """The indices ``starts[i] + 0 .. sizes[i] - 1`` for every ``i``, concatenated."""
+    total = int(sizes.sum())
+    before = np.cumsum(sizes) - sizes
+    return np.repeat(starts - before, sizes) + np.arange(total, dtype=np.int64)
+
+
+@dataclass
+class _Mesh:
+    """Convex polygons sharing vertices: vertex coordinates ``S``, ``T``; polygon ``i`` is
+    ``corners[off[i]:off[i + 1]]`` (counter-clockwise); ``parent[i]``: the polygon of the
+    current layer's start it lies in (whose maps hold its pre-activations)."""
+
+    S: Any
+    T: Any
+    corners: Any
+    off: Any
+    parent: Any
+
+    @property
+    def n(self) -> int:
+        return int(self.off.shape[0]) - 1
+
+    def poly_of_corner(self) -> Any:
+        return np.repeat(np.arange(self.n, dtype=np.int64), np.diff(self.off))
+
+
+def _cut_layer(mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer: int) -> _Mesh:
+    """Cut every polygon of ``mesh`` by the threshold lines of one layer whose
+    pre-activations on polygon ``i`` are ``maps[0, i] + s maps[1, i] + t maps[2, i]``.
+
+    The kernels (``plane_cut_count``, ``plane_cut_emit``; cpp/include/fastmem/plane.hpp)
+    cut each polygon independently from the values at its vertices; new vertices that two
+    neighbours created on their shared side are bitwise equal and merged here.
+    """
+    k = be.kernels
+    A, GS, GT = maps
+    n, width = A.shape
+    S, T, corners, off = mesh.S, mesh.T, mesh.corners, mesh.off
+    nv = S.shape[0]
+    # Each vertex's values come from one polygon that owns it (the network is continuous:
+    # every owner agrees up to rounding, and one owner per vertex makes neighbours agree
+    # exactly); the kernels evaluate them from its maps.
+    owner = np.empty(nv, dtype=np.int64)
+    owner[corners] = mesh.poly_of_corner()
+    # One tolerance per neuron (its steepest slope on the slice): the same number on both
+    # sides of every shared side.
+    tolz = np.sqrt((GS * GS + GT * GT).max(axis=0)) * tol if n else np.zeros(width)
+    tolz = np.ascontiguousarray(tolz)
+    counts = np.zeros((n, 3), dtype=np.int64)
+    k.plane_cut_count(S, T, maps, owner, corners, off, kind, tolz, counts)
+    offsets = np.zeros((n + 1, 3), dtype=np.int64)
+    np.cumsum(counts, axis=0, out=offsets[1:])
+    n_poly, n_corners, n_new = (int(x) for x in offsets[-1])
+    check_allocation(
+        8 * (3 * n_poly + 3 * n_corners + 6 * n_new + 4 * nv) + 3 * 8 * n_poly * width,
+        f"the {n_poly} regions of the slice at hidden layer {layer} (and their maps)",
+        "net",
+    )
+    sizes = np.empty(n_poly, dtype=np.int64)
+    out_corners = np.empty(n_corners, dtype=np.int64)
+    parent = np.empty(n_poly, dtype=np.int64)
+    st = np.empty((n_new, 2))
+    k.plane_cut_emit(
+        S, T, maps, owner, corners, off, kind, tolz, offsets, sizes, out_corners, parent, st
+    )
+    # merge the new vertices two neighbours made on their shared side (bitwise equal)
+    keys = np.ascontiguousarray(st).view(np.dtype((np.void, 16))).reshape(-1)
+    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    new = out_corners >= nv
+    out_corners[new] = nv + inv.reshape(-1)[out_corners[new] - nv]
+    first_st = st[first]
+    return _Mesh(
+        np.concatenate([S, first_st[:, 0]]),
+        np.concatenate([T, first_st[:, 1]]),
+        out_corners,
+        np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+        parent,
+    )
+
+
+def _vertex_means(mesh: _Mesh) -> Any:
+    """The vertex mean of every polygon (an interior point), ``(n, 2)`` C-contiguous."""
+    off, corners = mesh.off, mesh.corners
+    sizes = np.diff(off).astype(np.float64)
+    st = np.empty((mesh.n, 2))
+    st[:, 0] = np.add.reduceat(mesh.S[corners], off[:-1]) / sizes
+    st[:, 1] = np.add.reduceat(mesh.T[corners], off[:-1]) / sizes
+    return st
+
+
+def _areas(S: Any, T: Any, corners: Any, off: Any) -> Any:
+    """Shoelace area of every polygon (positive: counter-clockwise)."""
+    n = off.shape[0] - 1
+    pc = np.repeat(np.arange(n), np.diff(off))
+    nxt = np.arange(corners.shape[0]) + 1
+    wrap = nxt == off[pc + 1]
+    nxt[wrap] = off[pc[wrap]]
+    u, v = corners, corners[nxt]
+    return np.add.reduceat(S[u] * T[v] - S[v] * T[u], off[:-1]) / 2
+
+
+def _class_at(logits: Any, st: Any) -> Any:
+    """Predicted class (``Network.predict``'s rule) of each region at points ``st``."""
+    L = logits[:, 0] + st[:, :1] * logits[:, 1] + st[:, 1:] * logits[:, 2]
+    if L.shape[1] == 1:
+        return (L[:, 0] > 0).astype(np.int64)
+    return L.argmax(axis=1).astype(np.int64)
+
+
+# ------------------------------------------------------------------ the engine
+def plane_regions(
+    net: Network,
+    origin: Any,
+    directions: Any,
+    *,
+    extent: tuple[float, float, float, float] = (-1.0, 1.0, -1.0, 1.0),
+    points: Any = None,
+    backend: str | None = None,
+) -> PlaneRegions:
+    """The exact linear regions of a network on a 2-D slice of its input space.
+
+    The slice is ``x(s, t) = origin + s * directions[0] + t * directions[1]`` for
+    ``(s, t)`` in the rectangle ``extent``; every region is a convex polygon on which the
+    network is affine (see the module docstring for the algorithm, ties and memory). The
+    picture of SplineCam / regioncam and of Hanin & Rolnick, "Deep ReLU networks have
+    surprisingly few activation patterns" (NeurIPS 2019), computed exactly in float64.
+
+    Parameters
+    ----------
+    net : Network
+        Piecewise-linear hidden layers (relu, leaky_relu, hardtanh, threshold); a CUDA
+        network is copied to the host.
+    origin : array_like (d,)
+    directions : array_like (2, d)
+        Not zero, not parallel.
+    extent : (s0, s1, t0, t1)
+        The rectangle of slice coordinates, ``s0 < s1``, ``t0 < t1``.
+    points : array_like (k, d), optional
+        Inputs to mark in :meth:`PlaneRegions.plot` (projected onto the plane), e.g. the
+        three points of :func:`plane_through`.
+    backend : {"cpp", "numba"}, optional
+        Kernel backend for the pattern bits and hashes (identical results).
+
+    Returns
+    -------
+    PlaneRegions
+
+    Raises
+    ------
+    InputError
+        A smooth layer (named), bad shapes, non-finite values, zero or parallel directions,
+        an empty or non-finite extent, pre-activations that overflow (the layer named),
+        regions that cannot fit in memory (how much they would need).
+
+    Examples
+    --------
+    Two ReLUs ``max(s, 0)`` and ``max(t, 0)`` cut the square into four quadrants:
+
+    >>> import numpy as np, fastmem
+    >>> net = fastmem.Network.from_arrays([np.eye(2), np.ones((1, 2))],
+    ...                                   [np.zeros(2), np.zeros(1)])
+    >>> r = fastmem.plane_regions(net, np.zeros(2), np.eye(2))
+    >>> r.count, float(r.areas.sum())
+    (4, 4.0)
+    >>> bool((r.pattern_hashes == net.pattern_hashes(r.point(*r.centroids().T))).all())
+    True
+    """
+    if not isinstance(net, Network):
+        raise InputError(f"net: must be a fastmem.Network, got {type(net).__name__}")
+    net.require_piecewise_linear("plane_regions")
+    if backend == "cuda":
+        raise InputError("backend: plane_regions runs on the CPU ('cpp' or 'numba')")
+    be = select_backend("cpu", backend)
+    host = net.to("cpu")
+    if host.dtype != np.float64:
+        host = host.astype(np.float64)
+    d = host.widths[0]
+    o = np.asarray(_host_array(origin, "origin", 1), dtype=np.float64)
+    D = np.asarray(_host_array(directions, "directions", 2), dtype=np.float64)
+    if o.shape != (d,):
+        raise InputError(f"origin: has shape {o.shape} but the network takes {d} inputs")
+    if D.shape != (2, d):
+        raise InputError(f"directions: has shape {D.shape}, needs (2, {d})")
+    n0, n1 = (float(np.linalg.norm(D[i])) for i in range(2))
+    if not (math.isfinite(n0) and math.isfinite(n1)):
+        raise InputError("directions: their norms overflow (not finite)")
+    if n0 == 0 or n1 == 0:
+        raise InputError(f"directions: row {0 if n0 == 0 else 1} is zero")
+    cos = float(D[0] @ D[1]) / (n0 * n1)
+    if not abs(cos) < 1 - 1e-12:
+        raise InputError("directions: the two rows are parallel (no plane)")
+    ext = _check_extent(extent)
+    marks = None
+    if points is not None:
+        P = np.asarray(_host_array(points, "points", 2), dtype=np.float64)
+        if P.shape[1] != d:
+            raise InputError(f"points: has {P.shape[1]} columns but the network takes {d}")
+        # least-squares coordinates of the projections onto the plane
+        G = D @ D.T
+        marks = np.linalg.solve(G, D @ (P - o).T).T
+    tol = tolerance(ext)
+    # BLAS on one thread while its GEMMs alternate with the kernels (its spinning idle
+    # threads would take the cores from them); the GEMMs split rows over fixed blocks
+    with kernels_own_the_cores(be):
+        mesh, codes, logits = _slice(host, be, o, D, ext, tol)
+        hashes = np.empty(mesh.n, dtype=np.uint64)
+        be.kernels.hash_patterns(np.ascontiguousarray(codes), hashes)
+    V = np.stack([mesh.S, mesh.T], axis=1)
+    areas = _areas(mesh.S, mesh.T, mesh.corners, mesh.off)
+    predicted, boundary = _decisions(mesh, logits, tol)
+    return PlaneRegions(
+        count=mesh.n,
+        vertices=V,
+        polygons=Ragged(mesh.corners, mesh.off),
+        areas=areas,
+        pattern_hashes=hashes,
+        patterns=codes,
+        predicted=predicted,
+        boundary=boundary,
+        logits=logits,
+        origin=o,
+        directions=D,
+        extent=ext,
+        marks=marks,
+        backend=be.name,
+        params={"tolerance": tol, "dtype": str(net.dtype), "n_outputs": int(net.widths[-1])},
+    )
+
+
+def _host_array(x: Any, name: str, ndim: int) -> Any:
+    if hasattr(x, "__cuda_array_interface__"):
+        x = _host(x)  # the slice is computed on the host
+    return as_float_array(x, name, ndim=ndim, dtype=np.float64, xp=np)
+
+
+def _check_maps(Z: Any, layer: int, net: Network, ext: tuple[float, float, float, float]) -> None:
+    """``InputError`` naming the layer when its pre-activations can overflow on the slice:
+    ``|value| + |s| |d/ds| + |t| |d/dt|`` must stay within ``finfo.max / 8`` (the cuts take
+    differences and interpolate between vertices, which must not overflow either)."""
+    smax = max(abs(ext[0]), abs(ext[1]))
+    tmax = max(abs(ext[2]), abs(ext[3]))
+    limit = float(np.finfo(np.float64).max) / 8
+    with np.errstate(over="ignore", invalid="ignore"):
+        # a bound from each block's largest magnitude (a min and a max, no temporaries)
+        big = [max(-float(x.min()), float(x.max())) for x in Z]
+        bound = big[0] + smax * big[1] + tmax * big[2]
+        ok = bool(bound <= limit)  # also False for NaN
+    if not ok:
+        what = "the output layer" if layer == net.n_layers - 1 else "a hidden layer"
+        raise InputError(
+            f"net: layer {layer} ({what}): pre-activations on the slice are not finite (or "
+            f"beyond +-{limit:.3g}): the inputs, the directions, the extent or the weights "
+            "are too large"
+        )
+
+
+def _slice(
+    net: Network, be: Backend, o: Any, D: Any, ext: tuple[float, float, float, float], tol: float
+) -> tuple[_Mesh, Any, Any]:
+    """Cut the extent through every hidden layer: the mesh, its patterns and logit maps."""
+    k = be.kernels
+    s0, s1, t0, t1 = ext
+    mesh = _Mesh(
+        np.array([s0, s1, s1, s0], dtype=np.float64),
+        np.array([t0, t0, t1, t1]),
+        np.arange(4, dtype=np.int64),
+        np.array([0, 4], dtype=np.int64),
+        np.zeros(1, dtype=np.int64),
+    )
+    n_words = net.n_pattern_words
+    codes = np.zeros((1, n_words), dtype=np.uint64)
+    # The maps of a layer's pre-activations, (3, n, width): the value at (0, 0), d/ds and
+    # d/dt of each polygon's n neurons. Layer 0: one GEMM over origin and directions.
+    with np.errstate(over="ignore", invalid="ignore"):
+        Z = np.ascontiguousarray((np.concatenate([o[None], D]) @ net.weights[0].T)[:, None, :])
+        Z[0] += net.biases[0]
+    _check_maps(Z, 0, net, ext)
+    bit = 0
+    n_hidden = net.n_layers - 1
+    step = False
+    for layer in range(n_hidden):
+        kind = ACTIVATIONS[net.activation[layer]]
+        slope = net.negative_slopes[layer]
+        width = Z.shape[2]
+        mesh = _cut_layer(mesh, be, Z, kind, tol, layer)
+        # This layer's bits and branch at each polygon's vertex mean (interior, never on a
+        # cut, as the segment engine reads them at a piece's midpoint), and the maps of
+        # its post-activations: one kernel pass per polygon.
+        par = mesh.parent
+        st = _vertex_means(mesh)
+        codes = np.ascontiguousarray(codes[par])
+        step = kind == THRESHOLD
+        n = mesh.n
+        if step:
+            k.plane_children(Z, par, st, kind, slope, codes, bit, np.empty((3, 0, width)))
+            bit += width * bits_per_neuron(kind)
+            break
+        # The post-activation maps go straight into the next layer's GEMM, a block of
+        # polygons at a time: the maps of every polygon at once (3 x width float64 each)
+        # would be the largest array of the call (GiBs for wide layers).
+        W = net.weights[layer + 1]
+        WT = np.ascontiguousarray(W.T)
+        Z_next = np.empty((3, n, W.shape[0]))
+        block = max(1, _BLOCK_BYTES // (24 * width))
+        H = np.empty((3, min(block, n), width))
+        for lo in range(0, n, block):
+            hi = min(lo + block, n)
+            Hb = H[:, : hi - lo] if hi - lo == H.shape[1] else np.empty((3, hi - lo, width))
+            k.plane_children(Z, par[lo:hi], st[lo:hi], kind, slope, codes[lo:hi], bit, Hb)
+            out = row_parallel_matmul(Hb.reshape(-1, width), WT, be)
+            Z_next[:, lo:hi] = out.reshape(3, hi - lo, -1)
+        bit += width * bits_per_neuron(kind)
+        Z = Z_next
+        Z[0] += net.biases[layer + 1]
+        _check_maps(Z, layer + 1, net, ext)
+    if step:
+        # Constant after a threshold layer: the whole pattern and the logits at the vertex
+        # means, by the forward pass of Network.pattern_hashes.
+        X = o + st[:, :1] * D[0] + st[:, 1:] * D[1]
+        codes = np.zeros((mesh.n, n_words), dtype=np.uint64)
+        out = net._propagate(X, be, codes=codes, output=True)
+        logits = np.zeros((mesh.n, 3, out.shape[1]))
+        logits[:, 0] = out
+        return mesh, codes, logits
+    return mesh, codes, np.ascontiguousarray(Z.transpose(1, 0, 2))
+
+
+# ------------------------------------------------------------------ decisions
+def _decisions(mesh: _Mesh, logits: Any, tol: float) -> tuple[Any, Ragged]:
+    """Predicted class where constant (else -1) and the decision boundary's pieces."""
+    S, T, corners, off = mesh.S, mesh.T, mesh.corners, mesh.off
+    pc = mesh.poly_of_corner()
+    n_out = logits.shape[2]
+    # A binary network's single logit l decides by l > 0: the same as two logits (0, l).
+    L = logits if n_out > 1 else np.concatenate([np.zeros_like(logits), logits], axis=2)
+    st = _vertex_means(mesh)
+    top = _class_at(logits, st)
+    n, classes = L.shape[0], L.shape[2]
+    # top class k is constant on a region when l_k >= l_m - tol |grad(l_k - l_m)| at every
+    # corner (a convex polygon: then everywhere); the margins' maps per region first
+    Dm = L[np.arange(n), :, top][:, :, None] - L  # (regions, 3, classes): l_k - l_m
+    tolG = tol * np.hypot(Dm[:, 1], Dm[:, 2])  # (regions, classes)
+    cs, ct = S[corners][:, None], T[corners][:, None]
+    gm = Dm[pc, 0] + cs * Dm[pc, 1] + ct * Dm[pc, 2]  # (corners, classes)
+    tg = tolG[pc]
+    ok = (gm >= -tg).all(axis=1)
+    const = np.minimum.reduceat(ok.astype(np.int8), off[:-1]) > 0
+    predicted = np.where(const, top, -1).astype(np.int64)
+    # The boundary: per region and pair of classes (k, m), the part of the line
+    # l_k = l_m inside the region where k and m are the top two. Constant regions only
+    # meet it along a side where the top class ties with another at two corners or more
+    # (rare: counted per class only where a corner ties at all); mixed regions (few:
+    # those the boundary crosses) try every pair.
+    tie = np.abs(gm) <= tg
+    tie[np.arange(tie.shape[0]), top[pc]] = False
+    any_tie = np.add.reduceat(tie.any(axis=1).astype(np.int64), off[:-1]) >= 2
+    some = np.flatnonzero(const & any_tie)
+    cand = [np.zeros((0, 3), dtype=np.int64)]
+    if some.size:
+        sz = np.diff(off)[some]
+        ti = tie[_ragged_index(off[some], sz)].astype(np.int64)
+        tied = np.add.reduceat(ti, np.cumsum(sz) - sz, axis=0)  # (some, classes)
+        sp, cm = np.nonzero(tied >= 2)
+        cp = some[sp]
+        cand.append(np.stack([cp, top[cp], cm], axis=1))
+    mixed = np.flatnonzero(~const)
+    if mixed.size:
+        sizes = np.diff(off)[mixed]
+        ci = _ragged_index(off[mixed], sizes)
+        moff = np.cumsum(sizes) - sizes
+        pm = pc[ci]
+        Lm = L[pm, 0] + S[corners[ci]][:, None] * L[pm, 1] + T[corners[ci]][:, None] * L[pm, 2]
+        for a in range(classes):
+            for b in range(a + 1, classes):
+                # the line l_a = l_b meets the region: corners strictly on both sides, or
+                # on it at two corners (along a side)
+                g = Lm[:, a] - Lm[:, b]
+                eps = tol * np.hypot(L[pm, 1, a] - L[pm, 1, b], L[pm, 2, a] - L[pm, 2, b])
+                pos = np.maximum.reduceat((g > eps).astype(np.int8), moff) > 0
+                neg = np.maximum.reduceat((g < -eps).astype(np.int8), moff) > 0
+                on = np.add.reduceat((np.abs(g) <= eps).astype(np.int64), moff) >= 2
+                hit = mixed[(pos & neg) | on]
+                cand.append(np.stack([hit, np.full_like(hit, a), np.full_like(hit, b)], axis=1))
+    segs = _pair_segments(mesh, L, np.concatenate(cand).astype(np.int64), tol)
+    return predicted, Ragged(segs.reshape(-1, 2), np.arange(0, 2 * segs.shape[0] + 1, 2))
+
+
+def _pair_segments(mesh: _Mesh, L: Any, cand: Any, tol: float) -> Any:
+    """The pieces of ``l_a = l_b`` inside region ``i`` where ``a`` and ``b`` are on top, for
+    each candidate row ``(i, a, b)`` of ``cand``: ``(q, 2, 2)`` segment ends.
+
+    Per candidate: the line meets the convex region in the segment between its extreme
+    points along the line (corners on it, within ``tol``, and crossings of sides whose
+    ends are strictly on both sides), clipped to where ``a`` is at least every other class.
+    """
+    if cand.shape[0] == 0:
+        return np.zeros((0, 2, 2))
+    S, T, corners, off = mesh.S, mesh.T, mesh.corners, mesh.off
+    ci, ca, cb = cand[:, 0], cand[:, 1], cand[:, 2]
+    nc = ci.shape[0]
+    rows = np.arange(nc)
+    M = L[ci]  # (candidates, 3, classes)
+    g0 = M[rows, 0, ca] - M[rows, 0, cb]
+    gs = M[rows, 1, ca] - M[rows, 1, cb]
+    gt = M[rows, 2, ca] - M[rows, 2, cb]
+    eps = tol * np.hypot(gs, gt)
+    sizes = np.diff(off)[ci]
+    k = _ragged_index(off[ci], sizes)  # the candidates' corners, candidate by candidate
+    cp = np.repeat(rows, sizes)
+    start = np.cumsum(sizes) - sizes
+    nxt = np.arange(k.shape[0]) + 1
+    wrap = nxt == (start + sizes)[cp]
+    nxt[wrap] = start[cp[wrap]]
+    ps, pt = S[corners[k]], T[corners[k]]
+    g = (g0[cp] + ps * gs[cp]) + pt * gt[cp]
+    g2, qs, qt = g[nxt], ps[nxt], pt[nxt]
+    e = eps[cp]
+    zero = np.abs(g) <= e
+    cross = ((g > e) & (g2 < -e)) | ((g < -e) & (g2 > e))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(cross, g / (g - g2), 0.0)
+    # at most one point per corner: the corner on the line, or the crossing after it
+    xs = np.where(zero, ps, ps + r * (qs - ps))
+    xt = np.where(zero, pt, pt + r * (qt - pt))
+    valid = zero | cross
+    lam = xs * -gt[cp] + xt * gs[cp]  # position along the line
+    vi = np.flatnonzero(valid)
+    if vi.size == 0:
+        return np.zeros((0, 2, 2))
+    order = vi[np.lexsort((lam[vi], cp[vi]))]
+    oc = cp[order]
+    n_pts = np.bincount(oc, minlength=nc)
+    first = np.cumsum(n_pts) - n_pts
+    ok = (n_pts >= 2) & (eps > 0)
+    lo_i = order[np.minimum(first, order.shape[0] - 1)]
+    hi_i = order[np.maximum(first + n_pts - 1, 0)]
+    p0 = np.stack([xs[lo_i], xt[lo_i]], axis=1)
+    p1 = np.stack([xs[hi_i], xt[hi_i]], axis=1)
+    # clip to where a (hence b) is at least every other class c
+    v0 = M[:, 0] + p0[:, :1] * M[:, 1] + p0[:, 1:] * M[:, 2]  # (candidates, classes)
+    v1 = M[:, 0] + p1[:, :1] * M[:, 1] + p1[:, 1:] * M[:, 2]
+    h0 = v0[rows, ca][:, None] - v0
+    h1 = v1[rows, ca][:, None] - v1
+    other = np.ones_like(h0, dtype=bool)
+    other[rows, ca] = False
+    other[rows, cb] = False
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = h0 / (h0 - h1)
+    lo = np.where(other & (h0 < 0) & (h1 >= 0), f, 0.0).max(axis=1)
+    hi = np.where(other & (h1 < 0) & (h0 >= 0), f, 1.0).min(axis=1)
+    empty = (other & (h0 < 0) & (h1 < 0)).any(axis=1)
+    length = np.hypot(*(p1 - p0).T) * (hi - lo)
+    keep = ok & ~empty & (hi > lo) & (length > tol)
+    a0 = p0 + lo[:, None] * (p1 - p0)
+    a1 = p0 + hi[:, None] * (p1 - p0)
+    return np.stack([a0[keep], a1[keep]], axis=1)

@@ -1,0 +1,510 @@
+"""fastmem.plane: exact 2-D slices against independent NumPy references.
+
+References: the packed patterns of tests/reference.py (a plain forward pass) at sampled
+points, point-in-convex-polygon tests written here, the count of a line arrangement
+(1 + lines + crossings, for one hidden layer in general position), the segment walk of
+along_segments, and a brute-force grid.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from reference import hash_rows, packed_patterns, preactivations
+from segment_reference import random_net
+
+import fastmem
+from fastmem import InputError, Network
+
+ACTS = ["relu", "leaky_relu", "hardtanh", "threshold"]
+
+
+# ------------------------------------------------------------------ helpers (independent)
+def _net(Ws, bs, acts, slopes):
+    return Network.from_arrays(Ws, bs, acts, negative_slope=slopes or 0.01)
+
+
+def _inside(r, pts, eps=1e-12):
+    """(n_points, count) boolean: point strictly inside polygon (every side's cross product
+    above eps times the side's length), by plain NumPy over every polygon."""
+    V, off, idx = r.vertices, r.polygons.offsets, r.polygons.values
+    out = np.zeros((pts.shape[0], r.count), dtype=bool)
+    for i in range(r.count):
+        P = V[idx[off[i] : off[i + 1]]]
+        Q = np.roll(P, -1, axis=0)
+        e = Q - P
+        ln = np.hypot(e[:, 0], e[:, 1])
+        keep = ln > 0
+        P, e, ln = P[keep], e[keep], ln[keep]
+        cr = e[:, 0] * (pts[:, 1:2] - P[:, 1]) - e[:, 1] * (pts[:, 0:1] - P[:, 0])
+        out[:, i] = (cr > eps * ln).all(axis=1)
+    return out
+
+
+def _ref_patterns(Ws, bs, acts, slopes, X):
+    zs, _ = preactivations(Ws, bs, acts, slopes, X)
+    return packed_patterns(zs, acts)
+
+
+def _random_case(seed, widths, act, d_extent=2.0):
+    rng = np.random.default_rng(seed)
+    Ws, bs, acts, slopes = random_net(rng, widths, act, bias_scale=0.5)
+    o = rng.normal(size=widths[0])
+    D = rng.normal(size=(2, widths[0]))
+    ext = (-d_extent, d_extent * 0.7, -d_extent * 0.8, d_extent)
+    return Ws, bs, acts, slopes, o, D, ext
+
+
+def _check_tiling(r, Ws, bs, acts, slopes, rng, n_samples=400):
+    s0, s1, t0, t1 = r.extent
+    area = (s1 - s0) * (t1 - t0)
+    assert r.count == len(r.polygons) == r.areas.shape[0] == r.pattern_hashes.shape[0]
+    assert abs(float(r.areas.sum()) - area) <= 1e-12 * area
+    # counter-clockwise and convex: every turn is a left turn (or straight)
+    V, off, idx = r.vertices, r.polygons.offsets, r.polygons.values
+    for i in range(r.count):
+        P = V[idx[off[i] : off[i + 1]]]
+        assert P.shape[0] >= 3
+        e = np.roll(P, -1, axis=0) - P
+        f = np.roll(e, -1, axis=0)
+        turn = e[:, 0] * f[:, 1] - e[:, 1] * f[:, 0]
+        scale = np.hypot(*e.T) * np.hypot(*f.T)
+        assert (turn >= -1e-9 * scale).all(), i
+    assert (r.areas > 0).all()
+    # conforming: a side inside the extent is shared by exactly two polygons (same two
+    # vertices, no vertex of one in the middle of the other's side), a side on its border
+    # belongs to one
+    sides: dict[tuple[int, int], int] = {}
+    for i in range(r.count):
+        c = idx[off[i] : off[i + 1]].tolist()
+        for a, b in zip(c, c[1:] + c[:1], strict=True):
+            key = (min(a, b), max(a, b))
+            sides[key] = sides.get(key, 0) + 1
+    for (a, b), n in sides.items():
+        pa, pb = V[a], V[b]
+        on_border = any(
+            pa[axis] == pb[axis] == bound for axis, bound in ((0, s0), (0, s1), (1, t0), (1, t1))
+        )
+        assert n == (1 if on_border else 2), (pa, pb, n)
+    assert len({tuple(v) for v in V.tolist()}) == V.shape[0]  # no duplicate vertices
+    # random points fall in exactly one polygon (those within 1e-12 of a side in none:
+    # not sampled in practice), and their pattern is that polygon's
+    pts = np.column_stack([rng.uniform(s0, s1, n_samples), rng.uniform(t0, t1, n_samples)])
+    inside = _inside(r, pts)
+    assert (inside.sum(axis=1) == 1).all()
+    which = inside.argmax(axis=1)
+    ref = _ref_patterns(Ws, bs, acts, slopes, r.point(pts[:, 0], pts[:, 1]))
+    np.testing.assert_array_equal(r.patterns[which], ref)
+    # each polygon's hash at its vertex mean (interior): the documented hash
+    c = r.centroids()
+    ref_c = _ref_patterns(Ws, bs, acts, slopes, r.point(c[:, 0], c[:, 1]))
+    np.testing.assert_array_equal(r.patterns, ref_c)
+    np.testing.assert_array_equal(r.pattern_hashes, hash_rows(ref_c))
+
+
+# ------------------------------------------------------------------ known answers
+def test_quadrants_and_public_api() -> None:
+    net = Network.from_arrays([np.eye(2), np.ones((1, 2))], [np.zeros(2), np.zeros(1)])
+    r = fastmem.plane_regions(net, np.zeros(2), np.eye(2))
+    assert isinstance(r, fastmem.PlaneRegions)
+    assert r.count == 4 and r.backend in ("cpp", "numba")
+    np.testing.assert_array_equal(r.areas, np.ones(4))
+    # the four quadrants: centroid signs give the patterns (bit 0: s > 0, bit 1: t > 0)
+    c = r.centroids()
+    expected = (c[:, 0] > 0).astype(np.uint64) | ((c[:, 1] > 0).astype(np.uint64) << 1)
+    np.testing.assert_array_equal(r.patterns[:, 0], expected)
+    # relu(s) + relu(t) > 0 except on the quadrant s, t < 0: there class 0, else 1
+    np.testing.assert_array_equal(r.predicted, np.where(expected == 0, 0, 1))
+    # the vertices are shared: 3 x 3 grid points, no duplicates
+    assert r.vertices.shape == (9, 2)
+    assert len({tuple(v) for v in r.vertices.tolist()}) == 9
+    # the boundary runs along the negative axes (ties of the single logit with 0)
+    segs = r.boundary.values.reshape(-1, 2, 2)
+    assert len(segs) >= 2
+    for a, b in segs:
+        assert (a <= 0).all() and (b <= 0).all() and (a[0] == b[0] == 0 or a[1] == b[1] == 0)
+    total = sum(float(np.linalg.norm(b - a)) for a, b in segs)
+    assert total == pytest.approx(2.0)
+
+
+def test_ties_three_lines_through_one_point() -> None:
+    """Lines s = 0, t = 0, s = t meet at the origin: 6 regions, the origin one vertex."""
+    W = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, -1.0]])
+    net = Network.from_arrays([W, np.ones((1, 3))], [np.zeros(3), np.zeros(1)])
+    r = fastmem.plane_regions(net, np.zeros(2), np.eye(2))
+    assert r.count == 6
+    assert sorted(np.round(r.areas * 4).astype(int).tolist()) == [2, 2, 2, 2, 4, 4]
+    assert int((np.abs(r.vertices).max(axis=1) == 0).sum()) == 1
+
+
+def test_hardtanh_two_lines_per_neuron_and_scaled_extent() -> None:
+    net = Network.from_arrays([np.array([[1.0, 0.0]]), np.ones((1, 1))], [np.zeros(1)] * 2,
+                              "hardtanh")  # fmt: skip
+    r = fastmem.plane_regions(net, np.zeros(2), np.eye(2), extent=(-3, 3, 0, 1))
+    assert r.count == 3
+    np.testing.assert_allclose(np.sort(r.areas), [2.0, 2.0, 2.0])
+    # low bit z > -1, high bit z > 1 -> patterns 0b00, 0b01, 0b11 from left to right
+    order = np.argsort(r.centroids()[:, 0])
+    np.testing.assert_array_equal(r.patterns[order, 0], [0, 1, 3])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_one_layer_matches_the_line_arrangement(seed: int) -> None:
+    """One hidden layer: the regions of n lines in general position in the rectangle are
+    1 + (lines meeting it) + (crossings inside it)."""
+    rng = np.random.default_rng(seed)
+    n = 12
+    W = rng.normal(size=(n, 2))
+    b = rng.normal(size=n)
+    net = Network.from_arrays([W, rng.normal(size=(2, n))], [b, np.zeros(2)])
+    ext = (-1.5, 1.0, -1.0, 1.3)
+    r = fastmem.plane_regions(net, np.zeros(2), np.eye(2), extent=ext)
+    corners = np.array([[ext[0], ext[2]], [ext[1], ext[2]], [ext[1], ext[3]], [ext[0], ext[3]]])
+    vals = corners @ W.T + b
+    meets = int(((vals.min(axis=0) < 0) & (vals.max(axis=0) > 0)).sum())
+    crossings = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            p = np.linalg.solve(W[[i, j]], -b[[i, j]])
+            crossings += int(ext[0] < p[0] < ext[1] and ext[2] < p[1] < ext[3])
+    assert r.count == 1 + meets + crossings
+    assert len(np.unique(r.pattern_hashes)) == r.count
+
+
+# ------------------------------------------------------------------ random networks
+@pytest.mark.parametrize("act", ACTS)
+@pytest.mark.parametrize("widths", [(2, 6, 1), (3, 8, 8, 3), (4, 6, 5, 7, 4)])
+def test_tiling_and_patterns_random(act: str, widths: tuple[int, ...], backend: str) -> None:
+    if backend == "cuda":
+        pytest.skip("plane_regions runs on the CPU")
+    Ws, bs, acts, slopes, o, D, ext = _random_case(sum(widths) + len(act), widths, act)
+    r = fastmem.plane_regions(_net(Ws, bs, acts, slopes), o, D, extent=ext, backend=backend)
+    assert r.backend == backend
+    rng = np.random.default_rng(1)
+    _check_tiling(r, Ws, bs, acts, slopes, rng)
+    # one polygon per pattern (the set of a pattern is convex in the plane)
+    assert len(np.unique(r.pattern_hashes)) == r.count
+    # logits: the affine map per region equals the forward pass at the vertex means
+    c = r.centroids()
+    _, out = preactivations(Ws, bs, acts, slopes, r.point(c[:, 0], c[:, 1]))
+    L = r.logits[:, 0] + c[:, :1] * r.logits[:, 1] + c[:, 1:] * r.logits[:, 2]
+    np.testing.assert_allclose(L, out, rtol=1e-9, atol=1e-9)
+
+
+def test_backends_identical() -> None:
+    names = [n for n, info in fastmem.backends().items() if info.available and n != "cuda"]
+    if len(names) < 2:
+        pytest.skip(f"only {names} available here: nothing to compare across backends")
+    Ws, bs, acts, slopes, o, D, ext = _random_case(7, (5, 16, 16, 4), "relu")
+    net = _net(Ws, bs, acts, slopes)
+    rs = [fastmem.plane_regions(net, o, D, extent=ext, backend=n) for n in names]
+    for r in rs[1:]:
+        np.testing.assert_array_equal(r.vertices, rs[0].vertices)
+        np.testing.assert_array_equal(r.polygons.values, rs[0].polygons.values)
+        np.testing.assert_array_equal(r.pattern_hashes, rs[0].pattern_hashes)
+        np.testing.assert_array_equal(r.logits, rs[0].logits)
+
+
+def test_kernels_check_their_contract(backend: str) -> None:
+    """The kernels refuse what the Python layer never passes (a bug, not an input)."""
+    if backend == "cuda":
+        pytest.skip("plane_regions runs on the CPU")
+    from fastmem._backend import select_backend
+
+    k = select_backend("cpu", backend).kernels
+    S = np.array([0.0, 1.0, 1.0, 0.0])
+    T = np.array([0.0, 0.0, 1.0, 1.0])
+    maps = np.zeros((3, 1, 2))
+    owner = np.zeros(4, dtype=np.int64)
+    corners = np.arange(4, dtype=np.int64)
+    off = np.array([0, 4], dtype=np.int64)
+    tolz = np.zeros(2)
+    counts = np.zeros((1, 3), dtype=np.int64)
+    k.plane_cut_count(S, T, maps, owner, corners, off, 0, tolz, counts)
+    np.testing.assert_array_equal(counts, [[1, 4, 0]])  # constant: not cut
+    bad = [
+        (S, T, maps, owner, np.array([0, 1, 2, 9]), off, 0, tolz, counts),  # corner range
+        (S, T, maps, owner, corners, np.array([0, 2, 4]), 0, tolz, counts),  # 2-gons
+        (S, T, maps, owner, corners, off, 7, tolz, counts),  # kind
+        (S, T, maps, owner + 1, corners, off, 0, tolz, counts),  # owner range
+        (S, T, maps, owner, corners, off, 0, np.zeros(3), counts),  # tolz width
+        (S, T, maps.astype(np.float32), owner, corners, off, 0, tolz, counts),  # dtype
+    ]
+    for args in bad:
+        with pytest.raises((ValueError, TypeError)):
+            k.plane_cut_count(*args)
+
+
+def test_results_do_not_depend_on_the_threads(backend: str) -> None:
+    if backend == "cuda":
+        pytest.skip("plane_regions runs on the CPU")
+    from fastmem._backend import select_backend
+    from fastmem._threads import kernel_threads
+
+    Ws, bs, acts, slopes, o, D, ext = _random_case(8, (6, 24, 24, 5), "leaky_relu")
+    net = _net(Ws, bs, acts, slopes)
+    be = select_backend("cpu", backend)
+    with kernel_threads(be, 1):
+        one = fastmem.plane_regions(net, o, D, extent=ext, backend=backend)
+    many = fastmem.plane_regions(net, o, D, extent=ext, backend=backend)
+    np.testing.assert_array_equal(one.vertices, many.vertices)
+    np.testing.assert_array_equal(one.polygons.values, many.polygons.values)
+    np.testing.assert_array_equal(one.pattern_hashes, many.pattern_hashes)
+    np.testing.assert_array_equal(one.logits, many.logits)
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh"])
+def test_neighbours_differ_in_the_neurons_of_their_shared_side(act: str) -> None:
+    Ws, bs, acts, slopes, o, D, ext = _random_case(3, (3, 7, 6, 2), act)
+    r = fastmem.plane_regions(_net(Ws, bs, acts, slopes), o, D, extent=ext)
+    off, idx = r.polygons.offsets, r.polygons.values
+    sides: dict[tuple[int, int], list[int]] = {}
+    for i in range(r.count):
+        c = idx[off[i] : off[i + 1]].tolist()
+        for a, b in zip(c, c[1:] + c[:1], strict=True):
+            sides.setdefault((min(a, b), max(a, b)), []).append(i)
+    # a conforming partition: every side is shared by at most two polygons, and the
+    # sides on the extent's border by one
+    assert max(len(v) for v in sides.values()) <= 2
+    shared = [(k, v) for k, v in sides.items() if len(v) == 2]
+    assert shared
+    bits = np.unpackbits(r.patterns.view(np.uint8), axis=1, bitorder="little")
+    for (a, b), (p, q) in shared:
+        mid = (r.vertices[a] + r.vertices[b]) / 2
+        zs, _ = preactivations(Ws, bs, acts, slopes, r.point(mid[0], mid[1])[None])
+        z = np.concatenate(zs, axis=1)[0]
+        if act == "hardtanh":  # two bits per neuron: z > -1, z > 1
+            dist = np.stack([np.abs(z + 1), np.abs(z - 1)], axis=1).reshape(-1)
+        else:
+            dist = np.abs(z)
+        on_line = dist < 1e-9
+        differ = bits[p, : on_line.shape[0]] != bits[q, : on_line.shape[0]]
+        np.testing.assert_array_equal(differ, on_line)
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_lines_in_the_slice_agree_with_along_segments(act: str) -> None:
+    Ws, bs, acts, slopes, o, D, ext = _random_case(11, (4, 8, 8, 3), act)
+    net = _net(Ws, bs, acts, slopes)
+    r = fastmem.plane_regions(net, o, D, extent=ext)
+    rng = np.random.default_rng(5)
+    s0, s1, t0, t1 = ext
+    V, off, idx = r.vertices, r.polygons.offsets, r.polygons.values
+    for _ in range(6):
+        a = np.array([rng.uniform(s0, s1), rng.uniform(t0, t1)])
+        b = np.array([rng.uniform(s0, s1), rng.uniform(t0, t1)])
+        # clip the segment a + lam (b - a) against every polygon (convex: an interval)
+        pieces = []
+        for i in range(r.count):
+            P = V[idx[off[i] : off[i + 1]]]
+            e = np.roll(P, -1, axis=0) - P
+            lo, hi = 0.0, 1.0
+            for p, ed in zip(P, e, strict=True):
+                # inside: cross(ed, x - p) >= 0 with x = a + lam (b - a)
+                c0 = ed[0] * (a[1] - p[1]) - ed[1] * (a[0] - p[0])
+                c1 = ed[0] * (b[1] - a[1]) - ed[1] * (b[0] - a[0])
+                if c1 == 0:
+                    if c0 < 0:
+                        lo, hi = 1.0, 0.0
+                    continue
+                lam = -c0 / c1
+                if c1 > 0:
+                    lo = max(lo, lam)
+                else:
+                    hi = min(hi, lam)
+            if hi - lo > 1e-12:
+                pieces.append((lo, hi, int(r.pattern_hashes[i])))
+        pieces.sort()
+        merged = [pieces[0]]
+        for p in pieces[1:]:
+            assert p[0] == pytest.approx(merged[-1][1], abs=1e-9)
+            if p[2] == merged[-1][2]:
+                merged[-1] = (merged[-1][0], p[1], p[2])
+            else:
+                merged.append(p)
+        seg = fastmem.along_segments(net, r.point(*a)[None], r.point(*b)[None])
+        assert int(seg.counts[0]) == len(merged)
+        np.testing.assert_allclose(seg.breakpoints[0], [p[0] for p in merged[1:]], atol=1e-9)
+        np.testing.assert_array_equal(seg.pattern_hashes[0], [p[2] for p in merged])
+
+
+@pytest.mark.parametrize("act", ["relu", "hardtanh"])
+def test_brute_force_grid(act: str) -> None:
+    """Every point of a fine grid lies in a polygon with its pattern; every polygon wide
+    enough to hold a grid cell's diagonal around its vertex mean is found by the grid."""
+    Ws, bs, acts, slopes, o, D, ext = _random_case(21, (2, 6, 6, 2), act, d_extent=3.0)
+    net = _net(Ws, bs, acts, slopes)
+    r = fastmem.plane_regions(net, o, D, extent=ext)
+    s0, s1, t0, t1 = ext
+    n = 150
+    ss, tt = np.meshgrid(np.linspace(s0, s1, n + 2)[1:-1], np.linspace(t0, t1, n + 2)[1:-1])
+    pts = np.column_stack([ss.ravel(), tt.ravel()])
+    grid_codes = _ref_patterns(Ws, bs, acts, slopes, r.point(pts[:, 0], pts[:, 1]))
+    grid_hashes = set(hash_rows(np.unique(grid_codes, axis=0)).tolist())
+    assert grid_hashes <= set(r.pattern_hashes.tolist())
+    cell = math.hypot((s1 - s0) / (n + 1), (t1 - t0) / (n + 1))
+    V, off, idx = r.vertices, r.polygons.offsets, r.polygons.values
+    c = r.centroids()
+    for i in range(r.count):
+        P = V[idx[off[i] : off[i + 1]]]
+        e = np.roll(P, -1, axis=0) - P
+        ln = np.hypot(*e.T)
+        keep = ln > 0
+        dist = (e[keep, 0] * (c[i, 1] - P[keep, 1]) - e[keep, 1] * (c[i, 0] - P[keep, 0])) / ln[
+            keep
+        ]
+        if dist.min() > cell:  # a disc of radius > a cell's diagonal holds a grid point
+            assert int(r.pattern_hashes[i]) in grid_hashes
+
+
+@pytest.mark.parametrize("act", ["relu", "hardtanh"])
+def test_predicted_and_boundary(act: str) -> None:
+    Ws, bs, acts, slopes, o, D, ext = _random_case(2, (3, 10, 10, 4), act, d_extent=3.0)
+    net = _net(Ws, bs, acts, slopes)
+    r = fastmem.plane_regions(net, o, D, extent=ext)
+    rng = np.random.default_rng(0)
+    s0, s1, t0, t1 = ext
+    pts = np.column_stack([rng.uniform(s0, s1, 3000), rng.uniform(t0, t1, 3000)])
+    inside = _inside(r, pts)
+    which = inside.argmax(axis=1)
+    _, out = preactivations(Ws, bs, acts, slopes, r.point(pts[:, 0], pts[:, 1]))
+    cls = out.argmax(axis=1)
+    const = r.predicted[which] >= 0
+    assert const.any() and (~const).any()
+    np.testing.assert_array_equal(r.predicted[which][const], cls[const])
+    # the boundary's pieces: the top two logits tie along them
+    segs = r.boundary.values.reshape(-1, 2, 2)
+    assert segs.shape[0] > 0
+    for lam in (0.25, 0.5, 0.75):
+        x = segs[:, 0] + lam * (segs[:, 1] - segs[:, 0])
+        _, lo = preactivations(Ws, bs, acts, slopes, r.point(x[:, 0], x[:, 1]))
+        top2 = np.sort(lo, axis=1)[:, -2:]
+        np.testing.assert_allclose(top2[:, 0], top2[:, 1], atol=1e-9)
+    # every region whose class is not constant meets the boundary
+    mixed = np.flatnonzero(r.predicted < 0)
+    assert mixed.size
+    mids = (segs[:, 0] + segs[:, 1]) / 2
+    hit = _inside(r, mids, eps=-1e-9)  # closed polygons
+    assert hit[:, mixed].any(axis=0).all()
+
+
+@settings(max_examples=25)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    act=st.sampled_from(ACTS),
+    depth=st.integers(1, 3),
+    width=st.integers(1, 7),
+    d=st.integers(1, 5),
+    outs=st.integers(1, 4),
+    scale=st.sampled_from([1e-3, 1.0, 50.0]),
+)
+def test_hypothesis_shapes(seed, act, depth, width, d, outs, scale) -> None:
+    rng = np.random.default_rng(seed)
+    Ws, bs, acts, slopes = random_net(rng, (d, *([width] * depth), outs), act, bias_scale=0.5)
+    o = rng.normal(size=d)
+    D = rng.normal(size=(2, d))
+    if d == 1:  # two directions in one dimension are parallel: refused
+        with pytest.raises(InputError, match="directions"):
+            fastmem.plane_regions(_net(Ws, bs, acts, slopes), o, np.ones((2, 1)))
+        return
+    ext = (-scale, scale * 0.5, -scale * 0.3, scale)
+    r = fastmem.plane_regions(_net(Ws, bs, acts, slopes), o, D, extent=ext)
+    _check_tiling(r, Ws, bs, acts, slopes, rng, n_samples=100)
+    json.dumps(r.to_dict(), allow_nan=False)
+
+
+# ------------------------------------------------------------------ plane_through
+def test_plane_through() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3, 6))
+    o, D, ext = fastmem.plane_through(*X, margin=0.1)
+    np.testing.assert_allclose(D @ D.T, np.eye(2), atol=1e-14)
+    # the three points lie in the plane, inside the extent
+    net = Network.from_arrays([rng.normal(size=(5, 6)), rng.normal(size=(2, 5))],
+                              [np.zeros(5), np.zeros(2)])  # fmt: skip
+    r = fastmem.plane_regions(net, o, D, extent=ext, points=X)
+    np.testing.assert_allclose(r.point(r.marks[:, 0], r.marks[:, 1]), X, atol=1e-12)
+    s0, s1, t0, t1 = ext
+    assert ((r.marks[:, 0] > s0) & (r.marks[:, 0] < s1)).all()
+    assert ((r.marks[:, 1] > t0) & (r.marks[:, 1] < t1)).all()
+    with pytest.raises(InputError, match="x2"):
+        fastmem.plane_through(X[0], X[1], 2 * X[1] - X[0])
+    with pytest.raises(InputError, match="x1"):
+        fastmem.plane_through(X[0], X[0], X[2])
+    with pytest.raises(InputError, match="margin"):
+        fastmem.plane_through(*X, margin=-1)
+    with pytest.raises(InputError, match="x1, x2"):
+        fastmem.plane_through(X[0], X[1, :3], X[2])
+
+
+# ------------------------------------------------------------------ errors
+def test_bad_inputs() -> None:
+    net = Network.from_arrays([np.eye(2), np.ones((1, 2))], [np.zeros(2), np.zeros(1)])
+    o, D = np.zeros(2), np.eye(2)
+    cases = [
+        (dict(directions=np.array([[1.0, 2.0], [2.0, 4.0]])), "directions.*parallel"),
+        (dict(directions=np.array([[0.0, 0.0], [0.0, 1.0]])), "directions.*zero"),
+        (dict(directions=np.eye(3)[:2]), "directions"),
+        (dict(origin=np.zeros(3)), "origin"),
+        (dict(origin=np.array([np.nan, 0.0])), "origin"),
+        (dict(extent=(1, 1, 0, 1)), "extent.*empty"),
+        (dict(extent=(0, 1, 0, np.inf)), "extent.*finite"),
+        (dict(extent=(0, 1, 0)), "extent"),
+        (dict(points=np.zeros((2, 3))), "points"),
+    ]
+    for kw, match in cases:
+        args = {"origin": o, "directions": D, **kw}
+        with pytest.raises(InputError, match=match):
+            fastmem.plane_regions(net, args.pop("origin"), args.pop("directions"), **args)
+    smooth = Network.from_arrays([np.eye(2), np.eye(2), np.ones((1, 2))], [np.zeros(2)] * 2 +
+                                 [np.zeros(1)], ["relu", "tanh"])  # fmt: skip
+    with pytest.raises(InputError, match="layer 1 \\(tanh\\)"):
+        fastmem.plane_regions(smooth, o, D)
+    with pytest.raises(InputError, match="net"):
+        fastmem.plane_regions("not a net", o, D)
+    big = Network.from_arrays([np.full((2, 2), 1e300), np.ones((1, 2))], [np.zeros(2), np.zeros(1)])
+    with pytest.raises(InputError, match="layer"):
+        fastmem.plane_regions(big, o, D, extent=(-1e10, 1e10, -1e10, 1e10))
+
+
+def test_refuses_what_cannot_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fastmem._validate as v
+
+    monkeypatch.setattr(v, "_UNCHECKED_BYTES", 0)
+    monkeypatch.setattr(v, "available_memory", lambda xp=np: (100_000, "test"))
+    Ws, bs, acts, slopes, o, D, ext = _random_case(0, (3, 32, 32, 2), "relu")
+    with pytest.raises(InputError, match=r"net: .*regions.*would need"):
+        fastmem.plane_regions(_net(Ws, bs, acts, slopes), o, D, extent=ext)
+
+
+# ------------------------------------------------------------------ output
+def test_to_dict_float32_and_pictures(tmp_path) -> None:
+    Ws, bs, acts, slopes, o, D, ext = _random_case(4, (3, 8, 8, 3), "relu")
+    net32 = _net(Ws, bs, acts, slopes).astype(np.float32)
+    r = fastmem.plane_regions(net32, o, D, extent=ext, points=np.stack([o, o + D[0], o + D[1]]))
+    assert r.params["dtype"] == "float32"
+    d = json.loads(json.dumps(r.to_dict(), allow_nan=False))
+    assert d["count"] == r.count and len(d["pattern_hashes"]) == r.count
+    assert d["pattern_hashes"][0] == int(r.pattern_hashes[0])
+    # the float32 network's own patterns at the vertex means (promoted to float64 for the
+    # geometry: equal away from the boundaries, where every vertex mean lies here)
+    c = r.centroids()
+    np.testing.assert_array_equal(net32.pattern_hashes(r.point(c[:, 0], c[:, 1])),
+                                  r.pattern_hashes)  # fmt: skip
+    pytest.importorskip("matplotlib", reason="matplotlib is optional (plot, to_svg)")
+    path = tmp_path / "slice.svg"
+    r.to_svg(path, color="pattern")
+    text = path.read_text()
+    assert text.lstrip().startswith("<?xml") and "<svg" in text
+    from matplotlib.figure import Figure
+
+    ax = Figure().subplots()
+    assert r.plot(ax) is ax
+    assert len(ax.collections) >= 1
+    with pytest.raises(InputError, match="color"):
+        r.plot(ax, color="rainbow")
