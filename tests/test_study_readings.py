@@ -307,6 +307,32 @@ def test_regions_papers():
     ) == pytest.approx(1.0)
 
 
+def _with_plane(d, exponent):
+    for dep in d["by_depth"]:
+        for r in dep["rows"]:
+            r["init_plane"] = 0.01 * r["neurons"] ** exponent * (1 + 0.1 * dep["depth"])
+            r["trained_plane"] = 2.0 * r["init_plane"]
+    return d
+
+
+def test_regions_plane_reading_and_paper():
+    # issue 22: regions per unit area of the 2-D slice, quadratic in the neurons
+    d = _with_plane(_regions(), 2.0)
+    text = exp_regions.reading(_seeded(d, n=1))
+    assert "exponent 2.00 (depth 1), 2.00 (depth 2), 2.00 (depth 4)" in text
+    assert "about quadratic" in text
+    assert "depth 4 has 1.27 times the density of depth 1" in text  # 1.4 / 1.1
+    assert "x2.00 (depth 1)" in text
+    v = _verdicts(exp_regions.papers(_seeded(d, n=1)))
+    assert v == ["agree", "agree", "agree", "agree", "agree"]
+    flat = _with_plane(_regions(), 1.0)
+    assert "not quadratic" in exp_regions.reading(_seeded(flat, n=1))
+    assert _verdicts(exp_regions.papers(_seeded(flat, n=1)))[0] == "differ"
+    # results written before the slice existed: no plane sentence, no plane row
+    assert "plane" not in exp_regions.reading(_seeded(_regions(), n=1))
+    assert len(exp_regions.papers(_seeded(_regions(), n=1))) == 4
+
+
 # ------------------------------------------------------------------ constructions
 def _cons(yun_residuals):
     two = [

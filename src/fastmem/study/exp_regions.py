@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from .. import bounds
 from ..network import sawtooth
+from ..plane import plane_regions, plane_through
 from ..regions import along_segments, distance_to_boundary, distinct_patterns
 from .common import he_network, histogram, load_data, rng_for, split, summary, train
 from .plotting import band, band_note, bar_hist, figure, legend_below, legend_right, style
@@ -76,12 +78,22 @@ def _lines(X: np.ndarray, m: int, seed: int) -> dict[str, tuple[np.ndarray, np.n
     return {"random": (X[i], X[i] + d), "between": (X[i], X[j])}
 
 
+def _plane(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple, float]:
+    """The plane through the first three training points of the first class with three
+    (Hanin & Rolnick's 2-D slice), its extent and the extent's area."""
+    classes, counts = np.unique(y, return_counts=True)
+    c = classes[np.flatnonzero(counts >= 3)[0]]
+    origin, dirs, extent = plane_through(*X[np.flatnonzero(y == c)[:3]])
+    return origin, dirs, extent, (extent[1] - extent[0]) * (extent[3] - extent[2])
+
+
 def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
     if "sigmas" in params:
         return _sawtooth(params, seed)
     data = load_data(params["data"])
     sp = split(data, params["per_class"], seed)
     lines = _lines(sp.X, params["lines"], seed)
+    origin, dirs, extent, area = _plane(sp.X, sp.y)
     k = params["depth"]
     rows = []
     for n in params["neurons"]:
@@ -107,6 +119,8 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
             for kind, (a, b) in lines.items():
                 row[f"{stage}_{kind}"] = float(np.mean(along_segments(net, a, b).counts))
             row[f"{stage}_distinct"] = distinct_patterns(net, sp.X).n_distinct / sp.X.shape[0]
+            # regions per unit area of the slice (the plane's coordinates are orthonormal)
+            row[f"{stage}_plane"] = plane_regions(net, origin, dirs, extent=extent).count / area
         rows.append(row)
     # distance-to-boundary distributions for the largest network, at init and trained
     dist = {}
@@ -204,7 +218,30 @@ def figures(d: dict[str, Any]) -> list[tuple[str, Any, str]]:
         title="Distance to boundary, trained",
     )
     legend_below(s3)
+    fig3, (p1, p2) = figure(2, width=4.0, height=3.2)
+    for ax, stage in ((p1, "init"), (p2, "trained")):
+        for i, dep in enumerate(d["by_depth"]):
+            rows = [r for r in dep["rows"] if f"{stage}_plane" in r]
+            if not rows:
+                continue
+            n = [r["neurons"] for r in rows]
+            e = [at(sd, "by_depth", i, "rows", j, f"{stage}_plane") for j in range(len(n))]
+            band(ax, n, [r[f"{stage}_plane"] for r in rows], e, label=f"depth {dep['depth']}",
+                 **style(i))  # fmt: skip
+        title = f"2-D slice, {'He init' if stage == 'init' else 'trained'}"
+        ax.set(xlabel="hidden neurons", ylabel="regions per unit area", xscale="log",
+               yscale="log", title=title)  # fmt: skip
+    legend_right(fig3, p1)
     return [
+        (
+            "regions_plane",
+            fig3,
+            "Exact linear regions per unit area of the plane through three training points "
+            "of one class (fastmem.plane_regions; orthonormal plane coordinates, margin 0.25 "
+            "around their triangle) against the number of hidden neurons, depths 1-4, at He "
+            "initialization and after training (Hanin & Rolnick 2019b's 2-D measurement). "
+            + band_note(d),
+        ),
         (
             "regions_lines",
             fig,
@@ -237,6 +274,8 @@ def tables(d: dict[str, Any]) -> list[dict[str, Any]]:
             r["trained_between"],
             r["trained_distinct"],
             r["line_upper"],
+            r.get("init_plane"),
+            r.get("trained_plane"),
         ]
         for dep in d["by_depth"]
         for r in dep["rows"]
@@ -255,6 +294,8 @@ def tables(d: dict[str, Any]) -> list[dict[str, Any]]:
                 "trained between",
                 "distinct fraction",
                 "line bound",
+                "init per area (slice)",
+                "trained per area (slice)",
             ],
         },
         {
@@ -311,6 +352,35 @@ def sawtooth_text(sw: dict[str, Any]) -> str:
     return text + "."
 
 
+def plane_text(deps: list[dict[str, Any]]) -> str:
+    """The 2-D slice's reading: growth of regions per unit area with neurons and depth."""
+    if not all("init_plane" in r for dep in deps for r in dep["rows"]):
+        return ""
+    exps = [(growth_exponent(dep["rows"], "init_plane"), dep["depth"]) for dep in deps]
+    txt = ", ".join(f"{e:.2f} (depth {k})" for e, k in exps if e is not None)
+    ok = [e for e, _ in exps if e is not None]
+    shape = (
+        "about quadratic, as Hanin & Rolnick's (c n)^2 / 2 per unit area"
+        if ok and all(1.4 <= e <= 2.6 for e in ok)
+        else "not quadratic at every depth"
+    )
+    first, last = deps[0]["rows"][-1], deps[-1]["rows"][-1]
+    ratio = last["init_plane"] / first["init_plane"] if first["init_plane"] > 0 else math.nan
+    train = ", ".join(
+        f"x{dep['rows'][-1]['trained_plane'] / dep['rows'][-1]['init_plane']:.2f} "
+        f"(depth {dep['depth']})"
+        for dep in deps
+        if dep["rows"][-1]["init_plane"] > 0
+    )
+    return (
+        f"In the plane through three training points of one class, the regions per unit "
+        f"area at He init grow with exponent {txt} in the number of neurons: {shape}; at "
+        f"{last['neurons']} neurons depth {deps[-1]['depth']} has {ratio:.2f} times the "
+        f"density of depth {deps[0]['depth']} (not exponential in depth). Training changes "
+        f"the density by {train}. "
+    )
+
+
 def reading(d: dict[str, Any]) -> str:
     deps = d["by_depth"]
     last = [(dep, dep["rows"][-1]) for dep in deps]
@@ -348,7 +418,8 @@ def reading(d: dict[str, Any]) -> str:
         f"(init -> trained, depths {', '.join(str(dep['depth']) for dep in deps)}). Trained "
         f"networks put from {dmin[1]['trained_distinct']:.1%} ({_where(*dmin)}) to "
         f"{dmax[1]['trained_distinct']:.1%} ({_where(*dmax)}) of the training points in "
-        f"distinct regions. {sawtooth_text(d['sawtooth'])} " + spread_note(d.get("n_seeds", 1))
+        f"distinct regions. {plane_text(deps)}{sawtooth_text(d['sawtooth'])} "
+        + spread_note(d.get("n_seeds", 1))
     )
 
 
@@ -364,7 +435,29 @@ def papers(d: dict[str, Any]) -> list[list[str]]:
     exact = all(p == 2**k for k, p in zip(sw["depths"], sw["pieces"], strict=True))
     big = sw["perturbed"][-1]
     frag = big["mean"] < 0.5 * 2 ** sw["depth"]
+    rows = []
+    if all("init_plane" in r for dep in deps for r in dep["rows"]):
+        pe = [growth_exponent(dep["rows"], "init_plane") for dep in deps]
+        quad = bool([e for e in pe if e is not None]) and all(
+            1.4 <= e <= 2.6 for e in pe if e is not None
+        )
+        rows.append(
+            paper_row(
+                "Hanin & Rolnick 2019b (surprisingly few activation patterns)",
+                "ReLU nets at init, MNIST, 2-D slices through three data points",
+                "regions per unit area ~ (c n)^2 / 2: quadratic in the neurons n, not "
+                "exponential in depth",
+                "exponent "
+                + ", ".join("n/a" if e is None else f"{e:.2f}" for e in pe)
+                + " (depths 1-4)",
+                "agree" if quad else "differ",
+                "exponent within [1.4, 2.6] at every depth"
+                if quad
+                else "an exponent outside [1.4, 2.6]: few sizes, small networks",
+            )
+        )
     return [
+        *rows,
         paper_row(
             "Hanin & Rolnick 2019 (seed 002 slides)",
             "ReLU nets at init and during training, MNIST, lines through input space",
@@ -424,7 +517,8 @@ EXPERIMENTS = [
             f"{cfg.data}: {_sizes(cfg.quick)['per_class']} per class; depths 1-4, hidden "
             f"neurons {_sizes(cfg.quick)['neurons']} split evenly; He init vs Adam-trained "
             f"({_sizes(cfg.quick)['epochs']} epochs); {_sizes(cfg.quick)['lines']} segments: "
-            "random directions of the median pair distance, and between training points"
+            "random directions of the median pair distance, and between training points; "
+            "the 2-D slice through three training points of one class (margin 0.25)"
         ),
     )
 ]
