@@ -604,7 +604,7 @@ def _check_maps(Z: Any, layer: int, net: Network, ext: tuple[float, float, float
         what = "the output layer" if layer == net.n_layers - 1 else "a hidden layer"
         raise InputError(
             f"net: layer {layer} ({what}): pre-activations on the slice are not finite (or "
-            f"beyond +-{limit:.3g}): the inputs, the directions, the extent or the weights "
+            f"beyond +-{limit:.3g}): origin, directions, extent or the weights "
             "are too large"
         )
 
