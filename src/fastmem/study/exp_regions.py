@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import math
 from typing import Any
 
@@ -9,9 +11,18 @@ import numpy as np
 
 from .. import bounds
 from ..network import sawtooth
-from ..plane import plane_regions, plane_through
-from ..regions import along_segments, distance_to_boundary, distinct_patterns
-from .common import he_network, histogram, load_data, rng_for, split, summary, train
+from ..plane import draw_regions, plane_regions, plane_through
+from ..regions import Ragged, along_segments, distance_to_boundary, distinct_patterns
+from .common import (
+    he_network,
+    histogram,
+    load_data,
+    random_labels,
+    rng_for,
+    split,
+    summary,
+    train,
+)
 from .plotting import band, band_note, bar_hist, figure, legend_below, legend_right, style
 from .registry import Config, Experiment
 from .spread import at, paper_row, spread_note
@@ -28,6 +39,8 @@ def _sizes(quick: bool) -> dict[str, Any]:
             "saw_depth": 8,
             "sigmas": [1e-4, 1e-3, 1e-2, 1e-1],
             "trials": 5,
+            "slice_hidden": [32, 32],
+            "slice_epochs": 60,
         }
     return {
         "neurons": [32, 64, 128, 256],
@@ -38,6 +51,8 @@ def _sizes(quick: bool) -> dict[str, Any]:
         "saw_depth": 12,
         "sigmas": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1],
         "trials": 20,
+        "slice_hidden": [64, 64],
+        "slice_epochs": 200,
     }
 
 
@@ -54,6 +69,17 @@ def jobs(cfg: Config) -> list[tuple[str, dict[str, Any]]]:
         )
         for k in (1, 2, 3, 4)
     ]
+    out.append(
+        (
+            "slices",
+            {
+                "data": cfg.data,
+                "per_class": s["per_class"],
+                "hidden": s["slice_hidden"],
+                "epochs": s["slice_epochs"],
+            },
+        )
+    )
     out.append(
         (
             "sawtooth",
@@ -90,6 +116,8 @@ def _plane(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple,
 def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
     if "sigmas" in params:
         return _sawtooth(params, seed)
+    if "hidden" in params:
+        return _slices(params, seed)
     data = load_data(params["data"])
     sp = split(data, params["per_class"], seed)
     lines = _lines(sp.X, params["lines"], seed)
@@ -130,6 +158,89 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
     return {"depth": k, "rows": rows, "distance_log10": dist, "n_train": sp.X.shape[0]}
 
 
+_SLICES = {
+    "init": "He init",
+    "real": "trained, real labels",
+    "random": "trained, random labels",
+}
+
+
+def _slices(params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The exact slice through three training points of one class, for one architecture at
+    init and trained on the real and on random labels (the pictures, and their numbers)."""
+    data = load_data(params["data"])
+    sp = split(data, params["per_class"], seed)
+    origin, dirs, extent, area = _plane(sp.X, sp.y)
+    classes, counts = np.unique(sp.y, return_counts=True)
+    three = sp.X[np.flatnonzero(sp.y == classes[np.flatnonzero(counts >= 3)[0]])[:3]]
+    hidden = tuple(params["hidden"])
+    widths = [sp.X.shape[1], *hidden, sp.n_classes]
+    labels = {"real": sp.y, "random": random_labels(sp.y, sp.n_classes, seed)}
+    nets = {"init": he_network(widths, seed)}
+    fit = {}
+    for name, y in labels.items():
+        res = train(sp.X, y, hidden=hidden, epochs=params["epochs"], seed=seed,
+                    n_classes=sp.n_classes)  # fmt: skip
+        nets[name] = res.network
+        fit[name] = float(np.mean(res.network.predict(sp.X) == y))
+    out: dict[str, Any] = {"hidden": list(hidden), "area": area}
+    for name, net in nets.items():
+        p = plane_regions(net, origin, dirs, extent=extent, points=three)
+        seg = [np.diff(p.boundary[i], axis=0) for i in range(len(p.boundary))]
+        length = float(sum(np.linalg.norm(g, axis=1).sum() for g in seg))
+        out[name] = {
+            "count": p.count,
+            "per_area": p.count / area,
+            "boundary_per_area": length / area,
+            "classes": int(np.unique(p.predicted[p.predicted >= 0]).size),
+            "train_accuracy": fit.get(name),
+            "picture": _encode_picture(p),
+        }
+    return out
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
+
+
+def _encode_picture(p: Any) -> str:
+    """A slice's picture as one string (a string leaf: merging seeds keeps the first
+    seed's picture instead of averaging coordinates)."""
+    from ..plane import _class_at
+
+    return json.dumps(
+        {
+            "vertices": _b64(p.vertices.astype(np.float32)),
+            "poly_values": _b64(p.polygons.values.astype(np.int32)),
+            "poly_offsets": _b64(p.polygons.offsets.astype(np.int32)),
+            "classes": _b64(_class_at(p.logits, p.centroids()).astype(np.int16)),
+            "boundary_values": _b64(p.boundary.values.astype(np.float32)),
+            "boundary_offsets": _b64(p.boundary.offsets.astype(np.int32)),
+            "marks": p.marks.tolist(),
+            "extent": list(p.extent),
+        }
+    )
+
+
+def decode_picture(text: str) -> dict[str, Any]:
+    """The arrays of :func:`_encode_picture` (vertices and boundary as float32)."""
+    d = json.loads(text)
+
+    def arr(key: str, dtype: Any) -> np.ndarray:
+        return np.frombuffer(base64.b64decode(d[key]), dtype=dtype)
+
+    return {
+        "vertices": arr("vertices", np.float32).reshape(-1, 2),
+        "polygons": Ragged(arr("poly_values", np.int32), arr("poly_offsets", np.int32)),
+        "classes": arr("classes", np.int16),
+        "boundary": Ragged(
+            arr("boundary_values", np.float32).reshape(-1, 2), arr("boundary_offsets", np.int32)
+        ),
+        "marks": np.asarray(d["marks"], dtype=np.float64),
+        "extent": tuple(d["extent"]),
+    }
+
+
 def _sawtooth(params: dict[str, Any], seed: int) -> dict[str, Any]:
     a, b = np.zeros((1, 1)), np.ones((1, 1))
     exact = [int(along_segments(sawtooth(k), a, b).counts[0]) for k in params["depths"]]
@@ -153,6 +264,7 @@ def summarize(results: dict[str, dict[str, Any]], cfg: Config) -> dict[str, Any]
     return {
         "by_depth": [results[f"depth{k}"] for k in (1, 2, 3, 4)],
         "sawtooth": results["sawtooth"],
+        **({"slices": results["slices"]} if "slices" in results else {}),
     }
 
 
@@ -232,7 +344,29 @@ def figures(d: dict[str, Any]) -> list[tuple[str, Any, str]]:
         ax.set(xlabel="hidden neurons", ylabel="regions per unit area", xscale="log",
                yscale="log", title=title)  # fmt: skip
     legend_right(fig3, p1)
+    pictures = []
+    sl = d.get("slices")
+    if sl:
+        fig4, axes4 = figure(3, width=3.6, height=3.6)
+        for ax, (name, title) in zip(axes4, _SLICES.items(), strict=True):
+            pic = decode_picture(sl[name]["picture"])
+            draw_regions(ax, pic["vertices"], pic["polygons"], pic["classes"], pic["boundary"],
+                         pic["marks"], pic["extent"])  # fmt: skip
+            ax.set_title(f"{title}: {sl[name]['count']:.0f} regions", fontsize=10)
+            ax.set(xlabel="s", ylabel="t")
+        pictures.append(
+            (
+                "regions_slices",
+                fig4,
+                f"The exact linear regions (thin grey sides) of a {sl['hidden']} ReLU network "
+                "on the plane through three training points of one class (x0, x1, x2), "
+                "each region coloured by the class the network predicts on it, black: the "
+                "decision boundary; at He init, trained on the real labels and trained on "
+                "random labels (first seed; the counts are means over seeds).",
+            )
+        )
     return [
+        *pictures,
         (
             "regions_plane",
             fig3,
@@ -281,7 +415,35 @@ def tables(d: dict[str, Any]) -> list[dict[str, Any]]:
         for r in dep["rows"]
     ]
     sw = d["sawtooth"]
+    extra = []
+    sl = d.get("slices")
+    if sl:
+        extra.append(
+            {
+                "title": f"The slice through three training points, {sl['hidden']} network",
+                "columns": [
+                    "network",
+                    "regions",
+                    "per unit area",
+                    "boundary per unit area",
+                    "classes on the slice",
+                    "train accuracy",
+                ],
+                "rows": [
+                    [
+                        title,
+                        sl[k]["count"],
+                        sl[k]["per_area"],
+                        sl[k]["boundary_per_area"],
+                        sl[k]["classes"],
+                        sl[k]["train_accuracy"],
+                    ]
+                    for k, title in _SLICES.items()
+                ],
+            }
+        )
     return [
+        *extra,
         {
             "title": "Regions along segments (mean pieces per segment)",
             "rows": rows,
@@ -352,6 +514,22 @@ def sawtooth_text(sw: dict[str, Any]) -> str:
     return text + "."
 
 
+def slices_text(sl: dict[str, Any] | None) -> str:
+    """The pictures' reading: regions and decision boundary, real against random labels."""
+    if not sl:
+        return ""
+    r, q, i = sl["real"], sl["random"], sl["init"]
+    more = "more" if q["count"] > r["count"] else "fewer"
+    return (
+        f"On the slice through three training points of one class, the {sl['hidden']} "
+        f"network has {i['count']:.0f} regions at init, {r['count']:.0f} trained on the real "
+        f"labels and {q['count']:.0f} trained on random labels ({more} with random labels); "
+        f"its decision boundary is {q['boundary_per_area']:.2f} per unit area with random "
+        f"labels against {r['boundary_per_area']:.2f} with real ones, and {r['classes']:.0f} "
+        f"vs {q['classes']:.0f} classes are predicted somewhere on the slice. "
+    )
+
+
 def plane_text(deps: list[dict[str, Any]]) -> str:
     """The 2-D slice's reading: growth of regions per unit area with neurons and depth."""
     if not all("init_plane" in r for dep in deps for r in dep["rows"]):
@@ -366,6 +544,12 @@ def plane_text(deps: list[dict[str, Any]]) -> str:
     )
     first, last = deps[0]["rows"][-1], deps[-1]["rows"][-1]
     ratio = last["init_plane"] / first["init_plane"] if first["init_plane"] > 0 else math.nan
+    # exponential in depth would multiply the density by ~2 per added layer
+    depth_word = (
+        "no exponential growth with depth"
+        if ratio < 2.0
+        else "more regions with depth at equal neurons"
+    )
     train = ", ".join(
         f"x{dep['rows'][-1]['trained_plane'] / dep['rows'][-1]['init_plane']:.2f} "
         f"(depth {dep['depth']})"
@@ -376,7 +560,7 @@ def plane_text(deps: list[dict[str, Any]]) -> str:
         f"In the plane through three training points of one class, the regions per unit "
         f"area at He init grow with exponent {txt} in the number of neurons: {shape}; at "
         f"{last['neurons']} neurons depth {deps[-1]['depth']} has {ratio:.2f} times the "
-        f"density of depth {deps[0]['depth']} (not exponential in depth). Training changes "
+        f"density of depth {deps[0]['depth']} ({depth_word}). Training changes "
         f"the density by {train}. "
     )
 
@@ -418,8 +602,8 @@ def reading(d: dict[str, Any]) -> str:
         f"(init -> trained, depths {', '.join(str(dep['depth']) for dep in deps)}). Trained "
         f"networks put from {dmin[1]['trained_distinct']:.1%} ({_where(*dmin)}) to "
         f"{dmax[1]['trained_distinct']:.1%} ({_where(*dmax)}) of the training points in "
-        f"distinct regions. {plane_text(deps)}{sawtooth_text(d['sawtooth'])} "
-        + spread_note(d.get("n_seeds", 1))
+        f"distinct regions. {plane_text(deps)}{slices_text(d.get('slices'))}"
+        f"{sawtooth_text(d['sawtooth'])} " + spread_note(d.get("n_seeds", 1))
     )
 
 
