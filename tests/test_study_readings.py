@@ -307,6 +307,33 @@ def test_regions_papers():
     ) == pytest.approx(1.0)
 
 
+def _with_plane(d, exponent):
+    for dep in d["by_depth"]:
+        for r in dep["rows"]:
+            r["init_plane"] = 0.01 * r["neurons"] ** exponent * (1 + 0.1 * dep["depth"])
+            r["trained_plane"] = 2.0 * r["init_plane"]
+    return d
+
+
+def test_regions_plane_reading_and_paper():
+    # issue 22: regions per unit area of the 2-D slice, quadratic in the neurons
+    d = _with_plane(_regions(), 2.0)
+    text = exp_regions.reading(_seeded(d, n=1))
+    assert "exponent 2.00 (depth 1), 2.00 (depth 2), 2.00 (depth 4)" in text
+    assert "about quadratic" in text
+    assert "depth 4 has 1.27 times the density of depth 1" in text  # 1.4 / 1.1
+    assert "no exponential growth with depth" in text
+    assert "x2.00 (depth 1)" in text
+    v = _verdicts(exp_regions.papers(_seeded(d, n=1)))
+    assert v == ["agree", "agree", "agree", "agree", "agree"]
+    flat = _with_plane(_regions(), 1.0)
+    assert "not quadratic" in exp_regions.reading(_seeded(flat, n=1))
+    assert _verdicts(exp_regions.papers(_seeded(flat, n=1)))[0] == "differ"
+    # results written before the slice existed: no plane sentence, no plane row
+    assert "plane" not in exp_regions.reading(_seeded(_regions(), n=1))
+    assert len(exp_regions.papers(_seeded(_regions(), n=1))) == 4
+
+
 # ------------------------------------------------------------------ constructions
 def _cons(yun_residuals):
     two = [
@@ -452,3 +479,37 @@ def test_readings_have_no_unfilled_placeholders():
     ]
     for t in texts:
         assert not re.search(r"\{[a-z_]+\}|nan|None", t), t
+
+
+def test_slices_reading_and_picture_round_trip():
+    # issue 22: the pictures' numbers, real against random labels, read from the numbers
+    import numpy as np
+
+    import fastmem
+
+    sl = {
+        "hidden": [64, 64],
+        "init": {"count": 89.0, "boundary_per_area": 0.6, "classes": 2.0},
+        "real": {"count": 14.0, "boundary_per_area": 0.0, "classes": 1.0},
+        "random": {"count": 80.0, "boundary_per_area": 1.43, "classes": 4.0},
+    }
+    text = exp_regions.slices_text(sl)
+    assert "89 regions at init, 14 trained on the real labels and 80 trained on random" in text
+    assert "(more with random labels)" in text and "1.43 per unit area" in text
+    assert "1 vs 4 classes" in text
+    sl["random"]["count"] = 10.0
+    assert "(fewer with random labels)" in exp_regions.slices_text(sl)
+    assert exp_regions.slices_text(None) == ""
+    rng = np.random.default_rng(0)
+    net = fastmem.Network.from_arrays(
+        [rng.normal(size=(8, 3)), rng.normal(size=(3, 8))], [rng.normal(size=8), np.zeros(3)]
+    )
+    X = rng.random((3, 3))
+    o, d, e = fastmem.plane_through(*X)
+    p = fastmem.plane_regions(net, o, d, extent=e, points=X)
+    pic = exp_regions.decode_picture(exp_regions._encode_picture(p))
+    np.testing.assert_array_equal(pic["vertices"], p.vertices.astype(np.float32))
+    np.testing.assert_array_equal(pic["polygons"].values, p.polygons.values)
+    np.testing.assert_array_equal(pic["polygons"].offsets, p.polygons.offsets)
+    np.testing.assert_array_equal(pic["boundary"].offsets, p.boundary.offsets)
+    assert pic["classes"].shape == (p.count,) and pic["extent"] == tuple(p.extent)

@@ -179,48 +179,21 @@ class PlaneRegions:
         """
         if color not in ("class", "pattern"):
             raise InputError(f"color: must be 'class' or 'pattern', got {color!r}")
-        from matplotlib.collections import LineCollection, PolyCollection
-
-        if ax is None:
-            import matplotlib.pyplot as plt
-
-            _, ax = plt.subplots()
-        V, poly = self.vertices, self.polygons
-        verts = [V[poly[i]] for i in range(self.count)]
         if color == "class":
-            import matplotlib as mpl
-
-            cmap = mpl.colormaps["tab10"]
-            cls = _class_at(self.logits, self.centroids())
-            faces = cmap(cls % 10)
-            faces[:, :3] = 0.55 * faces[:, :3] + 0.45  # pastel, so the boundary stands out
+            faces = _class_at(self.logits, self.centroids())
         else:
-            h = self.pattern_hashes.astype(np.uint64)
-            rgb = np.stack([(h >> np.uint64(s)) & np.uint64(255) for s in (0, 8, 16)], axis=1)
-            faces = np.concatenate([0.35 + 0.6 * rgb / 255.0, np.ones((self.count, 1))], axis=1)
-        ax.add_collection(
-            PolyCollection(
-                verts,
-                facecolors=faces,
-                edgecolors="0.45" if edges else "face",
-                linewidths=0.3 if edges else 0.0,
-            )
+            faces = self.pattern_hashes
+        return draw_regions(
+            ax,
+            self.vertices,
+            self.polygons,
+            faces,
+            self.boundary,
+            self.marks if points else None,
+            self.extent,
+            color=color,
+            edges=edges,
         )
-        b = self.boundary
-        if len(b):
-            lines = [b[i] for i in range(len(b))]
-            ax.add_collection(LineCollection(lines, colors="k", linewidths=1.2))
-        if points and self.marks is not None:
-            m = self.marks
-            ax.plot(m[:, 0], m[:, 1], "o", color="k", markersize=4)
-            for i, (s, t) in enumerate(m):
-                ax.annotate(f"x{i}", (s, t), textcoords="offset points", xytext=(4, 4))
-        s0, s1, t0, t1 = self.extent
-        ax.set_xlim(s0, s1)
-        ax.set_ylim(t0, t1)
-        ax.set_aspect("equal")
-        ax.set_title(f"{self.count} linear regions")
-        return ax
 
     def to_svg(self, path: Any, **plot_kwargs: Any) -> None:
         """Write :meth:`plot`'s picture to ``path`` as SVG (matplotlib, no GUI backend)."""
@@ -252,6 +225,65 @@ class PlaneRegions:
                 "params": self.params,
             }
         )
+
+
+def draw_regions(
+    ax: Any,
+    vertices: Any,
+    polygons: Ragged,
+    faces: Any,
+    boundary: Ragged,
+    marks: Any,
+    extent: tuple[float, float, float, float],
+    *,
+    color: str = "class",
+    edges: bool = True,
+) -> Any:
+    """Draw a slice's regions from its arrays (:meth:`PlaneRegions.plot`'s picture).
+
+    ``faces``: per region the class (``color="class"``, pastel tab10) or the pattern hash
+    (``color="pattern"``). Also used by the study, which keeps only these arrays.
+    """
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots()
+    V = np.asarray(vertices)
+    count = len(polygons)
+    verts = [V[polygons[i]] for i in range(count)]
+    if color == "class":
+        import matplotlib as mpl
+
+        rgba = mpl.colormaps["tab10"](np.asarray(faces) % 10)
+        rgba[:, :3] = 0.55 * rgba[:, :3] + 0.45  # pastel, so the boundary stands out
+    else:
+        h = np.asarray(faces).astype(np.uint64)
+        rgb = np.stack([(h >> np.uint64(s)) & np.uint64(255) for s in (0, 8, 16)], axis=1)
+        rgba = np.concatenate([0.35 + 0.6 * rgb / 255.0, np.ones((count, 1))], axis=1)
+    ax.add_collection(
+        PolyCollection(
+            verts,
+            facecolors=rgba,
+            edgecolors="0.45" if edges else "face",
+            linewidths=0.3 if edges else 0.0,
+        )
+    )
+    if len(boundary):
+        lines = [boundary[i] for i in range(len(boundary))]
+        ax.add_collection(LineCollection(lines, colors="k", linewidths=1.2))
+    if marks is not None:
+        m = np.asarray(marks)
+        ax.plot(m[:, 0], m[:, 1], "o", color="k", markersize=4)
+        for i, (s, t) in enumerate(m):
+            ax.annotate(f"x{i}", (s, t), textcoords="offset points", xytext=(4, 4))
+    s0, s1, t0, t1 = extent
+    ax.set_xlim(s0, s1)
+    ax.set_ylim(t0, t1)
+    ax.set_aspect("equal")
+    ax.set_title(f"{count} linear regions")
+    return ax
 
 
 # ------------------------------------------------------------------ the plane
@@ -619,7 +651,7 @@ def _check_maps(Z: Any, layer: int, net: Network, ext: tuple[float, float, float
         what = "the output layer" if layer == net.n_layers - 1 else "a hidden layer"
         raise InputError(
             f"net: layer {layer} ({what}): pre-activations on the slice are not finite (or "
-            f"beyond +-{limit:.3g}): the inputs, the directions, the extent or the weights "
+            f"beyond +-{limit:.3g}): origin, directions, extent or the weights "
             "are too large"
         )
 

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import math
 from typing import Any
 
 import numpy as np
 
 from .. import bounds
 from ..network import sawtooth
-from ..regions import along_segments, distance_to_boundary, distinct_patterns
-from .common import he_network, histogram, load_data, rng_for, split, summary, train
+from ..plane import draw_regions, plane_regions, plane_through
+from ..regions import Ragged, along_segments, distance_to_boundary, distinct_patterns
+from .common import (
+    he_network,
+    histogram,
+    load_data,
+    random_labels,
+    rng_for,
+    split,
+    summary,
+    train,
+)
 from .plotting import band, band_note, bar_hist, figure, legend_below, legend_right, style
 from .registry import Config, Experiment
 from .spread import at, paper_row, spread_note
@@ -26,6 +39,8 @@ def _sizes(quick: bool) -> dict[str, Any]:
             "saw_depth": 8,
             "sigmas": [1e-4, 1e-3, 1e-2, 1e-1],
             "trials": 5,
+            "slice_hidden": [32, 32],
+            "slice_epochs": 60,
         }
     return {
         "neurons": [32, 64, 128, 256],
@@ -36,6 +51,8 @@ def _sizes(quick: bool) -> dict[str, Any]:
         "saw_depth": 12,
         "sigmas": [1e-5, 1e-4, 1e-3, 1e-2, 1e-1],
         "trials": 20,
+        "slice_hidden": [64, 64],
+        "slice_epochs": 200,
     }
 
 
@@ -52,6 +69,17 @@ def jobs(cfg: Config) -> list[tuple[str, dict[str, Any]]]:
         )
         for k in (1, 2, 3, 4)
     ]
+    out.append(
+        (
+            "slices",
+            {
+                "data": cfg.data,
+                "per_class": s["per_class"],
+                "hidden": s["slice_hidden"],
+                "epochs": s["slice_epochs"],
+            },
+        )
+    )
     out.append(
         (
             "sawtooth",
@@ -76,12 +104,24 @@ def _lines(X: np.ndarray, m: int, seed: int) -> dict[str, tuple[np.ndarray, np.n
     return {"random": (X[i], X[i] + d), "between": (X[i], X[j])}
 
 
+def _plane(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple, float]:
+    """The plane through the first three training points of the first class with three
+    (Hanin & Rolnick's 2-D slice), its extent and the extent's area."""
+    classes, counts = np.unique(y, return_counts=True)
+    c = classes[np.flatnonzero(counts >= 3)[0]]
+    origin, dirs, extent = plane_through(*X[np.flatnonzero(y == c)[:3]])
+    return origin, dirs, extent, (extent[1] - extent[0]) * (extent[3] - extent[2])
+
+
 def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
     if "sigmas" in params:
         return _sawtooth(params, seed)
+    if "hidden" in params:
+        return _slices(params, seed)
     data = load_data(params["data"])
     sp = split(data, params["per_class"], seed)
     lines = _lines(sp.X, params["lines"], seed)
+    origin, dirs, extent, area = _plane(sp.X, sp.y)
     k = params["depth"]
     rows = []
     for n in params["neurons"]:
@@ -107,6 +147,8 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
             for kind, (a, b) in lines.items():
                 row[f"{stage}_{kind}"] = float(np.mean(along_segments(net, a, b).counts))
             row[f"{stage}_distinct"] = distinct_patterns(net, sp.X).n_distinct / sp.X.shape[0]
+            # regions per unit area of the slice (the plane's coordinates are orthonormal)
+            row[f"{stage}_plane"] = plane_regions(net, origin, dirs, extent=extent).count / area
         rows.append(row)
     # distance-to-boundary distributions for the largest network, at init and trained
     dist = {}
@@ -114,6 +156,89 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
         dd = np.log10(np.asarray(distance_to_boundary(net, sp.X).distance))
         dist[stage] = {"hist": histogram(dd, np.linspace(-5, 1, 31)), **summary(dd)}
     return {"depth": k, "rows": rows, "distance_log10": dist, "n_train": sp.X.shape[0]}
+
+
+_SLICES = {
+    "init": "He init",
+    "real": "trained, real labels",
+    "random": "trained, random labels",
+}
+
+
+def _slices(params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The exact slice through three training points of one class, for one architecture at
+    init and trained on the real and on random labels (the pictures, and their numbers)."""
+    data = load_data(params["data"])
+    sp = split(data, params["per_class"], seed)
+    origin, dirs, extent, area = _plane(sp.X, sp.y)
+    classes, counts = np.unique(sp.y, return_counts=True)
+    three = sp.X[np.flatnonzero(sp.y == classes[np.flatnonzero(counts >= 3)[0]])[:3]]
+    hidden = tuple(params["hidden"])
+    widths = [sp.X.shape[1], *hidden, sp.n_classes]
+    labels = {"real": sp.y, "random": random_labels(sp.y, sp.n_classes, seed)}
+    nets = {"init": he_network(widths, seed)}
+    fit = {}
+    for name, y in labels.items():
+        res = train(sp.X, y, hidden=hidden, epochs=params["epochs"], seed=seed,
+                    n_classes=sp.n_classes)  # fmt: skip
+        nets[name] = res.network
+        fit[name] = float(np.mean(res.network.predict(sp.X) == y))
+    out: dict[str, Any] = {"hidden": list(hidden), "area": area}
+    for name, net in nets.items():
+        p = plane_regions(net, origin, dirs, extent=extent, points=three)
+        seg = [np.diff(p.boundary[i], axis=0) for i in range(len(p.boundary))]
+        length = float(sum(np.linalg.norm(g, axis=1).sum() for g in seg))
+        out[name] = {
+            "count": p.count,
+            "per_area": p.count / area,
+            "boundary_per_area": length / area,
+            "classes": int(np.unique(p.predicted[p.predicted >= 0]).size),
+            "train_accuracy": fit.get(name),
+            "picture": _encode_picture(p),
+        }
+    return out
+
+
+def _b64(a: np.ndarray) -> str:
+    return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
+
+
+def _encode_picture(p: Any) -> str:
+    """A slice's picture as one string (a string leaf: merging seeds keeps the first
+    seed's picture instead of averaging coordinates)."""
+    from ..plane import _class_at
+
+    return json.dumps(
+        {
+            "vertices": _b64(p.vertices.astype(np.float32)),
+            "poly_values": _b64(p.polygons.values.astype(np.int32)),
+            "poly_offsets": _b64(p.polygons.offsets.astype(np.int32)),
+            "classes": _b64(_class_at(p.logits, p.centroids()).astype(np.int16)),
+            "boundary_values": _b64(p.boundary.values.astype(np.float32)),
+            "boundary_offsets": _b64(p.boundary.offsets.astype(np.int32)),
+            "marks": p.marks.tolist(),
+            "extent": list(p.extent),
+        }
+    )
+
+
+def decode_picture(text: str) -> dict[str, Any]:
+    """The arrays of :func:`_encode_picture` (vertices and boundary as float32)."""
+    d = json.loads(text)
+
+    def arr(key: str, dtype: Any) -> np.ndarray:
+        return np.frombuffer(base64.b64decode(d[key]), dtype=dtype)
+
+    return {
+        "vertices": arr("vertices", np.float32).reshape(-1, 2),
+        "polygons": Ragged(arr("poly_values", np.int32), arr("poly_offsets", np.int32)),
+        "classes": arr("classes", np.int16),
+        "boundary": Ragged(
+            arr("boundary_values", np.float32).reshape(-1, 2), arr("boundary_offsets", np.int32)
+        ),
+        "marks": np.asarray(d["marks"], dtype=np.float64),
+        "extent": tuple(d["extent"]),
+    }
 
 
 def _sawtooth(params: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -139,6 +264,7 @@ def summarize(results: dict[str, dict[str, Any]], cfg: Config) -> dict[str, Any]
     return {
         "by_depth": [results[f"depth{k}"] for k in (1, 2, 3, 4)],
         "sawtooth": results["sawtooth"],
+        **({"slices": results["slices"]} if "slices" in results else {}),
     }
 
 
@@ -204,7 +330,52 @@ def figures(d: dict[str, Any]) -> list[tuple[str, Any, str]]:
         title="Distance to boundary, trained",
     )
     legend_below(s3)
+    fig3, (p1, p2) = figure(2, width=4.0, height=3.2)
+    for ax, stage in ((p1, "init"), (p2, "trained")):
+        for i, dep in enumerate(d["by_depth"]):
+            rows = [r for r in dep["rows"] if f"{stage}_plane" in r]
+            if not rows:
+                continue
+            n = [r["neurons"] for r in rows]
+            e = [at(sd, "by_depth", i, "rows", j, f"{stage}_plane") for j in range(len(n))]
+            band(ax, n, [r[f"{stage}_plane"] for r in rows], e, label=f"depth {dep['depth']}",
+                 **style(i))  # fmt: skip
+        title = f"2-D slice, {'He init' if stage == 'init' else 'trained'}"
+        ax.set(xlabel="hidden neurons", ylabel="regions per unit area", xscale="log",
+               yscale="log", title=title)  # fmt: skip
+    legend_right(fig3, p1)
+    pictures = []
+    sl = d.get("slices")
+    if sl:
+        fig4, axes4 = figure(3, width=3.6, height=3.6)
+        for ax, (name, title) in zip(axes4, _SLICES.items(), strict=True):
+            pic = decode_picture(sl[name]["picture"])
+            draw_regions(ax, pic["vertices"], pic["polygons"], pic["classes"], pic["boundary"],
+                         pic["marks"], pic["extent"])  # fmt: skip
+            ax.set_title(f"{title}: {sl[name]['count']:.0f} regions", fontsize=10)
+            ax.set(xlabel="s", ylabel="t")
+        pictures.append(
+            (
+                "regions_slices",
+                fig4,
+                f"The exact linear regions (thin grey sides) of a {sl['hidden']} ReLU network "
+                "on the plane through three training points of one class (x0, x1, x2), "
+                "each region coloured by the class the network predicts on it, black: the "
+                "decision boundary; at He init, trained on the real labels and trained on "
+                "random labels (first seed; the counts are means over seeds).",
+            )
+        )
     return [
+        *pictures,
+        (
+            "regions_plane",
+            fig3,
+            "Exact linear regions per unit area of the plane through three training points "
+            "of one class (fastmem.plane_regions; orthonormal plane coordinates, margin 0.25 "
+            "around their triangle) against the number of hidden neurons, depths 1-4, at He "
+            "initialization and after training (Hanin & Rolnick 2019b's 2-D measurement). "
+            + band_note(d),
+        ),
         (
             "regions_lines",
             fig,
@@ -237,12 +408,42 @@ def tables(d: dict[str, Any]) -> list[dict[str, Any]]:
             r["trained_between"],
             r["trained_distinct"],
             r["line_upper"],
+            r.get("init_plane"),
+            r.get("trained_plane"),
         ]
         for dep in d["by_depth"]
         for r in dep["rows"]
     ]
     sw = d["sawtooth"]
+    extra = []
+    sl = d.get("slices")
+    if sl:
+        extra.append(
+            {
+                "title": f"The slice through three training points, {sl['hidden']} network",
+                "columns": [
+                    "network",
+                    "regions",
+                    "per unit area",
+                    "boundary per unit area",
+                    "classes on the slice",
+                    "train accuracy",
+                ],
+                "rows": [
+                    [
+                        title,
+                        sl[k]["count"],
+                        sl[k]["per_area"],
+                        sl[k]["boundary_per_area"],
+                        sl[k]["classes"],
+                        sl[k]["train_accuracy"],
+                    ]
+                    for k, title in _SLICES.items()
+                ],
+            }
+        )
     return [
+        *extra,
         {
             "title": "Regions along segments (mean pieces per segment)",
             "rows": rows,
@@ -255,6 +456,8 @@ def tables(d: dict[str, Any]) -> list[dict[str, Any]]:
                 "trained between",
                 "distinct fraction",
                 "line bound",
+                "init per area (slice)",
+                "trained per area (slice)",
             ],
         },
         {
@@ -311,6 +514,57 @@ def sawtooth_text(sw: dict[str, Any]) -> str:
     return text + "."
 
 
+def slices_text(sl: dict[str, Any] | None) -> str:
+    """The pictures' reading: regions and decision boundary, real against random labels."""
+    if not sl:
+        return ""
+    r, q, i = sl["real"], sl["random"], sl["init"]
+    more = "more" if q["count"] > r["count"] else "fewer"
+    return (
+        f"On the slice through three training points of one class, the {sl['hidden']} "
+        f"network has {i['count']:.0f} regions at init, {r['count']:.0f} trained on the real "
+        f"labels and {q['count']:.0f} trained on random labels ({more} with random labels); "
+        f"its decision boundary is {q['boundary_per_area']:.2f} per unit area with random "
+        f"labels against {r['boundary_per_area']:.2f} with real ones, and {r['classes']:.0f} "
+        f"vs {q['classes']:.0f} classes are predicted somewhere on the slice. "
+    )
+
+
+def plane_text(deps: list[dict[str, Any]]) -> str:
+    """The 2-D slice's reading: growth of regions per unit area with neurons and depth."""
+    if not all("init_plane" in r for dep in deps for r in dep["rows"]):
+        return ""
+    exps = [(growth_exponent(dep["rows"], "init_plane"), dep["depth"]) for dep in deps]
+    txt = ", ".join(f"{e:.2f} (depth {k})" for e, k in exps if e is not None)
+    ok = [e for e, _ in exps if e is not None]
+    shape = (
+        "about quadratic, as Hanin & Rolnick's (c n)^2 / 2 per unit area"
+        if ok and all(1.4 <= e <= 2.6 for e in ok)
+        else "not quadratic at every depth"
+    )
+    first, last = deps[0]["rows"][-1], deps[-1]["rows"][-1]
+    ratio = last["init_plane"] / first["init_plane"] if first["init_plane"] > 0 else math.nan
+    # exponential in depth would multiply the density by ~2 per added layer
+    depth_word = (
+        "no exponential growth with depth"
+        if ratio < 2.0
+        else "more regions with depth at equal neurons"
+    )
+    train = ", ".join(
+        f"x{dep['rows'][-1]['trained_plane'] / dep['rows'][-1]['init_plane']:.2f} "
+        f"(depth {dep['depth']})"
+        for dep in deps
+        if dep["rows"][-1]["init_plane"] > 0
+    )
+    return (
+        f"In the plane through three training points of one class, the regions per unit "
+        f"area at He init grow with exponent {txt} in the number of neurons: {shape}; at "
+        f"{last['neurons']} neurons depth {deps[-1]['depth']} has {ratio:.2f} times the "
+        f"density of depth {deps[0]['depth']} ({depth_word}). Training changes "
+        f"the density by {train}. "
+    )
+
+
 def reading(d: dict[str, Any]) -> str:
     deps = d["by_depth"]
     last = [(dep, dep["rows"][-1]) for dep in deps]
@@ -348,7 +602,8 @@ def reading(d: dict[str, Any]) -> str:
         f"(init -> trained, depths {', '.join(str(dep['depth']) for dep in deps)}). Trained "
         f"networks put from {dmin[1]['trained_distinct']:.1%} ({_where(*dmin)}) to "
         f"{dmax[1]['trained_distinct']:.1%} ({_where(*dmax)}) of the training points in "
-        f"distinct regions. {sawtooth_text(d['sawtooth'])} " + spread_note(d.get("n_seeds", 1))
+        f"distinct regions. {plane_text(deps)}{slices_text(d.get('slices'))}"
+        f"{sawtooth_text(d['sawtooth'])} " + spread_note(d.get("n_seeds", 1))
     )
 
 
@@ -364,7 +619,29 @@ def papers(d: dict[str, Any]) -> list[list[str]]:
     exact = all(p == 2**k for k, p in zip(sw["depths"], sw["pieces"], strict=True))
     big = sw["perturbed"][-1]
     frag = big["mean"] < 0.5 * 2 ** sw["depth"]
+    rows = []
+    if all("init_plane" in r for dep in deps for r in dep["rows"]):
+        pe = [growth_exponent(dep["rows"], "init_plane") for dep in deps]
+        quad = bool([e for e in pe if e is not None]) and all(
+            1.4 <= e <= 2.6 for e in pe if e is not None
+        )
+        rows.append(
+            paper_row(
+                "Hanin & Rolnick 2019b (surprisingly few activation patterns)",
+                "ReLU nets at init, MNIST, 2-D slices through three data points",
+                "regions per unit area ~ (c n)^2 / 2: quadratic in the neurons n, not "
+                "exponential in depth",
+                "exponent "
+                + ", ".join("n/a" if e is None else f"{e:.2f}" for e in pe)
+                + " (depths 1-4)",
+                "agree" if quad else "differ",
+                "exponent within [1.4, 2.6] at every depth"
+                if quad
+                else "an exponent outside [1.4, 2.6]: few sizes, small networks",
+            )
+        )
     return [
+        *rows,
         paper_row(
             "Hanin & Rolnick 2019 (seed 002 slides)",
             "ReLU nets at init and during training, MNIST, lines through input space",
@@ -424,7 +701,8 @@ EXPERIMENTS = [
             f"{cfg.data}: {_sizes(cfg.quick)['per_class']} per class; depths 1-4, hidden "
             f"neurons {_sizes(cfg.quick)['neurons']} split evenly; He init vs Adam-trained "
             f"({_sizes(cfg.quick)['epochs']} epochs); {_sizes(cfg.quick)['lines']} segments: "
-            "random directions of the median pair distance, and between training points"
+            "random directions of the median pair distance, and between training points; "
+            "the 2-D slice through three training points of one class (margin 0.25)"
         ),
     )
 ]
