@@ -356,7 +356,9 @@ class _Model:
         lin += xp.abs(self.b[i]) * (2 * self._gamma(w + 1))
         return {"relax": rel, "act": act, "lin": lin}
 
-    def _backward(self, lam: Any, const: Any, rows: Any, top: int, layers: list, lo, hi, err):
+    def _backward(
+        self, lam: Any, const: Any, rows: Any, top: int, layers: list, lo, hi, err, geo=None
+    ):
         """Rigorous lower bound of ``lam . h_top + const`` over each row's input box.
 
         ``lam`` holds coefficients on the output of hidden layer ``top - 1`` (the input
@@ -367,12 +369,16 @@ class _Model:
         Rounding: each step's error is bounded by the magnitudes of the terms it sums
         (``layers[i]``'s allowances, per unit of ``|lam|``), dotted with the row's
         ``|lam|``; ``err`` (rows,) accumulates them (it may start with the error of the
-        specification) and is subtracted, rounded up, at the end.
+        specification) and is subtracted, rounded up, at the end. With ``geo`` (the
+        boxes' centre data, :meth:`_geo`) the last step is taken in centre form
+        (:meth:`_finish_centred`).
         """
         cmag = self.xp.zeros_like(const)
         if top == 0:
             return self._finish_input(lam, const, rows, lo, hi, err, cmag)
         lam = self._steps(lam, const, rows, top, layers, err, cmag)
+        if geo is not None:
+            return self._finish_centred(lam, const, rows, geo, err, cmag)
         return self._finish_full(lam, const, rows, layers, lo, hi, err, cmag)
 
     def _steps(self, lam, const, rows, top, layers, err, cmag):
@@ -404,6 +410,34 @@ class _Model:
         lam = lam @ self.W[0]
         return self._finish_input(lam, const, rows, lo, hi, err, cmag)
 
+    def _finish_centred(self, lam, const, rows, geo, err, cmag):
+        """CROWN's last step in centre form: ``min_x lam . (W_0 x + b_0) >= lam . z_0(c) -
+        |lam W_0| . R`` over ``|x - c| <= R`` (the box, up to rounding). The same bound as
+        the concretization over [lo, hi], but the product's rounding is scaled by the
+        radius R instead of |x| (z_0(c) is computed in float64): in float32 the allowance
+        of a small ball shrinks ~100-fold. Returns (bound, lam on the input)."""
+        xp, k = self.xp, self.k
+        self.macs.append(int(lam.shape[0]) * int(self.W[0].size))
+        w = int(lam.shape[1])
+        d = int(self.W[0].shape[1])
+        k.crit_concretize(lam, rows, geo["zc"], geo["zc"], const)  # + lam . zc
+        cmag += xp.abs(const)
+        neg = xp.zeros_like(err)
+        k.crit_concretize(lam, rows, geo["nez"], geo["ez"], neg)  # -|lam| . ez
+        err -= neg
+        neg[...] = 0
+        k.crit_concretize(lam, rows, geo["nWR"], geo["WR"], neg)  # -|lam| . |W_0| R
+        err -= neg * (2 * self._gamma(w + 2))
+        v = lam @ self.W[0]
+        dev = xp.zeros_like(err)
+        k.crit_concretize(v, rows, geo["nR"], geo["R"], dev)  # -|v| . R
+        err -= dev * (2 * self._gamma(d + 2))
+        const += dev
+        cmag += xp.abs(const)
+        err += cmag * (2 * self._gamma(self.max_width + 2))
+        bound = const - (err * 1.01 + np.finfo(self.dtype).tiny * 4)
+        return bound, v
+
     def _finish_input(self, lam, const, rows, lo, hi, err, cmag):
         self.k.crit_concretize(lam, rows, lo, hi, const)
         cmag += self.xp.abs(const)
@@ -427,17 +461,16 @@ class _Model:
         """
         xp = self.xp
         info = self._norms()
-        zc0, nez, ez, rn = geo
         const = const.copy()
         err = err.copy()
         cmag = cmag.copy()
         # lam . z_0(c): zc0 is within ez of it (its rounding, and the dot's gamma |zc0|);
         # the concretization kernel over the boxes [zc0, zc0] and [-ez, ez] gives
         # lam . zc0 and -|lam| . ez without gathering the rows' samples
-        self.k.crit_concretize(lam, rows, zc0, zc0, const)
+        self.k.crit_concretize(lam, rows, geo["zc"], geo["zc"], const)
         cmag += xp.abs(const)
         neg = xp.zeros_like(err)
-        self.k.crit_concretize(lam, rows, nez, ez, neg)
+        self.k.crit_concretize(lam, rows, geo["nez"], geo["ez"], neg)
         err -= neg
         w = int(lam.shape[1])
         # ||lam||^2, rounded up
@@ -448,7 +481,7 @@ class _Model:
             q = xp.maximum(q + nl2 * info["qfac"], 0)
         else:
             q = nl2 * info["sigma2"]
-        dev = xp.sqrt(q) * rn[rows] * (1 + 16 * self.eps)
+        dev = xp.sqrt(q) * geo["rn"][rows] * (1 + 16 * self.eps)
         const -= dev
         cmag += xp.abs(const) + dev
         err += cmag * (2 * self._gamma(self.max_width + 2))
@@ -613,7 +646,11 @@ class _Model:
             # the specification's rows were rounded: eps |lam| |h_top| + eps |const|
             err = xp.einsum("ij,ij->i", xp.abs(lam), m_top[rows]) * self.eps
             err += xp.abs(const) * self.eps
-            b_rows, lam_x = self._backward(lam, const, rows, self.n_hidden, layers, lo_s, hi_s, err)
+            if crown and geo is None and self.n_hidden:
+                geo = self._geo(lo, hi)
+            b_rows, lam_x = self._backward(
+                lam, const, rows, self.n_hidden, layers, lo_s, hi_s, err, geo if crown else None
+            )
             if sel is None:
                 bound[pos_s >= 0] = b_rows
                 pos = pos_s
@@ -642,11 +679,12 @@ class _Model:
             "slack": slack,
         }
 
-    def _geo(self, lo: Any, hi: Any) -> tuple[Any, Any, Any, Any]:
-        """The box's centre data for :meth:`_finish_norm`, per sample: ``z_0`` at the
-        centre c (rounded) and per neuron the bound of its error plus the gamma of a dot
-        product with it (negated, and as is), and ``||R||_2`` rounded up, ``R >= |x - c|``
-        on the box."""
+    def _geo(self, lo: Any, hi: Any) -> dict[str, Any]:
+        """The boxes' centre data for :meth:`_finish_norm` and :meth:`_finish_centred`,
+        per sample: ``zc``, ``z_0`` at the centre c computed in float64 and rounded, and
+        ``ez``, per neuron the bound of its error plus the gamma of a dot product with it;
+        ``R >= |x - c|`` rounded up, ``rn >= ||R||_2``, ``WR >= |W_0| R`` (``n*``: the
+        negated arrays, boxes for the concretization kernel)."""
         xp = self.xp
         f64 = np.float64
         e64 = float(np.finfo(f64).eps)
@@ -667,10 +705,22 @@ class _Model:
         g64 = (d + 4) * e64 / (1 - (d + 4) * e64)
         ez = mag * (2 * g64) + np.finfo(self.dtype).tiny
         ez += xp.abs(zc) * (self.eps + 2 * self._gamma(w + 2))
-        R = xp.maximum(hi - c, c - lo).astype(np.float64)
+        Rd = xp.maximum(hi - c, c - lo) * (1 + 2 * self.eps)  # rounded up: >= |x - c|
+        R = Rd.astype(np.float64)
         rn = xp.sqrt((R * R).sum(axis=1) * (1 + 4 * (d + 2) * e64)) * (1 + 4 * e64)
         rn = (rn * (1 + 2 * (1 + 2 * self.eps) * self.eps) + 1e-300).astype(self.dtype)
-        return zc, xp.ascontiguousarray(-ez), ez, rn
+        # |W_0| R per neuron (rounded up): bounds the product lam @ W_0's rounding times R
+        WR = (Rd @ self.absWT[0]) * (1 + 2 * self._gamma(d + 2))
+        return {
+            "zc": zc,
+            "nez": xp.ascontiguousarray(-ez),
+            "ez": ez,
+            "rn": rn,
+            "R": xp.ascontiguousarray(Rd),
+            "nR": xp.ascontiguousarray(-Rd),
+            "WR": WR,
+            "nWR": xp.ascontiguousarray(-WR),
+        }
 
     def _tighten(self, zl: Any, zu: Any, i: int, layers: list, lo: Any, hi: Any, geo=None) -> None:
         """CROWN bounds for the unstable neurons of hidden layer ``i`` (in place).
@@ -732,8 +782,11 @@ class _Model:
             if left.size == 0:
                 continue
             sel = xp.concatenate([left, left + m])
-            bnd, _ = self._finish_full(xp.ascontiguousarray(lam[sel]), const[sel], rows[sel],
-                                       layers, lo, hi, err[sel], cmag[sel])  # fmt: skip
+            args = (xp.ascontiguousarray(lam[sel]), const[sel], rows[sel])
+            if geo is not None:
+                bnd, _ = self._finish_centred(*args, geo, err[sel], cmag[sel])
+            else:
+                bnd, _ = self._finish_full(*args, layers, lo, hi, err[sel], cmag[sel])
             k = left.size
             ss, jj = s[left], j[left]
             zl[ss, jj] = xp.maximum(zl[ss, jj], bnd[:k])
@@ -953,26 +1006,30 @@ def _changed(model: _Model, x: Any, labels: Any) -> Any:
 
 def _certify_all(model, lo, hi, pred, method, batch):
     """Certification over sample batches; returns margin, stable, corner, corner_ok."""
-    xp = model.xp
-    margin, stable, corner, has_corner, slack = _certify_parts(model, lo, hi, pred, method, batch)
-    if method == "crown" and model.dtype != np.float64:
-        # float32 nets: the rigorous allowance (gamma_n |lam| |W| |h| per step) is ~1e-3
-        # here and costs ~5 % of the certified samples (803 against 854 on the README's
-        # net at 0.3/255); the samples it may have cost (margin within a few allowances
-        # of 0) are certified again in float64 arithmetic, where it is negligible
-        # (exact copies of the weights and balls); the margin is rounded down
-        f64 = np.float64
-        retry = xp.flatnonzero((margin <= 0) & (margin + 8 * slack > 0))
-        if retry.size:
-            m, *_ = _certify_parts(
-                model.wide(), lo[retry].astype(f64), hi[retry].astype(f64), pred[retry],
-                method, batch,
-            )  # fmt: skip
-            m32 = m.astype(model.dtype)
-            down = xp.nextafter(m32, model.dtype.type(-xp.inf))
-            m32 = xp.where(m32.astype(f64) > m, down, m32)
-            margin[retry] = xp.maximum(margin[retry], m32)
+    margin, stable, corner, has_corner, _ = _certify_parts(model, lo, hi, pred, method, batch)
     return margin, stable, corner, has_corner
+
+
+def _recheck64(model, lo, hi, pred, out) -> None:
+    """Float32 nets: the rigorous rounding allowance (gamma_n |lam| |W| |h| per step of
+    the layers above the first; the first layer's step is taken in centre form, its
+    rounding scaled by the radius) can decide a sample; the samples it may have cost
+    (margin within a few allowances of 0: 39 of 1000 on the README's net at 0.3/255)
+    are certified again in float64 arithmetic (exact copies of the weights and balls),
+    where it is negligible. The margin is rounded down; ``out["margin"]`` in place."""
+    xp = model.xp
+    margin = out["margin"]
+    retry = xp.flatnonzero((margin <= 0) & (margin + 8 * out["slack"] > 0))
+    if retry.size == 0 or model.n_classes < 2:
+        return
+    f64 = np.float64
+    m = model.wide().certify(lo[retry].astype(f64), hi[retry].astype(f64), pred[retry], "crown")
+    m = m["margin"]
+    m = xp.where(xp.isnan(m), -xp.inf, m)
+    m32 = m.astype(model.dtype)
+    down = xp.nextafter(m32, model.dtype.type(-xp.inf))
+    m32 = xp.where(m32.astype(f64) > m, down, m32)
+    margin[retry] = xp.maximum(margin[retry], m32)
 
 
 def _stable_all(model, lo, hi, batch):
@@ -1007,6 +1064,8 @@ def _certify_parts(model, lo, hi, pred, method, batch):
         # bound (inf - inf) is the trivial bound -inf
         with np.errstate(over="ignore", invalid="ignore"):
             out = model.certify(lo[a:b], hi[a:b], pred[a:b], method)
+            if method == "crown" and model.dtype != np.float64:
+                _recheck64(model, lo[a:b], hi[a:b], pred[a:b], out)
         margin[a:b] = xp.where(xp.isnan(out["margin"]), -xp.inf, out["margin"])
         slack[a:b] = out["slack"]
         stable[a:b] = out["stable"]
