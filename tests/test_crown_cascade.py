@@ -92,8 +92,8 @@ def test_backward_err_kernel_matches_numpy_and_backends(width, dtype, with_lin, 
     ref = _backward_err_reference(lam, rows, *arrs, act, lin, with_lin, const0, err0)
     tol = 1e-12 if dtype == np.float64 else 2e-5
     for lm, c, e in out.values():
-        np.testing.assert_array_equal(lm, (lam * np.where(lam >= 0, arrs[0][rows],
-                                                          arrs[2][rows])).astype(dtype))  # fmt: skip
+        want = lam * np.where(lam >= 0, arrs[0][rows], arrs[2][rows])
+        np.testing.assert_array_equal(lm, want.astype(dtype))
         scale = 1 + np.abs(lam).sum(1) * 4
         assert np.all(np.abs(c - ref[1]) <= tol * scale)
         assert np.all(np.abs(e - ref[2]) <= tol * scale)
@@ -155,7 +155,7 @@ def test_tightened_bounds_contain_sampled_preactivations(act, dtype, monkeypatch
         else:
             P = lo64 + rng.random(lo.shape) * (hi64 - lo64)
         pres = _np_forward_pre(net, P)
-        for i, ((il, iu), zl, zu) in seen.items():
+        for i, (_, zl, zu) in seen.items():
             z = pres[i]
             assert np.all(zl.astype(np.float64) <= z) and np.all(z <= zu.astype(np.float64))
     for (il, iu), zl, zu in seen.values():
@@ -226,7 +226,7 @@ def test_tightened_bounds_below_exact_range_where_affine(act, dtype, monkeypatch
     exact = _affine_pieces(net, lo.astype(np.float64), hi.astype(np.float64))
     checked = 0
     close = 0
-    for i, ((il, iu), zl, zu) in seen.items():
+    for i, (_, zl, zu) in seen.items():
         zmin, zmax = exact[i]
         ok = ~np.isnan(zmin)
         zl = zl.astype(np.float64)
