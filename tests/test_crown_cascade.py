@@ -132,7 +132,7 @@ def test_norm_constants_bound_the_first_layer(dtype):
 def test_tightened_bounds_contain_sampled_preactivations(act, dtype, monkeypatch):
     net, X = _net(3, act=act, dtype=dtype)
     radius = 0.03
-    Xd, be, model = critical._prepare(net, X, None, (0.0, 1.0))
+    Xd, _be, model = critical._prepare(net, X, None, (0.0, 1.0))
     lo, hi = critical._ball(model, Xd, radius, (0.0, 1.0))
     seen = {}
     orig = model._tighten
@@ -211,7 +211,7 @@ def test_tightened_bounds_below_exact_range_where_affine(act, dtype, monkeypatch
     net, X = _net(9, act=act, dtype=dtype)
     X = np.random.default_rng(10).random((200, 40)).astype(dtype)
     radius = 0.002 if act != "hardtanh" else 0.001
-    Xd, be, model = critical._prepare(net, X, None, (0.0, 1.0))
+    Xd, _be, model = critical._prepare(net, X, None, (0.0, 1.0))
     lo, hi = critical._ball(model, Xd, radius, (0.0, 1.0))
     seen = {}
     orig = model._tighten
