@@ -89,7 +89,11 @@ MAX_SEARCH_STEPS = 100_000
 #: to the smallest float64 (2**-1074) takes 2098 halvings; later ones change nothing.
 MAX_ITERATIONS = 2100
 _METHODS = ("lass", "pgd")
-_CERTIFY = (None, "ibp", "crown")
+_CERTIFY = (None, "ibp", "crown", "alpha-crown")
+# alpha-CROWN: projected Adam steps on the lower slopes, and its step size (decaying by
+# 0.98 a step), as auto_LiRPA's defaults for the final specification
+_ALPHA_ITERS = 20
+_ALPHA_LR = 0.25
 _LOSSES = ("ce", "margin")
 _GRADIENT_ACTIVATIONS = ("relu", "leaky_relu", "hardtanh")
 # Rows of a CROWN backward pass processed at once (bounds memory to rows x input width).
@@ -325,16 +329,22 @@ class _Model:
             bad = (zl < 0) & (zu > 0)
         return ~bad.any(axis=1), bad
 
-    def _layer(self, zl: Any, zu: Any, bad: Any, i: int, m_below: Any) -> dict[str, Any]:
+    def _layer(
+        self, zl: Any, zu: Any, bad: Any, i: int, m_below: Any, alpha: Any = None
+    ) -> dict[str, Any]:
         """Relaxation of hidden layer ``i`` on [zl, zu] and the rounding allowances of a
         backward step through it, per sample and neuron (see :meth:`_backward`).
 
-        ``m_below`` bounds ``|h|`` of the layer below (the input when i == 0).
+        ``m_below`` bounds ``|h|`` of the layer below (the input when i == 0); ``alpha``
+        (a mask and slopes) replaces the lower lines' slopes there (alpha-CROWN: any
+        slope in [0, 1] bounds a ReLU from below, in [s, 1] a leaky one of slope s <= 1).
         """
         xp = self.xp
         eps = self.eps
         rel = tuple(xp.empty_like(zl) for _ in range(4))
         self.k.crit_relax(zl, zu, self.kinds[i], self.slopes[i], *rel)
+        if alpha is not None:  # alpha-CROWN: (mask, slopes) of the lower lines a z
+            xp.copyto(rel[0], alpha[1].astype(self.dtype), where=alpha[0])
         aL, bL, aU, bU = rel
         w = int(self.W[i].shape[0])
         m = xp.maximum(xp.abs(zl), xp.abs(zu))  # |z| on the box
@@ -585,7 +595,9 @@ class _Model:
         slack = (mag[xp.arange(c.shape[0]), pred][:, None] + mag) * (2 * gamma)
         return mc - rad - slack
 
-    def certify(self, lo: Any, hi: Any, pred: Any, method: str) -> dict[str, Any]:
+    def certify(
+        self, lo: Any, hi: Any, pred: Any, method: str, keep: bool = False
+    ) -> dict[str, Any]:
         """Bounds of one batch of balls [lo, hi].
 
         Returns the margin lower bound per sample (n,), whether every hidden neuron is
@@ -605,6 +617,7 @@ class _Model:
         post_ibp = (lo, hi)
         m_below = xp.maximum(xp.abs(lo), xp.abs(hi))
         geo = None
+        pre: list[tuple[Any, Any]] = []  # keep: CROWN's pre-activation bounds per layer
         for i in range(self.n_hidden):
             zl, zu = self._ibp_affine(*post, i)
             if crown:
@@ -624,6 +637,8 @@ class _Model:
             stable &= ok
             if crown:
                 layers.append(self._layer(zl, zu, bad, i, m_below))
+                if keep:
+                    pre.append((zl.copy(), zu.copy()))
             else:
                 kept.append((zl.copy(), zu.copy(), bad, m_below))
             k.crit_interval(zl, zu, self.kinds[i], self.slopes[i])
@@ -681,6 +696,7 @@ class _Model:
             "lam_x": lam_x,
             "pos": pos,
             "slack": slack,
+            "pre": pre,
         }
 
     def _geo(self, lo: Any, hi: Any) -> dict[str, Any]:
@@ -1090,6 +1106,139 @@ def _recheck64(model, lo, hi, pred, out) -> None:
     margin[retry] = xp.maximum(margin[retry], m32)
 
 
+def _alpha_part(model, lo, hi, pred, out) -> None:
+    """alpha-CROWN on the samples of one part that CROWN left unknown (margin <= 0, not
+    decided exactly); ``out["margin"]`` in place (the better of the two bounds)."""
+    xp = model.xp
+    margin = out["margin"]
+    todo = xp.flatnonzero(~(margin > 0) & ~out["stable"])
+    if todo.size == 0 or model.n_classes < 2 or model.n_hidden == 0:
+        return
+    pre = [(zl[todo], zu[todo]) for zl, zu in out["pre"]]
+    m = _alpha_crown(model, lo[todo], hi[todo], pred[todo], pre)
+    margin[todo] = xp.maximum(margin[todo], m)
+
+
+def _alpha_lower_mask(model, i: int, zl: Any, zu: Any) -> Any:
+    """Neurons whose lower relaxation line alpha-CROWN optimizes: unstable ReLU, and
+    leaky ReLU of slope <= 1 (its lower line a z is valid for a in [s, 1])."""
+    kind = model.kinds[i]
+    if kind == ACTIVATIONS["relu"]:
+        return (zl < 0) & (zu > 0)
+    if kind == ACTIVATIONS["leaky_relu"] and float(model.slopes[i]) <= 1:
+        return (zl < 0) & (zu > 0)
+    return model.xp.zeros(zl.shape, dtype=bool)
+
+
+def _alpha_crown(model, lo, hi, pred, pre, iters: int | None = None) -> Any:
+    """alpha-CROWN's margin lower bounds (n,) for the balls [lo, hi], over the given
+    intermediate bounds ``pre`` (each hidden layer's CROWN bounds (zl, zu)).
+
+    As auto_LiRPA's alpha-CROWN (Xu et al. 2021) for the final specification: each
+    margin row ``f_c - f_j`` gets its own slopes alpha of the lower relaxation lines of
+    its unstable neurons, optimized by projected gradient ascent (Adam) on the row's
+    CROWN bound; started at CROWN's own choice and keeping each row's best slopes, so
+    never looser than CROWN. The optimization runs in float64 without rounding control;
+    the final bound is then computed rigorously (:meth:`_Model._backward` with the
+    rounding allowance, in float64: exact copies of a float32 net) with the best
+    slopes, which are valid whatever their values (any alpha in [0, 1]; [s, 1] leaky).
+    Batched over rows: one GEMM per layer and pass, no loop over samples.
+    """
+    xp = model.xp
+    wide = model.wide() if model.dtype != np.float64 else model
+    f64 = np.float64
+    iters = _ALPHA_ITERS if iters is None else iters
+    n = lo.shape[0]
+    K = model.n_classes
+    L = model.n_hidden
+    lo = lo.astype(f64)
+    hi = hi.astype(f64)
+    lam0, const0, rows, _ = wide.margin_rows(pred)
+    R = int(rows.size)
+    lo_r, hi_r = lo[rows], hi[rows]
+    rel, U, alpha = [], [], []
+    for i in range(L):
+        zl, zu = (a.astype(f64) for a in pre[i])
+        r4 = tuple(xp.empty_like(zl) for _ in range(4))
+        wide.k.crit_relax(zl, zu, wide.kinds[i], wide.slopes[i], *r4)
+        r4 = tuple(xp.ascontiguousarray(a[rows]) for a in r4)
+        u = _alpha_lower_mask(wide, i, zl, zu)[rows]
+        rel.append(r4)
+        U.append(u)
+        alpha.append(r4[0].copy())
+    floor = [float(wide.slopes[i]) if wide.kinds[i] == ACTIVATIONS["leaky_relu"] else 0.0
+             for i in range(L)]  # fmt: skip
+    Ws = [wide.W[i] for i in range(L)]
+    bs = [wide.b[i] for i in range(L)]
+    best = xp.full(R, -xp.inf)
+    best_alpha = [a.copy() for a in alpha]
+    m1 = [xp.zeros_like(a) for a in alpha]
+    m2 = [xp.zeros_like(a) for a in alpha]
+    b1, b2 = 0.9, 0.999
+    with np.errstate(over="ignore", invalid="ignore"):
+        for it in range(iters + 1):
+            mu = lam0.copy()
+            const = const0.copy()
+            saved = []
+            for i in range(L - 1, -1, -1):
+                _, bL, aU, bU = rel[i]
+                pos = mu >= 0
+                a = xp.where(pos, alpha[i], aU)
+                t = xp.where(pos, bL, bU)
+                const += (mu * t).sum(axis=1)
+                nu = mu * a
+                const += nu @ bs[i]
+                saved.append((mu, pos, a, t))
+                mu = nu @ Ws[i]
+            bound = const + xp.where(mu >= 0, mu * lo_r, mu * hi_r).sum(axis=1)
+            better = bound > best
+            best = xp.where(better, bound, best)
+            for i in range(L):
+                best_alpha[i][better] = alpha[i][better]
+            if it == iters:
+                break
+            g = xp.where(mu >= 0, lo_r, hi_r)  # d bound / d (coefficients on x)
+            saved.reverse()  # saved[i] belongs to layer i
+            lr = _ALPHA_LR * 0.98**it
+            for i in range(L):
+                mu_i, pos, a, t = saved[i]
+                g_nu = g @ Ws[i].T
+                g_nu += bs[i]
+                grad = xp.where(pos & U[i], g_nu * mu_i, 0)
+                g = g_nu * a + t
+                m1[i] = b1 * m1[i] + (1 - b1) * grad
+                m2[i] = b2 * m2[i] + (1 - b2) * grad * grad
+                step = (m1[i] / (1 - b1 ** (it + 1))) / (
+                    xp.sqrt(m2[i] / (1 - b2 ** (it + 1))) + 1e-12
+                )
+                upd = xp.clip(alpha[i] + lr * step, floor[i], 1.0)
+                alpha[i] = xp.where(U[i], upd, alpha[i])
+        # the rigorous bound of each row with its best slopes (per-row layers: rows of
+        # the backward pass index themselves)
+        layers = []
+        m_below = xp.maximum(xp.abs(lo_r), xp.abs(hi_r))
+        for i in range(L):
+            zl, zu = (xp.ascontiguousarray(a.astype(f64)[rows]) for a in pre[i])
+            _, bad = wide._stable(zl, zu, wide.kinds[i])
+            layers.append(wide._layer(zl, zu, bad, i, m_below, alpha=(U[i], best_alpha[i])))
+            wide.k.crit_interval(zl, zu, wide.kinds[i], wide.slopes[i])
+            m_below = xp.maximum(xp.abs(zl), xp.abs(zu))
+        lam = lam0.copy()
+        const = const0.copy()
+        err = xp.einsum("ij,ij->i", xp.abs(lam), m_below) * wide.eps
+        err += xp.abs(const) * wide.eps
+        own = xp.arange(R, dtype=np.int64)
+        geo = wide._geo(lo_r, hi_r)
+        b_rows, _ = wide._backward(lam, const, own, L, layers, lo_r, hi_r, err, geo)
+    b_rows = xp.where(xp.isnan(b_rows), -xp.inf, b_rows)
+    m = b_rows.reshape(n, K - 1).min(axis=1)
+    if model.dtype == f64:
+        return m
+    m32 = m.astype(model.dtype)
+    down = xp.nextafter(m32, model.dtype.type(-xp.inf))
+    return xp.where(m32.astype(f64) > m, down, m32)
+
+
 def _stable_all(model, lo, hi, batch):
     """IBP: whether no hidden neuron can change state on each ball (n,)."""
     xp = model.xp
@@ -1120,10 +1269,14 @@ def _certify_parts(model, lo, hi, pred, method, batch):
     def one(a: int, b: int) -> None:
         # bounds that overflow (huge balls or weights) certify nothing: a NaN margin
         # bound (inf - inf) is the trivial bound -inf
+        alpha = method == "alpha-crown"
+        base = "crown" if alpha else method
         with np.errstate(over="ignore", invalid="ignore"):
-            out = model.certify(lo[a:b], hi[a:b], pred[a:b], method)
-            if method == "crown" and model.dtype != np.float64:
+            out = model.certify(lo[a:b], hi[a:b], pred[a:b], base, keep=alpha)
+            if base == "crown" and model.dtype != np.float64:
                 _recheck64(model, lo[a:b], hi[a:b], pred[a:b], out)
+            if alpha:
+                _alpha_part(model, lo[a:b], hi[a:b], pred[a:b], out)
         margin[a:b] = xp.where(xp.isnan(out["margin"]), -xp.inf, out["margin"])
         slack[a:b] = out["slack"]
         stable[a:b] = out["stable"]
@@ -1300,8 +1453,8 @@ def critical_samples(
     finds such points (a lower bound on the CSR); the certificate proves the rest
     robust (an upper bound). In order:
 
-    1. certify (``"ibp"`` or ``"crown"``): a sample whose certified lower bound of
-       the class margin is > 0 is ``"robust"``. Where no hidden neuron can change
+    1. certify (``"ibp"``, ``"crown"`` or ``"alpha-crown"``): a sample whose certified
+       lower bound of the class margin is > 0 is ``"robust"``. Where no hidden neuron can change
        state on the ball, the network is affine there and the margin's minimum over
        the box is attained at a corner: such samples are decided exactly (robust, or
        critical at that corner), counted in ``decided_exactly``. For other samples
@@ -1354,9 +1507,17 @@ def critical_samples(
         The search's objective: ``"ce"`` the cross-entropy of the predicted class (Arpit
         et al.), ``"margin"`` the margin ``max_{j != c} f_j - f_c`` to the runner-up class
         (Carlini and Wagner), which often finds more critical samples at small radii.
-    certify : {"crown", "ibp", None}
+    certify : {"crown", "alpha-crown", "ibp", None}
         Certified bound. ``"crown"``: backward linear relaxation (intermediate bounds of
         unstable neurons tightened by CROWN, best of CROWN and IBP: never looser than IBP).
+        The intermediate neurons are first bounded by two cheaper rigorous bounds (the
+        first layer's spectral norm and Gram matrix: ``||lam W_0||_2 ||x - c||_2``), and
+        only the ones these leave unstable take CROWN's full pass. ``"alpha-crown"``:
+        CROWN, then, on the samples it leaves unknown, the final margin rows' lower
+        relaxation slopes optimized per row (Xu et al. 2021, "Fast and complete", as
+        auto_LiRPA's alpha-CROWN: 20 projected Adam steps, each row's best slopes kept);
+        never looser than CROWN, and rigorous whatever the slopes (the final bound is
+        recomputed with the rounding allowance, in float64).
     rng : int, Generator or None
         Seed of the counter-based noise.
     batch_size : int, optional
@@ -1544,7 +1705,7 @@ def _critical_body(
             # (at least the margin rows' own backward pass, if the look left none)
             flops = sum(int(w.size) for w in model.W)
             c = max(sum(model.macs) / max(left.size, 1), (model.n_classes - 1) * flops)
-            if certify == "crown" and model.dtype != np.float64:
+            if certify in ("crown", "alpha-crown") and model.dtype != np.float64:
                 c *= 2  # certified in float64
             s = restarts * steps * 2 * flops
             order = "certify" if P * s > q * c else "search"
@@ -1656,7 +1817,9 @@ def certified_radius(
     certified there gets that radius), and the bisection is within the interval's top
     ``/ 2**iterations``. Threshold layers are accepted (no gradient is needed).
     ``iterations`` is at most :data:`MAX_ITERATIONS` (2100: no float64 radius changes after
-    that many halvings).
+    that many halvings). ``certify``: ``"crown"``, ``"alpha-crown"`` or ``"ibp"`` (as in
+    :func:`critical_samples`; alpha-CROWN optimizes the slopes anew at every radius
+    tried, for the samples CROWN does not certify there).
 
     Examples
     --------
@@ -1667,8 +1830,8 @@ def certified_radius(
     0.2
     """
     require_piecewise_linear(net, "certified_radius", gradient=False)
-    if certify not in ("ibp", "crown"):
-        raise InputError(f"certify: must be 'ibp' or 'crown', got {certify!r}")
+    if certify not in ("ibp", "crown", "alpha-crown"):
+        raise InputError(f"certify: must be 'ibp', 'crown' or 'alpha-crown', got {certify!r}")
     box = _check_box(box)
     if max_radius is None:
         # the box's width, capped (an unbounded box, or one wider than the float range)
