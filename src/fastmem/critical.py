@@ -109,8 +109,10 @@ _LS_BATCH = 1024
 _STATUS_CODES = np.array(["unknown", "critical", "robust"])
 # certified_radius without max_radius searches radii up to the box's width, at most this
 _RADIUS_CAP = 2.0**512
-# Samples of the look that picks the order (certify first, or search first)
+# Samples of the look that picks the order (certify first, or search first), and the
+# search steps it takes before certifying what they leave
 _PROBE = 32
+_PROBE_STEPS = 10
 # The order, for tests: None (chosen by the look), "certify" or "search" (first)
 _ORDER: str | None = None
 
@@ -1305,7 +1307,8 @@ def _certify_parts(model, lo, hi, pred, method, batch):
 def _search(model, X, lo, hi, pred, todo, *, batch: int, **kw: Any) -> None:
     """Batched LASS / PGD on the samples ``todo``; fills the result arrays in place.
 
-    On the CPU each batch is searched in parts of ``_SEARCH_PART`` samples, side by side
+    On the CPU each batch is searched in parts of ``_SEARCH_PART`` samples (a batch of
+    fewer than twice that in two halves, of at least 16), side by side
     on the kernels' threads (BLAS is single-threaded here, and the GEMMs are most of the
     work). The parts depend on the batch only, never on the threads, and samples are
     independent (their noise is keyed by sample id): the results are the same, bit for
@@ -1317,7 +1320,10 @@ def _search(model, X, lo, hi, pred, todo, *, batch: int, **kw: Any) -> None:
         if model.be.device != "cpu":
             _search_rows(model, X, lo, hi, pred, chunk, **kw)
             continue
-        parts = [chunk[p : p + _SEARCH_PART] for p in range(0, chunk.size, _SEARCH_PART)]
+        # a small batch (what a certificate left undecided) in two parts, so that two
+        # cores share it (the parts follow the batch's size, never the threads)
+        size = _SEARCH_PART if chunk.size >= 2 * _SEARCH_PART else max(16, -(-chunk.size // 2))
+        parts = [chunk[p : p + size] for p in range(0, chunk.size, size)]
         _side_by_side(model.be, threads, [(_search_rows, (model, X, lo, hi, pred, part), kw)
                                           for part in parts])  # fmt: skip
 
@@ -1374,10 +1380,13 @@ def _search_rows(
     adversarial,
     found,
     steps_taken,
+    limit=None,
 ):
-    """LASS / PGD on the samples ``chunk`` (one batch, or one thread's part of it)."""
+    """LASS / PGD on the samples ``chunk`` (one batch, or one thread's part of it);
+    ``limit``: only the first ``limit`` steps of the first restart (the look)."""
     xp, k = model.xp, model.k
-    for rs in range(restarts):
+    last = steps if limit is None else min(steps, limit)
+    for rs in range(restarts if limit is None else 1):
         ids = xp.ascontiguousarray(chunk[~found[chunk]]).astype(np.int64)
         if ids.size == 0:
             break
@@ -1385,8 +1394,8 @@ def _search_rows(
         if method == "pgd":
             k.crit_random_start(x, lo, hi, ids, seed, rs << 32)
         done = xp.zeros(ids.size, dtype=bool)  # only used without early stop
-        for step in range(steps + 1):
-            want = step < steps
+        for step in range(last + 1):
+            want = step < last
             logits, ds = model.forward(x, derivs=want)
             if step > 0 or method == "pgd":
                 flags = xp.empty(ids.size, dtype=np.uint8)
@@ -1692,11 +1701,17 @@ def _critical_body(
             # (P) saves more search than the share the search finds quickly (q) wastes
             # of the certificate: P s > q c, with s the search's and c the certificate's
             # multiply-adds per sample
+            # multiply-adds per sample. The look searches only the first _PROBE_STEPS
+            # steps (of the first restart): what it finds there is final (the full
+            # search follows the same trajectory), the rest is certified, and what stays
+            # undecided is searched in full with the others later
             probe = todo[xp.linspace(0, todo.size - 1, _PROBE).astype(np.int64)]
             rest = xp.ones(todo.size, dtype=bool)
             rest[xp.searchsorted(todo, probe)] = False
-            search_ids(probe)
+            quick = min(steps, _PROBE_STEPS)
+            _search(model, Xd, lo, hi, pred, probe, **{**search_kw, "limit": quick})
             left = undecided(probe)
+            steps_taken[left] = quick
             model.macs.clear()
             if left.size:
                 certify_ids(left)
@@ -1705,19 +1720,20 @@ def _critical_body(
             # (at least the margin rows' own backward pass, if the look left none)
             flops = sum(int(w.size) for w in model.W)
             c = max(sum(model.macs) / max(left.size, 1), (model.n_classes - 1) * flops)
-            if certify in ("crown", "alpha-crown") and model.dtype != np.float64:
-                c *= 2  # certified in float64
             s = restarts * steps * 2 * flops
             order = "certify" if P * s > q * c else "search"
             todo = todo[rest]
+            again = undecided(probe)  # neither found quickly nor proved: searched in full
+        else:
+            again = todo[:0]
         if order == "search":
-            search_ids(todo)
+            search_ids(xp.sort(xp.concatenate([todo, again])))
             left = undecided(todo)
             if left.size:
                 certify_ids(left)
         else:
             certify_ids(todo)
-            search_ids(undecided(todo))
+            search_ids(xp.sort(xp.concatenate([undecided(todo), again])))
     code = xp.where(found, 1, xp.where(robust, 2, 0))
     status = _STATUS_CODES[_host(code)]
     n_crit = int((status == "critical").sum())
