@@ -29,8 +29,10 @@ contender in ``cpp | numba | torch`` (torch: torchattacks PGD, or the autograd l
 the forward and the backward pass, each layer: the floor of any method through this
 network, 1.35x the two large products' flops), or, for ``pgd``, ``crown`` (the CROWN
 certificate of the batch, value: the CSR upper bound);
-``python bench/test_critical.py csr <pgd|lass|torch|torch1> <rounds> <radius in 1/255>``
-(torch1: torch on one thread).
+``python bench/test_critical.py csr <contender> <rounds> <radius in 1/255>`` with
+contender ``pgd | lass | torch | torch1`` (torch1: torch on one thread), ``pgd-alpha-crown``
+(the full call with ``certify="alpha-crown"``) or ``crown | alpha-crown | ibp`` (the
+certificate alone: one search step; value [critical, robust]).
 """
 
 from __future__ import annotations
@@ -284,8 +286,21 @@ def _csr_contender(contender: str, radius_255: float):
             yt = model(xt).argmax(1)
         return lambda: _torch_pgd_loop(torch, model, xt, yt, eps)
 
+    if contender in ("crown", "alpha-crown", "ibp"):  # the certificate alone (1 step)
+
+        def cert():
+            res = fastmem.critical_samples(
+                net, X, radius=eps, method="pgd", steps=1, certify=contender, rng=0
+            )
+            return [res.n_critical, res.n_robust]
+
+        return cert
+    method, _, certify = contender.partition("-")  # pgd, lass, pgd-alpha-crown, ...
+
     def run():
-        res = fastmem.critical_samples(net, X, radius=eps, method=contender, steps=STEPS, rng=0)
+        res = fastmem.critical_samples(
+            net, X, radius=eps, method=method, steps=STEPS, certify=certify or "crown", rng=0
+        )
         return [res.n_critical, res.n_robust]
 
     return run

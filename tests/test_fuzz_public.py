@@ -436,32 +436,6 @@ CASES: list[Case] = [
     ),
     _critical_case(),
     Case(
-        "plane_regions",
-        fastmem.plane_regions,
-        lambda: {
-            "net": _net(),
-            "origin": _X(1)[0],
-            "directions": np.eye(4)[:2],
-            "extent": (-1.0, 1.0, -0.5, 0.5),
-        },
-        {
-            "net": "network",
-            "origin": "array",
-            "directions": "matrix",
-            "extent": "range",
-            "points": "matrix",
-        },
-        aliases={"net": _NET_ALIASES, "extent": ("extent", "origin", "directions")},
-        preserving=("directions",),
-    ),
-    Case(
-        "plane_through",
-        fastmem.plane_through,
-        lambda: {"x0": _X(3)[0], "x1": _X(3)[1], "x2": _X(3)[2]},
-        {"x0": "array", "x1": "array", "x2": "array", "margin": "positive"},
-        aliases={k: ("x0", "x1", "x2") for k in ("x0", "x1", "x2")},
-    ),
-    Case(
         "csr_curve",
         fastmem.csr_curve,
         lambda: {"net": _net(), "X": _X(), "radii": [0.01, 0.05], "steps": 5, "rng": 0},

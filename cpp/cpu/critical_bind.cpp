@@ -134,6 +134,31 @@ void crit_backward(CArray<T> lam, CArray<int64_t> rows, CArray<T> aL, CArray<T> 
 }
 
 template <class T>
+void crit_backward_err(CArray<T> lam, CArray<int64_t> rows, CArray<T> aL, CArray<T> bL,
+                       CArray<T> aU, CArray<T> bU, CArray<T> act, CArray<T> lin, bool with_lin,
+                       CArray<T> cst, CArray<T> err) {
+  require(lam.ndim() == 2 && aL.ndim() == 2, "lam and aL must be 2-D");
+  same_shape(aL, bL, "aL and bL");
+  same_shape(aL, aU, "aL and aU");
+  same_shape(aL, bU, "aL and bU");
+  same_shape(aL, act, "aL and act");
+  same_shape(aL, lin, "aL and lin");
+  require(lam.shape(1) == aL.shape(1), "lam and aL must match");
+  check_index(rows, "rows", lam.shape(0), aL.shape(0));
+  require(cst.ndim() == 1 && cst.shape(0) == lam.shape(0), "const shape");
+  require(err.ndim() == 1 && err.shape(0) == lam.shape(0), "err shape");
+  T* lp = lam.mutable_data();
+  const int64_t* rp = rows.data();
+  const T *a = aL.data(), *b = bL.data(), *c = aU.data(), *e = bU.data();
+  const T *ap = act.data(), *np = lin.data();
+  T* cp = cst.mutable_data();
+  T* ep = err.mutable_data();
+  const int64_t n = lam.shape(0), w = lam.shape(1);
+  py::gil_scoped_release release;
+  cpu::crit_backward_err<T>(lp, rp, n, w, a, b, c, e, ap, np, with_lin, cp, ep);
+}
+
+template <class T>
 void crit_concretize(CArray<T> lam, CArray<int64_t> rows, CArray<T> lo, CArray<T> hi,
                      CArray<T> cst) {
   require(lam.ndim() == 2 && lo.ndim() == 2, "lam and lo must be 2-D");
@@ -170,6 +195,11 @@ void define(py::module_& m) {
   m.def("crit_backward", &crit_backward<T>, py::arg("lam").noconvert(),
         py::arg("rows").noconvert(), py::arg("aL").noconvert(), py::arg("bL").noconvert(),
         py::arg("aU").noconvert(), py::arg("bU").noconvert(), py::arg("const").noconvert());
+  m.def("crit_backward_err", &crit_backward_err<T>, py::arg("lam").noconvert(),
+        py::arg("rows").noconvert(), py::arg("aL").noconvert(), py::arg("bL").noconvert(),
+        py::arg("aU").noconvert(), py::arg("bU").noconvert(), py::arg("act").noconvert(),
+        py::arg("lin").noconvert(), py::arg("with_lin"), py::arg("const").noconvert(),
+        py::arg("err").noconvert());
   m.def("crit_concretize", &crit_concretize<T>, py::arg("lam").noconvert(),
         py::arg("rows").noconvert(), py::arg("lo").noconvert(), py::arg("hi").noconvert(),
         py::arg("const").noconvert());

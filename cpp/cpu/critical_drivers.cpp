@@ -100,6 +100,18 @@ void crit_backward(T* lam, const int64_t* rows, int64_t n_rows, int64_t width, c
 }
 
 template <class T>
+void crit_backward_err(T* lam, const int64_t* rows, int64_t n_rows, int64_t width, const T* aL,
+                       const T* bL, const T* aU, const T* bU, const T* act, const T* lin,
+                       bool with_lin, T* cst, T* err) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const int64_t s = rows[r] * width;
+    crit_backward_err_row(lam + r * width, width, aL + s, bL + s, aU + s, bU + s, act + s,
+                          with_lin ? lin + s : static_cast<const T*>(nullptr), cst[r], err[r]);
+  }
+}
+
+template <class T>
 void crit_concretize(const T* lam, const int64_t* rows, int64_t n_rows, int64_t d, const T* lo,
                      const T* hi, T* cst) {
 #pragma omp parallel for schedule(static)
@@ -121,7 +133,9 @@ void crit_concretize(const T* lam, const int64_t* rows, int64_t n_rows, int64_t 
   template void crit_backward<T>(T*, const int64_t*, int64_t, int64_t, const T*, const T*,       \
                                  const T*, const T*, T*);                                        \
   template void crit_concretize<T>(const T*, const int64_t*, int64_t, int64_t, const T*,         \
-                                   const T*, T*);
+                                   const T*, T*);                                              \
+  template void crit_backward_err<T>(T*, const int64_t*, int64_t, int64_t, const T*, const T*,   \
+                                     const T*, const T*, const T*, const T*, bool, T*, T*);
 
 FASTMEM_CRIT_INSTANTIATE(float)
 FASTMEM_CRIT_INSTANTIATE(double)

@@ -25,6 +25,10 @@ template <class T>
 void crit_backward(T* lam, const int64_t* rows, int64_t n_rows, int64_t width, const T* aL,
                    const T* bL, const T* aU, const T* bU, T* cst);
 template <class T>
+void crit_backward_err(T* lam, const int64_t* rows, int64_t n_rows, int64_t width, const T* aL,
+                       const T* bL, const T* aU, const T* bU, const T* act, const T* lin,
+                       bool with_lin, T* cst, T* err);
+template <class T>
 void crit_concretize(const T* lam, const int64_t* rows, int64_t n_rows, int64_t d, const T* lo,
                      const T* hi, T* cst);
 

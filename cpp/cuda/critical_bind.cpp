@@ -183,6 +183,42 @@ void crit_backward(const py::object& lam, const py::object& rows, const py::obje
                                     c.as<const float>(), e.as<const float>(), kv.as<float>()));
 }
 
+void crit_backward_err(const py::object& lam, const py::object& rows, const py::object& aL,
+                       const py::object& bL, const py::object& aU, const py::object& bU,
+                       const py::object& act, const py::object& lin, bool with_lin,
+                       const py::object& cst, const py::object& err) {
+  const DeviceView lv = device_view(lam, "lam"), rv = device_view(rows, "rows");
+  const DeviceView a = device_view(aL, "aL"), b = device_view(bL, "bL");
+  const DeviceView c = device_view(aU, "aU"), e = device_view(bU, "bU");
+  const DeviceView av = device_view(act, "act"), nv = device_view(lin, "lin");
+  const DeviceView kv = device_view(cst, "const"), ev = device_view(err, "err");
+  if (lv.ndim() != 2 || a.ndim() != 2) fail("lam and aL must be 2-D");
+  same(a, b, "aL and bL");
+  same(a, c, "aL and aU");
+  same(a, e, "aL and bU");
+  same(a, av, "aL and act");
+  same(a, nv, "aL and lin");
+  if (lv.typestr != a.typestr || lv.shape[1] != a.shape[1]) fail("lam and aL must match");
+  index(rv, "rows", lv.shape[0]);
+  if (kv.typestr != lv.typestr || kv.ndim() != 1 || kv.shape[0] != lv.shape[0])
+    fail("const shape");
+  if (ev.typestr != lv.typestr || ev.ndim() != 1 || ev.shape[0] != lv.shape[0])
+    fail("err shape");
+  const bool f64 = is_f64(lv);
+  const Launch launch({&lv, &rv, &a, &b, &c, &e, &av, &nv, &kv, &ev});
+  py::gil_scoped_release release;
+  if (f64)
+    check(gpu::crit_backward_err<double>(
+        lv.as<double>(), rv.as<const int64_t>(), lv.shape[0], lv.shape[1], a.as<const double>(),
+        b.as<const double>(), c.as<const double>(), e.as<const double>(), av.as<const double>(),
+        nv.as<const double>(), with_lin, kv.as<double>(), ev.as<double>()));
+  else
+    check(gpu::crit_backward_err<float>(
+        lv.as<float>(), rv.as<const int64_t>(), lv.shape[0], lv.shape[1], a.as<const float>(),
+        b.as<const float>(), c.as<const float>(), e.as<const float>(), av.as<const float>(),
+        nv.as<const float>(), with_lin, kv.as<float>(), ev.as<float>()));
+}
+
 void crit_concretize(const py::object& lam, const py::object& rows, const py::object& lo,
                      const py::object& hi, const py::object& cst) {
   const DeviceView lv = device_view(lam, "lam"), rv = device_view(rows, "rows");
@@ -222,6 +258,9 @@ void critical(py::module_& m) {
         py::arg("slope"));
   m.def("crit_relax", &crit_relax, py::arg("lo"), py::arg("hi"), py::arg("kind"),
         py::arg("slope"), py::arg("aL"), py::arg("bL"), py::arg("aU"), py::arg("bU"));
+  m.def("crit_backward_err", &crit_backward_err, py::arg("lam"), py::arg("rows"),
+        py::arg("aL"), py::arg("bL"), py::arg("aU"), py::arg("bU"), py::arg("act"),
+        py::arg("lin"), py::arg("with_lin"), py::arg("const"), py::arg("err"));
   m.def("crit_backward", &crit_backward, py::arg("lam"), py::arg("rows"), py::arg("aL"),
         py::arg("bL"), py::arg("aU"), py::arg("bU"), py::arg("const"));
   m.def("crit_concretize", &crit_concretize, py::arg("lam"), py::arg("rows"), py::arg("lo"),

@@ -74,6 +74,17 @@ __global__ void backward_kernel(T* lam, const int64_t* rows, int64_t n_rows, int
 }
 
 template <class T>
+__global__ void backward_err_kernel(T* lam, const int64_t* rows, int64_t n_rows, int64_t width,
+                                    const T* aL, const T* bL, const T* aU, const T* bU,
+                                    const T* act, const T* lin, bool with_lin, T* cst, T* err) {
+  FASTMEM_GRID_LOOP(r, n_rows) {
+    const int64_t s = rows[r] * width;
+    crit_backward_err_row(lam + r * width, width, aL + s, bL + s, aU + s, bU + s, act + s,
+                          with_lin ? lin + s : static_cast<const T*>(nullptr), cst[r], err[r]);
+  }
+}
+
+template <class T>
 __global__ void concretize_kernel(const T* lam, const int64_t* rows, int64_t n_rows, int64_t d,
                                   const T* lo, const T* hi, T* cst) {
   FASTMEM_GRID_LOOP(r, n_rows) {
@@ -145,6 +156,16 @@ int crit_backward(T* lam, const int64_t* rows, int64_t n_rows, int64_t width, co
 }
 
 template <class T>
+int crit_backward_err(T* lam, const int64_t* rows, int64_t n_rows, int64_t width, const T* aL,
+                      const T* bL, const T* aU, const T* bU, const T* act, const T* lin,
+                      bool with_lin, T* cst, T* err) {
+  if (n_rows == 0) return 0;
+  backward_err_kernel<T><<<blocks_for(n_rows), kThreads, 0, call_stream()>>>(
+      lam, rows, n_rows, width, aL, bL, aU, bU, act, lin, with_lin, cst, err);
+  return finish();
+}
+
+template <class T>
 int crit_concretize(const T* lam, const int64_t* rows, int64_t n_rows, int64_t d, const T* lo,
                     const T* hi, T* cst) {
   if (n_rows == 0) return 0;
@@ -164,6 +185,8 @@ int crit_concretize(const T* lam, const int64_t* rows, int64_t n_rows, int64_t d
   template int crit_relax<T>(const T*, const T*, int64_t, int, double, T*, T*, T*, T*);         \
   template int crit_backward<T>(T*, const int64_t*, int64_t, int64_t, const T*, const T*,       \
                                 const T*, const T*, T*);                                        \
+  template int crit_backward_err<T>(T*, const int64_t*, int64_t, int64_t, const T*, const T*,   \
+                                    const T*, const T*, const T*, const T*, bool, T*, T*);      \
   template int crit_concretize<T>(const T*, const int64_t*, int64_t, int64_t, const T*,        \
                                   const T*, T*);
 

@@ -90,7 +90,11 @@ MAX_SEARCH_STEPS = 100_000
 #: to the smallest float64 (2**-1074) takes 2098 halvings; later ones change nothing.
 MAX_ITERATIONS = 2100
 _METHODS = ("lass", "pgd")
-_CERTIFY = (None, "ibp", "crown")
+_CERTIFY = (None, "ibp", "crown", "alpha-crown")
+# alpha-CROWN: projected Adam steps on the lower slopes, and its step size (decaying by
+# 0.98 a step), as auto_LiRPA's defaults for the final specification
+_ALPHA_ITERS = 20
+_ALPHA_LR = 0.25
 _LOSSES = ("ce", "margin")
 _GRADIENT_ACTIVATIONS = ("relu", "leaky_relu", "hardtanh")
 # Rows of a CROWN backward pass processed at once (bounds memory to rows x input width).
@@ -106,8 +110,10 @@ _LS_BATCH = 1024
 _STATUS_CODES = np.array(["unknown", "critical", "robust"])
 # certified_radius without max_radius searches radii up to the box's width, at most this
 _RADIUS_CAP = 2.0**512
-# Samples of the look that picks the order (certify first, or search first)
+# Samples of the look that picks the order (certify first, or search first), and the
+# search steps it takes before certifying what they leave
 _PROBE = 32
+_PROBE_STEPS = 10
 # The order, for tests: None (chosen by the look), "certify" or "search" (first)
 _ORDER: str | None = None
 
@@ -198,6 +204,8 @@ class _Model:
         self.eps = float(np.finfo(self.dtype).eps)
         self.max_width = max(max(int(w.shape[0]), int(w.shape[1])) for w in ws)
         self._wide: _Model | None = None
+        self._norm_info: dict[str, Any] | None = None
+        self._wt0_64: tuple[Any, Any] | None = None
         self.macs: list[int] = []  # multiply-adds of the backward passes (appended)
 
     def wide(self) -> _Model:
@@ -215,6 +223,8 @@ class _Model:
             w.dtype = np.dtype(f)
             w.eps = float(np.finfo(f).eps)
             w._wide = None
+            w._norm_info = None
+            w._wt0_64 = None
             self._wide = w
         return self._wide
 
@@ -318,16 +328,22 @@ class _Model:
             bad = (zl < 0) & (zu > 0)
         return ~bad.any(axis=1), bad
 
-    def _layer(self, zl: Any, zu: Any, bad: Any, i: int, m_below: Any) -> dict[str, Any]:
+    def _layer(
+        self, zl: Any, zu: Any, bad: Any, i: int, m_below: Any, alpha: Any = None
+    ) -> dict[str, Any]:
         """Relaxation of hidden layer ``i`` on [zl, zu] and the rounding allowances of a
         backward step through it, per sample and neuron (see :meth:`_backward`).
 
-        ``m_below`` bounds ``|h|`` of the layer below (the input when i == 0).
+        ``m_below`` bounds ``|h|`` of the layer below (the input when i == 0); ``alpha``
+        (a mask and slopes) replaces the lower lines' slopes there (alpha-CROWN: any
+        slope in [0, 1] bounds a ReLU from below, in [s, 1] a leaky one of slope s <= 1).
         """
         xp = self.xp
         eps = self.eps
         rel = tuple(xp.empty_like(zl) for _ in range(4))
         self.k.crit_relax(zl, zu, self.kinds[i], self.slopes[i], *rel)
+        if alpha is not None:  # alpha-CROWN: (mask, slopes) of the lower lines a z
+            xp.copyto(rel[0], alpha[1].astype(self.dtype), where=alpha[0])
         aL, bL, aU, bU = rel
         w = int(self.W[i].shape[0])
         m = xp.maximum(xp.abs(zl), xp.abs(zu))  # |z| on the box
@@ -349,7 +365,9 @@ class _Model:
         lin += xp.abs(self.b[i]) * (2 * self._gamma(w + 1))
         return {"relax": rel, "act": act, "lin": lin}
 
-    def _backward(self, lam: Any, const: Any, rows: Any, top: int, layers: list, lo, hi, err):
+    def _backward(
+        self, lam: Any, const: Any, rows: Any, top: int, layers: list, lo, hi, err, geo=None
+    ):
         """Rigorous lower bound of ``lam . h_top + const`` over each row's input box.
 
         ``lam`` holds coefficients on the output of hidden layer ``top - 1`` (the input
@@ -360,27 +378,184 @@ class _Model:
         Rounding: each step's error is bounded by the magnitudes of the terms it sums
         (``layers[i]``'s allowances, per unit of ``|lam|``), dotted with the row's
         ``|lam|``; ``err`` (rows,) accumulates them (it may start with the error of the
-        specification) and is subtracted, rounded up, at the end.
+        specification) and is subtracted, rounded up, at the end. With ``geo`` (the
+        boxes' centre data, :meth:`_geo`) the last step is taken in centre form
+        (:meth:`_finish_centred`).
         """
+        cmag = self.xp.zeros_like(const)
+        if top == 0:
+            return self._finish_input(lam, const, rows, lo, hi, err, cmag)
+        lam = self._steps(lam, const, rows, top, layers, err, cmag)
+        if geo is not None:
+            return self._finish_centred(lam, const, rows, geo, err, cmag)
+        return self._finish_full(lam, const, rows, layers, lo, hi, err, cmag)
+
+    def _steps(self, lam, const, rows, top, layers, err, cmag):
+        """The backward steps from ``top`` down through the first layer's activation:
+        returns ``lam`` on the first layer's pre-activations ``z_0 = W_0 x + b_0``
+        (top >= 1); ``const``, ``err`` and ``cmag`` (the magnitudes of const's partial
+        sums) are updated in place."""
         xp, k = self.xp, self.k
-        self.macs.append(int(lam.shape[0]) * sum(int(w.size) for w in self.W[:top]))
-        cmag = xp.zeros_like(const)
+        self.macs.append(int(lam.shape[0]) * sum(int(w.size) for w in self.W[1:top]))
         for i in range(top - 1, -1, -1):
             L = layers[i]
-            err += xp.einsum("ij,ij->i", xp.abs(lam), L["act"][rows])
-            k.crit_backward(lam, rows, *L["relax"], const)
+            # the step, err += |lam| . act (before) + |lam'| . lin (after; not on z_0)
+            k.crit_backward_err(lam, rows, *L["relax"], L["act"], L["lin"], i > 0, const, err)
             cmag += xp.abs(const)
-            err += xp.einsum("ij,ij->i", xp.abs(lam), L["lin"][rows])
+            if i == 0:
+                break
             const += lam @ self.b[i]
             cmag += xp.abs(const)
             lam = lam @ self.W[i]
-        k.crit_concretize(lam, rows, lo, hi, const)
+        return lam
+
+    def _finish_full(self, lam, const, rows, layers, lo, hi, err, cmag):
+        """CROWN's last step, from ``z_0`` (see :meth:`_steps`) to the input box."""
+        xp = self.xp
+        self.macs.append(int(lam.shape[0]) * int(self.W[0].size))
+        err += xp.einsum("ij,ij->i", xp.abs(lam), layers[0]["lin"][rows])
+        const += lam @ self.b[0]
         cmag += xp.abs(const)
+        lam = lam @ self.W[0]
+        return self._finish_input(lam, const, rows, lo, hi, err, cmag)
+
+    def _finish_centred(self, lam, const, rows, geo, err, cmag):
+        """CROWN's last step in centre form: ``min_x lam . (W_0 x + b_0) >= lam . z_0(c) -
+        |lam W_0| . R`` over ``|x - c| <= R`` (the box, up to rounding). The same bound as
+        the concretization over [lo, hi], but the product's rounding is scaled by the
+        radius R instead of |x| (z_0(c) is computed in float64): in float32 the allowance
+        of a small ball shrinks ~100-fold. Returns (bound, lam on the input)."""
+        xp, k = self.xp, self.k
+        self.macs.append(int(lam.shape[0]) * int(self.W[0].size))
+        w = int(lam.shape[1])
+        d = int(self.W[0].shape[1])
+        k.crit_concretize(lam, rows, geo["zc"], geo["zc"], const)  # + lam . zc
+        cmag += xp.abs(const)
+        neg = xp.zeros_like(err)
+        k.crit_concretize(lam, rows, geo["nez"], geo["ez"], neg)  # -|lam| . ez
+        err -= neg
+        neg[...] = 0
+        k.crit_concretize(lam, rows, geo["nWR"], geo["WR"], neg)  # -|lam| . |W_0| R
+        err -= neg * (2 * self._gamma(w + 2))
+        v = lam @ self.W[0]
+        dev = xp.zeros_like(err)
+        k.crit_concretize(v, rows, geo["nR"], geo["R"], dev)  # -|v| . R
+        err -= dev * (2 * self._gamma(d + 2))
+        const += dev
+        cmag += xp.abs(const)
+        err += cmag * (2 * self._gamma(self.max_width + 2))
+        bound = const - (err * 1.01 + np.finfo(self.dtype).tiny * 4)
+        return bound, v
+
+    def _finish_input(self, lam, const, rows, lo, hi, err, cmag):
+        self.k.crit_concretize(lam, rows, lo, hi, const)
+        cmag += self.xp.abs(const)
         # each update of const is within gamma of its result plus its terms (counted above)
         err += cmag * (2 * self._gamma(self.max_width + 2))
         # the allowance's own float sums: 1 % on top, and underflow
         bound = const - (err * 1.01 + np.finfo(self.dtype).tiny * 4)
         return bound, lam
+
+    def _finish_norm(self, lam, const, rows, geo, err, cmag, gram: bool):
+        """A cheaper rigorous lower bound of ``lam . z_0 + const`` over the box.
+
+        With c the box's centre and ``R >= |x - c|`` coordinate-wise,
+        ``lam . z_0(x) >= lam . z_0(c) - ||lam W_0||_2 ||R||_2`` (Cauchy-Schwarz), and
+        ``||lam W_0||_2^2 = lam G lam^T`` with the Gram matrix ``G = W_0 W_0^T``
+        (``gram``: width^2 multiply-adds per row instead of width x inputs), or
+        ``<= sigma_max(W_0)^2 ||lam||^2`` (not ``gram``: width). Looser than CROWN's
+        last step by about the ratio of a dense row's 2-norm bound to its 1-norm (~1.25):
+        the filter that spares most intermediate neurons CROWN's full pass. Works on
+        copies of ``const``, ``err``, ``cmag``.
+        """
+        xp = self.xp
+        info = self._norms()
+        const = const.copy()
+        err = err.copy()
+        cmag = cmag.copy()
+        # lam . z_0(c): zc0 is within ez of it (its rounding, and the dot's gamma |zc0|);
+        # the concretization kernel over the boxes [zc0, zc0] and [-ez, ez] gives
+        # lam . zc0 and -|lam| . ez without gathering the rows' samples
+        self.k.crit_concretize(lam, rows, geo["zc"], geo["zc"], const)
+        cmag += xp.abs(const)
+        neg = xp.zeros_like(err)
+        self.k.crit_concretize(lam, rows, geo["nez"], geo["ez"], neg)
+        err -= neg
+        w = int(lam.shape[1])
+        # ||lam||^2, rounded up
+        nl2 = xp.einsum("ij,ij->i", lam, lam) * (1 + 2 * self._gamma(w + 2))
+        if gram:
+            self.macs.append(int(lam.shape[0]) * w * w)
+            q = xp.einsum("ij,ij->i", lam @ info["G"], lam)
+            q = xp.maximum(q + nl2 * info["qfac"], 0)
+        else:
+            q = nl2 * info["sigma2"]
+        dev = xp.sqrt(q) * geo["rn"][rows] * (1 + 16 * self.eps)
+        const -= dev
+        cmag += xp.abs(const) + dev
+        err += cmag * (2 * self._gamma(self.max_width + 2))
+        return const - (err * 1.01 + np.finfo(self.dtype).tiny * 4)
+
+    def _norms(self) -> dict[str, Any]:
+        """The first layer's Gram matrix (in the dtype) and rigorous constants for
+        :meth:`_finish_norm`, computed once, in float64 on the host.
+
+        ``qfac``: ``|lam G^ lam^T - ||lam W_0||^2| <= qfac ||lam||^2``, covering the
+        products' rounding (gamma_{2w+2} rho(|G^|)), G^'s own (float64 sums of d exact
+        products: gamma_d rho(|W_0| |W_0|^T)) and its rounding to the dtype, with the
+        spectral radii bounded from above by Collatz-Wielandt (max_i (A v)_i / v_i for
+        any positive v, here a power iterate). ``sigma2 >= sigma_max(W_0)^2``: a float64
+        eigenvalue estimate t raised by 1e-6, proved by a Cholesky factorization of
+        ``t I - G^`` (it succeeds only where ``t I - G^ + dA`` is positive semidefinite,
+        ``|dA| <= gamma_{w+1} |R| |R^T|``: Higham, Accuracy and Stability, Thm 10.3),
+        plus ``||dA||_F`` and G^'s error; infinite (no filter) where it fails.
+        """
+        if self._norm_info is not None:
+            return self._norm_info
+        W = np.asarray(_host(self.W[0]), dtype=np.float64)
+        w, d = W.shape
+        e64 = float(np.finfo(np.float64).eps)
+
+        def gamma64(n: int) -> float:
+            return n * e64 / (1 - n * e64)
+
+        def cw_radius(A: np.ndarray) -> float:
+            # Collatz-Wielandt: an upper bound of the spectral radius of A >= 0
+            v = np.ones(A.shape[0])
+            for _ in range(30):
+                v = A @ v
+                v /= max(float(v.max()), 1e-300)
+            v = np.maximum(v, 1e-3)
+            r = float(((A @ v) / v).max())
+            return r * (1 + 2 * gamma64(A.shape[0] + 2)) + 1e-300
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            Gh = W @ W.T
+            G = Gh.astype(self.dtype)
+            rho1 = cw_radius(np.abs(G).astype(np.float64))
+            rho2 = cw_radius(np.abs(W) @ np.abs(W).T)
+            qfac = self._gamma(2 * w + 2) * rho1 + gamma64(d + 2) * rho2 * 2 + 2 * self.eps * rho1
+            sigma2 = math.inf
+            if np.isfinite(Gh).all():
+                try:
+                    t = float(np.linalg.eigvalsh(Gh).max()) * (1 + 1e-6) + 1e-300
+                    A = t * np.eye(w) - Gh
+                    R = np.linalg.cholesky(A)  # A + dA = R R^T
+                    dA = gamma64(w + 1) * float(np.linalg.norm(np.abs(R) @ np.abs(R).T))
+                    dA += 2 * e64 * float(np.abs(np.diag(A)).max())
+                    sigma2 = (t + dA + gamma64(d + 2) * rho2 * 2) * (1 + 1e-12)
+                except np.linalg.LinAlgError:
+                    sigma2 = math.inf
+        if not (math.isfinite(sigma2) and math.isfinite(qfac)):
+            sigma2 = qfac = math.inf
+        info = {
+            "G": self.xp.asarray(G),
+            "qfac": float(qfac),
+            "sigma2": float(sigma2),
+            "gram": d > w and math.isfinite(qfac),  # cheaper than the full last step
+        }
+        self._norm_info = info
+        return info
 
     def margin_rows(self, pred: Any) -> tuple[Any, Any, Any, Any]:
         """Rows ``e_c - e_j`` (j != c) of the margin specification, as coefficients on the
@@ -419,7 +594,9 @@ class _Model:
         slack = (mag[xp.arange(c.shape[0]), pred][:, None] + mag) * (2 * gamma)
         return mc - rad - slack
 
-    def certify(self, lo: Any, hi: Any, pred: Any, method: str) -> dict[str, Any]:
+    def certify(
+        self, lo: Any, hi: Any, pred: Any, method: str, keep: bool = False
+    ) -> dict[str, Any]:
         """Bounds of one batch of balls [lo, hi].
 
         Returns the margin lower bound per sample (n,), whether every hidden neuron is
@@ -438,19 +615,29 @@ class _Model:
         post = (lo, hi)
         post_ibp = (lo, hi)
         m_below = xp.maximum(xp.abs(lo), xp.abs(hi))
+        geo = None
+        pre: list[tuple[Any, Any]] = []  # keep: CROWN's pre-activation bounds per layer
         for i in range(self.n_hidden):
             zl, zu = self._ibp_affine(*post, i)
             if crown:
-                # pure IBP kept alongside: the certificate is the best of both
-                pl, pu = self._ibp_affine(*post_ibp, i)
+                # pure IBP kept alongside: the certificate is the best of both (the same
+                # bounds up to the second layer, the first one CROWN tightens)
+                if i <= 1:
+                    pl, pu = zl.copy(), zu.copy()
+                else:
+                    pl, pu = self._ibp_affine(*post_ibp, i)
                 k.crit_interval(pl, pu, self.kinds[i], self.slopes[i])
                 post_ibp = (pl, pu)
                 if i > 0:
-                    self._tighten(zl, zu, i, layers, lo, hi)
+                    if geo is None:
+                        geo = self._geo(lo, hi)
+                    self._tighten(zl, zu, i, layers, lo, hi, geo)
             ok, bad = self._stable(zl, zu, self.kinds[i])
             stable &= ok
             if crown:
                 layers.append(self._layer(zl, zu, bad, i, m_below))
+                if keep:
+                    pre.append((zl.copy(), zu.copy()))
             else:
                 kept.append((zl.copy(), zu.copy(), bad, m_below))
             k.crit_interval(zl, zu, self.kinds[i], self.slopes[i])
@@ -477,7 +664,11 @@ class _Model:
             # the specification's rows were rounded: eps |lam| |h_top| + eps |const|
             err = xp.einsum("ij,ij->i", xp.abs(lam), m_top[rows]) * self.eps
             err += xp.abs(const) * self.eps
-            b_rows, lam_x = self._backward(lam, const, rows, self.n_hidden, layers, lo_s, hi_s, err)
+            if crown and geo is None and self.n_hidden:
+                geo = self._geo(lo, hi)
+            b_rows, lam_x = self._backward(
+                lam, const, rows, self.n_hidden, layers, lo_s, hi_s, err, geo if crown else None
+            )
             if sel is None:
                 bound[pos_s >= 0] = b_rows
                 pos = pos_s
@@ -504,12 +695,78 @@ class _Model:
             "lam_x": lam_x,
             "pos": pos,
             "slack": slack,
+            "pre": pre,
         }
 
-    def _tighten(self, zl: Any, zu: Any, i: int, layers: list, lo: Any, hi: Any) -> None:
-        """CROWN bounds for the unstable neurons of hidden layer ``i`` (in place)."""
+    def _geo(self, lo: Any, hi: Any) -> dict[str, Any]:
+        """The boxes' centre data for :meth:`_finish_norm` and :meth:`_finish_centred`,
+        per sample: ``zc``, ``z_0`` at the centre c computed in float64 and rounded, and
+        ``ez``, per neuron the bound of its error plus the gamma of a dot product with it;
+        ``R >= |x - c|`` rounded up, ``rn >= ||R||_2``, ``WR >= |W_0| R`` (``n*``: the
+        negated arrays, boxes for the concretization kernel)."""
         xp = self.xp
-        _, bad = self._stable(zl, zu, self.kinds[i])
+        f64 = np.float64
+        e64 = float(np.finfo(f64).eps)
+        c = (lo + hi) * 0.5
+        d = int(self.W[0].shape[1])
+        w = int(self.W[0].shape[0])
+        if self._wt0_64 is None:
+            self._wt0_64 = (self.WT[0].astype(f64), self.b[0].astype(f64))
+        wt64, b64 = self._wt0_64
+        # z_0(c) in float64 (products of float32 values are exact there), then rounded:
+        # within eps |zc| + gamma64_{d+2} (|c| |W_0|^T + |b_0|) of the exact value
+        zc64 = c.astype(f64) @ wt64
+        zc64 += b64
+        zc = zc64.astype(self.dtype)
+        mag = xp.abs(c) @ self.absWT[0]
+        mag += xp.abs(self.b[0])
+        mag *= 1 + 2 * self._gamma(d + 2)  # an upper bound of the exact magnitudes
+        g64 = (d + 4) * e64 / (1 - (d + 4) * e64)
+        ez = mag * (2 * g64) + np.finfo(self.dtype).tiny
+        ez += xp.abs(zc) * (self.eps + 2 * self._gamma(w + 2))
+        Rd = xp.maximum(hi - c, c - lo) * (1 + 2 * self.eps)  # rounded up: >= |x - c|
+        R = Rd.astype(np.float64)
+        rn = xp.sqrt((R * R).sum(axis=1) * (1 + 4 * (d + 2) * e64)) * (1 + 4 * e64)
+        rn = (rn * (1 + 2 * (1 + 2 * self.eps) * self.eps) + 1e-300).astype(self.dtype)
+        # |W_0| R per neuron (rounded up): bounds the product lam @ W_0's rounding times R
+        WR = (Rd @ self.absWT[0]) * (1 + 2 * self._gamma(d + 2))
+        return {
+            "zc": zc,
+            "nez": xp.ascontiguousarray(-ez),
+            "ez": ez,
+            "rn": rn,
+            "R": xp.ascontiguousarray(Rd),
+            "nR": xp.ascontiguousarray(-Rd),
+            "WR": WR,
+            "nWR": xp.ascontiguousarray(-WR),
+        }
+
+    def _tighten(self, zl: Any, zu: Any, i: int, layers: list, lo: Any, hi: Any, geo=None) -> None:
+        """CROWN bounds for the unstable neurons of hidden layer ``i`` (in place).
+
+        A cascade: each unstable neuron's two rows (lower and upper bound) run CROWN's
+        backward steps down to the first layer's pre-activations; there the cheap
+        2-norm bounds of :meth:`_finish_norm` (the spectral norm, then the Gram matrix)
+        settle the neurons they prove stable (a stable neuron's relaxation is exact:
+        a tighter bound changes nothing), and only the rest take CROWN's last step to
+        the input. Each neuron keeps the tightest of its bounds.
+        """
+        xp = self.xp
+        kind = self.kinds[i]
+        _, bad = self._stable(zl, zu, kind)
+        info = self._norms() if geo is not None else None
+        stages = []
+        if info is not None and math.isfinite(info["sigma2"]):
+            stages.append(False)
+        if info is not None and info["gram"]:
+            stages.append(True)
+        if i == 1 and stages and not stages[0]:
+            # the second layer's spectral-norm bounds for every neuron at once, the ones
+            # IBP calls stable too (tighter next-layer IBP bounds: at 0.3/255 on the
+            # README's net 41 instead of 106 neurons of 128 left for that layer's cascade)
+            self._second_layer_norm(zl, zu, layers[0], geo, info["sigma2"])
+            bad &= _unstable(zl, zu, kind)
+            stages = stages[1:]
         s_idx, j_idx = xp.nonzero(bad)
         if s_idx.size == 0:
             return
@@ -519,14 +776,103 @@ class _Model:
             s = s_idx[a : a + half]
             j = j_idx[a : a + half]
             m = s.size
-            lam = xp.ascontiguousarray(xp.concatenate([self.W[i][j], -self.W[i][j]]))
+            lam = xp.empty((2 * m, self.W[i].shape[1]), dtype=self.dtype)
+            xp.take(self.W[i], j, axis=0, out=lam[:m])
+            xp.negative(lam[:m], out=lam[m:])
             const = xp.concatenate([self.b[i][j], -self.b[i][j]])
             rows = xp.ascontiguousarray(xp.concatenate([s, s]))
             err = xp.zeros(2 * m, dtype=self.dtype)  # the rows are exact (+-W, +-b)
-            bnd, _ = self._backward(lam, const, rows, i, layers, lo, hi, err)
-            lower, upper = bnd[:m], -bnd[m:]
-            zl[s, j] = xp.maximum(zl[s, j], lower)
-            zu[s, j] = xp.minimum(zu[s, j], upper)
+            cmag = xp.zeros(2 * m, dtype=self.dtype)
+            lam = self._steps(lam, const, rows, i, layers, err, cmag)
+            left = xp.arange(m)  # the chunk's neurons not yet proved stable
+            for gram in stages:
+                if left.size == m:
+                    args = (lam, const, rows, geo, err, cmag)
+                else:
+                    sel = xp.concatenate([left, left + m])
+                    args = (lam[sel], const[sel], rows[sel], geo, err[sel], cmag[sel])
+                bnd = self._finish_norm(*args, gram)
+                k = left.size
+                ss, jj = s[left], j[left]
+                zl[ss, jj] = xp.maximum(zl[ss, jj], bnd[:k])
+                zu[ss, jj] = xp.minimum(zu[ss, jj], -bnd[k:])
+                left = left[_unstable(zl[ss, jj], zu[ss, jj], kind)]
+                if left.size == 0:
+                    break
+            if left.size == 0:
+                continue
+            sel = xp.concatenate([left, left + m])
+            args = (xp.ascontiguousarray(lam[sel]), const[sel], rows[sel])
+            if geo is not None:
+                bnd, _ = self._finish_centred(*args, geo, err[sel], cmag[sel])
+            else:
+                bnd, _ = self._finish_full(*args, layers, lo, hi, err[sel], cmag[sel])
+            k = left.size
+            ss, jj = s[left], j[left]
+            zl[ss, jj] = xp.maximum(zl[ss, jj], bnd[:k])
+            zu[ss, jj] = xp.minimum(zu[ss, jj], -bnd[k:])
+
+    def _second_layer_norm(self, zl: Any, zu: Any, L0: dict, geo: dict, sigma2: float) -> None:
+        """:meth:`_finish_norm`'s spectral-norm bound for every neuron of the second hidden
+        layer, as GEMMs against the shared weights (in place on its bounds [zl, zu]).
+
+        The row of neuron j's lower bound, after CROWN's step through the first layer's
+        relaxation, is ``lam_u = W_ju (aL_u if W_ju >= 0 else aU_u)``; with ``P = max(W, 0)``
+        and ``N = min(W, 0)`` every sum the bound needs (the offsets lam . b, the centre
+        lam . z_0(c), ``||lam||^2`` and the rounding allowances) is one product of P or N
+        with a per-sample vector: 128 x 128 GEMMs for all neurons of all samples instead of
+        a pass over 2 x 128 rows per sample. The upper bound's row is the lower bound's of
+        -W: P and N swap roles. Rounding: each product within gamma_{w+4} of the product
+        of magnitudes (Higham), added to the allowance as in :meth:`_backward`.
+        """
+        xp = self.xp
+        W, b = self.W[1], self.b[1]
+        w = int(W.shape[1])
+        aL, bL, aU, bU = L0["relax"]
+        zc, ez = geo["zc"], geo["ez"]
+        P = xp.maximum(W, 0).T.copy()
+        N = xp.minimum(W, 0).T.copy()
+        A = xp.abs(W).T.copy()
+        g = self._gamma(w + 4)
+        with np.errstate(over="ignore", invalid="ignore"):
+            act_err = L0["act"] @ A  # |lam| . act: the step's allowance (either sign)
+            mag = xp.maximum(xp.abs(bL), xp.abs(bU)) @ A
+            mag += (xp.maximum(xp.abs(aL), xp.abs(aU)) * xp.abs(zc)) @ A
+            mag += xp.abs(b)
+            for sign in (1, -1):
+                # sign 1: lower bound of z_j (row W_j); -1: of -z_j (row -W_j), P <-> N
+                Pa, Pb, Na, Nb = (aL, bL, aU, bU) if sign == 1 else (aU, bU, aL, bL)
+                off = Pb @ P
+                off += Nb @ N
+                cen = (Pa * zc) @ P
+                cen += (Na * zc) @ N
+                q = (Pa * Pa) @ (P * P)
+                q += (Na * Na) @ (N * N)
+                ce = (xp.abs(Pa) * ez) @ P
+                ce -= (xp.abs(Na) * ez) @ N  # N <= 0: |N| = -N
+                if sign == 1:
+                    val = off + cen + b
+                else:
+                    val = -(off + cen) - b
+                q *= 1 + 2 * g + 4 * self.eps
+                dev = xp.sqrt(q * sigma2) * geo["rn"][:, None] * (1 + 16 * self.eps)
+                err = act_err + ce * (1 + 2 * g) + mag * (2 * g)
+                err += (xp.abs(val) + dev) * (4 * self.eps)
+                bound = val - dev - (err * 1.01 + np.finfo(self.dtype).tiny * 4)
+                bound = xp.where(xp.isnan(bound), -xp.inf, bound)
+                if sign == 1:
+                    xp.maximum(zl, bound, out=zl)
+                else:
+                    xp.minimum(zu, -bound, out=zu)
+
+
+def _unstable(zl: Any, zu: Any, kind: int) -> Any:
+    """Elementwise: a neuron of this kind may change state somewhere in [zl, zu]."""
+    if kind == ACTIVATIONS["hardtanh"]:
+        return ((zl < -1) & (zu > -1)) | ((zl < 1) & (zu > 1))
+    if kind == ACTIVATIONS["threshold"]:
+        return (zl < 0) & (zu >= 0)
+    return (zl < 0) & (zu > 0)
 
 
 # --------------------------------------------------------------------------- results
@@ -733,26 +1079,163 @@ def _changed(model: _Model, x: Any, labels: Any) -> Any:
 
 def _certify_all(model, lo, hi, pred, method, batch):
     """Certification over sample batches; returns margin, stable, corner, corner_ok."""
-    xp = model.xp
-    margin, stable, corner, has_corner, slack = _certify_parts(model, lo, hi, pred, method, batch)
-    if method == "crown" and model.dtype != np.float64:
-        # float32 nets: the rigorous allowance (gamma_n |lam| |W| |h| per step) is ~1e-3
-        # here and costs ~5 % of the certified samples (803 against 854 on the README's
-        # net at 0.3/255); the samples it may have cost (margin within a few allowances
-        # of 0) are certified again in float64 arithmetic, where it is negligible
-        # (exact copies of the weights and balls); the margin is rounded down
-        f64 = np.float64
-        retry = xp.flatnonzero((margin <= 0) & (margin + 8 * slack > 0))
-        if retry.size:
-            m, *_ = _certify_parts(
-                model.wide(), lo[retry].astype(f64), hi[retry].astype(f64), pred[retry],
-                method, batch,
-            )  # fmt: skip
-            m32 = m.astype(model.dtype)
-            down = xp.nextafter(m32, model.dtype.type(-xp.inf))
-            m32 = xp.where(m32.astype(f64) > m, down, m32)
-            margin[retry] = xp.maximum(margin[retry], m32)
+    margin, stable, corner, has_corner, _ = _certify_parts(model, lo, hi, pred, method, batch)
     return margin, stable, corner, has_corner
+
+
+def _recheck64(model, lo, hi, pred, out) -> None:
+    """Float32 nets: the rigorous rounding allowance (gamma_n |lam| |W| |h| per step of
+    the layers above the first; the first layer's step is taken in centre form, its
+    rounding scaled by the radius) can decide a sample; the samples it may have cost
+    (margin within a few allowances of 0: 39 of 1000 on the README's net at 0.3/255)
+    are certified again in float64 arithmetic (exact copies of the weights and balls),
+    where it is negligible. The margin is rounded down; ``out["margin"]`` in place."""
+    xp = model.xp
+    margin = out["margin"]
+    retry = xp.flatnonzero((margin <= 0) & (margin + 8 * out["slack"] > 0))
+    if retry.size == 0 or model.n_classes < 2:
+        return
+    f64 = np.float64
+    m = model.wide().certify(lo[retry].astype(f64), hi[retry].astype(f64), pred[retry], "crown")
+    m = m["margin"]
+    m = xp.where(xp.isnan(m), -xp.inf, m)
+    m32 = m.astype(model.dtype)
+    down = xp.nextafter(m32, model.dtype.type(-xp.inf))
+    m32 = xp.where(m32.astype(f64) > m, down, m32)
+    margin[retry] = xp.maximum(margin[retry], m32)
+
+
+def _alpha_part(model, lo, hi, pred, out) -> None:
+    """alpha-CROWN on the samples of one part that CROWN left unknown (margin <= 0, not
+    decided exactly); ``out["margin"]`` in place (the better of the two bounds)."""
+    xp = model.xp
+    margin = out["margin"]
+    todo = xp.flatnonzero(~(margin > 0) & ~out["stable"])
+    if todo.size == 0 or model.n_classes < 2 or model.n_hidden == 0:
+        return
+    pre = [(zl[todo], zu[todo]) for zl, zu in out["pre"]]
+    m = _alpha_crown(model, lo[todo], hi[todo], pred[todo], pre)
+    margin[todo] = xp.maximum(margin[todo], m)
+
+
+def _alpha_lower_mask(model, i: int, zl: Any, zu: Any) -> Any:
+    """Neurons whose lower relaxation line alpha-CROWN optimizes: unstable ReLU, and
+    leaky ReLU of slope <= 1 (its lower line a z is valid for a in [s, 1])."""
+    kind = model.kinds[i]
+    if kind == ACTIVATIONS["relu"]:
+        return (zl < 0) & (zu > 0)
+    if kind == ACTIVATIONS["leaky_relu"] and float(model.slopes[i]) <= 1:
+        return (zl < 0) & (zu > 0)
+    return model.xp.zeros(zl.shape, dtype=bool)
+
+
+def _alpha_crown(model, lo, hi, pred, pre, iters: int | None = None) -> Any:
+    """alpha-CROWN's margin lower bounds (n,) for the balls [lo, hi], over the given
+    intermediate bounds ``pre`` (each hidden layer's CROWN bounds (zl, zu)).
+
+    As auto_LiRPA's alpha-CROWN (Xu et al. 2021) for the final specification: each
+    margin row ``f_c - f_j`` gets its own slopes alpha of the lower relaxation lines of
+    its unstable neurons, optimized by projected gradient ascent (Adam) on the row's
+    CROWN bound; started at CROWN's own choice and keeping each row's best slopes, so
+    never looser than CROWN. The optimization runs in float64 without rounding control;
+    the final bound is then computed rigorously (:meth:`_Model._backward` with the
+    rounding allowance, in float64: exact copies of a float32 net) with the best
+    slopes, which are valid whatever their values (any alpha in [0, 1]; [s, 1] leaky).
+    Batched over rows: one GEMM per layer and pass, no loop over samples.
+    """
+    xp = model.xp
+    wide = model.wide() if model.dtype != np.float64 else model
+    f64 = np.float64
+    iters = _ALPHA_ITERS if iters is None else iters
+    n = lo.shape[0]
+    K = model.n_classes
+    L = model.n_hidden
+    lo = lo.astype(f64)
+    hi = hi.astype(f64)
+    lam0, const0, rows, _ = wide.margin_rows(pred)
+    R = int(rows.size)
+    lo_r, hi_r = lo[rows], hi[rows]
+    rel, U, alpha = [], [], []
+    for i in range(L):
+        zl, zu = (a.astype(f64) for a in pre[i])
+        r4 = tuple(xp.empty_like(zl) for _ in range(4))
+        wide.k.crit_relax(zl, zu, wide.kinds[i], wide.slopes[i], *r4)
+        r4 = tuple(xp.ascontiguousarray(a[rows]) for a in r4)
+        u = _alpha_lower_mask(wide, i, zl, zu)[rows]
+        rel.append(r4)
+        U.append(u)
+        alpha.append(r4[0].copy())
+    floor = [float(wide.slopes[i]) if wide.kinds[i] == ACTIVATIONS["leaky_relu"] else 0.0
+             for i in range(L)]  # fmt: skip
+    Ws = [wide.W[i] for i in range(L)]
+    bs = [wide.b[i] for i in range(L)]
+    best = xp.full(R, -xp.inf)
+    best_alpha = [a.copy() for a in alpha]
+    m1 = [xp.zeros_like(a) for a in alpha]
+    m2 = [xp.zeros_like(a) for a in alpha]
+    b1, b2 = 0.9, 0.999
+    with np.errstate(over="ignore", invalid="ignore"):
+        for it in range(iters + 1):
+            mu = lam0.copy()
+            const = const0.copy()
+            saved = []
+            for i in range(L - 1, -1, -1):
+                _, bL, aU, bU = rel[i]
+                pos = mu >= 0
+                a = xp.where(pos, alpha[i], aU)
+                t = xp.where(pos, bL, bU)
+                const += (mu * t).sum(axis=1)
+                nu = mu * a
+                const += nu @ bs[i]
+                saved.append((mu, pos, a, t))
+                mu = nu @ Ws[i]
+            bound = const + xp.where(mu >= 0, mu * lo_r, mu * hi_r).sum(axis=1)
+            better = bound > best
+            best = xp.where(better, bound, best)
+            for i in range(L):
+                best_alpha[i][better] = alpha[i][better]
+            if it == iters:
+                break
+            g = xp.where(mu >= 0, lo_r, hi_r)  # d bound / d (coefficients on x)
+            saved.reverse()  # saved[i] belongs to layer i
+            lr = _ALPHA_LR * 0.98**it
+            for i in range(L):
+                mu_i, pos, a, t = saved[i]
+                g_nu = g @ Ws[i].T
+                g_nu += bs[i]
+                grad = xp.where(pos & U[i], g_nu * mu_i, 0)
+                g = g_nu * a + t
+                m1[i] = b1 * m1[i] + (1 - b1) * grad
+                m2[i] = b2 * m2[i] + (1 - b2) * grad * grad
+                step = (m1[i] / (1 - b1 ** (it + 1))) / (
+                    xp.sqrt(m2[i] / (1 - b2 ** (it + 1))) + 1e-12
+                )
+                upd = xp.clip(alpha[i] + lr * step, floor[i], 1.0)
+                alpha[i] = xp.where(U[i], upd, alpha[i])
+        # the rigorous bound of each row with its best slopes (per-row layers: rows of
+        # the backward pass index themselves)
+        layers = []
+        m_below = xp.maximum(xp.abs(lo_r), xp.abs(hi_r))
+        for i in range(L):
+            zl, zu = (xp.ascontiguousarray(a.astype(f64)[rows]) for a in pre[i])
+            _, bad = wide._stable(zl, zu, wide.kinds[i])
+            layers.append(wide._layer(zl, zu, bad, i, m_below, alpha=(U[i], best_alpha[i])))
+            wide.k.crit_interval(zl, zu, wide.kinds[i], wide.slopes[i])
+            m_below = xp.maximum(xp.abs(zl), xp.abs(zu))
+        lam = lam0.copy()
+        const = const0.copy()
+        err = xp.einsum("ij,ij->i", xp.abs(lam), m_below) * wide.eps
+        err += xp.abs(const) * wide.eps
+        own = xp.arange(R, dtype=np.int64)
+        geo = wide._geo(lo_r, hi_r)
+        b_rows, _ = wide._backward(lam, const, own, L, layers, lo_r, hi_r, err, geo)
+    b_rows = xp.where(xp.isnan(b_rows), -xp.inf, b_rows)
+    m = b_rows.reshape(n, K - 1).min(axis=1)
+    if model.dtype == f64:
+        return m
+    m32 = m.astype(model.dtype)
+    down = xp.nextafter(m32, model.dtype.type(-xp.inf))
+    return xp.where(m32.astype(f64) > m, down, m32)
 
 
 def _stable_all(model, lo, hi, batch):
@@ -785,8 +1268,14 @@ def _certify_parts(model, lo, hi, pred, method, batch):
     def one(a: int, b: int) -> None:
         # bounds that overflow (huge balls or weights) certify nothing: a NaN margin
         # bound (inf - inf) is the trivial bound -inf
+        alpha = method == "alpha-crown"
+        base = "crown" if alpha else method
         with np.errstate(over="ignore", invalid="ignore"):
-            out = model.certify(lo[a:b], hi[a:b], pred[a:b], method)
+            out = model.certify(lo[a:b], hi[a:b], pred[a:b], base, keep=alpha)
+            if base == "crown" and model.dtype != np.float64:
+                _recheck64(model, lo[a:b], hi[a:b], pred[a:b], out)
+            if alpha:
+                _alpha_part(model, lo[a:b], hi[a:b], pred[a:b], out)
         margin[a:b] = xp.where(xp.isnan(out["margin"]), -xp.inf, out["margin"])
         slack[a:b] = out["slack"]
         stable[a:b] = out["stable"]
@@ -815,7 +1304,8 @@ def _certify_parts(model, lo, hi, pred, method, batch):
 def _search(model, X, lo, hi, pred, todo, *, batch: int, **kw: Any) -> None:
     """Batched LASS / PGD on the samples ``todo``; fills the result arrays in place.
 
-    On the CPU each batch is searched in parts of ``_SEARCH_PART`` samples, side by side
+    On the CPU each batch is searched in parts of ``_SEARCH_PART`` samples (a batch of
+    fewer than twice that in two halves, of at least 16), side by side
     on the kernels' threads (BLAS is single-threaded here, and the GEMMs are most of the
     work). The parts depend on the batch only, never on the threads, and samples are
     independent (their noise is keyed by sample id): the results are the same, bit for
@@ -827,7 +1317,10 @@ def _search(model, X, lo, hi, pred, todo, *, batch: int, **kw: Any) -> None:
         if model.be.device != "cpu":
             _search_rows(model, X, lo, hi, pred, chunk, **kw)
             continue
-        parts = [chunk[p : p + _SEARCH_PART] for p in range(0, chunk.size, _SEARCH_PART)]
+        # a small batch (what a certificate left undecided) in two parts, so that two
+        # cores share it (the parts follow the batch's size, never the threads)
+        size = _SEARCH_PART if chunk.size >= 2 * _SEARCH_PART else max(16, -(-chunk.size // 2))
+        parts = [chunk[p : p + size] for p in range(0, chunk.size, size)]
         _side_by_side(model.be, threads, [(_search_rows, (model, X, lo, hi, pred, part), kw)
                                           for part in parts])  # fmt: skip
 
@@ -884,10 +1377,13 @@ def _search_rows(
     adversarial,
     found,
     steps_taken,
+    limit=None,
 ):
-    """LASS / PGD on the samples ``chunk`` (one batch, or one thread's part of it)."""
+    """LASS / PGD on the samples ``chunk`` (one batch, or one thread's part of it);
+    ``limit``: only the first ``limit`` steps of the first restart (the look)."""
     xp, k = model.xp, model.k
-    for rs in range(restarts):
+    last = steps if limit is None else min(steps, limit)
+    for rs in range(restarts if limit is None else 1):
         ids = xp.ascontiguousarray(chunk[~found[chunk]]).astype(np.int64)
         if ids.size == 0:
             break
@@ -895,8 +1391,8 @@ def _search_rows(
         if method == "pgd":
             k.crit_random_start(x, lo, hi, ids, seed, rs << 32)
         done = xp.zeros(ids.size, dtype=bool)  # only used without early stop
-        for step in range(steps + 1):
-            want = step < steps
+        for step in range(last + 1):
+            want = step < last
             logits, ds = model.forward(x, derivs=want)
             if step > 0 or method == "pgd":
                 flags = xp.empty(ids.size, dtype=np.uint8)
@@ -963,8 +1459,8 @@ def critical_samples(
     finds such points (a lower bound on the CSR); the certificate proves the rest
     robust (an upper bound). In order:
 
-    1. certify (``"ibp"`` or ``"crown"``): a sample whose certified lower bound of
-       the class margin is > 0 is ``"robust"``. Where no hidden neuron can change
+    1. certify (``"ibp"``, ``"crown"`` or ``"alpha-crown"``): a sample whose certified
+       lower bound of the class margin is > 0 is ``"robust"``. Where no hidden neuron can change
        state on the ball, the network is affine there and the margin's minimum over
        the box is attained at a corner: such samples are decided exactly (robust, or
        critical at that corner), counted in ``decided_exactly``. For other samples
@@ -1017,9 +1513,17 @@ def critical_samples(
         The search's objective: ``"ce"`` the cross-entropy of the predicted class (Arpit
         et al.), ``"margin"`` the margin ``max_{j != c} f_j - f_c`` to the runner-up class
         (Carlini and Wagner), which often finds more critical samples at small radii.
-    certify : {"crown", "ibp", None}
+    certify : {"crown", "alpha-crown", "ibp", None}
         Certified bound. ``"crown"``: backward linear relaxation (intermediate bounds of
         unstable neurons tightened by CROWN, best of CROWN and IBP: never looser than IBP).
+        The intermediate neurons are first bounded by two cheaper rigorous bounds (the
+        first layer's spectral norm and Gram matrix: ``||lam W_0||_2 ||x - c||_2``), and
+        only the ones these leave unstable take CROWN's full pass. ``"alpha-crown"``:
+        CROWN, then, on the samples it leaves unknown, the final margin rows' lower
+        relaxation slopes optimized per row (Xu et al. 2021, "Fast and complete", as
+        auto_LiRPA's alpha-CROWN: 20 projected Adam steps, each row's best slopes kept);
+        never looser than CROWN, and rigorous whatever the slopes (the final bound is
+        recomputed with the rounding allowance, in float64).
     rng : int, Generator or None
         Seed of the counter-based noise.
     batch_size : int, optional
@@ -1196,11 +1700,17 @@ def _critical_body(
             # (P) saves more search than the share the search finds quickly (q) wastes
             # of the certificate: P s > q c, with s the search's and c the certificate's
             # multiply-adds per sample
+            # multiply-adds per sample. The look searches only the first _PROBE_STEPS
+            # steps (of the first restart): what it finds there is final (the full
+            # search follows the same trajectory), the rest is certified, and what stays
+            # undecided is searched in full with the others later
             probe = todo[xp.linspace(0, todo.size - 1, _PROBE).astype(np.int64)]
             rest = xp.ones(todo.size, dtype=bool)
             rest[xp.searchsorted(todo, probe)] = False
-            search_ids(probe)
+            quick = min(steps, _PROBE_STEPS)
+            _search(model, Xd, lo, hi, pred, probe, **{**search_kw, "limit": quick})
             left = undecided(probe)
+            steps_taken[left] = quick
             model.macs.clear()
             if left.size:
                 certify_ids(left)
@@ -1209,19 +1719,20 @@ def _critical_body(
             # (at least the margin rows' own backward pass, if the look left none)
             flops = sum(int(w.size) for w in model.W)
             c = max(sum(model.macs) / max(left.size, 1), (model.n_classes - 1) * flops)
-            if certify == "crown" and model.dtype != np.float64:
-                c *= 2  # certified in float64
             s = restarts * steps * 2 * flops
             order = "certify" if P * s > q * c else "search"
             todo = todo[rest]
+            again = undecided(probe)  # neither found quickly nor proved: searched in full
+        else:
+            again = todo[:0]
         if order == "search":
-            search_ids(todo)
+            search_ids(xp.sort(xp.concatenate([todo, again])))
             left = undecided(todo)
             if left.size:
                 certify_ids(left)
         else:
             certify_ids(todo)
-            search_ids(undecided(todo))
+            search_ids(xp.sort(xp.concatenate([undecided(todo), again])))
     code = xp.where(found, 1, xp.where(robust, 2, 0))
     status = _STATUS_CODES[_host(code)]
     n_crit = int((status == "critical").sum())
@@ -1324,7 +1835,9 @@ def certified_radius(
     certified there gets that radius), and the bisection is within the interval's top
     ``/ 2**iterations``. Threshold layers are accepted (no gradient is needed).
     ``iterations`` is at most :data:`MAX_ITERATIONS` (2100: no float64 radius changes after
-    that many halvings).
+    that many halvings). ``certify``: ``"crown"``, ``"alpha-crown"`` or ``"ibp"`` (as in
+    :func:`critical_samples`; alpha-CROWN optimizes the slopes anew at every radius
+    tried, for the samples CROWN does not certify there).
 
     Examples
     --------
@@ -1335,8 +1848,8 @@ def certified_radius(
     0.2
     """
     require_piecewise_linear(net, "certified_radius", gradient=False)
-    if certify not in ("ibp", "crown"):
-        raise InputError(f"certify: must be 'ibp' or 'crown', got {certify!r}")
+    if certify not in ("ibp", "crown", "alpha-crown"):
+        raise InputError(f"certify: must be 'ibp', 'crown' or 'alpha-crown', got {certify!r}")
     box = _check_box(box)
     if max_radius is None:
         # the box's width, capped (an unbounded box, or one wider than the float range)

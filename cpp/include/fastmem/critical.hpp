@@ -223,6 +223,72 @@ FASTMEM_HD inline void crit_backward_row(T* lam, int64_t width, const T* aL, con
   cst = acc;
 }
 
+// One CROWN backward step with its rounding allowance, for one row (in place): as
+// crit_backward_row, and err += sum_j |lam_j| act_j (before the step) + sum_j |lam'_j| lin_j
+// (after it; only when lin is not null). Branch-free selects (the sign of lam is random:
+// a branch mispredicts half the time) and the three sums in kBackwardLanes interleaved
+// lanes (lane l takes j = l mod 8), each added pairwise; one fixed order on every backend.
+constexpr int kBackwardLanes = 8;
+
+template <class T>
+FASTMEM_HD inline T crit_lanes_sum(const T* a) {
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
+template <class T, bool kLin>
+FASTMEM_HD inline void crit_backward_err_lanes(T* __restrict__ lam, const T* __restrict__ aL,
+                                               const T* __restrict__ bL, const T* __restrict__ aU,
+                                               const T* __restrict__ bU, const T* __restrict__ act,
+                                               const T* __restrict__ lin, int64_t j, int n,
+                                               T* __restrict__ acc, T* __restrict__ ea,
+                                               T* __restrict__ el) {
+  for (int l = 0; l < n; ++l) {
+    // every operand loaded, then selected: no conditional loads (they would keep the
+    // loop from vectorising)
+    const T v = lam[j + l];
+    const T al = aL[j + l], bl = bL[j + l], au = aU[j + l], bu = bU[j + l];
+    const T ac = act[j + l];
+    const bool pos = v >= T(0);
+    const T a = pos ? al : au;
+    const T b = pos ? bl : bu;
+    const T av = pos ? v : -v;
+    acc[l] = acc[l] + v * b;
+    ea[l] = ea[l] + av * ac;
+    const T nv = v * a;
+    lam[j + l] = nv;
+    if (kLin) {
+      const T li = lin[j + l];
+      el[l] = el[l] + (nv < T(0) ? -nv : nv) * li;
+    }
+  }
+}
+
+template <class T, bool kLin>
+FASTMEM_HD inline void crit_backward_err_row_t(T* lam, int64_t width, const T* aL, const T* bL,
+                                               const T* aU, const T* bU, const T* act,
+                                               const T* lin, T& cst, T& err) {
+  T acc[kBackwardLanes], ea[kBackwardLanes], el[kBackwardLanes];
+  for (int l = 0; l < kBackwardLanes; ++l) acc[l] = ea[l] = el[l] = T(0);
+  int64_t j = 0;
+  for (; j + kBackwardLanes <= width; j += kBackwardLanes)
+    crit_backward_err_lanes<T, kLin>(lam, aL, bL, aU, bU, act, lin, j, kBackwardLanes, acc, ea,
+                                     el);
+  crit_backward_err_lanes<T, kLin>(lam, aL, bL, aU, bU, act, lin, j, int(width - j), acc, ea,
+                                   el);
+  cst = cst + crit_lanes_sum(acc);
+  err = (err + crit_lanes_sum(ea)) + crit_lanes_sum(el);
+}
+
+template <class T>
+FASTMEM_HD inline void crit_backward_err_row(T* lam, int64_t width, const T* aL, const T* bL,
+                                             const T* aU, const T* bU, const T* act,
+                                             const T* lin, T& cst, T& err) {
+  if (lin != nullptr)
+    crit_backward_err_row_t<T, true>(lam, width, aL, bL, aU, bU, act, lin, cst, err);
+  else
+    crit_backward_err_row_t<T, false>(lam, width, aL, bL, aU, bU, act, lin, cst, err);
+}
+
 // The sum runs in kConcretizeLanes interleaved lanes (lane l takes j = l mod 8), added
 // pairwise at the end, then to cst: no chain of d dependent additions (the lanes
 // vectorise; one chain cost ~4 cycles per input coordinate), and one fixed order on every

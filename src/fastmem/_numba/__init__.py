@@ -12,6 +12,7 @@ import numba
 
 from .critical import crit_activate as crit_activate
 from .critical import crit_backward as crit_backward
+from .critical import crit_backward_err as crit_backward_err
 from .critical import crit_check as crit_check
 from .critical import crit_concretize as crit_concretize
 from .critical import crit_interval as crit_interval
@@ -60,6 +61,7 @@ __all__ = [
     "cover_walks",
     "crit_activate",
     "crit_backward",
+    "crit_backward_err",
     "crit_check",
     "crit_concretize",
     "crit_interval",

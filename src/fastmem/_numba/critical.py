@@ -239,6 +239,67 @@ def _crit_backward(lam, rows, aL, bL, aU, bU, const):
 
 
 @nb.njit(inline="always", cache=True)
+def _bterm(lam, r, s, j, A, with_lin, acc, ea, el):
+    # critical.hpp, crit_backward_err_lanes; A = (aL, bL, aU, bU, act, lin)
+    aL, bL, aU, bU, act, lin = A
+    v = lam[r, j]
+    pos = v >= 0
+    a = aL[s, j] if pos else aU[s, j]
+    b = bL[s, j] if pos else bU[s, j]
+    av = -v if v < 0 else v
+    acc = acc + v * b
+    ea = ea + av * act[s, j]
+    nv = v * a
+    lam[r, j] = nv
+    if with_lin:
+        el = el + (-nv if nv < 0 else nv) * lin[s, j]
+    return acc, ea, el
+
+
+@nb.njit(parallel=True, cache=True)
+def _crit_backward_err(lam, rows, aL, bL, aU, bU, act, lin, with_lin, const, err, zero):
+    # the C++ kernel's order (critical.hpp, crit_backward_err_row): three sums in 8 lanes
+    # (j mod 8), each added pairwise; `zero` is 0 in lam's dtype
+    n_rows, width = lam.shape
+    full = width - width % 8
+    A = (aL, bL, aU, bU, act, lin)
+    for r in nb.prange(n_rows):
+        s = rows[r]
+        c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = zero
+        e0 = e1 = e2 = e3 = e4 = e5 = e6 = e7 = zero
+        f0 = f1 = f2 = f3 = f4 = f5 = f6 = f7 = zero
+        for j in range(0, full, 8):
+            c0, e0, f0 = _bterm(lam, r, s, j, A, with_lin, c0, e0, f0)
+            c1, e1, f1 = _bterm(lam, r, s, j + 1, A, with_lin, c1, e1, f1)
+            c2, e2, f2 = _bterm(lam, r, s, j + 2, A, with_lin, c2, e2, f2)
+            c3, e3, f3 = _bterm(lam, r, s, j + 3, A, with_lin, c3, e3, f3)
+            c4, e4, f4 = _bterm(lam, r, s, j + 4, A, with_lin, c4, e4, f4)
+            c5, e5, f5 = _bterm(lam, r, s, j + 5, A, with_lin, c5, e5, f5)
+            c6, e6, f6 = _bterm(lam, r, s, j + 6, A, with_lin, c6, e6, f6)
+            c7, e7, f7 = _bterm(lam, r, s, j + 7, A, with_lin, c7, e7, f7)
+        for j in range(full, width):
+            lane = j - full
+            if lane == 0:
+                c0, e0, f0 = _bterm(lam, r, s, j, A, with_lin, c0, e0, f0)
+            elif lane == 1:
+                c1, e1, f1 = _bterm(lam, r, s, j, A, with_lin, c1, e1, f1)
+            elif lane == 2:
+                c2, e2, f2 = _bterm(lam, r, s, j, A, with_lin, c2, e2, f2)
+            elif lane == 3:
+                c3, e3, f3 = _bterm(lam, r, s, j, A, with_lin, c3, e3, f3)
+            elif lane == 4:
+                c4, e4, f4 = _bterm(lam, r, s, j, A, with_lin, c4, e4, f4)
+            elif lane == 5:
+                c5, e5, f5 = _bterm(lam, r, s, j, A, with_lin, c5, e5, f5)
+            else:
+                c6, e6, f6 = _bterm(lam, r, s, j, A, with_lin, c6, e6, f6)
+        const[r] = const[r] + (((c0 + c1) + (c2 + c3)) + ((c4 + c5) + (c6 + c7)))
+        err[r] = (err[r] + (((e0 + e1) + (e2 + e3)) + ((e4 + e5) + (e6 + e7)))) + (
+            ((f0 + f1) + (f2 + f3)) + ((f4 + f5) + (f6 + f7))
+        )
+
+
+@nb.njit(inline="always", cache=True)
 def _concretize_term(v, lo, hi):
     return v * lo if v >= 0 else v * hi
 
@@ -416,6 +477,40 @@ def crit_backward(
     )
     _require(const.shape[0] == lam.shape[0] and const.flags.c_contiguous, "const shape")
     _crit_backward(lam, rows, aL, bL, aU, bU, const)
+
+
+def crit_backward_err(
+    lam: np.ndarray,
+    rows: np.ndarray,
+    aL: np.ndarray,
+    bL: np.ndarray,
+    aU: np.ndarray,
+    bU: np.ndarray,
+    act: np.ndarray,
+    lin: np.ndarray,
+    with_lin: bool,
+    const: np.ndarray,
+    err: np.ndarray,
+) -> None:
+    """:func:`crit_backward` and its rounding allowance: ``err[r] += sum_j |lam_j|
+    act[s, j]`` (before the step) ``+ sum_j |lam'_j| lin[s, j]`` (after it, if
+    ``with_lin``), s = rows[r]; in place on ``lam``, ``const`` and ``err``."""
+    for name, a in (("lam", lam), ("aL", aL), ("bL", bL), ("aU", aU), ("bU", bU),
+                    ("act", act), ("lin", lin)):  # fmt: skip
+        _check_float_matrix(a, name)
+    for name, a in (("bL", bL), ("aU", aU), ("bU", bU), ("act", act), ("lin", lin)):
+        _check_same(aL, a, f"aL and {name}")
+    _require(lam.dtype == aL.dtype and lam.shape[1] == aL.shape[1], "lam and aL must match")
+    _check_index(rows, "rows", lam.shape[0], aL.shape[0])
+    for name, a in (("const", const), ("err", err)):
+        _require(
+            isinstance(a, np.ndarray) and a.dtype == lam.dtype and a.ndim == 1,
+            f"{name} must be a 1-D array of lam's dtype",
+        )
+        _require(a.shape[0] == lam.shape[0] and a.flags.c_contiguous, f"{name} shape")
+    _crit_backward_err(
+        lam, rows, aL, bL, aU, bU, act, lin, bool(with_lin), const, err, lam.dtype.type(0)
+    )
 
 
 def crit_concretize(
