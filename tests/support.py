@@ -26,3 +26,23 @@ def backends_to_compare(names: list[str]) -> list[str]:
     if len(names) < 2:
         pytest.skip(f"only {names} available here: nothing to compare across backends")
     return names
+
+
+def centred_net(seed: int, widths, n: int, act: str = "relu", dtype=np.float64):
+    """A random net whose first layer is centred on the input box's middle (so that its
+    neurons are unstable near the data), and ``n`` inputs uniform in [0, 1]."""
+    import itertools
+
+    import fastmem
+
+    rng = np.random.default_rng(seed)
+    ws, bs = [], []
+    centre = np.full(widths[0], 0.5)
+    for i, o in itertools.pairwise(widths):
+        W = rng.normal(scale=2.0 / np.sqrt(i), size=(o, i))
+        ws.append(W)
+        bs.append(-W @ centre + rng.normal(scale=0.2, size=o))
+        centre = np.zeros(o)
+    acts = [act] * (len(widths) - 2)
+    net = fastmem.Network.from_arrays(ws, bs, acts, negative_slope=0.1, dtype=dtype)
+    return net, rng.random((n, widths[0])).astype(dtype)

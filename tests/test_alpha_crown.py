@@ -8,23 +8,14 @@ import itertools
 
 import numpy as np
 import pytest
+from support import centred_net
 
 import fastmem
 from fastmem import critical
 
 
 def _net(seed, widths=(20, 24, 24, 4), act="relu", dtype=np.float64):
-    rng = np.random.default_rng(seed)
-    ws, bs = [], []
-    centre = np.full(widths[0], 0.5)
-    for i, o in itertools.pairwise(widths):
-        W = rng.normal(scale=2.0 / np.sqrt(i), size=(o, i))
-        ws.append(W)
-        bs.append(-W @ centre + rng.normal(scale=0.2, size=o))
-        centre = np.zeros(o)
-    acts = [act] * (len(widths) - 2)
-    net = fastmem.Network.from_arrays(ws, bs, acts, negative_slope=0.1, dtype=dtype)
-    return net, rng.random((80, widths[0])).astype(dtype)
+    return centred_net(seed, widths, 80, act, dtype)
 
 
 def _logits_and_jac(net, X):

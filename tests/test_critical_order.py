@@ -8,22 +8,14 @@ import itertools
 
 import numpy as np
 import pytest
+from support import centred_net
 
 import fastmem
 from fastmem import critical
 
 
 def _net(seed: int, widths=(12, 24, 24, 4), dtype=np.float64):
-    rng = np.random.default_rng(seed)
-    ws, bs = [], []
-    centre = np.full(widths[0], 0.5)
-    for i, o in itertools.pairwise(widths):
-        W = rng.normal(scale=2.0 / np.sqrt(i), size=(o, i))
-        ws.append(W)
-        bs.append(-W @ centre + rng.normal(scale=0.2, size=o))
-        centre = np.zeros(o)
-    net = fastmem.Network.from_arrays(ws, bs, "relu", dtype=dtype)
-    return net, rng.random((60, widths[0])).astype(dtype)
+    return centred_net(seed, widths, 60, "relu", dtype)
 
 
 def _logits_and_jac(ws, bs, X):

@@ -5,12 +5,11 @@ thread counts."""
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import centred_net
 
 import fastmem
 from fastmem import critical
@@ -18,17 +17,7 @@ from fastmem import critical
 
 def _net(seed, widths=(40, 16, 16, 16, 3), act="relu", dtype=np.float64):
     # more inputs than first-layer neurons: the Gram filter runs
-    rng = np.random.default_rng(seed)
-    ws, bs = [], []
-    centre = np.full(widths[0], 0.5)
-    for i, o in itertools.pairwise(widths):
-        W = rng.normal(scale=2.0 / np.sqrt(i), size=(o, i))
-        ws.append(W)
-        bs.append(-W @ centre + rng.normal(scale=0.2, size=o))
-        centre = np.zeros(o)
-    acts = [act] * (len(widths) - 2)
-    net = fastmem.Network.from_arrays(ws, bs, acts, negative_slope=0.1, dtype=dtype)
-    return net, rng.random((50, widths[0])).astype(dtype)
+    return centred_net(seed, widths, 50, act, dtype)
 
 
 def _np_forward_pre(net, X):
