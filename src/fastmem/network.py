@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 import os
@@ -10,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _convert
+from . import _convert, _graph
 from ._backend import Backend, array_module, select_backend, to_device
+from ._graph import LayerGraph
 from ._kinds import ACTIVATIONS, bits_per_neuron, snap_to_thresholds
 from ._validate import (
     array_device,
@@ -34,6 +36,18 @@ SMOOTH_ACTIVATIONS = ("tanh", "sigmoid")
 # scikit-learn's name for the logistic sigmoid.
 _ALIASES = {"logistic": "sigmoid"}
 _FORMAT_VERSION = 1
+_GRAPH_FORMAT_VERSION = 2
+#: What a network with max pooling or residual blocks (a layer graph) supports today.
+GRAPH_ANALYSES = (
+    "forward",
+    "predict",
+    "layer_outputs",
+    "activation_patterns",
+    "pattern_hashes",
+    "save/load",
+    "regions.distinct_patterns",
+    "regions.along_segments (exact and sampled)",
+)
 # Rows per chunk are chosen so that one layer's pre-activations stay near this size.
 _CHUNK_BYTES = 64 * 2**20
 
@@ -86,7 +100,7 @@ class Network:
     (4, 1)
     """
 
-    __slots__ = ("_activations", "_biases", "_device", "_dtype", "_slopes", "_weights")
+    __slots__ = ("_activations", "_b", "_device", "_dtype", "_graph", "_slopes", "_w")
 
     def __init__(
         self,
@@ -96,15 +110,69 @@ class Network:
         slopes: tuple[float, ...],
         *,
         _checked: bool = False,
+        _graph: LayerGraph | None = None,
+        _dtype: Any = None,
+        _device: str = "cpu",
     ) -> None:
         if not _checked:
             raise TypeError("use Network.from_arrays, from_torch, from_sklearn or load")
-        self._weights = weights
-        self._biases = biases
+        self._w = weights
+        self._b = biases
         self._activations = activations
         self._slopes = slopes
-        self._dtype = weights[0].dtype
-        self._device = array_device(weights[0])
+        self._graph = _graph
+        if _graph is None:
+            self._dtype = weights[0].dtype
+            self._device = array_device(weights[0])
+        else:
+            self._dtype = np.dtype(_dtype)
+            self._device = _device
+
+    @classmethod
+    def _from_graph(cls, graph: LayerGraph, dtype: Any) -> Network:
+        """A network on the layer model (max pooling, residual blocks; fastmem._graph)."""
+        dt = check_dtype(dtype)
+        graph = graph.map_arrays(lambda a: _readonly(np.asarray(a, dtype=dt)))
+        acts = graph.act_ops()
+        return cls(
+            (),
+            (),
+            tuple(str(op.params["activation"]) for op in acts),
+            tuple(float(op.params["slope"]) for op in acts),
+            _checked=True,
+            _graph=graph,
+            _dtype=dt,
+        )
+
+    @property
+    def _weights(self) -> tuple[Any, ...]:
+        if self._graph is not None:
+            self._refuse_graph()
+        return self._w
+
+    @property
+    def _biases(self) -> tuple[Any, ...]:
+        if self._graph is not None:
+            self._refuse_graph()
+        return self._b
+
+    def _refuse_graph(self) -> None:
+        assert self._graph is not None
+        op = self._graph.first_structural()
+        what = op.where if op is not None else "its layer model"
+        raise InputError(
+            f"net: its layer {what} is max pooling or a residual addition, which this "
+            "analysis does not support yet (it needs a chain of dense layers); networks "
+            f"with max pooling or residual blocks support {', '.join(GRAPH_ANALYSES)}"
+        )
+
+    @property
+    def layer_graph(self) -> LayerGraph | None:
+        """The layer model of a network with max pooling or residual blocks (else None).
+
+        See :mod:`fastmem._graph` for its operations and their pattern bits.
+        """
+        return self._graph
 
     # ------------------------------------------------------------------ build
     @classmethod
@@ -243,8 +311,22 @@ class Network:
             runs on it unchanged. The price is memory: a layer's matrix has
             ``C_out H_out W_out x C_in H_in W_in`` float64 entries (mostly zeros);
             a matrix needing more than half the available memory is refused with an
-            ``InputError`` saying how much it needs. ``MaxPool2d``, residual blocks,
-            ``AdaptiveAvgPool2d`` and other modules are refused (not supported yet).
+            ``InputError`` saying how much it needs.
+
+        Max pooling and residual blocks (the layer model, ``input_shape`` required)
+            A module holding ``MaxPool2d``, or one that is not an ``nn.Sequential`` (its
+            ``forward`` is traced with ``torch.fx``: plain calls of the modules above,
+            ``torch.relu`` / ``F.relu``, ``torch.flatten(x, 1)``,
+            ``x.view(x.size(0), -1)`` and residual additions ``body(x) + shortcut(x)``,
+            as in a ResNet basic block), is imported as a layer graph
+            (:attr:`layer_graph`): convolutions run natively (im2col + GEMM), BatchNorm
+            stays a per-channel affine map, max pooling's state is the argmax of each
+            window. Such a network supports :meth:`forward`, :meth:`predict`,
+            :meth:`layer_outputs`, :meth:`activation_patterns`, :meth:`pattern_hashes`,
+            :meth:`save` / :meth:`load`, ``regions.distinct_patterns`` and
+            ``regions.along_segments`` (exact and sampled); the other analyses refuse
+            it with an ``InputError`` naming the op (not supported yet).
+            ``AdaptiveAvgPool2d`` and other modules are refused, naming the module.
 
         Raises
         ------
@@ -271,6 +353,15 @@ class Network:
         >>> fastmem.Network.from_torch(cnn, input_shape=(1, 4, 4)).widths
         (16, 32, 3)
         """
+        if _needs_layer_graph(module):
+            if input_shape is None:
+                raise InputError(
+                    "input_shape: required for a network with max pooling or residual blocks "
+                    "(or any forward that is not an nn.Sequential), e.g. input_shape=(1, 28, 28)"
+                )
+            from ._graph_torch import graph_from_torch
+
+            return cls._from_graph(graph_from_torch(module, input_shape), dtype)
         weights, biases, acts, slopes = _convert.from_torch(module, input_shape)
         return cls.from_arrays(weights, biases, acts, negative_slope=slopes, dtype=dtype)
 
@@ -318,17 +409,28 @@ class Network:
 
     @property
     def widths(self) -> tuple[int, ...]:
-        """``(input_dim, hidden widths..., output_dim)``."""
+        """``(input_dim, hidden widths..., output_dim)``.
+
+        For a layer graph: the input size, the output size of each activation, the
+        output size.
+        """
+        if self._graph is not None:
+            return self._graph.widths
         return (int(self._weights[0].shape[1]), *(int(w.shape[0]) for w in self._weights))
 
     @property
     def n_layers(self) -> int:
-        """Number of affine layers (hidden layers + output)."""
+        """Number of affine layers (hidden layers + output); for a layer graph, the number
+        of activations + 1."""
+        if self._graph is not None:
+            return len(self._graph.widths) - 1
         return len(self._weights)
 
     @property
     def n_neurons(self) -> int:
         """Number of hidden neurons."""
+        if self._graph is not None:
+            return sum(self._graph.widths[1:-1])
         return sum(int(w.shape[0]) for w in self._weights[:-1])
 
     @property
@@ -379,6 +481,8 @@ class Network:
         Raises :class:`InputError` for a network with smooth layers (no patterns).
         """
         self.require_piecewise_linear("n_pattern_bits")
+        if self._graph is not None:
+            return self._graph.n_pattern_bits
         return sum(
             int(w.shape[0]) * bits_per_neuron(ACTIVATIONS[a])
             for w, a in zip(self._weights[:-1], self._activations, strict=True)
@@ -400,6 +504,11 @@ class Network:
         return self._device
 
     def __repr__(self) -> str:
+        if self._graph is not None:
+            return (
+                f"Network(input_shape={self._graph.input_shape}, ops=[{self._graph.describe()}], "
+                f"dtype={self._dtype}, device={self._device!r})"
+            )
         return (
             f"Network(widths={self.widths}, activation={self._activations}, "
             f"dtype={self._dtype}, device={self._device!r})"
@@ -422,6 +531,19 @@ class Network:
         return self._replace(lambda a: to_device(a, device))
 
     def _replace(self, fn: Any) -> Network:
+        if self._graph is not None:
+            graph = self._graph.map_arrays(lambda a: _readonly(fn(a), a))
+            probe = next((a for op in _graph.walk(graph.ops) for a in op.arrays.values()), None)
+            return Network(
+                (),
+                (),
+                self._activations,
+                self._slopes,
+                _checked=True,
+                _graph=graph,
+                _dtype=probe.dtype if probe is not None else self._dtype,
+                _device=array_device(probe) if probe is not None else self._device,
+            )
         ws = tuple(_readonly(fn(w), w) for w in self._weights)
         bs = tuple(_readonly(fn(b), b) for b in self._biases)
         return Network(ws, bs, self._activations, self._slopes, _checked=True)
@@ -442,6 +564,19 @@ class Network:
         if not hasattr(path, "write"):  # a file object (np.savez writes to it) or a path
             path = as_path(path, "path")
         host = self.to("cpu")
+        if host._graph is not None:
+            spec, members = _graph.to_spec(host._graph)
+            try:
+                np.savez(
+                    path,
+                    format_version=np.int64(_GRAPH_FORMAT_VERSION),
+                    input_shape=np.array(host._graph.input_shape, dtype=np.int64),
+                    graph=np.array(json.dumps(spec), dtype=np.str_),
+                    **members,
+                )
+            except OSError as exc:
+                raise InputError(f"path: cannot write {path}: {exc.strerror or exc}") from exc
+            return
         arrays = {f"W{i}": w for i, w in enumerate(host._weights)}
         arrays.update({f"b{i}": b for i, b in enumerate(host._biases)})
         try:
@@ -478,6 +613,8 @@ class Network:
                 raise InputError(f"path: {path} holds one array (.npy), not a fastmem network")
             with data:
                 version = int(data["format_version"])
+                if version == _GRAPH_FORMAT_VERSION:
+                    return cls._load_graph(data, path)
                 if version != _FORMAT_VERSION:
                     raise InputError(f"path: unsupported fastmem network format {version}")
                 n_layers = data["n_layers"]
@@ -499,6 +636,27 @@ class Network:
                     "float32 or float64 weights"
                 )
         return cls.from_arrays(weights, biases, acts, negative_slope=slopes, dtype=weights[0].dtype)
+
+    @classmethod
+    def _load_graph(cls, data: Any, path: Any) -> Network:
+        """A layer graph from an open ``.npz`` (format 2): every op rebuilt and checked."""
+        shape = data["input_shape"]
+        if shape.ndim != 1 or shape.dtype.kind not in "iu" or shape.shape[0] not in (1, 3):
+            raise InputError(f"path: {path}: input_shape must be 1 or 3 integers")
+        dtypes = {data[k].dtype for k in data.files if k.startswith("op")}
+        if not dtypes <= {np.dtype(np.float32), np.dtype(np.float64)} or len(dtypes) > 1:
+            raise InputError(
+                f"path: {path}: a fastmem network file holds float32 or float64 arrays of one "
+                f"dtype, got {sorted(map(str, dtypes))}"
+            )
+        try:
+            spec = json.loads(str(data["graph"]))
+            graph = _graph.from_spec(spec, [int(s) for s in shape], data)
+        except InputError as exc:
+            raise InputError(f"path: {path}: {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            raise InputError(f"path: {path}: not a valid layer graph ({exc!r})") from exc
+        return cls._from_graph(graph, dtypes.pop() if dtypes else np.float64)
 
     # ---------------------------------------------------------------- compute
     def forward(self, X: Any, *, backend: str | None = None) -> Any:
@@ -704,12 +862,18 @@ class Network:
         return to_device(X, be.device), be, net, caller_device
 
     def _chunks(self, n: int) -> list[tuple[int, int]]:
-        widest = max(self.widths)
+        widest = max(self.widths) if self._graph is None else 4 * self._graph.max_width()
         rows = max(256, _CHUNK_BYTES // (widest * self._dtype.itemsize))
         return [(lo, min(lo + rows, n)) for lo in range(0, n, rows)]
 
     def _layers(self, X: Any, be: Backend) -> Any:
         """Yield each hidden layer's post-activation values, then the logits (one chunk)."""
+        if self._graph is not None:
+            outs: list[Any] = []
+            logits = _graph.forward(self._graph, X, be, outputs=outs)
+            yield from outs
+            yield logits
+            return
         h = X
         for layer in range(self.n_layers - 1):
             z = h @ self._weights[layer].T
@@ -746,6 +910,8 @@ class Network:
     @np.errstate(over="ignore", invalid="ignore")  # overflow: _check_finite_layer names it
     def _propagate(self, X: Any, be: Backend, *, codes: Any, output: bool) -> Any:
         """Run the layers on one chunk; OR pattern bits into ``codes`` if given."""
+        if self._graph is not None:
+            return _graph.forward(self._graph, X, be, codes=codes)
         k = be.kernels
         h = X
         bit = 0
@@ -775,6 +941,20 @@ class Network:
         z += self._biases[-1]
         _check_finite_layer(z, self.n_layers - 1, self.n_layers)
         return z
+
+
+def _needs_layer_graph(module: Any) -> bool:
+    """A torch module that the dense import cannot take: a module of the user's own class
+    (its forward is traced), or a (nested) Sequential holding one or max pooling."""
+    mro = type(module).__mro__
+    if not any(c.__name__ == "Module" and c.__module__.startswith("torch.nn") for c in mro):
+        return False  # not a torch module: the dense import says so
+    if type(module).__name__ != "Sequential":
+        return not type(module).__module__.startswith("torch.nn")
+    return any(
+        _needs_layer_graph(child) or type(child).__name__ == "MaxPool2d"
+        for child in module.children()
+    )
 
 
 def sawtooth(depth: int, *, dtype: Any = np.float64) -> Network:

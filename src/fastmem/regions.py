@@ -92,7 +92,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _engine
+from . import _engine, _graph
 from ._backend import to_device
 from ._json import jsonable
 from ._kinds import ACTIVATIONS, activation_slope
@@ -273,7 +273,9 @@ def along_segments(
     lines = _engine.prepare_lines(net, starts, ends, ("starts", "ends"), backend)
     net.require_piecewise_linear("along_segments")
     xp = lines.be.xp
-    if method == "exact":
+    if method == "exact" and net.layer_graph is not None:
+        counts, bps, hashes, chunk = _exact_graph(lines, t0, t1, chunk_size)
+    elif method == "exact":
         counts, bps, hashes, chunk = _exact(lines, t0, t1, chunk_size)
     else:
         assert samples is not None
@@ -333,6 +335,41 @@ def _exact(
         all_hashes.append(h)
 
     largest = _engine.run(lines, t0, t1, visit, chunk_size=chunk_size, logits=False)
+    counts = xp.concatenate(all_counts)
+    return counts, xp.concatenate(all_bps), xp.concatenate(all_hashes), largest
+
+
+def _exact_graph(
+    lines: _engine.Lines, t0: float, t1: float, chunk_size: int | None
+) -> tuple[Any, Any, Any, int]:
+    """The exact walk of a layer graph (max pooling, residual blocks: fastmem._graph)."""
+    net = lines.net
+    xp, k = lines.be.xp, lines.be.kernels
+    tol = _engine.tolerance(net.dtype, t0, t1)
+    all_counts, all_bps, all_hashes = [], [], []
+    held, largest = 0, 0
+    walk = _graph.exact_segments(
+        net.layer_graph, lines.first, lines.second, t0, t1, lines.be, tol,
+        net.n_pattern_words, chunk_size,
+    )  # fmt: skip
+    for lo, hi, seg, ta, tb, codes in walk:
+        largest = max(largest, hi - lo)
+        held += int(seg.shape[0])
+        projected = held / hi * lines.m
+        check_allocation(
+            32 * projected - 16 * held,
+            f"the results of about {projected:.3g} pieces ({held / hi:.3g} per segment "
+            f"in the first {hi} of {lines.m} segments)",
+            "starts",
+            xp,
+        )
+        p = _engine.merge_equal(_engine.Pieces(seg, ta, tb, codes), xp)
+        all_counts.append(xp.bincount(p.seg, minlength=hi - lo).astype(np.int64))
+        first = xp.concatenate([xp.ones(1, dtype=bool), p.seg[1:] != p.seg[:-1]])
+        all_bps.append(p.t_lo[~first].astype(net.dtype))
+        h = xp.empty(p.seg.shape[0], dtype=np.uint64)
+        k.hash_patterns(xp.ascontiguousarray(p.codes), h)
+        all_hashes.append(h)
     counts = xp.concatenate(all_counts)
     return counts, xp.concatenate(all_bps), xp.concatenate(all_hashes), largest
 

@@ -1,0 +1,899 @@
+"""The layer model: a network as a sequence of operations on a per-sample tensor.
+
+A :class:`LayerGraph` holds :class:`Op` objects applied in order to a feature tensor of
+known per-sample shape, ``(C, H, W)`` or ``(d,)``, stored flat in PyTorch's ``(C, H, W)``
+order (rows of an ``(n, C*H*W)`` array):
+
+``linear``          ``h -> W h + b`` on a flat ``(d,)`` tensor
+``conv2d``          ``Conv2d`` (stride, padding, dilation, groups, bias or not), im2col + GEMM
+``avgpool2d``       ``AvgPool2d`` (``count_include_pad``, ``divisor_override``)
+``channel_affine``  eval-mode ``BatchNorm1d`` / ``BatchNorm2d``: ``s_c h + t_c`` per channel
+``flatten``         ``(C, H, W) -> (C*H*W,)`` (the storage is flat already)
+``act``             an element-wise activation (relu, leaky_relu, hardtanh, threshold; tanh,
+                    sigmoid for forward passes only)
+``maxpool2d``       ``MaxPool2d`` (kernel, stride, padding, dilation): piecewise linear,
+                    its state the argmax of each window
+``residual``        ``out = A(x) + B(x)`` for two op sequences ``A``, ``B`` (either may be
+                    empty: the identity), e.g. a ResNet basic block's body and shortcut
+
+Every array computation goes through the array module ``xp`` (NumPy or CuPy) and the
+pattern bits through the backend's kernels (``pack_and_activate``, ``hash_patterns``),
+so the three backends give the same results.
+
+Activation patterns of a layer graph
+    The ops carrying a state (``act`` with a piecewise-linear kind, ``maxpool2d``) are
+    numbered in execution order (a residual op runs its first branch, then its second).
+    An ``act`` op owns ``bits_per_neuron(kind)`` bits per element, elements in ``(C, H, W)``
+    order, as the neurons of a dense layer (:class:`fastmem.Network`). A ``maxpool2d`` op
+    with ``m`` outputs and ``K`` entries per window owns ``b = ceil(log2 K)`` bits per
+    output: bit ``r`` of the argmax (window entries numbered row-major, the first of
+    equal entries wins, as ``torch.max``) of output ``j`` is global bit ``offset + r m +
+    j``. A dense chain of ``linear`` and ``act`` ops has exactly the bit layout (and so
+    the hashes) of the equivalent dense :class:`fastmem.Network`.
+
+The exact segment walk (:func:`exact_segments`) follows every segment through the ops as
+the dense engine does (``fastmem.regions`` documents pieces, ties and tolerances): each
+piece carries the current tensor (and those a residual op keeps for later) at its two
+ends; an ``act`` op cuts pieces where an element meets a threshold, a ``maxpool2d`` op
+where two entries of a window that are both maximal cross; the ends of the new pieces
+are interpolated linearly (everything is affine on a piece), states are read at the
+pieces' midpoints, and adjacent pieces with equal patterns are merged at the end.
+Differences from the dense engine: no float64 threshold snap (``fastmem._kinds``), and
+pieces are stored with both ends.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._kinds import ACTIVATIONS, HARDTANH, LEAKY_RELU, RELU, THRESHOLD, bits_per_neuron
+from ._validate import check_allocation
+from .errors import InputError
+
+__all__ = ["LayerGraph", "Op", "exact_segments", "forward"]
+
+SMOOTH = ("tanh", "sigmoid")
+_AFFINE = ("linear", "conv2d", "avgpool2d", "channel_affine", "flatten")
+# Bytes of pieces kept alive at once by the exact walk (per chunk of segments).
+_WALK_BYTES = 96 * 2**20
+_FIRST_SEGMENTS = 8
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    return int(math.prod(shape))
+
+
+def shape_str(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+@dataclass(frozen=True, eq=False)
+class Op:
+    """One operation of a :class:`LayerGraph` (see the module docstring for the kinds).
+
+    ``name`` is where it came from (e.g. ``layer1.0.conv1``), ``source`` the module or
+    function (``Conv2d``, ``add``); ``arrays`` its parameters (on the graph's device),
+    ``params`` its settings; a ``residual`` op has two ``branches``.
+    """
+
+    kind: str
+    name: str
+    source: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    arrays: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    branches: tuple[tuple[Op, ...], ...] = ()
+
+    @property
+    def size(self) -> int:
+        """Elements of the output per sample."""
+        return _prod(self.out_shape)
+
+    @property
+    def where(self) -> str:
+        return f"{self.name} ({self.source})"
+
+    @property
+    def window(self) -> int:
+        """Entries per pooling window."""
+        kh, kw = self.params["kernel"]
+        return int(kh * kw)
+
+    @property
+    def state_bits(self) -> int:
+        """Pattern bits this op owns per sample (0 for ops without a state)."""
+        if self.kind == "act":
+            kind = self.params["activation"]
+            return self.size * bits_per_neuron(ACTIVATIONS[kind]) if kind in ACTIVATIONS else 0
+        if self.kind == "maxpool2d":
+            return self.size * max(0, math.ceil(math.log2(self.window)))
+        return 0
+
+    def map_arrays(self, fn: Any) -> Op:
+        return Op(
+            self.kind,
+            self.name,
+            self.source,
+            self.in_shape,
+            self.out_shape,
+            {k: fn(v) for k, v in self.arrays.items()},
+            dict(self.params),
+            tuple(tuple(o.map_arrays(fn) for o in br) for br in self.branches),
+        )
+
+    def describe(self) -> str:
+        if self.kind == "residual":
+            inner = " | ".join(
+                "identity" if not br else ", ".join(o.describe() for o in br)
+                for br in self.branches
+            )
+            return f"residual[{inner}]"
+        if self.kind == "act":
+            return str(self.params["activation"])
+        return f"{self.kind}{shape_str(self.out_shape)}"
+
+
+def walk(ops: tuple[Op, ...]) -> Any:
+    """Every op in execution order, residual branches included (the residual op after)."""
+    for op in ops:
+        for br in op.branches:
+            yield from walk(br)
+        yield op
+
+
+@dataclass(frozen=True, eq=False)
+class LayerGraph:
+    """A network as a sequence of :class:`Op` (module docstring)."""
+
+    ops: tuple[Op, ...]
+    input_shape: tuple[int, ...]
+
+    @property
+    def input_dim(self) -> int:
+        return _prod(self.input_shape)
+
+    @property
+    def output_dim(self) -> int:
+        return self.ops[-1].size if self.ops else self.input_dim
+
+    def act_ops(self) -> list[Op]:
+        return [op for op in walk(self.ops) if op.kind == "act"]
+
+    def state_ops(self) -> list[Op]:
+        return [op for op in walk(self.ops) if op.kind in ("act", "maxpool2d")]
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """``(input_dim, output size of each act op..., output_dim)``."""
+        return (self.input_dim, *(op.size for op in self.act_ops()), self.output_dim)
+
+    @property
+    def n_pattern_bits(self) -> int:
+        return sum(op.state_bits for op in self.state_ops())
+
+    def first_smooth(self) -> Op | None:
+        for op in self.act_ops():
+            if op.params["activation"] not in ACTIVATIONS:
+                return op
+        return None
+
+    def first_structural(self) -> Op | None:
+        """The first op a dense chain cannot express (max pooling or a residual add)."""
+        for op in walk(self.ops):
+            if op.kind in ("maxpool2d", "residual"):
+                return op
+        return None
+
+    def map_arrays(self, fn: Any) -> LayerGraph:
+        return LayerGraph(tuple(op.map_arrays(fn) for op in self.ops), self.input_shape)
+
+    def max_width(self) -> int:
+        """The most values per sample one op holds at once (its output, its pooling
+        windows, a convolution's im2col columns)."""
+        widest = self.input_dim
+        for op in walk(self.ops):
+            widest = max(widest, op.size)
+            if op.kind in ("maxpool2d", "avgpool2d"):
+                widest = max(widest, op.size * op.window)
+            if op.kind == "conv2d":
+                _, Ho, Wo = op.out_shape
+                widest = max(widest, Ho * Wo * op.in_shape[0] * op.window)
+        return widest
+
+    def describe(self) -> str:
+        return ", ".join(op.describe() for op in self.ops)
+
+
+# ------------------------------------------------------------------ affine ops
+def _pad_hw(x: Any, pads: tuple[tuple[int, int], tuple[int, int]], value: float, xp: Any) -> Any:
+    (pt, pb), (pl, pr) = pads
+    if not (pt or pb or pl or pr):
+        return x
+    n, C, H, W = x.shape
+    out = xp.full((n, C, H + pt + pb, W + pl + pr), value, dtype=x.dtype)
+    out[:, :, pt : pt + H, pl : pl + W] = x
+    return out
+
+
+def _taps(op: Op) -> list[tuple[int, int]]:
+    kh, kw = op.params["kernel"]
+    dh, dw = op.params["dilation"]
+    return [(i * dh, j * dw) for i in range(kh) for j in range(kw)]
+
+
+def windows(h: Any, op: Op, fill: float, xp: Any) -> Any:
+    """The pooling windows of ``h`` (n, C*H*W) as an (n, C, Ho, Wo, K) array."""
+    n = h.shape[0]
+    C, H, W = op.in_shape
+    _, Ho, Wo = op.out_shape
+    sh, sw = op.params["stride"]
+    x = _pad_hw(h.reshape(n, C, H, W), op.params["pads"], fill, xp)
+    out = xp.empty((n, C, Ho, Wo, op.window), dtype=h.dtype)
+    for k, (r, s) in enumerate(_taps(op)):
+        out[..., k] = x[:, :, r : r + sh * (Ho - 1) + 1 : sh, s : s + sw * (Wo - 1) + 1 : sw]
+    return out
+
+
+def _conv2d(h: Any, op: Op, xp: Any) -> Any:
+    n = h.shape[0]
+    C, H, W = op.in_shape
+    n_out, Ho, Wo = op.out_shape
+    w = op.arrays["weight"]
+    g = op.params["groups"]
+    sh, sw = op.params["stride"]
+    x = _pad_hw(h.reshape(n, C, H, W), op.params["pads"], 0.0, xp)
+    taps = _taps(op)
+    cols = xp.empty((n, Ho, Wo, C, len(taps)), dtype=h.dtype)
+    for k, (r, s) in enumerate(taps):
+        sl = x[:, :, r : r + sh * (Ho - 1) + 1 : sh, s : s + sw * (Wo - 1) + 1 : sw]
+        cols[..., k] = sl.transpose(0, 2, 3, 1)
+    cg, og = C // g, n_out // g
+    out = xp.empty((n * Ho * Wo, n_out), dtype=h.dtype)
+    for gi in range(g):
+        A = cols[:, :, :, gi * cg : (gi + 1) * cg, :].reshape(n * Ho * Wo, cg * len(taps))
+        Wg = w[gi * og : (gi + 1) * og].reshape(og, cg * len(taps))
+        out[:, gi * og : (gi + 1) * og] = A @ Wg.T
+    if "bias" in op.arrays:
+        out += op.arrays["bias"]
+    return xp.ascontiguousarray(out.reshape(n, Ho * Wo, n_out).transpose(0, 2, 1)).reshape(n, -1)
+
+
+def _avgpool2d(h: Any, op: Op, xp: Any) -> Any:
+    n = h.shape[0]
+    win = windows(h, op, 0.0, xp)
+    total = win.sum(axis=-1)
+    return (total * op.arrays["inv_divisor"]).reshape(n, -1)
+
+
+def apply_affine(op: Op, h: Any, xp: Any) -> Any:
+    """A new array: the affine op applied to the rows of ``h``."""
+    if op.kind == "linear":
+        z = h @ op.arrays["weight"].T
+        z += op.arrays["bias"]
+        return z
+    if op.kind == "conv2d":
+        return _conv2d(h, op, xp)
+    if op.kind == "avgpool2d":
+        return _avgpool2d(h, op, xp)
+    if op.kind == "channel_affine":
+        C = op.in_shape[0]
+        x = h.reshape(h.shape[0], C, -1)
+        return (x * op.arrays["scale"][:, None] + op.arrays["shift"][:, None]).reshape(
+            h.shape[0], -1
+        )
+    if op.kind == "flatten":
+        return h
+    raise AssertionError(op.kind)
+
+
+def _check_finite(z: Any, op: Op, xp: Any, argument: str) -> None:
+    if not bool(xp.isfinite(z).all()):
+        raise InputError(
+            f"{argument}: the output of {op.where} overflows (is not finite in {z.dtype}): "
+            "the inputs or the weights are too large"
+        )
+
+
+def _smooth(z: Any, name: str, xp: Any) -> Any:
+    if name == "tanh":
+        return xp.tanh(z)
+    e = xp.exp(-xp.abs(z))  # the stable logistic, as fastmem.Network
+    r = 1.0 / (1.0 + e)
+    return xp.where(z >= 0, r, e * r)
+
+
+def pack_argmax(idx: Any, codes: Any, bit: int, nbits: int, dtype: Any, kernels: Any) -> None:
+    """OR the ``nbits`` low bits of ``idx`` (n, m) into ``codes``: bit r of column j at
+    ``bit + r m + j`` (through the backend's relu packer, one bit per entry)."""
+    m = idx.shape[1]
+    for r in range(nbits):
+        plane = ((idx >> r) & 1).astype(dtype)
+        kernels.pack_and_activate(plane, codes, bit + r * m, RELU, 0.0)
+
+
+# ------------------------------------------------------------------ forward
+class _Pass:
+    """One forward pass: codes (or None), layer outputs (or None), the next bit."""
+
+    def __init__(self, be: Any, codes: Any, outputs: list[Any] | None, argument: str) -> None:
+        self.be = be
+        self.codes = codes
+        self.outputs = outputs
+        self.bit = 0
+        self.argument = argument
+
+    def run(self, ops: tuple[Op, ...], h: Any) -> Any:
+        for op in ops:
+            h = self.apply(op, h)
+        return h
+
+    def apply(self, op: Op, h: Any) -> Any:
+        xp, k = self.be.xp, self.be.kernels
+        if op.kind in _AFFINE:
+            z = apply_affine(op, h, xp)
+            if op.kind != "flatten":
+                _check_finite(z, op, xp, self.argument)
+            return z
+        if op.kind == "residual":
+            a = self.run(op.branches[0], h)
+            b = self.run(op.branches[1], h)
+            z = a + b
+            _check_finite(z, op, xp, self.argument)
+            return z
+        if op.kind == "act":
+            name = op.params["activation"]
+            if name not in ACTIVATIONS:
+                z = _smooth(h, name, xp)
+            else:
+                z = xp.array(h, copy=True, order="C")
+                kind, slope = ACTIVATIONS[name], op.params["slope"]
+                if self.codes is not None:
+                    k.pack_and_activate(z, self.codes, self.bit, kind, slope)
+                    self.bit += op.state_bits
+                else:
+                    k.apply_activation(z, kind, slope)
+            if self.outputs is not None:
+                self.outputs.append(z)
+            return z
+        if op.kind == "maxpool2d":
+            win = windows(h, op, -np.inf, xp)
+            if self.codes is not None and op.state_bits:
+                idx = win.argmax(axis=-1).reshape(h.shape[0], -1)
+                nbits = op.state_bits // op.size
+                pack_argmax(idx, self.codes, self.bit, nbits, h.dtype, k)
+                self.bit += op.state_bits
+            return xp.ascontiguousarray(win.max(axis=-1).reshape(h.shape[0], -1))
+        raise AssertionError(op.kind)
+
+
+def forward(
+    graph: LayerGraph, X: Any, be: Any, *, codes: Any = None, outputs: list[Any] | None = None
+) -> Any:
+    """Logits of the rows of ``X`` (one chunk); ORs the pattern into ``codes`` when given,
+    appends each act op's output to ``outputs`` when given."""
+    with np.errstate(over="ignore", invalid="ignore"):  # _check_finite names the op
+        return _Pass(be, codes, outputs, "X").run(graph.ops, X)
+
+
+# ------------------------------------------------------------------ exact walk
+class _Walk:
+    """Pieces of a chunk of segments, each with the current tensor at both ends."""
+
+    def __init__(
+        self, be: Any, seg: Any, ta: Any, tb: Any, Va: Any, Vb: Any, words: int, tol: float
+    ):
+        xp = be.xp
+        self.be = be
+        self.seg, self.ta, self.tb = seg, ta, tb
+        self.cur = (Va, Vb)
+        self.saved: list[tuple[Any, Any]] = []
+        self.codes = xp.zeros((seg.shape[0], words), dtype=np.uint64)
+        self.bit = 0
+        self.tol = tol
+        self.largest = int(seg.shape[0])
+
+    def run(self, ops: tuple[Op, ...]) -> None:
+        for op in ops:
+            self.apply(op)
+
+    def apply(self, op: Op) -> None:
+        xp, k = self.be.xp, self.be.kernels
+        Va, Vb = self.cur
+        if op.kind in _AFFINE:
+            both = apply_affine(op, xp.concatenate([Va, Vb]), xp)
+            if op.kind != "flatten":
+                _check_finite(both, op, xp, "starts, ends")
+            P = Va.shape[0]
+            self.cur = (both[:P], both[P:])
+            return
+        if op.kind == "residual":
+            x = self.cur
+            self.saved.append(x)
+            self.run(op.branches[0])
+            x = self.saved.pop()
+            self.saved.append(self.cur)
+            self.cur = x
+            self.run(op.branches[1])
+            a = self.saved.pop()
+            Za, Zb = a[0] + self.cur[0], a[1] + self.cur[1]
+            _check_finite(Za, op, xp, "starts, ends")
+            _check_finite(Zb, op, xp, "starts, ends")
+            self.cur = (Za, Zb)
+            return
+        if op.kind == "act":
+            name = op.params["activation"]
+            kind, slope = ACTIVATIONS[name], op.params["slope"]
+            thetas = (-1.0, 1.0) if kind == HARDTANH else (0.0,)
+            parents, cuts = [], []
+            for theta in thetas:
+                da, db = Va - theta, Vb - theta
+                p, j = xp.nonzero(((da < 0) & (db > 0)) | ((da > 0) & (db < 0)))
+                if p.shape[0]:
+                    dpa, dpb = da[(p, j)], db[(p, j)]
+                    parents.append(p)
+                    cuts.append(self.ta[p] + (self.tb[p] - self.ta[p]) * (dpa / (dpa - dpb)))
+            self.split(parents, cuts, op)
+            Va, Vb = self.cur
+            Zm = Va * 0.5 + Vb * 0.5
+            self.cur = (_branch(Va, Zm, kind, slope, xp), _branch(Vb, Zm, kind, slope, xp))
+            k.pack_and_activate(Zm, self.codes, self.bit, kind, slope)
+            self.bit += op.state_bits
+            return
+        if op.kind == "maxpool2d":
+            self._maxpool(op)
+            return
+        raise AssertionError(op.kind)
+
+    def _maxpool(self, op: Op) -> None:
+        xp, k = self.be.xp, self.be.kernels
+        Va, Vb = self.cur
+        Ea, Eb = windows(Va, op, -np.inf, xp), windows(Vb, op, -np.inf, xp)
+        P, K = Va.shape[0], op.window
+        Ea2, Eb2 = Ea.reshape(P, -1, K), Eb.reshape(P, -1, K)
+        parents, cuts = [], []
+        for i in range(K):
+            for j in range(i + 1, K):
+                da, db = Ea2[:, :, i] - Ea2[:, :, j], Eb2[:, :, i] - Eb2[:, :, j]
+                p, w = xp.nonzero(((da < 0) & (db > 0)) | ((da > 0) & (db < 0)))
+                if not p.shape[0]:
+                    continue
+                lam = da[(p, w)] / (da[(p, w)] - db[(p, w)])
+                # keep only crossings of two entries that are maximal there (where the
+                # argmax can change); the margin only keeps more cuts than needed, and a
+                # cut inside one region is merged away at the end
+                a, b = Ea2[p, w], Eb2[p, w]
+                at = a + lam[:, None] * (b - a)
+                top = at.max(axis=1)
+                scale = xp.maximum(xp.abs(a).max(axis=1), xp.abs(b).max(axis=1))
+                keep = at[:, i] >= top - 1e-9 * (scale + 1.0)
+                p, lam = p[keep], lam[keep]
+                parents.append(p)
+                cuts.append(self.ta[p] + (self.tb[p] - self.ta[p]) * lam)
+        self.split(parents, cuts, op)
+        Va, Vb = self.cur
+        Ea, Eb = windows(Va, op, -np.inf, xp), windows(Vb, op, -np.inf, xp)
+        if op.state_bits:
+            Em = Ea * 0.5 + Eb * 0.5
+            idx = Em.argmax(axis=-1).reshape(Va.shape[0], -1)
+            pack_argmax(idx, self.codes, self.bit, op.state_bits // op.size, Va.dtype, k)
+            self.bit += op.state_bits
+        n = Va.shape[0]
+        self.cur = (
+            xp.ascontiguousarray(Ea.max(axis=-1).reshape(n, -1)),
+            xp.ascontiguousarray(Eb.max(axis=-1).reshape(n, -1)),
+        )
+
+    def split(self, parents: list[Any], cuts: list[Any], op: Op) -> None:
+        """Cut the pieces at the given ``t`` (ties within ``tol`` merged, none within
+        ``tol`` of a piece's ends) and interpolate every carried tensor."""
+        xp = self.be.xp
+        if not parents:
+            return
+        p = xp.concatenate(parents)
+        t = xp.concatenate(cuts)
+        inside = (t - self.ta[p] > self.tol) & (self.tb[p] - t > self.tol)
+        p, t = p[inside], t[inside]
+        if not p.shape[0]:
+            return
+        order = xp.lexsort(xp.stack([t, p]))
+        p, t = p[order], t[order]
+        # chains of cuts closer than tol are one cut, at the middle of the chain
+        start = xp.concatenate(
+            [xp.ones(1, dtype=bool), (p[1:] != p[:-1]) | (t[1:] - t[:-1] > self.tol)]
+        )
+        firsts = xp.nonzero(start)[0]
+        lasts = xp.concatenate([firsts[1:] - 1, xp.asarray([p.shape[0] - 1])])
+        p = p[firsts]
+        t = t[firsts] * 0.5 + t[lasts] * 0.5
+        P = self.seg.shape[0]
+        ncut = xp.bincount(p, minlength=P)
+        new_n = P + int(p.shape[0])
+        width = (
+            max(self.cur[0].shape[1], *(s[0].shape[1] for s in self.saved))
+            if self.saved
+            else self.cur[0].shape[1]
+        )
+        carried = self.cur[0].shape[1] + sum(s[0].shape[1] for s in self.saved)
+        check_allocation(
+            2.5 * new_n * (2 * carried + 4 * width) * self.cur[0].dtype.itemsize,
+            f"the {new_n} pieces of {P} after {op.where}",
+            "starts",
+            xp,
+        )
+        parent = xp.repeat(xp.arange(P), ncut + 1)
+        first_new = xp.cumsum(ncut + 1) - (ncut + 1)
+        first_cut = xp.cumsum(ncut) - ncut
+        rank = xp.arange(p.shape[0]) - first_cut[p]
+        pos = first_new[p] + rank  # the new piece ending at this cut
+        lo = self.ta[parent]
+        hi = self.tb[parent]
+        lo[pos + 1] = t
+        hi[pos] = t
+        span = self.tb[parent] - self.ta[parent]
+        dt = self.cur[0].dtype
+        lam_lo = ((lo - self.ta[parent]) / span).astype(dt)
+        lam_hi = ((hi - self.ta[parent]) / span).astype(dt)
+        last = first_new + ncut
+
+        def interp(pair: tuple[Any, Any]) -> tuple[Any, Any]:
+            A, B = pair[0][parent], pair[1][parent]
+            D = B - A
+            newA = A + lam_lo[:, None] * D
+            newB = A + lam_hi[:, None] * D
+            newA[first_new] = pair[0]  # the old ends stay bit for bit
+            newB[last] = pair[1]
+            return newA, newB
+
+        self.cur = interp(self.cur)
+        self.saved = [interp(s) for s in self.saved]
+        self.seg, self.ta, self.tb = self.seg[parent], lo, hi
+        self.codes = self.codes[parent]
+        self.largest = max(self.largest, new_n)
+
+
+def _branch(z: Any, zm: Any, kind: int, slope: float, xp: Any) -> Any:
+    """The activation's branch chosen at the piece's midpoint ``zm``, evaluated at ``z``."""
+    if kind == RELU:
+        return xp.where(zm > 0, z, 0.0).astype(z.dtype, copy=False)
+    if kind == LEAKY_RELU:
+        return xp.where(zm > 0, z, z * z.dtype.type(slope)).astype(z.dtype, copy=False)
+    if kind == HARDTANH:
+        return xp.where(zm > 1, 1.0, xp.where(zm > -1, z, -1.0)).astype(z.dtype, copy=False)
+    assert kind == THRESHOLD
+    return (zm >= 0).astype(z.dtype)
+
+
+def exact_segments(
+    graph: LayerGraph,
+    A: Any,
+    B: Any,
+    t0: float,
+    t1: float,
+    be: Any,
+    tol: float,
+    words: int,
+    chunk_size: int | None,
+) -> Any:
+    """Pieces of the segments ``A + t (B - A)``, ``t in [t0, t1]``, through ``graph``.
+
+    Yields, per chunk of segments ``[lo, hi)``: ``(lo, hi, seg, t_lo, t_hi, codes)``, the
+    pieces sorted by (segment, t), ``seg`` counted from ``lo``, adjacent equal patterns
+    not yet merged. Chunks have ``chunk_size`` segments, or (None) as many as keep the
+    pieces near ``_WALK_BYTES`` judged from the pieces per segment seen so far.
+    """
+    xp = be.xp
+    m = A.shape[0]
+    item = A.dtype.itemsize
+    per_piece = item * (6 * graph.max_width() + 4 * graph.input_dim) + 8 * words
+    lo, size = 0, chunk_size or _FIRST_SEGMENTS
+    per_seg = 1.0
+    while lo < m:
+        hi = min(m, lo + size)
+        n = hi - lo
+        with np.errstate(over="ignore", invalid="ignore"):
+            D = B[lo:hi] - A[lo:hi]
+        if not bool(xp.isfinite(D).all()):
+            raise InputError("starts, ends: ends - starts overflows (is not finite)")
+        Va = A[lo:hi] + A.dtype.type(t0) * D
+        Vb = A[lo:hi] + A.dtype.type(t1) * D
+        if not (bool(xp.isfinite(Va).all()) and bool(xp.isfinite(Vb).all())):
+            raise InputError(
+                f"starts, ends, t_range: points of the segments at t = {t0:g} or {t1:g} "
+                "overflow (are not finite)"
+            )
+        seg = xp.arange(n)
+        ta = xp.full(n, t0, dtype=np.float64)
+        tb = xp.full(n, t1, dtype=np.float64)
+        w = _Walk(be, seg, ta, tb, Va, Vb, words, tol)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            w.run(graph.ops)
+        yield lo, hi, w.seg, w.ta, w.tb, w.codes
+        per_seg = max(per_seg, w.largest / n)
+        lo = hi
+        if chunk_size is None:
+            size = int(max(1, min(4096, _WALK_BYTES / (per_piece * per_seg))))
+
+
+# ------------------------------------------------------------------ building ops
+def _where(name: str, source: str) -> str:
+    return f"{name} ({source})"
+
+
+def _pair(v: Any, what: str, where: str) -> tuple[int, int]:
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return (int(v), int(v))
+    try:
+        t = tuple(int(x) for x in v)
+    except (TypeError, ValueError):
+        t = ()
+    if len(t) != 2:
+        raise InputError(f"{where}: {what} must be an int or a pair of ints, got {v!r}")
+    return t  # type: ignore[return-value]
+
+
+def _finite_array(
+    a: Any, where: str, what: str, shape: tuple[int, ...] | None = None
+) -> np.ndarray:
+    arr = np.asarray(a, dtype=np.float64)
+    if shape is not None and arr.shape != shape:
+        raise InputError(f"{where}: {what} has shape {arr.shape}, expected {shape}")
+    if not np.isfinite(arr).all():
+        raise InputError(f"{where}: {what} holds NaN or Inf")
+    return arr
+
+
+def _spatial(shape: tuple[int, ...], where: str) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise InputError(f"{where}: takes a (C, H, W) tensor per sample, got {shape_str(shape)}")
+    return shape  # type: ignore[return-value]
+
+
+def _out_hw(
+    shape: tuple[int, int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pads: tuple[tuple[int, int], tuple[int, int]],
+    dilation: tuple[int, int],
+    where: str,
+) -> tuple[int, int]:
+    _, H, W = shape
+    if min(*kernel, *stride, *dilation) < 1 or min(*pads[0], *pads[1]) < 0:
+        raise InputError(
+            f"{where}: kernel {kernel}, stride {stride} and dilation {dilation} must be >= 1 "
+            f"and padding {pads} >= 0"
+        )
+    Ho = (H + pads[0][0] + pads[0][1] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    Wo = (W + pads[1][0] + pads[1][1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+    if Ho < 1 or Wo < 1:
+        raise InputError(
+            f"{where}: kernel {kernel[0]}x{kernel[1]} (dilation {dilation[0]}x{dilation[1]}) "
+            f"does not fit the padded input of shape {shape_str(shape)}"
+        )
+    return Ho, Wo
+
+
+def make_linear(name: str, source: str, in_shape: tuple[int, ...], weight: Any, bias: Any) -> Op:
+    where = _where(name, source)
+    if len(in_shape) != 1:
+        raise InputError(
+            f"{where}: takes a flat (d,) tensor per sample, got {shape_str(in_shape)}; "
+            "add a Flatten before it"
+        )
+    w = _finite_array(weight, where, "weight")
+    if w.ndim != 2 or w.shape[1] != in_shape[0]:
+        raise InputError(
+            f"{where}: expects {w.shape[-1] if w.ndim == 2 else '?'} inputs, got a tensor of "
+            f"shape {shape_str(in_shape)}"
+        )
+    b = np.zeros(w.shape[0]) if bias is None else _finite_array(bias, where, "bias", (w.shape[0],))
+    return Op("linear", name, source, in_shape, (int(w.shape[0]),), {"weight": w, "bias": b})
+
+
+def make_conv2d(
+    name: str,
+    source: str,
+    in_shape: tuple[int, ...],
+    weight: Any,
+    bias: Any,
+    stride: Any,
+    pads: Any,
+    dilation: Any,
+    groups: int,
+) -> Op:
+    where = _where(name, source)
+    shape = _spatial(in_shape, where)
+    w = _finite_array(weight, where, "weight")
+    if w.ndim != 4:
+        raise InputError(f"{where}: weight must be (out, in / groups, kh, kw), got {w.shape}")
+    n_out, cg, kh, kw = (int(s) for s in w.shape)
+    groups = int(groups)
+    if groups < 1 or n_out % groups or shape[0] != cg * groups:
+        raise InputError(
+            f"{where}: expects {cg * groups} input channels in {groups} group(s), got a tensor "
+            f"of shape {shape_str(in_shape)}"
+        )
+    st, dl = _pair(stride, "stride", where), _pair(dilation, "dilation", where)
+    pd = (_pair(pads[0], "padding", where), _pair(pads[1], "padding", where))
+    Ho, Wo = _out_hw(shape, (kh, kw), st, pd, dl, where)
+    arrays = {"weight": w}
+    if bias is not None:
+        arrays["bias"] = _finite_array(bias, where, "bias", (n_out,))
+    params = {"stride": st, "pads": pd, "dilation": dl, "groups": groups, "kernel": (kh, kw)}
+    return Op("conv2d", name, source, in_shape, (n_out, Ho, Wo), arrays, params)
+
+
+def make_pool(
+    kind: str,
+    name: str,
+    source: str,
+    in_shape: tuple[int, ...],
+    kernel: Any,
+    stride: Any,
+    pads: Any,
+    dilation: Any = 1,
+    *,
+    count_include_pad: bool = True,
+    divisor_override: Any = None,
+) -> Op:
+    """``maxpool2d`` or ``avgpool2d`` (``ceil_mode=False``)."""
+    where = _where(name, source)
+    shape = _spatial(in_shape, where)
+    k = _pair(kernel, "kernel_size", where)
+    st = _pair(stride if stride is not None else kernel, "stride", where)
+    pd = (_pair(pads[0], "padding", where), _pair(pads[1], "padding", where))
+    dl = _pair(dilation, "dilation", where)
+    if (
+        pd[0][0] > k[0] // 2
+        or pd[1][0] > k[1] // 2
+        or pd[0] != (pd[0][0],) * 2
+        or pd[1] != (pd[1][0],) * 2
+    ):
+        raise InputError(
+            f"{where}: padding must be symmetric and at most half the kernel, got {pd}"
+        )
+    Ho, Wo = _out_hw(shape, k, st, pd, dl, where)
+    params: dict[str, Any] = {"kernel": k, "stride": st, "pads": pd, "dilation": dl}
+    arrays: dict[str, Any] = {}
+    if kind == "avgpool2d":
+        if dl != (1, 1):
+            raise InputError(f"{where}: dilation is not supported for average pooling")
+        params["count_include_pad"] = bool(count_include_pad)
+        params["divisor_override"] = None if divisor_override is None else int(divisor_override)
+        if divisor_override is not None:
+            if int(divisor_override) < 1:
+                raise InputError(f"{where}: divisor_override must be >= 1, got {divisor_override}")
+            inv = np.full((Ho, Wo), 1.0 / int(divisor_override))
+        elif count_include_pad:
+            inv = np.full((Ho, Wo), 1.0 / (k[0] * k[1]))
+        else:
+            probe = Op(kind, name, source, (1, shape[1], shape[2]), (1, Ho, Wo), {}, params)
+            counts = windows(np.ones((1, shape[1] * shape[2])), probe, 0.0, np).sum(axis=-1)
+            inv = 1.0 / counts.reshape(Ho, Wo)
+        arrays["inv_divisor"] = inv
+    elif kind != "maxpool2d":
+        raise AssertionError(kind)
+    return Op(kind, name, source, in_shape, (shape[0], Ho, Wo), arrays, params)
+
+
+def make_channel_affine(
+    name: str, source: str, in_shape: tuple[int, ...], scale: Any, shift: Any
+) -> Op:
+    where = _where(name, source)
+    C = in_shape[0]
+    s = _finite_array(scale, where, "scale", (C,))
+    t = _finite_array(shift, where, "shift", (C,))
+    return Op("channel_affine", name, source, in_shape, in_shape, {"scale": s, "shift": t})
+
+
+def make_flatten(name: str, source: str, in_shape: tuple[int, ...]) -> Op:
+    return Op("flatten", name, source, in_shape, (_prod(in_shape),))
+
+
+def make_act(
+    name: str, source: str, in_shape: tuple[int, ...], activation: str, slope: float
+) -> Op:
+    where = _where(name, source)
+    if activation not in ACTIVATIONS and activation not in SMOOTH:
+        raise InputError(f"{where}: unknown activation {activation!r}")
+    slope = float(slope) if activation == "leaky_relu" else 0.0
+    if not math.isfinite(slope):
+        raise InputError(f"{where}: negative_slope must be finite, got {slope}")
+    return Op(
+        "act", name, source, in_shape, in_shape, {}, {"activation": activation, "slope": slope}
+    )
+
+
+def make_residual(
+    name: str, source: str, in_shape: tuple[int, ...], first: tuple[Op, ...], second: tuple[Op, ...]
+) -> Op:
+    where = _where(name, source)
+    shapes = [br[-1].out_shape if br else in_shape for br in (first, second)]
+    if _prod(shapes[0]) != _prod(shapes[1]) or len(shapes[0]) != len(shapes[1]):
+        raise InputError(
+            f"{where}: adds tensors of shapes {shape_str(shapes[0])} and {shape_str(shapes[1])}"
+        )
+    return Op("residual", name, source, in_shape, shapes[0], {}, {}, (tuple(first), tuple(second)))
+
+
+# ------------------------------------------------------------------ save / load
+def to_spec(graph: LayerGraph) -> tuple[list[Any], dict[str, np.ndarray]]:
+    """A JSON-able description of the ops and the arrays it names (for ``.npz``)."""
+    arrays: dict[str, np.ndarray] = {}
+
+    def one(op: Op) -> dict[str, Any]:
+        keys = {}
+        for key, value in op.arrays.items():
+            if op.kind == "avgpool2d":
+                continue  # derived from the settings
+            member = f"op{len(arrays)}_{key}"
+            arrays[member] = value
+            keys[key] = member
+        params = {
+            k: (list(map(list, v)) if k == "pads" else list(v) if isinstance(v, tuple) else v)
+            for k, v in op.params.items()
+        }
+        return {
+            "kind": op.kind,
+            "name": op.name,
+            "source": op.source,
+            "arrays": keys,
+            "params": params,
+            "branches": [[one(o) for o in br] for br in op.branches],
+        }
+
+    return [one(op) for op in graph.ops], arrays
+
+
+def from_spec(spec: Any, input_shape: Any, data: Any) -> LayerGraph:
+    """Rebuild (and so re-check) a graph written by :func:`to_spec`; ``InputError`` on any
+    inconsistency."""
+
+    def arr(d: dict[str, Any], key: str) -> Any:
+        member = d["arrays"].get(key)
+        return None if member is None else data[str(member)]
+
+    def build(items: Any, shape: tuple[int, ...]) -> tuple[tuple[Op, ...], tuple[int, ...]]:
+        ops = []
+        for d in items:
+            kind, name, source, p = str(d["kind"]), str(d["name"]), str(d["source"]), d["params"]
+            if kind == "linear":
+                op = make_linear(name, source, shape, arr(d, "weight"), arr(d, "bias"))
+            elif kind == "conv2d":
+                op = make_conv2d(
+                    name, source, shape, arr(d, "weight"), arr(d, "bias"), p["stride"],
+                    p["pads"], p["dilation"], p["groups"],
+                )  # fmt: skip
+            elif kind in ("maxpool2d", "avgpool2d"):
+                op = make_pool(
+                    kind, name, source, shape, p["kernel"], p["stride"], p["pads"],
+                    p["dilation"], count_include_pad=p.get("count_include_pad", True),
+                    divisor_override=p.get("divisor_override"),
+                )  # fmt: skip
+            elif kind == "channel_affine":
+                op = make_channel_affine(name, source, shape, arr(d, "scale"), arr(d, "shift"))
+            elif kind == "flatten":
+                op = make_flatten(name, source, shape)
+            elif kind == "act":
+                op = make_act(name, source, shape, str(p["activation"]), float(p["slope"]))
+            elif kind == "residual":
+                if len(d["branches"]) != 2:
+                    raise InputError(f"{name}: a residual op has two branches")
+                first, _ = build(d["branches"][0], shape)
+                second, _ = build(d["branches"][1], shape)
+                op = make_residual(name, source, shape, first, second)
+            else:
+                raise InputError(f"unknown op kind {kind!r}")
+            ops.append(op)
+            shape = op.out_shape
+        return tuple(ops), shape
+
+    shape = tuple(int(s) for s in input_shape)
+    ops, _ = build(spec, shape)
+    if not ops:
+        raise InputError("a network needs at least one op")
+    return LayerGraph(ops, shape)
