@@ -273,11 +273,6 @@ def test_small_cnn_critical_samples_runs(backend):
             r"module\[2\] \(Linear\): takes a flat tensor.*Flatten",
         ),
         (
-            lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2)),
-            (1, 6, 6),
-            r"module\[1\] \(MaxPool2d\): max pooling is not supported yet",
-        ),
-        (
             lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1)),
             (1, 6, 6),
             r"module\[1\] \(AdaptiveAvgPool2d\): not supported yet",
@@ -344,11 +339,16 @@ def _shifted_conv(*args):
     return cls(*args)
 
 
-def test_residual_blocks_and_subclasses_are_refused():
-    with pytest.raises(InputError, match=r"module\[1\] \(_Residual\): not supported yet"):
-        Network.from_torch(nn.Sequential(nn.Conv2d(1, 2, 1), _Residual()), input_shape=(1, 4, 4))
-    # the lowered matrix is checked against the module's own forward
-    with pytest.raises(InputError, match=r"module\[0\] \(Conv2d\): its lowered dense matrix"):
+def test_residual_blocks_import_as_a_layer_graph_and_subclasses_are_refused():
+    # a module of the user's own class is traced (torch.fx) into the layer model
+    seq = nn.Sequential(nn.Conv2d(1, 2, 1), _Residual(), nn.Flatten(), nn.Linear(32, 2)).eval()
+    net = Network.from_torch(seq, input_shape=(1, 4, 4))
+    assert net.layer_graph is not None
+    X = np.random.default_rng(0).normal(size=(3, 16))
+    want = seq.double()(torch.from_numpy(X.reshape(3, 1, 4, 4))).detach().numpy()
+    np.testing.assert_allclose(net.forward(X), want, rtol=0, atol=1e-12)
+    # a subclass with its own forward: traced through, and its F.conv2d call refused
+    with pytest.raises(InputError, match=r"0.weight: forward reads a parameter"):
         Network.from_torch(nn.Sequential(_shifted_conv(1, 2, 3)), input_shape=(1, 4, 4))
 
 

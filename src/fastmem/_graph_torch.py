@@ -207,6 +207,11 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
                 raise InputError("module: forward must return one tensor")
             result = values[out]
             continue
+        if node.op == "get_attr":
+            raise InputError(
+                f"{node.target}: forward reads a parameter or buffer directly (a functional "
+                "call such as F.conv2d(x, self.weight)); call the module instead"
+            )
         args = [values.get(a, a) if isinstance(a, fx.Node) else a for a in node.args]
         if any(isinstance(a, fx.Node) and a not in values for a in node.args):
             raise InputError(f"{where}: uses a value fastmem does not follow")  # pragma: no cover

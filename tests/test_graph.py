@@ -1,0 +1,439 @@
+"""The layer model (fastmem._graph): max pooling and residual blocks.
+
+References written here, independent of fastmem's code: torch's own forward (float64),
+the dense lowering of the same convolutional network (``Network.from_torch`` on an
+``nn.Sequential`` without max pooling), and a region walk along each segment that steps
+from event to event using torch forward-mode derivatives (``torch.func.jvp``) of every
+pre-activation and pooling window.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastmem
+from fastmem import InputError
+
+torch = pytest.importorskip("torch", reason="the layer model imports torch modules")
+nn = torch.nn
+F = torch.nn.functional
+
+BACKENDS = [n for n, info in fastmem.backends().items() if info.available and n != "cuda"]
+
+
+def _init(module: nn.Module, seed: int) -> nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.5)
+        for m in module.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=gen) - 0.5)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+    return module.eval()
+
+
+class PoolNet(nn.Module):
+    """conv-relu-maxpool-conv-relu-flatten-linear (``forward`` traced by torch.fx)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 3, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.c2 = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.fc = nn.Linear(4 * 2 * 2, 3)
+        _init(self, seed)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.c1(x)))
+        x = torch.relu(self.c2(x))
+        return self.fc(torch.flatten(x, 1))
+
+    def probe(self, x):
+        """Every quantity whose sign or order sets the pattern, in fastmem's op order."""
+        z1 = self.c1(x)
+        win = F.unfold(F.relu(z1), 2, stride=2)  # (n, C*4, L): the pooling windows
+        n = x.shape[0]
+        win = win.reshape(n, 3, 4, -1).permute(0, 1, 3, 2).reshape(n, -1, 4)
+        z2 = self.c2(F.max_pool2d(F.relu(z1), 2))
+        return [("act", z1.reshape(n, -1)), ("pool", win), ("act", z2.reshape(n, -1))]
+
+
+class Basic(nn.Module):
+    """A ResNet basic block (BatchNorm, optional 1x1 downsampling shortcut)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.short = None
+        if stride != 1 or c_in != c_out:
+            self.short = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride), nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += x if self.short is None else self.short(x)
+        return F.relu(out)
+
+
+class ResNet(nn.Module):
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU())
+        self.layer1 = Basic(2, 2, 1)
+        self.layer2 = Basic(2, 3, 2)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(3 * 2 * 2, 4)
+        _init(self, seed)
+
+    def forward(self, x):
+        x = self.pool(self.layer2(self.layer1(self.stem(x))))
+        return self.fc(x.view(x.size(0), -1))
+
+    def probe(self, x):
+        n = x.shape[0]
+        out = []
+        z = self.stem[0](x)
+        out.append(("act", z.reshape(n, -1)))
+        h = F.relu(z)
+        for blk in (self.layer1, self.layer2):
+            z1 = blk.bn1(blk.conv1(h))
+            out.append(("act", z1.reshape(n, -1)))
+            z2 = blk.bn2(blk.conv2(F.relu(z1))) + (h if blk.short is None else blk.short(h))
+            out.append(("act", z2.reshape(n, -1)))
+            h = F.relu(z2)
+        win = F.unfold(h, 2, stride=2).reshape(n, 3, 4, -1).permute(0, 1, 3, 2).reshape(n, -1, 4)
+        out.append(("pool", win))
+        return out
+
+
+SHAPE = (1, 8, 8)
+MODELS = {"pool": PoolNet, "resnet": ResNet}
+
+
+def _segments(seed: int, m: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 1, (m, 64)), rng.uniform(0, 1, (m, 64))
+
+
+# ------------------------------------------------------------------ forward
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_forward_and_layer_outputs_match_torch(name: str, backend: str) -> None:
+    model = MODELS[name](seed=3)
+    net = fastmem.Network.from_torch(model, input_shape=SHAPE)
+    assert net.layer_graph is not None
+    X = np.random.default_rng(1).uniform(-1, 1, (7, 64))
+    ref = model.double()(torch.from_numpy(X.reshape(7, *SHAPE))).detach().numpy()
+    np.testing.assert_allclose(net.forward(X, backend=backend), ref, rtol=0, atol=1e-10)
+    np.testing.assert_array_equal(net.predict(X, backend=backend), ref.argmax(axis=1))
+    outs = net.layer_outputs(X, backend=backend)
+    assert len(outs) == net.n_layers == len(net.widths) - 1
+    assert [o.shape[1] for o in outs] == list(net.widths[1:])
+    np.testing.assert_array_equal(outs[-1], net.forward(X, backend=backend))
+    probe = model.probe(torch.from_numpy(X.reshape(7, *SHAPE)))
+    first = probe[0][1].detach().numpy()
+    np.testing.assert_allclose(outs[0], np.maximum(first, 0), rtol=0, atol=1e-12)
+
+
+def test_patterns_match_probe_bits_and_layout() -> None:
+    """The packed bits are the signs of the pre-activations and the window argmaxes, in
+    the documented layout (fastmem._graph docstring)."""
+    model = PoolNet(seed=5).double()
+    net = fastmem.Network.from_torch(model, input_shape=SHAPE)
+    X = np.random.default_rng(2).uniform(0, 1, (6, 64))
+    codes = net.activation_patterns(X)
+    bits = []
+    for kind, q in model.probe(torch.from_numpy(X.reshape(6, *SHAPE))):
+        q = q.detach().numpy()
+        if kind == "act":
+            bits.append(q > 0)
+        else:
+            idx = q.argmax(axis=2)  # first of equal entries, as torch.max
+            bits.extend([(idx >> r) & 1 == 1 for r in range(2)])
+    bits = np.concatenate(bits, axis=1)
+    assert bits.shape[1] == net.n_pattern_bits
+    words = np.zeros((6, net.n_pattern_words), dtype=np.uint64)
+    for g in range(bits.shape[1]):
+        words[:, g // 64] |= bits[:, g].astype(np.uint64) << np.uint64(g % 64)
+    np.testing.assert_array_equal(codes, words)
+
+
+# ------------------------------------------------------------------ conv path = dense
+def _conv_sequential(seed: int) -> nn.Module:
+    return _init(
+        nn.Sequential(
+            nn.Conv2d(1, 3, 3, stride=2, padding=1),
+            nn.BatchNorm2d(3),
+            nn.ReLU(),
+            nn.AvgPool2d(2, padding=1, count_include_pad=False),
+            nn.Conv2d(3, 4, 2, groups=1, dilation=1),
+            nn.LeakyReLU(0.1),
+            nn.Flatten(),
+            nn.Linear(4 * 2 * 2, 5),
+            nn.Hardtanh(),
+            nn.Linear(5, 3),
+        ),
+        seed,
+    )
+
+
+class _Wrapped(nn.Module):
+    """The same layers called from a forward of the user's own: imported as a graph."""
+
+    def __init__(self, seq: nn.Module) -> None:
+        super().__init__()
+        self.seq = seq
+
+    def forward(self, x):
+        return self.seq(x)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_conv_graph_equals_its_dense_lowering(seed: int) -> None:
+    seq = _conv_sequential(seed)
+    dense = fastmem.Network.from_torch(seq, input_shape=SHAPE)
+    graph = fastmem.Network.from_torch(_Wrapped(seq), input_shape=SHAPE)
+    assert dense.layer_graph is None and graph.layer_graph is not None
+    assert graph.widths == dense.widths
+    assert graph.n_pattern_bits == dense.n_pattern_bits
+    A, B = _segments(seed, 6)
+    np.testing.assert_allclose(graph.forward(A), dense.forward(A), rtol=0, atol=1e-10)
+    np.testing.assert_array_equal(graph.pattern_hashes(A), dense.pattern_hashes(A))
+    rg = fastmem.regions.along_segments(graph, A, B)
+    rd = fastmem.regions.along_segments(dense, A, B)
+    np.testing.assert_array_equal(rg.counts, rd.counts)
+    np.testing.assert_allclose(rg.breakpoints.values, rd.breakpoints.values, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(rg.pattern_hashes.values, rd.pattern_hashes.values)
+
+
+# ------------------------------------------------------------------ exact walk
+def _reference_walk(model: nn.Module, a: np.ndarray, b: np.ndarray) -> tuple[int, list[float]]:
+    """Regions along ``a + t (b - a)``: from each point, the next event (a pre-activation
+    reaching 0, a window entry overtaking the window's maximum) is solved exactly from the
+    values and their t-derivatives (forward mode); step just past it and repeat."""
+    model = model.double()
+    x0 = torch.from_numpy(a.reshape(1, *SHAPE))
+    d = torch.from_numpy((b - a).reshape(1, *SHAPE))
+
+    def at(t: float):
+        vals, tans = torch.func.jvp(lambda x: [q for _, q in model.probe(x)], (x0 + t * d,), (d,))
+        return [(k, v.detach().numpy()[0], s.detach().numpy()[0]) for (k, _), v, s in zip(model.probe(x0), vals, tans)]
+
+    def pattern(qs) -> tuple:
+        return tuple(
+            tuple((v > 0).ravel()) if k == "act" else tuple(v.argmax(axis=1)) for k, v, _ in qs
+        )
+
+    t, step = 0.0, 1e-9
+    prev, count, bps = None, 0, []
+    probe_t = 0.0
+    while True:
+        qs = at(probe_t)
+        pat = pattern(qs)
+        if pat != prev:
+            count += 1
+            if prev is not None:
+                bps.append(t)
+            prev = pat
+        nxt = 1.0
+        for k, v, s in qs:
+            if k == "act":
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    tz = probe_t - v / s
+                ok = (s != 0) & (tz > probe_t)
+                if ok.any():
+                    nxt = min(nxt, float(tz[ok].min()))
+            else:
+                j = v.argmax(axis=1)
+                vj = np.take_along_axis(v, j[:, None], 1)
+                sj = np.take_along_axis(s, j[:, None], 1)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    tz = probe_t + (vj - v) / (s - sj)
+                ok = (s > sj) & (tz > probe_t)
+                if ok.any():
+                    nxt = min(nxt, float(tz[ok].min()))
+        if nxt >= 1.0 - step:
+            return count, bps
+        t = nxt
+        probe_t = nxt + step
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_exact_walk_matches_reference_walk(name: str, seed: int) -> None:
+    model = MODELS[name](seed=seed)
+    net = fastmem.Network.from_torch(model, input_shape=SHAPE)
+    A, B = _segments(10 + seed, 3)
+    r = fastmem.regions.along_segments(net, A, B)
+    for i in range(3):
+        count, bps = _reference_walk(model, A[i], B[i])
+        assert int(r.counts[i]) == count
+        np.testing.assert_allclose(r.breakpoints[i], bps, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_piece_hashes_are_the_forward_hashes(name: str) -> None:
+    net = fastmem.Network.from_torch(MODELS[name](seed=4), input_shape=SHAPE)
+    A, B = _segments(20, 4)
+    r = fastmem.regions.along_segments(net, A, B, t_range=(-0.5, 1.5))
+    assert r.counts.min() > 1
+    for i in range(4):
+        ends = np.concatenate([[-0.5], r.breakpoints[i], [1.5]])
+        mids = (ends[1:] + ends[:-1]) / 2
+        pts = A[i] + mids[:, None] * (B[i] - A[i])
+        np.testing.assert_array_equal(net.pattern_hashes(pts), r.pattern_hashes[i])
+        # adjacent pieces differ
+        assert (r.pattern_hashes[i][1:] != r.pattern_hashes[i][:-1]).all()
+
+
+def test_sampled_never_exceeds_exact() -> None:
+    net = fastmem.Network.from_torch(ResNet(seed=2), input_shape=SHAPE)
+    A, B = _segments(30, 4)
+    exact = fastmem.regions.along_segments(net, A, B)
+    sampled = fastmem.regions.along_segments(net, A, B, method="sampled", samples=400)
+    assert (sampled.counts <= exact.counts).all()
+    assert int(exact.counts.sum()) > 4
+
+
+def test_chunking_and_backends_agree() -> None:
+    net = fastmem.Network.from_torch(PoolNet(seed=6), input_shape=SHAPE)
+    A, B = _segments(40, 9)
+    ref = fastmem.regions.along_segments(net, A, B, backend=BACKENDS[0])
+    for backend in BACKENDS:
+        for chunk in (None, 1, 4):
+            r = fastmem.regions.along_segments(net, A, B, chunk_size=chunk, backend=backend)
+            np.testing.assert_array_equal(r.counts, ref.counts)
+            np.testing.assert_array_equal(r.breakpoints.values, ref.breakpoints.values)
+            np.testing.assert_array_equal(r.pattern_hashes.values, ref.pattern_hashes.values)
+            assert r.backend == backend
+        np.testing.assert_array_equal(
+            net.pattern_hashes(A, backend=backend), net.pattern_hashes(A, backend=BACKENDS[0])
+        )
+
+
+def test_float32_graph() -> None:
+    net = fastmem.Network.from_torch(ResNet(seed=1), input_shape=SHAPE, dtype=np.float32)
+    assert net.dtype == np.float32
+    A, B = _segments(50, 3)
+    r = fastmem.regions.along_segments(net, A, B)
+    assert r.breakpoints.values.dtype == np.float32
+    assert net.forward(A).dtype == np.float32
+    ref = net.astype(np.float64)
+    assert ref.dtype == np.float64
+    np.testing.assert_allclose(net.forward(A), ref.forward(A), rtol=1e-4, atol=1e-5)
+
+
+# ------------------------------------------------------------------ save / load
+def test_save_load_round_trip(tmp_path) -> None:
+    net = fastmem.Network.from_torch(ResNet(seed=7), input_shape=SHAPE)
+    path = tmp_path / "resnet.npz"
+    net.save(path)
+    back = fastmem.Network.load(path)
+    X = np.random.default_rng(3).uniform(0, 1, (5, 64))
+    np.testing.assert_array_equal(back.forward(X), net.forward(X))
+    np.testing.assert_array_equal(back.pattern_hashes(X), net.pattern_hashes(X))
+    assert repr(back) == repr(net)
+
+
+def test_load_refuses_a_damaged_graph(tmp_path) -> None:
+    net = fastmem.Network.from_torch(PoolNet(seed=0), input_shape=SHAPE)
+    path = tmp_path / "net.npz"
+    net.save(path)
+    with np.load(path) as data:
+        members = {k: data[k] for k in data.files}
+    bad = dict(members)
+    bad["graph"] = np.array(str(members["graph"]).replace('"conv2d"', '"conv9d"', 1))
+    np.savez(tmp_path / "kind.npz", **bad)
+    with pytest.raises(InputError, match="path: .*conv9d"):
+        fastmem.Network.load(tmp_path / "kind.npz")
+    bad = dict(members)
+    bad["input_shape"] = np.array([2, 8, 8])
+    np.savez(tmp_path / "shape.npz", **bad)
+    with pytest.raises(InputError, match="path: .*input channels"):
+        fastmem.Network.load(tmp_path / "shape.npz")
+    bad = dict(members)
+    key = next(k for k in members if k.endswith("_weight"))
+    bad[key] = np.full_like(members[key], np.nan)
+    np.savez(tmp_path / "nan.npz", **bad)
+    with pytest.raises(InputError, match="path: .*NaN"):
+        fastmem.Network.load(tmp_path / "nan.npz")
+    bad = dict(members)
+    bad["graph"] = np.array("{not json")
+    np.savez(tmp_path / "json.npz", **bad)
+    with pytest.raises(InputError, match="path: "):
+        fastmem.Network.load(tmp_path / "json.npz")
+
+
+# ------------------------------------------------------------------ refusals
+def test_import_errors_name_the_module() -> None:
+    with pytest.raises(InputError, match="input_shape: required"):
+        fastmem.Network.from_torch(PoolNet())
+    with pytest.raises(InputError, match=r"c1 \(Conv2d\): expects 1 input channels"):
+        fastmem.Network.from_torch(PoolNet(), input_shape=(3, 8, 8))
+
+    class Adaptive(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(1, 2, 3)
+            self.gap = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.gap(self.c(x)), 1))
+
+    with pytest.raises(InputError, match=r"gap \(AdaptiveAvgPool2d\): not supported"):
+        fastmem.Network.from_torch(Adaptive(), input_shape=SHAPE)
+    res = ResNet()
+    res.layer1.bn1.train()
+    with pytest.raises(InputError, match=r"layer1.bn1 \(BatchNorm2d\): in training mode"):
+        fastmem.Network.from_torch(res, input_shape=SHAPE)
+    res = ResNet()
+    with torch.no_grad():
+        res.layer2.conv2.weight[0, 0, 0, 0] = float("nan")
+    with pytest.raises(InputError, match=r"layer2.conv2 \(Conv2d\): weight holds NaN"):
+        fastmem.Network.from_torch(res, input_shape=SHAPE)
+
+    class Cat(nn.Module):
+        def forward(self, x):
+            return torch.cat([x, x], 1).flatten(1)
+
+    with pytest.raises(InputError, match=r"cat \(cat\): unsupported operation"):
+        fastmem.Network.from_torch(Cat(), input_shape=SHAPE)
+
+
+def test_other_analyses_refuse_naming_the_op() -> None:
+    net = fastmem.Network.from_torch(PoolNet(), input_shape=SHAPE)
+    X = np.random.default_rng(0).uniform(0, 1, (3, 64))
+    y = np.array([0, 1, 2])
+    calls = [
+        lambda: net.weights,
+        lambda: net.perturbed(0.1),
+        lambda: fastmem.regions.distance_to_boundary(net, X),
+        lambda: fastmem.critical_samples(net, X, radius=0.1),
+        lambda: fastmem.loss_sensitivity(net, X, y),
+        lambda: fastmem.plane_regions(net, X[0], X[1:3]),
+    ]
+    for call in calls:
+        with pytest.raises(InputError, match=r"pool \(MaxPool2d\) is max pooling"):
+            call()
+
+
+def test_sequential_with_max_pooling_is_a_graph() -> None:
+    seq = _init(
+        nn.Sequential(
+            nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2 * 3 * 3, 3)
+        ),
+        0,
+    )
+    net = fastmem.Network.from_torch(seq, input_shape=SHAPE)
+    assert net.layer_graph is not None
+    X = np.random.default_rng(4).uniform(0, 1, (4, 64))
+    ref = seq.double()(torch.from_numpy(X.reshape(4, *SHAPE))).detach().numpy()
+    np.testing.assert_allclose(net.forward(X), ref, rtol=0, atol=1e-12)
+    d = fastmem.regions.distinct_patterns(net, X)
+    assert d.n_distinct >= 1
