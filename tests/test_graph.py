@@ -71,7 +71,9 @@ class Basic(nn.Module):
         self.bn2 = nn.BatchNorm2d(c_out)
         self.short = None
         if stride != 1 or c_in != c_out:
-            self.short = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride), nn.BatchNorm2d(c_out))
+            self.short = nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride=stride), nn.BatchNorm2d(c_out)
+            )
 
     def forward(self, x):
         out = F.relu(self.bn1(self.conv1(x)))
@@ -220,9 +222,14 @@ def _reference_walk(model: nn.Module, a: np.ndarray, b: np.ndarray) -> tuple[int
     x0 = torch.from_numpy(a.reshape(1, *SHAPE))
     d = torch.from_numpy((b - a).reshape(1, *SHAPE))
 
+    kinds = [k for k, _ in model.probe(x0)]
+
     def at(t: float):
         vals, tans = torch.func.jvp(lambda x: [q for _, q in model.probe(x)], (x0 + t * d,), (d,))
-        return [(k, v.detach().numpy()[0], s.detach().numpy()[0]) for (k, _), v, s in zip(model.probe(x0), vals, tans)]
+        return [
+            (k, v.detach().numpy()[0], s.detach().numpy()[0])
+            for k, v, s in zip(kinds, vals, tans, strict=True)
+        ]
 
     def pattern(qs) -> tuple:
         return tuple(
@@ -349,18 +356,18 @@ def test_load_refuses_a_damaged_graph(tmp_path) -> None:
     bad = dict(members)
     bad["graph"] = np.array(str(members["graph"]).replace('"conv2d"', '"conv9d"', 1))
     np.savez(tmp_path / "kind.npz", **bad)
-    with pytest.raises(InputError, match="path: .*conv9d"):
+    with pytest.raises(InputError, match=r"path: .*conv9d"):
         fastmem.Network.load(tmp_path / "kind.npz")
     bad = dict(members)
     bad["input_shape"] = np.array([2, 8, 8])
     np.savez(tmp_path / "shape.npz", **bad)
-    with pytest.raises(InputError, match="path: .*input channels"):
+    with pytest.raises(InputError, match=r"path: .*input channels"):
         fastmem.Network.load(tmp_path / "shape.npz")
     bad = dict(members)
     key = next(k for k in members if k.endswith("_weight"))
     bad[key] = np.full_like(members[key], np.nan)
     np.savez(tmp_path / "nan.npz", **bad)
-    with pytest.raises(InputError, match="path: .*NaN"):
+    with pytest.raises(InputError, match=r"path: .*NaN"):
         fastmem.Network.load(tmp_path / "nan.npz")
     bad = dict(members)
     bad["graph"] = np.array("{not json")

@@ -1,0 +1,131 @@
+"""Exact regions along segments through convolutional networks (issue 20, first part).
+
+The CNN of issue 20 on MNIST-shaped inputs, He init, float64:
+``Conv2d(1,16,5,s2,p2)-ReLU-Conv2d(16,32,5,s2,p2)-ReLU-Flatten-Linear(1568,128)-ReLU-
+Linear(128,10)``, with 100 segments between random inputs in [0, 1]^784:
+
+- ``dense``: the network lowered to dense matrices (``Network.from_torch`` on the
+  ``nn.Sequential``), walked by the kernel segment engine;
+- ``graph``: the same network imported as a layer graph (its ``forward`` traced), walked
+  by the layer model's exact walk (native im2col convolutions) -- same counts;
+- ``maxpool``: the same with ``MaxPool2d(2)`` after each convolution (a layer graph);
+- ``residual``: a stem convolution and two ResNet basic blocks (a layer graph).
+
+Each contender runs in its own fresh process (``bench/_fresh.py``), min over rounds:
+
+    python -m pytest bench/test_graph.py -s
+
+This file is also the script each fresh process runs (``python test_graph.py NAME ROUNDS``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+import pytest
+
+N_SEGMENTS = 100
+SHAPE = (1, 28, 28)
+
+
+def _models():  # torch imported lazily: the bench collection must not need it
+    import torch
+
+    nn, F = torch.nn, torch.nn.functional
+
+    class Traced(nn.Module):
+        def __init__(self, seq):
+            super().__init__()
+            self.seq = seq
+
+        def forward(self, x):
+            return self.seq(x)
+
+    class Basic(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)
+            self.conv2, self.bn2 = nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)
+
+        def forward(self, x):
+            return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))) + x)
+
+    def cnn(pool: bool):
+        layers = [nn.Conv2d(1, 16, 5, stride=2, padding=2), nn.ReLU()]
+        layers += [nn.MaxPool2d(2)] if pool else []
+        layers += [nn.Conv2d(16, 32, 5, stride=2, padding=2), nn.ReLU()]
+        layers += [nn.MaxPool2d(2)] if pool else []
+        flat = 32 * 2 * 2 if pool else 32 * 7 * 7
+        layers += [nn.Flatten(), nn.Linear(flat, 128), nn.ReLU(), nn.Linear(128, 10)]
+        return nn.Sequential(*layers)
+
+    def resnet():
+        return nn.Sequential(
+            nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU(), Basic(8), Basic(8),
+            nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 7 * 7, 10),
+        )  # fmt: skip
+
+    def he(m):
+        torch.manual_seed(0)
+        for mod in m.modules():
+            if isinstance(mod, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(mod.weight)
+                nn.init.zeros_(mod.bias)
+        return m.eval()
+
+    return {
+        "dense": he(cnn(False)),
+        "graph": Traced(he(cnn(False))),
+        "maxpool": he(cnn(True)),
+        "residual": he(resnet()),
+    }
+
+
+def run(name: str, rounds: int) -> dict:
+    import fastmem
+
+    net = fastmem.Network.from_torch(_models()[name], input_shape=SHAPE)
+    rng = np.random.default_rng(0)
+    A = rng.uniform(0, 1, (N_SEGMENTS, 784))
+    B = rng.uniform(0, 1, (N_SEGMENTS, 784))
+    times, counts = [], None
+    for _ in range(rounds):
+        t = time.perf_counter()
+        r = fastmem.regions.along_segments(net, A, B)
+        times.append(time.perf_counter() - t)
+        counts = r.counts
+    return {
+        "name": name,
+        "min_s": min(times),
+        "regions_per_segment": float(np.mean(counts)),
+        "counts": [int(c) for c in counts],
+        "layer_graph": net.layer_graph is not None,
+    }
+
+
+@pytest.mark.parametrize("rounds", [2])
+def test_cnn_regions_fresh(rounds: int) -> None:
+    pytest.importorskip("torch", reason="the CNN benchmark imports torch modules")
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _fresh import run_script_fresh
+
+    out = {name: run_script_fresh(__file__, name, rounds) for name in _NAMES}
+    assert out["graph"]["counts"] == out["dense"]["counts"]
+    for name, r in out.items():
+        print(
+            f"{name:9s} min {r['min_s']:.2f} s  {r['regions_per_segment']:.1f} regions/segment"
+            f"  layer graph: {r['layer_graph']}"
+        )
+    print(f"graph / dense time: {out['graph']['min_s'] / out['dense']['min_s']:.2f}x")
+
+
+_NAMES = ("dense", "graph", "maxpool", "residual")
+
+if __name__ == "__main__":
+    result = run(sys.argv[1], int(sys.argv[2]))
+    print(json.dumps(result))
