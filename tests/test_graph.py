@@ -444,3 +444,38 @@ def test_sequential_with_max_pooling_is_a_graph() -> None:
     np.testing.assert_allclose(net.forward(X), ref, rtol=0, atol=1e-12)
     d = fastmem.regions.distinct_patterns(net, X)
     assert d.n_distinct >= 1
+
+
+# ------------------------------------------------------------------ intervals
+@pytest.mark.parametrize("seed", [0, 3])
+def test_conv_graph_intervals_equal_dense_lowering(seed: int) -> None:
+    seq = _conv_sequential(seed)
+    dense = fastmem.Network.from_torch(seq, input_shape=SHAPE)
+    graph = fastmem.Network.from_torch(_Wrapped(seq), input_shape=SHAPE)
+    A, B = _segments(60 + seed, 8)
+    ig = fastmem.intervals.generalization_intervals(graph, A, B - A)
+    idn = fastmem.intervals.generalization_intervals(dense, A, B - A)
+    np.testing.assert_array_equal(ig.predicted_class, idn.predicted_class)
+    np.testing.assert_allclose(ig.lower, idn.lower, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(ig.upper, idn.upper, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_intervals_through_pooling_and_skips_hold_the_class(name: str) -> None:
+    """Inside the interval the forward pass predicts the anchor's class; just past each
+    end (inside t_range) it does not."""
+    net = fastmem.Network.from_torch(MODELS[name](seed=8), input_shape=SHAPE)
+    A, B = _segments(70, 6)
+    D = B - A
+    iv = fastmem.intervals.generalization_intervals(net, A, D, t_range=(-3.0, 3.0))
+    cls = net.predict(A)
+    np.testing.assert_array_equal(iv.predicted_class, cls)
+    assert (iv.length > 0).all()
+    for i in range(6):
+        lo, hi = float(iv.lower[i]), float(iv.upper[i])
+        inside = np.linspace(lo, hi, 41)[1:-1]
+        assert (net.predict(A[i] + inside[:, None] * D[i]) == cls[i]).all()
+        for end, step in ((hi, 1e-6), (lo, -1e-6)):
+            if -3.0 < end + step < 3.0:
+                assert net.predict(A[i : i + 1] + (end + step) * D[i : i + 1])[0] != cls[i]
+    assert (np.abs(iv.upper) < 3.0).any() or (np.abs(iv.lower) < 3.0).any()

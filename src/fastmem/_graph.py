@@ -215,7 +215,11 @@ def _pad_hw(x: Any, pads: tuple[tuple[int, int], tuple[int, int]], value: float,
     if not (pt or pb or pl or pr):
         return x
     n, C, H, W = x.shape
-    out = xp.full((n, C, H + pt + pb, W + pl + pr), value, dtype=x.dtype)
+    out = xp.empty((n, C, H + pt + pb, W + pl + pr), dtype=x.dtype)
+    out[:, :, :pt] = value  # only the border is filled; the inside is copied once
+    out[:, :, pt + H :] = value
+    out[:, :, pt : pt + H, :pl] = value
+    out[:, :, pt : pt + H, pl + W :] = value
     out[:, :, pt : pt + H, pl : pl + W] = x
     return out
 
@@ -239,28 +243,61 @@ def windows(h: Any, op: Op, fill: float, xp: Any) -> Any:
     return out
 
 
+def _patches(x: Any, op: Op, xp: Any) -> Any:
+    """The ``(n, C, Ho, Wo, kh, kw)`` view of the windows of a padded ``(n, C, H, W)``
+    array (stride and dilation in the strides; no copy)."""
+    n, C = x.shape[:2]
+    _, Ho, Wo = op.out_shape
+    kh, kw = op.params["kernel"]
+    sh, sw = op.params["stride"]
+    dh, dw = op.params["dilation"]
+    s0, s1, s2, s3 = x.strides
+    return xp.lib.stride_tricks.as_strided(
+        x, shape=(n, C, Ho, Wo, kh, kw), strides=(s0, s1, sh * s2, sw * s3, dh * s2, dw * s3)
+    )
+
+
+# Rows per im2col block: one block's columns take about this much, so the blocks reuse
+# memory that is already mapped (a fresh page costs a fault on first touch).
+_IM2COL_BYTES = 8 * 2**20
+
+
 def _conv2d(h: Any, op: Op, xp: Any) -> Any:
+    """:func:`_conv2d_block` over blocks of rows."""
+    n = h.shape[0]
+    _, Ho, Wo = op.out_shape
+    per_row = op.in_shape[0] * op.window * Ho * Wo * h.dtype.itemsize
+    rows = max(1, _IM2COL_BYTES // per_row)
+    if n <= rows:
+        return _conv2d_block(h, op, xp)
+    out = xp.empty((n, op.size), dtype=h.dtype)
+    for lo in range(0, n, rows):
+        out[lo : lo + rows] = _conv2d_block(h[lo : lo + rows], op, xp)
+    return out
+
+
+def _conv2d_block(h: Any, op: Op, xp: Any) -> Any:
+    """im2col + one GEMM per group: the columns ``(n Ho Wo, C/g kh kw)`` are one copy of
+    the windows' view (its innermost runs contiguous in the input), the product
+    ``(n Ho Wo, O)`` is transposed to ``(n, O, Ho Wo)``."""
     n = h.shape[0]
     C, H, W = op.in_shape
     n_out, Ho, Wo = op.out_shape
     w = op.arrays["weight"]
     g = op.params["groups"]
-    sh, sw = op.params["stride"]
-    x = _pad_hw(h.reshape(n, C, H, W), op.params["pads"], 0.0, xp)
-    taps = _taps(op)
-    cols = xp.empty((n, Ho, Wo, C, len(taps)), dtype=h.dtype)
-    for k, (r, s) in enumerate(taps):
-        sl = x[:, :, r : r + sh * (Ho - 1) + 1 : sh, s : s + sw * (Wo - 1) + 1 : sw]
-        cols[..., k] = sl.transpose(0, 2, 3, 1)
+    x = xp.ascontiguousarray(_pad_hw(h.reshape(n, C, H, W), op.params["pads"], 0.0, xp))
+    view = _patches(x, op, xp)
     cg, og = C // g, n_out // g
+    K = op.window
     out = xp.empty((n * Ho * Wo, n_out), dtype=h.dtype)
     for gi in range(g):
-        A = cols[:, :, :, gi * cg : (gi + 1) * cg, :].reshape(n * Ho * Wo, cg * len(taps))
-        Wg = w[gi * og : (gi + 1) * og].reshape(og, cg * len(taps))
-        out[:, gi * og : (gi + 1) * og] = A @ Wg.T
+        part = view[:, gi * cg : (gi + 1) * cg].transpose(0, 2, 3, 1, 4, 5)
+        cols = xp.ascontiguousarray(part).reshape(n * Ho * Wo, cg * K)
+        out[:, gi * og : (gi + 1) * og] = cols @ w[gi * og : (gi + 1) * og].reshape(og, cg * K).T
     if "bias" in op.arrays:
         out += op.arrays["bias"]
-    return xp.ascontiguousarray(out.reshape(n, Ho * Wo, n_out).transpose(0, 2, 1)).reshape(n, -1)
+    res = xp.ascontiguousarray(out.reshape(n, Ho * Wo, n_out).transpose(0, 2, 1))
+    return res.reshape(n, -1)
 
 
 def _avgpool2d(h: Any, op: Op, xp: Any) -> Any:
@@ -578,12 +615,15 @@ def exact_segments(
     tol: float,
     words: int,
     chunk_size: int | None,
+    *,
+    direction: bool = False,
 ) -> Any:
-    """Pieces of the segments ``A + t (B - A)``, ``t in [t0, t1]``, through ``graph``.
+    """Pieces of the segments ``A + t (B - A)`` (``A + t B`` with ``direction``),
+    ``t in [t0, t1]``, through ``graph``.
 
-    Yields, per chunk of segments ``[lo, hi)``: ``(lo, hi, seg, t_lo, t_hi, codes)``, the
-    pieces sorted by (segment, t), ``seg`` counted from ``lo``, adjacent equal patterns
-    not yet merged. Chunks have ``chunk_size`` segments, or (None) as many as keep the
+    Yields, per chunk of segments ``[lo, hi)``: ``(lo, hi, seg, t_lo, t_hi, codes,
+    logits_lo, logits_hi)``, the pieces sorted by (segment, t), ``seg`` counted from
+    ``lo``, adjacent equal patterns not yet merged, the network's output at both ends. Chunks have ``chunk_size`` segments, or (None) as many as keep the
     pieces near ``_WALK_BYTES`` judged from the pieces per segment seen so far.
     """
     xp = be.xp
@@ -596,7 +636,7 @@ def exact_segments(
         hi = min(m, lo + size)
         n = hi - lo
         with np.errstate(over="ignore", invalid="ignore"):
-            D = B[lo:hi] - A[lo:hi]
+            D = B[lo:hi] if direction else B[lo:hi] - A[lo:hi]
         if not bool(xp.isfinite(D).all()):
             raise InputError("starts, ends: ends - starts overflows (is not finite)")
         Va = A[lo:hi] + A.dtype.type(t0) * D
@@ -612,7 +652,7 @@ def exact_segments(
         w = _Walk(be, seg, ta, tb, Va, Vb, words, tol)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             w.run(graph.ops)
-        yield lo, hi, w.seg, w.ta, w.tb, w.codes
+        yield lo, hi, w.seg, w.ta, w.tb, w.codes, w.cur[0], w.cur[1]
         per_seg = max(per_seg, w.largest / n)
         lo = hi
         if chunk_size is None:

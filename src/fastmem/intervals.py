@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _engine
+from . import _engine, _graph
 from ._backend import Backend, to_device
 from ._json import jsonable
 from ._validate import as_bool, as_float_array, check_allocation
@@ -165,7 +165,17 @@ def generalization_intervals(
         ups.append(upper)
         classes.append(cls)
 
-    _engine.run(lines, t0, t1, visit, chunk_size=chunk_size, logits=True)
+    if net.layer_graph is not None:
+        walk = _graph.exact_segments(
+            net.layer_graph, lines.first, lines.second, t0, t1, be, tol,
+            net.n_pattern_words, chunk_size, direction=True,
+        )  # fmt: skip
+        for lo, hi, seg, ta, tb, codes, logits_lo, logits_hi in walk:
+            dt = net.dtype
+            p = _engine.Pieces(seg, ta.astype(dt), tb.astype(dt), codes, logits_lo, logits_hi)
+            visit(lo, hi, p)
+    else:
+        _engine.run(lines, t0, t1, visit, chunk_size=chunk_size, logits=True)
     lower, upper = xp.concatenate(lows), xp.concatenate(ups)
     device = lines.device
     return Intervals(

@@ -47,6 +47,7 @@ GRAPH_ANALYSES = (
     "save/load",
     "regions.distinct_patterns",
     "regions.along_segments (exact and sampled)",
+    "intervals.generalization_intervals",
 )
 # Rows per chunk are chosen so that one layer's pre-activations stay near this size.
 _CHUNK_BYTES = 64 * 2**20
@@ -323,9 +324,10 @@ class Network:
             stays a per-channel affine map, max pooling's state is the argmax of each
             window. Such a network supports :meth:`forward`, :meth:`predict`,
             :meth:`layer_outputs`, :meth:`activation_patterns`, :meth:`pattern_hashes`,
-            :meth:`save` / :meth:`load`, ``regions.distinct_patterns`` and
-            ``regions.along_segments`` (exact and sampled); the other analyses refuse
-            it with an ``InputError`` naming the op (not supported yet).
+            :meth:`save` / :meth:`load`, ``regions.distinct_patterns``,
+            ``regions.along_segments`` (exact and sampled) and
+            ``intervals.generalization_intervals``; the other analyses refuse it with an
+            ``InputError`` naming the op (not supported yet).
             ``AdaptiveAvgPool2d`` and other modules are refused, naming the module.
 
         Raises

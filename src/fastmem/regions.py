@@ -352,7 +352,7 @@ def _exact_graph(
         net.layer_graph, lines.first, lines.second, t0, t1, lines.be, tol,
         net.n_pattern_words, chunk_size,
     )  # fmt: skip
-    for lo, hi, seg, ta, tb, codes in walk:
+    for lo, hi, seg, ta, tb, codes, _, _ in walk:
         largest = max(largest, hi - lo)
         held += int(seg.shape[0])
         projected = held / hi * lines.m
