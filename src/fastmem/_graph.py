@@ -623,8 +623,9 @@ def exact_segments(
 
     Yields, per chunk of segments ``[lo, hi)``: ``(lo, hi, seg, t_lo, t_hi, codes,
     logits_lo, logits_hi)``, the pieces sorted by (segment, t), ``seg`` counted from
-    ``lo``, adjacent equal patterns not yet merged, the network's output at both ends. Chunks have ``chunk_size`` segments, or (None) as many as keep the
-    pieces near ``_WALK_BYTES`` judged from the pieces per segment seen so far.
+    ``lo``, adjacent equal patterns not yet merged, the network's output at both ends.
+    Chunks have ``chunk_size`` segments, or (None) as many as keep the pieces near
+    ``_WALK_BYTES`` judged from the pieces per segment seen so far.
     """
     xp = be.xp
     m = A.shape[0]
