@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from ._kinds import ACTIVATIONS, HARDTANH, LEAKY_RELU, RELU, THRESHOLD, bits_per_neuron
+from ._kinds import ACTIVATIONS, HARDTANH, RELU, THRESHOLD, bits_per_neuron
 from ._validate import check_allocation
 from .errors import InputError
 
@@ -419,190 +419,224 @@ def forward(
 
 # ------------------------------------------------------------------ exact walk
 class _Walk:
-    """Pieces of a chunk of segments, each with the current tensor at both ends."""
+    """The vertices of a chunk of segments, sorted by (segment, t), with the current
+    tensor (and those a residual op keeps for later) at each vertex.
 
-    def __init__(
-        self, be: Any, seg: Any, ta: Any, tb: Any, Va: Any, Vb: Any, words: int, tol: float
-    ):
-        xp = be.xp
+    Piece ``p`` of segment ``s`` lies between vertices ``p + s`` and ``p + s + 1`` (each
+    segment has one vertex more than pieces); the network is continuous, so neighbouring
+    pieces share their end. After a ``threshold`` activation everything is constant on
+    each piece and the walk holds one value per piece instead (``constant``).
+    """
+
+    def __init__(self, be: Any, V0: Any, V1: Any, t0: float, t1: float, words: int, tol: float):
+        xp = self.xp = be.xp
         self.be = be
-        self.seg, self.ta, self.tb = seg, ta, tb
-        self.cur = (Va, Vb)
-        self.saved: list[tuple[Any, Any]] = []
-        self.codes = xp.zeros((seg.shape[0], words), dtype=np.uint64)
+        n = V0.shape[0]
+        self.vt = xp.empty(2 * n, dtype=np.float64)
+        self.vt[0::2], self.vt[1::2] = t0, t1
+        self.vseg = xp.repeat(xp.arange(n), 2)
+        V = xp.empty((2 * n, V0.shape[1]), dtype=V0.dtype)
+        V[0::2], V[1::2] = V0, V1
+        self.cur = V
+        self.saved: list[Any] = []
+        self.codes = xp.zeros((n, words), dtype=np.uint64)
         self.bit = 0
         self.tol = tol
-        self.largest = int(seg.shape[0])
+        self.largest = n
+        self.constant = False
+        self.depth = 0  # residual branches entered
+        self.peak_bytes = 0  # the most bytes of vertex tensors held after an op
 
+    # -------------------------------------------------------------- layout
+    def valid(self) -> Any:
+        """Per pair of consecutive vertices: whether it is a piece (same segment)."""
+        return self.vseg[:-1] == self.vseg[1:]
+
+    def midpoints(self, V: Any) -> Any:
+        """``(pieces, d)``: each piece's midpoint value of the vertex tensor ``V``."""
+        return (V[:-1] * 0.5 + V[1:] * 0.5)[self.valid()]
+
+    def pieces(self) -> tuple[Any, Any, Any, Any, Any, Any]:
+        ok = self.valid()
+        seg, lo, hi = self.vseg[:-1][ok], self.vt[:-1][ok], self.vt[1:][ok]
+        if self.constant:
+            return seg, lo, hi, self.codes, self.cur, self.cur
+        return seg, lo, hi, self.codes, self.cur[:-1][ok], self.cur[1:][ok]
+
+    # -------------------------------------------------------------- ops
     def run(self, ops: tuple[Op, ...]) -> None:
         for op in ops:
             self.apply(op)
+            held = self.cur.nbytes + sum(s.nbytes for s in self.saved)
+            self.peak_bytes = max(self.peak_bytes, held + self.codes.nbytes)
 
     def apply(self, op: Op) -> None:
-        xp, k = self.be.xp, self.be.kernels
-        Va, Vb = self.cur
+        xp = self.xp
         if op.kind in _AFFINE:
-            both = apply_affine(op, xp.concatenate([Va, Vb]), xp)
             if op.kind != "flatten":
-                _check_finite(both, op, xp, "starts, ends")
-            P = Va.shape[0]
-            self.cur = (both[:P], both[P:])
+                self.cur = apply_affine(op, self.cur, xp)
+                _check_finite(self.cur, op, xp, "starts, ends")
             return
         if op.kind == "residual":
-            x = self.cur
-            self.saved.append(x)
+            self.depth += 1
+            self.saved.append(self.cur)
             self.run(op.branches[0])
             x = self.saved.pop()
             self.saved.append(self.cur)
             self.cur = x
             self.run(op.branches[1])
-            a = self.saved.pop()
-            Za, Zb = a[0] + self.cur[0], a[1] + self.cur[1]
-            _check_finite(Za, op, xp, "starts, ends")
-            _check_finite(Zb, op, xp, "starts, ends")
-            self.cur = (Za, Zb)
+            self.cur = self.saved.pop() + self.cur
+            _check_finite(self.cur, op, xp, "starts, ends")
+            self.depth -= 1
             return
         if op.kind == "act":
-            name = op.params["activation"]
-            kind, slope = ACTIVATIONS[name], op.params["slope"]
-            thetas = (-1.0, 1.0) if kind == HARDTANH else (0.0,)
-            parents, cuts = [], []
-            for theta in thetas:
-                da, db = Va - theta, Vb - theta
-                p, j = xp.nonzero(((da < 0) & (db > 0)) | ((da > 0) & (db < 0)))
-                if p.shape[0]:
-                    dpa, dpb = da[(p, j)], db[(p, j)]
-                    parents.append(p)
-                    cuts.append(self.ta[p] + (self.tb[p] - self.ta[p]) * (dpa / (dpa - dpb)))
-            self.split(parents, cuts, op)
-            Va, Vb = self.cur
-            Zm = Va * 0.5 + Vb * 0.5
-            self.cur = (_branch(Va, Zm, kind, slope, xp), _branch(Vb, Zm, kind, slope, xp))
-            k.pack_and_activate(Zm, self.codes, self.bit, kind, slope)
-            self.bit += op.state_bits
+            self._act(op)
             return
         if op.kind == "maxpool2d":
             self._maxpool(op)
             return
         raise AssertionError(op.kind)
 
-    def _maxpool(self, op: Op) -> None:
-        xp, k = self.be.xp, self.be.kernels
-        Va, Vb = self.cur
-        Ea, Eb = windows(Va, op, -np.inf, xp), windows(Vb, op, -np.inf, xp)
-        P, K = Va.shape[0], op.window
-        Ea2, Eb2 = Ea.reshape(P, -1, K), Eb.reshape(P, -1, K)
-        parents, cuts = [], []
-        for i in range(K):
-            for j in range(i + 1, K):
-                da, db = Ea2[:, :, i] - Ea2[:, :, j], Eb2[:, :, i] - Eb2[:, :, j]
-                p, w = xp.nonzero(((da < 0) & (db > 0)) | ((da > 0) & (db < 0)))
-                if not p.shape[0]:
-                    continue
-                lam = da[(p, w)] / (da[(p, w)] - db[(p, w)])
-                # keep only crossings of two entries that are maximal there (where the
-                # argmax can change); the margin only keeps more cuts than needed, and a
-                # cut inside one region is merged away at the end
-                a, b = Ea2[p, w], Eb2[p, w]
-                at = a + lam[:, None] * (b - a)
-                top = at.max(axis=1)
-                scale = xp.maximum(xp.abs(a).max(axis=1), xp.abs(b).max(axis=1))
-                keep = at[:, i] >= top - 1e-9 * (scale + 1.0)
-                p, lam = p[keep], lam[keep]
-                parents.append(p)
-                cuts.append(self.ta[p] + (self.tb[p] - self.ta[p]) * lam)
-        self.split(parents, cuts, op)
-        Va, Vb = self.cur
-        Ea, Eb = windows(Va, op, -np.inf, xp), windows(Vb, op, -np.inf, xp)
-        if op.state_bits:
-            Em = Ea * 0.5 + Eb * 0.5
-            idx = Em.argmax(axis=-1).reshape(Va.shape[0], -1)
-            pack_argmax(idx, self.codes, self.bit, op.state_bits // op.size, Va.dtype, k)
+    def _act(self, op: Op) -> None:
+        xp, k = self.xp, self.be.kernels
+        kind, slope = ACTIVATIONS[op.params["activation"]], op.params["slope"]
+        if self.constant:
+            z = xp.array(self.cur, copy=True, order="C")
+            k.pack_and_activate(z, self.codes, self.bit, kind, slope)
             self.bit += op.state_bits
-        n = Va.shape[0]
-        self.cur = (
-            xp.ascontiguousarray(Ea.max(axis=-1).reshape(n, -1)),
-            xp.ascontiguousarray(Eb.max(axis=-1).reshape(n, -1)),
-        )
+            self.cur = z
+            return
+        V = self.cur
+        js, ts, cs, thetas = [], [], [], []
+        for theta in (-1.0, 1.0) if kind == HARDTANH else (0.0,):
+            lo, hi = V[:-1], V[1:]
+            j, c = xp.nonzero(((lo < theta) & (hi > theta)) | ((lo > theta) & (hi < theta)))
+            if j.shape[0]:
+                da, db = V[j, c] - theta, V[j + 1, c] - theta
+                js.append(j)
+                ts.append(self.vt[j] + (self.vt[j + 1] - self.vt[j]) * (da / (da - db)))
+                cs.append(c)
+                thetas.append(xp.full(c.shape[0], theta, dtype=V.dtype))
+        # at its own crossing a neuron is exactly on the threshold: no rounding residue
+        # (a dead ReLU stays exactly 0 on the next piece, as in the forward pass)
+        self.split(js, ts, op, on=(cs, thetas))
+        V = self.cur
+        zm = xp.ascontiguousarray(self.midpoints(V))
+        k.pack_and_activate(zm, self.codes, self.bit, kind, slope)
+        self.bit += op.state_bits
+        if kind == THRESHOLD:  # constant on each piece from here on
+            if self.depth:
+                raise InputError(
+                    f"net: {op.where}: a threshold activation inside a residual block is not "
+                    "supported by the exact walk"
+                )
+            self.cur = zm  # activated by pack_and_activate
+            self.constant = True
+            return
+        out = xp.array(V, copy=True, order="C")  # the vertex may be kept by a residual op
+        k.apply_activation(out, kind, slope)
+        self.cur = out
 
-    def split(self, parents: list[Any], cuts: list[Any], op: Op) -> None:
-        """Cut the pieces at the given ``t`` (ties within ``tol`` merged, none within
-        ``tol`` of a piece's ends) and interpolate every carried tensor."""
-        xp = self.be.xp
-        if not parents:
+    def _maxpool(self, op: Op) -> None:
+        xp, k = self.xp, self.be.kernels
+        V = self.cur
+        K = op.window
+        if not self.constant:
+            E = windows(V, op, -np.inf, xp).reshape(V.shape[0], -1, K)
+            js, ts = [], []
+            for i in range(K):
+                for j2 in range(i + 1, K):
+                    d = E[:, :, i] - E[:, :, j2]
+                    lo, hi = d[:-1], d[1:]
+                    r, w = xp.nonzero(((lo < 0) & (hi > 0)) | ((lo > 0) & (hi < 0)))
+                    if not r.shape[0]:
+                        continue
+                    lam = lo[r, w] / (lo[r, w] - hi[r, w])
+                    # only where both entries are maximal can the argmax change; the
+                    # margin keeps more cuts than needed (a cut inside a region is merged
+                    # away at the end), never fewer
+                    a, b = E[r, w], E[r + 1, w]
+                    at = a + lam[:, None] * (b - a)
+                    scale = xp.maximum(xp.abs(a).max(axis=1), xp.abs(b).max(axis=1))
+                    keep = at[:, i] >= at.max(axis=1) - 1e-9 * (scale + 1.0)
+                    r, lam = r[keep], lam[keep]
+                    js.append(r)
+                    ts.append(self.vt[r] + (self.vt[r + 1] - self.vt[r]) * lam)
+            del E
+            self.split(js, ts, op)
+            V = self.cur
+        n = V.shape[0]
+        if op.state_bits:
+            zm = V if self.constant else self.midpoints(V)
+            idx = windows(zm, op, -np.inf, xp).argmax(axis=-1).reshape(zm.shape[0], -1)
+            pack_argmax(idx, self.codes, self.bit, op.state_bits // op.size, V.dtype, k)
+            self.bit += op.state_bits
+        self.cur = xp.ascontiguousarray(windows(V, op, -np.inf, xp).max(axis=-1).reshape(n, -1))
+
+    def split(self, js: list[Any], ts: list[Any], op: Op, on: Any = None) -> None:
+        """Insert vertices at the given ``t`` between vertex ``j`` and ``j + 1`` (ties
+        within ``tol`` merged, none within ``tol`` of a piece's ends, pairs across two
+        segments ignored); interpolate every carried tensor there. ``on``: per cut, the
+        column of the current tensor that is exactly ``value`` at it."""
+        xp = self.xp
+        if not js:
             return
-        p = xp.concatenate(parents)
-        t = xp.concatenate(cuts)
-        inside = (t - self.ta[p] > self.tol) & (self.tb[p] - t > self.tol)
-        p, t = p[inside], t[inside]
-        if not p.shape[0]:
+        j = xp.concatenate(js)
+        t = xp.concatenate(ts)
+        ok = self.valid()[j] & (t - self.vt[j] > self.tol) & (self.vt[j + 1] - t > self.tol)
+        j, t = j[ok], t[ok]
+        if not j.shape[0]:
             return
-        order = xp.lexsort(xp.stack([t, p]))
-        p, t = p[order], t[order]
+        order = xp.lexsort(xp.stack([t, j]))
+        j, t = j[order], t[order]
         # chains of cuts closer than tol are one cut, at the middle of the chain
         start = xp.concatenate(
-            [xp.ones(1, dtype=bool), (p[1:] != p[:-1]) | (t[1:] - t[:-1] > self.tol)]
+            [xp.ones(1, dtype=bool), (j[1:] != j[:-1]) | (t[1:] - t[:-1] > self.tol)]
         )
+        cluster = xp.cumsum(start) - 1
         firsts = xp.nonzero(start)[0]
-        lasts = xp.concatenate([firsts[1:] - 1, xp.asarray([p.shape[0] - 1])])
-        p = p[firsts]
+        lasts = xp.concatenate([firsts[1:] - 1, xp.asarray([j.shape[0] - 1])])
+        j = j[firsts]
         t = t[firsts] * 0.5 + t[lasts] * 0.5
-        P = self.seg.shape[0]
-        ncut = xp.bincount(p, minlength=P)
-        new_n = P + int(p.shape[0])
-        width = (
-            max(self.cur[0].shape[1], *(s[0].shape[1] for s in self.saved))
-            if self.saved
-            else self.cur[0].shape[1]
-        )
-        carried = self.cur[0].shape[1] + sum(s[0].shape[1] for s in self.saved)
+        nv, nc = self.vt.shape[0], int(j.shape[0])
+        carried = self.cur.shape[1] + sum(s.shape[1] for s in self.saved)
         check_allocation(
-            2.5 * new_n * (2 * carried + 4 * width) * self.cur[0].dtype.itemsize,
-            f"the {new_n} pieces of {P} after {op.where}",
+            3.0 * (nv + nc) * carried * self.cur.dtype.itemsize,
+            f"the {nv + nc} vertices of {nv} after {op.where}",
             "starts",
             xp,
         )
-        parent = xp.repeat(xp.arange(P), ncut + 1)
-        first_new = xp.cumsum(ncut + 1) - (ncut + 1)
-        first_cut = xp.cumsum(ncut) - ncut
-        rank = xp.arange(p.shape[0]) - first_cut[p]
-        pos = first_new[p] + rank  # the new piece ending at this cut
-        lo = self.ta[parent]
-        hi = self.tb[parent]
-        lo[pos + 1] = t
-        hi[pos] = t
-        span = self.tb[parent] - self.ta[parent]
-        dt = self.cur[0].dtype
-        lam_lo = ((lo - self.ta[parent]) / span).astype(dt)
-        lam_hi = ((hi - self.ta[parent]) / span).astype(dt)
-        last = first_new + ncut
+        ncut = xp.bincount(j, minlength=nv)
+        shift = xp.cumsum(ncut) - ncut
+        old_pos = xp.arange(nv) + shift
+        rank = xp.arange(nc) - shift[j]
+        cut_pos = old_pos[j] + 1 + rank
+        lam = ((t - self.vt[j]) / (self.vt[j + 1] - self.vt[j])).astype(self.cur.dtype)[:, None]
 
-        def interp(pair: tuple[Any, Any]) -> tuple[Any, Any]:
-            A, B = pair[0][parent], pair[1][parent]
-            D = B - A
-            newA = A + lam_lo[:, None] * D
-            newB = A + lam_hi[:, None] * D
-            newA[first_new] = pair[0]  # the old ends stay bit for bit
-            newB[last] = pair[1]
-            return newA, newB
+        def insert(V: Any, cut: Any) -> Any:
+            out = xp.empty((nv + nc, *V.shape[1:]), dtype=V.dtype)
+            out[old_pos] = V
+            out[cut_pos] = cut
+            return out
 
+        def interp(V: Any) -> Any:
+            A = V[j]
+            return insert(V, A + lam * (V[j + 1] - A))
+
+        # the pieces that were cut: piece of pair j is j - vseg[j]; each new piece of a
+        # cut piece keeps its pattern so far
+        P = self.codes.shape[0]
+        per_piece = xp.bincount(j - self.vseg[j], minlength=P)
+        self.codes = self.codes[xp.repeat(xp.arange(P), per_piece + 1)]
         self.cur = interp(self.cur)
+        if on is not None:
+            cols = xp.concatenate(on[0])[ok][order]
+            vals = xp.concatenate(on[1])[ok][order]
+            self.cur[cut_pos[cluster], cols] = vals
         self.saved = [interp(s) for s in self.saved]
-        self.seg, self.ta, self.tb = self.seg[parent], lo, hi
-        self.codes = self.codes[parent]
-        self.largest = max(self.largest, new_n)
-
-
-def _branch(z: Any, zm: Any, kind: int, slope: float, xp: Any) -> Any:
-    """The activation's branch chosen at the piece's midpoint ``zm``, evaluated at ``z``."""
-    if kind == RELU:
-        return xp.where(zm > 0, z, 0.0).astype(z.dtype, copy=False)
-    if kind == LEAKY_RELU:
-        return xp.where(zm > 0, z, z * z.dtype.type(slope)).astype(z.dtype, copy=False)
-    if kind == HARDTANH:
-        return xp.where(zm > 1, 1.0, xp.where(zm > -1, z, -1.0)).astype(z.dtype, copy=False)
-    assert kind == THRESHOLD
-    return (zm >= 0).astype(z.dtype)
+        self.vseg = insert(self.vseg, self.vseg[j])
+        self.vt = insert(self.vt, t)
+        self.largest = max(self.largest, P + nc)
 
 
 def exact_segments(
@@ -625,14 +659,13 @@ def exact_segments(
     logits_lo, logits_hi)``, the pieces sorted by (segment, t), ``seg`` counted from
     ``lo``, adjacent equal patterns not yet merged, the network's output at both ends.
     Chunks have ``chunk_size`` segments, or (None) as many as keep the pieces near
-    ``_WALK_BYTES`` judged from the pieces per segment seen so far.
+    ``_WALK_BYTES`` judged from the bytes per segment seen so far.
     """
     xp = be.xp
     m = A.shape[0]
     item = A.dtype.itemsize
-    per_piece = item * (6 * graph.max_width() + 4 * graph.input_dim) + 8 * words
     lo, size = 0, chunk_size or _FIRST_SEGMENTS
-    per_seg = 1.0
+    per_seg = float(item * graph.input_dim)  # bytes per segment at the busiest op
     while lo < m:
         hi = min(m, lo + size)
         n = hi - lo
@@ -647,17 +680,14 @@ def exact_segments(
                 f"starts, ends, t_range: points of the segments at t = {t0:g} or {t1:g} "
                 "overflow (are not finite)"
             )
-        seg = xp.arange(n)
-        ta = xp.full(n, t0, dtype=np.float64)
-        tb = xp.full(n, t1, dtype=np.float64)
-        w = _Walk(be, seg, ta, tb, Va, Vb, words, tol)
+        w = _Walk(be, Va, Vb, t0, t1, words, tol)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             w.run(graph.ops)
-        yield lo, hi, w.seg, w.ta, w.tb, w.codes, w.cur[0], w.cur[1]
-        per_seg = max(per_seg, w.largest / n)
+        yield (lo, hi, *w.pieces())
+        per_seg = max(per_seg, w.peak_bytes / n)
         lo = hi
         if chunk_size is None:
-            size = int(max(1, min(4096, _WALK_BYTES / (per_piece * per_seg))))
+            size = int(max(1, min(4096, _WALK_BYTES / per_seg)))
 
 
 # ------------------------------------------------------------------ building ops
