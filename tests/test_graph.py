@@ -479,3 +479,33 @@ def test_intervals_through_pooling_and_skips_hold_the_class(name: str) -> None:
             if -3.0 < end + step < 3.0:
                 assert net.predict(A[i : i + 1] + (end + step) * D[i : i + 1])[0] != cls[i]
     assert (np.abs(iv.upper) < 3.0).any() or (np.abs(iv.lower) < 3.0).any()
+
+
+# ------------------------------------------------------------------ dense chains
+@pytest.mark.parametrize(
+    "acts", [("threshold", "relu"), ("relu", "threshold"), ("hardtanh", "leaky_relu")]
+)
+def test_dense_chain_graph_equals_network(acts: tuple[str, str]) -> None:
+    """A chain of linear and act ops is the dense Network (threshold layers included: the
+    walk then holds one value per piece)."""
+    from fastmem import _graph
+
+    rng = np.random.default_rng(5)
+    Ws = [rng.normal(size=(12, 3)), rng.normal(size=(9, 12)), rng.normal(size=(2, 9))]
+    bs = [rng.normal(size=12), rng.normal(size=9), rng.normal(size=2)]
+    dense = fastmem.Network.from_arrays(Ws, bs, list(acts), negative_slope=0.2)
+    ops, shape = [], (3,)
+    for i, (W, b) in enumerate(zip(Ws, bs, strict=True)):
+        ops.append(_graph.make_linear(f"fc{i}", "Linear", shape, W, b))
+        shape = ops[-1].out_shape
+        if i < 2:
+            ops.append(_graph.make_act(f"act{i}", acts[i], shape, acts[i], 0.2))
+    graph = fastmem.Network._from_graph(_graph.LayerGraph(tuple(ops), (3,)), np.float64)
+    A, B = rng.normal(size=(20, 3)) * 3, rng.normal(size=(20, 3)) * 3
+    np.testing.assert_array_equal(graph.pattern_hashes(A), dense.pattern_hashes(A))
+    rg = fastmem.regions.along_segments(graph, A, B)
+    rd = fastmem.regions.along_segments(dense, A, B)
+    np.testing.assert_array_equal(rg.counts, rd.counts)
+    np.testing.assert_allclose(rg.breakpoints.values, rd.breakpoints.values, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(rg.pattern_hashes.values, rd.pattern_hashes.values)
+    assert rd.counts.sum() > 40
