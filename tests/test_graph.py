@@ -509,3 +509,25 @@ def test_dense_chain_graph_equals_network(acts: tuple[str, str]) -> None:
     np.testing.assert_allclose(rg.breakpoints.values, rd.breakpoints.values, rtol=0, atol=1e-9)
     np.testing.assert_array_equal(rg.pattern_hashes.values, rd.pattern_hashes.values)
     assert rd.counts.sum() > 40
+
+
+def test_hostile_inputs_give_input_errors() -> None:
+    net = fastmem.Network.from_torch(ResNet(seed=0), input_shape=SHAPE)
+    X = np.random.default_rng(0).uniform(0, 1, (3, 64))
+    bad = X.copy()
+    bad[1, 5] = np.nan
+    for call in (net.forward, net.pattern_hashes, net.layer_outputs, net.activation_patterns):
+        with pytest.raises(InputError, match="^X: "):
+            call(bad)
+        with pytest.raises(InputError, match="X: has 63 columns"):
+            call(X[:, :63])
+    with pytest.raises(InputError, match=r"X: the output of .* overflows"):
+        net.forward(X * 1e308)
+    with pytest.raises(InputError, match=r"starts, ends: the output of .* overflows"):
+        fastmem.regions.along_segments(net, X * 1e308, X)
+    with pytest.raises(InputError, match="^ends: "):
+        fastmem.regions.along_segments(net, X, bad)
+    with pytest.raises(InputError, match="directions: 1 direction"):
+        fastmem.intervals.generalization_intervals(
+            net, X, np.where(np.arange(3)[:, None] == 1, 0.0, X)
+        )

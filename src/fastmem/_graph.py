@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from ._kinds import ACTIVATIONS, HARDTANH, RELU, THRESHOLD, bits_per_neuron
+from ._kinds import ACTIVATIONS, RELU, THRESHOLD, bits_per_neuron, thresholds
 from ._validate import check_allocation
 from .errors import InputError
 
@@ -508,7 +508,7 @@ class _Walk:
             return
         V = self.cur
         js, ts, cs, thetas = [], [], [], []
-        for theta in (-1.0, 1.0) if kind == HARDTANH else (0.0,):
+        for theta in thresholds(kind):
             lo, hi = V[:-1], V[1:]
             j, c = xp.nonzero(((lo < theta) & (hi > theta)) | ((lo > theta) & (hi < theta)))
             if j.shape[0]:
