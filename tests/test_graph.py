@@ -417,12 +417,11 @@ def test_other_analyses_refuse_naming_the_op() -> None:
     net = fastmem.Network.from_torch(PoolNet(), input_shape=SHAPE)
     X = np.random.default_rng(0).uniform(0, 1, (3, 64))
     y = np.array([0, 1, 2])
+    del y
     calls = [
         lambda: net.weights,
         lambda: net.perturbed(0.1),
         lambda: fastmem.regions.distance_to_boundary(net, X),
-        lambda: fastmem.critical_samples(net, X, radius=0.1),
-        lambda: fastmem.loss_sensitivity(net, X, y),
         lambda: fastmem.plane_regions(net, X[0], X[1:3]),
     ]
     for call in calls:
@@ -517,7 +516,7 @@ def test_hostile_inputs_give_input_errors() -> None:
     bad = X.copy()
     bad[1, 5] = np.nan
     for call in (net.forward, net.pattern_hashes, net.layer_outputs, net.activation_patterns):
-        with pytest.raises(InputError, match="^X: "):
+        with pytest.raises(InputError, match=r"^X: "):
             call(bad)
         with pytest.raises(InputError, match="X: has 63 columns"):
             call(X[:, :63])
@@ -525,9 +524,122 @@ def test_hostile_inputs_give_input_errors() -> None:
         net.forward(X * 1e308)
     with pytest.raises(InputError, match=r"starts, ends: the output of .* overflows"):
         fastmem.regions.along_segments(net, X * 1e308, X)
-    with pytest.raises(InputError, match="^ends: "):
+    with pytest.raises(InputError, match=r"^ends: "):
         fastmem.regions.along_segments(net, X, bad)
     with pytest.raises(InputError, match="directions: 1 direction"):
         fastmem.intervals.generalization_intervals(
             net, X, np.where(np.arange(3)[:, None] == 1, 0.0, X)
         )
+
+
+# ------------------------------------------------------------------ critical samples
+def _zero_biases(model: nn.Module) -> nn.Module:
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None:
+                m.bias.zero_()
+    return model
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("loss", ["ce", "margin"])
+def test_search_gradient_matches_torch_autograd(name: str, loss: str) -> None:
+    """The search's input gradient through conv, pooling and skips is torch's (float64),
+    at points exactly on kinks too (zero biases and a zero image: every pre-activation of
+    the first layer is exactly 0, where ReLU's derivative is 0 as in autograd)."""
+    from fastmem import critical
+
+    model = _zero_biases(MODELS[name](seed=2)).double()
+    net = fastmem.Network.from_torch(model, input_shape=SHAPE)
+    X = np.random.default_rng(9).uniform(0, 1, (6, 64))
+    X[0] = 0.0
+    Xd, _, m = critical._prepare(net, X, None, (0.0, 1.0))
+    logits, ds = m.forward(Xd, derivs=True)
+    pred = logits.argmax(axis=1)
+    grad = (
+        m.ce_input_grad(logits, ds, pred) if loss == "ce" else m.margin_input_grad(logits, ds, pred)
+    )
+    xt = torch.from_numpy(X.reshape(6, *SHAPE)).requires_grad_(True)
+    out = model(xt)
+    if loss == "ce":
+        value = F.cross_entropy(out, torch.from_numpy(pred), reduction="sum")
+    else:
+        rows = torch.arange(6)
+        other = out.clone()
+        other[rows, torch.from_numpy(pred)] = -torch.inf
+        value = (out[rows, other.argmax(1)] - out[rows, torch.from_numpy(pred)]).sum()
+    value.backward()
+    np.testing.assert_allclose(grad, xt.grad.numpy().reshape(6, -1), rtol=0, atol=1e-10)
+    assert np.abs(grad).max() > 1e-3
+
+
+def test_loss_sensitivity_matches_torch() -> None:
+    model = ResNet(seed=4).double()
+    net = fastmem.Network.from_torch(model, input_shape=SHAPE)
+    X = np.random.default_rng(3).uniform(0, 1, (8, 64))
+    y = np.arange(8) % 4
+    got = fastmem.loss_sensitivity(net, X, y).values
+    xt = torch.from_numpy(X.reshape(8, *SHAPE)).requires_grad_(True)
+    F.cross_entropy(model(xt), torch.from_numpy(y), reduction="sum").backward()
+    want = np.abs(xt.grad.numpy().reshape(8, -1)).sum(axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=0)
+
+
+def _torch_pgd(model: nn.Module, X: np.ndarray, pred: np.ndarray, radius: float) -> np.ndarray:
+    """A strong PGD written for the test (margin loss, 10 random restarts x 100 steps)."""
+    x0 = torch.from_numpy(X.reshape(-1, *SHAPE))
+    lo, hi = (x0 - radius).clamp(0, 1), (x0 + radius).clamp(0, 1)
+    labels = torch.from_numpy(pred)
+    rows = torch.arange(X.shape[0])
+    broken = torch.zeros(X.shape[0], dtype=torch.bool)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        x = lo + (hi - lo) * torch.rand(x0.shape, generator=gen, dtype=x0.dtype)
+        for _ in range(100):
+            x.requires_grad_(True)
+            out = model(x)
+            other = out.detach().clone()
+            other[rows, labels] = -torch.inf
+            obj = (out[rows, other.argmax(1)] - out[rows, labels]).sum()
+            (g,) = torch.autograd.grad(obj, x)
+            with torch.no_grad():
+                x = torch.minimum(torch.maximum(x + 2.5 * radius / 100 * g.sign(), lo), hi)
+                broken |= model(x).argmax(1) != labels
+    return broken.numpy()
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_critical_samples_sound_through_pooling_and_skips(name: str) -> None:
+    model = MODELS[name](seed=5).double()
+    net = fastmem.Network.from_torch(model, input_shape=SHAPE)
+    X = np.random.default_rng(11).uniform(0, 1, (40, 64))
+    radius = 0.02
+    res = fastmem.critical_samples(net, X, radius=radius, method="pgd", certify="ibp", rng=1)
+    assert res.n_robust > 0
+    pred = net.predict(X)
+    np.testing.assert_array_equal(res.predicted, pred)
+    crit = np.flatnonzero(res.status == "critical")
+    adv = res.adversarial[crit]
+    if crit.size:
+        assert np.abs(adv - X[crit]).max() <= radius * (1 + 1e-12)
+        with torch.no_grad():
+            got = model(torch.from_numpy(adv.reshape(-1, *SHAPE))).argmax(1).numpy()
+        assert (got != pred[crit]).all()
+    broken = _torch_pgd(model, X, pred, radius)
+    assert not (broken & (res.status == "robust")).any()
+    # the IBP margin bound holds at random points of each ball
+    rng = np.random.default_rng(12)
+    rob = np.flatnonzero(res.status == "robust")
+    for i in rob[:10]:
+        pts = np.clip(X[i] + rng.uniform(-radius, radius, (200, 64)), 0, 1)
+        logits = net.forward(pts)
+        margins = logits[:, pred[i]][:, None] - np.delete(logits, pred[i], axis=1)
+        assert margins.min() >= res.margin_lower[i]
+
+
+def test_crown_is_refused_naming_the_op() -> None:
+    net = fastmem.Network.from_torch(PoolNet(), input_shape=SHAPE)
+    X = np.random.default_rng(0).uniform(0, 1, (3, 64))
+    for certify in ("crown", "alpha-crown"):
+        with pytest.raises(InputError, match=r"certify: .*pool \(MaxPool2d\).*certify='ibp'"):
+            fastmem.critical_samples(net, X, radius=0.01, certify=certify)

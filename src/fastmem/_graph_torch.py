@@ -194,7 +194,10 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
     seen_input = False
     result: _Value | None = None
     for node in traced.graph.nodes:
-        where = node.name
+        # a function node is named after the module whose forward calls it: layer1.add
+        stack = node.meta.get("nn_module_stack") or {}
+        path = next(reversed(stack.values()))[0] if stack else ""
+        where = f"{path}.{node.name}" if path else node.name
         if node.op == "placeholder":
             if seen_input:
                 raise InputError(f"module: forward takes more than one tensor ({where})")

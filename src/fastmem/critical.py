@@ -1052,6 +1052,10 @@ def _prepare(net: Network, X: Any, backend: str | None, box: tuple[float, float]
             raise InputError(
                 f"X: has values outside box=({lo}, {hi}); rescale the data or pass box="
             )
+    if netd.layer_graph is not None:  # max pooling / residual blocks: fastmem._graph
+        from ._graph_critical import GraphModel
+
+        return Xd, be, GraphModel(netd, be)
     return Xd, be, _Model(netd, be)
 
 

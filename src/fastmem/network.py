@@ -48,6 +48,8 @@ GRAPH_ANALYSES = (
     "regions.distinct_patterns",
     "regions.along_segments (exact and sampled)",
     "intervals.generalization_intervals",
+    "critical_samples, csr_curve, certified_radius (certify='ibp' or None)",
+    "loss_sensitivity",
 )
 # Rows per chunk are chosen so that one layer's pre-activations stay near this size.
 _CHUNK_BYTES = 64 * 2**20
@@ -325,9 +327,11 @@ class Network:
             window. Such a network supports :meth:`forward`, :meth:`predict`,
             :meth:`layer_outputs`, :meth:`activation_patterns`, :meth:`pattern_hashes`,
             :meth:`save` / :meth:`load`, ``regions.distinct_patterns``,
-            ``regions.along_segments`` (exact and sampled) and
-            ``intervals.generalization_intervals``; the other analyses refuse it with an
-            ``InputError`` naming the op (not supported yet).
+            ``regions.along_segments`` (exact and sampled),
+            ``intervals.generalization_intervals``, ``critical_samples``, ``csr_curve``
+            and ``certified_radius`` with ``certify="ibp"`` or ``None`` (CROWN through
+            pooling and skips is not built yet) and ``loss_sensitivity``; the other
+            analyses refuse it with an ``InputError`` naming the op (not supported yet).
             ``AdaptiveAvgPool2d`` and other modules are refused, naming the module.
 
         Raises

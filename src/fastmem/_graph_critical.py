@@ -1,0 +1,301 @@
+"""Critical samples on a layer graph (max pooling, residual blocks): the search's forward
+and backward passes, and interval bounds (IBP).
+
+:class:`GraphModel` stands in for ``fastmem.critical._Model`` (same interface: ``forward``
+with the per-sample derivative state ``ds``, ``ce_input_grad``, ``margin_input_grad``,
+``certify``), so LASS / PGD, the certificate's order, early stopping and the CSR
+sandwich are the code dense networks use. What differs is the layer algebra:
+
+- forward: the ops of ``fastmem._graph``; an activation records its derivative through the
+  kernels' ``crit_activate`` (the slope convention of ``fastmem._kinds``: PyTorch
+  autograd's at kinks), max pooling the argmax of each window (the first of equal
+  entries, as ``torch``);
+- backward: linear ``g W``; convolution its transpose (one GEMM per group, the columns
+  added back tap by tap); average pooling spread over each window; max pooling routed to
+  the argmax; a residual add sends the gradient into both branches and sums;
+- IBP: affine ops in centre-radius form with Higham's rounding allowance
+  ``2 gamma_{n+4} (|A| |c| + |b| + |A| r)`` for ``n`` terms per output (as the dense path),
+  activations through the kernels' ``crit_interval``, max pooling by the max of each
+  end (exact), residual sums rounded outward; the last linear op gives the class-margin
+  rows ``f_c - f_j`` directly (as the dense path). CROWN through pooling and skips is not
+  built yet: ``certify="crown"`` / ``"alpha-crown"`` raise ``InputError``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _graph
+from ._graph import Op, apply_affine, windows
+from ._kinds import ACTIVATIONS
+from .critical import _Model
+from .errors import InputError
+
+__all__ = ["GraphModel"]
+
+
+class GraphModel(_Model):
+    """``critical._Model`` for a network with a layer graph."""
+
+    def __init__(self, net: Any, be: Any) -> None:
+        xp = be.xp
+        self.be = be
+        self.k = be.kernels
+        self.xp = xp
+        self.dtype = net.dtype
+        self.graph = net.layer_graph
+        self.n_out = self.graph.output_dim
+        self.n_classes = max(2, self.n_out)
+        acts = self.graph.act_ops()
+        self.kinds = [ACTIVATIONS[op.params["activation"]] for op in acts]
+        self.slopes = [op.params["slope"] for op in acts]
+        self.n_hidden = len(acts)
+        self.eps = float(np.finfo(self.dtype).eps)
+        self.max_width = self.graph.max_width()
+        self._wide = None
+        self._norm_info = None
+        self._wt0_64 = None
+        self.macs = []
+        self._abs: dict[int, Op] = {}
+        op = self.graph.first_structural()
+        self.where = op.where if op is not None else "its layer graph"
+
+    def wide(self) -> _Model:
+        raise InputError(self._no_crown("crown"))  # pragma: no cover (crown is refused first)
+
+    # -------------------------------------------------------------- forward
+    def _forward(self, x: Any, derivs: bool, n_layers: int) -> tuple[Any, list[Any]]:
+        ds: list[Any] = []
+        with np.errstate(over="ignore", invalid="ignore"):
+            h = self._run(self.graph.ops, x, derivs, ds, bool(n_layers))
+        if self.n_out == 1:  # one logit f: the classes are argmax (0, f)
+            h = self.xp.concatenate([self.xp.zeros_like(h), h], axis=1)
+        return h, ds
+
+    def _run(self, ops: tuple[Op, ...], h: Any, derivs: bool, ds: list[Any], check: bool) -> Any:
+        xp, k = self.xp, self.k
+        for op in ops:
+            if op.kind in _graph._AFFINE:
+                h = apply_affine(op, h, xp)
+            elif op.kind == "residual":
+                a = self._run(op.branches[0], h, derivs, ds, check)
+                h = a + self._run(op.branches[1], h, derivs, ds, check)
+            elif op.kind == "act":
+                kind, slope = ACTIVATIONS[op.params["activation"]], op.params["slope"]
+                z = xp.array(h, copy=True, order="C")
+                if derivs:
+                    d = xp.empty_like(z)
+                    k.crit_activate(z, d, kind, slope)
+                    ds.append(d)
+                else:
+                    k.apply_activation(z, kind, slope)
+                h = z
+            elif op.kind == "maxpool2d":
+                win = windows(h, op, -np.inf, xp)
+                if derivs:
+                    ds.append(win.argmax(axis=-1).reshape(h.shape[0], -1))
+                h = xp.ascontiguousarray(win.max(axis=-1).reshape(h.shape[0], -1))
+            else:  # pragma: no cover
+                raise AssertionError(op.kind)
+            if check and op.kind != "flatten":
+                _graph._check_finite(h, op, xp, "X")
+        return h
+
+    # -------------------------------------------------------------- backward
+    def _input_grad(self, g: Any, ds: list[Any]) -> Any:
+        if self.n_out == 1:
+            g = g[:, 1:2] - g[:, 0:1]
+        return self._back(self.graph.ops, self.xp.ascontiguousarray(g), list(ds))
+
+    def _back(self, ops: tuple[Op, ...], g: Any, ds: list[Any]) -> Any:
+        xp = self.xp
+        for op in reversed(ops):
+            if op.kind == "linear":
+                g = g @ op.arrays["weight"]
+            elif op.kind == "conv2d":
+                g = _conv2d_back(g, op, xp)
+            elif op.kind == "avgpool2d":
+                n = g.shape[0]
+                gs = (g.reshape(n, *op.out_shape) * op.arrays["inv_divisor"]).reshape(n, -1)
+                g = _spread(gs, op, xp, None)
+            elif op.kind == "channel_affine":
+                C = op.in_shape[0]
+                g = (g.reshape(g.shape[0], C, -1) * op.arrays["scale"][:, None]).reshape(
+                    g.shape[0], -1
+                )
+            elif op.kind == "flatten":
+                pass
+            elif op.kind == "act":
+                g = g * ds.pop()
+            elif op.kind == "maxpool2d":
+                g = _spread(g, op, xp, ds.pop())
+            elif op.kind == "residual":
+                gb = self._back(op.branches[1], g, ds)
+                g = self._back(op.branches[0], g, ds) + gb
+            else:  # pragma: no cover
+                raise AssertionError(op.kind)
+        return g
+
+    # -------------------------------------------------------------- bounds
+    def _no_crown(self, method: str) -> str:
+        return (
+            f"certify: {method!r} is not supported yet on networks with max pooling or "
+            f"residual additions (net: {self.where}); use certify='ibp' or None"
+        )
+
+    def certify(self, lo: Any, hi: Any, pred: Any, method: str, keep: bool = False) -> dict:
+        """IBP margin bounds of one batch of balls (the ``_Model.certify`` result dict;
+        no sample is decided exactly and no corner is proposed)."""
+        if method != "ibp":
+            raise InputError(self._no_crown(method))
+        xp = self.xp
+        n = lo.shape[0]
+        ops = self.graph.ops
+        last = ops[-1]
+        if last.kind == "linear":
+            post = self._ibp(ops[:-1], lo, hi)
+            rows = self._margin_rows(post, pred, last)
+        else:
+            zl, zu = self._ibp(ops, lo, hi)
+            if self.n_out == 1:
+                zl = xp.concatenate([xp.zeros_like(zl), zl], axis=1)
+                zu = xp.concatenate([xp.zeros_like(zu), zu], axis=1)
+            own = zl[xp.arange(n), pred][:, None]
+            rows = xp.nextafter(own - zu, -xp.inf)
+        rows[xp.arange(n), pred] = xp.inf
+        rows = xp.where(xp.isnan(rows), -xp.inf, rows)
+        return {
+            "margin": rows.min(axis=1),
+            "slack": xp.zeros(n, dtype=self.dtype),
+            "stable": xp.zeros(n, dtype=bool),
+            "rows": xp.full((n, self.n_classes), xp.inf, dtype=self.dtype),
+            "lam_x": xp.zeros((0, lo.shape[1]), dtype=self.dtype),
+            "pos": xp.zeros((n, self.n_classes), dtype=np.int64),
+        }
+
+    def _abs_op(self, op: Op) -> Op:
+        """``|A|`` of an affine op (absolute weights, no bias)."""
+        got = self._abs.get(id(op))
+        if got is None:
+            arrays = {k: self.xp.abs(v) for k, v in op.arrays.items() if k not in ("bias", "shift")}
+            if op.kind == "linear":
+                arrays["bias"] = self.xp.zeros(op.size, dtype=self.dtype)
+            if op.kind == "channel_affine":
+                arrays["shift"] = self.xp.zeros(op.in_shape[0], dtype=self.dtype)
+            got = Op(op.kind, op.name, op.source, op.in_shape, op.out_shape, arrays, op.params)
+            self._abs[id(op)] = got
+        return got
+
+    def _terms(self, op: Op) -> int:
+        """Products summed per output of an affine op."""
+        if op.kind == "linear":
+            return int(op.in_shape[0])
+        if op.kind == "conv2d":
+            return int(op.in_shape[0] // op.params["groups"] * op.window)
+        if op.kind == "avgpool2d":
+            return int(op.window)
+        return 1
+
+    def _ibp(self, ops: tuple[Op, ...], lo: Any, hi: Any) -> tuple[Any, Any]:
+        xp, k = self.xp, self.k
+        for op in ops:
+            if op.kind == "flatten":
+                continue
+            if op.kind in _graph._AFFINE:
+                c = (lo + hi) * 0.5
+                r = hi - c
+                absop = self._abs_op(op)
+                zc = apply_affine(op, c, xp)
+                zr = apply_affine(absop, r, xp)
+                mag = apply_affine(absop, xp.abs(c), xp) + zr
+                bias = op.arrays.get("bias", op.arrays.get("shift"))
+                if bias is not None:
+                    b = xp.abs(bias)
+                    mag = (mag.reshape(mag.shape[0], b.shape[0], -1) + b[:, None]).reshape(
+                        mag.shape[0], -1
+                    )
+                slack = mag * (2 * self._gamma(self._terms(op) + 4)) + np.finfo(self.dtype).tiny
+                lo, hi = zc - zr - slack, zc + zr + slack
+            elif op.kind == "act":
+                lo = xp.array(lo, copy=True, order="C")
+                hi = xp.array(hi, copy=True, order="C")
+                k.crit_interval(lo, hi, ACTIVATIONS[op.params["activation"]], op.params["slope"])
+            elif op.kind == "maxpool2d":
+                n = lo.shape[0]
+                lo = xp.ascontiguousarray(windows(lo, op, -np.inf, xp).max(axis=-1).reshape(n, -1))
+                hi = xp.ascontiguousarray(windows(hi, op, -np.inf, xp).max(axis=-1).reshape(n, -1))
+            elif op.kind == "residual":
+                la, ha = self._ibp(op.branches[0], lo, hi)
+                lb, hb = self._ibp(op.branches[1], lo, hi)
+                lo = xp.nextafter(la + lb, -xp.inf)
+                hi = xp.nextafter(ha + hb, xp.inf)
+            else:  # pragma: no cover
+                raise AssertionError(op.kind)
+        return lo, hi
+
+    def _margin_rows(self, post: tuple[Any, Any], pred: Any, last: Op) -> Any:
+        """IBP lower bounds of ``f_c - f_j`` (n, k) through the last linear op, each
+        row's weights ``W_c - W_j`` applied to the interval at once (as the dense path)."""
+        xp = self.xp
+        lo, hi = post
+        c = (lo + hi) * 0.5
+        r = hi - c
+        W, b = last.arrays["weight"], last.arrays["bias"]
+        if self.n_out == 1:
+            W = xp.concatenate([xp.zeros_like(W), W])
+            b = xp.concatenate([xp.zeros_like(b), b])
+        center = c @ W.T + b
+        rows = xp.arange(c.shape[0])
+        mc = center[rows, pred][:, None] - center
+        rad = xp.empty_like(mc)
+        for cls in range(self.n_classes):  # a loop over classes, not samples
+            sel = xp.flatnonzero(pred == cls)
+            if sel.size:
+                rad[sel] = r[sel] @ xp.abs(W[cls][None, :] - W).T
+        gamma = self._gamma(W.shape[1] + 6)
+        mag = xp.abs(c) @ xp.abs(W).T + xp.abs(b) + r @ xp.abs(W).T
+        slack = (mag[rows, pred][:, None] + mag) * (2 * gamma)
+        return mc - rad - slack
+
+
+def _spread(g: Any, op: Op, xp: Any, argmax: Any) -> Any:
+    """The transpose of a pooling op's window gather: each output's gradient added to the
+    window entries (all of them, or only the argmax's)."""
+    n = g.shape[0]
+    C, H, W = op.in_shape
+    _, Ho, Wo = op.out_shape
+    (pt, pb), (pl, pr) = op.params["pads"]
+    sh, sw = op.params["stride"]
+    out = xp.zeros((n, C, H + pt + pb, W + pl + pr), dtype=g.dtype)
+    g4 = g.reshape(n, C, Ho, Wo)
+    idx = None if argmax is None else argmax.reshape(n, C, Ho, Wo)
+    for k, (r, s) in enumerate(_graph._taps(op)):
+        part = g4 if idx is None else xp.where(idx == k, g4, 0.0)
+        out[:, :, r : r + sh * (Ho - 1) + 1 : sh, s : s + sw * (Wo - 1) + 1 : sw] += part
+    return xp.ascontiguousarray(out[:, :, pt : pt + H, pl : pl + W]).reshape(n, -1)
+
+
+def _conv2d_back(g: Any, op: Op, xp: Any) -> Any:
+    """The input gradient of a convolution: ``g`` (n, O Ho Wo) to (n, C H W)."""
+    n = g.shape[0]
+    C, H, W = op.in_shape
+    n_out, Ho, Wo = op.out_shape
+    w = op.arrays["weight"]
+    grp = op.params["groups"]
+    (pt, pb), (pl, pr) = op.params["pads"]
+    sh, sw = op.params["stride"]
+    kh, kw = op.params["kernel"]
+    cg, og = C // grp, n_out // grp
+    rows = xp.ascontiguousarray(g.reshape(n, n_out, Ho * Wo).transpose(0, 2, 1))
+    rows = rows.reshape(n * Ho * Wo, n_out)
+    out = xp.zeros((n, C, H + pt + pb, W + pl + pr), dtype=g.dtype)
+    taps = _graph._taps(op)
+    for gi in range(grp):
+        cols = rows[:, gi * og : (gi + 1) * og] @ w[gi * og : (gi + 1) * og].reshape(og, -1)
+        cols = cols.reshape(n, Ho, Wo, cg, kh * kw)
+        for k, (r, s) in enumerate(taps):
+            dst = out[:, gi * cg : (gi + 1) * cg, r : r + sh * (Ho - 1) + 1 : sh]
+            dst[..., s : s + sw * (Wo - 1) + 1 : sw] += cols[..., k].transpose(0, 3, 1, 2)
+    return xp.ascontiguousarray(out[:, :, pt : pt + H, pl : pl + W]).reshape(n, -1)
