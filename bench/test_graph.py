@@ -11,6 +11,15 @@ Linear(128,10)``, with 100 segments between random inputs in [0, 1]^784:
 - ``maxpool``: the same with ``MaxPool2d(2)`` after each convolution (a layer graph);
 - ``residual``: a stem convolution and two ResNet basic blocks (a layer graph).
 
+PGD at Madry's setting on the same CNN in float32 (``N_PGD`` inputs in [0, 1], radius
+8/255, 100 steps of 2.5 r / 100, cross-entropy, one random start):
+
+- ``pgd-graph``: ``critical_samples(method="pgd", certify=None)`` on the layer graph
+  (native convolutions; each sample stops at its first class change);
+- ``pgd-dense``: the same call on the dense lowering;
+- ``pgd-torch``: the plain torch autograd loop of 100 steps over all samples (what
+  torchattacks' ``PGD`` does), torch's own threads (2 here).
+
 Each contender runs in its own fresh process (``bench/_fresh.py``), min over rounds:
 
     python -m pytest bench/test_graph.py -s
@@ -28,6 +37,7 @@ import numpy as np
 import pytest
 
 N_SEGMENTS = 100
+N_PGD = 300
 SHAPE = (1, 28, 28)
 
 
@@ -84,8 +94,49 @@ def _models():  # torch imported lazily: the bench collection must not need it
     }
 
 
+def run_pgd(name: str, rounds: int) -> dict:
+    import torch
+
+    import fastmem
+
+    models = _models()
+    X = np.random.default_rng(0).uniform(0, 1, (N_PGD, 784)).astype(np.float32)
+    r = 8 / 255
+    times, found = [], 0
+    for _ in range(rounds):
+        if name == "pgd-torch":
+            model = models["dense"]
+            x0 = torch.from_numpy(X.reshape(-1, *SHAPE))
+            lo, hi = (x0 - r).clamp(0, 1), (x0 + r).clamp(0, 1)
+            t = time.perf_counter()
+            with torch.no_grad():
+                y = model(x0).argmax(1)
+            x = lo + (hi - lo) * torch.rand(x0.shape, generator=torch.Generator().manual_seed(0))
+            for _ in range(100):
+                x.requires_grad_(True)
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+                (g,) = torch.autograd.grad(loss, x)
+                x = torch.minimum(torch.maximum(x.detach() + 2.5 * r / 100 * g.sign(), lo), hi)
+            with torch.no_grad():
+                found = int((model(x).argmax(1) != y).sum())
+            times.append(time.perf_counter() - t)
+        else:
+            key = "graph" if name == "pgd-graph" else "dense"
+            net = fastmem.Network.from_torch(models[key], input_shape=SHAPE, dtype=np.float32)
+            t = time.perf_counter()
+            res = fastmem.critical_samples(
+                net, X, radius=r, method="pgd", steps=100, certify=None, rng=0
+            )
+            times.append(time.perf_counter() - t)
+            found = res.n_critical
+    return {"name": name, "min_s": min(times), "critical": found}
+
+
 def run(name: str, rounds: int) -> dict:
     import fastmem
+
+    if name.startswith("pgd-"):
+        return run_pgd(name, rounds)
 
     net = fastmem.Network.from_torch(_models()[name], input_shape=SHAPE)
     rng = np.random.default_rng(0)
@@ -124,7 +175,24 @@ def test_cnn_regions_fresh(rounds: int) -> None:
     print(f"graph / dense time: {out['graph']['min_s'] / out['dense']['min_s']:.2f}x")
 
 
+@pytest.mark.parametrize("rounds", [2])
+def test_cnn_pgd_fresh(rounds: int) -> None:
+    pytest.importorskip("torch", reason="the CNN benchmark imports torch modules")
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _fresh import run_script_fresh
+
+    out = {name: run_script_fresh(__file__, name, rounds) for name in _PGD_NAMES}
+    for name, r in out.items():
+        print(f"{name:10s} min {r['min_s']:.2f} s  critical {r['critical']} of {N_PGD}")
+    base = out["pgd-torch"]["min_s"]
+    for name in ("pgd-graph", "pgd-dense"):
+        print(f"torch loop / {name}: {base / out[name]['min_s']:.2f}x")
+
+
 _NAMES = ("dense", "graph", "maxpool", "residual")
+_PGD_NAMES = ("pgd-graph", "pgd-dense", "pgd-torch")
 
 if __name__ == "__main__":
     result = run(sys.argv[1], int(sys.argv[2]))
