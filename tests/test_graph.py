@@ -421,7 +421,6 @@ def test_other_analyses_refuse_naming_the_op() -> None:
     calls = [
         lambda: net.weights,
         lambda: net.perturbed(0.1),
-        lambda: fastmem.regions.distance_to_boundary(net, X),
         lambda: fastmem.plane_regions(net, X[0], X[1:3]),
     ]
     for call in calls:
@@ -643,3 +642,50 @@ def test_crown_is_refused_naming_the_op() -> None:
     for certify in ("crown", "alpha-crown"):
         with pytest.raises(InputError, match=r"certify: .*pool \(MaxPool2d\).*certify='ibp'"):
             fastmem.critical_samples(net, X, radius=0.01, certify=certify)
+
+
+# ------------------------------------------------------------------ boundary distances
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_boundary_distances_match_torch_jacobians(name: str) -> None:
+    """Against the probe's quantities and their Jacobians (torch.func.jacrev): each
+    neuron's |z| / ||grad z||, each window's (z_max - z_i) / ||grad z_max - grad z_i||."""
+    model = MODELS[name](seed=6).double()
+    net = fastmem.Network.from_torch(model, input_shape=SHAPE)
+    X = np.random.default_rng(13).uniform(0, 1, (4, 64))
+    got = fastmem.regions.distance_to_boundary(net, X)
+    for i in range(4):
+        x = torch.from_numpy(X[i].reshape(1, *SHAPE))
+        qs = model.probe(x)
+        jac = torch.func.jacrev(lambda v: [q for _, q in model.probe(v)])(x)
+        best, where = np.inf, (-1, -1)
+        for layer, ((kind, q), J) in enumerate(zip(qs, jac, strict=True)):
+            q = q.detach().numpy()[0]
+            J = J.detach().numpy()[0].reshape(*q.shape, -1)
+            if kind == "act":
+                g = np.linalg.norm(J, axis=-1)
+                with np.errstate(divide="ignore"):
+                    dj = np.where(g > 0, np.abs(q) / np.where(g > 0, g, 1), np.inf)
+            else:
+                top = q.argmax(axis=1)
+                rows = np.arange(q.shape[0])
+                g = np.linalg.norm(J[rows, top][:, None, :] - J, axis=-1)
+                ok = (g > 0) & (np.arange(q.shape[1])[None, :] != top[:, None])
+                gap = q[rows, top][:, None] - q
+                dj = np.where(ok, gap / np.where(ok, g, 1), np.inf).min(axis=1)
+            if dj.min() < best:
+                best, where = float(dj.min()), (layer, int(dj.argmin()))
+        np.testing.assert_allclose(got.distance[i], best, rtol=1e-10)
+        assert (int(got.layer[i]), int(got.neuron[i])) == where
+        assert bool(got.exact[i]) == (where[0] == 0)
+
+
+def test_conv_graph_boundary_distances_equal_dense() -> None:
+    seq = _conv_sequential(4)
+    dense = fastmem.Network.from_torch(seq, input_shape=SHAPE)
+    graph = fastmem.Network.from_torch(_Wrapped(seq), input_shape=SHAPE)
+    X = np.random.default_rng(14).uniform(0, 1, (9, 64))
+    a = fastmem.regions.distance_to_boundary(dense, X)
+    b = fastmem.regions.distance_to_boundary(graph, X)
+    np.testing.assert_allclose(b.distance, a.distance, rtol=1e-10)
+    np.testing.assert_array_equal(b.layer, a.layer)
+    np.testing.assert_array_equal(b.neuron, a.neuron)

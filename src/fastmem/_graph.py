@@ -50,7 +50,14 @@ from typing import Any
 
 import numpy as np
 
-from ._kinds import ACTIVATIONS, RELU, THRESHOLD, bits_per_neuron, thresholds
+from ._kinds import (
+    ACTIVATIONS,
+    RELU,
+    THRESHOLD,
+    activation_slope,
+    bits_per_neuron,
+    thresholds,
+)
 from ._validate import check_allocation
 from .errors import InputError
 
@@ -968,3 +975,137 @@ def from_spec(spec: Any, input_shape: Any, data: Any) -> LayerGraph:
     if not ops:
         raise InputError("a network needs at least one op")
     return LayerGraph(ops, shape)
+
+
+# ------------------------------------------------------------------ boundary distances
+class _Distances:
+    """``distance_to_boundary`` on a layer graph, for one chunk of rows.
+
+    Carries each row's values ``z`` (r, w) and their Jacobian ``J`` (r, w, d) with respect
+    to the input, kept as ``J * 2**-jexp`` per row (``fastmem.regions._rescale``). At each
+    state op (numbered from 0 in execution order) the distance of a neuron to its threshold
+    is ``|z - theta| / ||grad z||``; of a max-pooling window to the tie of its maximum with
+    another entry ``(z_max - z_i) / ||grad z_max - grad z_i||``.
+    """
+
+    def __init__(self, be: Any, helpers: Any, r: int, dtype: Any) -> None:
+        self.be, self.xp = be, be.xp
+        self.h = helpers  # (row_norms, rescale, check_layer) from fastmem.regions
+        xp = self.xp
+        self.dist = xp.full(r, np.inf, dtype=dtype)
+        self.layer = xp.full(r, -1, dtype=np.int64)
+        self.neuron = xp.full(r, -1, dtype=np.int64)
+        self.index = 0
+        self._linear: dict[int, Op] = {}
+
+    def linear_part(self, op: Op) -> Op:
+        got = self._linear.get(id(op))
+        if got is None:
+            xp = self.xp
+            arrays = dict(op.arrays)
+            if "bias" in arrays:
+                arrays["bias"] = xp.zeros_like(arrays["bias"])
+            if "shift" in arrays:
+                arrays["shift"] = xp.zeros_like(arrays["shift"])
+            got = Op(op.kind, op.name, op.source, op.in_shape, op.out_shape, arrays, op.params)
+            self._linear[id(op)] = got
+        return got
+
+    def tangents(self, op: Op, J: Any) -> Any:
+        """The op's linear part applied to every column of ``J`` (r, w, d)."""
+        xp = self.xp
+        r, w, d = J.shape
+        rows = xp.ascontiguousarray(J.transpose(0, 2, 1)).reshape(r * d, w)
+        out = apply_affine(self.linear_part(op), rows, xp)
+        return xp.ascontiguousarray(out.reshape(r, d, -1).transpose(0, 2, 1))
+
+    def record(self, dj: Any, jexp: Any) -> None:
+        xp = self.xp
+        with np.errstate(over="ignore", under="ignore"):
+            dj = xp.ldexp(dj, -jexp[:, None])
+        best = dj.argmin(axis=1)
+        val = dj[xp.arange(dj.shape[0]), best]
+        better = val < self.dist
+        self.dist = xp.where(better, val, self.dist)
+        self.layer = xp.where(better, self.index, self.layer)
+        self.neuron = xp.where(better, best, self.neuron)
+        self.index += 1
+
+    def run(self, ops: tuple[Op, ...], z: Any, J: Any, jexp: Any) -> tuple[Any, Any, Any]:
+        xp, k = self.xp, self.be.kernels
+        row_norms, rescale, check_layer = self.h
+        for op in ops:
+            if op.kind == "flatten":
+                continue
+            if op.kind in _AFFINE:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    z = apply_affine(op, z, xp)
+                    J = self.tangents(op, J)
+                continue
+            if op.kind == "residual":
+                za, Ja, ea = self.run(op.branches[0], z, J, jexp)
+                zb, Jb, eb = self.run(op.branches[1], z, J, jexp)
+                e = xp.maximum(ea, eb)
+                Ja = xp.ldexp(Ja, (ea - e)[:, None, None]).astype(J.dtype, copy=False)
+                Jb = xp.ldexp(Jb, (eb - e)[:, None, None]).astype(J.dtype, copy=False)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    z, J, jexp = za + zb, Ja + Jb, e
+                continue
+            if op.kind == "act":
+                kind = ACTIVATIONS[op.params["activation"]]
+                with np.errstate(over="ignore", invalid="ignore"):
+                    gnorm = row_norms(J, xp)
+                check_layer(z, gnorm, self.index)
+                gap = xp.min(xp.stack([xp.abs(z - t) for t in thresholds(kind)]), axis=0)
+                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                    dj = xp.where(gnorm > 0, gap / gnorm, np.inf)
+                self.record(dj, jexp)
+                deriv = activation_slope(z, kind, op.params["slope"], xp)
+                J, jexp = rescale(deriv[:, :, None] * J, jexp, xp)
+                z = xp.array(z, copy=True, order="C")
+                k.apply_activation(z, kind, op.params["slope"])
+                continue
+            if op.kind == "maxpool2d":
+                r, _, d = J.shape
+                K = op.window
+                wz = windows(z, op, -np.inf, xp).reshape(r, -1, K)
+                m = wz.shape[1]
+                rows = xp.ascontiguousarray(J.transpose(0, 2, 1)).reshape(r * d, -1)
+                wJ = windows(rows, op, 0.0, xp).reshape(r, d, m, K)
+                top = wz.argmax(axis=2)  # (r, m)
+                zmax = xp.take_along_axis(wz, top[:, :, None], axis=2)
+                Jmax = xp.take_along_axis(wJ, top[:, None, :, None], axis=3)
+                diff = (Jmax - wJ).transpose(0, 2, 3, 1)  # (r, m, K, d)
+                with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+                    gnorm = xp.sqrt((diff * diff).sum(axis=3))
+                    gap = zmax - wz
+                    ok = (gnorm > 0) & xp.isfinite(wz)
+                    ok &= xp.arange(K)[None, None, :] != top[:, :, None]
+                    dj = xp.where(ok, gap / xp.where(ok, gnorm, 1.0), np.inf).min(axis=2)
+                check_layer(zmax, gnorm, self.index)
+                self.record(dj, jexp)
+                z = xp.ascontiguousarray(zmax[:, :, 0])
+                J = xp.ascontiguousarray(Jmax[:, :, :, 0].transpose(0, 2, 1))
+                J, jexp = rescale(J, jexp, xp)
+                continue
+            raise AssertionError(op.kind)  # pragma: no cover
+        return z, J, jexp
+
+
+def boundary_distances(graph: LayerGraph, X: Any, be: Any, helpers: Any) -> tuple[Any, Any, Any]:
+    """Per row of ``X``: the distance to the nearest activation boundary of ``graph``, the
+    state op (numbered in execution order) and the element attaining it."""
+    xp = be.xp
+    n, d = X.shape
+    dist = xp.full(n, np.inf, dtype=X.dtype)
+    layer = xp.full(n, -1, dtype=np.int64)
+    neuron = xp.full(n, -1, dtype=np.int64)
+    rows = max(1, 2**22 // (graph.max_width() * d))
+    eye = xp.eye(d, dtype=X.dtype)
+    for lo in range(0, n, rows):
+        hi = min(lo + rows, n)
+        walk = _Distances(be, helpers, hi - lo, X.dtype)
+        J = xp.broadcast_to(eye, (hi - lo, d, d))
+        walk.run(graph.ops, X[lo:hi], J, xp.zeros(hi - lo, dtype=np.int32))
+        dist[lo:hi], layer[lo:hi], neuron[lo:hi] = walk.dist, walk.layer, walk.neuron
+    return dist, layer, neuron

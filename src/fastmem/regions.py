@@ -499,6 +499,10 @@ class BoundaryDistances:
         or -1 / +1 for hard-tanh); ``inf`` when no neuron depends on ``x`` locally.
     layer, neuron : array (n,) of int64
         The hidden layer and neuron index (within the layer) attaining it (-1 with inf).
+        For a network with a layer graph (max pooling, residual blocks): the state op
+        (activation or max pooling, numbered from 0 in execution order) and its element
+        (for max pooling the window, whose maximum ties with another entry there:
+        ``(z_max - z_i) / ||grad z_max - grad z_i||``).
     exact : array (n,) of bool
         True when that neuron is in the first hidden layer: its boundary is a hyperplane
         and the distance is exact. Deeper neurons use the local linearization (the
@@ -562,6 +566,16 @@ def distance_to_boundary(net: Network, X: Any, *, backend: str | None = None) ->
         raise InputError(f"net: must be a fastmem.Network, got {type(net).__name__}")
     net.require_piecewise_linear("distance_to_boundary")
     X, be, net_dev, device = net._prepare(X, backend)
+    if net.layer_graph is not None:  # max pooling / residual blocks: state ops in order
+        helpers = (_row_norms, _rescale, _check_layer)
+        dist, layer_of, neuron_of = _graph.boundary_distances(net_dev.layer_graph, X, be, helpers)
+        return BoundaryDistances(
+            distance=to_device(dist, device),
+            layer=to_device(layer_of, device),
+            neuron=to_device(neuron_of, device),
+            exact=to_device(layer_of == 0, device),
+            backend=be.name,
+        )
     xp = be.xp
     n, d = X.shape
     dist = xp.full(n, np.inf, dtype=net.dtype)
