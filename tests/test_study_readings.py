@@ -513,3 +513,56 @@ def test_slices_reading_and_picture_round_trip():
     np.testing.assert_array_equal(pic["polygons"].offsets, p.polygons.offsets)
     np.testing.assert_array_equal(pic["boundary"].offsets, p.boundary.offsets)
     assert pic["classes"].shape == (p.count,) and pic["extent"] == tuple(p.extent)
+
+
+def test_cnn_reading_on_crafted_numbers():
+    deps = [
+        {"depth": 1, "rows": [{"neurons": 32, "init_random": 3.0, "trained_random": 6.0}]},
+        {
+            "depth": 2,
+            "rows": [
+                {"neurons": 32, "init_random": 2.0, "trained_random": 3.0},
+                {"neurons": 200, "init_random": 4.0, "trained_random": 2.0},
+            ],
+        },
+    ]
+    cnn = {
+        "channels": [4, 8],
+        "neurons": 190,
+        "init_random": 50.0,
+        "trained_random": 75.0,
+        "trained_accuracy": 0.97,
+    }
+    text = exp_regions.cnn_text(cnn, deps)
+    assert "4 and 8 channels, 190 ReLU units" in text
+    assert "50.0 regions per random segment at He init and 75.0 trained (x1.50" in text
+    assert "train accuracy 97%" in text
+    # the depth-2 MLP nearest in neurons: 200 neurons, 4 -> 2 regions
+    assert "depth-2 MLP with 200 neurons crosses 4.0 and 2.0 (x0.50)" in text
+    assert exp_regions.cnn_text({"skipped": "needs torch"}, deps) == (
+        "The CNN row was skipped (needs torch). "
+    )
+    assert exp_regions.cnn_text(None, deps) == ""
+
+
+def test_cnn_job_skips_without_images_and_runs_with_torch():
+    assert exp_regions._cnn(
+        {"data": "moons", "per_class": 5, "lines": 3, "channels": [2, 2], "epochs": 1}, 0
+    ) == {"skipped": "needs square images of even side"}
+    pytest.importorskip("torch", reason="the CNN row trains with torch")
+    r = exp_regions._cnn(
+        {"data": "digits", "per_class": 5, "lines": 4, "channels": [2, 2], "epochs": 1}, 0
+    )
+    assert r["neurons"] == 2 * 64 + 2 * 16
+    for key in ("init_random", "trained_random", "init_between", "trained_between"):
+        assert r[key] >= 1.0
+    assert 0.0 <= r["trained_accuracy"] <= 1.0
+    table = exp_regions.tables(
+        {
+            "by_depth": [],
+            "sawtooth": {"depth": 3, "perturbed": []},
+            "cnn": r,
+        }
+    )
+    assert table[0]["title"].startswith("A small CNN")
+    assert len(table[0]["rows"]) == 2

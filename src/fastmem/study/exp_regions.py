@@ -10,17 +10,19 @@ from typing import Any
 import numpy as np
 
 from .. import bounds
-from ..network import sawtooth
+from ..network import Network, sawtooth
 from ..plane import draw_regions, plane_regions, plane_through
 from ..regions import Ragged, along_segments, distance_to_boundary, distinct_patterns
 from .common import (
     he_network,
     histogram,
+    int_seed,
     load_data,
     random_labels,
     rng_for,
     split,
     summary,
+    timed,
     train,
 )
 from .plotting import band, band_note, bar_hist, figure, legend_below, legend_right, style
@@ -41,6 +43,8 @@ def _sizes(quick: bool) -> dict[str, Any]:
             "trials": 5,
             "slice_hidden": [32, 32],
             "slice_epochs": 60,
+            "cnn_channels": [4, 8],
+            "cnn_epochs": 15,
         }
     return {
         "neurons": [32, 64, 128, 256],
@@ -53,6 +57,8 @@ def _sizes(quick: bool) -> dict[str, Any]:
         "trials": 20,
         "slice_hidden": [64, 64],
         "slice_epochs": 200,
+        "cnn_channels": [8, 16],
+        "cnn_epochs": 40,
     }
 
 
@@ -69,6 +75,18 @@ def jobs(cfg: Config) -> list[tuple[str, dict[str, Any]]]:
         )
         for k in (1, 2, 3, 4)
     ]
+    out.append(
+        (
+            "cnn",
+            {
+                "data": cfg.data,
+                "per_class": s["per_class"],
+                "lines": s["lines"],
+                "channels": s["cnn_channels"],
+                "epochs": s["cnn_epochs"],
+            },
+        )
+    )
     out.append(
         (
             "slices",
@@ -116,6 +134,8 @@ def _plane(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple,
 def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
     if "sigmas" in params:
         return _sawtooth(params, seed)
+    if "channels" in params:
+        return _cnn(params, seed)
     if "hidden" in params:
         return _slices(params, seed)
     data = load_data(params["data"])
@@ -156,6 +176,79 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
         dd = np.log10(np.asarray(distance_to_boundary(net, sp.X).distance))
         dist[stage] = {"hist": histogram(dd, np.linspace(-5, 1, 31)), **summary(dd)}
     return {"depth": k, "rows": rows, "distance_log10": dist, "n_train": sp.X.shape[0]}
+
+
+def _cnn(params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Regions along segments of a small CNN with max pooling (the layer model,
+    ``fastmem._graph``): ``Conv2d(1, c1, 3, pad 1)-ReLU-MaxPool2d(2)-Conv2d(c1, c2, 3,
+    pad 1)-ReLU-Flatten-Linear``, He init and trained with torch (Adam, cross-entropy) on
+    the same training points and lines as the MLPs. Skipped without torch or image data."""
+    try:
+        import torch
+    except ImportError:
+        return {"skipped": "needs torch"}
+    data = load_data(params["data"])
+    side = data.image_side
+    if side is None or side % 2:
+        return {"skipped": "needs square images of even side"}
+    sp = split(data, params["per_class"], seed)
+    nn = torch.nn
+    c1, c2 = params["channels"]
+    torch.manual_seed(int_seed(seed, "cnn"))
+    model = nn.Sequential(
+        nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.Flatten(),
+        nn.Linear(c2 * (side // 2) ** 2, sp.n_classes),
+    ).double()  # fmt: skip
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight)
+            nn.init.zeros_(m.bias)
+    shape = (1, side, side)
+    nets = {"init": Network.from_torch(model.eval(), input_shape=shape)}
+    X = torch.from_numpy(sp.X.reshape(-1, *shape))
+    y = torch.from_numpy(sp.y.astype(np.int64))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    gen = torch.Generator().manual_seed(int_seed(seed, "cnn-batches"))
+    with timed("train"):
+        model.train()
+        for _ in range(params["epochs"]):
+            for idx in torch.randperm(X.shape[0], generator=gen).split(64):
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+                opt.step()
+    nets["trained"] = Network.from_torch(model.eval(), input_shape=shape)
+    lines = _lines(sp.X, params["lines"], seed)
+    out: dict[str, Any] = {
+        "channels": [c1, c2],
+        "neurons": sum(nets["init"].widths[1:-1]),
+        "pattern_bits": nets["init"].n_pattern_bits,
+    }
+    for stage, net in nets.items():
+        for kind, (a, b) in lines.items():
+            out[f"{stage}_{kind}"] = float(np.mean(along_segments(net, a, b).counts))
+        out[f"{stage}_accuracy"] = float(np.mean(net.predict(sp.X) == sp.y))
+    return out
+
+
+def cnn_text(cnn: dict[str, Any] | None, deps: list[dict[str, Any]]) -> str:
+    """The CNN row's reading, beside the depth-2 MLP with the nearest number of neurons."""
+    if not cnn:
+        return ""
+    if "skipped" in cnn:
+        return f"The CNN row was skipped ({cnn['skipped']}). "
+    mlp = deps[1] if len(deps) > 1 else deps[0]
+    near = min(mlp["rows"], key=lambda r: abs(r["neurons"] - cnn["neurons"]))
+    f = cnn["trained_random"] / cnn["init_random"] if cnn["init_random"] > 0 else math.nan
+    g = near["trained_random"] / near["init_random"] if near["init_random"] > 0 else math.nan
+    return (
+        f"A CNN with max pooling ({cnn['channels'][0]} and {cnn['channels'][1]} channels, "
+        f"{cnn['neurons']} ReLU units) crosses {cnn['init_random']:.1f} regions per random "
+        f"segment at He init and {cnn['trained_random']:.1f} trained (x{f:.2f}, train "
+        f"accuracy {cnn['trained_accuracy']:.0%}); the depth-{mlp['depth']} MLP with "
+        f"{near['neurons']} neurons crosses {near['init_random']:.1f} and "
+        f"{near['trained_random']:.1f} (x{g:.2f}). "
+    )
 
 
 _SLICES = {
@@ -265,6 +358,7 @@ def summarize(results: dict[str, dict[str, Any]], cfg: Config) -> dict[str, Any]
         "by_depth": [results[f"depth{k}"] for k in (1, 2, 3, 4)],
         "sawtooth": results["sawtooth"],
         **({"slices": results["slices"]} if "slices" in results else {}),
+        **({"cnn": results["cnn"]} if "cnn" in results else {}),
     }
 
 
@@ -442,6 +536,31 @@ def tables(d: dict[str, Any]) -> list[dict[str, Any]]:
                 ],
             }
         )
+    cnn = d.get("cnn")
+    if cnn:
+        stages = ("init", "trained")
+        extra.append(
+            {
+                "title": "A small CNN with max pooling (regions along segments)",
+                "columns": [
+                    "network",
+                    "random segments",
+                    "between training points",
+                    "train accuracy",
+                ],
+                "rows": [[f"CNN: skipped ({cnn['skipped']})", None, None, None]]
+                if "skipped" in cnn
+                else [
+                    [
+                        f"CNN {cnn['channels']}, {'He init' if st == 'init' else 'trained'}",
+                        cnn[f"{st}_random"],
+                        cnn[f"{st}_between"],
+                        cnn[f"{st}_accuracy"],
+                    ]
+                    for st in stages
+                ],
+            }
+        )
     return [
         *extra,
         {
@@ -603,6 +722,7 @@ def reading(d: dict[str, Any]) -> str:
         f"networks put from {dmin[1]['trained_distinct']:.1%} ({_where(*dmin)}) to "
         f"{dmax[1]['trained_distinct']:.1%} ({_where(*dmax)}) of the training points in "
         f"distinct regions. {plane_text(deps)}{slices_text(d.get('slices'))}"
+        f"{cnn_text(d.get('cnn'), deps)}"
         f"{sawtooth_text(d['sawtooth'])} " + spread_note(d.get("n_seeds", 1))
     )
 
