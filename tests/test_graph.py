@@ -689,3 +689,17 @@ def test_conv_graph_boundary_distances_equal_dense() -> None:
     np.testing.assert_allclose(b.distance, a.distance, rtol=1e-10)
     np.testing.assert_array_equal(b.layer, a.layer)
     np.testing.assert_array_equal(b.neuron, a.neuron)
+
+
+def test_critical_samples_many_inputs_take_the_ordered_path() -> None:
+    """With 128 inputs or more the certificate's order is chosen from a look; the
+    statuses are the same as certifying and searching everything."""
+    net = fastmem.Network.from_torch(PoolNet(seed=7), input_shape=SHAPE)
+    X = np.random.default_rng(15).uniform(0, 1, (160, 64))
+    kw = dict(radius=0.03, method="pgd", steps=10, certify="ibp", rng=3)
+    res = fastmem.critical_samples(net, X, **kw)
+    assert res.n_critical + res.n_robust + res.n_unknown == 160
+    assert res.n_robust > 0 and res.n_critical > 0
+    search = fastmem.critical_samples(net, X, **{**kw, "certify": None})
+    # the search finds the same critical samples whatever the order (own trajectories)
+    np.testing.assert_array_equal(res.status == "critical", search.status == "critical")

@@ -566,3 +566,41 @@ def test_cnn_job_skips_without_images_and_runs_with_torch():
     )
     assert table[0]["title"].startswith("A small CNN")
     assert len(table[0]["rows"]) == 2
+
+
+def test_critical_cnn_reading_on_crafted_numbers():
+    cnn = {
+        "channels": [4, 8],
+        "real": {"train_acc": 0.98, "csr_lower": 0.1, "csr_upper": 0.3},
+        "random": {"train_acc": 0.6, "csr_lower": 0.5, "csr_upper": 0.9},
+    }
+    text = exp_critical.cnn_text(cnn)
+    assert "CSR in [0.100, 0.300] with real labels (train accuracy 0.98)" in text
+    assert "in [0.500, 0.900] with random labels (train accuracy 0.60), above the real" in text
+    cnn["random"]["csr_lower"] = 0.2
+    assert "overlapping the real-label interval" in exp_critical.cnn_text(cnn)
+    cnn["random"] = {"train_acc": 0.6, "csr_lower": 0.0, "csr_upper": 0.05}
+    assert "below the real-label interval" in exp_critical.cnn_text(cnn)
+    assert exp_critical.cnn_text({"skipped": "needs torch"}) == (
+        "The CNN row was skipped (needs torch). "
+    )
+    assert exp_critical._cnn_table({"skipped": "needs torch"})[0]["rows"][0][0].startswith(
+        "skipped"
+    )
+
+
+def test_critical_cnn_job_runs_with_torch():
+    pytest.importorskip("torch", reason="the CNN row trains with torch")
+    r = exp_critical._cnn(
+        {
+            "data": "digits",
+            "radius": 0.05,
+            "per_class": 3,
+            "cnn": {"channels": [2, 2], "epochs": 1},
+        },
+        0,
+    )
+    assert r["certify"] == "ibp"
+    for lab in ("real", "random"):
+        assert 0.0 <= r[lab]["csr_lower"] <= r[lab]["csr_upper"] <= 1.0
+    assert len(exp_critical._cnn_table(r)[0]["rows"]) == 2

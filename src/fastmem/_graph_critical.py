@@ -57,8 +57,16 @@ class GraphModel(_Model):
         self._wide = None
         self._norm_info = None
         self._wt0_64 = None
-        self.macs = []
+        self.macs = []  # multiply-adds of the certificates (appended, as the dense path)
         self._abs: dict[int, Op] = {}
+        # the order heuristic of fastmem.critical reads sum(w.size for w in model.W) as the
+        # multiply-adds of one forward pass per sample
+        self.forward_macs = sum(
+            self._terms(op) * op.size
+            for op in _graph.walk(self.graph.ops)
+            if op.kind in _graph._AFFINE
+        )
+        self.W = [_MacCount(self.forward_macs)]
         op = self.graph.first_structural()
         self.where = op.where if op is not None else "its layer graph"
 
@@ -152,6 +160,7 @@ class GraphModel(_Model):
             raise InputError(self._no_crown(method))
         xp = self.xp
         n = lo.shape[0]
+        self.macs.append(3 * self.forward_macs * n)  # centre, radius and magnitude passes
         ops = self.graph.ops
         last = ops[-1]
         if last.kind == "linear":
@@ -174,6 +183,11 @@ class GraphModel(_Model):
             "lam_x": xp.zeros((0, lo.shape[1]), dtype=self.dtype),
             "pos": xp.zeros((n, self.n_classes), dtype=np.int64),
         }
+
+    def stable_all(self, lo: Any, hi: Any, batch: int) -> Any:
+        """No sample is decided by the one-region shortcut on a layer graph (its exact
+        corner needs the backward bound rows that only CROWN gives): all False."""
+        return self.xp.zeros(lo.shape[0], dtype=bool)
 
     def _abs_op(self, op: Op) -> Op:
         """``|A|`` of an affine op (absolute weights, no bias)."""
@@ -258,6 +272,13 @@ class GraphModel(_Model):
         mag = xp.abs(c) @ xp.abs(W).T + xp.abs(b) + r @ xp.abs(W).T
         slack = (mag[rows, pred][:, None] + mag) * (2 * gamma)
         return mc - rad - slack
+
+
+class _MacCount:
+    """Stands in for a weight array whose ``size`` is the multiply-adds of a forward pass."""
+
+    def __init__(self, size: int) -> None:
+        self.size = int(size)
 
 
 def _spread(g: Any, op: Op, xp: Any, argmax: Any) -> Any:

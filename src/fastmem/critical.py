@@ -1245,6 +1245,8 @@ def _alpha_crown(model, lo, hi, pred, pre, iters: int | None = None) -> Any:
 def _stable_all(model, lo, hi, batch):
     """IBP: whether no hidden neuron can change state on each ball (n,)."""
     xp = model.xp
+    if hasattr(model, "stable_all"):  # a layer graph (fastmem._graph_critical)
+        return model.stable_all(lo, hi, batch)
     n = lo.shape[0]
     stable = xp.empty(n, dtype=bool)
     for a in range(0, n, batch):

@@ -305,3 +305,46 @@ def summary(values: Any) -> dict[str, float | int | None]:
 
 def random_labels(y: np.ndarray, n_classes: int, seed: int, key: str = "random") -> np.ndarray:
     return datasets.corrupt_labels(y, 1.0, rng_for(seed, key), n_classes=n_classes)
+
+
+def train_cnn(
+    sp: Split, side: int | None, channels: Any, epochs: int, labels: np.ndarray, seed: int
+) -> dict[str, Any]:
+    """A small CNN with max pooling, He init and trained with torch (Adam, lr 0.01,
+    batches of 64, cross-entropy) on ``sp.X`` with ``labels``: ``Conv2d(1, c1, 3, pad 1)-
+    ReLU-MaxPool2d(2)-Conv2d(c1, c2, 3, pad 1)-ReLU-Flatten-Linear``, float64, imported
+    as a layer graph (fastmem._graph). ``{"init": Network, "trained": Network}``, or
+    ``{"skipped": reason}`` without torch or square images of even side."""
+    try:
+        import torch
+    except ImportError:
+        return {"skipped": "needs torch"}
+    if side is None or side % 2:
+        return {"skipped": "needs square images of even side"}
+    nn = torch.nn
+    c1, c2 = (int(c) for c in channels)
+    torch.manual_seed(int_seed(seed, "cnn"))
+    model = nn.Sequential(
+        nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.Flatten(),
+        nn.Linear(c2 * (side // 2) ** 2, sp.n_classes),
+    ).double()  # fmt: skip
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight)
+            nn.init.zeros_(m.bias)
+    shape = (1, side, side)
+    out = {"init": Network.from_torch(model.eval(), input_shape=shape)}
+    X = torch.from_numpy(sp.X.reshape(-1, *shape).astype(np.float64))
+    y = torch.from_numpy(np.asarray(labels).astype(np.int64))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    gen = torch.Generator().manual_seed(int_seed(seed, "cnn-batches"))
+    with timed("train"):
+        model.train()
+        for _ in range(int(epochs)):
+            for idx in torch.randperm(X.shape[0], generator=gen).split(64):
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
+                opt.step()
+    out["trained"] = Network.from_torch(model.eval(), input_shape=shape)
+    return out

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import histogram, int_seed, load_data, random_labels, split, train
+from .common import histogram, int_seed, load_data, random_labels, split, train, train_cnn
 from .plotting import band, band_note, bar_hist, figure, legend_below, style
 from .registry import Config, Experiment
 from .spread import at, paper_row, sd_of, separated, spread_note
@@ -43,6 +43,10 @@ def _sizes(quick: bool) -> dict[str, Any]:
     }
 
 
+def _cnn_sizes(quick: bool) -> dict[str, Any]:
+    return {"channels": [4, 8], "epochs": 20} if quick else {"channels": [8, 16], "epochs": 100}
+
+
 def _box(X: np.ndarray) -> tuple[float, float]:
     """The valid input range: [0, 1] (digits, MNIST) widened to hold every point."""
     return (min(0.0, float(X.min())), max(1.0, float(X.max())))
@@ -51,13 +55,79 @@ def _box(X: np.ndarray) -> tuple[float, float]:
 def jobs(cfg: Config) -> list[tuple[str, dict[str, Any]]]:
     r = radius_for(load_data(cfg.data).X)
     return [
-        (lab, {"data": cfg.data, "labels": lab, "radius": r, **_sizes(cfg.quick)})
-        for lab in ("real", "random")
+        *(
+            (lab, {"data": cfg.data, "labels": lab, "radius": r, **_sizes(cfg.quick)})
+            for lab in ("real", "random")
+        ),
+        (
+            "cnn",
+            {
+                "data": cfg.data,
+                "radius": r,
+                "per_class": _sizes(cfg.quick)["per_class"],
+                "cnn": _cnn_sizes(cfg.quick),
+            },
+        ),
     ]
+
+
+def _cnn(params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The CSR sandwich of a small CNN with max pooling (:func:`common.train_cnn`),
+    trained on real and on random labels: LASS search and the IBP certificate (CROWN
+    through max pooling is not built yet). Skipped without torch or image data."""
+    from .. import critical
+
+    data = load_data(params["data"])
+    sp = split(data, params["per_class"], seed)
+    box = _box(data.X)
+    out: dict[str, Any] = {"radius": float(params["radius"]), "certify": "ibp"}
+    for lab in ("real", "random"):
+        y = sp.y if lab == "real" else random_labels(sp.y, sp.n_classes, seed)
+        cfg = params["cnn"]
+        got = train_cnn(sp, data.image_side, cfg["channels"], cfg["epochs"], y, seed)
+        if "skipped" in got:
+            return {"skipped": got["skipped"]}
+        net = got["trained"]
+        c = critical.critical_samples(
+            net, sp.X, radius=params["radius"], method="lass", certify="ibp", box=box,
+            rng=int_seed(seed, "lass-cnn"),
+        )  # fmt: skip
+        out[lab] = {
+            "train_acc": float(np.mean(net.predict(sp.X) == y)),
+            "csr_lower": float(c.csr_lower),
+            "csr_upper": float(c.csr_upper),
+        }
+    out["channels"] = list(params["cnn"]["channels"])
+    return out
+
+
+def cnn_text(cnn: dict[str, Any] | None) -> str:
+    """The CNN row's reading (computed from its numbers)."""
+    if not cnn:
+        return ""
+    if "skipped" in cnn:
+        return f"The CNN row was skipped ({cnn['skipped']}). "
+    re_, ra = cnn["real"], cnn["random"]
+    if ra["csr_lower"] > re_["csr_upper"]:
+        order = "above the real-label interval"
+    elif re_["csr_lower"] > ra["csr_upper"]:
+        order = "below the real-label interval"
+    else:
+        order = "overlapping the real-label interval"
+    return (
+        f"A small CNN with max pooling ({cnn['channels'][0]} and {cnn['channels'][1]} "
+        f"channels; IBP certificate, LASS search) has its CSR in [{re_['csr_lower']:.3f}, "
+        f"{re_['csr_upper']:.3f}] with real labels (train accuracy {re_['train_acc']:.2f}) "
+        f"and in [{ra['csr_lower']:.3f}, {ra['csr_upper']:.3f}] with random labels (train "
+        f"accuracy {ra['train_acc']:.2f}), {order}. "
+    )
 
 
 def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
     from .. import critical
+
+    if "cnn" in params:
+        return _cnn(params, seed)
 
     sp = split(load_data(params["data"]), params["per_class"], seed)
     y = sp.y if params["labels"] == "real" else random_labels(sp.y, sp.n_classes, seed)
@@ -105,7 +175,10 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
 
 
 def summarize(results: dict[str, dict[str, Any]], cfg: Config) -> dict[str, Any]:
-    return {lab: results[lab] for lab in ("real", "random")}
+    out = {lab: results[lab] for lab in ("real", "random")}
+    if "cnn" in results:
+        out["cnn"] = results["cnn"]
+    return out
 
 
 def figures(d: dict[str, Any]) -> list[tuple[str, Any, str]]:
@@ -175,6 +248,27 @@ def tables(d: dict[str, Any]) -> list[dict[str, Any]]:
                 ]
                 for lab in ("real", "random")
             ],
+        },
+        *_cnn_table(d.get("cnn")),
+    ]
+
+
+def _cnn_table(cnn: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if not cnn:
+        return []
+    rows = (
+        [[f"skipped ({cnn['skipped']})", None, None, None]]
+        if "skipped" in cnn
+        else [
+            [lab, cnn[lab]["train_acc"], cnn[lab]["csr_lower"], cnn[lab]["csr_upper"]]
+            for lab in ("real", "random")
+        ]
+    )
+    return [
+        {
+            "title": "A small CNN with max pooling (IBP certificate, LASS search)",
+            "columns": ["labels", "train acc", "CSR lower", "CSR upper"],
+            "rows": rows,
         }
     ]
 
@@ -239,6 +333,7 @@ def reading(d: dict[str, Any]) -> str:
         f"{csr_trend(ra, sd_of(d, 'random', 'csr_upper', 0), sd_of(d, 'random', 'csr_upper', -1))}"
         f". Loss sensitivity is {gini} (Gini {re_['gini']:.3f} vs {ra['gini']:.3f}; median "
         f"{re_['sensitivity_median']:.3g} vs {ra['sensitivity_median']:.3g}). "
+        + cnn_text(d.get("cnn"))
         + spread_note(d.get("n_seeds", 1))
     )
 

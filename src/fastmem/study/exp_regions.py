@@ -10,20 +10,19 @@ from typing import Any
 import numpy as np
 
 from .. import bounds
-from ..network import Network, sawtooth
+from ..network import sawtooth
 from ..plane import draw_regions, plane_regions, plane_through
 from ..regions import Ragged, along_segments, distance_to_boundary, distinct_patterns
 from .common import (
     he_network,
     histogram,
-    int_seed,
     load_data,
     random_labels,
     rng_for,
     split,
     summary,
-    timed,
     train,
+    train_cnn,
 )
 from .plotting import band, band_note, bar_hist, figure, legend_below, legend_right, style
 from .registry import Config, Experiment
@@ -179,48 +178,18 @@ def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
 
 
 def _cnn(params: dict[str, Any], seed: int) -> dict[str, Any]:
-    """Regions along segments of a small CNN with max pooling (the layer model,
-    ``fastmem._graph``): ``Conv2d(1, c1, 3, pad 1)-ReLU-MaxPool2d(2)-Conv2d(c1, c2, 3,
-    pad 1)-ReLU-Flatten-Linear``, He init and trained with torch (Adam, cross-entropy) on
-    the same training points and lines as the MLPs. Skipped without torch or image data."""
-    try:
-        import torch
-    except ImportError:
-        return {"skipped": "needs torch"}
+    """Regions along segments of a small CNN with max pooling (:func:`common.train_cnn`),
+    at He init and trained, on the same training points and lines as the MLPs. Skipped
+    without torch or image data."""
     data = load_data(params["data"])
-    side = data.image_side
-    if side is None or side % 2:
-        return {"skipped": "needs square images of even side"}
     sp = split(data, params["per_class"], seed)
-    nn = torch.nn
-    c1, c2 = params["channels"]
-    torch.manual_seed(int_seed(seed, "cnn"))
-    model = nn.Sequential(
-        nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.Flatten(),
-        nn.Linear(c2 * (side // 2) ** 2, sp.n_classes),
-    ).double()  # fmt: skip
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight)
-            nn.init.zeros_(m.bias)
-    shape = (1, side, side)
-    nets = {"init": Network.from_torch(model.eval(), input_shape=shape)}
-    X = torch.from_numpy(sp.X.reshape(-1, *shape))
-    y = torch.from_numpy(sp.y.astype(np.int64))
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    gen = torch.Generator().manual_seed(int_seed(seed, "cnn-batches"))
-    with timed("train"):
-        model.train()
-        for _ in range(params["epochs"]):
-            for idx in torch.randperm(X.shape[0], generator=gen).split(64):
-                opt.zero_grad()
-                torch.nn.functional.cross_entropy(model(X[idx]), y[idx]).backward()
-                opt.step()
-    nets["trained"] = Network.from_torch(model.eval(), input_shape=shape)
+    got = train_cnn(sp, data.image_side, params["channels"], params["epochs"], sp.y, seed)
+    if "skipped" in got:
+        return got
+    nets = {"init": got["init"], "trained": got["trained"]}
     lines = _lines(sp.X, params["lines"], seed)
     out: dict[str, Any] = {
-        "channels": [c1, c2],
+        "channels": list(params["channels"]),
         "neurons": sum(nets["init"].widths[1:-1]),
         "pattern_bits": nets["init"].n_pattern_bits,
     }
