@@ -3,25 +3,13 @@
 
 #include <cstdint>
 
+#include "fastmem/plane.hpp"
+
 namespace fastmem::cpu {
 
-// One layer's mesh: vertex coordinates S, T; the layer's maps (3 x n_parents x width) and
-// each vertex's owner (a parent that has it, whose maps give its values); parent p is
-// corners[off[p] .. off[p + 1]) (counter-clockwise); kind: the layer's activation code;
-// tolz: the tolerance of each neuron (width).
-struct PlaneMesh {
-  const double* S;
-  const double* T;
-  const double* maps;
-  const int64_t* owner;
-  int64_t n_vertices;
-  int64_t width;
-  const int64_t* corners;
-  const int64_t* off;
-  int64_t n_parents;
-  int kind;
-  const double* tolz;
-};
+// One layer's mesh (fastmem/plane.hpp).
+using PlaneMesh = fastmem::PlaneMesh;
+
 
 // counts (n_parents x 3): per parent, the polygons it is cut into, their corners in all and
 // the new vertices it creates.
