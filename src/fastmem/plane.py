@@ -426,11 +426,12 @@ def _cut_layer(mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer
 
     The kernels (``plane_cut_count``, ``plane_cut_emit``; cpp/include/fastmem/plane.hpp)
     cut each polygon independently from the values at its vertices; new vertices that two
-    neighbours created on their shared side are bitwise equal and merged here.
+    neighbours created on their shared side are bitwise equal and merged here. The mesh
+    lives on the host; on the CUDA backend ``maps`` lives on the device and the kernels'
+    inputs and outputs cross over.
     """
-    k = be.kernels
-    A, GS, GT = maps
-    n, width = A.shape
+    k, xp = be.kernels, be.xp
+    _, n, width = maps.shape
     S, T, corners, off = mesh.S, mesh.T, mesh.corners, mesh.off
     nv = S.shape[0]
     # Each vertex's values come from one polygon that owns it (the network is continuous:
@@ -440,25 +441,28 @@ def _cut_layer(mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer
     owner[corners] = mesh.poly_of_corner()
     # One tolerance per neuron (its steepest slope on the slice): the same number on both
     # sides of every shared side.
-    tolz = np.hypot(GS, GT).max(axis=0) * tol if n else np.zeros(width)  # hypot: no overflow
-    tolz = np.ascontiguousarray(tolz)
-    counts = np.zeros((n, 3), dtype=np.int64)
-    k.plane_cut_count(S, T, maps, owner, corners, off, kind, tolz, counts)
+    if n:
+        tolz = xp.ascontiguousarray(xp.hypot(maps[1], maps[2]).max(axis=0) * tol)
+    else:
+        tolz = xp.zeros(width)
+    dev = _to_backend(be)
+    args = (dev(S), dev(T), maps, dev(owner), dev(corners), dev(off), kind, tolz)
+    counts = xp.zeros((n, 3), dtype=np.int64)
+    k.plane_cut_count(*args, counts)
     offsets = np.zeros((n + 1, 3), dtype=np.int64)
-    np.cumsum(counts, axis=0, out=offsets[1:])
+    np.cumsum(_host(counts), axis=0, out=offsets[1:])
     n_poly, n_corners, n_new = (int(x) for x in offsets[-1])
     check_allocation(
         8 * (3 * n_poly + 3 * n_corners + 6 * n_new + 4 * nv) + 3 * 8 * n_poly * width,
         f"the {n_poly} regions of the slice at hidden layer {layer} (and their maps)",
         "net",
     )
-    sizes = np.empty(n_poly, dtype=np.int64)
-    out_corners = np.empty(n_corners, dtype=np.int64)
-    parent = np.empty(n_poly, dtype=np.int64)
-    st = np.empty((n_new, 2))
-    k.plane_cut_emit(
-        S, T, maps, owner, corners, off, kind, tolz, offsets, sizes, out_corners, parent, st
-    )
+    sizes = xp.empty(n_poly, dtype=np.int64)
+    out_corners = xp.empty(n_corners, dtype=np.int64)
+    parent = xp.empty(n_poly, dtype=np.int64)
+    st = xp.empty((n_new, 2))
+    k.plane_cut_emit(*args, dev(offsets), sizes, out_corners, parent, st)
+    sizes, out_corners, parent, st = (_host(a) for a in (sizes, out_corners, parent, st))
     # merge the new vertices two neighbours made on their shared side (bitwise equal)
     keys = np.ascontiguousarray(st).view(np.dtype((np.void, 16))).reshape(-1)
     _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
@@ -472,6 +476,13 @@ def _cut_layer(mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer
         np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
         parent,
     )
+
+
+def _to_backend(be: Backend) -> Any:
+    """Host arrays to the backend's array module (the device for CUDA; else as they are)."""
+    if be.device == "cpu":
+        return lambda a: a
+    return lambda a: be.xp.ascontiguousarray(be.xp.asarray(a))
 
 
 def _vertex_means(mesh: _Mesh) -> Any:
@@ -525,7 +536,7 @@ def plane_regions(
     ----------
     net : Network
         Piecewise-linear hidden layers (relu, leaky_relu, hardtanh, threshold); a CUDA
-        network is copied to the host.
+        network selects the CUDA backend.
     origin : array_like (d,)
     directions : array_like (2, d)
         Not zero, not parallel.
@@ -534,8 +545,10 @@ def plane_regions(
     points : array_like (k, d), optional
         Inputs to mark in :meth:`PlaneRegions.plot` (projected onto the plane), e.g. the
         three points of :func:`plane_through`.
-    backend : {"cpp", "numba"}, optional
-        Kernel backend for the pattern bits and hashes (identical results).
+    backend : {"cpp", "numba", "cuda"}, optional
+        Kernel backend of the cuts, pattern bits and hashes (identical results). CuPy
+        ``origin`` / ``directions`` or a CUDA network choose ``"cuda"`` (the GEMMs and
+        kernels on the device, the mesh bookkeeping on the host); results are NumPy.
 
     Returns
     -------
@@ -564,14 +577,10 @@ def plane_regions(
     if not isinstance(net, Network):
         raise InputError(f"net: must be a fastmem.Network, got {type(net).__name__}")
     net.require_piecewise_linear("plane_regions")
-    if backend == "cuda":
-        raise InputError("backend: plane_regions runs on the CPU ('cpp' or 'numba')")
-    be = select_backend("cpu", backend)
-    if be.name == "cuda":  # forced by FASTMEM_BACKEND
-        raise InputError(
-            "backend: plane_regions runs on the CPU; FASTMEM_BACKEND=cuda forces the CUDA "
-            "kernels, which have no 2-D slice: pass backend='cpp' or 'numba'"
-        )
+    on_gpu = net.device == "cuda" or any(
+        hasattr(a, "__cuda_array_interface__") for a in (origin, directions)
+    )
+    be = select_backend("cuda" if on_gpu else "cpu", backend)
     host = net.to("cpu")
     if host.dtype != np.float64:
         host = host.astype(np.float64)
@@ -605,8 +614,9 @@ def plane_regions(
     # threads would take the cores from them); the GEMMs split rows over fixed blocks
     with kernels_own_the_cores(be):
         mesh, codes, logits = _slice(host, be, o, D, ext, tol)
-        hashes = np.empty(mesh.n, dtype=np.uint64)
-        be.kernels.hash_patterns(np.ascontiguousarray(codes), hashes)
+        hashes = be.xp.empty(mesh.n, dtype=np.uint64)
+        be.kernels.hash_patterns(_to_backend(be)(codes), hashes)
+        hashes = _host(hashes)
     V = np.stack([mesh.S, mesh.T], axis=1)
     areas = _areas(mesh.S, mesh.T, mesh.corners, mesh.off)
     predicted, boundary = _decisions(mesh, logits, tol)
@@ -660,7 +670,7 @@ def _slice(
     net: Network, be: Backend, o: Any, D: Any, ext: tuple[float, float, float, float], tol: float
 ) -> tuple[_Mesh, Any, Any]:
     """Cut the extent through every hidden layer: the mesh, its patterns and logit maps."""
-    k = be.kernels
+    k, xp, dev = be.kernels, be.xp, _to_backend(be)
     s0, s1, t0, t1 = ext
     mesh = _Mesh(
         np.array([s0, s1, s1, s0], dtype=np.float64),
@@ -677,6 +687,7 @@ def _slice(
         Z = np.ascontiguousarray((np.concatenate([o[None], D]) @ net.weights[0].T)[:, None, :])
         Z[0] += net.biases[0]
     _check_maps(Z, 0, net, ext)
+    Z = dev(Z)
     bit = 0
     n_hidden = net.n_layers - 1
     step = False
@@ -688,43 +699,44 @@ def _slice(
         # This layer's bits and branch at each polygon's vertex mean (interior, never on a
         # cut, as the segment engine reads them at a piece's midpoint), and the maps of
         # its post-activations: one kernel pass per polygon.
-        par = mesh.parent
-        st = _vertex_means(mesh)
-        codes = np.ascontiguousarray(codes[par])
+        par = dev(mesh.parent)
+        st_host = _vertex_means(mesh)
+        st = dev(st_host)
+        codes = dev(np.ascontiguousarray(_host(codes)[mesh.parent]))
         step = kind == THRESHOLD
         n = mesh.n
         if step:
-            k.plane_children(Z, par, st, kind, slope, codes, bit, np.empty((3, 0, width)))
+            k.plane_children(Z, par, st, kind, slope, codes, bit, xp.empty((3, 0, width)))
             bit += width * bits_per_neuron(kind)
             break
         # The post-activation maps go straight into the next layer's GEMM, a block of
         # polygons at a time: the maps of every polygon at once (3 x width float64 each)
         # would be the largest array of the call (GiBs for wide layers).
         W = net.weights[layer + 1]
-        WT = np.ascontiguousarray(W.T)
-        Z_next = np.empty((3, n, W.shape[0]))
+        WT = dev(np.ascontiguousarray(W.T))
+        Z_next = xp.empty((3, n, W.shape[0]))
         block = max(1, _BLOCK_BYTES // (24 * width))
-        H = np.empty((3, min(block, n), width))
+        H = xp.empty((3, min(block, n), width))
         for lo in range(0, n, block):
             hi = min(lo + block, n)
-            Hb = H[:, : hi - lo] if hi - lo == H.shape[1] else np.empty((3, hi - lo, width))
+            Hb = H[:, : hi - lo] if hi - lo == H.shape[1] else xp.empty((3, hi - lo, width))
             k.plane_children(Z, par[lo:hi], st[lo:hi], kind, slope, codes[lo:hi], bit, Hb)
             out = row_parallel_matmul(Hb.reshape(-1, width), WT, be)
             Z_next[:, lo:hi] = out.reshape(3, hi - lo, -1)
         bit += width * bits_per_neuron(kind)
         Z = Z_next
-        Z[0] += net.biases[layer + 1]
+        Z[0] += dev(net.biases[layer + 1])
         _check_maps(Z, layer + 1, net, ext)
     if step:
         # Constant after a threshold layer: the whole pattern and the logits at the vertex
         # means, by the forward pass of Network.pattern_hashes.
-        X = o + st[:, :1] * D[0] + st[:, 1:] * D[1]
-        codes = np.zeros((mesh.n, n_words), dtype=np.uint64)
-        out = net._propagate(X, be, codes=codes, output=True)
+        X = o + st_host[:, :1] * D[0] + st_host[:, 1:] * D[1]
+        codes = xp.zeros((mesh.n, n_words), dtype=np.uint64)
+        out = net.to(be.device)._propagate(dev(X), be, codes=codes, output=True)
         logits = np.zeros((mesh.n, 3, out.shape[1]))
-        logits[:, 0] = out
-        return mesh, codes, logits
-    return mesh, codes, np.ascontiguousarray(Z.transpose(1, 0, 2))
+        logits[:, 0] = _host(out)
+        return mesh, _host(codes), logits
+    return mesh, _host(codes), np.ascontiguousarray(_host(Z).transpose(1, 0, 2))
 
 
 # ------------------------------------------------------------------ decisions
