@@ -4,6 +4,10 @@
 #include <algorithm>
 #include <vector>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "fastmem/plane.hpp"
 
 namespace fastmem::cpu {
@@ -24,9 +28,9 @@ struct Scratch {
     cap = std::max(cap, m);
     carve();
   }
-  void grow() {
-    cap *= 2;
-    cap_rows *= 2;
+  void grow() {  // by 4: a parent that outgrows the scratch is cut again from the start
+    cap *= 4;
+    cap_rows *= 4;
     carve();
   }
   void carve() {
@@ -66,6 +70,77 @@ void plane_cut_emit(const PlaneMesh& M, const int64_t* offsets, int64_t* out_siz
       cut_parent(M, p, sc);
       plane_emit_parent(M, p, sc.w, offsets, out_sizes, out_corners, out_parent, out_st);
     }
+  }
+}
+
+void plane_cut(const PlaneMesh& M, PlaneCut& out) {
+#ifdef _OPENMP
+  const int n_threads = omp_get_max_threads();
+#else
+  const int n_threads = 1;
+#endif
+  out.threads.assign(static_cast<size_t>(n_threads), PlaneCut::Part{});
+  out.where.assign(static_cast<size_t>(4 * M.n_parents), 0);
+  out.offsets.assign(static_cast<size_t>(3 * (M.n_parents + 1)), 0);
+#pragma omp parallel num_threads(n_threads)
+  {
+#ifdef _OPENMP
+    const int tid = omp_get_thread_num();
+#else
+    const int tid = 0;
+#endif
+    PlaneCut::Part& part = out.threads[static_cast<size_t>(tid)];
+    Scratch sc;
+#pragma omp for schedule(dynamic, 16)
+    for (int64_t p = 0; p < M.n_parents; ++p) {
+      cut_parent(M, p, sc);
+      const PlaneCutWork& w = sc.w;
+      const int64_t m = M.off[p + 1] - M.off[p];
+      const int64_t* gid = M.corners + M.off[p];
+      int64_t* at = out.where.data() + 4 * p;
+      at[0] = tid;
+      at[1] = static_cast<int64_t>(part.sizes.size());
+      at[2] = static_cast<int64_t>(part.corners.size());
+      at[3] = static_cast<int64_t>(part.st.size()) / 2;
+      for (int64_t q = 0; q < w.n_poly; ++q) part.sizes.push_back(w.poly_off[q + 1] - w.poly_off[q]);
+      // a corner of the parent by its id, new vertex i as -1 - i (numbered on gathering)
+      for (int64_t k = 0; k < w.n_corners; ++k) {
+        const int64_t v = w.poly[k];
+        part.corners.push_back(v < m ? gid[v] : -1 - (v - m));
+      }
+      for (int64_t i = 0; i < w.n_new; ++i) {
+        part.st.push_back(w.s[i]);
+        part.st.push_back(w.t[i]);
+      }
+      int64_t* c = out.offsets.data() + 3 * (p + 1);
+      c[0] = w.n_poly;
+      c[1] = w.n_corners;
+      c[2] = w.n_new;
+    }
+  }
+  for (int64_t p = 0; p < M.n_parents; ++p)
+    for (int64_t e = 0; e < 3; ++e) out.offsets[3 * (p + 1) + e] += out.offsets[3 * p + e];
+}
+
+void plane_cut_gather(const PlaneMesh& M, const PlaneCut& cut, int64_t* out_sizes,
+                      int64_t* out_corners, int64_t* out_parent, double* out_st) {
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < M.n_parents; ++p) {
+    const int64_t* at = cut.where.data() + 4 * p;
+    const PlaneCut::Part& part = cut.threads[static_cast<size_t>(at[0])];
+    const int64_t* o = cut.offsets.data() + 3 * p;
+    const int64_t n_poly = o[3] - o[0], n_corners = o[4] - o[1], n_new = o[5] - o[2];
+    for (int64_t q = 0; q < n_poly; ++q) {
+      out_sizes[o[0] + q] = part.sizes[static_cast<size_t>(at[1] + q)];
+      out_parent[o[0] + q] = p;
+    }
+    const int64_t base = M.n_vertices + o[2];
+    for (int64_t k = 0; k < n_corners; ++k) {
+      const int64_t c = part.corners[static_cast<size_t>(at[2] + k)];
+      out_corners[o[1] + k] = c >= 0 ? c : base + (-1 - c);
+    }
+    for (int64_t i = 0; i < 2 * n_new; ++i)
+      out_st[2 * o[2] + i] = part.st[static_cast<size_t>(2 * at[3] + i)];
   }
 }
 

@@ -447,22 +447,29 @@ def _cut_layer(mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer
         tolz = xp.zeros(width)
     dev = _to_backend(be)
     args = (dev(S), dev(T), maps, dev(owner), dev(corners), dev(off), kind, tolz)
-    counts = xp.zeros((n, 3), dtype=np.int64)
-    k.plane_cut_count(*args, counts)
-    offsets = np.zeros((n + 1, 3), dtype=np.int64)
-    np.cumsum(_host(counts), axis=0, out=offsets[1:])
-    n_poly, n_corners, n_new = (int(x) for x in offsets[-1])
-    check_allocation(
-        8 * (3 * n_poly + 3 * n_corners + 6 * n_new + 4 * nv) + 3 * 8 * n_poly * width,
-        f"the {n_poly} regions of the slice at hidden layer {layer} (and their maps)",
-        "net",
-    )
-    sizes = xp.empty(n_poly, dtype=np.int64)
-    out_corners = xp.empty(n_corners, dtype=np.int64)
-    parent = xp.empty(n_poly, dtype=np.int64)
-    st = xp.empty((n_new, 2))
-    k.plane_cut_emit(*args, dev(offsets), sizes, out_corners, parent, st)
-    sizes, out_corners, parent, st = (_host(a) for a in (sizes, out_corners, parent, st))
+    what = f"the regions of the slice at hidden layer {layer} (and their maps)"
+    if hasattr(k, "plane_cut"):  # C++: the cut in one pass, each parent cut once
+        sizes, out_corners, parent, st = k.plane_cut(*args)
+        n_poly = sizes.shape[0]
+        # the largest arrays come next: the maps of every region (checked before)
+        check_allocation(3 * 8 * n_poly * width, f"{what[:4]}{n_poly} {what[4:]}", "net")
+    else:  # count, then emit where the counts say
+        counts = xp.zeros((n, 3), dtype=np.int64)
+        k.plane_cut_count(*args, counts)
+        offsets = np.zeros((n + 1, 3), dtype=np.int64)
+        np.cumsum(_host(counts), axis=0, out=offsets[1:])
+        n_poly, n_corners, n_new = (int(x) for x in offsets[-1])
+        check_allocation(
+            8 * (3 * n_poly + 3 * n_corners + 6 * n_new + 4 * nv) + 3 * 8 * n_poly * width,
+            f"{what[:4]}{n_poly} {what[4:]}",
+            "net",
+        )
+        sizes = xp.empty(n_poly, dtype=np.int64)
+        out_corners = xp.empty(n_corners, dtype=np.int64)
+        parent = xp.empty(n_poly, dtype=np.int64)
+        st = xp.empty((n_new, 2))
+        k.plane_cut_emit(*args, dev(offsets), sizes, out_corners, parent, st)
+        sizes, out_corners, parent, st = (_host(a) for a in (sizes, out_corners, parent, st))
     # merge the new vertices two neighbours made on their shared side (bitwise equal)
     keys = np.ascontiguousarray(st).view(np.dtype((np.void, 16))).reshape(-1)
     _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
