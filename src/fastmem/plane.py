@@ -40,12 +40,15 @@ Ties and tolerance (float64; float32 networks are promoted to float64 for the ge
     ``tol`` (times the gradient of the difference) of the largest.
 
 Memory
-    Per polygon the maps of one layer (``3 * width`` float64 twice, for the GEMM's input
-    and output), its pattern words, and per vertex / corner a few int64 and float64; the
-    kernels keep per-thread scratch for one polygon's cut. Refused before allocating when a
-    layer's polygons cannot fit (``InputError`` naming ``net`` and saying how much it would
-    need). The whole slice is held at once (no chunking): a slice with millions of regions
-    needs gigabytes.
+    The state of a layer is the maps of its polygons (``3 * width`` float64 each: the
+    parents' while their children's are computed, then the children's), their pattern
+    words, and per vertex / corner a few int64 and float64. Beyond that the working memory
+    is bounded: the post-activation maps go to the next layer's GEMM by blocks of 8 MiB
+    of polygons (not all at once), the per-neuron tolerances are reduced block by block,
+    and the cut keeps per-thread scratch for one polygon (grown while a polygon needs
+    more). Refused before allocating when a layer's maps cannot fit (``InputError``
+    naming ``net`` and saying how much it would need). A slice with millions of regions
+    still needs gigabytes (its maps: 3 * 8 * width bytes a region).
 """
 
 from __future__ import annotations
@@ -69,8 +72,9 @@ from .regions import Ragged
 __all__ = ["PlaneRegions", "plane_regions", "plane_through"]
 
 _TOL_ULPS = 128
-# the post-activation maps of this many bytes of polygons per kernel call and GEMM
-_BLOCK_BYTES = 64 << 20
+# the post-activation maps of this many bytes of polygons per kernel call and GEMM (and
+# the per-neuron tolerances' temporaries): the working memory beyond the layer's maps
+_BLOCK_BYTES = 8 << 20
 
 
 # ------------------------------------------------------------------ the result
@@ -441,10 +445,13 @@ def _cut_layer(mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer
     owner[corners] = mesh.poly_of_corner()
     # One tolerance per neuron (its steepest slope on the slice): the same number on both
     # sides of every shared side.
-    if n:
-        tolz = xp.ascontiguousarray(xp.hypot(maps[1], maps[2]).max(axis=0) * tol)
-    else:
-        tolz = xp.zeros(width)
+    # (by blocks of polygons: hypot's temporary stays the size of one block)
+    tolz = xp.zeros(width)
+    block = max(1, _BLOCK_BYTES // (8 * max(width, 1)))
+    for lo in range(0, n, block):
+        xp.maximum(tolz, xp.hypot(maps[1, lo : lo + block], maps[2, lo : lo + block]).max(axis=0),
+                   out=tolz)  # fmt: skip
+    tolz = xp.ascontiguousarray(tolz * tol)
     dev = _to_backend(be)
     args = (dev(S), dev(T), maps, dev(owner), dev(corners), dev(off), kind, tolz)
     what = f"the regions of the slice at hidden layer {layer} (and their maps)"
