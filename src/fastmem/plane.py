@@ -809,23 +809,31 @@ def _decisions(mesh: _Mesh, logits: Any, tol: float) -> tuple[Any, Ragged]:
         cp = some[sp]
         cand.append(np.stack([cp, top[cp], cm], axis=1))
     mixed = np.flatnonzero(~const)
-    if mixed.size:
-        sizes = np.diff(off)[mixed]
-        ci = _ragged_index(off[mixed], sizes)
+    pa, pb = np.triu_indices(classes, 1)  # the pairs (a, b), a < b, in lexicographic order
+    sizes_all = np.diff(off)
+    # every pair at once, by blocks of mixed regions (temporaries of _BLOCK_BYTES or so)
+    per = max(1, 8 * len(pa) * int(sizes_all.max(initial=1)))
+    block = max(1, _BLOCK_BYTES // per)
+    hits = []
+    for lo in range(0, mixed.size, block):
+        mb = mixed[lo : lo + block]
+        sizes = sizes_all[mb]
+        ci = _ragged_index(off[mb], sizes)
         moff = np.cumsum(sizes) - sizes
         pm = pc[ci]
         Lm = L[pm, 0] + S[corners[ci]][:, None] * L[pm, 1] + T[corners[ci]][:, None] * L[pm, 2]
-        for a in range(classes):
-            for b in range(a + 1, classes):
-                # the line l_a = l_b meets the region: corners strictly on both sides, or
-                # on it at two corners (along a side)
-                g = Lm[:, a] - Lm[:, b]
-                eps = tol * np.hypot(L[pm, 1, a] - L[pm, 1, b], L[pm, 2, a] - L[pm, 2, b])
-                pos = np.maximum.reduceat((g > eps).astype(np.int8), moff) > 0
-                neg = np.maximum.reduceat((g < -eps).astype(np.int8), moff) > 0
-                on = np.add.reduceat((np.abs(g) <= eps).astype(np.int64), moff) >= 2
-                hit = mixed[(pos & neg) | on]
-                cand.append(np.stack([hit, np.full_like(hit, a), np.full_like(hit, b)], axis=1))
+        # the line l_a = l_b meets the region: corners strictly on both sides, or on it at
+        # two corners (along a side)
+        g = Lm[:, pa] - Lm[:, pb]
+        Ls, Lt = L[pm, 1], L[pm, 2]
+        eps = tol * np.hypot(Ls[:, pa] - Ls[:, pb], Lt[:, pa] - Lt[:, pb])
+        pos = np.maximum.reduceat((g > eps).astype(np.int8), moff, axis=0) > 0
+        neg = np.maximum.reduceat((g < -eps).astype(np.int8), moff, axis=0) > 0
+        on = np.add.reduceat((np.abs(g) <= eps).astype(np.int64), moff, axis=0) >= 2
+        hits.append(((pos & neg) | on).T)  # (pairs, regions of the block)
+    if hits:
+        pi, mi = np.nonzero(np.concatenate(hits, axis=1))  # pair by pair, regions in order
+        cand.append(np.stack([mixed[mi], pa[pi], pb[pi]], axis=1))
     segs, keys = _pair_segments(mesh, L, np.concatenate(cand).astype(np.int64), tol)
     return predicted, _polylines(segs, keys)
 

@@ -81,6 +81,21 @@ FASTMEM_HD inline void plane_vertex_row(const double* maps, int64_t n_poly, int6
   for (int64_t j = 0; j < width; ++j) z[j] = (a[j] + s * gs[j]) + t * gt[j];
 }
 
+// The maps of the post-activations of one child (see plane_child_row), for one kind.
+template <int Kind>
+FASTMEM_HD inline void plane_child_maps(const double* a, const double* gs, const double* gt,
+                                        const double* zrow, int64_t width, double slope,
+                                        double* h, int64_t h_stride) {
+  for (int64_t j = 0; j < width; ++j) {
+    const double z = zrow[j];
+    const double d = activation_slope(z, Kind, slope);
+    const double c = activate(z, Kind, slope) - d * z;  // 0 but for saturated branches
+    h[j] = d * a[j] + c;
+    h[h_stride + j] = d * gs[j];
+    h[2 * h_stride + j] = d * gt[j];
+  }
+}
+
 // One child (parent p, interior point (s, t)): ORs the layer's state bits into codes (from
 // bit_offset) and, with h (3 rows of `width`, each h_stride apart) not null, writes the maps
 // of the post-activations. zrow: scratch of `width`.
@@ -93,13 +108,19 @@ FASTMEM_HD inline void plane_child_row(const double* maps, int64_t n_poly, int64
     const double* a = maps + p * width;
     const double* gs = a + n_poly * width;
     const double* gt = gs + n_poly * width;
-    for (int64_t j = 0; j < width; ++j) {
-      const double z = zrow[j];
-      const double d = activation_slope(z, kind, slope);
-      const double c = activate(z, kind, slope) - d * z;  // 0 but for saturated branches
-      h[j] = d * a[j] + c;
-      h[h_stride + j] = d * gs[j];
-      h[2 * h_stride + j] = d * gt[j];
+    switch (kind) {  // the kind as a constant: the loop has no switch inside
+      case kRelu:
+        plane_child_maps<kRelu>(a, gs, gt, zrow, width, slope, h, h_stride);
+        break;
+      case kLeakyRelu:
+        plane_child_maps<kLeakyRelu>(a, gs, gt, zrow, width, slope, h, h_stride);
+        break;
+      case kHardtanh:
+        plane_child_maps<kHardtanh>(a, gs, gt, zrow, width, slope, h, h_stride);
+        break;
+      default:
+        plane_child_maps<kThreshold>(a, gs, gt, zrow, width, slope, h, h_stride);
+        break;
     }
   }
   pack_and_activate_row(zrow, width, codes, bit_offset, kind, slope);
