@@ -786,9 +786,14 @@ def _decisions(mesh: _Mesh, logits: Any, tol: float) -> tuple[Any, Ragged]:
     Dm = L[np.arange(n), :, top][:, :, None] - L  # (regions, 3, classes): l_k - l_m
     tolG = tol * np.hypot(Dm[:, 1], Dm[:, 2])  # (regions, classes)
     cs, ct = S[corners][:, None], T[corners][:, None]
-    gm = Dm[pc, 0] + cs * Dm[pc, 1] + ct * Dm[pc, 2]  # (corners, classes)
+    G = Dm[pc]  # one gather of each corner's region rows
+    gm = G[:, 0] + cs * G[:, 1] + ct * G[:, 2]  # (corners, classes)
+    del G
     tg = tolG[pc]
-    ok = (gm >= -tg).all(axis=1)
+    # column by column: a reduction along the short axis of many rows is slow in NumPy
+    ok = np.ones(gm.shape[0], dtype=bool)
+    for c in range(classes):
+        ok &= gm[:, c] >= -tg[:, c]
     const = np.minimum.reduceat(ok.astype(np.int8), off[:-1]) > 0
     predicted = np.where(const, top, -1).astype(np.int64)
     # The boundary: per region and pair of classes (k, m), the part of the line
@@ -798,7 +803,10 @@ def _decisions(mesh: _Mesh, logits: Any, tol: float) -> tuple[Any, Ragged]:
     # those the boundary crosses) try every pair.
     tie = np.abs(gm) <= tg
     tie[np.arange(tie.shape[0]), top[pc]] = False
-    any_tie = np.add.reduceat(tie.any(axis=1).astype(np.int64), off[:-1]) >= 2
+    tie_any = np.zeros(tie.shape[0], dtype=bool)
+    for c in range(classes):
+        tie_any |= tie[:, c]
+    any_tie = np.add.reduceat(tie_any.astype(np.int64), off[:-1]) >= 2
     some = np.flatnonzero(const & any_tie)
     cand = [np.zeros((0, 3), dtype=np.int64)]
     if some.size:
