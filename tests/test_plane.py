@@ -325,6 +325,41 @@ def test_device_path_on_the_host(act: str, monkeypatch: pytest.MonkeyPatch) -> N
     np.testing.assert_array_equal(got.boundary.values, want.boundary.values)
 
 
+def test_one_pass_cut_equals_count_then_emit(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``plane_cut`` (one pass) and ``plane_cut_count`` + ``plane_cut_emit`` (the CUDA
+    protocol) give the same mesh, layer by layer, on every CPU kernel set."""
+    if backend == "cuda":
+        pytest.skip("the CUDA kernels count, then emit (no one-pass cut)")
+    import types
+
+    import fastmem.plane as plane_mod
+    from fastmem._backend import Backend, select_backend
+
+    be = select_backend("cpu", backend)
+    two = Backend(
+        name=be.name,
+        kernels=types.SimpleNamespace(
+            plane_cut_count=be.kernels.plane_cut_count, plane_cut_emit=be.kernels.plane_cut_emit
+        ),
+        xp=np,
+    )
+    seen = []
+    cut = plane_mod._cut_layer
+
+    def both(mesh, be_, maps, kind, tol, layer):
+        one = cut(mesh, be_, maps, kind, tol, layer)
+        other = cut(mesh, two, maps, kind, tol, layer)
+        for name in ("S", "T", "corners", "off", "parent"):
+            np.testing.assert_array_equal(getattr(one, name), getattr(other, name))
+        seen.append(one.n)
+        return one
+
+    monkeypatch.setattr(plane_mod, "_cut_layer", both)
+    Ws, bs, acts, slopes, o, D, ext = _random_case(23, (4, 14, 12, 3), "hardtanh")
+    fastmem.plane_regions(_net(Ws, bs, acts, slopes), o, D, extent=ext, backend=backend)
+    assert len(seen) == 2 and seen[-1] > seen[0] > 1
+
+
 CUDA = fastmem.backends()["cuda"]
 
 
