@@ -33,7 +33,7 @@ int reserve(DeviceMemory& mem, int64_t& have, int64_t bytes) {
 }
 
 // The scratch budget of one batch of parents (the cut needs a few hundred KiB a parent
-// at most in common cases: the batch shrinks as the scratch grows).
+// in common cases): the batch shrinks as the scratch grows, to 32 parents at least.
 constexpr int64_t kWorkBudget = int64_t(256) << 20;
 
 __global__ void plane_cut_kernel(PlaneMesh M, int64_t p0, int64_t n, char* work,
@@ -72,7 +72,7 @@ int plane_cut(const PlaneMesh& M, int64_t* counts, const int64_t* offsets, int64
   int64_t p0 = 0;
   while (p0 < M.n_parents) {
     const int64_t bytes = plane_work_bytes(cap, cap_rows, cap_m, M.width);
-    const int64_t batch = std::min(M.n_parents - p0, std::max<int64_t>(256, kWorkBudget / bytes));
+    const int64_t batch = std::min(M.n_parents - p0, std::max<int64_t>(32, kWorkBudget / bytes));
     if (int err = reserve(work, work_have, batch * bytes)) return err;
     if (cudaError_t err = cudaMemsetAsync(d_flag, 0, sizeof(int), stream))
       return static_cast<int>(err);
