@@ -471,8 +471,9 @@ def _cut_layer(mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer
         st = xp.empty((n_new, 2))
         k.plane_cut_emit(*args, dev(offsets), sizes, out_corners, parent, st)
         sizes, out_corners, parent, st = (_host(a) for a in (sizes, out_corners, parent, st))
-    # merge the new vertices two neighbours made on their shared side (bitwise equal)
-    keys = np.ascontiguousarray(st).view(np.dtype((np.void, 16))).reshape(-1)
+    # merge the new vertices two neighbours made on their shared side (bitwise equal; as
+    # complex numbers, which sort faster than 16-byte keys; -0.0 and 0.0 are one point)
+    keys = np.ascontiguousarray(st).view(np.complex128).reshape(-1)
     _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
     new = out_corners >= nv
     out_corners[new] = nv + inv.reshape(-1)[out_corners[new] - nv]
@@ -752,8 +753,8 @@ def _slice(
             hi = min(lo + block, n)
             Hb = H[:, : hi - lo] if hi - lo == H.shape[1] else xp.empty((3, hi - lo, width))
             k.plane_children(Z, par[lo:hi], st[lo:hi], kind, slope, codes[lo:hi], bit, Hb)
-            out = row_parallel_matmul(Hb.reshape(-1, width), WT, be)
-            Z_next[:, lo:hi] = out.reshape(3, hi - lo, -1)
+            for r in range(3):  # straight into the next maps (contiguous row ranges)
+                row_parallel_matmul(Hb[r], WT, be, out=Z_next[r, lo:hi])
         bit += width * bits_per_neuron(kind)
         Z = Z_next
         Z[0] += dev(net.biases[layer + 1])
