@@ -80,9 +80,12 @@ void plane_cut(const PlaneMesh& M, PlaneCut& out) {
   const int n_threads = 1;
 #endif
   out.threads.assign(static_cast<size_t>(n_threads), PlaneCut::Part{});
+  // a team only when each thread gets a few chunks of parents: waking a team for a
+  // handful (the first layer has one parent) costs more than it gives, and its idle
+  // members then spin-wait against the caller's serial work
   out.where.assign(static_cast<size_t>(4 * M.n_parents), 0);
   out.offsets.assign(static_cast<size_t>(3 * (M.n_parents + 1)), 0);
-#pragma omp parallel num_threads(n_threads)
+#pragma omp parallel num_threads(n_threads) if (M.n_parents > 64)
   {
 #ifdef _OPENMP
     const int tid = omp_get_thread_num();
@@ -124,7 +127,7 @@ void plane_cut(const PlaneMesh& M, PlaneCut& out) {
 
 void plane_cut_gather(const PlaneMesh& M, const PlaneCut& cut, int64_t* out_sizes,
                       int64_t* out_corners, int64_t* out_parent, double* out_st) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (M.n_parents > 64)
   for (int64_t p = 0; p < M.n_parents; ++p) {
     const int64_t* at = cut.where.data() + 4 * p;
     const PlaneCut::Part& part = cut.threads[static_cast<size_t>(at[0])];
@@ -147,7 +150,7 @@ void plane_cut_gather(const PlaneMesh& M, const PlaneCut& cut, int64_t* out_size
 void plane_children(const double* maps, int64_t n_parents, int64_t width, const int64_t* parent,
                     const double* st, int64_t n, int kind, double slope, uint64_t* codes,
                     int64_t n_words, int64_t bit_offset, double* h) {
-#pragma omp parallel
+#pragma omp parallel if (n > 256)
   {
     std::vector<double> zrow(width);
 #pragma omp for schedule(static)
