@@ -683,6 +683,33 @@ def test_refuses_what_cannot_fit(monkeypatch: pytest.MonkeyPatch) -> None:
         fastmem.plane_regions(_net(Ws, bs, acts, slopes), o, D, extent=ext)
 
 
+def test_a_cut_out_of_memory_is_an_input_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-pass cut allocates its output as it goes: running out is an InputError
+    naming ``net`` with a lower bound of what the layer needs, not a bare MemoryError."""
+    import types
+
+    import fastmem.plane as plane_mod
+    from fastmem._backend import Backend, select_backend
+
+    be = select_backend("cpu")
+
+    def no_memory(*args):
+        raise MemoryError
+
+    fake = Backend(
+        name=be.name,
+        kernels=types.SimpleNamespace(
+            **{n: getattr(be.kernels, n) for n in dir(be.kernels) if not n.startswith("_")},
+        ),
+        xp=np,
+    )
+    fake.kernels.plane_cut = no_memory
+    monkeypatch.setattr(plane_mod, "select_backend", lambda device, backend=None: fake)
+    Ws, bs, acts, slopes, o, D, ext = _random_case(0, (3, 8, 2), "relu")
+    with pytest.raises(InputError, match=r"net: the cut of hidden layer 0 ran out of memory"):
+        fastmem.plane_regions(_net(Ws, bs, acts, slopes), o, D, extent=ext)
+
+
 # ------------------------------------------------------------------ output
 def test_to_dict_float32_and_pictures(tmp_path) -> None:
     Ws, bs, acts, slopes, o, D, ext = _random_case(4, (3, 8, 8, 3), "relu")

@@ -2,6 +2,8 @@
 #include "plane_drivers.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <new>
 #include <vector>
 
 #ifdef _OPENMP
@@ -73,6 +75,32 @@ void plane_cut_emit(const PlaneMesh& M, const int64_t* offsets, int64_t* out_siz
   }
 }
 
+// Parent p's cut (w) into this thread's part, and where it lies there.
+static void keep_parent(const PlaneMesh& M, int64_t p, const PlaneCutWork& w, int tid,
+                        PlaneCut::Part& part, PlaneCut& out) {
+  const int64_t m = M.off[p + 1] - M.off[p];
+  const int64_t* gid = M.corners + M.off[p];
+  int64_t* at = out.where.data() + 4 * p;
+  at[0] = tid;
+  at[1] = static_cast<int64_t>(part.sizes.size());
+  at[2] = static_cast<int64_t>(part.corners.size());
+  at[3] = static_cast<int64_t>(part.st.size()) / 2;
+  for (int64_t q = 0; q < w.n_poly; ++q) part.sizes.push_back(w.poly_off[q + 1] - w.poly_off[q]);
+  // a corner of the parent by its id, new vertex i as -1 - i (numbered on gathering)
+  for (int64_t k = 0; k < w.n_corners; ++k) {
+    const int64_t v = w.poly[k];
+    part.corners.push_back(v < m ? gid[v] : -1 - (v - m));
+  }
+  for (int64_t i = 0; i < w.n_new; ++i) {
+    part.st.push_back(w.s[i]);
+    part.st.push_back(w.t[i]);
+  }
+  int64_t* c = out.offsets.data() + 3 * (p + 1);
+  c[0] = w.n_poly;
+  c[1] = w.n_corners;
+  c[2] = w.n_new;
+}
+
 void plane_cut(const PlaneMesh& M, PlaneCut& out) {
 #ifdef _OPENMP
   const int n_threads = omp_get_max_threads();
@@ -80,11 +108,14 @@ void plane_cut(const PlaneMesh& M, PlaneCut& out) {
   const int n_threads = 1;
 #endif
   out.threads.assign(static_cast<size_t>(n_threads), PlaneCut::Part{});
+  out.where.assign(static_cast<size_t>(4 * M.n_parents), 0);
+  out.offsets.assign(static_cast<size_t>(3 * (M.n_parents + 1)), 0);
+  // an allocation that fails inside the team is reported after it (an exception must not
+  // leave an OpenMP region): the binding raises MemoryError
+  std::atomic<bool> out_of_memory{false};
   // a team only when each thread gets a few chunks of parents: waking a team for a
   // handful (the first layer has one parent) costs more than it gives, and its idle
   // members then spin-wait against the caller's serial work
-  out.where.assign(static_cast<size_t>(4 * M.n_parents), 0);
-  out.offsets.assign(static_cast<size_t>(3 * (M.n_parents + 1)), 0);
 #pragma omp parallel num_threads(n_threads) if (M.n_parents > 64)
   {
 #ifdef _OPENMP
@@ -96,31 +127,16 @@ void plane_cut(const PlaneMesh& M, PlaneCut& out) {
     Scratch sc;
 #pragma omp for schedule(dynamic, 16)
     for (int64_t p = 0; p < M.n_parents; ++p) {
-      cut_parent(M, p, sc);
-      const PlaneCutWork& w = sc.w;
-      const int64_t m = M.off[p + 1] - M.off[p];
-      const int64_t* gid = M.corners + M.off[p];
-      int64_t* at = out.where.data() + 4 * p;
-      at[0] = tid;
-      at[1] = static_cast<int64_t>(part.sizes.size());
-      at[2] = static_cast<int64_t>(part.corners.size());
-      at[3] = static_cast<int64_t>(part.st.size()) / 2;
-      for (int64_t q = 0; q < w.n_poly; ++q) part.sizes.push_back(w.poly_off[q + 1] - w.poly_off[q]);
-      // a corner of the parent by its id, new vertex i as -1 - i (numbered on gathering)
-      for (int64_t k = 0; k < w.n_corners; ++k) {
-        const int64_t v = w.poly[k];
-        part.corners.push_back(v < m ? gid[v] : -1 - (v - m));
+      if (out_of_memory.load(std::memory_order_relaxed)) continue;
+      try {
+        cut_parent(M, p, sc);
+        keep_parent(M, p, sc.w, tid, part, out);
+      } catch (const std::bad_alloc&) {
+        out_of_memory.store(true, std::memory_order_relaxed);
       }
-      for (int64_t i = 0; i < w.n_new; ++i) {
-        part.st.push_back(w.s[i]);
-        part.st.push_back(w.t[i]);
-      }
-      int64_t* c = out.offsets.data() + 3 * (p + 1);
-      c[0] = w.n_poly;
-      c[1] = w.n_corners;
-      c[2] = w.n_new;
     }
   }
+  if (out_of_memory.load()) throw std::bad_alloc();
   for (int64_t p = 0; p < M.n_parents; ++p)
     for (int64_t e = 0; e < 3; ++e) out.offsets[3 * (p + 1) + e] += out.offsets[3 * p + e];
 }

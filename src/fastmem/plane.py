@@ -450,7 +450,14 @@ def _cut_layer(mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer
     args = (dev(S), dev(T), maps, dev(owner), dev(corners), dev(off), kind, tolz)
     what = f"the regions of the slice at hidden layer {layer} (and their maps)"
     if hasattr(k, "plane_cut"):  # C++: the cut in one pass, each parent cut once
-        sizes, out_corners, parent, st = k.plane_cut(*args)
+        try:
+            sizes, out_corners, parent, st = k.plane_cut(*args)
+        except MemoryError as exc:  # the cut's own output did not fit
+            raise InputError(
+                f"net: the cut of hidden layer {layer} ran out of memory ({n} polygons of "
+                f"width {width} in; the regions it makes and their maps would need at least "
+                f"{3 * 8 * n * width / 2**30:.3g} GiB more): shrink the extent or the network"
+            ) from exc
         n_poly = sizes.shape[0]
         # the largest arrays come next: the maps of every region (checked before)
         check_allocation(3 * 8 * n_poly * width, f"{what[:4]}{n_poly} {what[4:]}", "net")
