@@ -47,7 +47,9 @@ Memory
     of polygons (not all at once), the per-neuron tolerances are reduced block by block,
     and the cut keeps per-thread scratch for one polygon (grown while a polygon needs
     more). Refused before allocating when a layer's maps cannot fit (``InputError``
-    naming ``net`` and saying how much it would need). A slice with millions of regions
+    naming ``net`` and saying how much it would need); the cut's own output (a few int64
+    a polygon, some 40 times less than the maps) grows as it goes, and running out of
+    memory there is an ``InputError`` naming ``net`` too. A slice with millions of regions
     still needs gigabytes (its maps: 3 * 8 * width bytes a region).
 """
 
