@@ -9,6 +9,8 @@
 #          and again with FASTMEM_BACKEND=cuda                                -> tests_cuda.log
 #   bench  bench/test_gpu.py: the GPU workloads next to their CPU times and peers,
 #          with FLOP / byte floors                         -> bench.log, gpu_table.md, .json
+#   plane  from the bench's rows: plane_regions on cuda and on the CPU, the same slices,
+#          bit for bit (count and digest of patterns and vertices)       -> summary.md
 # then summary.md (each stage's status, the table), printed last. Exit status: 0 only
 # when every stage that ran passed. On a machine without a usable cuda backend the check
 # FAILS (it would otherwise pass with every CUDA test skipped), unless GPU_CHECK_REHEARSAL=1.
@@ -251,6 +253,40 @@ elif has_step bench; then
   else
     fail "bench: FAIL (exit $rc; see bench.log and gpu_table.md)"
   fi
+fi
+
+# ------------------------------------------------------------------ plane
+# The exact 2-D slices (issue 22): the bench's plane rows, cuda and the CPU on the same
+# slices, must agree bit for bit (region count and the digest of patterns and vertices).
+if has_step bench; then
+  plane=$("$PY" - "$OUT/gpu_results.json" <<'PY' 2>&1
+import json, sys
+try:
+    rows = json.load(open(sys.argv[1]))["rows"]
+except Exception as e:
+    print("MISSING", f"no readable gpu_results.json ({e.__class__.__name__})")
+    raise SystemExit
+by = {r.get("contender"): r for r in rows if r.get("workload") == "plane"}
+cu, cpu = by.get("cuda", {}), by.get("cpu", {})
+if "value" not in cu or "value" not in cpu:
+    print("MISSING", cu.get("error", "no cuda row"), "/", cpu.get("error", "no cpu row"))
+elif cu["value"] == cpu["value"]:
+    print("EQUAL", cu["value"]["regions"], "regions, digest", cu["value"]["digest"])
+else:
+    print("DIFFER", json.dumps(cu["value"]), "vs", json.dumps(cpu["value"]))
+PY
+  )
+  case "$plane" in
+    EQUAL*) note "plane: PASS (cuda and cpu identical: ${plane#EQUAL })" ;;
+    MISSING*)
+      if [ "$REHEARSAL" = 1 ]; then
+        note "plane: not compared (${plane#MISSING })"
+      else
+        fail "plane: FAIL (${plane#MISSING })"
+      fi
+      ;;
+    *) fail "plane: FAIL (cuda and cpu differ: ${plane#DIFFER })" ;;
+  esac
 fi
 
 # ------------------------------------------------------------------ summary

@@ -11,6 +11,9 @@ Workloads (sizes at ``--scale 1``):
                f32; peer: torchattacks PGD-100 on the same GPU (no certificate)
 ``binned_mi``  binned_mi 60,000 x 1024 f32, 30 equal-width bins; peer: a CuPy one-pass read
 ``kde_mi``     kde_mi upper bound 10,000 x 1024 f64
+``plane``      exact 2-D slices (plane_regions) through 4 random triples of inputs, same
+               network as regions, f64; cuda and the CPU must agree bit for bit (the
+               digest of the patterns and vertices)
 
 Every contender runs in a fresh process (no other contender's threads or GPU context
 alive), is warmed up once (GPU: at full size; CPU: on a slice), then timed: GPU rounds
@@ -53,6 +56,7 @@ SIZES = {  # items at --scale 1
     "pgd_crown": 10_000,
     "binned_mi": 60_000,
     "kde_mi": 10_000,
+    "plane": 4,
 }
 PEERS = {"pgd_crown": "torchattacks", "binned_mi": "cupy-read"}
 EPS, ALPHA, STEPS = 8 / 255, 2 / 255, 100
@@ -97,6 +101,8 @@ def _inputs(workload: str, n: int):
         return a, rng.integers(0, 10, n)
     if workload == "kde_mi":
         return np.tanh(rng.normal(size=(n, 1024)) * 0.01), rng.integers(0, 10, n)
+    if workload == "plane":  # n triples of inputs: the planes through them
+        return (rng.normal(size=(n, 3, WIDTHS[0])),)
     raise ValueError(workload)
 
 
@@ -126,6 +132,27 @@ def _fastmem_call(workload: str, args: tuple, backend: str):
             certify="crown", rng=0, backend=backend,
         )  # fmt: skip
         return fn, lambda r: {"csr_lower": r.csr_lower, "csr_upper": r.csr_upper}
+    if workload == "plane":
+        net, _, _ = _net(np.float64)
+        net = net.to("cuda") if backend == "cuda" else net
+        triples = args[0].get() if hasattr(args[0], "get") else args[0]
+        planes = [fastmem.plane_through(*x3) for x3 in triples]
+        if backend == "cuda":
+            import cupy
+
+            planes = [(cupy.asarray(o), cupy.asarray(d), e) for o, d, e in planes]
+
+        def fn():
+            return [
+                fastmem.plane_regions(net, o, d, extent=e, backend=backend) for o, d, e in planes
+            ]
+
+        def value(rs):
+            both = [np.concatenate([r.pattern_hashes for r in rs]).view(np.float64)]
+            both += [r.vertices.ravel() for r in rs]
+            return {"regions": sum(r.count for r in rs), "digest": _digest(np.concatenate(both))}
+
+        return fn, value
     if workload == "binned_mi":
         fn = lambda: fastmem.binned_mi(*args, mode="equal_width", backend=backend)  # noqa: E731
         return fn, lambda r: {"i_xt": float(r.i_xt), "i_ty": float(r.i_ty)}
@@ -257,6 +284,12 @@ def work(workload: str, n: int, value: dict | None) -> dict:
         return {"flop": pgd + crown, "kind": "fp32", "bytes": n * WIDTHS[0] * 4 * 2}
     if workload == "binned_mi":
         return {"flop": 3 * n * 1024, "kind": "fp32", "bytes": n * 1024 * 4 + 8 * n}
+    if workload == "plane":
+        # every region's maps (3 rows) through layers 2..4, once (a lower bound: the
+        # polygons cut at a layer are fewer than the regions at the end)
+        regions = value["regions"] if value and "regions" in value else n
+        flop = 2 * 3 * regions * sum(P[1:]) + 2 * 3 * n * P[0]
+        return {"flop": flop, "kind": "fp64", "bytes": n * 3 * WIDTHS[0] * 8}
     if workload == "kde_mi":
         # the n x n Gram matrix (a GEMM of 2 n^2 d FLOP), read once: t and labels
         return {"flop": 2 * n * n * 1024, "kind": "fp64", "bytes": n * 1024 * 8 + 8 * n}
@@ -391,12 +424,12 @@ def test_cuda_matches_cpu(workload):
     info = fastmem.backends()["cuda"]
     if not info.available:
         pytest.skip(f"cuda: {info.reason}")
-    n = max(20, SIZES[workload] // 200)
+    n = 2 if workload == "plane" else max(20, SIZES[workload] // 200)
     scale = str(n / SIZES[workload])
     runs = {c: _fresh("--one", workload, c, "--scale", scale, timeout=600) for c in ("cuda", "cpu")}
     assert all("error" not in r for r in runs.values()), runs
     got = {c: r["value"] for c, r in runs.items()}
-    if workload in ("regions", "binned_mi"):
+    if workload in ("regions", "binned_mi", "plane"):
         assert got["cuda"] == got["cpu"]
     elif workload == "intervals":
         assert got["cuda"]["length_sum"] == pytest.approx(got["cpu"]["length_sum"], rel=1e-9)

@@ -24,10 +24,10 @@ NOT_KERNELS = {
 }
 
 
-# Kernels with no CUDA twin yet: the exact 2-D slice (fastmem.plane) runs on the CPU
-# (plane_regions copies a CUDA network to the host and refuses backend="cuda"); its
-# per-polygon cut keeps growing per-thread scratch that has no device version.
-CPU_ONLY = {"plane_children", "plane_cut_count", "plane_cut_emit"}
+# Kernels with no CUDA twin: the exact 2-D slice's one-pass cut keeps each thread's
+# polygons in growing host buffers; on the GPU fastmem.plane counts, then emits
+# (plane_cut_count, plane_cut_emit, which every kernel set has).
+CPU_ONLY = {"plane_cut"}
 
 
 def _numba_kernels() -> dict[str, list[str]]:

@@ -245,8 +245,6 @@ def test_lattice_lines_with_many_ties(seed: int) -> None:
 @pytest.mark.parametrize("act", ACTS)
 @pytest.mark.parametrize("widths", [(2, 6, 1), (3, 8, 8, 3), (4, 6, 5, 7, 4)])
 def test_tiling_and_patterns_random(act: str, widths: tuple[int, ...], backend: str) -> None:
-    if backend == "cuda":
-        pytest.skip("plane_regions runs on the CPU")
     Ws, bs, acts, slopes, o, D, ext = _random_case(sum(widths) + len(act), widths, act)
     r = fastmem.plane_regions(_net(Ws, bs, acts, slopes), o, D, extent=ext, backend=backend)
     assert r.backend == backend
@@ -262,7 +260,7 @@ def test_tiling_and_patterns_random(act: str, widths: tuple[int, ...], backend: 
 
 
 def test_backends_identical() -> None:
-    names = [n for n, info in fastmem.backends().items() if info.available and n != "cuda"]
+    names = [n for n, info in fastmem.backends().items() if info.available]
     if len(names) < 2:
         pytest.skip(f"only {names} available here: nothing to compare across backends")
     Ws, bs, acts, slopes, o, D, ext = _random_case(7, (5, 16, 16, 4), "relu")
@@ -278,7 +276,7 @@ def test_backends_identical() -> None:
 def test_kernels_check_their_contract(backend: str) -> None:
     """The kernels refuse what the Python layer never passes (a bug, not an input)."""
     if backend == "cuda":
-        pytest.skip("plane_regions runs on the CPU")
+        pytest.skip("the CUDA kernels take device arrays (test_cuda_kernels_refuse_host_arrays)")
     from fastmem._backend import select_backend
 
     k = select_backend("cpu", backend).kernels
@@ -305,9 +303,96 @@ def test_kernels_check_their_contract(backend: str) -> None:
             k.plane_cut_count(*args)
 
 
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh"])
+def test_device_path_on_the_host(act: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CUDA backend's orchestration (arrays through ``xp``, results back to the host),
+    run here with NumPy for ``xp`` and the C++ kernels in place of ``fastmem._cuda``: the
+    same results as the CPU path, bit for bit."""
+    import fastmem.plane as plane_mod
+    from fastmem._backend import Backend, select_backend
+
+    cpu = select_backend("cpu")
+    Ws, bs, acts, slopes, o, D, ext = _random_case(21, (4, 12, 10, 3), act)
+    net = _net(Ws, bs, acts, slopes)
+    want = fastmem.plane_regions(net, o, D, extent=ext, backend=cpu.name)
+    fake = Backend(name="cuda", kernels=cpu.kernels, xp=np)
+    monkeypatch.setattr(plane_mod, "select_backend", lambda device, backend=None: fake)
+    got = fastmem.plane_regions(net, o, D, extent=ext)
+    assert got.backend == "cuda"
+    for name in ("vertices", "areas", "pattern_hashes", "patterns", "predicted", "logits"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name))
+    np.testing.assert_array_equal(got.polygons.values, want.polygons.values)
+    np.testing.assert_array_equal(got.boundary.values, want.boundary.values)
+
+
+def test_one_pass_cut_equals_count_then_emit(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``plane_cut`` (one pass) and ``plane_cut_count`` + ``plane_cut_emit`` (the CUDA
+    protocol) give the same mesh, layer by layer, on every CPU kernel set."""
+    if backend == "cuda":
+        pytest.skip("the CUDA kernels count, then emit (no one-pass cut)")
+    import types
+
+    import fastmem.plane as plane_mod
+    from fastmem._backend import Backend, select_backend
+
+    be = select_backend("cpu", backend)
+    two = Backend(
+        name=be.name,
+        kernels=types.SimpleNamespace(
+            plane_cut_count=be.kernels.plane_cut_count, plane_cut_emit=be.kernels.plane_cut_emit
+        ),
+        xp=np,
+    )
+    seen = []
+    cut = plane_mod._cut_layer
+
+    def both(mesh, be_, maps, kind, tol, layer):
+        one = cut(mesh, be_, maps, kind, tol, layer)
+        other = cut(mesh, two, maps, kind, tol, layer)
+        for name in ("S", "T", "corners", "off", "parent"):
+            np.testing.assert_array_equal(getattr(one, name), getattr(other, name))
+        seen.append(one.n)
+        return one
+
+    monkeypatch.setattr(plane_mod, "_cut_layer", both)
+    Ws, bs, acts, slopes, o, D, ext = _random_case(23, (4, 14, 12, 3), "hardtanh")
+    fastmem.plane_regions(_net(Ws, bs, acts, slopes), o, D, extent=ext, backend=backend)
+    assert len(seen) == 2 and seen[-1] > seen[0] > 1
+
+
+CUDA = fastmem.backends()["cuda"]
+
+
+@pytest.mark.skipif(not CUDA.available, reason=f"cuda: {CUDA.reason}")
+def test_cupy_inputs_choose_cuda() -> None:
+    import cupy as cp
+
+    Ws, bs, acts, slopes, o, D, ext = _random_case(22, (5, 16, 16, 4), "relu")
+    net = _net(Ws, bs, acts, slopes)
+    want = fastmem.plane_regions(net, o, D, extent=ext, backend="cpp")
+    got = fastmem.plane_regions(net.to("cuda"), cp.asarray(o), cp.asarray(D), extent=ext)
+    assert got.backend == "cuda" and isinstance(got.vertices, np.ndarray)
+    np.testing.assert_array_equal(got.vertices, want.vertices)
+    np.testing.assert_array_equal(got.polygons.values, want.polygons.values)
+    np.testing.assert_array_equal(got.pattern_hashes, want.pattern_hashes)
+    np.testing.assert_array_equal(got.logits, want.logits)
+
+
+@pytest.mark.skipif(not CUDA.available, reason=f"cuda: {CUDA.reason}")
+def test_cuda_kernels_refuse_host_arrays() -> None:
+    from fastmem._backend import select_backend
+
+    k = select_backend("cuda").kernels
+    S = np.array([0.0, 1.0, 1.0, 0.0])
+    with pytest.raises((ValueError, TypeError)):
+        k.plane_cut_count(S, S, np.zeros((3, 1, 2)), np.zeros(4, dtype=np.int64),
+                          np.arange(4), np.array([0, 4]), 0, np.zeros(2),
+                          np.zeros((1, 3), dtype=np.int64))  # fmt: skip
+
+
 def test_results_do_not_depend_on_the_threads(backend: str) -> None:
     if backend == "cuda":
-        pytest.skip("plane_regions runs on the CPU")
+        pytest.skip("CPU threads: the CUDA kernels run one GPU thread per polygon")
     from fastmem._backend import select_backend
     from fastmem._threads import kernel_threads
 
@@ -595,6 +680,33 @@ def test_refuses_what_cannot_fit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(v, "available_memory", lambda xp=np: (100_000, "test"))
     Ws, bs, acts, slopes, o, D, ext = _random_case(0, (3, 32, 32, 2), "relu")
     with pytest.raises(InputError, match=r"net: .*regions.*would need"):
+        fastmem.plane_regions(_net(Ws, bs, acts, slopes), o, D, extent=ext)
+
+
+def test_a_cut_out_of_memory_is_an_input_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-pass cut allocates its output as it goes: running out is an InputError
+    naming ``net`` with a lower bound of what the layer needs, not a bare MemoryError."""
+    import types
+
+    import fastmem.plane as plane_mod
+    from fastmem._backend import Backend, select_backend
+
+    be = select_backend("cpu")
+
+    def no_memory(*args):
+        raise MemoryError
+
+    fake = Backend(
+        name=be.name,
+        kernels=types.SimpleNamespace(
+            **{n: getattr(be.kernels, n) for n in dir(be.kernels) if not n.startswith("_")},
+        ),
+        xp=np,
+    )
+    fake.kernels.plane_cut = no_memory
+    monkeypatch.setattr(plane_mod, "select_backend", lambda device, backend=None: fake)
+    Ws, bs, acts, slopes, o, D, ext = _random_case(0, (3, 8, 2), "relu")
+    with pytest.raises(InputError, match=r"net: the cut of hidden layer 0 ran out of memory"):
         fastmem.plane_regions(_net(Ws, bs, acts, slopes), o, D, extent=ext)
 
 

@@ -71,6 +71,30 @@ void plane_cut_emit(CArray<double> S, CArray<double> T, CArray<double> maps,
   cpu::plane_cut_emit(mesh, op, sp, cp, pp, stp);
 }
 
+// The cut in one pass: (sizes, corners, parent, st), as plane_cut_emit writes them.
+py::tuple plane_cut(CArray<double> S, CArray<double> T, CArray<double> maps,
+                    CArray<int64_t> owner, CArray<int64_t> corners, CArray<int64_t> off,
+                    int kind, CArray<double> tolz) {
+  const cpu::PlaneMesh mesh = mesh_view(S, T, maps, owner, corners, off, kind, tolz);
+  cpu::PlaneCut cut;
+  {
+    py::gil_scoped_release release;
+    cpu::plane_cut(mesh, cut);
+  }
+  const int64_t* last = cut.offsets.data() + 3 * mesh.n_parents;
+  py::array_t<int64_t> sizes(last[0]), out_corners(last[1]), parent(last[0]);
+  py::array_t<double> st({last[2], int64_t{2}});
+  int64_t* sp = sizes.mutable_data();
+  int64_t* cp = out_corners.mutable_data();
+  int64_t* pp = parent.mutable_data();
+  double* stp = st.mutable_data();
+  {
+    py::gil_scoped_release release;
+    cpu::plane_cut_gather(mesh, cut, sp, cp, pp, stp);
+  }
+  return py::make_tuple(sizes, out_corners, parent, st);
+}
+
 void plane_children(CArray<double> maps, CArray<int64_t> parent, CArray<double> st, int kind,
                     double slope, CArray<uint64_t> codes, int64_t bit_offset,
                     CArray<double> h) {
@@ -101,6 +125,10 @@ void plane_children(CArray<double> maps, CArray<int64_t> parent, CArray<double> 
 }  // namespace
 
 void plane(py::module_& m) {
+  m.def("plane_cut", &plane_cut, py::arg("S").noconvert(), py::arg("T").noconvert(),
+        py::arg("maps").noconvert(), py::arg("owner").noconvert(),
+        py::arg("corners").noconvert(), py::arg("off").noconvert(), py::arg("kind"),
+        py::arg("tolz").noconvert());
   m.def("plane_children", &plane_children, py::arg("maps").noconvert(),
         py::arg("parent").noconvert(), py::arg("st").noconvert(), py::arg("kind"),
         py::arg("slope"), py::arg("codes").noconvert(), py::arg("bit_offset"),

@@ -2,26 +2,15 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
+
+#include "fastmem/plane.hpp"
 
 namespace fastmem::cpu {
 
-// One layer's mesh: vertex coordinates S, T; the layer's maps (3 x n_parents x width) and
-// each vertex's owner (a parent that has it, whose maps give its values); parent p is
-// corners[off[p] .. off[p + 1]) (counter-clockwise); kind: the layer's activation code;
-// tolz: the tolerance of each neuron (width).
-struct PlaneMesh {
-  const double* S;
-  const double* T;
-  const double* maps;
-  const int64_t* owner;
-  int64_t n_vertices;
-  int64_t width;
-  const int64_t* corners;
-  const int64_t* off;
-  int64_t n_parents;
-  int kind;
-  const double* tolz;
-};
+// One layer's mesh (fastmem/plane.hpp).
+using PlaneMesh = fastmem::PlaneMesh;
+
 
 // counts (n_parents x 3): per parent, the polygons it is cut into, their corners in all and
 // the new vertices it creates.
@@ -32,6 +21,24 @@ void plane_cut_count(const PlaneMesh& mesh, int64_t* counts);
 // new vertex i of the call is n_vertices + i), out_st (2 per new vertex).
 void plane_cut_emit(const PlaneMesh& mesh, const int64_t* offsets, int64_t* out_sizes,
                     int64_t* out_corners, int64_t* out_parent, double* out_st);
+
+// The cut in one pass (what plane_cut_count and plane_cut_emit give in two): each thread
+// keeps the polygons of the parents it cut (parts), then plane_cut_gather writes them in
+// parent order, as plane_cut_emit does, into outputs sized by offsets' last row.
+struct PlaneCut {
+  struct Part {
+    std::vector<int64_t> sizes, corners;
+    std::vector<double> st;
+  };
+  std::vector<Part> threads;
+  std::vector<int64_t> where;    // per parent: thread, start of its sizes, corners, st rows
+  std::vector<int64_t> offsets;  // (parents + 1) x 3 exclusive prefix sums of the counts
+};
+
+void plane_cut(const PlaneMesh& mesh, PlaneCut& out);
+
+void plane_cut_gather(const PlaneMesh& mesh, const PlaneCut& cut, int64_t* out_sizes,
+                      int64_t* out_corners, int64_t* out_parent, double* out_st);
 
 // Per child i (parent[i], interior point st[i]): the layer's bits into codes (n_words per
 // row, from bit_offset) and, with h not null, the post-activation maps (3 x n x width).

@@ -2,6 +2,10 @@
 // arguments as fastmem._core, plus device discovery.
 #include "bind.hpp"
 
+namespace fastmem::bind {
+void plane(py::module_& m);  // plane_bind.cpp
+}  // namespace fastmem::bind
+
 namespace {
 
 pybind11::tuple device_status() {
@@ -19,6 +23,7 @@ PYBIND11_MODULE(_cuda, m) {
   fastmem::bind::memorize(m);
   fastmem::bind::information(m);
   fastmem::bind::critical(m);
+  fastmem::bind::plane(m);
   m.def("device_status", &device_status,
         "(number of devices, reason when there is none) from the CUDA runtime.");
   m.def("runtime_version", &fastmem::gpu::runtime_version);

@@ -40,12 +40,17 @@ Ties and tolerance (float64; float32 networks are promoted to float64 for the ge
     ``tol`` (times the gradient of the difference) of the largest.
 
 Memory
-    Per polygon the maps of one layer (``3 * width`` float64 twice, for the GEMM's input
-    and output), its pattern words, and per vertex / corner a few int64 and float64; the
-    kernels keep per-thread scratch for one polygon's cut. Refused before allocating when a
-    layer's polygons cannot fit (``InputError`` naming ``net`` and saying how much it would
-    need). The whole slice is held at once (no chunking): a slice with millions of regions
-    needs gigabytes.
+    The state of a layer is the maps of its polygons (``3 * width`` float64 each: the
+    parents' while their children's are computed, then the children's), their pattern
+    words, and per vertex / corner a few int64 and float64. Beyond that the working memory
+    is bounded: the post-activation maps go to the next layer's GEMM by blocks of 8 MiB
+    of polygons (not all at once), the per-neuron tolerances are reduced block by block,
+    and the cut keeps per-thread scratch for one polygon (grown while a polygon needs
+    more). Refused before allocating when a layer's maps cannot fit (``InputError``
+    naming ``net`` and saying how much it would need); the cut's own output (a few int64
+    a polygon, some 40 times less than the maps) grows as it goes, and running out of
+    memory there is an ``InputError`` naming ``net`` too. A slice with millions of regions
+    still needs gigabytes (its maps: 3 * 8 * width bytes a region).
 """
 
 from __future__ import annotations
@@ -69,8 +74,9 @@ from .regions import Ragged
 __all__ = ["PlaneRegions", "plane_regions", "plane_through"]
 
 _TOL_ULPS = 128
-# the post-activation maps of this many bytes of polygons per kernel call and GEMM
-_BLOCK_BYTES = 64 << 20
+# the post-activation maps of this many bytes of polygons per kernel call and GEMM (and
+# the per-neuron tolerances' temporaries): the working memory beyond the layer's maps
+_BLOCK_BYTES = 8 << 20
 
 
 # ------------------------------------------------------------------ the result
@@ -426,11 +432,12 @@ def _cut_layer(mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer
 
     The kernels (``plane_cut_count``, ``plane_cut_emit``; cpp/include/fastmem/plane.hpp)
     cut each polygon independently from the values at its vertices; new vertices that two
-    neighbours created on their shared side are bitwise equal and merged here.
+    neighbours created on their shared side are bitwise equal and merged here. The mesh
+    lives on the host; on the CUDA backend ``maps`` lives on the device and the kernels'
+    inputs and outputs cross over.
     """
-    k = be.kernels
-    A, GS, GT = maps
-    n, width = A.shape
+    k, xp = be.kernels, be.xp
+    _, n, width = maps.shape
     S, T, corners, off = mesh.S, mesh.T, mesh.corners, mesh.off
     nv = S.shape[0]
     # Each vertex's values come from one polygon that owns it (the network is continuous:
@@ -440,27 +447,42 @@ def _cut_layer(mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer
     owner[corners] = mesh.poly_of_corner()
     # One tolerance per neuron (its steepest slope on the slice): the same number on both
     # sides of every shared side.
-    tolz = np.hypot(GS, GT).max(axis=0) * tol if n else np.zeros(width)  # hypot: no overflow
-    tolz = np.ascontiguousarray(tolz)
-    counts = np.zeros((n, 3), dtype=np.int64)
-    k.plane_cut_count(S, T, maps, owner, corners, off, kind, tolz, counts)
-    offsets = np.zeros((n + 1, 3), dtype=np.int64)
-    np.cumsum(counts, axis=0, out=offsets[1:])
-    n_poly, n_corners, n_new = (int(x) for x in offsets[-1])
-    check_allocation(
-        8 * (3 * n_poly + 3 * n_corners + 6 * n_new + 4 * nv) + 3 * 8 * n_poly * width,
-        f"the {n_poly} regions of the slice at hidden layer {layer} (and their maps)",
-        "net",
-    )
-    sizes = np.empty(n_poly, dtype=np.int64)
-    out_corners = np.empty(n_corners, dtype=np.int64)
-    parent = np.empty(n_poly, dtype=np.int64)
-    st = np.empty((n_new, 2))
-    k.plane_cut_emit(
-        S, T, maps, owner, corners, off, kind, tolz, offsets, sizes, out_corners, parent, st
-    )
-    # merge the new vertices two neighbours made on their shared side (bitwise equal)
-    keys = np.ascontiguousarray(st).view(np.dtype((np.void, 16))).reshape(-1)
+    tolz = _steepest(xp, maps, width) * tol
+    dev = _to_backend(be)
+    args = (dev(S), dev(T), maps, dev(owner), dev(corners), dev(off), kind, tolz)
+    what = f"the regions of the slice at hidden layer {layer} (and their maps)"
+    if hasattr(k, "plane_cut"):  # C++: the cut in one pass, each parent cut once
+        try:
+            sizes, out_corners, parent, st = k.plane_cut(*args)
+        except MemoryError as exc:  # the cut's own output did not fit
+            raise InputError(
+                f"net: the cut of hidden layer {layer} ran out of memory ({n} polygons of "
+                f"width {width} in; the regions it makes and their maps would need at least "
+                f"{3 * 8 * n * width / 2**30:.3g} GiB more): shrink the extent or the network"
+            ) from exc
+        n_poly = sizes.shape[0]
+        # the largest arrays come next: the maps of every region (checked before)
+        check_allocation(3 * 8 * n_poly * width, f"{what[:4]}{n_poly} {what[4:]}", "net")
+    else:  # count, then emit where the counts say
+        counts = xp.zeros((n, 3), dtype=np.int64)
+        k.plane_cut_count(*args, counts)
+        offsets = np.zeros((n + 1, 3), dtype=np.int64)
+        np.cumsum(_host(counts), axis=0, out=offsets[1:])
+        n_poly, n_corners, n_new = (int(x) for x in offsets[-1])
+        check_allocation(
+            8 * (3 * n_poly + 3 * n_corners + 6 * n_new + 4 * nv) + 3 * 8 * n_poly * width,
+            f"{what[:4]}{n_poly} {what[4:]}",
+            "net",
+        )
+        sizes = xp.empty(n_poly, dtype=np.int64)
+        out_corners = xp.empty(n_corners, dtype=np.int64)
+        parent = xp.empty(n_poly, dtype=np.int64)
+        st = xp.empty((n_new, 2))
+        k.plane_cut_emit(*args, dev(offsets), sizes, out_corners, parent, st)
+        sizes, out_corners, parent, st = (_host(a) for a in (sizes, out_corners, parent, st))
+    # merge the new vertices two neighbours made on their shared side (bitwise equal; as
+    # complex numbers, which sort faster than 16-byte keys; -0.0 and 0.0 are one point)
+    keys = np.ascontiguousarray(st).view(np.complex128).reshape(-1)
     _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
     new = out_corners >= nv
     out_corners[new] = nv + inv.reshape(-1)[out_corners[new] - nv]
@@ -472,6 +494,36 @@ def _cut_layer(mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer
         np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
         parent,
     )
+
+
+def _steepest(xp: Any, maps: Any, width: int) -> Any:
+    """Each neuron's steepest slope ``max_i hypot(d/ds, d/dt)`` over the polygons of
+    ``maps``, as ``sqrt(max(gs**2 + gt**2))`` (np.hypot is several times slower), by
+    blocks of polygons (the temporaries stay the size of one block); through np.hypot
+    where a square would overflow."""
+    n = maps.shape[1]
+    g2 = xp.zeros(width)
+    block = max(1, _BLOCK_BYTES // (8 * max(width, 1)))
+    with np.errstate(over="ignore", invalid="ignore"):
+        for lo in range(0, n, block):
+            gs, gt = maps[1, lo : lo + block], maps[2, lo : lo + block]
+            sq = gs * gs
+            sq += gt * gt
+            xp.maximum(g2, sq.max(axis=0), out=g2)
+        g = xp.sqrt(g2)
+        if not bool(xp.isfinite(g).all()):  # a square overflowed: the careful way
+            g = xp.zeros(width)
+            for lo in range(0, n, block):
+                h = xp.hypot(maps[1, lo : lo + block], maps[2, lo : lo + block]).max(axis=0)
+                xp.maximum(g, h, out=g)
+    return xp.ascontiguousarray(g)
+
+
+def _to_backend(be: Backend) -> Any:
+    """Host arrays to the backend's array module (the device for CUDA; else as they are)."""
+    if be.device == "cpu":
+        return lambda a: a
+    return lambda a: be.xp.ascontiguousarray(be.xp.asarray(a))
 
 
 def _vertex_means(mesh: _Mesh) -> Any:
@@ -525,7 +577,7 @@ def plane_regions(
     ----------
     net : Network
         Piecewise-linear hidden layers (relu, leaky_relu, hardtanh, threshold); a CUDA
-        network is copied to the host.
+        network selects the CUDA backend.
     origin : array_like (d,)
     directions : array_like (2, d)
         Not zero, not parallel.
@@ -534,8 +586,10 @@ def plane_regions(
     points : array_like (k, d), optional
         Inputs to mark in :meth:`PlaneRegions.plot` (projected onto the plane), e.g. the
         three points of :func:`plane_through`.
-    backend : {"cpp", "numba"}, optional
-        Kernel backend for the pattern bits and hashes (identical results).
+    backend : {"cpp", "numba", "cuda"}, optional
+        Kernel backend of the cuts, pattern bits and hashes (identical results). CuPy
+        ``origin`` / ``directions`` or a CUDA network choose ``"cuda"`` (the GEMMs and
+        kernels on the device, the mesh bookkeeping on the host); results are NumPy.
 
     Returns
     -------
@@ -564,14 +618,10 @@ def plane_regions(
     if not isinstance(net, Network):
         raise InputError(f"net: must be a fastmem.Network, got {type(net).__name__}")
     net.require_piecewise_linear("plane_regions")
-    if backend == "cuda":
-        raise InputError("backend: plane_regions runs on the CPU ('cpp' or 'numba')")
-    be = select_backend("cpu", backend)
-    if be.name == "cuda":  # forced by FASTMEM_BACKEND
-        raise InputError(
-            "backend: plane_regions runs on the CPU; FASTMEM_BACKEND=cuda forces the CUDA "
-            "kernels, which have no 2-D slice: pass backend='cpp' or 'numba'"
-        )
+    on_gpu = net.device == "cuda" or any(
+        hasattr(a, "__cuda_array_interface__") for a in (origin, directions)
+    )
+    be = select_backend("cuda" if on_gpu else "cpu", backend)
     host = net.to("cpu")
     if host.dtype != np.float64:
         host = host.astype(np.float64)
@@ -605,8 +655,9 @@ def plane_regions(
     # threads would take the cores from them); the GEMMs split rows over fixed blocks
     with kernels_own_the_cores(be):
         mesh, codes, logits = _slice(host, be, o, D, ext, tol)
-        hashes = np.empty(mesh.n, dtype=np.uint64)
-        be.kernels.hash_patterns(np.ascontiguousarray(codes), hashes)
+        hashes = be.xp.empty(mesh.n, dtype=np.uint64)
+        be.kernels.hash_patterns(_to_backend(be)(codes), hashes)
+        hashes = _host(hashes)
     V = np.stack([mesh.S, mesh.T], axis=1)
     areas = _areas(mesh.S, mesh.T, mesh.corners, mesh.off)
     predicted, boundary = _decisions(mesh, logits, tol)
@@ -660,7 +711,7 @@ def _slice(
     net: Network, be: Backend, o: Any, D: Any, ext: tuple[float, float, float, float], tol: float
 ) -> tuple[_Mesh, Any, Any]:
     """Cut the extent through every hidden layer: the mesh, its patterns and logit maps."""
-    k = be.kernels
+    k, xp, dev = be.kernels, be.xp, _to_backend(be)
     s0, s1, t0, t1 = ext
     mesh = _Mesh(
         np.array([s0, s1, s1, s0], dtype=np.float64),
@@ -677,6 +728,7 @@ def _slice(
         Z = np.ascontiguousarray((np.concatenate([o[None], D]) @ net.weights[0].T)[:, None, :])
         Z[0] += net.biases[0]
     _check_maps(Z, 0, net, ext)
+    Z = dev(Z)
     bit = 0
     n_hidden = net.n_layers - 1
     step = False
@@ -688,43 +740,44 @@ def _slice(
         # This layer's bits and branch at each polygon's vertex mean (interior, never on a
         # cut, as the segment engine reads them at a piece's midpoint), and the maps of
         # its post-activations: one kernel pass per polygon.
-        par = mesh.parent
-        st = _vertex_means(mesh)
-        codes = np.ascontiguousarray(codes[par])
+        par = dev(mesh.parent)
+        st_host = _vertex_means(mesh)
+        st = dev(st_host)
+        codes = dev(np.ascontiguousarray(_host(codes)[mesh.parent]))
         step = kind == THRESHOLD
         n = mesh.n
         if step:
-            k.plane_children(Z, par, st, kind, slope, codes, bit, np.empty((3, 0, width)))
+            k.plane_children(Z, par, st, kind, slope, codes, bit, xp.empty((3, 0, width)))
             bit += width * bits_per_neuron(kind)
             break
         # The post-activation maps go straight into the next layer's GEMM, a block of
         # polygons at a time: the maps of every polygon at once (3 x width float64 each)
         # would be the largest array of the call (GiBs for wide layers).
         W = net.weights[layer + 1]
-        WT = np.ascontiguousarray(W.T)
-        Z_next = np.empty((3, n, W.shape[0]))
+        WT = dev(np.ascontiguousarray(W.T))
+        Z_next = xp.empty((3, n, W.shape[0]))
         block = max(1, _BLOCK_BYTES // (24 * width))
-        H = np.empty((3, min(block, n), width))
+        H = xp.empty((3, min(block, n), width))
         for lo in range(0, n, block):
             hi = min(lo + block, n)
-            Hb = H[:, : hi - lo] if hi - lo == H.shape[1] else np.empty((3, hi - lo, width))
+            Hb = H[:, : hi - lo] if hi - lo == H.shape[1] else xp.empty((3, hi - lo, width))
             k.plane_children(Z, par[lo:hi], st[lo:hi], kind, slope, codes[lo:hi], bit, Hb)
-            out = row_parallel_matmul(Hb.reshape(-1, width), WT, be)
-            Z_next[:, lo:hi] = out.reshape(3, hi - lo, -1)
+            for r in range(3):  # straight into the next maps (contiguous row ranges)
+                row_parallel_matmul(Hb[r], WT, be, out=Z_next[r, lo:hi])
         bit += width * bits_per_neuron(kind)
         Z = Z_next
-        Z[0] += net.biases[layer + 1]
+        Z[0] += dev(net.biases[layer + 1])
         _check_maps(Z, layer + 1, net, ext)
     if step:
         # Constant after a threshold layer: the whole pattern and the logits at the vertex
         # means, by the forward pass of Network.pattern_hashes.
-        X = o + st[:, :1] * D[0] + st[:, 1:] * D[1]
-        codes = np.zeros((mesh.n, n_words), dtype=np.uint64)
-        out = net._propagate(X, be, codes=codes, output=True)
+        X = o + st_host[:, :1] * D[0] + st_host[:, 1:] * D[1]
+        codes = xp.zeros((mesh.n, n_words), dtype=np.uint64)
+        out = net.to(be.device)._propagate(dev(X), be, codes=codes, output=True)
         logits = np.zeros((mesh.n, 3, out.shape[1]))
-        logits[:, 0] = out
-        return mesh, codes, logits
-    return mesh, codes, np.ascontiguousarray(Z.transpose(1, 0, 2))
+        logits[:, 0] = _host(out)
+        return mesh, _host(codes), logits
+    return mesh, _host(codes), np.ascontiguousarray(_host(Z).transpose(1, 0, 2))
 
 
 # ------------------------------------------------------------------ decisions
@@ -743,9 +796,14 @@ def _decisions(mesh: _Mesh, logits: Any, tol: float) -> tuple[Any, Ragged]:
     Dm = L[np.arange(n), :, top][:, :, None] - L  # (regions, 3, classes): l_k - l_m
     tolG = tol * np.hypot(Dm[:, 1], Dm[:, 2])  # (regions, classes)
     cs, ct = S[corners][:, None], T[corners][:, None]
-    gm = Dm[pc, 0] + cs * Dm[pc, 1] + ct * Dm[pc, 2]  # (corners, classes)
+    G = Dm[pc]  # one gather of each corner's region rows
+    gm = G[:, 0] + cs * G[:, 1] + ct * G[:, 2]  # (corners, classes)
+    del G
     tg = tolG[pc]
-    ok = (gm >= -tg).all(axis=1)
+    # column by column: a reduction along the short axis of many rows is slow in NumPy
+    ok = np.ones(gm.shape[0], dtype=bool)
+    for c in range(classes):
+        ok &= gm[:, c] >= -tg[:, c]
     const = np.minimum.reduceat(ok.astype(np.int8), off[:-1]) > 0
     predicted = np.where(const, top, -1).astype(np.int64)
     # The boundary: per region and pair of classes (k, m), the part of the line
@@ -755,7 +813,10 @@ def _decisions(mesh: _Mesh, logits: Any, tol: float) -> tuple[Any, Ragged]:
     # those the boundary crosses) try every pair.
     tie = np.abs(gm) <= tg
     tie[np.arange(tie.shape[0]), top[pc]] = False
-    any_tie = np.add.reduceat(tie.any(axis=1).astype(np.int64), off[:-1]) >= 2
+    tie_any = np.zeros(tie.shape[0], dtype=bool)
+    for c in range(classes):
+        tie_any |= tie[:, c]
+    any_tie = np.add.reduceat(tie_any.astype(np.int64), off[:-1]) >= 2
     some = np.flatnonzero(const & any_tie)
     cand = [np.zeros((0, 3), dtype=np.int64)]
     if some.size:
@@ -766,23 +827,31 @@ def _decisions(mesh: _Mesh, logits: Any, tol: float) -> tuple[Any, Ragged]:
         cp = some[sp]
         cand.append(np.stack([cp, top[cp], cm], axis=1))
     mixed = np.flatnonzero(~const)
-    if mixed.size:
-        sizes = np.diff(off)[mixed]
-        ci = _ragged_index(off[mixed], sizes)
+    pa, pb = np.triu_indices(classes, 1)  # the pairs (a, b), a < b, in lexicographic order
+    sizes_all = np.diff(off)
+    # every pair at once, by blocks of mixed regions (temporaries of _BLOCK_BYTES or so)
+    per = max(1, 8 * len(pa) * int(sizes_all.max(initial=1)))
+    block = max(1, _BLOCK_BYTES // per)
+    hits = []
+    for lo in range(0, mixed.size, block):
+        mb = mixed[lo : lo + block]
+        sizes = sizes_all[mb]
+        ci = _ragged_index(off[mb], sizes)
         moff = np.cumsum(sizes) - sizes
         pm = pc[ci]
         Lm = L[pm, 0] + S[corners[ci]][:, None] * L[pm, 1] + T[corners[ci]][:, None] * L[pm, 2]
-        for a in range(classes):
-            for b in range(a + 1, classes):
-                # the line l_a = l_b meets the region: corners strictly on both sides, or
-                # on it at two corners (along a side)
-                g = Lm[:, a] - Lm[:, b]
-                eps = tol * np.hypot(L[pm, 1, a] - L[pm, 1, b], L[pm, 2, a] - L[pm, 2, b])
-                pos = np.maximum.reduceat((g > eps).astype(np.int8), moff) > 0
-                neg = np.maximum.reduceat((g < -eps).astype(np.int8), moff) > 0
-                on = np.add.reduceat((np.abs(g) <= eps).astype(np.int64), moff) >= 2
-                hit = mixed[(pos & neg) | on]
-                cand.append(np.stack([hit, np.full_like(hit, a), np.full_like(hit, b)], axis=1))
+        # the line l_a = l_b meets the region: corners strictly on both sides, or on it at
+        # two corners (along a side)
+        g = Lm[:, pa] - Lm[:, pb]
+        Ls, Lt = L[pm, 1], L[pm, 2]
+        eps = tol * np.hypot(Ls[:, pa] - Ls[:, pb], Lt[:, pa] - Lt[:, pb])
+        pos = np.maximum.reduceat((g > eps).astype(np.int8), moff, axis=0) > 0
+        neg = np.maximum.reduceat((g < -eps).astype(np.int8), moff, axis=0) > 0
+        on = np.add.reduceat((np.abs(g) <= eps).astype(np.int64), moff, axis=0) >= 2
+        hits.append(((pos & neg) | on).T)  # (pairs, regions of the block)
+    if hits:
+        pi, mi = np.nonzero(np.concatenate(hits, axis=1))  # pair by pair, regions in order
+        cand.append(np.stack([mixed[mi], pa[pi], pb[pi]], axis=1))
     segs, keys = _pair_segments(mesh, L, np.concatenate(cand).astype(np.int64), tol)
     return predicted, _polylines(segs, keys)
 

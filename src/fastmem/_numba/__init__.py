@@ -37,6 +37,7 @@ from .memorize import threshold_pack as threshold_pack
 from .memorize import threshold_votes as threshold_votes
 from .patterns import apply_activation, hash_patterns, pack_and_activate, snap_thresholds
 from .plane import plane_children as plane_children
+from .plane import plane_cut as plane_cut
 from .plane import plane_cut_count as plane_cut_count
 from .plane import plane_cut_emit as plane_cut_emit
 from .regions import collect_crossings as collect_crossings
@@ -78,6 +79,7 @@ __all__ = [
     "numba_version",
     "pack_and_activate",
     "plane_children",
+    "plane_cut",
     "plane_cut_count",
     "plane_cut_emit",
     "relu_sum_eval",

@@ -415,3 +415,23 @@ def plane_children(maps, parent, st, kind, slope, codes, bit_offset, h) -> None:
     for a in (parent, st, codes, h):
         _require(a.flags.c_contiguous, "arrays must be C-contiguous")
     _plane_children(maps, parent, st, int(kind), float(slope), codes, int(bit_offset), h, write_h)
+
+
+def plane_cut(S, T, maps, owner, corners, off, kind, tolz) -> tuple:
+    """The cut in one pass: ``(sizes, corners, parent, st)`` as ``plane_cut_emit`` writes
+    them (here the count, then the emit; ``fastmem._core`` cuts each parent once)."""
+    _check_mesh(S, T, maps, owner, corners, off, kind, tolz)
+    n = off.shape[0] - 1
+    counts = np.zeros((n, 3), dtype=np.int64)
+    plane_cut_count(S, T, maps, owner, corners, off, kind, tolz, counts)
+    offsets = np.zeros((n + 1, 3), dtype=np.int64)
+    np.cumsum(counts, axis=0, out=offsets[1:])
+    n_poly, n_corners, n_new = (int(x) for x in offsets[-1])
+    sizes = np.empty(n_poly, dtype=np.int64)
+    out_corners = np.empty(n_corners, dtype=np.int64)
+    parent = np.empty(n_poly, dtype=np.int64)
+    st = np.empty((n_new, 2))
+    plane_cut_emit(
+        S, T, maps, owner, corners, off, kind, tolz, offsets, sizes, out_corners, parent, st
+    )
+    return sizes, out_corners, parent, st
