@@ -46,6 +46,7 @@ RADII_255 = (0.3, 1.0, 2.0, 8.0)
 
 def _digits_net(dtype):
     import fastmem
+    import fastmem.datasets
 
     cache = Path(tempfile.gettempdir()) / "fastmem-bench-digits-mlp.npz"
     if not cache.exists():
@@ -71,6 +72,7 @@ def _he_net(dtype):
 def case(name: str, bits: int):
     """The network and the N inputs of one configuration."""
     import fastmem
+    import fastmem.datasets
 
     dtype = np.float32 if bits == 32 else np.float64
     if name == "he":
