@@ -1550,8 +1550,10 @@ def critical_samples(
         L_inf radius (> 0). Arpit et al. use ``LASS_RADIUS = 0.3/255`` for data in [0, 1].
     method : {"lass", "pgd"}
     steps : int
-        Most search steps per restart (>= 1); ``steps * restarts`` at most
-        :data:`MAX_SEARCH_STEPS` (100,000).
+        Most search steps per restart; ``steps * restarts`` at most
+        :data:`MAX_SEARCH_STEPS` (100,000). ``0``: the certificate only, no search
+        (needs ``certify``; a sample is critical only where the network is affine on its
+        ball and the worst corner changes its class).
     step_size : float, optional
         Default: LASS ``radius * LASS_STEP / LASS_RADIUS`` (Arpit's 0.25/255 at their
         radius); PGD ``2.5 radius / steps`` (Madry et al.).
@@ -1590,7 +1592,8 @@ def critical_samples(
     Raises
     ------
     InputError
-        radius <= 0, steps < 1 (or steps * restarts > MAX_SEARCH_STEPS), X outside box,
+        radius <= 0, steps < 0, steps == 0 without certify (or steps * restarts >
+        MAX_SEARCH_STEPS), X outside box,
         NaN/Inf, unknown method/certify,
         threshold layers (no gradient for the search).
 
@@ -1607,7 +1610,12 @@ def critical_samples(
     radius = _positive(radius, "radius")
     if method not in _METHODS:
         raise InputError(f"method: must be one of {_METHODS}, got {method!r}")
-    steps = _positive_int(steps, "steps")
+    if isinstance(steps, numbers.Integral) and not isinstance(steps, bool) and steps == 0:
+        if certify is None:
+            raise InputError("steps: 0 (the certificate only, no search) needs certify")
+        steps = 0
+    else:
+        steps = _positive_int(steps, "steps")
     restarts = _positive_int(restarts, "restarts")
     # each step is a Python-level pass (a forward and a backward GEMM chain and kernel
     # calls, 0.1 ms to a few ms even for one sample): beyond this a search is a hang
@@ -1622,7 +1630,9 @@ def critical_samples(
         raise InputError(f"loss: must be one of {_LOSSES}, got {loss!r}")
     derived = step_size is None
     if derived:
-        step_size = radius * LASS_STEP / LASS_RADIUS if method == "lass" else 2.5 * radius / steps
+        step_size = (
+            radius * LASS_STEP / LASS_RADIUS if method == "lass" else 2.5 * radius / max(steps, 1)
+        )
     step_name = "radius (the default step size derived from it)" if derived else "step_size"
     step_size = _positive(step_size, step_name)
     if noise is None:
@@ -1727,7 +1737,7 @@ def _critical_body(
         exact["robust"] += int((rob & stable).sum())
 
     def search_ids(ids: Any) -> None:
-        if ids.size:
+        if ids.size and steps:
             steps_taken[ids] = restarts * steps
             _search(model, Xd, lo, hi, pred, ids, **search_kw)
 
@@ -1739,6 +1749,10 @@ def _critical_body(
         search_ids(todo)
     else:
         order = _ORDER
+        if steps == 0 or (order is None and certify == "ibp"):
+            # no search, or IBP (its certificate costs about one search step): the
+            # certificate first, with no look (the look costs more than it can save)
+            order = "certify"
         if order == "search" or (order is None and todo.size >= 4 * _PROBE):
             # the exact shortcut first, from an IBP look: samples on whose ball no neuron
             # can change state are decided exactly, never searched
