@@ -206,6 +206,7 @@ class _Model:
         self._wide: _Model | None = None
         self._norm_info: dict[str, Any] | None = None
         self._wt0_64: tuple[Any, Any] | None = None
+        self._rs64: Any = None
         self.macs: list[int] = []  # multiply-adds of the backward passes (appended)
 
     def wide(self) -> _Model:
@@ -227,6 +228,7 @@ class _Model:
             w._wide = None
             w._norm_info = None
             w._wt0_64 = None
+            w._rs64 = None
             self._wide = w
         return self._wide
 
@@ -323,39 +325,50 @@ class _Model:
     def _ibp_first(self, lo: Any, hi: Any) -> tuple[Any, Any]:
         """Bounds of the first layer's pre-activations ``W_0 x + b_0`` over [lo, hi].
 
-        float64 nets: :meth:`_ibp_affine`. float32 nets: computed in float64 (products of
-        float32 values are exact there) and rounded outward to float32, so the bound is
-        the exact interval up to one float32 rounding: float32's worst-case allowance
-        ``gamma_d (|c| |W|^T + |b| + r |W|^T)`` (~3e-3 on a 784-input layer of a He-init
-        net) would loosen every later bound, the CROWN ones included.
+        float64 nets: :meth:`_ibp_affine`. float32 nets: the box lies in ``c +- R`` (c its
+        float32 centre, R rounded up); ``W_0 c + b_0`` is computed in float64 (products
+        of float32 values are exact there: its error ~1e-13 of ``max|c| sum|W_0|``), the
+        radius term ``|W_0| R`` in float32 and rounded up (relative error gamma_d: it
+        scales with R, not with |c|), and the bounds rounded outward to float32. float32's
+        worst-case allowance of the centre product, ``gamma_d |c| |W|^T`` (~3e-3 on a
+        784-input layer of a He-init net), would loosen every later bound.
         """
         xp = self.xp
         if self.dtype != np.float32:
             return self._ibp_affine(lo, hi, 0)
         f64 = np.float64
+        eps = self.eps
         wt64, b64 = self._first64()
-        l64 = lo.astype(f64)
-        h64 = hi.astype(f64)
-        c = (l64 + h64) * 0.5
-        r = xp.maximum(h64 - c, c - l64)
-        zc = c @ wt64
+        c = lo + hi
+        c *= 0.5
+        R = xp.maximum(hi - c, c - lo)
+        R *= 1 + 2 * eps  # rounded up: >= |x - c| on the box
+        zc = c.astype(f64) @ wt64
         zc += b64
-        zr = r @ xp.abs(wt64)
-        # |rounding error| of the float64 products and sums: gamma64_{d+6} (|c| + r) |W|^T
         d = int(wt64.shape[0])
         e64 = float(np.finfo(f64).eps)
-        g64 = (d + 6) * e64 / (1 - (d + 6) * e64)
-        xp.abs(c, out=c)
-        c += r
-        mag = c @ xp.abs(wt64)
-        mag += xp.abs(b64)
-        slack = mag * (4 * g64) + 1e-300
-        slack += zr * (4 * e64)
-        zl = zc - zr
-        zl -= slack
-        zu = zc + zr
-        zu += slack
-        return _round_out(zl, zu, self.dtype, xp)
+        g64 = (d + 4) * e64 / (1 - (d + 4) * e64)
+        zr = (R @ self.absWT[0]).astype(f64)
+        zr *= 1 + 2 * self._gamma(d + 2)
+        # the centre product's error: gamma64 (max|c| sum_j |W_0| + |b_0|), and the sums
+        # below (a few float64 roundings of their magnitudes)
+        cmax = xp.abs(c).max(axis=1, keepdims=True).astype(f64)
+        slack = cmax * self._rowsum64()[None, :]
+        slack += xp.abs(b64)
+        slack += zr
+        slack *= 4 * g64
+        slack += 1e-300
+        zr += slack
+        return _round_out(zc - zr, zc + zr, self.dtype, xp)
+
+    def _rowsum64(self) -> Any:
+        """``sum_j |W_0[:, j]|`` per first-layer neuron, float64, rounded up (cached)."""
+        if self._rs64 is None:
+            d = int(self.W[0].shape[1])
+            e64 = float(np.finfo(np.float64).eps)
+            rs = self.xp.abs(self.W[0].astype(np.float64)).sum(axis=1)
+            self._rs64 = rs * (1 + 2 * (d + 2) * e64)
+        return self._rs64
 
     def _first64(self) -> tuple[Any, Any]:
         """The first layer's ``W_0^T`` and ``b_0`` in float64 (cached)."""
