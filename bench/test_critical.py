@@ -200,9 +200,11 @@ def _fresh_contender(workload: str, contender: str):
 
             return run
         if contender == "crown":  # the certificate of the same batch (no search)
-            return lambda: fastmem.critical_samples(
-                net, X, radius=EPS, steps=0, certify="crown", backend="cpp"
-            ).csr_upper
+            return lambda: (
+                fastmem.critical_samples(
+                    net, X, radius=EPS, steps=0, certify="crown", backend="cpp"
+                ).csr_upper
+            )
         return lambda: fastmem.critical_samples(
             net, X, radius=EPS, method="pgd", steps=STEPS, step_size=ALPHA, certify=None,
             rng=0, backend=contender,
