@@ -127,6 +127,13 @@ def test_first_layer_bounds_of_float32_nets_one_rounding_from_exact(backend):
         c_mag = np.abs((hi64 + lo64) / 2) @ np.abs(W).T + np.abs(b) + rad
         allowance = 2 * (d + 4) * float(np.finfo(np.float32).eps) * c_mag
         assert np.median(ex_l - zl) < 0.25 * np.median(allowance)
+        # IBP's fast form, centred on X with the prediction's own float32 product: sound
+        first: list = []
+        critical._predict(model, Xd, first)
+        fl, fu = (np.asarray(a.get() if hasattr(a, "get") else a)
+                  for a in model._ibp_first(lo, hi, (Xd, first[0])))  # fmt: skip
+        assert fl.dtype == np.float32
+        assert np.all(fl <= ex_l) and np.all(fu >= ex_u)
 
 
 @pytest.mark.parametrize("certify", ["ibp", "crown"])
