@@ -152,3 +152,24 @@ def test_certificate_only_equals_certify_first(certify, backend, monkeypatch):
         crit = only.status == "critical"
         assert np.all(full.status[crit] == "critical")
         assert only.n_unknown >= full.n_unknown
+
+
+def test_certificate_alone_of_float32_net_is_float64s_rounded_down(backend):
+    """``steps=0``: a float32 net's CROWN margins are those of the same (exactly
+    representable) net in float64, rounded down to float32; beside a search
+    (``steps >= 1``, float32 arithmetic rechecked near 0) the same samples are robust."""
+    net32, X = centred_net(31, (12, 24, 24, 4), 80, "relu", np.float32)
+    net64 = net32.astype(np.float64)
+    X = np.round(X * 1024) / 1024  # X +- radius exact in float32: the same balls
+    for radius in (2.0**-8, 2.0**-5):
+        kw = dict(radius=radius, certify="crown", rng=0, backend=backend)
+        m32 = fastmem.critical_samples(net32, X.astype(np.float32), steps=0, **kw)
+        m64 = fastmem.critical_samples(net64, X.astype(np.float64), steps=0, **kw)
+        a = m32.margin_lower.astype(np.float64)
+        b = m64.margin_lower
+        assert m32.margin_lower.dtype == np.float32
+        assert np.all(a <= b)
+        ulp = np.spacing(np.abs(b).astype(np.float32)).astype(np.float64)
+        assert np.all(a >= b - 2 * ulp)
+        side = fastmem.critical_samples(net32, X.astype(np.float32), steps=1, **kw)
+        np.testing.assert_array_equal(side.status == "robust", m32.status == "robust")
