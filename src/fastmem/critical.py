@@ -1843,6 +1843,7 @@ def _critical_body(
         return ids[~found[ids] & ~robust[ids]]
 
     todo = xp.flatnonzero(~found).astype(np.int64)
+    order = None
     if certify is None or model.n_classes == 1:
         search_ids(todo)
     else:
@@ -1889,6 +1890,7 @@ def _critical_body(
             again = undecided(probe)  # neither found quickly nor proved: searched in full
         else:
             again = todo[:0]
+        order = "search" if order == "search" else "certify"  # (no look: too few to look)
         if order == "search":
             search_ids(xp.sort(xp.concatenate([todo, again])))
             left = undecided(todo)
@@ -1913,6 +1915,7 @@ def _critical_body(
         "loss": loss,
         "seed": seed,
         "dtype": str(model.dtype),
+        "order": order,  # "certify" or "search" first (None: no certificate)
     }
     return CriticalSamples(
         status=status,
