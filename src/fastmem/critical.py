@@ -1385,7 +1385,7 @@ def _certify_parts(model, lo, hi, pred, method, batch, centre=None, tight=True):
     n = lo.shape[0]
     margin = xp.empty(n, dtype=model.dtype)
     stable = xp.empty(n, dtype=bool)
-    corner = xp.full(lo.shape, xp.nan, dtype=model.dtype)
+    corner = xp.empty(lo.shape, dtype=model.dtype)  # read only where has_corner
     has_corner = xp.zeros(n, dtype=bool)
     slack = xp.zeros(n, dtype=model.dtype)
 
