@@ -233,23 +233,18 @@ class _Model:
         return self._wide
 
     # -- plain passes -----------------------------------------------------------
-    def forward(
-        self, x: Any, *, derivs: bool, check: bool = False, first: list | None = None
-    ) -> tuple[Any, list[Any]]:
+    def forward(self, x: Any, *, derivs: bool, check: bool = False) -> tuple[Any, list[Any]]:
         """Logits, and (if asked) each hidden layer's activation derivative.
 
         ``check``: raise the ``InputError`` of :meth:`Network.forward` (naming the layer)
         where a layer's pre-activations overflow (used on the caller's inputs).
-        ``first``: a list to append a copy of the first layer's pre-activations to.
         """
         if check:
             with np.errstate(over="ignore", invalid="ignore"):  # the check names the layer
-                return self._forward(x, derivs, self.n_hidden + 1, first)
-        return self._forward(x, derivs, 0, first)
+                return self._forward(x, derivs, self.n_hidden + 1)
+        return self._forward(x, derivs, 0)
 
-    def _forward(
-        self, x: Any, derivs: bool, n_layers: int, first: list | None = None
-    ) -> tuple[Any, list[Any]]:
+    def _forward(self, x: Any, derivs: bool, n_layers: int) -> tuple[Any, list[Any]]:
         ds = []
         h = x
         for i in range(self.n_hidden):
@@ -257,8 +252,6 @@ class _Model:
             z += self.b[i]
             if n_layers:
                 _check_finite_layer(z, i, n_layers)
-            if first is not None and i == 0:
-                first.append(z.copy())
             if derivs:
                 d = self.xp.empty_like(z)
                 self.k.crit_activate(z, d, self.kinds[i], self.slopes[i])
@@ -329,7 +322,7 @@ class _Model:
         slack = mag * (2 * gamma) + np.finfo(self.dtype).tiny
         return zc - zr - slack, zc + zr + slack
 
-    def _ibp_first(self, lo: Any, hi: Any, centre: Any = None) -> tuple[Any, Any]:
+    def _ibp_first(self, lo: Any, hi: Any, wide: bool = False) -> tuple[Any, Any]:
         """Bounds of the first layer's pre-activations ``W_0 x + b_0`` over [lo, hi].
 
         float64 nets: :meth:`_ibp_affine`. float32 nets: the box lies in ``c +- R`` (c its
@@ -338,13 +331,12 @@ class _Model:
         radius term ``|W_0| R`` in float32 and rounded up (relative error gamma_d: it
         scales with R, not with |c|), and the bounds rounded outward to float32. float32's
         worst-case allowance of the centre product, ``gamma_d |c| |W|^T`` (~3e-3 on a
-        784-input layer of a He-init net), would loosen every later bound.
+        784-input layer of a He-init net), would loosen every later bound. ``wide``: the
+        float64 bounds, not rounded to float32.
         """
         xp = self.xp
         if self.dtype != np.float32:
             return self._ibp_affine(lo, hi, 0)
-        if centre is not None:
-            return self._ibp_first_at(lo, hi, *centre)
         f64 = np.float64
         eps = self.eps
         wt64, b64 = self._first64()
@@ -368,30 +360,9 @@ class _Model:
         slack *= 4 * g64
         slack += 1e-300
         zr += slack
+        if wide:  # float64 bounds, for the float64 layers above (IBP of float32 nets)
+            return zc - zr, zc + zr
         return _round_out(zc - zr, zc + zr, self.dtype, xp)
-
-    def _ibp_first_at(self, lo: Any, hi: Any, X: Any, zX: Any) -> tuple[Any, Any]:
-        """IBP's fast first layer of float32 nets (``certify="ibp"``): the box lies in
-        ``X +- R`` (X the ball's centre, R rounded up), and ``W_0 X + b_0`` is the
-        prediction's own float32 product ``zX``, so one GEMM (``|W_0| R``) remains. Its
-        rounding: within ``gamma_{d+1} (|X| |W_0|^T + |b_0|)``, bounded by ``max|X|`` times
-        the rows' 1-norms (no product of magnitudes), ``gamma`` of the radius term, and
-        the final sums' (a margin of two, as :meth:`_ibp_affine`)."""
-        xp = self.xp
-        eps = self.eps
-        d = int(self.W[0].shape[1])
-        R = xp.maximum(X - lo, hi - X)
-        R *= 1 + 2 * eps  # rounded up: >= |x - X| on the box
-        zr = R @ self.absWT[0]
-        rs = (self._rowsum64() * (1 + 4 * eps)).astype(self.dtype)
-        xmax = xp.abs(X).max(axis=1, keepdims=True)
-        mag = xmax * rs[None, :]
-        mag += xp.abs(self.b[0])
-        mag += zr
-        mag *= 2 * self._gamma(d + 4) * (1 + 4 * eps)
-        mag += np.finfo(self.dtype).tiny
-        zr += mag
-        return zX - zr, zX + zr
 
     def _rowsum64(self) -> Any:
         """``sum_j |W_0[:, j]|`` per first-layer neuron, float64, rounded up (cached)."""
@@ -685,7 +656,7 @@ class _Model:
         return mc - rad - slack
 
     def certify(
-        self, lo: Any, hi: Any, pred: Any, method: str, keep: bool = False, centre: Any = None
+        self, lo: Any, hi: Any, pred: Any, method: str, keep: bool = False, first: Any = None
     ) -> dict[str, Any]:
         """Bounds of one batch of balls [lo, hi].
 
@@ -693,9 +664,8 @@ class _Model:
         stable on the ball (n,), the per-class rows' backward bound (n, k) (exact up to
         rounding where stable; +inf on the own class and where not computed), their
         coefficients on the input and the row of each (sample, class), for the corner
-        candidates. ``"ibp"`` runs the backward pass on the stable samples only; ``centre``
-        (IBP, float32: the balls' centres and their first-layer pre-activations) takes the
-        first layer from the prediction's product (:meth:`_ibp_first_at`).
+        candidates. ``"ibp"`` runs the backward pass on the stable samples only. ``first``:
+        the first layer's bounds, computed before (IBP of float32 nets in float64).
         """
         xp, k = self.xp, self.k
         n = lo.shape[0]
@@ -710,8 +680,10 @@ class _Model:
         geo = None
         pre: list[tuple[Any, Any]] = []  # keep: CROWN's pre-activation bounds per layer
         for i in range(self.n_hidden):
-            if i == 0:
-                zl, zu = self._ibp_first(lo, hi, None if crown else centre)
+            if i == 0 and first is not None:
+                zl, zu = first
+            elif i == 0:
+                zl, zu = self._ibp_first(lo, hi)
             else:
                 zl, zu = self._ibp_affine(*post, i)
             if crown:
@@ -1187,8 +1159,8 @@ def _ball(model: _Model, X: Any, radius: Any, box: tuple[float, float]) -> tuple
     return xp.ascontiguousarray(lo), xp.ascontiguousarray(hi)
 
 
-def _predict(model: _Model, X: Any, first: list | None = None) -> Any:
-    logits, _ = model.forward(X, derivs=False, check=True, first=first)
+def _predict(model: _Model, X: Any) -> Any:
+    logits, _ = model.forward(X, derivs=False, check=True)
     return logits.argmax(axis=1).astype(np.int64)
 
 
@@ -1199,10 +1171,10 @@ def _changed(model: _Model, x: Any, labels: Any) -> Any:
     return flags.astype(bool)
 
 
-def _certify_all(model, lo, hi, pred, method, batch, centre=None, tight=True):
+def _certify_all(model, lo, hi, pred, method, batch, tight=True):
     """Certification over sample batches; returns margin, stable, corner, corner_ok."""
     margin, stable, corner, has_corner, _ = _certify_parts(
-        model, lo, hi, pred, method, batch, centre, tight
+        model, lo, hi, pred, method, batch, tight
     )
     return margin, stable, corner, has_corner
 
@@ -1375,12 +1347,15 @@ def _stable_all(model, lo, hi, batch):
     return stable
 
 
-def _certify_parts(model, lo, hi, pred, method, batch, centre=None, tight=True):
+def _certify_parts(model, lo, hi, pred, method, batch, tight=True):
     """:func:`_certify_all` in the model's dtype; also each sample's rounding allowance.
 
     CROWN of float32 nets: ``tight``, in float64 arithmetic (margins within ~1e-6 of the
     exact CROWN bound, as auto_LiRPA's); otherwise in float32 with :func:`_recheck64`
-    (the same decisions, looser margins: what a search beside it needs)."""
+    (the same decisions, looser margins: what a search beside it needs). IBP of float32
+    nets: the first layer as :meth:`_Model._ibp_first` (its centre product in float64),
+    the layers above in float64 (float32's allowance of a 128-term sum, ~1e-4 of its
+    magnitudes, cost 2 of auto_LiRPA's 800 samples on the digits MLP at 0.3/255)."""
     xp = model.xp
     n = lo.shape[0]
     margin = xp.empty(n, dtype=model.dtype)
@@ -1408,9 +1383,14 @@ def _certify_parts(model, lo, hi, pred, method, batch, centre=None, tight=True):
                 if alpha:
                     _alpha_part(wide, l64, h64, pred[a:b], out)
                 out["margin"] = _round_down(out["margin"], model.dtype, xp)
+            elif base == "ibp" and model.dtype != np.float64:
+                f64 = np.float64
+                zl, zu = model._ibp_first(lo[a:b], hi[a:b], wide=True)
+                l64, h64 = lo[a:b].astype(f64), hi[a:b].astype(f64)
+                out = model.wide().certify(l64, h64, pred[a:b], base, first=(zl, zu))
+                out["margin"] = _round_down(out["margin"], model.dtype, xp)
             else:
-                cen = None if centre is None else (centre[0][a:b], centre[1][a:b])
-                out = model.certify(lo[a:b], hi[a:b], pred[a:b], base, keep=alpha, centre=cen)
+                out = model.certify(lo[a:b], hi[a:b], pred[a:b], base, keep=alpha)
                 if base == "crown" and model.dtype != np.float64:
                     _recheck64(model, lo[a:b], hi[a:b], pred[a:b], out)
                 if alpha:
@@ -1733,9 +1713,7 @@ def critical_samples(
     # workers spinning (~0.1 s) beside the kernels' threads
     with kernels_own_the_cores(be):
         lo, hi = _ball(model, Xd, radius, box)
-        # IBP of a float32 net: the first layer's centre product is the prediction's
-        first = [] if certify == "ibp" and model.dtype == np.float32 else None
-        pred = _predict(model, Xd, first)
+        pred = _predict(model, Xd)
         return _critical_body(
             model,
             be,
@@ -1756,7 +1734,6 @@ def critical_samples(
             radius,
             box,
             loss,
-            first[0] if first else None,
         )
 
 
@@ -1780,7 +1757,6 @@ def _critical_body(
     radius,
     box,
     loss="ce",
-    z0=None,
 ) -> CriticalSamples:
     # BLAS single-threaded: its spinning idle threads would starve the OpenMP kernels
     xp = model.xp
@@ -1816,11 +1792,10 @@ def _critical_body(
         def take(a: Any) -> Any:  # (all samples, in order: no copy)
             return a if ids.size == n else a[ids]
 
-        cen = None if z0 is None else (take(Xd), take(z0))
         # with a search beside it the certificate's product is the decision (the float32
         # net's CROWN in float32, rechecked in float64 near 0); alone, its margins
         m, stable, corner, has_corner = _certify_all(
-            model, take(lo), take(hi), take(pred), certify, batch, cen, tight=steps == 0
+            model, take(lo), take(hi), take(pred), certify, batch, tight=steps == 0
         )
         margin[ids] = m
         rob = m > 0
