@@ -32,7 +32,7 @@ certificate of the batch, value: the CSR upper bound);
 ``python bench/test_critical.py csr <contender> <rounds> <radius in 1/255>`` with
 contender ``pgd | lass | torch | torch1`` (torch1: torch on one thread), ``pgd-alpha-crown``
 (the full call with ``certify="alpha-crown"``) or ``crown | alpha-crown | ibp`` (the
-certificate alone: one search step; value [critical, robust]).
+certificate alone, ``steps=0``; value [critical, robust]).
 """
 
 from __future__ import annotations
@@ -101,10 +101,8 @@ def test_pgd(benchmark, case, impl):
                 net,
                 X,
                 radius=EPS,
-                method="pgd",
-                steps=1,
+                steps=0,
                 certify="crown",
-                rng=0,
                 backend="cpp",
             ),
             rounds=3,
@@ -202,10 +200,11 @@ def _fresh_contender(workload: str, contender: str):
 
             return run
         if contender == "crown":  # the certificate of the same batch (no search)
-            return lambda: fastmem.critical_samples(
-                net, X, radius=EPS, method="pgd", steps=1, certify="crown", rng=0,
-                backend="cpp",
-            ).csr_upper  # fmt: skip
+            return lambda: (
+                fastmem.critical_samples(
+                    net, X, radius=EPS, steps=0, certify="crown", backend="cpp"
+                ).csr_upper
+            )
         return lambda: fastmem.critical_samples(
             net, X, radius=EPS, method="pgd", steps=STEPS, step_size=ALPHA, certify=None,
             rng=0, backend=contender,
@@ -286,12 +285,10 @@ def _csr_contender(contender: str, radius_255: float):
             yt = model(xt).argmax(1)
         return lambda: _torch_pgd_loop(torch, model, xt, yt, eps)
 
-    if contender in ("crown", "alpha-crown", "ibp"):  # the certificate alone (1 step)
+    if contender in ("crown", "alpha-crown", "ibp"):  # the certificate alone (steps=0)
 
         def cert():
-            res = fastmem.critical_samples(
-                net, X, radius=eps, method="pgd", steps=1, certify=contender, rng=0
-            )
+            res = fastmem.critical_samples(net, X, radius=eps, steps=0, certify=contender)
             return [res.n_critical, res.n_robust]
 
         return cert

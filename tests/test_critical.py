@@ -429,7 +429,9 @@ def test_bad_inputs_name_the_argument():
     cases = [
         (dict(radius=0), "radius"),
         (dict(radius=-1.0), "radius"),
-        (dict(radius=0.1, steps=0), "steps"),
+        (dict(radius=0.1, steps=-1), "steps"),
+        (dict(radius=0.1, steps=0, certify=None), "steps"),
+        (dict(radius=0.1, steps=1.5), "steps"),
         (dict(radius=0.1, method="fgsm"), "method"),
         (dict(radius=0.1, certify="lp"), "certify"),
         (dict(radius=0.1, box=(1, 0)), "box"),

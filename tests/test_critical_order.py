@@ -235,3 +235,21 @@ def test_bad_loss_is_named():
     net, X = _net(1)
     with pytest.raises(fastmem.InputError, match="loss"):
         fastmem.critical_samples(net, X, radius=0.01, loss="hinge")
+
+
+def test_look_searches_first_where_the_certificate_proves_nothing(backend):
+    """The look picks the order: at a radius where the certificate proves no sample and
+    the search breaks most at once, search first; at a tiny one, certify first. Either
+    way the statuses are those of the other order (see above)."""
+    net, _ = _net(13, widths=(12, 32, 32, 4))
+    X = np.random.default_rng(1).random((300, 12))
+    big = fastmem.critical_samples(net, X, radius=0.3, method="pgd", steps=20, rng=0,
+                                   backend=backend)  # fmt: skip
+    assert big.n_robust == 0 and big.n_critical > 150
+    assert big.params["order"] == "search"
+    small = fastmem.critical_samples(net, X, radius=1e-4, method="pgd", steps=20, rng=0,
+                                     backend=backend)  # fmt: skip
+    assert small.n_robust > 150
+    assert small.params["order"] == "certify"
+    only = fastmem.critical_samples(net, X, radius=0.3, steps=0, rng=0, backend=backend)
+    assert only.params["order"] == "certify" and np.all(only.steps_taken == 0)

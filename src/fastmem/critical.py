@@ -206,11 +206,14 @@ class _Model:
         self._wide: _Model | None = None
         self._norm_info: dict[str, Any] | None = None
         self._wt0_64: tuple[Any, Any] | None = None
+        self._rs64: Any = None
         self.macs: list[int] = []  # multiply-adds of the backward passes (appended)
 
     def wide(self) -> _Model:
         """The same network in float64 (every float32 value is exact in float64; leaky
         slopes rounded to the dtype first, as the kernels do), for CROWN's certificate."""
+        if self.dtype == np.float64:
+            return self
         if self._wide is None:
             w = object.__new__(_Model)
             w.__dict__.update(self.__dict__)
@@ -225,6 +228,7 @@ class _Model:
             w._wide = None
             w._norm_info = None
             w._wt0_64 = None
+            w._rs64 = None
             self._wide = w
         return self._wide
 
@@ -317,6 +321,63 @@ class _Model:
         mag += zr
         slack = mag * (2 * gamma) + np.finfo(self.dtype).tiny
         return zc - zr - slack, zc + zr + slack
+
+    def _ibp_first(self, lo: Any, hi: Any, wide: bool = False) -> tuple[Any, Any]:
+        """Bounds of the first layer's pre-activations ``W_0 x + b_0`` over [lo, hi].
+
+        float64 nets: :meth:`_ibp_affine`. float32 nets: the box lies in ``c +- R`` (c its
+        float32 centre, R rounded up); ``W_0 c + b_0`` is computed in float64 (products
+        of float32 values are exact there: its error ~1e-13 of ``max|c| sum|W_0|``), the
+        radius term ``|W_0| R`` in float32 and rounded up (relative error gamma_d: it
+        scales with R, not with |c|), and the bounds rounded outward to float32. float32's
+        worst-case allowance of the centre product, ``gamma_d |c| |W|^T`` (~3e-3 on a
+        784-input layer of a He-init net), would loosen every later bound. ``wide``: the
+        float64 bounds, not rounded to float32.
+        """
+        xp = self.xp
+        if self.dtype != np.float32:
+            return self._ibp_affine(lo, hi, 0)
+        f64 = np.float64
+        eps = self.eps
+        wt64, b64 = self._first64()
+        c = lo + hi
+        c *= 0.5
+        R = xp.maximum(hi - c, c - lo)
+        R *= 1 + 2 * eps  # rounded up: >= |x - c| on the box
+        zc = c.astype(f64) @ wt64
+        zc += b64
+        d = int(wt64.shape[0])
+        e64 = float(np.finfo(f64).eps)
+        g64 = (d + 4) * e64 / (1 - (d + 4) * e64)
+        zr = (R @ self.absWT[0]).astype(f64)
+        zr *= 1 + 2 * self._gamma(d + 2)
+        # the centre product's error: gamma64 (max|c| sum_j |W_0| + |b_0|), and the sums
+        # below (a few float64 roundings of their magnitudes)
+        cmax = xp.abs(c).max(axis=1, keepdims=True).astype(f64)
+        slack = cmax * self._rowsum64()[None, :]
+        slack += xp.abs(b64)
+        slack += zr
+        slack *= 4 * g64
+        slack += 1e-300
+        zr += slack
+        if wide:  # float64 bounds, for the float64 layers above (IBP of float32 nets)
+            return zc - zr, zc + zr
+        return _round_out(zc - zr, zc + zr, self.dtype, xp)
+
+    def _rowsum64(self) -> Any:
+        """``sum_j |W_0[:, j]|`` per first-layer neuron, float64, rounded up (cached)."""
+        if self._rs64 is None:
+            d = int(self.W[0].shape[1])
+            e64 = float(np.finfo(np.float64).eps)
+            rs = self.xp.abs(self.W[0].astype(np.float64)).sum(axis=1)
+            self._rs64 = rs * (1 + 2 * (d + 2) * e64)
+        return self._rs64
+
+    def _first64(self) -> tuple[Any, Any]:
+        """The first layer's ``W_0^T`` and ``b_0`` in float64 (cached)."""
+        if self._wt0_64 is None:
+            self._wt0_64 = (self.WT[0].astype(np.float64), self.b[0].astype(np.float64))
+        return self._wt0_64
 
     def _stable(self, zl: Any, zu: Any, kind: int) -> Any:
         """Per row: no neuron of the layer can change state anywhere in [zl, zu]."""
@@ -595,7 +656,7 @@ class _Model:
         return mc - rad - slack
 
     def certify(
-        self, lo: Any, hi: Any, pred: Any, method: str, keep: bool = False
+        self, lo: Any, hi: Any, pred: Any, method: str, keep: bool = False, first: Any = None
     ) -> dict[str, Any]:
         """Bounds of one batch of balls [lo, hi].
 
@@ -603,7 +664,8 @@ class _Model:
         stable on the ball (n,), the per-class rows' backward bound (n, k) (exact up to
         rounding where stable; +inf on the own class and where not computed), their
         coefficients on the input and the row of each (sample, class), for the corner
-        candidates. ``"ibp"`` runs the backward pass on the stable samples only.
+        candidates. ``"ibp"`` runs the backward pass on the stable samples only. ``first``:
+        the first layer's bounds, computed before (IBP of float32 nets in float64).
         """
         xp, k = self.xp, self.k
         n = lo.shape[0]
@@ -618,7 +680,12 @@ class _Model:
         geo = None
         pre: list[tuple[Any, Any]] = []  # keep: CROWN's pre-activation bounds per layer
         for i in range(self.n_hidden):
-            zl, zu = self._ibp_affine(*post, i)
+            if i == 0 and first is not None:
+                zl, zu = first
+            elif i == 0:
+                zl, zu = self._ibp_first(lo, hi)
+            else:
+                zl, zu = self._ibp_affine(*post, i)
             if crown:
                 # pure IBP kept alongside: the certificate is the best of both (the same
                 # bounds up to the second layer, the first one CROWN tightens)
@@ -710,9 +777,7 @@ class _Model:
         c = (lo + hi) * 0.5
         d = int(self.W[0].shape[1])
         w = int(self.W[0].shape[0])
-        if self._wt0_64 is None:
-            self._wt0_64 = (self.WT[0].astype(f64), self.b[0].astype(f64))
-        wt64, b64 = self._wt0_64
+        wt64, b64 = self._first64()
         # z_0(c) in float64 (products of float32 values are exact there), then rounded:
         # within eps |zc| + gamma64_{d+2} (|c| |W_0|^T + |b_0|) of the exact value
         zc64 = c.astype(f64) @ wt64
@@ -785,7 +850,7 @@ class _Model:
             cmag = xp.zeros(2 * m, dtype=self.dtype)
             lam = self._steps(lam, const, rows, i, layers, err, cmag)
             left = xp.arange(m)  # the chunk's neurons not yet proved stable
-            for gram in stages:
+            for gram in list(stages):
                 if left.size == m:
                     args = (lam, const, rows, geo, err, cmag)
                 else:
@@ -797,6 +862,11 @@ class _Model:
                 zl[ss, jj] = xp.maximum(zl[ss, jj], bnd[:k])
                 zu[ss, jj] = xp.minimum(zu[ss, jj], -bnd[k:])
                 left = left[_unstable(zl[ss, jj], zu[ss, jj], kind)]
+                if 8 * (k - left.size) < k:
+                    # it settled under 1/8 of its neurons (large balls: nearly all truly
+                    # unstable): not worth its cost on this layer's next chunks (the
+                    # full step's bound is never looser: the same linear function)
+                    stages.remove(gram)
                 if left.size == 0:
                     break
             if left.size == 0:
@@ -866,6 +936,25 @@ class _Model:
                     xp.minimum(zu, -bound, out=zu)
 
 
+def _round_down(m: Any, dtype: Any, xp: Any) -> Any:
+    """float64 values rounded down to ``dtype`` (NaN stays NaN)."""
+    if np.dtype(dtype) == np.float64:
+        return m
+    m32 = m.astype(dtype)
+    down = xp.nextafter(m32, np.dtype(dtype).type(-np.inf))
+    return xp.where(m32.astype(np.float64) > m, down, m32)
+
+
+def _round_out(zl: Any, zu: Any, dtype: Any, xp: Any) -> tuple[Any, Any]:
+    """float64 bounds [zl, zu] rounded outward to ``dtype``."""
+    lo = zl.astype(dtype)
+    hi = zu.astype(dtype)
+    t = np.dtype(dtype).type(np.inf)
+    lo = xp.where(lo.astype(np.float64) > zl, xp.nextafter(lo, -t), lo)
+    hi = xp.where(hi.astype(np.float64) < zu, xp.nextafter(hi, t), hi)
+    return lo, hi
+
+
 def _unstable(zl: Any, zu: Any, kind: int) -> Any:
     """Elementwise: a neuron of this kind may change state somewhere in [zl, zu]."""
     if kind == ACTIVATIONS["hardtanh"]:
@@ -895,7 +984,12 @@ class CriticalSamples:
     margin_lower : ndarray (n,)
         Certified lower bound of ``min_j f_c(x') - f_j(x')`` over the ball (c the
         predicted class); NaN when ``certify=None`` and where the search decided the
-        sample before certification (see the order above).
+        sample before certification (see the order above). CROWN of a float32 net: with
+        ``steps=0`` (the certificate alone) computed in float64 arithmetic, within ~1e-6
+        of the exact CROWN bound (auto_LiRPA's); beside a search (``steps >= 1``), where
+        the certificate's product is the status, in float32 with a rigorous rounding
+        allowance (up to ~1e-3 lower) and the samples within a few allowances of 0
+        certified again in float64: the same statuses, in about half the time.
     predicted : ndarray (n,) of int64
         Predicted class of each input.
     decided_exactly : dict
@@ -1081,19 +1175,21 @@ def _changed(model: _Model, x: Any, labels: Any) -> Any:
     return flags.astype(bool)
 
 
-def _certify_all(model, lo, hi, pred, method, batch):
+def _certify_all(model, lo, hi, pred, method, batch, tight=True):
     """Certification over sample batches; returns margin, stable, corner, corner_ok."""
-    margin, stable, corner, has_corner, _ = _certify_parts(model, lo, hi, pred, method, batch)
+    margin, stable, corner, has_corner, _ = _certify_parts(
+        model, lo, hi, pred, method, batch, tight
+    )
     return margin, stable, corner, has_corner
 
 
 def _recheck64(model, lo, hi, pred, out) -> None:
-    """Float32 nets: the rigorous rounding allowance (gamma_n |lam| |W| |h| per step of
-    the layers above the first; the first layer's step is taken in centre form, its
-    rounding scaled by the radius) can decide a sample; the samples it may have cost
-    (margin within a few allowances of 0: 39 of 1000 on the README's net at 0.3/255)
-    are certified again in float64 arithmetic (exact copies of the weights and balls),
-    where it is negligible. The margin is rounded down; ``out["margin"]`` in place."""
+    """Float32 nets certified in float32 arithmetic (``tight=False``): the rigorous
+    rounding allowance (gamma_n |lam| |W| |h| per step above the first layer) can decide
+    a sample; the samples it may have cost (margin within a few allowances of 0) are
+    certified again in float64 arithmetic, where it is negligible: the same decisions
+    as float64 throughout, at about half its time. The margin is rounded down;
+    ``out["margin"]`` in place."""
     xp = model.xp
     margin = out["margin"]
     retry = xp.flatnonzero((margin <= 0) & (margin + 8 * out["slack"] > 0))
@@ -1101,12 +1197,8 @@ def _recheck64(model, lo, hi, pred, out) -> None:
         return
     f64 = np.float64
     m = model.wide().certify(lo[retry].astype(f64), hi[retry].astype(f64), pred[retry], "crown")
-    m = m["margin"]
-    m = xp.where(xp.isnan(m), -xp.inf, m)
-    m32 = m.astype(model.dtype)
-    down = xp.nextafter(m32, model.dtype.type(-xp.inf))
-    m32 = xp.where(m32.astype(f64) > m, down, m32)
-    margin[retry] = xp.maximum(margin[retry], m32)
+    m = xp.where(xp.isnan(m["margin"]), -xp.inf, m["margin"])
+    margin[retry] = xp.maximum(margin[retry], _round_down(m, model.dtype, xp))
 
 
 def _alpha_part(model, lo, hi, pred, out) -> None:
@@ -1253,7 +1345,7 @@ def _stable_all(model, lo, hi, batch):
         post = (lo[a : a + batch], hi[a : a + batch])
         ok = xp.ones(post[0].shape[0], dtype=bool)
         for i in range(model.n_hidden):
-            zl, zu = model._ibp_affine(*post, i)
+            zl, zu = model._ibp_first(*post) if i == 0 else model._ibp_affine(*post, i)
             ok &= model._stable(zl, zu, model.kinds[i])[0]
             model.k.crit_interval(zl, zu, model.kinds[i], model.slopes[i])
             post = (zl, zu)
@@ -1261,13 +1353,20 @@ def _stable_all(model, lo, hi, batch):
     return stable
 
 
-def _certify_parts(model, lo, hi, pred, method, batch):
-    """:func:`_certify_all` in the model's dtype; also each sample's rounding allowance."""
+def _certify_parts(model, lo, hi, pred, method, batch, tight=True):
+    """:func:`_certify_all` in the model's dtype; also each sample's rounding allowance.
+
+    CROWN of float32 nets: ``tight``, in float64 arithmetic (margins within ~1e-6 of the
+    exact CROWN bound, as auto_LiRPA's); otherwise in float32 with :func:`_recheck64`
+    (the same decisions, looser margins: what a search beside it needs). IBP of float32
+    nets: the first layer as :meth:`_Model._ibp_first` (its centre product in float64),
+    the layers above in float64 (float32's allowance of a 128-term sum, ~1e-4 of its
+    magnitudes, cost 2 of auto_LiRPA's 800 samples on the digits MLP at 0.3/255)."""
     xp = model.xp
     n = lo.shape[0]
     margin = xp.empty(n, dtype=model.dtype)
     stable = xp.empty(n, dtype=bool)
-    corner = xp.full(lo.shape, xp.nan, dtype=model.dtype)
+    corner = xp.empty(lo.shape, dtype=model.dtype)  # read only where has_corner
     has_corner = xp.zeros(n, dtype=bool)
     slack = xp.zeros(n, dtype=model.dtype)
 
@@ -1277,11 +1376,31 @@ def _certify_parts(model, lo, hi, pred, method, batch):
         alpha = method == "alpha-crown"
         base = "crown" if alpha else method
         with np.errstate(over="ignore", invalid="ignore"):
-            out = model.certify(lo[a:b], hi[a:b], pred[a:b], base, keep=alpha)
-            if base == "crown" and model.dtype != np.float64:
-                _recheck64(model, lo[a:b], hi[a:b], pred[a:b], out)
-            if alpha:
-                _alpha_part(model, lo[a:b], hi[a:b], pred[a:b], out)
+            if tight and base == "crown" and model.dtype != np.float64:
+                # float32 nets: CROWN in float64 arithmetic (exact copies of the weights
+                # and balls). float32's rigorous rounding allowance of a backward row,
+                # gamma_w |lam| |W| |h| per step, is ~1e-4 on a 128-wide layer: above
+                # the differences of the relaxation itself (auto_LiRPA's bounds, which
+                # have no rounding control, are within ~1e-5 of the exact CROWN bound)
+                wide = model.wide()
+                f64 = np.float64
+                l64, h64 = lo[a:b].astype(f64), hi[a:b].astype(f64)
+                out = wide.certify(l64, h64, pred[a:b], base, keep=alpha)
+                if alpha:
+                    _alpha_part(wide, l64, h64, pred[a:b], out)
+                out["margin"] = _round_down(out["margin"], model.dtype, xp)
+            elif base == "ibp" and model.dtype != np.float64:
+                f64 = np.float64
+                zl, zu = model._ibp_first(lo[a:b], hi[a:b], wide=True)
+                l64, h64 = lo[a:b].astype(f64), hi[a:b].astype(f64)
+                out = model.wide().certify(l64, h64, pred[a:b], base, first=(zl, zu))
+                out["margin"] = _round_down(out["margin"], model.dtype, xp)
+            else:
+                out = model.certify(lo[a:b], hi[a:b], pred[a:b], base, keep=alpha)
+                if base == "crown" and model.dtype != np.float64:
+                    _recheck64(model, lo[a:b], hi[a:b], pred[a:b], out)
+                if alpha:
+                    _alpha_part(model, lo[a:b], hi[a:b], pred[a:b], out)
         margin[a:b] = xp.where(xp.isnan(out["margin"]), -xp.inf, out["margin"])
         slack[a:b] = out["slack"]
         stable[a:b] = out["stable"]
@@ -1504,8 +1623,10 @@ def critical_samples(
         L_inf radius (> 0). Arpit et al. use ``LASS_RADIUS = 0.3/255`` for data in [0, 1].
     method : {"lass", "pgd"}
     steps : int
-        Most search steps per restart (>= 1); ``steps * restarts`` at most
-        :data:`MAX_SEARCH_STEPS` (100,000).
+        Most search steps per restart; ``steps * restarts`` at most
+        :data:`MAX_SEARCH_STEPS` (100,000). ``0``: the certificate only, no search
+        (needs ``certify``; a sample is critical only where the network is affine on its
+        ball and the worst corner changes its class).
     step_size : float, optional
         Default: LASS ``radius * LASS_STEP / LASS_RADIUS`` (Arpit's 0.25/255 at their
         radius); PGD ``2.5 radius / steps`` (Madry et al.).
@@ -1544,7 +1665,8 @@ def critical_samples(
     Raises
     ------
     InputError
-        radius <= 0, steps < 1 (or steps * restarts > MAX_SEARCH_STEPS), X outside box,
+        radius <= 0, steps < 0, steps == 0 without certify (or steps * restarts >
+        MAX_SEARCH_STEPS), X outside box,
         NaN/Inf, unknown method/certify,
         threshold layers (no gradient for the search).
 
@@ -1561,7 +1683,12 @@ def critical_samples(
     radius = _positive(radius, "radius")
     if method not in _METHODS:
         raise InputError(f"method: must be one of {_METHODS}, got {method!r}")
-    steps = _positive_int(steps, "steps")
+    if isinstance(steps, numbers.Integral) and not isinstance(steps, bool) and steps == 0:
+        if certify is None:
+            raise InputError("steps: 0 (the certificate only, no search) needs certify")
+        steps = 0
+    else:
+        steps = _positive_int(steps, "steps")
     restarts = _positive_int(restarts, "restarts")
     # each step is a Python-level pass (a forward and a backward GEMM chain and kernel
     # calls, 0.1 ms to a few ms even for one sample): beyond this a search is a hang
@@ -1576,7 +1703,9 @@ def critical_samples(
         raise InputError(f"loss: must be one of {_LOSSES}, got {loss!r}")
     derived = step_size is None
     if derived:
-        step_size = radius * LASS_STEP / LASS_RADIUS if method == "lass" else 2.5 * radius / steps
+        step_size = (
+            radius * LASS_STEP / LASS_RADIUS if method == "lass" else 2.5 * radius / max(steps, 1)
+        )
     step_name = "radius (the default step size derived from it)" if derived else "step_size"
     step_size = _positive(step_size, step_name)
     if noise is None:
@@ -1665,8 +1794,14 @@ def _critical_body(
 
     def certify_ids(ids: Any) -> None:
         """Certify the samples ``ids``; try the corner of each one's worst bound."""
+
+        def take(a: Any) -> Any:  # (all samples, in order: no copy)
+            return a if ids.size == n else a[ids]
+
+        # with a search beside it the certificate's product is the decision (the float32
+        # net's CROWN in float32, rechecked in float64 near 0); alone, its margins
         m, stable, corner, has_corner = _certify_all(
-            model, lo[ids], hi[ids], pred[ids], certify, batch
+            model, take(lo), take(hi), take(pred), certify, batch, tight=steps == 0
         )
         margin[ids] = m
         rob = m > 0
@@ -1681,7 +1816,7 @@ def _critical_body(
         exact["robust"] += int((rob & stable).sum())
 
     def search_ids(ids: Any) -> None:
-        if ids.size:
+        if ids.size and steps:
             steps_taken[ids] = restarts * steps
             _search(model, Xd, lo, hi, pred, ids, **search_kw)
 
@@ -1689,10 +1824,15 @@ def _critical_body(
         return ids[~found[ids] & ~robust[ids]]
 
     todo = xp.flatnonzero(~found).astype(np.int64)
+    order = None
     if certify is None or model.n_classes == 1:
         search_ids(todo)
     else:
         order = _ORDER
+        if steps == 0 or (order is None and certify == "ibp"):
+            # no search, or IBP (its certificate costs about one search step): the
+            # certificate first, with no look (the look costs more than it can save)
+            order = "certify"
         if order == "search" or (order is None and todo.size >= 4 * _PROBE):
             # the exact shortcut first, from an IBP look: samples on whose ball no neuron
             # can change state are decided exactly, never searched
@@ -1731,6 +1871,7 @@ def _critical_body(
             again = undecided(probe)  # neither found quickly nor proved: searched in full
         else:
             again = todo[:0]
+        order = "search" if order == "search" else "certify"  # (no look: too few to look)
         if order == "search":
             search_ids(xp.sort(xp.concatenate([todo, again])))
             left = undecided(todo)
@@ -1755,6 +1896,7 @@ def _critical_body(
         "loss": loss,
         "seed": seed,
         "dtype": str(model.dtype),
+        "order": order,  # "certify" or "search" first (None: no certificate)
     }
     return CriticalSamples(
         status=status,
