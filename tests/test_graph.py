@@ -703,3 +703,21 @@ def test_critical_samples_many_inputs_take_the_ordered_path() -> None:
     search = fastmem.critical_samples(net, X, **{**kw, "certify": None})
     # the search finds the same critical samples whatever the order (own trajectories)
     np.testing.assert_array_equal(res.status == "critical", search.status == "critical")
+
+
+def test_information_plane_on_layer_outputs_of_a_graph() -> None:
+    """The information plane reads layer_outputs: the conv graph's plane is its dense
+    lowering's, and a max-pooling network's plane has one column per activation."""
+    seq = _conv_sequential(2)
+    dense = fastmem.Network.from_torch(seq, input_shape=SHAPE)
+    graph = fastmem.Network.from_torch(_Wrapped(seq), input_shape=SHAPE)
+    X = np.random.default_rng(16).uniform(0, 1, (300, 64))
+    y = np.arange(300) % 3
+    pg = fastmem.information_plane([graph, graph], y, X=X)
+    pd = fastmem.information_plane([dense, dense], y, X=X)
+    np.testing.assert_allclose(pg.i_xt, pd.i_xt, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(pg.i_ty, pd.i_ty, rtol=0, atol=1e-12)
+    pool = fastmem.Network.from_torch(PoolNet(seed=1), input_shape=SHAPE)
+    pp = fastmem.information_plane([pool], y, X=X)
+    assert pp.i_xt.shape == (1, pool.n_layers)
+    assert np.isfinite(pp.i_xt).all() and np.isfinite(pp.i_ty).all()

@@ -51,6 +51,7 @@ GRAPH_ANALYSES = (
     "critical_samples, csr_curve, certified_radius (certify='ibp' or None)",
     "loss_sensitivity",
     "regions.distance_to_boundary",
+    "information_plane (on layer_outputs)",
 )
 # Rows per chunk are chosen so that one layer's pre-activations stay near this size.
 _CHUNK_BYTES = 64 * 2**20
