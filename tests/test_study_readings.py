@@ -604,3 +604,28 @@ def test_critical_cnn_job_runs_with_torch():
     for lab in ("real", "random"):
         assert 0.0 <= r[lab]["csr_lower"] <= r[lab]["csr_upper"] <= 1.0
     assert len(exp_critical._cnn_table(r)[0]["rows"]) == 2
+
+
+def test_intervals_cnn_reading_and_job():
+    cnn = {
+        "channels": [4, 8],
+        "real": {"mean": 2.5, "train_acc": 0.99},
+        "random": {"mean": 1.25, "train_acc": 0.4},
+    }
+    text = exp_intervals.cnn_text(cnn)
+    assert "mean pairwise interval 2.5 with real labels (train accuracy 0.99)" in text
+    assert "1.25 with random labels (train accuracy 0.40): longer with real labels" in text
+    cnn["random"]["mean"] = 3.0
+    assert "not longer with real labels" in exp_intervals.cnn_text(cnn)
+    assert exp_intervals.cnn_text({"skipped": "needs torch"}) == (
+        "The CNN row was skipped (needs torch). "
+    )
+    assert exp_intervals.cnn_text(None) == ""
+    pytest.importorskip("torch", reason="the CNN row trains with torch")
+    r = exp_intervals._cnn(
+        {"data": "digits", "per_class": 3, "pairs": 10, "cnn": {"channels": [2, 2], "epochs": 1}},
+        0,
+    )
+    for lab in ("real", "random"):
+        assert 0.0 < r[lab]["mean"] <= 3.0  # t_range (-1, 2)
+    assert len(exp_intervals._cnn_table(r)[0]["rows"]) == 2

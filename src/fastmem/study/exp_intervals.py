@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import datasets, intervals
-from .common import histogram, load_data, random_labels, split, summary, train
+from .common import histogram, load_data, random_labels, split, summary, train, train_cnn
 from .plotting import band, band_note, bar_hist, figure, legend_below, legend_right, style
 from .registry import Config, Experiment
 from .spread import at, paper_row, pm, sd_of, separated, spread_note
@@ -90,7 +90,51 @@ def jobs(cfg: Config) -> list[tuple[str, dict[str, Any]]]:
             },
         )
     )
+    out.append(("cnn", {**base, "kind": "cnn", "cnn": _cnn_sizes(cfg.quick)}))
     return out
+
+
+def _cnn_sizes(quick: bool) -> dict[str, Any]:
+    return {"channels": [4, 8], "epochs": 20} if quick else {"channels": [8, 16], "epochs": 100}
+
+
+def _cnn(params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Mean pairwise generalization interval of a small CNN with max pooling
+    (:func:`common.train_cnn`), trained on real and on random labels, on the same kind of
+    pairs as the MLPs. Skipped without torch or image data."""
+    data = load_data(params["data"])
+    sp = split(data, params["per_class"], seed)
+    out: dict[str, Any] = {"channels": list(params["cnn"]["channels"])}
+    for lab in ("real", "random"):
+        y = sp.y if lab == "real" else random_labels(sp.y, sp.n_classes, seed)
+        got = train_cnn(
+            sp, data.image_side, params["cnn"]["channels"], params["cnn"]["epochs"], y, seed
+        )
+        if "skipped" in got:
+            return {"skipped": got["skipped"]}
+        net = got["trained"]
+        gi = _mean_gi(net, sp.X, y, params["pairs"], seed)
+        out[lab] = {
+            "mean": float(gi.mean()),
+            "train_acc": float(np.mean(net.predict(sp.X) == y)),
+        }
+    return out
+
+
+def cnn_text(cnn: dict[str, Any] | None) -> str:
+    """The CNN row's reading (computed from its numbers)."""
+    if not cnn:
+        return ""
+    if "skipped" in cnn:
+        return f"The CNN row was skipped ({cnn['skipped']}). "
+    re_, ra = cnn["real"], cnn["random"]
+    word = "longer" if re_["mean"] > ra["mean"] else "not longer"
+    return (
+        f"A small CNN with max pooling ({cnn['channels'][0]} and {cnn['channels'][1]} "
+        f"channels) has mean pairwise interval {re_['mean']:.3g} with real labels (train "
+        f"accuracy {re_['train_acc']:.2f}) and {ra['mean']:.3g} with random labels (train "
+        f"accuracy {ra['train_acc']:.2f}): {word} with real labels. "
+    )
 
 
 def _setup(params: dict[str, Any], seed: int) -> Any:
@@ -110,6 +154,8 @@ def _mean_gi(net: Any, X: np.ndarray, y: np.ndarray, pairs: int, seed: int) -> n
 
 
 def run(params: dict[str, Any], seed: int) -> dict[str, Any]:
+    if params["kind"] == "cnn":
+        return _cnn(params, seed)
     sp, X, y, Xt = _setup(params, seed)
     hidden = (params["hidden"],) * params["depth"]
     snaps = params.get("checkpoints", [])
@@ -221,6 +267,7 @@ def summarize(results: dict[str, dict[str, Any]], cfg: Config) -> dict[str, Any]
         ],
         "trajectory": results["trajectory"],
         "data": cfg.data,
+        **({"cnn": results["cnn"]} if "cnn" in results else {}),
     }
 
 
@@ -343,6 +390,24 @@ def tables(d: dict[str, Any]) -> list[dict[str, Any]]:
             "columns": ["correlation(mean GI, val acc)"],
             "rows": [[d["trajectory"]["correlation"]]],
         },
+        *_cnn_table(d.get("cnn")),
+    ]
+
+
+def _cnn_table(cnn: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if not cnn:
+        return []
+    rows = (
+        [[f"skipped ({cnn['skipped']})", None, None]]
+        if "skipped" in cnn
+        else [[lab, cnn[lab]["mean"], cnn[lab]["train_acc"]] for lab in ("real", "random")]
+    )
+    return [
+        {
+            "title": "A small CNN with max pooling: mean pairwise GI",
+            "columns": ["labels", "mean GI", "train acc"],
+            "rows": rows,
+        }
     ]
 
 
@@ -436,7 +501,9 @@ def reading(d: dict[str, Any]) -> str:
         f"principal direction keeps the class over {pr:.3g} against {no:.3g} along a normal "
         f"direction ({'longer' if pr > no else 'not longer'} along the tangent). Over "
         "training the mean interval and the validation accuracy have correlation "
-        f"{'n/a' if r is None else f'{r:.3f}'}. " + spread_note(d.get("n_seeds", 1))
+        f"{'n/a' if r is None else f'{r:.3f}'}. "
+        + cnn_text(d.get("cnn"))
+        + spread_note(d.get("n_seeds", 1))
     )
 
 
