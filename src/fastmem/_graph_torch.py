@@ -24,21 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from . import _graph
+from . import _convert, _graph, _lowering
 from ._convert import _batchnorm_affine, _check_input_shape, _refuse_complex
 from ._graph import LayerGraph, Op, shape_str
 from .errors import InputError
 
 __all__ = ["graph_from_torch"]
 
-_DROPPED = {"Identity", "Dropout", "Dropout1d", "Dropout2d", "AlphaDropout"}
-_ACT_MODULES = {
-    "ReLU": "relu",
-    "LeakyReLU": "leaky_relu",
-    "Hardtanh": "hardtanh",
-    "Tanh": "tanh",
-    "Sigmoid": "sigmoid",
-}
+# one home each: the modules dropped in evaluation mode, the torch activation classes
+_DROPPED = _lowering._DROPPED
+_ACT_MODULES = _convert._TORCH_ACTIVATIONS
 _SUPPORTED = (
     "Linear, Conv2d, AvgPool2d, MaxPool2d, BatchNorm1d, BatchNorm2d (eval mode), Flatten, "
     "Identity, Dropout, ReLU, LeakyReLU, Hardtanh(-1, 1), Tanh, Sigmoid, and residual "

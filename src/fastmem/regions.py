@@ -568,14 +568,21 @@ def distance_to_boundary(net: Network, X: Any, *, backend: str | None = None) ->
     X, be, net_dev, device = net._prepare(X, backend)
     if net.layer_graph is not None:  # max pooling / residual blocks: state ops in order
         helpers = (_row_norms, _rescale, _check_layer)
-        dist, layer_of, neuron_of = _graph.boundary_distances(net_dev.layer_graph, X, be, helpers)
-        return BoundaryDistances(
-            distance=to_device(dist, device),
-            layer=to_device(layer_of, device),
-            neuron=to_device(neuron_of, device),
-            exact=to_device(layer_of == 0, device),
-            backend=be.name,
-        )
+        found = _graph.boundary_distances(net_dev.layer_graph, X, be, helpers)
+    else:
+        found = _dense_distances(net, net_dev, X, be)
+    dist, layer_of, neuron_of = found
+    return BoundaryDistances(
+        distance=to_device(dist, device),
+        layer=to_device(layer_of, device),
+        neuron=to_device(neuron_of, device),
+        exact=to_device(layer_of == 0, device),
+        backend=be.name,
+    )
+
+
+def _dense_distances(net: Network, net_dev: Network, X: Any, be: Any) -> tuple[Any, Any, Any]:
+    """:func:`distance_to_boundary` of a dense chain: per row the distance, layer, neuron."""
     xp = be.xp
     n, d = X.shape
     dist = xp.full(n, np.inf, dtype=net.dtype)
@@ -617,13 +624,7 @@ def distance_to_boundary(net: Network, X: Any, *, backend: str | None = None) ->
             J, jexp = _rescale(J, jexp, xp)
             h = z
             be.kernels.apply_activation(h, ACTIVATIONS[name], slope)
-    return BoundaryDistances(
-        distance=to_device(dist, device),
-        layer=to_device(layer_of, device),
-        neuron=to_device(neuron_of, device),
-        exact=to_device(layer_of == 0, device),
-        backend=be.name,
-    )
+    return dist, layer_of, neuron_of
 
 
 def _row_norms(G: Any, xp: Any) -> Any:

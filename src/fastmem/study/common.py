@@ -348,3 +348,22 @@ def train_cnn(
                 opt.step()
     out["trained"] = Network.from_torch(model.eval(), input_shape=shape)
     return out
+
+
+def cnn_label_runs(params: dict[str, Any], seed: int, measure: Any) -> dict[str, Any]:
+    """The study's CNN rows: :func:`train_cnn` on real and on random labels of the split of
+    ``params["data"]`` (``per_class``), settings ``params["cnn"]`` (``channels``,
+    ``epochs``); ``measure(net, sp, y)`` gives each one's numbers (a dict). Returns
+    ``{"channels", "real", "random"}`` or ``{"skipped": reason}``."""
+    data = load_data(params["data"])
+    sp = split(data, params["per_class"], seed)
+    cfg = params["cnn"]
+    out: dict[str, Any] = {"channels": [int(c) for c in cfg["channels"]]}
+    for lab in ("real", "random"):
+        y = sp.y if lab == "real" else random_labels(sp.y, sp.n_classes, seed)
+        got = train_cnn(sp, data.image_side, cfg["channels"], cfg["epochs"], y, seed)
+        if "skipped" in got:
+            return {"skipped": got["skipped"]}
+        net = got["trained"]
+        out[lab] = {"train_acc": float(np.mean(net.predict(sp.X) == y)), **measure(net, sp, y)}
+    return out

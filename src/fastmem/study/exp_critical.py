@@ -6,7 +6,15 @@ from typing import Any
 
 import numpy as np
 
-from .common import histogram, int_seed, load_data, random_labels, split, train, train_cnn
+from .common import (
+    cnn_label_runs,
+    histogram,
+    int_seed,
+    load_data,
+    random_labels,
+    split,
+    train,
+)
 from .plotting import band, band_note, bar_hist, figure, legend_below, style
 from .registry import Config, Experiment
 from .spread import at, paper_row, sd_of, separated, spread_note
@@ -72,32 +80,23 @@ def jobs(cfg: Config) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _cnn(params: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The CSR sandwich of a small CNN with max pooling (:func:`common.train_cnn`),
+    """The CSR sandwich of a small CNN with max pooling (:func:`common.cnn_label_runs`),
     trained on real and on random labels: LASS search and the IBP certificate (CROWN
     through max pooling is not built yet). Skipped without torch or image data."""
     from .. import critical
 
-    data = load_data(params["data"])
-    sp = split(data, params["per_class"], seed)
-    box = _box(data.X)
-    out: dict[str, Any] = {"radius": float(params["radius"]), "certify": "ibp"}
-    for lab in ("real", "random"):
-        y = sp.y if lab == "real" else random_labels(sp.y, sp.n_classes, seed)
-        cfg = params["cnn"]
-        got = train_cnn(sp, data.image_side, cfg["channels"], cfg["epochs"], y, seed)
-        if "skipped" in got:
-            return {"skipped": got["skipped"]}
-        net = got["trained"]
+    box = _box(load_data(params["data"]).X)
+
+    def measure(net: Any, sp: Any, y: np.ndarray) -> dict[str, float]:
         c = critical.critical_samples(
             net, sp.X, radius=params["radius"], method="lass", certify="ibp", box=box,
             rng=int_seed(seed, "lass-cnn"),
         )  # fmt: skip
-        out[lab] = {
-            "train_acc": float(np.mean(net.predict(sp.X) == y)),
-            "csr_lower": float(c.csr_lower),
-            "csr_upper": float(c.csr_upper),
-        }
-    out["channels"] = list(params["cnn"]["channels"])
+        return {"csr_lower": float(c.csr_lower), "csr_upper": float(c.csr_upper)}
+
+    out = cnn_label_runs(params, seed, measure)
+    if "skipped" not in out:
+        out.update(radius=float(params["radius"]), certify="ibp")
     return out
 
 

@@ -8,7 +8,15 @@ from typing import Any
 import numpy as np
 
 from .. import datasets, intervals
-from .common import histogram, load_data, random_labels, split, summary, train, train_cnn
+from .common import (
+    cnn_label_runs,
+    histogram,
+    load_data,
+    random_labels,
+    split,
+    summary,
+    train,
+)
 from .plotting import band, band_note, bar_hist, figure, legend_below, legend_right, style
 from .registry import Config, Experiment
 from .spread import at, paper_row, pm, sd_of, separated, spread_note
@@ -100,25 +108,13 @@ def _cnn_sizes(quick: bool) -> dict[str, Any]:
 
 def _cnn(params: dict[str, Any], seed: int) -> dict[str, Any]:
     """Mean pairwise generalization interval of a small CNN with max pooling
-    (:func:`common.train_cnn`), trained on real and on random labels, on the same kind of
-    pairs as the MLPs. Skipped without torch or image data."""
-    data = load_data(params["data"])
-    sp = split(data, params["per_class"], seed)
-    out: dict[str, Any] = {"channels": list(params["cnn"]["channels"])}
-    for lab in ("real", "random"):
-        y = sp.y if lab == "real" else random_labels(sp.y, sp.n_classes, seed)
-        got = train_cnn(
-            sp, data.image_side, params["cnn"]["channels"], params["cnn"]["epochs"], y, seed
-        )
-        if "skipped" in got:
-            return {"skipped": got["skipped"]}
-        net = got["trained"]
-        gi = _mean_gi(net, sp.X, y, params["pairs"], seed)
-        out[lab] = {
-            "mean": float(gi.mean()),
-            "train_acc": float(np.mean(net.predict(sp.X) == y)),
-        }
-    return out
+    (:func:`common.cnn_label_runs`), trained on real and on random labels, on the same kind
+    of pairs as the MLPs. Skipped without torch or image data."""
+
+    def measure(net: Any, sp: Any, y: np.ndarray) -> dict[str, float]:
+        return {"mean": float(_mean_gi(net, sp.X, y, params["pairs"], seed).mean())}
+
+    return cnn_label_runs(params, seed, measure)
 
 
 def cnn_text(cnn: dict[str, Any] | None) -> str:
