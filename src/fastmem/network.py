@@ -176,6 +176,13 @@ class Network:
         """The layer model of a network with max pooling or residual blocks (else None).
 
         See :mod:`fastmem._graph` for its operations and their pattern bits.
+
+        Examples
+        --------
+        >>> import numpy as np, fastmem
+        >>> net = fastmem.Network.from_arrays([np.eye(2), np.eye(2)], [np.zeros(2)] * 2)
+        >>> net.layer_graph is None  # a dense chain
+        True
         """
         return self._graph
 

@@ -367,3 +367,13 @@ def cnn_label_runs(params: dict[str, Any], seed: int, measure: Any) -> dict[str,
         net = got["trained"]
         out[lab] = {"train_acc": float(np.mean(net.predict(sp.X) == y)), **measure(net, sp, y)}
     return out
+
+
+def skipped_text(row: dict[str, Any] | None) -> str | None:
+    """The reading of a study row that did not run: "" for no row, the skip's reason for a
+    skipped one; None for a row with numbers (the caller reads them)."""
+    if not row:
+        return ""
+    if "skipped" in row:
+        return f"The CNN row was skipped ({row['skipped']}). "
+    return None

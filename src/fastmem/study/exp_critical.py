@@ -12,6 +12,7 @@ from .common import (
     int_seed,
     load_data,
     random_labels,
+    skipped_text,
     split,
     train,
 )
@@ -102,10 +103,9 @@ def _cnn(params: dict[str, Any], seed: int) -> dict[str, Any]:
 
 def cnn_text(cnn: dict[str, Any] | None) -> str:
     """The CNN row's reading (computed from its numbers)."""
-    if not cnn:
-        return ""
-    if "skipped" in cnn:
-        return f"The CNN row was skipped ({cnn['skipped']}). "
+    skipped = skipped_text(cnn)
+    if skipped is not None:
+        return skipped
     re_, ra = cnn["real"], cnn["random"]
     if ra["csr_lower"] > re_["csr_upper"]:
         order = "above the real-label interval"

@@ -13,6 +13,7 @@ from .common import (
     histogram,
     load_data,
     random_labels,
+    skipped_text,
     split,
     summary,
     train,
@@ -119,10 +120,9 @@ def _cnn(params: dict[str, Any], seed: int) -> dict[str, Any]:
 
 def cnn_text(cnn: dict[str, Any] | None) -> str:
     """The CNN row's reading (computed from its numbers)."""
-    if not cnn:
-        return ""
-    if "skipped" in cnn:
-        return f"The CNN row was skipped ({cnn['skipped']}). "
+    skipped = skipped_text(cnn)
+    if skipped is not None:
+        return skipped
     re_, ra = cnn["real"], cnn["random"]
     word = "longer" if re_["mean"] > ra["mean"] else "not longer"
     return (

@@ -19,6 +19,7 @@ from .common import (
     load_data,
     random_labels,
     rng_for,
+    skipped_text,
     split,
     summary,
     train,
@@ -202,10 +203,9 @@ def _cnn(params: dict[str, Any], seed: int) -> dict[str, Any]:
 
 def cnn_text(cnn: dict[str, Any] | None, deps: list[dict[str, Any]]) -> str:
     """The CNN row's reading, beside the depth-2 MLP with the nearest number of neurons."""
-    if not cnn:
-        return ""
-    if "skipped" in cnn:
-        return f"The CNN row was skipped ({cnn['skipped']}). "
+    skipped = skipped_text(cnn)
+    if skipped is not None:
+        return skipped
     mlp = deps[1] if len(deps) > 1 else deps[0]
     near = min(mlp["rows"], key=lambda r: abs(r["neurons"] - cnn["neurons"]))
     f = cnn["trained_random"] / cnn["init_random"] if cnn["init_random"] > 0 else math.nan
