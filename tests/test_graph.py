@@ -636,14 +636,6 @@ def test_critical_samples_sound_through_pooling_and_skips(name: str) -> None:
         assert margins.min() >= res.margin_lower[i]
 
 
-def test_crown_is_refused_naming_the_op() -> None:
-    net = fastmem.Network.from_torch(PoolNet(), input_shape=SHAPE)
-    X = np.random.default_rng(0).uniform(0, 1, (3, 64))
-    for certify in ("crown", "alpha-crown"):
-        with pytest.raises(InputError, match=r"certify: .*pool \(MaxPool2d\).*certify='ibp'"):
-            fastmem.critical_samples(net, X, radius=0.01, certify=certify)
-
-
 # ------------------------------------------------------------------ boundary distances
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_boundary_distances_match_torch_jacobians(name: str) -> None:

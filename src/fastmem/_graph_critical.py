@@ -59,6 +59,7 @@ class GraphModel(_Model):
         self._wt0_64 = None
         self.macs = []  # multiply-adds of the certificates (appended, as the dense path)
         self._abs: dict[int, Op] = {}
+        self._crown: Any = None
         # the order heuristic of fastmem.critical reads sum(w.size for w in model.W) as the
         # multiply-adds of one forward pass per sample
         self.forward_macs = sum(
@@ -70,8 +71,27 @@ class GraphModel(_Model):
         op = self.graph.first_structural()
         self.where = op.where if op is not None else "its layer graph"
 
-    def wide(self) -> _Model:
-        raise InputError(self._no_crown("crown"))  # pragma: no cover (crown is refused first)
+    def wide(self) -> GraphModel:
+        """The same graph in float64 (a float32 net's arrays are exact there; leaky slopes
+        rounded to the dtype first, as the kernels do), for CROWN's certificate."""
+        if self.dtype == np.float64:
+            return self
+        if self._wide is None:
+            w = object.__new__(GraphModel)
+            w.__dict__.update(self.__dict__)
+            graph = self.graph.map_arrays(lambda a: a.astype(np.float64))
+            for op in _graph.walk(graph.ops):
+                if op.kind == "act":
+                    op.params["slope"] = float(np.asarray(op.params["slope"], dtype=self.dtype))
+            w.graph = graph
+            w.slopes = [op.params["slope"] for op in graph.act_ops()]
+            w.dtype = np.dtype(np.float64)
+            w.eps = float(np.finfo(np.float64).eps)
+            w._abs = {}
+            w._wide = None
+            w._crown = None
+            self._wide = w
+        return self._wide
 
     # -------------------------------------------------------------- forward
     def _forward(self, x: Any, derivs: bool, n_layers: int) -> tuple[Any, list[Any]]:
@@ -120,21 +140,8 @@ class GraphModel(_Model):
     def _back(self, ops: tuple[Op, ...], g: Any, ds: list[Any]) -> Any:
         xp = self.xp
         for op in reversed(ops):
-            if op.kind == "linear":
-                g = g @ op.arrays["weight"]
-            elif op.kind == "conv2d":
-                g = _conv2d_back(g, op, xp)
-            elif op.kind == "avgpool2d":
-                n = g.shape[0]
-                gs = (g.reshape(n, *op.out_shape) * op.arrays["inv_divisor"]).reshape(n, -1)
-                g = _spread(gs, op, xp, None)
-            elif op.kind == "channel_affine":
-                C = op.in_shape[0]
-                g = (g.reshape(g.shape[0], C, -1) * op.arrays["scale"][:, None]).reshape(
-                    g.shape[0], -1
-                )
-            elif op.kind == "flatten":
-                pass
+            if op.kind in _graph._AFFINE:
+                g = _back_op(op, g, xp)
             elif op.kind == "act":
                 g = g * ds.pop()
             elif op.kind == "maxpool2d":
@@ -147,34 +154,28 @@ class GraphModel(_Model):
         return g
 
     # -------------------------------------------------------------- bounds
-    def _no_crown(self, method: str) -> str:
+    def no_alpha(self) -> str:
         return (
-            f"certify: {method!r} is not supported yet on networks with max pooling or "
-            f"residual additions (net: {self.where}); use certify='ibp' or None"
+            "certify: 'alpha-crown' is not supported yet on networks with max pooling or "
+            f"residual additions (net: {self.where}); use certify='crown' or 'ibp'"
         )
 
     def certify(self, lo: Any, hi: Any, pred: Any, method: str, keep: bool = False) -> dict:
-        """IBP margin bounds of one batch of balls (the ``_Model.certify`` result dict;
-        no sample is decided exactly and no corner is proposed)."""
-        if method != "ibp":
-            raise InputError(self._no_crown(method))
+        """Margin bounds of one batch of balls (the ``_Model.certify`` result dict).
+
+        ``"ibp"``: interval bounds, no sample decided exactly, no corner proposed.
+        ``"crown"``: :mod:`fastmem._graph_crown` in float64 (a float32 net's bounds
+        rounded down to float32): per-class rows, their input coefficients (the corner
+        candidates) and ``stable`` where every activation and pooling window is decided
+        on the ball (the rows are then exact up to rounding)."""
+        if method == "crown":
+            return self._crown_certify(lo, hi, pred)
+        if method != "ibp":  # pragma: no cover (refused by fastmem.critical._prepare)
+            raise InputError(self.no_alpha())
         xp = self.xp
         n = lo.shape[0]
         self.macs.append(3 * self.forward_macs * n)  # centre, radius and magnitude passes
-        ops = self.graph.ops
-        last = ops[-1]
-        if last.kind == "linear":
-            post = self._ibp(ops[:-1], lo, hi)
-            rows = self._margin_rows(post, pred, last)
-        else:
-            zl, zu = self._ibp(ops, lo, hi)
-            if self.n_out == 1:
-                zl = xp.concatenate([xp.zeros_like(zl), zl], axis=1)
-                zu = xp.concatenate([xp.zeros_like(zu), zu], axis=1)
-            own = zl[xp.arange(n), pred][:, None]
-            rows = xp.nextafter(own - zu, -xp.inf)
-        rows[xp.arange(n), pred] = xp.inf
-        rows = xp.where(xp.isnan(rows), -xp.inf, rows)
+        rows = self._ibp_rows(lo, hi, pred, None)
         return {
             "margin": rows.min(axis=1),
             "slack": xp.zeros(n, dtype=self.dtype),
@@ -184,10 +185,96 @@ class GraphModel(_Model):
             "pos": xp.zeros((n, self.n_classes), dtype=np.int64),
         }
 
+    def _ibp_rows(self, lo: Any, hi: Any, pred: Any, bounds: Any) -> Any:
+        """IBP lower bounds of ``f_c - f_j`` (n, k), +inf on the own class. ``bounds``:
+        the nodes' bounds of a CROWN pass (its last linear op's input), or None."""
+        xp = self.xp
+        n = lo.shape[0]
+        ops = self.graph.ops
+        last = ops[-1]
+        if last.kind == "linear":
+            post = self._ibp(ops[:-1], lo, hi) if bounds is None else bounds
+            rows = self._margin_rows(post, pred, last)
+        else:
+            zl, zu = self._ibp(ops, lo, hi) if bounds is None else bounds
+            if self.n_out == 1:
+                zl = xp.concatenate([xp.zeros_like(zl), zl], axis=1)
+                zu = xp.concatenate([xp.zeros_like(zu), zu], axis=1)
+            own = zl[xp.arange(n), pred][:, None]
+            rows = xp.nextafter(own - zu, -xp.inf)
+        rows[xp.arange(n), pred] = xp.inf
+        return xp.where(xp.isnan(rows), -xp.inf, rows)
+
+    def _crown_certify(self, lo: Any, hi: Any, pred: Any) -> dict:
+        from ._graph_crown import GraphCrown
+        from .critical import _round_down
+
+        xp = self.xp
+        n = lo.shape[0]
+        K = self.n_classes
+        if self.dtype != np.float64:
+            f64 = np.float64
+            out = self.wide().certify(lo.astype(f64), hi.astype(f64), pred, "crown")
+            for key in ("margin", "rows"):
+                out[key] = _round_down(out[key], self.dtype, xp)
+            out["lam_x"] = out["lam_x"].astype(self.dtype)
+            out["slack"] = xp.zeros(n, dtype=self.dtype)  # float64 already: no recheck
+            return out
+        if self._crown is None:
+            self._crown = GraphCrown(self)
+        cr = self._crown
+        b = cr.bounds(lo, hi, True)
+        top = len(cr.nodes) - 1
+        last = cr.nodes[top]
+        # the margin rows e_c - e_j on the logits (n_out == 1: +-f, classes (0, f))
+        if self.n_out == 1:
+            s_idx = xp.arange(n, dtype=np.int64)
+            lam = xp.where(pred == 1, 1.0, -1.0)[:, None]
+            pos = xp.full((n, 2), -1, dtype=np.int64)
+            pos[s_idx, 1 - pred] = s_idx
+        else:
+            other = xp.ones((n, K), dtype=bool)
+            other[xp.arange(n), pred] = False
+            s_idx, c_idx = xp.nonzero(other)
+            s_idx = s_idx.astype(np.int64)
+            lam = xp.zeros((s_idx.size, K))
+            lam[xp.arange(s_idx.size), pred[s_idx]] = 1.0
+            lam[xp.arange(s_idx.size), c_idx] = -1.0
+            pos = xp.full((n, K), -1, dtype=np.int64)
+            pos[s_idx, c_idx] = xp.arange(s_idx.size, dtype=np.int64)
+        R = s_idx.size
+        self.macs.append(2 * self.forward_macs * R)
+        bound, lam_x = cr.backward(b, {top: lam}, top, s_idx, xp.zeros(R), xp.zeros(R))
+        crown_rows = xp.full((n, K), xp.inf)
+        crown_rows[pos >= 0] = bound[pos[pos >= 0]]
+        last_in = last.inputs[0] if last.kind == "linear" else top
+        ibp = self._ibp_rows(lo, hi, pred, (b.L[last_in], b.U[last_in]))
+        margin = xp.maximum(crown_rows, ibp).min(axis=1)
+        return {
+            "margin": margin,
+            "slack": xp.zeros(n),
+            "stable": b.stable,
+            "rows": crown_rows,
+            "lam_x": lam_x,
+            "pos": pos,
+            "pre": [],
+        }
+
     def stable_all(self, lo: Any, hi: Any, batch: int) -> Any:
-        """No sample is decided by the one-region shortcut on a layer graph (its exact
-        corner needs the backward bound rows that only CROWN gives): all False."""
-        return self.xp.zeros(lo.shape[0], dtype=bool)
+        """IBP: whether every activation and every pooling window is decided on each ball
+        (n,): the network is then affine there and CROWN's rows exact."""
+        from ._graph_crown import GraphCrown
+
+        wide = self.wide()
+        if wide._crown is None:
+            wide._crown = GraphCrown(wide)
+        f64 = np.float64
+        out = self.xp.empty(lo.shape[0], dtype=bool)
+        for a in range(0, lo.shape[0], batch):
+            lo_a, hi_a = lo[a : a + batch].astype(f64), hi[a : a + batch].astype(f64)
+            b = wide._crown.bounds(lo_a, hi_a, False)
+            out[a : a + batch] = b.stable
+        return out
 
     def _abs_op(self, op: Op) -> Op:
         """``|A|`` of an affine op (absolute weights, no bias)."""
@@ -279,6 +366,25 @@ class _MacCount:
 
     def __init__(self, size: int) -> None:
         self.size = int(size)
+
+
+def _back_op(op: Op, g: Any, xp: Any) -> Any:
+    """``g A``: rows ``g`` on an affine op's output carried to its input (its linear part
+    transposed)."""
+    if op.kind == "linear":
+        return g @ op.arrays["weight"]
+    if op.kind == "conv2d":
+        return _conv2d_back(g, op, xp)
+    if op.kind == "avgpool2d":
+        n = g.shape[0]
+        gs = (g.reshape(n, *op.out_shape) * op.arrays["inv_divisor"]).reshape(n, -1)
+        return _spread(gs, op, xp, None)
+    if op.kind == "channel_affine":
+        C = op.in_shape[0]
+        return (g.reshape(g.shape[0], C, -1) * op.arrays["scale"][:, None]).reshape(g.shape[0], -1)
+    if op.kind == "flatten":
+        return g
+    raise AssertionError(op.kind)  # pragma: no cover
 
 
 def _spread(g: Any, op: Op, xp: Any, argmax: Any) -> Any:

@@ -1136,7 +1136,13 @@ class LossSensitivity:
 
 
 # --------------------------------------------------------------------------- helpers
-def _prepare(net: Network, X: Any, backend: str | None, box: tuple[float, float] | None):
+def _prepare(
+    net: Network,
+    X: Any,
+    backend: str | None,
+    box: tuple[float, float] | None,
+    certify: str | None = None,
+):
     if not isinstance(net, Network):
         raise InputError(f"net: must be a fastmem.Network, got {type(net).__name__}")
     Xd, be, netd, _ = net._prepare(X, backend)
@@ -1149,7 +1155,10 @@ def _prepare(net: Network, X: Any, backend: str | None, box: tuple[float, float]
     if netd.layer_graph is not None:  # max pooling / residual blocks: fastmem._graph
         from ._graph_critical import GraphModel
 
-        return Xd, be, GraphModel(netd, be)
+        model = GraphModel(netd, be)
+        if certify == "alpha-crown":
+            raise InputError(model.no_alpha())
+        return Xd, be, model
     return Xd, be, _Model(netd, be)
 
 
@@ -1714,7 +1723,7 @@ def critical_samples(
     box = _check_box(box)
     batch = _DEFAULT_BATCH if batch_size is None else _positive_int(batch_size, "batch_size")
     seed = _seed(rng)
-    Xd, be, model = _prepare(net, X, backend, box)
+    Xd, be, model = _prepare(net, X, backend, box, certify)
     # every GEMM inside, the prediction's too: a multi-threaded one would leave OpenBLAS's
     # workers spinning (~0.1 s) beside the kernels' threads
     with kernels_own_the_cores(be):
@@ -2015,7 +2024,7 @@ def certified_radius(
             f"halvings of [0, max_radius] no float64 radius changes), got {iterations}"
         )
     batch = _DEFAULT_BATCH if batch_size is None else _positive_int(batch_size, "batch_size")
-    Xd, be, model = _prepare(net, X, backend, box)
+    Xd, be, model = _prepare(net, X, backend, box, certify)
     xp = model.xp
     n = Xd.shape[0]
     with kernels_own_the_cores(be):  # parts certified side by side, BLAS on one thread

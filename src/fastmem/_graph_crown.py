@@ -1,0 +1,422 @@
+"""CROWN (Zhang et al. 2018) on a layer graph: convolutions, pooling, residual additions.
+
+The graph's ops are laid out as nodes in execution order (:func:`nodes_of`): the input,
+then one node per op (``flatten`` is the identity and makes none), a residual op's two
+branches each a run of nodes and its sum an ``add`` node. A bound is a backward pass over
+the nodes from a start node down to the input: each row's coefficients ``lam`` on a
+node's value are carried to its inputs (an affine op: ``lam A``, its offset ``lam . b``
+added to the row's constant; an ``add``: ``lam`` to both inputs; an input used twice,
+as a residual block's fork: the sum of what reaches it), through an activation by the
+linear bound of the side ``lam``'s sign asks for (the kernels' ``crit_relax``, as on
+dense nets), through max pooling by auto_LiRPA's relaxation (below), and at the input
+concretized over the box.
+
+**Max pooling** ``y = max_i x_i`` over a window with entry bounds ``[l_i, u_i]``: below,
+``y >= x_j`` for ``j`` the entry of largest lower bound (the first of equal ones); above,
+``y = x_j`` where ``l_j >= u_i`` for every other entry (the window is decided), else the
+constant ``y <= max_i u_i`` -- the relaxation of auto_LiRPA's ``BoundMaxPool``.
+
+**Intermediate bounds.** Before each activation or max pooling, the bounds of its input
+are the tighter of interval bounds (IBP) and CROWN's, the latter computed for the
+entries whose relaxation they can change: the unstable neurons, the entries of
+undecided windows that may hold the window's maximum. Nodes reached from the input by
+affine ops alone keep their IBP bounds (exact up to rounding). A row that starts at a
+linear or convolution node starts as that op's row (its weights placed on the input
+node: no product).
+
+**Rounding.** Everything runs in float64 (a float32 net's arrays are exact there), and
+every step's rounding error is bounded by the magnitudes of the terms it sums (Higham's
+``gamma_n``) times bounds of ``|value|`` at the node the coefficients act on (known from
+the forward bounds), accumulated per row and subtracted, with 1 % on top, from the
+bound: the bounds are rigorous, as the dense path's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _graph
+from ._graph import Op, apply_affine, windows
+from ._kinds import ACTIVATIONS, HARDTANH, RELU, THRESHOLD
+
+__all__ = ["Bounds", "GraphCrown", "Node", "nodes_of"]
+
+_EPS = float(np.finfo(np.float64).eps)
+# bytes of one chunk's coefficient rows: rows are processed in chunks of this size
+_ROW_BYTES = 32 * 2**20
+
+
+def _gamma(n: int) -> float:
+    t = n * _EPS
+    return t / (1 - t)
+
+
+@dataclass
+class Bounds:
+    """One pass's state: bounds ``L``/``U`` and magnitudes ``mag`` of every node (n, dim),
+    each affine node's ``|A| mag_in`` (``vmag``), each state node's relaxation, the
+    nodes already tightened, and ``stable`` (n,)."""
+
+    L: list[Any]
+    U: list[Any]
+    mag: list[Any]
+    vmag: dict[int, Any]
+    relax: dict[int, dict[str, Any]]
+    tightened: set[int]
+    stable: Any
+
+
+@dataclass(frozen=True)
+class Node:
+    """One value of the graph: ``kind`` is ``"input"``, ``"add"`` or an op's kind."""
+
+    kind: str
+    op: Op | None
+    inputs: tuple[int, ...]
+    dim: int
+
+
+def nodes_of(graph: Any) -> list[Node]:
+    """The graph's values in execution order (the input first, the output last)."""
+    nodes = [Node("input", None, (), int(graph.input_dim))]
+
+    def run(ops: tuple[Op, ...], v: int) -> int:
+        for op in ops:
+            if op.kind == "flatten":
+                continue
+            if op.kind == "residual":
+                a = run(op.branches[0], v)
+                b = run(op.branches[1], v)
+                nodes.append(Node("add", op, (a, b), nodes[a].dim))
+            else:
+                nodes.append(Node(op.kind, op, (v,), int(op.size)))
+            v = len(nodes) - 1
+        return v
+
+    run(graph.ops, 0)
+    return nodes
+
+
+def _terms(op: Op) -> int:
+    """Products summed per entry by an affine op, forward or backward (a bound)."""
+    if op.kind == "linear":
+        return int(max(op.in_shape[0], op.size))
+    if op.kind == "conv2d":
+        return int(max(op.in_shape[0], op.out_shape[0]) * op.window)
+    if op.kind == "avgpool2d":
+        return int(op.window)
+    return 1
+
+
+class GraphCrown:
+    """CROWN bounds of one batch of boxes on a float64 layer graph (see the module)."""
+
+    def __init__(self, model: Any) -> None:
+        self.m = model  # a float64 fastmem._graph_critical.GraphModel
+        self.xp = model.xp
+        self.k = model.k
+        self.nodes = nodes_of(model.graph)
+        self.consumers = [0] * len(self.nodes)
+        for node in self.nodes:
+            for i in node.inputs:
+                self.consumers[i] += 1
+        # nodes whose value a max pooling reads (its relaxation reads every entry's bounds)
+        self.pooled = {node.inputs[0] for node in self.nodes if node.kind == "maxpool2d"}
+        # whether an activation or max pooling lies between the input and the node
+        state = [False] * len(self.nodes)
+        for k, node in enumerate(self.nodes):
+            state[k] = any(state[i] or self.nodes[i].kind in ("act", "maxpool2d")
+                           for i in node.inputs)  # fmt: skip
+        self.after_state = state
+        self._tables: dict[int, Any] = {}
+
+    # ---------------------------------------------------------------- forward
+    def bounds(self, lo: Any, hi: Any, crown: bool) -> Bounds:
+        """Bounds of every node on the boxes [lo, hi] (n, d), each state node's relaxation,
+        and whether every state is decided on each box (``stable``, (n,))."""
+        xp, k = self.xp, self.k
+        n = lo.shape[0]
+        N = len(self.nodes)
+        st = Bounds([None] * N, [None] * N, [None] * N, {}, {}, set(), xp.ones(n, dtype=bool))
+        L, U = st.L, st.U
+        L[0], U[0] = lo, hi
+        st.mag[0] = xp.maximum(xp.abs(lo), xp.abs(hi))
+        stable = st.stable
+        for j, node in enumerate(self.nodes[1:], start=1):
+            i = node.inputs[0]
+            if node.kind == "add":
+                a, b = node.inputs
+                L[j] = xp.nextafter(L[a] + L[b], -xp.inf)
+                U[j] = xp.nextafter(U[a] + U[b], xp.inf)
+            elif node.kind in _graph._AFFINE:
+                L[j], U[j] = self.m._ibp((node.op,), L[i], U[i])
+                v = apply_affine(self.m._abs_op(node.op), st.mag[i], xp)
+                st.vmag[j] = v * (1 + 2 * _gamma(_terms(node.op) + 2)) + 1e-300
+            elif node.kind == "act":
+                kind = ACTIVATIONS[node.op.params["activation"]]
+                slope = node.op.params["slope"]
+                if crown and self.after_state[i]:
+                    self._tighten(st, i, self._to_tighten(st, i, kind, j in self.pooled))
+                zl, zu = L[i], U[i]
+                rel = tuple(xp.empty_like(zl) for _ in range(4))
+                k.crit_relax(zl, zu, kind, slope, *rel)
+                aL, bL, aU, bU = rel
+                bad = _unstable(zl, zu, kind)
+                stable &= ~bad.any(axis=1)
+                mz = xp.maximum(xp.abs(zl), xp.abs(zu))
+                amax = xp.maximum(xp.abs(aL), xp.abs(aU))
+                bmax = xp.maximum(xp.abs(bL), xp.abs(bU))
+                # per unit |lam|: lam a rounded (eps a m), the sum of the lam b (gamma b);
+                # an unstable neuron's line, computed in floating point, may miss the
+                # activation by a few ulps of its terms (as the dense path)
+                act = amax * mz * _EPS + bmax * (2 * _gamma(node.dim + 1))
+                act += xp.where(bad, (amax * mz + mz + bmax + 1) * (8 * _EPS), 0)
+                st.relax[j] = {"rel": rel, "act": act}
+                L[j], U[j] = zl.copy(), zu.copy()
+                k.crit_interval(L[j], U[j], kind, slope)
+            elif node.kind == "maxpool2d":
+                op = node.op
+                if crown and self.after_state[i]:
+                    self._tighten(st, i, self._unstable_pool(st, i, op))
+                wl = windows(L[i], op, -np.inf, xp)
+                wu = windows(U[i], op, -np.inf, xp)
+                best = wl.argmax(axis=-1)
+                top_l = xp.take_along_axis(wl, best[..., None], axis=-1)[..., 0]
+                others = wu.copy()
+                xp.put_along_axis(others, best[..., None], -np.inf, axis=-1)
+                decided = top_l >= others.max(axis=-1)
+                umax = wu.max(axis=-1)
+                wm = xp.maximum(xp.abs(wl), xp.abs(wu))
+                wm = xp.where(xp.isfinite(wm), wm, 0).max(axis=-1)
+                stable &= decided.reshape(n, -1).all(axis=1)
+                st.relax[j] = {
+                    "best": best.reshape(n, -1),
+                    "decided": decided.reshape(n, -1),
+                    "umax": umax.reshape(n, -1),
+                    "mag": wm.reshape(n, -1),
+                }
+                L[j] = xp.ascontiguousarray(top_l.reshape(n, -1))
+                U[j] = xp.ascontiguousarray(umax.reshape(n, -1))
+            else:  # pragma: no cover
+                raise AssertionError(node.kind)
+            st.mag[j] = xp.maximum(xp.abs(L[j]), xp.abs(U[j]))
+        return st
+
+    def _to_tighten(self, st: Bounds, i: int, kind: int, pooled: bool) -> Any:
+        """The neurons whose bounds the relaxations read (n, dim): the unstable ones, and
+        where the activation's output is max-pooled every neuron whose output is not a
+        constant on the box (the pooling's relaxation reads their output's bounds)."""
+        zl, zu = st.L[i], st.U[i]
+        mask = _unstable(zl, zu, kind)
+        if pooled:
+            if kind == RELU:
+                mask |= zu > 0
+            elif kind == HARDTANH:
+                mask |= (zu > -1) & (zl < 1)
+            elif kind != THRESHOLD:  # leaky: never constant
+                mask[...] = True
+        return mask
+
+    def _unstable_pool(self, st: Bounds, i: int, op: Op) -> Any:
+        """Entries of undecided windows that may hold the window's maximum (n, dim)."""
+        xp = self.xp
+        n = st.L[i].shape[0]
+        wl = windows(st.L[i], op, -np.inf, xp)
+        wu = windows(st.U[i], op, -np.inf, xp)
+        top = wl.max(axis=-1, keepdims=True)
+        cand = wu >= top
+        cand &= (cand.sum(axis=-1) > 1)[..., None]
+        idx = windows(xp.arange(self.nodes[i].dim, dtype=np.float64)[None, :], op, -1.0, xp)
+        idx = xp.broadcast_to(idx.astype(np.int64), cand.shape)
+        flags = xp.zeros((n, self.nodes[i].dim + 1), dtype=bool)
+        s = xp.broadcast_to(xp.arange(n)[:, None, None, None, None], cand.shape)
+        flags[s[cand], xp.where(idx[cand] >= 0, idx[cand], self.nodes[i].dim)] = True
+        return flags[:, :-1]
+
+    def _tighten(self, st: Bounds, i: int, mask: Any) -> None:
+        """CROWN bounds of node i's entries in ``mask`` (n, dim), in place on its bounds.
+
+        An activation's or max pooling's output is not tightened: its bounds are the
+        image of its input's (tightened) bounds, which CROWN through the relaxation
+        cannot improve."""
+        if i in st.tightened or self.nodes[i].kind in ("act", "maxpool2d"):
+            return
+        st.tightened.add(i)
+        xp = self.xp
+        s_idx, j_idx = xp.nonzero(mask)
+        if s_idx.size == 0:
+            return
+        s_idx = s_idx.astype(np.int64)
+        L, U = st.L[i], st.U[i]
+        width = max(node.dim for node in self.nodes)
+        half = max(1, _ROW_BYTES // (16 * width))
+        for a in range(0, s_idx.size, half):
+            s, jj = s_idx[a : a + half], j_idx[a : a + half]
+            m = s.size
+            rows = xp.concatenate([s, s])
+            sign = xp.concatenate([xp.ones(m), -xp.ones(m)])
+            bound, _ = self.backward_unit(st, i, xp.concatenate([jj, jj]), sign, rows)
+            L[s, jj] = xp.maximum(L[s, jj], bound[:m])
+            U[s, jj] = xp.minimum(U[s, jj], -bound[m:])
+        st.mag[i] = xp.maximum(xp.abs(L), xp.abs(U))
+
+    # ---------------------------------------------------------------- backward
+    def backward_unit(
+        self, st: Bounds, start: int, j: Any, sign: Any, rows: Any
+    ) -> tuple[Any, Any]:
+        """Lower bounds of ``sign_r * value_start[j_r]`` over each row's box."""
+        xp = self.xp
+        node = self.nodes[start]
+        R = rows.shape[0]
+        const = xp.zeros(R)
+        err = xp.zeros(R)
+        i = node.inputs[0] if node.inputs else 0
+        if node.kind == "linear":
+            # the op's row itself, on its input: exact (no product)
+            lam = node.op.arrays["weight"][j] * sign[:, None]
+            const += node.op.arrays["bias"][j] * sign
+            return self.backward(st, {i: lam}, i, rows, const, err)
+        table = self._table(start) if node.kind == "conv2d" else None
+        if table is not None:
+            cols, vals, bias = table
+            lam = xp.zeros((R, self.nodes[i].dim + 1))
+            lam[xp.arange(R)[:, None], cols[j]] = vals[j] * sign[:, None]
+            lam = xp.ascontiguousarray(lam[:, :-1])
+            const += bias[j] * sign
+            return self.backward(st, {i: lam}, i, rows, const, err)
+        lam = xp.zeros((R, node.dim))
+        lam[xp.arange(R), j] = sign
+        return self.backward(st, {start: lam}, start, rows, const, err)
+
+    def _table(self, k: int) -> tuple[Any, Any, Any] | None:
+        """A convolution's rows: each output's input columns and weights (padding to a
+        dummy column), and each output's bias (cached); None where the table would take
+        more than 128 MiB (the rows are then the transposed convolution of unit rows)."""
+        if k in self._tables:
+            return self._tables[k]
+        xp = self.xp
+        op = self.nodes[k].op
+        got = None
+        if op.size * op.in_shape[0] // op.params["groups"] * op.window * 16 <= 2**27:
+            C, H, Wd = op.in_shape
+            n_out, Ho, Wo = op.out_shape
+            g = op.params["groups"]
+            cg, og = C // g, n_out // g
+            (pt, _), (pl, _) = op.params["pads"]
+            sh, sw = op.params["stride"]
+            w = op.arrays["weight"].reshape(n_out, cg, -1)  # (O, C/g, K)
+            taps = _graph._taps(op)
+            py = np.arange(Ho)[None, :, None, None, None]
+            px = np.arange(Wo)[None, None, :, None, None]
+            c = (np.arange(n_out) // og * cg)[:, None, None, None, None] + np.arange(cg)[
+                None, None, None, :, None
+            ]
+            r = np.array([t[0] for t in taps])[None, None, None, None, :]
+            q = np.array([t[1] for t in taps])[None, None, None, None, :]
+            y = py * sh - pt + r
+            x = px * sw - pl + q
+            inside = (y >= 0) & (y < H) & (x >= 0) & (x < Wd)
+            col = (c * H + y) * Wd + x
+            col = np.where(inside, col, C * H * Wd)
+            shape = (n_out, Ho, Wo, cg, len(taps))
+            cols = xp.asarray(np.broadcast_to(col, shape).reshape(n_out * Ho * Wo, -1))
+            vals = xp.broadcast_to(w[:, None, None, :, :], shape).reshape(n_out * Ho * Wo, -1)
+            bias = op.arrays.get("bias")
+            bias = xp.zeros(n_out) if bias is None else bias
+            got = (cols, xp.ascontiguousarray(vals), xp.repeat(bias, Ho * Wo))
+        self._tables[k] = got
+        return got
+
+    def backward(
+        self, st: Bounds, lams: dict[int, Any], top: int, rows: Any, const: Any, err: Any
+    ) -> tuple[Any, Any]:
+        """Carry the coefficients ``lams`` (node -> rows' coefficients) down to the input:
+        (lower bound of each row's linear function plus ``const``, lam on the input).
+
+        ``err`` holds the rounding allowance so far (in place)."""
+        xp, k = self.xp, self.k
+        cmag = xp.abs(const)
+        lam = None
+        for j in range(top, 0, -1):
+            lam = lams.pop(j, None)
+            if lam is None:
+                continue
+            node = self.nodes[j]
+            op = node.op
+            if node.kind == "add":
+                out = [(node.inputs[0], lam), (node.inputs[1], lam.copy())]
+            elif node.kind in _graph._AFFINE:
+                # err: |rounding of lam A| . |h below| <= gamma_t |lam| . (|A| |h|)
+                self._dot_abs(lam, rows, st.vmag[j], err, 2 * _gamma(_terms(op) + 2))
+                bias = op.arrays.get("bias", op.arrays.get("shift"))
+                if bias is not None:
+                    per = lam.reshape(lam.shape[0], bias.shape[0], -1).sum(axis=2)
+                    const += per @ bias
+                    ab = xp.abs(lam).reshape(lam.shape[0], bias.shape[0], -1).sum(axis=2)
+                    err += (ab @ xp.abs(bias)) * (2 * _gamma(node.dim + 2))
+                    cmag += xp.abs(const)
+                out = [(node.inputs[0], self._back_affine(op, lam))]
+            elif node.kind == "act":
+                rel = st.relax[j]
+                lam = xp.ascontiguousarray(lam)
+                k.crit_backward_err(lam, rows, *rel["rel"], rel["act"], rel["act"], False,
+                                    const, err)  # fmt: skip
+                cmag += xp.abs(const)
+                out = [(node.inputs[0], lam)]
+            elif node.kind == "maxpool2d":
+                rel = st.relax[j]
+                dec = rel["decided"][rows]
+                route = xp.where((lam >= 0) | dec, lam, 0.0)
+                const += xp.where((lam < 0) & ~dec, lam * rel["umax"][rows], 0.0).sum(axis=1)
+                cmag += xp.abs(const)
+                # the constant's products and sum, and the routed sums of overlapping
+                # windows, each within gamma of their magnitudes
+                g = _gamma(op.window + node.dim + 4) * 2
+                self._dot_abs(lam, rows, rel["mag"], err, g)
+                nxt = _graph_spread(route, op, xp, rel["best"][rows])
+                out = [(node.inputs[0], nxt)]
+            else:  # pragma: no cover
+                raise AssertionError(node.kind)
+            for i, v in out:
+                have = lams.get(i)
+                if have is None:
+                    lams[i] = v
+                else:
+                    have += v
+                    self._dot_abs(have, rows, st.mag[i], err, _EPS)
+        lam = lams.pop(0)
+        lam = xp.ascontiguousarray(lam)
+        self.k.crit_concretize(lam, rows, st.L[0], st.U[0], const)
+        cmag += xp.abs(const)
+        self._dot_abs(lam, rows, st.mag[0], err, 2 * _gamma(lam.shape[1] + 2))
+        err += cmag * (2 * _gamma(2))
+        bound = const - (err * 1.01 + 4e-300)
+        return xp.where(xp.isnan(bound), -xp.inf, bound), lam
+
+    def _dot_abs(self, lam: Any, rows: Any, v: Any, err: Any, factor: float) -> None:
+        """``err += factor * sum_j |lam_rj| v[rows_r, j]`` (v >= 0), without gathering v."""
+        xp = self.xp
+        neg = xp.zeros(lam.shape[0])
+        lam = xp.ascontiguousarray(lam)
+        self.k.crit_concretize(lam, rows, xp.ascontiguousarray(-v), xp.ascontiguousarray(v), neg)
+        err -= neg * (factor * (1 + 4 * _EPS))
+
+    def _back_affine(self, op: Op, lam: Any) -> Any:
+        from ._graph_critical import _back_op
+
+        return _back_op(op, lam, self.xp)
+
+
+def _unstable(zl: Any, zu: Any, kind: int) -> Any:
+    from .critical import _unstable as unstable
+
+    return unstable(zl, zu, kind)
+
+
+def _graph_spread(g: Any, op: Op, xp: Any, argmax: Any) -> Any:
+    from ._graph_critical import _spread
+
+    return _spread(g, op, xp, argmax)
