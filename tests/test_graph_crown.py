@@ -287,3 +287,39 @@ def test_linear_lower_bounds_hold_on_the_whole_ball(name: str) -> None:
         with torch.no_grad():
             worst = min(worst, float(gap(x).min()))
     assert worst >= -1e-12
+
+
+def test_patch_rows_equal_the_dense_lowering() -> None:
+    """Convolution rows carried as local patches (a 12x12 input: the windows are well
+    under the image) give the dense lowering's bounds: strides, padding, groups,
+    dilation, a kept BatchNorm (channel map) between two convolutions."""
+    torch.manual_seed(3)
+    seq = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3, stride=2, padding=2, dilation=2, groups=2),
+        nn.ReLU(),
+        nn.BatchNorm2d(4),
+        nn.Conv2d(4, 6, 3, padding=1, bias=False),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(6 * 6 * 6, 5),
+    )
+    seq = _init(seq, 3).double()
+    shape = (1, 12, 12)
+    dense = fastmem.Network.from_torch(seq, input_shape=shape)
+    graph = fastmem.Network.from_torch(Traced(seq), input_shape=shape)
+    kinds = [op.kind for op in graph.layer_graph.ops]
+    assert "channel_affine" in kinds  # the BatchNorm after the activation is kept
+    from fastmem._graph_crown import GraphCrown
+
+    gc = GraphCrown(fastmem.critical._prepare(graph, np.zeros((1, 144)), None, None)[2])
+    convs = [k for k, nd in enumerate(gc.nodes) if nd.kind == "conv2d"]
+    assert all(gc._patch_pays(k) for k in convs[1:])
+    X = np.random.default_rng(3).uniform(0, 1, (12, 144))
+    for radius in (0.01, 0.04):
+        a = fastmem.critical_samples(dense, X, radius=radius, steps=0, certify="crown")
+        b = fastmem.critical_samples(graph, X, radius=radius, steps=0, certify="crown")
+        scale = 1 + np.abs(a.margin_lower)
+        assert np.abs(a.margin_lower - b.margin_lower).max() <= 1e-9 * scale.max()
+        np.testing.assert_array_equal(a.status, b.status)

@@ -408,21 +408,46 @@ def _conv2d_back(g: Any, op: Op, xp: Any) -> Any:
     """The input gradient of a convolution: ``g`` (n, O Ho Wo) to (n, C H W)."""
     n = g.shape[0]
     C, H, W = op.in_shape
-    n_out, Ho, Wo = op.out_shape
+    _, Ho, Wo = op.out_shape
+    (pt, pb), (pl, pr) = op.params["pads"]
+    out = xp.empty((n, C, H, W), dtype=g.dtype)
+    conv_transpose(g.reshape(n, -1, Ho, Wo), op, xp, (H + pt + pb, W + pl + pr), out, (pt, pl))
+    return out.reshape(n, -1)
+
+
+def conv_transpose(
+    g: Any, op: Op, xp: Any, size: tuple[int, int], out: Any = None, crop: Any = (0, 0)
+) -> Any:
+    """The transposed convolution of ``g`` (n, O, ho, wo) onto a padded input frame of
+    ``size`` (its top-left entry the window origin of output (0, 0)): one GEMM per group
+    and block of rows, the columns added back tap by tap. Blocks of about
+    ``_graph._IM2COL_BYTES`` of columns, in a frame reused from block to block (fresh
+    pages cost a fault each on first touch). ``out`` (n, C, H, W): where the frame's
+    window at ``crop`` goes (else the frames are returned whole)."""
+    n, n_out, ho, wo = g.shape
+    C = op.in_shape[0]
     w = op.arrays["weight"]
     grp = op.params["groups"]
-    (pt, pb), (pl, pr) = op.params["pads"]
     sh, sw = op.params["stride"]
-    kh, kw = op.params["kernel"]
     cg, og = C // grp, n_out // grp
-    rows = xp.ascontiguousarray(g.reshape(n, n_out, Ho * Wo).transpose(0, 2, 1))
-    rows = rows.reshape(n * Ho * Wo, n_out)
-    out = xp.zeros((n, C, H + pt + pb, W + pl + pr), dtype=g.dtype)
+    K = op.window
     taps = _graph._taps(op)
-    for gi in range(grp):
-        cols = rows[:, gi * og : (gi + 1) * og] @ w[gi * og : (gi + 1) * og].reshape(og, -1)
-        cols = cols.reshape(n, Ho, Wo, cg, kh * kw)
-        for k, (r, s) in enumerate(taps):
-            dst = out[:, gi * cg : (gi + 1) * cg, r : r + sh * (Ho - 1) + 1 : sh]
-            dst[..., s : s + sw * (Wo - 1) + 1 : sw] += cols[..., k].transpose(0, 3, 1, 2)
-    return xp.ascontiguousarray(out[:, :, pt : pt + H, pl : pl + W]).reshape(n, -1)
+    if out is None:
+        out = xp.empty((n, C, *size), dtype=g.dtype)
+    ct, cl = crop
+    H, W = out.shape[2], out.shape[3]
+    block = max(1, _graph._IM2COL_BYTES // (ho * wo * cg * K * g.dtype.itemsize))
+    frame = xp.empty((min(block, n), C, *size), dtype=g.dtype)
+    for a in range(0, n, block):
+        b = min(a + block, n)
+        f = frame[: b - a]
+        f[...] = 0
+        rows = xp.ascontiguousarray(g[a:b].transpose(0, 2, 3, 1)).reshape(-1, n_out)
+        for gi in range(grp):
+            cols = rows[:, gi * og : (gi + 1) * og] @ w[gi * og : (gi + 1) * og].reshape(og, -1)
+            cols = cols.reshape(b - a, ho, wo, cg, K)
+            for k, (r, s) in enumerate(taps):
+                dst = f[:, gi * cg : (gi + 1) * cg, r : r + sh * (ho - 1) + 1 : sh]
+                dst[..., s : s + sw * (wo - 1) + 1 : sw] += cols[..., k].transpose(0, 3, 1, 2)
+        out[a:b] = f[:, :, ct : ct + H, cl : cl + W]
+    return out

@@ -33,7 +33,7 @@ bound: the bounds are rigorous, as the dense path's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -67,6 +67,7 @@ class Bounds:
     relax: dict[int, dict[str, Any]]
     tightened: set[int]
     stable: Any
+    padded: dict[Any, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class GraphCrown:
             state[k] = any(state[i] or self.nodes[i].kind in ("act", "maxpool2d")
                            for i in node.inputs)  # fmt: skip
         self.after_state = state
-        self._tables: dict[int, Any] = {}
+        self._tables: dict[int, Any] = {}  # each convolution's dilated kernels
 
     # ---------------------------------------------------------------- forward
     def bounds(self, lo: Any, hi: Any, crown: bool) -> Bounds:
@@ -279,56 +280,185 @@ class GraphCrown:
             lam = node.op.arrays["weight"][j] * sign[:, None]
             const += node.op.arrays["bias"][j] * sign
             return self.backward(st, {i: lam}, i, rows, const, err)
-        table = self._table(start) if node.kind == "conv2d" else None
-        if table is not None:
-            cols, vals, bias = table
-            lam = xp.zeros((R, self.nodes[i].dim + 1))
-            lam[xp.arange(R)[:, None], cols[j]] = vals[j] * sign[:, None]
-            lam = xp.ascontiguousarray(lam[:, :-1])
-            const += bias[j] * sign
-            return self.backward(st, {i: lam}, i, rows, const, err)
+        if node.kind == "conv2d" and self._patch_pays(start):
+            return self._patch_backward(st, start, j, sign, rows)
         lam = xp.zeros((R, node.dim))
         lam[xp.arange(R), j] = sign
         return self.backward(st, {start: lam}, start, rows, const, err)
 
-    def _table(self, k: int) -> tuple[Any, Any, Any] | None:
-        """A convolution's rows: each output's input columns and weights (padding to a
-        dummy column), and each output's bias (cached); None where the table would take
-        more than 128 MiB (the rows are then the transposed convolution of unit rows)."""
-        if k in self._tables:
-            return self._tables[k]
-        xp = self.xp
-        op = self.nodes[k].op
-        got = None
-        if op.size * op.in_shape[0] // op.params["groups"] * op.window * 16 <= 2**27:
-            C, H, Wd = op.in_shape
-            n_out, Ho, Wo = op.out_shape
+    # ------------------------------------------------------- patches (local rows)
+    def _shape(self, k: int) -> tuple[int, ...]:
+        node = self.nodes[k]
+        return tuple(self.m.graph.input_shape) if node.op is None else tuple(node.op.out_shape)
+
+    def _patch_pays(self, start: int) -> bool:
+        """A convolution's rows are local (its kernel's window): carried as patches
+        while the nodes below are convolutions, activations and channel maps, if the
+        window is well under the input's size."""
+        op = self.nodes[start].op
+        i = self.nodes[start].inputs[0]
+        if len(op.in_shape) != 3 or self.consumers[i] != 1 or i == 0:
+            return False
+        kh, kw = op.params["kernel"]
+        dh, dw = op.params["dilation"]
+        _, H, W = op.in_shape
+        return ((kh - 1) * dh + 1) * ((kw - 1) * dw + 1) * 2 <= H * W
+
+    def _patch_backward(self, st: Bounds, start: int, j: Any, sign: Any, rows: Any):
+        """:meth:`backward_unit` of a convolution's rows carried as patches: each row
+        is nonzero on a window of the value it acts on, ``(C, h, w)`` at (y0, x0) (the
+        rows of one output position share it); the window grows through each
+        convolution below. The same steps and allowances as :meth:`backward`, on the
+        per-row windows of the per-sample arrays (gathered, zero outside the image);
+        where a node below is of another kind, the patch is placed into a full row and
+        :meth:`backward` goes on from there."""
+        xp, k = self.xp, self.k
+        node = self.nodes[start]
+        op = node.op
+        R = rows.shape[0]
+        _, Ho, Wo = op.out_shape
+        o, p = j // (Ho * Wo), j % (Ho * Wo)
+        (pt, _), (pl, _) = op.params["pads"]
+        sh, sw = op.params["stride"]
+        y0 = (p // Wo) * sh - pt
+        x0 = (p % Wo) * sw - pl
+        lam = self._dilated(start)[o] * sign[:, None, None, None]
+        const = op.arrays["bias"][o] * sign if "bias" in op.arrays else xp.zeros(R)
+        err = xp.zeros(R)
+        cmag = xp.abs(const)
+        cur = node.inputs[0]
+        lam = self._mask(lam, cur, y0, x0)
+        ids = xp.arange(R)
+        while True:
+            C = self._shape(cur)[0]
+            h, w = lam.shape[2], lam.shape[3]
+            if cur == 0:
+                flat = xp.ascontiguousarray(lam.reshape(R, -1))
+                g = [self._gather(st, 0, key, rows, y0, x0, h, w) for key in ("L", "U", "mag")]
+                k.crit_concretize(flat, ids, g[0], g[1], const)
+                cmag += xp.abs(const)
+                self._dot_abs(flat, ids, g[2], err, 2 * _gamma(flat.shape[1] + 2))
+                err += cmag * (2 * _gamma(2))
+                bound = const - (err * 1.01 + 4e-300)
+                return xp.where(xp.isnan(bound), -xp.inf, bound), None
+            nd = self.nodes[cur]
+            if self.consumers[cur] != 1 or nd.kind not in ("act", "conv2d", "channel_affine"):
+                full = self._densify(lam, cur, y0, x0)
+                return self.backward(st, {cur: full}, cur, rows, const, err)
+            flat = xp.ascontiguousarray(lam.reshape(R, -1))
+            if nd.kind == "act":
+                g = [self._gather(st, cur, key, rows, y0, x0, h, w)
+                     for key in ("aL", "bL", "aU", "bU", "act")]  # fmt: skip
+                k.crit_backward_err(flat, ids, *g, g[4], False, const, err)
+                cmag += xp.abs(const)
+                lam = flat.reshape(R, C, h, w)
+            elif nd.kind == "channel_affine":
+                v = self._gather(st, cur, "vmag", rows, y0, x0, h, w)
+                self._dot_abs(flat, ids, v, err, 2 * _gamma(3))
+                shift, scale = nd.op.arrays["shift"], nd.op.arrays["scale"]
+                const += lam.sum(axis=(2, 3)) @ shift
+                err += (xp.abs(lam).sum(axis=(2, 3)) @ xp.abs(shift)) * (2 * _gamma(C * h * w + 2))
+                cmag += xp.abs(const)
+                lam = lam * scale[None, :, None, None]
+            else:  # conv2d
+                cop = nd.op
+                v = self._gather(st, cur, "vmag", rows, y0, x0, h, w)
+                self._dot_abs(flat, ids, v, err, 2 * _gamma(_terms(cop) + 2))
+                if "bias" in cop.arrays:
+                    b = cop.arrays["bias"]
+                    const += lam.sum(axis=(2, 3)) @ b
+                    err += (xp.abs(lam).sum(axis=(2, 3)) @ xp.abs(b)) * (2 * _gamma(C * h * w + 2))
+                    cmag += xp.abs(const)
+                lam = _conv_back_patch(lam, cop, xp)
+                (pt, _), (pl, _) = cop.params["pads"]
+                sh, sw = cop.params["stride"]
+                y0, x0 = y0 * sh - pt, x0 * sw - pl
+            cur = nd.inputs[0]
+            if nd.kind == "conv2d":
+                lam = self._mask(lam, cur, y0, x0)
+
+    def _dilated(self, k: int) -> Any:
+        """A convolution's kernels on all input channels, dilated: (O, C, h, w) (cached;
+        zero on other groups' channels and between dilated taps)."""
+        got = self._tables.get(k)
+        if got is None:
+            xp = self.xp
+            op = self.nodes[k].op
+            n_out = op.out_shape[0]
+            C = op.in_shape[0]
             g = op.params["groups"]
             cg, og = C // g, n_out // g
-            (pt, _), (pl, _) = op.params["pads"]
-            sh, sw = op.params["stride"]
-            w = op.arrays["weight"].reshape(n_out, cg, -1)  # (O, C/g, K)
-            taps = _graph._taps(op)
-            py = np.arange(Ho)[None, :, None, None, None]
-            px = np.arange(Wo)[None, None, :, None, None]
-            c = (np.arange(n_out) // og * cg)[:, None, None, None, None] + np.arange(cg)[
-                None, None, None, :, None
-            ]
-            r = np.array([t[0] for t in taps])[None, None, None, None, :]
-            q = np.array([t[1] for t in taps])[None, None, None, None, :]
-            y = py * sh - pt + r
-            x = px * sw - pl + q
-            inside = (y >= 0) & (y < H) & (x >= 0) & (x < Wd)
-            col = (c * H + y) * Wd + x
-            col = np.where(inside, col, C * H * Wd)
-            shape = (n_out, Ho, Wo, cg, len(taps))
-            cols = xp.asarray(np.broadcast_to(col, shape).reshape(n_out * Ho * Wo, -1))
-            vals = xp.broadcast_to(w[:, None, None, :, :], shape).reshape(n_out * Ho * Wo, -1)
-            bias = op.arrays.get("bias")
-            bias = xp.zeros(n_out) if bias is None else bias
-            got = (cols, xp.ascontiguousarray(vals), xp.repeat(bias, Ho * Wo))
-        self._tables[k] = got
+            kh, kw = op.params["kernel"]
+            dh, dw = op.params["dilation"]
+            got = xp.zeros((n_out, C, (kh - 1) * dh + 1, (kw - 1) * dw + 1))
+            wt = op.arrays["weight"]
+            for gi in range(g):
+                got[gi * og : (gi + 1) * og, gi * cg : (gi + 1) * cg, ::dh, ::dw] = wt[
+                    gi * og : (gi + 1) * og
+                ]
+            self._tables[k] = got
         return got
+
+    def _mask(self, lam: Any, k: int, y0: Any, x0: Any) -> Any:
+        """Zero the patch entries outside node k's image (they meet zero padding)."""
+        xp = self.xp
+        _, H, W = self._shape(k)
+        h, w = lam.shape[2], lam.shape[3]
+        ys = y0[:, None] + xp.arange(h)[None, :]
+        xs = x0[:, None] + xp.arange(w)[None, :]
+        my = (ys >= 0) & (ys < H)
+        mx = (xs >= 0) & (xs < W)
+        return lam * (my[:, None, :, None] & mx[:, None, None, :])
+
+    def _padded(self, st: Bounds, k: int, key: str, pad: int) -> tuple[int, Any]:
+        """A per-sample array of node k as (n, H + 2 pad, W + 2 pad, C), zero outside
+        the image (cached per pass)."""
+        xp = self.xp
+        got = st.padded.get((k, key))
+        if got is not None and got[0] >= pad:
+            return got
+        C, H, W = self._shape(k)
+        if key in ("L", "U", "mag"):
+            arr = {"L": st.L, "U": st.U, "mag": st.mag}[key][k]
+        elif key == "vmag":
+            arr = st.vmag[k]
+        elif key == "act":
+            arr = st.relax[k]["act"]
+        else:
+            arr = st.relax[k]["rel"][("aL", "bL", "aU", "bU").index(key)]
+        n = arr.shape[0]
+        out = xp.zeros((n, H + 2 * pad, W + 2 * pad, C))
+        out[:, pad : pad + H, pad : pad + W, :] = arr.reshape(n, C, H, W).transpose(0, 2, 3, 1)
+        st.padded[(k, key)] = (pad, out)
+        return pad, out
+
+    def _window(self, k: int, y0: Any, x0: Any, h: int, w: int) -> int:
+        """Padding that holds every row's window of node k's image."""
+        _, H, W = self._shape(k)
+        return max(h, w, int(-y0.min()), int(-x0.min()), int((y0 + h - H).max()),
+                   int((x0 + w - W).max()), 0)  # fmt: skip
+
+    def _gather(self, st: Bounds, k: int, key: str, rows, y0, x0, h: int, w: int) -> Any:
+        """The rows' windows of a per-sample array of node k: (R, C h w), zero outside."""
+        xp = self.xp
+        pad, arr = self._padded(st, k, key, self._window(k, y0, x0, h, w))
+        Y = (y0 + pad)[:, None, None] + xp.arange(h)[None, :, None]
+        X = (x0 + pad)[:, None, None] + xp.arange(w)[None, None, :]
+        out = arr[rows[:, None, None], Y, X]  # (R, h, w, C)
+        return xp.ascontiguousarray(out.transpose(0, 3, 1, 2)).reshape(rows.shape[0], -1)
+
+    def _densify(self, lam: Any, k: int, y0: Any, x0: Any) -> Any:
+        """Patches placed into full rows of node k's value: (R, C H W)."""
+        xp = self.xp
+        C, H, W = self._shape(k)
+        R, _, h, w = lam.shape
+        pad = self._window(k, y0, x0, h, w)
+        full = xp.zeros((R, H + 2 * pad, W + 2 * pad, C))
+        Y = (y0 + pad)[:, None, None] + xp.arange(h)[None, :, None]
+        X = (x0 + pad)[:, None, None] + xp.arange(w)[None, None, :]
+        full[xp.arange(R)[:, None, None], Y, X] = lam.transpose(0, 2, 3, 1)
+        full = full[:, pad : pad + H, pad : pad + W, :].transpose(0, 3, 1, 2)
+        return xp.ascontiguousarray(full).reshape(R, -1)
 
     def backward(
         self, st: Bounds, lams: dict[int, Any], top: int, rows: Any, const: Any, err: Any
@@ -408,6 +538,20 @@ class GraphCrown:
         from ._graph_critical import _back_op
 
         return _back_op(op, lam, self.xp)
+
+
+def _conv_back_patch(lam: Any, op: Op, xp: Any) -> Any:
+    """The transposed convolution of patches ``(R, O, h, w)`` on the op's output: the
+    patches ``(R, C, (h-1) s + (k-1) d + 1, ...)`` on its input (padding kept: the
+    caller masks it)."""
+    from ._graph_critical import conv_transpose
+
+    _, _, h, w = lam.shape
+    kh, kw = op.params["kernel"]
+    dh, dw = op.params["dilation"]
+    sh, sw = op.params["stride"]
+    size = ((h - 1) * sh + (kh - 1) * dh + 1, (w - 1) * sw + (kw - 1) * dw + 1)
+    return conv_transpose(lam, op, xp, size)
 
 
 def _unstable(zl: Any, zu: Any, kind: int) -> Any:
