@@ -1152,10 +1152,13 @@ def _prepare(
             raise InputError(
                 f"X: has values outside box=({lo}, {hi}); rescale the data or pass box="
             )
-    if netd.layer_graph is not None:  # max pooling / residual blocks: fastmem._graph
+    conv = netd._conv is not None and certify != "alpha-crown"
+    if netd.layer_graph is not None or conv:
+        # max pooling / residual blocks (fastmem._graph); a convolutional network lowered
+        # to dense matrices runs on its convolutions (native, and CROWN's rows as patches)
         from ._graph_critical import GraphModel
 
-        model = GraphModel(netd, be)
+        model = GraphModel(netd if netd.layer_graph is not None else netd._conv_network(), be)
         if certify == "alpha-crown":
             raise InputError(model.no_alpha())
         return Xd, be, model

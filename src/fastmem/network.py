@@ -105,7 +105,7 @@ class Network:
     (4, 1)
     """
 
-    __slots__ = ("_activations", "_b", "_device", "_dtype", "_graph", "_slopes", "_w")
+    __slots__ = ("_activations", "_b", "_conv", "_device", "_dtype", "_graph", "_slopes", "_w")
 
     def __init__(
         self,
@@ -118,9 +118,13 @@ class Network:
         _graph: LayerGraph | None = None,
         _dtype: Any = None,
         _device: str = "cpu",
+        _conv: LayerGraph | None = None,
     ) -> None:
         if not _checked:
             raise TypeError("use Network.from_arrays, from_torch, from_sklearn or load")
+        # a convolutional network lowered to dense matrices keeps its layer graph too
+        # (same function): the critical-sample passes run its convolutions natively
+        self._conv = _conv
         self._w = weights
         self._b = biases
         self._activations = activations
@@ -169,6 +173,21 @@ class Network:
             f"net: its layer {what} is max pooling or a residual addition, which this "
             "analysis does not support yet (it needs a chain of dense layers); networks "
             f"with max pooling or residual blocks support {', '.join(GRAPH_ANALYSES)}"
+        )
+
+    def _conv_network(self) -> Network:
+        """The convolutional form of a dense lowering (``from_torch`` of a CNN), as a
+        layer-graph network on the same device and dtype."""
+        assert self._conv is not None
+        return Network(
+            (),
+            (),
+            self._activations,
+            self._slopes,
+            _checked=True,
+            _graph=self._conv,
+            _dtype=self._dtype,
+            _device=self._device,
         )
 
     @property
@@ -380,7 +399,20 @@ class Network:
 
             return cls._from_graph(graph_from_torch(module, input_shape), dtype)
         weights, biases, acts, slopes = _convert.from_torch(module, input_shape)
-        return cls.from_arrays(weights, biases, acts, negative_slope=slopes, dtype=dtype)
+        net = cls.from_arrays(weights, biases, acts, negative_slope=slopes, dtype=dtype)
+        if input_shape is not None and any(
+            type(m).__name__ in ("Conv2d", "AvgPool2d", "BatchNorm2d") for m in module.modules()
+        ):
+            from ._graph_torch import graph_from_torch
+
+            dt = net.dtype
+            try:  # a module fx cannot trace keeps the dense form only (same results)
+                graph = graph_from_torch(module, input_shape)
+            except InputError:
+                graph = None
+            if graph is not None:
+                net._conv = graph.map_arrays(lambda a: _readonly(np.asarray(a, dtype=dt)))
+        return net
 
     @classmethod
     def from_sklearn(cls, estimator: Any, *, dtype: Any = np.float64) -> Network:
@@ -563,7 +595,10 @@ class Network:
             )
         ws = tuple(_readonly(fn(w), w) for w in self._weights)
         bs = tuple(_readonly(fn(b), b) for b in self._biases)
-        return Network(ws, bs, self._activations, self._slopes, _checked=True)
+        conv = None
+        if self._conv is not None:
+            conv = self._conv.map_arrays(lambda a: _readonly(fn(a), a))
+        return Network(ws, bs, self._activations, self._slopes, _checked=True, _conv=conv)
 
     # -------------------------------------------------------------- save/load
     def save(self, path: str | os.PathLike[str]) -> None:
