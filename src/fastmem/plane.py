@@ -617,6 +617,13 @@ def plane_regions(
     """
     if not isinstance(net, Network):
         raise InputError(f"net: must be a fastmem.Network, got {type(net).__name__}")
+    graph = net.layer_graph
+    smooth = graph.first_smooth() if graph is not None else None
+    if smooth is not None:
+        raise InputError(
+            f"net: {smooth.where} ({smooth.params['activation']}) is not piecewise linear; "
+            "plane_regions needs relu, leaky_relu, hardtanh or threshold activations"
+        )
     net.require_piecewise_linear("plane_regions")
     on_gpu = net.device == "cuda" or any(
         hasattr(a, "__cuda_array_interface__") for a in (origin, directions)
@@ -654,7 +661,13 @@ def plane_regions(
     # BLAS on one thread while its GEMMs alternate with the kernels (its spinning idle
     # threads would take the cores from them); the GEMMs split rows over fixed blocks
     with kernels_own_the_cores(be):
-        mesh, codes, logits = _slice(host, be, o, D, ext, tol)
+        if host.layer_graph is not None:  # conv, pooling, residual blocks
+            from ._graph_plane import graph_slice
+
+            words = host.n_pattern_words
+            mesh, codes, logits = graph_slice(host.layer_graph, be, o, D, ext, tol, words)
+        else:
+            mesh, codes, logits = _slice(host, be, o, D, ext, tol)
         hashes = be.xp.empty(mesh.n, dtype=np.uint64)
         be.kernels.hash_patterns(_to_backend(be)(codes), hashes)
         hashes = _host(hashes)
