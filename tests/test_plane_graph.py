@@ -372,7 +372,7 @@ def test_bad_inputs_are_refused() -> None:
     o, D = np.zeros(64), np.eye(64)[:2]
     with pytest.raises(InputError, match=r"net: 1 \(Tanh\) \(tanh\) is not piecewise linear"):
         fastmem.plane_regions(net, o, D)
-    _m, net, _s, o, D, ext = _case("pool")
+    _m, net, _s, o, D, _e = _case("pool")
     with pytest.raises(InputError, match="origin: has shape"):
         fastmem.plane_regions(net, o[:-1], D)
     with pytest.raises(InputError, match="directions: the two rows are parallel"):
