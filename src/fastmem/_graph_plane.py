@@ -48,7 +48,7 @@ from ._validate import to_host as _host
 from .errors import InputError
 
 # bytes of pair maps of one max-pooling block (the windows cut, then merged, together)
-_PAIR_BYTES = 32 << 20
+_PAIR_BYTES = 64 << 20
 
 
 def _linear_part(op: Op) -> Op:
@@ -185,41 +185,43 @@ class _PlaneWalk:
     def maxpool(self, op: Op) -> None:
         P, xp, k = self.P, self.xp, self.be.kernels
         K, m = op.window, op.size
-        n0 = self.mesh.n
-        check_allocation(
-            3 * 8 * float(n0) * m * K,
-            f"the pooling windows of the {n0} regions of the slice at {op.where}",
-            "net",
-            xp,
-        )
-        # the windows' maps (3, n0, m, K): padding is -inf in the value row, 0 in the slopes
-        Wz = xp.empty((3, n0, m, K))
-        for r in range(3):
-            fill = -np.inf if r == 0 else 0.0
-            Wz[r] = windows(self.Z[r], op, fill, xp).reshape(n0, m, K)
-        anc = np.arange(n0, dtype=np.int64)  # current polygon -> polygon at the op's start
+        # the input element of every window entry (m, K); padding: -1 in `cols`, True in
+        # `pad` (and element 0 in `cols`, masked wherever it is read)
+        cols = windows(np.arange(_size(op.in_shape), dtype=np.float64)[None], op, -1.0, np)
+        cols = cols.reshape(m, K).astype(np.int64)
+        pad = cols < 0
+        cols[pad] = 0
+        anc = np.arange(self.mesh.n, dtype=np.int64)  # polygon -> polygon at the op's start
         if not self.constant and K > 1:
-            pad = windows(np.zeros((1, _size(op.in_shape))), op, 1.0, np).reshape(m, K) > 0
             pa, pb = (np.array(v, dtype=np.int64) for v in np.triu_indices(K, 1))
-            npair = pa.shape[0]
             lo = 0
             while lo < m:
-                per = 3 * 8 * max(self.mesh.n, 1) * npair
+                per = 3 * 8 * max(self.mesh.n, 1) * pa.shape[0]
                 hi = min(m, lo + max(1, _PAIR_BYTES // per))
-                anc = self.pool_block(op, Wz, anc, lo, hi, pad, pa, pb)
+                anc = self.pool_block(anc, cols[lo:hi], pad[lo:hi], pa, pb)
                 lo = hi
         else:
-            self.mesh.parent = np.arange(n0, dtype=np.int64)
+            self.mesh.parent = anc
+        # the argmax at every polygon's vertex mean and the output maps, by blocks of
+        # polygons (the windows of every polygon at once would be K times the maps)
         n = self.mesh.n
         self.alloc(n, m, op)
         ad = self.dev(anc)
         st = self.dev(P._vertex_means(self.mesh))
-        W = Wz[:, ad]  # (3, n, m, K)
-        with np.errstate(over="ignore", invalid="ignore"):
-            E = W[0] + st[:, 0, None, None] * W[1] + st[:, 1, None, None] * W[2]
-        idx = E.argmax(axis=2)  # (n, m): the first of equal entries, as torch
-        out = xp.take_along_axis(W, idx[None, :, :, None], axis=3)[..., 0]
-        self.Z = xp.ascontiguousarray(out)
+        out = xp.empty((3, n, m))
+        idx = xp.empty((n, m), dtype=np.int64)
+        dcols, dpad = self.dev(cols), self.dev(pad)
+        rows = max(1, _PAIR_BYTES // (8 * m * K))
+        for lo in range(0, n, rows):
+            hi = min(n, lo + rows)
+            a = ad[lo:hi, None]
+            top = self.entries(a, st[lo:hi], dcols, dpad).argmax(axis=2)  # first of equal
+            idx[lo:hi] = top
+            chosen = xp.take_along_axis(dcols[None], top[:, :, None], axis=2)[:, :, 0]
+            lin = a * self.Z.shape[2] + chosen
+            for r in range(3):
+                out[r, lo:hi] = xp.take(self.Z[r], lin)
+        self.Z = out
         nbits = op.state_bits // m if m else 0
         if nbits:
             codes = self.dev(self.codes)
@@ -228,43 +230,70 @@ class _PlaneWalk:
             self.bit += op.state_bits
         self.state += 1
 
-    def pool_block(self, op: Op, Wz: Any, anc: Any, lo: int, hi: int, pad: Any, pa: Any,
-                   pb: Any) -> Any:  # fmt: skip
-        """Cut the polygons by the tie lines of windows ``lo:hi`` and merge the pieces with
-        one argmax; returns the new polygons' index at the op's start."""
+    def entries(self, a: Any, st: Any, cols: Any, pad: Any) -> Any:
+        """The window entries ``cols`` (b, K) at points ``st`` of polygons ``a`` (the
+        current tensor's polygons, a column): (len(a), b, K), padding -inf."""
+        xp = self.xp
+        Z = self.Z
+        lin = a * Z.shape[2] + cols.reshape(1, -1)  # flat indices: one gather per row
+        shape = (a.shape[0], *cols.shape)
+        s, t = st[:, 0, None, None], st[:, 1, None, None]
+        with np.errstate(over="ignore", invalid="ignore"):
+            E = xp.take(Z[0], lin).reshape(shape)
+            E += s * xp.take(Z[1], lin).reshape(shape)
+            E += t * xp.take(Z[2], lin).reshape(shape)
+        E[:, pad] = -np.inf
+        return E
+
+    def pool_block(self, anc: Any, cols: Any, pad: Any, pa: Any, pb: Any) -> Any:
+        """Cut the polygons by the tie lines of the windows ``cols`` (b, K) and merge the
+        pieces of a polygon with one argmax; returns the new polygons' index at the op's
+        start (``anc``: the current ones')."""
         P, xp = self.P, self.xp
         n = self.mesh.n
-        npair = pa.shape[0]
-        W = Wz[:, self.dev(anc), lo:hi]  # (3, n, b, K)
-        b = hi - lo
+        b, npair = cols.shape[0], pa.shape[0]
+        base = self.dev(anc)[:, None] * self.Z.shape[2]  # flat indices of the entries
+        la = base + self.dev(cols[:, pa]).reshape(1, -1)
+        lb = base + self.dev(cols[:, pb]).reshape(1, -1)
         D = xp.empty((3, n, b, npair))
         with np.errstate(over="ignore", invalid="ignore"):
             for r in range(3):
-                D[r] = W[r][:, :, pa] - W[r][:, :, pb]
+                Zr = self.Z[r]
+                xp.subtract(xp.take(Zr, la), xp.take(Zr, lb), out=D[r].reshape(n, -1))
         # a pair with a padded entry never ties: a constant that cuts nothing
-        padded = self.dev(pad[lo:hi][:, pa] | pad[lo:hi][:, pb])  # (b, npair)
+        padded = self.dev(pad[:, pa] | pad[:, pb])
         D[0][:, padded] = -1.0
         D[1][:, padded] = 0.0
         D[2][:, padded] = 0.0
-        D = xp.ascontiguousarray(D.reshape(3, n, b * npair))
-        cut = P._cut_layer(self.mesh, self.be, D, RELU, self.tol, self.state)
+        cut = P._cut_layer(self.mesh, self.be, D.reshape(3, n, b * npair), RELU, self.tol,
+                           self.state)  # fmt: skip
         del D
         par = cut.parent
         if cut.n == n:  # nothing was cut
             self.mesh = cut
-            self.mesh.parent = par
             self.regroup(par)
             return anc[par]
-        st = self.dev(P._vertex_means(cut))
-        Wp = W[:, self.dev(par)]
-        with np.errstate(over="ignore", invalid="ignore"):
-            E = Wp[0] + st[:, 0, None, None] * Wp[1] + st[:, 1, None, None] * Wp[2]
-        idx = _host(E.argmax(axis=2)).astype(np.int64)  # (pieces, b)
-        key = np.concatenate([par[:, None], idx], axis=1)
-        _, first, group = np.unique(key, axis=0, return_index=True, return_inverse=True)
-        group = group.reshape(-1)
-        self.mesh = _merge(P, cut, group, first.shape[0])
-        self.mesh.parent = par[first]
+        # the argmax of the pieces of the polygons that were cut, at their vertex means;
+        # a group: the pieces of one polygon with one argmax in every window
+        kids = np.bincount(par, minlength=n)
+        multi = np.flatnonzero(kids[par] > 1)
+        sub = _sub_mesh(P, cut, multi)
+        st = self.dev(P._vertex_means(sub))
+        am = self.dev(anc[par[multi]])[:, None]
+        top = _host(self.entries(am, st, self.dev(cols), self.dev(pad)).argmax(axis=2))
+        key = np.concatenate([par[multi, None], top.astype(np.int64)], axis=1)
+        ukey, inv = np.unique(key, axis=0, return_inverse=True)
+        single = np.flatnonzero(kids[par] == 1)
+        # groups in the order of their polygon: singles, then the merged ones
+        gpar = np.concatenate([par[single], ukey[:, 0]])
+        order = np.argsort(gpar, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.shape[0])
+        group = np.empty(cut.n, dtype=np.int64)
+        group[single] = rank[: single.shape[0]]
+        group[multi] = rank[single.shape[0] + inv.reshape(-1)]
+        self.mesh = _merge(P, cut, group, order.shape[0])
+        self.mesh.parent = gpar[order]
         self.compact()  # the kernels want every vertex owned by a polygon
         self.regroup(self.mesh.parent)
         return anc[self.mesh.parent]
@@ -283,6 +312,14 @@ class _PlaneWalk:
 
 def _size(shape: tuple[int, ...]) -> int:
     return int(np.prod(shape))
+
+
+def _sub_mesh(P: Any, mesh: Any, which: Any) -> Any:
+    """The polygons ``which`` of ``mesh`` (same vertex arrays)."""
+    sizes = np.diff(mesh.off)[which]
+    corners = mesh.corners[P._ragged_index(mesh.off[which], sizes)]
+    off = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    return P._Mesh(mesh.S, mesh.T, corners, off, None)
 
 
 def _merge(P: Any, cut: Any, group: Any, n_groups: int) -> Any:
