@@ -27,6 +27,11 @@ Algorithm (the segment engine's, one dimension up; see :mod:`fastmem.regions`)
     the network constant on each polygon after it (and discontinuous): its lines are cut,
     then the whole pattern and the logits are read at the vertex means.
 
+Layer graphs (convolutions, max pooling, residual blocks)
+    The same polygons and kernels op by op (:mod:`fastmem._graph_plane`): the current
+    tensor's maps per polygon, max pooling's argmax cells cut out by the tie lines of its
+    windows' entries and merged back to one polygon per pattern.
+
 Ties and tolerance (float64; float32 networks are promoted to float64 for the geometry)
     ``tol = 128 * eps * max(|s0|, |s1|, |t0|, |t1|, s1 - s0, t1 - t0)`` in slice units (the
     segment engine's rule with the extent for the range). A vertex is *on* the line of
@@ -577,7 +582,11 @@ def plane_regions(
     ----------
     net : Network
         Piecewise-linear hidden layers (relu, leaky_relu, hardtanh, threshold); a CUDA
-        network selects the CUDA backend.
+        network selects the CUDA backend. A layer graph (:attr:`Network.layer_graph`:
+        convolutions, max pooling, residual blocks) runs op by op
+        (:mod:`fastmem._graph_plane`): max pooling's argmax cells are cut out of every
+        polygon, ``pattern_hashes`` include their bits; a ``threshold`` activation inside
+        a residual block is refused.
     origin : array_like (d,)
     directions : array_like (2, d)
         Not zero, not parallel.
@@ -598,7 +607,7 @@ def plane_regions(
     Raises
     ------
     InputError
-        A smooth layer (named), bad shapes, non-finite values, zero or parallel directions,
+        A smooth layer (named; the op of a layer graph), bad shapes, non-finite values, zero or parallel directions,
         an empty or non-finite extent, pre-activations that overflow (the layer named),
         regions that cannot fit in memory (how much they would need).
 
