@@ -607,9 +607,10 @@ def plane_regions(
     Raises
     ------
     InputError
-        A smooth layer (named; the op of a layer graph), bad shapes, non-finite values, zero or parallel directions,
-        an empty or non-finite extent, pre-activations that overflow (the layer named),
-        regions that cannot fit in memory (how much they would need).
+        A smooth layer (named; the op of a layer graph), bad shapes, non-finite values,
+        zero or parallel directions, an empty or non-finite extent, pre-activations that
+        overflow (the layer named), regions that cannot fit in memory (how much they
+        would need).
 
     Examples
     --------
