@@ -16,8 +16,13 @@ for regioncam, whose slice is the square [-size, size]**2). Networks: 784-128-12
 ReLU at He init, and a 64-128-128-10 MLP trained on scikit-learn's digits (plane through
 three training digits). regioncam is optional: its benchmarks skip with the reason.
 
+Layer graphs (``test_plane_graph_fresh``): a max-pooling CNN (fastmem only) and a ResNet
+(fastmem's layer-graph slice vs regioncam on the same network lowered to dense matrices
+with its skips as ``regioncam.Residual``).
+
 This file is also the script each fresh process runs:
-``python bench/test_plane.py CONTENDER ROUNDS WEIGHTS.npz`` prints one JSON line.
+``python bench/test_plane.py CONTENDER ROUNDS WEIGHTS.npz`` (or ``python
+bench/test_plane.py graph CONTENDER NAME ROUNDS``) prints one JSON line.
 """
 
 from __future__ import annotations
@@ -188,5 +193,146 @@ def test_plane_scaling(benchmark, he_relu_net):
         print(f"depth {depth}: regions/area ~ neurons**{slope:.2f}")
 
 
+# ------------------------------------------------------------------ layer graphs
+# The CNN of bench/test_graph.py with MaxPool2d(2) after each convolution (fastmem only:
+# regioncam has no convolution or windowed pooling), and a ResNet without pooling that
+# regioncam can take: Conv2d(1,8,3,s2,p1)-ReLU, two basic blocks (8 channels, eval-mode
+# BatchNorm), Linear(1568,10), He init; for regioncam its affine maps lowered to dense
+# matrices and its skips as ``regioncam.Residual``. The plane through three random inputs
+# in [0, 1]^784 (``plane_through``), cut to the square [-f size, f size]^2 (the whole
+# slice holds millions of regions).
+GRAPH_FRACTION = {"maxpool": 0.05, "resnet": 0.02}
+
+
+def _graph_model(name: str):
+    import torch
+
+    sys.path.insert(0, str(HERE))
+    from test_graph import _models
+
+    models = _models()
+    if name == "maxpool":
+        return models["maxpool"].double()
+    nn = torch.nn
+    block = type(models["residual"][2])
+    torch.manual_seed(0)
+    res = nn.Sequential(
+        nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.ReLU(), block(8), block(8), nn.Flatten(),
+        nn.Linear(8 * 14 * 14, 10),
+    )  # fmt: skip
+    for mod in res.modules():
+        if isinstance(mod, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(mod.weight)
+            nn.init.zeros_(mod.bias)
+    return res.double().eval()
+
+
+def _regioncam_resnet(res, origin, dirs, size):
+    """The ResNet in regioncam: each affine map as the dense matrix torch gives on the
+    basis vectors; a block is Residual(Linear, ReLU, Linear) then ReLU."""
+    import regioncam
+    import torch
+
+    def affine(f, d):
+        with torch.no_grad():
+            b = f(torch.zeros(1, d, dtype=torch.float64)).reshape(-1).numpy()
+            W = f(torch.eye(d, dtype=torch.float64)).reshape(d, -1).numpy() - b
+        return np.float32(W), np.float32(b)  # x @ W + b
+
+    def lin(f, d):
+        return regioncam.Linear(*affine(f, d))
+
+    parts = [affine(lambda x: res[0](x.reshape(-1, 1, 28, 28)), 784)]
+    blocks = []
+    for blk in (res[2], res[3]):
+        blocks.append(
+            regioncam.Residual(
+                regioncam.Sequential(
+                    lin(lambda x, b=blk: b.bn1(b.conv1(x.reshape(-1, 8, 14, 14))), 1568),
+                    regioncam.ReLU(),
+                    lin(lambda x, b=blk: b.bn2(b.conv2(x.reshape(-1, 8, 14, 14))), 1568),
+                )
+            )
+        )
+    fc = (np.float32(res[5].weight.detach().numpy().T), np.float32(res[5].bias.detach().numpy()))
+
+    def run() -> int:
+        cam = regioncam.Regioncam(size)
+        cam.linear(np.float32(dirs), np.float32(origin))
+        cam.linear(*parts[0])
+        cam.relu()
+        for blk in blocks:
+            cam.add(blk)
+            cam.relu()
+        cam.linear(*fc)
+        return int(cam.num_faces)
+
+    return run
+
+
+def _graph_main(contender: str, name: str, rounds: int) -> None:
+    import fastmem
+
+    module = _graph_model(name)
+    rng = np.random.default_rng(0)
+    origin, dirs, extent = fastmem.plane_through(*rng.uniform(0, 1, (3, 784)))
+    size = GRAPH_FRACTION[name] * max(abs(v) for v in extent)
+    if contender == "fastmem":
+        net = fastmem.Network.from_torch(module, input_shape=(1, 28, 28))
+        assert net.layer_graph is not None
+
+        def run() -> int:
+            ext = (-size, size, -size, size)
+            return fastmem.plane_regions(net, origin, dirs, extent=ext).count
+    else:
+        run = _regioncam_resnet(module, origin, dirs, size)
+    times, counts = [], []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        counts.append(run())
+        times.append(time.perf_counter() - t)
+    print(json.dumps({"times": times, "counts": counts, "peak_rss_gib": _peak_rss_gib()}))
+
+
+def test_plane_graph_fresh(benchmark):
+    """Slices of layer graphs in fresh processes, 2 calls each (min): the max-pooling CNN
+    (fastmem), the ResNet (fastmem and, where installed, regioncam)."""
+    pytest.importorskip("torch", reason="the layer-graph networks are torch modules")
+    sys.path.insert(0, str(HERE))
+    from _fresh import run_script_fresh
+
+    have_rc = True
+    try:
+        import regioncam  # noqa: F401
+    except ImportError:
+        have_rc = False
+    out = {}
+
+    def go():
+        for name in ("maxpool", "resnet"):
+            out[name] = run_script_fresh(__file__, "graph", "fastmem", name, 2)
+        if have_rc:
+            out["resnet-regioncam"] = run_script_fresh(__file__, "graph", "regioncam", "resnet", 2)
+
+    benchmark.pedantic(go, rounds=1)
+    benchmark.group = "plane on layer graphs"
+    print()
+    for key, r in out.items():
+        t = min(r["times"])
+        benchmark.extra_info[f"{key}_min_s"] = t
+        benchmark.extra_info[f"{key}_regions"] = r["counts"][0]
+        n, rss = r["counts"][0], r["peak_rss_gib"]
+        print(f"{key:17s} {n:7d} regions, min {t:.2f} s ({n / t:.0f}/s), peak RSS {rss:.2f} GiB")
+    if have_rc:
+        ratio = min(out["resnet-regioncam"]["times"]) / min(out["resnet"]["times"])
+        benchmark.extra_info["resnet_ratio"] = ratio
+        print(f"regioncam / fastmem on the ResNet: {ratio:.2f}x")
+        a, b = out["resnet"]["counts"][0], out["resnet-regioncam"]["counts"][0]
+        assert abs(a - b) <= max(2, 0.001 * b)  # float32 (regioncam) vs float64
+
+
 if __name__ == "__main__":
-    _main(sys.argv[1], int(sys.argv[2]), sys.argv[3])
+    if sys.argv[1] == "graph":
+        _graph_main(sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    else:
+        _main(sys.argv[1], int(sys.argv[2]), sys.argv[3])

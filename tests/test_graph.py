@@ -415,13 +415,9 @@ def test_import_errors_name_the_module() -> None:
 
 def test_other_analyses_refuse_naming_the_op() -> None:
     net = fastmem.Network.from_torch(PoolNet(), input_shape=SHAPE)
-    X = np.random.default_rng(0).uniform(0, 1, (3, 64))
-    y = np.array([0, 1, 2])
-    del y
     calls = [
         lambda: net.weights,
         lambda: net.perturbed(0.1),
-        lambda: fastmem.plane_regions(net, X[0], X[1:3]),
     ]
     for call in calls:
         with pytest.raises(InputError, match=r"pool \(MaxPool2d\) is max pooling"):

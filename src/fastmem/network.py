@@ -52,6 +52,7 @@ GRAPH_ANALYSES = (
     "loss_sensitivity",
     "regions.distance_to_boundary",
     "information_plane (on layer_outputs)",
+    "plane_regions",
 )
 # Rows per chunk are chosen so that one layer's pre-activations stay near this size.
 _CHUNK_BYTES = 64 * 2**20
@@ -358,10 +359,10 @@ class Network:
             ``regions.along_segments`` (exact and sampled),
             ``intervals.generalization_intervals``, ``critical_samples``, ``csr_curve``
             and ``certified_radius`` with ``certify="ibp"`` or ``None`` (CROWN through
-            pooling and skips is not built yet), ``loss_sensitivity`` and
-            ``regions.distance_to_boundary``; the other analyses (slices, weight
-            perturbation) refuse it with an ``InputError`` naming the op (not supported
-            yet).
+            pooling and skips is not built yet), ``loss_sensitivity``,
+            ``regions.distance_to_boundary`` and ``plane_regions`` (exact 2-D slices);
+            the other analyses (weight perturbation) refuse it with an ``InputError``
+            naming the op (not supported yet).
             ``AdaptiveAvgPool2d`` and other modules are refused, naming the module.
 
         Raises

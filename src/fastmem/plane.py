@@ -27,6 +27,11 @@ Algorithm (the segment engine's, one dimension up; see :mod:`fastmem.regions`)
     the network constant on each polygon after it (and discontinuous): its lines are cut,
     then the whole pattern and the logits are read at the vertex means.
 
+Layer graphs (convolutions, max pooling, residual blocks)
+    The same polygons and kernels op by op (:mod:`fastmem._graph_plane`): the current
+    tensor's maps per polygon, max pooling's argmax cells cut out by the tie lines of its
+    windows' entries and merged back to one polygon per pattern.
+
 Ties and tolerance (float64; float32 networks are promoted to float64 for the geometry)
     ``tol = 128 * eps * max(|s0|, |s1|, |t0|, |t1|, s1 - s0, t1 - t0)`` in slice units (the
     segment engine's rule with the extent for the range). A vertex is *on* the line of
@@ -577,7 +582,11 @@ def plane_regions(
     ----------
     net : Network
         Piecewise-linear hidden layers (relu, leaky_relu, hardtanh, threshold); a CUDA
-        network selects the CUDA backend.
+        network selects the CUDA backend. A layer graph (:attr:`Network.layer_graph`:
+        convolutions, max pooling, residual blocks) runs op by op
+        (:mod:`fastmem._graph_plane`): max pooling's argmax cells are cut out of every
+        polygon, ``pattern_hashes`` include their bits; a ``threshold`` activation inside
+        a residual block is refused.
     origin : array_like (d,)
     directions : array_like (2, d)
         Not zero, not parallel.
@@ -598,9 +607,10 @@ def plane_regions(
     Raises
     ------
     InputError
-        A smooth layer (named), bad shapes, non-finite values, zero or parallel directions,
-        an empty or non-finite extent, pre-activations that overflow (the layer named),
-        regions that cannot fit in memory (how much they would need).
+        A smooth layer (named; the op of a layer graph), bad shapes, non-finite values,
+        zero or parallel directions, an empty or non-finite extent, pre-activations that
+        overflow (the layer named), regions that cannot fit in memory (how much they
+        would need).
 
     Examples
     --------
@@ -617,6 +627,13 @@ def plane_regions(
     """
     if not isinstance(net, Network):
         raise InputError(f"net: must be a fastmem.Network, got {type(net).__name__}")
+    graph = net.layer_graph
+    smooth = graph.first_smooth() if graph is not None else None
+    if smooth is not None:
+        raise InputError(
+            f"net: {smooth.where} ({smooth.params['activation']}) is not piecewise linear; "
+            "plane_regions needs relu, leaky_relu, hardtanh or threshold activations"
+        )
     net.require_piecewise_linear("plane_regions")
     on_gpu = net.device == "cuda" or any(
         hasattr(a, "__cuda_array_interface__") for a in (origin, directions)
@@ -654,7 +671,13 @@ def plane_regions(
     # BLAS on one thread while its GEMMs alternate with the kernels (its spinning idle
     # threads would take the cores from them); the GEMMs split rows over fixed blocks
     with kernels_own_the_cores(be):
-        mesh, codes, logits = _slice(host, be, o, D, ext, tol)
+        if host.layer_graph is not None:  # conv, pooling, residual blocks
+            from ._graph_plane import graph_slice
+
+            words = host.n_pattern_words
+            mesh, codes, logits = graph_slice(host.layer_graph, be, o, D, ext, tol, words)
+        else:
+            mesh, codes, logits = _slice(host, be, o, D, ext, tol)
         hashes = be.xp.empty(mesh.n, dtype=np.uint64)
         be.kernels.hash_patterns(_to_backend(be)(codes), hashes)
         hashes = _host(hashes)
