@@ -17,8 +17,8 @@ sandwich are the code dense networks use. What differs is the layer algebra:
   ``2 gamma_{n+4} (|A| |c| + |b| + |A| r)`` for ``n`` terms per output (as the dense path),
   activations through the kernels' ``crit_interval``, max pooling by the max of each
   end (exact), residual sums rounded outward; the last linear op gives the class-margin
-  rows ``f_c - f_j`` directly (as the dense path). CROWN through pooling and skips is not
-  built yet: ``certify="crown"`` / ``"alpha-crown"`` raise ``InputError``.
+  rows ``f_c - f_j`` directly (as the dense path);
+- CROWN: :mod:`fastmem._graph_crown` (``"alpha-crown"`` raises ``InputError``).
 """
 
 from __future__ import annotations
