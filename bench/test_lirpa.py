@@ -28,6 +28,18 @@ one contender:  python bench/test_lirpa.py <fastmem|lirpa> <he|digits> <32|64> <
 
 ``test_ibp_against_auto_lirpa_fresh_processes`` times ``certify="ibp"`` against auto_LiRPA's
 ``method="IBP"`` the same way (both nets, float32, 0.3/255 and 8/255).
+
+``test_cnn_crown_against_auto_lirpa_fresh_processes`` (issue 20): CROWN on convolutional
+networks, float32, radius 2/255, inputs uniform in [0, 1]: ``cnn`` is issue 20's CNN
+(``Conv2d(1,16,5,s2,p2)-ReLU-Conv2d(16,32,5,s2,p2)-ReLU-Flatten-Linear(1568,128)-ReLU-
+Linear(128,10)``, He init, the ``nn.Sequential`` imported by ``Network.from_torch``: its
+critical samples run on its convolutions) on 1000 inputs; ``cnn-pool`` the same with
+``MaxPool2d(2)`` after each convolution and ``cnn-res`` a stem convolution, two ResNet
+basic blocks and max pooling (the networks of ``bench/test_graph.py``), 200 inputs each.
+auto_LiRPA runs the same torch modules in batches of 100 inputs (one batch of 1000 needs
+over 20 GB here), ``compute_bounds(method="CROWN")`` per batch.
+one contender:  python bench/test_lirpa.py <fastmem|lirpa> <cnn|cnn-pool|cnn-res> 32 2
+<rounds> <margins.npy>
 """
 
 from __future__ import annotations
@@ -70,13 +82,28 @@ def _he_net(dtype):
     return fastmem.Network.from_arrays(Ws, bs).astype(dtype)
 
 
+CNNS = {"cnn": ("dense", 1000), "cnn-pool": ("maxpool", 200), "cnn-res": ("residual", 200)}
+LIRPA_BATCH = 100
+
+
+def _cnn_module(name: str):
+    sys.path.insert(0, str(HERE.parent))
+    from test_graph import _models  # the networks of bench/test_graph.py
+
+    return _models()[CNNS[name][0]]
+
+
 def case(name: str, bits: int):
-    """The network and the N inputs of one configuration."""
+    """The network and the inputs of one configuration."""
     import fastmem
     import fastmem.datasets
 
     dtype = np.float32 if bits == 32 else np.float64
-    if name == "he":
+    if name in CNNS:
+        module = _cnn_module(name)
+        net = fastmem.Network.from_torch(module, input_shape=(1, 28, 28), dtype=dtype)
+        X = np.random.default_rng(1).random((CNNS[name][1], 784)).astype(dtype)
+    elif name == "he":
         net = _he_net(dtype)
         X = np.random.default_rng(1).random((N, 784)).astype(dtype)
     else:
@@ -92,11 +119,13 @@ def _fastmem(net, X, r, method="crown"):
     return res.margin_lower.astype(np.float64)
 
 
-def _lirpa_setup(net, X, r, method="crown"):
+def _lirpa_setup(net, X, r, method="crown", module=None):
     import torch
     from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm
 
     tdt = torch.float32 if net.dtype == np.float32 else torch.float64
+    if module is not None:  # a CNN: its torch module, in batches
+        return _lirpa_batches(net, X, r, module.to(tdt), tdt)
     layers = []
     for i, (W, b) in enumerate(zip(net.weights, net.biases, strict=True)):
         lin = torch.nn.Linear(W.shape[1], W.shape[0]).to(tdt)
@@ -127,6 +156,37 @@ def _lirpa_setup(net, X, r, method="crown"):
     return run
 
 
+def _lirpa_batches(net, X, r, module, tdt):
+    import torch
+    from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm
+
+    shape = (1, 28, 28)
+    bm = BoundedModule(module, torch.zeros(1, *shape, dtype=tdt), device="cpu")
+    k = net.widths[-1]
+    parts = []
+    for a in range(0, len(X), LIRPA_BATCH):
+        xt = torch.tensor(X[a : a + LIRPA_BATCH], dtype=tdt).reshape(-1, *shape)
+        with torch.no_grad():
+            pred = module(xt).argmax(1)
+        n = xt.shape[0]
+        C = torch.zeros(n, k - 1, k, dtype=tdt)
+        others = torch.tensor([[j for j in range(k) if j != int(p)] for p in pred])
+        C[torch.arange(n)[:, None], torch.arange(k - 1)[None, :], pred[:, None]] = 1
+        C[torch.arange(n)[:, None], torch.arange(k - 1)[None, :], others] = -1
+        ptb = PerturbationLpNorm(norm=np.inf, x_L=(xt - r).clamp(0, 1), x_U=(xt + r).clamp(0, 1))
+        parts.append((BoundedTensor(xt, ptb), C))
+
+    def run():
+        out = []
+        for bx, C in parts:
+            with torch.no_grad():
+                lb, _ = bm.compute_bounds(x=(bx,), C=C, method="CROWN", bound_upper=False)
+            out.append(lb.min(dim=1).values.double().numpy())
+        return np.concatenate(out)
+
+    return run
+
+
 def _main(argv: list[str]) -> None:
     who, name, bits, r255, rounds, out = argv[:6]
     method = argv[6] if len(argv) > 6 else "crown"
@@ -135,7 +195,7 @@ def _main(argv: list[str]) -> None:
     if who == "fastmem":
         fn = lambda: _fastmem(net, X, r, method)  # noqa: E731
     else:
-        fn = _lirpa_setup(net, X, r, method)
+        fn = _lirpa_setup(net, X, r, method, _cnn_module(name) if name in CNNS else None)
     margins = fn()  # warm-up
     times = []
     for _ in range(int(rounds)):
@@ -206,6 +266,31 @@ def test_ibp_against_auto_lirpa_fresh_processes():
                 print(f"       {name:7s}{r255:4.1f}   {cf:5d} / {cl:5d}   {tf * 1e3:.1f} ms / "
                       f"{tl * 1e3:.1f} ms ({tl / tf:.2f}x)")  # fmt: skip
                 assert cf >= cl, f"IBP {name} r={r255}/255: fastmem certifies {cf} < {cl}"
+
+
+def test_cnn_crown_against_auto_lirpa_fresh_processes():
+    import pytest
+
+    pytest.importorskip("auto_LiRPA", reason="auto_LiRPA is not installed (see the docstring)")
+    pytest.importorskip("torch", reason="the CNNs are torch modules")
+    sys.path.insert(0, str(HERE.parent))
+    from _fresh import run_script_fresh
+
+    print("\nCROWN, f32, 2/255: net  inputs  certified fastmem / auto_LiRPA  min rel diff  "
+          "time fastmem / auto_LiRPA")  # fmt: skip
+    with tempfile.TemporaryDirectory() as d:
+        for name, (_, n) in CNNS.items():
+            res = {}
+            for who in ("fastmem", "lirpa"):
+                out = os.path.join(d, f"{who}.npy")
+                t = run_script_fresh(str(HERE), who, name, 32, 2.0, 2, out)["times"]
+                res[who] = (min(t), np.load(out))
+            (tf, mf), (tl, ml) = res["fastmem"], res["lirpa"]
+            cf, cl = int((mf > 0).sum()), int((ml > 0).sum())
+            rel = float(((mf - ml) / (1 + np.abs(ml))).min())
+            print(f"       {name:9s}{n:5d}   {cf:5d} / {cl:5d}   {rel:+.2e}   {tf:.2f} s / "
+                  f"{tl:.2f} s ({tl / tf:.2f}x)")  # fmt: skip
+            assert cf >= cl, f"CROWN {name}: fastmem certifies {cf} < {cl}"
 
 
 if __name__ == "__main__":

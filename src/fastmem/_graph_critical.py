@@ -437,17 +437,24 @@ def conv_transpose(
     ct, cl = crop
     H, W = out.shape[2], out.shape[3]
     block = max(1, _graph._IM2COL_BYTES // (ho * wo * cg * K * g.dtype.itemsize))
-    frame = xp.empty((min(block, n), C, *size), dtype=g.dtype)
+    # the frame channel-major, (C, rows, h, w): each tap's columns are one contiguous
+    # block of the product (K, C/g, rows, ho, wo) and the adds run along whole images
+    frame = xp.empty((C, min(block, n), *size), dtype=g.dtype)
+    wt = [
+        xp.ascontiguousarray(
+            w[gi * og : (gi + 1) * og].reshape(og, cg, K).transpose(2, 1, 0)
+        ).reshape(K * cg, og)
+        for gi in range(grp)
+    ]
     for a in range(0, n, block):
         b = min(a + block, n)
-        f = frame[: b - a]
+        f = frame[:, : b - a]
         f[...] = 0
-        rows = xp.ascontiguousarray(g[a:b].transpose(0, 2, 3, 1)).reshape(-1, n_out)
+        gt = xp.ascontiguousarray(g[a:b].transpose(1, 0, 2, 3)).reshape(n_out, -1)
         for gi in range(grp):
-            cols = rows[:, gi * og : (gi + 1) * og] @ w[gi * og : (gi + 1) * og].reshape(og, -1)
-            cols = cols.reshape(b - a, ho, wo, cg, K)
+            cols = (wt[gi] @ gt[gi * og : (gi + 1) * og]).reshape(K, cg, b - a, ho, wo)
             for k, (r, s) in enumerate(taps):
-                dst = f[:, gi * cg : (gi + 1) * cg, r : r + sh * (ho - 1) + 1 : sh]
-                dst[..., s : s + sw * (wo - 1) + 1 : sw] += cols[..., k].transpose(0, 3, 1, 2)
-        out[a:b] = f[:, :, ct : ct + H, cl : cl + W]
+                dst = f[gi * cg : (gi + 1) * cg, :, r : r + sh * (ho - 1) + 1 : sh]
+                dst[..., s : s + sw * (wo - 1) + 1 : sw] += cols[k]
+        out[a:b] = f[:, :, ct : ct + H, cl : cl + W].transpose(1, 0, 2, 3)
     return out

@@ -63,7 +63,7 @@ class Bounds:
     L: list[Any]
     U: list[Any]
     mag: list[Any]
-    vmag: dict[int, Any]
+    vmag: dict[int, Any]  # affine nodes: gamma_t |A| mag_in, per unit |lam| on the output
     relax: dict[int, dict[str, Any]]
     tightened: set[int]
     stable: Any
@@ -155,7 +155,9 @@ class GraphCrown:
             elif node.kind in _graph._AFFINE:
                 L[j], U[j] = self.m._ibp((node.op,), L[i], U[i])
                 v = apply_affine(self.m._abs_op(node.op), st.mag[i], xp)
-                st.vmag[j] = v * (1 + 2 * _gamma(_terms(node.op) + 2)) + 1e-300
+                # the allowance of lam A's rounding per unit |lam| on the op's output
+                v *= (1 + 2 * _gamma(_terms(node.op) + 2)) * 2 * _gamma(_terms(node.op) + 2)
+                st.vmag[j] = v + 1e-300
             elif node.kind == "act":
                 kind = ACTIVATIONS[node.op.params["activation"]]
                 slope = node.op.params["slope"]
@@ -205,6 +207,11 @@ class GraphCrown:
                 raise AssertionError(node.kind)
             st.mag[j] = xp.maximum(xp.abs(L[j]), xp.abs(U[j]))
         return st
+
+    def _folds(self, i: int) -> bool:
+        """Whether an activation step adds the allowance of the affine node i below it
+        (its only consumer: the rows reach i through the activation alone)."""
+        return self.nodes[i].kind in _graph._AFFINE and self.consumers[i] == 1
 
     def _to_tighten(self, st: Bounds, i: int, kind: int, pooled: bool) -> Any:
         """The neurons whose bounds the relaxations read (n, dim): the unstable ones, and
@@ -329,6 +336,7 @@ class GraphCrown:
         cur = node.inputs[0]
         lam = self._mask(lam, cur, y0, x0)
         ids = xp.arange(R)
+        folded = -1  # the affine node whose allowance the last activation step added
         while True:
             C = self._shape(cur)[0]
             h, w = lam.shape[2], lam.shape[3]
@@ -349,12 +357,17 @@ class GraphCrown:
             if nd.kind == "act":
                 g = [self._gather(st, cur, key, rows, y0, x0, h, w)
                      for key in ("aL", "bL", "aU", "bU", "act")]  # fmt: skip
-                k.crit_backward_err(flat, ids, *g, g[4], False, const, err)
+                below = nd.inputs[0]
+                fold = self._folds(below)
+                lin = self._gather(st, below, "vmag", rows, y0, x0, h, w) if fold else g[4]
+                k.crit_backward_err(flat, ids, *g, lin, fold, const, err)
+                folded = below if fold else -1
                 cmag += xp.abs(const)
                 lam = flat.reshape(R, C, h, w)
             elif nd.kind == "channel_affine":
-                v = self._gather(st, cur, "vmag", rows, y0, x0, h, w)
-                self._dot_abs(flat, ids, v, err, 2 * _gamma(3))
+                if folded != cur:
+                    v = self._gather(st, cur, "vmag", rows, y0, x0, h, w)
+                    self._dot_abs(flat, ids, v, err, 1.0)
                 shift, scale = nd.op.arrays["shift"], nd.op.arrays["scale"]
                 const += lam.sum(axis=(2, 3)) @ shift
                 err += (xp.abs(lam).sum(axis=(2, 3)) @ xp.abs(shift)) * (2 * _gamma(C * h * w + 2))
@@ -362,8 +375,9 @@ class GraphCrown:
                 lam = lam * scale[None, :, None, None]
             else:  # conv2d
                 cop = nd.op
-                v = self._gather(st, cur, "vmag", rows, y0, x0, h, w)
-                self._dot_abs(flat, ids, v, err, 2 * _gamma(_terms(cop) + 2))
+                if folded != cur:
+                    v = self._gather(st, cur, "vmag", rows, y0, x0, h, w)
+                    self._dot_abs(flat, ids, v, err, 1.0)
                 if "bias" in cop.arrays:
                     b = cop.arrays["bias"]
                     const += lam.sum(axis=(2, 3)) @ b
@@ -470,6 +484,7 @@ class GraphCrown:
         xp, k = self.xp, self.k
         cmag = xp.abs(const)
         lam = None
+        folded: set[int] = set()  # affine nodes whose allowance an activation step added
         for j in range(top, 0, -1):
             lam = lams.pop(j, None)
             if lam is None:
@@ -480,7 +495,8 @@ class GraphCrown:
                 out = [(node.inputs[0], lam), (node.inputs[1], lam.copy())]
             elif node.kind in _graph._AFFINE:
                 # err: |rounding of lam A| . |h below| <= gamma_t |lam| . (|A| |h|)
-                self._dot_abs(lam, rows, st.vmag[j], err, 2 * _gamma(_terms(op) + 2))
+                if j not in folded:
+                    self._dot_abs(lam, rows, st.vmag[j], err, 1.0)
                 bias = op.arrays.get("bias", op.arrays.get("shift"))
                 if bias is not None:
                     per = lam.reshape(lam.shape[0], bias.shape[0], -1).sum(axis=2)
@@ -492,8 +508,12 @@ class GraphCrown:
             elif node.kind == "act":
                 rel = st.relax[j]
                 lam = xp.ascontiguousarray(lam)
-                k.crit_backward_err(lam, rows, *rel["rel"], rel["act"], rel["act"], False,
-                                    const, err)  # fmt: skip
+                i = node.inputs[0]
+                fold = self._folds(i)
+                lin = st.vmag[i] if fold else rel["act"]
+                k.crit_backward_err(lam, rows, *rel["rel"], rel["act"], lin, fold, const, err)
+                if fold:
+                    folded.add(i)
                 cmag += xp.abs(const)
                 out = [(node.inputs[0], lam)]
             elif node.kind == "maxpool2d":
