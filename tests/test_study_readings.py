@@ -600,7 +600,7 @@ def test_critical_cnn_job_runs_with_torch():
         },
         0,
     )
-    assert r["certify"] == "ibp"
+    assert r["certify"] == "crown"
     for lab in ("real", "random"):
         assert 0.0 <= r[lab]["csr_lower"] <= r[lab]["csr_upper"] <= 1.0
     assert len(exp_critical._cnn_table(r)[0]["rows"]) == 2

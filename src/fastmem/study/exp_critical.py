@@ -82,22 +82,22 @@ def jobs(cfg: Config) -> list[tuple[str, dict[str, Any]]]:
 
 def _cnn(params: dict[str, Any], seed: int) -> dict[str, Any]:
     """The CSR sandwich of a small CNN with max pooling (:func:`common.cnn_label_runs`),
-    trained on real and on random labels: LASS search and the IBP certificate (CROWN
-    through max pooling is not built yet). Skipped without torch or image data."""
+    trained on real and on random labels: LASS search and the CROWN certificate (through
+    the convolutions and max pooling). Skipped without torch or image data."""
     from .. import critical
 
     box = _box(load_data(params["data"]).X)
 
     def measure(net: Any, sp: Any, y: np.ndarray) -> dict[str, float]:
         c = critical.critical_samples(
-            net, sp.X, radius=params["radius"], method="lass", certify="ibp", box=box,
+            net, sp.X, radius=params["radius"], method="lass", certify="crown", box=box,
             rng=int_seed(seed, "lass-cnn"),
         )  # fmt: skip
         return {"csr_lower": float(c.csr_lower), "csr_upper": float(c.csr_upper)}
 
     out = cnn_label_runs(params, seed, measure)
     if "skipped" not in out:
-        out.update(radius=float(params["radius"]), certify="ibp")
+        out.update(radius=float(params["radius"]), certify="crown")
     return out
 
 
@@ -115,7 +115,7 @@ def cnn_text(cnn: dict[str, Any] | None) -> str:
         order = "overlapping the real-label interval"
     return (
         f"A small CNN with max pooling ({cnn['channels'][0]} and {cnn['channels'][1]} "
-        f"channels; IBP certificate, LASS search) has its CSR in [{re_['csr_lower']:.3f}, "
+        f"channels; CROWN certificate, LASS search) has its CSR in [{re_['csr_lower']:.3f}, "
         f"{re_['csr_upper']:.3f}] with real labels (train accuracy {re_['train_acc']:.2f}) "
         f"and in [{ra['csr_lower']:.3f}, {ra['csr_upper']:.3f}] with random labels (train "
         f"accuracy {ra['train_acc']:.2f}), {order}. "
@@ -265,7 +265,7 @@ def _cnn_table(cnn: dict[str, Any] | None) -> list[dict[str, Any]]:
     )
     return [
         {
-            "title": "A small CNN with max pooling (IBP certificate, LASS search)",
+            "title": "A small CNN with max pooling (CROWN certificate, LASS search)",
             "columns": ["labels", "train acc", "CSR lower", "CSR upper"],
             "rows": rows,
         }
