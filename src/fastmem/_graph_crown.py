@@ -187,9 +187,9 @@ class GraphCrown:
                 wl = windows(L[i], op, -np.inf, xp)
                 wu = windows(U[i], op, -np.inf, xp)
                 best = wl.argmax(axis=-1)
-                top_l = xp.take_along_axis(wl, best[..., None], axis=-1)[..., 0]
-                others = wu.copy()
-                xp.put_along_axis(others, best[..., None], -np.inf, axis=-1)
+                top_l = wl.max(axis=-1)
+                chosen = xp.arange(op.window) == best[..., None]
+                others = xp.where(chosen, -np.inf, wu)
                 decided = top_l >= others.max(axis=-1)
                 umax = wu.max(axis=-1)
                 wm = xp.maximum(xp.abs(wl), xp.abs(wu))
