@@ -44,7 +44,11 @@ pieces are stored with both ends.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +62,12 @@ from ._kinds import (
     bits_per_neuron,
     thresholds,
 )
+from ._threads import (
+    cpu_threads,
+    kernel_threads,
+    kernels_callable_side_by_side,
+    kernels_own_the_cores,
+)
 from ._validate import check_allocation
 from .errors import InputError
 
@@ -68,6 +78,12 @@ _AFFINE = ("linear", "conv2d", "avgpool2d", "channel_affine", "flatten")
 # Bytes of pieces kept alive at once by the exact walk (per chunk of segments).
 _WALK_BYTES = 96 * 2**20
 _FIRST_SEGMENTS = 8
+# Chunks of segments walked side by side, and in flight (as fastmem._engine.run).
+_SIDE_BY_SIDE = 2
+_IN_FLIGHT = 3
+# The most bytes of an affine op's dense matrix the exact walk builds to carry the op's
+# values to new vertices (``_Walk.dense_t``); larger ops are applied at every vertex.
+_DENSE_T_BYTES = 64 * 2**20
 
 
 def _prod(shape: tuple[int, ...]) -> int:
@@ -307,11 +323,46 @@ def _conv2d_block(h: Any, op: Op, xp: Any) -> Any:
     return res.reshape(n, -1)
 
 
+def _conv2d_matrix_t(op: Op, out: Any, xp: Any) -> None:
+    """Write the convolution's linear part as a ``(C H W, O Ho Wo)`` matrix into ``out``
+    (row: input element, column: output element): one scatter of the weights per tap."""
+    C, H, W = op.in_shape
+    n_out, Ho, Wo = op.out_shape
+    (pt, _), (pl, _) = op.params["pads"]
+    sh, sw = op.params["stride"]
+    g = op.params["groups"]
+    cg, og = C // g, n_out // g
+    w = op.arrays["weight"].astype(out.dtype, copy=False).reshape(n_out, cg, -1)
+    oy, ox = xp.meshgrid(xp.arange(Ho), xp.arange(Wo), indexing="ij")
+    pos = (oy * Wo + ox).reshape(-1)
+    out[...] = 0
+    c = xp.arange(C)
+    o = xp.arange(n_out)
+    same = (c[:, None] // cg) == (o[None, :] // og)  # (C, O): the pairs of one group
+    ci, oi = xp.nonzero(same)
+    for k, (ky, kx) in enumerate(_taps(op)):
+        y, x = (oy * sh - pt + ky).reshape(-1), (ox * sw - pl + kx).reshape(-1)
+        ok = (y >= 0) & (y < H) & (x >= 0) & (x < W)
+        rows = (ci * H * W)[:, None] + (y * W + x)[ok][None, :]
+        cols = (oi * Ho * Wo)[:, None] + pos[ok][None, :]
+        out[rows, cols] = w[oi, ci % cg, k][:, None]
+
+
 def _avgpool2d(h: Any, op: Op, xp: Any) -> Any:
     n = h.shape[0]
     win = windows(h, op, 0.0, xp)
     total = win.sum(axis=-1)
     return (total * op.arrays["inv_divisor"]).reshape(n, -1)
+
+
+def linear_part(op: Op, xp: Any) -> Op:
+    """The affine op without its bias (or shift): its linear part."""
+    arrays = dict(op.arrays)
+    if "bias" in arrays:
+        arrays["bias"] = xp.zeros_like(arrays["bias"])
+    if "shift" in arrays:
+        arrays["shift"] = xp.zeros_like(arrays["shift"])
+    return Op(op.kind, op.name, op.source, op.in_shape, op.out_shape, arrays, op.params)
 
 
 def apply_affine(op: Op, h: Any, xp: Any) -> Any:
@@ -435,9 +486,25 @@ class _Walk:
     each piece and the walk holds one value per piece instead (``constant``).
     """
 
-    def __init__(self, be: Any, V0: Any, V1: Any, t0: float, t1: float, words: int, tol: float):
+    def __init__(
+        self,
+        be: Any,
+        V0: Any,
+        V1: Any,
+        t0: float,
+        t1: float,
+        words: int,
+        tol: float,
+        dense: dict[int, Any] | None = None,
+        lock: Any = None,
+        ws: Any = None,
+    ):
         xp = self.xp = be.xp
         self.be = be
+        self.dense = {} if dense is None else dense  # dense_t's matrices, shared by chunks
+        self.lock = lock or threading.Lock()  # guards dense (chunks walked side by side)
+        self.ws = ws  # a fastmem._engine.Workspace for the large vertex tensors, or None
+        self.slot = 0  # the workspace slot the current tensor is in (1, 2), 0: its own array
         n = V0.shape[0]
         self.vt = xp.empty(2 * n, dtype=np.float64)
         self.vt[0::2], self.vt[1::2] = t0, t1
@@ -470,12 +537,79 @@ class _Walk:
             return seg, lo, hi, self.codes, self.cur, self.cur
         return seg, lo, hi, self.codes, self.cur[:-1][ok], self.cur[1:][ok]
 
+    def take(self, slot: int, shape: tuple[int, ...], dtype: Any) -> Any:
+        """An array from the workspace slot (1, 2: the vertex tensors; 3: scratch)."""
+        if self.ws is None:
+            return self.xp.empty(shape, dtype=dtype)
+        return self.ws.take(f"walk{slot}", shape, dtype)
+
+    def own(self, V: Any) -> Any:
+        """``V`` (the current tensor), copied out of the workspace if it is there."""
+        return V.copy() if self.slot and V is self.cur else V
+
     # -------------------------------------------------------------- ops
     def run(self, ops: tuple[Op, ...]) -> None:
-        for op in ops:
-            self.apply(op)
+        i = 0
+        while i < len(ops):
+            op = ops[i]
+            j = self.fusable(op, ops[i + 1 :])
+            if j is None:
+                before = self.cur
+                self.apply(op)
+                if self.cur is not before:  # a new array: not in the workspace
+                    self.slot = 0
+                i += 1
+            else:
+                self._act_affine(op, ops[i + 1 + j])
+                i += j + 2
             held = self.cur.nbytes + sum(s.nbytes for s in self.saved)
             self.peak_bytes = max(self.peak_bytes, held + self.codes.nbytes)
+
+    def fusable(self, op: Op, rest: tuple[Op, ...]) -> int | None:
+        """Where in ``rest`` the affine op sits that :meth:`_act_affine` may apply together
+        with the act ``op`` (only ``flatten`` ops in between), or None."""
+        if op.kind != "act" or self.constant or self.cur.dtype != self.vt.dtype:
+            return None
+        kind = ACTIVATIONS.get(op.params["activation"])
+        if kind is None or kind == THRESHOLD:
+            return None
+        for i, nxt in enumerate(rest):
+            if nxt.kind != "flatten":
+                break
+        else:
+            return None
+        if nxt.kind not in _AFFINE or self.dense_t(nxt) is None:
+            return None
+        return i
+
+    def dense_t(self, op: Op) -> Any:
+        """The affine op as a ``(width + 1, width_next)`` matrix (its transposed linear
+        part, the bias last), built once per walk call; None above ``_DENSE_T_BYTES``."""
+        with self.lock:
+            if id(op) not in self.dense:
+                self.dense[id(op)] = (op, self._dense_t(op))  # op kept: its id stays its own
+            return self.dense[id(op)][1]
+
+    def _dense_t(self, op: Op) -> Any:
+        xp = self.xp
+        d, dt = _prod(op.in_shape), self.cur.dtype
+        wt = None
+        if (d + 1) * op.size * dt.itemsize <= _DENSE_T_BYTES:
+            wt = xp.empty((d + 1, op.size), dtype=dt)
+            if op.kind == "linear":
+                wt[:d] = op.arrays["weight"].T
+            elif op.kind == "conv2d":
+                _conv2d_matrix_t(op, wt[:d], xp)
+            else:
+                lin = linear_part(op, xp)
+                step = max(1, _IM2COL_BYTES // (8 * max(d, op.size)))
+                for lo in range(0, d, step):
+                    hi = min(d, lo + step)
+                    eye = xp.zeros((hi - lo, d), dtype=dt)
+                    eye[xp.arange(hi - lo), xp.arange(lo, hi)] = 1
+                    wt[lo:hi] = apply_affine(lin, eye, xp)
+            wt[d] = apply_affine(op, xp.zeros((1, d), dtype=dt), xp)[0]
+        return wt
 
     def apply(self, op: Op) -> None:
         xp = self.xp
@@ -486,11 +620,11 @@ class _Walk:
             return
         if op.kind == "residual":
             self.depth += 1
-            self.saved.append(self.cur)
+            self.saved.append(self.own(self.cur))
             self.run(op.branches[0])
             x = self.saved.pop()
-            self.saved.append(self.cur)
-            self.cur = x
+            self.saved.append(self.own(self.cur))
+            self.cur, self.slot = x, 0
             self.run(op.branches[1])
             self.cur = self.saved.pop() + self.cur
             _check_finite(self.cur, op, xp, "starts, ends")
@@ -543,6 +677,79 @@ class _Walk:
         out = xp.array(V, copy=True, order="C")  # the vertex may be kept by a residual op
         k.apply_activation(out, kind, slope)
         self.cur = out
+
+    def _act_affine(self, op: Op, nxt: Op) -> None:
+        """The act ``op`` and the affine op ``nxt`` after it, through the segment engine's
+        kernels (cpp/include/fastmem/regions.hpp): crossings, the new pieces and their
+        patterns; ``nxt`` applied at the old vertices only and carried to the new ones by
+        one rank-1 update per crossing (``nxt``'s dense matrix from :meth:`dense_t`)."""
+        xp, k = self.xp, self.be.kernels
+        kind, slope = ACTIVATIONS[op.params["activation"]], op.params["slope"]
+        Z, vt, vseg = xp.ascontiguousarray(self.cur), self.vt, self.vseg
+        nv = vt.shape[0]
+        pseg = vseg[:-1][self.valid()]
+        n = pseg.shape[0]
+        counts = xp.empty(n, dtype=np.int64)
+        k.count_crossings(Z, pseg, kind, counts)
+        offsets = xp.zeros(n + 1, dtype=np.int64)
+        xp.cumsum(counts, out=offsets[1:])
+        total = int(offsets[-1])
+        buf = xp.empty(total, dtype=Z.dtype)
+        k.collect_crossings(Z, vt, pseg, kind, self.tol, offsets, buf, counts)
+        child = xp.zeros(n + 1, dtype=np.int64)
+        xp.cumsum(counts + 1, out=child[1:])
+        nc = int(child[-1])
+        carried = Z.shape[1] + nxt.size + sum(s.shape[1] for s in self.saved)
+        check_allocation(
+            2.0 * (nc + nv - n) * carried * Z.dtype.itemsize,
+            f"the {nc + nv - n} vertices of {nv} after {op.where}",
+            "starts",
+            xp,
+        )
+        H = self.take(3, Z.shape, Z.dtype)
+        new_vt = xp.empty(nc + nv - n, dtype=vt.dtype)
+        new_seg = xp.empty(nc, dtype=np.int64)
+        codes = xp.empty((nc, self.codes.shape[1]), dtype=np.uint64)
+        scratch = xp.empty(2 * total, dtype=np.int64)
+        k.emit_pieces(
+            z=Z, vt=vt, pseg=pseg, codes=self.codes, buf=buf, offsets=offsets,
+            child_offsets=child, kind=kind, slope=slope, bit_offset=self.bit,
+            write_values=True, out_vt=new_vt, out_seg=new_seg, out_codes=codes, out_h=H,
+            scratch=scratch,
+        )  # fmt: skip
+        self.bit += op.state_bits
+        Z_old = apply_affine(nxt, H, xp)
+        del H
+        _check_finite(Z_old, nxt, xp, "starts, ends")
+        slot = 2 if self.slot == 1 else 1  # never the slot that holds Z
+        out = self.take(slot, (nc + nv - n, nxt.size), Z.dtype)
+        k.next_preactivations(
+            Z, vt, pseg, buf, offsets, child, kind, slope, self.dense_t(nxt),
+            xp.ascontiguousarray(Z_old), scratch, out, -1, xp.empty(0, dtype=np.int64),
+        )  # fmt: skip
+        _check_finite(out, nxt, xp, "starts, ends")
+        # where the old vertices went; each new vertex lies between old ones (left, left + 1)
+        old_pos = child[xp.arange(nv) - vseg] + vseg
+        left = xp.zeros(nc + nv - n, dtype=np.int64)
+        left[old_pos[1:]] = 1
+        left = xp.cumsum(left)
+        fresh = xp.ones(nc + nv - n, dtype=bool)
+        fresh[old_pos] = False
+        if self.saved:
+            j = left[fresh]
+            lam = ((new_vt[fresh] - vt[j]) / (vt[j + 1] - vt[j]))[:, None]
+
+            def interp(S: Any) -> Any:
+                moved = xp.empty((nc + nv - n, S.shape[1]), dtype=S.dtype)
+                moved[old_pos] = S
+                A = S[j]
+                moved[fresh] = A + lam * (S[j + 1] - A)
+                return moved
+
+            self.saved = [interp(s) for s in self.saved]
+        self.vseg = vseg[left]
+        self.vt, self.codes, self.cur, self.slot = new_vt, codes, out, slot
+        self.largest = max(self.largest, nc)
 
     def _maxpool(self, op: Op) -> None:
         xp, k = self.xp, self.be.kernels
@@ -671,11 +878,17 @@ def exact_segments(
     xp = be.xp
     m = A.shape[0]
     item = A.dtype.itemsize
-    lo, size = 0, chunk_size or _FIRST_SEGMENTS
+    size = chunk_size or _FIRST_SEGMENTS
     per_seg = float(item * graph.input_dim)  # bytes per segment at the busiest op
-    while lo < m:
-        hi = min(m, lo + size)
-        n = hi - lo
+    dense: dict[int, Any] = {}  # _Walk.dense_t's matrices, built once for all chunks
+    lock = threading.Lock()
+
+    from ._engine import Workspace  # here: fastmem._engine imports this module
+
+    local = threading.local()  # a workspace per thread
+
+    def cut(lo: int, hi: int) -> tuple[float, tuple[Any, ...]]:
+        """The peak bytes per segment and the pieces of the chunk (out of the workspace)."""
         with np.errstate(over="ignore", invalid="ignore"):
             D = B[lo:hi] if direction else B[lo:hi] - A[lo:hi]
         if not bool(xp.isfinite(D).all()):
@@ -687,14 +900,50 @@ def exact_segments(
                 f"starts, ends, t_range: points of the segments at t = {t0:g} or {t1:g} "
                 "overflow (are not finite)"
             )
-        w = _Walk(be, Va, Vb, t0, t1, words, tol)
+        ws = getattr(local, "ws", None)
+        if ws is None:
+            ws = local.ws = Workspace(xp)
+        w = _Walk(be, Va, Vb, t0, t1, words, tol, dense, lock, ws)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             w.run(graph.ops)
-        yield (lo, hi, *w.pieces())
-        per_seg = max(per_seg, w.peak_bytes / n)
-        lo = hi
-        if chunk_size is None:
-            size = int(max(1, min(4096, _WALK_BYTES / per_seg)))
+        return w.peak_bytes / (hi - lo), w.pieces()
+
+    # As the segment engine (fastmem._engine.run): on a CPU backend whose kernels two
+    # threads may call at once, _SIDE_BY_SIDE chunks are cut at once, each on its share
+    # of the cores (BLAS on one thread); chunk j's size comes from the chunks before
+    # j - _IN_FLIGHT + 1 only, so the chunks (and the results) do not depend on timing.
+    threads = cpu_threads(be)
+    side_by_side = kernels_callable_side_by_side(be) and threads >= 2 and m > size
+    share = max(1, threads // _SIDE_BY_SIDE)
+
+    def job(lo: int, hi: int) -> tuple[float, tuple[Any, ...]]:
+        with kernel_threads(be, share):
+            return cut(lo, hi)
+
+    pending: deque[tuple[int, int, Any]] = deque()
+    lo = 0
+    with contextlib.ExitStack() as stack:
+        if side_by_side:
+            stack.enter_context(kernels_own_the_cores(be))
+            pool = stack.enter_context(
+                ThreadPoolExecutor(_SIDE_BY_SIDE, thread_name_prefix="fastmem-walk")
+            )
+        try:
+            while lo < m or pending:
+                while lo < m and len(pending) < (_IN_FLIGHT if side_by_side else 1):
+                    hi = min(m, lo + size)
+                    pending.append((lo, hi, pool.submit(job, lo, hi) if side_by_side else None))
+                    lo = hi
+                a, b, fut = pending.popleft()
+                peak, pieces = fut.result() if side_by_side else cut(a, b)
+                per_seg = max(per_seg, peak)
+                if chunk_size is None:
+                    size = int(max(1, min(4096, _WALK_BYTES / per_seg)))
+                yield (a, b, *pieces)
+        finally:
+            for _, _, left in pending:  # an error or an early close: start nothing queued
+                if left is not None:
+                    left.cancel()
 
 
 # ------------------------------------------------------------------ building ops
@@ -1001,14 +1250,7 @@ class _Distances:
     def linear_part(self, op: Op) -> Op:
         got = self._linear.get(id(op))
         if got is None:
-            xp = self.xp
-            arrays = dict(op.arrays)
-            if "bias" in arrays:
-                arrays["bias"] = xp.zeros_like(arrays["bias"])
-            if "shift" in arrays:
-                arrays["shift"] = xp.zeros_like(arrays["shift"])
-            got = Op(op.kind, op.name, op.source, op.in_shape, op.out_shape, arrays, op.params)
-            self._linear[id(op)] = got
+            got = self._linear[id(op)] = linear_part(op, self.xp)
         return got
 
     def tangents(self, op: Op, J: Any) -> Any:
