@@ -757,26 +757,30 @@ class _Walk:
         K = op.window
         if not self.constant:
             E = windows(V, op, -np.inf, xp).reshape(V.shape[0], -1, K)
+            # the maximum of affine functions is convex: an entry is maximal on an interval,
+            # so the argmax changes inside a piece only where it differs at the two ends
+            top = E.argmax(axis=2)
+            r0, w0 = xp.nonzero((top[:-1] != top[1:]) & self.valid()[:, None])
+            ends = (E[r0, w0], E[r0 + 1, w0])
+            del E, top
             js, ts = [], []
             for i in range(K):
                 for j2 in range(i + 1, K):
-                    d = E[:, :, i] - E[:, :, j2]
-                    lo, hi = d[:-1], d[1:]
-                    r, w = xp.nonzero(((lo < 0) & (hi > 0)) | ((lo > 0) & (hi < 0)))
-                    if not r.shape[0]:
+                    lo, hi = ends[0][:, i] - ends[0][:, j2], ends[1][:, i] - ends[1][:, j2]
+                    q = xp.nonzero(((lo < 0) & (hi > 0)) | ((lo > 0) & (hi < 0)))[0]
+                    if not q.shape[0]:
                         continue
-                    lam = lo[r, w] / (lo[r, w] - hi[r, w])
+                    lam = lo[q] / (lo[q] - hi[q])
                     # only where both entries are maximal can the argmax change; the
                     # margin keeps more cuts than needed (a cut inside a region is merged
                     # away at the end), never fewer
-                    a, b = E[r, w], E[r + 1, w]
+                    a, b = ends[0][q], ends[1][q]
                     at = a + lam[:, None] * (b - a)
                     scale = xp.maximum(xp.abs(a).max(axis=1), xp.abs(b).max(axis=1))
                     keep = at[:, i] >= at.max(axis=1) - 1e-9 * (scale + 1.0)
-                    r, lam = r[keep], lam[keep]
+                    r, lam = r0[q][keep], lam[keep]
                     js.append(r)
                     ts.append(self.vt[r] + (self.vt[r + 1] - self.vt[r]) * lam)
-            del E
             self.split(js, ts, op)
             V = self.cur
         n = V.shape[0]
