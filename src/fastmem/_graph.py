@@ -266,6 +266,44 @@ def windows(h: Any, op: Op, fill: float, xp: Any) -> Any:
     return out
 
 
+def _tap_view(x: Any, op: Op, tap: tuple[int, int]) -> Any:
+    """The ``(n, C, Ho, Wo)`` entries at one tap of every window of the padded ``x``."""
+    _, Ho, Wo = op.out_shape
+    sh, sw = op.params["stride"]
+    r, s = tap
+    return x[:, :, r : r + sh * (Ho - 1) + 1 : sh, s : s + sw * (Wo - 1) + 1 : sw]
+
+
+def _window_max(x: Any, op: Op, xp: Any, *, argmax: bool = False) -> tuple[Any, Any]:
+    """Per window of the padded ``(n, C, H, W)`` array ``x``: the maximum ``(n, C Ho Wo)``
+    and (with ``argmax``) the first tap attaining it, as ``windows(...).max(-1)`` and
+    ``.argmax(-1)`` without the ``(n, C, Ho, Wo, K)`` array."""
+    n = x.shape[0]
+    taps = _taps(op)
+    best = xp.array(_tap_view(x, op, taps[0]), copy=True, order="C")
+    top = xp.zeros(best.shape, dtype=np.int32) if argmax else None
+    for k, tap in enumerate(taps[1:], 1):
+        entry = _tap_view(x, op, tap)
+        if argmax:
+            better = entry > best  # strict: the first of equal entries wins
+            xp.copyto(top, k, where=better)
+        xp.maximum(best, entry, out=best)
+    return best.reshape(n, -1), (top.reshape(n, -1) if argmax else None)
+
+
+def _window_entries(x: Any, op: Op, rows: Any, cols: Any, xp: Any) -> Any:
+    """``(q, K)``: the entries of window ``cols[i]`` (flat over ``(C, Ho, Wo)``) of row
+    ``rows[i]`` of the padded ``(n, C, H, W)`` array ``x``."""
+    _, Hp, Wp = x.shape[1:]
+    _, Ho, Wo = op.out_shape
+    sh, sw = op.params["stride"]
+    c, rest = cols // (Ho * Wo), cols % (Ho * Wo)
+    base = c * (Hp * Wp) + (rest // Wo) * sh * Wp + (rest % Wo) * sw
+    offsets = xp.asarray([r * Wp + s for r, s in _taps(op)], dtype=np.int64)
+    flat = x.reshape(x.shape[0], -1)
+    return flat[rows[:, None], base[:, None] + offsets[None, :]]
+
+
 def _patches(x: Any, op: Op, xp: Any) -> Any:
     """The ``(n, C, Ho, Wo, kh, kw)`` view of the windows of a padded ``(n, C, H, W)``
     array (stride and dilation in the strides; no copy)."""
@@ -476,6 +514,14 @@ def forward(
 
 
 # ------------------------------------------------------------------ exact walk
+def take_rows(V: Any, rows: Any, out: Any, xp: Any) -> Any:
+    """``out[...] = V[rows]`` (rows in range) without a temporary; returns ``out``."""
+    if xp is np:  # mode="raise" would buffer the output
+        return np.take(V, rows, axis=0, out=out, mode="clip")
+    out[...] = V[rows]
+    return out
+
+
 class _Walk:
     """The vertices of a chunk of segments, sorted by (segment, t), with the current
     tensor (and those a residual op keeps for later) at each vertex.
@@ -504,14 +550,13 @@ class _Walk:
         self.dense = {} if dense is None else dense  # dense_t's matrices, shared by chunks
         self.lock = lock or threading.Lock()  # guards dense (chunks walked side by side)
         self.ws = ws  # a fastmem._engine.Workspace for the large vertex tensors, or None
-        self.slot = 0  # the workspace slot the current tensor is in (1, 2), 0: its own array
         n = V0.shape[0]
         self.vt = xp.empty(2 * n, dtype=np.float64)
         self.vt[0::2], self.vt[1::2] = t0, t1
         self.vseg = xp.repeat(xp.arange(n), 2)
         V = xp.empty((2 * n, V0.shape[1]), dtype=V0.dtype)
         V[0::2], V[1::2] = V0, V1
-        self.cur = V
+        self._cur, self.slot = V, 0  # slot: see take
         self.saved: list[Any] = []
         self.codes = xp.zeros((n, words), dtype=np.uint64)
         self.bit = 0
@@ -521,14 +566,41 @@ class _Walk:
         self.depth = 0  # residual branches entered
         self.peak_bytes = 0  # the most bytes of vertex tensors held after an op
 
+    @property
+    def cur(self) -> Any:
+        """The current tensor at the vertices, ``(vertices, width)``."""
+        return self._cur
+
+    @cur.setter
+    def cur(self, V: Any) -> None:  # an array of its own (see put)
+        self._cur, self.slot = V, 0
+
+    def put(self, V: Any, slot: int) -> None:
+        """Make ``V``, an array in workspace slot ``slot``, the current tensor."""
+        self._cur, self.slot = V, slot
+
+    def free_slot(self) -> int:
+        """A vertex-tensor slot of the workspace that does not hold the current tensor."""
+        return 2 if self.slot == 1 else 1
+
     # -------------------------------------------------------------- layout
     def valid(self) -> Any:
         """Per pair of consecutive vertices: whether it is a piece (same segment)."""
         return self.vseg[:-1] == self.vseg[1:]
 
     def midpoints(self, V: Any) -> Any:
-        """``(pieces, d)``: each piece's midpoint value of the vertex tensor ``V``."""
-        return (V[:-1] * 0.5 + V[1:] * 0.5)[self.valid()]
+        """``(pieces, d)``: each piece's midpoint value of the vertex tensor ``V``, in
+        workspace slot 4 (valid until the next call)."""
+        xp = self.xp
+        left = xp.nonzero(self.valid())[0]
+        out = self.take(4, (left.shape[0], V.shape[1]), V.dtype)
+        half = self.take(3, out.shape, V.dtype)
+        take_rows(V, left, out, xp)
+        out *= 0.5
+        take_rows(V, left + 1, half, xp)
+        half *= 0.5
+        out += half
+        return out
 
     def pieces(self) -> tuple[Any, Any, Any, Any, Any, Any]:
         ok = self.valid()
@@ -538,7 +610,8 @@ class _Walk:
         return seg, lo, hi, self.codes, self.cur[:-1][ok], self.cur[1:][ok]
 
     def take(self, slot: int, shape: tuple[int, ...], dtype: Any) -> Any:
-        """An array from the workspace slot (1, 2: the vertex tensors; 3: scratch)."""
+        """An array from the workspace slot (1, 2: the current vertex tensor, one of them
+        free; 3, 4: scratch), or a new one without a workspace."""
         if self.ws is None:
             return self.xp.empty(shape, dtype=dtype)
         return self.ws.take(f"walk{slot}", shape, dtype)
@@ -554,10 +627,7 @@ class _Walk:
             op = ops[i]
             j = self.fusable(op, ops[i + 1 :])
             if j is None:
-                before = self.cur
                 self.apply(op)
-                if self.cur is not before:  # a new array: not in the workspace
-                    self.slot = 0
                 i += 1
             else:
                 self._act_affine(op, ops[i + 1 + j])
@@ -573,12 +643,10 @@ class _Walk:
         kind = ACTIVATIONS.get(op.params["activation"])
         if kind is None or kind == THRESHOLD:
             return None
-        for i, nxt in enumerate(rest):
-            if nxt.kind != "flatten":
-                break
-        else:
-            return None
-        if nxt.kind not in _AFFINE or self.dense_t(nxt) is None:
+        i = 0
+        while i < len(rest) and rest[i].kind == "flatten":
+            i += 1
+        if i == len(rest) or rest[i].kind not in _AFFINE or self.dense_t(rest[i]) is None:
             return None
         return i
 
@@ -671,12 +739,14 @@ class _Walk:
                     f"net: {op.where}: a threshold activation inside a residual block is not "
                     "supported by the exact walk"
                 )
-            self.cur = zm  # activated by pack_and_activate
+            self.cur = zm.copy()  # activated by pack_and_activate
             self.constant = True
             return
-        out = xp.array(V, copy=True, order="C")  # the vertex may be kept by a residual op
+        slot = self.free_slot()  # V may be kept by a residual op: not activated in place
+        out = self.take(slot, V.shape, V.dtype)
+        out[...] = V
         k.apply_activation(out, kind, slope)
-        self.cur = out
+        self.put(out, slot)
 
     def _act_affine(self, op: Op, nxt: Op) -> None:
         """The act ``op`` and the affine op ``nxt`` after it, through the segment engine's
@@ -721,7 +791,7 @@ class _Walk:
         Z_old = apply_affine(nxt, H, xp)
         del H
         _check_finite(Z_old, nxt, xp, "starts, ends")
-        slot = 2 if self.slot == 1 else 1  # never the slot that holds Z
+        slot = self.free_slot()
         out = self.take(slot, (nc + nv - n, nxt.size), Z.dtype)
         k.next_preactivations(
             Z, vt, pseg, buf, offsets, child, kind, slope, self.dense_t(nxt),
@@ -748,7 +818,8 @@ class _Walk:
 
             self.saved = [interp(s) for s in self.saved]
         self.vseg = vseg[left]
-        self.vt, self.codes, self.cur, self.slot = new_vt, codes, out, slot
+        self.vt, self.codes = new_vt, codes
+        self.put(out, slot)
         self.largest = max(self.largest, nc)
 
     def _maxpool(self, op: Op) -> None:
@@ -756,13 +827,14 @@ class _Walk:
         V = self.cur
         K = op.window
         if not self.constant:
-            E = windows(V, op, -np.inf, xp).reshape(V.shape[0], -1, K)
+            x = _pad_hw(V.reshape(V.shape[0], *op.in_shape), op.params["pads"], -np.inf, xp)
             # the maximum of affine functions is convex: an entry is maximal on an interval,
             # so the argmax changes inside a piece only where it differs at the two ends
-            top = E.argmax(axis=2)
+            _, top = _window_max(x, op, xp, argmax=True)
             r0, w0 = xp.nonzero((top[:-1] != top[1:]) & self.valid()[:, None])
-            ends = (E[r0, w0], E[r0 + 1, w0])
-            del E, top
+            del top
+            ends = (_window_entries(x, op, r0, w0, xp), _window_entries(x, op, r0 + 1, w0, xp))
+            del x
             js, ts = [], []
             for i in range(K):
                 for j2 in range(i + 1, K):
@@ -786,10 +858,12 @@ class _Walk:
         n = V.shape[0]
         if op.state_bits:
             zm = V if self.constant else self.midpoints(V)
-            idx = windows(zm, op, -np.inf, xp).argmax(axis=-1).reshape(zm.shape[0], -1)
+            x = _pad_hw(zm.reshape(zm.shape[0], *op.in_shape), op.params["pads"], -np.inf, xp)
+            _, idx = _window_max(x, op, xp, argmax=True)
             pack_argmax(idx, self.codes, self.bit, op.state_bits // op.size, V.dtype, k)
             self.bit += op.state_bits
-        self.cur = xp.ascontiguousarray(windows(V, op, -np.inf, xp).max(axis=-1).reshape(n, -1))
+        x = _pad_hw(V.reshape(n, *op.in_shape), op.params["pads"], -np.inf, xp)
+        self.cur, _ = _window_max(x, op, xp)
 
     def split(self, js: list[Any], ts: list[Any], op: Op, on: Any = None) -> None:
         """Insert vertices at the given ``t`` between vertex ``j`` and ``j + 1`` (ties
@@ -831,22 +905,28 @@ class _Walk:
         cut_pos = old_pos[j] + 1 + rank
         lam = ((t - self.vt[j]) / (self.vt[j + 1] - self.vt[j])).astype(self.cur.dtype)[:, None]
 
-        def insert(V: Any, cut: Any) -> Any:
-            out = xp.empty((nv + nc, *V.shape[1:]), dtype=V.dtype)
+        def insert(V: Any, cut: Any, slot: int = 0) -> Any:
+            shape = (nv + nc, *V.shape[1:])
+            out = self.take(slot, shape, V.dtype) if slot else xp.empty(shape, dtype=V.dtype)
             out[old_pos] = V
             out[cut_pos] = cut
             return out
 
-        def interp(V: Any) -> Any:
-            A = V[j]
-            return insert(V, A + lam * (V[j + 1] - A))
+        def interp(V: Any, slot: int = 0) -> Any:
+            A = take_rows(V, j, self.take(3, (nc, V.shape[1]), V.dtype), xp)
+            step = take_rows(V, j + 1, self.take(4, A.shape, V.dtype), xp)
+            step -= A
+            step *= lam
+            A += step  # A + lam (V[j + 1] - A)
+            return insert(V, A, slot)
 
         # the pieces that were cut: piece of pair j is j - vseg[j]; each new piece of a
         # cut piece keeps its pattern so far
         P = self.codes.shape[0]
         per_piece = xp.bincount(j - self.vseg[j], minlength=P)
         self.codes = self.codes[xp.repeat(xp.arange(P), per_piece + 1)]
-        self.cur = interp(self.cur)
+        slot = self.free_slot()
+        self.put(interp(self.cur, slot), slot)
         if on is not None:
             cols = xp.concatenate(on[0])[ok][order]
             vals = xp.concatenate(on[1])[ok][order]
