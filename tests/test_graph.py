@@ -323,6 +323,84 @@ def test_chunking_and_backends_agree() -> None:
         )
 
 
+@pytest.mark.parametrize("name", ["pool", "resnet", "conv"])
+def test_rank1_carry_equals_every_vertex_walk(name: str, monkeypatch) -> None:
+    """The walk carries an affine op after an activation to the new vertices by rank-1
+    updates (the segment engine's kernels) and walks chunks side by side; with both off,
+    every op is applied at every vertex, one chunk at a time: the same pieces."""
+    from fastmem import _graph
+
+    model = _Wrapped(_conv_sequential(3)) if name == "conv" else MODELS[name](seed=7)
+    net = fastmem.Network.from_torch(model, input_shape=SHAPE)
+    A, B = _segments(50, 24)
+    for backend in BACKENDS:
+        fast = fastmem.regions.along_segments(net, A, B, backend=backend)
+        with monkeypatch.context() as m:
+            m.setattr(_graph, "_DENSE_T_BYTES", 0)
+            m.setattr(_graph, "kernels_callable_side_by_side", lambda be: False)
+            slow = fastmem.regions.along_segments(net, A, B, backend=backend)
+        np.testing.assert_array_equal(fast.counts, slow.counts)
+        np.testing.assert_allclose(
+            fast.breakpoints.values, slow.breakpoints.values, rtol=0, atol=1e-9
+        )
+        np.testing.assert_array_equal(fast.pattern_hashes.values, slow.pattern_hashes.values)
+
+
+@pytest.mark.parametrize(
+    ("shape", "out", "kernel", "stride", "pads", "dilation", "groups"),
+    [
+        ((3, 7, 6), 4, (3, 3), (2, 1), ((1, 1), (0, 0)), (1, 1), 1),
+        ((4, 9, 8), 6, (3, 2), (1, 2), ((2, 2), (1, 1)), (2, 1), 2),
+        ((2, 5, 5), 2, (1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), 2),
+    ],
+)
+def test_conv_matrix_is_torch_conv_of_unit_inputs(
+    shape, out, kernel, stride, pads, dilation, groups
+) -> None:
+    from fastmem import _graph
+
+    C, H, W = shape
+    w = np.random.default_rng(0).normal(size=(out, C // groups, *kernel))
+    op = _graph.make_conv2d("c", "Conv2d", shape, w, None, stride, pads, dilation, groups)
+    got = np.full((C * H * W, op.size), np.nan)
+    _graph._conv2d_matrix_t(op, got, np)
+    eye = torch.eye(C * H * W, dtype=torch.float64).reshape(-1, C, H, W)
+    ref = F.conv2d(
+        eye, torch.from_numpy(w), stride=stride, padding=(pads[0][0], pads[1][0]),
+        dilation=dilation, groups=groups,
+    )  # fmt: skip
+    np.testing.assert_array_equal(got, ref.reshape(C * H * W, -1).numpy())
+
+
+def test_window_max_is_torch_max_pool() -> None:
+    from fastmem import _graph
+
+    x = np.random.default_rng(1).normal(size=(5, 3, 9, 8))
+    op = _graph.make_pool(
+        "maxpool2d", "p", "MaxPool2d", (3, 9, 8), (3, 2), (2, 2), ((1, 1), (1, 1)), (1, 2)
+    )
+    padded = _graph._pad_hw(x, op.params["pads"], -np.inf, np)
+    best, top = _graph._window_max(padded, op, np, argmax=True)
+    ref, idx = F.max_pool2d(
+        torch.from_numpy(x), (3, 2), (2, 2), padding=1, dilation=(1, 2), return_indices=True
+    )
+    np.testing.assert_array_equal(best, ref.reshape(5, -1).numpy())
+    # torch's index is into the (H, W) input; fastmem's the tap (row-major in the window)
+    _, Ho, Wo = op.out_shape
+    oy = np.arange(Ho).repeat(Wo) * 2 - 1
+    ox = np.tile(np.arange(Wo), Ho) * 2 - 1
+    taps = np.array(_graph._taps(op))
+    rows = oy[None, None, :] + taps[top.reshape(5, 3, -1), 0]
+    cols = ox[None, None, :] + taps[top.reshape(5, 3, -1), 1]
+    np.testing.assert_array_equal(rows * 8 + cols, idx.reshape(5, 3, -1).numpy())
+    entries = _graph._window_entries(padded, op, np.array([0, 4, 2]), np.array([0, 7, 30]), np)
+    for q, (r, c) in enumerate([(0, 0), (4, 7), (2, 30)]):
+        ch, rest = divmod(c, Ho * Wo)
+        y0, x0 = (rest // Wo) * 2, (rest % Wo) * 2
+        want = [padded[r, ch, y0 + a, x0 + b] for a, b in taps]
+        np.testing.assert_array_equal(entries[q], want)
+
+
 def test_float32_graph() -> None:
     net = fastmem.Network.from_torch(ResNet(seed=1), input_shape=SHAPE, dtype=np.float32)
     assert net.dtype == np.float32
