@@ -425,6 +425,9 @@ def apply_affine(op: Op, h: Any, xp: Any) -> Any:
 
 
 def _check_finite(z: Any, op: Op, xp: Any, argument: str) -> None:
+    with np.errstate(over="ignore", invalid="ignore"):
+        if bool(xp.isfinite(z.sum())):  # one pass, no temporary: finite, all of them
+            return
     if not bool(xp.isfinite(z).all()):
         raise InputError(
             f"{argument}: the output of {op.where} overflows (is not finite in {z.dtype}): "
@@ -557,6 +560,8 @@ class _Walk:
         V = xp.empty((2 * n, V0.shape[1]), dtype=V0.dtype)
         V[0::2], V[1::2] = V0, V1
         self._cur, self.slot = V, 0  # slot: see take
+        # for the current tensor's pieces, when known: the act op's crossing counts
+        self.counts: Any = None
         self.saved: list[Any] = []
         self.codes = xp.zeros((n, words), dtype=np.uint64)
         self.bit = 0
@@ -573,11 +578,11 @@ class _Walk:
 
     @cur.setter
     def cur(self, V: Any) -> None:  # an array of its own (see put)
-        self._cur, self.slot = V, 0
+        self._cur, self.slot, self.counts = V, 0, None
 
     def put(self, V: Any, slot: int) -> None:
         """Make ``V``, an array in workspace slot ``slot``, the current tensor."""
-        self._cur, self.slot = V, slot
+        self._cur, self.slot, self.counts = V, slot, None
 
     def free_slot(self) -> int:
         """A vertex-tensor slot of the workspace that does not hold the current tensor."""
@@ -625,19 +630,33 @@ class _Walk:
         i = 0
         while i < len(ops):
             op = ops[i]
+            nxt = ops[i + 1] if i + 1 < len(ops) else None
             j = self.fusable(op, ops[i + 1 :])
-            if j is None:
+            if j is not None:  # act, affine op
+                self._act_affine(op, ops[i + 1 : i + 3 + j][j:])
+                i += j + 2
+            elif nxt is not None and nxt.kind == "residual":
+                first = nxt.branches[0]
+                j = self.fusable(op, first, keep=True)
+                if j is None:
+                    self.apply(op)
+                    i += 1
+                    continue
+                # act, residual op whose first branch starts with an affine op: the act's
+                # output (kept for the second branch) and the affine op's come together
+                h = self._act_affine(op, first[j : j + 2], keep=True)
+                self._residual(nxt, h, first[j + 1 :])
+                i += 2
+            else:
                 self.apply(op)
                 i += 1
-            else:
-                self._act_affine(op, ops[i + 1 + j])
-                i += j + 2
             held = self.cur.nbytes + sum(s.nbytes for s in self.saved)
             self.peak_bytes = max(self.peak_bytes, held + self.codes.nbytes)
 
-    def fusable(self, op: Op, rest: tuple[Op, ...]) -> int | None:
+    def fusable(self, op: Op, rest: tuple[Op, ...], keep: bool = False) -> int | None:
         """Where in ``rest`` the affine op sits that :meth:`_act_affine` may apply together
-        with the act ``op`` (only ``flatten`` ops in between), or None."""
+        with the act ``op`` (only ``flatten`` ops in between), or None. ``keep``: the act's
+        output is wanted too."""
         if op.kind != "act" or self.constant or self.cur.dtype != self.vt.dtype:
             return None
         kind = ACTIVATIONS.get(op.params["activation"])
@@ -646,28 +665,31 @@ class _Walk:
         i = 0
         while i < len(rest) and rest[i].kind == "flatten":
             i += 1
-        if i == len(rest) or rest[i].kind not in _AFFINE or self.dense_t(rest[i]) is None:
+        if i == len(rest) or rest[i].kind not in _AFFINE or self.dense_t(rest[i], keep) is None:
             return None
         return i
 
-    def dense_t(self, op: Op) -> Any:
+    def dense_t(self, op: Op, keep: bool = False) -> Any:
         """The affine op as a ``(width + 1, width_next)`` matrix (its transposed linear
-        part, the bias last), built once per walk call; None above ``_DENSE_T_BYTES``."""
+        part, the bias last), built once per walk call; None above ``_DENSE_T_BYTES``.
+        ``keep``: followed by the identity's ``width`` columns (the op's input too)."""
         with self.lock:
-            if id(op) not in self.dense:
-                self.dense[id(op)] = (op, self._dense_t(op))  # op kept: its id stays its own
-            return self.dense[id(op)][1]
+            if (id(op), keep) not in self.dense:  # op kept: its id stays its own
+                self.dense[id(op), keep] = (op, self._dense_t(op, keep))
+            return self.dense[id(op), keep][1]
 
-    def _dense_t(self, op: Op) -> Any:
+    def _dense_t(self, op: Op, keep: bool) -> Any:
         xp = self.xp
         d, dt = _prod(op.in_shape), self.cur.dtype
         wt = None
-        if (d + 1) * op.size * dt.itemsize <= _DENSE_T_BYTES:
-            wt = xp.empty((d + 1, op.size), dtype=dt)
+        if (d + 1) * (op.size + d * keep) * dt.itemsize <= _DENSE_T_BYTES:
+            wt = xp.zeros((d + 1, op.size + d * keep), dtype=dt)
+            if keep:
+                wt[xp.arange(d), op.size + xp.arange(d)] = 1
             if op.kind == "linear":
-                wt[:d] = op.arrays["weight"].T
+                wt[:d, : op.size] = op.arrays["weight"].T
             elif op.kind == "conv2d":
-                _conv2d_matrix_t(op, wt[:d], xp)
+                _conv2d_matrix_t(op, wt[:d, : op.size], xp)
             else:
                 lin = linear_part(op, xp)
                 step = max(1, _IM2COL_BYTES // (8 * max(d, op.size)))
@@ -675,8 +697,8 @@ class _Walk:
                     hi = min(d, lo + step)
                     eye = xp.zeros((hi - lo, d), dtype=dt)
                     eye[xp.arange(hi - lo), xp.arange(lo, hi)] = 1
-                    wt[lo:hi] = apply_affine(lin, eye, xp)
-            wt[d] = apply_affine(op, xp.zeros((1, d), dtype=dt), xp)[0]
+                    wt[lo:hi, : op.size] = apply_affine(lin, eye, xp)
+            wt[d, : op.size] = apply_affine(op, xp.zeros((1, d), dtype=dt), xp)[0]
         return wt
 
     def apply(self, op: Op) -> None:
@@ -687,16 +709,7 @@ class _Walk:
                 _check_finite(self.cur, op, xp, "starts, ends")
             return
         if op.kind == "residual":
-            self.depth += 1
-            self.saved.append(self.own(self.cur))
-            self.run(op.branches[0])
-            x = self.saved.pop()
-            self.saved.append(self.own(self.cur))
-            self.cur, self.slot = x, 0
-            self.run(op.branches[1])
-            self.cur = self.saved.pop() + self.cur
-            _check_finite(self.cur, op, xp, "starts, ends")
-            self.depth -= 1
+            self._residual(op, self.own(self.cur), op.branches[0])
             return
         if op.kind == "act":
             self._act(op)
@@ -705,6 +718,20 @@ class _Walk:
             self._maxpool(op)
             return
         raise AssertionError(op.kind)
+
+    def _residual(self, op: Op, x: Any, first: tuple[Op, ...]) -> None:
+        """The residual ``op`` on input ``x``, its first branch from the current tensor on
+        with the ops ``first`` (the rest of the branch) left to run."""
+        self.depth += 1
+        self.saved.append(x)
+        self.run(first)
+        x = self.saved.pop()
+        self.saved.append(self.own(self.cur))
+        self.cur = x
+        self.run(op.branches[1])
+        self.cur = self.saved.pop() + self.cur
+        _check_finite(self.cur, op, self.xp, "starts, ends")
+        self.depth -= 1
 
     def _act(self, op: Op) -> None:
         xp, k = self.xp, self.be.kernels
@@ -748,19 +775,24 @@ class _Walk:
         k.apply_activation(out, kind, slope)
         self.put(out, slot)
 
-    def _act_affine(self, op: Op, nxt: Op) -> None:
-        """The act ``op`` and the affine op ``nxt`` after it, through the segment engine's
-        kernels (cpp/include/fastmem/regions.hpp): crossings, the new pieces and their
-        patterns; ``nxt`` applied at the old vertices only and carried to the new ones by
-        one rank-1 update per crossing (``nxt``'s dense matrix from :meth:`dense_t`)."""
+    def _act_affine(self, op: Op, ops: tuple[Op, ...], keep: bool = False) -> Any:
+        """The act ``op`` and the affine op ``ops[0]`` after it, through the segment
+        engine's kernels (cpp/include/fastmem/regions.hpp): crossings, the new pieces and
+        their patterns; ``ops[0]`` applied at the old vertices only and carried to the new
+        ones by one rank-1 update per crossing (its dense matrix from :meth:`dense_t`).
+        ``ops[1]``, when there: the op after it. ``keep``: returns the act's output at the
+        vertices (carried alongside, as an identity op's)."""
+        nxt, after = ops[0], (ops[1] if len(ops) > 1 else None)
         xp, k = self.xp, self.be.kernels
         kind, slope = ACTIVATIONS[op.params["activation"]], op.params["slope"]
         Z, vt, vseg = xp.ascontiguousarray(self.cur), self.vt, self.vseg
         nv = vt.shape[0]
         pseg = vseg[:-1][self.valid()]
         n = pseg.shape[0]
-        counts = xp.empty(n, dtype=np.int64)
-        k.count_crossings(Z, pseg, kind, counts)
+        counts = self.counts
+        if counts is None or counts.shape[0] != n:
+            counts = xp.empty(n, dtype=np.int64)
+            k.count_crossings(Z, pseg, kind, counts)
         offsets = xp.zeros(n + 1, dtype=np.int64)
         xp.cumsum(counts, out=offsets[1:])
         total = int(offsets[-1])
@@ -789,13 +821,20 @@ class _Walk:
         )  # fmt: skip
         self.bit += op.state_bits
         Z_old = apply_affine(nxt, H, xp)
-        del H
         _check_finite(Z_old, nxt, xp, "starts, ends")
+        if keep:
+            Z_old = xp.concatenate([Z_old, H], axis=1)
+        del H
         slot = self.free_slot()
-        out = self.take(slot, (nc + nv - n, nxt.size), Z.dtype)
+        out = self.take(slot, (nc + nv - n, Z_old.shape[1]), Z.dtype)
+        # the crossing counts of the act op right after nxt come with nxt's values
+        kind_next = -1
+        if after is not None and after.kind == "act" and not keep:
+            kind_next = ACTIVATIONS.get(after.params["activation"], -1)
+        next_counts = xp.empty(nc if kind_next >= 0 else 0, dtype=np.int64)
         k.next_preactivations(
-            Z, vt, pseg, buf, offsets, child, kind, slope, self.dense_t(nxt),
-            xp.ascontiguousarray(Z_old), scratch, out, -1, xp.empty(0, dtype=np.int64),
+            Z, vt, pseg, buf, offsets, child, kind, slope, self.dense_t(nxt, keep),
+            xp.ascontiguousarray(Z_old), scratch, out, kind_next, next_counts,
         )  # fmt: skip
         _check_finite(out, nxt, xp, "starts, ends")
         # where the old vertices went; each new vertex lies between old ones (left, left + 1)
@@ -819,7 +858,14 @@ class _Walk:
             self.saved = [interp(s) for s in self.saved]
         self.vseg = vseg[left]
         self.vt, self.codes = new_vt, codes
-        self.put(out, slot)
+        if keep:
+            self.cur = xp.ascontiguousarray(out[:, : nxt.size])
+            h = out[:, nxt.size :].copy()
+        else:
+            self.put(out, slot)
+            h = None
+        self.counts = next_counts if kind_next >= 0 else None
+        return h
         self.largest = max(self.largest, nc)
 
     def _maxpool(self, op: Op) -> None:
