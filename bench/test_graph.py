@@ -7,7 +7,11 @@ Linear(128,10)``, with 100 segments between random inputs in [0, 1]^784:
 - ``dense``: the network lowered to dense matrices (``Network.from_torch`` on the
   ``nn.Sequential``), walked by the kernel segment engine;
 - ``graph``: the same network imported as a layer graph (its ``forward`` traced), walked
-  by the layer model's exact walk (native im2col convolutions) -- same counts;
+  by the layer model's exact walk -- same counts. An activation followed by an affine op
+  runs through the segment engine's kernels: the op (an im2col convolution, a GEMM) at
+  the piece vertices the activation started with, carried to its new vertices by one
+  rank-1 update per crossing from the op's dense matrix (built once per call by a scatter
+  of the weights); chunks of segments are walked side by side on the two cores;
 - ``maxpool``: the same with ``MaxPool2d(2)`` after each convolution (a layer graph);
 - ``residual``: a stem convolution and two ResNet basic blocks (a layer graph).
 
@@ -20,7 +24,10 @@ PGD at Madry's setting on the same CNN in float32 (``N_PGD`` inputs in [0, 1], r
 - ``pgd-torch``: the plain torch autograd loop of 100 steps over all samples (what
   torchattacks' ``PGD`` does), torch's own threads (2 here).
 
-Each contender runs in its own fresh process (``bench/_fresh.py``), min over rounds:
+Each contender runs in its own fresh process (``bench/_fresh.py``), min over rounds; the
+regions contenders also report the process's peak RSS (``ru_maxrss``) and its RSS before
+the first call (models imported, inputs drawn), so ``peak - before`` is what the calls
+added:
 
     python -m pytest bench/test_graph.py -s
 
@@ -30,6 +37,7 @@ This file is also the script each fresh process runs (``python test_graph.py NAM
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -132,7 +140,15 @@ def run_pgd(name: str, rounds: int) -> dict:
     return {"name": name, "min_s": min(times), "critical": found}
 
 
+def _rss_mib() -> float:
+    """The process's resident set now (Linux ``/proc``), in MiB."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def run(name: str, rounds: int) -> dict:
+    import resource
+
     import fastmem
 
     if name.startswith("pgd-"):
@@ -142,6 +158,7 @@ def run(name: str, rounds: int) -> dict:
     rng = np.random.default_rng(0)
     A = rng.uniform(0, 1, (N_SEGMENTS, 784))
     B = rng.uniform(0, 1, (N_SEGMENTS, 784))
+    before = _rss_mib()
     times, counts = [], None
     for _ in range(rounds):
         t = time.perf_counter()
@@ -154,6 +171,8 @@ def run(name: str, rounds: int) -> dict:
         "regions_per_segment": float(np.mean(counts)),
         "counts": [int(c) for c in counts],
         "layer_graph": net.layer_graph is not None,
+        "rss_before_mib": before,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
@@ -170,9 +189,13 @@ def test_cnn_regions_fresh(rounds: int) -> None:
     for name, r in out.items():
         print(
             f"{name:9s} min {r['min_s']:.2f} s  {r['regions_per_segment']:.1f} regions/segment"
-            f"  layer graph: {r['layer_graph']}"
+            f"  layer graph: {r['layer_graph']}  peak RSS {r['peak_rss_mib']:.0f} MiB"
+            f" (+{r['peak_rss_mib'] - r['rss_before_mib']:.0f} over {r['rss_before_mib']:.0f})"
         )
-    print(f"graph / dense time: {out['graph']['min_s'] / out['dense']['min_s']:.2f}x")
+    g, d = out["graph"], out["dense"]
+    print(f"dense / graph time: {d['min_s'] / g['min_s']:.2f}x")
+    added = (g["peak_rss_mib"] - g["rss_before_mib"]) / (d["peak_rss_mib"] - d["rss_before_mib"])
+    print(f"graph / dense peak RSS: {g['peak_rss_mib'] / d['peak_rss_mib']:.2f}, added {added:.2f}")
 
 
 @pytest.mark.parametrize("rounds", [2])
