@@ -40,6 +40,19 @@ are interpolated linearly (everything is affine on a piece), states are read at 
 pieces' midpoints, and adjacent pieces with equal patterns are merged at the end.
 Differences from the dense engine: no float64 threshold snap (``fastmem._kinds``), and
 pieces are stored with both ends.
+
+Where an activation is followed by an affine op (``flatten`` ops between allowed), both
+go through the segment engine's kernels (cpp/include/fastmem/regions.hpp) as one step:
+the crossings and the new pieces with their pattern bits; the affine op (an im2col
+convolution, a GEMM) at the vertices the activation started with only, carried to the
+new vertices by one rank-1 update per crossing from the op's dense matrix (built once
+per call, a scatter of a convolution's weights; ops whose matrix would exceed
+``_DENSE_T_BYTES`` are applied at every vertex instead). Before a residual block whose
+first branch starts with an affine op, the activation's own output is carried alongside
+(the identity's columns), for the second branch. Other activations (before max pooling,
+a threshold, or in float32, whose ``t`` is float64 here) are applied at every vertex.
+Chunks of segments are walked side by side on CPU backends, as the dense engine does,
+with their large vertex tensors in a per-thread workspace (``fastmem._engine``).
 """
 
 from __future__ import annotations
@@ -76,8 +89,8 @@ __all__ = ["LayerGraph", "Op", "exact_segments", "forward"]
 SMOOTH = ("tanh", "sigmoid")
 _AFFINE = ("linear", "conv2d", "avgpool2d", "channel_affine", "flatten")
 # Bytes of pieces kept alive at once by the exact walk (per chunk of segments).
-_WALK_BYTES = 96 * 2**20
-_FIRST_SEGMENTS = 8
+_WALK_BYTES = 48 * 2**20
+_FIRST_SEGMENTS = 4
 # Chunks of segments walked side by side, and in flight (as fastmem._engine.run).
 _SIDE_BY_SIDE = 2
 _IN_FLIGHT = 3
