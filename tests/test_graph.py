@@ -283,6 +283,39 @@ def test_exact_walk_matches_reference_walk(name: str, seed: int) -> None:
         np.testing.assert_allclose(r.breakpoints[i], bps, rtol=0, atol=1e-7)
 
 
+class PaddedPoolNet(nn.Module):
+    """conv-relu-maxpool(3, stride 2, padding 1)-linear: windows at the border hold
+    padding (-inf), never the maximum."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 2, 3, padding=1)
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.fc = nn.Linear(2 * 4 * 4, 3)
+        _init(self, seed)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(F.relu(self.c1(x))), 1))
+
+    def probe(self, x):
+        n = x.shape[0]
+        z1 = self.c1(x)
+        padded = F.pad(F.relu(z1), (1, 1, 1, 1), value=-torch.inf)
+        win = F.unfold(padded, 3, stride=2).reshape(n, 2, 9, -1)
+        return [("act", z1.reshape(n, -1)), ("pool", win.permute(0, 1, 3, 2).reshape(n, -1, 9))]
+
+
+def test_exact_walk_keeps_ties_in_padded_windows() -> None:
+    model = PaddedPoolNet(seed=3)
+    net = fastmem.Network.from_torch(model, input_shape=SHAPE)
+    A, B = _segments(13, 3)
+    r = fastmem.regions.along_segments(net, A, B)
+    for i in range(3):
+        count, bps = _reference_walk(model, A[i], B[i])
+        assert int(r.counts[i]) == count
+        np.testing.assert_allclose(r.breakpoints[i], bps, rtol=0, atol=1e-7)
+
+
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_piece_hashes_are_the_forward_hashes(name: str) -> None:
     net = fastmem.Network.from_torch(MODELS[name](seed=4), input_shape=SHAPE)

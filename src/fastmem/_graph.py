@@ -906,8 +906,12 @@ class _Walk:
                     # margin keeps more cuts than needed (a cut inside a region is merged
                     # away at the end), never fewer
                     a, b = ends[0][q], ends[1][q]
-                    at = a + lam[:, None] * (b - a)
-                    scale = xp.maximum(xp.abs(a).max(axis=1), xp.abs(b).max(axis=1))
+                    # padding (-inf at both ends) stays -inf, and out of the scale
+                    at = xp.where(a == b, a, a + lam[:, None] * (b - a))
+                    scale = xp.maximum(
+                        xp.abs(xp.where(xp.isfinite(a), a, 0.0)).max(axis=1),
+                        xp.abs(xp.where(xp.isfinite(b), b, 0.0)).max(axis=1),
+                    )
                     keep = at[:, i] >= at.max(axis=1) - 1e-9 * (scale + 1.0)
                     r, lam = r0[q][keep], lam[keep]
                     js.append(r)
