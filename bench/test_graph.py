@@ -20,7 +20,8 @@ PGD at Madry's setting on the same CNN in float32 (``N_PGD`` inputs in [0, 1], r
 
 - ``pgd-graph``: ``critical_samples(method="pgd", certify=None)`` on the layer graph
   (native convolutions; each sample stops at its first class change);
-- ``pgd-dense``: the same call on the dense lowering;
+- ``pgd-dense``: the same call on the ``nn.Sequential`` import (a dense lowering, whose
+  critical samples run on the layer graph it keeps: the same path as ``pgd-graph``);
 - ``pgd-torch``: the plain torch autograd loop of 100 steps over all samples (what
   torchattacks' ``PGD`` does), torch's own threads (2 here).
 

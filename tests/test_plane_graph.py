@@ -221,16 +221,7 @@ def test_logits_and_predicted_against_torch(name: str) -> None:
     np.testing.assert_array_equal(at_pts[ok], ref.argmax(axis=1)[ok])
 
 
-_PADDED_WALK = pytest.mark.xfail(
-    reason="along_segments (fastmem._graph._Walk._maxpool) drops the ties of a window "
-    "holding padding: its -inf entries make the tie's values NaN, so the tie is not kept",
-    strict=False,
-)
-
-
-@pytest.mark.parametrize(
-    "name", ["pool_leaky", "pool_hardtanh", "resnet", pytest.param("pool", marks=_PADDED_WALK)]
-)
+@pytest.mark.parametrize("name", ["pool_leaky", "pool_hardtanh", "resnet", "pool"])
 def test_lines_in_the_slice_agree_with_along_segments(name: str) -> None:
     _m, net, _s, o, D, ext = _case(name, seed=4)
     r = fastmem.plane_regions(net, o, D, extent=ext)
