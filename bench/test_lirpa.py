@@ -35,7 +35,7 @@ networks, float32, radius 2/255, inputs uniform in [0, 1]: ``cnn`` is issue 20's
 Linear(128,10)``, He init, the ``nn.Sequential`` imported by ``Network.from_torch``: its
 critical samples run on its convolutions) on 1000 inputs; ``cnn-pool`` the same with
 ``MaxPool2d(2)`` after each convolution and ``cnn-res`` a stem convolution, two ResNet
-basic blocks and max pooling (the networks of ``bench/test_graph.py``), 200 inputs each.
+basic blocks and max pooling (the networks of ``bench/test_graph.py``), 200 and 50 inputs.
 auto_LiRPA runs the same torch modules in batches of 100 inputs (one batch of 1000 needs
 over 20 GB here), ``compute_bounds(method="CROWN")`` per batch.
 one contender:  python bench/test_lirpa.py <fastmem|lirpa> <cnn|cnn-pool|cnn-res> 32 2
@@ -82,7 +82,7 @@ def _he_net(dtype):
     return fastmem.Network.from_arrays(Ws, bs).astype(dtype)
 
 
-CNNS = {"cnn": ("dense", 1000), "cnn-pool": ("maxpool", 200), "cnn-res": ("residual", 200)}
+CNNS = {"cnn": ("dense", 1000), "cnn-pool": ("maxpool", 200), "cnn-res": ("residual", 50)}
 LIRPA_BATCH = 100
 
 
