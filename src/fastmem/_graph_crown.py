@@ -124,6 +124,10 @@ class GraphCrown:
         for node in self.nodes:
             for i in node.inputs:
                 self.consumers[i] += 1
+        self.users: list[list[int]] = [[] for _ in self.nodes]  # each node's consumers
+        for k, node in enumerate(self.nodes):
+            for i in node.inputs:
+                self.users[i].append(k)
         # nodes whose value a max pooling reads (its relaxation reads every entry's bounds)
         self.pooled = {node.inputs[0] for node in self.nodes if node.kind == "maxpool2d"}
         # whether an activation or max pooling lies between the input and the node
@@ -289,6 +293,16 @@ class GraphCrown:
             return self.backward(st, {i: lam}, i, rows, const, err)
         if node.kind == "conv2d" and self._patch_pays(start):
             return self._patch_backward(st, start, j, sign, rows)
+        if node.kind == "channel_affine" and self._bn_after_conv(start):
+            # a BatchNorm kept after a convolution: the convolution's rows scaled
+            return self._patch_backward(st, i, j, sign, rows, scale=node.op)
+        if node.kind in ("add", "channel_affine") and len(self._shape(start)) == 3:
+            # unit rows: 1x1 patches, grown by the convolutions below
+            C, H, W = self._shape(start)
+            lam = xp.zeros((R, C, 1, 1))
+            lam[xp.arange(R), j // (H * W), 0, 0] = sign
+            p = j % (H * W)
+            return self._patch_walk(st, {start: (lam, p // W, p % W)}, rows, const, err)
         lam = xp.zeros((R, node.dim))
         lam[xp.arange(R), j] = sign
         return self.backward(st, {start: lam}, start, rows, const, err)
@@ -298,28 +312,42 @@ class GraphCrown:
         node = self.nodes[k]
         return tuple(self.m.graph.input_shape) if node.op is None else tuple(node.op.out_shape)
 
+    def _paths(self, i: int, start: int) -> int:
+        """Consumers of node i that a backward pass from ``start`` can reach i through
+        (at most ``start`` in execution order; those after it are downstream): with one,
+        the rows reach i along a single path (a residual fork's other branch, used after
+        ``start``, adds nothing)."""
+        return sum(1 for k in self.users[i] if k <= start)
+
+    def _bn_after_conv(self, k: int) -> bool:
+        i = self.nodes[k].inputs[0]
+        return self.nodes[i].kind == "conv2d" and self._paths(i, k) == 1 and self._patch_pays(i)
+
     def _patch_pays(self, start: int) -> bool:
         """A convolution's rows are local (its kernel's window): carried as patches
         while the nodes below are convolutions, activations and channel maps, if the
         window is well under the input's size."""
         op = self.nodes[start].op
         i = self.nodes[start].inputs[0]
-        if len(op.in_shape) != 3 or self.consumers[i] != 1 or i == 0:
+        if len(op.in_shape) != 3 or self._paths(i, start) != 1 or i == 0:
             return False
         kh, kw = op.params["kernel"]
         dh, dw = op.params["dilation"]
         _, H, W = op.in_shape
         return ((kh - 1) * dh + 1) * ((kw - 1) * dw + 1) * 2 <= H * W
 
-    def _patch_backward(self, st: Bounds, start: int, j: Any, sign: Any, rows: Any):
+    def _patch_backward(
+        self, st: Bounds, start: int, j: Any, sign: Any, rows: Any, scale: Op | None = None
+    ) -> tuple[Any, Any]:
         """:meth:`backward_unit` of a convolution's rows carried as patches: each row
         is nonzero on a window of the value it acts on, ``(C, h, w)`` at (y0, x0) (the
         rows of one output position share it); the window grows through each
         convolution below. The same steps and allowances as :meth:`backward`, on the
         per-row windows of the per-sample arrays (gathered, zero outside the image);
         where a node below is of another kind, the patch is placed into a full row and
-        :meth:`backward` goes on from there."""
-        xp, k = self.xp, self.k
+        :meth:`backward` goes on from there. ``scale``: a channel map after the
+        convolution (a kept BatchNorm), the rows' start (its products rounded: eps)."""
+        xp = self.xp
         node = self.nodes[start]
         op = node.op
         R = rows.shape[0]
@@ -332,15 +360,38 @@ class GraphCrown:
         lam = self._dilated(start)[o] * sign[:, None, None, None]
         const = op.arrays["bias"][o] * sign if "bias" in op.arrays else xp.zeros(R)
         err = xp.zeros(R)
-        cmag = xp.abs(const)
         cur = node.inputs[0]
-        lam = self._mask(lam, cur, y0, x0)
         ids = xp.arange(R)
-        folded = -1  # the affine node whose allowance the last activation step added
-        while True:
-            C = self._shape(cur)[0]
+        if scale is not None:
+            a, b = scale.arrays["scale"][o], scale.arrays["shift"][o]
+            lam = lam * a[:, None, None, None]
+            const = const * a
+            err += (xp.abs(const) + xp.abs(b)) * (4 * _EPS)
+            const = const + b * sign
             h, w = lam.shape[2], lam.shape[3]
+            m = self._gather(st, cur, "mag", rows, y0, x0, h, w)
+            self._dot_abs(xp.ascontiguousarray(lam.reshape(R, -1)), ids, m, err, 2 * _EPS)
+        lam = self._mask(lam, cur, y0, x0)
+        return self._patch_walk(st, {cur: (lam, y0, x0)}, rows, const, err)
+
+    def _patch_walk(self, st: Bounds, pend: dict[int, Any], rows: Any, const: Any, err: Any):
+        """Carry patches ``pend`` (node -> (patches, y0, x0)) down to the input, node by
+        node in reverse execution order (a node after all its consumers): through
+        activations, convolutions, channel maps and residual sums (both inputs take
+        the patch; where two meet, their windows are united: the same relative offset
+        on every row, else both become full rows). At any other node every pending
+        patch becomes a full row and :meth:`backward` goes on."""
+        xp, k = self.xp, self.k
+        R = rows.shape[0]
+        ids = xp.arange(R)
+        cmag = xp.abs(const)
+        folded: set[int] = set()  # affine nodes whose allowance an activation step added
+        for cur in range(max(pend), -1, -1):
+            if cur not in pend:
+                continue
             if cur == 0:
+                lam, y0, x0 = pend.pop(0)
+                h, w = lam.shape[2], lam.shape[3]
                 flat = xp.ascontiguousarray(lam.reshape(R, -1))
                 g = [self._gather(st, 0, key, rows, y0, x0, h, w) for key in ("L", "U", "mag")]
                 k.crit_concretize(flat, ids, g[0], g[1], const)
@@ -350,22 +401,29 @@ class GraphCrown:
                 bound = const - (err * 1.01 + 4e-300)
                 return xp.where(xp.isnan(bound), -xp.inf, bound), None
             nd = self.nodes[cur]
-            if self.consumers[cur] != 1 or nd.kind not in ("act", "conv2d", "channel_affine"):
-                full = self._densify(lam, cur, y0, x0)
-                return self.backward(st, {cur: full}, cur, rows, const, err)
+            if nd.kind not in ("act", "conv2d", "channel_affine", "add") or pend[cur][0].ndim == 2:
+                full = {i: self._densify(*v, i) for i, v in pend.items()}
+                bound, lam_x = self.backward(st, full, cur, rows, const, err)
+                return bound, lam_x
+            lam, y0, x0 = pend.pop(cur)
+            C = self._shape(cur)[0]
+            h, w = lam.shape[2], lam.shape[3]
             flat = xp.ascontiguousarray(lam.reshape(R, -1))
-            if nd.kind == "act":
+            below = nd.inputs[0]
+            if nd.kind == "add":
+                self._merge(pend, nd.inputs[1], (lam.copy(), y0, x0), err, st, rows)
+            elif nd.kind == "act":
                 g = [self._gather(st, cur, key, rows, y0, x0, h, w)
                      for key in ("aL", "bL", "aU", "bU", "act")]  # fmt: skip
-                below = nd.inputs[0]
                 fold = self._folds(below)
                 lin = self._gather(st, below, "vmag", rows, y0, x0, h, w) if fold else g[4]
                 k.crit_backward_err(flat, ids, *g, lin, fold, const, err)
-                folded = below if fold else -1
+                if fold:
+                    folded.add(below)
                 cmag += xp.abs(const)
                 lam = flat.reshape(R, C, h, w)
             elif nd.kind == "channel_affine":
-                if folded != cur:
+                if cur not in folded:
                     v = self._gather(st, cur, "vmag", rows, y0, x0, h, w)
                     self._dot_abs(flat, ids, v, err, 1.0)
                 shift, scale = nd.op.arrays["shift"], nd.op.arrays["scale"]
@@ -375,7 +433,7 @@ class GraphCrown:
                 lam = lam * scale[None, :, None, None]
             else:  # conv2d
                 cop = nd.op
-                if folded != cur:
+                if cur not in folded:
                     v = self._gather(st, cur, "vmag", rows, y0, x0, h, w)
                     self._dot_abs(flat, ids, v, err, 1.0)
                 if "bias" in cop.arrays:
@@ -387,9 +445,39 @@ class GraphCrown:
                 (pt, _), (pl, _) = cop.params["pads"]
                 sh, sw = cop.params["stride"]
                 y0, x0 = y0 * sh - pt, x0 * sw - pl
-            cur = nd.inputs[0]
-            if nd.kind == "conv2d":
-                lam = self._mask(lam, cur, y0, x0)
+                lam = self._mask(lam, below, y0, x0)
+            self._merge(pend, below, (lam, y0, x0), err, st, rows)
+        raise AssertionError("the input node was not reached")  # pragma: no cover
+
+    def _merge(self, pend: dict[int, Any], i: int, item: Any, err: Any, st: Bounds, rows):
+        """Add patches ``item`` to those pending at node i: on the union of the two
+        windows where their offsets differ by one constant (else both as full rows,
+        a (R, dim) array kept under the same key: ``_densify`` passes them through).
+        The sum's rounding: eps |sum| . |value| (as :meth:`backward`)."""
+        xp = self.xp
+        have = pend.get(i)
+        if have is None:
+            pend[i] = item
+            return
+        (la, ya, xa), (lb, yb, xb) = have, item
+        dy, dx = yb - ya, xb - xa
+        if la.ndim == 4 and lb.ndim == 4 and bool((dy == dy[0]).all() & (dx == dx[0]).all()):
+            oy, ox = int(dy[0]), int(dx[0])
+            top, left = min(0, oy), min(0, ox)
+            hu = max(la.shape[2], oy + lb.shape[2]) - top
+            wu = max(la.shape[3], ox + lb.shape[3]) - left
+            u = xp.zeros((la.shape[0], la.shape[1], hu, wu))
+            u[:, :, -top : -top + la.shape[2], -left : -left + la.shape[3]] += la
+            u[:, :, oy - top : oy - top + lb.shape[2], ox - left : ox - left + lb.shape[3]] += lb
+            y0, x0 = ya + top, xa + left
+            flat = xp.ascontiguousarray(u.reshape(u.shape[0], -1))
+            m = self._gather(st, i, "mag", rows, y0, x0, hu, wu)
+            self._dot_abs(flat, xp.arange(flat.shape[0]), m, err, _EPS)
+            pend[i] = (u, y0, x0)
+            return
+        full = self._densify(*have, i) + self._densify(*item, i)
+        self._dot_abs(full, rows, st.mag[i], err, _EPS)
+        pend[i] = (full, None, None)
 
     def _dilated(self, k: int) -> Any:
         """A convolution's kernels on all input channels, dilated: (O, C, h, w) (cached;
@@ -461,9 +549,12 @@ class GraphCrown:
         out = arr[rows[:, None, None], Y, X]  # (R, h, w, C)
         return xp.ascontiguousarray(out.transpose(0, 3, 1, 2)).reshape(rows.shape[0], -1)
 
-    def _densify(self, lam: Any, k: int, y0: Any, x0: Any) -> Any:
-        """Patches placed into full rows of node k's value: (R, C H W)."""
+    def _densify(self, lam: Any, y0: Any, x0: Any, k: int) -> Any:
+        """Patches placed into full rows of node k's value: (R, C H W) (full rows as
+        they are)."""
         xp = self.xp
+        if lam.ndim == 2:
+            return lam
         C, H, W = self._shape(k)
         R, _, h, w = lam.shape
         pad = self._window(k, y0, x0, h, w)
