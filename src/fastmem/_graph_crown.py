@@ -40,7 +40,7 @@ import numpy as np
 
 from . import _graph
 from ._graph import Op, apply_affine, windows
-from ._kinds import ACTIVATIONS, HARDTANH, RELU, THRESHOLD
+from ._kinds import ACTIVATIONS, HARDTANH, LEAKY_RELU, RELU, THRESHOLD
 
 __all__ = ["Bounds", "GraphCrown", "Node", "nodes_of"]
 
@@ -166,7 +166,9 @@ class GraphCrown:
                 kind = ACTIVATIONS[node.op.params["activation"]]
                 slope = node.op.params["slope"]
                 if crown and self.after_state[i]:
-                    self._tighten(st, i, self._to_tighten(st, i, kind, j in self.pooled))
+                    mask = self._to_tighten(st, i, kind, j in self.pooled)
+                    one_side = kind in (RELU, LEAKY_RELU) and j not in self.pooled
+                    self._tighten(st, i, mask, one_side)
                 zl, zu = L[i], U[i]
                 rel = tuple(xp.empty_like(zl) for _ in range(4))
                 k.crit_relax(zl, zu, kind, slope, *rel)
@@ -248,32 +250,46 @@ class GraphCrown:
         flags[s[cand], xp.where(idx[cand] >= 0, idx[cand], self.nodes[i].dim)] = True
         return flags[:, :-1]
 
-    def _tighten(self, st: Bounds, i: int, mask: Any) -> None:
+    def _tighten(self, st: Bounds, i: int, mask: Any, one_side: bool = False) -> None:
         """CROWN bounds of node i's entries in ``mask`` (n, dim), in place on its bounds.
 
         An activation's or max pooling's output is not tightened: its bounds are the
         image of its input's (tightened) bounds, which CROWN through the relaxation
-        cannot improve."""
+        cannot improve. ``one_side`` (a ReLU's input, not max-pooled): each neuron's
+        bound on the side nearer 0 first (the lower one where ``-l < u``), the other only
+        where the first left it unstable: a stable neuron's relaxation is exact whatever
+        its other bound, so the relaxations are those of both sides computed."""
         if i in st.tightened or self.nodes[i].kind in ("act", "maxpool2d"):
             return
         st.tightened.add(i)
         xp = self.xp
+        L, U = st.L[i], st.U[i]
         s_idx, j_idx = xp.nonzero(mask)
-        if s_idx.size == 0:
-            return
         s_idx = s_idx.astype(np.int64)
+        if not one_side:
+            both = xp.concatenate([xp.ones(s_idx.size), -xp.ones(s_idx.size)])
+            ss, jj = xp.concatenate([s_idx, s_idx]), xp.concatenate([j_idx, j_idx])
+            self._tighten_rows(st, i, ss, jj, both)
+        else:
+            first = xp.where(-L[s_idx, j_idx] < U[s_idx, j_idx], 1.0, -1.0)
+            self._tighten_rows(st, i, s_idx, j_idx, first)
+            left = (L[s_idx, j_idx] < 0) & (U[s_idx, j_idx] > 0)
+            self._tighten_rows(st, i, s_idx[left], j_idx[left], -first[left])
+        st.mag[i] = xp.maximum(xp.abs(L), xp.abs(U))
+
+    def _tighten_rows(self, st: Bounds, i: int, s_idx: Any, j_idx: Any, sign: Any) -> None:
+        """CROWN bound of ``sign * value_i[j]`` for each (sample, entry, sign), by chunks;
+        lower bounds (sign 1) raise ``L``, upper bounds (sign -1) lower ``U``."""
+        xp = self.xp
         L, U = st.L[i], st.U[i]
         width = max(node.dim for node in self.nodes)
-        half = max(1, _ROW_BYTES // (16 * width))
-        for a in range(0, s_idx.size, half):
-            s, jj = s_idx[a : a + half], j_idx[a : a + half]
-            m = s.size
-            rows = xp.concatenate([s, s])
-            sign = xp.concatenate([xp.ones(m), -xp.ones(m)])
-            bound, _ = self.backward_unit(st, i, xp.concatenate([jj, jj]), sign, rows)
-            L[s, jj] = xp.maximum(L[s, jj], bound[:m])
-            U[s, jj] = xp.minimum(U[s, jj], -bound[m:])
-        st.mag[i] = xp.maximum(xp.abs(L), xp.abs(U))
+        chunk = max(1, _ROW_BYTES // (8 * width))
+        for a in range(0, s_idx.size, chunk):
+            s, jj, sg = s_idx[a : a + chunk], j_idx[a : a + chunk], sign[a : a + chunk]
+            bound, _ = self.backward_unit(st, i, jj, sg, s)
+            lo, up = sg > 0, sg < 0
+            L[s[lo], jj[lo]] = xp.maximum(L[s[lo], jj[lo]], bound[lo])
+            U[s[up], jj[up]] = xp.minimum(U[s[up], jj[up]], -bound[up])
 
     # ---------------------------------------------------------------- backward
     def backward_unit(
