@@ -38,6 +38,16 @@ import pytest
 HERE = Path(__file__).resolve().parent
 
 
+def _time_rounds(run, rounds: int) -> None:
+    """Time ``run`` (it returns the region count) ``rounds`` times; print the JSON line."""
+    times, counts = [], []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        counts.append(run())
+        times.append(time.perf_counter() - t)
+    print(json.dumps({"times": times, "counts": counts, "peak_rss_gib": _peak_rss_gib()}))
+
+
 def _peak_rss_gib() -> float:
     with open("/proc/self/status") as fh:
         kib = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
@@ -78,12 +88,7 @@ def _main(contender: str, rounds: int, path: str) -> None:
                     cam.relu()
             return int(cam.num_faces)
 
-    times, counts = [], []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        counts.append(run())
-        times.append(time.perf_counter() - t)
-    print(json.dumps({"times": times, "counts": counts, "peak_rss_gib": _peak_rss_gib()}))
+    _time_rounds(run, rounds)
 
 
 # ------------------------------------------------------------------ the cases
@@ -286,12 +291,7 @@ def _graph_main(contender: str, name: str, rounds: int) -> None:
             return fastmem.plane_regions(net, origin, dirs, extent=ext).count
     else:
         run = _regioncam_resnet(module, origin, dirs, size)
-    times, counts = [], []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        counts.append(run())
-        times.append(time.perf_counter() - t)
-    print(json.dumps({"times": times, "counts": counts, "peak_rss_gib": _peak_rss_gib()}))
+    _time_rounds(run, rounds)
 
 
 def test_plane_graph_fresh(benchmark):
