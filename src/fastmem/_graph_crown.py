@@ -19,10 +19,14 @@ constant ``y <= max_i u_i`` -- the relaxation of auto_LiRPA's ``BoundMaxPool``.
 **Intermediate bounds.** Before each activation or max pooling, the bounds of its input
 are the tighter of interval bounds (IBP) and CROWN's, the latter computed for the
 entries whose relaxation they can change: the unstable neurons, the entries of
-undecided windows that may hold the window's maximum. Nodes reached from the input by
+undecided windows that may hold the window's maximum, and every non-constant output a
+max pooling reads. A ReLU's neurons take the bound nearer 0 first, the other only where
+still unstable (a stable neuron's relaxation is exact). Nodes reached from the input by
 affine ops alone keep their IBP bounds (exact up to rounding). A row that starts at a
-linear or convolution node starts as that op's row (its weights placed on the input
-node: no product).
+linear node starts as its weight row; a convolution's rows (and a kept BatchNorm's after
+one, and unit rows of residual sums and channel maps) are local and are carried as
+patches, one window per row, through convolutions, activations, channel maps and
+residual sums (auto_LiRPA's "patches mode"), full rows from the first other node on.
 
 **Rounding.** Everything runs in float64 (a float32 net's arrays are exact there), and
 every step's rounding error is bounded by the magnitudes of the terms it sums (Higham's
