@@ -323,3 +323,31 @@ def test_patch_rows_equal_the_dense_lowering() -> None:
         scale = 1 + np.abs(a.margin_lower)
         assert np.abs(a.margin_lower - b.margin_lower).max() <= 1e-9 * scale.max()
         np.testing.assert_array_equal(a.status, b.status)
+
+
+def test_patch_merges_equal_full_rows() -> None:
+    """Uniting two paths' patches (same relative offset: one window) and the fallback to
+    full rows (offsets that differ from row to row) both give the sum of the full rows."""
+    from fastmem._graph_crown import GraphCrown
+
+    net = fastmem.Network.from_torch(MODELS["resnet"](seed=1).double(), input_shape=SHAPE)
+    X = np.random.default_rng(0).uniform(0, 1, (3, 64))
+    gm = fastmem.critical._prepare(net, X, None, (0.0, 1.0))[2]
+    gc = GraphCrown(gm)
+    st = gc.bounds(X - 0.01, X + 0.01, False)
+    node = next(k for k, nd in enumerate(gc.nodes) if nd.kind == "add")
+    C = gc._shape(node)[0]
+    rng = np.random.default_rng(1)
+    rows = np.array([0, 1, 2, 2])
+    a = (rng.normal(size=(4, C, 3, 3)), np.array([0, 1, 2, 5]), np.array([1, 0, 3, 4]))
+    for b in (
+        (rng.normal(size=(4, C, 1, 2)), a[1] + 1, a[2] + 2),  # inside a's window
+        (rng.normal(size=(4, C, 2, 2)), a[1] - 1, a[2] + 3),  # overlapping it
+        (rng.normal(size=(4, C, 2, 2)), np.array([0, 4, 1, 6]), np.array([0, 0, 5, 1])),
+    ):
+        want = gc._densify(*a, node) + gc._densify(*b, node)
+        pend = {node: a}
+        err = np.zeros(4)
+        gc._merge(pend, node, b, err, st, rows)
+        np.testing.assert_allclose(gc._densify(*pend[node], node), want, rtol=0, atol=1e-15)
+        assert (err > 0).all()

@@ -423,6 +423,7 @@ class GraphCrown:
             nd = self.nodes[cur]
             if nd.kind not in ("act", "conv2d", "channel_affine", "add") or pend[cur][0].ndim == 2:
                 full = {i: self._densify(*v, i) for i, v in pend.items()}
+                err += cmag * (2 * _gamma(2))  # the constant's updates so far
                 bound, lam_x = self.backward(st, full, cur, rows, const, err)
                 return bound, lam_x
             lam, y0, x0 = pend.pop(cur)
@@ -480,8 +481,11 @@ class GraphCrown:
             pend[i] = item
             return
         (la, ya, xa), (lb, yb, xb) = have, item
-        dy, dx = yb - ya, xb - xa
-        if la.ndim == 4 and lb.ndim == 4 and bool((dy == dy[0]).all() & (dx == dx[0]).all()):
+        same = la.ndim == 4 and lb.ndim == 4
+        if same:
+            dy, dx = yb - ya, xb - xa
+            same = bool((dy == dy[0]).all() & (dx == dx[0]).all())
+        if same:
             oy, ox = int(dy[0]), int(dx[0])
             top, left = min(0, oy), min(0, ox)
             hu = max(la.shape[2], oy + lb.shape[2]) - top
