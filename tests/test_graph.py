@@ -184,6 +184,17 @@ def _conv_sequential(seed: int) -> nn.Module:
     )
 
 
+def _same_segments(graph, dense, A: np.ndarray, B: np.ndarray):
+    """Exact regions along the segments A -> B: the graph's equal the dense network's
+    (counts, breakpoints to 1e-9, piece hashes); the dense result."""
+    rg = fastmem.regions.along_segments(graph, A, B)
+    rd = fastmem.regions.along_segments(dense, A, B)
+    np.testing.assert_array_equal(rg.counts, rd.counts)
+    np.testing.assert_allclose(rg.breakpoints.values, rd.breakpoints.values, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(rg.pattern_hashes.values, rd.pattern_hashes.values)
+    return rd
+
+
 class _Wrapped(nn.Module):
     """The same layers called from a forward of the user's own: imported as a graph."""
 
@@ -206,11 +217,7 @@ def test_conv_graph_equals_its_dense_lowering(seed: int) -> None:
     A, B = _segments(seed, 6)
     np.testing.assert_allclose(graph.forward(A), dense.forward(A), rtol=0, atol=1e-10)
     np.testing.assert_array_equal(graph.pattern_hashes(A), dense.pattern_hashes(A))
-    rg = fastmem.regions.along_segments(graph, A, B)
-    rd = fastmem.regions.along_segments(dense, A, B)
-    np.testing.assert_array_equal(rg.counts, rd.counts)
-    np.testing.assert_allclose(rg.breakpoints.values, rd.breakpoints.values, rtol=0, atol=1e-9)
-    np.testing.assert_array_equal(rg.pattern_hashes.values, rd.pattern_hashes.values)
+    _same_segments(graph, dense, A, B)
 
 
 # ------------------------------------------------------------------ exact walk
@@ -608,11 +615,7 @@ def test_dense_chain_graph_equals_network(acts: tuple[str, str]) -> None:
     graph = fastmem.Network._from_graph(_graph.LayerGraph(tuple(ops), (3,)), np.float64)
     A, B = rng.normal(size=(20, 3)) * 3, rng.normal(size=(20, 3)) * 3
     np.testing.assert_array_equal(graph.pattern_hashes(A), dense.pattern_hashes(A))
-    rg = fastmem.regions.along_segments(graph, A, B)
-    rd = fastmem.regions.along_segments(dense, A, B)
-    np.testing.assert_array_equal(rg.counts, rd.counts)
-    np.testing.assert_allclose(rg.breakpoints.values, rd.breakpoints.values, rtol=0, atol=1e-9)
-    np.testing.assert_array_equal(rg.pattern_hashes.values, rd.pattern_hashes.values)
+    rd = _same_segments(graph, dense, A, B)
     assert rd.counts.sum() > 40
 
 

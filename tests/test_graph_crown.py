@@ -18,19 +18,9 @@ torch = pytest.importorskip("torch", reason="layer graphs are imported from torc
 nn = torch.nn
 
 from test_graph import MODELS, SHAPE, PoolNet, _init  # noqa: E402
+from test_graph import _Wrapped as Traced  # noqa: E402
 
 BACKENDS = [n for n, info in fastmem.backends().items() if info.available and n != "cuda"]
-
-
-class Traced(nn.Module):
-    """A plain conv chain behind a ``forward`` of its own: imported as a layer graph."""
-
-    def __init__(self, seq: nn.Module) -> None:
-        super().__init__()
-        self.seq = seq
-
-    def forward(self, x):
-        return self.seq(x)
 
 
 def _conv_chain(seed: int) -> nn.Module:

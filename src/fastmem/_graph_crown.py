@@ -162,6 +162,9 @@ class GraphCrown:
                 U[j] = xp.nextafter(U[a] + U[b], xp.inf)
             elif node.kind in _graph._AFFINE:
                 L[j], U[j] = self.m._ibp((node.op,), L[i], U[i])
+                if not crown:  # stability only: no backward pass reads the allowances
+                    st.mag[j] = xp.maximum(xp.abs(L[j]), xp.abs(U[j]))
+                    continue
                 v = apply_affine(self.m._abs_op(node.op), st.mag[i], xp)
                 # the allowance of lam A's rounding per unit |lam| on the op's output
                 v *= (1 + 2 * _gamma(_terms(node.op) + 2)) * 2 * _gamma(_terms(node.op) + 2)
