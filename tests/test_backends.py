@@ -181,6 +181,96 @@ def test_segment_kernels_reject_contract_violations(backend):
     np.testing.assert_array_equal(h, [[1.0, 2.0, 1.0], [1.5, 3.0, 1.0]])
 
 
+def _random_pieces(rng, segments, width):
+    """A chunk of ``segments`` pieces (two vertices each) with random pre-activations of
+    ``width`` neurons at the vertices, and the crossings of the count and collect passes."""
+    z = rng.normal(size=(2 * segments, width))
+    vt = np.tile([0.0, 1.0], segments)
+    pseg = np.arange(segments, dtype=np.int64)
+    return z, vt, pseg
+
+
+def test_sparse_columns_carry_equals_dense(backend):
+    """next_preactivations_sparse against next_preactivations on the same matrix (its
+    nonzeros as columns): equal values and next-layer counts, with many breakpoints per
+    piece, flat children (a dead ReLU layer gives the bias) and every activation kind."""
+    if backend == "cuda":
+        pytest.skip("host arrays: the cuda bindings are checked by the layer-graph tests")
+    k = select_backend("cpu", backend=backend).kernels
+    rng = np.random.default_rng(4)
+    width, width_next, segments = 37, 23, 9
+    W = rng.normal(size=(width_next, width)) * (rng.random((width_next, width)) < 0.3)
+    bias = rng.normal(size=width_next)
+    wt = np.ascontiguousarray(np.concatenate([W.T, bias[None, :]]))
+    ptr = np.zeros(width + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum((W != 0).sum(axis=0))
+    idx = np.concatenate([np.nonzero(W[:, j])[0] for j in range(width)]).astype(np.int64)
+    val = np.concatenate([W[W[:, j] != 0, j] for j in range(width)])
+    for kind, slope in [(0, 0.0), (1, 0.1), (2, 0.0), (3, 0.0)]:
+        z, vt, pseg = _random_pieces(rng, segments, width)
+        z[2:4] = -np.abs(z[2:4])  # a piece on which every ReLU is off (a flat child)
+        z[3, 0] = 1.0  # ... but one neuron, so the piece has a breakpoint
+        n = segments
+        counts = np.empty(n, dtype=np.int64)
+        k.count_crossings(z, pseg, kind, counts)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum(counts)
+        buf = np.empty(int(offsets[-1]))
+        k.collect_crossings(z, vt, pseg, kind, 1e-12, offsets, buf, counts)
+        child = np.zeros(n + 1, dtype=np.int64)
+        child[1:] = np.cumsum(counts + 1)
+        assert counts.max() > 5
+        h = np.maximum(z, 0.0) if kind == 0 else np.tanh(z)  # any values at the old vertices
+        zn = np.ascontiguousarray(h @ W.T + bias)
+        nv_out = int(child[-1]) + n
+        res = []
+        for sparse in (False, True):
+            out = np.full((nv_out, width_next), np.nan)
+            nxt = np.empty(int(child[-1]), dtype=np.int64)
+            scratch = np.empty(2 * int(offsets[-1]), dtype=np.int64)
+            if sparse:
+                k.next_preactivations_sparse(z, vt, pseg, buf, offsets, child, kind, slope, ptr,
+                                             idx, val, bias, zn, scratch, out, 0, nxt)  # fmt: skip
+            else:
+                k.next_preactivations(z, vt, pseg, buf, offsets, child, kind, slope, wt, zn,
+                                      scratch, out, 0, nxt)  # fmt: skip
+            res.append((out, nxt))
+        np.testing.assert_array_equal(res[0][0], res[1][0])
+        np.testing.assert_array_equal(res[0][1], res[1][1])
+        assert np.isfinite(res[1][0]).all()
+
+
+def test_sparse_columns_reject_contract_violations(backend):
+    if backend == "cuda":
+        pytest.skip("device arrays are checked by the cuda bindings")
+    k = select_backend("cpu", backend=backend).kernels
+    z = np.array([[1.0, 2.0], [1.5, 3.0]])
+    vt, pseg = np.array([0.0, 1.0]), np.zeros(1, dtype=np.int64)
+    offsets, child = np.zeros(2, dtype=np.int64), np.array([0, 1], dtype=np.int64)
+    buf, scratch = np.zeros(0), np.zeros(0, dtype=np.int64)
+    zn = np.ones((2, 3))
+    out, counts = np.empty((2, 3)), np.empty(1, dtype=np.int64)
+    args = dict(z=z, vt=vt, pseg=pseg, buf=buf, offsets=offsets, child_offsets=child, kind=0,
+                slope=0.0, col_ptr=np.array([0, 1, 2], dtype=np.int64),
+                col_idx=np.array([0, 2], dtype=np.int64), col_val=np.ones(2), bias=np.ones(3),
+                zn=zn, scratch=scratch, out=out, kind_next=0, next_counts=counts)  # fmt: skip
+    k.next_preactivations_sparse(*args.values())
+    np.testing.assert_array_equal(out, zn)  # no breakpoint: the ends are copied
+    bad = {
+        "col_ptr": np.array([0, 1], dtype=np.int64),  # needs width + 1 entries
+        "col_idx": np.array([0, 3], dtype=np.int64),  # outside [0, width_next)
+        "col_val": np.ones(1),
+        "bias": np.ones(4),  # width_next from the bias: zn and out disagree
+    }
+    for name, value in bad.items():
+        with pytest.raises((TypeError, ValueError)):
+            k.next_preactivations_sparse(*{**args, name: value}.values())
+    with pytest.raises((TypeError, ValueError)):  # decreasing
+        k.next_preactivations_sparse(
+            *{**args, "col_ptr": np.array([0, 2, 1], dtype=np.int64)}.values()
+        )
+
+
 @pytest.mark.gpu
 def test_forcing_cuda_moves_numpy_data_and_back():
     if not fastmem.backends()["cuda"].available:

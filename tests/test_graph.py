@@ -412,6 +412,113 @@ def test_conv_matrix_is_torch_conv_of_unit_inputs(
     np.testing.assert_array_equal(got, ref.reshape(C * H * W, -1).numpy())
 
 
+@pytest.mark.parametrize("keep", [False, True])
+@pytest.mark.parametrize(
+    ("shape", "out", "kernel", "stride", "pads", "dilation", "groups"),
+    [
+        ((3, 7, 6), 4, (3, 3), (2, 1), ((1, 1), (0, 0)), (1, 1), 1),
+        ((4, 9, 8), 6, (3, 2), (1, 2), ((2, 2), (1, 1)), (2, 1), 2),
+        ((1, 12, 12), 5, (5, 5), (2, 2), ((2, 2), (2, 2)), (1, 1), 1),
+    ],
+)
+def test_conv_columns_are_torch_conv_of_unit_inputs(
+    shape, out, kernel, stride, pads, dilation, groups, keep
+) -> None:
+    """The sparse columns the exact walk carries a convolution by: column j (input element
+    j) lists each output it reaches once, in increasing order; densified, they are the
+    torch convolution of the unit inputs (followed by the identity with ``keep``)."""
+    from fastmem import _graph
+
+    C, H, W = shape
+    d = C * H * W
+    w = np.random.default_rng(3).normal(size=(out, C // groups, *kernel))
+    op = _graph.make_conv2d("c", "Conv2d", shape, w, None, stride, pads, dilation, groups)
+    ptr, idx, val = _graph._conv2d_columns(op, keep, np.dtype(np.float64), np)
+    assert ptr.shape == (d + 1,) and ptr[0] == 0 and ptr[-1] == idx.shape[0] == val.shape[0]
+    got = np.zeros((d, op.size + d * keep))
+    for j in range(d):
+        cols = idx[ptr[j] : ptr[j + 1]]
+        assert (np.diff(cols) > 0).all()
+        got[j, cols] = val[ptr[j] : ptr[j + 1]]
+    eye = torch.eye(d, dtype=torch.float64).reshape(-1, C, H, W)
+    ref = F.conv2d(
+        eye, torch.from_numpy(w), stride=stride, padding=(pads[0][0], pads[1][0]),
+        dilation=dilation, groups=groups,
+    ).reshape(d, -1).numpy()  # fmt: skip
+    if keep:
+        ref = np.concatenate([ref, np.eye(d)], axis=1)
+    np.testing.assert_array_equal(got, ref)
+
+
+def _conv_conv(seed: int) -> nn.Module:
+    """Issue 20's CNN, smaller: an activation followed by a convolution (hard-tanh too)."""
+    return _init(
+        nn.Sequential(
+            nn.Conv2d(1, 4, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(4, 6, 3, stride=2, padding=1),
+            nn.Hardtanh(),
+            nn.Conv2d(6, 5, 3, padding=1, groups=1),
+            nn.LeakyReLU(0.1),
+            nn.Flatten(),
+            nn.Linear(5 * 4 * 4, 7),
+            nn.ReLU(),
+            nn.Linear(7, 3),
+        ),
+        seed,
+    )
+
+
+class _SparseResNet(nn.Module):
+    """A stem convolution and two basic blocks on (1, 16, 16): wide enough for the walk to
+    carry the blocks' convolutions (and the identity beside them) by sparse columns."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 3, 3, stride=2, padding=1), nn.ReLU())
+        self.layer1 = Basic(3, 3, 1)
+        self.layer2 = Basic(3, 4, 2)
+        self.fc = nn.Linear(4 * 4 * 4, 3)
+        _init(self, seed)
+
+    def forward(self, x):
+        x = self.layer2(self.layer1(self.stem(x)))
+        return self.fc(x.view(x.size(0), -1))
+
+
+@pytest.mark.parametrize("name", ["resnet", "conv"])
+def test_sparse_conv_carry_equals_dense_carry(name: str, monkeypatch) -> None:
+    """Carrying a convolution to new vertices by its sparse columns (its receptive fields)
+    gives the same pieces, bit for bit, as by its dense matrix, on every backend; and the
+    same counts, hashes and breakpoints (to 1e-9) as the network lowered to dense matrices."""
+    from fastmem import _graph
+
+    model = _Wrapped(_conv_conv(5)) if name == "conv" else _SparseResNet(seed=8)
+    shape = (1, 16, 16)  # large enough for the sparse columns to pay
+    net = fastmem.Network.from_torch(model, input_shape=shape)
+    rng = np.random.default_rng(51)
+    A, B = rng.uniform(0, 1, (2, 8, 256))
+    used = []
+    real = _graph._conv2d_columns
+
+    def spy(*args, **kwargs):
+        used.append(args[0].name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_graph, "_conv2d_columns", spy)
+    for backend in BACKENDS:
+        sparse = fastmem.regions.along_segments(net, A, B, backend=backend)
+        with monkeypatch.context() as m:
+            m.setattr(_graph, "_sparse_columns", lambda op, keep: False)
+            dense = fastmem.regions.along_segments(net, A, B, backend=backend)
+        np.testing.assert_array_equal(sparse.counts, dense.counts)
+        np.testing.assert_array_equal(sparse.breakpoints.values, dense.breakpoints.values)
+        np.testing.assert_array_equal(sparse.pattern_hashes.values, dense.pattern_hashes.values)
+    assert used  # the sparse path ran
+    if name == "conv":
+        _same_segments(net, fastmem.Network.from_torch(_conv_conv(5), input_shape=shape), A, B)
+
+
 def test_window_max_is_torch_max_pool() -> None:
     from fastmem import _graph
 

@@ -1,5 +1,5 @@
 // Bindings of the segment engine's splitting kernels: count_crossings, collect_crossings,
-// emit_pieces, next_preactivations (see fastmem/regions.hpp for the vertex layout and what
+// emit_pieces, next_preactivations(_sparse) (see fastmem/regions.hpp for the vertex layout and what
 // each pass does).
 #include <cstdint>
 
@@ -110,11 +110,22 @@ void emit_pieces(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray<uint64_
                       h_cols, scr);
 }
 
+// The checks and pointers that the dense and the sparse next_preactivations share.
 template <class T>
-void next_preactivations(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray<T> buf,
-                         CArray<int64_t> offsets, CArray<int64_t> child_offsets, int kind,
-                         double slope, CArray<T> wt, CArray<T> zn, CArray<int64_t> scratch,
-                         CArray<T> out, int kind_next, CArray<int64_t> next_counts) {
+struct NextArgs {
+  int64_t n, width, width_next;
+  const T *zp, *tp, *bp, *np_;
+  const int64_t *sp, *off, *coff;
+  int64_t* scr;
+  T* op;
+  int64_t* nc;
+};
+
+template <class T>
+NextArgs<T> next_args(CArray<T>& z, CArray<T>& vt, CArray<int64_t>& pseg, CArray<T>& buf,
+                      CArray<int64_t>& offsets, CArray<int64_t>& child_offsets, int kind,
+                      int64_t width_next, CArray<T>& zn, CArray<int64_t>& scratch, CArray<T>& out,
+                      int kind_next, CArray<int64_t>& next_counts) {
   check_vertices(z, pseg);
   check_kind(kind);
   const int64_t n = pseg.shape(0), width = z.shape(1), nv = z.shape(0);
@@ -127,8 +138,6 @@ void next_preactivations(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray
           "buf must be 1-D with at least offsets[-1] entries");
   require(scratch.ndim() == 1 && 2 * total <= scratch.shape(0),
           "scratch must be 1-D with at least 2 * offsets[-1] entries");
-  require(wt.ndim() == 2 && wt.shape(0) == width + 1, "wt must be (width + 1, width_next)");
-  const int64_t width_next = wt.shape(1);
   require(zn.ndim() == 2 && zn.shape(0) == nv && zn.shape(1) == width_next,
           "zn must be (vertices, width_next)");
   const int64_t nv_out = child_offsets.data()[n] + (nv - n);
@@ -138,14 +147,65 @@ void next_preactivations(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray
   if (kind_next >= 0)
     require(next_counts.ndim() == 1 && next_counts.shape(0) == child_offsets.data()[n],
             "next_counts must have child_offsets[-1] entries");
-  const T *zp = z.data(), *tp = vt.data(), *bp = buf.data(), *wp = wt.data(), *np_ = zn.data();
-  const int64_t *sp = pseg.data(), *off = offsets.data(), *coff = child_offsets.data();
-  int64_t* scr = scratch.mutable_data();
-  T* op = out.mutable_data();
-  int64_t* nc = kind_next >= 0 ? next_counts.mutable_data() : nullptr;
+  return {n,
+          width,
+          width_next,
+          z.data(),
+          vt.data(),
+          buf.data(),
+          zn.data(),
+          pseg.data(),
+          offsets.data(),
+          child_offsets.data(),
+          scratch.mutable_data(),
+          out.mutable_data(),
+          kind_next >= 0 ? next_counts.mutable_data() : nullptr};
+}
+
+template <class T>
+void next_preactivations(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray<T> buf,
+                         CArray<int64_t> offsets, CArray<int64_t> child_offsets, int kind,
+                         double slope, CArray<T> wt, CArray<T> zn, CArray<int64_t> scratch,
+                         CArray<T> out, int kind_next, CArray<int64_t> next_counts) {
+  require(wt.ndim() == 2 && z.ndim() == 2 && wt.shape(0) == z.shape(1) + 1,
+          "wt must be (width + 1, width_next)");
+  const NextArgs<T> a = next_args(z, vt, pseg, buf, offsets, child_offsets, kind, wt.shape(1),
+                                  zn, scratch, out, kind_next, next_counts);
+  const T* wp = wt.data();
   py::gil_scoped_release release;
-  cpu::next_preactivations<T>(zp, tp, sp, n, width, bp, off, coff, kind, static_cast<T>(slope),
-                              wp, width_next, np_, scr, op, kind_next, nc);
+  cpu::next_preactivations<T>(a.zp, a.tp, a.sp, a.n, a.width, a.bp, a.off, a.coff, kind,
+                              static_cast<T>(slope), wp, a.width_next, a.np_, a.scr, a.op,
+                              kind_next, a.nc);
+}
+
+template <class T>
+void next_preactivations_sparse(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray<T> buf,
+                                CArray<int64_t> offsets, CArray<int64_t> child_offsets,
+                                int kind, double slope, CArray<int64_t> col_ptr,
+                                CArray<int64_t> col_idx, CArray<T> col_val, CArray<T> bias,
+                                CArray<T> zn, CArray<int64_t> scratch, CArray<T> out,
+                                int kind_next, CArray<int64_t> next_counts) {
+  require(z.ndim() == 2 && col_ptr.ndim() == 1 && col_ptr.shape(0) == z.shape(1) + 1,
+          "col_ptr must have width + 1 entries");
+  require(bias.ndim() == 1, "bias must be 1-D (width_next,)");
+  const int64_t width_next = bias.shape(0), width = z.shape(1);
+  const int64_t* ptr = col_ptr.data();
+  require(col_idx.ndim() == 1 && col_val.ndim() == 1 && col_idx.shape(0) == col_val.shape(0),
+          "col_idx and col_val must be 1-D of one length");
+  require(ptr[0] == 0 && ptr[width] <= col_idx.shape(0),
+          "col_ptr must start at 0 and end within col_idx");
+  for (int64_t j = 0; j < width; ++j) require(ptr[j] <= ptr[j + 1], "col_ptr must not decrease");
+  const int64_t* idx = col_idx.data();
+  bool in_range = true;
+  for (int64_t q = 0; q < ptr[width]; ++q) in_range &= (idx[q] >= 0) & (idx[q] < width_next);
+  require(in_range, "col_idx must lie in [0, width_next)");
+  const NextArgs<T> a = next_args(z, vt, pseg, buf, offsets, child_offsets, kind, width_next,
+                                  zn, scratch, out, kind_next, next_counts);
+  const T *vp = col_val.data(), *bp = bias.data();
+  py::gil_scoped_release release;
+  cpu::next_preactivations_sparse<T>(a.zp, a.tp, a.sp, a.n, a.width, a.bp, a.off, a.coff, kind,
+                                     static_cast<T>(slope), ptr, idx, vp, bp, a.width_next,
+                                     a.np_, a.scr, a.op, kind_next, a.nc);
 }
 
 template <class T>
@@ -167,6 +227,13 @@ void def_all(py::module_& m) {
         py::arg("vt").noconvert(), py::arg("pseg").noconvert(), py::arg("buf").noconvert(),
         py::arg("offsets").noconvert(), py::arg("child_offsets").noconvert(), py::arg("kind"),
         py::arg("slope"), py::arg("wt").noconvert(), py::arg("zn").noconvert(),
+        py::arg("scratch").noconvert(), py::arg("out").noconvert(), py::arg("kind_next"),
+        py::arg("next_counts").noconvert());
+  m.def("next_preactivations_sparse", &next_preactivations_sparse<T>, py::arg("z").noconvert(),
+        py::arg("vt").noconvert(), py::arg("pseg").noconvert(), py::arg("buf").noconvert(),
+        py::arg("offsets").noconvert(), py::arg("child_offsets").noconvert(), py::arg("kind"),
+        py::arg("slope"), py::arg("col_ptr").noconvert(), py::arg("col_idx").noconvert(),
+        py::arg("col_val").noconvert(), py::arg("bias").noconvert(), py::arg("zn").noconvert(),
         py::arg("scratch").noconvert(), py::arg("out").noconvert(), py::arg("kind_next"),
         py::arg("next_counts").noconvert());
 }

@@ -55,7 +55,7 @@ constexpr int64_t kPieceBlock = 16;
   ATTR void next_range_##SUFFIX(int64_t begin, int64_t end, const T* z, const T* vt,           \
                                 const int64_t* pseg, int64_t n, int64_t width, const T* buf,   \
                                 const int64_t* offsets, const int64_t* child_offsets,          \
-                                int kind, T slope, const T* wt, int64_t width_next,            \
+                                int kind, T slope, const Columns<T>& wt, int64_t width_next,   \
                                 const T* zn, int64_t* scratch, T* out, int kind_next,          \
                                 int64_t* next_counts) {                                        \
     for (int64_t i = begin; i < end; ++i) {                                                    \
@@ -127,16 +127,41 @@ void emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* c
 }
 
 template <class T>
-void next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n, int64_t width,
-                         const T* buf, const int64_t* offsets, const int64_t* child_offsets,
-                         int kind, T slope, const T* wt, int64_t width_next, const T* zn,
-                         int64_t* scratch, T* out, int kind_next, int64_t* next_counts) {
+static void next_preactivations_columns(const T* z, const T* vt, const int64_t* pseg, int64_t n,
+                                        int64_t width, const T* buf, const int64_t* offsets,
+                                        const int64_t* child_offsets, int kind, T slope,
+                                        const Columns<T>& wt, int64_t width_next, const T* zn,
+                                        int64_t* scratch, T* out, int kind_next,
+                                        int64_t* next_counts) {
 #pragma omp parallel for schedule(dynamic, 1)
   for (int64_t b = 0; b < n; b += kPieceBlock) {
     const int64_t e = b + kPieceBlock < n ? b + kPieceBlock : n;
     FASTMEM_PICK(next_range, b, e, z, vt, pseg, n, width, buf, offsets, child_offsets, kind,
                  slope, wt, width_next, zn, scratch, out, kind_next, next_counts);
   }
+}
+
+template <class T>
+void next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n, int64_t width,
+                         const T* buf, const int64_t* offsets, const int64_t* child_offsets,
+                         int kind, T slope, const T* wt, int64_t width_next, const T* zn,
+                         int64_t* scratch, T* out, int kind_next, int64_t* next_counts) {
+  next_preactivations_columns(z, vt, pseg, n, width, buf, offsets, child_offsets, kind, slope,
+                              dense_columns(wt, width, width_next), width_next, zn, scratch,
+                              out, kind_next, next_counts);
+}
+
+template <class T>
+void next_preactivations_sparse(const T* z, const T* vt, const int64_t* pseg, int64_t n,
+                                int64_t width, const T* buf, const int64_t* offsets,
+                                const int64_t* child_offsets, int kind, T slope,
+                                const int64_t* col_ptr, const int64_t* col_idx,
+                                const T* col_val, const T* bias, int64_t width_next,
+                                const T* zn, int64_t* scratch, T* out, int kind_next,
+                                int64_t* next_counts) {
+  const Columns<T> wt{nullptr, width, width_next, col_ptr, col_idx, col_val, bias};
+  next_preactivations_columns(z, vt, pseg, n, width, buf, offsets, child_offsets, kind, slope,
+                              wt, width_next, zn, scratch, out, kind_next, next_counts);
 }
 #undef FASTMEM_PICK
 
@@ -150,7 +175,11 @@ void next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n
                                int64_t*);                                                   \
   template void next_preactivations<T>(const T*, const T*, const int64_t*, int64_t, int64_t,    \
                                        const T*, const int64_t*, const int64_t*, int, T,        \
-                                       const T*, int64_t, const T*, int64_t*, T*, int, int64_t*);
+                                       const T*, int64_t, const T*, int64_t*, T*, int, int64_t*); \
+  template void next_preactivations_sparse<T>(                                                  \
+      const T*, const T*, const int64_t*, int64_t, int64_t, const T*, const int64_t*,           \
+      const int64_t*, int, T, const int64_t*, const int64_t*, const T*, const T*, int64_t,      \
+      const T*, int64_t*, T*, int, int64_t*);
 
 FASTMEM_INSTANTIATE(float)
 FASTMEM_INSTANTIATE(double)

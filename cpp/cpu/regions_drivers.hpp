@@ -33,4 +33,16 @@ void next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n
                          int kind, T slope, const T* wt, int64_t width_next, const T* zn,
                          int64_t* scratch, T* out, int kind_next, int64_t* next_counts);
 
+// The same with the next layer's linear part sparse by columns: column j's nonzeros at
+// col_idx[col_ptr[j] .. col_ptr[j + 1]) (distinct outputs) with values col_val, its bias
+// (width_next entries) apart; equal values to the dense call on the same matrix.
+template <class T>
+void next_preactivations_sparse(const T* z, const T* vt, const int64_t* pseg, int64_t n,
+                                int64_t width, const T* buf, const int64_t* offsets,
+                                const int64_t* child_offsets, int kind, T slope,
+                                const int64_t* col_ptr, const int64_t* col_idx,
+                                const T* col_val, const T* bias, int64_t width_next,
+                                const T* zn, int64_t* scratch, T* out, int kind_next,
+                                int64_t* next_counts);
+
 }  // namespace fastmem::cpu

@@ -135,51 +135,120 @@ void emit_pieces(const py::object& z, const py::object& vt, const py::object& ps
                                   ohv.as<float>(), h_cols, scv.as<int64_t>()));
 }
 
+// The checks the dense and the sparse next_preactivations share (width_next given).
+struct NextViews {
+  DeviceView zv, tv, sv, bv, ov, kv, znv, scv, outv, ncv;
+  int64_t n, width;
+};
+
+NextViews next_views(const py::object& z, const py::object& vt, const py::object& pseg,
+                     const py::object& buf, const py::object& offsets,
+                     const py::object& child_offsets, int kind, int64_t width_next,
+                     const py::object& zn, const py::object& scratch, const py::object& out,
+                     int kind_next, const py::object& next_counts) {
+  NextViews a{device_view(z, "z"),
+              device_view(vt, "vt"),
+              device_view(pseg, "pseg"),
+              device_view(buf, "buf"),
+              device_view(offsets, "offsets"),
+              device_view(child_offsets, "child_offsets"),
+              device_view(zn, "zn"),
+              device_view(scratch, "scratch"),
+              device_view(out, "out"),
+              device_view(next_counts, "next_counts"),
+              0,
+              0};
+  check_vertices(a.zv, a.sv);
+  check_kind(kind);
+  const int64_t n = a.sv.shape[0], nv = a.zv.shape[0];
+  a.n = n;
+  a.width = a.zv.shape[1];
+  check_float(a.tv, a.zv, 1, "vt must be 1-D with z's dtype");
+  if (a.tv.shape[0] != nv) fail("vt must have one entry per vertex");
+  check_float(a.bv, a.zv, 1, "buf must be 1-D with z's dtype");
+  check_int64(a.ov, n + 1, "offsets must be int64 with n + 1 entries");
+  check_int64(a.kv, n + 1, "child_offsets must be int64 with n + 1 entries");
+  if (a.scv.ndim() != 1 || a.scv.typestr != "<i8") fail("scratch must be 1-D int64");
+  check_float(a.znv, a.zv, 2, "zn must be 2-D with z's dtype");
+  if (a.znv.shape[0] != nv || a.znv.shape[1] != width_next)
+    fail("zn must be (vertices, width_next)");
+  check_float(a.outv, a.zv, 2, "out must be 2-D with z's dtype");
+  if (a.outv.shape[1] != width_next) fail("out must be (new vertices, width_next)");
+  if (kind_next < -1 || kind_next > 3) fail("unknown activation kind_next");
+  if (kind_next >= 0 && (a.ncv.ndim() != 1 || a.ncv.typestr != "<i8" ||
+                         a.ncv.shape[0] != a.outv.shape[0] - (nv - n)))
+    fail("next_counts must be int64 with child_offsets[-1] entries");
+  return a;
+}
+
 void next_preactivations(const py::object& z, const py::object& vt, const py::object& pseg,
                          const py::object& buf, const py::object& offsets,
                          const py::object& child_offsets, int kind, double slope,
                          const py::object& wt, const py::object& zn, const py::object& scratch,
                          const py::object& out, int kind_next, const py::object& next_counts) {
-  const DeviceView zv = device_view(z, "z"), tv = device_view(vt, "vt");
-  const DeviceView sv = device_view(pseg, "pseg"), bv = device_view(buf, "buf");
-  const DeviceView ov = device_view(offsets, "offsets");
-  const DeviceView kv = device_view(child_offsets, "child_offsets");
-  const DeviceView wv = device_view(wt, "wt"), znv = device_view(zn, "zn");
-  const DeviceView scv = device_view(scratch, "scratch"), outv = device_view(out, "out");
-  check_vertices(zv, sv);
-  check_kind(kind);
-  const int64_t n = sv.shape[0], nv = zv.shape[0], width = zv.shape[1];
-  check_float(tv, zv, 1, "vt must be 1-D with z's dtype");
-  if (tv.shape[0] != nv) fail("vt must have one entry per vertex");
-  check_float(bv, zv, 1, "buf must be 1-D with z's dtype");
-  check_int64(ov, n + 1, "offsets must be int64 with n + 1 entries");
-  check_int64(kv, n + 1, "child_offsets must be int64 with n + 1 entries");
-  if (scv.ndim() != 1 || scv.typestr != "<i8") fail("scratch must be 1-D int64");
-  check_float(wv, zv, 2, "wt must be 2-D with z's dtype");
-  if (wv.shape[0] != width + 1) fail("wt must be (width + 1, width_next)");
+  const DeviceView wv = device_view(wt, "wt"), zv0 = device_view(z, "z");
+  check_float(wv, zv0, 2, "wt must be 2-D with z's dtype");
+  if (zv0.ndim() != 2 || wv.shape[0] != zv0.shape[1] + 1)
+    fail("wt must be (width + 1, width_next)");
   const int64_t width_next = wv.shape[1];
-  check_float(znv, zv, 2, "zn must be 2-D with z's dtype");
-  if (znv.shape[0] != nv || znv.shape[1] != width_next) fail("zn must be (vertices, width_next)");
-  check_float(outv, zv, 2, "out must be 2-D with z's dtype");
-  if (outv.shape[1] != width_next) fail("out must be (new vertices, width_next)");
-  if (kind_next < -1 || kind_next > 3) fail("unknown activation kind_next");
-  const DeviceView ncv = device_view(next_counts, "next_counts");
-  if (kind_next >= 0 && (ncv.ndim() != 1 || ncv.typestr != "<i8" ||
-                         ncv.shape[0] != outv.shape[0] - (nv - n)))
-    fail("next_counts must be int64 with child_offsets[-1] entries");
-  int64_t* nc = kind_next >= 0 ? ncv.as<int64_t>() : nullptr;
-  const Launch launch({&zv, &tv, &sv, &bv, &ov, &kv, &wv, &znv, &scv, &outv, &ncv});
+  const NextViews a = next_views(z, vt, pseg, buf, offsets, child_offsets, kind, width_next, zn,
+                                 scratch, out, kind_next, next_counts);
+  int64_t* nc = kind_next >= 0 ? a.ncv.as<int64_t>() : nullptr;
+  const Launch launch({&a.zv, &a.tv, &a.sv, &a.bv, &a.ov, &a.kv, &wv, &a.znv, &a.scv, &a.outv,
+                       &a.ncv});
   py::gil_scoped_release release;
-  if (zv.typestr == "<f8")
+  if (a.zv.typestr == "<f8")
     check(gpu::next_preactivations<double>(
-        zv.as<double>(), tv.as<double>(), sv.as<int64_t>(), n, width, bv.as<double>(),
-        ov.as<int64_t>(), kv.as<int64_t>(), kind, slope, wv.as<double>(), width_next,
-        znv.as<double>(), scv.as<int64_t>(), outv.as<double>(), kind_next, nc));
+        a.zv.as<double>(), a.tv.as<double>(), a.sv.as<int64_t>(), a.n, a.width,
+        a.bv.as<double>(), a.ov.as<int64_t>(), a.kv.as<int64_t>(), kind, slope,
+        wv.as<double>(), width_next, a.znv.as<double>(), a.scv.as<int64_t>(),
+        a.outv.as<double>(), kind_next, nc));
   else
     check(gpu::next_preactivations<float>(
-        zv.as<float>(), tv.as<float>(), sv.as<int64_t>(), n, width, bv.as<float>(),
-        ov.as<int64_t>(), kv.as<int64_t>(), kind, static_cast<float>(slope), wv.as<float>(),
-        width_next, znv.as<float>(), scv.as<int64_t>(), outv.as<float>(), kind_next, nc));
+        a.zv.as<float>(), a.tv.as<float>(), a.sv.as<int64_t>(), a.n, a.width, a.bv.as<float>(),
+        a.ov.as<int64_t>(), a.kv.as<int64_t>(), kind, static_cast<float>(slope),
+        wv.as<float>(), width_next, a.znv.as<float>(), a.scv.as<int64_t>(),
+        a.outv.as<float>(), kind_next, nc));
+}
+
+// col_idx's values are trusted to lie in [0, width_next) (the layer graph builds them from
+// the op's shapes): checking them would read the whole array back from the device.
+void next_preactivations_sparse(const py::object& z, const py::object& vt,
+                                const py::object& pseg, const py::object& buf,
+                                const py::object& offsets, const py::object& child_offsets,
+                                int kind, double slope, const py::object& col_ptr,
+                                const py::object& col_idx, const py::object& col_val,
+                                const py::object& bias, const py::object& zn,
+                                const py::object& scratch, const py::object& out, int kind_next,
+                                const py::object& next_counts) {
+  const DeviceView zv0 = device_view(z, "z"), pv = device_view(col_ptr, "col_ptr");
+  const DeviceView iv = device_view(col_idx, "col_idx"), vv = device_view(col_val, "col_val");
+  const DeviceView bsv = device_view(bias, "bias");
+  if (zv0.ndim() != 2) fail("z must be 2-D (vertices, width)");
+  check_int64(pv, zv0.shape[1] + 1, "col_ptr must be int64 with width + 1 entries");
+  if (iv.ndim() != 1 || iv.typestr != "<i8") fail("col_idx must be 1-D int64");
+  check_float(vv, zv0, 1, "col_val must be 1-D with z's dtype");
+  if (vv.shape[0] != iv.shape[0]) fail("col_idx and col_val must be of one length");
+  check_float(bsv, zv0, 1, "bias must be 1-D with z's dtype");
+  const int64_t width_next = bsv.shape[0];
+  const NextViews a = next_views(z, vt, pseg, buf, offsets, child_offsets, kind, width_next, zn,
+                                 scratch, out, kind_next, next_counts);
+  int64_t* nc = kind_next >= 0 ? a.ncv.as<int64_t>() : nullptr;
+  const Launch launch({&a.zv, &a.tv, &a.sv, &a.bv, &a.ov, &a.kv, &pv, &iv, &vv, &bsv, &a.znv,
+                       &a.scv, &a.outv, &a.ncv});
+  py::gil_scoped_release release;
+  if (a.zv.typestr == "<f8")
+    check(gpu::next_preactivations_sparse<double>(
+        a.zv.as<double>(), a.tv.as<double>(), a.sv.as<int64_t>(), a.n, a.width,
+        a.bv.as<double>(), a.ov.as<int64_t>(), a.kv.as<int64_t>(), kind, slope,
+        pv.as<int64_t>(), iv.as<int64_t>(), vv.as<double>(), bsv.as<double>(), width_next,
+        a.znv.as<double>(), a.scv.as<int64_t>(), a.outv.as<double>(), kind_next, nc));
+  else
+    check(gpu::next_preactivations_sparse<float>(
+        a.zv.as<float>(), a.tv.as<float>(), a.sv.as<int64_t>(), a.n, a.width, a.bv.as<float>(),
+        a.ov.as<int64_t>(), a.kv.as<int64_t>(), kind, static_cast<float>(slope),
+        pv.as<int64_t>(), iv.as<int64_t>(), vv.as<float>(), bsv.as<float>(), width_next,
+        a.znv.as<float>(), a.scv.as<int64_t>(), a.outv.as<float>(), kind_next, nc));
 }
 
 }  // namespace
@@ -199,6 +268,11 @@ void regions(py::module_& m) {
         py::arg("pseg"), py::arg("buf"), py::arg("offsets"), py::arg("child_offsets"),
         py::arg("kind"), py::arg("slope"), py::arg("wt"), py::arg("zn"), py::arg("scratch"),
         py::arg("out"), py::arg("kind_next"), py::arg("next_counts"));
+  m.def("next_preactivations_sparse", &next_preactivations_sparse, py::arg("z"), py::arg("vt"),
+        py::arg("pseg"), py::arg("buf"), py::arg("offsets"), py::arg("child_offsets"),
+        py::arg("kind"), py::arg("slope"), py::arg("col_ptr"), py::arg("col_idx"),
+        py::arg("col_val"), py::arg("bias"), py::arg("zn"), py::arg("scratch"), py::arg("out"),
+        py::arg("kind_next"), py::arg("next_counts"));
 }
 
 }  // namespace fastmem::bind

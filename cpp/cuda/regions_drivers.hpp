@@ -28,4 +28,13 @@ int next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n,
                         int kind, T slope, const T* wt, int64_t width_next, const T* zn,
                         int64_t* scratch, T* out, int kind_next, int64_t* next_counts);
 
+// The same with the next layer's linear part sparse by columns (cpu::next_preactivations_sparse).
+template <class T>
+int next_preactivations_sparse(const T* z, const T* vt, const int64_t* pseg, int64_t n,
+                               int64_t width, const T* buf, const int64_t* offsets,
+                               const int64_t* child_offsets, int kind, T slope,
+                               const int64_t* col_ptr, const int64_t* col_idx, const T* col_val,
+                               const T* bias, int64_t width_next, const T* zn, int64_t* scratch,
+                               T* out, int kind_next, int64_t* next_counts);
+
 }  // namespace fastmem::gpu

@@ -399,6 +399,45 @@ def _conv2d_matrix_t(op: Op, out: Any, xp: Any) -> None:
         out[rows, cols] = w[oi, ci % cg, k][:, None]
 
 
+def _conv2d_columns(op: Op, keep: bool, dtype: Any, xp: Any) -> tuple[Any, Any, Any]:
+    """The convolution's linear part by columns (one per input element), sparse: column
+    ``j`` holds its nonzeros at ``idx[ptr[j]:ptr[j + 1]]`` (output elements, increasing)
+    with values ``val``, the entries of :func:`_conv2d_matrix_t`'s row ``j``; ``keep``:
+    followed by the identity's column ``size + j``. Every (input, output) pair is met by one
+    tap at most, so the outputs of a column are distinct."""
+    C, H, W = op.in_shape
+    n_out, Ho, Wo = op.out_shape
+    (pt, _), (pl, _) = op.params["pads"]
+    sh, sw = op.params["stride"]
+    g = op.params["groups"]
+    cg, og = C // g, n_out // g
+    w = op.arrays["weight"].astype(dtype, copy=False).reshape(n_out, cg, -1)
+    oy, ox = xp.meshgrid(xp.arange(Ho), xp.arange(Wo), indexing="ij")
+    pos = (oy * Wo + ox).reshape(-1)
+    c = xp.arange(C)
+    o = xp.arange(n_out)
+    ci, oi = xp.nonzero((c[:, None] // cg) == (o[None, :] // og))
+    rows, cols, vals = [], [], []
+    for k, (ky, kx) in enumerate(_taps(op)):
+        y, x = (oy * sh - pt + ky).reshape(-1), (ox * sw - pl + kx).reshape(-1)
+        ok = (y >= 0) & (y < H) & (x >= 0) & (x < W)
+        r = (ci * H * W)[:, None] + (y * W + x)[ok][None, :]
+        rows.append(r.reshape(-1))
+        cols.append(((oi * Ho * Wo)[:, None] + pos[ok][None, :]).reshape(-1))
+        vals.append(xp.broadcast_to(w[oi, ci % cg, k][:, None], r.shape).reshape(-1))
+    d = C * H * W
+    if keep:
+        rows.append(xp.arange(d))
+        cols.append(op.size + xp.arange(d))
+        vals.append(xp.ones(d, dtype=dtype))
+    rows, cols, vals = xp.concatenate(rows), xp.concatenate(cols), xp.concatenate(vals)
+    order = xp.lexsort(xp.stack([cols, rows]))
+    ptr = xp.zeros(d + 1, dtype=np.int64)
+    xp.cumsum(xp.bincount(rows, minlength=d), out=ptr[1:])
+    idx = xp.ascontiguousarray(cols[order].astype(np.int64))
+    return ptr, idx, xp.ascontiguousarray(vals[order].astype(dtype))
+
+
 def _avgpool2d(h: Any, op: Op, xp: Any) -> Any:
     n = h.shape[0]
     win = windows(h, op, 0.0, xp)
@@ -530,6 +569,27 @@ def forward(
 
 
 # ------------------------------------------------------------------ exact walk
+@dataclass(frozen=True, eq=False)
+class _SparseColumns:
+    """An affine op's linear part sparse by columns, its bias apart (the arguments of the
+    ``next_preactivations_sparse`` kernel; :func:`_conv2d_columns`)."""
+
+    ptr: Any
+    idx: Any
+    val: Any
+    bias: Any
+
+
+def _sparse_columns(op: Op, keep: bool) -> bool:
+    """Whether the exact walk carries the convolution ``op`` by its sparse columns: when
+    they take under half the bytes of the dense matrix (index and value per entry) and at
+    most ``_DENSE_T_BYTES``."""
+    C = op.in_shape[0]
+    d = _prod(op.in_shape)
+    nnz = op.size * (C // op.params["groups"]) * op.window + d * keep  # an upper bound
+    return 2 * nnz < d * (op.size + d * keep) and 16 * nnz <= _DENSE_T_BYTES
+
+
 def take_rows(V: Any, rows: Any, out: Any, xp: Any) -> Any:
     """``out[...] = V[rows]`` (rows in range) without a temporary; returns ``out``."""
     if xp is np:  # mode="raise" would buffer the output
@@ -695,6 +755,11 @@ class _Walk:
         xp = self.xp
         d, dt = _prod(op.in_shape), self.cur.dtype
         wt = None
+        if op.kind == "conv2d" and _sparse_columns(op, keep):
+            ptr, idx, val = _conv2d_columns(op, keep, dt, xp)
+            bias = xp.zeros(op.size + d * keep, dtype=dt)
+            bias[: op.size] = apply_affine(op, xp.zeros((1, d), dtype=dt), xp)[0]
+            return _SparseColumns(ptr, idx, val, bias)
         if (d + 1) * (op.size + d * keep) * dt.itemsize <= _DENSE_T_BYTES:
             wt = xp.zeros((d + 1, op.size + d * keep), dtype=dt)
             if keep:
@@ -845,10 +910,17 @@ class _Walk:
         if after is not None and after.kind == "act" and not keep:
             kind_next = ACTIVATIONS.get(after.params["activation"], -1)
         next_counts = xp.empty(nc if kind_next >= 0 else 0, dtype=np.int64)
-        k.next_preactivations(
-            Z, vt, pseg, buf, offsets, child, kind, slope, self.dense_t(nxt, keep),
-            xp.ascontiguousarray(Z_old), scratch, out, kind_next, next_counts,
-        )  # fmt: skip
+        wt = self.dense_t(nxt, keep)
+        if isinstance(wt, _SparseColumns):  # a convolution: its receptive fields only
+            k.next_preactivations_sparse(
+                Z, vt, pseg, buf, offsets, child, kind, slope, wt.ptr, wt.idx, wt.val,
+                wt.bias, xp.ascontiguousarray(Z_old), scratch, out, kind_next, next_counts,
+            )  # fmt: skip
+        else:
+            k.next_preactivations(
+                Z, vt, pseg, buf, offsets, child, kind, slope, wt,
+                xp.ascontiguousarray(Z_old), scratch, out, kind_next, next_counts,
+            )  # fmt: skip
         _check_finite(out, nxt, xp, "starts, ends")
         # where the old vertices went; each new vertex lies between old ones (left, left + 1)
         old_pos = child[xp.arange(nv) - vseg] + vseg

@@ -362,9 +362,53 @@ FASTMEM_HD inline void emit_children_row(const T* zl, const T* zh, int64_t width
 // `scratch` (room for 2 * count_crossings_row entries: at most that many candidates, then
 // at most that many flips). wt is [W | b] transposed, (width + 1, width_next), so that
 // W[:, j] is a contiguous row and b the last one. out: the piece's left vertex, its n_bp
-// breakpoints, then (when `last`) its right vertex, width_next entries each. The running
+// breakpoints, then (when `last`) its right vertex, width_next entries each. wt may also be
+// sparse by columns (Columns). The running
 // slope is kept in the last breakpoint's row, which is written last (element by element,
 // in place).
+// The next layer's linear part by columns (column j: how its width_next outputs depend on
+// neuron j) and its bias: dense, wt = [W | b] transposed (width + 1, width_next), so that
+// W[:, j] is a contiguous row and b the last one; or sparse (ptr != nullptr), column j's
+// nonzeros at idx[ptr[j] .. ptr[j + 1]) with values val (each output at most once per
+// column: e.g. a convolution, whose column is the flipped neuron's receptive field), the
+// bias apart. Sparse and dense give equal values: an entry left out would add f * 0.
+template <class T>
+struct Columns {
+  const T* wt;
+  int64_t width, width_next;
+  const int64_t* ptr;
+  const int64_t* idx;
+  const T* val;
+  const T* b;
+
+  FASTMEM_HD const T* bias() const { return ptr ? b : wt + width * width_next; }
+
+  // g -= f W[:, j]
+  FASTMEM_HD void sub(int64_t j, T f, T* g) const {
+    if (ptr) {
+      for (int64_t q = ptr[j]; q < ptr[j + 1]; ++q) g[idx[q]] -= f * val[q];
+    } else {
+      const T* wj = wt + j * width_next;
+      for (int64_t k = 0; k < width_next; ++k) g[k] -= f * wj[k];
+    }
+  }
+
+  // g += f W[:, j]
+  FASTMEM_HD void add(int64_t j, T f, T* g) const {
+    if (ptr) {
+      for (int64_t q = ptr[j]; q < ptr[j + 1]; ++q) g[idx[q]] += f * val[q];
+    } else {
+      const T* wj = wt + j * width_next;
+      for (int64_t k = 0; k < width_next; ++k) g[k] += f * wj[k];
+    }
+  }
+};
+
+template <class T>
+FASTMEM_HD inline Columns<T> dense_columns(const T* wt, int64_t width, int64_t width_next) {
+  return {wt, width, width_next, nullptr, nullptr, nullptr, nullptr};
+}
+
 template <class T>
 FASTMEM_HD inline bool child_is_flat(const T* zl, const T* zh, const int64_t* cand,
                                      int64_t n_cand, T mid, int kind, T slope) {
@@ -417,8 +461,9 @@ FASTMEM_HD inline T slope_step(T zl, T dz, const T* bp, int64_t n_bp, int64_t c,
 template <class T>
 FASTMEM_HD inline void carry_to_breakpoints(const T* zl, const T* zh, int64_t width, T tl, T th,
                                             const T* bp, int64_t n_bp, int kind, T slope,
-                                            const T* wt, int64_t width_next, const T* znl,
-                                            const T* znh, int64_t* scratch, T* out);
+                                            const Columns<T>& wt, int64_t width_next,
+                                            const T* znl, const T* znh, int64_t* scratch,
+                                            T* out);
 
 // The next layer's values at the piece's vertices (see carry_to_breakpoints); with
 // kind_next >= 0 also count_crossings_row of the next layer for each of the n_bp + 1
@@ -426,7 +471,8 @@ FASTMEM_HD inline void carry_to_breakpoints(const T* zl, const T* zh, int64_t wi
 template <class T>
 FASTMEM_HD inline void next_preactivations_row(const T* zl, const T* zh, int64_t width, T tl,
                                                T th, const T* bp, int64_t n_bp, int kind,
-                                               T slope, const T* wt, int64_t width_next,
+                                               T slope, const Columns<T>& wt,
+                                               int64_t width_next,
                                                const T* znl, const T* znh, bool last,
                                                int64_t* scratch, T* out, int kind_next,
                                                int64_t* child_counts) {
@@ -449,8 +495,9 @@ FASTMEM_HD inline void next_preactivations_row(const T* zl, const T* zh, int64_t
 template <class T>
 FASTMEM_HD inline void carry_to_breakpoints(const T* zl, const T* zh, int64_t width, T tl, T th,
                                             const T* bp, int64_t n_bp, int kind, T slope,
-                                            const T* wt, int64_t width_next, const T* znl,
-                                            const T* znh, int64_t* scratch, T* out) {
+                                            const Columns<T>& wt, int64_t width_next,
+                                            const T* znl, const T* znh, int64_t* scratch,
+                                            T* out) {
   const int nt = n_thresholds(kind);
   int64_t* cand = scratch;
   const int64_t n_cand = list_candidates(zl, zh, width, kind, cand);
@@ -488,8 +535,7 @@ FASTMEM_HD inline void carry_to_breakpoints(const T* zl, const T* zh, int64_t wi
       if (step == T(0)) continue;
       flips[n_flips++] = c * width + j;
       const T f = (T(1) - (bp[c - 1] - tl) / span) * step;
-      const T* wj = wt + j * width_next;
-      for (int64_t k = 0; k < width_next; ++k) g[k] -= f * wj[k];
+      wt.sub(j, f, g);
     }
   }
   shell_sort(flips, n_flips);
@@ -506,8 +552,7 @@ FASTMEM_HD inline void carry_to_breakpoints(const T* zl, const T* zh, int64_t wi
     for (; next_flip < n_flips && flips[next_flip] / width == c; ++next_flip) {
       const int64_t j = flips[next_flip] % width;
       const T f = slope_step(zl[j], zh[j] - zl[j], bp, n_bp, c, tl, th, kind, slope);
-      const T* wj = wt + j * width_next;
-      for (int64_t k = 0; k < width_next; ++k) g[k] += f * wj[k];
+      wt.add(j, f, g);
     }
   }
   if (live_elsewhere) return;
@@ -521,13 +566,12 @@ FASTMEM_HD inline void carry_to_breakpoints(const T* zl, const T* zh, int64_t wi
     } else if (c == n_bp) {
       for (int64_t k = 0; k < width_next; ++k) left[k] = znh[k];
     } else {
-      const T* bias = wt + width * width_next;
+      const T* bias = wt.bias();
       for (int64_t k = 0; k < width_next; ++k) left[k] = bias[k];
       for (int64_t j = 0; j < width; ++j) {
         const T h = activate(zl[j] + mid * (zh[j] - zl[j]), kind, slope);
         if (h == T(0)) continue;
-        const T* wj = wt + j * width_next;
-        for (int64_t k = 0; k < width_next; ++k) left[k] += h * wj[k];
+        wt.add(j, h, left);
       }
       for (int64_t k = 0; k < width_next; ++k) right[k] = left[k];
     }

@@ -44,6 +44,7 @@ from .regions import collect_crossings as collect_crossings
 from .regions import count_crossings as count_crossings
 from .regions import emit_pieces as emit_pieces
 from .regions import next_preactivations as next_preactivations
+from .regions import next_preactivations_sparse as next_preactivations_sparse
 
 numba_version = numba.__version__
 
@@ -76,6 +77,7 @@ __all__ = [
     "kde_tile",
     "linear_recurrence",
     "next_preactivations",
+    "next_preactivations_sparse",
     "numba_version",
     "pack_and_activate",
     "plane_children",

@@ -282,12 +282,12 @@ def _sort_int(v, lo, n):
 
 @nb.njit(parallel=True, cache=True)
 def _next_preactivations(
-    z, vt, pseg, buf, offsets, child_offsets, kind, slope, wt, zn, scratch, out, kind_next,
-    next_counts, k,
+    z, vt, pseg, buf, offsets, child_offsets, kind, slope, wt, ptr, idx, val, bias, zn, scratch,
+    out, kind_next, next_counts, k,
 ):  # fmt: skip
     # The same recurrence, in the same order, as next_preactivations_row in regions.hpp.
     n = pseg.shape[0]
-    width_next = wt.shape[1]
+    width_next = zn.shape[1]
     for i in nb.prange(n):
         s, v, c0, n_bp, last = _piece_index(pseg, child_offsets, i)
         tl = vt[v]
@@ -301,8 +301,9 @@ def _next_preactivations(
                 out[v0 + n_bp + 1, q] = zn[v + 1, q]
         if n_bp > 0:
             _carry_to_breakpoints(
-                z, v, tl, th, buf, bp0, n_bp, kind, slope, wt, zn, scratch, out, v0, k
-            )
+                z, v, tl, th, buf, bp0, n_bp, kind, slope, wt, ptr, idx, val, bias, zn, scratch,
+                out, v0, k,
+            )  # fmt: skip
         if kind_next >= 0:
             for c in range(n_bp + 1):
                 next_counts[c0 + c] = _count_rows(out, v0 + c, zn, v + 1, c < n_bp, kind_next, k)
@@ -323,10 +324,14 @@ def _count_rows(out, lo, zn, hi_old, hi_in_out, kind, k):
 
 
 @nb.njit(cache=True)
-def _carry_to_breakpoints(z, v, tl, th, buf, bp0, n_bp, kind, slope, wt, zn, scratch, out, v0, k):
-    # carry_to_breakpoints of regions.hpp: out rows v0 + 1 .. v0 + n_bp
+def _carry_to_breakpoints(
+    z, v, tl, th, buf, bp0, n_bp, kind, slope, wt, ptr, idx, val, bias, zn, scratch, out, v0, k
+):  # fmt: skip
+    # carry_to_breakpoints of regions.hpp: out rows v0 + 1 .. v0 + n_bp; the next layer's
+    # columns dense (wt) or, with ptr not empty, sparse (regions.hpp's Columns)
     width = z.shape[1]
-    width_next = wt.shape[1]
+    width_next = zn.shape[1]
+    sparse = ptr.shape[0] > 0
     nt = 2 if kind == HARDTANH else 1
     two = k[2]
     span = th - tl
@@ -370,8 +375,12 @@ def _carry_to_breakpoints(z, v, tl, th, buf, bp0, n_bp, kind, slope, wt, zn, scr
             scratch[flip0 + n_flips] = c * width + j
             n_flips += 1
             f = (k[1] - (buf[bp0 + c - 1] - tl) / span) * step
-            for q in range(width_next):
-                out[gr, q] -= f * wt[j, q]
+            if sparse:
+                for e2 in range(ptr[j], ptr[j + 1]):
+                    out[gr, idx[e2]] -= f * val[e2]
+            else:
+                for q in range(width_next):
+                    out[gr, q] -= f * wt[j, q]
     _sort_int(scratch, flip0, n_flips)
     r_prev = k[0]
     nf = 0
@@ -387,8 +396,12 @@ def _carry_to_breakpoints(z, v, tl, th, buf, bp0, n_bp, kind, slope, wt, zn, scr
             j = scratch[flip0 + nf] % width
             zl = z[v, j]
             f = _slope_step(zl, z[v + 1, j] - zl, buf, bp0, n_bp, c, tl, th, kind, slope, k)
-            for q in range(width_next):
-                out[gr, q] += f * wt[j, q]
+            if sparse:
+                for e2 in range(ptr[j], ptr[j + 1]):
+                    out[gr, idx[e2]] += f * val[e2]
+            else:
+                for q in range(width_next):
+                    out[gr, q] += f * wt[j, q]
             nf += 1
     if live_elsewhere:
         return
@@ -411,13 +424,17 @@ def _carry_to_breakpoints(z, v, tl, th, buf, bp0, n_bp, kind, slope, wt, zn, scr
                 out[v0 + c, q] = zn[v + 1, q]
         else:
             for q in range(width_next):
-                out[v0 + c, q] = wt[width, q]
+                out[v0 + c, q] = bias[q] if sparse else wt[width, q]
             for j in range(width):
                 h = _activate_k(z[v, j] + mid * (z[v + 1, j] - z[v, j]), kind, slope, k)
                 if h == k[0]:
                     continue
-                for q in range(width_next):
-                    out[v0 + c, q] += h * wt[j, q]
+                if sparse:
+                    for e2 in range(ptr[j], ptr[j + 1]):
+                        out[v0 + c, idx[e2]] += h * val[e2]
+                else:
+                    for q in range(width_next):
+                        out[v0 + c, q] += h * wt[j, q]
             for q in range(width_next):
                 out[v0 + c + 1, q] = out[v0 + c, q]
 
@@ -529,15 +546,13 @@ def emit_pieces(
     )  # fmt: skip
 
 
-def next_preactivations(
-    z, vt, pseg, buf, offsets, child_offsets, kind: int, slope: float, wt, zn, scratch, out,
-    kind_next: int, next_counts,
-) -> None:  # fmt: skip
-    """The next layer's pre-activations at the new vertices, from those at the old (regions.hpp)."""
+def _check_next(z, vt, pseg, buf, offsets, child_offsets, kind, width_next, zn, scratch, out,
+                kind_next, next_counts):  # fmt: skip
+    """The checks the dense and the sparse next_preactivations share; next_counts back."""
     _check_vertices(z, pseg)
     _check_kind(kind)
     n = pseg.shape[0]
-    nv, width = z.shape
+    nv = z.shape[0]
     _check_1d(vt, z.dtype, nv, "vt must have one entry per vertex")
     _check_1d(offsets, np.int64, n + 1, "offsets must have n + 1 entries")
     _check_1d(child_offsets, np.int64, n + 1, "child_offsets must have n + 1 entries")
@@ -545,26 +560,74 @@ def next_preactivations(
     _require(offsets[n] <= buf.shape[0], "buf is smaller than offsets[-1]")
     _check_1d(scratch, np.int64, None, "scratch must be 1-D int64")
     _require(2 * offsets[n] <= scratch.shape[0], "scratch is smaller than 2 * offsets[-1]")
-
-    def _matrix(a, rows, cols, what):
-        _require(
-            isinstance(a, np.ndarray) and a.dtype == z.dtype and a.ndim == 2
-            and (rows is None or a.shape[0] == rows) and (cols is None or a.shape[1] == cols)
-            and a.flags.c_contiguous,
-            what,
-        )  # fmt: skip
-
-    _matrix(wt, width + 1, None, "wt must be (width + 1, width_next)")
-    width_next = wt.shape[1]
-    _matrix(zn, nv, width_next, "zn must be (vertices, width_next)")
+    _matrix(z, zn, nv, width_next, "zn must be (vertices, width_next)")
     nv_out = int(child_offsets[n]) + (nv - n)
-    _matrix(out, nv_out, width_next, "out must be (child_offsets[-1] + segments, width_next)")
+    _matrix(z, out, nv_out, width_next, "out must be (child_offsets[-1] + segments, width_next)")
     _require(kind_next in (-1, RELU, LEAKY_RELU, HARDTANH, THRESHOLD), "unknown kind_next")
     if kind_next >= 0:
         _check_1d(next_counts, np.int64, int(child_offsets[n]), "next_counts: one per child")
-    else:
-        next_counts = np.empty(0, dtype=np.int64)
+        return next_counts
+    return np.empty(0, dtype=np.int64)
+
+
+def _matrix(z, a, rows, cols, what):
+    _require(
+        isinstance(a, np.ndarray) and a.dtype == z.dtype and a.ndim == 2
+        and (rows is None or a.shape[0] == rows) and (cols is None or a.shape[1] == cols)
+        and a.flags.c_contiguous,
+        what,
+    )  # fmt: skip
+
+
+def next_preactivations(
+    z, vt, pseg, buf, offsets, child_offsets, kind: int, slope: float, wt, zn, scratch, out,
+    kind_next: int, next_counts,
+) -> None:  # fmt: skip
+    """The next layer's pre-activations at the new vertices, from those at the old (regions.hpp)."""
+    _check_vertices(z, pseg)
+    _matrix(z, wt, z.shape[1] + 1, None, "wt must be (width + 1, width_next)")
+    next_counts = _check_next(
+        z, vt, pseg, buf, offsets, child_offsets, kind, wt.shape[1], zn, scratch, out,
+        kind_next, next_counts,
+    )  # fmt: skip
+    none = np.empty(0, dtype=np.int64)
     _next_preactivations(
-        z, vt, pseg, buf, offsets, child_offsets, int(kind), z.dtype.type(slope), wt, zn,
-        scratch, out, int(kind_next), next_counts, _consts(z.dtype),
+        z, vt, pseg, buf, offsets, child_offsets, int(kind), z.dtype.type(slope), wt, none,
+        none, np.empty(0, dtype=z.dtype), np.empty(0, dtype=z.dtype), zn, scratch, out,
+        int(kind_next), next_counts, _consts(z.dtype),
+    )  # fmt: skip
+
+
+def next_preactivations_sparse(
+    z, vt, pseg, buf, offsets, child_offsets, kind: int, slope: float, col_ptr, col_idx,
+    col_val, bias, zn, scratch, out, kind_next: int, next_counts,
+) -> None:  # fmt: skip
+    """next_preactivations with the next layer's linear part sparse by columns (column j's
+    nonzeros at col_idx[col_ptr[j]:col_ptr[j + 1]], distinct, values col_val), its bias
+    apart (regions.hpp's Columns)."""
+    _check_vertices(z, pseg)
+    width = z.shape[1]
+    _check_1d(col_ptr, np.int64, width + 1, "col_ptr must have width + 1 entries")
+    _check_1d(bias, z.dtype, None, "bias must be 1-D (width_next,)")
+    width_next = bias.shape[0]
+    _check_1d(col_idx, np.int64, None, "col_idx and col_val must be 1-D of one length")
+    _check_1d(col_val, z.dtype, col_idx.shape[0], "col_idx and col_val must be 1-D of one length")
+    _require(
+        col_ptr[0] == 0 and col_ptr[width] <= col_idx.shape[0],
+        "col_ptr must start at 0 and end within col_idx",
+    )
+    _require(bool((np.diff(col_ptr) >= 0).all()), "col_ptr must not decrease")
+    used = col_idx[: col_ptr[width]]
+    _require(
+        used.shape[0] == 0 or (int(used.min()) >= 0 and int(used.max()) < width_next),
+        "col_idx must lie in [0, width_next)",
+    )
+    next_counts = _check_next(
+        z, vt, pseg, buf, offsets, child_offsets, kind, width_next, zn, scratch, out,
+        kind_next, next_counts,
+    )  # fmt: skip
+    _next_preactivations(
+        z, vt, pseg, buf, offsets, child_offsets, int(kind), z.dtype.type(slope),
+        np.empty((0, 0), dtype=z.dtype), col_ptr, col_idx, col_val, bias, zn, scratch, out,
+        int(kind_next), next_counts, _consts(z.dtype),
     )  # fmt: skip
