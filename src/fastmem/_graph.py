@@ -961,7 +961,7 @@ class _Walk:
             x = _pad_hw(V.reshape(V.shape[0], *op.in_shape), op.params["pads"], -np.inf, xp)
             # the maximum of affine functions is convex: an entry is maximal on an interval,
             # so the argmax changes inside a piece only where it differs at the two ends
-            _, top = _window_max(x, op, xp, argmax=True)
+            best, top = _window_max(x, op, xp, argmax=True)
             r0, w0 = xp.nonzero((top[:-1] != top[1:]) & self.valid()[:, None])
             del top
             ends = (_window_entries(x, op, r0, w0, xp), _window_entries(x, op, r0 + 1, w0, xp))
@@ -988,7 +988,7 @@ class _Walk:
                     r, lam = r0[q][keep], lam[keep]
                     js.append(r)
                     ts.append(self.vt[r] + (self.vt[r + 1] - self.vt[r]) * lam)
-            self.split(js, ts, op)
+            moved = self.split(js, ts, op)
             V = self.cur
         n = V.shape[0]
         if op.state_bits:
@@ -997,23 +997,36 @@ class _Walk:
             _, idx = _window_max(x, op, xp, argmax=True)
             pack_argmax(idx, self.codes, self.bit, op.state_bits // op.size, V.dtype, k)
             self.bit += op.state_bits
-        x = _pad_hw(V.reshape(n, *op.in_shape), op.params["pads"], -np.inf, xp)
-        self.cur, _ = _window_max(x, op, xp)
+        if self.constant:
+            x = _pad_hw(V.reshape(n, *op.in_shape), op.params["pads"], -np.inf, xp)
+            self.cur, _ = _window_max(x, op, xp)
+            return
+        # the old vertices' maxima are known (best): the window maxima at the cuts only
+        if moved is not None:
+            old_pos, cut_pos = moved
+            out = xp.empty((n, best.shape[1]), dtype=best.dtype)
+            out[old_pos] = best
+            cut = V[cut_pos]
+            x = _pad_hw(cut.reshape(cut.shape[0], *op.in_shape), op.params["pads"], -np.inf, xp)
+            out[cut_pos], _ = _window_max(x, op, xp)
+            best = out
+        self.cur = best
 
-    def split(self, js: list[Any], ts: list[Any], op: Op, on: Any = None) -> None:
+    def split(self, js: list[Any], ts: list[Any], op: Op, on: Any = None) -> Any:
         """Insert vertices at the given ``t`` between vertex ``j`` and ``j + 1`` (ties
         within ``tol`` merged, none within ``tol`` of a piece's ends, pairs across two
         segments ignored); interpolate every carried tensor there. ``on``: per cut, the
-        column of the current tensor that is exactly ``value`` at it."""
+        column of the current tensor that is exactly ``value`` at it. Returns where the
+        old vertices and the cuts went, ``(old_pos, cut_pos)``, or None without a cut."""
         xp = self.xp
         if not js:
-            return
+            return None
         j = xp.concatenate(js)
         t = xp.concatenate(ts)
         ok = self.valid()[j] & (t - self.vt[j] > self.tol) & (self.vt[j + 1] - t > self.tol)
         j, t = j[ok], t[ok]
         if not j.shape[0]:
-            return
+            return None
         order = xp.lexsort(xp.stack([t, j]))
         j, t = j[order], t[order]
         # chains of cuts closer than tol are one cut, at the middle of the chain
@@ -1070,6 +1083,7 @@ class _Walk:
         self.vseg = insert(self.vseg, self.vseg[j])
         self.vt = insert(self.vt, t)
         self.largest = max(self.largest, P + nc)
+        return old_pos, cut_pos
 
 
 def exact_segments(
