@@ -46,11 +46,14 @@ go through the segment engine's kernels (cpp/include/fastmem/regions.hpp) as one
 the crossings and the new pieces with their pattern bits; the affine op (an im2col
 convolution, a GEMM) at the vertices the activation started with only, carried to the
 new vertices by one rank-1 update per crossing from the op's dense matrix (built once
-per call, a scatter of a convolution's weights; ops whose matrix would exceed
-``_DENSE_T_BYTES`` are applied at every vertex instead). Before a residual block whose
-first branch starts with an affine op, the activation's own output is carried alongside
-(the identity's columns), for the second branch. Other activations (before max pooling,
-a threshold, or in float32, whose ``t`` is float64 here) are applied at every vertex.
+per call; ops whose matrix would exceed ``_DENSE_T_BYTES`` are applied at every vertex
+instead), or for a convolution from its sparse columns (:func:`_conv2d_columns`: the
+flipped neuron's receptive field only, ``next_preactivations_sparse``; equal values).
+Before a residual block whose first branch starts with an affine op, the activation's own
+output is carried alongside (the identity's columns), for the second branch. Other
+activations (before max pooling, a threshold, or in float32, whose ``t`` is float64 here)
+are applied at every vertex; max pooling computes its window maxima at the old vertices
+once (for the argmax) and again at its cuts only.
 Chunks of segments are walked side by side on CPU backends, as the dense engine does,
 with their large vertex tensors in a per-thread workspace (``fastmem._engine``).
 """

@@ -222,6 +222,32 @@ FASTMEM_HD inline T child_midpoint(const T* bp, int64_t n_bp, int64_t c, T tl, T
   return ((clo + (chi - clo) / T(2)) - tl) / (th - tl);
 }
 
+// Bit b of a neuron's state at child c's midpoint (the expression emit_children_kind
+// evaluates), and the first child where it differs from child 0's, or 0 if none: each bit
+// is one comparison of z with a threshold, z is affine along the piece and the midpoints
+// do not decrease, so the bit changes once at most (binary search).
+template <class T, int KIND>
+FASTMEM_HD inline uint64_t state_bit_at_child(T zl, T dz, const T* bp, int64_t n_bp, int64_t c,
+                                              T tl, T th, int b) {
+  return (neuron_state(zl + child_midpoint(bp, n_bp, c, tl, th) * dz, KIND) >> b) & 1ULL;
+}
+
+template <class T, int KIND>
+FASTMEM_HD inline int64_t state_bit_switch(T zl, T dz, const T* bp, int64_t n_bp, T tl, T th,
+                                           int b) {
+  const uint64_t first = state_bit_at_child<T, KIND>(zl, dz, bp, n_bp, int64_t(0), tl, th, b);
+  if (state_bit_at_child<T, KIND>(zl, dz, bp, n_bp, n_bp, tl, th, b) == first) return 0;
+  int64_t lo = 1, hi = n_bp;  // the switch is in [lo, hi]
+  while (lo < hi) {
+    const int64_t c = lo + (hi - lo) / 2;
+    if (state_bit_at_child<T, KIND>(zl, dz, bp, n_bp, c, tl, th, b) == first)
+      lo = c + 1;
+    else
+      hi = c;
+  }
+  return lo;
+}
+
 // Emits the n_bp + 1 children of one piece (ends tl < th, values zl, zh at its vertices).
 // Children pieces go to out_* from index 0 (pattern words copied from the parent, this
 // layer's bits ORed in from `bit_offset`); new vertices go to out_vt from index 0: the
@@ -231,8 +257,8 @@ FASTMEM_HD inline T child_midpoint(const T* bp, int64_t n_bp, int64_t c, T tl, T
 // With write_values false out_h is not written (the last hidden layer of a pure count).
 // out_h rows have h_cols >= width entries; a column beyond width is set to 1 so that the
 // next layer's GEMM adds its bias (no separate pass over z). cand: room for
-// count_crossings_row entries (the neurons that may cross, whose bits are re-evaluated for
-// children after the first). KIND is a template argument so that the per-neuron loops
+// 2 * count_crossings_row entries (the neurons that may cross, then the children where
+// their bits change). KIND is a template argument so that the per-neuron loops
 // carry no switch (they vectorise); emit_children_row dispatches once per piece.
 template <class T, int KIND>
 FASTMEM_HD inline void emit_children_kind(const T* zl, const T* zh, int64_t width, T tl, T th,
@@ -283,16 +309,36 @@ FASTMEM_HD inline void emit_children_kind(const T* zl, const T* zh, int64_t widt
   }
   if (n_bp > 0) {
     // Later children differ from their left neighbour only in the neurons that may cross
-    // a threshold inside the piece (the others keep one side: their bits are child 0's).
+    // a threshold inside the piece (the others keep one side: their bits are child 0's),
+    // and each of their bits changes at one child at most (state_bit_switch): the
+    // changes are listed (c * width + j, after the candidates in cand), sorted, and each
+    // child copies its left neighbour's words and re-evaluates only the neurons listed
+    // for it -- the states a child-by-child evaluation of every candidate gives, without
+    // its n_bp x candidates cost (both in the hundreds at a first layer).
     const int64_t n_cand = list_candidates(zl, zh, width, KIND, cand);
+    int64_t* changes = cand + n_cand;
+    int64_t n_changes = 0;
+    for (int64_t q = 0; q < n_cand; ++q) {
+      const int64_t j = cand[q];
+      int64_t at[2] = {0, 0};
+      for (int b = 0; b < bpn; ++b)
+        at[b] = state_bit_switch<T, KIND>(zl[j], zh[j] - zl[j], bp, n_bp, tl, th, b);
+      for (int b = 0; b < bpn; ++b) {
+        if (at[b] == 0 || (b == 1 && at[1] == at[0])) continue;
+        changes[n_changes++] = at[b] * width + j;
+      }
+    }
+    shell_sort(changes, n_changes);
+    int64_t next = 0;
     for (int64_t c = 1; c <= n_bp; ++c) {
-      const T r = child_midpoint(bp, n_bp, c, tl, th);
       out_seg[c] = seg;
       out_vt[c] = bp[c - 1];
       uint64_t* codes = out_codes + c * n_words;
       for (int64_t w = 0; w < n_words; ++w) codes[w] = codes[w - n_words];
-      for (int64_t q = 0; q < n_cand; ++q) {
-        const int64_t j = cand[q];
+      if (next == n_changes || changes[next] / width != c) continue;
+      const T r = child_midpoint(bp, n_bp, c, tl, th);
+      for (; next < n_changes && changes[next] / width == c; ++next) {
+        const int64_t j = changes[next] % width;
         const uint64_t state = neuron_state(zl[j] + r * (zh[j] - zl[j]), KIND);
         for (int b = 0; b < bpn; ++b) {
           const int64_t g = bit_offset + j * bpn + b;

@@ -196,17 +196,40 @@ def _emit_pieces(
                         g = np.uint64(first + bb)
                         out_codes[c0, g >> _SIX] |= _ONE << (g & _M63)
         if n_bp > 0:
+            # emit_children_kind's changes: each candidate's bits switch at one child at
+            # most (_state_bit_switch); children copy their left neighbour's words and
+            # re-evaluate only the neurons listed for them
             cand0 = 2 * bp0
             n_cand = _list_candidates(z, v, kind, k, scratch, cand0)
+            ch0 = cand0 + n_cand
+            n_changes = 0
+            for p in range(n_cand):
+                j = scratch[cand0 + p]
+                zl = z[v, j]
+                dz = z[v + 1, j] - zl
+                at0 = _state_bit_switch(zl, dz, buf, bp0, n_bp, tl, th, kind, 0, two)
+                if at0 != 0:
+                    scratch[ch0 + n_changes] = at0 * width + j
+                    n_changes += 1
+                if bpn == 2:
+                    at1 = _state_bit_switch(zl, dz, buf, bp0, n_bp, tl, th, kind, 1, two)
+                    if at1 != 0 and at1 != at0:
+                        scratch[ch0 + n_changes] = at1 * width + j
+                        n_changes += 1
+            _sort_int(scratch, ch0, n_changes)
+            nxt = 0
             for c in range(1, n_bp + 1):
-                r = _child_midpoint(buf, bp0, n_bp, c, tl, th, two)
                 o = c0 + c
                 out_seg[o] = s
                 out_vt[v0 + c] = buf[bp0 + c - 1]
                 for w in range(n_words):
                     out_codes[o, w] = out_codes[o - 1, w]
-                for p in range(n_cand):
-                    j = scratch[cand0 + p]
+                if nxt == n_changes or scratch[ch0 + nxt] // width != c:
+                    continue
+                r = _child_midpoint(buf, bp0, n_bp, c, tl, th, two)
+                while nxt < n_changes and scratch[ch0 + nxt] // width == c:
+                    j = scratch[ch0 + nxt] % width
+                    nxt += 1
                     state = _state(z[v, j] + r * (z[v + 1, j] - z[v, j]), kind)
                     for bb in range(bpn):
                         g = np.uint64(bit_offset + j * bpn + bb)
@@ -228,6 +251,29 @@ def _emit_pieces(
                     out_h[v + 1, width] = k[1]
                 for j in range(width):
                     out_h[v + 1, j] = _activate(z[v + 1, j], kind, slope)
+
+
+@nb.njit(inline="always", cache=True)
+def _state_bit_at_child(zl, dz, buf, bp0, n_bp, c, tl, th, kind, b, two):
+    z = zl + _child_midpoint(buf, bp0, n_bp, c, tl, th, two) * dz
+    return (_state(z, kind) >> np.uint64(b)) & np.uint64(1)
+
+
+@nb.njit(inline="always", cache=True)
+def _state_bit_switch(zl, dz, buf, bp0, n_bp, tl, th, kind, b, two):
+    # state_bit_switch of regions.hpp
+    first = _state_bit_at_child(zl, dz, buf, bp0, n_bp, 0, tl, th, kind, b, two)
+    if _state_bit_at_child(zl, dz, buf, bp0, n_bp, n_bp, tl, th, kind, b, two) == first:
+        return 0
+    lo = 1
+    hi = n_bp
+    while lo < hi:
+        c = lo + (hi - lo) // 2
+        if _state_bit_at_child(zl, dz, buf, bp0, n_bp, c, tl, th, kind, b, two) == first:
+            lo = c + 1
+        else:
+            hi = c
+    return lo
 
 
 @nb.njit(inline="always", cache=True)
