@@ -346,8 +346,8 @@ def test_one_pass_cut_equals_count_then_emit(backend: str, monkeypatch: pytest.M
     seen = []
     cut = plane_mod._cut_layer
 
-    def both(mesh, be_, maps, kind, tol, layer):
-        one = cut(mesh, be_, maps, kind, tol, layer)
+    def both(mesh, be_, maps, kind, tol, layer, threads=1):
+        one = cut(mesh, be_, maps, kind, tol, layer, threads)
         other = cut(mesh, two, maps, kind, tol, layer)
         for name in ("S", "T", "corners", "off", "parent"):
             np.testing.assert_array_equal(getattr(one, name), getattr(other, name))
@@ -390,22 +390,93 @@ def test_cuda_kernels_refuse_host_arrays() -> None:
                           np.zeros((1, 3), dtype=np.int64))  # fmt: skip
 
 
-def test_results_do_not_depend_on_the_threads(backend: str) -> None:
+def test_results_do_not_depend_on_the_threads(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One kernel thread, the machine's threads, and three threads side by side (the cut
+    by ranges of parents, children and GEMMs by blocks, hashes by rows: run_tasks) give
+    bitwise the same slice."""
     if backend == "cuda":
         pytest.skip("CPU threads: the CUDA kernels run one GPU thread per polygon")
+    import fastmem.plane as plane_mod
     from fastmem._backend import select_backend
-    from fastmem._threads import kernel_threads
+    from fastmem._threads import kernel_threads, kernels_callable_side_by_side
 
-    Ws, bs, acts, slopes, o, D, ext = _random_case(8, (6, 24, 24, 5), "leaky_relu")
+    # wide enough that the second layer's cut has a few hundred parents to share out
+    Ws, bs, acts, slopes, o, D, ext = _random_case(8, (6, 40, 40, 24, 5), "leaky_relu", 4.0)
     net = _net(Ws, bs, acts, slopes)
     be = select_backend("cpu", backend)
     with kernel_threads(be, 1):
         one = fastmem.plane_regions(net, o, D, extent=ext, backend=backend)
     many = fastmem.plane_regions(net, o, D, extent=ext, backend=backend)
-    np.testing.assert_array_equal(one.vertices, many.vertices)
-    np.testing.assert_array_equal(one.polygons.values, many.polygons.values)
-    np.testing.assert_array_equal(one.pattern_hashes, many.pattern_hashes)
-    np.testing.assert_array_equal(one.logits, many.logits)
+    results = [many]
+    if kernels_callable_side_by_side(be):
+        ranges: list[int] = []
+        cut = plane_mod._plane_cut
+
+        def counting(k, be_, args, n, nv, threads):
+            ranges.append(min(plane_mod._CUT_CHUNKS_PER_THREAD * threads,
+                              n // plane_mod._CUT_MIN_PARENTS))  # fmt: skip
+            return cut(k, be_, args, n, nv, threads)
+
+        monkeypatch.setattr(plane_mod, "cpu_threads", lambda be_: 3)
+        monkeypatch.setattr(plane_mod, "_plane_cut", counting)
+        results.append(fastmem.plane_regions(net, o, D, extent=ext, backend=backend))
+        assert max(ranges) >= 2  # a cut was shared out by ranges
+    assert one.count > 300
+    for other in results:
+        np.testing.assert_array_equal(one.vertices, other.vertices)
+        np.testing.assert_array_equal(one.polygons.values, other.polygons.values)
+        np.testing.assert_array_equal(one.polygons.offsets, other.polygons.offsets)
+        np.testing.assert_array_equal(one.pattern_hashes, other.pattern_hashes)
+        np.testing.assert_array_equal(one.logits, other.logits)
+        np.testing.assert_array_equal(one.predicted, other.predicted)
+        np.testing.assert_array_equal(one.boundary.values, other.boundary.values)
+
+
+def test_cut_by_ranges_equals_one_cut(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``plane_cut(..., lo, hi)`` over consecutive ranges, each range's new vertices
+    renumbered after those of the ranges before it, is the cut of all parents at once;
+    an empty range gives empty arrays; a range out of bounds is refused."""
+    if backend == "cuda":
+        pytest.skip("the CUDA kernels count, then emit (no one-pass cut)")
+    import fastmem.plane as plane_mod
+    from fastmem._backend import select_backend
+
+    be = select_backend("cpu", backend)
+    k = be.kernels
+    seen = []
+    cut = plane_mod._cut_layer
+
+    def check(mesh, be_, maps, kind, tol, layer, threads=1):
+        out = cut(mesh, be_, maps, kind, tol, layer, threads)
+        nv = mesh.S.shape[0]
+        owner = np.empty(nv, dtype=np.int64)
+        owner[mesh.corners] = mesh.poly_of_corner()
+        tolz = plane_mod._steepest(np, maps, maps.shape[2]) * tol
+        args = (mesh.S, mesh.T, maps, owner, mesh.corners, mesh.off, kind, tolz)
+        whole = k.plane_cut(*args)
+        n = mesh.n
+        for bounds in ([0, n], [0, n // 3, n // 3, n], [0, 1, n - 1, n] if n > 2 else [0, n]):
+            parts = [k.plane_cut(*args, lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+            shift = 0
+            for sizes, corners, parent, st in parts:
+                corners[corners >= nv] += shift
+                shift += st.shape[0]
+            for e in range(4):
+                np.testing.assert_array_equal(np.concatenate([p[e] for p in parts]), whole[e])
+        empty = k.plane_cut(*args, n, n)
+        assert [a.shape[0] for a in empty] == [0, 0, 0, 0]
+        for lo, hi in ((-1, n), (1, 0), (0, n + 1)):
+            with pytest.raises(ValueError):
+                k.plane_cut(*args, lo, hi)
+        seen.append(n)
+        return out
+
+    monkeypatch.setattr(plane_mod, "_cut_layer", check)
+    Ws, bs, acts, slopes, o, D, ext = _random_case(5, (4, 16, 12, 3), "relu")
+    fastmem.plane_regions(_net(Ws, bs, acts, slopes), o, D, extent=ext, backend=backend)
+    assert len(seen) == 2 and seen[-1] > 3
 
 
 @pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh"])

@@ -1,5 +1,8 @@
 // Bindings of the 2-D slice kernels: plane_cut_count, plane_cut_emit, plane_children.
 #include <cstdint>
+#include <optional>
+
+#include <pybind11/stl.h>
 
 #include "bind.hpp"
 #include "fastmem/activations.hpp"
@@ -71,17 +74,23 @@ void plane_cut_emit(CArray<double> S, CArray<double> T, CArray<double> maps,
   cpu::plane_cut_emit(mesh, op, sp, cp, pp, stp);
 }
 
-// The cut in one pass: (sizes, corners, parent, st), as plane_cut_emit writes them.
+// The cut in one pass: (sizes, corners, parent, st), as plane_cut_emit writes them; of the
+// parents lo .. hi - 1 only (hi None: to the last), whose new vertices are numbered from
+// S.shape[0] (callers that cut a mesh by ranges on several threads renumber them).
 py::tuple plane_cut(CArray<double> S, CArray<double> T, CArray<double> maps,
                     CArray<int64_t> owner, CArray<int64_t> corners, CArray<int64_t> off,
-                    int kind, CArray<double> tolz) {
+                    int kind, CArray<double> tolz, int64_t lo, std::optional<int64_t> hi_) {
   const cpu::PlaneMesh mesh = mesh_view(S, T, maps, owner, corners, off, kind, tolz);
-  cpu::PlaneCut cut;
+  const int64_t hi = hi_.value_or(mesh.n_parents);
+  require(0 <= lo && lo <= hi && hi <= mesh.n_parents, "lo, hi must be a range of parents");
+  // the calling thread's, kept from call to call (fresh buffers' pages fault in on every
+  // call); released when they grew beyond cpu::kPlaneKeepBytes
+  static thread_local cpu::PlaneCut cut;
   {
     py::gil_scoped_release release;
-    cpu::plane_cut(mesh, cut);
+    cpu::plane_cut(mesh, cut, lo, hi);
   }
-  const int64_t* last = cut.offsets.data() + 3 * mesh.n_parents;
+  const int64_t* last = cut.offsets.data() + 3 * (hi - lo);
   py::array_t<int64_t> sizes(last[0]), out_corners(last[1]), parent(last[0]);
   py::array_t<double> st({last[2], int64_t{2}});
   int64_t* sp = sizes.mutable_data();
@@ -90,7 +99,8 @@ py::tuple plane_cut(CArray<double> S, CArray<double> T, CArray<double> maps,
   double* stp = st.mutable_data();
   {
     py::gil_scoped_release release;
-    cpu::plane_cut_gather(mesh, cut, sp, cp, pp, stp);
+    cpu::plane_cut_gather(mesh, cut, lo, hi, sp, cp, pp, stp);
+    cut.release_if_large(cpu::kPlaneKeepBytes);
   }
   return py::make_tuple(sizes, out_corners, parent, st);
 }
@@ -128,7 +138,7 @@ void plane(py::module_& m) {
   m.def("plane_cut", &plane_cut, py::arg("S").noconvert(), py::arg("T").noconvert(),
         py::arg("maps").noconvert(), py::arg("owner").noconvert(),
         py::arg("corners").noconvert(), py::arg("off").noconvert(), py::arg("kind"),
-        py::arg("tolz").noconvert());
+        py::arg("tolz").noconvert(), py::arg("lo") = 0, py::arg("hi") = py::none());
   m.def("plane_children", &plane_children, py::arg("maps").noconvert(),
         py::arg("parent").noconvert(), py::arg("st").noconvert(), py::arg("kind"),
         py::arg("slope"), py::arg("codes").noconvert(), py::arg("bit_offset"),

@@ -60,7 +60,9 @@ Memory
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +71,14 @@ import numpy as np
 from ._backend import Backend, select_backend
 from ._json import jsonable
 from ._kinds import ACTIVATIONS, THRESHOLD, bits_per_neuron
-from ._threads import kernels_own_the_cores, row_parallel_matmul
+from ._threads import (
+    cpu_threads,
+    kernel_threads,
+    kernels_callable_side_by_side,
+    kernels_own_the_cores,
+    row_parallel_matmul,
+    run_tasks,
+)
 from ._validate import as_float_array, check_allocation
 from ._validate import to_host as _host
 from .errors import InputError
@@ -82,6 +91,15 @@ _TOL_ULPS = 128
 # the post-activation maps of this many bytes of polygons per kernel call and GEMM (and
 # the per-neuron tolerances' temporaries): the working memory beyond the layer's maps
 _BLOCK_BYTES = 8 << 20
+# host temporaries of a reduction over polygons (a few L2-sized blocks)
+_SMALL_BLOCK_BYTES = 256 << 10
+# the children and their GEMMs: this many blocks of polygons, each of at most this many
+# bytes of post-activation maps (host); the cut: up to this many ranges of parents per
+# thread, of at least this many parents
+_CHILD_BLOCKS = 16
+_CHILD_BLOCK_BYTES = 2 << 20
+_CUT_CHUNKS_PER_THREAD = 4
+_CUT_MIN_PARENTS = 32
 
 
 # ------------------------------------------------------------------ the result
@@ -431,7 +449,9 @@ class _Mesh:
         return np.repeat(np.arange(self.n, dtype=np.int64), np.diff(self.off))
 
 
-def _cut_layer(mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer: int) -> _Mesh:
+def _cut_layer(
+    mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer: int, threads: int = 1
+) -> _Mesh:
     """Cut every polygon of ``mesh`` by the threshold lines of one layer whose
     pre-activations on polygon ``i`` are ``maps[0, i] + s maps[1, i] + t maps[2, i]``.
 
@@ -439,7 +459,9 @@ def _cut_layer(mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer
     cut each polygon independently from the values at its vertices; new vertices that two
     neighbours created on their shared side are bitwise equal and merged here. The mesh
     lives on the host; on the CUDA backend ``maps`` lives on the device and the kernels'
-    inputs and outputs cross over.
+    inputs and outputs cross over. ``threads >= 2`` (CPU kernels that two threads may
+    call at once): ranges of parents cut side by side (:func:`run_tasks`), each on one
+    core, and joined in parent order: the same mesh as one call gives.
     """
     k, xp = be.kernels, be.xp
     _, n, width = maps.shape
@@ -458,7 +480,7 @@ def _cut_layer(mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer
     what = f"the regions of the slice at hidden layer {layer} (and their maps)"
     if hasattr(k, "plane_cut"):  # C++: the cut in one pass, each parent cut once
         try:
-            sizes, out_corners, parent, st = k.plane_cut(*args)
+            sizes, out_corners, parent, st = _plane_cut(k, be, args, n, nv, threads)
         except MemoryError as exc:  # the cut's own output did not fit
             raise InputError(
                 f"net: the cut of hidden layer {layer} ran out of memory ({n} polygons of "
@@ -501,6 +523,56 @@ def _cut_layer(mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer
     )
 
 
+def _plane_cut(k: Any, be: Backend, args: tuple, n: int, nv: int, threads: int) -> tuple:
+    """``k.plane_cut(*args)``; with ``threads >= 2`` by ranges of parents side by side,
+    joined in parent order (each range numbers its new vertices from ``nv``: shifted by
+    those of the ranges before it), which is what one call returns."""
+    n_chunks = min(_CUT_CHUNKS_PER_THREAD * threads, n // _CUT_MIN_PARENTS)
+    if threads < 2 or n_chunks < 2:
+        return k.plane_cut(*args)
+    bounds = [n * i // n_chunks for i in range(n_chunks + 1)]
+    parts: list[Any] = [None] * n_chunks
+
+    def cut(i: int) -> None:
+        parts[i] = k.plane_cut(*args, bounds[i], bounds[i + 1])
+
+    run_tasks(be, n_chunks, cut, threads)
+    shift = 0
+    for sizes, corners, parent, st in parts:
+        if shift:
+            corners[corners >= nv] += shift
+        shift += st.shape[0]
+    return tuple(np.concatenate([p[e] for p in parts]) for e in range(4))
+
+
+def _children_block(n: int, width: int, be: Backend) -> int:
+    """Polygons per block of children and GEMMs: some _CHILD_BLOCKS blocks of at most
+    _CHILD_BLOCK_BYTES of post-activation maps with NumPy arrays (side by side, and in the
+    cache), of _BLOCK_BYTES with a GPU's; a function of ``n`` and ``width`` only (a GEMM's
+    rounding may follow its number of rows)."""
+    if be.xp is not np:
+        return max(1, _BLOCK_BYTES // (24 * width))
+    most = max(1, _CHILD_BLOCK_BYTES // (24 * width))
+    return max(1, min(most, -(-n // _CHILD_BLOCKS)))
+
+
+_LOCAL = threading.local()
+
+
+def _scratch(xp: Any, slot: str, shape: tuple[int, ...]) -> Any:
+    """A C-contiguous float64 array of ``shape``: on the host a view of this thread's
+    buffer ``slot``, kept from call to call (a fresh one's pages fault in on every call;
+    at most _CHILD_BLOCK_BYTES: the blocks' maps); on a GPU a new array."""
+    size = math.prod(shape)
+    if xp is not np:
+        return xp.empty(shape)
+    buf = getattr(_LOCAL, slot, None)
+    if buf is None or buf.shape[0] < size:
+        buf = np.empty(size)
+        setattr(_LOCAL, slot, buf)
+    return buf[:size].reshape(shape)
+
+
 def _steepest(xp: Any, maps: Any, width: int) -> Any:
     """Each neuron's steepest slope ``max_i hypot(d/ds, d/dt)`` over the polygons of
     ``maps``, as ``sqrt(max(gs**2 + gt**2))`` (np.hypot is several times slower), by
@@ -508,7 +580,10 @@ def _steepest(xp: Any, maps: Any, width: int) -> Any:
     where a square would overflow."""
     n = maps.shape[1]
     g2 = xp.zeros(width)
-    block = max(1, _BLOCK_BYTES // (8 * max(width, 1)))
+    # on the host, temporaries that stay in the cache and in the allocator's free lists
+    # (a fresh 8 MiB one costs a page fault per page on every call); on a GPU, large ones
+    scratch = _SMALL_BLOCK_BYTES if xp is np else _BLOCK_BYTES
+    block = max(1, scratch // (8 * max(width, 1)))
     with np.errstate(over="ignore", invalid="ignore"):
         for lo in range(0, n, block):
             gs, gt = maps[1, lo : lo + block], maps[2, lo : lo + block]
@@ -670,16 +745,34 @@ def plane_regions(
     tol = tolerance(ext)
     # BLAS on one thread while its GEMMs alternate with the kernels (its spinning idle
     # threads would take the cores from them); the GEMMs split rows over fixed blocks
-    with kernels_own_the_cores(be):
+    # On a CPU whose kernels two threads may call at once, a dense network's slice runs its
+    # kernels and GEMMs as tasks side by side, each on one core (_slice, run_tasks), its
+    # kernels held to one thread: no OpenMP team whose idle member would spin-wait against
+    # the serial NumPy work in between.
+    threads = cpu_threads(be) if kernels_callable_side_by_side(be) else 1
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(kernels_own_the_cores(be))
         if host.layer_graph is not None:  # conv, pooling, residual blocks
             from ._graph_plane import graph_slice
 
             words = host.n_pattern_words
             mesh, codes, logits = graph_slice(host.layer_graph, be, o, D, ext, tol, words)
         else:
-            mesh, codes, logits = _slice(host, be, o, D, ext, tol)
+            if threads >= 2:
+                stack.enter_context(kernel_threads(be, 1))
+            mesh, codes, logits = _slice(host, be, o, D, ext, tol, threads)
         hashes = be.xp.empty(mesh.n, dtype=np.uint64)
-        be.kernels.hash_patterns(_to_backend(be)(codes), hashes)
+        dcodes = _to_backend(be)(codes)
+        rows = max(1, -(-mesh.n // _CHILD_BLOCKS))
+
+        def hash_rows(i: int) -> None:
+            lo, hi = i * rows, min((i + 1) * rows, mesh.n)
+            be.kernels.hash_patterns(dcodes[lo:hi], hashes[lo:hi])
+
+        if threads >= 2:
+            run_tasks(be, -(-mesh.n // rows), hash_rows, threads)
+        else:
+            be.kernels.hash_patterns(dcodes, hashes)
         hashes = _host(hashes)
     V = np.stack([mesh.S, mesh.T], axis=1)
     areas = _areas(mesh.S, mesh.T, mesh.corners, mesh.off)
@@ -731,9 +824,17 @@ def _check_maps(Z: Any, layer: int, net: Network, ext: tuple[float, float, float
 
 
 def _slice(
-    net: Network, be: Backend, o: Any, D: Any, ext: tuple[float, float, float, float], tol: float
+    net: Network,
+    be: Backend,
+    o: Any,
+    D: Any,
+    ext: tuple[float, float, float, float],
+    tol: float,
+    threads: int = 1,
 ) -> tuple[_Mesh, Any, Any]:
-    """Cut the extent through every hidden layer: the mesh, its patterns and logit maps."""
+    """Cut the extent through every hidden layer: the mesh, its patterns and logit maps.
+    ``threads >= 2``: the cuts and the blocks of children and GEMMs side by side
+    (:func:`run_tasks`), each on one core (the caller holds the kernels to one thread)."""
     k, xp, dev = be.kernels, be.xp, _to_backend(be)
     s0, s1, t0, t1 = ext
     mesh = _Mesh(
@@ -759,7 +860,7 @@ def _slice(
         kind = ACTIVATIONS[net.activation[layer]]
         slope = net.negative_slopes[layer]
         width = Z.shape[2]
-        mesh = _cut_layer(mesh, be, Z, kind, tol, layer)
+        mesh = _cut_layer(mesh, be, Z, kind, tol, layer, threads)
         # This layer's bits and branch at each polygon's vertex mean (interior, never on a
         # cut, as the segment engine reads them at a piece's midpoint), and the maps of
         # its post-activations: one kernel pass per polygon.
@@ -775,18 +876,21 @@ def _slice(
             break
         # The post-activation maps go straight into the next layer's GEMM, a block of
         # polygons at a time: the maps of every polygon at once (3 x width float64 each)
-        # would be the largest array of the call (GiBs for wide layers).
+        # would be the largest array of the call (GiBs for wide layers). The blocks follow
+        # from n and width only (each GEMM's rounding with them), never from the threads.
         W = net.weights[layer + 1]
         WT = dev(np.ascontiguousarray(W.T))
         Z_next = xp.empty((3, n, W.shape[0]))
-        block = max(1, _BLOCK_BYTES // (24 * width))
-        H = xp.empty((3, min(block, n), width))
-        for lo in range(0, n, block):
-            hi = min(lo + block, n)
-            Hb = H[:, : hi - lo] if hi - lo == H.shape[1] else xp.empty((3, hi - lo, width))
+        block = _children_block(n, width, be)
+
+        def children(i: int, Z: Any = Z, Z_next: Any = Z_next, WT: Any = WT) -> None:
+            lo, hi = i * block, min((i + 1) * block, n)
+            Hb = _scratch(xp, "h", (3, hi - lo, width))
             k.plane_children(Z, par[lo:hi], st[lo:hi], kind, slope, codes[lo:hi], bit, Hb)
             for r in range(3):  # straight into the next maps (contiguous row ranges)
-                row_parallel_matmul(Hb[r], WT, be, out=Z_next[r, lo:hi])
+                row_parallel_matmul(Hb[r], WT, be, out=Z_next[r, lo:hi], threads=1)
+
+        run_tasks(be, -(-n // block), children, threads)
         bit += width * bits_per_neuron(kind)
         Z = Z_next
         Z[0] += dev(net.biases[layer + 1])

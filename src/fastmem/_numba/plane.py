@@ -255,28 +255,31 @@ def _cut_parent(S, T, maps, owner, corners, off, kind, tolz, p):
 
 
 @nb.njit(parallel=True, cache=True)
-def _plane_cut_count(S, T, maps, owner, corners, off, kind, tolz, counts):
-    for p in nb.prange(off.shape[0] - 1):
+def _plane_cut_count(S, T, maps, owner, corners, off, kind, tolz, lo, counts):
+    # parents lo .. lo + counts.shape[0] - 1, row i for parent lo + i
+    for i in nb.prange(counts.shape[0]):
         _, n_poly, _, n_corners, _, _, ns = _cut_parent(
-            S, T, maps, owner, corners, off, kind, tolz, p
+            S, T, maps, owner, corners, off, kind, tolz, lo + i
         )
-        counts[p, 0] = n_poly
-        counts[p, 1] = n_corners
-        counts[p, 2] = ns
+        counts[i, 0] = n_poly
+        counts[i, 1] = n_corners
+        counts[i, 2] = ns
 
 
 @nb.njit(parallel=True, cache=True)
 def _plane_cut_emit(
-    S, T, maps, owner, corners, off, kind, tolz, offsets, out_sizes, out_corners, out_parent,
-    out_st,
+    S, T, maps, owner, corners, off, kind, tolz, lo, offsets, out_sizes, out_corners,
+    out_parent, out_st,
 ):  # fmt: skip
+    # parents lo .. lo + offsets.shape[0] - 2, offsets row r for parent lo + r
     nv = S.shape[0]
-    for p in nb.prange(off.shape[0] - 1):
+    for r in nb.prange(offsets.shape[0] - 1):
+        p = lo + r
         poly_off, n_poly, poly, n_corners, s, t, ns = _cut_parent(
             S, T, maps, owner, corners, off, kind, tolz, p
         )
         m = off[p + 1] - off[p]
-        q0, k0, v0 = offsets[p, 0], offsets[p, 1], offsets[p, 2]
+        q0, k0, v0 = offsets[r, 0], offsets[r, 1], offsets[r, 2]
         for q in range(n_poly):
             out_sizes[q0 + q] = poly_off[q + 1] - poly_off[q]
             out_parent[q0 + q] = p
@@ -328,7 +331,7 @@ def plane_cut_count(S, T, maps, owner, corners, off, kind, tolz, counts) -> None
         and counts.flags.c_contiguous,
         "counts must be (parents, 3)",
     )
-    _plane_cut_count(S, T, maps, owner, corners, off, int(kind), tolz, counts)
+    _plane_cut_count(S, T, maps, owner, corners, off, int(kind), tolz, 0, counts)
 
 
 def plane_cut_emit(
@@ -352,7 +355,7 @@ def plane_cut_emit(
     _require(out_corners.shape == (last[1],), "out_corners must have offsets[-1, 1] entries")
     _require(out_st.shape == (last[2], 2), "out_st must be (offsets[-1, 2], 2)")
     _plane_cut_emit(
-        S, T, maps, owner, corners, off, int(kind), tolz, offsets, out_sizes, out_corners,
+        S, T, maps, owner, corners, off, int(kind), tolz, 0, offsets, out_sizes, out_corners,
         out_parent, out_st,
     )  # fmt: skip
 
@@ -417,13 +420,20 @@ def plane_children(maps, parent, st, kind, slope, codes, bit_offset, h) -> None:
     _plane_children(maps, parent, st, int(kind), float(slope), codes, int(bit_offset), h, write_h)
 
 
-def plane_cut(S, T, maps, owner, corners, off, kind, tolz) -> tuple:
+def plane_cut(S, T, maps, owner, corners, off, kind, tolz, lo=0, hi=None) -> tuple:
     """The cut in one pass: ``(sizes, corners, parent, st)`` as ``plane_cut_emit`` writes
-    them (here the count, then the emit; ``fastmem._core`` cuts each parent once)."""
+    them (here the count, then the emit; ``fastmem._core`` cuts each parent once), of the
+    parents ``lo .. hi - 1`` (``hi`` None: to the last), whose new vertices are numbered
+    from ``S.shape[0]``."""
     _check_mesh(S, T, maps, owner, corners, off, kind, tolz)
-    n = off.shape[0] - 1
+    n_all = off.shape[0] - 1
+    hi = n_all if hi is None else int(hi)
+    lo = int(lo)
+    _require(0 <= lo <= hi <= n_all, "lo, hi must be a range of parents")
+    n = hi - lo
     counts = np.zeros((n, 3), dtype=np.int64)
-    plane_cut_count(S, T, maps, owner, corners, off, kind, tolz, counts)
+    if n:
+        _plane_cut_count(S, T, maps, owner, corners, off, int(kind), tolz, lo, counts)
     offsets = np.zeros((n + 1, 3), dtype=np.int64)
     np.cumsum(counts, axis=0, out=offsets[1:])
     n_poly, n_corners, n_new = (int(x) for x in offsets[-1])
@@ -431,7 +441,9 @@ def plane_cut(S, T, maps, owner, corners, off, kind, tolz) -> tuple:
     out_corners = np.empty(n_corners, dtype=np.int64)
     parent = np.empty(n_poly, dtype=np.int64)
     st = np.empty((n_new, 2))
-    plane_cut_emit(
-        S, T, maps, owner, corners, off, kind, tolz, offsets, sizes, out_corners, parent, st
-    )
+    if n:
+        _plane_cut_emit(
+            S, T, maps, owner, corners, off, int(kind), tolz, lo, offsets, sizes, out_corners,
+            parent, st,
+        )  # fmt: skip
     return sizes, out_corners, parent, st
