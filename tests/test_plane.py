@@ -8,6 +8,7 @@ along_segments, and a brute-force grid.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -458,11 +459,11 @@ def test_cut_by_ranges_equals_one_cut(backend: str, monkeypatch: pytest.MonkeyPa
         whole = k.plane_cut(*args)
         n = mesh.n
         for bounds in ([0, n], [0, n // 3, n // 3, n], [0, 1, n - 1, n] if n > 2 else [0, n]):
-            parts = [k.plane_cut(*args, lo, hi) for lo, hi in zip(bounds, bounds[1:])]
+            parts = [k.plane_cut(*args, lo, hi) for lo, hi in itertools.pairwise(bounds)]
             shift = 0
-            for sizes, corners, parent, st in parts:
+            for _, corners, _, new in parts:
                 corners[corners >= nv] += shift
-                shift += st.shape[0]
+                shift += new.shape[0]
             for e in range(4):
                 np.testing.assert_array_equal(np.concatenate([p[e] for p in parts]), whole[e])
         empty = k.plane_cut(*args, n, n)

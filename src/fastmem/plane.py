@@ -538,7 +538,7 @@ def _plane_cut(k: Any, be: Backend, args: tuple, n: int, nv: int, threads: int) 
 
     run_tasks(be, n_chunks, cut, threads)
     shift = 0
-    for sizes, corners, parent, st in parts:
+    for _, corners, _, st in parts:
         if shift:
             corners[corners >= nv] += shift
         shift += st.shape[0]
@@ -554,6 +554,24 @@ def _children_block(n: int, width: int, be: Backend) -> int:
         return max(1, _BLOCK_BYTES // (24 * width))
     most = max(1, _CHILD_BLOCK_BYTES // (24 * width))
     return max(1, min(most, -(-n // _CHILD_BLOCKS)))
+
+
+def _children_task(
+    be: Backend, Z: Any, par: Any, st: Any, kind: int, slope: float, codes: Any, bit: int,
+    WT: Any, Z_next: Any, block: int,
+) -> Any:  # fmt: skip
+    """Block ``i`` of the children (``block`` polygons): their bits into ``codes``, their
+    post-activation maps into a scratch block, times ``WT`` into ``Z_next``."""
+    n, width = par.shape[0], Z.shape[2]
+
+    def task(i: int) -> None:
+        lo, hi = i * block, min((i + 1) * block, n)
+        Hb = _scratch(be.xp, "h", (3, hi - lo, width))
+        be.kernels.plane_children(Z, par[lo:hi], st[lo:hi], kind, slope, codes[lo:hi], bit, Hb)
+        for r in range(3):  # straight into the next maps (contiguous row ranges)
+            row_parallel_matmul(Hb[r], WT, be, out=Z_next[r, lo:hi], threads=1)
+
+    return task
 
 
 _LOCAL = threading.local()
@@ -883,13 +901,7 @@ def _slice(
         Z_next = xp.empty((3, n, W.shape[0]))
         block = _children_block(n, width, be)
 
-        def children(i: int, Z: Any = Z, Z_next: Any = Z_next, WT: Any = WT) -> None:
-            lo, hi = i * block, min((i + 1) * block, n)
-            Hb = _scratch(xp, "h", (3, hi - lo, width))
-            k.plane_children(Z, par[lo:hi], st[lo:hi], kind, slope, codes[lo:hi], bit, Hb)
-            for r in range(3):  # straight into the next maps (contiguous row ranges)
-                row_parallel_matmul(Hb[r], WT, be, out=Z_next[r, lo:hi], threads=1)
-
+        children = _children_task(be, Z, par, st, kind, slope, codes, bit, WT, Z_next, block)
         run_tasks(be, -(-n // block), children, threads)
         bit += width * bits_per_neuron(kind)
         Z = Z_next
