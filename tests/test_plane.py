@@ -808,3 +808,106 @@ def test_to_dict_float32_and_pictures(tmp_path) -> None:
     assert len(ax.collections) >= 1
     with pytest.raises(InputError, match="color"):
         r.plot(ax, color="rainbow")
+
+
+def _decide_cases():
+    """A slice's mesh and logit maps, then the same mesh with logits built to tie: two
+    equal classes (tied everywhere), a margin whose zero line runs through corners, a
+    binary network's single logit, and logits equal to 0 at the corners of a side."""
+    import fastmem.plane as plane_mod
+
+    Ws, bs, acts, slopes, o, D, ext = _random_case(31, (3, 10, 8, 4), "relu")
+    r = fastmem.plane_regions(_net(Ws, bs, acts, slopes), o, D, extent=ext)
+    mesh = plane_mod._Mesh(r.vertices[:, 0].copy(), r.vertices[:, 1].copy(),
+                           r.polygons.values, r.polygons.offsets, None)  # fmt: skip
+    tol = r.params["tolerance"]
+    yield "slice", mesh, r.logits, tol
+    L = r.logits.copy()
+    L[:, 0, 0] += 1e3  # class 0 on top everywhere, and class 1 equal to it
+    L[:, :, 1] = L[:, :, 0]
+    yield "equal classes", mesh, L, tol
+    V = r.vertices
+    L = np.zeros((r.count, 3, 3))
+    L[:, 1, 1] = 1.0  # class 1 - class 0 = s - s_v: zero at vertex v's s
+    L[:, 0, 1] = -V[r.polygons.values[r.polygons.offsets[:-1]], 0]
+    L[:, 2, 2] = 1e-3  # a third class, nearly flat
+    yield "through corners", mesh, L, tol
+    yield "binary", mesh, r.logits[:, :, :1].copy(), tol
+    L = np.zeros((r.count, 3, 2))
+    L[:, 2, 1] = 1.0  # class 1 = t: ties with class 0 along t = 0, on sides there
+    yield "flat margin", mesh, L, tol
+
+
+@pytest.mark.parametrize("backend", ["cpp", "numba"])
+def test_decide_kernel_equals_numpy(backend: str) -> None:
+    """``plane_decide`` (each CPU kernel set, alone and by blocks on three threads) gives the
+    decisions of the NumPy path (the CUDA backend's) bit for bit: predicted classes and the
+    boundary, on a slice and on logits built to tie."""
+    import fastmem.plane as plane_mod
+    from fastmem._backend import select_backend
+    from fastmem._threads import kernels_callable_side_by_side
+
+    be = select_backend("cpu", backend)
+    side_by_side = kernels_callable_side_by_side(be)
+    for name, mesh, logits, tol in _decide_cases():
+        want_p, want_b = plane_mod._decisions(mesh, logits, tol)
+        for threads in (1, 3) if side_by_side else (1,):
+            got_p, got_b = plane_mod._decisions(mesh, logits, tol, be, None, threads)
+            np.testing.assert_array_equal(got_p, want_p, err_msg=name)
+            np.testing.assert_array_equal(got_b.values, want_b.values, err_msg=name)
+            np.testing.assert_array_equal(got_b.offsets, want_b.offsets, err_msg=name)
+        if name == "equal classes":
+            assert (want_p == 0).all()  # the first of two equal classes is the top
+        if name == "flat margin":
+            assert len(want_b) >= 1  # the boundary along t = 0
+
+
+@pytest.mark.parametrize("backend", ["cpp", "numba"])
+def test_decide_kernel_reference(backend: str) -> None:
+    """``plane_decide``'s top class and flags against a loop over regions in plain Python
+    (the rule of the C++ header, hypot everywhere), and its refusals."""
+    from fastmem._backend import select_backend
+
+    k = select_backend("cpu", backend).kernels
+    for name, mesh, logits, tol in _decide_cases():
+        L = logits if logits.shape[2] > 1 else np.concatenate([0 * logits, logits], axis=2)
+        L = np.ascontiguousarray(L)
+        n = L.shape[0]
+        off, corners = mesh.off, mesh.corners
+        st = np.stack([np.add.reduceat(mesh.S[corners], off[:-1]),
+                       np.add.reduceat(mesh.T[corners], off[:-1])], axis=1)  # fmt: skip
+        st /= np.diff(off)[:, None]
+        top = np.empty(n, dtype=np.int64)
+        flags = np.empty(n, dtype=np.uint8)
+        k.plane_decide(L, mesh.S, mesh.T, corners, off, st, tol, top, flags)
+        for i in range(n):
+            s, t = st[i]
+            vals = [(L[i, 0, c] + s * L[i, 1, c]) + t * L[i, 2, c] for c in range(L.shape[2])]
+            k_top = int(np.argmax(vals))
+            constant, tied = True, 0
+            for v in corners[off[i] : off[i + 1]]:
+                cs, ct = mesh.S[v], mesh.T[v]
+                tie = False
+                for c in range(L.shape[2]):
+                    d = L[i, :, k_top] - L[i, :, c]
+                    g = (d[0] + cs * d[1]) + ct * d[2]
+                    tg = tol * math.hypot(d[1], d[2])
+                    constant &= bool(g >= -tg)
+                    tie |= c != k_top and abs(g) <= tg
+                tied += tie
+            assert top[i] == k_top, (name, i)
+            assert flags[i] == int(constant) | (2 if tied >= 2 else 0), (name, i)
+    one = np.zeros((1, 3, 2))
+    S = np.array([0.0, 1.0, 0.0])
+    c3, off1, st1 = np.arange(3), np.array([0, 3]), np.zeros((1, 2))
+    top1, fl1 = np.empty(1, dtype=np.int64), np.empty(1, dtype=np.uint8)
+    bad = [
+        (one, S, S, np.array([0, 1, 5]), off1, st1, 0.1, top1, fl1),  # corner range
+        (one, S, S, c3, np.array([0, 4]), st1, 0.1, top1, fl1),  # off beyond corners
+        (one, S, S, c3, np.array([0, 3, 3]), st1, 0.1, top1, fl1),  # off length
+        (np.zeros((1, 2, 2)), S, S, c3, off1, st1, 0.1, top1, fl1),  # L rows
+        (one, S, S, c3, off1, st1, 0.1, top1, fl1.astype(np.int64)),  # flags dtype
+    ]
+    for args in bad:
+        with pytest.raises((ValueError, TypeError)):
+            k.plane_decide(*args)

@@ -132,9 +132,47 @@ void plane_children(CArray<double> maps, CArray<int64_t> parent, CArray<double> 
   cpu::plane_children(mp, n_parents, width, pp, sp, n, kind, slope, cp, n_words, bit_offset, hp);
 }
 
+// Per region: the top class at its interior point st and whether it is constant on the
+// region / ties at two corners (flags bits 0 / 1): fastmem/plane.hpp plane_decide_region.
+// off: n + 1 ascending offsets into corners (a slice of a mesh's: its values index the
+// whole corners array).
+void plane_decide(CArray<double> L, CArray<double> S, CArray<double> T,
+                  CArray<int64_t> corners, CArray<int64_t> off, CArray<double> st, double tol,
+                  CArray<int64_t> top, CArray<uint8_t> flags) {
+  require(L.ndim() == 3 && L.shape(1) == 3 && L.shape(2) >= 1, "L must be (regions, 3, classes)");
+  const int64_t n = L.shape(0);
+  require(S.ndim() == 1 && T.ndim() == 1 && S.shape(0) == T.shape(0), "S, T must be 1-D, equal");
+  require(corners.ndim() == 1, "corners must be 1-D");
+  require(off.ndim() == 1 && off.shape(0) == n + 1, "off must have regions + 1 entries");
+  require(st.ndim() == 2 && st.shape(0) == n && st.shape(1) == 2, "st must be (regions, 2)");
+  require(top.ndim() == 1 && top.shape(0) == n && flags.ndim() == 1 && flags.shape(0) == n,
+          "top, flags must have one entry per region");
+  const int64_t* o = off.data();
+  require(n == 0 || (o[0] >= 0 && o[n] <= corners.shape(0)), "off must lie in corners");
+  for (int64_t i = 0; i < n; ++i) require(o[i + 1] - o[i] >= 1, "regions need corners");
+  const int64_t* c = corners.data();
+  const int64_t nv = S.shape(0);
+  if (n > 0)
+    for (int64_t k = o[0]; k < o[n]; ++k)
+      require(c[k] >= 0 && c[k] < nv, "corner index out of range");
+  const double* lp = L.data();
+  const double* sp = S.data();
+  const double* tp = T.data();
+  const double* stp = st.data();
+  int64_t* topp = top.mutable_data();
+  uint8_t* fp = flags.mutable_data();
+  const int64_t n_classes = L.shape(2);
+  py::gil_scoped_release release;
+  cpu::plane_decide(lp, n, n_classes, sp, tp, c, o, stp, tol, topp, fp);
+}
+
 }  // namespace
 
 void plane(py::module_& m) {
+  m.def("plane_decide", &plane_decide, py::arg("L").noconvert(), py::arg("S").noconvert(),
+        py::arg("T").noconvert(), py::arg("corners").noconvert(), py::arg("off").noconvert(),
+        py::arg("st").noconvert(), py::arg("tol"), py::arg("top").noconvert(),
+        py::arg("flags").noconvert());
   m.def("plane_cut", &plane_cut, py::arg("S").noconvert(), py::arg("T").noconvert(),
         py::arg("maps").noconvert(), py::arg("owner").noconvert(),
         py::arg("corners").noconvert(), py::arg("off").noconvert(), py::arg("kind"),

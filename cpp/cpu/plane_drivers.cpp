@@ -213,4 +213,13 @@ void plane_children(const double* maps, int64_t n_parents, int64_t width, const 
   }
 }
 
+void plane_decide(const double* L, int64_t n, int64_t n_classes, const double* S,
+                  const double* T, const int64_t* corners, const int64_t* off,
+                  const double* st, double tol, int64_t* top, uint8_t* flags) {
+#pragma omp parallel for schedule(static) if (n > 4096)
+  for (int64_t i = 0; i < n; ++i)
+    plane_decide_region(L + i * 3 * n_classes, n_classes, corners + off[i], off[i + 1] - off[i],
+                        S, T, st[2 * i], st[2 * i + 1], tol, top + i, flags + i);
+}
+
 }  // namespace fastmem::cpu

@@ -56,4 +56,10 @@ void plane_children(const double* maps, int64_t n_parents, int64_t width, const 
                     const double* st, int64_t n, int kind, double slope, uint64_t* codes,
                     int64_t n_words, int64_t bit_offset, double* h);
 
+// Per region i (logit maps L + 3 n_classes i, corners corners[off[i] .. off[i + 1]),
+// interior point st[2 i ..]): plane_decide_region's top class and flags.
+void plane_decide(const double* L, int64_t n, int64_t n_classes, const double* S,
+                  const double* T, const int64_t* corners, const int64_t* off,
+                  const double* st, double tol, int64_t* top, uint8_t* flags);
+
 }  // namespace fastmem::cpu

@@ -792,9 +792,9 @@ def plane_regions(
         else:
             be.kernels.hash_patterns(dcodes, hashes)
         hashes = _host(hashes)
+        predicted, boundary = _decisions(mesh, logits, tol, be, None, threads)
     V = np.stack([mesh.S, mesh.T], axis=1)
     areas = _areas(mesh.S, mesh.T, mesh.corners, mesh.off)
-    predicted, boundary = _decisions(mesh, logits, tol)
     return PlaneRegions(
         count=mesh.n,
         vertices=V,
@@ -920,49 +920,74 @@ def _slice(
 
 
 # ------------------------------------------------------------------ decisions
-def _decisions(mesh: _Mesh, logits: Any, tol: float) -> tuple[Any, Ragged]:
-    """Predicted class where constant (else -1) and the decision boundary's pieces."""
+def _decisions(
+    mesh: _Mesh,
+    logits: Any,
+    tol: float,
+    be: Backend | None = None,
+    st: Any = None,
+    threads: int = 1,
+) -> tuple[Any, Ragged]:
+    """Predicted class where constant (else -1) and the decision boundary's pieces.
+
+    ``be``: a CPU backend's kernel set decides the regions (``plane_decide``; by blocks side
+    by side when ``threads >= 2``); without one (the CUDA backend, whose mesh is on the
+    host) NumPy does, with the same operations (identical results). ``st``: the regions'
+    vertex means, when known."""
     S, T, corners, off = mesh.S, mesh.T, mesh.corners, mesh.off
     pc = mesh.poly_of_corner()
     n_out = logits.shape[2]
     # A binary network's single logit l decides by l > 0: the same as two logits (0, l).
     L = logits if n_out > 1 else np.concatenate([np.zeros_like(logits), logits], axis=2)
-    st = _vertex_means(mesh)
-    top = _class_at(logits, st)
+    L = np.ascontiguousarray(L)
+    if st is None:
+        st = _vertex_means(mesh)
     n, classes = L.shape[0], L.shape[2]
     # top class k is constant on a region when l_k >= l_m - tol |grad(l_k - l_m)| at every
-    # corner (a convex polygon: then everywhere); the margins' maps per region first
-    Dm = L[np.arange(n), :, top][:, :, None] - L  # (regions, 3, classes): l_k - l_m
-    tolG = tol * np.hypot(Dm[:, 1], Dm[:, 2])  # (regions, classes)
-    cs, ct = S[corners][:, None], T[corners][:, None]
-    G = Dm[pc]  # one gather of each corner's region rows
-    gm = G[:, 0] + cs * G[:, 1] + ct * G[:, 2]  # (corners, classes)
-    del G
-    tg = tolG[pc]
-    # column by column: a reduction along the short axis of many rows is slow in NumPy
-    ok = np.ones(gm.shape[0], dtype=bool)
-    for c in range(classes):
-        ok &= gm[:, c] >= -tg[:, c]
-    const = np.minimum.reduceat(ok.astype(np.int8), off[:-1]) > 0
+    # corner (a convex polygon: then everywhere)
+    k = be.kernels if be is not None and be.xp is np else None
+    if k is not None and hasattr(k, "plane_decide"):
+        top = np.empty(n, dtype=np.int64)
+        flags = np.empty(n, dtype=np.uint8)
+        rows = max(1, -(-n // _CHILD_BLOCKS))
+
+        def decide(i: int) -> None:
+            lo, hi = i * rows, min((i + 1) * rows, n)
+            k.plane_decide(L[lo:hi], S, T, corners, off[lo : hi + 1], st[lo:hi], tol,
+                           top[lo:hi], flags[lo:hi])  # fmt: skip
+
+        run_tasks(be, -(-n // rows), decide, threads)
+        const = (flags & 1) != 0
+        any_tie = (flags & 2) != 0
+    else:
+        top = _class_at(logits, st)
+        gm, tg, _ = _margins(mesh, L, top, tol, np.arange(n))
+        # column by column: a reduction along the short axis of many rows is slow in NumPy
+        ok = np.ones(gm.shape[0], dtype=bool)
+        for c in range(classes):
+            ok &= gm[:, c] >= -tg[:, c]
+        const = np.minimum.reduceat(ok.astype(np.int8), off[:-1]) > 0
+        tie = np.abs(gm) <= tg
+        tie[np.arange(tie.shape[0]), top[pc]] = False
+        tie_any = np.zeros(tie.shape[0], dtype=bool)
+        for c in range(classes):
+            tie_any |= tie[:, c]
+        any_tie = np.add.reduceat(tie_any.astype(np.int64), off[:-1]) >= 2
     predicted = np.where(const, top, -1).astype(np.int64)
     # The boundary: per region and pair of classes (k, m), the part of the line
     # l_k = l_m inside the region where k and m are the top two. Constant regions only
     # meet it along a side where the top class ties with another at two corners or more
-    # (rare: counted per class only where a corner ties at all); mixed regions (few:
+    # (rare: counted per class only where two corners tie at all); mixed regions (few:
     # those the boundary crosses) try every pair.
-    tie = np.abs(gm) <= tg
-    tie[np.arange(tie.shape[0]), top[pc]] = False
-    tie_any = np.zeros(tie.shape[0], dtype=bool)
-    for c in range(classes):
-        tie_any |= tie[:, c]
-    any_tie = np.add.reduceat(tie_any.astype(np.int64), off[:-1]) >= 2
     some = np.flatnonzero(const & any_tie)
     cand = [np.zeros((0, 3), dtype=np.int64)]
     if some.size:
+        gm, tg, local = _margins(mesh, L, top, tol, some)
+        tie = np.abs(gm) <= tg
+        tie[np.arange(tie.shape[0]), top[some][local]] = False
         sz = np.diff(off)[some]
-        ti = tie[_ragged_index(off[some], sz)].astype(np.int64)
-        tied = np.add.reduceat(ti, np.cumsum(sz) - sz, axis=0)  # (some, classes)
-        sp, cm = np.nonzero(tied >= 2)
+        tied = np.add.reduceat(tie.astype(np.int64), np.cumsum(sz) - sz, axis=0)
+        sp, cm = np.nonzero(tied >= 2)  # (some, classes)
         cp = some[sp]
         cand.append(np.stack([cp, top[cp], cm], axis=1))
     mixed = np.flatnonzero(~const)
@@ -993,6 +1018,23 @@ def _decisions(mesh: _Mesh, logits: Any, tol: float) -> tuple[Any, Ragged]:
         cand.append(np.stack([mixed[mi], pa[pi], pb[pi]], axis=1))
     segs, keys = _pair_segments(mesh, L, np.concatenate(cand).astype(np.int64), tol)
     return predicted, _polylines(segs, keys)
+
+
+def _margins(mesh: _Mesh, L: Any, top: Any, tol: float, regions: Any) -> tuple[Any, Any, Any]:
+    """At the corners of ``regions`` (in order): the margins ``l_top - l_m`` of every class
+    ``m`` (``(corners, classes)``), their tolerances ``tol |grad(l_top - l_m)|`` and each
+    corner's index into ``regions``."""
+    off = mesh.off
+    sz = np.diff(off)[regions]
+    local = np.repeat(np.arange(regions.shape[0]), sz)
+    ci = mesh.corners[_ragged_index(off[regions], sz)]
+    Lr = L[regions]
+    Dm = Lr[np.arange(regions.shape[0]), :, top[regions]][:, :, None] - Lr  # l_k - l_m maps
+    tolG = tol * np.hypot(Dm[:, 1], Dm[:, 2])  # (regions, classes)
+    cs, ct = mesh.S[ci][:, None], mesh.T[ci][:, None]
+    G = Dm[local]  # one gather of each corner's region rows
+    gm = G[:, 0] + cs * G[:, 1] + ct * G[:, 2]  # (corners, classes)
+    return gm, tolG[local], local
 
 
 def _polylines(segs: Any, keys: Any) -> Ragged:

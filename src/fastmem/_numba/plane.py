@@ -7,6 +7,8 @@ see the C++ header for the rules.
 
 from __future__ import annotations
 
+import math
+
 import numba as nb
 import numpy as np
 
@@ -447,3 +449,76 @@ def plane_cut(S, T, maps, owner, corners, off, kind, tolz, lo=0, hi=None) -> tup
             parent, st,
         )  # fmt: skip
     return sizes, out_corners, parent, st
+
+
+@nb.njit(parallel=True, cache=True)
+def _plane_decide(L, S, T, corners, off, st, tol, top, flags):
+    n_classes = L.shape[2]
+    for i in nb.prange(L.shape[0]):
+        s = st[i, 0]
+        t = st[i, 1]
+        best_c = 0
+        best = (L[i, 0, 0] + s * L[i, 1, 0]) + t * L[i, 2, 0]
+        for c in range(1, n_classes):
+            v = (L[i, 0, c] + s * L[i, 1, c]) + t * L[i, 2, c]
+            if v > best:
+                best = v
+                best_c = c
+        constant = True
+        tied_corners = 0
+        for k in range(off[i], off[i + 1]):
+            cs = S[corners[k]]
+            ct = T[corners[k]]
+            tie = False
+            for c in range(n_classes):
+                d0 = L[i, 0, best_c] - L[i, 0, c]
+                d1 = L[i, 1, best_c] - L[i, 1, c]
+                d2 = L[i, 2, best_c] - L[i, 2, c]
+                g = (d0 + cs * d1) + ct * d2
+                a1 = -d1 if d1 < 0 else d1
+                a2 = -d2 if d2 < 0 else d2
+                ag = -g if g < 0 else g
+                if not (g >= 0) or (c != best_c and not tie and ag <= tol * (2 * max(a1, a2))):
+                    tg = tol * math.hypot(d1, d2)
+                    if not (g >= -tg):
+                        constant = False
+                    if c != best_c and ag <= tg:
+                        tie = True
+            if tie:
+                tied_corners += 1
+        top[i] = best_c
+        flags[i] = (1 if constant else 0) | (2 if tied_corners >= 2 else 0)
+
+
+def plane_decide(L, S, T, corners, off, st, tol, top, flags) -> None:
+    """Per region: the top class at ``st`` and flags (bit 0: constant on the region, bit 1:
+    two corners tie with another class); see ``plane_decide_region`` in the C++ header."""
+    f64 = np.float64
+    _require(
+        isinstance(L, np.ndarray) and L.dtype == f64 and L.ndim == 3 and L.shape[1] == 3
+        and L.shape[2] >= 1,
+        "L must be (regions, 3, classes)",
+    )  # fmt: skip
+    n = L.shape[0]
+    _require(
+        S.dtype == f64 and T.dtype == f64 and S.ndim == 1 and S.shape == T.shape,
+        "S, T must be 1-D, equal",
+    )
+    _require(corners.dtype == np.int64 and corners.ndim == 1, "corners must be 1-D")
+    _require(off.dtype == np.int64 and off.shape == (n + 1,), "off must have regions + 1 entries")
+    _require(st.dtype == f64 and st.shape == (n, 2), "st must be (regions, 2)")
+    _require(
+        top.dtype == np.int64 and top.shape == (n,) and flags.dtype == np.uint8
+        and flags.shape == (n,),
+        "top, flags must have one entry per region",
+    )  # fmt: skip
+    for a in (L, S, T, corners, off, st, top, flags):
+        _require(a.flags.c_contiguous, "arrays must be C-contiguous")
+    if n == 0:
+        return
+    _require(int(off[0]) >= 0 and int(off[-1]) <= corners.shape[0], "off must lie in corners")
+    _require(bool((np.diff(off) >= 1).all()), "regions need corners")
+    used = corners[off[0] : off[-1]]
+    if used.size:
+        _require(int(used.min()) >= 0 and int(used.max()) < S.shape[0], "corner index out of range")
+    _plane_decide(L, S, T, corners, off, st, float(tol), top, flags)
