@@ -433,13 +433,15 @@ def _ragged_index(starts: Any, sizes: Any) -> Any:
 class _Mesh:
     """Convex polygons sharing vertices: vertex coordinates ``S``, ``T``; polygon ``i`` is
     ``corners[off[i]:off[i + 1]]`` (counter-clockwise); ``parent[i]``: the polygon of the
-    current layer's start it lies in (whose maps hold its pre-activations)."""
+    current layer's start it lies in (whose maps hold its pre-activations); ``means``: the
+    polygons' vertex means once computed (:func:`_vertex_means`), else None."""
 
     S: Any
     T: Any
     corners: Any
     off: Any
     parent: Any
+    means: Any = None
 
     @property
     def n(self) -> int:
@@ -558,18 +560,22 @@ def _children_block(n: int, width: int, be: Backend) -> int:
 
 def _children_task(
     be: Backend, Z: Any, par: Any, st: Any, kind: int, slope: float, codes: Any, bit: int,
-    WT: Any, Z_next: Any, block: int,
+    WT: Any, bias: Any, Z_next: Any, block: int, big: Any,
 ) -> Any:  # fmt: skip
     """Block ``i`` of the children (``block`` polygons): their bits into ``codes``, their
-    post-activation maps into a scratch block, times ``WT`` into ``Z_next``."""
+    post-activation maps into a scratch block, times ``WT`` plus ``bias`` into ``Z_next``,
+    the rows' largest magnitudes into ``big[i]``."""
     n, width = par.shape[0], Z.shape[2]
 
     def task(i: int) -> None:
         lo, hi = i * block, min((i + 1) * block, n)
         Hb = _scratch(be.xp, "h", (3, hi - lo, width))
         be.kernels.plane_children(Z, par[lo:hi], st[lo:hi], kind, slope, codes[lo:hi], bit, Hb)
+        Zb = Z_next[:, lo:hi]
         for r in range(3):  # straight into the next maps (contiguous row ranges)
-            row_parallel_matmul(Hb[r], WT, be, out=Z_next[r, lo:hi], threads=1)
+            row_parallel_matmul(Hb[r], WT, be, out=Zb[r], threads=1)
+        Zb[0] += bias
+        big[i] = _magnitudes(Zb)
 
     return task
 
@@ -820,16 +826,30 @@ def _host_array(x: Any, name: str, ndim: int) -> Any:
     return as_float_array(x, name, ndim=ndim, dtype=np.float64, xp=np)
 
 
-def _check_maps(Z: Any, layer: int, net: Network, ext: tuple[float, float, float, float]) -> None:
+def _magnitudes(Z: Any) -> Any:
+    """The largest magnitude of each of the three rows of maps ``Z`` (a min and a max, no
+    temporaries; NaN where a row holds one), as a host array."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.array([max(-float(x.min()), float(x.max())) for x in Z])
+
+
+def _check_maps(
+    Z: Any,
+    layer: int,
+    net: Network,
+    ext: tuple[float, float, float, float],
+    big: Any = None,
+) -> None:
     """``InputError`` naming the layer when its pre-activations can overflow on the slice:
     ``|value| + |s| |d/ds| + |t| |d/dt|`` must stay within ``finfo.max / 8`` (the cuts take
-    differences and interpolate between vertices, which must not overflow either)."""
+    differences and interpolate between vertices, which must not overflow either).
+    ``big``: the rows' largest magnitudes (:func:`_magnitudes`) when known."""
     smax = max(abs(ext[0]), abs(ext[1]))
     tmax = max(abs(ext[2]), abs(ext[3]))
     limit = float(np.finfo(np.float64).max) / 8
+    if big is None:
+        big = _magnitudes(Z)
     with np.errstate(over="ignore", invalid="ignore"):
-        # a bound from each block's largest magnitude (a min and a max, no temporaries)
-        big = [max(-float(x.min()), float(x.max())) for x in Z]
         bound = big[0] + smax * big[1] + tmax * big[2]
         ok = bool(bound <= limit)  # also False for NaN
     if not ok:
@@ -883,7 +903,7 @@ def _slice(
         # cut, as the segment engine reads them at a piece's midpoint), and the maps of
         # its post-activations: one kernel pass per polygon.
         par = dev(mesh.parent)
-        st_host = _vertex_means(mesh)
+        st_host = mesh.means = _vertex_means(mesh)
         st = dev(st_host)
         codes = dev(np.ascontiguousarray(_host(codes)[mesh.parent]))
         step = kind == THRESHOLD
@@ -901,12 +921,17 @@ def _slice(
         Z_next = xp.empty((3, n, W.shape[0]))
         block = _children_block(n, width, be)
 
-        children = _children_task(be, Z, par, st, kind, slope, codes, bit, WT, Z_next, block)
-        run_tasks(be, -(-n // block), children, threads)
+        n_blocks = -(-n // block)
+        big = np.zeros((n_blocks, 3))
+        b = dev(net.biases[layer + 1])
+        children = _children_task(
+            be, Z, par, st, kind, slope, codes, bit, WT, b, Z_next, block, big
+        )
+        run_tasks(be, n_blocks, children, threads)
         bit += width * bits_per_neuron(kind)
         Z = Z_next
-        Z[0] += dev(net.biases[layer + 1])
-        _check_maps(Z, layer + 1, net, ext)
+        # the largest magnitudes over the blocks (NaN if any block has one)
+        _check_maps(Z, layer + 1, net, ext, big.max(axis=0))
     if step:
         # Constant after a threshold layer: the whole pattern and the logits at the vertex
         # means, by the forward pass of Network.pattern_hashes.
@@ -935,13 +960,12 @@ def _decisions(
     host) NumPy does, with the same operations (identical results). ``st``: the regions'
     vertex means, when known."""
     S, T, corners, off = mesh.S, mesh.T, mesh.corners, mesh.off
-    pc = mesh.poly_of_corner()
     n_out = logits.shape[2]
     # A binary network's single logit l decides by l > 0: the same as two logits (0, l).
     L = logits if n_out > 1 else np.concatenate([np.zeros_like(logits), logits], axis=2)
     L = np.ascontiguousarray(L)
     if st is None:
-        st = _vertex_means(mesh)
+        st = _vertex_means(mesh) if mesh.means is None else mesh.means
     n, classes = L.shape[0], L.shape[2]
     # top class k is constant on a region when l_k >= l_m - tol |grad(l_k - l_m)| at every
     # corner (a convex polygon: then everywhere)
@@ -968,7 +992,7 @@ def _decisions(
             ok &= gm[:, c] >= -tg[:, c]
         const = np.minimum.reduceat(ok.astype(np.int8), off[:-1]) > 0
         tie = np.abs(gm) <= tg
-        tie[np.arange(tie.shape[0]), top[pc]] = False
+        tie[np.arange(tie.shape[0]), top[mesh.poly_of_corner()]] = False
         tie_any = np.zeros(tie.shape[0], dtype=bool)
         for c in range(classes):
             tie_any |= tie[:, c]
@@ -1002,13 +1026,14 @@ def _decisions(
         sizes = sizes_all[mb]
         ci = _ragged_index(off[mb], sizes)
         moff = np.cumsum(sizes) - sizes
-        pm = pc[ci]
+        local = np.repeat(np.arange(mb.shape[0]), sizes)
+        pm = mb[local]
         Lm = L[pm, 0] + S[corners[ci]][:, None] * L[pm, 1] + T[corners[ci]][:, None] * L[pm, 2]
         # the line l_a = l_b meets the region: corners strictly on both sides, or on it at
-        # two corners (along a side)
+        # two corners (along a side); its tolerance per region, then per corner
         g = Lm[:, pa] - Lm[:, pb]
-        Ls, Lt = L[pm, 1], L[pm, 2]
-        eps = tol * np.hypot(Ls[:, pa] - Ls[:, pb], Lt[:, pa] - Lt[:, pb])
+        Ls, Lt = L[mb, 1], L[mb, 2]
+        eps = (tol * np.hypot(Ls[:, pa] - Ls[:, pb], Lt[:, pa] - Lt[:, pb]))[local]
         pos = np.maximum.reduceat((g > eps).astype(np.int8), moff, axis=0) > 0
         neg = np.maximum.reduceat((g < -eps).astype(np.int8), moff, axis=0) > 0
         on = np.add.reduceat((np.abs(g) <= eps).astype(np.int64), moff, axis=0) >= 2
