@@ -484,21 +484,33 @@ FASTMEM_HD inline void plane_decide_region(const double* L, int64_t n_classes,
   }
   bool constant = true;
   int64_t tied_corners = 0;
-  for (int64_t k = 0; k < m; ++k) {
-    const double cs = S[idx[k]], ct = T[idx[k]];
-    bool tie = false;
+  // the corners by chunks, each class's margin map read once per chunk
+  constexpr int64_t kChunk = 32;
+  double cs[kChunk], ct[kChunk];
+  bool tie[kChunk];
+  for (int64_t k0 = 0; k0 < m; k0 += kChunk) {
+    const int64_t mk = m - k0 < kChunk ? m - k0 : kChunk;
+    for (int64_t j = 0; j < mk; ++j) {
+      cs[j] = S[idx[k0 + j]];
+      ct[j] = T[idx[k0 + j]];
+      tie[j] = false;
+    }
     for (int64_t c = 0; c < n_classes; ++c) {
       const double d0 = L0[top] - L0[c], d1 = L1[top] - L1[c], d2 = L2[top] - L2[c];
-      const double g = (d0 + cs * d1) + ct * d2;
       const double a1 = d1 < 0 ? -d1 : d1, a2 = d2 < 0 ? -d2 : d2;
-      const double ag = g < 0 ? -g : g;
-      if (!(g >= 0) || (c != top && !tie && ag <= tol * (2 * (a1 > a2 ? a1 : a2)))) {
-        const double tg = tol * hypot(d1, d2);
-        if (!(g >= -tg)) constant = false;
-        if (c != top && ag <= tg) tie = true;
+      const double lim = tol * (2 * (a1 > a2 ? a1 : a2));
+      double tg = -1;  // tol * hypot(d1, d2) once needed (never negative, maybe NaN)
+      for (int64_t j = 0; j < mk; ++j) {
+        const double g = (d0 + cs[j] * d1) + ct[j] * d2;
+        const double ag = g < 0 ? -g : g;
+        if (!(g >= 0) || (c != top && !tie[j] && ag <= lim)) {
+          if (tg < 0) tg = tol * hypot(d1, d2);
+          if (!(g >= -tg)) constant = false;
+          if (c != top && ag <= tg) tie[j] = true;
+        }
       }
     }
-    tied_corners += tie ? 1 : 0;
+    for (int64_t j = 0; j < mk; ++j) tied_corners += tie[j] ? 1 : 0;
   }
   *top_out = top;
   *flags = static_cast<uint8_t>((constant ? 1 : 0) | (tied_corners >= 2 ? 2 : 0));
