@@ -6,10 +6,10 @@ networks have surprisingly few activation patterns", NeurIPS 2019: the regions m
 
 Run:  python -m pytest bench/test_plane.py -s --benchmark-columns=min
 
-On a shared machine run the fresh-process comparison also with ``OMP_NUM_THREADS=1`` and
-with ``OMP_WAIT_POLICY=passive``: under load libgomp's default wait policy lets the idle
-OpenMP worker spin after each parallel region, taking a core from the serial NumPy parts
-(README, the plane rows). Peak resident memory is each process's ``VmHWM``.
+On a shared machine run the fresh-process comparison by default and also with
+``OMP_NUM_THREADS=1`` (README, the plane rows: a dense slice runs its kernels as tasks,
+each on one thread, so no OpenMP worker spin-waits). Peak resident memory is each
+process's ``VmHWM``.
 
 The slices: the plane through three random inputs (``fastmem.plane_through``, made square
 for regioncam, whose slice is the square [-size, size]**2). Networks: 784-128-128-128-10

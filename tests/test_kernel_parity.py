@@ -26,8 +26,10 @@ NOT_KERNELS = {
 
 # Kernels with no CUDA twin: the exact 2-D slice's one-pass cut keeps each thread's
 # polygons in growing host buffers; on the GPU fastmem.plane counts, then emits
-# (plane_cut_count, plane_cut_emit, which every kernel set has).
-CPU_ONLY = {"plane_cut"}
+# (plane_cut_count, plane_cut_emit, which every kernel set has). plane_decide works on the
+# mesh, which lives on the host: with the CUDA backend fastmem.plane decides the regions
+# with NumPy (the same operations; tests/test_plane.py compares the two bit for bit).
+CPU_ONLY = {"plane_cut", "plane_decide"}
 
 
 def _numba_kernels() -> dict[str, list[str]]:

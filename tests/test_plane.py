@@ -8,6 +8,7 @@ along_segments, and a brute-force grid.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -346,8 +347,8 @@ def test_one_pass_cut_equals_count_then_emit(backend: str, monkeypatch: pytest.M
     seen = []
     cut = plane_mod._cut_layer
 
-    def both(mesh, be_, maps, kind, tol, layer):
-        one = cut(mesh, be_, maps, kind, tol, layer)
+    def both(mesh, be_, maps, kind, tol, layer, threads=1):
+        one = cut(mesh, be_, maps, kind, tol, layer, threads)
         other = cut(mesh, two, maps, kind, tol, layer)
         for name in ("S", "T", "corners", "off", "parent"):
             np.testing.assert_array_equal(getattr(one, name), getattr(other, name))
@@ -390,22 +391,93 @@ def test_cuda_kernels_refuse_host_arrays() -> None:
                           np.zeros((1, 3), dtype=np.int64))  # fmt: skip
 
 
-def test_results_do_not_depend_on_the_threads(backend: str) -> None:
+def test_results_do_not_depend_on_the_threads(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One kernel thread, the machine's threads, and three threads side by side (the cut
+    by ranges of parents, children and GEMMs by blocks, hashes by rows: run_tasks) give
+    bitwise the same slice."""
     if backend == "cuda":
         pytest.skip("CPU threads: the CUDA kernels run one GPU thread per polygon")
+    import fastmem.plane as plane_mod
     from fastmem._backend import select_backend
-    from fastmem._threads import kernel_threads
+    from fastmem._threads import kernel_threads, kernels_callable_side_by_side
 
-    Ws, bs, acts, slopes, o, D, ext = _random_case(8, (6, 24, 24, 5), "leaky_relu")
+    # wide enough that the second layer's cut has a few hundred parents to share out
+    Ws, bs, acts, slopes, o, D, ext = _random_case(8, (6, 40, 40, 24, 5), "leaky_relu", 4.0)
     net = _net(Ws, bs, acts, slopes)
     be = select_backend("cpu", backend)
     with kernel_threads(be, 1):
         one = fastmem.plane_regions(net, o, D, extent=ext, backend=backend)
     many = fastmem.plane_regions(net, o, D, extent=ext, backend=backend)
-    np.testing.assert_array_equal(one.vertices, many.vertices)
-    np.testing.assert_array_equal(one.polygons.values, many.polygons.values)
-    np.testing.assert_array_equal(one.pattern_hashes, many.pattern_hashes)
-    np.testing.assert_array_equal(one.logits, many.logits)
+    results = [many]
+    if kernels_callable_side_by_side(be):
+        ranges: list[int] = []
+        cut = plane_mod._plane_cut
+
+        def counting(k, be_, args, n, nv, threads):
+            ranges.append(min(plane_mod._CUT_CHUNKS_PER_THREAD * threads,
+                              n // plane_mod._CUT_MIN_PARENTS))  # fmt: skip
+            return cut(k, be_, args, n, nv, threads)
+
+        monkeypatch.setattr(plane_mod, "cpu_threads", lambda be_: 3)
+        monkeypatch.setattr(plane_mod, "_plane_cut", counting)
+        results.append(fastmem.plane_regions(net, o, D, extent=ext, backend=backend))
+        assert max(ranges) >= 2  # a cut was shared out by ranges
+    assert one.count > 300
+    for other in results:
+        np.testing.assert_array_equal(one.vertices, other.vertices)
+        np.testing.assert_array_equal(one.polygons.values, other.polygons.values)
+        np.testing.assert_array_equal(one.polygons.offsets, other.polygons.offsets)
+        np.testing.assert_array_equal(one.pattern_hashes, other.pattern_hashes)
+        np.testing.assert_array_equal(one.logits, other.logits)
+        np.testing.assert_array_equal(one.predicted, other.predicted)
+        np.testing.assert_array_equal(one.boundary.values, other.boundary.values)
+
+
+def test_cut_by_ranges_equals_one_cut(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``plane_cut(..., lo, hi)`` over consecutive ranges, each range's new vertices
+    renumbered after those of the ranges before it, is the cut of all parents at once;
+    an empty range gives empty arrays; a range out of bounds is refused."""
+    if backend == "cuda":
+        pytest.skip("the CUDA kernels count, then emit (no one-pass cut)")
+    import fastmem.plane as plane_mod
+    from fastmem._backend import select_backend
+
+    be = select_backend("cpu", backend)
+    k = be.kernels
+    seen = []
+    cut = plane_mod._cut_layer
+
+    def check(mesh, be_, maps, kind, tol, layer, threads=1):
+        out = cut(mesh, be_, maps, kind, tol, layer, threads)
+        nv = mesh.S.shape[0]
+        owner = np.empty(nv, dtype=np.int64)
+        owner[mesh.corners] = mesh.poly_of_corner()
+        tolz = plane_mod._steepest(np, maps, maps.shape[2]) * tol
+        args = (mesh.S, mesh.T, maps, owner, mesh.corners, mesh.off, kind, tolz)
+        whole = k.plane_cut(*args)
+        n = mesh.n
+        for bounds in ([0, n], [0, n // 3, n // 3, n], [0, 1, n - 1, n] if n > 2 else [0, n]):
+            parts = [k.plane_cut(*args, lo, hi) for lo, hi in itertools.pairwise(bounds)]
+            shift = 0
+            for _, corners, _, new in parts:
+                corners[corners >= nv] += shift
+                shift += new.shape[0]
+            for e in range(4):
+                np.testing.assert_array_equal(np.concatenate([p[e] for p in parts]), whole[e])
+        empty = k.plane_cut(*args, n, n)
+        assert [a.shape[0] for a in empty] == [0, 0, 0, 0]
+        for lo, hi in ((-1, n), (1, 0), (0, n + 1)):
+            with pytest.raises(ValueError):
+                k.plane_cut(*args, lo, hi)
+        seen.append(n)
+        return out
+
+    monkeypatch.setattr(plane_mod, "_cut_layer", check)
+    Ws, bs, acts, slopes, o, D, ext = _random_case(5, (4, 16, 12, 3), "relu")
+    fastmem.plane_regions(_net(Ws, bs, acts, slopes), o, D, extent=ext, backend=backend)
+    assert len(seen) == 2 and seen[-1] > 3
 
 
 @pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh"])
@@ -736,3 +808,106 @@ def test_to_dict_float32_and_pictures(tmp_path) -> None:
     assert len(ax.collections) >= 1
     with pytest.raises(InputError, match="color"):
         r.plot(ax, color="rainbow")
+
+
+def _decide_cases():
+    """A slice's mesh and logit maps, then the same mesh with logits built to tie: two
+    equal classes (tied everywhere), a margin whose zero line runs through corners, a
+    binary network's single logit, and logits equal to 0 at the corners of a side."""
+    import fastmem.plane as plane_mod
+
+    Ws, bs, acts, slopes, o, D, ext = _random_case(31, (3, 10, 8, 4), "relu")
+    r = fastmem.plane_regions(_net(Ws, bs, acts, slopes), o, D, extent=ext)
+    mesh = plane_mod._Mesh(r.vertices[:, 0].copy(), r.vertices[:, 1].copy(),
+                           r.polygons.values, r.polygons.offsets, None)  # fmt: skip
+    tol = r.params["tolerance"]
+    yield "slice", mesh, r.logits, tol
+    L = r.logits.copy()
+    L[:, 0, 0] += 1e3  # class 0 on top everywhere, and class 1 equal to it
+    L[:, :, 1] = L[:, :, 0]
+    yield "equal classes", mesh, L, tol
+    V = r.vertices
+    L = np.zeros((r.count, 3, 3))
+    L[:, 1, 1] = 1.0  # class 1 - class 0 = s - s_v: zero at vertex v's s
+    L[:, 0, 1] = -V[r.polygons.values[r.polygons.offsets[:-1]], 0]
+    L[:, 2, 2] = 1e-3  # a third class, nearly flat
+    yield "through corners", mesh, L, tol
+    yield "binary", mesh, r.logits[:, :, :1].copy(), tol
+    L = np.zeros((r.count, 3, 2))
+    L[:, 2, 1] = 1.0  # class 1 = t: ties with class 0 along t = 0, on sides there
+    yield "flat margin", mesh, L, tol
+
+
+@pytest.mark.parametrize("backend", ["cpp", "numba"])
+def test_decide_kernel_equals_numpy(backend: str) -> None:
+    """``plane_decide`` (each CPU kernel set, alone and by blocks on three threads) gives the
+    decisions of the NumPy path (the CUDA backend's) bit for bit: predicted classes and the
+    boundary, on a slice and on logits built to tie."""
+    import fastmem.plane as plane_mod
+    from fastmem._backend import select_backend
+    from fastmem._threads import kernels_callable_side_by_side
+
+    be = select_backend("cpu", backend)
+    side_by_side = kernels_callable_side_by_side(be)
+    for name, mesh, logits, tol in _decide_cases():
+        want_p, want_b = plane_mod._decisions(mesh, logits, tol)
+        for threads in (1, 3) if side_by_side else (1,):
+            got_p, got_b = plane_mod._decisions(mesh, logits, tol, be, None, threads)
+            np.testing.assert_array_equal(got_p, want_p, err_msg=name)
+            np.testing.assert_array_equal(got_b.values, want_b.values, err_msg=name)
+            np.testing.assert_array_equal(got_b.offsets, want_b.offsets, err_msg=name)
+        if name == "equal classes":
+            assert (want_p == 0).all()  # the first of two equal classes is the top
+        if name == "flat margin":
+            assert len(want_b) >= 1  # the boundary along t = 0
+
+
+@pytest.mark.parametrize("backend", ["cpp", "numba"])
+def test_decide_kernel_reference(backend: str) -> None:
+    """``plane_decide``'s top class and flags against a loop over regions in plain Python
+    (the rule of the C++ header, hypot everywhere), and its refusals."""
+    from fastmem._backend import select_backend
+
+    k = select_backend("cpu", backend).kernels
+    for name, mesh, logits, tol in _decide_cases():
+        L = logits if logits.shape[2] > 1 else np.concatenate([0 * logits, logits], axis=2)
+        L = np.ascontiguousarray(L)
+        n = L.shape[0]
+        off, corners = mesh.off, mesh.corners
+        st = np.stack([np.add.reduceat(mesh.S[corners], off[:-1]),
+                       np.add.reduceat(mesh.T[corners], off[:-1])], axis=1)  # fmt: skip
+        st /= np.diff(off)[:, None]
+        top = np.empty(n, dtype=np.int64)
+        flags = np.empty(n, dtype=np.uint8)
+        k.plane_decide(L, mesh.S, mesh.T, corners, off, st, tol, top, flags)
+        for i in range(n):
+            s, t = st[i]
+            vals = [(L[i, 0, c] + s * L[i, 1, c]) + t * L[i, 2, c] for c in range(L.shape[2])]
+            k_top = int(np.argmax(vals))
+            constant, tied = True, 0
+            for v in corners[off[i] : off[i + 1]]:
+                cs, ct = mesh.S[v], mesh.T[v]
+                tie = False
+                for c in range(L.shape[2]):
+                    d = L[i, :, k_top] - L[i, :, c]
+                    g = (d[0] + cs * d[1]) + ct * d[2]
+                    tg = tol * math.hypot(d[1], d[2])
+                    constant &= bool(g >= -tg)
+                    tie |= c != k_top and abs(g) <= tg
+                tied += tie
+            assert top[i] == k_top, (name, i)
+            assert flags[i] == int(constant) | (2 if tied >= 2 else 0), (name, i)
+    one = np.zeros((1, 3, 2))
+    S = np.array([0.0, 1.0, 0.0])
+    c3, off1, st1 = np.arange(3), np.array([0, 3]), np.zeros((1, 2))
+    top1, fl1 = np.empty(1, dtype=np.int64), np.empty(1, dtype=np.uint8)
+    bad = [
+        (one, S, S, np.array([0, 1, 5]), off1, st1, 0.1, top1, fl1),  # corner range
+        (one, S, S, c3, np.array([0, 4]), st1, 0.1, top1, fl1),  # off beyond corners
+        (one, S, S, c3, np.array([0, 3, 3]), st1, 0.1, top1, fl1),  # off length
+        (np.zeros((1, 2, 2)), S, S, c3, off1, st1, 0.1, top1, fl1),  # L rows
+        (one, S, S, c3, off1, st1, 0.1, top1, fl1.astype(np.int64)),  # flags dtype
+    ]
+    for args in bad:
+        with pytest.raises((ValueError, TypeError)):
+            k.plane_decide(*args)

@@ -1,5 +1,8 @@
 // Bindings of the 2-D slice kernels: plane_cut_count, plane_cut_emit, plane_children.
 #include <cstdint>
+#include <optional>
+
+#include <pybind11/stl.h>
 
 #include "bind.hpp"
 #include "fastmem/activations.hpp"
@@ -71,17 +74,23 @@ void plane_cut_emit(CArray<double> S, CArray<double> T, CArray<double> maps,
   cpu::plane_cut_emit(mesh, op, sp, cp, pp, stp);
 }
 
-// The cut in one pass: (sizes, corners, parent, st), as plane_cut_emit writes them.
+// The cut in one pass: (sizes, corners, parent, st), as plane_cut_emit writes them; of the
+// parents lo .. hi - 1 only (hi None: to the last), whose new vertices are numbered from
+// S.shape[0] (callers that cut a mesh by ranges on several threads renumber them).
 py::tuple plane_cut(CArray<double> S, CArray<double> T, CArray<double> maps,
                     CArray<int64_t> owner, CArray<int64_t> corners, CArray<int64_t> off,
-                    int kind, CArray<double> tolz) {
+                    int kind, CArray<double> tolz, int64_t lo, std::optional<int64_t> hi_) {
   const cpu::PlaneMesh mesh = mesh_view(S, T, maps, owner, corners, off, kind, tolz);
-  cpu::PlaneCut cut;
+  const int64_t hi = hi_.value_or(mesh.n_parents);
+  require(0 <= lo && lo <= hi && hi <= mesh.n_parents, "lo, hi must be a range of parents");
+  // the calling thread's, kept from call to call (fresh buffers' pages fault in on every
+  // call); released when they grew beyond cpu::kPlaneKeepBytes
+  static thread_local cpu::PlaneCut cut;
   {
     py::gil_scoped_release release;
-    cpu::plane_cut(mesh, cut);
+    cpu::plane_cut(mesh, cut, lo, hi);
   }
-  const int64_t* last = cut.offsets.data() + 3 * mesh.n_parents;
+  const int64_t* last = cut.offsets.data() + 3 * (hi - lo);
   py::array_t<int64_t> sizes(last[0]), out_corners(last[1]), parent(last[0]);
   py::array_t<double> st({last[2], int64_t{2}});
   int64_t* sp = sizes.mutable_data();
@@ -90,7 +99,8 @@ py::tuple plane_cut(CArray<double> S, CArray<double> T, CArray<double> maps,
   double* stp = st.mutable_data();
   {
     py::gil_scoped_release release;
-    cpu::plane_cut_gather(mesh, cut, sp, cp, pp, stp);
+    cpu::plane_cut_gather(mesh, cut, lo, hi, sp, cp, pp, stp);
+    cut.release_if_large(cpu::kPlaneKeepBytes);
   }
   return py::make_tuple(sizes, out_corners, parent, st);
 }
@@ -122,13 +132,51 @@ void plane_children(CArray<double> maps, CArray<int64_t> parent, CArray<double> 
   cpu::plane_children(mp, n_parents, width, pp, sp, n, kind, slope, cp, n_words, bit_offset, hp);
 }
 
+// Per region: the top class at its interior point st and whether it is constant on the
+// region / ties at two corners (flags bits 0 / 1): fastmem/plane.hpp plane_decide_region.
+// off: n + 1 ascending offsets into corners (a slice of a mesh's: its values index the
+// whole corners array).
+void plane_decide(CArray<double> L, CArray<double> S, CArray<double> T,
+                  CArray<int64_t> corners, CArray<int64_t> off, CArray<double> st, double tol,
+                  CArray<int64_t> top, CArray<uint8_t> flags) {
+  require(L.ndim() == 3 && L.shape(1) == 3 && L.shape(2) >= 1, "L must be (regions, 3, classes)");
+  const int64_t n = L.shape(0);
+  require(S.ndim() == 1 && T.ndim() == 1 && S.shape(0) == T.shape(0), "S, T must be 1-D, equal");
+  require(corners.ndim() == 1, "corners must be 1-D");
+  require(off.ndim() == 1 && off.shape(0) == n + 1, "off must have regions + 1 entries");
+  require(st.ndim() == 2 && st.shape(0) == n && st.shape(1) == 2, "st must be (regions, 2)");
+  require(top.ndim() == 1 && top.shape(0) == n && flags.ndim() == 1 && flags.shape(0) == n,
+          "top, flags must have one entry per region");
+  const int64_t* o = off.data();
+  require(n == 0 || (o[0] >= 0 && o[n] <= corners.shape(0)), "off must lie in corners");
+  for (int64_t i = 0; i < n; ++i) require(o[i + 1] - o[i] >= 1, "regions need corners");
+  const int64_t* c = corners.data();
+  const int64_t nv = S.shape(0);
+  if (n > 0)
+    for (int64_t k = o[0]; k < o[n]; ++k)
+      require(c[k] >= 0 && c[k] < nv, "corner index out of range");
+  const double* lp = L.data();
+  const double* sp = S.data();
+  const double* tp = T.data();
+  const double* stp = st.data();
+  int64_t* topp = top.mutable_data();
+  uint8_t* fp = flags.mutable_data();
+  const int64_t n_classes = L.shape(2);
+  py::gil_scoped_release release;
+  cpu::plane_decide(lp, n, n_classes, sp, tp, c, o, stp, tol, topp, fp);
+}
+
 }  // namespace
 
 void plane(py::module_& m) {
+  m.def("plane_decide", &plane_decide, py::arg("L").noconvert(), py::arg("S").noconvert(),
+        py::arg("T").noconvert(), py::arg("corners").noconvert(), py::arg("off").noconvert(),
+        py::arg("st").noconvert(), py::arg("tol"), py::arg("top").noconvert(),
+        py::arg("flags").noconvert());
   m.def("plane_cut", &plane_cut, py::arg("S").noconvert(), py::arg("T").noconvert(),
         py::arg("maps").noconvert(), py::arg("owner").noconvert(),
         py::arg("corners").noconvert(), py::arg("off").noconvert(), py::arg("kind"),
-        py::arg("tolz").noconvert());
+        py::arg("tolz").noconvert(), py::arg("lo") = 0, py::arg("hi") = py::none());
   m.def("plane_children", &plane_children, py::arg("maps").noconvert(),
         py::arg("parent").noconvert(), py::arg("st").noconvert(), py::arg("kind"),
         py::arg("slope"), py::arg("codes").noconvert(), py::arg("bit_offset"),

@@ -41,6 +41,20 @@ struct Scratch {
   }
 };
 
+// The calling thread's scratch, kept from call to call (OpenMP's workers live on): a
+// fresh one would be grown again on every call, each growth cutting its parent again from
+// the start, and its fresh pages faulted in (costly on a VM). Released when it holds more
+// than kPlaneKeepBytes after a cut (a slice that needed it all).
+
+Scratch& thread_scratch() {
+  static thread_local Scratch sc;
+  return sc;
+}
+
+void release_if_large(Scratch& sc) {
+  if (sc.mem.capacity() * sizeof(double) > kPlaneKeepBytes) sc = Scratch{};
+}
+
 void cut_parent(const PlaneMesh& M, int64_t p, Scratch& sc) {
   sc.fit(M.off[p + 1] - M.off[p], M.width);
   while (!plane_cut_parent(M, p, sc.w)) sc.grow();
@@ -75,12 +89,13 @@ void plane_cut_emit(const PlaneMesh& M, const int64_t* offsets, int64_t* out_siz
   }
 }
 
-// Parent p's cut (w) into this thread's part, and where it lies there.
-static void keep_parent(const PlaneMesh& M, int64_t p, const PlaneCutWork& w, int tid,
-                        PlaneCut::Part& part, PlaneCut& out) {
+// Parent p's cut (w) into this thread's part, and where it lies there (entry i = p - lo of
+// the range's where and offsets).
+static void keep_parent(const PlaneMesh& M, int64_t p, int64_t i, const PlaneCutWork& w,
+                        int tid, PlaneCut::Part& part, PlaneCut& out) {
   const int64_t m = M.off[p + 1] - M.off[p];
   const int64_t* gid = M.corners + M.off[p];
-  int64_t* at = out.where.data() + 4 * p;
+  int64_t* at = out.where.data() + 4 * i;
   at[0] = tid;
   at[1] = static_cast<int64_t>(part.sizes.size());
   at[2] = static_cast<int64_t>(part.corners.size());
@@ -95,28 +110,35 @@ static void keep_parent(const PlaneMesh& M, int64_t p, const PlaneCutWork& w, in
     part.st.push_back(w.s[i]);
     part.st.push_back(w.t[i]);
   }
-  int64_t* c = out.offsets.data() + 3 * (p + 1);
+  int64_t* c = out.offsets.data() + 3 * (i + 1);
   c[0] = w.n_poly;
   c[1] = w.n_corners;
   c[2] = w.n_new;
 }
 
-void plane_cut(const PlaneMesh& M, PlaneCut& out) {
+void plane_cut(const PlaneMesh& M, PlaneCut& out, int64_t lo, int64_t hi) {
+  const int64_t n = hi - lo;
 #ifdef _OPENMP
   const int n_threads = omp_get_max_threads();
 #else
   const int n_threads = 1;
 #endif
-  out.threads.assign(static_cast<size_t>(n_threads), PlaneCut::Part{});
-  out.where.assign(static_cast<size_t>(4 * M.n_parents), 0);
-  out.offsets.assign(static_cast<size_t>(3 * (M.n_parents + 1)), 0);
+  // the parts keep their capacity from the last call (PlaneCut::release_if_large)
+  out.threads.resize(static_cast<size_t>(n_threads));
+  for (PlaneCut::Part& part : out.threads) {
+    part.sizes.clear();
+    part.corners.clear();
+    part.st.clear();
+  }
+  out.where.assign(static_cast<size_t>(4 * n), 0);
+  out.offsets.assign(static_cast<size_t>(3 * (n + 1)), 0);
   // an allocation that fails inside the team is reported after it (an exception must not
   // leave an OpenMP region): the binding raises MemoryError
   std::atomic<bool> out_of_memory{false};
   // a team only when each thread gets a few chunks of parents: waking a team for a
   // handful (the first layer has one parent) costs more than it gives, and its idle
   // members then spin-wait against the caller's serial work
-#pragma omp parallel num_threads(n_threads) if (M.n_parents > 64)
+#pragma omp parallel num_threads(n_threads) if (n > 64)
   {
 #ifdef _OPENMP
     const int tid = omp_get_thread_num();
@@ -124,30 +146,44 @@ void plane_cut(const PlaneMesh& M, PlaneCut& out) {
     const int tid = 0;
 #endif
     PlaneCut::Part& part = out.threads[static_cast<size_t>(tid)];
-    Scratch sc;
-#pragma omp for schedule(dynamic, 16)
-    for (int64_t p = 0; p < M.n_parents; ++p) {
+    Scratch& sc = thread_scratch();
+#pragma omp for schedule(dynamic, 16) nowait
+    for (int64_t i = 0; i < n; ++i) {
       if (out_of_memory.load(std::memory_order_relaxed)) continue;
       try {
-        cut_parent(M, p, sc);
-        keep_parent(M, p, sc.w, tid, part, out);
+        cut_parent(M, lo + i, sc);
+        keep_parent(M, lo + i, i, sc.w, tid, part, out);
       } catch (const std::bad_alloc&) {
         out_of_memory.store(true, std::memory_order_relaxed);
       }
     }
+    release_if_large(sc);
   }
-  if (out_of_memory.load()) throw std::bad_alloc();
-  for (int64_t p = 0; p < M.n_parents; ++p)
-    for (int64_t e = 0; e < 3; ++e) out.offsets[3 * (p + 1) + e] += out.offsets[3 * p + e];
+  if (out_of_memory.load()) {
+    out.release_if_large(0);
+    throw std::bad_alloc();
+  }
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t e = 0; e < 3; ++e) out.offsets[3 * (i + 1) + e] += out.offsets[3 * i + e];
 }
 
-void plane_cut_gather(const PlaneMesh& M, const PlaneCut& cut, int64_t* out_sizes,
-                      int64_t* out_corners, int64_t* out_parent, double* out_st) {
-#pragma omp parallel for schedule(static) if (M.n_parents > 64)
-  for (int64_t p = 0; p < M.n_parents; ++p) {
-    const int64_t* at = cut.where.data() + 4 * p;
+void PlaneCut::release_if_large(size_t keep_bytes) {
+  size_t bytes = 8 * (where.capacity() + offsets.capacity());
+  for (const Part& part : threads)
+    bytes += 8 * (part.sizes.capacity() + part.corners.capacity() + part.st.capacity());
+  if (bytes > keep_bytes) *this = PlaneCut{};
+}
+
+void plane_cut_gather(const PlaneMesh& M, const PlaneCut& cut, int64_t lo, int64_t hi,
+                      int64_t* out_sizes, int64_t* out_corners, int64_t* out_parent,
+                      double* out_st) {
+  const int64_t n = hi - lo;
+#pragma omp parallel for schedule(static) if (n > 64)
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t p = lo + i;
+    const int64_t* at = cut.where.data() + 4 * i;
     const PlaneCut::Part& part = cut.threads[static_cast<size_t>(at[0])];
-    const int64_t* o = cut.offsets.data() + 3 * p;
+    const int64_t* o = cut.offsets.data() + 3 * i;
     const int64_t n_poly = o[3] - o[0], n_corners = o[4] - o[1], n_new = o[5] - o[2];
     for (int64_t q = 0; q < n_poly; ++q) {
       out_sizes[o[0] + q] = part.sizes[static_cast<size_t>(at[1] + q)];
@@ -175,6 +211,15 @@ void plane_children(const double* maps, int64_t n_parents, int64_t width, const 
                       codes + i * n_words, bit_offset, h == nullptr ? nullptr : h + i * width,
                       n * width, zrow.data());
   }
+}
+
+void plane_decide(const double* L, int64_t n, int64_t n_classes, const double* S,
+                  const double* T, const int64_t* corners, const int64_t* off,
+                  const double* st, double tol, int64_t* top, uint8_t* flags) {
+#pragma omp parallel for schedule(static) if (n > 4096)
+  for (int64_t i = 0; i < n; ++i)
+    plane_decide_region(L + i * 3 * n_classes, n_classes, corners + off[i], off[i + 1] - off[i],
+                        S, T, st[2 * i], st[2 * i + 1], tol, top + i, flags + i);
 }
 
 }  // namespace fastmem::cpu

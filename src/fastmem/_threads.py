@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -114,6 +114,60 @@ def kernel_threads(backend: Backend, n: int) -> Iterator[None]:
         yield
     finally:
         numba.set_num_threads(old)
+
+
+_TASK_POOL: Any = None
+
+
+def run_tasks(be: Backend, n_tasks: int, task: Callable[[int], None], threads: int) -> None:
+    """Run ``task(0) .. task(n_tasks - 1)`` on ``threads`` threads, each kernel on one core.
+
+    The calling thread and ``threads - 1`` workers of a pool kept from call to call take
+    the next task in turn (the slowest thread, e.g. one whose core another process holds,
+    simply takes fewer), each with its kernels on one thread (:func:`kernel_threads`).
+    Between tasks and after the last the workers wait asleep on the pool's queue: no
+    OpenMP team is formed, so no idle team member spin-waits after a parallel region
+    against the caller's serial NumPy work (libgomp's default wait policy spins for some
+    milliseconds), and a worker woken for the next batch is not behind in the scheduler's
+    queue. Tasks must write disjoint outputs; the results then cannot depend on
+    ``threads``. The first exception of any task is raised here after every thread has
+    stopped (no task starts after it). ``threads < 2``: the tasks in order on the calling
+    thread, its kernels as they are.
+    """
+    global _TASK_POOL
+    if threads < 2 or n_tasks < 2:
+        for i in range(n_tasks):
+            task(i)
+        return
+    helpers = min(threads, n_tasks) - 1
+    if _TASK_POOL is None or _TASK_POOL._max_workers < helpers:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _TASK_POOL = ThreadPoolExecutor(max_workers=helpers, thread_name_prefix="fastmem-task")
+    order = itertools.count()  # next() on a count is atomic under the GIL
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        with kernel_threads(be, 1):
+            while not failed:
+                i = next(order)
+                if i >= n_tasks:
+                    return
+                try:
+                    task(i)
+                except BaseException as exc:  # re-raised by the caller below
+                    failed.append(exc)
+                    return
+
+    jobs = [_TASK_POOL.submit(work) for _ in range(helpers)]
+    try:
+        work()
+    finally:
+        for job in jobs:  # one that never started has nothing to do (the tasks are taken)
+            if not job.cancel():
+                job.exception()
+    if failed:
+        raise failed[0]
 
 
 def row_parallel_matmul(

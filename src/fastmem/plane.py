@@ -60,7 +60,9 @@ Memory
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,7 +71,14 @@ import numpy as np
 from ._backend import Backend, select_backend
 from ._json import jsonable
 from ._kinds import ACTIVATIONS, THRESHOLD, bits_per_neuron
-from ._threads import kernels_own_the_cores, row_parallel_matmul
+from ._threads import (
+    cpu_threads,
+    kernel_threads,
+    kernels_callable_side_by_side,
+    kernels_own_the_cores,
+    row_parallel_matmul,
+    run_tasks,
+)
 from ._validate import as_float_array, check_allocation
 from ._validate import to_host as _host
 from .errors import InputError
@@ -82,6 +91,15 @@ _TOL_ULPS = 128
 # the post-activation maps of this many bytes of polygons per kernel call and GEMM (and
 # the per-neuron tolerances' temporaries): the working memory beyond the layer's maps
 _BLOCK_BYTES = 8 << 20
+# host temporaries of a reduction over polygons (a few L2-sized blocks)
+_SMALL_BLOCK_BYTES = 256 << 10
+# the children and their GEMMs: this many blocks of polygons, each of at most this many
+# bytes of post-activation maps (host); the cut: up to this many ranges of parents per
+# thread, of at least this many parents
+_CHILD_BLOCKS = 16
+_CHILD_BLOCK_BYTES = 2 << 20
+_CUT_CHUNKS_PER_THREAD = 4
+_CUT_MIN_PARENTS = 32
 
 
 # ------------------------------------------------------------------ the result
@@ -415,13 +433,15 @@ def _ragged_index(starts: Any, sizes: Any) -> Any:
 class _Mesh:
     """Convex polygons sharing vertices: vertex coordinates ``S``, ``T``; polygon ``i`` is
     ``corners[off[i]:off[i + 1]]`` (counter-clockwise); ``parent[i]``: the polygon of the
-    current layer's start it lies in (whose maps hold its pre-activations)."""
+    current layer's start it lies in (whose maps hold its pre-activations); ``means``: the
+    polygons' vertex means once computed (:func:`_vertex_means`), else None."""
 
     S: Any
     T: Any
     corners: Any
     off: Any
     parent: Any
+    means: Any = None
 
     @property
     def n(self) -> int:
@@ -431,7 +451,9 @@ class _Mesh:
         return np.repeat(np.arange(self.n, dtype=np.int64), np.diff(self.off))
 
 
-def _cut_layer(mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer: int) -> _Mesh:
+def _cut_layer(
+    mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer: int, threads: int = 1
+) -> _Mesh:
     """Cut every polygon of ``mesh`` by the threshold lines of one layer whose
     pre-activations on polygon ``i`` are ``maps[0, i] + s maps[1, i] + t maps[2, i]``.
 
@@ -439,7 +461,9 @@ def _cut_layer(mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer
     cut each polygon independently from the values at its vertices; new vertices that two
     neighbours created on their shared side are bitwise equal and merged here. The mesh
     lives on the host; on the CUDA backend ``maps`` lives on the device and the kernels'
-    inputs and outputs cross over.
+    inputs and outputs cross over. ``threads >= 2`` (CPU kernels that two threads may
+    call at once): ranges of parents cut side by side (:func:`run_tasks`), each on one
+    core, and joined in parent order: the same mesh as one call gives.
     """
     k, xp = be.kernels, be.xp
     _, n, width = maps.shape
@@ -458,7 +482,7 @@ def _cut_layer(mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer
     what = f"the regions of the slice at hidden layer {layer} (and their maps)"
     if hasattr(k, "plane_cut"):  # C++: the cut in one pass, each parent cut once
         try:
-            sizes, out_corners, parent, st = k.plane_cut(*args)
+            sizes, out_corners, parent, st = _plane_cut(k, be, args, n, nv, threads)
         except MemoryError as exc:  # the cut's own output did not fit
             raise InputError(
                 f"net: the cut of hidden layer {layer} ran out of memory ({n} polygons of "
@@ -501,6 +525,78 @@ def _cut_layer(mesh: _Mesh, be: Backend, maps: Any, kind: int, tol: float, layer
     )
 
 
+def _plane_cut(k: Any, be: Backend, args: tuple, n: int, nv: int, threads: int) -> tuple:
+    """``k.plane_cut(*args)``; with ``threads >= 2`` by ranges of parents side by side,
+    joined in parent order (each range numbers its new vertices from ``nv``: shifted by
+    those of the ranges before it), which is what one call returns."""
+    n_chunks = min(_CUT_CHUNKS_PER_THREAD * threads, n // _CUT_MIN_PARENTS)
+    if threads < 2 or n_chunks < 2:
+        return k.plane_cut(*args)
+    bounds = [n * i // n_chunks for i in range(n_chunks + 1)]
+    parts: list[Any] = [None] * n_chunks
+
+    def cut(i: int) -> None:
+        parts[i] = k.plane_cut(*args, bounds[i], bounds[i + 1])
+
+    run_tasks(be, n_chunks, cut, threads)
+    shift = 0
+    for _, corners, _, st in parts:
+        if shift:
+            corners[corners >= nv] += shift
+        shift += st.shape[0]
+    return tuple(np.concatenate([p[e] for p in parts]) for e in range(4))
+
+
+def _children_block(n: int, width: int, be: Backend) -> int:
+    """Polygons per block of children and GEMMs: some _CHILD_BLOCKS blocks of at most
+    _CHILD_BLOCK_BYTES of post-activation maps with NumPy arrays (side by side, and in the
+    cache), of _BLOCK_BYTES with a GPU's; a function of ``n`` and ``width`` only (a GEMM's
+    rounding may follow its number of rows)."""
+    if be.xp is not np:
+        return max(1, _BLOCK_BYTES // (24 * width))
+    most = max(1, _CHILD_BLOCK_BYTES // (24 * width))
+    return max(1, min(most, -(-n // _CHILD_BLOCKS)))
+
+
+def _children_task(
+    be: Backend, Z: Any, par: Any, st: Any, kind: int, slope: float, codes: Any, bit: int,
+    WT: Any, bias: Any, Z_next: Any, block: int, big: Any,
+) -> Any:  # fmt: skip
+    """Block ``i`` of the children (``block`` polygons): their bits into ``codes``, their
+    post-activation maps into a scratch block, times ``WT`` plus ``bias`` into ``Z_next``,
+    the rows' largest magnitudes into ``big[i]``."""
+    n, width = par.shape[0], Z.shape[2]
+
+    def task(i: int) -> None:
+        lo, hi = i * block, min((i + 1) * block, n)
+        Hb = _scratch(be.xp, "h", (3, hi - lo, width))
+        be.kernels.plane_children(Z, par[lo:hi], st[lo:hi], kind, slope, codes[lo:hi], bit, Hb)
+        Zb = Z_next[:, lo:hi]
+        for r in range(3):  # straight into the next maps (contiguous row ranges)
+            row_parallel_matmul(Hb[r], WT, be, out=Zb[r], threads=1)
+        Zb[0] += bias
+        big[i] = _magnitudes(Zb)
+
+    return task
+
+
+_LOCAL = threading.local()
+
+
+def _scratch(xp: Any, slot: str, shape: tuple[int, ...]) -> Any:
+    """A C-contiguous float64 array of ``shape``: on the host a view of this thread's
+    buffer ``slot``, kept from call to call (a fresh one's pages fault in on every call;
+    at most _CHILD_BLOCK_BYTES: the blocks' maps); on a GPU a new array."""
+    size = math.prod(shape)
+    if xp is not np:
+        return xp.empty(shape)
+    buf = getattr(_LOCAL, slot, None)
+    if buf is None or buf.shape[0] < size:
+        buf = np.empty(size)
+        setattr(_LOCAL, slot, buf)
+    return buf[:size].reshape(shape)
+
+
 def _steepest(xp: Any, maps: Any, width: int) -> Any:
     """Each neuron's steepest slope ``max_i hypot(d/ds, d/dt)`` over the polygons of
     ``maps``, as ``sqrt(max(gs**2 + gt**2))`` (np.hypot is several times slower), by
@@ -508,7 +604,10 @@ def _steepest(xp: Any, maps: Any, width: int) -> Any:
     where a square would overflow."""
     n = maps.shape[1]
     g2 = xp.zeros(width)
-    block = max(1, _BLOCK_BYTES // (8 * max(width, 1)))
+    # on the host, temporaries that stay in the cache and in the allocator's free lists
+    # (a fresh 8 MiB one costs a page fault per page on every call); on a GPU, large ones
+    scratch = _SMALL_BLOCK_BYTES if xp is np else _BLOCK_BYTES
+    block = max(1, scratch // (8 * max(width, 1)))
     with np.errstate(over="ignore", invalid="ignore"):
         for lo in range(0, n, block):
             gs, gt = maps[1, lo : lo + block], maps[2, lo : lo + block]
@@ -670,20 +769,38 @@ def plane_regions(
     tol = tolerance(ext)
     # BLAS on one thread while its GEMMs alternate with the kernels (its spinning idle
     # threads would take the cores from them); the GEMMs split rows over fixed blocks
-    with kernels_own_the_cores(be):
+    # On a CPU whose kernels two threads may call at once, a dense network's slice runs its
+    # kernels and GEMMs as tasks side by side, each on one core (_slice, run_tasks), its
+    # kernels held to one thread: no OpenMP team whose idle member would spin-wait against
+    # the serial NumPy work in between.
+    threads = cpu_threads(be) if kernels_callable_side_by_side(be) else 1
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(kernels_own_the_cores(be))
         if host.layer_graph is not None:  # conv, pooling, residual blocks
             from ._graph_plane import graph_slice
 
             words = host.n_pattern_words
             mesh, codes, logits = graph_slice(host.layer_graph, be, o, D, ext, tol, words)
         else:
-            mesh, codes, logits = _slice(host, be, o, D, ext, tol)
+            if threads >= 2:
+                stack.enter_context(kernel_threads(be, 1))
+            mesh, codes, logits = _slice(host, be, o, D, ext, tol, threads)
         hashes = be.xp.empty(mesh.n, dtype=np.uint64)
-        be.kernels.hash_patterns(_to_backend(be)(codes), hashes)
+        dcodes = _to_backend(be)(codes)
+        rows = max(1, -(-mesh.n // _CHILD_BLOCKS))
+
+        def hash_rows(i: int) -> None:
+            lo, hi = i * rows, min((i + 1) * rows, mesh.n)
+            be.kernels.hash_patterns(dcodes[lo:hi], hashes[lo:hi])
+
+        if threads >= 2:
+            run_tasks(be, -(-mesh.n // rows), hash_rows, threads)
+        else:
+            be.kernels.hash_patterns(dcodes, hashes)
         hashes = _host(hashes)
+        predicted, boundary = _decisions(mesh, logits, tol, be, None, threads)
     V = np.stack([mesh.S, mesh.T], axis=1)
     areas = _areas(mesh.S, mesh.T, mesh.corners, mesh.off)
-    predicted, boundary = _decisions(mesh, logits, tol)
     return PlaneRegions(
         count=mesh.n,
         vertices=V,
@@ -709,16 +826,30 @@ def _host_array(x: Any, name: str, ndim: int) -> Any:
     return as_float_array(x, name, ndim=ndim, dtype=np.float64, xp=np)
 
 
-def _check_maps(Z: Any, layer: int, net: Network, ext: tuple[float, float, float, float]) -> None:
+def _magnitudes(Z: Any) -> Any:
+    """The largest magnitude of each of the three rows of maps ``Z`` (a min and a max, no
+    temporaries; NaN where a row holds one), as a host array."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.array([max(-float(x.min()), float(x.max())) for x in Z])
+
+
+def _check_maps(
+    Z: Any,
+    layer: int,
+    net: Network,
+    ext: tuple[float, float, float, float],
+    big: Any = None,
+) -> None:
     """``InputError`` naming the layer when its pre-activations can overflow on the slice:
     ``|value| + |s| |d/ds| + |t| |d/dt|`` must stay within ``finfo.max / 8`` (the cuts take
-    differences and interpolate between vertices, which must not overflow either)."""
+    differences and interpolate between vertices, which must not overflow either).
+    ``big``: the rows' largest magnitudes (:func:`_magnitudes`) when known."""
     smax = max(abs(ext[0]), abs(ext[1]))
     tmax = max(abs(ext[2]), abs(ext[3]))
     limit = float(np.finfo(np.float64).max) / 8
+    if big is None:
+        big = _magnitudes(Z)
     with np.errstate(over="ignore", invalid="ignore"):
-        # a bound from each block's largest magnitude (a min and a max, no temporaries)
-        big = [max(-float(x.min()), float(x.max())) for x in Z]
         bound = big[0] + smax * big[1] + tmax * big[2]
         ok = bool(bound <= limit)  # also False for NaN
     if not ok:
@@ -731,9 +862,17 @@ def _check_maps(Z: Any, layer: int, net: Network, ext: tuple[float, float, float
 
 
 def _slice(
-    net: Network, be: Backend, o: Any, D: Any, ext: tuple[float, float, float, float], tol: float
+    net: Network,
+    be: Backend,
+    o: Any,
+    D: Any,
+    ext: tuple[float, float, float, float],
+    tol: float,
+    threads: int = 1,
 ) -> tuple[_Mesh, Any, Any]:
-    """Cut the extent through every hidden layer: the mesh, its patterns and logit maps."""
+    """Cut the extent through every hidden layer: the mesh, its patterns and logit maps.
+    ``threads >= 2``: the cuts and the blocks of children and GEMMs side by side
+    (:func:`run_tasks`), each on one core (the caller holds the kernels to one thread)."""
     k, xp, dev = be.kernels, be.xp, _to_backend(be)
     s0, s1, t0, t1 = ext
     mesh = _Mesh(
@@ -759,12 +898,12 @@ def _slice(
         kind = ACTIVATIONS[net.activation[layer]]
         slope = net.negative_slopes[layer]
         width = Z.shape[2]
-        mesh = _cut_layer(mesh, be, Z, kind, tol, layer)
+        mesh = _cut_layer(mesh, be, Z, kind, tol, layer, threads)
         # This layer's bits and branch at each polygon's vertex mean (interior, never on a
         # cut, as the segment engine reads them at a piece's midpoint), and the maps of
         # its post-activations: one kernel pass per polygon.
         par = dev(mesh.parent)
-        st_host = _vertex_means(mesh)
+        st_host = mesh.means = _vertex_means(mesh)
         st = dev(st_host)
         codes = dev(np.ascontiguousarray(_host(codes)[mesh.parent]))
         step = kind == THRESHOLD
@@ -775,22 +914,24 @@ def _slice(
             break
         # The post-activation maps go straight into the next layer's GEMM, a block of
         # polygons at a time: the maps of every polygon at once (3 x width float64 each)
-        # would be the largest array of the call (GiBs for wide layers).
+        # would be the largest array of the call (GiBs for wide layers). The blocks follow
+        # from n and width only (each GEMM's rounding with them), never from the threads.
         W = net.weights[layer + 1]
         WT = dev(np.ascontiguousarray(W.T))
         Z_next = xp.empty((3, n, W.shape[0]))
-        block = max(1, _BLOCK_BYTES // (24 * width))
-        H = xp.empty((3, min(block, n), width))
-        for lo in range(0, n, block):
-            hi = min(lo + block, n)
-            Hb = H[:, : hi - lo] if hi - lo == H.shape[1] else xp.empty((3, hi - lo, width))
-            k.plane_children(Z, par[lo:hi], st[lo:hi], kind, slope, codes[lo:hi], bit, Hb)
-            for r in range(3):  # straight into the next maps (contiguous row ranges)
-                row_parallel_matmul(Hb[r], WT, be, out=Z_next[r, lo:hi])
+        block = _children_block(n, width, be)
+
+        n_blocks = -(-n // block)
+        big = np.zeros((n_blocks, 3))
+        b = dev(net.biases[layer + 1])
+        children = _children_task(
+            be, Z, par, st, kind, slope, codes, bit, WT, b, Z_next, block, big
+        )
+        run_tasks(be, n_blocks, children, threads)
         bit += width * bits_per_neuron(kind)
         Z = Z_next
-        Z[0] += dev(net.biases[layer + 1])
-        _check_maps(Z, layer + 1, net, ext)
+        # the largest magnitudes over the blocks (NaN if any block has one)
+        _check_maps(Z, layer + 1, net, ext, big.max(axis=0))
     if step:
         # Constant after a threshold layer: the whole pattern and the logits at the vertex
         # means, by the forward pass of Network.pattern_hashes.
@@ -804,49 +945,73 @@ def _slice(
 
 
 # ------------------------------------------------------------------ decisions
-def _decisions(mesh: _Mesh, logits: Any, tol: float) -> tuple[Any, Ragged]:
-    """Predicted class where constant (else -1) and the decision boundary's pieces."""
+def _decisions(
+    mesh: _Mesh,
+    logits: Any,
+    tol: float,
+    be: Backend | None = None,
+    st: Any = None,
+    threads: int = 1,
+) -> tuple[Any, Ragged]:
+    """Predicted class where constant (else -1) and the decision boundary's pieces.
+
+    ``be``: a CPU backend's kernel set decides the regions (``plane_decide``; by blocks side
+    by side when ``threads >= 2``); without one (the CUDA backend, whose mesh is on the
+    host) NumPy does, with the same operations (identical results). ``st``: the regions'
+    vertex means, when known."""
     S, T, corners, off = mesh.S, mesh.T, mesh.corners, mesh.off
-    pc = mesh.poly_of_corner()
     n_out = logits.shape[2]
     # A binary network's single logit l decides by l > 0: the same as two logits (0, l).
     L = logits if n_out > 1 else np.concatenate([np.zeros_like(logits), logits], axis=2)
-    st = _vertex_means(mesh)
-    top = _class_at(logits, st)
+    L = np.ascontiguousarray(L)
+    if st is None:
+        st = _vertex_means(mesh) if mesh.means is None else mesh.means
     n, classes = L.shape[0], L.shape[2]
     # top class k is constant on a region when l_k >= l_m - tol |grad(l_k - l_m)| at every
-    # corner (a convex polygon: then everywhere); the margins' maps per region first
-    Dm = L[np.arange(n), :, top][:, :, None] - L  # (regions, 3, classes): l_k - l_m
-    tolG = tol * np.hypot(Dm[:, 1], Dm[:, 2])  # (regions, classes)
-    cs, ct = S[corners][:, None], T[corners][:, None]
-    G = Dm[pc]  # one gather of each corner's region rows
-    gm = G[:, 0] + cs * G[:, 1] + ct * G[:, 2]  # (corners, classes)
-    del G
-    tg = tolG[pc]
-    # column by column: a reduction along the short axis of many rows is slow in NumPy
-    ok = np.ones(gm.shape[0], dtype=bool)
-    for c in range(classes):
-        ok &= gm[:, c] >= -tg[:, c]
-    const = np.minimum.reduceat(ok.astype(np.int8), off[:-1]) > 0
+    # corner (a convex polygon: then everywhere)
+    k = be.kernels if be is not None and be.xp is np else None
+    if k is not None and hasattr(k, "plane_decide"):
+        top = np.empty(n, dtype=np.int64)
+        flags = np.empty(n, dtype=np.uint8)
+        rows = max(1, -(-n // _CHILD_BLOCKS))
+
+        def decide(i: int) -> None:
+            lo, hi = i * rows, min((i + 1) * rows, n)
+            k.plane_decide(L[lo:hi], S, T, corners, off[lo : hi + 1], st[lo:hi], tol,
+                           top[lo:hi], flags[lo:hi])  # fmt: skip
+
+        run_tasks(be, -(-n // rows), decide, threads)
+        const = (flags & 1) != 0
+        any_tie = (flags & 2) != 0
+    else:
+        top = _class_at(logits, st)
+        gm, tg, _ = _margins(mesh, L, top, tol, np.arange(n))
+        # column by column: a reduction along the short axis of many rows is slow in NumPy
+        ok = np.ones(gm.shape[0], dtype=bool)
+        for c in range(classes):
+            ok &= gm[:, c] >= -tg[:, c]
+        const = np.minimum.reduceat(ok.astype(np.int8), off[:-1]) > 0
+        tie = np.abs(gm) <= tg
+        tie[np.arange(tie.shape[0]), top[mesh.poly_of_corner()]] = False
+        tie_any = np.zeros(tie.shape[0], dtype=bool)
+        for c in range(classes):
+            tie_any |= tie[:, c]
+        any_tie = np.add.reduceat(tie_any.astype(np.int64), off[:-1]) >= 2
     predicted = np.where(const, top, -1).astype(np.int64)
     # The boundary: per region and pair of classes (k, m), the part of the line
     # l_k = l_m inside the region where k and m are the top two. Constant regions only
     # meet it along a side where the top class ties with another at two corners or more
-    # (rare: counted per class only where a corner ties at all); mixed regions (few:
+    # (rare: counted per class only where two corners tie at all); mixed regions (few:
     # those the boundary crosses) try every pair.
-    tie = np.abs(gm) <= tg
-    tie[np.arange(tie.shape[0]), top[pc]] = False
-    tie_any = np.zeros(tie.shape[0], dtype=bool)
-    for c in range(classes):
-        tie_any |= tie[:, c]
-    any_tie = np.add.reduceat(tie_any.astype(np.int64), off[:-1]) >= 2
     some = np.flatnonzero(const & any_tie)
     cand = [np.zeros((0, 3), dtype=np.int64)]
     if some.size:
+        gm, tg, local = _margins(mesh, L, top, tol, some)
+        tie = np.abs(gm) <= tg
+        tie[np.arange(tie.shape[0]), top[some][local]] = False
         sz = np.diff(off)[some]
-        ti = tie[_ragged_index(off[some], sz)].astype(np.int64)
-        tied = np.add.reduceat(ti, np.cumsum(sz) - sz, axis=0)  # (some, classes)
-        sp, cm = np.nonzero(tied >= 2)
+        tied = np.add.reduceat(tie.astype(np.int64), np.cumsum(sz) - sz, axis=0)
+        sp, cm = np.nonzero(tied >= 2)  # (some, classes)
         cp = some[sp]
         cand.append(np.stack([cp, top[cp], cm], axis=1))
     mixed = np.flatnonzero(~const)
@@ -861,13 +1026,14 @@ def _decisions(mesh: _Mesh, logits: Any, tol: float) -> tuple[Any, Ragged]:
         sizes = sizes_all[mb]
         ci = _ragged_index(off[mb], sizes)
         moff = np.cumsum(sizes) - sizes
-        pm = pc[ci]
+        local = np.repeat(np.arange(mb.shape[0]), sizes)
+        pm = mb[local]
         Lm = L[pm, 0] + S[corners[ci]][:, None] * L[pm, 1] + T[corners[ci]][:, None] * L[pm, 2]
         # the line l_a = l_b meets the region: corners strictly on both sides, or on it at
-        # two corners (along a side)
+        # two corners (along a side); its tolerance per region, then per corner
         g = Lm[:, pa] - Lm[:, pb]
-        Ls, Lt = L[pm, 1], L[pm, 2]
-        eps = tol * np.hypot(Ls[:, pa] - Ls[:, pb], Lt[:, pa] - Lt[:, pb])
+        Ls, Lt = L[mb, 1], L[mb, 2]
+        eps = (tol * np.hypot(Ls[:, pa] - Ls[:, pb], Lt[:, pa] - Lt[:, pb]))[local]
         pos = np.maximum.reduceat((g > eps).astype(np.int8), moff, axis=0) > 0
         neg = np.maximum.reduceat((g < -eps).astype(np.int8), moff, axis=0) > 0
         on = np.add.reduceat((np.abs(g) <= eps).astype(np.int64), moff, axis=0) >= 2
@@ -877,6 +1043,23 @@ def _decisions(mesh: _Mesh, logits: Any, tol: float) -> tuple[Any, Ragged]:
         cand.append(np.stack([mixed[mi], pa[pi], pb[pi]], axis=1))
     segs, keys = _pair_segments(mesh, L, np.concatenate(cand).astype(np.int64), tol)
     return predicted, _polylines(segs, keys)
+
+
+def _margins(mesh: _Mesh, L: Any, top: Any, tol: float, regions: Any) -> tuple[Any, Any, Any]:
+    """At the corners of ``regions`` (in order): the margins ``l_top - l_m`` of every class
+    ``m`` (``(corners, classes)``), their tolerances ``tol |grad(l_top - l_m)|`` and each
+    corner's index into ``regions``."""
+    off = mesh.off
+    sz = np.diff(off)[regions]
+    local = np.repeat(np.arange(regions.shape[0]), sz)
+    ci = mesh.corners[_ragged_index(off[regions], sz)]
+    Lr = L[regions]
+    Dm = Lr[np.arange(regions.shape[0]), :, top[regions]][:, :, None] - Lr  # l_k - l_m maps
+    tolG = tol * np.hypot(Dm[:, 1], Dm[:, 2])  # (regions, classes)
+    cs, ct = mesh.S[ci][:, None], mesh.T[ci][:, None]
+    G = Dm[local]  # one gather of each corner's region rows
+    gm = G[:, 0] + cs * G[:, 1] + ct * G[:, 2]  # (corners, classes)
+    return gm, tolG[local], local
 
 
 def _polylines(segs: Any, keys: Any) -> Ragged:

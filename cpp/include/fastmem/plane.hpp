@@ -28,6 +28,7 @@
 // per-parent scratch.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 #include "fastmem/activations.hpp"
@@ -450,6 +451,69 @@ FASTMEM_HD inline void plane_emit_parent(const PlaneMesh& M, int64_t p, const Pl
     out_st[2 * (v0 + i)] = w.s[i];
     out_st[2 * (v0 + i) + 1] = w.t[i];
   }
+}
+
+// ------------------------------------------------------------------ decisions
+// The decision on one region (src/fastmem/plane.py, _decisions): L holds its logits as
+// an affine map, 3 rows of n_classes (value at (0, 0), d/ds, d/dt; a binary network's
+// single logit l given as the two logits (0, l)); its corners are (S[idx[k]], T[idx[k]]),
+// k < m; (s, t) is an interior point (its vertex mean). Writes the top class at (s, t)
+// (the first largest of (L0 + s L1) + t L2) and flags: bit 0 when that class is constant
+// on the region, i.e. at every corner and for every class c, with the margin's map
+// D = L[., top] - L[., c]:
+//   g = (D0 + s_k D1) + t_k D2 >= -tol * hypot(D1, D2);
+// bit 1 when at least two corners tie (|g| <= tol * hypot(D1, D2)) with a class other than
+// the top. The hypot is only taken where g is negative or small enough to tie (it is
+// below 2 max(|D1|, |D2|), hence so is its rounding), so the decisions are those of
+// computing it everywhere.
+FASTMEM_HD inline void plane_decide_region(const double* L, int64_t n_classes,
+                                           const int64_t* idx, int64_t m, const double* S,
+                                           const double* T, double s, double t, double tol,
+                                           int64_t* top_out, uint8_t* flags) {
+  const double* L0 = L;
+  const double* L1 = L + n_classes;
+  const double* L2 = L + 2 * n_classes;
+  int64_t top = 0;
+  double best = (L0[0] + s * L1[0]) + t * L2[0];
+  for (int64_t c = 1; c < n_classes; ++c) {
+    const double v = (L0[c] + s * L1[c]) + t * L2[c];
+    if (v > best) {
+      best = v;
+      top = c;
+    }
+  }
+  bool constant = true;
+  int64_t tied_corners = 0;
+  // the corners by chunks, each class's margin map read once per chunk
+  constexpr int64_t kChunk = 32;
+  double cs[kChunk], ct[kChunk];
+  bool tie[kChunk];
+  for (int64_t k0 = 0; k0 < m; k0 += kChunk) {
+    const int64_t mk = m - k0 < kChunk ? m - k0 : kChunk;
+    for (int64_t j = 0; j < mk; ++j) {
+      cs[j] = S[idx[k0 + j]];
+      ct[j] = T[idx[k0 + j]];
+      tie[j] = false;
+    }
+    for (int64_t c = 0; c < n_classes; ++c) {
+      const double d0 = L0[top] - L0[c], d1 = L1[top] - L1[c], d2 = L2[top] - L2[c];
+      const double a1 = d1 < 0 ? -d1 : d1, a2 = d2 < 0 ? -d2 : d2;
+      const double lim = tol * (2 * (a1 > a2 ? a1 : a2));
+      double tg = -1;  // tol * hypot(d1, d2) once needed (never negative, maybe NaN)
+      for (int64_t j = 0; j < mk; ++j) {
+        const double g = (d0 + cs[j] * d1) + ct[j] * d2;
+        const double ag = g < 0 ? -g : g;
+        if (!(g >= 0) || (c != top && !tie[j] && ag <= lim)) {
+          if (tg < 0) tg = tol * hypot(d1, d2);
+          if (!(g >= -tg)) constant = false;
+          if (c != top && ag <= tg) tie[j] = true;
+        }
+      }
+    }
+    for (int64_t j = 0; j < mk; ++j) tied_corners += tie[j] ? 1 : 0;
+  }
+  *top_out = top;
+  *flags = static_cast<uint8_t>((constant ? 1 : 0) | (tied_corners >= 2 ? 2 : 0));
 }
 
 }  // namespace fastmem

@@ -40,6 +40,7 @@ from .plane import plane_children as plane_children
 from .plane import plane_cut as plane_cut
 from .plane import plane_cut_count as plane_cut_count
 from .plane import plane_cut_emit as plane_cut_emit
+from .plane import plane_decide as plane_decide
 from .regions import collect_crossings as collect_crossings
 from .regions import count_crossings as count_crossings
 from .regions import emit_pieces as emit_pieces
@@ -84,6 +85,7 @@ __all__ = [
     "plane_cut",
     "plane_cut_count",
     "plane_cut_emit",
+    "plane_decide",
     "relu_sum_eval",
     "snap_thresholds",
     "threshold_pack",

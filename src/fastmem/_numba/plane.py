@@ -7,6 +7,8 @@ see the C++ header for the rules.
 
 from __future__ import annotations
 
+import math
+
 import numba as nb
 import numpy as np
 
@@ -255,28 +257,31 @@ def _cut_parent(S, T, maps, owner, corners, off, kind, tolz, p):
 
 
 @nb.njit(parallel=True, cache=True)
-def _plane_cut_count(S, T, maps, owner, corners, off, kind, tolz, counts):
-    for p in nb.prange(off.shape[0] - 1):
+def _plane_cut_count(S, T, maps, owner, corners, off, kind, tolz, lo, counts):
+    # parents lo .. lo + counts.shape[0] - 1, row i for parent lo + i
+    for i in nb.prange(counts.shape[0]):
         _, n_poly, _, n_corners, _, _, ns = _cut_parent(
-            S, T, maps, owner, corners, off, kind, tolz, p
+            S, T, maps, owner, corners, off, kind, tolz, lo + i
         )
-        counts[p, 0] = n_poly
-        counts[p, 1] = n_corners
-        counts[p, 2] = ns
+        counts[i, 0] = n_poly
+        counts[i, 1] = n_corners
+        counts[i, 2] = ns
 
 
 @nb.njit(parallel=True, cache=True)
 def _plane_cut_emit(
-    S, T, maps, owner, corners, off, kind, tolz, offsets, out_sizes, out_corners, out_parent,
-    out_st,
+    S, T, maps, owner, corners, off, kind, tolz, lo, offsets, out_sizes, out_corners,
+    out_parent, out_st,
 ):  # fmt: skip
+    # parents lo .. lo + offsets.shape[0] - 2, offsets row r for parent lo + r
     nv = S.shape[0]
-    for p in nb.prange(off.shape[0] - 1):
+    for r in nb.prange(offsets.shape[0] - 1):
+        p = lo + r
         poly_off, n_poly, poly, n_corners, s, t, ns = _cut_parent(
             S, T, maps, owner, corners, off, kind, tolz, p
         )
         m = off[p + 1] - off[p]
-        q0, k0, v0 = offsets[p, 0], offsets[p, 1], offsets[p, 2]
+        q0, k0, v0 = offsets[r, 0], offsets[r, 1], offsets[r, 2]
         for q in range(n_poly):
             out_sizes[q0 + q] = poly_off[q + 1] - poly_off[q]
             out_parent[q0 + q] = p
@@ -328,7 +333,7 @@ def plane_cut_count(S, T, maps, owner, corners, off, kind, tolz, counts) -> None
         and counts.flags.c_contiguous,
         "counts must be (parents, 3)",
     )
-    _plane_cut_count(S, T, maps, owner, corners, off, int(kind), tolz, counts)
+    _plane_cut_count(S, T, maps, owner, corners, off, int(kind), tolz, 0, counts)
 
 
 def plane_cut_emit(
@@ -352,7 +357,7 @@ def plane_cut_emit(
     _require(out_corners.shape == (last[1],), "out_corners must have offsets[-1, 1] entries")
     _require(out_st.shape == (last[2], 2), "out_st must be (offsets[-1, 2], 2)")
     _plane_cut_emit(
-        S, T, maps, owner, corners, off, int(kind), tolz, offsets, out_sizes, out_corners,
+        S, T, maps, owner, corners, off, int(kind), tolz, 0, offsets, out_sizes, out_corners,
         out_parent, out_st,
     )  # fmt: skip
 
@@ -417,13 +422,20 @@ def plane_children(maps, parent, st, kind, slope, codes, bit_offset, h) -> None:
     _plane_children(maps, parent, st, int(kind), float(slope), codes, int(bit_offset), h, write_h)
 
 
-def plane_cut(S, T, maps, owner, corners, off, kind, tolz) -> tuple:
+def plane_cut(S, T, maps, owner, corners, off, kind, tolz, lo=0, hi=None) -> tuple:
     """The cut in one pass: ``(sizes, corners, parent, st)`` as ``plane_cut_emit`` writes
-    them (here the count, then the emit; ``fastmem._core`` cuts each parent once)."""
+    them (here the count, then the emit; ``fastmem._core`` cuts each parent once), of the
+    parents ``lo .. hi - 1`` (``hi`` None: to the last), whose new vertices are numbered
+    from ``S.shape[0]``."""
     _check_mesh(S, T, maps, owner, corners, off, kind, tolz)
-    n = off.shape[0] - 1
+    n_all = off.shape[0] - 1
+    hi = n_all if hi is None else int(hi)
+    lo = int(lo)
+    _require(0 <= lo <= hi <= n_all, "lo, hi must be a range of parents")
+    n = hi - lo
     counts = np.zeros((n, 3), dtype=np.int64)
-    plane_cut_count(S, T, maps, owner, corners, off, kind, tolz, counts)
+    if n:
+        _plane_cut_count(S, T, maps, owner, corners, off, int(kind), tolz, lo, counts)
     offsets = np.zeros((n + 1, 3), dtype=np.int64)
     np.cumsum(counts, axis=0, out=offsets[1:])
     n_poly, n_corners, n_new = (int(x) for x in offsets[-1])
@@ -431,7 +443,82 @@ def plane_cut(S, T, maps, owner, corners, off, kind, tolz) -> tuple:
     out_corners = np.empty(n_corners, dtype=np.int64)
     parent = np.empty(n_poly, dtype=np.int64)
     st = np.empty((n_new, 2))
-    plane_cut_emit(
-        S, T, maps, owner, corners, off, kind, tolz, offsets, sizes, out_corners, parent, st
-    )
+    if n:
+        _plane_cut_emit(
+            S, T, maps, owner, corners, off, int(kind), tolz, lo, offsets, sizes, out_corners,
+            parent, st,
+        )  # fmt: skip
     return sizes, out_corners, parent, st
+
+
+@nb.njit(parallel=True, cache=True)
+def _plane_decide(L, S, T, corners, off, st, tol, top, flags):
+    n_classes = L.shape[2]
+    for i in nb.prange(L.shape[0]):
+        s = st[i, 0]
+        t = st[i, 1]
+        best_c = 0
+        best = (L[i, 0, 0] + s * L[i, 1, 0]) + t * L[i, 2, 0]
+        for c in range(1, n_classes):
+            v = (L[i, 0, c] + s * L[i, 1, c]) + t * L[i, 2, c]
+            if v > best:
+                best = v
+                best_c = c
+        constant = True
+        tied_corners = 0
+        for k in range(off[i], off[i + 1]):
+            cs = S[corners[k]]
+            ct = T[corners[k]]
+            tie = False
+            for c in range(n_classes):
+                d0 = L[i, 0, best_c] - L[i, 0, c]
+                d1 = L[i, 1, best_c] - L[i, 1, c]
+                d2 = L[i, 2, best_c] - L[i, 2, c]
+                g = (d0 + cs * d1) + ct * d2
+                a1 = -d1 if d1 < 0 else d1
+                a2 = -d2 if d2 < 0 else d2
+                ag = -g if g < 0 else g
+                if not (g >= 0) or (c != best_c and not tie and ag <= tol * (2 * max(a1, a2))):
+                    tg = tol * math.hypot(d1, d2)
+                    if not (g >= -tg):
+                        constant = False
+                    if c != best_c and ag <= tg:
+                        tie = True
+            if tie:
+                tied_corners += 1
+        top[i] = best_c
+        flags[i] = (1 if constant else 0) | (2 if tied_corners >= 2 else 0)
+
+
+def plane_decide(L, S, T, corners, off, st, tol, top, flags) -> None:
+    """Per region: the top class at ``st`` and flags (bit 0: constant on the region, bit 1:
+    two corners tie with another class); see ``plane_decide_region`` in the C++ header."""
+    f64 = np.float64
+    _require(
+        isinstance(L, np.ndarray) and L.dtype == f64 and L.ndim == 3 and L.shape[1] == 3
+        and L.shape[2] >= 1,
+        "L must be (regions, 3, classes)",
+    )  # fmt: skip
+    n = L.shape[0]
+    _require(
+        S.dtype == f64 and T.dtype == f64 and S.ndim == 1 and S.shape == T.shape,
+        "S, T must be 1-D, equal",
+    )
+    _require(corners.dtype == np.int64 and corners.ndim == 1, "corners must be 1-D")
+    _require(off.dtype == np.int64 and off.shape == (n + 1,), "off must have regions + 1 entries")
+    _require(st.dtype == f64 and st.shape == (n, 2), "st must be (regions, 2)")
+    _require(
+        top.dtype == np.int64 and top.shape == (n,) and flags.dtype == np.uint8
+        and flags.shape == (n,),
+        "top, flags must have one entry per region",
+    )  # fmt: skip
+    for a in (L, S, T, corners, off, st, top, flags):
+        _require(a.flags.c_contiguous, "arrays must be C-contiguous")
+    if n == 0:
+        return
+    _require(int(off[0]) >= 0 and int(off[-1]) <= corners.shape[0], "off must lie in corners")
+    _require(bool((np.diff(off) >= 1).all()), "regions need corners")
+    used = corners[off[0] : off[-1]]
+    if used.size:
+        _require(int(used.min()) >= 0 and int(used.max()) < S.shape[0], "corner index out of range")
+    _plane_decide(L, S, T, corners, off, st, float(tol), top, flags)
