@@ -207,6 +207,7 @@ class _Model:
         self._norm_info: dict[str, Any] | None = None
         self._wt0_64: tuple[Any, Any] | None = None
         self._rs64: Any = None
+        self._ibp: dict[str, Any] | None = None
         self.macs: list[int] = []  # multiply-adds of the backward passes (appended)
 
     def wide(self) -> _Model:
@@ -229,6 +230,7 @@ class _Model:
             w._norm_info = None
             w._wt0_64 = None
             w._rs64 = None
+            w._ibp = None
             self._wide = w
         return self._wide
 
@@ -654,6 +656,125 @@ class _Model:
         mag = xp.abs(c) @ xp.abs(self.WT[-1]) + xp.abs(b) + r @ self.absWT[-1]
         slack = (mag[xp.arange(c.shape[0]), pred][:, None] + mag) * (2 * gamma)
         return mc - rad - slack
+
+    def _ibp_tables(self) -> dict[str, Any]:
+        """float64 tables of the IBP-only pass (cached): per layer ``W_i^T``, ``|W_i|^T``,
+        ``b_i`` and ``sum_j |W_i[:, j]|`` rounded up; for the margin rows the matrix of
+        every ``|W_c - W_j|^T``, per class c (k, width, k)."""
+        if self._ibp is None:
+            xp = self.xp
+            f64 = np.float64
+            e64 = float(np.finfo(f64).eps)
+            wt = [a.astype(f64) for a in self.WT]
+            rowsum = []
+            for a in self.absWT:
+                d = int(a.shape[0])
+                rowsum.append(a.astype(f64).sum(axis=0) * (1 + 2 * (d + 2) * e64))
+            W = self.W[-1].astype(f64)
+            # |W_c - W_j|^T per class c: (k, width, k), exact in float64
+            diff = xp.abs(W[:, None, :] - W[None, :, :]).transpose(0, 2, 1)
+            self._ibp = {
+                "WT": wt,
+                "absWT": [a.astype(f64) for a in self.absWT],
+                "b": [a.astype(f64) for a in self.b],
+                "rowsum": rowsum,
+                "diffT": xp.ascontiguousarray(diff),
+            }
+        return self._ibp
+
+    def ibp_certify(self, lo: Any, hi: Any, pred: Any) -> dict[str, Any]:
+        """IBP alone (``certify="ibp"``), the lean pass: interval bounds layer by layer
+        in float64 (a float32 net's first layer as :meth:`_ibp_first`), two products per
+        layer (centre and radius), the rounding allowance of the centre product from
+        ``max|c| sum_j |W_ij|`` (float64: ~1e-13 of it, no third product), the margin
+        rows folded into the last layer (``|W_c - W_j|``, as auto_LiRPA's IBP with a
+        specification). Only the samples whose ball lies in one region and which IBP
+        does not prove take the backward pass (exact there: :meth:`certify`), so the
+        decisions are those of :meth:`certify`; the margin of a sample IBP proves is
+        IBP's. The same keys as :meth:`certify` (margins in float64)."""
+        xp, k = self.xp, self.k
+        f64 = np.float64
+        e64 = float(np.finfo(f64).eps)
+        T = self._ibp_tables()
+        wide = self.wide()
+        n, K = lo.shape[0], self.n_classes
+
+        def gamma64(m: int) -> float:
+            return m * e64 / (1 - m * e64)
+
+        if self.dtype == np.float32:
+            zl, zu = self._ibp_first(lo, hi, wide=True)
+        else:
+            zl, zu = self._ibp_interval(lo, hi, T, 0, gamma64)
+        stable = xp.ones(n, dtype=bool)
+        pre = []
+        for i in range(self.n_hidden):
+            if i:
+                zl, zu = self._ibp_interval(zl, zu, T, i, gamma64)
+            ok, _ = self._stable(zl, zu, self.kinds[i])
+            stable &= ok
+            pre.append((zl.copy(), zu.copy()))
+            k.crit_interval(zl, zu, wide.kinds[i], wide.slopes[i])
+        c = zl + zu
+        c *= 0.5
+        r = zu - c
+        rows = xp.arange(n)
+        center = c @ T["WT"][-1]
+        center += T["b"][-1]
+        mc = center[rows, pred][:, None] - center
+        rad = xp.empty_like(mc)
+        for cls in range(K):  # a loop over classes, not samples: k small products
+            sel = xp.flatnonzero(pred == cls)
+            if sel.size:
+                rad[sel] = r[sel] @ T["diffT"][cls]
+        # |error| <= gamma (|c| (|W_c| + |W_j|) + |b_c| + |b_j| + rad): |c| from max|c|
+        cmax = xp.abs(c).max(axis=1, keepdims=True)
+        rs, absb = T["rowsum"][-1], xp.abs(T["b"][-1])
+        mag = cmax * (rs[pred][:, None] + rs[None, :])
+        mag += absb[pred][:, None] + absb[None, :]
+        mag += rad
+        mag *= 4 * gamma64(int(c.shape[1]) + 6)
+        mag += 1e-300
+        bound = mc - rad - mag
+        bound[rows, pred] = xp.inf
+        margin = bound.min(axis=1) if K > 1 else xp.full(n, xp.inf, dtype=f64)
+        out = {
+            "margin": margin,
+            "stable": stable,
+            "rows": xp.full((n, K), xp.inf, dtype=f64),
+            "lam_x": None,
+            "pos": xp.full((n, K), -1, dtype=np.int64),
+            "slack": xp.zeros(n, dtype=self.dtype),
+            "pre": pre,
+        }
+        sel = xp.flatnonzero(stable & ~(margin > 0))
+        if sel.size and K > 1:
+            # one region, not proved: the network is affine on the ball, the backward
+            # bound is exact (and its worst corner a candidate critical point)
+            sub = wide.certify(lo[sel].astype(f64), hi[sel].astype(f64), pred[sel], "ibp")
+            margin[sel] = xp.maximum(margin[sel], sub["margin"])
+            out["rows"][sel] = sub["rows"]
+            out["pos"][sel] = sub["pos"]
+            out["lam_x"] = sub["lam_x"]
+        return out
+
+    def _ibp_interval(self, lo: Any, hi: Any, T: dict, i: int, gamma64: Any) -> tuple[Any, Any]:
+        """float64 bounds of ``W_i h + b_i`` over [lo, hi] (float64 tables ``T``)."""
+        xp = self.xp
+        c = lo + hi
+        c *= 0.5
+        r = hi - c
+        zc = c @ T["WT"][i]
+        zc += T["b"][i]
+        zr = r @ T["absWT"][i]
+        # |error| <= gamma (|c| |W_i|^T + |b_i| + r |W_i|^T), |c| |W_i|^T from max|c|
+        slack = xp.abs(c).max(axis=1, keepdims=True) * T["rowsum"][i][None, :]
+        slack += xp.abs(T["b"][i])
+        slack += zr
+        slack *= 4 * gamma64(int(c.shape[1]) + 4)
+        slack += 1e-300
+        zr += slack
+        return zc - zr, zc + zr
 
     def certify(
         self, lo: Any, hi: Any, pred: Any, method: str, keep: bool = False, first: Any = None
@@ -1401,11 +1522,8 @@ def _certify_parts(model, lo, hi, pred, method, batch, tight=True):
                 if alpha:
                     _alpha_part(wide, l64, h64, pred[a:b], out)
                 out["margin"] = _round_down(out["margin"], model.dtype, xp)
-            elif base == "ibp" and model.dtype != np.float64:
-                f64 = np.float64
-                zl, zu = model._ibp_first(lo[a:b], hi[a:b], wide=True)
-                l64, h64 = lo[a:b].astype(f64), hi[a:b].astype(f64)
-                out = model.wide().certify(l64, h64, pred[a:b], base, first=(zl, zu))
+            elif base == "ibp" and isinstance(model, _Model):
+                out = model.ibp_certify(lo[a:b], hi[a:b], pred[a:b])
                 out["margin"] = _round_down(out["margin"], model.dtype, xp)
             else:
                 out = model.certify(lo[a:b], hi[a:b], pred[a:b], base, keep=alpha)

@@ -1,0 +1,133 @@
+"""``certify="ibp"`` on dense networks (the lean IBP pass, issue 21): its margin bounds
+against a plain-NumPy interval reference written here, and the one-region samples it
+decides exactly (the network is affine on their balls)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from reference import activate
+
+import fastmem
+
+
+def _interval_act(lo, hi, act, slope):
+    """Image of [lo, hi] under a monotone activation."""
+    return activate(lo, act, slope), activate(hi, act, slope)
+
+
+def reference_ibp_margin(net, X, radius, pred):
+    """Interval bound propagation in float64 (centre/radius form), the last layer folded
+    with the margin rows ``W_c - W_j`` (as auto_LiRPA's IBP with a specification): the
+    lower bound of ``min_j f_c - f_j`` over the L_inf ball clipped to [0, 1], and whether
+    no hidden neuron can change state on the ball."""
+    ws = [np.asarray(w, dtype=np.float64) for w in net.weights]
+    bs = [np.asarray(b, dtype=np.float64) for b in net.biases]
+    slope = float(np.asarray(net.negative_slopes[0], dtype=net.dtype)) if ws else 0.0
+    # the ball in the net's dtype (a float32 ball holds every float32 point of the ball)
+    x = np.asarray(X, dtype=net.dtype)
+    r = np.asarray(radius, dtype=net.dtype)
+    lo = np.clip(x - r, 0, 1).astype(np.float64)
+    hi = np.clip(x + r, 0, 1).astype(np.float64)
+    one_region = np.ones(len(x), dtype=bool)
+    for W, b, act in zip(ws[:-1], bs[:-1], net.activation, strict=True):
+        c, r = (lo + hi) / 2, (hi - lo) / 2
+        zc, zr = c @ W.T + b, r @ np.abs(W).T
+        lo, hi = zc - zr, zc + zr
+        kinks = (-1.0, 1.0) if act == "hardtanh" else (0.0,)
+        for t in kinks:
+            one_region &= ~((lo < t) & (hi > t)).any(axis=1)
+        lo, hi = _interval_act(lo, hi, act, slope)
+    c, r = (lo + hi) / 2, (hi - lo) / 2
+    out = np.full(len(x), np.inf)
+    for s in range(len(x)):
+        p = pred[s]
+        for j in range(ws[-1].shape[0]):
+            if j == p:
+                continue
+            d = ws[-1][p] - ws[-1][j]
+            out[s] = min(out[s], c[s] @ d + bs[-1][p] - bs[-1][j] - r[s] @ np.abs(d))
+    return out, one_region
+
+
+def _net(seed, widths, act, dtype):
+    rng = np.random.default_rng(seed)
+    ws = [rng.normal(0, np.sqrt(2.0 / i), (o, i)) for i, o in itertools.pairwise(widths)]
+    bs = [rng.normal(0, 0.1, o) for o in widths[1:]]
+    net = fastmem.Network.from_arrays(
+        ws, bs, [act] * (len(widths) - 2), negative_slope=0.1, dtype=dtype
+    )
+    return net, rng.random((60, widths[0])).astype(dtype)
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_ibp_margin_equals_plain_interval_reference(act, dtype, backend):
+    """Below the reference (rigorous rounding allowances) and within a few roundings of
+    it: float64 arithmetic throughout, so ~1e-9 relative even for float32 nets (plus
+    the final rounding down to float32 and the first layer's float32 radius product)."""
+    if backend == "cuda":
+        pytest.skip("run on the CPU backends")
+    net, X = _net(3, (30, 24, 24, 24, 5), act, dtype)
+    tol = 1e-9 if dtype == np.float64 else 2e-5
+    for radius in (0.002, 0.02, 0.1):
+        res = fastmem.critical_samples(net, X, radius=radius, certify="ibp", steps=0,
+                                       backend=backend)  # fmt: skip
+        ref, one_region = reference_ibp_margin(net, X, radius, res.predicted)
+        ours = res.margin_lower.astype(np.float64)
+        scale = 1 + np.abs(ref)
+        assert np.all(ours >= ref - tol * scale)
+        # (a one-region ball IBP does not prove gets the exact bound, above IBP's)
+        same = ~one_region | (ref > 0)
+        assert np.all(ours[same] <= ref[same] + 1e-12 * scale[same])
+        robust = res.status == "robust"
+        assert np.all(robust == (ours > 0))
+
+
+def test_ibp_decides_one_region_balls_exactly(backend):
+    """Hidden neurons active on the whole box (positive biases): the network is affine
+    there, IBP's intervals lose the weights' signs and prove fewer samples than the
+    exact minimum over the box, which the one-region pass gives (its corner minimises a
+    linear function): statuses follow the exact minimum's sign, margins equal it."""
+    if backend == "cuda":
+        pytest.skip("run on the CPU backends")
+    rng = np.random.default_rng(5)
+    d, w, k = 6, 12, 3
+    W1 = rng.normal(0, 1, (w, d))
+    b1 = np.abs(W1).sum(axis=1) + 1.0  # z1 >= 1 on [0, 1]^d: every ReLU active
+    W2 = rng.normal(0, 1, (k, w))
+    b2 = -W2 @ b1 + rng.normal(0, 0.5, k)  # logits of either sign
+    net = fastmem.Network.from_arrays([W1, W2], [b1, b2])
+    X = rng.random((300, d))
+    radius = 0.05
+    res = fastmem.critical_samples(net, X, radius=radius, certify="ibp", steps=0,
+                                   backend=backend)  # fmt: skip
+    A = W2 @ W1  # the affine map on the box
+    c0 = W2 @ b1 + b2
+    pred = (X @ A.T + c0).argmax(1)
+    assert np.array_equal(res.predicted, pred)
+    lo, hi = np.clip(X - radius, 0, 1), np.clip(X + radius, 0, 1)
+    exact = np.full(len(X), np.inf)
+    for j in range(k):
+        row = A[pred] - A[j]  # (n, d)
+        m = np.where(row >= 0, lo, hi)
+        val = np.einsum("nd,nd->n", row, m) + c0[pred] - c0[j]
+        exact = np.where(pred == j, exact, np.minimum(exact, val))
+    ibp, one_region = reference_ibp_margin(net, X, radius, pred)
+    assert one_region.all()
+    assert np.any((ibp <= 0) & (exact > 0)), "the test needs samples only the exact pass proves"
+    assert np.any(exact < 0)
+    status = np.where(exact > 0, "robust", "critical")
+    assert np.array_equal(res.status, status)
+    assert res.decided_exactly == {
+        "critical": int((exact < 0).sum()),
+        "robust": int((exact > 0).sum()),
+    }
+    undecided_by_ibp = ibp <= 0
+    np.testing.assert_allclose(res.margin_lower[undecided_by_ibp], exact[undecided_by_ibp],
+                               rtol=0, atol=1e-9)  # fmt: skip
+    crit = res.status == "critical"
+    adv = res.adversarial[crit]
+    assert np.all((X[crit] @ A.T + c0).argmax(1) != (adv @ A.T + c0).argmax(1))
