@@ -23,11 +23,13 @@ appdirs, sortedcontainers and graphviz and installs with ``pip install --no-deps
 a newer torch). Without it the benchmark skips with that reason.
 
 Run:  python -m pytest bench/test_lirpa.py -s
-one contender:  python bench/test_lirpa.py <fastmem|lirpa> <he|digits> <32|64> <radius in
+one contender:  python bench/test_lirpa.py <fastmem|lirpa|lirpa-pred> <he|digits> <32|64> <radius in
 1/255> <rounds> <margins.npy> [crown|ibp]
 
 ``test_ibp_against_auto_lirpa_fresh_processes`` times ``certify="ibp"`` against auto_LiRPA's
-``method="IBP"`` the same way (both nets, float32, 0.3/255 and 8/255).
+``method="IBP"`` the same way (both nets, float32 and float64, 0.3/255 and 8/255, min over
+5 calls), and against auto_LiRPA with its prediction and margin rows inside the timed call
+(``lirpa-pred``: the whole task, as fastmem's call is).
 
 ``test_cnn_crown_against_auto_lirpa_fresh_processes`` (issue 20): CROWN on convolutional
 networks, float32, radius 2/255, inputs uniform in [0, 1]: ``cnn`` is issue 20's CNN
@@ -119,7 +121,7 @@ def _fastmem(net, X, r, method="crown"):
     return res.margin_lower.astype(np.float64)
 
 
-def _lirpa_setup(net, X, r, method="crown", module=None):
+def _lirpa_setup(net, X, r, method="crown", module=None, with_prediction=False):
     import torch
     from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm
 
@@ -153,7 +155,19 @@ def _lirpa_setup(net, X, r, method="crown", module=None):
             lb, _ = bm.compute_bounds(x=(bx,), C=C, method=method.upper())
         return lb.min(dim=1).values.double().numpy()
 
-    return run
+    def run_with_prediction():
+        # the whole task, as fastmem's call: the prediction and the margin rows too
+        with torch.no_grad():
+            p = model(xt).argmax(1)
+            spec = torch.zeros(len(X), k - 1, k, dtype=tdt)
+            other = torch.arange(k)[None, :].expand(len(X), k)
+            other = other[other != p[:, None]].reshape(len(X), k - 1)
+            spec[samples, rows, p[:, None]] = 1
+            spec[samples, rows, other] = -1
+            lb, _ = bm.compute_bounds(x=(bx,), C=spec, method=method.upper())
+        return lb.min(dim=1).values.double().numpy()
+
+    return run_with_prediction if with_prediction else run
 
 
 def _lirpa_batches(net, X, r, module, tdt):
@@ -194,6 +208,8 @@ def _main(argv: list[str]) -> None:
     r = float(r255) / 255
     if who == "fastmem":
         fn = lambda: _fastmem(net, X, r, method)  # noqa: E731
+    elif who == "lirpa-pred":  # auto_LiRPA with the prediction and rows in the timed call
+        fn = _lirpa_setup(net, X, r, method, with_prediction=True)
     else:
         fn = _lirpa_setup(net, X, r, method, _cnn_module(name) if name in CNNS else None)
     margins = fn()  # warm-up
@@ -252,20 +268,23 @@ def test_ibp_against_auto_lirpa_fresh_processes():
     sys.path.insert(0, str(HERE.parent))
     from _fresh import run_script_fresh
 
-    print("\nIBP, f32: net  r*255  certified fastmem / auto_LiRPA  time fastmem / auto_LiRPA")
+    print("\nIBP: net  dtype  r*255  certified fastmem / auto_LiRPA  time fastmem / "
+          "auto_LiRPA's compute_bounds (ratio) / with its prediction (ratio)")  # fmt: skip
     with tempfile.TemporaryDirectory() as d:
         for name in ("he", "digits"):
-            for r255 in (0.3, 8.0):
-                res = {}
-                for who in ("fastmem", "lirpa"):
-                    out = os.path.join(d, f"{who}.npy")
-                    t = run_script_fresh(str(HERE), who, name, 32, r255, 3, out, "ibp")["times"]
-                    res[who] = (min(t), np.load(out))
-                (tf, mf), (tl, ml) = res["fastmem"], res["lirpa"]
-                cf, cl = int((mf > 0).sum()), int((ml > 0).sum())
-                print(f"       {name:7s}{r255:4.1f}   {cf:5d} / {cl:5d}   {tf * 1e3:.1f} ms / "
-                      f"{tl * 1e3:.1f} ms ({tl / tf:.2f}x)")  # fmt: skip
-                assert cf >= cl, f"IBP {name} r={r255}/255: fastmem certifies {cf} < {cl}"
+            for bits in (32, 64):
+                for r255 in (0.3, 8.0):
+                    res = {}
+                    for who in ("fastmem", "lirpa", "lirpa-pred"):
+                        out = os.path.join(d, f"{who}.npy")
+                        t = run_script_fresh(str(HERE), who, name, bits, r255, 5, out, "ibp")
+                        res[who] = (min(t["times"]), np.load(out))
+                    (tf, mf), (tl, ml), (tp, _) = res["fastmem"], res["lirpa"], res["lirpa-pred"]
+                    cf, cl = int((mf > 0).sum()), int((ml > 0).sum())
+                    print(f"     {name:7s} f{bits} {r255:4.1f}   {cf:5d} / {cl:5d}   "
+                          f"{tf * 1e3:.1f} ms / {tl * 1e3:.1f} ms ({tl / tf:.2f}x) / "
+                          f"{tp * 1e3:.1f} ms ({tp / tf:.2f}x)")  # fmt: skip
+                    assert cf >= cl, f"IBP {name} f{bits} r={r255}/255: certifies {cf} < {cl}"
 
 
 def test_cnn_crown_against_auto_lirpa_fresh_processes():
