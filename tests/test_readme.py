@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import fastmem
 
@@ -69,5 +70,24 @@ def test_readme_two_commands_set_themselves_up() -> None:
     main, tests = lines
     assert main.startswith("python -m venv ") and 'pip install ".[study]"' in main
     assert "fastmem study" in main
-    # The test command installs what the tests import before running them.
-    assert 'pip install ".[test]"' in tests and tests.endswith("python -m pytest tests")
+    # The test command installs what the tests import before running them (the test
+    # extra's list, without building fastmem again).
+    assert "pip install -r tests/requirements.txt" in tests
+    assert tests.endswith("python -m pytest tests")
+
+
+def test_test_requirements_match_the_test_extra() -> None:
+    """tests/requirements.txt (README's test command) and pyproject's ``test`` extra list
+    the same requirements."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib needs Python >= 3.11")
+    root = README.parent
+    pyproject = root / "pyproject.toml"
+    requirements = root / "tests" / "requirements.txt"
+    if not pyproject.exists() or not requirements.exists():
+        pytest.skip("needs the source tree (pyproject.toml and tests/requirements.txt)")
+    extra = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"][
+        "optional-dependencies"
+    ]["test"]
+    lines = requirements.read_text(encoding="utf-8").splitlines()
+    listed = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert sorted(listed) == sorted(extra)
