@@ -375,3 +375,46 @@ def test_conv_without_input_shape_says_to_pass_it():
         r"input_shape",
     ):
         Network.from_torch(_small_cnn())
+
+
+def test_save_load_keeps_the_convolutional_form(tmp_path):
+    """A CNN lowered to dense matrices keeps its layer graph through save/load (its
+    critical samples and CROWN run on the convolutions), checked at load."""
+    model = _small_cnn(seed=12)
+    for dtype in (np.float64, np.float32):
+        net = Network.from_torch(model, input_shape=(1, 12, 12), dtype=dtype)
+        path = tmp_path / f"cnn{np.dtype(dtype).itemsize}.npz"
+        net.save(path)
+        back = Network.load(path)
+        assert back._conv is not None and back.dtype == dtype
+        assert back._conv.input_shape == (1, 12, 12)
+        X = np.random.default_rng(13).uniform(size=(8, 144)).astype(dtype)
+        np.testing.assert_array_equal(back.forward(X), net.forward(X))
+        a = fastmem.critical_samples(net, X, radius=0.03, steps=5, rng=0)
+        b = fastmem.critical_samples(back, X, radius=0.03, steps=5, rng=0)
+        np.testing.assert_array_equal(a.status, b.status)
+        np.testing.assert_array_equal(a.margin_lower, b.margin_lower)
+
+
+def test_load_refuses_a_convolutional_form_that_disagrees(tmp_path):
+    net = Network.from_torch(_small_cnn(seed=14), input_shape=(1, 12, 12))
+    path = tmp_path / "cnn.npz"
+    net.save(path)
+    with np.load(path) as data:
+        members = {k: data[k] for k in data.files}
+    key = next(k for k in members if k.startswith("conv_op") and k.endswith("_weight"))
+    bad = dict(members)
+    bad[key] = members[key] * 1.01  # the dense matrices stay as they were
+    np.savez(tmp_path / "changed.npz", **bad)
+    with pytest.raises(InputError, match=r"path: .*does not compute the same function"):
+        Network.load(tmp_path / "changed.npz")
+    bad = dict(members)
+    bad["conv_input_shape"] = np.array([1, 10, 10])
+    np.savez(tmp_path / "shape.npz", **bad)
+    with pytest.raises(InputError, match=r"path: "):
+        Network.load(tmp_path / "shape.npz")
+    bad = dict(members)
+    bad["conv_graph"] = np.array("{not json")
+    np.savez(tmp_path / "json.npz", **bad)
+    with pytest.raises(InputError, match=r"path: .*not a valid layer graph"):
+        Network.load(tmp_path / "json.npz")

@@ -341,7 +341,7 @@ class Network:
             composed into one matrix, and each activation closes a layer: the result
             is a dense ``Network`` on inputs ``X.reshape(n, -1)``, and every analysis
             runs on it unchanged. It also keeps the module's layer graph (when
-            ``torch.fx`` can trace it; not saved): ``critical_samples``, ``csr_curve``,
+            ``torch.fx`` can trace it; :meth:`save` keeps it): ``critical_samples``, ``csr_curve``,
             ``certified_radius`` and ``loss_sensitivity`` run the convolutions natively
             (the same function; ``certify="alpha-crown"`` on the dense matrices). The
             price is memory: a layer's matrix has
@@ -609,6 +609,11 @@ class Network:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Save as ``.npz`` (no pickle): ``W{i}``, ``b{i}``, activations, slopes.
 
+        A network with max pooling or residual blocks is saved as its layer graph (the
+        ops as JSON, their arrays as members); a CNN imported from an ``nn.Sequential``
+        (dense matrices) also stores its layer graph (``conv_*`` members), which
+        :meth:`load` checks against the matrices.
+
         Examples
         --------
         >>> import os, tempfile, numpy as np, fastmem
@@ -636,6 +641,13 @@ class Network:
             return
         arrays = {f"W{i}": w for i, w in enumerate(host._weights)}
         arrays.update({f"b{i}": b for i, b in enumerate(host._biases)})
+        if host._conv is not None:
+            # a convolutional network lowered to dense matrices keeps its layer graph
+            # (its critical samples run on the convolutions): stored beside them
+            spec, members = _graph.to_spec(host._conv)
+            arrays["conv_input_shape"] = np.array(host._conv.input_shape, dtype=np.int64)
+            arrays["conv_graph"] = np.array(json.dumps(spec), dtype=np.str_)
+            arrays.update({f"conv_{k}": v for k, v in members.items()})
         try:
             np.savez(
                 path,
@@ -682,6 +694,13 @@ class Network:
                 biases = [data[f"b{i}"] for i in range(n)]
                 acts = [str(a) for a in data["activations"]]
                 slopes = [float(s) for s in data["negative_slopes"]]
+                conv = None
+                if "conv_graph" in data.files:
+                    conv = (
+                        str(data["conv_graph"]),
+                        data["conv_input_shape"],
+                        {k[5:]: data[k] for k in data.files if k.startswith("conv_op")},
+                    )
         except (KeyError, ValueError, OSError, EOFError, TypeError) as exc:
             if isinstance(exc, InputError):
                 raise
@@ -692,7 +711,10 @@ class Network:
                     f"path: {path}: W{i} has dtype {w.dtype}; a fastmem network file holds "
                     "float32 or float64 weights"
                 )
-        return cls.from_arrays(weights, biases, acts, negative_slope=slopes, dtype=weights[0].dtype)
+        net = cls.from_arrays(weights, biases, acts, negative_slope=slopes, dtype=weights[0].dtype)
+        if conv is not None:
+            net._conv = _load_conv(net, *conv, path)
+        return net
 
     @classmethod
     def _load_graph(cls, data: Any, path: Any) -> Network:
@@ -998,6 +1020,44 @@ class Network:
         z += self._biases[-1]
         _check_finite_layer(z, self.n_layers - 1, self.n_layers)
         return z
+
+
+def _load_conv(net: Network, spec: str, shape: Any, members: dict, path: Any) -> LayerGraph:
+    """The layer graph stored beside a dense lowering (``save`` of a ``from_torch`` CNN),
+    rebuilt and checked: it must take the dense net's inputs and compute the same logits
+    (on a few fixed random inputs, to rounding), else ``InputError`` naming ``path``."""
+    dt = net.dtype
+    if shape.ndim != 1 or shape.dtype.kind not in "iu" or shape.shape[0] not in (1, 3):
+        raise InputError(f"path: {path}: conv_input_shape must be 1 or 3 integers")
+    if any(m.dtype != dt for m in members.values()):
+        raise InputError(f"path: {path}: the layer graph's arrays must have the weights' dtype")
+    try:
+        graph = _graph.from_spec(json.loads(spec), [int(s) for s in shape], members)
+    except InputError as exc:
+        raise InputError(f"path: {path}: {exc}") from exc
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise InputError(f"path: {path}: not a valid layer graph ({exc!r})") from exc
+    graph = graph.map_arrays(lambda a: _readonly(np.asarray(a, dtype=dt)))
+    if int(np.prod(graph.input_shape)) != net.widths[0]:
+        raise InputError(
+            f"path: {path}: the layer graph takes {int(np.prod(graph.input_shape))} inputs, "
+            f"the dense matrices {net.widths[0]}"
+        )
+    probe = np.random.default_rng(0).random((4, net.widths[0])).astype(dt)
+    conv = Network((), (), net._activations, net._slopes, _checked=True, _graph=graph, _dtype=dt)
+    try:
+        with np.errstate(all="ignore"):
+            a = np.asarray(net.forward(probe), dtype=np.float64)
+            b = np.asarray(conv.forward(probe), dtype=np.float64)
+    except InputError as exc:
+        raise InputError(f"path: {path}: the layer graph cannot run: {exc}") from exc
+    tol = (1e-9 if dt == np.float64 else 1e-3) * (1 + np.abs(a).max())
+    if a.shape != b.shape or not np.all(np.abs(a - b) <= tol):
+        raise InputError(
+            f"path: {path}: the layer graph stored beside the dense matrices does not compute "
+            "the same function"
+        )
+    return graph
 
 
 def _needs_layer_graph(module: Any) -> bool:
