@@ -679,6 +679,8 @@ class _Model:
                 "b": [a.astype(f64) for a in self.b],
                 "rowsum": rowsum,
                 "diffT": xp.ascontiguousarray(diff),
+                # leaky slopes rounded to the dtype first, as the kernels and wide() do
+                "slopes": [float(np.asarray(s, dtype=self.dtype)) for s in self.slopes],
             }
         return self._ibp
 
@@ -696,7 +698,6 @@ class _Model:
         f64 = np.float64
         e64 = float(np.finfo(f64).eps)
         T = self._ibp_tables()
-        wide = self.wide()
         n, K = lo.shape[0], self.n_classes
 
         def gamma64(m: int) -> float:
@@ -714,7 +715,7 @@ class _Model:
             ok, _ = self._stable(zl, zu, self.kinds[i])
             stable &= ok
             pre.append((zl.copy(), zu.copy()))
-            k.crit_interval(zl, zu, wide.kinds[i], wide.slopes[i])
+            k.crit_interval(zl, zu, self.kinds[i], T["slopes"][i])
         c = zl + zu
         c *= 0.5
         r = zu - c
@@ -751,7 +752,7 @@ class _Model:
         if sel.size and K > 1:
             # one region, not proved: the network is affine on the ball, the backward
             # bound is exact (and its worst corner a candidate critical point)
-            sub = wide.certify(lo[sel].astype(f64), hi[sel].astype(f64), pred[sel], "ibp")
+            sub = self.wide().certify(lo[sel].astype(f64), hi[sel].astype(f64), pred[sel], "ibp")
             margin[sel] = xp.maximum(margin[sel], sub["margin"])
             out["rows"][sel] = sub["rows"]
             out["pos"][sel] = sub["pos"]
