@@ -36,7 +36,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             raise pytest.UsageError(f"fastmem imported from the source tree ({where})")
 
 
-@pytest.fixture(params=AVAILABLE_BACKENDS, scope="session")
+def _fixture_backends() -> list[str]:
+    """The ``backend`` fixture's parameters: every available backend, or only the one
+    ``FASTMEM_BACKEND`` names. A run with the variable set (CI's second run, numba; the
+    ASan run, cpp; the GPU check, cuda) then covers that backend as the default and as
+    the parameter, without repeating the other backends' cases, which the run without
+    it covers; the cross-backend comparisons still use every available backend."""
+    forced = os.environ.get("FASTMEM_BACKEND", "").strip().lower()
+    return [forced] if forced in AVAILABLE_BACKENDS else AVAILABLE_BACKENDS
+
+
+@pytest.fixture(params=_fixture_backends(), scope="session")
 def backend(request: pytest.FixtureRequest) -> str:
-    """Each backend available on this machine (cpp, numba, and cuda with a GPU)."""
+    """Each backend available on this machine (cpp, numba, and cuda with a GPU), or the
+    one ``FASTMEM_BACKEND`` names."""
     return request.param
