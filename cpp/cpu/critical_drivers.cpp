@@ -1,6 +1,7 @@
 #include "critical_drivers.hpp"
 
 #include "fastmem/critical.hpp"
+#include "parallel.hpp"
 
 namespace fastmem::cpu {
 
@@ -13,7 +14,7 @@ namespace {
 // relu values on one thread.
 template <int Kind, class T>
 void activate_kind(T* __restrict z, T* __restrict deriv, int64_t n, T slope) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kSerialBelow)
   for (int64_t i = 0; i < n; ++i) {
     T zi = z[i], di;
     crit_act_deriv(zi, di, Kind, slope);
@@ -64,20 +65,20 @@ void crit_random_start(T* x, const T* lo, const T* hi, const int64_t* ids, int64
 template <class T>
 void crit_check(const T* logits, const int64_t* labels, uint8_t* changed, int64_t rows,
                 int64_t k) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * k >= kSerialBelow)
   for (int64_t r = 0; r < rows; ++r) changed[r] = crit_check_row(logits + r * k, k, labels[r]);
 }
 
 template <class T>
 void crit_interval(T* lo, T* hi, int64_t n, int kind, T slope) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kSerialBelow)
   for (int64_t i = 0; i < n; ++i) crit_interval_one(lo[i], hi[i], kind, slope);
 }
 
 template <class T>
 void crit_relax(const T* lo, const T* hi, int64_t n, int kind, double slope, T* aL, T* bL, T* aU,
                 T* bU) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kSerialBelow)
   for (int64_t i = 0; i < n; ++i) {
     double a, b, c, e;
     crit_relax_one(static_cast<double>(lo[i]), static_cast<double>(hi[i]), kind, slope, a, b, c,

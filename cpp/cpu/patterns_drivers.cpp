@@ -1,19 +1,20 @@
 #include "patterns_drivers.hpp"
 
 #include "fastmem/patterns.hpp"
+#include "parallel.hpp"
 
 namespace fastmem::cpu {
 
 template <class T>
 void apply_activation(T* z, int64_t rows, int64_t width, int kind, T slope) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * width >= kSerialBelow)
   for (int64_t i = 0; i < rows; ++i) activate_row(z + i * width, width, kind, slope);
 }
 
 template <class T>
 void pack_and_activate(T* z, int64_t rows, int64_t width, uint64_t* codes, int64_t n_words,
                        int64_t bit_offset, int kind, T slope) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * width >= kSerialBelow)
   for (int64_t i = 0; i < rows; ++i)
     pack_and_activate_row(z + i * width, width, codes + i * n_words, bit_offset, kind, slope);
 }

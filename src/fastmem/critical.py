@@ -54,6 +54,7 @@ from ._threads import (
     kernel_threads,
     kernels_callable_side_by_side,
     kernels_own_the_cores,
+    run_tasks,
 )
 from ._validate import as_generator
 from ._validate import positive_int as _positive_int
@@ -1603,15 +1604,13 @@ def _side_by_side(be: Any, threads: int, calls: list[tuple[Any, tuple, dict]]) -
             fn(*args, **kw)
         return
 
-    def job(fn: Any, args: tuple, kw: dict) -> None:
-        with kernel_threads(be, 1):
-            fn(*args, **kw)
+    def task(i: int) -> None:
+        fn, args, kw = calls[i]
+        fn(*args, **kw)
 
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=min(threads, len(calls))) as pool:
-        for done in [pool.submit(job, *call) for call in calls]:
-            done.result()
+    # the caller and a pool kept from call to call (a new pool per call cost ~3 ms of
+    # thread starts, more than a small net's whole certificate)
+    run_tasks(be, len(calls), task, threads)
 
 
 def _search_rows(
