@@ -131,3 +131,27 @@ def test_ibp_decides_one_region_balls_exactly(backend):
     crit = res.status == "critical"
     adv = res.adversarial[crit]
     assert np.all((X[crit] @ A.T + c0).argmax(1) != (adv @ A.T + c0).argmax(1))
+
+
+@pytest.mark.parametrize("certify", ["ibp", "crown"])
+def test_tables_kept_between_calls_change_nothing(certify, backend):
+    """The float64 tables a call derives from the weights are kept on the network for the
+    next call (and left out of its pickle): a second call, and a call on a pickled copy,
+    give the same bounds bit for bit."""
+    import pickle
+
+    if backend == "cuda":
+        pytest.skip("run on the CPU backends")
+    for dtype in (np.float32, np.float64):
+        net, X = _net(8, (20, 16, 16, 4), "relu", dtype)
+        kw = dict(radius=0.03, certify=certify, steps=0, backend=backend)
+        first = fastmem.critical_samples(net, X, **kw)
+        assert net._memo  # the tables were kept
+        copy = pickle.loads(pickle.dumps(net))
+        assert copy._memo == {}
+        for again in (
+            fastmem.critical_samples(net, X, **kw),
+            fastmem.critical_samples(copy, X, **kw),
+        ):
+            np.testing.assert_array_equal(again.margin_lower, first.margin_lower)
+            np.testing.assert_array_equal(again.status, first.status)

@@ -206,9 +206,11 @@ class _Model:
         self.max_width = max(max(int(w.shape[0]), int(w.shape[1])) for w in ws)
         self._wide: _Model | None = None
         self._norm_info: dict[str, Any] | None = None
-        self._wt0_64: tuple[Any, Any] | None = None
-        self._rs64: Any = None
-        self._ibp: dict[str, Any] | None = None
+        # float64 tables derived from the weights, kept on the network between calls
+        self._memo: dict[str, Any] = net._memo.setdefault(("critical", be.name), {})
+        self._wt0_64: tuple[Any, Any] | None = self._memo.get("wt0_64")
+        self._rs64: Any = self._memo.get("rs64")
+        self._ibp: dict[str, Any] | None = self._memo.get("ibp")
         self.macs: list[int] = []  # multiply-adds of the backward passes (appended)
 
     def wide(self) -> _Model:
@@ -229,9 +231,10 @@ class _Model:
             w.eps = float(np.finfo(f).eps)
             w._wide = None
             w._norm_info = None
-            w._wt0_64 = None
-            w._rs64 = None
-            w._ibp = None
+            w._memo = self._memo.setdefault("wide", {})
+            w._wt0_64 = w._memo.get("wt0_64")
+            w._rs64 = w._memo.get("rs64")
+            w._ibp = w._memo.get("ibp")
             self._wide = w
         return self._wide
 
@@ -373,13 +376,14 @@ class _Model:
             d = int(self.W[0].shape[1])
             e64 = float(np.finfo(np.float64).eps)
             rs = self.xp.abs(self.W[0].astype(np.float64)).sum(axis=1)
-            self._rs64 = rs * (1 + 2 * (d + 2) * e64)
+            self._rs64 = self._memo["rs64"] = rs * (1 + 2 * (d + 2) * e64)
         return self._rs64
 
     def _first64(self) -> tuple[Any, Any]:
         """The first layer's ``W_0^T`` and ``b_0`` in float64 (cached)."""
         if self._wt0_64 is None:
             self._wt0_64 = (self.WT[0].astype(np.float64), self.b[0].astype(np.float64))
+            self._memo["wt0_64"] = self._wt0_64
         return self._wt0_64
 
     def _stable(self, zl: Any, zu: Any, kind: int) -> Any:
@@ -683,6 +687,7 @@ class _Model:
                 # leaky slopes rounded to the dtype first, as the kernels and wide() do
                 "slopes": [float(np.asarray(s, dtype=self.dtype)) for s in self.slopes],
             }
+            self._memo["ibp"] = self._ibp
         return self._ibp
 
     def ibp_certify(self, lo: Any, hi: Any, pred: Any) -> dict[str, Any]:

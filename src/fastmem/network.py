@@ -106,7 +106,17 @@ class Network:
     (4, 1)
     """
 
-    __slots__ = ("_activations", "_b", "_conv", "_device", "_dtype", "_graph", "_slopes", "_w")
+    __slots__ = (
+        "_activations",
+        "_b",
+        "_conv",
+        "_device",
+        "_dtype",
+        "_graph",
+        "_memo",
+        "_slopes",
+        "_w",
+    )
 
     def __init__(
         self,
@@ -126,6 +136,8 @@ class Network:
         # a convolutional network lowered to dense matrices keeps its layer graph too
         # (same function): the critical-sample passes run its convolutions natively
         self._conv = _conv
+        # arrays derived from the (read-only) weights by the analyses, kept between calls
+        self._memo: dict[Any, Any] = {}
         self._w = weights
         self._b = biases
         self._activations = activations
@@ -137,6 +149,15 @@ class Network:
         else:
             self._dtype = np.dtype(_dtype)
             self._device = _device
+
+    def __getstate__(self) -> dict[str, Any]:
+        # pickled without the derived tables (rebuilt on first use)
+        return {k: getattr(self, k) for k in self.__slots__ if k != "_memo"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+        self._memo = {}
 
     @classmethod
     def _from_graph(cls, graph: LayerGraph, dtype: Any) -> Network:
