@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -682,6 +683,7 @@ class _Model:
                 "WT": wt,
                 "absWT": [a.astype(f64) for a in self.absWT],
                 "b": [a.astype(f64) for a in self.b],
+                "absb": [xp.abs(a.astype(f64)) for a in self.b],
                 "rowsum": rowsum,
                 "diffT": xp.ascontiguousarray(diff),
                 # leaky slopes rounded to the dtype first, as the kernels and wide() do
@@ -709,18 +711,17 @@ class _Model:
         def gamma64(m: int) -> float:
             return m * e64 / (1 - m * e64)
 
+        buf = _Scratch(xp)
         if self.dtype == np.float32:
-            zl, zu = self._ibp_first(lo, hi, wide=True)
+            zl, zu = self._ibp_first_lean(lo, hi, buf)
         else:
-            zl, zu = self._ibp_interval(lo, hi, T, 0, gamma64)
+            zl, zu = self._ibp_interval(lo, hi, T, 0, gamma64, buf)
         stable = xp.ones(n, dtype=bool)
-        pre = []
         for i in range(self.n_hidden):
             if i:
-                zl, zu = self._ibp_interval(zl, zu, T, i, gamma64)
+                zl, zu = self._ibp_interval(zl, zu, T, i, gamma64, buf)
             ok, _ = self._stable(zl, zu, self.kinds[i])
             stable &= ok
-            pre.append((zl.copy(), zu.copy()))
             k.crit_interval(zl, zu, self.kinds[i], T["slopes"][i])
         c = zl + zu
         c *= 0.5
@@ -752,7 +753,7 @@ class _Model:
             "lam_x": None,
             "pos": xp.full((n, K), -1, dtype=np.int64),
             "slack": xp.zeros(n, dtype=self.dtype),
-            "pre": pre,
+            "pre": [],
         }
         sel = xp.flatnonzero(stable & ~(margin > 0))
         if sel.size and K > 1:
@@ -765,23 +766,71 @@ class _Model:
             out["lam_x"] = sub["lam_x"]
         return out
 
-    def _ibp_interval(self, lo: Any, hi: Any, T: dict, i: int, gamma64: Any) -> tuple[Any, Any]:
-        """float64 bounds of ``W_i h + b_i`` over [lo, hi] (float64 tables ``T``)."""
+    def _ibp_interval(
+        self, lo: Any, hi: Any, T: dict, i: int, gamma64: Any, buf: _Scratch
+    ) -> tuple[Any, Any]:
+        """float64 bounds of ``W_i h + b_i`` over [lo, hi] (float64 tables ``T``), in
+        ``buf``'s arrays (layer i's output alternates between two pairs, so that it never
+        overwrites its input)."""
         xp = self.xp
-        c = lo + hi
+        n, w = lo.shape[0], int(T["WT"][i].shape[1])
+        c = buf.get("c", lo.shape)
+        r = buf.get("r", lo.shape)
+        xp.add(lo, hi, out=c)
         c *= 0.5
-        r = hi - c
-        zc = c @ T["WT"][i]
+        xp.subtract(hi, c, out=r)
+        zc = buf.get("zc", (n, w))
+        zr = buf.get("zr", (n, w))
+        xp.matmul(c, T["WT"][i], out=zc)
         zc += T["b"][i]
-        zr = r @ T["absWT"][i]
+        xp.matmul(r, T["absWT"][i], out=zr)
         # |error| <= gamma (|c| |W_i|^T + |b_i| + r |W_i|^T), |c| |W_i|^T from max|c|
-        slack = xp.abs(c).max(axis=1, keepdims=True) * T["rowsum"][i][None, :]
-        slack += xp.abs(T["b"][i])
+        slack = buf.get("slack", (n, w))
+        xp.multiply(_absmax_rows(c, xp), T["rowsum"][i][None, :], out=slack)
+        slack += T["absb"][i]
         slack += zr
         slack *= 4 * gamma64(int(c.shape[1]) + 4)
         slack += 1e-300
         zr += slack
-        return zc - zr, zc + zr
+        return _outward(zc, zr, buf, i, xp)
+
+    def _ibp_first_lean(self, lo: Any, hi: Any, buf: _Scratch) -> tuple[Any, Any]:
+        """:meth:`_ibp_first` (``wide=True``) in ``buf``'s arrays: the same operations in
+        the same order, so the same bounds bit for bit."""
+        xp = self.xp
+        f64 = np.float64
+        wt64, b64 = self._first64()
+        n, d = lo.shape
+        w = int(wt64.shape[1])
+        c = buf.get("c32", lo.shape, lo.dtype)
+        xp.add(lo, hi, out=c)
+        c *= 0.5
+        R = buf.get("R32", lo.shape, lo.dtype)
+        tmp = buf.get("tmp32", lo.shape, lo.dtype)
+        xp.subtract(hi, c, out=R)
+        xp.subtract(c, lo, out=tmp)
+        xp.maximum(R, tmp, out=R)
+        R *= 1 + 2 * self.eps  # rounded up: >= |x - c| on the box
+        c64 = buf.get("c64", lo.shape)
+        c64[...] = c
+        zc = buf.get("zc", (n, w))
+        xp.matmul(c64, wt64, out=zc)
+        zc += b64
+        e64 = float(np.finfo(f64).eps)
+        g64 = (d + 4) * e64 / (1 - (d + 4) * e64)
+        zr32 = buf.get("zr32", (n, w), lo.dtype)
+        xp.matmul(R, self.absWT[0], out=zr32)
+        zr = buf.get("zr", (n, w))
+        zr[...] = zr32
+        zr *= 1 + 2 * self._gamma(d + 2)
+        slack = buf.get("slack", (n, w))
+        xp.multiply(_absmax_rows(c, xp).astype(f64), self._rowsum64()[None, :], out=slack)
+        slack += xp.abs(b64)
+        slack += zr
+        slack *= 4 * g64
+        slack += 1e-300
+        zr += slack
+        return _outward(zc, zr, buf, 0, xp)
 
     def certify(
         self, lo: Any, hi: Any, pred: Any, method: str, keep: bool = False, first: Any = None
@@ -1062,6 +1111,46 @@ class _Model:
                     xp.maximum(zl, bound, out=zl)
                 else:
                     xp.minimum(zu, -bound, out=zu)
+
+
+class _Scratch:
+    """Work arrays of one pass, by name: on the CPU each thread keeps them from call to
+    call (fresh arrays of a few hundred kB are new pages for the allocator each time, and
+    their page faults cost more than a small layer's products); on a GPU, new arrays
+    (CuPy's pool reuses its memory)."""
+
+    _local = threading.local()
+
+    def __init__(self, xp: Any) -> None:
+        self.xp = xp
+        self.keep = xp is np
+        if self.keep and not hasattr(self._local, "arrays"):
+            self._local.arrays = {}
+
+    def get(self, name: Any, shape: tuple[int, ...], dtype: Any = np.float64) -> Any:
+        size = int(np.prod(shape))
+        if not self.keep:
+            return self.xp.empty(shape, dtype=dtype)
+        arrays = self._local.arrays
+        key = (name, np.dtype(dtype).str)
+        flat = arrays.get(key)
+        if flat is None or flat.size < size:
+            flat = arrays[key] = np.empty(size, dtype=dtype)
+        return flat[:size].reshape(shape)
+
+
+def _absmax_rows(a: Any, xp: Any) -> Any:
+    """``max_j |a_ij|`` per row as a column, with no temporary of a's size."""
+    return xp.maximum(a.max(axis=1), -a.min(axis=1))[:, None]
+
+
+def _outward(zc: Any, zr: Any, buf: _Scratch, i: int, xp: Any) -> tuple[Any, Any]:
+    """``(zc - zr, zc + zr)`` in the pair of ``buf`` arrays for layer parity ``i % 2``."""
+    lo = buf.get(("lo", i % 2), zc.shape)
+    hi = buf.get(("hi", i % 2), zc.shape)
+    xp.subtract(zc, zr, out=lo)
+    xp.add(zc, zr, out=hi)
+    return lo, hi
 
 
 def _round_down(m: Any, dtype: Any, xp: Any) -> Any:
