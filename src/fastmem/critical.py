@@ -104,6 +104,7 @@ _CROWN_ROWS = 8192
 _DEFAULT_BATCH = 4096
 # On the CPU certification runs in parts of this many samples, side by side.
 _CERTIFY_PART = 256
+_IBP_PART = 512
 # On the CPU a batch of the search runs in parts of this many samples, side by side.
 _SEARCH_PART = 512
 # Loss sensitivity's batches: small enough that their temporaries stay in cache and are
@@ -1128,7 +1129,7 @@ class _Scratch:
             self._local.arrays = {}
 
     def get(self, name: Any, shape: tuple[int, ...], dtype: Any = np.float64) -> Any:
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         if not self.keep:
             return self.xp.empty(shape, dtype=dtype)
         arrays = self._local.arrays
@@ -1646,7 +1647,9 @@ def _certify_parts(model, lo, hi, pred, method, batch, tight=True):
     # CPU: parts of fixed size (never dependent on the threads: samples are certified
     # independently, so the bounds are the same whatever the threads), side by side on
     # the kernels' threads with BLAS single-threaded (its GEMMs are most of the work)
-    part = min(batch, _CERTIFY_PART)
+    # IBP's parts are larger: its work per sample is small and each part costs the same
+    # few dozen NumPy calls (a fixed size still: the bounds never depend on the threads)
+    part = min(batch, _IBP_PART if method == "ibp" and isinstance(model, _Model) else _CERTIFY_PART)
     calls = [(one, (a, min(a + part, n)), {}) for a in range(0, n, part)]
     _side_by_side(model.be, cpu_threads(model.be), calls)
     return margin, stable, corner, has_corner, slack
