@@ -105,6 +105,8 @@ _DEFAULT_BATCH = 4096
 # On the CPU certification runs in parts of this many samples, side by side.
 _CERTIFY_PART = 256
 _IBP_PART = 512
+# Work arrays of the IBP pass kept per thread between calls up to this size each.
+_SCRATCH_KEEP_BYTES = 8 << 20
 # On the CPU a batch of the search runs in parts of this many samples, side by side.
 _SEARCH_PART = 512
 # Loss sensitivity's batches: small enough that their temporaries stay in cache and are
@@ -1130,7 +1132,8 @@ class _Scratch:
 
     def get(self, name: Any, shape: tuple[int, ...], dtype: Any = np.float64) -> Any:
         size = math.prod(shape)
-        if not self.keep:
+        if not self.keep or size * np.dtype(dtype).itemsize > _SCRATCH_KEEP_BYTES:
+            # (a huge layer's page faults are small beside its products; not kept)
             return self.xp.empty(shape, dtype=dtype)
         arrays = self._local.arrays
         key = (name, np.dtype(dtype).str)
