@@ -170,3 +170,39 @@ def test_work_arrays_not_kept_above_the_cap_same_bounds(monkeypatch, backend):
     monkeypatch.setattr(critical, "_SCRATCH_KEEP_BYTES", 0)
     fresh = fastmem.critical_samples(net, X, **kw)
     np.testing.assert_array_equal(fresh.margin_lower, kept.margin_lower)
+
+
+def test_ibp_on_a_float32_layer_graph():
+    """A float32 network with max pooling (a layer graph) takes its own IBP pass: it used
+    to reach the dense float32 branch and raise AttributeError. Its bounds lie below the
+    true margins at the balls' corners and random points, and within float32 rounding of
+    the float64 network's."""
+    torch = pytest.importorskip("torch", reason="the layer graph comes from a torch module")
+    torch.manual_seed(0)
+    nn = torch.nn
+    m = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64, 3)
+    ).eval()
+    X = np.random.default_rng(0).random((30, 64))
+    r = 0.01
+    res = {}
+    for dt in (np.float32, np.float64):
+        net = fastmem.Network.from_torch(m, input_shape=(1, 8, 8), dtype=dt)
+        assert net.layer_graph is not None
+        res[dt] = fastmem.critical_samples(net, X.astype(dt), radius=r, certify="ibp", steps=0)
+    m64 = m.double()
+    pred = res[np.float64].predicted
+    rng = np.random.default_rng(1)
+    lo, hi = np.clip(X - r, 0, 1), np.clip(X + r, 0, 1)
+    for _ in range(20):
+        P = lo + rng.random(X.shape) * (hi - lo)
+        with torch.no_grad():
+            f = m64(torch.from_numpy(P).reshape(-1, 1, 8, 8)).numpy()
+        own = f[np.arange(len(X)), pred]
+        f[np.arange(len(X)), pred] = -np.inf
+        true = own - f.max(axis=1)
+        assert np.all(res[np.float64].margin_lower <= true + 1e-9)
+    np.testing.assert_allclose(
+        res[np.float32].margin_lower, res[np.float64].margin_lower, rtol=0, atol=1e-4
+    )
+    assert np.all(res[np.float32].margin_lower <= res[np.float64].margin_lower + 1e-6)

@@ -214,7 +214,7 @@ class _Model:
         self._memo: dict[str, Any] = net._memo.setdefault(("critical", be.name), {})
         self._wt0_64: tuple[Any, Any] | None = self._memo.get("wt0_64")
         self._rs64: Any = self._memo.get("rs64")
-        self._ibp: dict[str, Any] | None = self._memo.get("ibp")
+        self._ibp_tab: dict[str, Any] | None = self._memo.get("ibp")
         self.macs: list[int] = []  # multiply-adds of the backward passes (appended)
 
     def wide(self) -> _Model:
@@ -238,7 +238,7 @@ class _Model:
             w._memo = self._memo.setdefault("wide", {})
             w._wt0_64 = w._memo.get("wt0_64")
             w._rs64 = w._memo.get("rs64")
-            w._ibp = w._memo.get("ibp")
+            w._ibp_tab = w._memo.get("ibp")
             self._wide = w
         return self._wide
 
@@ -670,7 +670,7 @@ class _Model:
         """float64 tables of the IBP-only pass (cached): per layer ``W_i^T``, ``|W_i|^T``,
         ``b_i`` and ``sum_j |W_i[:, j]|`` rounded up; for the margin rows the matrix of
         every ``|W_c - W_j|^T``, per class c (k, width, k)."""
-        if self._ibp is None:
+        if self._ibp_tab is None:
             xp = self.xp
             f64 = np.float64
             e64 = float(np.finfo(f64).eps)
@@ -682,7 +682,7 @@ class _Model:
             W = self.W[-1].astype(f64)
             # |W_c - W_j|^T per class c: (k, width, k), exact in float64
             diff = xp.abs(W[:, None, :] - W[None, :, :]).transpose(0, 2, 1)
-            self._ibp = {
+            self._ibp_tab = {
                 "WT": wt,
                 "absWT": [a.astype(f64) for a in self.absWT],
                 "b": [a.astype(f64) for a in self.b],
@@ -692,8 +692,8 @@ class _Model:
                 # leaky slopes rounded to the dtype first, as the kernels and wide() do
                 "slopes": [float(np.asarray(s, dtype=self.dtype)) for s in self.slopes],
             }
-            self._memo["ibp"] = self._ibp
-        return self._ibp
+            self._memo["ibp"] = self._ibp_tab
+        return self._ibp_tab
 
     def ibp_certify(self, lo: Any, hi: Any, pred: Any) -> dict[str, Any]:
         """IBP alone (``certify="ibp"``), the lean pass: interval bounds layer by layer
@@ -1622,7 +1622,7 @@ def _certify_parts(model, lo, hi, pred, method, batch, tight=True):
                 if alpha:
                     _alpha_part(wide, l64, h64, pred[a:b], out)
                 out["margin"] = _round_down(out["margin"], model.dtype, xp)
-            elif base == "ibp" and isinstance(model, _Model):
+            elif base == "ibp" and type(model) is _Model:  # dense: the lean IBP pass
                 out = model.ibp_certify(lo[a:b], hi[a:b], pred[a:b])
                 out["margin"] = _round_down(out["margin"], model.dtype, xp)
             else:
@@ -1652,7 +1652,7 @@ def _certify_parts(model, lo, hi, pred, method, batch, tight=True):
     # the kernels' threads with BLAS single-threaded (its GEMMs are most of the work)
     # IBP's parts are larger: its work per sample is small and each part costs the same
     # few dozen NumPy calls (a fixed size still: the bounds never depend on the threads)
-    part = min(batch, _IBP_PART if method == "ibp" and isinstance(model, _Model) else _CERTIFY_PART)
+    part = min(batch, _IBP_PART if method == "ibp" and type(model) is _Model else _CERTIFY_PART)
     calls = [(one, (a, min(a + part, n)), {}) for a in range(0, n, part)]
     _side_by_side(model.be, cpu_threads(model.be), calls)
     return margin, stable, corner, has_corner, slack
