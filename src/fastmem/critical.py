@@ -1391,9 +1391,16 @@ def _ball(model: _Model, X: Any, radius: Any, box: tuple[float, float]) -> tuple
     r = xp.asarray(radius, dtype=model.dtype)
     if r.ndim == 1:
         r = r[:, None]
-    lo = xp.clip(X - r, box[0], box[1]).astype(model.dtype, copy=False)
-    hi = xp.clip(X + r, box[0], box[1]).astype(model.dtype, copy=False)
-    return xp.ascontiguousarray(lo), xp.ascontiguousarray(hi)
+    # in the calling thread's kept arrays (one call's ball at a time per thread: the
+    # radii of csr_curve and certified_radius are taken one after the other)
+    buf = _Scratch(xp)
+    lo = buf.get("ball_lo", X.shape, model.dtype)
+    hi = buf.get("ball_hi", X.shape, model.dtype)
+    xp.subtract(X, r, out=lo)
+    xp.clip(lo, box[0], box[1], out=lo)
+    xp.add(X, r, out=hi)
+    xp.clip(hi, box[0], box[1], out=hi)
+    return lo, hi
 
 
 def _predict(model: _Model, X: Any) -> Any:
