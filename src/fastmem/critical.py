@@ -1159,8 +1159,6 @@ def _prepare(
         from ._graph_critical import GraphModel
 
         model = GraphModel(netd if netd.layer_graph is not None else netd._conv_network(), be)
-        if certify == "alpha-crown":
-            raise InputError(model.no_alpha())
         return Xd, be, model
     return Xd, be, _Model(netd, be)
 
@@ -1221,8 +1219,11 @@ def _alpha_part(model, lo, hi, pred, out) -> None:
     todo = xp.flatnonzero(~(margin > 0) & ~out["stable"])
     if todo.size == 0 or model.n_classes < 2 or model.n_hidden == 0:
         return
-    pre = [(zl[todo], zu[todo]) for zl, zu in out["pre"]]
-    m = _alpha_crown(model, lo[todo], hi[todo], pred[todo], pre)
+    if hasattr(model, "alpha_margin"):  # a layer graph (fastmem._graph_alpha)
+        m = model.alpha_margin(lo[todo], hi[todo], pred[todo], out, todo)
+    else:
+        pre = [(zl[todo], zu[todo]) for zl, zu in out["pre"]]
+        m = _alpha_crown(model, lo[todo], hi[todo], pred[todo], pre)
     margin[todo] = xp.maximum(margin[todo], m)
 
 
