@@ -1152,8 +1152,7 @@ def _prepare(
             raise InputError(
                 f"X: has values outside box=({lo}, {hi}); rescale the data or pass box="
             )
-    conv = netd._conv is not None and certify != "alpha-crown"
-    if netd.layer_graph is not None or conv:
+    if netd.layer_graph is not None or netd._conv is not None:
         # max pooling / residual blocks (fastmem._graph); a convolutional network lowered
         # to dense matrices runs on its convolutions (native, and CROWN's rows as patches)
         from ._graph_critical import GraphModel
