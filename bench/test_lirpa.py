@@ -198,11 +198,13 @@ def _lirpa_batches(net, X, r, module, tdt, method="crown"):
     def run():
         out = []
         for bx, C in parts:
-            with torch.no_grad():
+            # alpha-CROWN's optimization needs autograd (under no_grad it would return
+            # the bounds of its initial slopes)
+            with torch.enable_grad() if alpha else torch.no_grad():
                 lb, _ = bm.compute_bounds(
                     x=(bx,), C=C, method="alpha-CROWN" if alpha else "CROWN", bound_upper=False
                 )
-            out.append(lb.min(dim=1).values.double().numpy())
+            out.append(lb.detach().min(dim=1).values.double().numpy())
         return np.concatenate(out)
 
     return run

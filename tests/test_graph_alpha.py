@@ -113,7 +113,7 @@ def test_conv_graph_alpha_equals_dense_lowering(seed: int) -> None:
     assert gained > 0.1
 
 
-def test_certified_radius_and_search_with_alpha_crown() -> None:
+def test_certified_radius_csr_curve_and_search_with_alpha_crown() -> None:
     model, net, X = _setup("resnet", 3, 8)
     rad = {
         c: fastmem.certified_radius(net, X, certify=c, max_radius=0.2, iterations=8).radius
@@ -124,6 +124,12 @@ def test_certified_radius_and_search_with_alpha_crown() -> None:
                                    certify="alpha-crown")  # fmt: skip
     found = _strong_pgd(model, X, res.predicted, 0.05, restarts=2, steps=40)
     assert not ((found < 0) & (res.status == "robust")).any()
+    curves = {
+        c: fastmem.csr_curve(net, X, [0.02, 0.05], steps=0, certify=c)
+        for c in ("crown", "alpha-crown")
+    }
+    assert (curves["alpha-crown"].n_robust >= curves["crown"].n_robust).all()
+    assert curves["alpha-crown"].n_robust[1] == res.n_robust
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -200,3 +206,39 @@ def test_counts_against_auto_lirpa_alpha_crown() -> None:
     alpha = fastmem.critical_samples(net, X, radius=radius, steps=0, certify="alpha-crown")
     assert crown.n_robust >= ref["CROWN"]
     assert alpha.n_robust >= ref["alpha-CROWN"] > ref["CROWN"]
+
+
+class _TwoLogits(nn.Module):
+    """A one-logit net as fastmem reads it: the classes are argmax (0, f)."""
+
+    def __init__(self, m: nn.Module) -> None:
+        super().__init__()
+        self.m = m
+
+    def forward(self, x):
+        f = self.m(x)
+        return torch.cat([torch.zeros_like(f), f], 1)
+
+
+@pytest.mark.parametrize(("act", "n_out", "radius"), [("leaky", 1, 0.1), ("hardtanh", 3, 0.05)])
+def test_leaky_relu_hardtanh_and_one_logit(act: str, n_out: int, radius: float) -> None:
+    """Leaky ReLU's lower slopes move in [s, 1]; hard-tanh's relaxation stays CROWN's
+    (only the ReLU after it moves); one logit: the rows are +-f."""
+    first = nn.LeakyReLU(0.1) if act == "leaky" else nn.Hardtanh()
+    seq = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1), first, nn.MaxPool2d(2),
+        nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(16, n_out),
+    )  # fmt: skip
+    from test_graph import _init
+
+    seq = _init(seq, 2).double()
+    net = fastmem.Network.from_torch(seq, input_shape=SHAPE)
+    assert net.layer_graph is not None
+    X = np.random.default_rng(1).uniform(0, 1, (16, 64))
+    crown = fastmem.critical_samples(net, X, radius=radius, steps=0, certify="crown")
+    alpha = fastmem.critical_samples(net, X, radius=radius, steps=0, certify="alpha-crown")
+    assert (alpha.margin_lower >= crown.margin_lower).all()
+    assert (alpha.margin_lower - crown.margin_lower).max() > 0.05
+    model = _TwoLogits(seq) if n_out == 1 else seq
+    found = _strong_pgd(model, X, alpha.predicted, radius, restarts=2, steps=40)
+    assert (alpha.margin_lower <= found).all()
