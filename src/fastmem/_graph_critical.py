@@ -240,6 +240,7 @@ class GraphModel(_Model):
             "pos": pos,
             "pre": [],
             "bounds": b if keep else None,
+            "ibp_rows": ibp if keep else None,
         }
 
     def _spec(self, pred: Any) -> tuple[Any, Any, Any]:
@@ -270,7 +271,7 @@ class GraphModel(_Model):
         """alpha-CROWN's margin lower bounds (len(todo),) of the samples ``todo`` of a
         CROWN pass ``out`` (``certify(..., "crown", keep=True)`` on the balls of which
         [lo, hi], pred are the rows ``todo``): :mod:`fastmem._graph_alpha`, each row the
-        better of its alpha-CROWN and CROWN bounds (in the model's dtype, rounded down)."""
+        best of its alpha-CROWN, CROWN and IBP bounds (in the model's dtype, rounded down)."""
         from ._graph_alpha import alpha_rows
         from ._graph_crown import GraphCrown
         from .critical import _ALPHA_ITERS, _ALPHA_LR, _round_down
@@ -282,7 +283,8 @@ class GraphModel(_Model):
         s_idx, lam, pos = wide._spec(pred)
         got = alpha_rows(wide._crown, out["bounds"], todo, lam, s_idx, _ALPHA_ITERS, _ALPHA_LR)
         n = pred.shape[0]
-        rows = out["rows"][todo].astype(np.float64)
+        # each row the best of the three bounds (IBP's too: +inf on the own class)
+        rows = xp.maximum(out["rows"][todo], out["ibp_rows"][todo]).astype(np.float64)
         sel = pos >= 0
         rows[sel] = xp.maximum(rows[sel], got[pos[sel]])
         m = rows.min(axis=1) if self.n_classes > 1 else xp.full(n, -xp.inf)
