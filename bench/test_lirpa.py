@@ -42,6 +42,18 @@ auto_LiRPA runs the same torch modules in batches of 100 inputs (one batch of 10
 over 20 GB here), ``compute_bounds(method="CROWN")`` per batch.
 one contender:  python bench/test_lirpa.py <fastmem|lirpa> <cnn|cnn-pool|cnn-res> 32 2
 <rounds> <margins.npy>
+
+``test_cnn_alpha_crown_against_auto_lirpa_fresh_processes``: alpha-CROWN on the max-pool
+CNN and the ResNet (``cnn-pool``, ``cnn-res``), float32, radius 2/255, on the first few
+inputs only (``ALPHA_N``): auto_LiRPA's ``compute_bounds(method="alpha-CROWN")`` (its
+defaults: 20 iterations; ``conv_mode="matrix"``, which its max pooling's optimization
+requires) takes minutes per input here, in batches of ``ALPHA_BATCH``. It is timed once
+without a warm-up call (one-time costs are negligible beside minutes); fastmem's
+``critical_samples(..., steps=0, certify="alpha-crown")`` as the other rows. Reported
+beside the counts: fastmem's CROWN count on the same inputs, and how far each
+alpha-CROWN's margins move above its CROWN's.
+one contender:  python bench/test_lirpa.py <fastmem|lirpa> <cnn-pool|cnn-res> 32 2
+<rounds> <margins.npy> <alpha-crown|crown> [inputs]
 """
 
 from __future__ import annotations
@@ -86,6 +98,9 @@ def _he_net(dtype):
 
 CNNS = {"cnn": ("dense", 1000), "cnn-pool": ("maxpool", 200), "cnn-res": ("residual", 50)}
 LIRPA_BATCH = 100
+# alpha-CROWN: inputs per network (auto_LiRPA's takes minutes per input), its batches
+ALPHA_N = {"cnn-pool": 4, "cnn-res": 2}
+ALPHA_BATCH = 2
 
 
 def _cnn_module(name: str):
@@ -127,7 +142,7 @@ def _lirpa_setup(net, X, r, method="crown", module=None, with_prediction=False):
 
     tdt = torch.float32 if net.dtype == np.float32 else torch.float64
     if module is not None:  # a CNN: its torch module, in batches
-        return _lirpa_batches(net, X, r, module.to(tdt), tdt)
+        return _lirpa_batches(net, X, r, module.to(tdt), tdt, method)
     layers = []
     for i, (W, b) in enumerate(zip(net.weights, net.biases, strict=True)):
         lin = torch.nn.Linear(W.shape[1], W.shape[0]).to(tdt)
@@ -170,16 +185,20 @@ def _lirpa_setup(net, X, r, method="crown", module=None, with_prediction=False):
     return run_with_prediction if with_prediction else run
 
 
-def _lirpa_batches(net, X, r, module, tdt):
+def _lirpa_batches(net, X, r, module, tdt, method="crown"):
     import torch
     from auto_LiRPA import BoundedModule, BoundedTensor, PerturbationLpNorm
 
     shape = (1, 28, 28)
-    bm = BoundedModule(module, torch.zeros(1, *shape, dtype=tdt), device="cpu")
+    alpha = method == "alpha-crown"
+    # alpha-CROWN through max pooling needs auto_LiRPA's matrix mode
+    opts = {"conv_mode": "matrix"} if alpha else None
+    bm = BoundedModule(module, torch.zeros(1, *shape, dtype=tdt), device="cpu", bound_opts=opts)
     k = net.widths[-1]
     parts = []
-    for a in range(0, len(X), LIRPA_BATCH):
-        xt = torch.tensor(X[a : a + LIRPA_BATCH], dtype=tdt).reshape(-1, *shape)
+    batch = ALPHA_BATCH if alpha else LIRPA_BATCH
+    for a in range(0, len(X), batch):
+        xt = torch.tensor(X[a : a + batch], dtype=tdt).reshape(-1, *shape)
         with torch.no_grad():
             pred = module(xt).argmax(1)
         n = xt.shape[0]
@@ -193,9 +212,13 @@ def _lirpa_batches(net, X, r, module, tdt):
     def run():
         out = []
         for bx, C in parts:
-            with torch.no_grad():
-                lb, _ = bm.compute_bounds(x=(bx,), C=C, method="CROWN", bound_upper=False)
-            out.append(lb.min(dim=1).values.double().numpy())
+            # alpha-CROWN's optimization needs autograd (under no_grad it would return
+            # the bounds of its initial slopes)
+            with torch.enable_grad() if alpha else torch.no_grad():
+                lb, _ = bm.compute_bounds(
+                    x=(bx,), C=C, method="alpha-CROWN" if alpha else "CROWN", bound_upper=False
+                )
+            out.append(lb.detach().min(dim=1).values.double().numpy())
         return np.concatenate(out)
 
     return run
@@ -205,6 +228,9 @@ def _main(argv: list[str]) -> None:
     who, name, bits, r255, rounds, out = argv[:6]
     method = argv[6] if len(argv) > 6 else "crown"
     net, X = case(name, int(bits))
+    alpha = method == "alpha-crown" and name in ALPHA_N
+    if len(argv) > 7 or alpha:  # the first n inputs only
+        X = X[: int(argv[7]) if len(argv) > 7 else ALPHA_N[name]]
     r = float(r255) / 255
     if who == "fastmem":
         fn = lambda: _fastmem(net, X, r, method)  # noqa: E731
@@ -212,7 +238,8 @@ def _main(argv: list[str]) -> None:
         fn = _lirpa_setup(net, X, r, method, with_prediction=True)
     else:
         fn = _lirpa_setup(net, X, r, method, _cnn_module(name) if name in CNNS else None)
-    margins = fn()  # warm-up
+    if not (alpha and who == "lirpa"):  # auto_LiRPA's alpha-CROWN: minutes, no warm-up
+        margins = fn()  # warm-up
     times = []
     for _ in range(int(rounds)):
         t = time.perf_counter()
@@ -310,6 +337,36 @@ def test_cnn_crown_against_auto_lirpa_fresh_processes():
             print(f"       {name:9s}{n:5d}   {cf:5d} / {cl:5d}   {rel:+.2e}   {tf:.2f} s / "
                   f"{tl:.2f} s ({tl / tf:.2f}x)")  # fmt: skip
             assert cf >= cl, f"CROWN {name}: fastmem certifies {cf} < {cl}"
+
+
+def test_cnn_alpha_crown_against_auto_lirpa_fresh_processes():
+    import pytest
+
+    pytest.importorskip("auto_LiRPA", reason="auto_LiRPA is not installed (see the docstring)")
+    pytest.importorskip("torch", reason="the CNNs are torch modules")
+    sys.path.insert(0, str(HERE.parent))
+    from _fresh import run_script_fresh
+
+    print("\nalpha-CROWN, f32, 2/255: net  inputs  certified fastmem / auto_LiRPA (fastmem "
+          "CROWN)  mean margin gain over fastmem CROWN: fastmem / auto_LiRPA  time fastmem / "
+          "auto_LiRPA")  # fmt: skip
+    with tempfile.TemporaryDirectory() as d:
+        for name, n in ALPHA_N.items():
+            res = {}
+            for who, method, rounds in (
+                ("fastmem", "crown", 3),
+                ("fastmem", "alpha-crown", 3),
+                ("lirpa", "alpha-crown", 1),
+            ):
+                out = os.path.join(d, f"{who}-{method}.npy")
+                t = run_script_fresh(str(HERE), who, name, 32, 2.0, rounds, out, method, n)
+                res[who, method] = (min(t["times"]), np.load(out))
+            (_, mc), (tf, mf), (tl, ml) = res.values()
+            cc, cf, cl = (int((m > 0).sum()) for m in (mc, mf, ml))
+            print(f"       {name:9s}{n:3d}   {cf:3d} / {cl:3d} ({cc:3d})   "
+                  f"{np.mean(mf - mc):+.3f} / {np.mean(ml - mc):+.3f}   {tf:.2f} s / {tl:.1f} s "
+                  f"({tl / tf:.0f}x)")  # fmt: skip
+            assert (mf >= mc).all(), f"alpha-CROWN {name}: a margin below CROWN's"
 
 
 if __name__ == "__main__":

@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 
 import fastmem
-from fastmem import InputError
 
 torch = pytest.importorskip("torch", reason="layer graphs are imported from torch modules")
 nn = torch.nn
 
-from test_graph import MODELS, SHAPE, PoolNet, _init  # noqa: E402
+from test_graph import MODELS, SHAPE, _init  # noqa: E402
 from test_graph import _Wrapped as Traced  # noqa: E402
 
 BACKENDS = [n for n, info in fastmem.backends().items() if info.available and n != "cuda"]
@@ -172,15 +171,6 @@ def test_crown_beside_a_search_finds_and_proves() -> None:
         x = torch.from_numpy(res.adversarial[crit].reshape(-1, *SHAPE))
         with torch.no_grad():
             assert (model(x).argmax(1).numpy() != res.predicted[crit]).all()
-
-
-def test_alpha_crown_is_refused_naming_the_op() -> None:
-    net = fastmem.Network.from_torch(PoolNet(), input_shape=SHAPE)
-    X = np.random.default_rng(0).uniform(0, 1, (3, 64))
-    with pytest.raises(InputError, match=r"certify: 'alpha-crown' .*pool \(MaxPool2d\)"):
-        fastmem.critical_samples(net, X, radius=0.01, certify="alpha-crown")
-    with pytest.raises(InputError, match=r"certify: 'alpha-crown'"):
-        fastmem.certified_radius(net, X, certify="alpha-crown")
 
 
 # ------------------------------------------------------------------ against auto_LiRPA

@@ -18,7 +18,8 @@ sandwich are the code dense networks use. What differs is the layer algebra:
   activations through the kernels' ``crit_interval``, max pooling by the max of each
   end (exact), residual sums rounded outward; the last linear op gives the class-margin
   rows ``f_c - f_j`` directly (as the dense path);
-- CROWN: :mod:`fastmem._graph_crown` (``"alpha-crown"`` raises ``InputError``).
+- CROWN: :mod:`fastmem._graph_crown`; alpha-CROWN (the final rows' lower slopes
+  optimized on the samples CROWN leaves unknown): :mod:`fastmem._graph_alpha`.
 """
 
 from __future__ import annotations
@@ -154,12 +155,6 @@ class GraphModel(_Model):
         return g
 
     # -------------------------------------------------------------- bounds
-    def no_alpha(self) -> str:
-        return (
-            "certify: 'alpha-crown' is not supported yet on networks with max pooling or "
-            f"residual additions (net: {self.where}); use certify='crown' or 'ibp'"
-        )
-
     def certify(self, lo: Any, hi: Any, pred: Any, method: str, keep: bool = False) -> dict:
         """Margin bounds of one batch of balls (the ``_Model.certify`` result dict).
 
@@ -167,11 +162,12 @@ class GraphModel(_Model):
         ``"crown"``: :mod:`fastmem._graph_crown` in float64 (a float32 net's bounds
         rounded down to float32): per-class rows, their input coefficients (the corner
         candidates) and ``stable`` where every activation and pooling window is decided
-        on the ball (the rows are then exact up to rounding)."""
+        on the ball (the rows are then exact up to rounding). ``keep``: the pass's bounds
+        and relaxations kept too (``"bounds"``, float64), for :meth:`alpha_margin`."""
         if method == "crown":
-            return self._crown_certify(lo, hi, pred)
-        if method != "ibp":  # pragma: no cover (refused by fastmem.critical._prepare)
-            raise InputError(self.no_alpha())
+            return self._crown_certify(lo, hi, pred, keep)
+        if method != "ibp":  # pragma: no cover (fastmem.critical checks the method)
+            raise InputError(f"certify: unknown method {method!r}")
         xp = self.xp
         n = lo.shape[0]
         self.macs.append(3 * self.forward_macs * n)  # centre, radius and magnitude passes
@@ -205,7 +201,7 @@ class GraphModel(_Model):
         rows[xp.arange(n), pred] = xp.inf
         return xp.where(xp.isnan(rows), -xp.inf, rows)
 
-    def _crown_certify(self, lo: Any, hi: Any, pred: Any) -> dict:
+    def _crown_certify(self, lo: Any, hi: Any, pred: Any, keep: bool = False) -> dict:
         from ._graph_crown import GraphCrown
         from .critical import _round_down
 
@@ -214,7 +210,7 @@ class GraphModel(_Model):
         K = self.n_classes
         if self.dtype != np.float64:
             f64 = np.float64
-            out = self.wide().certify(lo.astype(f64), hi.astype(f64), pred, "crown")
+            out = self.wide().certify(lo.astype(f64), hi.astype(f64), pred, "crown", keep)
             for key in ("margin", "rows"):
                 out[key] = _round_down(out[key], self.dtype, xp)
             out["lam_x"] = out["lam_x"].astype(self.dtype)
@@ -226,22 +222,7 @@ class GraphModel(_Model):
         b = cr.bounds(lo, hi, True)
         top = len(cr.nodes) - 1
         last = cr.nodes[top]
-        # the margin rows e_c - e_j on the logits (n_out == 1: +-f, classes (0, f))
-        if self.n_out == 1:
-            s_idx = xp.arange(n, dtype=np.int64)
-            lam = xp.where(pred == 1, 1.0, -1.0)[:, None]
-            pos = xp.full((n, 2), -1, dtype=np.int64)
-            pos[s_idx, 1 - pred] = s_idx
-        else:
-            other = xp.ones((n, K), dtype=bool)
-            other[xp.arange(n), pred] = False
-            s_idx, c_idx = xp.nonzero(other)
-            s_idx = s_idx.astype(np.int64)
-            lam = xp.zeros((s_idx.size, K))
-            lam[xp.arange(s_idx.size), pred[s_idx]] = 1.0
-            lam[xp.arange(s_idx.size), c_idx] = -1.0
-            pos = xp.full((n, K), -1, dtype=np.int64)
-            pos[s_idx, c_idx] = xp.arange(s_idx.size, dtype=np.int64)
+        s_idx, lam, pos = self._spec(pred)
         R = s_idx.size
         self.macs.append(2 * self.forward_macs * R)
         bound, lam_x = cr.backward(b, {top: lam}, top, s_idx, xp.zeros(R), xp.zeros(R))
@@ -258,7 +239,56 @@ class GraphModel(_Model):
             "lam_x": lam_x,
             "pos": pos,
             "pre": [],
+            "bounds": b if keep else None,
+            "ibp_rows": ibp if keep else None,
         }
+
+    def _spec(self, pred: Any) -> tuple[Any, Any, Any]:
+        """The margin rows ``e_c - e_j`` on the logits (n_out == 1: ``+-f``, classes
+        (0, f)): each row's sample (R,), the rows (R, n_out) and the row of each
+        (sample, class) (n, K), -1 on the own class."""
+        xp = self.xp
+        n = pred.shape[0]
+        K = self.n_classes
+        if self.n_out == 1:
+            s_idx = xp.arange(n, dtype=np.int64)
+            lam = xp.where(pred == 1, 1.0, -1.0)[:, None]
+            pos = xp.full((n, 2), -1, dtype=np.int64)
+            pos[s_idx, 1 - pred] = s_idx
+        else:
+            other = xp.ones((n, K), dtype=bool)
+            other[xp.arange(n), pred] = False
+            s_idx, c_idx = xp.nonzero(other)
+            s_idx = s_idx.astype(np.int64)
+            lam = xp.zeros((s_idx.size, K))
+            lam[xp.arange(s_idx.size), pred[s_idx]] = 1.0
+            lam[xp.arange(s_idx.size), c_idx] = -1.0
+            pos = xp.full((n, K), -1, dtype=np.int64)
+            pos[s_idx, c_idx] = xp.arange(s_idx.size, dtype=np.int64)
+        return s_idx, lam, pos
+
+    def alpha_margin(self, lo: Any, hi: Any, pred: Any, out: dict, todo: Any) -> Any:
+        """alpha-CROWN's margin lower bounds (len(todo),) of the samples ``todo`` of a
+        CROWN pass ``out`` (``certify(..., "crown", keep=True)`` on the balls of which
+        [lo, hi], pred are the rows ``todo``): :mod:`fastmem._graph_alpha`, each row the
+        best of its alpha-CROWN, CROWN and IBP bounds (in the model's dtype, rounded down)."""
+        from ._graph_alpha import alpha_rows
+        from ._graph_crown import GraphCrown
+        from .critical import _ALPHA_ITERS, _ALPHA_LR, _round_down
+
+        xp = self.xp
+        wide = self.wide()
+        if wide._crown is None:
+            wide._crown = GraphCrown(wide)
+        s_idx, lam, pos = wide._spec(pred)
+        got = alpha_rows(wide._crown, out["bounds"], todo, lam, s_idx, _ALPHA_ITERS, _ALPHA_LR)
+        n = pred.shape[0]
+        # each row the best of the three bounds (IBP's too: +inf on the own class)
+        rows = xp.maximum(out["rows"][todo], out["ibp_rows"][todo]).astype(np.float64)
+        sel = pos >= 0
+        rows[sel] = xp.maximum(rows[sel], got[pos[sel]])
+        m = rows.min(axis=1) if self.n_classes > 1 else xp.full(n, -xp.inf)
+        return m if self.dtype == np.float64 else _round_down(m, self.dtype, xp)
 
     def stable_all(self, lo: Any, hi: Any, batch: int) -> Any:
         """IBP: whether every activation and every pooling window is decided on each ball

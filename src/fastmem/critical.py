@@ -1373,15 +1373,12 @@ def _prepare(
             raise InputError(
                 f"X: has values outside box=({lo}, {hi}); rescale the data or pass box="
             )
-    conv = netd._conv is not None and certify != "alpha-crown"
-    if netd.layer_graph is not None or conv:
+    if netd.layer_graph is not None or netd._conv is not None:
         # max pooling / residual blocks (fastmem._graph); a convolutional network lowered
         # to dense matrices runs on its convolutions (native, and CROWN's rows as patches)
         from ._graph_critical import GraphModel
 
         model = GraphModel(netd if netd.layer_graph is not None else netd._conv_network(), be)
-        if certify == "alpha-crown":
-            raise InputError(model.no_alpha())
         return Xd, be, model
     return Xd, be, _Model(netd, be)
 
@@ -1449,8 +1446,11 @@ def _alpha_part(model, lo, hi, pred, out) -> None:
     todo = xp.flatnonzero(~(margin > 0) & ~out["stable"])
     if todo.size == 0 or model.n_classes < 2 or model.n_hidden == 0:
         return
-    pre = [(zl[todo], zu[todo]) for zl, zu in out["pre"]]
-    m = _alpha_crown(model, lo[todo], hi[todo], pred[todo], pre)
+    if hasattr(model, "alpha_margin"):  # a layer graph (fastmem._graph_alpha)
+        m = model.alpha_margin(lo[todo], hi[todo], pred[todo], out, todo)
+    else:
+        pre = [(zl[todo], zu[todo]) for zl, zu in out["pre"]]
+        m = _alpha_crown(model, lo[todo], hi[todo], pred[todo], pre)
     margin[todo] = xp.maximum(margin[todo], m)
 
 

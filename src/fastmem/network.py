@@ -364,7 +364,7 @@ class Network:
             runs on it unchanged. It also keeps the module's layer graph (when
             ``torch.fx`` can trace it; :meth:`save` keeps it): ``critical_samples``, ``csr_curve``,
             ``certified_radius`` and ``loss_sensitivity`` run the convolutions natively
-            (the same function; ``certify="alpha-crown"`` on the dense matrices). The
+            (the same function, ``certify="alpha-crown"`` included). The
             price is memory: a layer's matrix has
             ``C_out H_out W_out x C_in H_in W_in`` float64 entries (mostly zeros);
             a matrix needing more than half the available memory is refused with an
@@ -383,8 +383,8 @@ class Network:
             :meth:`save` / :meth:`load`, ``regions.distinct_patterns``,
             ``regions.along_segments`` (exact and sampled),
             ``intervals.generalization_intervals``, ``critical_samples``, ``csr_curve``
-            and ``certified_radius`` with ``certify="crown"``, ``"ibp"`` or ``None``
-            (``"alpha-crown"`` is not built yet for graphs), ``loss_sensitivity``,
+            and ``certified_radius`` with ``certify="crown"``, ``"alpha-crown"``,
+            ``"ibp"`` or ``None``, ``loss_sensitivity``,
             ``regions.distance_to_boundary`` and ``plane_regions`` (exact 2-D slices);
             the other analyses (weight perturbation) refuse it with an ``InputError``
             naming the op (not supported yet).
