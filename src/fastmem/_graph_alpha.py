@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from . import _graph
+from ._adam import projected_adam_step
 from ._graph import apply_affine, windows
 from ._graph_crown import Bounds, GraphCrown, _gamma, _unstable
 from ._kinds import ACTIVATIONS, LEAKY_RELU, RELU
@@ -213,7 +214,6 @@ def alpha_rows(
         bad_s[j] = _unstable(st.L[i], st.U[i], ACTIVATIONS[nodes[j].op.params["activation"]])
     floor = {j: _floor(cr, j) for j in acts}
     out = xp.empty(R)
-    b1, b2 = 0.9, 0.999
     for a in range(0, R, chunk):
         b = min(a + chunk, R)
         s = samples[s_of[a:b]]
@@ -237,16 +237,10 @@ def alpha_rows(
                     break
                 grads = _grads(cr, sr, saved, g0, masks)
                 del saved
-                step_lr = lr * 0.98**it
                 for j in acts:
-                    gr = grads[j]
-                    m1[j] = b1 * m1[j] + (1 - b1) * gr
-                    m2[j] = b2 * m2[j] + (1 - b2) * gr * gr
-                    step = (m1[j] / (1 - b1 ** (it + 1))) / (
-                        xp.sqrt(m2[j] / (1 - b2 ** (it + 1))) + 1e-12
+                    alpha[j], m1[j], m2[j] = projected_adam_step(
+                        xp, alpha[j], grads[j], m1[j], m2[j], it, lr, floor[j], masks[j]
                     )
-                    upd = xp.clip(alpha[j] + step_lr * step, floor[j], 1.0)
-                    alpha[j] = xp.where(masks[j], upd, alpha[j])
             # the rigorous bound with each row's best slopes, graph CROWN's allowances
             for j in acts:
                 _, bL, aU, bU = sr.relax[j]["rel"]

@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from ._adam import projected_adam_step
 from ._backend import Backend
 from ._json import jsonable
 from ._threads import (
@@ -1509,7 +1510,6 @@ def _alpha_crown(model, lo, hi, pred, pre, iters: int | None = None) -> Any:
     best_alpha = [a.copy() for a in alpha]
     m1 = [xp.zeros_like(a) for a in alpha]
     m2 = [xp.zeros_like(a) for a in alpha]
-    b1, b2 = 0.9, 0.999
     with np.errstate(over="ignore", invalid="ignore"):
         for it in range(iters + 1):
             mu = lam0.copy()
@@ -1534,20 +1534,15 @@ def _alpha_crown(model, lo, hi, pred, pre, iters: int | None = None) -> Any:
                 break
             g = xp.where(mu >= 0, lo_r, hi_r)  # d bound / d (coefficients on x)
             saved.reverse()  # saved[i] belongs to layer i
-            lr = _ALPHA_LR * 0.98**it
             for i in range(L):
                 mu_i, pos, a, t = saved[i]
                 g_nu = g @ Ws[i].T
                 g_nu += bs[i]
                 grad = xp.where(pos & U[i], g_nu * mu_i, 0)
                 g = g_nu * a + t
-                m1[i] = b1 * m1[i] + (1 - b1) * grad
-                m2[i] = b2 * m2[i] + (1 - b2) * grad * grad
-                step = (m1[i] / (1 - b1 ** (it + 1))) / (
-                    xp.sqrt(m2[i] / (1 - b2 ** (it + 1))) + 1e-12
+                alpha[i], m1[i], m2[i] = projected_adam_step(
+                    xp, alpha[i], grad, m1[i], m2[i], it, _ALPHA_LR, floor[i], U[i]
                 )
-                upd = xp.clip(alpha[i] + lr * step, floor[i], 1.0)
-                alpha[i] = xp.where(U[i], upd, alpha[i])
         # the rigorous bound of each row with its best slopes (per-row layers: rows of
         # the backward pass index themselves)
         layers = []

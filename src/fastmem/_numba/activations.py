@@ -27,10 +27,10 @@ __all__ = [
     "_state",
 ]
 
-_bits_per_neuron = nb.njit(inline="always", cache=True)(bits_per_neuron)
+_bits_per_neuron = nb.njit(cache=True, error_model="numpy")(bits_per_neuron)
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _activate(z, kind, slope):
     # Literal constants (not z * 0) so that ReLU gives +0.0 like the C++ kernels.
     if kind == RELU:
@@ -46,7 +46,7 @@ def _activate(z, kind, slope):
     return 1.0 if z >= 0 else 0.0
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _activate_k(z, kind, slope, k):
     # _activate with every constant taken from k (z's dtype), for float32 arithmetic.
     if kind == RELU:
@@ -58,7 +58,7 @@ def _activate_k(z, kind, slope, k):
     return k[1] if z >= k[0] else k[0]
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _state(z, kind):
     if kind == HARDTANH:
         s = np.uint64(0)
@@ -72,7 +72,7 @@ def _state(z, kind):
     return np.uint64(1) if z > 0 else np.uint64(0)
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _activation_slope(z, kind, slope):
     # The derivative at z (kink convention in the module docstring).
     if kind == RELU:
@@ -84,7 +84,7 @@ def _activation_slope(z, kind, slope):
     return 0.0
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _activation_slope_k(z, kind, slope, k):
     # _activation_slope with every constant taken from k (z's dtype).
     if kind == RELU:

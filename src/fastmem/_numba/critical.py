@@ -24,14 +24,14 @@ _INV32 = 2.0**-32
 _SQRT3 = 1.7320508075688772
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _rand64(seed, sample, stream, counter):
     h = _mix64(seed + _GOLDEN * (sample + _ONE))
     h = _mix64(h ^ (stream * _C2 + _GOLDEN))
     return _mix64(h ^ (counter * _GOLDEN + _C2))
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _uniform_pm1(seed, sample, stream, coord):
     # (k + 0.5) / 2**32 * 2 - 1: exact in double, never exactly +-1
     h = _rand64(seed, sample, stream, coord)
@@ -39,7 +39,7 @@ def _uniform_pm1(seed, sample, stream, coord):
     return (k + 0.5) * _INV32 * 2.0 - 1.0
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _normal(seed, sample, stream, coord):
     h1 = _rand64(seed, sample, stream, _TWO * coord)
     h2 = _rand64(seed, sample, stream, _TWO * coord + _ONE)
@@ -49,7 +49,7 @@ def _normal(seed, sample, stream, coord):
     return ((s + 2.0) * _INV32 - 2.0) * _SQRT3
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _act_and_deriv(z, kind, slope):
     # value and derivative (activations.py: the kink convention is PyTorch autograd's)
     return _activate(z, kind, slope), _activation_slope(z, kind, slope)
@@ -120,7 +120,7 @@ def _crit_check(logits, labels, changed):
         changed[r] = 1 if best != labels[r] else 0
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _interval_one(lo, hi, kind, slope):
     if kind == LEAKY_RELU:
         fl = lo if lo > 0 else slope * lo
@@ -152,7 +152,7 @@ def _crit_interval(lo, hi, kind, slope):
             hi[i, j] = b
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _relax_one(lw, u, kind, slope):
     # returns aL, bL, aU, bU with aL z + bL <= act(z) <= aU z + bU on [lw, u]
     zero = lw * 0
@@ -238,7 +238,7 @@ def _crit_backward(lam, rows, aL, bL, aU, bU, const):
         const[r] = acc
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _bterm(lam, r, s, j, A, with_lin, acc, ea, el):
     # critical.hpp, crit_backward_err_lanes; A = (aL, bL, aU, bU, act, lin)
     aL, bL, aU, bU, act, lin = A
@@ -299,7 +299,7 @@ def _crit_backward_err(lam, rows, aL, bL, aU, bU, act, lin, with_lin, const, err
         )
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _concretize_term(v, lo, hi):
     return v * lo if v >= 0 else v * hi
 

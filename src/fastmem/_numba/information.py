@@ -20,7 +20,7 @@ _S33 = np.uint64(33)
 _LIMIT = 4611686018427387904.0  # 2^62
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _fmix64(k):
     k ^= k >> _S33
     k *= _F1
@@ -30,7 +30,7 @@ def _fmix64(k):
     return k
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _count_le(edges, v):
     # count_le of information.hpp: branch-free halving, the answer in [base, base + n]
     n = edges.shape[0]
@@ -44,7 +44,7 @@ def _count_le(edges, v):
     return base + (1 if edges[base] <= v else 0)
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _code(a, kind, edges, lo, scale, scale_t, n_codes):
     if kind == 0:
         k = _count_le(edges, np.float64(a))
@@ -270,7 +270,7 @@ def _kde_tile(tile, rn, cn, ry, cy, scale, row_offset, col_offset, ra, rc, ca, c
 _KDE_NORM_SLACK = 1e-12  # kKdeNormSlack
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _kde_far(g32, ni, nj, li, lj, err, cutoff):
     lower = (ni + nj) * (1.0 - _KDE_NORM_SLACK) - 2.0 * np.float64(g32) - 2.0 * err * li * lj
     return lower > cutoff
@@ -296,7 +296,7 @@ def _kde_screen(tile, rn, cn, rl, cl, err, cutoff, row_offset, col_offset):
     return near
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _dot_rows(x, z):
     # dot_rows: eight partial sums (k mod 8, the tail into the first), combined pairwise
     d = x.shape[0]
@@ -554,7 +554,7 @@ def kde_sparse_tile(
 # ---------------------------------------------------------------- information plane
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _plane_bits(kind, n_codes):
     if kind == 3:
         return 64
@@ -620,7 +620,7 @@ def _plane_pair_sum(gid, n, groups, other, n_other, clog, pkey, pcnt, hist, cap)
     return _plane_hist_sum(hist, max_c, clog)
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _plane_code(a, kind, edges, lo, scale, scale_t, n_codes, hint):
     """plane_code of information.hpp: a guessed edge index, confirmed, else _count_le."""
     if kind > 1 or hint <= 0.0:

@@ -27,7 +27,7 @@ _MUL2 = np.uint64(0x94D049BB133111EB)
 HASH_IV = np.uint64(0x6A09E667F3BCC909)
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _mix64(z):
     z ^= z >> _S30
     z *= _MUL1

@@ -24,7 +24,7 @@ from .activations import (
 from .patterns import _require
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _side(f, tol):
     if f > tol:
         return 1
@@ -33,7 +33,7 @@ def _side(f, tol):
     return 0
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _vertex_row(maps, p, s, t, z):
     for j in range(maps.shape[2]):
         z[j] = (maps[0, p, j] + s * maps[1, p, j]) + t * maps[2, p, j]
@@ -82,7 +82,7 @@ def _straddles(ids, n, code, kind, tolz, m, Zc, row, z, s, t, A, GS, GT):
     return above and below
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _threshold(kind, i):
     if kind == HARDTANH:
         return -1.0 if i == 0 else 1.0

@@ -35,14 +35,14 @@ def _consts(dtype):
     return np.array([0, 1, 2, -1], dtype=dtype)
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _threshold(kind, i, k):
     if kind == HARDTANH:
         return k[3] if i == 0 else k[1]
     return k[0]
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _may_cross(zl, zh, c):
     # Superset test shared by the count and collect passes (see regions.hpp); bitwise & and
     # | (no short circuit: no branches, the loops vectorise), equal for numbers.
@@ -116,14 +116,14 @@ def _collect_crossings(z, vt, pseg, kind, tol, offsets, buf, n_distinct, k):
         )
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _child_midpoint(buf, bp0, n_bp, c, tl, th, two):
     clo = tl if c == 0 else buf[bp0 + c - 1]
     chi = th if c == n_bp else buf[bp0 + c]
     return ((clo + (chi - clo) / two) - tl) / (th - tl)
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _piece_index(pseg, child_offsets, i):
     # PieceIndex of regions.hpp: segment, left vertex, first child, breakpoints, whether
     # the piece ends its segment
@@ -133,7 +133,7 @@ def _piece_index(pseg, child_offsets, i):
     return s, i + s, c0, child_offsets[i + 1] - c0 - 1, last
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _list_candidates(z, v, kind, k, scratch, cand0):
     # list_candidates of regions.hpp: the neurons that may cross inside the piece
     nt = 2 if kind == HARDTANH else 1
@@ -253,13 +253,13 @@ def _emit_pieces(
                     out_h[v + 1, j] = _activate(z[v + 1, j], kind, slope)
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _state_bit_at_child(zl, dz, buf, bp0, n_bp, c, tl, th, kind, b, two):
     z = zl + _child_midpoint(buf, bp0, n_bp, c, tl, th, two) * dz
     return (_state(z, kind) >> np.uint64(b)) & np.uint64(1)
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _state_bit_switch(zl, dz, buf, bp0, n_bp, tl, th, kind, b, two):
     # state_bit_switch of regions.hpp
     first = _state_bit_at_child(zl, dz, buf, bp0, n_bp, 0, tl, th, kind, b, two)
@@ -276,13 +276,13 @@ def _state_bit_switch(zl, dz, buf, bp0, n_bp, tl, th, kind, b, two):
     return lo
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _side_at_child(zl, dz, buf, bp0, n_bp, c, tl, th, thr, upper, two):
     z = zl + _child_midpoint(buf, bp0, n_bp, c, tl, th, two) * dz
     return z < thr if upper else z > thr
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _side_switch(zl, dz, buf, bp0, n_bp, tl, th, thr, upper, two):
     first = _side_at_child(zl, dz, buf, bp0, n_bp, 0, tl, th, thr, upper, two)
     if _side_at_child(zl, dz, buf, bp0, n_bp, n_bp, tl, th, thr, upper, two) == first:
@@ -298,7 +298,7 @@ def _side_switch(zl, dz, buf, bp0, n_bp, tl, th, thr, upper, two):
     return lo
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _slope_step(zl, dz, buf, bp0, n_bp, c, tl, th, kind, slope, k):
     two = k[2]
     now = _activation_slope(zl + _child_midpoint(buf, bp0, n_bp, c, tl, th, two) * dz, kind,
@@ -355,7 +355,7 @@ def _next_preactivations(
                 next_counts[c0 + c] = _count_rows(out, v0 + c, zn, v + 1, c < n_bp, kind_next, k)
 
 
-@nb.njit(inline="always", cache=True)
+@nb.njit(cache=True, error_model="numpy")
 def _count_rows(out, lo, zn, hi_old, hi_in_out, kind, k):
     # count_crossings_row between out[lo] and out[lo + 1] (or zn[hi_old])
     nt = 2 if kind == HARDTANH else 1

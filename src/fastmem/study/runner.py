@@ -468,6 +468,12 @@ def _run_pool(n: int, todo: list[Any], save: Any, outcome: Outcome, bar: Any) ->
             p.terminate()
         for p in procs:
             p.join(5)
+        # Python 3.11's exit hook wakes the executor's manager thread through a pipe that
+        # thread closes as it ends; waiting for it here avoids that race (an "Exception
+        # ignored ... Bad file descriptor" traceback on stderr after a clean SIGTERM).
+        manager = getattr(ex, "_executor_manager_thread", None)
+        if manager is not None:
+            manager.join(10)
         raise
     else:
         ex.shutdown(wait=True)
