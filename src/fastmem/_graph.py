@@ -509,12 +509,23 @@ def pack_argmax(idx: Any, codes: Any, bit: int, nbits: int, dtype: Any, kernels:
 
 # ------------------------------------------------------------------ forward
 class _Pass:
-    """One forward pass: codes (or None), layer outputs (or None), the next bit."""
+    """One forward pass: codes (or None), layer outputs (or None), activation derivatives
+    and max pooling's argmax (or None), the next bit."""
 
-    def __init__(self, be: Any, codes: Any, outputs: list[Any] | None, argument: str) -> None:
+    def __init__(
+        self,
+        be: Any,
+        codes: Any,
+        outputs: list[Any] | None,
+        argument: str,
+        derivs: list[Any] | None = None,
+        check: bool = True,
+    ) -> None:
         self.be = be
         self.codes = codes
         self.outputs = outputs
+        self.derivs = derivs
+        self.check = check
         self.bit = 0
         self.argument = argument
 
@@ -527,14 +538,15 @@ class _Pass:
         xp, k = self.be.xp, self.be.kernels
         if op.kind in _AFFINE:
             z = apply_affine(op, h, xp)
-            if op.kind != "flatten":
+            if self.check and op.kind != "flatten":
                 _check_finite(z, op, xp, self.argument)
             return z
         if op.kind == "residual":
             a = self.run(op.branches[0], h)
             b = self.run(op.branches[1], h)
             z = a + b
-            _check_finite(z, op, xp, self.argument)
+            if self.check:
+                _check_finite(z, op, xp, self.argument)
             return z
         if op.kind == "act":
             name = op.params["activation"]
@@ -543,7 +555,11 @@ class _Pass:
             else:
                 z = xp.array(h, copy=True, order="C")
                 kind, slope = ACTIVATIONS[name], op.params["slope"]
-                if self.codes is not None:
+                if self.derivs is not None:
+                    d = xp.empty_like(z)
+                    k.crit_activate(z, d, kind, slope)
+                    self.derivs.append(d)
+                elif self.codes is not None:
                     k.pack_and_activate(z, self.codes, self.bit, kind, slope)
                     self.bit += op.state_bits
                 else:
@@ -553,6 +569,8 @@ class _Pass:
             return z
         if op.kind == "maxpool2d":
             win = windows(h, op, -np.inf, xp)
+            if self.derivs is not None:
+                self.derivs.append(win.argmax(axis=-1).reshape(h.shape[0], -1))
             if self.codes is not None and op.state_bits:
                 idx = win.argmax(axis=-1).reshape(h.shape[0], -1)
                 nbits = op.state_bits // op.size
@@ -563,12 +581,24 @@ class _Pass:
 
 
 def forward(
-    graph: LayerGraph, X: Any, be: Any, *, codes: Any = None, outputs: list[Any] | None = None
+    graph: LayerGraph,
+    X: Any,
+    be: Any,
+    *,
+    codes: Any = None,
+    outputs: list[Any] | None = None,
+    derivs: list[Any] | None = None,
+    check: bool = True,
 ) -> Any:
-    """Logits of the rows of ``X`` (one chunk); ORs the pattern into ``codes`` when given,
-    appends each act op's output to ``outputs`` when given."""
+    """Logits of the rows of ``X`` (one chunk): the one forward pass of a layer graph.
+
+    ORs the pattern into ``codes`` when given; appends each act op's output to
+    ``outputs`` when given; appends each act op's derivative (PyTorch autograd's at the
+    kinks) and each max pooling's argmax per window to ``derivs`` when given (the
+    critical-sample search's backward pass reads them). ``check``: ``InputError`` naming
+    the op whose output is not finite."""
     with np.errstate(over="ignore", invalid="ignore"):  # _check_finite names the op
-        return _Pass(be, codes, outputs, "X").run(graph.ops, X)
+        return _Pass(be, codes, outputs, "X", derivs, check).run(graph.ops, X)
 
 
 # ------------------------------------------------------------------ exact walk

@@ -97,40 +97,12 @@ class GraphModel(_Model):
     # -------------------------------------------------------------- forward
     def _forward(self, x: Any, derivs: bool, n_layers: int) -> tuple[Any, list[Any]]:
         ds: list[Any] = []
-        with np.errstate(over="ignore", invalid="ignore"):
-            h = self._run(self.graph.ops, x, derivs, ds, bool(n_layers))
+        h = _graph.forward(
+            self.graph, x, self.be, derivs=ds if derivs else None, check=bool(n_layers)
+        )
         if self.n_out == 1:  # one logit f: the classes are argmax (0, f)
             h = self.xp.concatenate([self.xp.zeros_like(h), h], axis=1)
         return h, ds
-
-    def _run(self, ops: tuple[Op, ...], h: Any, derivs: bool, ds: list[Any], check: bool) -> Any:
-        xp, k = self.xp, self.k
-        for op in ops:
-            if op.kind in _graph._AFFINE:
-                h = apply_affine(op, h, xp)
-            elif op.kind == "residual":
-                a = self._run(op.branches[0], h, derivs, ds, check)
-                h = a + self._run(op.branches[1], h, derivs, ds, check)
-            elif op.kind == "act":
-                kind, slope = ACTIVATIONS[op.params["activation"]], op.params["slope"]
-                z = xp.array(h, copy=True, order="C")
-                if derivs:
-                    d = xp.empty_like(z)
-                    k.crit_activate(z, d, kind, slope)
-                    ds.append(d)
-                else:
-                    k.apply_activation(z, kind, slope)
-                h = z
-            elif op.kind == "maxpool2d":
-                win = windows(h, op, -np.inf, xp)
-                if derivs:
-                    ds.append(win.argmax(axis=-1).reshape(h.shape[0], -1))
-                h = xp.ascontiguousarray(win.max(axis=-1).reshape(h.shape[0], -1))
-            else:  # pragma: no cover
-                raise AssertionError(op.kind)
-            if check and op.kind != "flatten":
-                _graph._check_finite(h, op, xp, "X")
-        return h
 
     # -------------------------------------------------------------- backward
     def _input_grad(self, g: Any, ds: list[Any]) -> Any:

@@ -62,7 +62,7 @@ from ._validate import as_generator
 from ._validate import positive_int as _positive_int
 from ._validate import to_host as _host
 from .errors import InputError
-from .network import ACTIVATIONS, Network, _check_finite_layer
+from .network import ACTIVATIONS, Network, dense_forward
 
 __all__ = [
     "LASS_NOISE",
@@ -256,25 +256,18 @@ class _Model:
         return self._forward(x, derivs, 0)
 
     def _forward(self, x: Any, derivs: bool, n_layers: int) -> tuple[Any, list[Any]]:
-        ds = []
-        h = x
-        for i in range(self.n_hidden):
-            z = h @ self.WT[i]
-            z += self.b[i]
-            if n_layers:
-                _check_finite_layer(z, i, n_layers)
+        ds: list[Any] = []
+        k, kinds, slopes = self.k, self.kinds, self.slopes
+
+        def hidden(i: int, z: Any) -> None:
             if derivs:
                 d = self.xp.empty_like(z)
-                self.k.crit_activate(z, d, self.kinds[i], self.slopes[i])
+                k.crit_activate(z, d, kinds[i], slopes[i])
                 ds.append(d)
             else:
-                self.k.apply_activation(z, self.kinds[i], self.slopes[i])
-            h = z
-        z = h @ self.WT[-1]
-        z += self.b[-1]
-        if n_layers:
-            _check_finite_layer(z, self.n_hidden, n_layers)
-        return z, ds
+                k.apply_activation(z, kinds[i], slopes[i])
+
+        return dense_forward(x, self.WT, self.b, hidden, check=bool(n_layers)), ds
 
     def ce_input_grad(self, logits: Any, ds: list[Any], labels: Any) -> Any:
         """Gradient of each row's cross-entropy ``CE(f(x), label)`` with respect to x.

@@ -6,7 +6,7 @@ import json
 import math
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -824,10 +824,12 @@ class Network:
         """
         X, be, net, device = self._prepare(X, backend)
         outs = [be.xp.empty((X.shape[0], w), dtype=self._dtype) for w in self.widths[1:]]
-        with np.errstate(over="ignore", invalid="ignore"):  # _check_finite_layer names it
-            for lo, hi in net._chunks(X.shape[0]):
-                for layer, value in enumerate(net._layers(X[lo:hi], be)):
-                    outs[layer][lo:hi] = value
+        for lo, hi in net._chunks(X.shape[0]):
+
+            def keep(layer: int, value: Any, lo: int = lo, hi: int = hi) -> None:
+                outs[layer][lo:hi] = value
+
+            outs[-1][lo:hi] = net._propagate(X[lo:hi], be, codes=None, output=True, keep=keep)
         return [to_device(o, device) for o in outs]
 
     def predict(self, X: Any, *, backend: str | None = None) -> Any:
@@ -966,27 +968,6 @@ class Network:
         rows = max(256, _CHUNK_BYTES // (widest * self._dtype.itemsize))
         return [(lo, min(lo + rows, n)) for lo in range(0, n, rows)]
 
-    def _layers(self, X: Any, be: Backend) -> Any:
-        """Yield each hidden layer's post-activation values, then the logits (one chunk)."""
-        if self._graph is not None:
-            outs: list[Any] = []
-            logits = _graph.forward(self._graph, X, be, outputs=outs)
-            yield from outs
-            yield logits
-            return
-        h = X
-        for layer in range(self.n_layers - 1):
-            z = h @ self._weights[layer].T
-            z += self._biases[layer]
-            _check_finite_layer(z, layer, self.n_layers)
-            self._activate(z, layer, be)
-            yield z
-            h = z
-        z = h @ self._weights[-1].T
-        z += self._biases[-1]
-        _check_finite_layer(z, self.n_layers - 1, self.n_layers)
-        yield z
-
     def _activate(self, z: Any, layer: int, be: Backend) -> None:
         """Apply hidden layer ``layer``'s activation to ``z`` in place."""
         name = self._activations[layer]
@@ -1008,39 +989,38 @@ class Network:
         z[...] = xp.where(z >= 0, r, e)
 
     @np.errstate(over="ignore", invalid="ignore")  # overflow: _check_finite_layer names it
-    def _propagate(self, X: Any, be: Backend, *, codes: Any, output: bool) -> Any:
-        """Run the layers on one chunk; OR pattern bits into ``codes`` if given."""
+    def _propagate(self, X: Any, be: Backend, *, codes: Any, output: bool, keep: Any = None) -> Any:
+        """Run the layers on one chunk; OR pattern bits into ``codes`` if given; pass each
+        hidden layer's output to ``keep(i, value)`` if given."""
         if self._graph is not None:
-            return _graph.forward(self._graph, X, be, codes=codes)
+            outs: list[Any] | None = [] if keep is not None else None
+            logits = _graph.forward(self._graph, X, be, codes=codes, outputs=outs)
+            for i, value in enumerate(outs or ()):
+                keep(i, value)
+            return logits
         k = be.kernels
-        h = X
         bit = 0
-        n_hidden = self.n_layers - 1
-        for layer in range(n_hidden):
-            z = h @ self._weights[layer].T
-            z += self._biases[layer]
-            _check_finite_layer(z, layer, self.n_layers)
-            kind_name = self._activations[layer]
+
+        def hidden(layer: int, z: Any) -> None:
+            nonlocal bit
             if codes is None:
                 self._activate(z, layer, be)
             else:
-                kind = ACTIVATIONS[kind_name]  # callers checked require_piecewise_linear
+                kind = ACTIVATIONS[self._activations[layer]]  # callers checked
                 if layer > 0:  # hidden inputs only, as the segment engine (fastmem._kinds)
                     W = self._weights[layer]
-                    xp = be.xp
                     snap_to_thresholds(
-                        z, h, h.shape[1], xp.abs(W).sum(axis=1), xp.abs(self._biases[layer]),
-                        kind, k,
+                        z, h_in[0], h_in[0].shape[1], be.xp.abs(W).sum(axis=1),
+                        be.xp.abs(self._biases[layer]), kind, k,
                     )  # fmt: skip
                 k.pack_and_activate(z, codes, bit, kind, self._slopes[layer])
                 bit += z.shape[1] * bits_per_neuron(kind)
-            h = z
-        if not output:
-            return None
-        z = h @ self._weights[-1].T
-        z += self._biases[-1]
-        _check_finite_layer(z, self.n_layers - 1, self.n_layers)
-        return z
+            if keep is not None:
+                keep(layer, z)
+            h_in[0] = z
+
+        h_in = [X]  # the layer's input: the snap reads it
+        return dense_forward(X, [w.T for w in self._weights], self._biases, hidden, output=output)
 
 
 def _load_conv(net: Network, spec: str, shape: Any, members: dict, path: Any) -> LayerGraph:
@@ -1133,6 +1113,73 @@ def sawtooth(depth: int, *, dtype: Any = np.float64) -> Network:
     weights = [first] + [inner] * (int(depth) - 1) + [np.array([[2.0, -4.0]])]
     biases = [bias] * int(depth) + [np.zeros(1)]
     return Network.from_arrays(weights, biases, "relu", dtype=dtype)
+
+
+def dense_forward(
+    h: Any,
+    weights_t: Sequence[Any],
+    biases: Sequence[Any],
+    hidden: Callable[[int, Any], None],
+    *,
+    check: bool = True,
+    output: bool = True,
+) -> Any:
+    """The forward pass of a dense chain: the one pass every analysis of dense networks
+    runs (:class:`Network`'s outputs, patterns and layer outputs, the critical-sample
+    search and certificates, :func:`fastmem.regions.distance_to_boundary`, the segment
+    engine and the 2-D slices through :meth:`Network._propagate`).
+
+    Layer ``i`` computes ``z = h @ weights_t[i] + biases[i]``; each hidden layer's ``z``
+    goes to ``hidden(i, z)``, which applies that layer's activation to it in place and
+    records what its analysis needs (pattern bits, activation derivatives, layer outputs,
+    Jacobians); the activated ``z`` is the next layer's input.
+
+    Parameters
+    ----------
+    h : array (n, widths[0])
+        The inputs (one chunk).
+    weights_t, biases : sequence of arrays
+        Each layer's transposed weight matrix ``(in, out)`` (a view or a contiguous copy)
+        and bias ``(out,)``.
+    hidden : callable ``(i, z) -> None``
+        Activates hidden layer ``i``'s pre-activations ``z`` (an array of its own) in place.
+    check : bool
+        Raise :class:`~fastmem.InputError` naming the layer where pre-activations are not
+        finite (products of finite inputs and weights can overflow; run under
+        ``np.errstate(over="ignore", invalid="ignore")``). False: the caller checks.
+    output : bool
+        Compute the output layer; False returns None after the last hidden layer.
+
+    Returns
+    -------
+    array (n, widths[-1]) or None
+        The logits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> W = [np.array([[1.0], [-1.0]]), np.ones((1, 2))]
+    >>> relu = lambda i, z: np.maximum(z, 0, out=z)
+    >>> dense_forward(np.array([[-2.0], [3.0]]), [w.T for w in W], [np.zeros(2), np.zeros(1)],
+    ...               relu)
+    array([[2.],
+           [3.]])
+    """
+    n_layers = len(weights_t)
+    for i in range(n_layers - 1):
+        z = h @ weights_t[i]
+        z += biases[i]
+        if check:
+            _check_finite_layer(z, i, n_layers)
+        hidden(i, z)
+        h = z
+    if not output:
+        return None
+    z = h @ weights_t[-1]
+    z += biases[-1]
+    if check:
+        _check_finite_layer(z, n_layers - 1, n_layers)
+    return z
 
 
 def _check_finite_layer(z: Any, layer: int, n_layers: int) -> None:

@@ -99,7 +99,7 @@ from ._kinds import ACTIVATIONS, activation_slope
 from ._validate import check_allocation
 from ._validate import to_host as _host
 from .errors import InputError
-from .network import Network
+from .network import Network, dense_forward
 
 __all__ = [
     "BoundaryDistances",
@@ -590,18 +590,19 @@ def _dense_distances(net: Network, net_dev: Network, X: Any, be: Any) -> tuple[A
     neuron_of = xp.full(n, -1, dtype=np.int64)
     widest = max(net.widths[1:-1], default=1)
     rows = max(1, _DIST_CHUNK_ELEMENTS // (widest * d))
+    weights_t = [w.T for w in net_dev.weights]
     for lo in range(0, n, rows):
         hi = min(lo + rows, n)
-        h = X[lo:hi]
         # Jacobian of the current layer's input w.r.t. x, (r, width, d), kept as J * 2**-e
         # per row (e: jexp) so that products of many small or large weights neither
         # underflow nor overflow; the distances divide the scale back out.
         J = None
         jexp = None
-        for layer in range(net.n_layers - 1):
-            W, b = net_dev.weights[layer], net_dev.biases[layer]
+
+        def hidden(layer: int, z: Any, lo: int = lo, hi: int = hi) -> None:
+            nonlocal J, jexp
+            W = net_dev.weights[layer]
             with np.errstate(over="ignore", invalid="ignore"):  # reported by name below
-                z = h @ W.T + b
                 G = W[None] if J is None else xp.einsum("jk,rkd->rjd", W, J)
                 gnorm = _row_norms(G, xp)
             _check_layer(z, gnorm, layer)
@@ -622,8 +623,10 @@ def _dense_distances(net: Network, net_dev: Network, X: Any, be: Any) -> tuple[A
             deriv = activation_slope(z, ACTIVATIONS[name], slope, xp)
             J = deriv[:, :, None] * G
             J, jexp = _rescale(J, jexp, xp)
-            h = z
-            be.kernels.apply_activation(h, ACTIVATIONS[name], slope)
+            be.kernels.apply_activation(z, ACTIVATIONS[name], slope)
+
+        with np.errstate(over="ignore", invalid="ignore"):  # _check_layer names the layer
+            dense_forward(X[lo:hi], weights_t, net_dev.biases, hidden, check=False, output=False)
     return dist, layer_of, neuron_of
 
 
