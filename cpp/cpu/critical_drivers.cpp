@@ -23,6 +23,17 @@ void activate_kind(T* __restrict z, T* __restrict deriv, int64_t n, T slope) {
   }
 }
 
+template <int Kind, class T>
+void interval_kind(T* __restrict lo, T* __restrict hi, int64_t n, T slope) {
+#pragma omp parallel for schedule(static) if (n >= kSerialBelow)
+  for (int64_t i = 0; i < n; ++i) {
+    T l = lo[i], u = hi[i];
+    crit_interval_one(l, u, Kind, slope);
+    lo[i] = l;
+    hi[i] = u;
+  }
+}
+
 }  // namespace
 
 template <class T>
@@ -71,8 +82,16 @@ void crit_check(const T* logits, const int64_t* labels, uint8_t* changed, int64_
 
 template <class T>
 void crit_interval(T* lo, T* hi, int64_t n, int kind, T slope) {
-#pragma omp parallel for schedule(static) if (n >= kSerialBelow)
-  for (int64_t i = 0; i < n; ++i) crit_interval_one(lo[i], hi[i], kind, slope);
+  switch (kind) {  // the kind known at compile time in the loop, as activate_kind
+    case kRelu:
+      return interval_kind<kRelu>(lo, hi, n, slope);
+    case kLeakyRelu:
+      return interval_kind<kLeakyRelu>(lo, hi, n, slope);
+    case kHardtanh:
+      return interval_kind<kHardtanh>(lo, hi, n, slope);
+    default:
+      return interval_kind<kThreshold>(lo, hi, n, slope);
+  }
 }
 
 template <class T>

@@ -5,10 +5,37 @@
 
 namespace fastmem::cpu {
 
+namespace {
+
+// One activation kind known at compile time, the value through a local stored
+// unconditionally: the switch folds away and the loop vectorises into selects (with the
+// kind read per value GCC kept a branch per value, which mispredicts on half of them
+// with random signs: ~630 us -> ~40 us for 1000 x 128 float32 relu values, one thread).
+// The same operations per value, so the same results (as crit_activate's activate_kind).
+template <int Kind, class T>
+void activate_kind(T* __restrict z, int64_t n, T slope) {
+#pragma omp parallel for schedule(static) if (n >= kSerialBelow)
+  for (int64_t i = 0; i < n; ++i) {
+    const T zi = z[i];
+    z[i] = activate(zi, Kind, slope);
+  }
+}
+
+}  // namespace
+
 template <class T>
 void apply_activation(T* z, int64_t rows, int64_t width, int kind, T slope) {
-#pragma omp parallel for schedule(static) if (rows * width >= kSerialBelow)
-  for (int64_t i = 0; i < rows; ++i) activate_row(z + i * width, width, kind, slope);
+  const int64_t n = rows * width;
+  switch (kind) {
+    case kRelu:
+      return activate_kind<kRelu>(z, n, slope);
+    case kLeakyRelu:
+      return activate_kind<kLeakyRelu>(z, n, slope);
+    case kHardtanh:
+      return activate_kind<kHardtanh>(z, n, slope);
+    default:
+      return activate_kind<kThreshold>(z, n, slope);
+  }
 }
 
 template <class T>

@@ -42,12 +42,6 @@ FASTMEM_HD inline uint64_t hash_words(const uint64_t* words, int64_t n_words) {
   return h;
 }
 
-// Apply the activation to one row of pre-activations in place.
-template <class T>
-FASTMEM_HD inline void activate_row(T* z, int64_t width, int kind, T slope) {
-  for (int64_t j = 0; j < width; ++j) z[j] = activate(z[j], kind, slope);
-}
-
 namespace detail {
 
 // One row, activation fixed at compile time so the inner loop has no switch.
