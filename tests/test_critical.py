@@ -144,6 +144,46 @@ def test_kernels_agree_across_backends(backend, dtype, d):
     del xs
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind", [0, 1, 2, 3])
+@pytest.mark.parametrize("shape", [(3, 7), (700, 400)])  # one thread; an OpenMP team
+def test_elementwise_activation_kernels_agree_across_backends(backend, dtype, kind, shape):
+    """apply_activation and crit_interval (vectorised per kind in C++) equal Numba's and a
+    plain NumPy reference bit for bit, kinks and signed zeros included."""
+    from support import on_backend_device, to_numpy
+
+    if backend == "numba":
+        pytest.skip("numba is the reference here: nothing to compare it with")
+    from fastmem import select_backend
+
+    rng = np.random.default_rng(kind)
+    z = rng.normal(scale=2.0, size=shape).astype(dtype)
+    z.flat[:8] = [0.0, -0.0, 1.0, -1.0, 1e-30, -1e-30, 3e30, -3e30]
+    hi = (z + np.abs(rng.normal(size=shape))).astype(dtype)
+    slope = 0.1
+    s = np.asarray(slope, dtype=dtype)
+    ref = {
+        0: np.where(z > 0, z, np.zeros_like(z)),
+        1: np.where(z > 0, z, s * z),
+        2: np.where(z < -1, dtype(-1), np.where(z > 1, dtype(1), z)),
+        3: np.where(z >= 0, dtype(1), dtype(0)),
+    }[kind].astype(dtype)
+    outs = {}
+    for name in ("numba", backend):
+        k = select_backend("cuda" if name == "cuda" else "cpu", name).kernels
+        a = on_backend_device(z.copy(), name)
+        k.apply_activation(a, kind, slope)
+        lo_, hi_ = on_backend_device(z.copy(), name), on_backend_device(hi.copy(), name)
+        k.crit_interval(lo_, hi_, kind, slope)
+        outs[name] = [to_numpy(a), to_numpy(lo_), to_numpy(hi_)]
+    for got in outs.values():
+        np.testing.assert_array_equal(got[0], ref)
+        assert np.array_equal(np.signbit(got[0]), np.signbit(ref))  # relu gives +0.0
+    for x, y in zip(outs["numba"], outs[backend], strict=True):
+        np.testing.assert_array_equal(x, y)
+        assert np.array_equal(np.signbit(x), np.signbit(y))
+
+
 def test_noise_is_standard_normal_like():
     import fastmem._numba as nbk
 
