@@ -206,3 +206,45 @@ def test_ibp_on_a_float32_layer_graph():
         res[np.float32].margin_lower, res[np.float64].margin_lower, rtol=0, atol=1e-4
     )
     assert np.all(res[np.float32].margin_lower <= res[np.float64].margin_lower + 1e-6)
+
+
+def test_first_layer_radius_by_max_is_sound_and_no_looser(backend):
+    """The float32 first layer's radius term without its product (``Rmax sum |W|`` less
+    the exact share of the clipped coordinates, 784 inputs): it holds the exact float64
+    interval of the first layer over the ball and is nowhere looser than the float32
+    product it replaces; a batch with many pixels at the box's faces takes the product."""
+    if backend == "cuda":
+        pytest.skip("run on the CPU backends")
+    from fastmem import critical as C
+    from fastmem._backend import select_backend
+
+    net, X = _net(7, (784, 48, 16, 5), "relu", np.float32)
+    X = np.repeat(X, 3, axis=0)
+    X[:, :3] = [0.0, 1.0, 0.5 / 255]  # a few coordinates at or near the faces
+    faces = X.copy()
+    faces[:, ::2] = 0.0  # half the pixels at a face: over 1/8 of the radii are short
+    model = C._Model(net, select_backend("cpu", backend))
+    W = np.asarray(net.weights[0], dtype=np.float64)
+    b = np.asarray(net.biases[0], dtype=np.float64)
+    for data, by_max in ((X, True), (faces, False)):
+        for radius in (0.3 / 255, 2 / 255, 0.05):
+            lo, hi = (a.copy() for a in C._ball(model, data, radius, (0.0, 1.0)))
+            bufs = [C._Scratch(np) for _ in range(2)]
+            zl, zu = (a.copy() for a in model._ibp_first_lean(lo, hi, bufs[0]))
+            taken = []
+            orig = model._radius_by_max
+            model._radius_by_max = lambda *a: taken.append(orig(*a)) or False
+            pl, pu = (a.copy() for a in model._ibp_first_lean(lo, hi, bufs[1]))
+            del model._radius_by_max
+            assert taken == [by_max]
+            l64, h64 = lo.astype(np.float64), hi.astype(np.float64)
+            c, r = (l64 + h64) / 2, (h64 - l64) / 2
+            ec, er = c @ W.T + b, r @ np.abs(W).T
+            assert np.all(zl <= ec - er) and np.all(zu >= ec + er)
+            if by_max:  # the product's path widened by its float32 rounding allowance
+                assert np.all(zu - zl <= pu - pl)
+                assert np.all(zu - zl >= 2 * er)
+                # at most 2^-15 of the radii above the exact term (plus float64 roundings)
+                assert np.all((zu - zl) / 2 <= er * (1 + 3.1e-5) + 1e-12 * (1 + np.abs(ec)))
+            else:
+                np.testing.assert_array_equal(zl, pl)
