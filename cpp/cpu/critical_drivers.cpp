@@ -1,6 +1,7 @@
 #include "critical_drivers.hpp"
 
 #include "fastmem/critical.hpp"
+#include "dispatch.hpp"
 #include "parallel.hpp"
 
 namespace fastmem::cpu {
@@ -39,16 +40,7 @@ void interval_kind(T* __restrict lo, T* __restrict hi, int64_t n, T slope) {
 template <class T>
 void crit_activate(T* z, T* deriv, int64_t rows, int64_t width, int kind, T slope) {
   const int64_t n = rows * width;
-  switch (kind) {
-    case kRelu:
-      return activate_kind<kRelu>(z, deriv, n, slope);
-    case kLeakyRelu:
-      return activate_kind<kLeakyRelu>(z, deriv, n, slope);
-    case kHardtanh:
-      return activate_kind<kHardtanh>(z, deriv, n, slope);
-    default:
-      return activate_kind<kThreshold>(z, deriv, n, slope);
-  }
+  with_kind(kind, [&](auto k) { activate_kind<decltype(k)::value>(z, deriv, n, slope); });
 }
 
 template <class T>
@@ -82,16 +74,7 @@ void crit_check(const T* logits, const int64_t* labels, uint8_t* changed, int64_
 
 template <class T>
 void crit_interval(T* lo, T* hi, int64_t n, int kind, T slope) {
-  switch (kind) {  // the kind known at compile time in the loop, as activate_kind
-    case kRelu:
-      return interval_kind<kRelu>(lo, hi, n, slope);
-    case kLeakyRelu:
-      return interval_kind<kLeakyRelu>(lo, hi, n, slope);
-    case kHardtanh:
-      return interval_kind<kHardtanh>(lo, hi, n, slope);
-    default:
-      return interval_kind<kThreshold>(lo, hi, n, slope);
-  }
+  with_kind(kind, [&](auto k) { interval_kind<decltype(k)::value>(lo, hi, n, slope); });
 }
 
 template <class T>

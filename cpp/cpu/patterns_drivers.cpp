@@ -1,6 +1,7 @@
 #include "patterns_drivers.hpp"
 
 #include "fastmem/patterns.hpp"
+#include "dispatch.hpp"
 #include "parallel.hpp"
 
 namespace fastmem::cpu {
@@ -26,16 +27,7 @@ void activate_kind(T* __restrict z, int64_t n, T slope) {
 template <class T>
 void apply_activation(T* z, int64_t rows, int64_t width, int kind, T slope) {
   const int64_t n = rows * width;
-  switch (kind) {
-    case kRelu:
-      return activate_kind<kRelu>(z, n, slope);
-    case kLeakyRelu:
-      return activate_kind<kLeakyRelu>(z, n, slope);
-    case kHardtanh:
-      return activate_kind<kHardtanh>(z, n, slope);
-    default:
-      return activate_kind<kThreshold>(z, n, slope);
-  }
+  with_kind(kind, [&](auto k) { activate_kind<decltype(k)::value>(z, n, slope); });
 }
 
 template <class T>
