@@ -1406,7 +1406,8 @@ def _prepare(
     Xd, be, netd, _ = net._prepare(X, backend)
     if box is not None:
         lo, hi = box
-        if bool((Xd < lo).any()) or bool((Xd > hi).any()):
+        # X is finite (validated): its min and max decide, without boolean temporaries
+        if Xd.size and (float(Xd.min()) < lo or float(Xd.max()) > hi):
             raise InputError(
                 f"X: has values outside box=({lo}, {hi}); rescale the data or pass box="
             )
