@@ -1431,10 +1431,12 @@ def _ball(model: _Model, X: Any, radius: Any, box: tuple[float, float]) -> tuple
     buf = _Scratch(xp)
     lo = buf.get("ball_lo", X.shape, model.dtype)
     hi = buf.get("ball_hi", X.shape, model.dtype)
+    # X lies in the box (checked) and r >= 0, so fl(X - r) <= X <= box[1] and
+    # fl(X + r) >= X >= box[0]: one side of each clip is a no-op
     xp.subtract(X, r, out=lo)
-    xp.clip(lo, box[0], box[1], out=lo)
+    xp.maximum(lo, box[0], out=lo)
     xp.add(X, r, out=hi)
-    xp.clip(hi, box[0], box[1], out=hi)
+    xp.minimum(hi, box[1], out=hi)
     return lo, hi
 
 
