@@ -28,10 +28,10 @@ def _logits_and_jac(net, X):
         z = h @ W.T + np.asarray(b, np.float64)
         neg = float(np.asarray(s, net.dtype)) if a == "leaky_relu" else 0.0
         d = np.where(z > 0, 1.0, neg)
-        J = np.einsum("oi,nid->nod", W, J) * d[:, :, None]
+        J = np.matmul(W, J) * d[:, :, None]
         h = z * d
     W = np.asarray(net.weights[-1], np.float64)
-    return h @ W.T + np.asarray(net.biases[-1], np.float64), np.einsum("oi,nid->nod", W, J)
+    return h @ W.T + np.asarray(net.biases[-1], np.float64), np.matmul(W, J)
 
 
 def _per_class_pgd(net, X, pred, radius, steps=150, restarts=3, seed=0):

@@ -24,9 +24,9 @@ def _logits_and_jac(ws, bs, X):
     J = np.broadcast_to(np.eye(X.shape[1]), (X.shape[0], X.shape[1], X.shape[1]))
     for W, b in zip(ws[:-1], bs[:-1], strict=True):
         z = h @ W.T + b
-        J = np.einsum("oi,nid->nod", W, J) * (z > 0)[:, :, None]
+        J = np.matmul(W, J) * (z > 0)[:, :, None]
         h = np.maximum(z, 0)
-    return h @ ws[-1].T + bs[-1], np.einsum("oi,nid->nod", ws[-1], J)
+    return h @ ws[-1].T + bs[-1], np.matmul(ws[-1], J)
 
 
 def _per_class_pgd(ws, bs, X, pred, radius, *, steps=200, restarts=4, seed=0):
