@@ -233,7 +233,7 @@ def test_first_layer_radius_by_max_is_sound_and_no_looser(backend):
             zl, zu = (a.copy() for a in model._ibp_first_lean(lo, hi, bufs[0]))
             taken = []
             orig = model._radius_by_max
-            model._radius_by_max = lambda *a: taken.append(orig(*a)) or False
+            model._radius_by_max = lambda *a, t=taken, f=orig: t.append(f(*a)) or False
             pl, pu = (a.copy() for a in model._ibp_first_lean(lo, hi, bufs[1]))
             del model._radius_by_max
             assert taken == [by_max]
