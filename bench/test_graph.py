@@ -156,6 +156,8 @@ def run(name: str, rounds: int) -> dict:
 
     if name.startswith("pgd-"):
         return run_pgd(name, rounds)
+    if name == "sampling":
+        return run_sampling(rounds)
 
     net = fastmem.Network.from_torch(_models()[name], input_shape=SHAPE)
     rng = np.random.default_rng(0)
@@ -176,6 +178,37 @@ def run(name: str, rounds: int) -> dict:
         "layer_graph": net.layer_graph is not None,
         "rss_before_mib": before,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def run_sampling(points: int) -> dict:
+    """Dense sampling on the segments of :func:`run` (issue 20's CNN): ``points`` evenly
+    spaced points per segment, a region counted at each change of pattern hash; against
+    the exact counts (``python bench/test_graph.py sampling 1000``)."""
+    import fastmem
+
+    net = fastmem.Network.from_torch(_models()["graph"], input_shape=SHAPE)
+    rng = np.random.default_rng(0)
+    A = rng.uniform(0, 1, (N_SEGMENTS, 784))
+    B = rng.uniform(0, 1, (N_SEGMENTS, 784))
+    exact = np.asarray(fastmem.regions.along_segments(net, A, B).counts)
+    t = np.linspace(0, 1, points)
+    sampled = np.empty(N_SEGMENTS, dtype=np.int64)
+    t0 = time.perf_counter()
+    for a in range(0, N_SEGMENTS, 20):
+        b = min(a + 20, N_SEGMENTS)
+        X = A[a:b, None, :] * (1 - t)[None, :, None] + B[a:b, None, :] * t[None, :, None]
+        h = np.asarray(net.pattern_hashes(X.reshape(-1, 784))).reshape(b - a, points)
+        sampled[a:b] = 1 + (h[:, 1:] != h[:, :-1]).sum(axis=1)
+    return {
+        "name": "sampling",
+        "points": points,
+        "seconds": time.perf_counter() - t0,
+        "exact_per_segment": float(exact.mean()),
+        "sampled_per_segment": float(sampled.mean()),
+        "fraction_found": float(sampled.sum() / exact.sum()),
+        "undercounted_segments": int((sampled < exact).sum()),
+        "overcounted_segments": int((sampled > exact).sum()),
     }
 
 
