@@ -463,15 +463,16 @@ def _run_pool(n: int, todo: list[Any], save: Any, outcome: Outcome, bar: Any) ->
     except BaseException:
         # Interrupted (Ctrl-C, SIGTERM): the workers stop now, not after their jobs.
         procs = list((getattr(ex, "_processes", None) or {}).values())
+        # Python 3.11's exit hook wakes the executor's manager thread through a pipe that
+        # thread closes as it ends; waiting for it here avoids that race (an "Exception
+        # ignored ... Bad file descriptor" traceback on stderr after a clean SIGTERM).
+        # Taken before shutdown, which forgets it.
+        manager = getattr(ex, "_executor_manager_thread", None)
         ex.shutdown(wait=False, cancel_futures=True)
         for p in procs:
             p.terminate()
         for p in procs:
             p.join(5)
-        # Python 3.11's exit hook wakes the executor's manager thread through a pipe that
-        # thread closes as it ends; waiting for it here avoids that race (an "Exception
-        # ignored ... Bad file descriptor" traceback on stderr after a clean SIGTERM).
-        manager = getattr(ex, "_executor_manager_thread", None)
         if manager is not None:
             manager.join(10)
         raise
