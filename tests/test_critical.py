@@ -184,6 +184,48 @@ def test_elementwise_activation_kernels_agree_across_backends(backend, dtype, ki
         assert np.array_equal(np.signbit(x), np.signbit(y))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("noise", [0.0, 0.2])
+@pytest.mark.parametrize("shape", [(3, 7), (300, 784)])  # one thread; an OpenMP team
+def test_step_kernel_agrees_across_backends(backend, dtype, noise, shape):
+    """crit_step (select-based, vectorised, an AVX2 build picked at run time in C++) equals
+    Numba's bit for bit, and without noise a plain NumPy reference: zero and NaN gradients
+    step by 0, NaN iterates stay NaN, steps beyond the box are clipped to it."""
+    from support import on_backend_device, to_numpy
+
+    if backend == "numba":
+        pytest.skip("numba is the reference here: nothing to compare it with")
+    from fastmem import select_backend
+
+    rng = np.random.default_rng(11)
+    rows, d = shape
+    n = rows + 5
+    lo = rng.random((n, d)).astype(dtype)
+    hi = (lo + 0.5 * rng.random((n, d))).astype(dtype)
+    ids = rng.integers(0, n, rows).astype(np.int64)
+    x = (lo[ids] + (hi[ids] - lo[ids]) * rng.random((rows, d))).astype(dtype)
+    g = rng.normal(size=(rows, d)).astype(dtype)
+    g.flat[:4] = [0.0, -0.0, np.nan, 1e-30]
+    x.flat[4] = np.nan
+    step = 0.3
+    outs = {}
+    for name in ("numba", backend):
+        k = select_backend("cuda" if name == "cuda" else "cpu", name).kernels
+        xs = on_backend_device(x.copy(), name)
+        args = [on_backend_device(a, name) for a in (g, lo, hi, ids)]
+        k.crit_step(xs, *args, 12345, 7, step, noise)
+        outs[name] = to_numpy(xs)
+    np.testing.assert_array_equal(outs["numba"], outs[backend])
+    if noise == 0.0:
+        sign = np.where(g > 0, 1, np.where(g < 0, -1, 0)).astype(dtype)
+        ref = x + dtype(step) * sign
+        ref = np.where(ref < lo[ids], lo[ids], ref)
+        ref = np.where(ref > hi[ids], hi[ids], ref)
+        np.testing.assert_array_equal(outs[backend], ref)
+        assert outs[backend].flat[2] == x.flat[2]  # NaN gradient: no step
+    assert np.isnan(outs[backend].flat[4])
+
+
 def test_noise_is_standard_normal_like():
     import fastmem._numba as nbk
 

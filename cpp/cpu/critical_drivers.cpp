@@ -1,5 +1,7 @@
 #include "critical_drivers.hpp"
 
+#include <type_traits>
+
 #include "fastmem/critical.hpp"
 #include "dispatch.hpp"
 #include "parallel.hpp"
@@ -43,15 +45,53 @@ void crit_activate(T* z, T* deriv, int64_t rows, int64_t width, int kind, T slop
   with_kind(kind, [&](auto k) { activate_kind<decltype(k)::value>(z, deriv, n, slope); });
 }
 
+// The step's rows are compiled for the build's baseline (x86-64-v2: 128-bit vectors) and
+// for AVX2 (256-bit), and picked at run time: the noise's 64-bit hash multiplies take
+// 4 lanes there (~2x the noisy step). Integer and IEEE-exact operations only (no FMA:
+// -ffp-contract=off), so the same iterates, bit for bit, either way.
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define FASTMEM_STEP_DISPATCH 1
+#endif
+
+#define FASTMEM_STEP_ROWS(SUFFIX, ATTR)                                                        \
+  template <bool Noise, class T>                                                               \
+  ATTR void step_rows_##SUFFIX(T* x, const T* grad, const T* lo, const T* hi,                  \
+                               const int64_t* ids, int64_t rows, int64_t d, uint64_t seed,     \
+                               uint64_t stream, T step_size, T noise) {                        \
+    _Pragma("omp parallel for schedule(static)") for (int64_t r = 0; r < rows; ++r) {          \
+      const int64_t s = ids[r];                                                                \
+      crit_step_row_t<Noise>(x + r * d, grad + r * d, lo + s * d, hi + s * d, d, seed,         \
+                             static_cast<uint64_t>(s), stream, step_size, noise);              \
+    }                                                                                          \
+  }
+
+FASTMEM_STEP_ROWS(generic, __attribute__((flatten)))
+#ifdef FASTMEM_STEP_DISPATCH
+FASTMEM_STEP_ROWS(avx2, __attribute__((target("avx2"), flatten)))
+#endif
+#undef FASTMEM_STEP_ROWS
+
 template <class T>
 void crit_step(T* x, const T* grad, const T* lo, const T* hi, const int64_t* ids, int64_t rows,
                int64_t d, uint64_t seed, uint64_t stream, T step_size, T noise, bool use_noise) {
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t s = ids[r];
-    crit_step_row(x + r * d, grad + r * d, lo + s * d, hi + s * d, d, seed,
-                  static_cast<uint64_t>(s), stream, step_size, noise, use_noise);
-  }
+#ifdef FASTMEM_STEP_DISPATCH
+  // asked on first use (a function-local static), not while the module's constructors run
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+#else
+  constexpr bool avx2 = false;
+#endif
+  auto run = [&](auto noisy) {
+    constexpr bool N = decltype(noisy)::value;
+#ifdef FASTMEM_STEP_DISPATCH
+    if (avx2)
+      return step_rows_avx2<N>(x, grad, lo, hi, ids, rows, d, seed, stream, step_size, noise);
+#endif
+    step_rows_generic<N>(x, grad, lo, hi, ids, rows, d, seed, stream, step_size, noise);
+  };
+  if (use_noise)
+    run(std::true_type{});
+  else
+    run(std::false_type{});
 }
 
 template <class T>

@@ -2119,19 +2119,27 @@ def _critical_body(
             # no search, or IBP (its certificate costs about one search step): the
             # certificate first, with no look (the look costs more than it can save)
             order = "certify"
+        shortcut_done = False
         if order == "search" or (order is None and todo.size >= 4 * _PROBE):
-            # the exact shortcut first, from an IBP look: samples on whose ball no neuron
-            # can change state are decided exactly, never searched
-            one_region = todo[_stable_all(model, lo[todo], hi[todo], batch)]
-            if one_region.size:
-                certify_ids(one_region)
-                todo = xp.flatnonzero(~found & ~robust).astype(np.int64)
+            # the exact shortcut, from an IBP pass: samples on whose ball no neuron can
+            # change state are decided exactly, never searched. Before a look, first on
+            # the samples it would look at: where none of them is one-region, the pass
+            # over all waits for the order (certificate first, the certificate decides
+            # such samples exactly itself: the pass would be spent for nothing)
+            first = todo
+            if order is None:
+                first = todo[xp.linspace(0, todo.size - 1, _PROBE).astype(np.int64)]
+            if order == "search" or _stable_all(model, lo[first], hi[first], batch).any():
+                one_region = todo[_stable_all(model, lo[todo], hi[todo], batch)]
+                if one_region.size:
+                    certify_ids(one_region)
+                    todo = undecided(todo)
+                shortcut_done = True
         if order is None and todo.size >= 4 * _PROBE:
             # a look at a few samples, searched first and the rest certified (their
             # results are kept): the certificate first pays when the share it proves
             # (P) saves more search than the share the search finds quickly (q) wastes
             # of the certificate: P s > q c, with s the search's and c the certificate's
-            # multiply-adds per sample
             # multiply-adds per sample. The look searches only the first _PROBE_STEPS
             # steps (of the first restart): what it finds there is final (the full
             # search follows the same trajectory), the rest is certified, and what stays
@@ -2158,7 +2166,11 @@ def _critical_body(
         else:
             again = todo[:0]
         order = "search" if order == "search" else "certify"  # (no look: too few to look)
-        if order == "search":
+        if order == "search" and not shortcut_done:
+            one_region = todo[_stable_all(model, lo[todo], hi[todo], batch)]
+            if one_region.size:
+                certify_ids(one_region)
+                todo = undecided(todo)
             search_ids(xp.sort(xp.concatenate([todo, again])))
             left = undecided(todo)
             if left.size:

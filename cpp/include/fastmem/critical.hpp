@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 #include "fastmem/hd.hpp"
 #include "fastmem/activations.hpp"
@@ -19,11 +20,20 @@ namespace fastmem {
 constexpr uint64_t kGolden = 0x9E3779B97F4A7C15ULL;
 constexpr uint64_t kC2 = 0xD1B54A32D192ED03ULL;
 
+// The key of one (seed, sample, stream): the part of crit_rand64 its counter does not
+// change, computed once per row by the step kernels.
+FASTMEM_HD inline uint64_t crit_row_key(uint64_t seed, uint64_t sample, uint64_t stream) {
+  const uint64_t h = mix64(seed + kGolden * (sample + 1));
+  return mix64(h ^ (stream * kC2 + kGolden));
+}
+
+FASTMEM_HD inline uint64_t crit_rand_keyed(uint64_t key, uint64_t counter) {
+  return mix64(key ^ (counter * kGolden + kC2));
+}
+
 FASTMEM_HD inline uint64_t crit_rand64(uint64_t seed, uint64_t sample, uint64_t stream,
                                        uint64_t counter) {
-  uint64_t h = mix64(seed + kGolden * (sample + 1));
-  h = mix64(h ^ (stream * kC2 + kGolden));
-  return mix64(h ^ (counter * kGolden + kC2));
+  return crit_rand_keyed(crit_row_key(seed, sample, stream), counter);
 }
 
 FASTMEM_HD inline double crit_uniform_pm1(uint64_t seed, uint64_t sample, uint64_t stream,
@@ -32,13 +42,24 @@ FASTMEM_HD inline double crit_uniform_pm1(uint64_t seed, uint64_t sample, uint64
   return (k + 0.5) * 0x1p-32 * 2.0 - 1.0;
 }
 
+// The four 32-bit uniforms summed as integers (< 2^34: exact), then converted once: the
+// same double as summing their conversions (every partial sum is exact in a double).
+FASTMEM_HD inline double crit_normal_keyed(uint64_t key, uint64_t coord) {
+  const uint64_t h1 = crit_rand_keyed(key, 2 * coord);
+  const uint64_t h2 = crit_rand_keyed(key, 2 * coord + 1);
+  const uint64_t m = 0xFFFFFFFFULL;
+  const uint64_t sum = (h1 >> 32) + (h1 & m) + (h2 >> 32) + (h2 & m);
+  // sum < 2^52 converted exactly by its bits: 2^52 + sum as a double's pattern, minus 2^52
+  // (integer to double has no vector instruction below AVX-512)
+  double big;
+  const uint64_t bits = 0x4330000000000000ULL | sum;
+  memcpy(&big, &bits, sizeof big);
+  return ((big - 0x1p52 + 2.0) * 0x1p-32 - 2.0) * 1.7320508075688772;
+}
+
 FASTMEM_HD inline double crit_normal(uint64_t seed, uint64_t sample, uint64_t stream,
                                      uint64_t coord) {
-  const uint64_t h1 = crit_rand64(seed, sample, stream, 2 * coord);
-  const uint64_t h2 = crit_rand64(seed, sample, stream, 2 * coord + 1);
-  double s = static_cast<double>(h1 >> 32) + static_cast<double>(h1 & 0xFFFFFFFFULL);
-  s = s + static_cast<double>(h2 >> 32) + static_cast<double>(h2 & 0xFFFFFFFFULL);
-  return ((s + 2.0) * 0x1p-32 - 2.0) * 1.7320508075688772;
+  return crit_normal_keyed(crit_row_key(seed, sample, stream), coord);
 }
 
 // Activation in place; its derivative at z into d (activations.hpp: the kink convention is
@@ -50,20 +71,40 @@ FASTMEM_HD inline void crit_act_deriv(T& z, T& d, int kind, T slope) {
   d = activation_slope(v, kind, slope);
 }
 
-// One row of the step: x += step sign(g) [+ noise N(0,1)], clipped to [lo, hi].
+// One row of the step: x += step sign(g) [+ noise N(0,1)], clipped to [lo, hi]. Every
+// choice is a select on values computed unconditionally, with the noise decided at compile
+// time, so the noiseless loop vectorises (as branches on the gradient's random signs it
+// mispredicted on half the values: 5.7 ms -> ~0.3 ms for 1000 x 784 float32 on one
+// thread). NaN gradients step by 0 and NaN iterates stay NaN, as with the branches.
+template <bool Noise, class T>
+FASTMEM_HD inline void crit_step_row_t(T* __restrict x, const T* __restrict g,
+                                       const T* __restrict lo, const T* __restrict hi,
+                                       int64_t d, uint64_t seed, uint64_t sample,
+                                       uint64_t stream, T step_size, T noise) {
+  const T zero = step_size - step_size;
+  const T down = -step_size;
+  const uint64_t key = Noise ? crit_row_key(seed, sample, stream) : 0;
+  for (int64_t j = 0; j < d; ++j) {
+    const T gj = g[j];
+    T sg = gj < T(0) ? down : zero;
+    sg = gj > T(0) ? step_size : sg;
+    T v = x[j] + sg;
+    if constexpr (Noise) v = v + noise * static_cast<T>(crit_normal_keyed(key, j));
+    const T a = lo[j], b = hi[j];
+    v = v < a ? a : v;
+    v = v > b ? b : v;
+    x[j] = v;
+  }
+}
+
 template <class T>
 FASTMEM_HD inline void crit_step_row(T* x, const T* g, const T* lo, const T* hi, int64_t d,
                                      uint64_t seed, uint64_t sample, uint64_t stream,
                                      T step_size, T noise, bool use_noise) {
-  for (int64_t j = 0; j < d; ++j) {
-    const T gj = g[j];
-    const T sg = gj > T(0) ? step_size : (gj < T(0) ? -step_size : step_size - step_size);
-    T v = x[j] + sg;
-    if (use_noise) v = v + noise * static_cast<T>(crit_normal(seed, sample, stream, j));
-    if (v < lo[j]) v = lo[j];
-    if (v > hi[j]) v = hi[j];
-    x[j] = v;
-  }
+  if (use_noise)
+    crit_step_row_t<true>(x, g, lo, hi, d, seed, sample, stream, step_size, noise);
+  else
+    crit_step_row_t<false>(x, g, lo, hi, d, seed, sample, stream, step_size, noise);
 }
 
 template <class T>
