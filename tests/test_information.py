@@ -435,6 +435,68 @@ def test_kde_screen_never_claims_a_near_pair_far(backend, n, d, log_scale, dup, 
     assert near <= int(off.sum())
 
 
+@pytest.mark.parametrize("columns", [True, False])
+@pytest.mark.parametrize("offsets", [(0, 0), (70, 0), (0, 40)])
+def test_kde_screen_and_sparse_tile_kernels_agree_across_backends(backend, columns, offsets):
+    """kde_screen and kde_sparse_tile (in C++ the bound evaluated 64 entries at a time into
+    bytes, near entries visited by their bits, an AVX2 build picked at run time) equal
+    Numba's bit for bit, the screen's count equals the bound written out in NumPy, and the
+    sparse sums the kernel values of exactly the near entries (plus the global diagonal,
+    whatever its bound): blocks of 64 columns and a tail, the diagonal crossing a block
+    boundary, NaN Gram entries (never far)."""
+    from support import to_numpy
+
+    from fastmem import select_backend
+
+    rng = np.random.default_rng(sum(offsets) + columns)
+    rows, cols, d = 150, 130, 9
+    base = rng.normal(size=(40, d))
+    a = base[rng.integers(0, 40, rows)] + rng.normal(scale=0.05, size=(rows, d))
+    b = base[rng.integers(0, 40, cols)] + rng.normal(scale=0.05, size=(cols, d))
+    g32 = a.astype(np.float32) @ b.astype(np.float32).T
+    g32[3, [5, 64, 129]] = np.nan
+    na, nb = np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", b, b)
+    la, lb = np.sqrt(na) * (1.0 + 1e-12), np.sqrt(nb) * (1.0 + 1e-12)
+    ya, yb = rng.integers(0, 3, rows), rng.integers(0, 3, cols)
+    err, cutoff, scale = 1.01 * (d + 2) * 2.0**-24, 0.05, 4.0
+    ro, co = offsets
+    lower = (na[:, None] + nb[None, :]) * (1.0 - 1e-12) - 2.0 * g32.astype(np.float64)
+    lower = lower - 2.0 * err * la[:, None] * lb[None, :]
+    near = ~(lower > cutoff)
+    diag = (ro + np.arange(rows))[:, None] == (co + np.arange(cols))[None, :]
+    assert 0 < near.sum() < near.size // 4 and diag.any()
+    want_count = int((near & ~diag).sum())
+    keep = near | diag
+    dist = np.maximum(na[:, None] + nb[None, :] - 2.0 * (a @ b.T), 0.0)
+    e = np.where(diag, 1.0, np.exp(-dist * scale)) * keep
+    same = ya[:, None] == yb[None, :]
+    want_sums = [e.sum(1), (e * same).sum(1), e.sum(0), (e * same).sum(0)]
+    outs = {}
+    for name in dict.fromkeys(("numba", backend)):
+        k = select_backend("cuda" if name == "cuda" else "cpu", name).kernels
+
+        def dev(x, name=name):
+            return on_backend_device(np.ascontiguousarray(x), name)
+
+        count = dev(np.zeros(1, dtype=np.int64))
+        k.kde_screen(dev(g32), dev(na), dev(nb), dev(la), dev(lb), err, cutoff, ro, co, count)
+        sums = [dev(np.full(n, 0.25)) for n in (rows, rows, cols, cols)]
+        k.kde_sparse_tile(
+            dev(g32), dev(a), dev(b), dev(na), dev(nb), dev(la), dev(lb), dev(ya), dev(yb),
+            err, cutoff, scale, ro, co, *sums, columns,
+        )  # fmt: skip
+        outs[name] = [int(to_numpy(count)[0])] + [to_numpy(x) for x in sums]
+    assert outs[backend][0] == want_count
+    for x, y in zip(outs["numba"][1:], outs[backend][1:], strict=True):
+        np.testing.assert_array_equal(x, y)
+    got = outs[backend][1:]
+    for i, want in enumerate(want_sums):
+        if i >= 2 and not columns:
+            np.testing.assert_array_equal(got[i], 0.25)
+        else:
+            np.testing.assert_allclose(got[i], 0.25 + want, rtol=1e-12)
+
+
 def test_kde_lower_below_upper(backend):
     rng = np.random.default_rng(8)
     t = rng.normal(size=(120, 3)) * 0.2

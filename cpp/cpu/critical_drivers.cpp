@@ -45,7 +45,7 @@ void crit_activate(T* z, T* deriv, int64_t rows, int64_t width, int kind, T slop
   with_kind(kind, [&](auto k) { activate_kind<decltype(k)::value>(z, deriv, n, slope); });
 }
 
-// The step's rows are compiled for the build's baseline (x86-64-v2: 128-bit vectors) and
+// The step's and the random start's rows are compiled for the build's baseline (x86-64-v2: 128-bit vectors) and
 // for AVX2 (256-bit), and picked at run time: the noise's 64-bit hash multiplies take
 // 4 lanes there (~2x the noisy step). Integer and IEEE-exact operations only (no FMA:
 // -ffp-contract=off), so the same iterates, bit for bit, either way.
@@ -62,6 +62,16 @@ void crit_activate(T* z, T* deriv, int64_t rows, int64_t width, int kind, T slop
       const int64_t s = ids[r];                                                                \
       crit_step_row_t<Noise>(x + r * d, grad + r * d, lo + s * d, hi + s * d, d, seed,         \
                              static_cast<uint64_t>(s), stream, step_size, noise);              \
+    }                                                                                          \
+  }                                                                                            \
+  template <class T>                                                                           \
+  ATTR void random_start_rows_##SUFFIX(T* x, const T* lo, const T* hi, const int64_t* ids,     \
+                                       int64_t rows, int64_t d, uint64_t seed,                 \
+                                       uint64_t stream) {                                      \
+    _Pragma("omp parallel for schedule(static)") for (int64_t r = 0; r < rows; ++r) {          \
+      const int64_t s = ids[r];                                                                \
+      crit_random_start_row(x + r * d, lo + s * d, hi + s * d, d, seed,                        \
+                            static_cast<uint64_t>(s), stream);                                 \
     }                                                                                          \
   }
 
@@ -97,12 +107,11 @@ void crit_step(T* x, const T* grad, const T* lo, const T* hi, const int64_t* ids
 template <class T>
 void crit_random_start(T* x, const T* lo, const T* hi, const int64_t* ids, int64_t rows,
                        int64_t d, uint64_t seed, uint64_t stream) {
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t s = ids[r];
-    crit_random_start_row(x + r * d, lo + s * d, hi + s * d, d, seed, static_cast<uint64_t>(s),
-                          stream);
-  }
+#ifdef FASTMEM_STEP_DISPATCH
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) return random_start_rows_avx2(x, lo, hi, ids, rows, d, seed, stream);
+#endif
+  random_start_rows_generic(x, lo, hi, ids, rows, d, seed, stream);
 }
 
 template <class T>
