@@ -9,9 +9,10 @@ namespace fastmem::cpu {
 
 namespace {
 
-// Uniform bins with byte codes: the common case of the stress workload. The codes of a
-// block of the row are computed by a branch-free, vectorisable loop, then folded eight
-// bytes per word: the same keys as bin_row_keys with bits = 8.
+// Byte codes (uniform bins: the common case of the stress workload; the edge kinds, as
+// IDNNs' default binning, since the same scan: 5 -> ~1.5 ms for 4000 x 128 float32 values
+// on 30 edges, one thread). The codes of a block of the row are computed by a branch-free
+// loop, then folded eight bytes per word: the same keys as bin_row_keys with bits = 8.
 //
 // The per-row work is compiled twice, for the build's baseline (x86-64-v2: 128-bit
 // vectors) and for AVX2 (256-bit), and picked at run time: the code loop is most of the
@@ -50,15 +51,39 @@ constexpr int64_t kByteBlock = 256;
     for (int64_t j0 = 0; j0 < width; j0 += kByteBlock) {                                     \
       const int64_t m = std::min(kByteBlock, width - j0);                                    \
       int64_t nonfinite = 0;                                                                 \
-      for (int64_t q = 0; q < m; ++q) {                                                      \
-        const double v = static_cast<double>(row[j0 + q]);                                   \
-        nonfinite += (v - v == 0.0) ? 0 : 1;                                                 \
-        /* Clamping before truncating equals floor-then-clamp (trunc = floor on t >= 0)  */ \
-        /* and, unlike std::floor, vectorises; NaN -> 0 keeps the cast defined.          */ \
-        double t = (v - s.lo) * s.scale;                                                     \
-        t = t >= 0.0 ? t : 0.0;                                                              \
-        t = t > k.top ? k.top : t;                                                           \
-        buf[q] = static_cast<uint8_t>(static_cast<int32_t>(t));                              \
+      if (s.kind == kBinUniform) {                                                           \
+        for (int64_t q = 0; q < m; ++q) {                                                    \
+          const double v = static_cast<double>(row[j0 + q]);                                 \
+          nonfinite += (v - v == 0.0) ? 0 : 1;                                               \
+          /* Clamping before truncating equals floor-then-clamp (trunc = floor on t >= 0) */ \
+          /* and, unlike std::floor, vectorises; NaN -> 0 keeps the cast defined.         */ \
+          double t = (v - s.lo) * s.scale;                                                   \
+          t = t >= 0.0 ? t : 0.0;                                                            \
+          t = t > k.top ? k.top : t;                                                         \
+          buf[q] = static_cast<uint8_t>(static_cast<int32_t>(t));                            \
+        }                                                                                    \
+      } else {                                                                               \
+        /* Edge kinds: count_le's halvings, each over the whole block (the same compares */ \
+        /* per value, sorted edges or not; the values' searches interleave instead of   */ \
+        /* each waiting on its own chain of dependent loads).                            */ \
+        alignas(64) double v[kByteBlock];                                                    \
+        alignas(64) int64_t base[kByteBlock];                                                \
+        for (int64_t q = 0; q < m; ++q) {                                                    \
+          v[q] = static_cast<double>(row[j0 + q]);                                           \
+          nonfinite += (v[q] - v[q] == 0.0) ? 0 : 1;                                         \
+          base[q] = 0;                                                                       \
+        }                                                                                    \
+        for (int64_t len = s.n_edges; len > 1;) {                                            \
+          const int64_t half = len >> 1;                                                     \
+          for (int64_t q = 0; q < m; ++q)                                                    \
+            base[q] = s.edges[base[q] + half] <= v[q] ? base[q] + half : base[q];            \
+          len -= half;                                                                       \
+        }                                                                                    \
+        const bool wrap = s.kind == kBinEdgesWrap;                                           \
+        for (int64_t q = 0; q < m; ++q) {                                                    \
+          const int64_t c = base[q] + (s.edges[base[q]] <= v[q] ? 1 : 0);                    \
+          buf[q] = static_cast<uint8_t>(wrap ? (c > 0 ? c - 1 : s.n_edges - 1) : c);         \
+        }                                                                                    \
       }                                                                                      \
       if (nonfinite) {                                                                       \
         bad += nonfinite;                                                                    \
@@ -163,7 +188,12 @@ int64_t uniform_byte_keys(const T* a, int64_t rows, int64_t width, const BinSpec
 template <class T>
 int64_t bin_keys(const T* a, int64_t rows, int64_t width, const BinSpec& s,
                  int64_t rows_per_segment, uint64_t* key1, uint64_t* key2, uint8_t* occ) {
-  if (s.kind == kBinUniform && s.n_codes <= 256)
+  // Byte codes: uniform bins up to 256 codes, edge kinds whose every code (up to n_edges - 1
+  // with the wrap, n_edges without) is below n_codes <= 256.
+  const int64_t top_code = s.kind == kBinEdgesWrap ? s.n_edges - 1 : s.n_edges;
+  if ((s.kind == kBinUniform || ((s.kind == kBinEdgesWrap || s.kind == kBinEdges) &&
+                                 s.n_edges >= 1 && top_code < s.n_codes)) &&
+      s.n_codes <= 256)
     return uniform_byte_keys(a, rows, width, s, rows_per_segment, key1, key2, occ);
   int64_t bad = 0;
   const int64_t cells = width * s.n_codes;
