@@ -10,7 +10,7 @@ namespace fastmem::cpu {
 namespace {
 
 // Byte codes (uniform bins: the common case of the stress workload; the edge kinds, as
-// IDNNs' default binning, since the same scan: 5 -> ~1.5 ms for 4000 x 128 float32 values
+// IDNNs' default binning, since a C++-vs-Numba scan: 4.9 -> 2.1 ms for 4000 x 128 float32 values
 // on 30 edges, one thread). The codes of a block of the row are computed by a branch-free
 // loop, then folded eight bytes per word: the same keys as bin_row_keys with bits = 8.
 //
