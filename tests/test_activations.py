@@ -175,3 +175,50 @@ def test_snap_thresholds_kernels_match_the_reference(kind):
         got = z.copy()
         k.snap_thresholds(got, np.ascontiguousarray(h), fan_in, w_abs, b_abs, kind, gamma)
         np.testing.assert_array_equal(got, ref, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind", [0, 1, 2, 3])
+@pytest.mark.parametrize("width", [1, 31, 32, 33, 64, 65, 200])
+def test_pack_and_activate_kernel_agrees_across_backends(backend, dtype, kind, width):
+    """pack_and_activate (64 pattern bits a block: states into bytes, packed into a word,
+    hard-tanh's low and high bits interleaved) equals Numba's and the documented layout
+    (tests/reference.py) bit for bit: bit offsets inside a word, at a word's end and
+    straddling two words, bits ORed into codes already set, kinks and signed zeros."""
+    import reference
+
+    rng = np.random.default_rng(100 * kind + width)
+    rows = 9
+    name = {v: k for k, v in _kinds.ACTIVATIONS.items()}[kind]
+    z = rng.normal(scale=2.0, size=(rows, width)).astype(dtype)
+    edge = [0.0, -0.0, 1.0, -1.0, np.nan, 1e-30, -1e-30, np.inf, -np.inf]
+    z.flat[: min(z.size, len(edge))] = edge[: z.size]
+    s = dtype(0.1)
+    want_z = {  # activations.hpp's table (NaN: relu 0, the others NaN)
+        0: np.where(z > 0, z, dtype(0)),
+        1: np.where(z > 0, z, s * z),
+        2: np.where(z < -1, dtype(-1), np.where(z > 1, dtype(1), z)),
+        3: np.where(z >= 0, dtype(1), dtype(0)),
+    }[kind].astype(dtype)
+    bits = reference.states(z, name)
+    for offset in (0, 5, 63, 64, 127):
+        n_words = -(-(offset + bits.shape[1]) // 64)
+        prior = rng.integers(0, 2**63, size=(rows, n_words), dtype=np.uint64)
+        prior &= rng.integers(0, 2**63, size=prior.shape, dtype=np.uint64)  # some bits set
+        padded = np.zeros((rows, 64 * n_words), dtype=bool)
+        padded[:, offset : offset + bits.shape[1]] = bits
+        packed = np.packbits(padded, axis=1, bitorder="little").view("<u8").astype(np.uint64)
+        want_codes = prior | packed
+        outs = {}
+        for b in dict.fromkeys(("numba", backend)):
+            k = select_backend("cuda" if b == "cuda" else "cpu", b).kernels
+            zz = on_backend_device(z.copy(), b)
+            codes = on_backend_device(prior.copy(), b)
+            k.pack_and_activate(zz, codes, offset, kind, 0.1)
+            outs[b] = (to_numpy(zz), to_numpy(codes))
+        for got_z, got_codes in outs.values():
+            np.testing.assert_array_equal(got_codes, want_codes, err_msg=f"offset {offset}")
+            np.testing.assert_array_equal(got_z, want_z)
+            assert np.array_equal(np.signbit(got_z), np.signbit(want_z))
+        np.testing.assert_array_equal(outs["numba"][0], outs[backend][0])
+        assert np.array_equal(np.signbit(outs["numba"][0]), np.signbit(outs[backend][0]))

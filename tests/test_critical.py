@@ -226,6 +226,123 @@ def test_step_kernel_agrees_across_backends(backend, dtype, noise, shape):
     assert np.isnan(outs[backend].flat[4])
 
 
+def _uniform_reference(seed, samples, stream, d):
+    """critical.hpp's uniform draws in [-1, 1) with NumPy uint64 arithmetic (wrapping):
+    splitmix64 keyed by (seed, sample, stream, coordinate), top 32 bits, centred."""
+    golden, c2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xD1B54A32D192ED03)
+
+    def mix(z):
+        z = z ^ (z >> np.uint64(30))
+        z = z * np.uint64(0xBF58476D1CE4E5B9)
+        z = z ^ (z >> np.uint64(27))
+        z = z * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+    with np.errstate(over="ignore"):
+        s = np.asarray(samples, dtype=np.uint64)[:, None]
+        row = mix(np.uint64(seed) + golden * (s + np.uint64(1)))
+        key = mix(row ^ (np.uint64(stream) * c2 + golden))
+        h = mix(key ^ (np.arange(d, dtype=np.uint64)[None, :] * golden + c2))
+    k = (h >> np.uint64(32)).astype(np.float64)
+    return (k + 0.5) * 2.0**-32 * 2.0 - 1.0
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(3, 7), (300, 784)])  # one thread; an OpenMP team
+def test_random_start_kernel_agrees_across_backends(backend, dtype, shape):
+    """crit_random_start (the row key hoisted, the draw converted by its bits, the clipping
+    as selects, an AVX2 build picked at run time in C++) equals Numba's and a plain NumPy
+    reference bit for bit: zero-width and signed-zero boxes, NaN bounds stay NaN."""
+    from support import on_backend_device, to_numpy
+
+    from fastmem import select_backend
+
+    rng = np.random.default_rng(5)
+    rows, d = shape
+    n = rows + 3
+    lo = rng.normal(size=(n, d)).astype(dtype)
+    hi = (lo + rng.random((n, d))).astype(dtype)
+    lo[0, :4] = [0.0, -0.0, 1.5, np.nan]
+    hi[0, :4] = [0.0, 0.0, 1.5, 2.0]
+    ids = rng.integers(0, n, rows).astype(np.int64)
+    ids[0] = 0
+    seed, stream = 99, 3 << 32
+    outs = {}
+    for name in dict.fromkeys(("numba", backend)):
+        k = select_backend("cuda" if name == "cuda" else "cpu", name).kernels
+        x = on_backend_device(np.full((rows, d), 7.0, dtype=dtype), name)
+        args = [on_backend_device(a, name) for a in (lo, hi, ids)]
+        k.crit_random_start(x, *args, seed, stream)
+        outs[name] = to_numpy(x)
+    u = _uniform_reference(seed, ids, stream, d)
+    a, b = lo[ids].astype(np.float64), hi[ids].astype(np.float64)
+    ref = ((0.5 * (a + b)) + u * (0.5 * (b - a))).astype(dtype)
+    ref = np.where(ref < lo[ids], lo[ids], ref)
+    ref = np.where(ref > hi[ids], hi[ids], ref)
+    for got in outs.values():
+        np.testing.assert_array_equal(got, ref)
+        assert np.array_equal(np.signbit(got), np.signbit(ref))
+    assert outs[backend][0, 2] == 1.5 and np.isnan(outs[backend][0, 3])
+
+
+def _relax_reference(lo, hi, kind, slope):
+    """The relaxations of the stable (constant-branch) entries, written out with NumPy:
+    where an entry is not stable the slots hold NaN (checked by soundness elsewhere)."""
+    lo, hi = lo.astype(np.float64), hi.astype(np.float64)
+    if kind == 3:
+        return [np.zeros_like(lo), np.where(lo >= 0, 1.0, 0.0), np.zeros_like(lo),
+                np.where(hi >= 0, 1.0, 0.0)]  # fmt: skip
+    if kind in (0, 1):
+        s = slope if kind == 1 else 0.0
+        up, down = lo >= 0, hi <= 0
+        a = np.where(up, 1.0, np.where(down, s, np.nan))
+        b = np.where(up | down, 0.0, np.nan)
+        return [a, b, a, b]
+    below, above, inside = hi <= -1, lo >= 1, (lo >= -1) & (hi <= 1)
+    a = np.where(below | above, 0.0, np.where(inside, 1.0, np.nan))
+    b = np.where(below, -1.0, np.where(above, 1.0, np.where(inside, 0.0, np.nan)))
+    return [a, b, a, b]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind", [0, 1, 2, 3])
+@pytest.mark.parametrize("shape", [(40, 33), (700, 400)])  # one thread; an OpenMP team
+def test_relax_kernel_agrees_across_backends(backend, dtype, kind, shape):
+    """crit_relax (in C++ every case computed, then selected, per kind at compile time, in
+    blocks of 1024 with an AVX2 build picked at run time) equals Numba's branches bit for
+    bit, signed zeros included (Numba's constants were lw * 0: -0.0 for a negative lower
+    bound where C++ writes 0.0), and its constant-branch entries a plain NumPy reference;
+    bounds at 0, -0, the kinks, +-inf and NaN, every case of hard-tanh's."""
+    from support import on_backend_device, to_numpy
+
+    from fastmem import select_backend
+
+    rng = np.random.default_rng(20 + kind)
+    lo = rng.normal(scale=2.0, size=shape).astype(dtype)
+    hi = (lo + np.abs(rng.normal(scale=2.0, size=lo.shape))).astype(dtype)
+    edge = [(0.0, 0.0), (-0.0, 0.0), (-0.0, -0.0), (-1.0, -1.0), (1.0, 1.0), (-2.0, -0.0)]
+    edge += [(-np.inf, -3.0), (2.0, np.inf), (-np.inf, np.inf), (np.nan, 1.0), (-1.0, np.nan)]
+    for i, (a, b) in enumerate(edge):
+        lo.flat[i], hi.flat[i] = a, b
+    slope = 0.1 if kind == 1 else 0.0
+    outs = {}
+    for name in dict.fromkeys(("numba", backend)):
+        k = select_backend("cuda" if name == "cuda" else "cpu", name).kernels
+        rel = [on_backend_device(np.full_like(lo, 5.0), name) for _ in range(4)]
+        k.crit_relax(on_backend_device(lo, name), on_backend_device(hi, name), kind, slope, *rel)
+        outs[name] = [to_numpy(r) for r in rel]
+    for x, y in zip(outs["numba"], outs[backend], strict=True):
+        np.testing.assert_array_equal(x, y)
+        assert np.array_equal(np.signbit(x), np.signbit(y))
+    ref = _relax_reference(lo, hi, kind, float(dtype(slope)))
+    for got, want in zip(outs[backend], ref, strict=True):
+        stable = ~np.isnan(want)
+        assert stable.sum() > 20
+        want = want.astype(dtype)
+        np.testing.assert_array_equal(got[stable], want[stable])
+        assert np.array_equal(np.signbit(got[stable]), np.signbit(want[stable]))
+
+
 def test_noise_is_standard_normal_like():
     import fastmem._numba as nbk
 

@@ -255,6 +255,93 @@ def test_keys_identical_across_cpu_backends(kind, n_codes):
         np.testing.assert_array_equal(x, z)
 
 
+def _row_keys_reference(codes, segments, width):
+    """information.hpp's row keys of byte codes with NumPy uint64 arithmetic (wrapping):
+    eight codes a little-endian word (zero padded), splitmix64 / murmur3 fmix64 chains
+    seeded by the segment, the width folded in last."""
+    m1, m2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+    f1, f2 = np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
+
+    def mix(z):
+        z = z ^ (z >> np.uint64(30))
+        z = z * m1
+        z = z ^ (z >> np.uint64(27))
+        z = z * m2
+        return z ^ (z >> np.uint64(31))
+
+    def fmix(z):
+        z = z ^ (z >> np.uint64(33))
+        z = z * f1
+        z = z ^ (z >> np.uint64(33))
+        z = z * f2
+        return z ^ (z >> np.uint64(33))
+
+    rows = codes.shape[0]
+    padded = np.zeros((rows, -(-width // 8) * 8), dtype=np.uint8)
+    padded[:, :width] = codes
+    words = padded.view("<u8").astype(np.uint64)
+    with np.errstate(over="ignore"):
+        seg = segments.astype(np.uint64)
+        h1 = mix(np.uint64(0x243F6A8885A308D3) ^ seg)
+        h2 = fmix(np.uint64(0x13198A2E03707344) ^ seg)
+        for w in words.T:
+            h1 = mix(h1 ^ w)
+            h2 = fmix((h2 ^ w) * np.uint64(0x9E3779B97F4A7C15))
+        return mix(h1 ^ np.uint64(width)), fmix(h2 ^ np.uint64(width))
+
+
+@pytest.mark.parametrize(
+    "kind, n_edges, n_codes",
+    # the byte path up to 256 codes (wrap: n_edges codes; edges: n_edges + 1), the generic
+    # path beyond, and where n_codes leaves room for codes the edges cannot give
+    [(0, 1, 1), (0, 30, 30), (0, 256, 256), (0, 257, 257), (1, 1, 2), (1, 6, 7), (1, 255, 256),
+     (1, 256, 257), (0, 5, 40), (1, 5, 40)],
+)  # fmt: skip
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_edge_keys_agree_across_cpu_backends(kind, n_edges, n_codes, dtype):
+    """bin_keys of the edge kinds (in C++ byte codes by count_le's halvings over a block of
+    values) equals Numba's bit for bit, and a NumPy reference (codes by searchsorted, keys
+    by information.hpp's hashes): values on the edges, -0.0 at a 0.0 edge, NaN and +-Inf
+    (code 0, counted), rows across the 256-value blocks, occupancy; unsorted edges: Numba."""
+    import fastmem._numba as nk
+
+    core = pytest.importorskip("fastmem._core")
+    rng = np.random.default_rng(100 * kind + n_edges)
+    rows, width, per_seg = 30, 301, 10
+    edges = np.sort(rng.normal(size=n_edges).astype(dtype).astype(np.float64))
+    edges[n_edges // 2] = 0.0
+    edges.sort()
+    a = (rng.normal(size=(rows, width)) * 1.5).astype(dtype)
+    a[0, :n_edges] = edges[: min(n_edges, width)]
+    a[1, :6] = [-0.0, 0.0, np.nan, np.inf, -np.inf, edges[0]]
+    a[2, 260:] = edges[-1]
+    for sort in (True, False):
+        e = edges if sort else np.ascontiguousarray(rng.permutation(edges))
+        got = []
+        for mod in (core, nk):
+            k1, k2 = np.empty(rows, np.uint64), np.empty(rows, np.uint64)
+            occ = np.zeros((rows // per_seg) * width * n_codes, np.uint8)
+            bad = np.zeros(1, np.int64)
+            mod.bin_keys(a, kind, e, 0.0, 0.0, n_codes, per_seg, k1, k2, occ, bad)
+            got.append((k1, k2, occ, bad))
+        for x, z in zip(*got, strict=True):
+            np.testing.assert_array_equal(x, z)
+        if not sort:
+            continue
+        k = np.searchsorted(edges, a.astype(np.float64), side="right")
+        code = np.where(k > 0, k - 1, n_edges - 1) if kind == 0 else k
+        code = np.where(np.isfinite(a), code, 0)
+        assert got[0][3][0] == 3
+        occ = np.zeros((rows // per_seg, width, n_codes), np.uint8)
+        seg = np.arange(rows) // per_seg
+        occ[seg[:, None], np.arange(width)[None, :], code] = 1
+        np.testing.assert_array_equal(got[0][2], occ.ravel())
+        if n_codes <= 256:
+            k1, k2 = _row_keys_reference(code.astype(np.uint8), seg, width)
+            np.testing.assert_array_equal(got[0][0], k1)
+            np.testing.assert_array_equal(got[0][1], k2)
+
+
 @pytest.mark.parametrize("n_codes", [2, 30, 64])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_numba_uniform_fast_path_equals_generic(n_codes, dtype):
@@ -433,6 +520,68 @@ def test_kde_screen_never_claims_a_near_pair_far(backend, n, d, log_scale, dup, 
     near = int(count[0])
     assert near >= int((dist[off] <= cutoff).sum())
     assert near <= int(off.sum())
+
+
+@pytest.mark.parametrize("columns", [True, False])
+@pytest.mark.parametrize("offsets", [(0, 0), (70, 0), (0, 40)])
+def test_kde_screen_and_sparse_tile_kernels_agree_across_backends(backend, columns, offsets):
+    """kde_screen and kde_sparse_tile (in C++ the bound evaluated 64 entries at a time into
+    bytes, near entries visited by their bits, an AVX2 build picked at run time) equal
+    Numba's bit for bit, the screen's count equals the bound written out in NumPy, and the
+    sparse sums the kernel values of exactly the near entries (plus the global diagonal,
+    whatever its bound): blocks of 64 columns and a tail, the diagonal crossing a block
+    boundary, NaN Gram entries (never far)."""
+    from support import to_numpy
+
+    from fastmem import select_backend
+
+    rng = np.random.default_rng(sum(offsets) + columns)
+    rows, cols, d = 150, 130, 9
+    base = rng.normal(size=(40, d))
+    a = base[rng.integers(0, 40, rows)] + rng.normal(scale=0.05, size=(rows, d))
+    b = base[rng.integers(0, 40, cols)] + rng.normal(scale=0.05, size=(cols, d))
+    g32 = a.astype(np.float32) @ b.astype(np.float32).T
+    g32[3, [5, 64, 129]] = np.nan
+    na, nb = np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", b, b)
+    la, lb = np.sqrt(na) * (1.0 + 1e-12), np.sqrt(nb) * (1.0 + 1e-12)
+    ya, yb = rng.integers(0, 3, rows), rng.integers(0, 3, cols)
+    err, cutoff, scale = 1.01 * (d + 2) * 2.0**-24, 0.05, 4.0
+    ro, co = offsets
+    lower = (na[:, None] + nb[None, :]) * (1.0 - 1e-12) - 2.0 * g32.astype(np.float64)
+    lower = lower - 2.0 * err * la[:, None] * lb[None, :]
+    near = ~(lower > cutoff)
+    diag = (ro + np.arange(rows))[:, None] == (co + np.arange(cols))[None, :]
+    assert 0 < near.sum() < near.size // 4 and diag.any()
+    want_count = int((near & ~diag).sum())
+    keep = near | diag
+    dist = np.maximum(na[:, None] + nb[None, :] - 2.0 * (a @ b.T), 0.0)
+    e = np.where(diag, 1.0, np.exp(-dist * scale)) * keep
+    same = ya[:, None] == yb[None, :]
+    want_sums = [e.sum(1), (e * same).sum(1), e.sum(0), (e * same).sum(0)]
+    outs = {}
+    for name in dict.fromkeys(("numba", backend)):
+        k = select_backend("cuda" if name == "cuda" else "cpu", name).kernels
+
+        def dev(x, name=name):
+            return on_backend_device(np.ascontiguousarray(x), name)
+
+        count = dev(np.zeros(1, dtype=np.int64))
+        k.kde_screen(dev(g32), dev(na), dev(nb), dev(la), dev(lb), err, cutoff, ro, co, count)
+        sums = [dev(np.full(n, 0.25)) for n in (rows, rows, cols, cols)]
+        k.kde_sparse_tile(
+            dev(g32), dev(a), dev(b), dev(na), dev(nb), dev(la), dev(lb), dev(ya), dev(yb),
+            err, cutoff, scale, ro, co, *sums, columns,
+        )  # fmt: skip
+        outs[name] = [int(to_numpy(count)[0])] + [to_numpy(x) for x in sums]
+    assert outs[backend][0] == want_count
+    for x, y in zip(outs["numba"][1:], outs[backend][1:], strict=True):
+        np.testing.assert_array_equal(x, y)
+    got = outs[backend][1:]
+    for i, want in enumerate(want_sums):
+        if i >= 2 and not columns:
+            np.testing.assert_array_equal(got[i], 0.25)
+        else:
+            np.testing.assert_allclose(got[i], 0.25 + want, rtol=1e-12)
 
 
 def test_kde_lower_below_upper(backend):

@@ -280,6 +280,32 @@ def test_threshold_votes_kernel(backend, rows, k, width, n_classes, seed):
     assert np.array_equal(to_numpy(votes), ref.votes(codes, units, bias, owner, n_classes))
 
 
+@pytest.mark.parametrize("width", [64, 255, 256, 700])  # 1, 4, 4 and 11 words
+def test_threshold_votes_kernel_agrees_across_backends(backend, width):
+    """threshold_votes (the vote added branch-free; in C++ an AVX2 build picked at run time
+    counts four words a step) equals Numba's and the NumPy popcount reference: biases on
+    a neuron's exact count (fires: bias - count == 0), just below it, negative, and -0.0."""
+    rng = np.random.default_rng(width)
+    rows, k, n_classes = 300, 40, 3
+    codes, units = _codes(rng, rows, width), _codes(rng, k, width, 0.3)
+    bias = rng.integers(0, width // 4 + 2, size=k) - rng.choice([0.5, 0.0], size=k)
+    counts = ref.popcount_rows(codes[:1], units[0])
+    bias[:4] = [float(counts[0]), float(counts[0]) - 0.5, -1.0, -0.0]
+    owner = rng.integers(0, n_classes, size=k).astype(np.int64)
+    want = ref.votes(codes, units, bias, owner, n_classes)
+    assert 0 < want.sum() < rows * k  # some fire, some do not
+    got = {}
+    for b in dict.fromkeys(("numba", backend)):
+        votes = on_backend_device(np.full((rows, n_classes), -3, dtype=np.int64), b)
+        _be(b).kernels.threshold_votes(
+            *(on_backend_device(a, b) for a in (codes, units, bias.astype(np.float64), owner)),
+            votes,
+        )
+        got[b] = to_numpy(votes)
+        np.testing.assert_array_equal(got[b], want, err_msg=b)
+    np.testing.assert_array_equal(got["numba"], got[backend])
+
+
 @given(
     n_neg=st.integers(1, 80),
     n_pos=st.integers(1, 60),

@@ -90,6 +90,16 @@ void threshold_pack_generic(const double* z, int64_t rows, int64_t width, const 
                             uint64_t* codes, int64_t words) {
   for (int64_t r = 0; r < rows; ++r) threshold_pack_row(z + r * width, b, width, codes + r * words);
 }
+
+void threshold_votes_generic(const uint64_t* codes, int64_t rows, int64_t words,
+                             const uint64_t* units, const double* bias, const int64_t* owner,
+                             int64_t k, int64_t n_classes, int64_t* votes) {
+#pragma omp parallel for schedule(static) if (rows * k * words > (1 << 20))
+  for (int64_t r = 0; r < rows; ++r)
+    threshold_votes_row(codes + r * words, units, bias, owner, k, words, n_classes,
+                        votes + r * n_classes);
+}
+
 #ifdef FASTMEM_POPCNT_DISPATCH
 
 // AVX2: 256-bit popcount by nibble lookup (Mula, Kurz & Lemire 2018), four
@@ -158,6 +168,21 @@ __attribute__((target("avx2,popcnt"))) void cover_gains_avx2(const uint64_t* cov
 
 #define FASTMEM_ANDNOT_AVX2(a, b, words) count_avx2<true>(a, b, words)
 FASTMEM_COVER_STEP(avx2, __attribute__((target("avx2,popcnt"))), FASTMEM_ANDNOT_AVX2)
+
+// threshold_votes_row with the word loop vectorised (the same integer counts).
+__attribute__((target("avx2,popcnt"))) void threshold_votes_avx2(
+    const uint64_t* codes, int64_t rows, int64_t words, const uint64_t* units,
+    const double* bias, const int64_t* owner, int64_t k, int64_t n_classes, int64_t* votes) {
+#pragma omp parallel for schedule(static) if (rows * k * words > (1 << 20))
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t* v = votes + r * n_classes;
+    for (int64_t c = 0; c < n_classes; ++c) v[c] = 0;
+    for (int64_t q = 0; q < k; ++q) {
+      const int64_t cnt = count_avx2<false>(codes + r * words, units + q * words, words);
+      v[owner[q]] += sub_rn(bias[q], static_cast<double>(cnt)) >= 0.0 ? 1 : 0;
+    }
+  }
+}
 
 // Four comparisons per instruction and a movemask: the pack is memory-bound again.
 __attribute__((target("avx2"))) void threshold_pack_avx2(const double* z, int64_t rows,
@@ -241,10 +266,7 @@ void cover_walks(const uint64_t* codes, int64_t n_rows, int64_t n_neg, int64_t w
 void threshold_votes(const uint64_t* codes, int64_t rows, int64_t words, const uint64_t* units,
                      const double* bias, const int64_t* owner, int64_t k, int64_t n_classes,
                      int64_t* votes) {
-#pragma omp parallel for schedule(static) if (rows * k * words > (1 << 20))
-  for (int64_t r = 0; r < rows; ++r)
-    threshold_votes_row(codes + r * words, units, bias, owner, k, words, n_classes,
-                        votes + r * n_classes);
+  FASTMEM_DISPATCH(threshold_votes, codes, rows, words, units, bias, owner, k, n_classes, votes);
 }
 
 }  // namespace fastmem::cpu

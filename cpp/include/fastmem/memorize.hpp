@@ -292,7 +292,8 @@ FASTMEM_HD inline void threshold_votes_row(const uint64_t* code, const uint64_t*
     int64_t cnt = 0;
     const uint64_t* u = units + q * words;
     for (int64_t w = 0; w < words; ++w) cnt += popcount64(code[w] & u[w]);
-    if (sub_rn(bias[q], static_cast<double>(cnt)) >= 0.0) votes[owner[q]] += 1;
+    // added unconditionally (0 or 1): whether a neuron fires is a coin flip to a branch
+    votes[owner[q]] += sub_rn(bias[q], static_cast<double>(cnt)) >= 0.0 ? 1 : 0;
   }
 }
 

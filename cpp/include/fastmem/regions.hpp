@@ -82,22 +82,7 @@ FASTMEM_HD inline bool may_cross(T zl, T zh, T c) {
   return (zl != zh) & ((zl <= c) | (zh <= c)) & ((zl >= c) | (zh >= c));
 }
 
-// Bit b of the result is byte b of x (each byte 0 or 1): one multiply gathers them, as
-// every partial product lands on its own bit (no carries reach the top byte).
-FASTMEM_HD inline uint64_t pack_bytes8(uint64_t x) { return (x * 0x0102040810204080ULL) >> 56; }
-
-// Bit j of the result is flags[j] (each 0 or 1) for j < nb <= 64, 0 above (flags has room
-// for 64 entries; those from nb on are cleared here).
-FASTMEM_HD inline uint64_t pack_flags64(uint8_t* flags, int64_t nb) {
-  for (int64_t j = nb; j < 64; ++j) flags[j] = 0;
-  uint64_t word = 0;
-  for (int b = 0; b < 8; ++b) {
-    uint64_t x;
-    memcpy(&x, flags + 8 * b, sizeof x);  // little-endian: flags[8 b] is the low byte
-    word |= pack_bytes8(x) << (8 * b);
-  }
-  return word;
-}
+// pack_flags64: patterns.hpp.
 
 FASTMEM_HD inline int lowest_bit(uint64_t x) {
 #if defined(__CUDA_ARCH__)

@@ -155,8 +155,9 @@ def _crit_interval(lo, hi, kind, slope):
 @nb.njit(cache=True, error_model="numpy")
 def _relax_one(lw, u, kind, slope):
     # returns aL, bL, aU, bU with aL z + bL <= act(z) <= aU z + bU on [lw, u]
-    zero = lw * 0
-    one = zero + 1
+    # constants, as in C++ (lw * 0 was -0.0 for a negative lw, NaN for an infinite one)
+    zero = np.float64(0.0)
+    one = np.float64(1.0)
     if kind == THRESHOLD:
         lo = one if lw >= 0 else zero
         hi = one if u >= 0 else zero
