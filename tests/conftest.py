@@ -36,6 +36,26 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             raise pytest.UsageError(f"fastmem imported from the source tree ({where})")
 
 
+# The study end to end: its analyses are bit-identical across backends and tested on each by
+# their own tests, and its runner, report and fault handling (processes, signals, files,
+# rendering) do not depend on the backend. A run with FASTMEM_BACKEND set (CI's second run,
+# numba) leaves these files to the run without it: about two minutes of CI's 30.
+_STUDY_FILES = ("test_study.py", "test_study_faults.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    forced = os.environ.get("FASTMEM_BACKEND", "").strip()
+    if not forced:
+        return
+    skip = pytest.mark.skip(
+        reason=f"the study end to end runs without FASTMEM_BACKEND (set: {forced!r}); its "
+        "analyses are tested on every backend by their own tests"
+    )
+    for item in items:
+        if item.path.name in _STUDY_FILES:
+            item.add_marker(skip)
+
+
 def _fixture_backends() -> list[str]:
     """The ``backend`` fixture's parameters: every available backend, or only the one
     ``FASTMEM_BACKEND`` names. A run with the variable set (CI's second run, numba; the
