@@ -9,9 +9,6 @@
 namespace fastmem::cpu {
 
 // Run-time picked AVX2 builds (see the step's rows below).
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-#define FASTMEM_STEP_DISPATCH 1
-#endif
 
 namespace {
 
@@ -71,24 +68,20 @@ inline void relax_block(const T* __restrict lo, const T* __restrict hi, int64_t 
   }
 
 FASTMEM_RELAX_BLOCK(generic, __attribute__((flatten)))
-#ifdef FASTMEM_STEP_DISPATCH
+#ifdef FASTMEM_X86_DISPATCH
 FASTMEM_RELAX_BLOCK(avx2, __attribute__((target("avx2"), flatten)))
 #endif
 #undef FASTMEM_RELAX_BLOCK
 
 template <int Kind, class T>
 void relax_kind(const T* lo, const T* hi, int64_t n, double slope, T* aL, T* bL, T* aU, T* bU) {
-#ifdef FASTMEM_STEP_DISPATCH
-  static const bool avx2 = __builtin_cpu_supports("avx2");
-#else
-  constexpr bool avx2 = false;
-#endif
+  [[maybe_unused]] const bool avx2 = has_avx2();
   constexpr int64_t kBlock = 1024;
   const int64_t blocks = (n + kBlock - 1) / kBlock;
 #pragma omp parallel for schedule(static) if (n >= kSerialBelow)
   for (int64_t q = 0; q < blocks; ++q) {
     const int64_t i = q * kBlock, m = n - i < kBlock ? n - i : kBlock;
-#ifdef FASTMEM_STEP_DISPATCH
+#ifdef FASTMEM_X86_DISPATCH
     if (avx2) {
       relax_block_avx2<Kind>(lo + i, hi + i, m, slope, aL + i, bL + i, aU + i, bU + i);
       continue;
@@ -134,7 +127,7 @@ void crit_activate(T* z, T* deriv, int64_t rows, int64_t width, int kind, T slop
   }
 
 FASTMEM_STEP_ROWS(generic, __attribute__((flatten)))
-#ifdef FASTMEM_STEP_DISPATCH
+#ifdef FASTMEM_X86_DISPATCH
 FASTMEM_STEP_ROWS(avx2, __attribute__((target("avx2"), flatten)))
 #endif
 #undef FASTMEM_STEP_ROWS
@@ -142,15 +135,10 @@ FASTMEM_STEP_ROWS(avx2, __attribute__((target("avx2"), flatten)))
 template <class T>
 void crit_step(T* x, const T* grad, const T* lo, const T* hi, const int64_t* ids, int64_t rows,
                int64_t d, uint64_t seed, uint64_t stream, T step_size, T noise, bool use_noise) {
-#ifdef FASTMEM_STEP_DISPATCH
-  // asked on first use (a function-local static), not while the module's constructors run
-  static const bool avx2 = __builtin_cpu_supports("avx2");
-#else
-  constexpr bool avx2 = false;
-#endif
+  [[maybe_unused]] const bool avx2 = has_avx2();
   auto run = [&](auto noisy) {
     constexpr bool N = decltype(noisy)::value;
-#ifdef FASTMEM_STEP_DISPATCH
+#ifdef FASTMEM_X86_DISPATCH
     if (avx2)
       return step_rows_avx2<N>(x, grad, lo, hi, ids, rows, d, seed, stream, step_size, noise);
 #endif
@@ -165,9 +153,8 @@ void crit_step(T* x, const T* grad, const T* lo, const T* hi, const int64_t* ids
 template <class T>
 void crit_random_start(T* x, const T* lo, const T* hi, const int64_t* ids, int64_t rows,
                        int64_t d, uint64_t seed, uint64_t stream) {
-#ifdef FASTMEM_STEP_DISPATCH
-  static const bool avx2 = __builtin_cpu_supports("avx2");
-  if (avx2) return random_start_rows_avx2(x, lo, hi, ids, rows, d, seed, stream);
+#ifdef FASTMEM_X86_DISPATCH
+  if (has_avx2()) return random_start_rows_avx2(x, lo, hi, ids, rows, d, seed, stream);
 #endif
   random_start_rows_generic(x, lo, hi, ids, rows, d, seed, stream);
 }

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <vector>
 
+#include "dispatch.hpp"
+
 namespace fastmem::cpu {
 
 namespace {
@@ -19,9 +21,6 @@ namespace {
 // work, and on AVX2 machines the wider build is measured ~1.5x faster (60,000 x 1024
 // float32 rows: 65 -> ~40 ms on 2 threads). Same IEEE operations either way (no FMA:
 // -ffp-contract=off), so the same codes and keys.
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-#define FASTMEM_BYTE_KEYS_DISPATCH 1
-#endif
 
 struct ByteKeyRow {
   const BinSpec* s;
@@ -124,7 +123,7 @@ inline uint64_t load_le64(const uint8_t* p) {
 }
 
 FASTMEM_BYTE_KEY_ROW(generic, )
-#ifdef FASTMEM_BYTE_KEYS_DISPATCH
+#ifdef FASTMEM_X86_DISPATCH
 FASTMEM_BYTE_KEY_ROW(avx2, __attribute__((target("avx2"))))
 #endif
 #undef FASTMEM_BYTE_KEY_ROW
@@ -135,11 +134,7 @@ int64_t uniform_byte_keys(const T* a, int64_t rows, int64_t width, const BinSpec
                           uint8_t* occ) {
   const int64_t cells = width * s.n_codes;
   const int64_t n_seg = rows / rows_per_segment;
-#ifdef FASTMEM_BYTE_KEYS_DISPATCH
-  static const bool avx2 = __builtin_cpu_supports("avx2");
-#else
-  constexpr bool avx2 = false;
-#endif
+  [[maybe_unused]] const bool avx2 = has_avx2();
   int64_t bad = 0;
 #pragma omp parallel reduction(+ : bad)
   {
@@ -158,7 +153,7 @@ int64_t uniform_byte_keys(const T* a, int64_t rows, int64_t width, const BinSpec
 #pragma omp for schedule(static)
     for (int64_t i = 0; i < rows; ++i) {
       const int64_t seg = i / rows_per_segment;
-#ifdef FASTMEM_BYTE_KEYS_DISPATCH
+#ifdef FASTMEM_X86_DISPATCH
       if (avx2) {
         bad += byte_key_row_avx2(a + i * width, seg, k, key1 + i, key2 + i);
         continue;
@@ -303,9 +298,6 @@ void kde_tile(double* tile, int64_t rows, int64_t cols, const double* row_norms,
 // operations per entry, so the wider build is ~2x faster (1024 x 1024 tile, one thread:
 // 0.66 -> 0.3 ms, Numba's 0.30 ms). Same IEEE operations either way (no FMA:
 // -ffp-contract=off), so the same counts and sums, bit for bit.
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-#define FASTMEM_KDE_DISPATCH 1
-#endif
 
 namespace {
 
@@ -392,20 +384,10 @@ inline void kde_sparse_tile_impl(const float* tile, const double* a, const doubl
   }
 
 FASTMEM_KDE_BUILDS(generic, __attribute__((flatten)))
-#ifdef FASTMEM_KDE_DISPATCH
+#ifdef FASTMEM_X86_DISPATCH
 FASTMEM_KDE_BUILDS(avx2, __attribute__((target("avx2"), flatten)))
 #endif
 #undef FASTMEM_KDE_BUILDS
-
-// Asked on first use (a function-local static), not while the module's constructors run.
-inline bool kde_avx2() {
-#ifdef FASTMEM_KDE_DISPATCH
-  static const bool avx2 = __builtin_cpu_supports("avx2");
-  return avx2;
-#else
-  return false;
-#endif
-}
 
 }  // namespace
 
@@ -415,8 +397,8 @@ int64_t kde_screen(const float* tile, int64_t rows, int64_t cols, const double* 
   // One thread on purpose: this pass is ~20x cheaper than the float32 GEMM before it,
   // whose BLAS workers keep spinning on the other cores afterwards; a parallel region
   // would wait for cores they hold (measured: 0.4 ms alone, 5-15 ms as an OpenMP team).
-#ifdef FASTMEM_KDE_DISPATCH
-  if (kde_avx2())
+#ifdef FASTMEM_X86_DISPATCH
+  if (has_avx2())
     return kde_screen_avx2(tile, rows, cols, row_norms, col_norms, row_lengths, col_lengths, err,
                            cutoff, row_offset, col_offset);
 #endif
@@ -435,8 +417,8 @@ void kde_sparse_tile(const float* tile, const double* a, const double* b, int64_
   // tiles to the GEMM path). Sums in row-major order, as the CUDA kernels.
   std::vector<double> c_all(columns ? static_cast<size_t>(cols) : 0);
   std::vector<double> c_cls(columns ? static_cast<size_t>(cols) : 0);
-#ifdef FASTMEM_KDE_DISPATCH
-  if (kde_avx2())
+#ifdef FASTMEM_X86_DISPATCH
+  if (has_avx2())
     kde_sparse_tile_avx2(tile, a, b, rows, cols, d, row_norms, col_norms, row_lengths,
                          col_lengths, row_labels, col_labels, err, cutoff, scale, row_offset,
                          col_offset, row_all, row_cls, c_all.data(), c_cls.data(), columns);

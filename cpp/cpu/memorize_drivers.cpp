@@ -1,8 +1,9 @@
 #include "memorize_drivers.hpp"
 
+#include "dispatch.hpp"
 #include "fastmem/memorize.hpp"
 
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#ifdef FASTMEM_X86_DISPATCH
 #include <immintrin.h>
 #endif
 
@@ -13,9 +14,6 @@
 // rows took 0.101 / 0.099 s against 0.213 / 0.243 s for the header's popcnt loops (2 threads,
 // 2026-11-23). Counts are integers: both builds give identical results (tested against the
 // Numba kernels, which follow the header).
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-#define FASTMEM_POPCNT_DISPATCH 1
-#endif
 
 namespace fastmem::cpu {
 
@@ -100,7 +98,7 @@ void threshold_votes_generic(const uint64_t* codes, int64_t rows, int64_t words,
                         votes + r * n_classes);
 }
 
-#ifdef FASTMEM_POPCNT_DISPATCH
+#ifdef FASTMEM_X86_DISPATCH
 
 // AVX2: 256-bit popcount by nibble lookup (Mula, Kurz & Lemire 2018), four
 // words per step; exact integer counts, the same as the scalar loops. The
@@ -212,12 +210,8 @@ __attribute__((target("avx2"))) void threshold_pack_avx2(const double* z, int64_
   }
 }
 
-int isa_level() {
-  static const int level = __builtin_cpu_supports("avx2") ? 2 : 0;
-  return level;
-}
-#define FASTMEM_DISPATCH(NAME, ...)                                                \
-  (isa_level() == 2 ? NAME##_avx2(__VA_ARGS__) : NAME##_generic(__VA_ARGS__))
+#define FASTMEM_DISPATCH(NAME, ...) \
+  (has_avx2() ? NAME##_avx2(__VA_ARGS__) : NAME##_generic(__VA_ARGS__))
 #else
 #define FASTMEM_DISPATCH(NAME, ...) NAME##_generic(__VA_ARGS__)
 #endif

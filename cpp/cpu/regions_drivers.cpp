@@ -1,5 +1,6 @@
 #include "regions_drivers.hpp"
 
+#include "dispatch.hpp"
 #include "fastmem/regions.hpp"
 
 namespace fastmem::cpu {
@@ -8,9 +9,6 @@ namespace fastmem::cpu {
 // build's baseline (x86-64-v2: 128-bit vectors) and for AVX2 (256-bit), and picked at run
 // time (flatten: the header's row functions are inlined into each build). Same IEEE
 // operations either way (no FMA: -ffp-contract=off), so the same pieces, bit for bit.
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-#define FASTMEM_REGIONS_DISPATCH 1
-#endif
 
 constexpr int64_t kPieceBlock = 16;
 
@@ -71,17 +69,12 @@ constexpr int64_t kPieceBlock = 16;
   }
 
 FASTMEM_REGION_RANGES(generic, __attribute__((flatten)))
-#ifdef FASTMEM_REGIONS_DISPATCH
+#ifdef FASTMEM_X86_DISPATCH
 FASTMEM_REGION_RANGES(avx2, __attribute__((target("avx2"), flatten)))
-// Asked on first use (a function-local static), not while the module's constructors run.
-inline bool has_avx2() {
-  static const bool avx2 = __builtin_cpu_supports("avx2");
-  return avx2;
-}
 #endif
 #undef FASTMEM_REGION_RANGES
 
-#ifdef FASTMEM_REGIONS_DISPATCH
+#ifdef FASTMEM_X86_DISPATCH
 #define FASTMEM_PICK(NAME, ...) \
   (has_avx2() ? NAME##_avx2(__VA_ARGS__) : NAME##_generic(__VA_ARGS__))
 #else
