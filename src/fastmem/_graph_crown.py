@@ -416,7 +416,7 @@ class GraphCrown:
                 lam, y0, x0 = pend.pop(0)
                 h, w = lam.shape[2], lam.shape[3]
                 flat = xp.ascontiguousarray(lam.reshape(R, -1))
-                g = [self._gather(st, 0, key, rows, y0, x0, h, w) for key in ("L", "U", "mag")]
+                g = self._gathers(st, 0, ("L", "U", "mag"), rows, y0, x0, h, w)
                 k.crit_concretize(flat, ids, g[0], g[1], const)
                 cmag += xp.abs(const)
                 self._dot_abs(flat, ids, g[2], err, 2 * _gamma(flat.shape[1] + 2))
@@ -437,8 +437,7 @@ class GraphCrown:
             if nd.kind == "add":
                 self._merge(pend, nd.inputs[1], (lam.copy(), y0, x0), err, st, rows)
             elif nd.kind == "act":
-                g = [self._gather(st, cur, key, rows, y0, x0, h, w)
-                     for key in ("aL", "bL", "aU", "bU", "act")]  # fmt: skip
+                g = self._gathers(st, cur, ("aL", "bL", "aU", "bU", "act"), rows, y0, x0, h, w)
                 fold = self._folds(below)
                 lin = self._gather(st, below, "vmag", rows, y0, x0, h, w) if fold else g[4]
                 k.crit_backward_err(flat, ids, *g, lin, fold, const, err)
@@ -540,7 +539,7 @@ class GraphCrown:
         return lam * (my[:, None, :, None] & mx[:, None, None, :])
 
     def _padded(self, st: Bounds, k: int, key: str, pad: int) -> tuple[int, Any]:
-        """A per-sample array of node k as (n, H + 2 pad, W + 2 pad, C), zero outside
+        """A per-sample array of node k as (n, C, H + 2 pad, W + 2 pad), zero outside
         the image (cached per pass)."""
         xp = self.xp
         got = st.padded.get((k, key))
@@ -556,8 +555,8 @@ class GraphCrown:
         else:
             arr = st.relax[k]["rel"][("aL", "bL", "aU", "bU").index(key)]
         n = arr.shape[0]
-        out = xp.zeros((n, H + 2 * pad, W + 2 * pad, C))
-        out[:, pad : pad + H, pad : pad + W, :] = arr.reshape(n, C, H, W).transpose(0, 2, 3, 1)
+        out = xp.zeros((n, C, H + 2 * pad, W + 2 * pad))
+        out[:, :, pad : pad + H, pad : pad + W] = arr.reshape(n, C, H, W)
         st.padded[(k, key)] = (pad, out)
         return pad, out
 
@@ -569,12 +568,28 @@ class GraphCrown:
 
     def _gather(self, st: Bounds, k: int, key: str, rows, y0, x0, h: int, w: int) -> Any:
         """The rows' windows of a per-sample array of node k: (R, C h w), zero outside."""
+        return self._gathers(st, k, (key,), rows, y0, x0, h, w)[0]
+
+    def _gathers(self, st: Bounds, k: int, keys, rows, y0, x0, h: int, w: int) -> list[Any]:
+        """:meth:`_gather` of several arrays of node k at the same windows: their flat
+        indices computed once, each window one ``take`` of whole ``(C, h, w)`` blocks
+        in the patches' own order (no transpose)."""
         xp = self.xp
-        pad, arr = self._padded(st, k, key, self._window(k, y0, x0, h, w))
-        Y = (y0 + pad)[:, None, None] + xp.arange(h)[None, :, None]
-        X = (x0 + pad)[:, None, None] + xp.arange(w)[None, None, :]
-        out = arr[rows[:, None, None], Y, X]  # (R, h, w, C)
-        return xp.ascontiguousarray(out.transpose(0, 3, 1, 2)).reshape(rows.shape[0], -1)
+        need = self._window(k, y0, x0, h, w)
+        C = self._shape(k)[0]
+        index: dict[int, Any] = {}
+        out = []
+        for key in keys:
+            pad, arr = self._padded(st, k, key, need)
+            idx = index.get(pad)
+            if idx is None:
+                _, _, Hp, Wp = arr.shape
+                base = rows * (C * Hp * Wp) + (y0 + pad) * Wp + (x0 + pad)
+                off = xp.arange(C)[:, None, None] * (Hp * Wp)
+                off = off + xp.arange(h)[None, :, None] * Wp + xp.arange(w)[None, None, :]
+                idx = index[pad] = base[:, None] + off.reshape(1, -1)
+            out.append(arr.reshape(-1).take(idx))
+        return out
 
     def _densify(self, lam: Any, y0: Any, x0: Any, k: int) -> Any:
         """Patches placed into full rows of node k's value: (R, C H W) (full rows as
