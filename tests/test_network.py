@@ -420,7 +420,7 @@ def test_huge_inputs_raise_naming_the_first_layer(backend, dtype):
     net = net.to("cuda") if backend == "cuda" else net
     X = on_backend_device(np.full((5, 4), float(np.finfo(dtype).max) / 2, dtype=dtype), backend)
     for name, call in _entry_points(net, X, backend).items():
-        with pytest.raises(InputError, match=r"^layer 0 \(a hidden layer\)"):
+        with pytest.raises(InputError, match=r"output of layer 0 \(a hidden layer\) overflows"):
             call()
             pytest.fail(name)
 
@@ -431,7 +431,7 @@ def test_huge_weights_raise_naming_the_layer_that_overflows(backend, dtype):
     net = _overflowing_net(dtype, backend)
     X = on_backend_device(np.ones((7, 2)), backend)
     for name, call in _entry_points(net, X, backend).items():
-        with pytest.raises(InputError, match=r"^layer 1 \(a hidden layer\)"):
+        with pytest.raises(InputError, match=r"output of layer 1 \(a hidden layer\) overflows"):
             call()
             pytest.fail(name)
     # negative inputs: every ReLU of layer 0 is off, nothing overflows
@@ -449,7 +449,7 @@ def test_output_overflow_names_the_output_layer_and_spares_the_patterns(backend)
     net = net.to("cuda") if backend == "cuda" else net
     X = on_backend_device(np.ones((4, 2)), backend)
     for call in (net.forward, net.predict, net.layer_outputs):
-        with pytest.raises(InputError, match=r"^layer 2 \(the output layer\)"):
+        with pytest.raises(InputError, match=r"output of layer 2 \(the output layer\) overflows"):
             call(X, backend=backend)
     # the activation patterns need the hidden layers only: all on
     want = np.full((4, 1), 2**6 - 1, dtype=np.uint64)

@@ -349,7 +349,7 @@ def test_overflow_in_a_later_chunk_raises(backend):
     A[-5:], B[-5:] = -1.0, 1.0
     Ad, Bd = on_backend_device(A, backend), on_backend_device(B, backend)
     for chunk_size in (None, 7):
-        with pytest.raises(InputError, match=r"^layer 1 \(a hidden layer\)"):
+        with pytest.raises(InputError, match=r"output of layer 1 \(a hidden layer\) overflows"):
             R.along_segments(net, Ad, Bd, chunk_size=chunk_size, backend=backend)
     ok = R.along_segments(net, Ad[:-5], Bd[:-5], backend=backend)
     assert (to_numpy(ok.counts) == 1).all()
@@ -563,12 +563,12 @@ def test_segments_whose_values_overflow_raise(backend, dtype, method):
 
     # layer 1 overflows on the positive half of the input space (weights sqrt(max)^2)
     net = _big_net(dtype, backend, float(np.sqrt(top)))
-    with pytest.raises(InputError, match=r"^layer 1 \(a hidden layer\)"):
+    with pytest.raises(InputError, match=r"output of layer 1 \(a hidden layer\) overflows"):
         run(net, -np.ones((4, 2)), np.ones((4, 2)))
     r = run(net, -np.ones((4, 2)), -2 * np.ones((4, 2)))  # all ReLUs off: finite, one piece
     assert to_numpy(r.counts).tolist() == [1, 1, 1, 1]
     # huge inputs: layer 0 (sums of two top / 2 values)
-    with pytest.raises(InputError, match=r"^layer 0 \(a hidden layer\)"):
+    with pytest.raises(InputError, match=r"output of layer 0 \(a hidden layer\) overflows"):
         run(net, np.full((3, 2), top / 2), np.full((3, 2), top / 2))
     # ends - starts overflows
     with pytest.raises(InputError, match=r"^ends: ends - starts overflows"):
@@ -583,7 +583,7 @@ def test_exact_engine_bound_is_an_eighth_of_the_range(backend):
                [], [], backend)  # fmt: skip
     A, B = on_backend_device(np.zeros((1, 1)), backend), on_backend_device(np.ones((1, 1)), backend)
     assert np.isfinite(to_numpy(net.forward(B, backend=backend))).all()
-    with pytest.raises(InputError, match=r"^layer 0 \(a hidden layer\): .* beyond"):
+    with pytest.raises(InputError, match=r"layer 0 \(a hidden layer\) overflows .* beyond"):
         R.along_segments(net, A, B, backend=backend)
     smaller = _net([np.array([[top / 16], [-1.0]]), np.ones((1, 2))], [np.zeros(2), np.zeros(1)],
                    [], [], backend)  # fmt: skip
@@ -609,5 +609,5 @@ def test_overflow_in_the_row_blocked_gemm_raises_without_warnings(backend):
     top = float(np.finfo(np.float64).max)
     net = _big_net(np.float64, backend, 1.0)
     A = on_backend_device(np.full((2500, 2), top / 2), backend)
-    with pytest.raises(InputError, match=r"^layer 0 \(a hidden layer\)"):
+    with pytest.raises(InputError, match=r"output of layer 0 \(a hidden layer\) overflows"):
         R.along_segments(net, A, A, backend=backend, chunk_size=2500)

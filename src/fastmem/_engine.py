@@ -323,10 +323,10 @@ def _check_layer(
     if not seen <= limit:  # also NaN
         what = "the output layer" if layer == net.n_layers - 1 else "a hidden layer"
         raise InputError(
-            f"layer {layer} ({what}): pre-activations are not finite (or beyond "
-            f"+-{limit:.3g}, where the segment engine's differences overflow, in "
-            f"{net.dtype}): the inputs ({names[0]}, {names[1]}, t_range) or the weights (net) "
-            "are too large"
+            f"{names[0]}, {names[1]}: the output of layer {layer} ({what}) overflows (is not "
+            f"finite, or beyond +-{limit:.3g} where the segment engine's differences "
+            f"overflow, in {net.dtype}): the inputs ({names[0]}, {names[1]}, t_range) or the "
+            "weights (net) are too large"
         )
     return seen
 

@@ -510,7 +510,9 @@ def pack_argmax(idx: Any, codes: Any, bit: int, nbits: int, dtype: Any, kernels:
 # ------------------------------------------------------------------ forward
 class _Pass:
     """One forward pass: codes (or None), layer outputs (or None), activation derivatives
-    and max pooling's argmax (or None), the next bit."""
+    and max pooling's argmax (or None), the next bit; or, with ``hidden``, each act op's
+    input handed to ``hidden(index, z)`` (an array of its own, activated there in place:
+    the dense analyses' recorders, :func:`fastmem.network.dense_forward`)."""
 
     def __init__(
         self,
@@ -520,40 +522,55 @@ class _Pass:
         argument: str,
         derivs: list[Any] | None = None,
         check: bool = True,
+        hidden: Any = None,
     ) -> None:
         self.be = be
         self.codes = codes
         self.outputs = outputs
         self.derivs = derivs
         self.check = check
+        self.hidden = hidden
         self.bit = 0
+        self.n_act = 0
         self.argument = argument
 
-    def run(self, ops: tuple[Op, ...], h: Any) -> Any:
+    def run(self, ops: tuple[Op, ...], h: Any, fresh: bool = False) -> Any:
+        """The ops applied in order to ``h``; ``fresh``: ``h`` belongs to this pass alone
+        (an act op may then activate it in place instead of copying it)."""
         for op in ops:
-            h = self.apply(op, h)
+            h, fresh = self.apply(op, h, fresh)
         return h
 
-    def apply(self, op: Op, h: Any) -> Any:
+    def apply(self, op: Op, h: Any, fresh: bool = False) -> tuple[Any, bool]:
+        """``op`` applied to ``h``: (its output, whether that output is this pass's own)."""
         xp, k = self.be.xp, self.be.kernels
-        if op.kind in _AFFINE:
+        kind = op.kind
+        if kind == "act" and self.hidden is not None:  # a dense chain's: the caller's hook
+            z = h if fresh else xp.array(h, copy=True, order="C")
+            self.hidden(self.n_act, z)
+            self.n_act += 1
+            return z, True
+        if kind in _AFFINE:
+            if kind == "flatten":
+                return h, fresh
             z = apply_affine(op, h, xp)
-            if self.check and op.kind != "flatten":
+            if self.check:
                 _check_finite(z, op, xp, self.argument)
-            return z
-        if op.kind == "residual":
+            return z, True
+        if kind == "residual":
+            # each branch starts from the shared input: never activated in place
             a = self.run(op.branches[0], h)
             b = self.run(op.branches[1], h)
             z = a + b
             if self.check:
                 _check_finite(z, op, xp, self.argument)
-            return z
-        if op.kind == "act":
+            return z, True
+        if kind == "act":
+            z = h if fresh else xp.array(h, copy=True, order="C")
             name = op.params["activation"]
             if name not in ACTIVATIONS:
                 z = _smooth(h, name, xp)
             else:
-                z = xp.array(h, copy=True, order="C")
                 kind, slope = ACTIVATIONS[name], op.params["slope"]
                 if self.derivs is not None:
                     d = xp.empty_like(z)
@@ -566,8 +583,9 @@ class _Pass:
                     k.apply_activation(z, kind, slope)
             if self.outputs is not None:
                 self.outputs.append(z)
-            return z
-        if op.kind == "maxpool2d":
+                return z, False
+            return z, True
+        if kind == "maxpool2d":
             win = windows(h, op, -np.inf, xp)
             if self.derivs is not None:
                 self.derivs.append(win.argmax(axis=-1).reshape(h.shape[0], -1))
@@ -576,7 +594,7 @@ class _Pass:
                 nbits = op.state_bits // op.size
                 pack_argmax(idx, self.codes, self.bit, nbits, h.dtype, k)
                 self.bit += op.state_bits
-            return xp.ascontiguousarray(win.max(axis=-1).reshape(h.shape[0], -1))
+            return xp.ascontiguousarray(win.max(axis=-1).reshape(h.shape[0], -1)), True
         raise AssertionError(op.kind)
 
 
@@ -599,6 +617,44 @@ def forward(
     the op whose output is not finite."""
     with np.errstate(over="ignore", invalid="ignore"):  # _check_finite names the op
         return _Pass(be, codes, outputs, "X", derivs, check).run(graph.ops, X)
+
+
+def dense_chain(weights_t: Any, biases: Any) -> tuple[Op, ...]:
+    """A dense chain as layer-model ops: ``linear`` op i (weights ``weights_t[i].T``, a
+    view: the pass multiplies by ``weights_t[i]`` itself), then an ``act`` op for each
+    hidden layer, whose activation the caller's ``hidden`` applies (:func:`run_chain`).
+    Ops are named as :class:`fastmem.Network` names its layers (``layer 1 (a hidden
+    layer)``). A caller running many passes builds them once."""
+    n = len(weights_t)
+    ops = []
+    for i in range(n):
+        wt = weights_t[i]
+        what = "the output layer" if i == n - 1 else "a hidden layer"
+        d_in, d_out = (int(wt.shape[0]),), (int(wt.shape[1]),)
+        ops.append(Op("linear", f"layer {i}", what, d_in, d_out,
+                      {"weight": wt.T, "bias": biases[i]}))  # fmt: skip
+        if i < n - 1:
+            ops.append(Op("act", f"layer {i}", what, d_out, d_out, {}, {"activation": None}))
+    return tuple(ops)
+
+
+def run_chain(
+    h: Any,
+    chain: tuple[Op, ...],
+    hidden: Any,
+    be: Any,
+    *,
+    check: bool,
+    output: bool,
+    argument: str = "X",
+) -> Any:
+    """The forward pass (:class:`_Pass`) of a dense chain (:func:`dense_chain`): hidden
+    layer i's pre-activations go to ``hidden(i, z)``; the logits, or None without
+    ``output``. Run under ``np.errstate(over="ignore", invalid="ignore")`` with ``check``
+    (the check names the layer)."""
+    ops = chain if output else chain[:-1]
+    z = _Pass(be, None, None, argument, None, check, hidden).run(ops, h)
+    return z if output else None
 
 
 # ------------------------------------------------------------------ exact walk

@@ -48,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _graph
 from ._adam import projected_adam_step
 from ._backend import Backend
 from ._json import jsonable
@@ -217,6 +218,7 @@ class _Model:
         self._rs64: Any = self._memo.get("rs64")
         self._ibp_tab: dict[str, Any] | None = self._memo.get("ibp")
         self.macs: list[int] = []  # multiply-adds of the backward passes (appended)
+        self._chain: tuple[Any, Any] | None = None  # (WT, its ops for dense_forward)
 
     def wide(self) -> _Model:
         """The same network in float64 (every float32 value is exact in float64; leaky
@@ -267,7 +269,9 @@ class _Model:
             else:
                 k.apply_activation(z, kinds[i], slopes[i])
 
-        return dense_forward(x, self.WT, self.b, hidden, check=bool(n_layers)), ds
+        if self._chain is None or self._chain[0] is not self.WT:
+            self._chain = (self.WT, _graph.dense_chain(self.WT, self.b))
+        return dense_forward(x, self._chain[1], hidden, self.be, check=bool(n_layers)), ds
 
     def ce_input_grad(self, logits: Any, ds: list[Any], labels: Any) -> Any:
         """Gradient of each row's cross-entropy ``CE(f(x), label)`` with respect to x.

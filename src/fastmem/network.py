@@ -988,7 +988,7 @@ class Network:
         xp.multiply(e, r, out=e)
         z[...] = xp.where(z >= 0, r, e)
 
-    @np.errstate(over="ignore", invalid="ignore")  # overflow: _check_finite_layer names it
+    @np.errstate(over="ignore", invalid="ignore")  # overflow: the pass names the layer
     def _propagate(self, X: Any, be: Backend, *, codes: Any, output: bool, keep: Any = None) -> Any:
         """Run the layers on one chunk; OR pattern bits into ``codes`` if given; pass each
         hidden layer's output to ``keep(i, value)`` if given."""
@@ -1020,7 +1020,8 @@ class Network:
             h_in[0] = z
 
         h_in = [X]  # the layer's input: the snap reads it
-        return dense_forward(X, [w.T for w in self._weights], self._biases, hidden, output=output)
+        chain = _graph.dense_chain([w.T for w in self._weights], self._biases)
+        return dense_forward(X, chain, hidden, be, output=output)
 
 
 def _load_conv(net: Network, spec: str, shape: Any, members: dict, path: Any) -> LayerGraph:
@@ -1117,17 +1118,19 @@ def sawtooth(depth: int, *, dtype: Any = np.float64) -> Network:
 
 def dense_forward(
     h: Any,
-    weights_t: Sequence[Any],
-    biases: Sequence[Any],
+    chain: tuple[Any, ...],
     hidden: Callable[[int, Any], None],
+    be: Backend,
     *,
     check: bool = True,
     output: bool = True,
 ) -> Any:
-    """The forward pass of a dense chain: the one pass every analysis of dense networks
-    runs (:class:`Network`'s outputs, patterns and layer outputs, the critical-sample
-    search and certificates, :func:`fastmem.regions.distance_to_boundary`, the segment
-    engine and the 2-D slices through :meth:`Network._propagate`).
+    """The forward pass of a dense chain, every analysis of dense networks runs it
+    (:class:`Network`'s outputs, patterns and layer outputs, the critical-sample search
+    and certificates, :func:`fastmem.regions.distance_to_boundary`, the segment engine and
+    the 2-D slices through :meth:`Network._propagate`). It is the layer model's pass
+    (``fastmem._graph``) over the chain's ``linear`` and ``act`` ops: the same loop, the
+    same overflow check, as every layer graph's.
 
     Layer ``i`` computes ``z = h @ weights_t[i] + biases[i]``; each hidden layer's ``z``
     goes to ``hidden(i, z)``, which applies that layer's activation to it in place and
@@ -1138,15 +1141,18 @@ def dense_forward(
     ----------
     h : array (n, widths[0])
         The inputs (one chunk).
-    weights_t, biases : sequence of arrays
-        Each layer's transposed weight matrix ``(in, out)`` (a view or a contiguous copy)
-        and bias ``(out,)``.
+    chain : tuple of ops
+        ``fastmem._graph.dense_chain(weights_t, biases)``: each layer's transposed weight
+        matrix ``(in, out)`` (a view or a contiguous copy) and bias ``(out,)`` as the
+        layer model's ops (built once by callers that run many passes).
     hidden : callable ``(i, z) -> None``
         Activates hidden layer ``i``'s pre-activations ``z`` (an array of its own) in place.
+    be : Backend
+        The backend of the arrays.
     check : bool
         Raise :class:`~fastmem.InputError` naming the layer where pre-activations are not
-        finite (products of finite inputs and weights can overflow; run under
-        ``np.errstate(over="ignore", invalid="ignore")``). False: the caller checks.
+        finite (products of finite inputs and weights can overflow). False: the caller
+        checks.
     output : bool
         Compute the output layer; False returns None after the last hidden layer.
 
@@ -1158,43 +1164,18 @@ def dense_forward(
     Examples
     --------
     >>> import numpy as np
+    >>> from fastmem._backend import select_backend
     >>> W = [np.array([[1.0], [-1.0]]), np.ones((1, 2))]
+    >>> chain = _graph.dense_chain([w.T for w in W], [np.zeros(2), np.zeros(1)])
     >>> relu = lambda i, z: np.maximum(z, 0, out=z)
-    >>> dense_forward(np.array([[-2.0], [3.0]]), [w.T for w in W], [np.zeros(2), np.zeros(1)],
-    ...               relu)
+    >>> dense_forward(np.array([[-2.0], [3.0]]), chain, relu, select_backend("cpu"))
     array([[2.],
            [3.]])
     """
-    n_layers = len(weights_t)
-    for i in range(n_layers - 1):
-        z = h @ weights_t[i]
-        z += biases[i]
-        if check:
-            _check_finite_layer(z, i, n_layers)
-        hidden(i, z)
-        h = z
-    if not output:
-        return None
-    z = h @ weights_t[-1]
-    z += biases[-1]
-    if check:
-        _check_finite_layer(z, n_layers - 1, n_layers)
-    return z
-
-
-def _check_finite_layer(z: Any, layer: int, n_layers: int) -> None:
-    """``InputError`` naming ``layer`` unless all of ``z`` (its pre-activations) is finite.
-
-    Inputs and weights are finite (validated), but their products can overflow. Checked
-    once per layer and chunk by a min and a max (NaN and Inf propagate into them; no
-    temporary, a small fraction of the layer's GEMM).
-    """
-    if z.size and not (math.isfinite(float(z.min())) and math.isfinite(float(z.max()))):
-        what = "the output layer" if layer == n_layers - 1 else "a hidden layer"
-        raise InputError(
-            f"layer {layer} ({what}): pre-activations are not finite (overflow in "
-            f"{z.dtype}): the inputs (X) or the weights (net) are too large"
-        )
+    if not check:
+        return _graph.run_chain(h, chain, hidden, be, check=False, output=output)
+    with np.errstate(over="ignore", invalid="ignore"):  # the check names the layer
+        return _graph.run_chain(h, chain, hidden, be, check=True, output=output)
 
 
 def _readonly(a: Any, source: Any = None) -> Any:

@@ -590,7 +590,7 @@ def _dense_distances(net: Network, net_dev: Network, X: Any, be: Any) -> tuple[A
     neuron_of = xp.full(n, -1, dtype=np.int64)
     widest = max(net.widths[1:-1], default=1)
     rows = max(1, _DIST_CHUNK_ELEMENTS // (widest * d))
-    weights_t = [w.T for w in net_dev.weights]
+    chain = _graph.dense_chain([w.T for w in net_dev.weights], net_dev.biases)
     for lo in range(0, n, rows):
         hi = min(lo + rows, n)
         # Jacobian of the current layer's input w.r.t. x, (r, width, d), kept as J * 2**-e
@@ -626,7 +626,7 @@ def _dense_distances(net: Network, net_dev: Network, X: Any, be: Any) -> tuple[A
             be.kernels.apply_activation(z, ACTIVATIONS[name], slope)
 
         with np.errstate(over="ignore", invalid="ignore"):  # _check_layer names the layer
-            dense_forward(X[lo:hi], weights_t, net_dev.biases, hidden, check=False, output=False)
+            dense_forward(X[lo:hi], chain, hidden, be, check=False, output=False)
     return dist, layer_of, neuron_of
 
 
@@ -671,6 +671,6 @@ def _check_layer(z: Any, gnorm: Any, layer: int) -> None:
     for what, v in (("pre-activations", z), ("gradients", gnorm)):
         if v.size and not (math.isfinite(float(v.min())) and math.isfinite(float(v.max()))):
             raise InputError(
-                f"layer {layer} (a hidden layer): {what} are not finite (overflow in "
-                f"{z.dtype}): the inputs (X) or the weights (net) are too large"
+                f"X: the output of layer {layer} (a hidden layer) overflows ({what} not "
+                f"finite in {z.dtype}): the inputs or the weights are too large"
             )
