@@ -930,3 +930,30 @@ def test_information_plane_on_layer_outputs_of_a_graph() -> None:
     pp = fastmem.information_plane([pool], y, X=X)
     assert pp.i_xt.shape == (1, pool.n_layers)
     assert np.isfinite(pp.i_xt).all() and np.isfinite(pp.i_ty).all()
+
+
+@pytest.mark.parametrize(
+    ("stride", "dilation", "groups", "pad"),
+    [(1, 1, 1, 1), (2, 1, 1, 2), (1, 2, 2, 0), (2, 2, 4, 3)],
+)
+def test_transposed_convolution_is_the_adjoint_and_layout_free(stride, dilation, groups, pad):
+    # <conv(x), g> = <x, conv^T(g)> for every row (an identity independent of how conv^T
+    # is computed), on 2 rows (fewer than an output row: the image-rows frame) and 40
+    # (the rows-innermost frame); the two frames give the same bits row for row
+    from fastmem import _graph
+    from fastmem._graph_critical import _conv2d_back
+
+    rng = np.random.default_rng(stride + 10 * dilation + 100 * groups)
+    C, n_out, H = 4, 8, 11
+    w = rng.standard_normal((n_out, C // groups, 3, 3))
+    pads = ((pad, pad), (pad, pad))
+    op = _graph.make_conv2d("c", "Conv2d", (C, H, H), w, None, (stride, stride), pads,
+                            (dilation, dilation), groups)  # fmt: skip
+    assert op.out_shape[2] > 2  # 2 rows take the image-rows frame
+    x = rng.standard_normal((40, C * H * H))
+    g = rng.standard_normal((40, op.size))
+    back = _conv2d_back(g, op, np)
+    lhs = (_graph.apply_affine(op, x, np) * g).sum(axis=1)
+    np.testing.assert_allclose((x * back).sum(axis=1), lhs, rtol=1e-12, atol=1e-12)
+    for a in range(0, 40, 2):
+        np.testing.assert_array_equal(_conv2d_back(g[a : a + 2], op, np), back[a : a + 2])
