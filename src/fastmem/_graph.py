@@ -512,7 +512,13 @@ class _Pass:
     """One forward pass: codes (or None), layer outputs (or None), activation derivatives
     and max pooling's argmax (or None), the next bit; or, with ``hidden``, each act op's
     input handed to ``hidden(index, z)`` (an array of its own, activated there in place:
-    the dense analyses' recorders, :func:`fastmem.network.dense_forward`)."""
+    the dense analyses' recorders, :func:`fastmem.network.dense_forward`).
+
+    ``tangent``: an object carried through the pass beside the values (``carry``, its
+    state; residual branches each start from the fork's), told of every op by its
+    ``affine(op, carry)``, ``act(op, z, carry)`` (z: the act's input), ``maxpool(op, z,
+    carry)`` and ``merge(carry_a, carry_b)`` (each returning the new carry): the boundary
+    distances' Jacobians (:class:`_Distances`)."""
 
     def __init__(
         self,
@@ -523,6 +529,8 @@ class _Pass:
         derivs: list[Any] | None = None,
         check: bool = True,
         hidden: Any = None,
+        tangent: Any = None,
+        carry: Any = None,
     ) -> None:
         self.be = be
         self.codes = codes
@@ -530,6 +538,8 @@ class _Pass:
         self.derivs = derivs
         self.check = check
         self.hidden = hidden
+        self.tangent = tangent
+        self.carry = carry
         self.bit = 0
         self.n_act = 0
         self.argument = argument
@@ -556,16 +566,24 @@ class _Pass:
             z = apply_affine(op, h, xp)
             if self.check:
                 _check_finite(z, op, xp, self.argument)
+            if self.tangent is not None:
+                self.carry = self.tangent.affine(op, self.carry)
             return z, True
         if kind == "residual":
             # each branch starts from the shared input: never activated in place
+            fork = self.carry
             a = self.run(op.branches[0], h)
+            carry_a, self.carry = self.carry, fork
             b = self.run(op.branches[1], h)
             z = a + b
             if self.check:
                 _check_finite(z, op, xp, self.argument)
+            if self.tangent is not None:
+                self.carry = self.tangent.merge(carry_a, self.carry)
             return z, True
         if kind == "act":
+            if self.tangent is not None:
+                self.carry = self.tangent.act(op, h, self.carry)
             z = h if fresh else xp.array(h, copy=True, order="C")
             name = op.params["activation"]
             if name not in ACTIVATIONS:
@@ -586,6 +604,8 @@ class _Pass:
                 return z, False
             return z, True
         if kind == "maxpool2d":
+            if self.tangent is not None:
+                self.carry = self.tangent.maxpool(op, h, self.carry)
             win = windows(h, op, -np.inf, xp)
             if self.derivs is not None:
                 self.derivs.append(win.argmax(axis=-1).reshape(h.shape[0], -1))
@@ -1550,10 +1570,11 @@ def from_spec(spec: Any, input_shape: Any, data: Any) -> LayerGraph:
 
 # ------------------------------------------------------------------ boundary distances
 class _Distances:
-    """``distance_to_boundary`` on a layer graph, for one chunk of rows.
+    """``distance_to_boundary`` on a layer graph, for one chunk of rows: the forward
+    pass's tangent (:class:`_Pass`), the values computed by the pass itself.
 
-    Carries each row's values ``z`` (r, w) and their Jacobian ``J`` (r, w, d) with respect
-    to the input, kept as ``J * 2**-jexp`` per row (``fastmem.regions._rescale``). At each
+    Carries beside each row's values ``z`` (r, w) their Jacobian ``J`` (r, w, d) with
+    respect to the input, kept as ``J * 2**-jexp`` per row (``fastmem.regions._rescale``). At each
     state op (numbered from 0 in execution order) the distance of a neuron to its threshold
     is ``|z - theta| / ||grad z||``; of a max-pooling window to the tie of its maximum with
     another entry ``(z_max - z_i) / ||grad z_max - grad z_i||``.
@@ -1595,65 +1616,60 @@ class _Distances:
         self.neuron = xp.where(better, best, self.neuron)
         self.index += 1
 
-    def run(self, ops: tuple[Op, ...], z: Any, J: Any, jexp: Any) -> tuple[Any, Any, Any]:
-        xp, k = self.xp, self.be.kernels
+    # the hooks of the forward pass (:class:`_Pass`), carry = (J, jexp)
+    def affine(self, op: Op, carry: Any) -> Any:
+        J, jexp = carry
+        with np.errstate(over="ignore", invalid="ignore"):
+            return self.tangents(op, J), jexp
+
+    def merge(self, a: Any, b: Any) -> Any:
+        xp = self.xp
+        (Ja, ea), (Jb, eb) = a, b
+        e = xp.maximum(ea, eb)
+        Ja = xp.ldexp(Ja, (ea - e)[:, None, None]).astype(Ja.dtype, copy=False)
+        Jb = xp.ldexp(Jb, (eb - e)[:, None, None]).astype(Jb.dtype, copy=False)
+        with np.errstate(over="ignore", invalid="ignore"):
+            return Ja + Jb, e
+
+    def act(self, op: Op, z: Any, carry: Any) -> Any:
+        xp = self.xp
         row_norms, rescale, check_layer = self.h
-        for op in ops:
-            if op.kind == "flatten":
-                continue
-            if op.kind in _AFFINE:
-                with np.errstate(over="ignore", invalid="ignore"):
-                    z = apply_affine(op, z, xp)
-                    J = self.tangents(op, J)
-                continue
-            if op.kind == "residual":
-                za, Ja, ea = self.run(op.branches[0], z, J, jexp)
-                zb, Jb, eb = self.run(op.branches[1], z, J, jexp)
-                e = xp.maximum(ea, eb)
-                Ja = xp.ldexp(Ja, (ea - e)[:, None, None]).astype(J.dtype, copy=False)
-                Jb = xp.ldexp(Jb, (eb - e)[:, None, None]).astype(J.dtype, copy=False)
-                with np.errstate(over="ignore", invalid="ignore"):
-                    z, J, jexp = za + zb, Ja + Jb, e
-                continue
-            if op.kind == "act":
-                kind = ACTIVATIONS[op.params["activation"]]
-                with np.errstate(over="ignore", invalid="ignore"):
-                    gnorm = row_norms(J, xp)
-                check_layer(z, gnorm, self.index)
-                gap = xp.min(xp.stack([xp.abs(z - t) for t in thresholds(kind)]), axis=0)
-                with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                    dj = xp.where(gnorm > 0, gap / gnorm, np.inf)
-                self.record(dj, jexp)
-                deriv = activation_slope(z, kind, op.params["slope"], xp)
-                J, jexp = rescale(deriv[:, :, None] * J, jexp, xp)
-                z = xp.array(z, copy=True, order="C")
-                k.apply_activation(z, kind, op.params["slope"])
-                continue
-            if op.kind == "maxpool2d":
-                r, _, d = J.shape
-                K = op.window
-                wz = windows(z, op, -np.inf, xp).reshape(r, -1, K)
-                m = wz.shape[1]
-                rows = xp.ascontiguousarray(J.transpose(0, 2, 1)).reshape(r * d, -1)
-                wJ = windows(rows, op, 0.0, xp).reshape(r, d, m, K)
-                top = wz.argmax(axis=2)  # (r, m)
-                zmax = xp.take_along_axis(wz, top[:, :, None], axis=2)
-                Jmax = xp.take_along_axis(wJ, top[:, None, :, None], axis=3)
-                diff = (Jmax - wJ).transpose(0, 2, 3, 1)  # (r, m, K, d)
-                with np.errstate(over="ignore", invalid="ignore", under="ignore"):
-                    gnorm = xp.sqrt((diff * diff).sum(axis=3))
-                    gap = zmax - wz
-                    ok = (gnorm > 0) & xp.isfinite(wz)
-                    ok &= xp.arange(K)[None, None, :] != top[:, :, None]
-                    dj = xp.where(ok, gap / xp.where(ok, gnorm, 1.0), np.inf).min(axis=2)
-                check_layer(zmax, gnorm, self.index)
-                self.record(dj, jexp)
-                z = xp.ascontiguousarray(zmax[:, :, 0])
-                J = xp.ascontiguousarray(Jmax[:, :, :, 0].transpose(0, 2, 1))
-                J, jexp = rescale(J, jexp, xp)
-                continue
-            raise AssertionError(op.kind)  # pragma: no cover
-        return z, J, jexp
+        J, jexp = carry
+        kind = ACTIVATIONS[op.params["activation"]]
+        with np.errstate(over="ignore", invalid="ignore"):
+            gnorm = row_norms(J, xp)
+        check_layer(z, gnorm, self.index)
+        gap = xp.min(xp.stack([xp.abs(z - t) for t in thresholds(kind)]), axis=0)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            dj = xp.where(gnorm > 0, gap / gnorm, np.inf)
+        self.record(dj, jexp)
+        deriv = activation_slope(z, kind, op.params["slope"], xp)
+        return rescale(deriv[:, :, None] * J, jexp, xp)
+
+    def maxpool(self, op: Op, z: Any, carry: Any) -> Any:
+        xp = self.xp
+        _, rescale, check_layer = self.h
+        J, jexp = carry
+        r, _, d = J.shape
+        K = op.window
+        wz = windows(z, op, -np.inf, xp).reshape(r, -1, K)
+        m = wz.shape[1]
+        rows = xp.ascontiguousarray(J.transpose(0, 2, 1)).reshape(r * d, -1)
+        wJ = windows(rows, op, 0.0, xp).reshape(r, d, m, K)
+        top = wz.argmax(axis=2)  # (r, m)
+        zmax = xp.take_along_axis(wz, top[:, :, None], axis=2)
+        Jmax = xp.take_along_axis(wJ, top[:, None, :, None], axis=3)
+        diff = (Jmax - wJ).transpose(0, 2, 3, 1)  # (r, m, K, d)
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            gnorm = xp.sqrt((diff * diff).sum(axis=3))
+            gap = zmax - wz
+            ok = (gnorm > 0) & xp.isfinite(wz)
+            ok &= xp.arange(K)[None, None, :] != top[:, :, None]
+            dj = xp.where(ok, gap / xp.where(ok, gnorm, 1.0), np.inf).min(axis=2)
+        check_layer(zmax, gnorm, self.index)
+        self.record(dj, jexp)
+        J = xp.ascontiguousarray(Jmax[:, :, :, 0].transpose(0, 2, 1))
+        return rescale(J, jexp, xp)
 
 
 def boundary_distances(graph: LayerGraph, X: Any, be: Any, helpers: Any) -> tuple[Any, Any, Any]:
@@ -1670,6 +1686,10 @@ def boundary_distances(graph: LayerGraph, X: Any, be: Any, helpers: Any) -> tupl
         hi = min(lo + rows, n)
         walk = _Distances(be, helpers, hi - lo, X.dtype)
         J = xp.broadcast_to(eye, (hi - lo, d, d))
-        walk.run(graph.ops, X[lo:hi], J, xp.zeros(hi - lo, dtype=np.int32))
+        carry = (J, xp.zeros(hi - lo, dtype=np.int32))
+        with np.errstate(over="ignore", invalid="ignore"):  # check_layer names the layer
+            _Pass(be, None, None, "X", None, False, tangent=walk, carry=carry).run(
+                graph.ops, X[lo:hi]
+            )
         dist[lo:hi], layer[lo:hi], neuron[lo:hi] = walk.dist, walk.layer, walk.neuron
     return dist, layer, neuron
