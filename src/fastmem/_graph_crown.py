@@ -384,7 +384,6 @@ class GraphCrown:
         const = op.arrays["bias"][o] * sign if "bias" in op.arrays else xp.zeros(R)
         err = xp.zeros(R)
         cur = node.inputs[0]
-        ids = xp.arange(R)
         if scale is not None:
             a, b = scale.arrays["scale"][o], scale.arrays["shift"][o]
             lam = lam * a[:, None, None, None]
@@ -392,8 +391,8 @@ class GraphCrown:
             err += (xp.abs(const) + xp.abs(b)) * (4 * _EPS)
             const = const + b * sign
             h, w = lam.shape[2], lam.shape[3]
-            m = self._gather(st, cur, "mag", rows, y0, x0, h, w)
-            self._dot_abs(xp.ascontiguousarray(lam.reshape(R, -1)), ids, m, err, 2 * _EPS)
+            at, m = self._gather(st, cur, "mag", rows, y0, x0, h, w)
+            self._dot_abs(xp.ascontiguousarray(lam.reshape(R, -1)), at, m, err, 2 * _EPS)
         lam = self._mask(lam, cur, y0, x0)
         return self._patch_walk(st, {cur: (lam, y0, x0)}, rows, const, err)
 
@@ -406,7 +405,6 @@ class GraphCrown:
         patch becomes a full row and :meth:`backward` goes on."""
         xp, k = self.xp, self.k
         R = rows.shape[0]
-        ids = xp.arange(R)
         cmag = xp.abs(const)
         folded: set[int] = set()  # affine nodes whose allowance an activation step added
         for cur in range(max(pend), -1, -1):
@@ -416,10 +414,10 @@ class GraphCrown:
                 lam, y0, x0 = pend.pop(0)
                 h, w = lam.shape[2], lam.shape[3]
                 flat = xp.ascontiguousarray(lam.reshape(R, -1))
-                g = self._gathers(st, 0, ("L", "U", "mag"), rows, y0, x0, h, w)
-                k.crit_concretize(flat, ids, g[0], g[1], const)
+                at, g = self._gathers(st, 0, ("L", "U", "mag"), rows, y0, x0, h, w)
+                k.crit_concretize(flat, at, g[0], g[1], const)
                 cmag += xp.abs(const)
-                self._dot_abs(flat, ids, g[2], err, 2 * _gamma(flat.shape[1] + 2))
+                self._dot_abs(flat, at, g[2], err, 2 * _gamma(flat.shape[1] + 2))
                 err += cmag * (2 * _gamma(2))
                 bound = const - (err * 1.01 + 4e-300)
                 return xp.where(xp.isnan(bound), -xp.inf, bound), None
@@ -437,18 +435,22 @@ class GraphCrown:
             if nd.kind == "add":
                 self._merge(pend, nd.inputs[1], (lam.copy(), y0, x0), err, st, rows)
             elif nd.kind == "act":
-                g = self._gathers(st, cur, ("aL", "bL", "aU", "bU", "act"), rows, y0, x0, h, w)
+                shared = self._shared(rows, y0, x0)
+                keys = ("aL", "bL", "aU", "bU", "act")
+                at, g = self._gathers(st, cur, keys, rows, y0, x0, h, w, shared)
                 fold = self._folds(below)
-                lin = self._gather(st, below, "vmag", rows, y0, x0, h, w) if fold else g[4]
-                k.crit_backward_err(flat, ids, *g, lin, fold, const, err)
+                lin = g[4]
+                if fold:
+                    lin = self._gathers(st, below, ("vmag",), rows, y0, x0, h, w, shared)[1][0]
+                k.crit_backward_err(flat, at, *g, lin, fold, const, err)
                 if fold:
                     folded.add(below)
                 cmag += xp.abs(const)
                 lam = flat.reshape(R, C, h, w)
             elif nd.kind == "channel_affine":
                 if cur not in folded:
-                    v = self._gather(st, cur, "vmag", rows, y0, x0, h, w)
-                    self._dot_abs(flat, ids, v, err, 1.0)
+                    at, v = self._gather(st, cur, "vmag", rows, y0, x0, h, w)
+                    self._dot_abs(flat, at, v, err, 1.0)
                 shift, scale = nd.op.arrays["shift"], nd.op.arrays["scale"]
                 const += lam.sum(axis=(2, 3)) @ shift
                 err += (xp.abs(lam).sum(axis=(2, 3)) @ xp.abs(shift)) * (2 * _gamma(C * h * w + 2))
@@ -457,8 +459,8 @@ class GraphCrown:
             else:  # conv2d
                 cop = nd.op
                 if cur not in folded:
-                    v = self._gather(st, cur, "vmag", rows, y0, x0, h, w)
-                    self._dot_abs(flat, ids, v, err, 1.0)
+                    at, v = self._gather(st, cur, "vmag", rows, y0, x0, h, w)
+                    self._dot_abs(flat, at, v, err, 1.0)
                 if "bias" in cop.arrays:
                     b = cop.arrays["bias"]
                     const += lam.sum(axis=(2, 3)) @ b
@@ -497,8 +499,8 @@ class GraphCrown:
             u[:, :, oy - top : oy - top + lb.shape[2], ox - left : ox - left + lb.shape[3]] += lb
             y0, x0 = ya + top, xa + left
             flat = xp.ascontiguousarray(u.reshape(u.shape[0], -1))
-            m = self._gather(st, i, "mag", rows, y0, x0, hu, wu)
-            self._dot_abs(flat, xp.arange(flat.shape[0]), m, err, _EPS)
+            at, m = self._gather(st, i, "mag", rows, y0, x0, hu, wu)
+            self._dot_abs(flat, at, m, err, _EPS)
             pend[i] = (u, y0, x0)
             return
         full = self._densify(*have, i) + self._densify(*item, i)
@@ -528,7 +530,8 @@ class GraphCrown:
         return got
 
     def _mask(self, lam: Any, k: int, y0: Any, x0: Any) -> Any:
-        """Zero the patch entries outside node k's image (they meet zero padding)."""
+        """Zero the patch entries outside node k's image (they meet zero padding), in
+        place (``lam`` is always a fresh array of the caller's)."""
         xp = self.xp
         _, H, W = self._shape(k)
         h, w = lam.shape[2], lam.shape[3]
@@ -536,7 +539,11 @@ class GraphCrown:
         xs = x0[:, None] + xp.arange(w)[None, :]
         my = (ys >= 0) & (ys < H)
         mx = (xs >= 0) & (xs < W)
-        return lam * (my[:, None, :, None] & mx[:, None, None, :])
+        if bool(my.all()) and bool(mx.all()):
+            return lam
+        lam *= my[:, None, :, None]
+        lam *= mx[:, None, None, :]
+        return lam
 
     def _padded(self, st: Bounds, k: int, key: str, pad: int) -> tuple[int, Any]:
         """A per-sample array of node k as (n, C, H + 2 pad, W + 2 pad), zero outside
@@ -567,13 +574,34 @@ class GraphCrown:
                    int((x0 + w - W).max()), 0)  # fmt: skip
 
     def _gather(self, st: Bounds, k: int, key: str, rows, y0, x0, h: int, w: int) -> Any:
-        """The rows' windows of a per-sample array of node k: (R, C h w), zero outside."""
-        return self._gathers(st, k, (key,), rows, y0, x0, h, w)[0]
+        """The rows' windows of a per-sample array of node k, each distinct window once:
+        (index (R,), windows (U, C h w)), row r's window ``windows[index[r]]``, zero
+        outside the image (the kernels read it through ``index`` as through a sample
+        index)."""
+        index, (got,) = self._gathers(st, k, (key,), rows, y0, x0, h, w)
+        return index, got
 
-    def _gathers(self, st: Bounds, k: int, keys, rows, y0, x0, h: int, w: int) -> list[Any]:
-        """:meth:`_gather` of several arrays of node k at the same windows: their flat
-        indices computed once, each window one ``take`` of whole ``(C, h, w)`` blocks
-        in the patches' own order (no transpose)."""
+    def _gathers(self, st: Bounds, k: int, keys, rows, y0, x0, h: int, w: int, shared=None):
+        """:meth:`_gather` of several arrays of node k at the same windows; ``shared``:
+        (index, first) of :meth:`_shared` when known."""
+        index, first = shared if shared is not None else self._shared(rows, y0, x0)
+        return index, self._take_windows(st, k, keys, rows[first], y0[first], x0[first], h, w)
+
+    def _shared(self, rows: Any, y0: Any, x0: Any) -> tuple[Any, Any]:
+        """Rows that read the same window (one sample, one origin: e.g. one position's
+        output channels, and both signs of each) share it: (index (R,) into the distinct
+        windows, the first row of each)."""
+        xp = self.xp
+        ya, xa = y0 - y0.min(), x0 - x0.min()
+        wy, wx = int(ya.max()) + 1, int(xa.max()) + 1
+        key = (rows * wy + ya) * wx + xa
+        _, first, index = xp.unique(key, return_index=True, return_inverse=True)
+        return xp.ascontiguousarray(index.reshape(-1).astype(np.int64)), first
+
+    def _take_windows(self, st: Bounds, k: int, keys, rows, y0, x0, h: int, w: int) -> list[Any]:
+        """The windows of node k's arrays ``keys`` at the given rows: their flat indices
+        computed once, each window one ``take`` of whole ``(C, h, w)`` blocks in the
+        patches' own order (no transpose)."""
         xp = self.xp
         need = self._window(k, y0, x0, h, w)
         C = self._shape(k)[0]
