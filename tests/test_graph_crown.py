@@ -158,6 +158,25 @@ def test_backends_give_identical_bounds() -> None:
         np.testing.assert_array_equal(got[0].margin_lower, other.margin_lower)
 
 
+def test_parts_side_by_side_equal_one_thread_and_single_samples() -> None:
+    # a small batch of a layer graph is certified in four parts that the threads take in
+    # turn: the bounds must not depend on the threads, nor on which samples share a part
+    from fastmem._threads import kernel_threads
+
+    model = MODELS["resnet"](seed=3).double()
+    net = fastmem.Network.from_torch(model, input_shape=SHAPE)
+    X = np.random.default_rng(5).uniform(0, 1, (36, 64))
+    kw = dict(radius=0.02, steps=0, certify="crown")
+    both = fastmem.critical_samples(net, X, **kw).margin_lower
+    with kernel_threads(fastmem.select_backend("cpu"), 1):
+        one = fastmem.critical_samples(net, X, **kw).margin_lower
+    np.testing.assert_array_equal(both, one)
+    alone = np.array([fastmem.critical_samples(net, X[i : i + 1], **kw).margin_lower[0]
+                      for i in (0, 9, 10, 35)])  # fmt: skip
+    np.testing.assert_allclose(both[[0, 9, 10, 35]], alone, rtol=1e-12, atol=1e-12)
+    assert np.isfinite(both).all()
+
+
 def test_crown_beside_a_search_finds_and_proves() -> None:
     model = MODELS["pool"](seed=4).double()
     net = fastmem.Network.from_torch(model, input_shape=SHAPE)

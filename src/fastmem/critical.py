@@ -107,6 +107,8 @@ _DEFAULT_BATCH = 4096
 # On the CPU certification runs in parts of this many samples, side by side.
 _CERTIFY_PART = 256
 _IBP_PART = 512
+# Layer graphs' certificate parts are never smaller than this many samples.
+_GRAPH_PART_MIN = 8
 # Work arrays of the IBP pass kept per thread between calls up to this size each.
 _SCRATCH_KEEP_BYTES = 8 << 20
 # On the CPU a batch of the search runs in parts of this many samples, side by side.
@@ -1713,6 +1715,11 @@ def _certify_parts(model, lo, hi, pred, method, batch, tight=True):
     # IBP's parts are larger: its work per sample is small and each part costs the same
     # few dozen NumPy calls (a fixed size still: the bounds never depend on the threads)
     part = min(batch, _IBP_PART if method == "ibp" and type(model) is _Model else _CERTIFY_PART)
+    if type(model) is not _Model and method != "ibp":
+        # layer graphs: seconds per sample part (a ResNet's CROWN: ~0.15 s a sample), so
+        # a batch under four parts is cut into four (of at least _GRAPH_PART_MIN samples)
+        # that the threads take in turn (the cut follows the batch's size only)
+        part = min(part, max(_GRAPH_PART_MIN, -(-n // 4)))
     calls = [(one, (a, min(a + part, n)), {}) for a in range(0, n, part)]
     _side_by_side(model.be, cpu_threads(model.be), calls)
     return margin, stable, corner, has_corner, slack
