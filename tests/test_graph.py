@@ -601,6 +601,32 @@ def test_load_refuses_a_damaged_graph(tmp_path) -> None:
         fastmem.Network.load(tmp_path / "json.npz")
 
 
+def test_load_refuses_damaged_zips_and_deep_nesting(tmp_path) -> None:
+    net = fastmem.Network.from_torch(PoolNet(seed=0), input_shape=SHAPE)
+    path = tmp_path / "net.npz"
+    net.save(path)
+    raw = path.read_bytes()
+    (tmp_path / "short.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(InputError, match="path: "):
+        fastmem.Network.load(tmp_path / "short.npz")
+    with np.load(path) as data:
+        members = {k: data[k] for k in data.files}
+    # a flipped byte inside a member's data: the zip's CRC check fails on reading it
+    np.savez(tmp_path / "plain.npz", **members)  # stored, not compressed
+    plain = bytearray((tmp_path / "plain.npz").read_bytes())
+    key = next(k for k in members if k.endswith("_weight"))
+    at = bytes(plain).index(members[key].tobytes()[:16])
+    plain[at] ^= 0xFF
+    (tmp_path / "crc.npz").write_bytes(bytes(plain))
+    with pytest.raises(InputError, match=r"path: .*CRC"):
+        fastmem.Network.load(tmp_path / "crc.npz")
+    bad = dict(members)
+    bad["graph"] = np.array("[" * 100_000 + "]" * 100_000)
+    np.savez(tmp_path / "deep.npz", **bad)
+    with pytest.raises(InputError, match="nested too deeply"):
+        fastmem.Network.load(tmp_path / "deep.npz")
+
+
 # ------------------------------------------------------------------ refusals
 def test_import_errors_name_the_module() -> None:
     with pytest.raises(InputError, match="input_shape: required"):
@@ -636,6 +662,37 @@ def test_import_errors_name_the_module() -> None:
 
     with pytest.raises(InputError, match=r"cat \(cat\): unsupported operation"):
         fastmem.Network.from_torch(Cat(), input_shape=SHAPE)
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
+def test_zero_width_layers_and_giant_windows_are_refused() -> None:
+    pooled = nn.Sequential(nn.Conv2d(1, 0, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
+    with pytest.raises(InputError, match=r"^0 \(Conv2d\): has no outputs"):  # a layer graph
+        fastmem.Network.from_torch(pooled, input_shape=SHAPE)
+    with pytest.raises(InputError, match=r"\(Conv2d\): has no outputs \(out_channels = 0\)"):
+        fastmem.Network.from_torch(
+            nn.Sequential(nn.Conv2d(1, 0, 3), nn.ReLU(), nn.Flatten(), nn.Linear(0, 2)),
+            input_shape=SHAPE,
+        )
+    with pytest.raises(InputError, match=r"\(Linear\): has no outputs \(out_features = 0\)"):
+        fastmem.Network.from_torch(
+            nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(72, 0)),
+            input_shape=SHAPE,
+        )
+    with pytest.raises(InputError, match=r"^input_shape: the import check's .* refused before"):
+        fastmem.Network.from_torch(
+            nn.Sequential(nn.MaxPool2d(2), nn.Flatten()), input_shape=(1, 100_000, 100_000)
+        )
+    # a legal but enormous pooling window: refused before its windows are allocated
+    from fastmem._graph import windows
+    from fastmem._validate import available_memory
+
+    net = fastmem.Network.from_torch(PoolNet(seed=0), input_shape=SHAPE)
+    pool = next(op for op in net.layer_graph.ops if op.kind == "maxpool2d")
+    rows = int(available_memory()[0] // (pool.size * pool.window * 8)) + 1
+    h = np.lib.stride_tricks.as_strided(np.zeros(1), (rows, int(np.prod(pool.in_shape))), (0, 0))
+    with pytest.raises(InputError, match=r"^net: the 4-entry windows of .* refused before"):
+        windows(h, pool, 0.0, np)
 
 
 def test_other_analyses_refuse_naming_the_op() -> None:

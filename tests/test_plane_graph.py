@@ -373,8 +373,8 @@ def test_bad_inputs_are_refused() -> None:
 def test_refuses_what_cannot_fit(monkeypatch: pytest.MonkeyPatch) -> None:
     import fastmem._validate as v
 
+    _m, net, _s, o, D, ext = _case("resnet")
     monkeypatch.setattr(v, "_UNCHECKED_BYTES", 0)
     monkeypatch.setattr(v, "available_memory", lambda xp=np: (20_000, "test"))
-    _m, net, _s, o, D, ext = _case("resnet")
     with pytest.raises(InputError, match=r"net: .*regions of the slice.* would need about"):
         fastmem.plane_regions(net, o, D, extent=ext)

@@ -275,6 +275,12 @@ def windows(h: Any, op: Op, fill: float, xp: Any) -> Any:
     C, H, W = op.in_shape
     _, Ho, Wo = op.out_shape
     sh, sw = op.params["stride"]
+    check_allocation(
+        float(n) * C * Ho * Wo * op.window * h.dtype.itemsize,
+        f"the {op.window}-entry windows of {op.where} for {n} rows",
+        "net",
+        xp,
+    )
     x = _pad_hw(h.reshape(n, C, H, W), op.params["pads"], fill, xp)
     out = xp.empty((n, C, Ho, Wo, op.window), dtype=h.dtype)
     for k, (r, s) in enumerate(_taps(op)):
@@ -345,6 +351,12 @@ def _conv2d(h: Any, op: Op, xp: Any) -> Any:
     _, Ho, Wo = op.out_shape
     per_row = op.in_shape[0] * op.window * Ho * Wo * h.dtype.itemsize
     rows = max(1, _IM2COL_BYTES // per_row)
+    check_allocation(
+        float(per_row) * min(n, rows),
+        f"the im2col columns of {op.where} ({op.in_shape[0] * op.window} per output)",
+        "net",
+        xp,
+    )
     if n <= rows:
         return _conv2d_block(h, op, xp)
     out = xp.empty((n, op.size), dtype=h.dtype)
@@ -1354,6 +1366,8 @@ def make_linear(name: str, source: str, in_shape: tuple[int, ...], weight: Any, 
             "add a Flatten before it"
         )
     w = _finite_array(weight, where, "weight")
+    if w.ndim == 2 and w.shape[0] == 0:
+        raise InputError(f"{where}: has no outputs (out_features = 0)")
     if w.ndim != 2 or w.shape[1] != in_shape[0]:
         raise InputError(
             f"{where}: expects {w.shape[-1] if w.ndim == 2 else '?'} inputs, got a tensor of "
@@ -1380,6 +1394,8 @@ def make_conv2d(
     if w.ndim != 4:
         raise InputError(f"{where}: weight must be (out, in / groups, kh, kw), got {w.shape}")
     n_out, cg, kh, kw = (int(s) for s in w.shape)
+    if n_out == 0:
+        raise InputError(f"{where}: has no outputs (out_channels = 0)")
     groups = int(groups)
     if groups < 1 or n_out % groups or shape[0] != cg * groups:
         raise InputError(

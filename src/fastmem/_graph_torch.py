@@ -27,6 +27,7 @@ import numpy as np
 from . import _convert, _graph, _lowering
 from ._convert import _batchnorm_affine, _check_input_shape, _refuse_complex
 from ._graph import LayerGraph, Op, shape_str
+from ._validate import check_allocation
 from .errors import InputError
 
 __all__ = ["graph_from_torch"]
@@ -299,6 +300,16 @@ def _drop_marker(ops: tuple[Op, ...], marker: Op) -> tuple[Op, ...]:
     return tuple(out)
 
 
+def _widths(ops: Any) -> list[int]:
+    """Every op's output size per sample, residual branches included."""
+    out = []
+    for op in ops:
+        out.append(int(op.size))
+        for branch in op.branches or ():
+            out.extend(_widths(branch))
+    return out
+
+
 def _check_against_torch(module: Any, graph: LayerGraph, torch: Any) -> None:
     """The graph must compute the module's own float64 forward (a guard against any
     import mistake; the message asks for a report)."""
@@ -306,6 +317,12 @@ def _check_against_torch(module: Any, graph: LayerGraph, torch: Any) -> None:
 
     ref = copy.deepcopy(module).double().eval()
     gen = np.random.default_rng(0)
+    # three inputs through the module and the graph (several copies of each layer's output)
+    check_allocation(
+        3.0 * 8 * 4 * max([graph.input_dim, *_widths(graph.ops)]),
+        "the import check's forward passes of three inputs",
+        "input_shape",
+    )
     X = gen.normal(size=(3, graph.input_dim))
     with torch.no_grad():
         want = ref(torch.from_numpy(X.reshape(3, *graph.input_shape))).reshape(3, -1).numpy()

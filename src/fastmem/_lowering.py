@@ -123,6 +123,8 @@ def _conv2d(where: str, layer: Any, shape: tuple[int, ...], acc: _Affine):
     C, H, W = shape
     w = _np(layer.weight)
     c_out, c_in_g, kh, kw = w.shape
+    if c_out == 0:
+        raise InputError(f"{where} (Conv2d): has no outputs (out_channels = 0)")
     groups = int(layer.groups)
     if C != c_in_g * groups:
         raise InputError(
@@ -271,6 +273,8 @@ def lower_torch(
                     f"{_shape_str(shape)}; put a Flatten before it"
                 )
             w = _np(layer.weight)
+            if w.shape[0] == 0:
+                raise InputError(f"{where} (Linear): has no outputs (out_features = 0)")
             if w.shape[1] != shape[0]:
                 raise InputError(
                     f"{where} (Linear): takes {w.shape[1]} inputs, got {shape[0]} features"

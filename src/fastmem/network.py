@@ -6,6 +6,7 @@ import json
 import math
 import numbers
 import os
+import zipfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -722,7 +723,7 @@ class Network:
                         data["conv_input_shape"],
                         {k[5:]: data[k] for k in data.files if k.startswith("conv_op")},
                     )
-        except (KeyError, ValueError, OSError, EOFError, TypeError) as exc:
+        except (KeyError, ValueError, OSError, EOFError, TypeError, zipfile.BadZipFile) as exc:
             if isinstance(exc, InputError):
                 raise
             raise InputError(f"path: not a fastmem network file ({exc})") from exc
@@ -754,6 +755,8 @@ class Network:
             graph = _graph.from_spec(spec, [int(s) for s in shape], data)
         except InputError as exc:
             raise InputError(f"path: {path}: {exc}") from exc
+        except RecursionError as exc:
+            raise InputError(f"path: {path}: the layer graph is nested too deeply") from exc
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             raise InputError(f"path: {path}: not a valid layer graph ({exc!r})") from exc
         return cls._from_graph(graph, dtypes.pop() if dtypes else np.float64)
@@ -1037,6 +1040,8 @@ def _load_conv(net: Network, spec: str, shape: Any, members: dict, path: Any) ->
         graph = _graph.from_spec(json.loads(spec), [int(s) for s in shape], members)
     except InputError as exc:
         raise InputError(f"path: {path}: {exc}") from exc
+    except RecursionError as exc:
+        raise InputError(f"path: {path}: the layer graph is nested too deeply") from exc
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise InputError(f"path: {path}: not a valid layer graph ({exc!r})") from exc
     graph = graph.map_arrays(lambda a: _readonly(np.asarray(a, dtype=dt)))
