@@ -120,6 +120,22 @@ def test_bad_inputs():
 
 
 # ------------------------------------------------------------------ directions
+def test_lines_too_long_to_resolve_the_anchor_are_refused():
+    # a 1e200-long direction: the walk's resolution in t merges the anchor's region with
+    # its neighbours, and the class it would see at t = 0 is not the anchor's
+    rng = np.random.default_rng(0)
+    net = Network.from_arrays(
+        [rng.normal(size=(32, 144)) / 12, rng.normal(size=(10, 32)) / 6],
+        [rng.normal(size=32) * 0.1, rng.normal(size=10) * 0.1],
+    )
+    X = rng.uniform(size=(6, 144))
+    a, d = X[:3], X[3:] - X[:3]
+    iv = I.generalization_intervals(net, a, d)
+    np.testing.assert_array_equal(iv.predicted_class, net.predict(a))
+    with pytest.raises(InputError, match=r"^directions, t_range: on \d+ line\(s\) .* the anchor"):
+        I.generalization_intervals(net, a, d * 1e200)
+
+
 def test_pairwise_enumeration_and_sampling():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(30, 3))

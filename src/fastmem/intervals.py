@@ -126,7 +126,9 @@ def generalization_intervals(
     InputError
         Bad shapes, NaN/Inf, mismatched devices, a direction of zero length, a
         ``t_range`` that does not contain 0; a layer whose pre-activations overflow
-        (named; see :func:`fastmem.regions.along_segments`).
+        (named; see :func:`fastmem.regions.along_segments`); lines so long (huge
+        directions or ``t_range``) that the walk's resolution in t cannot isolate the
+        anchor's region, seen as a class at t = 0 other than the anchor's.
 
     Examples
     --------
@@ -177,6 +179,7 @@ def generalization_intervals(
     else:
         _engine.run(lines, t0, t1, visit, chunk_size=chunk_size, logits=True)
     lower, upper = xp.concatenate(lows), xp.concatenate(ups)
+    _check_anchor_classes(lines, xp.concatenate(classes), tol, (t0, t1), be)
     device = lines.device
     return Intervals(
         lower=to_device(lower, device),
@@ -186,6 +189,31 @@ def generalization_intervals(
         backend=be.name,
         t_range=(t0, t1),
     )
+
+
+def _check_anchor_classes(lines: Any, cls: Any, tol: float, t_range: Any, be: Backend) -> None:
+    """The class the walk finds at t = 0 must be the anchor's own (the forward pass's) up
+    to a tie. Where the range is so long that the walk's resolution in t (``tol``) merges
+    the anchor's region with its neighbours, the piece at t = 0 is no longer one affine
+    map and its interpolated class can be another: refuse, naming the lines."""
+    xp = be.xp
+    logits = lines.net.forward(lines.first, backend=be.name)
+    if logits.shape[1] == 1:
+        logits = xp.concatenate([xp.zeros_like(logits), logits], axis=1)
+    rows = xp.arange(logits.shape[0])
+    own = logits.argmax(axis=1)
+    gap = logits[rows, own] - logits[rows, cls]
+    scale = xp.abs(logits).max(axis=1) + 1.0
+    bad = xp.flatnonzero(gap > 1e-8 * scale)  # not a tie: another class
+    if bad.shape[0]:
+        i = int(bad[0])
+        raise InputError(
+            f"directions, t_range: on {int(bad.shape[0])} line(s) (first: row {i}) the "
+            f"anchor's class is {int(own[i])}, but the exact walk over t_range={t_range} "
+            f"sees class {int(cls[i])} at t = 0: its resolution in t ({tol:.3g}) is too "
+            "coarse for the anchor's region on lines this long; shorten those directions "
+            "or narrow t_range"
+        )
 
 
 def _intervals_of_pieces(
