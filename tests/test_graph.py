@@ -560,6 +560,51 @@ def test_float32_graph() -> None:
     np.testing.assert_allclose(net.forward(A), ref.forward(A), rtol=1e-4, atol=1e-5)
 
 
+def test_pooled_ties_get_the_forward_passes_first_entry() -> None:
+    # a max-pool window whose entries are equal constants on a piece (e.g. dead neurons'
+    # equal values) is an exact tie in the forward pass, whose first entry wins; the walk's
+    # interpolated vertex values differ there by rounding, and must still pick that entry
+    torch.manual_seed(0)
+
+    class Block(nn.Module):
+        def __init__(self, c: int) -> None:
+            super().__init__()
+            self.conv1, self.bn1 = nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)
+            self.conv2, self.bn2 = nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)
+
+        def forward(self, x):
+            return F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))) + x)
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU())
+            self.b1, self.b2, self.pool = Block(4), Block(4), nn.MaxPool2d(2)
+            self.fc = nn.Linear(4 * 6 * 6, 10)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.pool(self.b2(self.b1(self.stem(x)))), 1))
+
+    m = Net().double()
+    for mod in m.modules():
+        if isinstance(mod, nn.BatchNorm2d):
+            mod.running_mean.uniform_(-0.5, 0.5)
+            mod.running_var.uniform_(0.5, 2)
+            mod.weight.data.uniform_(0.5, 1.5)
+            mod.bias.data.uniform_(-0.2, 0.2)
+    net = fastmem.Network.from_torch(m.eval(), input_shape=(1, 12, 12))
+    X = np.random.default_rng(0).uniform(size=(4, 144)) * 1e3
+    A, B = X[:2], X[2:]
+    r = fastmem.along_segments(net, A, B)
+    for i in range(2):
+        t = np.concatenate([[0.0], r.breakpoints[i], [1.0]])
+        inside = t[:-1, None] + (t[1:] - t[:-1])[:, None] * np.linspace(0.2, 0.8, 4)[None, :]
+        h = net.pattern_hashes(A[i] + inside.reshape(-1, 1) * (B[i] - A[i]))
+        h = h.reshape(inside.shape)
+        own = np.asarray(r.pattern_hashes[i])[:, None]
+        assert (h == own).any(axis=1).all(), np.flatnonzero(~(h == own).any(axis=1))
+
+
 # ------------------------------------------------------------------ save / load
 def test_save_load_round_trip(tmp_path) -> None:
     net = fastmem.Network.from_torch(ResNet(seed=7), input_shape=SHAPE)

@@ -296,10 +296,13 @@ def _tap_view(x: Any, op: Op, tap: tuple[int, int]) -> Any:
     return x[:, :, r : r + sh * (Ho - 1) + 1 : sh, s : s + sw * (Wo - 1) + 1 : sw]
 
 
-def _window_max(x: Any, op: Op, xp: Any, *, argmax: bool = False) -> tuple[Any, Any]:
+def _window_max(
+    x: Any, op: Op, xp: Any, *, argmax: bool = False, tie: Any = None
+) -> tuple[Any, Any]:
     """Per window of the padded ``(n, C, H, W)`` array ``x``: the maximum ``(n, C Ho Wo)``
     and (with ``argmax``) the first tap attaining it, as ``windows(...).max(-1)`` and
-    ``.argmax(-1)`` without the ``(n, C, Ho, Wo, K)`` array."""
+    ``.argmax(-1)`` without the ``(n, C, Ho, Wo, K)`` array. ``tie`` (broadcast against
+    ``(n, C, Ho, Wo)``): entries within it of the largest so far count as equal to it."""
     n = x.shape[0]
     taps = _taps(op)
     best = xp.array(_tap_view(x, op, taps[0]), copy=True, order="C")
@@ -307,7 +310,8 @@ def _window_max(x: Any, op: Op, xp: Any, *, argmax: bool = False) -> tuple[Any, 
     for k, tap in enumerate(taps[1:], 1):
         entry = _tap_view(x, op, tap)
         if argmax:
-            better = entry > best  # strict: the first of equal entries wins
+            # strict: the first of equal entries wins
+            better = entry > best if tie is None else entry > best + tie
             xp.copyto(top, k, where=better)
         xp.maximum(best, entry, out=best)
     return best.reshape(n, -1), (top.reshape(n, -1) if argmax else None)
@@ -1115,7 +1119,12 @@ class _Walk:
         if op.state_bits:
             zm = V if self.constant else self.midpoints(V)
             x = _pad_hw(zm.reshape(zm.shape[0], *op.in_shape), op.params["pads"], -np.inf, xp)
-            _, idx = _window_max(x, op, xp, argmax=True)
+            # entries equal on the whole piece (e.g. two dead neurons' equal constants, an
+            # exact tie in the forward pass, whose first entry wins there) differ here by
+            # the rounding of the interpolated vertex values: within 2^-40 of the row's
+            # largest magnitude they are ties, as in the forward pass
+            tie = (xp.abs(zm).max(axis=1) * 2.0**-40)[:, None, None, None]
+            _, idx = _window_max(x, op, xp, argmax=True, tie=tie)
             pack_argmax(idx, self.codes, self.bit, op.state_bits // op.size, V.dtype, k)
             self.bit += op.state_bits
         if self.constant:
