@@ -376,6 +376,21 @@ def _cpu_backends():
 # ----------------------------------------------------------------------------- KDE
 
 
+def test_kde_far_apart_rows_and_values_past_float64():
+    # rows 1e100 apart: every row its own cluster (I(X;T) = log2 n), with no warning;
+    # values whose squared distances overflow float64 are refused, not estimated as 0 bits
+    import warnings
+
+    T = np.random.default_rng(0).normal(size=(40, 5))
+    y = np.arange(40) % 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        mi = fastmem.kde_mi(T * 1e100, y)
+    assert mi.i_xt == pytest.approx(math.log2(40), abs=1e-9)
+    with pytest.raises(InputError, match=r"^activations: values up to .* overflow float64"):
+        fastmem.kde_mi(T * 1e200, y)
+
+
 @pytest.mark.parametrize("bound", ["upper", "lower"])
 def test_kde_matches_dense(backend, bound, monkeypatch):
     monkeypatch.setattr(info, "_KDE_TILE", 37)  # several tiles, ragged edges

@@ -802,11 +802,12 @@ def _kde_prepare(be: Backend, t: Any, y: np.ndarray) -> _KdePrep:
     mu = sub.mean(axis=0)
     v = xp.asarray(np.random.default_rng(0).standard_normal(d))
     for _ in builtins_range(_POWER_STEPS):
-        c = sub @ v - float(mu @ v)
-        w = sub.T @ c - mu * float(c.sum())
-        nw = float(xp.linalg.norm(w))
+        with np.errstate(over="ignore", invalid="ignore"):  # huge values: stop, as below
+            c = sub @ v - float(mu @ v)
+            w = sub.T @ c - mu * float(c.sum())
+            nw = float(xp.linalg.norm(w))
         if not (math.isfinite(nw) and nw > 0.0):
-            break  # constant rows: any direction will do
+            break  # constant rows (or products past float64): any direction will do
         v = w / nw
     v = v / float(xp.linalg.norm(v))
     p = t @ v
@@ -1023,6 +1024,15 @@ def kde_mi(
             raise InputError(f"labels: has {y.shape[0]} entries for {t.shape[0]} rows of {name}")
         if not bool(be.xp.isfinite(t).all()):
             raise InputError(f"{name}: contains NaN or Inf value(s)")
+        # squared distances between rows, up to 4 d max|t|^2, must be finite in float64
+        top = float(be.xp.abs(t).max()) if t.size else 0.0
+        limit = math.sqrt(1e307 / (4.0 * max(t.shape[1], 1)))
+        if top > limit:
+            raise InputError(
+                f"{name}: values up to {top:.3g}, beyond {limit:.3g}, where squared distances "
+                "between rows overflow float64; rescale the values (the estimate is the same "
+                "for values times s and noise_var times s^2)"
+            )
         h, hy, stats = _kde_point(be, t, y, counts, float(noise_var), bound)
         tiles.append(stats)
         d = t.shape[1]
