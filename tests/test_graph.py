@@ -724,6 +724,10 @@ def test_zero_width_layers_and_giant_windows_are_refused() -> None:
             nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(72, 0)),
             input_shape=SHAPE,
         )
+    for tail in ([nn.MaxPool2d(2)], []):  # a layer graph, the dense lowering
+        meta = nn.Sequential(nn.Conv2d(1, 2, 3, device="meta"), nn.ReLU(), *tail, nn.Flatten())
+        with pytest.raises(InputError, match=r"^0\.weight: is on the meta device"):
+            fastmem.Network.from_torch(meta, input_shape=SHAPE)
     with pytest.raises(InputError, match=r"^input_shape: the import check's .* refused before"):
         fastmem.Network.from_torch(
             nn.Sequential(nn.MaxPool2d(2), nn.Flatten()), input_shape=(1, 100_000, 100_000)

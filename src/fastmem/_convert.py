@@ -63,9 +63,15 @@ def _batchnorm_affine(
 
 
 def _refuse_complex(where: str, layer: Any) -> None:
-    """A complex parameter or buffer would lose its imaginary part in ``.double()``."""
+    """A complex parameter or buffer would lose its imaginary part in ``.double()``; one on
+    the meta device has no values."""
     named = [*layer.named_parameters(recurse=False), *layer.named_buffers(recurse=False)]
     for name, t in named:
+        if t is not None and t.is_meta:
+            raise InputError(
+                f"{where}.{name}: is on the meta device (a shape without values); load the "
+                "module's weights first (e.g. load_state_dict(..., assign=True))"
+            )
         if t is not None and t.is_complex():
             raise InputError(
                 f"{where}.{name}: has complex dtype {t.dtype}; fastmem networks are real"
