@@ -544,6 +544,11 @@ def test_csr_curve_and_certified_radius(backend):
     assert curve.to_dict()["radii"] == [0.01, 0.05, 0.1]
     cr = fastmem.certified_radius(net, X, backend=backend).radius
     assert np.all(cr >= 0)
+    # a max_radius past the box's width bisects below the width (the same radii to
+    # within the bisection's resolution, not 0 for every sample)
+    huge = fastmem.certified_radius(net, X, max_radius=1e300, iterations=40, backend=backend)
+    assert huge.params["max_radius"] == 1.0
+    np.testing.assert_allclose(huge.radius, cr, atol=2e-8)
     some = cr > 0
     res = fastmem.critical_samples(
         net, X[some], radius=float(cr[some].min()), steps=1, rng=0, backend=backend

@@ -666,6 +666,11 @@ def test_load_refuses_damaged_zips_and_deep_nesting(tmp_path) -> None:
     with pytest.raises(InputError, match=r"path: .*CRC"):
         fastmem.Network.load(tmp_path / "crc.npz")
     bad = dict(members)
+    bad["format_version"] = np.array(2.5)
+    np.savez(tmp_path / "version.npz", **bad)
+    with pytest.raises(InputError, match="format_version must be an integer"):
+        fastmem.Network.load(tmp_path / "version.npz")
+    bad = dict(members)
     bad["graph"] = np.array("[" * 100_000 + "]" * 100_000)
     np.savez(tmp_path / "deep.npz", **bad)
     with pytest.raises(InputError, match="nested too deeply"):
@@ -724,6 +729,10 @@ def test_zero_width_layers_and_giant_windows_are_refused() -> None:
             nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(72, 0)),
             input_shape=SHAPE,
         )
+    hooked = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
+    hooked[0].register_forward_hook(lambda mod, inp, out: 2 * out)
+    with pytest.raises(InputError, match=r"^0 \(Conv2d\): has 1 forward hook\(s\)"):
+        fastmem.Network.from_torch(hooked, input_shape=SHAPE)
     for tail in ([nn.MaxPool2d(2)], []):  # a layer graph, the dense lowering
         meta = nn.Sequential(nn.Conv2d(1, 2, 3, device="meta"), nn.ReLU(), *tail, nn.Flatten())
         with pytest.raises(InputError, match=r"^(module\[0\]|0)\.weight: is on the meta device"):

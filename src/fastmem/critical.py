@@ -1985,7 +1985,12 @@ def critical_samples(
             raise InputError("steps: 0 (the certificate only, no search) needs certify")
         steps = 0
     else:
-        steps = _positive_int(steps, "steps")
+        try:
+            steps = _positive_int(steps, "steps")
+        except InputError as exc:
+            raise InputError(
+                f"{exc} (or 0 with certify: the certificate alone, no search)"
+            ) from None
     restarts = _positive_int(restarts, "restarts")
     # each step is a Python-level pass (a forward and a backward GEMM chain and kernel
     # calls, 0.1 ms to a few ms even for one sample): beyond this a search is a hang
@@ -2286,7 +2291,8 @@ def certified_radius(
 
     All samples bisect together, each on its own interval; after ``iterations``
     halvings the returned radius is certified and within ``max_radius / 2**iterations``
-    of the largest radius the bound certifies. Without ``max_radius`` each sample's
+    of the largest radius the bound certifies (``max_radius`` cut at the box's width,
+    where the ball already is the whole box). Without ``max_radius`` each sample's
     interval is found first among ``[0, 2]``, ``[2, 4]``, ``[4, 16]``, ... ``[2**2**(j-1),
     2**2**j]`` (cut at the box's width, and at ``2**512`` for an unbounded box: a sample
     certified there gets that radius), and the bisection is within the interval's top
@@ -2315,7 +2321,8 @@ def certified_radius(
         levels = [min(2.0 ** (2**j), top) for j in range(10)]
         levels = sorted({v for v in levels if v <= top} | {top})
     else:
-        top = _positive(max_radius, "max_radius")
+        # past the box's width every ball is the whole box: bisect below it
+        top = min(_positive(max_radius, "max_radius"), box[1] - box[0])
         levels = [top]
     iterations = _positive_int(iterations, "iterations")
     if iterations > MAX_ITERATIONS:

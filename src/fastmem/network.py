@@ -416,6 +416,7 @@ class Network:
         >>> fastmem.Network.from_torch(cnn, input_shape=(1, 4, 4)).widths
         (16, 32, 3)
         """
+        _refuse_hooks(module)
         if _needs_layer_graph(module):
             if input_shape is None:
                 raise InputError(
@@ -581,8 +582,12 @@ class Network:
 
     def __repr__(self) -> str:
         if self._graph is not None:
+            try:
+                ops = self._graph.describe()
+            except RecursionError:  # residual blocks nested hundreds deep
+                ops = f"{len(self._graph.ops)} ops, nested too deeply to list"
             return (
-                f"Network(input_shape={self._graph.input_shape}, ops=[{self._graph.describe()}], "
+                f"Network(input_shape={self._graph.input_shape}, ops=[{ops}], "
                 f"dtype={self._dtype}, device={self._device!r})"
             )
         return (
@@ -703,7 +708,10 @@ class Network:
             if not isinstance(data, np.lib.npyio.NpzFile):
                 raise InputError(f"path: {path} holds one array (.npy), not a fastmem network")
             with data:
-                version = int(data["format_version"])
+                fv = data["format_version"]
+                if fv.shape != () or fv.dtype.kind not in "iu":
+                    raise InputError(f"path: {path}: format_version must be an integer")
+                version = int(fv)
                 if version == _GRAPH_FORMAT_VERSION:
                     return cls._load_graph(data, path)
                 if version != _FORMAT_VERSION:
@@ -1025,6 +1033,26 @@ class Network:
         h_in = [X]  # the layer's input: the snap reads it
         chain = _graph.dense_chain([w.T for w in self._weights], self._biases)
         return dense_forward(X, chain, hidden, be, output=output)
+
+
+def _refuse_hooks(module: Any) -> None:
+    """A torch module whose forward runs hooks (``spectral_norm``, ``weight_norm`` of old,
+    any ``register_forward_hook``) computes what its parameters alone do not say."""
+    named = getattr(module, "named_modules", None)
+    if named is None:
+        return
+    for name, mod in named():
+        hooks = len(getattr(mod, "_forward_hooks", {})) + len(
+            getattr(mod, "_forward_pre_hooks", {})
+        )
+        if hooks:
+            where = name or "module"
+            raise InputError(
+                f"{where} ({type(mod).__name__}): has {hooks} forward hook(s), which fastmem "
+                "cannot see (it reads the parameters); remove them first (e.g. "
+                "torch.nn.utils.remove_spectral_norm or prune.remove, which keep the weights "
+                "the hook computes)"
+            )
 
 
 def _load_conv(net: Network, spec: str, shape: Any, members: dict, path: Any) -> LayerGraph:
