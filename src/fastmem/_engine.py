@@ -139,6 +139,7 @@ class Workspace:
         self.buffers: dict[str, Any] = {}
         self._weights_t: dict[int, Any] = {}
         self._row_bound: dict[int, float] = {}
+        self._abs_sums: dict[int, tuple[Any, Any]] = {}
 
     def weights_t(self, net: Network, layer: int) -> Any:
         """``[W | b]^T`` of one layer, C-contiguous ``(fan_in + 1, fan_out)``, made once per
@@ -150,6 +151,15 @@ class Workspace:
                 self.xp.concatenate([W, b[:, None]], axis=1).T
             )
         return self._weights_t[layer]
+
+    def abs_sums(self, net: Network, layer: int) -> tuple[Any, Any]:
+        """``sum_j |W_kj|`` per neuron and ``|b|`` of one layer, made once per call (an
+        ``abs`` of the whole matrix per chunk is a fresh array as large as the layer's
+        weights: page faults on every chunk)."""
+        if layer not in self._abs_sums:
+            wt = self.weights_t(net, layer)
+            self._abs_sums[layer] = (self.xp.abs(wt[:-1]).sum(axis=0), self.xp.abs(wt[-1]))
+        return self._abs_sums[layer]
 
     def row_bound(self, net: Network, layer: int) -> float:
         """``max_k sum_j |W_kj| + |b_k|`` of one layer (the bound that ``_check_layer``
@@ -373,10 +383,9 @@ def _snap(Z: Any, H: Any, net: Network, ws: Workspace, layer: int, kernels: Any)
     their column of ones), read as the forward pass reads them: on a threshold where
     rounding cannot tell them from it."""
     wt = ws.weights_t(net, layer)  # [W | b]^T
-    xp = ws.xp
     kind = ACTIVATIONS[net.activation[layer]]
-    w_abs = xp.abs(wt[:-1]).sum(axis=0)
-    snap_to_thresholds(Z, H, wt.shape[0] - 1, w_abs, xp.abs(wt[-1]), kind, kernels)
+    w_abs, b_abs = ws.abs_sums(net, layer)
+    snap_to_thresholds(Z, H, wt.shape[0] - 1, w_abs, b_abs, kind, kernels)
 
 
 # The projection refuses only after this many layers of steady growth, and only when one
