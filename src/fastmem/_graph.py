@@ -1291,6 +1291,10 @@ def exact_segments(
             pool = stack.enter_context(
                 ThreadPoolExecutor(_SIDE_BY_SIDE, thread_name_prefix="fastmem-walk")
             )
+            # the caller's kernels between chunks (hashing, in this thread while the
+            # generator waits at its yield) share the cores too, as fastmem._engine.run's
+            # visit: an OpenMP team of its own would spin beside the workers
+            stack.enter_context(kernel_threads(be, share))
         try:
             while lo < m or pending:
                 while lo < m and len(pending) < (_IN_FLIGHT if side_by_side else 1):
