@@ -759,7 +759,7 @@ class Network:
                 f"dtype, got {sorted(map(str, dtypes))}"
             )
         try:
-            spec = json.loads(str(data["graph"]))
+            spec = _load_spec(str(data["graph"]))
             graph = _graph.from_spec(spec, [int(s) for s in shape], data)
         except InputError as exc:
             raise InputError(f"path: {path}: {exc}") from exc
@@ -1055,6 +1055,29 @@ def _refuse_hooks(module: Any) -> None:
             )
 
 
+# The deepest JSON nesting a saved layer graph may have (a residual block nested in
+# another's branch adds three levels): json's C parser recurses per level and, where the
+# interpreter's recursion limit has been raised, can overflow the C stack before it.
+_MAX_SPEC_DEPTH = 2000
+
+
+def _load_spec(text: str) -> Any:
+    """The layer graph's JSON, its nesting depth checked before it is parsed (an
+    ``InputError`` that the callers prefix with the file's path)."""
+    import re
+
+    bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text).encode()  # strings out: their brackets
+    codes = np.frombuffer(bare, dtype=np.uint8)
+    step = np.isin(codes, (ord("["), ord("{"))).astype(np.int64)
+    step -= np.isin(codes, (ord("]"), ord("}")))
+    depth = int(np.cumsum(step).max()) if step.size else 0
+    if depth > _MAX_SPEC_DEPTH:
+        raise InputError(
+            f"the layer graph is nested too deeply ({depth} levels, at most {_MAX_SPEC_DEPTH})"
+        )
+    return json.loads(text)
+
+
 def _load_conv(net: Network, spec: str, shape: Any, members: dict, path: Any) -> LayerGraph:
     """The layer graph stored beside a dense lowering (``save`` of a ``from_torch`` CNN),
     rebuilt and checked: it must take the dense net's inputs and compute the same logits
@@ -1065,7 +1088,7 @@ def _load_conv(net: Network, spec: str, shape: Any, members: dict, path: Any) ->
     if any(m.dtype != dt for m in members.values()):
         raise InputError(f"path: {path}: the layer graph's arrays must have the weights' dtype")
     try:
-        graph = _graph.from_spec(json.loads(spec), [int(s) for s in shape], members)
+        graph = _graph.from_spec(_load_spec(spec), [int(s) for s in shape], members)
     except InputError as exc:
         raise InputError(f"path: {path}: {exc}") from exc
     except RecursionError as exc:
