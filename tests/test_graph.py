@@ -639,11 +639,31 @@ def test_load_refuses_a_damaged_graph(tmp_path) -> None:
     np.savez(tmp_path / "nan.npz", **bad)
     with pytest.raises(InputError, match=r"path: .*NaN"):
         fastmem.Network.load(tmp_path / "nan.npz")
+    import json
+
+    spec = json.loads(str(members["graph"]))
+    del next(d for d in spec if d["kind"] == "conv2d")["arrays"]["weight"]
+    bad = dict(members)
+    bad["graph"] = np.array(json.dumps(spec))
+    np.savez(tmp_path / "missing.npz", **bad)
+    with pytest.raises(InputError, match=r"path: .*: weight is missing"):
+        fastmem.Network.load(tmp_path / "missing.npz")
     bad = dict(members)
     bad["graph"] = np.array("{not json")
     np.savez(tmp_path / "json.npz", **bad)
     with pytest.raises(InputError, match="path: "):
         fastmem.Network.load(tmp_path / "json.npz")
+
+
+def test_residual_branches_must_have_one_shape() -> None:
+    from fastmem import _graph
+
+    conv = _graph.make_conv2d(
+        "c", "Conv2d", (2, 4, 8), np.ones((4, 2, 3, 1)), None, 1, ((0, 0), (0, 0)), 1, 1
+    )
+    assert conv.out_shape == (4, 2, 8)  # as many elements as (2, 4, 8), another shape
+    with pytest.raises(InputError, match=r"adds tensors of shapes \(2, 4, 8\) and \(4, 2, 8\)"):
+        _graph.make_residual("r", "add", (2, 4, 8), (), (conv,))
 
 
 def test_load_refuses_damaged_zips_and_deep_nesting(tmp_path) -> None:

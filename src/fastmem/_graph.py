@@ -1333,6 +1333,8 @@ def _pair(v: Any, what: str, where: str) -> tuple[int, int]:
 def _finite_array(
     a: Any, where: str, what: str, shape: tuple[int, ...] | None = None
 ) -> np.ndarray:
+    if a is None:
+        raise InputError(f"{where}: {what} is missing")
     arr = np.asarray(a, dtype=np.float64)
     if shape is not None and arr.shape != shape:
         raise InputError(f"{where}: {what} has shape {arr.shape}, expected {shape}")
@@ -1511,7 +1513,7 @@ def make_residual(
 ) -> Op:
     where = _where(name, source)
     shapes = [br[-1].out_shape if br else in_shape for br in (first, second)]
-    if _prod(shapes[0]) != _prod(shapes[1]) or len(shapes[0]) != len(shapes[1]):
+    if tuple(shapes[0]) != tuple(shapes[1]):
         raise InputError(
             f"{where}: adds tensors of shapes {shape_str(shapes[0])} and {shape_str(shapes[1])}"
         )
