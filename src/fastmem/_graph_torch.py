@@ -300,16 +300,6 @@ def _drop_marker(ops: tuple[Op, ...], marker: Op) -> tuple[Op, ...]:
     return tuple(out)
 
 
-def _widths(ops: Any) -> list[int]:
-    """Every op's output size per sample, residual branches included."""
-    out = []
-    for op in ops:
-        out.append(int(op.size))
-        for branch in op.branches or ():
-            out.extend(_widths(branch))
-    return out
-
-
 def _check_against_torch(module: Any, graph: LayerGraph, torch: Any) -> None:
     """The graph must compute the module's own float64 forward (a guard against any
     import mistake; the message asks for a report)."""
@@ -319,7 +309,7 @@ def _check_against_torch(module: Any, graph: LayerGraph, torch: Any) -> None:
     gen = np.random.default_rng(0)
     # three inputs through the module and the graph (several copies of each layer's output)
     check_allocation(
-        3.0 * 8 * 4 * max([graph.input_dim, *_widths(graph.ops)]),
+        3.0 * 8 * 4 * max([graph.input_dim, *(int(op.size) for op in _graph.walk(graph.ops))]),
         "the import check's forward passes of three inputs",
         "input_shape",
     )
