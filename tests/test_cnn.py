@@ -273,9 +273,10 @@ def test_small_cnn_critical_samples_runs(backend):
             r"module\[2\] \(Linear\): takes a flat tensor.*Flatten",
         ),
         (
-            lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1)),
+            lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(3)),
             (1, 6, 6),
-            r"module\[1\] \(AdaptiveAvgPool2d\): not supported yet",
+            r"module\[1\] \(AdaptiveAvgPool2d\): output size 3x3 does not divide the input "
+            r"map 4x4",
         ),
         (
             lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.Softplus()),

@@ -20,7 +20,7 @@ _TORCH_ACTIVATIONS = {
     "Sigmoid": "sigmoid",
 }
 # Lowered to dense affine maps when from_torch is given the per-sample input_shape.
-_NEEDS_SHAPE = {"Conv2d", "AvgPool2d", "BatchNorm2d"}
+_NEEDS_SHAPE = {"Conv2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm2d"}
 _SKLEARN_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid"}
 
 

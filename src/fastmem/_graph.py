@@ -1480,6 +1480,52 @@ def make_pool(
     return Op(kind, name, source, in_shape, (shape[0], Ho, Wo), arrays, params)
 
 
+def adaptive_pool_kernel(
+    where: str, output_size: Any, in_shape: tuple[int, ...]
+) -> tuple[int, int]:
+    """The kernel (= stride, no padding) of an adaptive 2-D pool on ``in_shape``.
+
+    PyTorch's adaptive pool over an ``H x W`` map to ``oh x ow`` takes window ``i`` from
+    ``floor(i H / oh)`` to ``ceil((i + 1) H / oh)``: where ``oh`` divides ``H`` (and ``ow``
+    divides ``W``) these are the windows of an ordinary pool of kernel and stride
+    ``(H / oh, W / ow)``, which is how it is imported (``AdaptiveAvgPool2d((1, 1))``, global
+    average pooling, always is). Other sizes have windows of unequal sizes, refused.
+    ``None`` in ``output_size`` keeps that dimension's size.
+
+    Examples
+    --------
+    >>> adaptive_pool_kernel("avgpool", (1, 1), (512, 7, 7))
+    (7, 7)
+    >>> adaptive_pool_kernel("avgpool", (2, None), (8, 4, 6))
+    (2, 1)
+    """
+    _, H, W = _spatial(in_shape, where)
+    if isinstance(output_size, (int, np.integer)) and not isinstance(output_size, bool):
+        size: tuple[Any, Any] = (int(output_size), int(output_size))
+    else:
+        try:
+            size = tuple(output_size)  # type: ignore[assignment]
+        except TypeError:
+            size = ()  # type: ignore[assignment]
+        if len(size) != 2:
+            raise InputError(f"{where}: output_size must be an int or a pair, got {output_size!r}")
+    out = []
+    for dim, o in zip((H, W), size, strict=True):
+        o = dim if o is None else o
+        if isinstance(o, bool) or not isinstance(o, (int, np.integer)) or o < 1:
+            raise InputError(f"{where}: output_size must hold positive ints, got {output_size!r}")
+        out.append(int(o))
+    oh, ow = out
+    if H % oh or W % ow:
+        raise InputError(
+            f"{where}: output size {oh}x{ow} does not divide the input map {H}x{W}: its "
+            "windows would have unequal sizes (only equal windows are supported: choose "
+            "input_shape or output_size so that it divides, or use a pool with explicit "
+            "kernel_size)"
+        )
+    return (H // oh, W // ow)
+
+
 def make_channel_affine(
     name: str, source: str, in_shape: tuple[int, ...], scale: Any, shift: Any
 ) -> Op:

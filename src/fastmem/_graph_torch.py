@@ -1,15 +1,26 @@
 """Import a torch module into the layer model (``fastmem._graph``) by ``torch.fx`` tracing.
 
 The module's ``forward`` is traced symbolically (``torch.fx.symbolic_trace``); every node
-must be one of the supported operations: the modules ``Linear``, ``Conv2d``, ``AvgPool2d``,
-``MaxPool2d``, eval-mode ``BatchNorm1d`` / ``BatchNorm2d`` (kept as a per-channel affine
-map), ``Flatten``, ``Identity`` / ``Dropout`` (dropped), ``ReLU``, ``LeakyReLU``,
-``Hardtanh(-1, 1)``, ``Tanh``, ``Sigmoid``; the functions ``torch.relu`` / ``F.relu`` /
-``Tensor.relu``, ``torch.tanh``, ``torch.sigmoid``, ``torch.flatten(x, 1)`` /
-``x.flatten(1)`` / ``x.view(x.size(0), -1)``, and the addition of two tensors that come
-from one common tensor (a residual block: ``out = body(x) + shortcut(x)``). Anything
-else raises ``InputError`` naming the node and why. The imported graph is checked
-against the module's own float64 forward on random inputs before it is returned.
+must be one of the supported operations:
+
+* the modules ``Linear``, ``Conv2d``, ``AvgPool2d``, ``MaxPool2d``, ``AdaptiveAvgPool2d`` /
+  ``AdaptiveMaxPool2d`` where the output size divides the map (equal windows: an ordinary
+  pool, e.g. global average pooling), eval-mode ``BatchNorm1d`` / ``BatchNorm2d`` (kept as a
+  per-channel affine map), ``Flatten``, ``Identity`` / ``Dropout`` (dropped), ``ReLU``,
+  ``LeakyReLU``, ``Hardtanh(-1, 1)``, ``Tanh``, ``Sigmoid``;
+* their functional forms: ``F.relu`` / ``torch.relu`` / ``x.relu()``, ``F.leaky_relu``,
+  ``F.hardtanh`` (-1, 1), ``torch.tanh`` / ``torch.sigmoid`` (and methods),
+  ``F.max_pool2d`` / ``torch.max_pool2d``, ``F.avg_pool2d``, ``F.adaptive_avg_pool2d`` /
+  ``F.adaptive_max_pool2d``, ``F.dropout`` with ``training=self.training`` in eval mode;
+* flattening each sample: ``torch.flatten(x, 1)`` / ``x.flatten(1)``, ``x.view`` /
+  ``x.reshape`` / ``torch.reshape`` to ``(x.size(0), -1)``, ``(x.shape[0], -1)`` or
+  ``(-1, C * H * W)`` (sizes read with ``x.size(i)`` / ``x.shape[i]`` and multiplied);
+  ``x.mean((2, 3))`` (global average pooling);
+* the addition of two tensors that come from one common tensor (a residual block:
+  ``out = body(x) + shortcut(x)``, ``out += identity``).
+
+Anything else raises ``InputError`` naming the node and why. The imported graph is
+checked against the module's own float64 forward on random inputs before it is returned.
 torch is never imported here: it is loaded already, as the module passed in is a torch
 module.
 """
@@ -36,9 +47,10 @@ __all__ = ["graph_from_torch"]
 _DROPPED = _lowering._DROPPED
 _ACT_MODULES = _convert._TORCH_ACTIVATIONS
 _SUPPORTED = (
-    "Linear, Conv2d, AvgPool2d, MaxPool2d, BatchNorm1d, BatchNorm2d (eval mode), Flatten, "
-    "Identity, Dropout, ReLU, LeakyReLU, Hardtanh(-1, 1), Tanh, Sigmoid, and residual "
-    "additions"
+    "Linear, Conv2d, AvgPool2d, MaxPool2d, AdaptiveAvgPool2d / AdaptiveMaxPool2d (equal "
+    "windows), BatchNorm1d, BatchNorm2d (eval mode), Flatten, Identity, Dropout, ReLU, "
+    "LeakyReLU, Hardtanh(-1, 1), Tanh, Sigmoid, their torch.nn.functional forms, flattening "
+    "view / reshape, mean over (H, W), and residual additions"
 )
 
 
@@ -64,7 +76,119 @@ class _Value:
 
 
 class _Batch:
-    """``x.size(0)``: only good for ``x.view(x.size(0), -1)``."""
+    """``x.size(0)`` / ``x.shape[0]``: only good as the batch size of a flattening
+    ``view`` / ``reshape``."""
+
+
+class _Shape:
+    """``x.shape`` / ``x.size()`` of a traced tensor: indexed, it gives the batch
+    (:class:`_Batch`) or a per-sample dimension (an int, known from ``input_shape``)."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.shape = shape
+
+    def dim(self, i: Any, where: str) -> Any:
+        full = (None, *self.shape)
+        if isinstance(i, bool) or not isinstance(i, int) or not -len(full) <= i < len(full):
+            raise InputError(f"{where} (size): dimension {i!r} of a {len(full)}-d tensor")
+        i %= len(full)
+        return _Batch() if i == 0 else full[i]
+
+
+# the parameters after the input of the torch.nn.functional calls fastmem reads, with
+# their defaults (torch's)
+_SIGNATURES: dict[str, tuple[tuple[str, Any], ...]] = {
+    "relu": (("inplace", False),),
+    "leaky_relu": (("negative_slope", 0.01), ("inplace", False)),
+    "hardtanh": (("min_val", -1.0), ("max_val", 1.0), ("inplace", False)),
+    "tanh": (),
+    "sigmoid": (),
+    "max_pool2d": (
+        ("kernel_size", None),
+        ("stride", None),
+        ("padding", 0),
+        ("dilation", 1),
+        ("ceil_mode", False),
+        ("return_indices", False),
+    ),
+    "avg_pool2d": (
+        ("kernel_size", None),
+        ("stride", None),
+        ("padding", 0),
+        ("ceil_mode", False),
+        ("count_include_pad", True),
+        ("divisor_override", None),
+    ),
+    "adaptive_avg_pool2d": (("output_size", None),),
+    "adaptive_max_pool2d": (("output_size", None), ("return_indices", False)),
+    "dropout": (("p", 0.5), ("training", True), ("inplace", False)),
+}
+
+
+def _bind(where: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The arguments after the input of the functional call ``name``, by parameter name."""
+    params = _SIGNATURES[name]
+    names = [k for k, _ in params]
+    rest = args[1:]
+    unknown = sorted(set(kwargs) - set(names))
+    if len(rest) > len(params) or unknown:
+        raise InputError(f"{where} ({name}): unsupported arguments {unknown or rest}")
+    out = dict(params)
+    out.update(zip(names, rest, strict=False))  # rest may stop early: defaults
+    out.update(kwargs)
+    for k, v in out.items():
+        if isinstance(v, (_Value, _Batch, _Shape)):
+            raise InputError(f"{where} ({name}): {k} must be a constant, not a tensor or size")
+    return out
+
+
+def _functional_op(where: str, name: str, a: dict[str, Any], shape: tuple[int, ...]) -> Op | None:
+    """The op of a functional call (``F.max_pool2d(x, 2)``, ...); None: dropped."""
+    if name in ("relu", "tanh", "sigmoid"):
+        return _graph.make_act(where, name, shape, name, 0.0)
+    if name == "leaky_relu":
+        return _graph.make_act(where, name, shape, "leaky_relu", float(a["negative_slope"]))
+    if name == "hardtanh":
+        if (a["min_val"], a["max_val"]) != (-1.0, 1.0):
+            raise InputError(
+                f"{where} (hardtanh): only hardtanh(x, -1, 1) is supported, got "
+                f"min_val={a['min_val']}, max_val={a['max_val']}"
+            )
+        return _graph.make_act(where, name, shape, "hardtanh", 0.0)
+    if name == "dropout":
+        if a["training"]:
+            raise InputError(
+                f"{where} (dropout): training=True when traced (the module in training mode, "
+                "or a call that always drops); call module.eval() first and pass "
+                "training=self.training"
+            )
+        return None
+    if a.get("ceil_mode"):
+        raise InputError(f"{where} ({name}): ceil_mode=True is not supported")
+    if a.get("return_indices"):
+        raise InputError(f"{where} ({name}): return_indices=True is not supported")
+    pool = "maxpool2d" if "max" in name else "avgpool2d"
+    if name.startswith("adaptive"):
+        k = _graph.adaptive_pool_kernel(f"{where} ({name})", a["output_size"], shape)
+        return _graph.make_pool(pool, where, name, shape, k, k, ((0, 0), (0, 0)))
+    label = f"{where} ({name})"
+    kernel = a["kernel_size"]
+    if kernel is None:
+        raise InputError(f"{label}: kernel_size is missing")
+    stride = a["stride"]
+    if stride is None or (isinstance(stride, (list, tuple)) and len(stride) == 0):
+        stride = kernel  # torch's default (torch.max_pool2d writes it as [])
+    ph, pw = _graph._pair(a["padding"], "padding", label)
+    extra: dict[str, Any] = {}
+    if pool == "avgpool2d":
+        extra = {
+            "count_include_pad": a["count_include_pad"],
+            "divisor_override": a["divisor_override"],
+        }
+    return _graph.make_pool(
+        pool, where, name, shape, kernel, stride, ((ph, ph), (pw, pw)), a.get("dilation", 1),
+        **extra,
+    )  # fmt: skip
 
 
 def _module_op(where: str, mod: Any, shape: tuple[int, ...]) -> Op | None:
@@ -138,8 +262,17 @@ def _module_op(where: str, mod: Any, shape: tuple[int, ...]) -> Op | None:
             )
         slope = float(mod.negative_slope) if kind == "LeakyReLU" else 0.0
         return _graph.make_act(where, kind, shape, _ACT_MODULES[kind], slope)
-    if kind == "AdaptiveAvgPool2d":
-        raise InputError(f"{label}: not supported yet; use AvgPool2d with an explicit kernel_size")
+    if kind in ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d"):
+        if getattr(mod, "return_indices", False):
+            raise InputError(f"{label}: return_indices=True is not supported")
+        k = _graph.adaptive_pool_kernel(label, mod.output_size, shape)
+        pool = "maxpool2d" if kind == "AdaptiveMaxPool2d" else "avgpool2d"
+        return _graph.make_pool(pool, where, kind, shape, k, k, ((0, 0), (0, 0)))
+    if kind in ("ReLU6", "Hardswish", "Hardsigmoid"):
+        raise InputError(
+            f"{label}: not supported (a clipped activation other than Hardtanh(-1, 1)); "
+            f"supported are {_SUPPORTED}"
+        )
     raise InputError(f"{label}: unsupported module; supported are {_SUPPORTED}")
 
 
@@ -159,6 +292,18 @@ def _residual(where: str, a: _Value, b: _Value) -> _Value:
     return _Value((*prefix, op), op.out_shape)
 
 
+def _flattens(dims: list[Any], shape: tuple[int, ...]) -> bool:
+    """Whether ``view`` / ``reshape`` to ``dims`` flattens each sample of ``shape``:
+    ``(batch, -1)``, ``(batch, N)`` or ``(-1, N)`` with ``N`` the per-sample size."""
+    if len(dims) != 2 or isinstance(dims[1], (_Batch, _Shape)):
+        return False
+    n = int(np.prod(shape))
+    first, second = dims
+    if isinstance(first, _Batch):
+        return second in (-1, n)
+    return first == -1 and second == n
+
+
 def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
     """The layer graph of ``module`` on per-sample inputs of ``input_shape``."""
     if not type(module).__module__.startswith("torch.") and "torch" not in sys.modules:
@@ -174,15 +319,27 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
             "write it as nn.Sequential or as plain calls of the supported modules"
         ) from exc
     F = torch.nn.functional
-    relu_fns = {torch.relu, F.relu}
     add_fns = {operator.add, operator.iadd, torch.add}
+    int_fns = {operator.mul: operator.mul, operator.floordiv: operator.floordiv,
+               operator.add: operator.add, operator.sub: operator.sub}  # fmt: skip
     flatten_fns = {torch.flatten}
-    smooth_fns = {
-        torch.tanh: "tanh",
-        torch.sigmoid: "sigmoid",
-        F.tanh: "tanh",
-        F.sigmoid: "sigmoid",
-    }
+    functional = {}  # function -> its name in _SIGNATURES
+    for name, owners in (
+        ("relu", (torch, F)),
+        ("leaky_relu", (F,)),
+        ("hardtanh", (F,)),
+        ("tanh", (torch, F)),
+        ("sigmoid", (torch, F)),
+        ("max_pool2d", (torch, F)),
+        ("avg_pool2d", (F,)),
+        ("adaptive_avg_pool2d", (F,)),
+        ("adaptive_max_pool2d", (F,)),
+    ):
+        for owner in owners:
+            functional[getattr(owner, name)] = name
+    for name in ("dropout", "dropout1d", "dropout2d", "alpha_dropout", "feature_alpha_dropout"):
+        if hasattr(F, name):
+            functional[getattr(F, name)] = "dropout"
     # every value starts with this no-op, so two branches forked at the input share it
     marker = Op("flatten", "input", "input", shape, shape)
     start = _Value((marker,), shape)
@@ -211,19 +368,29 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
                 f"{node.target}: forward reads a parameter or buffer directly (a functional "
                 "call such as F.conv2d(x, self.weight)); call the module instead"
             )
-        args = [values.get(a, a) if isinstance(a, fx.Node) else a for a in node.args]
-        if any(isinstance(a, fx.Node) and a not in values for a in node.args):
+        if any(a not in values for a in node.all_input_nodes):
             raise InputError(f"{where}: uses a value fastmem does not follow")  # pragma: no cover
+        # the traced values in place of the nodes, also inside tuples (x.view((n, -1)))
+        args = list(fx.node.map_arg(tuple(node.args), values.__getitem__))
+        kwargs = dict(fx.node.map_arg(dict(node.kwargs), values.__getitem__))
         if node.op == "call_module":
             where = str(node.target)
             mod = traced.get_submodule(node.target)
             x = args[0] if args else None
-            if len(args) != 1 or node.kwargs or not isinstance(x, _Value):
+            if len(args) != 1 or kwargs or not isinstance(x, _Value):
                 raise InputError(f"{where} ({type(mod).__name__}): must be called on one tensor")
             values[node] = x.then(_module_op(where, mod, x.shape))
             continue
+        if (
+            node.op == "call_function"
+            and node.target in int_fns
+            and not any(isinstance(a, (_Value, _Batch, _Shape)) for a in args)
+        ):
+            # arithmetic on sizes (x.size(1) * x.size(2) * ...): per-sample sizes are known
+            values[node] = int_fns[node.target](*args)
+            continue
         if node.op == "call_function" and node.target in add_fns:
-            if len(args) != 2 or node.kwargs or not all(isinstance(a, _Value) for a in args):
+            if len(args) != 2 or kwargs or not all(isinstance(a, _Value) for a in args):
                 raise InputError(f"{where} (add): only the sum of two tensors is supported")
             values[node] = _residual(where, args[0], args[1])
             continue
@@ -233,45 +400,90 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
             else getattr(node.target, "__name__", str(node.target))
         )
         x = args[0] if args else None
-        if node.op == "call_method" and name == "size" and args[1:] == [0]:
-            values[node] = _Batch()
+        if node.op == "call_function" and node.target is operator.getitem:
+            if isinstance(x, _Shape) and len(args) == 2:
+                values[node] = x.dim(args[1], where)
+                continue
+            raise InputError(f"{where} (getitem): indexing a tensor is not supported")
+        if node.op == "call_function" and node.target is getattr:
+            if isinstance(x, _Value) and args[1:] == ["shape"]:
+                values[node] = _Shape(x.shape)
+                continue
+            raise InputError(f"{where} (getattr): reads {args[1:]!r} of a tensor; only .shape")
+        if node.op == "call_method" and name == "size" and isinstance(x, _Value):
+            dims = list(args[1:]) + ([kwargs["dim"]] if "dim" in kwargs else [])
+            values[node] = _Shape(x.shape) if not dims else _Shape(x.shape).dim(dims[0], where)
             continue
         if not isinstance(x, _Value):
             raise InputError(f"{where} ({name}): unsupported operation")
-        if (node.op == "call_function" and node.target in relu_fns) or (
-            node.op == "call_method" and name == "relu"
-        ):
-            if len(args) != 1 or node.kwargs.get("inplace", False) not in (False, True):
-                raise InputError(f"{where} (relu): unsupported arguments")
-            values[node] = x.then(_graph.make_act(where, "relu", x.shape, "relu", 0.0))
+        if node.op == "call_function" and node.target in functional:
+            fname = functional[node.target]
+            a = _bind(where, fname, args, dict(kwargs))
+            values[node] = x.then(_functional_op(where, fname, a, x.shape))
             continue
-        if node.op == "call_function" and node.target in smooth_fns:
-            act = smooth_fns[node.target]
-            values[node] = x.then(_graph.make_act(where, act, x.shape, act, 0.0))
+        if node.op == "call_method" and name in ("relu", "tanh", "sigmoid"):
+            if len(args) != 1 or kwargs:
+                raise InputError(f"{where} ({name}): unsupported arguments")
+            values[node] = x.then(_graph.make_act(where, name, x.shape, name, 0.0))
             continue
         flat = (node.op == "call_function" and node.target in flatten_fns) or (
             node.op == "call_method" and name == "flatten"
         )
         if flat:
-            dims = list(args[1:]) + [
-                node.kwargs.get(k) for k in ("start_dim", "end_dim") if k in node.kwargs
-            ]
+            dims = list(args[1:]) + [kwargs.get(k) for k in ("start_dim", "end_dim") if k in kwargs]
             if dims not in ([1], [1, -1]):
                 raise InputError(f"{where} (flatten): only flatten(x, 1) is supported, got {dims}")
             values[node] = x.then(
                 _graph.make_flatten(where, "flatten", x.shape) if len(x.shape) > 1 else None
             )
             continue
-        if node.op == "call_method" and name in ("view", "reshape"):
-            if len(args) == 3 and isinstance(args[1], _Batch) and args[2] == -1:
+        reshape = (node.op == "call_method" and name in ("view", "reshape")) or (
+            node.op == "call_function" and node.target is torch.reshape
+        )
+        if reshape:
+            dims = list(args[1:])
+            if "shape" in kwargs or "size" in kwargs:
+                dims = [kwargs.get("shape", kwargs.get("size"))]
+            if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+                dims = list(dims[0])
+            if _flattens(dims, x.shape):
                 values[node] = x.then(
                     _graph.make_flatten(where, name, x.shape) if len(x.shape) > 1 else None
                 )
                 continue
-            raise InputError(f"{where} ({name}): only x.{name}(x.size(0), -1) is supported")
+            raise InputError(
+                f"{where} ({name}): only flattening each sample is supported "
+                f"(x.{name}(x.size(0), -1), x.{name}(-1, {int(np.prod(x.shape))})); got "
+                f"{[d if not isinstance(d, _Batch) else 'batch' for d in dims]}"
+            )
+        if node.op == "call_method" and name == "mean" and len(x.shape) == 3:
+            dims = args[1:2] or [kwargs.get("dim")]
+            keep = bool(args[2] if len(args) > 2 else kwargs.get("keepdim", False))
+            if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+                spatial = sorted(int(d) % 4 for d in dims[0] if isinstance(d, int))
+                if spatial == [2, 3] and set(kwargs) <= {"dim", "keepdim"}:
+                    # global average pooling (x.mean((2, 3))): a pool over the whole map
+                    _, H, W = x.shape
+                    pool = _graph.make_pool(
+                        "avgpool2d", where, "mean", x.shape, (H, W), (H, W), ((0, 0), (0, 0))
+                    )
+                    x = x.then(pool)
+                    if not keep:
+                        x = x.then(_graph.make_flatten(where, "mean", x.shape))
+                    values[node] = x
+                    continue
+            raise InputError(
+                f"{where} (mean): only the mean over the spatial dimensions, x.mean((2, 3)), "
+                "is supported"
+            )
         if node.op == "call_method" and name == "contiguous":
             values[node] = x
             continue
+        if name in ("relu6", "hardswish", "hardsigmoid", "gelu", "silu", "elu", "softplus"):
+            raise InputError(
+                f"{where} ({name}): not supported; the activations are relu, leaky_relu, "
+                "hardtanh(-1, 1), tanh and sigmoid"
+            )
         raise InputError(f"{where} ({name}): unsupported operation; supported are {_SUPPORTED}")
     if result is None:
         raise InputError("module: forward returns nothing")  # pragma: no cover

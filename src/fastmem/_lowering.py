@@ -1,6 +1,7 @@
 """Lower a torch ``nn.Sequential`` over images to a dense MLP, exactly.
 
-Every affine operation (``Linear``, ``Conv2d``, ``AvgPool2d``, eval-mode ``BatchNorm1d`` /
+Every affine operation (``Linear``, ``Conv2d``, ``AvgPool2d`` (``AdaptiveAvgPool2d`` where
+its windows are equal), eval-mode ``BatchNorm1d`` /
 ``BatchNorm2d``, ``Flatten``) is written as the dense matrix ``M`` and bias ``b`` of its
 action on the per-sample tensor flattened in PyTorch's (C, H, W) order; consecutive affine
 operations are composed into one matrix, and each element-wise activation closes a layer.
@@ -27,10 +28,7 @@ __all__ = ["lower_torch"]
 
 _DROPPED = {"Identity", "Dropout", "Dropout1d", "Dropout2d", "AlphaDropout"}
 _NOT_YET = {
-    "MaxPool2d": "max pooling is not supported yet (it is piecewise linear, not affine)",
-    "MaxPool1d": "max pooling is not supported yet (it is piecewise linear, not affine)",
-    "AdaptiveAvgPool2d": "not supported yet; use AvgPool2d with an explicit kernel_size",
-    "AdaptiveMaxPool2d": "not supported yet (max pooling)",
+    "MaxPool1d": "not supported (1-d pooling; the layer model pools 2-d maps: MaxPool2d)",
 }
 
 
@@ -175,17 +173,26 @@ def _conv2d(where: str, layer: Any, shape: tuple[int, ...], acc: _Affine):
 
 
 def _avgpool2d(where: str, layer: Any, shape: tuple[int, ...], acc: _Affine):
+    kind = type(layer).__name__
     if len(shape) != 3:
         raise InputError(
-            f"{where} (AvgPool2d): takes a (C, H, W) tensor per sample, got {_shape_str(shape)}"
+            f"{where} ({kind}): takes a (C, H, W) tensor per sample, got {_shape_str(shape)}"
         )
-    if layer.ceil_mode:
-        raise InputError(f"{where} (AvgPool2d): ceil_mode=True is not supported")
     C, H, W = shape
-    kh, kw = _pair(layer.kernel_size, "kernel_size", where)
-    stride = layer.stride if layer.stride is not None else layer.kernel_size
-    sh, sw = _pair(stride, "stride", where)
-    ph, pw = _pair(layer.padding, "padding", where)
+    if kind == "AdaptiveAvgPool2d":  # equal windows: an AvgPool2d (fastmem._graph)
+        from ._graph import adaptive_pool_kernel
+
+        kh, kw = adaptive_pool_kernel(f"{where} ({kind})", layer.output_size, shape)
+        sh, sw, ph, pw = kh, kw, 0, 0
+        divisor_override, count_include_pad = None, True
+    else:
+        if layer.ceil_mode:
+            raise InputError(f"{where} (AvgPool2d): ceil_mode=True is not supported")
+        kh, kw = _pair(layer.kernel_size, "kernel_size", where)
+        stride = layer.stride if layer.stride is not None else layer.kernel_size
+        sh, sw = _pair(stride, "stride", where)
+        ph, pw = _pair(layer.padding, "padding", where)
+        divisor_override, count_include_pad = layer.divisor_override, layer.count_include_pad
     Ho = (H + 2 * ph - kh) // sh + 1
     Wo = (W + 2 * pw - kw) // sw + 1
     if Ho < 1 or Wo < 1:
@@ -203,9 +210,9 @@ def _avgpool2d(where: str, layer: Any, shape: tuple[int, ...], acc: _Affine):
     s = j * sw - pw + np.arange(kw)[None, None, None, None, :]
     shape5 = (C, Ho, Wo, kh, kw)
     inside = np.broadcast_to((r >= 0) & (r < H) & (s >= 0) & (s < W), shape5)
-    if layer.divisor_override:
-        div = np.full((Ho, Wo), float(layer.divisor_override))
-    elif layer.count_include_pad:
+    if divisor_override:
+        div = np.full((Ho, Wo), float(divisor_override))
+    elif count_include_pad:
         div = np.full((Ho, Wo), float(kh * kw))
     else:
         div = inside[0].sum(axis=(2, 3)).astype(np.float64)
@@ -259,7 +266,7 @@ def lower_torch(
                 )
             shape = (int(np.prod(shape)),)
             continue
-        if kind in ("Conv2d", "AvgPool2d"):
+        if kind in ("Conv2d", "AvgPool2d", "AdaptiveAvgPool2d"):
             lower = _conv2d if kind == "Conv2d" else _avgpool2d
             M, b, new_shape = lower(where, layer, shape, acc)
             _check_against_torch(where, kind, layer, shape, M, b, rng)

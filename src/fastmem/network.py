@@ -354,7 +354,8 @@ class Network:
         Convolutional networks (``input_shape``)
             Given the per-sample input shape ``(C, H, W)`` (or ``(d,)``), the module
             may also hold ``Conv2d`` (stride, padding, dilation, groups, bias or not;
-            ``padding_mode="zeros"``), ``AvgPool2d`` (``ceil_mode=False``), eval-mode
+            ``padding_mode="zeros"``), ``AvgPool2d`` (``ceil_mode=False``),
+            ``AdaptiveAvgPool2d`` (where the output size divides the map), eval-mode
             ``BatchNorm2d`` and ``Flatten``. Each affine operation is lowered exactly
             to the dense matrix of its action on the tensor flattened in PyTorch's
             ``(C, H, W)`` order (the kernel weights placed by index arithmetic; each
@@ -373,10 +374,14 @@ class Network:
 
         Max pooling and residual blocks (the layer model, ``input_shape`` required)
             A module holding ``MaxPool2d``, or one that is not an ``nn.Sequential`` (its
-            ``forward`` is traced with ``torch.fx``: plain calls of the modules above,
-            ``torch.relu`` / ``F.relu``, ``torch.flatten(x, 1)``,
-            ``x.view(x.size(0), -1)`` and residual additions ``body(x) + shortcut(x)``,
-            as in a ResNet basic block), is imported as a layer graph
+            ``forward`` is traced with ``torch.fx``: plain calls of the modules above and
+            of ``MaxPool2d`` / ``AdaptiveMaxPool2d``, their ``torch.nn.functional`` forms
+            (``F.relu``, ``F.max_pool2d``, ``F.avg_pool2d``, ``F.adaptive_avg_pool2d``,
+            ...), flattening by ``torch.flatten(x, 1)`` / ``x.view(x.size(0), -1)`` /
+            ``x.view(-1, C * H * W)``, ``x.mean((2, 3))``, and residual additions
+            ``body(x) + shortcut(x)`` / ``out += identity``, as in a ResNet basic
+            block; the full list is in ``fastmem._graph_torch``), is imported as a layer
+            graph
             (:attr:`layer_graph`): convolutions run natively (im2col + GEMM), BatchNorm
             stays a per-channel affine map, max pooling's state is the argmax of each
             window. Such a network supports :meth:`forward`, :meth:`predict`,
@@ -389,7 +394,9 @@ class Network:
             ``regions.distance_to_boundary`` and ``plane_regions`` (exact 2-D slices);
             the other analyses (weight perturbation) refuse it with an ``InputError``
             naming the op (not supported yet).
-            ``AdaptiveAvgPool2d`` and other modules are refused, naming the module.
+            ``AdaptiveAvgPool2d`` / ``AdaptiveMaxPool2d`` are taken where the output
+            size divides the map (equal windows, e.g. global pooling to ``(1, 1)``);
+            other sizes, and other modules or calls, are refused, naming them.
 
         Raises
         ------
@@ -429,7 +436,7 @@ class Network:
         weights, biases, acts, slopes = _convert.from_torch(module, input_shape)
         net = cls.from_arrays(weights, biases, acts, negative_slope=slopes, dtype=dtype)
         if input_shape is not None and any(
-            type(m).__name__ in ("Conv2d", "AvgPool2d", "BatchNorm2d") for m in module.modules()
+            type(m).__name__ in _convert._NEEDS_SHAPE for m in module.modules()
         ):
             from ._graph_torch import graph_from_torch
 
@@ -1127,7 +1134,7 @@ def _needs_layer_graph(module: Any) -> bool:
     if type(module).__name__ != "Sequential":
         return not type(module).__module__.startswith("torch.nn")
     return any(
-        _needs_layer_graph(child) or type(child).__name__ == "MaxPool2d"
+        _needs_layer_graph(child) or type(child).__name__ in ("MaxPool2d", "AdaptiveMaxPool2d")
         for child in module.children()
     )
 

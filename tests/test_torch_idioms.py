@@ -1,0 +1,497 @@
+"""The ways researchers write their torch networks, imported by ``Network.from_torch``.
+
+The PyTorch tutorial's LeNet (``F.max_pool2d``, ``torch.flatten`` or ``x.view(-1, N)``),
+torchvision's ResNet basic block (one ``nn.ReLU(inplace=True)`` called twice,
+``out += identity``, ``AdaptiveAvgPool2d((1, 1))``), the CIFAR ResNets of kuangliu's
+pytorch-cifar (``F.avg_pool2d(out, 4)``, ``out.view(out.size(0), -1)``, an empty
+``nn.Sequential`` shortcut), VGG's ``AdaptiveAvgPool2d((7, 7))`` and ``Dropout``, global
+mean pooling ``x.mean((2, 3))``. References: torch's own float64 forward, and for every
+functional form the layer graph of the same network written with modules (already
+tested against torch autograd and an independent region walk in ``test_graph.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastmem
+from fastmem import InputError
+
+torch = pytest.importorskip("torch", reason="the torch importer needs torch")
+nn = torch.nn
+F = torch.nn.functional
+
+
+def _init(module: nn.Module, seed: int) -> nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.4)
+        for m in module.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=gen) - 0.5)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+    return module.eval()
+
+
+def _forward_matches_torch(net: fastmem.Network, module: nn.Module, shape) -> None:
+    X = np.random.default_rng(3).normal(size=(6, int(np.prod(shape))))
+    with torch.no_grad():
+        want = module.double()(torch.from_numpy(X.reshape(6, *shape))).numpy()
+    got = net.forward(X)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+    np.testing.assert_array_equal(net.predict(X), want.argmax(axis=1))
+
+
+# ------------------------------------------------------------ whole architectures
+class LeNet(nn.Module):
+    """The PyTorch tutorial's network (functional pooling and flatten)."""
+
+    def __init__(self, view: bool = False) -> None:
+        super().__init__()
+        self.view = view
+        self.conv1 = nn.Conv2d(1, 6, 5)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 4 * 4, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), (2, 2))
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = x.view(-1, 16 * 4 * 4) if self.view else torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+class TVBasicBlock(nn.Module):
+    """torchvision's ``BasicBlock``."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample=None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x):
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class TVResNet(nn.Module):
+    """torchvision's ResNet layout, small: stem, max pool, two stages, global pooling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = nn.Sequential(TVBasicBlock(4, 4))
+        down = nn.Sequential(nn.Conv2d(4, 8, 1, 2, bias=False), nn.BatchNorm2d(8))
+        self.layer2 = nn.Sequential(TVBasicBlock(4, 8, 2, down))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer2(self.layer1(x))
+        x = torch.flatten(self.avgpool(x), 1)
+        return self.fc(x)
+
+
+class CifarBlock(nn.Module):
+    """kuangliu/pytorch-cifar's ``BasicBlock`` (an empty ``nn.Sequential`` shortcut)."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += self.shortcut(x)
+        return F.relu(out)
+
+
+class CifarResNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.layer1 = CifarBlock(4, 4)
+        self.layer2 = CifarBlock(4, 8, 2)
+        self.linear = nn.Linear(8, 5)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer2(self.layer1(out))
+        out = F.avg_pool2d(out, 4)
+        out = out.view(out.size(0), -1)
+        return self.linear(out)
+
+
+class VGGish(nn.Module):
+    """VGG's layout: features, ``AdaptiveAvgPool2d``, a classifier with ``Dropout``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1),
+            nn.BatchNorm2d(4),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(4, 6, 3, padding=1),
+            nn.ReLU(True),
+            nn.MaxPool2d(2, 2),
+        )
+        self.avgpool = nn.AdaptiveAvgPool2d((2, 2))
+        self.classifier = nn.Sequential(
+            nn.Linear(6 * 2 * 2, 12), nn.ReLU(True), nn.Dropout(), nn.Linear(12, 5)
+        )
+
+    def forward(self, x):
+        x = torch.flatten(self.avgpool(self.features(x)), 1)
+        return self.classifier(x)
+
+
+class MeanPool(nn.Module):
+    """Global average pooling written as a mean over the map, then reshaped by x.shape."""
+
+    def __init__(self, keepdim: bool) -> None:
+        super().__init__()
+        self.keepdim = keepdim
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x):
+        x = F.leaky_relu(self.conv(x), 0.1)
+        x = x.mean(dim=(-2, -1), keepdim=True) if self.keepdim else x.mean((2, 3))
+        return self.fc(x.reshape(x.shape[0], -1))
+
+
+ARCHITECTURES = {
+    "lenet": (lambda: LeNet(), (1, 28, 28)),
+    "lenet-view": (lambda: LeNet(view=True), (1, 28, 28)),
+    "torchvision-resnet": (TVResNet, (3, 8, 8)),
+    "cifar-resnet": (CifarResNet, (3, 8, 8)),
+    "vgg": (VGGish, (3, 8, 8)),
+    "mean-pool": (lambda: MeanPool(False), (3, 6, 6)),
+    "mean-pool-keepdim": (lambda: MeanPool(True), (3, 6, 6)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_architecture_imports_and_matches_torch(name: str) -> None:
+    build, shape = ARCHITECTURES[name]
+    module = _init(build(), seed=1)
+    net = fastmem.Network.from_torch(module, input_shape=shape)
+    assert net.layer_graph is not None
+    _forward_matches_torch(net, module, shape)
+
+
+@pytest.mark.parametrize("name", ["torchvision-resnet", "cifar-resnet"])
+def test_residual_architectures_certify_soundly_and_find_real_flips(name: str) -> None:
+    build, shape = ARCHITECTURES[name]
+    module = _init(build(), seed=2).double()
+    net = fastmem.Network.from_torch(module, input_shape=shape)
+    X = np.random.default_rng(5).random((12, int(np.prod(shape))))
+    r = 0.02
+    res = fastmem.critical_samples(net, X, radius=r, steps=30, certify="crown", rng=0)
+    assert res.n_critical + res.n_robust > 0
+    xt = torch.from_numpy(X.reshape(-1, *shape))
+    with torch.no_grad():
+        pred = module(xt).argmax(1).numpy()
+    for i in np.flatnonzero(res.status == "critical"):  # each reported flip flips torch's class
+        adv = res.adversarial[i]
+        assert np.abs(adv - X[i]).max() <= r * (1 + 1e-12)
+        with torch.no_grad():
+            got = module(torch.from_numpy(adv.reshape(1, *shape))).argmax(1).item()
+        assert got != pred[i]
+    # a torch PGD of its own never flips a sample certified robust
+    rob = np.flatnonzero(res.status == "robust")
+    if rob.size:
+        x0 = xt[rob]
+        y = torch.from_numpy(pred[rob])
+        lo, hi = (x0 - r).clamp(0, 1), (x0 + r).clamp(0, 1)
+        x = x0.clone()
+        for _ in range(50):
+            x.requires_grad_(True)
+            loss = F.cross_entropy(module(x), y)
+            (g,) = torch.autograd.grad(loss, x)
+            x = torch.min(torch.max(x.detach() + 0.005 * g.sign(), lo), hi)
+        with torch.no_grad():
+            assert (module(x).argmax(1) == y).all()
+
+
+# ------------------------------------------------- functional forms = module forms
+class Body(nn.Module):
+    """conv -> ``step`` -> a flattening ``tail`` -> linear; ``step`` and ``tail`` are the
+    forms compared."""
+
+    def __init__(self, step, tail, width: int, shape=(3, 6, 6), seed: int = 0) -> None:
+        super().__init__()
+        self.step, self.tail = step, tail
+        self.conv = nn.Conv2d(shape[0], 3, 3, padding=1)
+        self.fc = nn.Linear(width, 4)
+        _init(self, seed)
+
+    def forward(self, x):
+        return self.fc(self.tail(self.step(self.conv(x))))
+
+
+def _flat(x):
+    return torch.flatten(x, 1)
+
+
+class Mod(nn.Module):
+    """Wraps a module so that ``step`` can be a module call in the traced forward."""
+
+    def __init__(self, *mods) -> None:
+        super().__init__()
+        self.seq = nn.ModuleList(mods)
+
+    def forward(self, x):
+        for m in self.seq:
+            x = m(x)
+        return x
+
+
+def _graph_signature(ops) -> list:
+    """Everything that defines each op (not its name): kind, shapes, parameters, arrays."""
+    out = []
+    for op in ops:
+        arrays = {k: np.asarray(v).tolist() for k, v in sorted(op.arrays.items())}
+        branches = [_graph_signature(br) for br in op.branches]
+        out.append((op.kind, op.in_shape, op.out_shape, sorted(op.params.items()), arrays,
+                    branches))  # fmt: skip
+    return out
+
+
+PAIRS = {
+    # name: (functional step, functional tail, module step, module tail, flat width)
+    "max_pool2d": (lambda x: F.max_pool2d(x, 2), _flat, Mod(nn.MaxPool2d(2)), _flat, 27),
+    "max_pool2d-kwargs": (
+        lambda x: F.max_pool2d(x, kernel_size=3, stride=2, padding=1),
+        _flat,
+        Mod(nn.MaxPool2d(3, 2, 1)),
+        _flat,
+        27,
+    ),
+    "torch.max_pool2d": (lambda x: torch.max_pool2d(x, 2), _flat, Mod(nn.MaxPool2d(2)), _flat, 27),
+    "avg_pool2d": (lambda x: F.avg_pool2d(x, 2), _flat, Mod(nn.AvgPool2d(2)), _flat, 27),
+    "avg_pool2d-no-pad-count": (
+        lambda x: F.avg_pool2d(x, 3, 1, 1, count_include_pad=False),
+        _flat,
+        Mod(nn.AvgPool2d(3, 1, 1, count_include_pad=False)),
+        _flat,
+        108,
+    ),
+    "adaptive_avg_pool2d": (
+        lambda x: F.adaptive_avg_pool2d(x, 3),
+        _flat,
+        Mod(nn.AvgPool2d(2)),
+        _flat,
+        27,
+    ),
+    "AdaptiveAvgPool2d-global": (
+        Mod(nn.AdaptiveAvgPool2d((1, 1))),
+        _flat,
+        Mod(nn.AvgPool2d(6)),
+        _flat,
+        3,
+    ),
+    "AdaptiveAvgPool2d-None": (
+        Mod(nn.AdaptiveAvgPool2d((2, None))),
+        _flat,
+        Mod(nn.AvgPool2d((3, 1))),
+        _flat,
+        36,
+    ),
+    "AdaptiveMaxPool2d": (Mod(nn.AdaptiveMaxPool2d(3)), _flat, Mod(nn.MaxPool2d(2)), _flat, 27),
+    "adaptive_max_pool2d": (
+        lambda x: F.adaptive_max_pool2d(x, 1),
+        _flat,
+        Mod(nn.MaxPool2d(6)),
+        _flat,
+        3,
+    ),
+    "mean": (
+        lambda x: x.mean((2, 3)),
+        lambda x: x,
+        Mod(nn.AvgPool2d(6)),
+        _flat,
+        3,
+    ),
+    "leaky_relu": (lambda x: F.leaky_relu(x, 0.2), _flat, Mod(nn.LeakyReLU(0.2)), _flat, 108),
+    "hardtanh": (lambda x: F.hardtanh(x), _flat, Mod(nn.Hardtanh()), _flat, 108),
+    "relu-inplace": (lambda x: F.relu(x, inplace=True), _flat, Mod(nn.ReLU()), _flat, 108),
+    "tanh-method": (lambda x: x.tanh(), _flat, Mod(nn.Tanh()), _flat, 108),
+    "sigmoid": (lambda x: torch.sigmoid(x), _flat, Mod(nn.Sigmoid()), _flat, 108),
+    "dropout-eval": (
+        lambda x: F.relu(F.dropout(x, 0.5, training=False)),
+        _flat,
+        Mod(nn.ReLU()),
+        _flat,
+        108,
+    ),
+    "view-minus-one": (F.relu, lambda x: x.view(-1, 108), Mod(nn.ReLU()), _flat, 108),
+    "reshape-shape0": (
+        F.relu,
+        lambda x: x.reshape(x.shape[0], -1),
+        Mod(nn.ReLU()),
+        _flat,
+        108,
+    ),
+    "view-size-product": (
+        F.relu,
+        lambda x: x.view(x.size(0), x.size(1) * x.size(2) * x.size()[3]),
+        Mod(nn.ReLU()),
+        _flat,
+        108,
+    ),
+    "torch.reshape": (
+        F.relu,
+        lambda x: torch.reshape(x, (x.size(0), -1)),
+        Mod(nn.ReLU()),
+        _flat,
+        108,
+    ),
+    "flatten-kwarg": (
+        F.relu,
+        lambda x: x.flatten(start_dim=1),
+        Mod(nn.ReLU()),
+        _flat,
+        108,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_functional_form_is_the_module_form(name: str) -> None:
+    f_step, f_tail, m_step, m_tail, width = PAIRS[name]
+    functional = Body(f_step, f_tail, width, seed=4)
+    modules = Body(m_step, m_tail, width, seed=4)
+    a = fastmem.Network.from_torch(functional, input_shape=(3, 6, 6))
+    b = fastmem.Network.from_torch(modules, input_shape=(3, 6, 6))
+    assert _graph_signature(a.layer_graph.ops) == _graph_signature(b.layer_graph.ops)
+    _forward_matches_torch(a, functional, (3, 6, 6))
+
+
+def test_sequential_with_adaptive_pooling() -> None:
+    """An ``nn.Sequential`` with ``AdaptiveAvgPool2d`` is lowered to dense matrices (as
+    with ``AvgPool2d``); with ``AdaptiveMaxPool2d`` it is a layer graph."""
+    avg = _init(nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                              nn.Flatten(), nn.Linear(12, 3)), seed=6)  # fmt: skip
+    net = fastmem.Network.from_torch(avg, input_shape=(1, 8, 8))
+    assert net.layer_graph is None
+    _forward_matches_torch(net, avg, (1, 8, 8))
+    same = _init(nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.AvgPool2d(3),
+                               nn.Flatten(), nn.Linear(12, 3)), seed=6)  # fmt: skip
+    ref = fastmem.Network.from_torch(same, input_shape=(1, 8, 8))
+    for w, v in zip(net.weights + net.biases, ref.weights + ref.biases, strict=True):
+        np.testing.assert_array_equal(w, v)
+    mx = _init(nn.Sequential(nn.Conv2d(1, 3, 3), nn.ReLU(), nn.AdaptiveMaxPool2d(3),
+                             nn.Flatten(), nn.Linear(27, 3)), seed=6)  # fmt: skip
+    net = fastmem.Network.from_torch(mx, input_shape=(1, 8, 8))
+    assert net.layer_graph is not None
+    _forward_matches_torch(net, mx, (1, 8, 8))
+
+
+# ------------------------------------------------------------------ refusals
+REFUSED = {
+    "adaptive-unequal": (
+        Mod(nn.AdaptiveAvgPool2d(4)),
+        _flat,
+        48,
+        r"\(AdaptiveAvgPool2d\): output size 4x4 does not divide the input map 6x6",
+    ),
+    "adaptive-functional-unequal": (
+        lambda x: F.adaptive_max_pool2d(x, (4, 3)),
+        _flat,
+        36,
+        r"adaptive_max_pool2d.*output size 4x3 does not divide the input map 6x6",
+    ),
+    "dropout-training": (
+        lambda x: F.dropout(x, 0.5),
+        _flat,
+        108,
+        r"\(dropout\): training=True when traced",
+    ),
+    "relu6": (lambda x: F.relu6(x), _flat, 108, r"\(relu6\): not supported"),
+    "ReLU6": (Mod(nn.ReLU6()), _flat, 108, r"\(ReLU6\): not supported \(a clipped activation"),
+    "hardtanh-0-6": (
+        lambda x: F.hardtanh(x, 0.0, 6.0),
+        _flat,
+        108,
+        r"only hardtanh\(x, -1, 1\)",
+    ),
+    "ceil_mode": (
+        lambda x: F.max_pool2d(x, 4, ceil_mode=True),
+        _flat,
+        12,
+        r"ceil_mode=True is not supported",
+    ),
+    "return_indices": (
+        lambda x: F.max_pool2d(x, 2, return_indices=True)[0],
+        _flat,
+        27,
+        r"max_pool2d_with_indices \(max_pool2d_with_indices\): unsupported operation",
+    ),
+    "view-constant-batch": (
+        F.relu,
+        lambda x: x.view(6, -1),
+        108,
+        r"\(view\): only flattening each sample",
+    ),
+    "mean-channels": (
+        lambda x: x.mean(1),
+        _flat,
+        36,
+        r"\(mean\): only the mean over the spatial dimensions",
+    ),
+    "indexing": (lambda x: x[:, :2], _flat, 72, r"\(getitem\): indexing a tensor"),
+    "pool-size-from-tensor": (
+        lambda x: F.max_pool2d(x, x.size(0)),
+        _flat,
+        3,
+        r"kernel_size must be a constant",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_unsupported_forms_are_refused_naming_the_node(name: str) -> None:
+    step, tail, width, message = REFUSED[name]
+    with pytest.raises(InputError, match=message):
+        fastmem.Network.from_torch(Body(step, tail, width), input_shape=(3, 6, 6))
+
+
+def test_adaptive_pool_kernel_checks_output_size() -> None:
+    from fastmem._graph import adaptive_pool_kernel
+
+    assert adaptive_pool_kernel("p", 1, (2, 5, 5)) == (5, 5)
+    assert adaptive_pool_kernel("p", (None, 2), (2, 5, 4)) == (1, 2)
+    for bad in (0, (2, 0), (2,), "2", (True, 1), 2.0):
+        with pytest.raises(InputError, match="p: output_size"):
+            adaptive_pool_kernel("p", bad, (2, 4, 4))
+    with pytest.raises(InputError, match=r"p: takes a \(C, H, W\) tensor"):
+        adaptive_pool_kernel("p", 1, (16,))
