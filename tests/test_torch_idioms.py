@@ -495,3 +495,116 @@ def test_adaptive_pool_kernel_checks_output_size() -> None:
             adaptive_pool_kernel("p", bad, (2, 4, 4))
     with pytest.raises(InputError, match=r"p: takes a \(C, H, W\) tensor"):
         adaptive_pool_kernel("p", 1, (16,))
+
+
+# ------------------------------------------------------- a final softmax / log_softmax
+class ExamplesMnist(nn.Module):
+    """pytorch/examples' mnist/main.py ``Net``: its forward ends in ``F.log_softmax``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.dropout1 = nn.Dropout(0.25)
+        self.dropout2 = nn.Dropout(0.5)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x):
+        x = F.relu(self.conv2(F.relu(self.conv1(x))))
+        x = torch.flatten(self.dropout1(F.max_pool2d(x, 2)), 1)
+        x = self.fc2(self.dropout2(F.relu(self.fc1(x))))
+        return F.log_softmax(x, dim=1)
+
+
+def _logits_then(module: nn.Module, net: fastmem.Network, shape, kind: str) -> None:
+    """``net`` outputs the logits whose softmax / log_softmax ``module`` returns."""
+    X = np.random.default_rng(8).random((5, int(np.prod(shape))))
+    with torch.no_grad():
+        want = module.double()(torch.from_numpy(X.reshape(5, *shape)))
+    z = torch.from_numpy(net.forward(X))
+    got = torch.log_softmax(z, 1) if kind == "log_softmax" else torch.softmax(z, 1)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12, atol=1e-13)
+    np.testing.assert_array_equal(net.predict(X), want.numpy().argmax(axis=1))
+
+
+FINALS = {
+    "examples-mnist": (ExamplesMnist, (1, 28, 28), "log_softmax"),
+    "sequential-softmax": (
+        lambda: nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3), nn.Softmax(dim=1)),
+        None,
+        "softmax",
+    ),
+    "sequential-conv-logsoftmax": (
+        lambda: nn.Sequential(
+            nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32, 3), nn.LogSoftmax(-1)
+        ),
+        (1, 6, 6),
+        "log_softmax",
+    ),
+}
+
+
+class SoftmaxHead(nn.Module):
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.body = Body(F.relu, _flat, 108, seed=9)
+        self.logsm = nn.LogSoftmax(dim=1)
+
+    def forward(self, x):
+        z = self.body(x)
+        if self.how == "method":
+            return z.softmax(dim=1)
+        if self.how == "torch":
+            return torch.softmax(z, -1)
+        return self.logsm(z)
+
+
+@pytest.mark.parametrize("how", ["method", "torch", "module"])
+def test_final_softmax_forms_are_left_out(how: str) -> None:
+    module = SoftmaxHead(how).eval()
+    net = fastmem.Network.from_torch(module, input_shape=(3, 6, 6))
+    _logits_then(module, net, (3, 6, 6), "log_softmax" if how == "module" else "softmax")
+
+
+@pytest.mark.parametrize(
+    "name", ["examples-mnist", "sequential-softmax", "sequential-conv-logsoftmax"]
+)
+def test_networks_ending_in_softmax_import_their_logits(name: str) -> None:
+    build, shape, kind = FINALS[name]
+    module = _init(build(), seed=3)
+    net = fastmem.Network.from_torch(module, input_shape=shape)
+    _logits_then(module, net, shape if shape is not None else (6,), kind)
+
+
+def test_softmax_elsewhere_is_refused() -> None:
+    class Middle(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 3), nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.b(F.softmax(self.a(x), dim=1))
+
+    with pytest.raises(InputError, match=r"b: uses the result of a softmax; .* last operation"):
+        fastmem.Network.from_torch(Middle(), input_shape=(4,))
+
+    class OverBatch(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return F.log_softmax(self.a(x), dim=0)
+
+    with pytest.raises(
+        InputError, match=r"log_softmax.*only over the classes \(dim=1\), got dim=0"
+    ):
+        fastmem.Network.from_torch(OverBatch(), input_shape=(4,))
+    seq = nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=0))
+    with pytest.raises(InputError, match=r"module\[1\] \(Softmax\): only over the classes"):
+        fastmem.Network.from_torch(seq)
+    seq = nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1), nn.Linear(3, 2))
+    with pytest.raises(InputError, match=r"module\[1\] \(Softmax\)"):
+        fastmem.Network.from_torch(seq)

@@ -19,6 +19,8 @@ _TORCH_ACTIVATIONS = {
     "Tanh": "tanh",
     "Sigmoid": "sigmoid",
 }
+# Left out where they end the network: it outputs the logits they normalise.
+_NORMALISERS = {"Softmax", "LogSoftmax"}
 # Lowered to dense affine maps when from_torch is given the per-sample input_shape.
 _NEEDS_SHAPE = {"Conv2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm2d"}
 _SKLEARN_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid"}
@@ -107,6 +109,16 @@ def from_torch(
     if not torch_nn.startswith("torch."):
         raise InputError(f"module: expected a torch.nn.Module, got {type(module).__name__}")
     layers = _flatten_sequential(module, "module")
+    if layers and type(layers[-1][1]).__name__ in _NORMALISERS:
+        # a final Softmax / LogSoftmax over the classes is left out: the network outputs
+        # the logits it normalises (the same classes and class margins)
+        where, last = layers[-1]
+        if getattr(last, "dim", None) not in (1, -1, None):
+            raise InputError(
+                f"{where} ({type(last).__name__}): only over the classes (dim=1), got "
+                f"dim={last.dim!r}"
+            )
+        layers = layers[:-1]
     for where, layer in layers:
         _refuse_complex(where, layer)
     if input_shape is not None:

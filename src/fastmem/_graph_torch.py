@@ -80,6 +80,31 @@ class _Batch:
     ``view`` / ``reshape``."""
 
 
+class _Normalised:
+    """A final ``softmax`` / ``log_softmax`` over the classes of the traced ``value``:
+    allowed only as the forward's result, where it is left out (the network outputs the
+    logits it normalises)."""
+
+    def __init__(self, value: _Value, kind: str) -> None:
+        self.value = value
+        self.kind = kind
+
+
+def _normalise(where: str, kind: str, x: Any, dim: Any) -> _Normalised:
+    if not isinstance(x, _Value) or len(x.shape) != 1:
+        raise InputError(f"{where} ({kind}): only over the classes of a flat output")
+    if dim not in (1, -1, None):
+        raise InputError(f"{where} ({kind}): only over the classes (dim=1), got dim={dim!r}")
+    return _Normalised(x, kind)
+
+
+def softmax_rows(z: np.ndarray, kind: str) -> np.ndarray:
+    """``log_softmax`` or ``softmax`` of each row (float64, max-shifted)."""
+    shifted = z - z.max(axis=1, keepdims=True)
+    logs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return logs if kind == "log_softmax" else np.exp(logs)
+
+
 class _Shape:
     """``x.shape`` / ``x.size()`` of a traced tensor: indexed, it gives the batch
     (:class:`_Batch`) or a per-sample dimension (an int, known from ``input_shape``)."""
@@ -337,6 +362,12 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
     ):
         for owner in owners:
             functional[getattr(owner, name)] = name
+    normalisers = {
+        F.softmax: "softmax",
+        torch.softmax: "softmax",
+        F.log_softmax: "log_softmax",
+        torch.log_softmax: "log_softmax",
+    }
     for name in ("dropout", "dropout1d", "dropout2d", "alpha_dropout", "feature_alpha_dropout"):
         if hasattr(F, name):
             functional[getattr(F, name)] = "dropout"
@@ -346,6 +377,7 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
     values: dict[Any, Any] = {}
     seen_input = False
     result: _Value | None = None
+    final = None  # a softmax / log_softmax left out at the output
     for node in traced.graph.nodes:
         # a function node is named after the module whose forward calls it: layer1.add
         stack = node.meta.get("nn_module_stack") or {}
@@ -358,10 +390,12 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
             values[node] = start
             continue
         if node.op == "output":
-            out = node.args[0]
-            if not isinstance(values.get(out), _Value):
+            out = values.get(node.args[0])
+            if isinstance(out, _Normalised):  # a final softmax / log_softmax: left out
+                final, out = out.kind, out.value
+            if not isinstance(out, _Value):
                 raise InputError("module: forward must return one tensor")
-            result = values[out]
+            result = out
             continue
         if node.op == "get_attr":
             raise InputError(
@@ -373,10 +407,22 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
         # the traced values in place of the nodes, also inside tuples (x.view((n, -1)))
         args = list(fx.node.map_arg(tuple(node.args), values.__getitem__))
         kwargs = dict(fx.node.map_arg(dict(node.kwargs), values.__getitem__))
+        for a in [*args, *kwargs.values()]:
+            if isinstance(a, _Normalised):
+                raise InputError(
+                    f"{where}: uses the result of a {a.kind}; softmax / log_softmax is "
+                    "supported only as the forward's last operation (left out: fastmem "
+                    "networks output logits)"
+                )
         if node.op == "call_module":
             where = str(node.target)
             mod = traced.get_submodule(node.target)
             x = args[0] if args else None
+            kind = type(mod).__name__
+            if kind in ("Softmax", "LogSoftmax") and len(args) == 1 and not kwargs:
+                act = "softmax" if kind == "Softmax" else "log_softmax"
+                values[node] = _normalise(f"{where} ({kind})", act, x, mod.dim)
+                continue
             if len(args) != 1 or kwargs or not isinstance(x, _Value):
                 raise InputError(f"{where} ({type(mod).__name__}): must be called on one tensor")
             values[node] = x.then(_module_op(where, mod, x.shape))
@@ -416,6 +462,15 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
             continue
         if not isinstance(x, _Value):
             raise InputError(f"{where} ({name}): unsupported operation")
+        final_fn = normalisers.get(node.target) if node.op == "call_function" else None
+        if final_fn or (node.op == "call_method" and name in ("softmax", "log_softmax")):
+            act = final_fn or name
+            rest = dict(zip(("dim", "_stacklevel", "dtype"), args[1:], strict=False))
+            rest.update(kwargs)
+            if set(rest) - {"dim", "_stacklevel", "dtype"} or rest.get("dtype") is not None:
+                raise InputError(f"{where} ({act}): unsupported arguments {sorted(rest)}")
+            values[node] = _normalise(where, act, x, rest.get("dim"))
+            continue
         if node.op == "call_function" and node.target in functional:
             fname = functional[node.target]
             a = _bind(where, fname, args, dict(kwargs))
@@ -496,7 +551,7 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
             "networks output a flat vector of logits (end with Flatten and Linear)"
         )
     graph = LayerGraph(ops, shape)
-    _check_against_torch(module, graph, torch)
+    _check_against_torch(module, graph, torch, final)
     return graph
 
 
@@ -512,9 +567,10 @@ def _drop_marker(ops: tuple[Op, ...], marker: Op) -> tuple[Op, ...]:
     return tuple(out)
 
 
-def _check_against_torch(module: Any, graph: LayerGraph, torch: Any) -> None:
+def _check_against_torch(module: Any, graph: LayerGraph, torch: Any, final=None) -> None:
     """The graph must compute the module's own float64 forward (a guard against any
-    import mistake; the message asks for a report)."""
+    import mistake; the message asks for a report); ``final``: the softmax or
+    log_softmax the module applies to the graph's logits."""
     from ._backend import select_backend
 
     ref = copy.deepcopy(module).double().eval()
@@ -529,6 +585,8 @@ def _check_against_torch(module: Any, graph: LayerGraph, torch: Any) -> None:
     with torch.no_grad():
         want = ref(torch.from_numpy(X.reshape(3, *graph.input_shape))).reshape(3, -1).numpy()
     got = _graph.forward(graph, X, select_backend("cpu"))
+    if final is not None:
+        got = softmax_rows(got, final)
     scale = max(1.0, float(np.abs(want).max()))
     diff = np.abs(got - want).max() if want.shape == got.shape else "in shape"
     if want.shape != got.shape or not np.allclose(got, want, rtol=1e-9, atol=1e-9 * scale):

@@ -339,6 +339,10 @@ class Network:
         ``Linear`` layers with nothing in between are composed into one (the same
         function, fewer layers).
 
+        A final ``Softmax`` / ``LogSoftmax`` over the classes (``dim=1``; also
+        ``F.log_softmax(x, dim=1)`` at the end of a traced ``forward``) is left out: the
+        network outputs the logits it normalises (the same classes and class margins).
+
         BatchNorm folding
             In evaluation mode ``BatchNorm1d`` is the per-feature affine map
             ``y = s * x + t`` with ``s = gamma / sqrt(running_var + eps)`` and
