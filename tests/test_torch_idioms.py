@@ -608,3 +608,87 @@ def test_softmax_elsewhere_is_refused() -> None:
     seq = nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1), nn.Linear(3, 2))
     with pytest.raises(InputError, match=r"module\[1\] \(Softmax\)"):
         fastmem.Network.from_torch(seq)
+
+
+# ------------------------------------------------------- arithmetic with numbers
+class Scaled(nn.Module):
+    """Input scaling written in the forward (MNIST's normalisation, [-1, 1] scaling)."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.fc = nn.Linear(32, 3)
+        _init(self, 11)
+
+    def forward(self, x):
+        if self.how == "mnist":
+            x = (x - 0.1307) / 0.3081
+        elif self.how == "sym":
+            x = 2 * x - 1
+        elif self.how == "neg":
+            x = 1.0 - (-x) * 0.5
+        elif self.how == "inplace":
+            x = x * 1
+            x += 3
+            x /= 255
+        y = F.relu(self.conv(x))
+        return self.fc(torch.flatten(y, 1) * 0.25 + 1)
+
+
+@pytest.mark.parametrize("how", ["mnist", "sym", "neg", "inplace"])
+def test_arithmetic_with_numbers_matches_torch(how: str) -> None:
+    module = Scaled(how)
+    net = fastmem.Network.from_torch(module, input_shape=(1, 6, 6))
+    assert {op.kind for op in net.layer_graph.ops} >= {"channel_affine"}
+    _forward_matches_torch(net, module, (1, 6, 6))
+    X = np.random.default_rng(2).random((4, 36))
+    res = fastmem.along_segments(net, X[:2], X[2:])
+    assert (res.counts >= 1).all()
+
+
+def test_arithmetic_that_is_not_affine_is_refused() -> None:
+    class Product(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.a(x) * x
+
+    with pytest.raises(InputError, match=r"\(mul\): of two tensors is not supported"):
+        fastmem.Network.from_torch(Product(), input_shape=(4,))
+
+    class ByZero(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.a(x / 0)
+
+    with pytest.raises(InputError, match=r"\(div\): only division of a tensor by a nonzero"):
+        fastmem.Network.from_torch(ByZero(), input_shape=(4,))
+
+    class Reciprocal(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.a(1 / x)
+
+    with pytest.raises(InputError, match=r"\(div\): only division of a tensor by a nonzero"):
+        fastmem.Network.from_torch(Reciprocal(), input_shape=(4,))
+
+
+def test_imported_architectures_save_and_load(tmp_path) -> None:
+    for name in ("torchvision-resnet", "mean-pool"):
+        build, shape = ARCHITECTURES[name]
+        module = _init(build(), seed=1)
+        net = fastmem.Network.from_torch(module, input_shape=shape)
+        net.save(tmp_path / f"{name}.npz")
+        back = fastmem.Network.load(tmp_path / f"{name}.npz")
+        X = np.random.default_rng(0).random((3, int(np.prod(shape))))
+        np.testing.assert_array_equal(back.forward(X), net.forward(X))
+        np.testing.assert_array_equal(back.pattern_hashes(X), net.pattern_hashes(X))

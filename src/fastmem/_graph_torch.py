@@ -17,7 +17,12 @@ must be one of the supported operations:
   ``(-1, C * H * W)`` (sizes read with ``x.size(i)`` / ``x.shape[i]`` and multiplied);
   ``x.mean((2, 3))`` (global average pooling);
 * the addition of two tensors that come from one common tensor (a residual block:
-  ``out = body(x) + shortcut(x)``, ``out += identity``).
+  ``out = body(x) + shortcut(x)``, ``out += identity``);
+* arithmetic of a tensor with a number, ``x + c``, ``x - c``, ``c - x``, ``c * x``,
+  ``x / c``, ``-x`` (input scaling such as ``(x - 0.1307) / 0.3081``): a per-channel
+  affine op;
+* a final ``softmax`` / ``log_softmax`` over the classes (module, function or method):
+  left out, the network outputs the logits it normalises.
 
 Anything else raises ``InputError`` naming the node and why. The imported graph is
 checked against the module's own float64 forward on random inputs before it is returned.
@@ -317,6 +322,48 @@ def _residual(where: str, a: _Value, b: _Value) -> _Value:
     return _Value((*prefix, op), op.out_shape)
 
 
+def _scalar_affine(where: str, what: str, args: list[Any], kwargs: dict[str, Any]) -> _Value:
+    """``x + c``, ``x - c``, ``c - x``, ``c * x``, ``x / c``, ``-x`` with a number ``c``
+    (input scaling in a forward, ``(x - 0.1307) / 0.3081``): a per-channel affine op of
+    equal scale and shift on every channel."""
+    label = f"{where} ({what})"
+    if kwargs:
+        raise InputError(f"{label}: unsupported arguments {sorted(kwargs)}")
+    tensors = [i for i, a in enumerate(args) if isinstance(a, _Value)]
+    if what == "neg" and len(args) == 1 and tensors == [0]:
+        scale, shift, x = -1.0, 0.0, args[0]
+    else:
+        if len(args) != 2 or len(tensors) != 1:
+            two = len(tensors) == 2
+            raise InputError(
+                f"{label}: "
+                + (
+                    "of two tensors is not supported (only residual additions, and a tensor "
+                    "with a number)"
+                    if two
+                    else "unsupported arguments"
+                )
+            )
+        x, c = args[tensors[0]], args[1 - tensors[0]]
+        if isinstance(c, bool) or not isinstance(c, (int, float)) or not np.isfinite(c):
+            raise InputError(f"{label}: only with a finite number, got {c!r}")
+        c = float(c)
+        at_right = tensors[0] == 0
+        if what == "add":
+            scale, shift = 1.0, c
+        elif what == "sub":
+            scale, shift = (1.0, -c) if at_right else (-1.0, c)
+        elif what == "mul":
+            scale, shift = c, 0.0
+        elif at_right and c != 0:  # div: x / c
+            scale, shift = 1.0 / c, 0.0
+        else:
+            raise InputError(f"{label}: only division of a tensor by a nonzero number")
+    C = x.shape[0]
+    op = _graph.make_channel_affine(where, what, x.shape, np.full(C, scale), np.full(C, shift))
+    return x.then(op)
+
+
 def _flattens(dims: list[Any], shape: tuple[int, ...]) -> bool:
     """Whether ``view`` / ``reshape`` to ``dims`` flattens each sample of ``shape``:
     ``(batch, -1)``, ``(batch, N)`` or ``(-1, N)`` with ``N`` the per-sample size."""
@@ -345,6 +392,15 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
         ) from exc
     F = torch.nn.functional
     add_fns = {operator.add, operator.iadd, torch.add}
+    arith_fns = {}  # x + c, x - c, c - x, c * x, x / c, -x: a per-channel affine op
+    for fns, what in (
+        ((operator.add, operator.iadd, torch.add), "add"),
+        ((operator.sub, operator.isub, torch.sub), "sub"),
+        ((operator.mul, operator.imul, torch.mul), "mul"),
+        ((operator.truediv, operator.itruediv, torch.div), "div"),
+        ((operator.neg, torch.neg), "neg"),
+    ):
+        arith_fns.update(dict.fromkeys(fns, what))
     int_fns = {operator.mul: operator.mul, operator.floordiv: operator.floordiv,
                operator.add: operator.add, operator.sub: operator.sub}  # fmt: skip
     flatten_fns = {torch.flatten}
@@ -435,10 +491,17 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
             # arithmetic on sizes (x.size(1) * x.size(2) * ...): per-sample sizes are known
             values[node] = int_fns[node.target](*args)
             continue
-        if node.op == "call_function" and node.target in add_fns:
-            if len(args) != 2 or kwargs or not all(isinstance(a, _Value) for a in args):
+        if (
+            node.op == "call_function"
+            and node.target in add_fns
+            and all(isinstance(a, _Value) for a in args)
+        ):
+            if len(args) != 2 or kwargs:
                 raise InputError(f"{where} (add): only the sum of two tensors is supported")
             values[node] = _residual(where, args[0], args[1])
+            continue
+        if node.op == "call_function" and node.target in arith_fns:
+            values[node] = _scalar_affine(where, arith_fns[node.target], args, kwargs)
             continue
         name = (
             node.target
