@@ -418,6 +418,24 @@ def test_sequential_with_adaptive_pooling() -> None:
 
 # ------------------------------------------------------------------ refusals
 REFUSED = {
+    "negative-kernel": (
+        lambda x: F.max_pool2d(x, -2),
+        _flat,
+        27,
+        r"\(max_pool2d\): kernel \(-2, -2\), stride \(-2, -2\) and dilation \(1, 1\) must be >= 1",
+    ),
+    "slope-not-a-number": (
+        lambda x: F.leaky_relu(x, "a"),
+        _flat,
+        108,
+        r"\(leaky_relu\): negative_slope must be a number, got 'a'",
+    ),
+    "product-of-sizes-with-batch": (
+        F.relu,
+        lambda x: x.view(x.size(0) * 2, -1),
+        108,
+        r"\(mul\): unsupported arguments|only with a finite number",
+    ),
     "adaptive-unequal": (
         Mod(nn.AdaptiveAvgPool2d(4)),
         _flat,

@@ -1447,6 +1447,8 @@ def make_pool(
     st = _pair(stride if stride is not None else kernel, "stride", where)
     pd = (_pair(pads[0], "padding", where), _pair(pads[1], "padding", where))
     dl = _pair(dilation, "dilation", where)
+    if min(*k, *st, *dl) < 1:
+        raise InputError(f"{where}: kernel {k}, stride {st} and dilation {dl} must be >= 1")
     if (
         pd[0][0] > k[0] // 2
         or pd[1][0] > k[1] // 2

@@ -177,7 +177,12 @@ def _functional_op(where: str, name: str, a: dict[str, Any], shape: tuple[int, .
     if name in ("relu", "tanh", "sigmoid"):
         return _graph.make_act(where, name, shape, name, 0.0)
     if name == "leaky_relu":
-        return _graph.make_act(where, name, shape, "leaky_relu", float(a["negative_slope"]))
+        slope = a["negative_slope"]
+        if isinstance(slope, bool) or not isinstance(slope, (int, float)):
+            raise InputError(
+                f"{where} (leaky_relu): negative_slope must be a number, got {slope!r}"
+            )
+        return _graph.make_act(where, name, shape, "leaky_relu", float(slope))
     if name == "hardtanh":
         if (a["min_val"], a["max_val"]) != (-1.0, 1.0):
             raise InputError(
