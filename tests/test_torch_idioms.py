@@ -188,7 +188,63 @@ class MeanPool(nn.Module):
         return self.fc(x.reshape(x.shape[0], -1))
 
 
+class LambdaLayer(nn.Module):
+    def __init__(self, lambd) -> None:
+        super().__init__()
+        self.lambd = lambd
+
+    def forward(self, x):
+        return self.lambd(x)
+
+
+class OptionABlock(nn.Module):
+    """akamaster/pytorch_resnet_cifar10's ``BasicBlock`` (He et al.'s CIFAR ResNets):
+    the option-A shortcut subsamples ``x[:, :, ::2, ::2]`` and pads channels with zeros."""
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = LambdaLayer(
+                lambda x: F.pad(
+                    x[:, :, ::2, ::2], (0, 0, 0, 0, planes // 4, planes // 4), "constant", 0
+                )
+            )
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += self.shortcut(x)
+        return F.relu(out)
+
+
+class CifarResNetA(nn.Module):
+    """akamaster's ``ResNet`` (three stages, ``F.avg_pool2d(out, out.size()[3])``), one
+    block per stage and a quarter of the width."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 4, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.layer1 = nn.Sequential(OptionABlock(4, 4))
+        self.layer2 = nn.Sequential(OptionABlock(4, 8, 2))
+        self.layer3 = nn.Sequential(OptionABlock(8, 16, 2))
+        self.linear = nn.Linear(16, 5)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.layer3(self.layer2(self.layer1(out)))
+        out = F.avg_pool2d(out, out.size()[3])
+        out = out.view(out.size(0), -1)
+        return self.linear(out)
+
+
 ARCHITECTURES = {
+    "cifar-resnet-option-a": (CifarResNetA, (3, 8, 8)),
     "lenet": (lambda: LeNet(), (1, 28, 28)),
     "lenet-view": (lambda: LeNet(view=True), (1, 28, 28)),
     "torchvision-resnet": (TVResNet, (3, 8, 8)),
@@ -208,7 +264,7 @@ def test_architecture_imports_and_matches_torch(name: str) -> None:
     _forward_matches_torch(net, module, shape)
 
 
-@pytest.mark.parametrize("name", ["torchvision-resnet", "cifar-resnet"])
+@pytest.mark.parametrize("name", ["torchvision-resnet", "cifar-resnet", "cifar-resnet-option-a"])
 def test_residual_architectures_certify_soundly_and_find_real_flips(name: str) -> None:
     build, shape = ARCHITECTURES[name]
     module = _init(build(), seed=2).double()
@@ -396,6 +452,58 @@ def test_functional_form_is_the_module_form(name: str) -> None:
     _forward_matches_torch(a, functional, (3, 6, 6))
 
 
+SLICES = {
+    "subsample": lambda x: x[:, :, ::2, ::2],
+    "offset-subsample": lambda x: x[:, :, 1::2, 2::3],
+    "channels": lambda x: x[:, 1:],
+    "channel-step": lambda x: x[:, ::2, :, 1:],
+    "short-index": lambda x: x[:, :2],
+    "pad-channels": lambda x: F.pad(x, (0, 0, 0, 0, 2, 1)),
+    "pad-spatial": lambda x: F.pad(x, (1, 0, 2, 1)),
+    "pad-width-only": lambda x: F.pad(x, [2, 2], mode="constant", value=0.0),
+    "option-a": lambda x: F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, 1, 1), "constant", 0),
+}
+
+
+class Sliced(nn.Module):
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        with torch.no_grad():
+            width = int(np.prod(fn(torch.zeros(1, 3, 6, 6)).shape))
+        self.fc = nn.Linear(width, 4)
+        _init(self, 12)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.fn(F.relu(self.conv(x))), 1))
+
+
+@pytest.mark.parametrize("name", sorted(SLICES))
+def test_slices_and_zero_padding_match_torch(name: str) -> None:
+    module = Sliced(SLICES[name])
+    net = fastmem.Network.from_torch(module, input_shape=(3, 6, 6))
+    _forward_matches_torch(net, module, (3, 6, 6))
+
+
+class SliceOnly(nn.Module):
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return torch.flatten(self.fn(x), 1)
+
+
+@pytest.mark.parametrize("name", sorted(SLICES))
+def test_slices_and_zero_padding_are_exact_selections(name: str) -> None:
+    """The 0/1 convolution of a slice or a zero pad returns its inputs bit for bit."""
+    net = fastmem.Network.from_torch(SliceOnly(SLICES[name]), input_shape=(3, 6, 6))
+    X = np.random.default_rng(1).normal(size=(3, 108)) * 10.0 ** np.arange(-150, 150, 100)[:, None]
+    want = SLICES[name](torch.from_numpy(X.reshape(3, 3, 6, 6))).reshape(3, -1).numpy()
+    np.testing.assert_array_equal(net.forward(X), want)
+
+
 def test_sequential_with_adaptive_pooling() -> None:
     """An ``nn.Sequential`` with ``AdaptiveAvgPool2d`` is lowered to dense matrices (as
     with ``AvgPool2d``); with ``AdaptiveMaxPool2d`` it is a layer graph."""
@@ -486,7 +594,22 @@ REFUSED = {
         36,
         r"\(mean\): only the mean over the spatial dimensions",
     ),
-    "indexing": (lambda x: x[:, :2], _flat, 72, r"\(getitem\): indexing a tensor"),
+    "indexing": (lambda x: x[:, 0], _flat, 36, r"\(getitem\): indexing a tensor is not supported"),
+    "slice-stops-early": (
+        lambda x: x[:, :, :4:2],
+        _flat,
+        36,
+        r"a slice that stops before the map's end",
+    ),
+    "slice-batch": (lambda x: x[1:], _flat, 108, r"\(getitem\): slices the batch"),
+    "pad-reflect": (
+        lambda x: F.pad(x, (1, 1), mode="reflect"),
+        _flat,
+        144,
+        r"\(pad\): only zero padding",
+    ),
+    "pad-value": (lambda x: F.pad(x, (1, 1), value=1.0), _flat, 144, r"only zero padding"),
+    "pad-crop": (lambda x: F.pad(x, (-1, 0)), _flat, 90, r"by non-negative amounts"),
     "pool-size-from-tensor": (
         lambda x: F.max_pool2d(x, x.size(0)),
         _flat,

@@ -18,6 +18,10 @@ must be one of the supported operations:
   ``x.mean((2, 3))`` (global average pooling);
 * the addition of two tensors that come from one common tensor (a residual block:
   ``out = body(x) + shortcut(x)``, ``out += identity``);
+* slices of a (C, H, W) map, ``x[:, c0:c1, h0::s, w0::s]``, and zero padding
+  ``F.pad(x, (left, right, top, bottom, front, back))`` (the option-A shortcut of He et
+  al.'s CIFAR ResNets, ``F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, p, p))``): convolutions
+  with 0/1 weights, exact;
 * arithmetic of a tensor with a number, ``x + c``, ``x - c``, ``c - x``, ``c * x``,
   ``x / c``, ``-x`` (input scaling such as ``(x - 0.1307) / 0.3081``): a per-channel
   affine op;
@@ -369,6 +373,67 @@ def _scalar_affine(where: str, what: str, args: list[Any], kwargs: dict[str, Any
     return x.then(op)
 
 
+def _selection_conv(where: str, source: str, x: _Value, index: Any) -> _Value:
+    """``x[:, c0:c1:cs, h0::hs, w0::ws]`` (strided subsampling and channel slices, as in
+    the option-A shortcut of He et al.'s CIFAR ResNets): a convolution whose weights are
+    0 and 1 (each output the one input it selects, exactly), kernel ``(h0 + 1, w0 + 1)``
+    picking its last tap, stride ``(hs, ws)``."""
+    label = f"{where} ({source})"
+    idx = tuple(index) if isinstance(index, tuple) else (index,)
+    if len(x.shape) != 3 or not 1 <= len(idx) <= 4 or not all(isinstance(i, slice) for i in idx):
+        raise InputError(
+            f"{label}: indexing a tensor is not supported, except slices of a (C, H, W) "
+            "map: x[:, c0:c1, h0::s, w0::s]"
+        )
+    idx = idx + (slice(None),) * (4 - len(idx))
+    if idx[0] != slice(None):
+        raise InputError(f"{label}: slices the batch")
+    picks = []
+    for sl, n in zip(idx[1:], x.shape, strict=True):
+        start, stop, step = sl.indices(n)
+        if step < 1:
+            raise InputError(f"{label}: a negative step reverses the map")
+        picks.append(range(start, stop, step))
+    channels, rows, cols = picks
+    if len(channels) == 0 or len(rows) == 0 or len(cols) == 0:
+        raise InputError(f"{label}: selects nothing")
+    if len(rows) != len(range(rows.start, x.shape[1], rows.step)) or len(cols) != len(
+        range(cols.start, x.shape[2], cols.step)
+    ):
+        raise InputError(f"{label}: a slice that stops before the map's end is not supported")
+    C = x.shape[0]
+    weight = np.zeros((len(channels), C, rows.start + 1, cols.start + 1))
+    weight[np.arange(len(channels)), list(channels), rows.start, cols.start] = 1.0
+    op = _graph.make_conv2d(
+        where, source, x.shape, weight, None, (rows.step, cols.step), ((0, 0), (0, 0)), 1, 1
+    )
+    return x.then(op)
+
+
+def _pad_conv(where: str, x: _Value, pad: Any, mode: Any, value: Any) -> _Value:
+    """``F.pad(x, (left, right, top, bottom, front, back))`` with zeros: a 1x1 convolution
+    with 0/1 weights (channels ``front`` on are the input's) and zero padding."""
+    label = f"{where} (pad)"
+    if mode != "constant" or value not in (None, 0, 0.0):
+        raise InputError(f"{label}: only zero padding (mode='constant', value=0)")
+    try:
+        p = [int(v) for v in pad]
+    except (TypeError, ValueError):
+        raise InputError(f"{label}: pad must be a tuple of ints, got {pad!r}") from None
+    if len(x.shape) != 3 or len(p) not in (2, 4, 6) or min(p) < 0:
+        raise InputError(
+            f"{label}: pads a (C, H, W) map by non-negative amounts (2, 4 or 6 of them), got "
+            f"{pad!r} on a tensor of shape {shape_str(x.shape)}"
+        )
+    p += [0] * (6 - len(p))
+    left, right, top, bottom, front, back = p
+    C = x.shape[0]
+    weight = np.zeros((front + C + back, C, 1, 1))
+    weight[front + np.arange(C), np.arange(C), 0, 0] = 1.0
+    pads = ((top, bottom), (left, right))
+    return x.then(_graph.make_conv2d(where, "pad", x.shape, weight, None, 1, pads, 1, 1))
+
+
 def _flattens(dims: list[Any], shape: tuple[int, ...]) -> bool:
     """Whether ``view`` / ``reshape`` to ``dims`` flattens each sample of ``shape``:
     ``(batch, -1)``, ``(batch, N)`` or ``(-1, N)`` with ``N`` the per-sample size."""
@@ -518,6 +583,9 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
             if isinstance(x, _Shape) and len(args) == 2:
                 values[node] = x.dim(args[1], where)
                 continue
+            if isinstance(x, _Value) and len(args) == 2:
+                values[node] = _selection_conv(where, "getitem", x, args[1])
+                continue
             raise InputError(f"{where} (getitem): indexing a tensor is not supported")
         if node.op == "call_function" and node.target is getattr:
             if isinstance(x, _Value) and args[1:] == ["shape"]:
@@ -538,6 +606,13 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
             if set(rest) - {"dim", "_stacklevel", "dtype"} or rest.get("dtype") is not None:
                 raise InputError(f"{where} ({act}): unsupported arguments {sorted(rest)}")
             values[node] = _normalise(where, act, x, rest.get("dim"))
+            continue
+        if node.op == "call_function" and node.target is F.pad:
+            a = dict(zip(("pad", "mode", "value"), args[1:], strict=False))
+            a.update(kwargs)
+            if set(a) - {"pad", "mode", "value"} or "pad" not in a:
+                raise InputError(f"{where} (pad): unsupported arguments {sorted(a)}")
+            values[node] = _pad_conv(where, x, a["pad"], a.get("mode", "constant"), a.get("value"))
             continue
         if node.op == "call_function" and node.target in functional:
             fname = functional[node.target]
