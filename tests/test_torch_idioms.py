@@ -243,7 +243,47 @@ class CifarResNetA(nn.Module):
         return self.linear(out)
 
 
+class InvertedResidual(nn.Module):
+    """torchvision's MobileNetV2 block: 1x1 expansion, depthwise 3x3, 1x1 projection,
+    ReLU6, and the skip without an activation after it."""
+
+    def __init__(self, c: int, expand: int) -> None:
+        super().__init__()
+        h = c * expand
+        self.conv = nn.Sequential(
+            nn.Conv2d(c, h, 1, bias=False),
+            nn.BatchNorm2d(h),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(h, h, 3, 1, 1, groups=h, bias=False),
+            nn.BatchNorm2d(h),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(h, c, 1, bias=False),
+            nn.BatchNorm2d(c),
+        )
+
+    def forward(self, x):
+        return x + self.conv(x)
+
+
+class MobileNetish(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 4, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(4),
+            nn.ReLU6(inplace=True),
+            InvertedResidual(4, 2),
+        )
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(4, 5))
+
+    def forward(self, x):
+        x = self.features(x)
+        x = nn.functional.adaptive_avg_pool2d(x, (1, 1))
+        return self.classifier(torch.flatten(x, 1))
+
+
 ARCHITECTURES = {
+    "mobilenet-v2-block": (MobileNetish, (3, 8, 8)),
     "cifar-resnet-option-a": (CifarResNetA, (3, 8, 8)),
     "lenet": (lambda: LeNet(), (1, 28, 28)),
     "lenet-view": (lambda: LeNet(view=True), (1, 28, 28)),
@@ -264,7 +304,9 @@ def test_architecture_imports_and_matches_torch(name: str) -> None:
     _forward_matches_torch(net, module, shape)
 
 
-@pytest.mark.parametrize("name", ["torchvision-resnet", "cifar-resnet", "cifar-resnet-option-a"])
+@pytest.mark.parametrize(
+    "name", ["torchvision-resnet", "cifar-resnet", "cifar-resnet-option-a", "mobilenet-v2-block"]
+)
 def test_residual_architectures_certify_soundly_and_find_real_flips(name: str) -> None:
     build, shape = ARCHITECTURES[name]
     module = _init(build(), seed=2).double()
@@ -399,6 +441,15 @@ PAIRS = {
     ),
     "leaky_relu": (lambda x: F.leaky_relu(x, 0.2), _flat, Mod(nn.LeakyReLU(0.2)), _flat, 108),
     "hardtanh": (lambda x: F.hardtanh(x), _flat, Mod(nn.Hardtanh()), _flat, 108),
+    "relu6": (lambda x: F.relu6(x), _flat, Mod(nn.ReLU6()), _flat, 108),
+    "Hardtanh(0, 6)": (Mod(nn.Hardtanh(0.0, 6.0)), _flat, Mod(nn.ReLU6()), _flat, 108),
+    "hardtanh-bounds": (
+        lambda x: F.hardtanh(x, -2.0, 3.0),
+        _flat,
+        Mod(nn.Hardtanh(-2.0, 3.0)),
+        _flat,
+        108,
+    ),
     "relu-inplace": (lambda x: F.relu(x, inplace=True), _flat, Mod(nn.ReLU()), _flat, 108),
     "tanh-method": (lambda x: x.tanh(), _flat, Mod(nn.Tanh()), _flat, 108),
     "sigmoid": (lambda x: torch.sigmoid(x), _flat, Mod(nn.Sigmoid()), _flat, 108),
@@ -561,14 +612,6 @@ REFUSED = {
         _flat,
         108,
         r"\(dropout\): training=True when traced",
-    ),
-    "relu6": (lambda x: F.relu6(x), _flat, 108, r"\(relu6\): not supported"),
-    "ReLU6": (Mod(nn.ReLU6()), _flat, 108, r"\(ReLU6\): not supported \(a clipped activation"),
-    "hardtanh-0-6": (
-        lambda x: F.hardtanh(x, 0.0, 6.0),
-        _flat,
-        108,
-        r"only hardtanh\(x, -1, 1\)",
     ),
     "ceil_mode": (
         lambda x: F.max_pool2d(x, 4, ceil_mode=True),
@@ -833,3 +876,45 @@ def test_imported_architectures_save_and_load(tmp_path) -> None:
         X = np.random.default_rng(0).random((3, int(np.prod(shape))))
         np.testing.assert_array_equal(back.forward(X), net.forward(X))
         np.testing.assert_array_equal(back.pattern_hashes(X), net.pattern_hashes(X))
+
+
+# ------------------------------------------------------------------ clamps (ReLU6)
+def test_relu6_regions_and_kinks_on_a_line() -> None:
+    """Along a line of a 1-input ReLU6 net, the breakpoints are exactly where a neuron's
+    pre-activation crosses 0 or 6 (computed here by hand), and the gradient at a kink
+    is autograd's."""
+    gen = np.random.default_rng(4)
+    w, b = gen.normal(size=5) * 3, gen.normal(size=5) * 4
+    module = nn.Sequential(nn.Linear(1, 5), nn.ReLU6(), nn.Linear(5, 3)).double().eval()
+    with torch.no_grad():
+        module[0].weight.copy_(torch.from_numpy(w[:, None]))
+        module[0].bias.copy_(torch.from_numpy(b))
+    net = fastmem.Network.from_torch(module, input_shape=(1,))
+    crossings = np.concatenate([-b / w, (6 - b) / w])
+    want = np.sort(crossings[(crossings > -10) & (crossings < 10)])
+    res = fastmem.along_segments(net, np.array([[-10.0]]), np.array([[10.0]]))
+    assert res.counts[0] == want.size + 1
+    got = -10 + 20 * np.asarray(res.breakpoints[0])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    # states: a point between consecutive kinks has the forward pass's pattern
+    mids = (np.concatenate([[-10], want]) + np.concatenate([want, [10]])) / 2
+    assert len(set(net.pattern_hashes(mids[:, None]).tolist())) == mids.size
+    # loss sensitivity against autograd, at points exactly on the kinks z = 0 and z = 6
+    X = np.array([[-b[0] / w[0]], [(6 - b[1]) / w[1]], [0.3]])
+    y = np.array([0, 1, 2])
+    xt = torch.from_numpy(X).requires_grad_(True)
+    loss = F.cross_entropy(module(xt), torch.from_numpy(y), reduction="sum")
+    (g,) = torch.autograd.grad(loss, xt)
+    ls = fastmem.loss_sensitivity(net, X, y)
+    np.testing.assert_allclose(ls.values, np.abs(g.numpy()).sum(axis=1), rtol=1e-12, atol=1e-15)
+
+
+def test_clamp_bounds_are_checked() -> None:
+    for low, high in ((1.0, 1.0), (2.0, -2.0), (float("-inf"), 1.0)):
+        clamp = nn.Hardtanh()
+        clamp.min_val, clamp.max_val = low, high  # torch checks these only when built
+        module = nn.Sequential(nn.Linear(2, 3), clamp, nn.Linear(3, 1))
+        with pytest.raises(InputError, match=r"\(Hardtanh\): needs finite min_val < max_val"):
+            fastmem.Network.from_torch(module, input_shape=(2,))
+    with pytest.raises(InputError, match=r"input_shape: required .* such as ReLU6"):
+        fastmem.Network.from_torch(nn.Sequential(nn.Linear(2, 3), nn.ReLU6(), nn.Linear(3, 1)))

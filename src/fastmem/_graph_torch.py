@@ -7,9 +7,10 @@ must be one of the supported operations:
   ``AdaptiveMaxPool2d`` where the output size divides the map (equal windows: an ordinary
   pool, e.g. global average pooling), eval-mode ``BatchNorm1d`` / ``BatchNorm2d`` (kept as a
   per-channel affine map), ``Flatten``, ``Identity`` / ``Dropout`` (dropped), ``ReLU``,
-  ``LeakyReLU``, ``Hardtanh(-1, 1)``, ``Tanh``, ``Sigmoid``;
+  ``LeakyReLU``, ``Hardtanh`` (any bounds) / ``ReLU6`` (hard-tanh between two per-channel
+  affine maps unless the bounds are (-1, 1)), ``Tanh``, ``Sigmoid``;
 * their functional forms: ``F.relu`` / ``torch.relu`` / ``x.relu()``, ``F.leaky_relu``,
-  ``F.hardtanh`` (-1, 1), ``torch.tanh`` / ``torch.sigmoid`` (and methods),
+  ``F.hardtanh``, ``F.relu6``, ``torch.tanh`` / ``torch.sigmoid`` (and methods),
   ``F.max_pool2d`` / ``torch.max_pool2d``, ``F.avg_pool2d``, ``F.adaptive_avg_pool2d`` /
   ``F.adaptive_max_pool2d``, ``F.dropout`` with ``training=self.training`` in eval mode;
 * flattening each sample: ``torch.flatten(x, 1)`` / ``x.flatten(1)``, ``x.view`` /
@@ -58,7 +59,7 @@ _ACT_MODULES = _convert._TORCH_ACTIVATIONS
 _SUPPORTED = (
     "Linear, Conv2d, AvgPool2d, MaxPool2d, AdaptiveAvgPool2d / AdaptiveMaxPool2d (equal "
     "windows), BatchNorm1d, BatchNorm2d (eval mode), Flatten, Identity, Dropout, ReLU, "
-    "LeakyReLU, Hardtanh(-1, 1), Tanh, Sigmoid, their torch.nn.functional forms, flattening "
+    "LeakyReLU, Hardtanh, ReLU6, Tanh, Sigmoid, their torch.nn.functional forms, flattening "
     "view / reshape, mean over (H, W), and residual additions"
 )
 
@@ -78,10 +79,11 @@ class _Value:
         self.ops = ops
         self.shape = shape
 
-    def then(self, op: Op | None) -> _Value:
+    def then(self, op: Op | tuple[Op, ...] | None) -> _Value:
         if op is None:
             return self
-        return _Value((*self.ops, op), op.out_shape)
+        ops = op if isinstance(op, tuple) else (op,)
+        return _Value((*self.ops, *ops), ops[-1].out_shape)
 
 
 class _Batch:
@@ -135,6 +137,7 @@ _SIGNATURES: dict[str, tuple[tuple[str, Any], ...]] = {
     "relu": (("inplace", False),),
     "leaky_relu": (("negative_slope", 0.01), ("inplace", False)),
     "hardtanh": (("min_val", -1.0), ("max_val", 1.0), ("inplace", False)),
+    "relu6": (("inplace", False),),
     "tanh": (),
     "sigmoid": (),
     "max_pool2d": (
@@ -176,7 +179,9 @@ def _bind(where: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> dic
     return out
 
 
-def _functional_op(where: str, name: str, a: dict[str, Any], shape: tuple[int, ...]) -> Op | None:
+def _functional_op(
+    where: str, name: str, a: dict[str, Any], shape: tuple[int, ...]
+) -> Op | tuple[Op, ...] | None:
     """The op of a functional call (``F.max_pool2d(x, 2)``, ...); None: dropped."""
     if name in ("relu", "tanh", "sigmoid"):
         return _graph.make_act(where, name, shape, name, 0.0)
@@ -188,12 +193,9 @@ def _functional_op(where: str, name: str, a: dict[str, Any], shape: tuple[int, .
             )
         return _graph.make_act(where, name, shape, "leaky_relu", float(slope))
     if name == "hardtanh":
-        if (a["min_val"], a["max_val"]) != (-1.0, 1.0):
-            raise InputError(
-                f"{where} (hardtanh): only hardtanh(x, -1, 1) is supported, got "
-                f"min_val={a['min_val']}, max_val={a['max_val']}"
-            )
-        return _graph.make_act(where, name, shape, "hardtanh", 0.0)
+        return _clipped(where, name, shape, a["min_val"], a["max_val"])
+    if name == "relu6":
+        return _clipped(where, name, shape, 0.0, 6.0)
     if name == "dropout":
         if a["training"]:
             raise InputError(
@@ -230,7 +232,36 @@ def _functional_op(where: str, name: str, a: dict[str, Any], shape: tuple[int, .
     )  # fmt: skip
 
 
-def _module_op(where: str, mod: Any, shape: tuple[int, ...]) -> Op | None:
+def _clipped(
+    where: str, source: str, shape: tuple[int, ...], low: Any, high: Any
+) -> Op | tuple[Op, ...]:
+    """``clamp(z, low, high)`` (``Hardtanh(low, high)``, ``ReLU6``): hard-tanh itself on
+    (-1, 1), else hard-tanh between two per-channel affine maps, ``c + m hardtanh((z - c)
+    / m)`` with ``c`` the interval's middle and ``m`` its half-width (equal in exact
+    arithmetic; the kinks at ``z = low, high`` up to the rounding of ``z / m``, exact for
+    ``ReLU6``)."""
+    label = f"{where} ({source})"
+    try:
+        lo, hi = float(low), float(high)
+    except (TypeError, ValueError):
+        raise InputError(f"{label}: min_val / max_val must be numbers") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise InputError(f"{label}: needs finite min_val < max_val, got ({low}, {high})")
+    act = _graph.make_act(where, source, shape, "hardtanh", 0.0)
+    if (lo, hi) == (-1.0, 1.0):
+        return act
+    c, m = (lo + hi) / 2, (hi - lo) / 2
+    C = shape[0]
+    into = _graph.make_channel_affine(
+        where, f"{source}: (z - {c:g}) / {m:g}", shape, np.full(C, 1 / m), np.full(C, -c / m)
+    )
+    back = _graph.make_channel_affine(
+        where, f"{source}: {m:g} h + {c:g}", shape, np.full(C, m), np.full(C, c)
+    )
+    return (into, act, back)
+
+
+def _module_op(where: str, mod: Any, shape: tuple[int, ...]) -> Op | tuple[Op, ...] | None:
     kind = type(mod).__name__
     label = f"{where} ({kind})"
     _refuse_complex(where, mod)
@@ -293,12 +324,11 @@ def _module_op(where: str, mod: Any, shape: tuple[int, ...]) -> Op | None:
         if mod.start_dim != 1 or mod.end_dim != -1:
             raise InputError(f"{label}: only Flatten(1, -1) (the default) is supported")
         return _graph.make_flatten(where, kind, shape) if len(shape) > 1 else None
+    if kind == "ReLU6":
+        return _clipped(where, kind, shape, 0.0, 6.0)
     if kind in _ACT_MODULES:
-        if kind == "Hardtanh" and (mod.min_val != -1.0 or mod.max_val != 1.0):
-            raise InputError(
-                f"{label}: only Hardtanh(-1, 1) is supported, got "
-                f"Hardtanh({mod.min_val}, {mod.max_val})"
-            )
+        if kind == "Hardtanh":
+            return _clipped(where, kind, shape, mod.min_val, mod.max_val)
         slope = float(mod.negative_slope) if kind == "LeakyReLU" else 0.0
         return _graph.make_act(where, kind, shape, _ACT_MODULES[kind], slope)
     if kind in ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d"):
@@ -307,10 +337,9 @@ def _module_op(where: str, mod: Any, shape: tuple[int, ...]) -> Op | None:
         k = _graph.adaptive_pool_kernel(label, mod.output_size, shape)
         pool = "maxpool2d" if kind == "AdaptiveMaxPool2d" else "avgpool2d"
         return _graph.make_pool(pool, where, kind, shape, k, k, ((0, 0), (0, 0)))
-    if kind in ("ReLU6", "Hardswish", "Hardsigmoid"):
+    if kind in ("Hardswish", "Hardsigmoid"):
         raise InputError(
-            f"{label}: not supported (a clipped activation other than Hardtanh(-1, 1)); "
-            f"supported are {_SUPPORTED}"
+            f"{label}: not supported (not one of fastmem's activations); supported are {_SUPPORTED}"
         )
     raise InputError(f"{label}: unsupported module; supported are {_SUPPORTED}")
 
@@ -479,6 +508,7 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
         ("relu", (torch, F)),
         ("leaky_relu", (F,)),
         ("hardtanh", (F,)),
+        ("relu6", (F,)),
         ("tanh", (torch, F)),
         ("sigmoid", (torch, F)),
         ("max_pool2d", (torch, F)),
@@ -677,10 +707,10 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
         if node.op == "call_method" and name == "contiguous":
             values[node] = x
             continue
-        if name in ("relu6", "hardswish", "hardsigmoid", "gelu", "silu", "elu", "softplus"):
+        if name in ("hardswish", "hardsigmoid", "gelu", "silu", "elu", "softplus"):
             raise InputError(
                 f"{where} ({name}): not supported; the activations are relu, leaky_relu, "
-                "hardtanh(-1, 1), tanh and sigmoid"
+                "hardtanh / relu6 (clamps), tanh and sigmoid"
             )
         raise InputError(f"{where} ({name}): unsupported operation; supported are {_SUPPORTED}")
     if result is None:

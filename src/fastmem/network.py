@@ -431,8 +431,9 @@ class Network:
         if _needs_layer_graph(module):
             if input_shape is None:
                 raise InputError(
-                    "input_shape: required for a network with max pooling or residual blocks "
-                    "(or any forward that is not an nn.Sequential), e.g. input_shape=(1, 28, 28)"
+                    "input_shape: required for a network with max pooling, residual blocks or "
+                    "clamps other than Hardtanh(-1, 1) such as ReLU6 (or any forward that is "
+                    "not an nn.Sequential), e.g. input_shape=(1, 28, 28) or (784,)"
                 )
             from ._graph_torch import graph_from_torch
 
@@ -1131,14 +1132,20 @@ def _load_conv(net: Network, spec: str, shape: Any, members: dict, path: Any) ->
 
 def _needs_layer_graph(module: Any) -> bool:
     """A torch module that the dense import cannot take: a module of the user's own class
-    (its forward is traced), or a (nested) Sequential holding one or max pooling."""
+    (its forward is traced), or a (nested) Sequential holding one, max pooling or a clamp
+    other than Hardtanh(-1, 1) (ReLU6)."""
     mro = type(module).__mro__
     if not any(c.__name__ == "Module" and c.__module__.startswith("torch.nn") for c in mro):
         return False  # not a torch module: the dense import says so
     if type(module).__name__ != "Sequential":
         return not type(module).__module__.startswith("torch.nn")
     return any(
-        _needs_layer_graph(child) or type(child).__name__ in ("MaxPool2d", "AdaptiveMaxPool2d")
+        _needs_layer_graph(child)
+        or type(child).__name__ in ("MaxPool2d", "AdaptiveMaxPool2d", "ReLU6")
+        or (
+            type(child).__name__ == "Hardtanh"
+            and (getattr(child, "min_val", -1.0), getattr(child, "max_val", 1.0)) != (-1.0, 1.0)
+        )
         for child in module.children()
     )
 
