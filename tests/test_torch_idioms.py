@@ -918,3 +918,17 @@ def test_clamp_bounds_are_checked() -> None:
             fastmem.Network.from_torch(module, input_shape=(2,))
     with pytest.raises(InputError, match=r"input_shape: required .* such as ReLU6"):
         fastmem.Network.from_torch(nn.Sequential(nn.Linear(2, 3), nn.ReLU6(), nn.Linear(3, 1)))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile's own imports
+def test_wrapped_models_import_as_the_model_inside() -> None:
+    """``nn.DataParallel`` and ``torch.compile`` wrap the model without changing it."""
+    seq = _init(nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3)), seed=13)
+    want = fastmem.Network.from_torch(seq)
+    for wrapped in (nn.DataParallel(seq), torch.compile(seq), nn.DataParallel(torch.compile(seq))):
+        got = fastmem.Network.from_torch(wrapped)
+        for a, b in zip(got.weights + got.biases, want.weights + want.biases, strict=True):
+            np.testing.assert_array_equal(a, b)
+    lenet = LeNet().eval()
+    net = fastmem.Network.from_torch(torch.compile(lenet), input_shape=(1, 28, 28))
+    _forward_matches_torch(net, lenet, (1, 28, 28))

@@ -339,6 +339,9 @@ class Network:
         ``Linear`` layers with nothing in between are composed into one (the same
         function, fewer layers).
 
+        ``nn.DataParallel`` / ``DistributedDataParallel`` and ``torch.compile``
+        wrappers are looked through (the model inside computes the same function).
+
         A final ``Softmax`` / ``LogSoftmax`` over the classes (``dim=1``; also
         ``F.log_softmax(x, dim=1)`` at the end of a traced ``forward``) is left out: the
         network outputs the logits it normalises (the same classes and class margins).
@@ -427,6 +430,7 @@ class Network:
         >>> fastmem.Network.from_torch(cnn, input_shape=(1, 4, 4)).widths
         (16, 32, 3)
         """
+        module = _unwrapped(module)
         _refuse_hooks(module)
         if _needs_layer_graph(module):
             if input_shape is None:
@@ -1128,6 +1132,21 @@ def _load_conv(net: Network, spec: str, shape: Any, members: dict, path: Any) ->
             "the same function"
         )
     return graph
+
+
+def _unwrapped(module: Any) -> Any:
+    """The model inside the wrappers that only run it: ``nn.DataParallel`` /
+    ``DistributedDataParallel`` (``.module``) and ``torch.compile``'s ``OptimizedModule``
+    (``._orig_mod``), which compute the same function."""
+    for _ in range(8):
+        kind = type(module).__name__
+        if kind in ("DataParallel", "DistributedDataParallel") and hasattr(module, "module"):
+            module = module.module
+        elif kind == "OptimizedModule" and hasattr(module, "_orig_mod"):
+            module = module._orig_mod
+        else:
+            break
+    return module
 
 
 def _needs_layer_graph(module: Any) -> bool:
