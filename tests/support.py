@@ -46,3 +46,21 @@ def centred_net(seed: int, widths, n: int, act: str = "relu", dtype=np.float64):
     acts = [act] * (len(widths) - 2)
     net = fastmem.Network.from_arrays(ws, bs, acts, negative_slope=0.1, dtype=dtype)
     return net, rng.random((n, widths[0])).astype(dtype)
+
+
+def init_torch_module(module, seed: int, scale: float):
+    """``module`` with its parameters drawn from ``scale * N(0, 1)`` (seeded) and its
+    BatchNorm running statistics drawn too (mean in [-1/2, 1/2), variance in [1/2, 3/2)),
+    in eval mode: a torch network whose every layer matters, without training."""
+    import torch
+
+    nn = torch.nn
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * scale)
+        for m in module.modules():
+            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=gen) - 0.5)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+    return module.eval()

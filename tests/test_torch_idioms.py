@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support import init_torch_module
 
 import fastmem
 from fastmem import InputError
@@ -24,15 +25,7 @@ F = torch.nn.functional
 
 
 def _init(module: nn.Module, seed: int) -> nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * 0.4)
-        for m in module.modules():
-            if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
-                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=gen) - 0.5)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-    return module.eval()
+    return init_torch_module(module, seed, 0.4)
 
 
 def _forward_matches_torch(net: fastmem.Network, module: nn.Module, shape) -> None:
