@@ -626,6 +626,11 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
             dims = list(args[1:]) + ([kwargs["dim"]] if "dim" in kwargs else [])
             values[node] = _Shape(x.shape) if not dims else _Shape(x.shape).dim(dims[0], where)
             continue
+        if name in ("cat", "concat", "concatenate", "stack", "hstack", "vstack", "dstack"):
+            raise InputError(
+                f"{where} ({name}): unsupported operation: joining tensors (torch.cat, as in "
+                "Inception or DenseNet blocks) is not supported yet; residual additions are"
+            )
         if not isinstance(x, _Value):
             raise InputError(f"{where} ({name}): unsupported operation")
         final_fn = normalisers.get(node.target) if node.op == "call_function" else None
