@@ -106,8 +106,45 @@ class ResNet(nn.Module):
         return out
 
 
+class Inception(nn.Module):
+    """An Inception module (1x1 and 3x3 branches joined by ``torch.cat``), a DenseNet-style
+    join ``[z, relu(z)]`` and max pooling over it (fastmem's ``concat`` op)."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 3, 3, padding=1)
+        self.a1 = nn.Conv2d(3, 2, 1)
+        self.a3 = nn.Conv2d(3, 2, 3, padding=1)
+        self.bn = nn.BatchNorm2d(2)
+        self.mix = nn.Conv2d(4, 3, 3, stride=2, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(6 * 2 * 2, 4)
+        _init(self, seed)
+
+    def forward(self, x):
+        h = F.relu(self.stem(x))
+        h = torch.cat([F.relu(self.a1(h)), F.relu(self.bn(self.a3(h)))], 1)
+        z = self.mix(h)
+        h = torch.cat((z, F.relu(z)), dim=1)
+        return self.fc(torch.flatten(self.pool(h), 1))
+
+    def probe(self, x):
+        n = x.shape[0]
+        s = self.stem(x)
+        out = [("act", s.reshape(n, -1))]
+        h = F.relu(s)
+        z1, z3 = self.a1(h), self.bn(self.a3(h))
+        out += [("act", z1.reshape(n, -1)), ("act", z3.reshape(n, -1))]
+        z = self.mix(torch.cat([F.relu(z1), F.relu(z3)], 1))
+        out.append(("act", z.reshape(n, -1)))
+        h = torch.cat((z, F.relu(z)), 1)
+        win = F.unfold(h, 2, stride=2).reshape(n, 6, 4, -1).permute(0, 1, 3, 2).reshape(n, -1, 4)
+        out.append(("pool", win))
+        return out
+
+
 SHAPE = (1, 8, 8)
-MODELS = {"pool": PoolNet, "resnet": ResNet}
+MODELS = {"pool": PoolNet, "resnet": ResNet, "inception": Inception}
 
 
 def _segments(seed: int, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -728,10 +765,17 @@ def test_import_errors_name_the_module() -> None:
 
     class Cat(nn.Module):
         def forward(self, x):
-            return torch.cat([x, x], 1).flatten(1)
+            return torch.cat([x, x], 0).flatten(1)
 
-    with pytest.raises(InputError, match=r"cat \(cat\): unsupported operation: joining tensors"):
+    with pytest.raises(InputError, match=r"cat \(cat\): only along the channels \(dim=1\)"):
         fastmem.Network.from_torch(Cat(), input_shape=SHAPE)
+
+    class Stack(nn.Module):
+        def forward(self, x):
+            return torch.stack([x, x], 1).flatten(1)
+
+    with pytest.raises(InputError, match=r"stack \(stack\): unsupported operation: stacking"):
+        fastmem.Network.from_torch(Stack(), input_shape=SHAPE)
 
 
 @pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")

@@ -85,7 +85,28 @@ class ConvNet(nn.Module):
         return self.body(x)
 
 
+class Inception(nn.Module):
+    """Branches joined by ``torch.cat`` (the ``concat`` op), a DenseNet-style join
+    ``[z, relu(z)]``, max pooling over it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 2, 3, padding=1)
+        self.a1 = nn.Conv2d(2, 1, 1)
+        self.a3 = nn.Conv2d(2, 2, 3, padding=1)
+        self.mix = nn.Conv2d(3, 2, 3, stride=2, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.fc = nn.Linear(4 * 2 * 2, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.stem(x))
+        h = torch.cat([torch.relu(self.a1(h)), torch.relu(self.a3(h))], 1)
+        z = self.mix(h)
+        return self.fc(torch.flatten(self.pool(torch.cat((z, torch.relu(z)), 1)), 1))
+
+
 CASES = {
+    "inception": (lambda: _init(Inception(), 4), (1, 8, 8), 0.8),
     "pool": (lambda: pool_cnn("relu", 0), (1, 8, 8), 1.0),
     "pool_leaky": (lambda: pool_cnn("leaky_relu", 1, padded=False), (1, 8, 8), 0.5),
     "pool_hardtanh": (lambda: pool_cnn("hardtanh", 2, padded=False), (1, 8, 8), 0.35),
@@ -192,7 +213,7 @@ def test_tiling_patterns_and_backends(name: str) -> None:
     np.testing.assert_array_equal(r.boundary.values, q.boundary.values)
 
 
-@pytest.mark.parametrize("name", ["pool", "resnet"])
+@pytest.mark.parametrize("name", ["pool", "resnet", "inception"])
 def test_logits_and_predicted_against_torch(name: str) -> None:
     module, net, shape, o, D, ext = _case(name, seed=2)
     r = fastmem.plane_regions(net, o, D, extent=ext)
@@ -221,7 +242,7 @@ def test_logits_and_predicted_against_torch(name: str) -> None:
     np.testing.assert_array_equal(at_pts[ok], ref.argmax(axis=1)[ok])
 
 
-@pytest.mark.parametrize("name", ["pool_leaky", "pool_hardtanh", "resnet", "pool"])
+@pytest.mark.parametrize("name", ["pool_leaky", "pool_hardtanh", "resnet", "pool", "inception"])
 def test_lines_in_the_slice_agree_with_along_segments(name: str) -> None:
     _m, net, _s, o, D, ext = _case(name, seed=4)
     r = fastmem.plane_regions(net, o, D, extent=ext)
@@ -264,7 +285,7 @@ def test_lines_in_the_slice_agree_with_along_segments(name: str) -> None:
         np.testing.assert_array_equal(seg.pattern_hashes[0], [p[2] for p in merged])
 
 
-@pytest.mark.parametrize("name", ["pool", "resnet"])
+@pytest.mark.parametrize("name", ["pool", "resnet", "inception"])
 def test_brute_force_grid(name: str) -> None:
     """Every hash on a fine grid is a polygon's; every polygon holding a disc wider than a
     grid cell's diagonal around its vertex mean is hit by the grid."""

@@ -15,6 +15,8 @@ order (rows of an ``(n, C*H*W)`` array):
                     its state the argmax of each window
 ``residual``        ``out = A(x) + B(x)`` for two op sequences ``A``, ``B`` (either may be
                     empty: the identity), e.g. a ResNet basic block's body and shortcut
+``concat``          ``out = [A(x), B(x)]`` joined along the channels (``torch.cat(..., 1)``:
+                    Inception's branches, DenseNet's ``[x, f(x)]``), the same two branches
 
 Every array computation goes through the array module ``xp`` (NumPy or CuPy) and the
 pattern bits through the backend's kernels (``pack_and_activate``, ``hash_patterns``),
@@ -22,7 +24,8 @@ so the three backends give the same results.
 
 Activation patterns of a layer graph
     The ops carrying a state (``act`` with a piecewise-linear kind, ``maxpool2d``) are
-    numbered in execution order (a residual op runs its first branch, then its second).
+    numbered in execution order (a residual or concat op runs its first branch, then its
+    second).
     An ``act`` op owns ``bits_per_neuron(kind)`` bits per element, elements in ``(C, H, W)``
     order, as the neurons of a dense layer (:class:`fastmem.Network`). A ``maxpool2d`` op
     with ``m`` outputs and ``K`` entries per window owns ``b = ceil(log2 K)`` bits per
@@ -102,6 +105,10 @@ _IN_FLIGHT = 3
 _DENSE_T_BYTES = 64 * 2**20
 
 
+# the ops that join two branches from one input: by a sum, or along the channels
+_JOINS = ("residual", "concat")
+
+
 def _prod(shape: tuple[int, ...]) -> int:
     return int(math.prod(shape))
 
@@ -166,12 +173,12 @@ class Op:
         )
 
     def describe(self) -> str:
-        if self.kind == "residual":
+        if self.kind in _JOINS:
             inner = " | ".join(
                 "identity" if not br else ", ".join(o.describe() for o in br)
                 for br in self.branches
             )
-            return f"residual[{inner}]"
+            return f"{self.kind}[{inner}]"
         if self.kind == "act":
             return str(self.params["activation"])
         return f"{self.kind}{shape_str(self.out_shape)}"
@@ -222,9 +229,10 @@ class LayerGraph:
         return None
 
     def first_structural(self) -> Op | None:
-        """The first op a dense chain cannot express (max pooling or a residual add)."""
+        """The first op a dense chain cannot express (max pooling, a residual add or a
+        concatenation)."""
         for op in walk(self.ops):
-            if op.kind in ("maxpool2d", "residual"):
+            if op.kind in ("maxpool2d", *_JOINS):
                 return op
         return None
 
@@ -585,17 +593,20 @@ class _Pass:
             if self.tangent is not None:
                 self.carry = self.tangent.affine(op, self.carry)
             return z, True
-        if kind == "residual":
+        if kind in _JOINS:
             # each branch starts from the shared input: never activated in place
             fork = self.carry
             a = self.run(op.branches[0], h)
             carry_a, self.carry = self.carry, fork
             b = self.run(op.branches[1], h)
-            z = a + b
-            if self.check:
-                _check_finite(z, op, xp, self.argument)
+            if kind == "concat":
+                z = xp.concatenate([a, b], axis=1)
+            else:
+                z = a + b
+                if self.check:
+                    _check_finite(z, op, xp, self.argument)
             if self.tangent is not None:
-                self.carry = self.tangent.merge(carry_a, self.carry)
+                self.carry = self.tangent.merge(carry_a, self.carry, kind)
             return z, True
         if kind == "act":
             if self.tangent is not None:
@@ -833,7 +844,7 @@ class _Walk:
             if j is not None:  # act, affine op
                 self._act_affine(op, ops[i + 1 : i + 3 + j][j:])
                 i += j + 2
-            elif nxt is not None and nxt.kind == "residual":
+            elif nxt is not None and nxt.kind in _JOINS:
                 first = nxt.branches[0]
                 j = self.fusable(op, first, keep=True)
                 if j is None:
@@ -911,7 +922,7 @@ class _Walk:
                 self.cur = apply_affine(op, self.cur, xp)
                 _check_finite(self.cur, op, xp, "starts, ends")
             return
-        if op.kind == "residual":
+        if op.kind in _JOINS:
             self._residual(op, self.own(self.cur), op.branches[0])
             return
         if op.kind == "act":
@@ -932,8 +943,11 @@ class _Walk:
         self.saved.append(self.own(self.cur))
         self.cur = x
         self.run(op.branches[1])
-        self.cur = self.saved.pop() + self.cur
-        _check_finite(self.cur, op, self.xp, "starts, ends")
+        if op.kind == "concat":
+            self.cur = self.xp.concatenate([self.saved.pop(), self.cur], axis=1)
+        else:
+            self.cur = self.saved.pop() + self.cur
+            _check_finite(self.cur, op, self.xp, "starts, ends")
         self.depth -= 1
 
     def _act(self, op: Op) -> None:
@@ -1556,6 +1570,29 @@ def make_act(
     )
 
 
+def branch_size(op: Op, i: int) -> int:
+    """Elements per sample of branch ``i``'s output of a join (its input where empty)."""
+    br = op.branches[i]
+    return br[-1].size if br else _prod(op.in_shape)
+
+
+def make_concat(
+    name: str, source: str, in_shape: tuple[int, ...], first: tuple[Op, ...], second: tuple[Op, ...]
+) -> Op:
+    """``[A(x), B(x)]`` along the channels (the first axis of a ``(C, H, W)`` or ``(d,)``
+    tensor): the branches' outputs must agree in every other dimension."""
+    where = _where(name, source)
+    shapes = [tuple(br[-1].out_shape) if br else tuple(in_shape) for br in (first, second)]
+    a, b = shapes
+    if len(a) != len(b) or a[1:] != b[1:]:
+        raise InputError(
+            f"{where}: joins tensors of shapes {shape_str(a)} and {shape_str(b)} along the "
+            "channels; the other dimensions must agree"
+        )
+    out = (a[0] + b[0], *a[1:])
+    return Op("concat", name, source, in_shape, out, {}, {}, (tuple(first), tuple(second)))
+
+
 def make_residual(
     name: str, source: str, in_shape: tuple[int, ...], first: tuple[Op, ...], second: tuple[Op, ...]
 ) -> Op:
@@ -1628,12 +1665,13 @@ def from_spec(spec: Any, input_shape: Any, data: Any) -> LayerGraph:
                 op = make_flatten(name, source, shape)
             elif kind == "act":
                 op = make_act(name, source, shape, str(p["activation"]), float(p["slope"]))
-            elif kind == "residual":
+            elif kind in _JOINS:
                 if len(d["branches"]) != 2:
-                    raise InputError(f"{name}: a residual op has two branches")
+                    raise InputError(f"{name}: a {kind} op has two branches")
                 first, _ = build(d["branches"][0], shape)
                 second, _ = build(d["branches"][1], shape)
-                op = make_residual(name, source, shape, first, second)
+                join = make_residual if kind == "residual" else make_concat
+                op = join(name, source, shape, first, second)
             else:
                 raise InputError(f"unknown op kind {kind!r}")
             ops.append(op)
@@ -1701,12 +1739,14 @@ class _Distances:
         with np.errstate(over="ignore", invalid="ignore"):
             return self.tangents(op, J), jexp
 
-    def merge(self, a: Any, b: Any) -> Any:
+    def merge(self, a: Any, b: Any, kind: str = "residual") -> Any:
         xp = self.xp
         (Ja, ea), (Jb, eb) = a, b
         e = xp.maximum(ea, eb)
         Ja = xp.ldexp(Ja, (ea - e)[:, None, None]).astype(Ja.dtype, copy=False)
         Jb = xp.ldexp(Jb, (eb - e)[:, None, None]).astype(Jb.dtype, copy=False)
+        if kind == "concat":  # the rows of both Jacobians, on one scale
+            return xp.concatenate([Ja, Jb], axis=1), e
         with np.errstate(over="ignore", invalid="ignore"):
             return Ja + Jb, e
 

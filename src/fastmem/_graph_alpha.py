@@ -120,6 +120,9 @@ def _pass(cr: GraphCrown, st: Bounds, lam0: Any, alpha: dict[int, Any], lo: Any,
         op = node.op
         if node.kind == "add":
             out = [(node.inputs[0], lam), (node.inputs[1], lam)]
+        elif node.kind == "cat":
+            cut = nodes[node.inputs[0]].dim
+            out = [(node.inputs[0], lam[:, :cut]), (node.inputs[1], lam[:, cut:])]
         elif node.kind in _graph._AFFINE:
             bias = op.arrays.get("bias", op.arrays.get("shift"))
             if bias is not None:
@@ -168,6 +171,8 @@ def _grads(cr: GraphCrown, st: Bounds, saved: dict, g0: Any, masks: dict[int, An
         i = node.inputs[0]
         if node.kind == "add":
             gj = g[node.inputs[0]] + g[node.inputs[1]]
+        elif node.kind == "cat":
+            gj = xp.concatenate([g[node.inputs[0]], g[node.inputs[1]]], axis=1)
         elif node.kind in _graph._AFFINE:
             gj = apply_affine(op, g[i], xp)
         elif node.kind == "act":

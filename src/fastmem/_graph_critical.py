@@ -122,6 +122,10 @@ class GraphModel(_Model):
             elif op.kind == "residual":
                 gb = self._back(op.branches[1], g, ds)
                 g = self._back(op.branches[0], g, ds) + gb
+            elif op.kind == "concat":  # each branch gets its channels' part
+                cut = _graph.branch_size(op, 0)
+                gb = self._back(op.branches[1], xp.ascontiguousarray(g[:, cut:]), ds)
+                g = self._back(op.branches[0], xp.ascontiguousarray(g[:, :cut]), ds) + gb
             else:  # pragma: no cover
                 raise AssertionError(op.kind)
         return g
@@ -334,6 +338,11 @@ class GraphModel(_Model):
                 lb, hb = self._ibp(op.branches[1], lo, hi)
                 lo = xp.nextafter(la + lb, -xp.inf)
                 hi = xp.nextafter(ha + hb, xp.inf)
+            elif op.kind == "concat":
+                la, ha = self._ibp(op.branches[0], lo, hi)
+                lb, hb = self._ibp(op.branches[1], lo, hi)
+                lo = xp.concatenate([la, lb], axis=1)
+                hi = xp.concatenate([ha, hb], axis=1)
             else:  # pragma: no cover
                 raise AssertionError(op.kind)
         return lo, hi

@@ -96,6 +96,10 @@ def nodes_of(graph: Any) -> list[Node]:
                 a = run(op.branches[0], v)
                 b = run(op.branches[1], v)
                 nodes.append(Node("add", op, (a, b), nodes[a].dim))
+            elif op.kind == "concat":
+                a = run(op.branches[0], v)
+                b = run(op.branches[1], v)
+                nodes.append(Node("cat", op, (a, b), nodes[a].dim + nodes[b].dim))
             else:
                 nodes.append(Node(op.kind, op, (v,), int(op.size)))
             v = len(nodes) - 1
@@ -160,6 +164,10 @@ class GraphCrown:
                 a, b = node.inputs
                 L[j] = xp.nextafter(L[a] + L[b], -xp.inf)
                 U[j] = xp.nextafter(U[a] + U[b], xp.inf)
+            elif node.kind == "cat":
+                a, b = node.inputs
+                L[j] = xp.concatenate([L[a], L[b]], axis=1)
+                U[j] = xp.concatenate([U[a], U[b]], axis=1)
             elif node.kind in _graph._AFFINE:
                 L[j], U[j] = self.m._ibp((node.op,), L[i], U[i])
                 if not crown:  # stability only: no backward pass reads the allowances
@@ -654,6 +662,12 @@ class GraphCrown:
             op = node.op
             if node.kind == "add":
                 out = [(node.inputs[0], lam), (node.inputs[1], lam.copy())]
+            elif node.kind == "cat":  # exact: each input takes its columns
+                cut = self.nodes[node.inputs[0]].dim
+                out = [
+                    (node.inputs[0], xp.ascontiguousarray(lam[:, :cut])),
+                    (node.inputs[1], xp.ascontiguousarray(lam[:, cut:])),
+                ]
             elif node.kind in _graph._AFFINE:
                 # err: |rounding of lam A| . |h below| <= gamma_t |lam| . (|A| |h|)
                 if j not in folded:

@@ -134,7 +134,7 @@ class _PlaneWalk:
             self.Z = out
             self.check(op)
             return
-        if op.kind == "residual":
+        if op.kind in ("residual", "concat"):
             start = self.Z
             self.saved.append([start, np.arange(self.mesh.n)])
             self.run(op.branches[0])
@@ -143,6 +143,9 @@ class _PlaneWalk:
             self.Z = start[:, self.dev(anc)]
             self.run(op.branches[1])
             first, anc = self.saved.pop()
+            if op.kind == "concat":  # the maps of both branches, channels joined
+                self.Z = xp.concatenate([first[:, self.dev(anc)], self.Z], axis=2)
+                return
             with np.errstate(over="ignore", invalid="ignore"):
                 self.Z = first[:, self.dev(anc)] + self.Z
             self.check(op)

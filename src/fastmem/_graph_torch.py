@@ -18,7 +18,9 @@ must be one of the supported operations:
   ``(-1, C * H * W)`` (sizes read with ``x.size(i)`` / ``x.shape[i]`` and multiplied);
   ``x.mean((2, 3))`` (global average pooling);
 * the addition of two tensors that come from one common tensor (a residual block:
-  ``out = body(x) + shortcut(x)``, ``out += identity``);
+  ``out = body(x) + shortcut(x)``, ``out += identity``), and their concatenation along
+  the channels, ``torch.cat([a, b, ...], 1)`` (Inception's branches, DenseNet's
+  ``[x, f(x)]``: one ``concat`` op per further tensor);
 * slices of a (C, H, W) map, ``x[:, c0:c1, h0::s, w0::s]``, and zero padding
   ``F.pad(x, (left, right, top, bottom, front, back))`` (the option-A shortcut of He et
   al.'s CIFAR ResNets, ``F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, p, p))``): convolutions
@@ -60,7 +62,7 @@ _SUPPORTED = (
     "Linear, Conv2d, AvgPool2d, MaxPool2d, AdaptiveAvgPool2d / AdaptiveMaxPool2d (equal "
     "windows), BatchNorm1d, BatchNorm2d (eval mode), Flatten, Identity, Dropout, ReLU, "
     "LeakyReLU, Hardtanh, ReLU6, Tanh, Sigmoid, their torch.nn.functional forms, flattening "
-    "view / reshape, mean over (H, W), and residual additions"
+    "view / reshape, mean over (H, W), residual additions and torch.cat along the channels"
 )
 
 
@@ -344,10 +346,39 @@ def _module_op(where: str, mod: Any, shape: tuple[int, ...]) -> Op | tuple[Op, .
     raise InputError(f"{label}: unsupported module; supported are {_SUPPORTED}")
 
 
-def _residual(where: str, a: _Value, b: _Value) -> _Value:
+def _fork(a: _Value, b: _Value) -> int:
+    """How many ops the two values share (by identity): they forked after them."""
     n = 0
     while n < min(len(a.ops), len(b.ops)) and a.ops[n] is b.ops[n]:
         n += 1
+    return n
+
+
+def _concat(where: str, parts: Any, dim: Any) -> _Value:
+    """``torch.cat(parts, dim)`` along the channels: one ``concat`` op per further part
+    (``cat([a, b, c]) = cat([cat([a, b]), c])``), each over the two values' branches
+    from where they forked."""
+    label = f"{where} (cat)"
+    if not isinstance(parts, (list, tuple)) or not all(isinstance(p, _Value) for p in parts):
+        raise InputError(f"{label}: joins a list of tensors")
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise InputError(f"{label}: dim must be an int, got {dim!r}")
+    out = parts[0]
+    for b in parts[1:]:
+        rank = len(out.shape) + 1
+        if not -rank <= dim < rank or dim % rank != 1:
+            raise InputError(
+                f"{label}: only along the channels (dim=1) is supported, got dim={dim}"
+            )
+        n = _fork(out, b)
+        prefix = out.ops[:n]
+        op = _graph.make_concat(where, "cat", prefix[-1].out_shape, out.ops[n:], b.ops[n:])
+        out = _Value((*prefix, op), op.out_shape)
+    return out
+
+
+def _residual(where: str, a: _Value, b: _Value) -> _Value:
+    n = _fork(a, b)
     if a.shape != b.shape:
         raise InputError(
             f"{where} (add): adds tensors of shapes {shape_str(a.shape)} and {shape_str(b.shape)}"
@@ -518,6 +549,7 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
     ):
         for owner in owners:
             functional[getattr(owner, name)] = name
+    cat_fns = {getattr(torch, n) for n in ("cat", "concat", "concatenate") if hasattr(torch, n)}
     normalisers = {
         F.softmax: "softmax",
         torch.softmax: "softmax",
@@ -626,10 +658,17 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
             dims = list(args[1:]) + ([kwargs["dim"]] if "dim" in kwargs else [])
             values[node] = _Shape(x.shape) if not dims else _Shape(x.shape).dim(dims[0], where)
             continue
-        if name in ("cat", "concat", "concatenate", "stack", "hstack", "vstack", "dstack"):
+        if node.op == "call_function" and node.target in cat_fns:
+            rest = dict(zip(("dim",), args[1:], strict=False))
+            rest.update(kwargs)
+            if set(rest) - {"dim"}:
+                raise InputError(f"{where} (cat): unsupported arguments {sorted(rest)}")
+            values[node] = _concat(where, x, rest.get("dim", 0))
+            continue
+        if name in ("stack", "hstack", "vstack", "dstack"):
             raise InputError(
-                f"{where} ({name}): unsupported operation: joining tensors (torch.cat, as in "
-                "Inception or DenseNet blocks) is not supported yet; residual additions are"
+                f"{where} ({name}): unsupported operation: stacking tensors adds a dimension; "
+                "torch.cat(..., dim=1) along the channels is supported"
             )
         if not isinstance(x, _Value):
             raise InputError(f"{where} ({name}): unsupported operation")

@@ -387,8 +387,8 @@ class Network:
             ...), flattening by ``torch.flatten(x, 1)`` / ``x.view(x.size(0), -1)`` /
             ``x.view(-1, C * H * W)``, ``x.mean((2, 3))``, and residual additions
             ``body(x) + shortcut(x)`` / ``out += identity``, as in a ResNet basic
-            block; the full list is in ``fastmem._graph_torch``), is imported as a layer
-            graph
+            block, and ``torch.cat([a, b], 1)`` as in an Inception module; the full list
+            is in ``fastmem._graph_torch``), is imported as a layer graph
             (:attr:`layer_graph`): convolutions run natively (im2col + GEMM), BatchNorm
             stays a per-channel affine map, max pooling's state is the argmax of each
             window. Such a network supports :meth:`forward`, :meth:`predict`,
