@@ -996,3 +996,50 @@ def test_wrapped_models_import_as_the_model_inside() -> None:
     lenet = LeNet().eval()
     net = fastmem.Network.from_torch(torch.compile(lenet), input_shape=(1, 28, 28))
     _forward_matches_torch(net, lenet, (1, 28, 28))
+
+
+class DenseBlock(nn.Module):
+    """DenseNet's block: each layer reads the concatenation of all earlier outputs."""
+
+    def __init__(self, c: int, growth: int, layers: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            nn.Sequential(
+                nn.BatchNorm2d(c + i * growth),
+                nn.ReLU(),
+                nn.Conv2d(c + i * growth, growth, 3, padding=1),
+            )
+            for i in range(layers)
+        )
+
+    def forward(self, x):
+        features = [x]
+        for layer in self.layers:
+            features.append(layer(torch.cat(features, 1)))
+        return torch.cat(features, 1)
+
+
+class TinyDenseNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.block = DenseBlock(2, 2, 4)
+        self.fc = nn.Linear(10, 3)
+
+    def forward(self, x):
+        x = self.block(self.conv(x))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(F.relu(x), 1), 1))
+
+
+def test_densenet_block_joins_without_recomputing() -> None:
+    """Each layer of a dense block is imported once: as many activations as the module
+    has ReLUs (a join rebuilt for every later layer would repeat earlier layers, 2^k
+    times the k-th)."""
+    module = _init(TinyDenseNet(), seed=14)
+    net = fastmem.Network.from_torch(module, input_shape=(1, 6, 6))
+    relus = sum(isinstance(m, nn.ReLU) for m in module.modules()) + 1  # + the F.relu
+    assert len(net.layer_graph.act_ops()) == relus
+    _forward_matches_torch(net, module, (1, 6, 6))
+    X = np.random.default_rng(6).random((3, 36))
+    res = fastmem.along_segments(net, X[:1], X[1:2])
+    assert res.counts[0] >= 1

@@ -354,10 +354,13 @@ def _fork(a: _Value, b: _Value) -> int:
     return n
 
 
-def _concat(where: str, parts: Any, dim: Any) -> _Value:
+def _concat(where: str, parts: Any, dim: Any, joined: dict[Any, Any]) -> _Value:
     """``torch.cat(parts, dim)`` along the channels: one ``concat`` op per further part
     (``cat([a, b, c]) = cat([cat([a, b]), c])``), each over the two values' branches
-    from where they forked."""
+    from where they forked. ``joined`` remembers each pair joined before (by identity):
+    a DenseNet block joins ``[x, f1]``, then ``[x, f1, f2]`` with ``f2`` computed from
+    the first join; reusing that join's op makes ``f2``'s branch start after it, so no
+    op is computed twice."""
     label = f"{where} (cat)"
     if not isinstance(parts, (list, tuple)) or not all(isinstance(p, _Value) for p in parts):
         raise InputError(f"{label}: joins a list of tensors")
@@ -370,10 +373,15 @@ def _concat(where: str, parts: Any, dim: Any) -> _Value:
             raise InputError(
                 f"{label}: only along the channels (dim=1) is supported, got dim={dim}"
             )
+        key = (id(out), id(b))
+        if key in joined:
+            out = joined[key][2]
+            continue
         n = _fork(out, b)
         prefix = out.ops[:n]
         op = _graph.make_concat(where, "cat", prefix[-1].out_shape, out.ops[n:], b.ops[n:])
-        out = _Value((*prefix, op), op.out_shape)
+        joined[key] = (out, b, _Value((*prefix, op), op.out_shape))  # kept: ids stay theirs
+        out = joined[key][2]
     return out
 
 
@@ -566,6 +574,7 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
     seen_input = False
     result: _Value | None = None
     final = None  # a softmax / log_softmax left out at the output
+    joined: dict[Any, Any] = {}  # the concatenations so far (see _concat)
     for node in traced.graph.nodes:
         # a function node is named after the module whose forward calls it: layer1.add
         stack = node.meta.get("nn_module_stack") or {}
@@ -663,7 +672,7 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
             rest.update(kwargs)
             if set(rest) - {"dim"}:
                 raise InputError(f"{where} (cat): unsupported arguments {sorted(rest)}")
-            values[node] = _concat(where, x, rest.get("dim", 0))
+            values[node] = _concat(where, x, rest.get("dim", 0), joined)
             continue
         if name in ("stack", "hstack", "vstack", "dstack"):
             raise InputError(
