@@ -26,6 +26,12 @@ PGD at Madry's setting on the same CNN in float32 (``N_PGD`` inputs in [0, 1], r
 - ``pgd-torch``: the plain torch autograd loop of 100 steps over all samples (what
   torchattacks' ``PGD`` does), torch's own threads (2 here).
 
+A wide network (``test_inception_pgd_fresh``): Zhang et al.'s small Inception for CIFAR-10 at
+full width (96-336 channels, branches joined by ``torch.cat``), float32, ``N_INCEPTION``
+inputs in [0, 1]^(3 x 28 x 28), ``INCEPTION_STEPS`` steps of PGD at 8/255:
+``pgd-inception`` (``critical_samples(certify=None)``) against ``pgd-inception-torch``
+(the plain torch autograd loop, torch's own threads).
+
 Each contender runs in its own fresh process (``bench/_fresh.py``), min over rounds; the
 regions contenders also report the process's peak RSS (``ru_maxrss``) and its RSS before
 the first call (models imported, inputs drawn), so ``peak - before`` is what the calls
@@ -49,6 +55,8 @@ import pytest
 # issue 20 asks for 1000 segments: FASTMEM_BENCH_SEGMENTS=1000 (inherited by the fresh processes)
 N_SEGMENTS = int(os.environ.get("FASTMEM_BENCH_SEGMENTS", "100"))
 N_PGD = 300
+N_INCEPTION = 100
+INCEPTION_STEPS = 20
 SHAPE = (1, 28, 28)
 
 
@@ -105,6 +113,101 @@ def _models():  # torch imported lazily: the bench collection must not need it
     }
 
 
+def _inception():
+    """Zhang et al.'s (2017) small Inception for CIFAR-10 (their appendix: conv modules of
+    conv, BatchNorm, ReLU; Inception modules joining a 1x1 and a 3x3 branch by
+    ``torch.cat``; downsample modules joining a strided 3x3 conv and max pooling), full
+    width, on 3 x 28 x 28 inputs, PyTorch's default init, eval mode."""
+    import torch
+
+    nn, F = torch.nn, torch.nn.functional
+
+    class ConvModule(nn.Module):
+        def __init__(self, c_in, c_out, k, stride, pad):
+            super().__init__()
+            self.conv = nn.Conv2d(c_in, c_out, k, stride, pad)
+            self.bn = nn.BatchNorm2d(c_out)
+
+        def forward(self, x):
+            return F.relu(self.bn(self.conv(x)))
+
+    class Inception(nn.Module):
+        def __init__(self, c_in, ch1, ch3):
+            super().__init__()
+            self.ch1 = ConvModule(c_in, ch1, 1, 1, 0)
+            self.ch3 = ConvModule(c_in, ch3, 3, 1, 1)
+
+        def forward(self, x):
+            return torch.cat([self.ch1(x), self.ch3(x)], 1)
+
+    class Downsample(nn.Module):
+        def __init__(self, c_in, ch3):
+            super().__init__()
+            self.ch3 = ConvModule(c_in, ch3, 3, 2, 0)
+            self.pool = nn.MaxPool2d(3, stride=2)
+
+        def forward(self, x):
+            return torch.cat([self.ch3(x), self.pool(x)], 1)
+
+    class SmallInception(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = ConvModule(3, 96, 3, 1, 1)
+            self.body = nn.Sequential(
+                Inception(96, 32, 32), Inception(64, 32, 48), Downsample(80, 80),
+                Inception(160, 112, 48), Inception(160, 96, 64), Inception(160, 80, 80),
+                Inception(160, 48, 96), Downsample(144, 96), Inception(240, 176, 160),
+                Inception(336, 176, 160),
+            )  # fmt: skip
+            self.fc = nn.Linear(336, 10)
+
+        def forward(self, x):
+            x = self.body(self.conv(x))
+            return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+    torch.manual_seed(0)
+    return SmallInception().eval()
+
+
+def run_pgd_inception(name: str, rounds: int) -> dict:
+    """PGD, ``INCEPTION_STEPS`` steps at 8/255 on ``N_INCEPTION`` inputs of Zhang et al.'s
+    small Inception, float32: ``pgd-inception`` (``critical_samples(certify=None)``) or
+    ``pgd-inception-torch`` (the plain torch autograd loop)."""
+    import torch
+
+    import fastmem
+
+    model = _inception()
+    X = np.random.default_rng(0).uniform(0, 1, (N_INCEPTION, 3 * 28 * 28)).astype(np.float32)
+    r, steps = 8 / 255, INCEPTION_STEPS
+    times, found = [], 0
+    for _ in range(rounds):
+        if name == "pgd-inception-torch":
+            x0 = torch.from_numpy(X.reshape(-1, 3, 28, 28))
+            lo, hi = (x0 - r).clamp(0, 1), (x0 + r).clamp(0, 1)
+            t = time.perf_counter()
+            with torch.no_grad():
+                y = model(x0).argmax(1)
+            x = lo + (hi - lo) * torch.rand(x0.shape, generator=torch.Generator().manual_seed(0))
+            for _ in range(steps):
+                x.requires_grad_(True)
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+                (g,) = torch.autograd.grad(loss, x)
+                x = torch.minimum(torch.maximum(x.detach() + 2.5 * r / steps * g.sign(), lo), hi)
+            with torch.no_grad():
+                found = int((model(x).argmax(1) != y).sum())
+            times.append(time.perf_counter() - t)
+        else:
+            net = fastmem.Network.from_torch(model, input_shape=(3, 28, 28), dtype=np.float32)
+            t = time.perf_counter()
+            res = fastmem.critical_samples(
+                net, X, radius=r, method="pgd", steps=steps, certify=None, rng=0
+            )
+            times.append(time.perf_counter() - t)
+            found = res.n_critical
+    return {"name": name, "min_s": min(times), "critical": found}
+
+
 def run_pgd(name: str, rounds: int) -> dict:
     import torch
 
@@ -154,6 +257,8 @@ def run(name: str, rounds: int) -> dict:
 
     import fastmem
 
+    if name.startswith("pgd-inception"):
+        return run_pgd_inception(name, rounds)
     if name.startswith("pgd-"):
         return run_pgd(name, rounds)
     if name == "sampling":
@@ -248,6 +353,25 @@ def test_cnn_pgd_fresh(rounds: int) -> None:
     base = out["pgd-torch"]["min_s"]
     for name in ("pgd-graph", "pgd-dense"):
         print(f"torch loop / {name}: {base / out[name]['min_s']:.2f}x")
+
+
+@pytest.mark.parametrize("rounds", [2])
+def test_inception_pgd_fresh(rounds: int) -> None:
+    """A wide network: Zhang et al.'s small Inception (96-336 channels), where torch's
+    convolutions are fastmem's baseline at their strongest."""
+    pytest.importorskip("torch", reason="the CNN benchmark imports torch modules")
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _fresh import run_script_fresh
+
+    out = {
+        n: run_script_fresh(__file__, n, rounds) for n in ("pgd-inception", "pgd-inception-torch")
+    }
+    for n, r in out.items():
+        print(f"{n:20s} min {r['min_s']:.2f} s  critical {r['critical']} of {N_INCEPTION}")
+    ratio = out["pgd-inception-torch"]["min_s"] / out["pgd-inception"]["min_s"]
+    print(f"torch loop / fastmem: {ratio:.2f}x")
 
 
 _NAMES = ("dense", "graph", "maxpool", "residual")
