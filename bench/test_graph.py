@@ -48,6 +48,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -114,59 +115,15 @@ def _models():  # torch imported lazily: the bench collection must not need it
 
 
 def _inception():
-    """Zhang et al.'s (2017) small Inception for CIFAR-10 (their appendix: conv modules of
-    conv, BatchNorm, ReLU; Inception modules joining a 1x1 and a 3x3 branch by
-    ``torch.cat``; downsample modules joining a strided 3x3 conv and max pooling), full
-    width, on 3 x 28 x 28 inputs, PyTorch's default init, eval mode."""
+    """Zhang et al.'s (2017) small Inception for CIFAR-10 at full width
+    (``tests/support.py``: ``small_inception(*ZHANG_INCEPTION)``), eval mode, seeded."""
     import torch
 
-    nn, F = torch.nn, torch.nn.functional
-
-    class ConvModule(nn.Module):
-        def __init__(self, c_in, c_out, k, stride, pad):
-            super().__init__()
-            self.conv = nn.Conv2d(c_in, c_out, k, stride, pad)
-            self.bn = nn.BatchNorm2d(c_out)
-
-        def forward(self, x):
-            return F.relu(self.bn(self.conv(x)))
-
-    class Inception(nn.Module):
-        def __init__(self, c_in, ch1, ch3):
-            super().__init__()
-            self.ch1 = ConvModule(c_in, ch1, 1, 1, 0)
-            self.ch3 = ConvModule(c_in, ch3, 3, 1, 1)
-
-        def forward(self, x):
-            return torch.cat([self.ch1(x), self.ch3(x)], 1)
-
-    class Downsample(nn.Module):
-        def __init__(self, c_in, ch3):
-            super().__init__()
-            self.ch3 = ConvModule(c_in, ch3, 3, 2, 0)
-            self.pool = nn.MaxPool2d(3, stride=2)
-
-        def forward(self, x):
-            return torch.cat([self.ch3(x), self.pool(x)], 1)
-
-    class SmallInception(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = ConvModule(3, 96, 3, 1, 1)
-            self.body = nn.Sequential(
-                Inception(96, 32, 32), Inception(64, 32, 48), Downsample(80, 80),
-                Inception(160, 112, 48), Inception(160, 96, 64), Inception(160, 80, 80),
-                Inception(160, 48, 96), Downsample(144, 96), Inception(240, 176, 160),
-                Inception(336, 176, 160),
-            )  # fmt: skip
-            self.fc = nn.Linear(336, 10)
-
-        def forward(self, x):
-            x = self.body(self.conv(x))
-            return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from support import ZHANG_INCEPTION, small_inception
 
     torch.manual_seed(0)
-    return SmallInception().eval()
+    return small_inception(*ZHANG_INCEPTION)
 
 
 def run_pgd_inception(name: str, rounds: int) -> dict:
@@ -320,8 +277,6 @@ def run_sampling(points: int) -> dict:
 @pytest.mark.parametrize("rounds", [2])
 def test_cnn_regions_fresh(rounds: int) -> None:
     pytest.importorskip("torch", reason="the CNN benchmark imports torch modules")
-    from pathlib import Path
-
     sys.path.insert(0, str(Path(__file__).parent))
     from _fresh import run_script_fresh
 
@@ -342,8 +297,6 @@ def test_cnn_regions_fresh(rounds: int) -> None:
 @pytest.mark.parametrize("rounds", [2])
 def test_cnn_pgd_fresh(rounds: int) -> None:
     pytest.importorskip("torch", reason="the CNN benchmark imports torch modules")
-    from pathlib import Path
-
     sys.path.insert(0, str(Path(__file__).parent))
     from _fresh import run_script_fresh
 
@@ -360,8 +313,6 @@ def test_inception_pgd_fresh(rounds: int) -> None:
     """A wide network: Zhang et al.'s small Inception (96-336 channels), where torch's
     convolutions are fastmem's baseline at their strongest."""
     pytest.importorskip("torch", reason="the CNN benchmark imports torch modules")
-    from pathlib import Path
-
     sys.path.insert(0, str(Path(__file__).parent))
     from _fresh import run_script_fresh
 

@@ -64,3 +64,69 @@ def init_torch_module(module, seed: int, scale: float):
                 m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=gen) - 0.5)
                 m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
     return module.eval()
+
+
+# Zhang et al.'s (2017) small Inception for CIFAR-10 (their appendix) as its
+# reimplementations write it: ("i", ch1, ch3) an Inception module joining a 1x1 and a 3x3
+# conv module by torch.cat, ("d", ch3) a downsample module joining a strided 3x3 conv
+# module and max pooling; the full network's widths below (a 96-channel stem)
+ZHANG_INCEPTION = (96, [("i", 32, 32), ("i", 32, 48), ("d", 80), ("i", 112, 48),
+                        ("i", 96, 64), ("i", 80, 80), ("i", 48, 96), ("d", 96),
+                        ("i", 176, 160), ("i", 176, 160)])  # fmt: skip
+
+
+def small_inception(stem: int, modules, n_classes: int = 10):
+    """Zhang et al.'s small Inception on 3-channel images (``ZHANG_INCEPTION`` gives the
+    paper's widths): conv modules of conv, BatchNorm and ReLU; global average pooling by
+    ``F.adaptive_avg_pool2d`` and ``x.view(x.size(0), -1)``; PyTorch's default init."""
+    import torch
+
+    nn, F = torch.nn, torch.nn.functional
+
+    class ConvModule(nn.Module):
+        def __init__(self, c_in, c_out, k, stride, pad):
+            super().__init__()
+            self.conv = nn.Conv2d(c_in, c_out, k, stride, pad)
+            self.bn = nn.BatchNorm2d(c_out)
+
+        def forward(self, x):
+            return F.relu(self.bn(self.conv(x)))
+
+    class InceptionModule(nn.Module):
+        def __init__(self, c_in, ch1, ch3):
+            super().__init__()
+            self.ch1 = ConvModule(c_in, ch1, 1, 1, 0)
+            self.ch3 = ConvModule(c_in, ch3, 3, 1, 1)
+
+        def forward(self, x):
+            return torch.cat([self.ch1(x), self.ch3(x)], 1)
+
+    class DownsampleModule(nn.Module):
+        def __init__(self, c_in, ch3):
+            super().__init__()
+            self.ch3 = ConvModule(c_in, ch3, 3, 2, 0)
+            self.pool = nn.MaxPool2d(3, stride=2)
+
+        def forward(self, x):
+            return torch.cat([self.ch3(x), self.pool(x)], 1)
+
+    class SmallInception(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = ConvModule(3, stem, 3, 1, 1)
+            body, c = [], stem
+            for kind, *widths in modules:
+                if kind == "i":
+                    body.append(InceptionModule(c, *widths))
+                    c = sum(widths)
+                else:
+                    body.append(DownsampleModule(c, *widths))
+                    c += widths[0]
+            self.body = nn.Sequential(*body)
+            self.fc = nn.Linear(c, n_classes)
+
+        def forward(self, x):
+            x = F.adaptive_avg_pool2d(self.body(self.conv1(x)), 1)
+            return self.fc(x.view(x.size(0), -1))
+
+    return SmallInception().eval()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support import init_torch_module
+from support import init_torch_module, small_inception
 
 import fastmem
 from fastmem import InputError
@@ -275,60 +275,10 @@ class MobileNetish(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-class ConvModule(nn.Module):
-    """Zhang et al.'s (2017) small Inception, as its reimplementations write it: conv,
-    BatchNorm, ReLU."""
-
-    def __init__(self, c_in: int, c_out: int, k: int, stride: int, pad: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, k, stride, pad)
-        self.bn = nn.BatchNorm2d(c_out)
-
-    def forward(self, x):
-        return F.relu(self.bn(self.conv(x)))
-
-
-class InceptionModule(nn.Module):
-    def __init__(self, c_in: int, ch1: int, ch3: int) -> None:
-        super().__init__()
-        self.ch1 = ConvModule(c_in, ch1, 1, 1, 0)
-        self.ch3 = ConvModule(c_in, ch3, 3, 1, 1)
-
-    def forward(self, x):
-        return torch.cat([self.ch1(x), self.ch3(x)], 1)
-
-
-class DownsampleModule(nn.Module):
-    def __init__(self, c_in: int, ch3: int) -> None:
-        super().__init__()
-        self.ch3 = ConvModule(c_in, ch3, 3, 2, 0)
-        self.pool = nn.MaxPool2d(3, stride=2)
-
-    def forward(self, x):
-        return torch.cat([self.ch3(x), self.pool(x)], 1)
-
-
-class SmallInception(nn.Module):
-    """Zhang et al.'s small Inception for CIFAR-10 (their appendix), a sixteenth of the
-    width and fewer modules: Inception modules join 1x1 and 3x3 branches, downsample
-    modules a strided 3x3 conv and max pooling, by ``torch.cat``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = ConvModule(3, 6, 3, 1, 1)
-        self.i1 = InceptionModule(6, 2, 2)
-        self.i2 = InceptionModule(4, 2, 3)
-        self.d1 = DownsampleModule(5, 5)
-        self.i3 = InceptionModule(10, 7, 3)
-        self.d2 = DownsampleModule(10, 6)
-        self.fc = nn.Linear(16, 10)
-
-    def forward(self, x):
-        x = self.i2(self.i1(self.conv1(x)))
-        x = self.i3(self.d1(x))
-        x = self.d2(x)
-        x = F.adaptive_avg_pool2d(x, 1)
-        return self.fc(x.view(x.size(0), -1))
+def SmallInception() -> nn.Module:
+    """Zhang et al.'s small Inception (``support.small_inception``), a sixteenth of the
+    width and fewer modules."""
+    return small_inception(6, [("i", 2, 2), ("i", 2, 3), ("d", 5), ("i", 7, 3), ("d", 6)])
 
 
 ARCHITECTURES = {

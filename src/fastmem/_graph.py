@@ -1570,10 +1570,14 @@ def make_act(
     )
 
 
+def _branch_shape(in_shape: tuple[int, ...], branch: tuple[Op, ...]) -> tuple[int, ...]:
+    """The per-sample shape a join's branch ends in (its input's where empty)."""
+    return tuple(branch[-1].out_shape) if branch else tuple(in_shape)
+
+
 def branch_size(op: Op, i: int) -> int:
     """Elements per sample of branch ``i``'s output of a join (its input where empty)."""
-    br = op.branches[i]
-    return br[-1].size if br else _prod(op.in_shape)
+    return _prod(_branch_shape(op.in_shape, op.branches[i]))
 
 
 def make_concat(
@@ -1582,8 +1586,7 @@ def make_concat(
     """``[A(x), B(x)]`` along the channels (the first axis of a ``(C, H, W)`` or ``(d,)``
     tensor): the branches' outputs must agree in every other dimension."""
     where = _where(name, source)
-    shapes = [tuple(br[-1].out_shape) if br else tuple(in_shape) for br in (first, second)]
-    a, b = shapes
+    a, b = (_branch_shape(in_shape, br) for br in (first, second))
     if len(a) != len(b) or a[1:] != b[1:]:
         raise InputError(
             f"{where}: joins tensors of shapes {shape_str(a)} and {shape_str(b)} along the "
@@ -1597,8 +1600,8 @@ def make_residual(
     name: str, source: str, in_shape: tuple[int, ...], first: tuple[Op, ...], second: tuple[Op, ...]
 ) -> Op:
     where = _where(name, source)
-    shapes = [br[-1].out_shape if br else in_shape for br in (first, second)]
-    if tuple(shapes[0]) != tuple(shapes[1]):
+    shapes = [_branch_shape(in_shape, br) for br in (first, second)]
+    if shapes[0] != shapes[1]:
         raise InputError(
             f"{where}: adds tensors of shapes {shape_str(shapes[0])} and {shape_str(shapes[1])}"
         )

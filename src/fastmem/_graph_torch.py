@@ -206,15 +206,24 @@ def _functional_op(
                 "training=self.training"
             )
         return None
-    if a.get("ceil_mode"):
-        raise InputError(f"{where} ({name}): ceil_mode=True is not supported")
-    if a.get("return_indices"):
-        raise InputError(f"{where} ({name}): return_indices=True is not supported")
     pool = "maxpool2d" if "max" in name else "avgpool2d"
-    if name.startswith("adaptive"):
-        k = _graph.adaptive_pool_kernel(f"{where} ({name})", a["output_size"], shape)
-        return _graph.make_pool(pool, where, name, shape, k, k, ((0, 0), (0, 0)))
-    label = f"{where} ({name})"
+    return _pool_op(where, name, shape, pool, a, adaptive=name.startswith("adaptive"))
+
+
+def _pool_op(
+    where: str, source: str, shape: tuple[int, ...], pool: str, a: dict[str, Any], adaptive: bool
+) -> Op:
+    """A pooling op from torch's arguments ``a`` (a module's attributes or a functional
+    call's bound arguments, by torch's parameter names); ``adaptive``: ``output_size``
+    with equal windows (:func:`fastmem._graph.adaptive_pool_kernel`)."""
+    label = f"{where} ({source})"
+    if a.get("ceil_mode"):
+        raise InputError(f"{label}: ceil_mode=True is not supported")
+    if a.get("return_indices"):
+        raise InputError(f"{label}: return_indices=True is not supported")
+    if adaptive:
+        k = _graph.adaptive_pool_kernel(label, a["output_size"], shape)
+        return _graph.make_pool(pool, where, source, shape, k, k, ((0, 0), (0, 0)))
     kernel = a["kernel_size"]
     if kernel is None:
         raise InputError(f"{label}: kernel_size is missing")
@@ -225,11 +234,11 @@ def _functional_op(
     extra: dict[str, Any] = {}
     if pool == "avgpool2d":
         extra = {
-            "count_include_pad": a["count_include_pad"],
-            "divisor_override": a["divisor_override"],
+            "count_include_pad": a.get("count_include_pad", True),
+            "divisor_override": a.get("divisor_override"),
         }
     return _graph.make_pool(
-        pool, where, name, shape, kernel, stride, ((ph, ph), (pw, pw)), a.get("dilation", 1),
+        pool, where, source, shape, kernel, stride, ((ph, ph), (pw, pw)), a.get("dilation", 1),
         **extra,
     )  # fmt: skip
 
@@ -263,6 +272,9 @@ def _clipped(
     return (into, act, back)
 
 
+_POOL_MODULES = ("MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
+
+
 def _module_op(where: str, mod: Any, shape: tuple[int, ...]) -> Op | tuple[Op, ...] | None:
     kind = type(mod).__name__
     label = f"{where} ({kind})"
@@ -292,24 +304,12 @@ def _module_op(where: str, mod: Any, shape: tuple[int, ...]) -> Op | tuple[Op, .
         return _graph.make_conv2d(
             where, kind, shape, _np(mod.weight), bias, mod.stride, pads, (dh, dw), mod.groups
         )
-    if kind in ("MaxPool2d", "AvgPool2d"):
-        if mod.ceil_mode:
-            raise InputError(f"{label}: ceil_mode=True is not supported")
-        if kind == "MaxPool2d" and mod.return_indices:
-            raise InputError(f"{label}: return_indices=True is not supported")
-        ph, pw = _graph._pair(mod.padding, "padding", label)
-        return _graph.make_pool(
-            "maxpool2d" if kind == "MaxPool2d" else "avgpool2d",
-            where,
-            kind,
-            shape,
-            mod.kernel_size,
-            mod.stride,
-            ((ph, ph), (pw, pw)),
-            getattr(mod, "dilation", 1),
-            count_include_pad=getattr(mod, "count_include_pad", True),
-            divisor_override=getattr(mod, "divisor_override", None),
-        )
+    if kind in _POOL_MODULES:
+        names = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices",
+                 "count_include_pad", "divisor_override", "output_size")  # fmt: skip
+        a = {n: getattr(mod, n) for n in names if hasattr(mod, n)}
+        pool = "maxpool2d" if "Max" in kind else "avgpool2d"
+        return _pool_op(where, kind, shape, pool, a, adaptive=kind.startswith("Adaptive"))
     if kind in ("BatchNorm1d", "BatchNorm2d"):
         s, t = _batchnorm_affine(where, mod, kind)
         if (kind == "BatchNorm2d") != (len(shape) == 3):
@@ -333,12 +333,6 @@ def _module_op(where: str, mod: Any, shape: tuple[int, ...]) -> Op | tuple[Op, .
             return _clipped(where, kind, shape, mod.min_val, mod.max_val)
         slope = float(mod.negative_slope) if kind == "LeakyReLU" else 0.0
         return _graph.make_act(where, kind, shape, _ACT_MODULES[kind], slope)
-    if kind in ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d"):
-        if getattr(mod, "return_indices", False):
-            raise InputError(f"{label}: return_indices=True is not supported")
-        k = _graph.adaptive_pool_kernel(label, mod.output_size, shape)
-        pool = "maxpool2d" if kind == "AdaptiveMaxPool2d" else "avgpool2d"
-        return _graph.make_pool(pool, where, kind, shape, k, k, ((0, 0), (0, 0)))
     if kind in ("Hardswish", "Hardsigmoid"):
         raise InputError(
             f"{label}: not supported (not one of fastmem's activations); supported are {_SUPPORTED}"
