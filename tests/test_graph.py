@@ -143,8 +143,41 @@ class Inception(nn.Module):
         return out
 
 
+class CeilNet(nn.Module):
+    """Pools with ``ceil_mode=True`` (a last window hanging over the map: -inf padding for
+    max pooling, 0 and not counted for average pooling), ``ZeroPad2d`` and a one-slope
+    ``PReLU`` (a leaky ReLU), as written in an ``nn.Sequential``."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self.seq = nn.Sequential(
+            nn.Conv2d(1, 3, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(3, stride=2, ceil_mode=True),  # 8x8 -> 4x4 (floor: 3x3)
+            nn.ZeroPad2d(1),
+            nn.Conv2d(3, 4, 3),
+            nn.PReLU(init=0.2),
+            nn.AvgPool2d(3, stride=2, ceil_mode=True, count_include_pad=False),  # 4 -> 2
+            nn.Flatten(),
+            nn.Linear(4 * 2 * 2, 4),
+        )
+        _init(self, seed)
+
+    def forward(self, x):
+        return self.seq(x)
+
+    def probe(self, x):
+        n = x.shape[0]
+        z1 = self.seq[0](x)
+        h = F.pad(F.relu(z1), (0, 1, 0, 1), value=-np.inf)  # the window over the edge
+        win = F.unfold(h, 3, stride=2).reshape(n, 3, 9, -1).permute(0, 1, 3, 2)
+        z2 = self.seq[4](self.seq[3](self.seq[2](F.relu(z1))))
+        return [("act", z1.reshape(n, -1)), ("pool", win.reshape(n, -1, 9)),
+                ("act", z2.reshape(n, -1))]  # fmt: skip
+
+
 SHAPE = (1, 8, 8)
-MODELS = {"pool": PoolNet, "resnet": ResNet, "inception": Inception}
+MODELS = {"pool": PoolNet, "resnet": ResNet, "inception": Inception, "ceil": CeilNet}
 
 
 def _segments(seed: int, m: int) -> tuple[np.ndarray, np.ndarray]:
@@ -636,9 +669,10 @@ def test_pooled_ties_get_the_forward_passes_first_entry() -> None:
 
 
 # ------------------------------------------------------------------ save / load
-def test_save_load_round_trip(tmp_path) -> None:
-    net = fastmem.Network.from_torch(ResNet(seed=7), input_shape=SHAPE)
-    path = tmp_path / "resnet.npz"
+@pytest.mark.parametrize("name", ["resnet", "ceil"])
+def test_save_load_round_trip(tmp_path, name: str) -> None:
+    net = fastmem.Network.from_torch(MODELS[name](seed=7), input_shape=SHAPE)
+    path = tmp_path / f"{name}.npz"
     net.save(path)
     back = fastmem.Network.load(path)
     X = np.random.default_rng(3).uniform(0, 1, (5, 64))

@@ -232,6 +232,8 @@ def test_pooling_and_skips_against_auto_lirpa(name: str) -> None:
     fastmem's intermediate bounds are the tighter of IBP and CROWN everywhere, which
     moves some neurons' adaptive lower slope (``u > -l``); neither is a bound on the
     other. Both are sound (the PGD test above)."""
+    if name == "ceil":
+        pytest.skip("auto_LiRPA 0.7.1 takes neither PReLU nor ZeroPad2d, and ignores ceil_mode")
     model = MODELS[name](seed=3).float()
     net = fastmem.Network.from_torch(model, input_shape=SHAPE, dtype=np.float32)
     X = np.random.default_rng(11).uniform(0, 1, (24, 64)).astype(np.float32)

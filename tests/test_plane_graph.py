@@ -21,6 +21,8 @@ from fastmem import _graph as G
 torch = pytest.importorskip("torch", reason="the layer-graph networks are built in torch")
 nn = torch.nn
 
+from test_graph import CeilNet  # noqa: E402
+
 
 # ------------------------------------------------------------------ networks
 def _init(module: nn.Module, seed: int) -> nn.Module:
@@ -111,6 +113,7 @@ CASES = {
     "pool_leaky": (lambda: pool_cnn("leaky_relu", 1, padded=False), (1, 8, 8), 0.5),
     "pool_hardtanh": (lambda: pool_cnn("hardtanh", 2, padded=False), (1, 8, 8), 0.35),
     "resnet": (lambda: _init(ResNet(), 3), (1, 6, 6), 0.8),
+    "ceil": (lambda: CeilNet(seed=2).double(), (1, 8, 8), 0.8),
 }
 
 

@@ -457,6 +457,35 @@ PAIRS = {
         _flat,
         108,
     ),
+    "max_pool2d-ceil": (
+        lambda x: F.max_pool2d(x, 4, ceil_mode=True),
+        _flat,
+        Mod(nn.MaxPool2d(4, ceil_mode=True)),
+        _flat,
+        12,
+    ),
+    "avg_pool2d-ceil": (
+        lambda x: F.avg_pool2d(x, 3, 2, 1, ceil_mode=True, count_include_pad=False),
+        _flat,
+        Mod(nn.AvgPool2d(3, 2, 1, ceil_mode=True, count_include_pad=False)),
+        _flat,
+        48,
+    ),
+    "hardsigmoid": (lambda x: F.hardsigmoid(x), _flat, Mod(nn.Hardsigmoid()), _flat, 108),
+    "zero-pad": (
+        lambda x: F.pad(x, (1, 1, 1, 1)),
+        _flat,
+        Mod(nn.ZeroPad2d(1)),
+        _flat,
+        192,
+    ),
+    "constant-pad-0": (
+        lambda x: F.pad(x, (2, 0, 1, 1)),
+        _flat,
+        Mod(nn.ConstantPad2d((2, 0, 1, 1), 0.0)),
+        _flat,
+        192,
+    ),
     "relu-inplace": (lambda x: F.relu(x, inplace=True), _flat, Mod(nn.ReLU()), _flat, 108),
     "tanh-method": (lambda x: x.tanh(), _flat, Mod(nn.Tanh()), _flat, 108),
     "sigmoid": (lambda x: torch.sigmoid(x), _flat, Mod(nn.Sigmoid()), _flat, 108),
@@ -620,12 +649,19 @@ REFUSED = {
         108,
         r"\(dropout\): training=True when traced",
     ),
-    "ceil_mode": (
-        lambda x: F.max_pool2d(x, 4, ceil_mode=True),
+    "constant-pad-nonzero": (
+        Mod(nn.ConstantPad2d(1, 0.5)),
         _flat,
-        12,
-        r"ceil_mode=True is not supported",
+        192,
+        r"\(ConstantPad2d\): only zero padding",
     ),
+    "prelu-per-channel": (
+        Mod(nn.PReLU(3)),
+        _flat,
+        108,
+        r"\(PReLU\): has 3 slopes \(num_parameters=3\); only one slope",
+    ),
+    "hardswish": (lambda x: F.hardswish(x), _flat, 108, r"\(hardswish\): not supported"),
     "return_indices": (
         lambda x: F.max_pool2d(x, 2, return_indices=True)[0],
         _flat,
@@ -681,6 +717,101 @@ def test_unsupported_forms_are_refused_naming_the_node(name: str) -> None:
     step, tail, width, message = REFUSED[name]
     with pytest.raises(InputError, match=message):
         fastmem.Network.from_torch(Body(step, tail, width), input_shape=(3, 6, 6))
+
+
+@pytest.mark.parametrize("pool", ["max", "avg", "avg-no-pad-count"])
+def test_ceil_mode_pooling_matches_torch(pool: str) -> None:
+    """``ceil_mode=True`` over map sizes, kernels, strides, paddings and dilations: a last
+    window over the map's edge where torch's rule adds one (never one that would start in
+    the padding); max pooling ignores what hangs over, average pooling divides by torch's
+    divisor. Forward and predictions against torch in float64; walks and certificates run
+    on such pools in tests/test_graph.py (``CeilNet``)."""
+    tried = 0
+    for size in (5, 6, 7, 8):
+        for k in (2, 3):
+            for s in (1, 2, 3):
+                for p in range(k // 2 + 1):
+                    for d in (1, 2) if pool == "max" else (1,):
+                        if size + 2 * p < d * (k - 1) + 1:
+                            continue
+                        if pool == "max":
+                            mod = nn.MaxPool2d(k, s, p, dilation=d, ceil_mode=True)
+                        else:
+                            mod = nn.AvgPool2d(
+                                k, s, p, ceil_mode=True, count_include_pad=pool == "avg"
+                            )
+                        with torch.no_grad():
+                            out = mod(torch.zeros(1, 3, size, size))
+                        shape = (2, size, size)
+                        seed = size * 7 + k * 3 + s + p + d
+                        graph = Body(Mod(mod), _flat, int(out.numel()), shape=shape, seed=seed)
+                        net = fastmem.Network.from_torch(graph, input_shape=shape)
+                        _forward_matches_torch(net, graph, shape)
+                        tried += 1
+    assert tried > 40
+
+
+def test_ceil_mode_pads_follow_torch_output_size() -> None:
+    """:func:`fastmem._graph.ceil_mode_pads` gives torch's output size under floor
+    division, checked against torch's own pooling on every small case."""
+    from fastmem._graph import ceil_mode_pads
+
+    for size in range(1, 12):
+        for k in range(1, 5):
+            for s in range(1, 5):
+                for p in range(k // 2 + 1):
+                    for d in (1, 2, 3):
+                        if size + 2 * p < d * (k - 1) + 1:
+                            continue
+                        want = F.max_pool2d(
+                            torch.zeros(1, 1, size, size), k, s, p, d, ceil_mode=True
+                        ).shape[-1]
+                        (pt, pb), (pl, pr) = ceil_mode_pads(
+                            "p", (1, size, size), k, s, ((p, p),) * 2, d
+                        )
+                        assert (pt, pl) == (p, p) and pb == pr and p <= pb < p + s
+                        assert (size + pt + pb - d * (k - 1) - 1) // s + 1 == want
+
+
+def test_prelu_and_hardsigmoid_kinks_are_exact() -> None:
+    """A one-slope PReLU is a leaky ReLU of its slope (negative slopes too); Hardsigmoid is
+    0 at -3 and below, 1 at 3 and above, with its pattern bits flipping exactly there."""
+    for slope in (0.25, -0.5, 1.5):
+        seq = nn.Sequential(nn.Linear(2, 3), nn.PReLU(init=slope), nn.Linear(3, 2)).double()
+        net = fastmem.Network.from_torch(seq, input_shape=(2,))
+        X = np.random.default_rng(0).normal(size=(20, 2))
+        with torch.no_grad():
+            want = seq(torch.from_numpy(X)).numpy()
+        np.testing.assert_allclose(net.forward(X), want, rtol=1e-13, atol=1e-13)
+    seq = nn.Sequential(nn.Linear(1, 1), nn.Hardsigmoid(), nn.Linear(1, 1)).double()
+    with torch.no_grad():
+        seq[0].weight.fill_(1.0)
+        seq[0].bias.zero_()
+        seq[2].weight.fill_(1.0)
+        seq[2].bias.zero_()
+    net = fastmem.Network.from_torch(seq, input_shape=(1,))
+    z = np.array([[-4.0], [-3.0], [-1.5], [0.0], [2.25], [3.0], [5.0]])
+    np.testing.assert_array_equal(net.forward(z)[:, 0], [0, 0, 0.25, 0.5, 0.875, 1, 1])
+    # the states of hard-tanh at z / 3 (its bits z > -1, z > 1: the kink z = 3 has the
+    # middle piece's bits), three in all
+    codes = [int(c) for c in net.activation_patterns(z)[:, 0]]
+    assert codes[0] == codes[1] and codes[2] == codes[3] == codes[4] == codes[5] != codes[6]
+    assert len(set(codes)) == 3
+    # the slope at the kinks is autograd's (0 at z = -3 and z = 3)
+    seq3 = nn.Sequential(nn.Linear(1, 1), nn.Hardsigmoid(), nn.Linear(1, 2)).double()
+    with torch.no_grad():
+        seq3[0].weight.fill_(1.0)
+        seq3[0].bias.zero_()
+    net3 = fastmem.Network.from_torch(seq3, input_shape=(1,))
+    y = np.zeros(z.shape[0], dtype=np.int64)
+    xt = torch.from_numpy(z).requires_grad_(True)
+    loss = F.cross_entropy(seq3(xt), torch.from_numpy(y), reduction="sum")
+    (g,) = torch.autograd.grad(loss, xt)
+    ls = fastmem.loss_sensitivity(net3, z, y)
+    # (torch's float64 hardsigmoid backward multiplies by 1.0f / 6, a float32 constant:
+    # 3e-8 off 1/6)
+    np.testing.assert_allclose(ls.values, np.abs(g.numpy())[:, 0], rtol=1e-7, atol=1e-15)
+    assert ls.values[1] == ls.values[5] == 0 and (ls.values[2:5] > 0).all()
 
 
 def test_adaptive_pool_kernel_checks_output_size() -> None:

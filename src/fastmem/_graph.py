@@ -1454,7 +1454,11 @@ def make_pool(
     count_include_pad: bool = True,
     divisor_override: Any = None,
 ) -> Op:
-    """``maxpool2d`` or ``avgpool2d`` (``ceil_mode=False``)."""
+    """``maxpool2d`` or ``avgpool2d``. ``pads`` ((top, bottom), (left, right)): torch's
+    symmetric padding, the bottom / right ones larger by less than a stride where torch's
+    ``ceil_mode=True`` adds a last window (:func:`ceil_mode_pads`); the padding is -inf for
+    max pooling, 0 for average pooling, whose divisors are torch's: a window's size clipped
+    to the input plus torch's padding (``count_include_pad``), or to the input alone."""
     where = _where(name, source)
     shape = _spatial(in_shape, where)
     k = _pair(kernel, "kernel_size", where)
@@ -1466,11 +1470,12 @@ def make_pool(
     if (
         pd[0][0] > k[0] // 2
         or pd[1][0] > k[1] // 2
-        or pd[0] != (pd[0][0],) * 2
-        or pd[1] != (pd[1][0],) * 2
+        or not pd[0][0] <= pd[0][1] < pd[0][0] + st[0]
+        or not pd[1][0] <= pd[1][1] < pd[1][0] + st[1]
     ):
         raise InputError(
-            f"{where}: padding must be symmetric and at most half the kernel, got {pd}"
+            f"{where}: padding must be symmetric and at most half the kernel (ceil_mode: the "
+            f"bottom / right padding larger by less than the stride), got {pd}"
         )
     Ho, Wo = _out_hw(shape, k, st, pd, dl, where)
     params: dict[str, Any] = {"kernel": k, "stride": st, "pads": pd, "dilation": dl}
@@ -1484,16 +1489,55 @@ def make_pool(
             if int(divisor_override) < 1:
                 raise InputError(f"{where}: divisor_override must be >= 1, got {divisor_override}")
             inv = np.full((Ho, Wo), 1.0 / int(divisor_override))
-        elif count_include_pad:
-            inv = np.full((Ho, Wo), 1.0 / (k[0] * k[1]))
         else:
-            probe = Op(kind, name, source, (1, shape[1], shape[2]), (1, Ho, Wo), {}, params)
-            counts = windows(np.ones((1, shape[1] * shape[2])), probe, 0.0, np).sum(axis=-1)
-            inv = 1.0 / counts.reshape(Ho, Wo)
+            # torch's divisor: each window clipped to the map plus its padding (the extra
+            # ceil_mode padding never counts), or to the map alone
+            sizes = []
+            for n_out, size, kk, ss, (p, _) in zip((Ho, Wo), shape[1:], k, st, pd, strict=True):
+                start = np.arange(n_out) * ss - p
+                end = np.minimum(start + kk, size + p)
+                if not count_include_pad:
+                    start, end = np.maximum(start, 0), np.minimum(end, size)
+                sizes.append(end - start)
+            inv = 1.0 / np.multiply.outer(sizes[0], sizes[1]).astype(np.float64)
         arrays["inv_divisor"] = inv
     elif kind != "maxpool2d":
         raise AssertionError(kind)
     return Op(kind, name, source, in_shape, (shape[0], Ho, Wo), arrays, params)
+
+
+def ceil_mode_pads(
+    where: str, in_shape: tuple[int, ...], kernel: Any, stride: Any, pads: Any, dilation: Any = 1
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The padding ((top, bottom), (left, right)) under which a pool's output is torch's
+    with ``ceil_mode=True``: ``ceil`` instead of ``floor`` in the output size, less a last
+    window that would start in the bottom / right padding; the extra bottom / right padding
+    lets the last window hang over the map (-inf for max pooling, 0 and not counted in the
+    divisor for average pooling).
+
+    Examples
+    --------
+    >>> ceil_mode_pads("pool", (1, 8, 8), 3, 2, ((0, 0), (0, 0)))
+    ((0, 1), (0, 1))
+    >>> ceil_mode_pads("pool", (1, 7, 7), 3, 2, ((1, 1), (1, 1)))  # floor fits already
+    ((1, 1), (1, 1))
+    """
+    shape = _spatial(in_shape, where)
+    k = _pair(kernel, "kernel_size", where)
+    st = _pair(stride if stride is not None else kernel, "stride", where)
+    dl = _pair(dilation, "dilation", where)
+    pd = (_pair(pads[0], "padding", where), _pair(pads[1], "padding", where))
+    if min(*k, *st, *dl) < 1:
+        raise InputError(f"{where}: kernel {k}, stride {st} and dilation {dl} must be >= 1")
+    out = []
+    for size, kk, ss, dd, (p, _) in zip(shape[1:], k, st, dl, pd, strict=True):
+        span = size + 2 * p - dd * (kk - 1) - 1
+        n_out = -(-span // ss) + 1  # ceil
+        if (n_out - 1) * ss >= size + p:  # the last window would start in the padding
+            n_out -= 1
+        extra = (n_out - 1) * ss + dd * (kk - 1) + 1 - size - p
+        out.append((p, max(p, extra)))
+    return (out[0], out[1])
 
 
 def adaptive_pool_kernel(

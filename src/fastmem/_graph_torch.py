@@ -3,14 +3,18 @@
 The module's ``forward`` is traced symbolically (``torch.fx.symbolic_trace``); every node
 must be one of the supported operations:
 
-* the modules ``Linear``, ``Conv2d``, ``AvgPool2d``, ``MaxPool2d``, ``AdaptiveAvgPool2d`` /
-  ``AdaptiveMaxPool2d`` where the output size divides the map (equal windows: an ordinary
-  pool, e.g. global average pooling), eval-mode ``BatchNorm1d`` / ``BatchNorm2d`` (kept as a
-  per-channel affine map), ``Flatten``, ``Identity`` / ``Dropout`` (dropped), ``ReLU``,
-  ``LeakyReLU``, ``Hardtanh`` (any bounds) / ``ReLU6`` (hard-tanh between two per-channel
-  affine maps unless the bounds are (-1, 1)), ``Tanh``, ``Sigmoid``;
+* the modules ``Linear``, ``Conv2d``, ``AvgPool2d``, ``MaxPool2d`` (also with
+  ``ceil_mode=True``: the last window hangs over the map's edge, as torch's),
+  ``AdaptiveAvgPool2d`` / ``AdaptiveMaxPool2d`` where the output size divides the map
+  (equal windows: an ordinary pool, e.g. global average pooling), eval-mode
+  ``BatchNorm1d`` / ``BatchNorm2d`` (kept as a per-channel affine map), ``Flatten``,
+  ``Identity`` / ``Dropout`` (dropped), ``ZeroPad2d`` / ``ConstantPad2d(p, 0)`` (as
+  ``F.pad`` below), ``ReLU``, ``LeakyReLU``, ``PReLU`` with one slope (a leaky ReLU),
+  ``Hardtanh`` (any bounds) / ``ReLU6`` / ``Hardsigmoid`` (hard-tanh between two
+  per-channel affine maps unless the bounds are (-1, 1)), ``Tanh``, ``Sigmoid``;
 * their functional forms: ``F.relu`` / ``torch.relu`` / ``x.relu()``, ``F.leaky_relu``,
-  ``F.hardtanh``, ``F.relu6``, ``torch.tanh`` / ``torch.sigmoid`` (and methods),
+  ``F.hardtanh``, ``F.relu6``, ``F.hardsigmoid``, ``torch.tanh`` / ``torch.sigmoid`` (and
+  methods),
   ``F.max_pool2d`` / ``torch.max_pool2d``, ``F.avg_pool2d``, ``F.adaptive_avg_pool2d`` /
   ``F.adaptive_max_pool2d``, ``F.dropout`` with ``training=self.training`` in eval mode;
 * flattening each sample: ``torch.flatten(x, 1)`` / ``x.flatten(1)``, ``x.view`` /
@@ -61,7 +65,8 @@ _ACT_MODULES = _convert._TORCH_ACTIVATIONS
 _SUPPORTED = (
     "Linear, Conv2d, AvgPool2d, MaxPool2d, AdaptiveAvgPool2d / AdaptiveMaxPool2d (equal "
     "windows), BatchNorm1d, BatchNorm2d (eval mode), Flatten, Identity, Dropout, ReLU, "
-    "LeakyReLU, Hardtanh, ReLU6, Tanh, Sigmoid, their torch.nn.functional forms, flattening "
+    "LeakyReLU, PReLU (one slope), Hardtanh, ReLU6, Hardsigmoid, Tanh, Sigmoid, ZeroPad2d, "
+    "their torch.nn.functional forms, flattening "
     "view / reshape, mean over (H, W), residual additions and torch.cat along the channels"
 )
 
@@ -140,6 +145,7 @@ _SIGNATURES: dict[str, tuple[tuple[str, Any], ...]] = {
     "leaky_relu": (("negative_slope", 0.01), ("inplace", False)),
     "hardtanh": (("min_val", -1.0), ("max_val", 1.0), ("inplace", False)),
     "relu6": (("inplace", False),),
+    "hardsigmoid": (("inplace", False),),
     "tanh": (),
     "sigmoid": (),
     "max_pool2d": (
@@ -198,6 +204,8 @@ def _functional_op(
         return _clipped(where, name, shape, a["min_val"], a["max_val"])
     if name == "relu6":
         return _clipped(where, name, shape, 0.0, 6.0)
+    if name == "hardsigmoid":
+        return _hardsigmoid(where, name, shape)
     if name == "dropout":
         if a["training"]:
             raise InputError(
@@ -217,8 +225,6 @@ def _pool_op(
     call's bound arguments, by torch's parameter names); ``adaptive``: ``output_size``
     with equal windows (:func:`fastmem._graph.adaptive_pool_kernel`)."""
     label = f"{where} ({source})"
-    if a.get("ceil_mode"):
-        raise InputError(f"{label}: ceil_mode=True is not supported")
     if a.get("return_indices"):
         raise InputError(f"{label}: return_indices=True is not supported")
     if adaptive:
@@ -237,10 +243,12 @@ def _pool_op(
             "count_include_pad": a.get("count_include_pad", True),
             "divisor_override": a.get("divisor_override"),
         }
+    pads = ((ph, ph), (pw, pw))
+    if a.get("ceil_mode"):
+        pads = _graph.ceil_mode_pads(label, shape, kernel, stride, pads, a.get("dilation", 1))
     return _graph.make_pool(
-        pool, where, source, shape, kernel, stride, ((ph, ph), (pw, pw)), a.get("dilation", 1),
-        **extra,
-    )  # fmt: skip
+        pool, where, source, shape, kernel, stride, pads, a.get("dilation", 1), **extra
+    )
 
 
 def _clipped(
@@ -270,6 +278,38 @@ def _clipped(
         where, f"{source}: {m:g} h + {c:g}", shape, np.full(C, m), np.full(C, c)
     )
     return (into, act, back)
+
+
+def _hardsigmoid(where: str, source: str, shape: tuple[int, ...]) -> tuple[Op, ...]:
+    """``Hardsigmoid``, ``clamp(z / 6 + 1 / 2, 0, 1)``: ``1/2 + 1/2 hardtanh(z / 3)`` (hard-tanh
+    between two per-channel affine maps; its kinks at ``z = +-3`` exact, ``3 / 3 = 1``)."""
+    C = shape[0]
+    into = _graph.make_channel_affine(
+        where, f"{source}: z / 3", shape, np.full(C, 1 / 3), np.zeros(C)
+    )
+    act = _graph.make_act(where, source, shape, "hardtanh", 0.0)
+    back = _graph.make_channel_affine(
+        where, f"{source}: h / 2 + 1/2", shape, np.full(C, 0.5), np.full(C, 0.5)
+    )
+    return (into, act, back)
+
+
+def _prelu(where: str, mod: Any, shape: tuple[int, ...]) -> Op:
+    """``PReLU`` with one slope (``num_parameters=1``, torch's default): a leaky ReLU of that
+    slope. One slope per channel is refused (an activation has one slope)."""
+    w = _np(mod.weight).reshape(-1)
+    if w.size != 1:
+        raise InputError(
+            f"{where} (PReLU): has {w.size} slopes (num_parameters={w.size}); only one "
+            "slope for all channels (num_parameters=1, the default) is supported"
+        )
+    return _graph.make_act(where, "PReLU", shape, "leaky_relu", float(w[0]))
+
+
+def _pad_module(where: str, mod: Any, shape: tuple[int, ...]) -> Op:
+    """``ZeroPad2d`` / ``ConstantPad2d`` with value 0 (see :func:`_pad_op`)."""
+    kind = type(mod).__name__
+    return _pad_op(f"{where} ({kind})", where, shape, mod.padding, "constant", mod.value)
 
 
 _POOL_MODULES = ("MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
@@ -328,12 +368,18 @@ def _module_op(where: str, mod: Any, shape: tuple[int, ...]) -> Op | tuple[Op, .
         return _graph.make_flatten(where, kind, shape) if len(shape) > 1 else None
     if kind == "ReLU6":
         return _clipped(where, kind, shape, 0.0, 6.0)
+    if kind == "Hardsigmoid":
+        return _hardsigmoid(where, kind, shape)
+    if kind == "PReLU":
+        return _prelu(where, mod, shape)
+    if kind in ("ZeroPad2d", "ConstantPad2d"):
+        return _pad_module(where, mod, shape)
     if kind in _ACT_MODULES:
         if kind == "Hardtanh":
             return _clipped(where, kind, shape, mod.min_val, mod.max_val)
         slope = float(mod.negative_slope) if kind == "LeakyReLU" else 0.0
         return _graph.make_act(where, kind, shape, _ACT_MODULES[kind], slope)
-    if kind in ("Hardswish", "Hardsigmoid"):
+    if kind == "Hardswish":
         raise InputError(
             f"{label}: not supported (not one of fastmem's activations); supported are {_SUPPORTED}"
         )
@@ -472,28 +518,30 @@ def _selection_conv(where: str, source: str, x: _Value, index: Any) -> _Value:
     return x.then(op)
 
 
-def _pad_conv(where: str, x: _Value, pad: Any, mode: Any, value: Any) -> _Value:
-    """``F.pad(x, (left, right, top, bottom, front, back))`` with zeros: a 1x1 convolution
-    with 0/1 weights (channels ``front`` on are the input's) and zero padding."""
-    label = f"{where} (pad)"
+def _pad_op(label: str, where: str, shape: tuple[int, ...], pad: Any, mode: Any, value: Any) -> Op:
+    """``F.pad(x, (left, right, top, bottom, front, back))`` with zeros (``ZeroPad2d``,
+    ``ConstantPad2d(p, 0)``): a 1x1 convolution with 0/1 weights (channels ``front`` on are
+    the input's) and zero padding. ``label`` names the call in messages."""
+    if isinstance(pad, (int, np.integer)) and not isinstance(pad, bool):
+        pad = (int(pad),) * 4  # ZeroPad2d(p): every side
     if mode != "constant" or value not in (None, 0, 0.0):
         raise InputError(f"{label}: only zero padding (mode='constant', value=0)")
     try:
         p = [int(v) for v in pad]
     except (TypeError, ValueError):
         raise InputError(f"{label}: pad must be a tuple of ints, got {pad!r}") from None
-    if len(x.shape) != 3 or len(p) not in (2, 4, 6) or min(p) < 0:
+    if len(shape) != 3 or len(p) not in (2, 4, 6) or min(p) < 0:
         raise InputError(
             f"{label}: pads a (C, H, W) map by non-negative amounts (2, 4 or 6 of them), got "
-            f"{pad!r} on a tensor of shape {shape_str(x.shape)}"
+            f"{pad!r} on a tensor of shape {shape_str(shape)}"
         )
     p += [0] * (6 - len(p))
     left, right, top, bottom, front, back = p
-    C = x.shape[0]
+    C = shape[0]
     weight = np.zeros((front + C + back, C, 1, 1))
     weight[front + np.arange(C), np.arange(C), 0, 0] = 1.0
     pads = ((top, bottom), (left, right))
-    return x.then(_graph.make_conv2d(where, "pad", x.shape, weight, None, 1, pads, 1, 1))
+    return _graph.make_conv2d(where, "pad", shape, weight, None, 1, pads, 1, 1)
 
 
 def _flattens(dims: list[Any], shape: tuple[int, ...]) -> bool:
@@ -542,6 +590,7 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
         ("leaky_relu", (F,)),
         ("hardtanh", (F,)),
         ("relu6", (F,)),
+        ("hardsigmoid", (F,)),
         ("tanh", (torch, F)),
         ("sigmoid", (torch, F)),
         ("max_pool2d", (torch, F)),
@@ -689,7 +738,8 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
             a.update(kwargs)
             if set(a) - {"pad", "mode", "value"} or "pad" not in a:
                 raise InputError(f"{where} (pad): unsupported arguments {sorted(a)}")
-            values[node] = _pad_conv(where, x, a["pad"], a.get("mode", "constant"), a.get("value"))
+            mode, value = a.get("mode", "constant"), a.get("value")
+            values[node] = x.then(_pad_op(f"{where} (pad)", where, x.shape, a["pad"], mode, value))
             continue
         if node.op == "call_function" and node.target in functional:
             fname = functional[node.target]
@@ -754,10 +804,10 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
         if node.op == "call_method" and name == "contiguous":
             values[node] = x
             continue
-        if name in ("hardswish", "hardsigmoid", "gelu", "silu", "elu", "softplus"):
+        if name in ("hardswish", "gelu", "silu", "elu", "softplus"):
             raise InputError(
                 f"{where} ({name}): not supported; the activations are relu, leaky_relu, "
-                "hardtanh / relu6 (clamps), tanh and sigmoid"
+                "hardtanh / relu6 / hardsigmoid (clamps), tanh and sigmoid"
             )
         raise InputError(f"{where} ({name}): unsupported operation; supported are {_SUPPORTED}")
     if result is None:

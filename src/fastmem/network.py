@@ -403,7 +403,10 @@ class Network:
             naming the op (not supported yet).
             ``AdaptiveAvgPool2d`` / ``AdaptiveMaxPool2d`` are taken where the output
             size divides the map (equal windows, e.g. global pooling to ``(1, 1)``);
-            other sizes, and other modules or calls, are refused, naming them.
+            other sizes, and other modules or calls, are refused, naming them. An
+            ``nn.Sequential`` holding pooling with ``ceil_mode=True``, ``ZeroPad2d``,
+            ``PReLU`` (one slope: a leaky ReLU) or ``Hardsigmoid`` is imported as a
+            layer graph too.
 
         Raises
         ------
@@ -1151,16 +1154,20 @@ def _unwrapped(module: Any) -> Any:
 
 def _needs_layer_graph(module: Any) -> bool:
     """A torch module that the dense import cannot take: a module of the user's own class
-    (its forward is traced), or a (nested) Sequential holding one, max pooling or a clamp
-    other than Hardtanh(-1, 1) (ReLU6)."""
+    (its forward is traced), or a (nested) Sequential holding one, max pooling, pooling
+    with ``ceil_mode=True``, zero padding, ``PReLU`` or a clamp other than Hardtanh(-1, 1)
+    (ReLU6, Hardsigmoid)."""
     mro = type(module).__mro__
     if not any(c.__name__ == "Module" and c.__module__.startswith("torch.nn") for c in mro):
         return False  # not a torch module: the dense import says so
     if type(module).__name__ != "Sequential":
         return not type(module).__module__.startswith("torch.nn")
+    graph_only = ("MaxPool2d", "AdaptiveMaxPool2d", "ReLU6", "Hardsigmoid", "PReLU",
+                  "ZeroPad2d", "ConstantPad2d")  # fmt: skip
     return any(
         _needs_layer_graph(child)
-        or type(child).__name__ in ("MaxPool2d", "AdaptiveMaxPool2d", "ReLU6")
+        or type(child).__name__ in graph_only
+        or bool(getattr(child, "ceil_mode", False))
         or (
             type(child).__name__ == "Hardtanh"
             and (getattr(child, "min_val", -1.0), getattr(child, "max_val", 1.0)) != (-1.0, 1.0)
