@@ -289,6 +289,12 @@ def test_small_cnn_critical_samples_runs(backend):
             r"module\[0\] \(Conv2d\): padding_mode='reflect' is not supported",
         ),
         (
+            # refused before anything input-sized is allocated (3e10 inputs)
+            lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2, 3)),
+            (3, 100000, 100000),
+            r"module\[0\] \(Conv2d\): expects 1 input channels",
+        ),
+        (
             # ceil_mode takes the layer model (tests/test_torch_idioms.py), which checks
             # the output's shape
             lambda: nn.Sequential(nn.AvgPool2d(2, ceil_mode=True)),

@@ -717,6 +717,22 @@ def test_load_refuses_a_damaged_graph(tmp_path) -> None:
     np.savez(tmp_path / "json.npz", **bad)
     with pytest.raises(InputError, match="path: "):
         fastmem.Network.load(tmp_path / "json.npz")
+    # a weight cut to another kernel than the recorded one: another network, refused
+    bad = dict(members)
+    bad[key] = members[key][..., :-1].copy()
+    np.savez(tmp_path / "kernel.npz", **bad)
+    with pytest.raises(
+        InputError, match=r"recorded kernel \(\[3, 3\]\) does not match its arrays \(\[3, 2\]\)"
+    ):
+        fastmem.Network.load(tmp_path / "kernel.npz")
+    for tampered in (-1, "x", [1e9, 3], None):  # a recorded parameter edited
+        spec = json.loads(str(members["graph"]))
+        next(d for d in spec if d["kind"] == "maxpool2d")["params"]["stride"] = tampered
+        bad = dict(members)
+        bad["graph"] = np.array(json.dumps(spec))
+        np.savez(tmp_path / "param.npz", **bad)
+        with pytest.raises(InputError, match="path: "):
+            fastmem.Network.load(tmp_path / "param.npz")
 
 
 def test_residual_branches_must_have_one_shape() -> None:

@@ -161,6 +161,18 @@ def test_hardtanh_two_lines_per_neuron_and_scaled_extent() -> None:
     np.testing.assert_array_equal(r.patterns[order, 0], [0, 1, 3])
 
 
+def test_huge_extents_give_finite_areas_or_are_refused() -> None:
+    """Areas are sums of products of two coordinates: up to |s|, |t| = 1e150 they are
+    finite; beyond, the extent is refused (it gave NaN / inf areas)."""
+    net = Network.from_arrays([np.eye(2), np.ones((1, 2))], [np.zeros(2), np.zeros(1)])
+    E = 1e150
+    r = fastmem.plane_regions(net, np.zeros(2), np.eye(2), extent=(-E, E, -E, E))
+    assert r.count == 4 and np.isfinite(r.areas).all()
+    np.testing.assert_allclose(r.areas, E * E, rtol=1e-12)
+    with pytest.raises(InputError, match=r"extent: coordinates up to 1e\+150 in magnitude"):
+        fastmem.plane_regions(net, np.zeros(2), np.eye(2), extent=(-1e160, 1.0, 0.0, 1.0))
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_one_layer_matches_the_line_arrangement(seed: int) -> None:
     """One hidden layer: the regions of n lines in general position in the rectangle are

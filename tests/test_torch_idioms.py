@@ -907,6 +907,33 @@ def test_networks_ending_in_softmax_import_their_logits(name: str) -> None:
     _logits_then(module, net, shape if shape is not None else (6,), kind)
 
 
+def test_softmax_over_one_output_is_refused() -> None:
+    """A softmax over a single output is a constant (one class); left out, the one logit
+    would read as a binary classifier's, other classes than the module's: refused, in the
+    dense import, a traced Sequential and a forward of one's own."""
+    dense = nn.Sequential(nn.Linear(3, 1), nn.LogSoftmax(1))
+    pooled = nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(2, 1),
+        nn.Softmax(dim=1),
+    )  # fmt: skip
+
+    class Own(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(3, 1)
+
+        def forward(self, x):
+            return torch.log_softmax(self.a(x), 1)
+
+    for module, shape, where in (
+        (dense, (3,), r"module\[1\] \(LogSoftmax\)"),
+        (pooled, (1, 4, 4), r"module \(softmax\)"),
+        (Own(), (3,), r"module \(log_softmax\)"),
+    ):
+        with pytest.raises(InputError, match=where + r": a softmax over a single output"):
+            fastmem.Network.from_torch(module, input_shape=shape)
+
+
 def test_softmax_elsewhere_is_refused() -> None:
     class Middle(nn.Module):
         def __init__(self) -> None:

@@ -98,6 +98,29 @@ def _check_input_shape(input_shape: Any) -> tuple[int, ...]:
 def from_torch(
     module: Any, input_shape: Any = None
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[str], list[float]]:
+    """:func:`_from_torch`; a final softmax left out must have had two classes or more."""
+    out = _from_torch(module, input_shape)
+    layers = _flatten_sequential(module, "module")
+    if layers and type(layers[-1][1]).__name__ in _NORMALISERS and out[0][-1].shape[0] < 2:
+        refuse_single_class_softmax(f"{layers[-1][0]} ({type(layers[-1][1]).__name__})")
+    return out
+
+
+def refuse_single_class_softmax(where: str) -> None:
+    """A softmax over one output is the constant 1 (log_softmax: 0), one class: without
+    it, the one logit would be read as a binary classifier's (class = logit > 0), other
+    classes than the module's. Refused."""
+    raise InputError(
+        f"{where}: a softmax over a single output is a constant (one class); fastmem "
+        "would read the one logit before it as a binary classifier (class 1 where it is "
+        "> 0). Remove the softmax (a binary classifier with one logit), or give the last "
+        "layer one output per class"
+    )
+
+
+def _from_torch(
+    module: Any, input_shape: Any = None
+) -> tuple[list[np.ndarray], list[np.ndarray], list[str], list[float]]:
     """Weights, biases, activations and slopes of a torch ``nn.Sequential``.
 
     ``BatchNorm1d`` layers (eval mode) are folded into the adjacent ``Linear``:

@@ -1665,10 +1665,7 @@ def to_spec(graph: LayerGraph) -> tuple[list[Any], dict[str, np.ndarray]]:
             member = f"op{len(arrays)}_{key}"
             arrays[member] = value
             keys[key] = member
-        params = {
-            k: (list(map(list, v)) if k == "pads" else list(v) if isinstance(v, tuple) else v)
-            for k, v in op.params.items()
-        }
+        params = _params_spec(op)
         return {
             "kind": op.kind,
             "name": op.name,
@@ -1679,6 +1676,14 @@ def to_spec(graph: LayerGraph) -> tuple[list[Any], dict[str, np.ndarray]]:
         }
 
     return [one(op) for op in graph.ops], arrays
+
+
+def _params_spec(op: Op) -> dict[str, Any]:
+    """An op's parameters as :func:`to_spec` writes them (JSON: tuples as lists)."""
+    return {
+        k: (list(map(list, v)) if k == "pads" else list(v) if isinstance(v, tuple) else v)
+        for k, v in op.params.items()
+    }
 
 
 def from_spec(spec: Any, input_shape: Any, data: Any) -> LayerGraph:
@@ -1721,6 +1726,15 @@ def from_spec(spec: Any, input_shape: Any, data: Any) -> LayerGraph:
                 op = join(name, source, shape, first, second)
             else:
                 raise InputError(f"unknown op kind {kind!r}")
+            # what was rebuilt from the arrays must be what was recorded (a conv's kernel
+            # comes from its weight's shape)
+            rebuilt = _params_spec(op)
+            for key in sorted(set(p) | set(rebuilt)):
+                if key not in rebuilt or key not in p or p[key] != rebuilt[key]:
+                    raise InputError(
+                        f"{name}: its recorded {key} ({p.get(key)!r}) does not match its "
+                        f"arrays ({rebuilt.get(key)!r})"
+                    )
             ops.append(op)
             shape = op.out_shape
         return tuple(ops), shape

@@ -633,6 +633,8 @@ def graph_from_torch(module: Any, input_shape: Any) -> LayerGraph:
             out = values.get(node.args[0])
             if isinstance(out, _Normalised):  # a final softmax / log_softmax: left out
                 final, out = out.kind, out.value
+                if out.shape == (1,):
+                    _convert.refuse_single_class_softmax(f"module ({final})")
             if not isinstance(out, _Value):
                 raise InputError("module: forward must return one tensor")
             result = out

@@ -61,7 +61,9 @@ class _Affine:
         self.n_out = n
         self.A: np.ndarray | None = None
         self.diag: np.ndarray | None = None
-        self.c = np.zeros(n)
+        # the offset, None while zero: nothing input-sized is allocated before the first
+        # module has checked the input shape (a huge input_shape is refused there)
+        self.c: np.ndarray | None = None
         self.budget = budget
         self.empty = True  # no affine operation since the last activation
 
@@ -81,7 +83,7 @@ class _Affine:
             self.A = M * self.diag[None, :]
         else:
             self.A = M
-        self.c = M @ self.c + b
+        self.c = b.copy() if self.c is None else M @ self.c + b
         self.n_out = M.shape[0]
         self.diag = None
         self.empty = False
@@ -93,16 +95,18 @@ class _Affine:
             self.diag = s * self.diag
         else:
             self.diag = s.copy()
-        self.c = s * self.c + t
+        self.c = t.copy() if self.c is None else s * self.c + t
         self.empty = False
 
     def matrix(self, where: str) -> tuple[np.ndarray, np.ndarray]:
+        c = np.zeros(self.n_out) if self.c is None else self.c
         if self.A is not None:
-            return self.A, self.c
+            return self.A, c
         if self.diag is not None:
             self._check_bytes(self.n_out, self.n_in, where, "diagonal matrix")
-            return np.diag(self.diag), self.c
-        return np.eye(self.n_in), self.c
+            return np.diag(self.diag), c
+        self._check_bytes(self.n_in, self.n_in, where, "identity matrix")
+        return np.eye(self.n_in), c
 
 
 def _shape_str(shape: tuple[int, ...]) -> str:

@@ -411,7 +411,16 @@ def _check_extent(extent: Any) -> tuple[float, float, float, float]:
     s0, s1, t0, t1 = vals
     if not (s0 < s1 and t0 < t1):
         raise InputError(f"extent: is empty (needs s0 < s1 and t0 < t1), got {extent!r}")
+    if max(abs(v) for v in vals) > _MAX_EXTENT:
+        raise InputError(
+            f"extent: coordinates up to {_MAX_EXTENT:g} in magnitude (the regions' areas are "
+            f"sums of products of two coordinates, which would overflow float64), got {extent!r}"
+        )
     return s0, s1, t0, t1
+
+
+# The largest |s|, |t| of an extent: products of two coordinates (the areas) stay finite.
+_MAX_EXTENT = 1e150
 
 
 def tolerance(extent: tuple[float, float, float, float]) -> float:
