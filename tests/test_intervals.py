@@ -175,6 +175,20 @@ def test_triangle_midlines():
     assert I.MIDLINE_RANGE == (-2.5, 2.5)
 
 
+def test_lines_between_equal_rows_are_refused():
+    """Duplicate samples give lines without a direction: the generators refuse them,
+    naming two such rows (not zero directions that generalization_intervals refuses)."""
+    X = np.random.default_rng(0).normal(size=(4, 3))
+    X[2] = X[0]
+    y = np.zeros(4, dtype=int)
+    with pytest.raises(InputError, match=r"X: rows 0 and 2 are equal \(and 0 more"):
+        I.pairwise(X, y)
+    with pytest.raises(InputError, match=r"X: rows \d and \d are equal"):
+        I.triangle_midlines(X, y)
+    # distinct rows of other classes do not matter
+    I.pairwise(X, np.array([0, 1, 1, 0]))
+
+
 def test_principal_and_normal():
     rng = np.random.default_rng(2)
     X = rng.normal(size=(40, 3)) * np.array([5.0, 1.0, 0.2])

@@ -396,7 +396,22 @@ def pairwise(
             f"X: the direction x_j - x_i of pair ({i}, {j}) overflows (values near the "
             "float range); rescale X"
         )
+    _refuse_equal_rows(directions, pairs[:, 0], pairs[:, 1])
     return X[pairs[:, 0]], directions, pairs
+
+
+def _refuse_equal_rows(directions: np.ndarray, i: np.ndarray, j: np.ndarray) -> None:
+    """A line between two equal rows of X has no direction: refused, naming the rows
+    (``generalization_intervals`` would refuse its zero-length direction anyway)."""
+    zero = np.flatnonzero(~directions.any(axis=1))
+    if zero.size:
+        a, b = int(i[zero[0]]), int(j[zero[0]])
+        raise InputError(
+            f"X: rows {a} and {b} are equal (and {zero.size - 1} more such lines; or closer than "
+            "the float resolution): a line "
+            "between them has no direction; drop duplicate samples first, e.g. "
+            "np.unique(X, axis=0, return_index=True)"
+        )
 
 
 def triangle_midlines(
@@ -473,6 +488,7 @@ def triangle_midlines(
         ib, jb, kb = i[bad], j[bad], k[bad]
         anchors[bad] = X[ib] / 2 + X[jb] / 2
         directions[bad] = X[kb] / 2 - X[jb] / 2
+    _refuse_equal_rows(directions, j, k)
     return anchors, directions, rot
 
 
