@@ -1186,3 +1186,21 @@ def test_transposed_convolution_is_the_adjoint_and_layout_free(stride, dilation,
     np.testing.assert_allclose((x * back).sum(axis=1), lhs, rtol=1e-12, atol=1e-12)
     for a in range(0, 40, 2):
         np.testing.assert_array_equal(_conv2d_back(g[a : a + 2], op, np), back[a : a + 2])
+
+
+def test_long_walks_through_a_resnet_are_refused_not_misplaced() -> None:
+    """Over t_range = (-1e12, 1e12) the values along a line through a ResNet graph reach
+    ~1e12: the walk's interpolated values lose the precision its crossings need and most
+    pieces near the data came out misplaced (hashes matching no point inside them, up to
+    ~100x the tie tolerance wide; helper sweep): refused now. Over (-1e10, 1e10), checked
+    as well (values above 1e8), the walk is right."""
+    net = fastmem.Network.from_torch(ResNet(seed=0), input_shape=SHAPE)
+    A, B = _segments(5, 1)
+    with pytest.raises(InputError, match=r"the exact walk lost its precision"):
+        fastmem.regions.along_segments(net, A, B, t_range=(-1e12, 1e12))
+    r = fastmem.regions.along_segments(net, A, B, t_range=(-1e10, 1e10))
+    edges = np.concatenate([[-1e10], r.breakpoints[0], [1e10]])
+    mid = (edges[1:] + edges[:-1]) / 2
+    wide = np.diff(edges) > 1e-2  # 64 tolerances: 3.6e-3
+    got = net.pattern_hashes(A + mid[wide, None] * (B - A))
+    np.testing.assert_array_equal(r.pattern_hashes[0][wide], got)

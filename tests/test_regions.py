@@ -611,3 +611,43 @@ def test_overflow_in_the_row_blocked_gemm_raises_without_warnings(backend):
     A = on_backend_device(np.full((2500, 2), top / 2), backend)
     with pytest.raises(InputError, match=r"output of layer 0 \(a hidden layer\) overflows"):
         R.along_segments(net, A, A, backend=backend, chunk_size=2500)
+
+
+def _narrow_band_net(scale: float) -> Network:
+    """A hard-tanh neuron of weight ``scale`` whose linear band along x = -1 + 2t is
+    1 / scale wide in t (helper sweep): at 1e14 it is below the walk's tie tolerance."""
+    return Network.from_arrays(
+        [np.array([[scale], [scale]]), np.array([[1.0, 1.0]]), np.array([[1.0]])],
+        [np.array([0.0, -0.3 * scale]), np.array([-0.5]), np.array([-0.1])],
+        activation=["hardtanh", "relu"],
+    )
+
+
+def test_walks_whose_values_lose_precision_are_refused(backend):
+    """Where the values along the lines are large (> 1e8), pieces are checked against the
+    forward pass at their midpoints: the narrow hard-tanh band at weights 1e14 merged its
+    two crossings and put the next layer's crossing at t = 0.5375 (truth: 0.65), a piece
+    whose hash matched no point inside it; now refused. At 1e13 the walk is right and
+    passes the check; generalization_intervals checks its intervals the same way (it
+    returned [-1, 0.04] for a class that holds until t = 0.25)."""
+    A, B = np.array([[-1.0]]), np.array([[1.0]])
+    with pytest.raises(InputError, match=r"starts, ends, t_range: the exact walk lost its"):
+        fastmem.along_segments(_narrow_band_net(1e14), A, B, backend=backend)
+    with pytest.raises(InputError, match=r"directions, t_range: the exact walk lost its"):
+        fastmem.generalization_intervals(
+            _narrow_band_net(1e14), np.array([[0.05]]), np.array([[1.0]]), t_range=(-1.0, 1.0),
+            backend=backend,
+        )  # fmt: skip
+    net = _narrow_band_net(1e13)
+    r = fastmem.along_segments(net, A, B, backend=backend)
+    edges = np.concatenate([[0.0], to_numpy(r.breakpoints[0]), [1.0]])
+    # each hard-tanh band (5e-14 wide in t) is a piece of its own at 1e13
+    np.testing.assert_allclose(edges[1:-1], [0.5, 0.5, 0.65, 0.65], rtol=0, atol=1e-12)
+    mid = (edges[1:] + edges[:-1]) / 2
+    wide = np.diff(edges) > 1e-9
+    got = to_numpy(net.pattern_hashes(A + mid[wide, None] * (B - A)))
+    np.testing.assert_array_equal(to_numpy(r.pattern_hashes[0])[wide], got)
+    iv = fastmem.generalization_intervals(
+        net, np.array([[0.05]]), np.array([[1.0]]), t_range=(-1.0, 1.0), backend=backend
+    )
+    np.testing.assert_allclose(to_numpy(iv.upper), [0.25], rtol=0, atol=1e-12)

@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _validate
+from . import _graph, _validate
 from ._backend import Backend
 from ._kinds import ACTIVATIONS, bits_per_neuron, snap_to_thresholds
 from ._threads import (
@@ -668,3 +668,56 @@ def merge_equal(p: Pieces, xp: Any) -> Pieces:
     keep_first = xp.concatenate([xp.ones(1, dtype=bool), ~same])
     keep_last = xp.concatenate([~same, xp.ones(1, dtype=bool)])
     return Pieces(p.seg[keep_first], p.t_lo[keep_first], p.t_hi[keep_last], p.codes[keep_first])
+
+
+# Values along the lines above this magnitude: the walk's result is checked (float64
+# rounding of the values, ~1e-8 here, starts to move crossings near the data)
+LARGE_VALUES = 1e8
+
+
+class _Largest:
+    """A forward pass's companion (``fastmem._graph._Pass``'s ``tangent``): the largest
+    magnitude of any activation's input, in ``top``."""
+
+    def __init__(self, xp: Any) -> None:
+        self.xp, self.top = xp, 0.0
+
+    def act(self, op: Any, z: Any, carry: Any) -> Any:
+        if z.size:
+            self.top = max(self.top, float(self.xp.abs(z).max()))
+        return carry
+
+    def affine(self, op: Any, carry: Any) -> Any:
+        return carry
+
+    def maxpool(self, op: Any, z: Any, carry: Any) -> Any:
+        return carry
+
+    def merge(self, a: Any, b: Any, kind: str) -> Any:
+        return a
+
+
+def large_values(lines: Lines, t0: float, t1: float) -> bool:
+    """Whether the inputs, any activation's input (pre-activations) or the logits at the
+    lines' ends (t0, t1) exceed :data:`LARGE_VALUES` in magnitude (or are not finite)."""
+    xp, net, be = lines.be.xp, lines.net, lines.be
+    A = lines.first
+    D = lines.second if lines.second_is == "direction" else lines.second - A
+    with np.errstate(over="ignore", invalid="ignore"):
+        h = xp.concatenate([A + t0 * D, A + t1 * D])
+        tops = [float(xp.abs(h).max())] if h.size else [0.0]
+        if net.layer_graph is not None:
+            largest = _Largest(xp)
+            logits = _graph._Pass(be, None, None, "X", check=False, tangent=largest).run(
+                net.layer_graph.ops, h
+            )
+            tops += [largest.top, float(xp.abs(logits).max()) if logits.size else 0.0]
+        else:  # each layer's pre-activations from the layer below's outputs
+            try:
+                below = [h, *net.layer_outputs(h, backend=be.name)[:-1]]
+            except InputError:  # values that overflow
+                return True
+            for x, W, b in zip(below, net.weights, net.biases, strict=True):
+                z = x @ xp.asarray(W).T + xp.asarray(b)
+                tops.append(float(xp.abs(z).max()) if z.size else 0.0)
+    return not all(t <= LARGE_VALUES for t in tops)

@@ -128,7 +128,10 @@ def generalization_intervals(
         ``t_range`` that does not contain 0; a layer whose pre-activations overflow
         (named; see :func:`fastmem.regions.along_segments`); lines so long (huge
         directions or ``t_range``) that the walk's resolution in t cannot isolate the
-        anchor's region, seen as a class at t = 0 other than the anchor's.
+        anchor's region, seen as a class at t = 0 other than the anchor's; where the
+        values along the lines are large (above 1e8, as in
+        :func:`fastmem.regions.along_segments`), an interval the forward pass disagrees
+        with inside it or just past its ends (the walk lost its precision).
 
     Examples
     --------
@@ -180,6 +183,8 @@ def generalization_intervals(
         _engine.run(lines, t0, t1, visit, chunk_size=chunk_size, logits=True)
     lower, upper = xp.concatenate(lows), xp.concatenate(ups)
     _check_anchor_classes(lines, xp.concatenate(classes), tol, (t0, t1), be)
+    if net.dtype == np.float64 and _engine.large_values(lines, t0, t1):
+        _check_inside(lines, lower, upper, xp.concatenate(classes), tol, (t0, t1), be)
     device = lines.device
     return Intervals(
         lower=to_device(lower, device),
@@ -189,6 +194,45 @@ def generalization_intervals(
         backend=be.name,
         t_range=(t0, t1),
     )
+
+
+def _check_inside(
+    lines: Any, lower: Any, upper: Any, cls: Any, tol: float, t_range: Any, be: Backend
+) -> None:
+    """Where the values along the lines are large (:func:`fastmem._engine.large_values`):
+    the forward pass must predict each line's class at three points inside its interval
+    (at 1/8, 1/2 and 7/8 of it, where it is wider than 64 tolerances) and another class
+    64 tolerances past each end inside ``t_range``; else the walk lost its precision (see
+    ``regions._check_pieces``): refused, naming the lines."""
+    xp = be.xp
+    t0, t1 = t_range
+    step = 64 * tol
+    wide = xp.flatnonzero((upper - lower) > step)
+    if wide.shape[0] == 0:
+        return
+    lo, up = lower[wide], upper[wide]
+    frac = xp.asarray([0.125, 0.5, 0.875])
+    inside = lo[:, None] + frac[None, :] * (up - lo)[:, None]
+    past = xp.stack([lo - step, up + step], axis=1)
+    t = xp.concatenate([inside, past], axis=1)
+    X = lines.first[wide, None, :] + t[:, :, None] * lines.second[wide, None, :]
+    got = lines.net.predict(X.reshape(-1, X.shape[-1]), backend=be.name).reshape(-1, 5)
+    own = cls[wide, None]
+    wrong = (got[:, :3] != own).any(axis=1)
+    wrong |= (got[:, 3] == own[:, 0]) & (lo > t0 + step)
+    wrong |= (got[:, 4] == own[:, 0]) & (up < t1 - step)
+    bad = xp.flatnonzero(wrong)
+    if bad.shape[0]:
+        i = int(wide[bad[0]])
+        raise InputError(
+            f"directions, t_range: the exact walk lost its precision on {int(bad.shape[0])} "
+            f"line(s) (first: row {i}): the forward pass disagrees with the interval it "
+            f"found for class {int(cls[i])} (inside it or just past its ends). The values "
+            "along the lines are too "
+            f"large for float64 crossings at the walk's resolution in t ({tol:.3g} over "
+            f"t_range={t_range}), from lines this long or weights this large; shorten those "
+            "directions or narrow t_range"
+        )
 
 
 def _check_anchor_classes(lines: Any, cls: Any, tol: float, t_range: Any, be: Backend) -> None:

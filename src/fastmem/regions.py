@@ -52,6 +52,13 @@ Ties and degenerate cases (exact mode)
       line, in ``net.pattern_hashes`` and ``method="sampled"`` as in the engine, instead of
       flickering with the sign of the rounding (issue 25). float32 values are read as
       computed (their bound is too wide to serve as a tie rule).
+    * Where the values along the lines are large (inputs, pre-activations or logits
+      above ``1e8`` in magnitude at the lines' ends), float64 rounding of the values the
+      walk interpolates can move crossings by more than ``tol``: up to 256 pieces, evenly
+      spaced over all, are then checked against ``net.pattern_hashes`` at their
+      midpoints, and a walk that lost its precision (lines ~1e12 times longer than the
+      pieces near the data, a hard-tanh band narrower than ``tol`` at weights ~1e14) is
+      refused with an ``InputError`` instead of returned.
 
 Memory
     Segments are processed ``chunk_size`` at a time, in a workspace reused by all chunks
@@ -294,6 +301,8 @@ def along_segments(
     assert counts.shape[0] == lines.m
     bp_off = _offsets(counts - 1, xp)
     h_off = _offsets(counts, xp)
+    if method == "exact" and net.dtype == np.float64 and _engine.large_values(lines, t0, t1):
+        _check_pieces(lines, t0, t1, counts, bps, hashes, bp_off, h_off)
     device = lines.device
     return SegmentRegions(
         counts=to_device(counts, device),
@@ -305,6 +314,49 @@ def along_segments(
         samples=samples,
         chunk_size=chunk,
     )
+
+
+# Pieces whose midpoints the exact walk's result is checked at, per call (evenly spaced).
+_CHECKED_PIECES = 256
+
+
+def _check_pieces(lines, t0, t1, counts, bps, hashes, bp_off, h_off) -> None:
+    """The hashes of up to :data:`_CHECKED_PIECES` pieces, evenly spaced over all, must be
+    the forward pass's at their midpoints (a float64 walk's guarantee), checked where the
+    values along the lines are large (:func:`fastmem._engine.large_values`). Where they
+    are so large that the walk's interpolated values lose the precision its crossings
+    need (lines ~1e12 times longer than the pieces near the data, or a hard-tanh band
+    narrower than the tie tolerance at weights ~1e14), pieces come out misplaced:
+    refused, naming the lines, instead of returned. The pieces checked are wider than 64
+    tolerances (their midpoints are no ties)."""
+    xp = lines.be.xp
+    total = int(h_off[-1])
+    tol = _engine.tolerance(np.float64, t0, t1)
+    p = xp.unique(xp.linspace(0, total - 1, min(total, _CHECKED_PIECES)).astype(np.int64))
+    seg = xp.searchsorted(h_off[1:], p, side="right")
+    k = p - h_off[seg]
+    last = k == counts[seg] - 1
+    ends = xp.concatenate([bps.astype(np.float64), xp.zeros(1)])  # one more: never empty
+    lo = xp.where(k == 0, t0, ends[xp.maximum(bp_off[seg] + k - 1, 0)])
+    hi = xp.where(last, t1, ends[bp_off[seg] + k])
+    keep = (hi - lo) > 64 * tol  # far enough from both ends: not a tie
+    if not bool(keep.any()):
+        return
+    p, seg, mid = p[keep], seg[keep], ((lo + hi) / 2)[keep]
+    A = lines.first[seg]
+    B = lines.second[seg] if lines.second_is == "direction" else lines.second[seg] - A
+    got = lines.net.pattern_hashes(A + mid[:, None] * B, backend=lines.be.name)
+    bad = xp.flatnonzero(got != hashes[p])
+    if bad.shape[0]:
+        i, t = int(seg[bad[0]]), float(mid[bad[0]])
+        raise InputError(
+            f"starts, ends, t_range: the exact walk lost its precision on these lines: at "
+            f"t = {t:.6g} on segment {i}, inside a piece, the forward pass's activation "
+            f"pattern is not the piece's ({int(bad.shape[0])} of {int(p.shape[0])} pieces "
+            "checked): the values along them are too large for float64 crossings at the "
+            f"walk's resolution in t ({tol:.3g} over t_range={(t0, t1)}), from lines this "
+            "long or weights this large; shorten the segments or narrow t_range"
+        )
 
 
 def _exact(
