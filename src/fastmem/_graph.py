@@ -379,8 +379,12 @@ def _conv2d(h: Any, op: Op, xp: Any) -> Any:
 
 def _conv2d_block(h: Any, op: Op, xp: Any) -> Any:
     """im2col + one GEMM per group: the columns ``(n Ho Wo, C/g kh kw)`` are one copy of
-    the windows' view (its innermost runs contiguous in the input), the product
-    ``(n Ho Wo, O)`` is transposed to ``(n, O, Ho Wo)``."""
+    the windows' view, the product ``(n Ho Wo, O)`` is transposed to ``(n, O, Ho Wo)``.
+    With several channels per group the input is first laid out channels-last (one copy,
+    padded), so each window row's ``kw C/g`` entries are one contiguous run of the copy
+    (1.5-1.7x faster than runs of ``kw`` at 16-160 channels); else channels-first."""
+    if op.in_shape[0] // op.params["groups"] > 1 and op.params["dilation"][1] == 1:
+        return _conv2d_block_nhwc(h, op, xp)
     n = h.shape[0]
     C, H, W = op.in_shape
     n_out, Ho, Wo = op.out_shape
@@ -395,6 +399,38 @@ def _conv2d_block(h: Any, op: Op, xp: Any) -> Any:
         part = view[:, gi * cg : (gi + 1) * cg].transpose(0, 2, 3, 1, 4, 5)
         cols = xp.ascontiguousarray(part).reshape(n * Ho * Wo, cg * K)
         out[:, gi * og : (gi + 1) * og] = cols @ w[gi * og : (gi + 1) * og].reshape(og, cg * K).T
+    if "bias" in op.arrays:
+        out += op.arrays["bias"]
+    res = xp.ascontiguousarray(out.reshape(n, Ho * Wo, n_out).transpose(0, 2, 1))
+    return res.reshape(n, -1)
+
+
+def _conv2d_block_nhwc(h: Any, op: Op, xp: Any) -> Any:
+    """:func:`_conv2d_block` through a channels-last copy ``(n, H + pads, W + pads, C)``:
+    the columns ``(n Ho Wo, kh kw C/g)`` (the weights' taps ordered to match)."""
+    n = h.shape[0]
+    C, H, W = op.in_shape
+    n_out, Ho, Wo = op.out_shape
+    w = op.arrays["weight"]
+    g = op.params["groups"]
+    kh, kw = op.params["kernel"]
+    sh, sw = op.params["stride"]
+    dh, dw = op.params["dilation"]
+    (pt, pb), (pl, pr) = op.params["pads"]
+    shape = (n, H + pt + pb, W + pl + pr, C)
+    x = xp.zeros(shape, dtype=h.dtype) if pt or pb or pl or pr else xp.empty(shape, h.dtype)
+    x[:, pt : pt + H, pl : pl + W, :] = h.reshape(n, C, H, W).transpose(0, 2, 3, 1)
+    s0, s1, s2, s3 = x.strides
+    view = xp.lib.stride_tricks.as_strided(
+        x, shape=(n, Ho, Wo, kh, kw, C), strides=(s0, sh * s1, sw * s2, dh * s1, dw * s2, s3)
+    )
+    cg, og = C // g, n_out // g
+    K = kh * kw
+    out = xp.empty((n * Ho * Wo, n_out), dtype=h.dtype)
+    for gi in range(g):
+        cols = xp.ascontiguousarray(view[..., gi * cg : (gi + 1) * cg]).reshape(n * Ho * Wo, K * cg)
+        wm = w[gi * og : (gi + 1) * og].transpose(0, 2, 3, 1).reshape(og, K * cg)
+        out[:, gi * og : (gi + 1) * og] = cols @ wm.T
     if "bias" in op.arrays:
         out += op.arrays["bias"]
     res = xp.ascontiguousarray(out.reshape(n, Ho * Wo, n_out).transpose(0, 2, 1))
