@@ -160,14 +160,14 @@ def test_tables_kept_between_calls_change_nothing(certify, backend):
 def test_work_arrays_not_kept_above_the_cap_same_bounds(monkeypatch, backend):
     """Work arrays above the size cap are allocated per call instead of kept: the same
     bounds bit for bit."""
-    from fastmem import critical
+    from fastmem import _threads
 
     if backend == "cuda":
         pytest.skip("run on the CPU backends")
     net, X = _net(9, (30, 24, 24, 5), "relu", np.float32)
     kw = dict(radius=0.02, certify="ibp", steps=0, backend=backend)
     kept = fastmem.critical_samples(net, X, **kw)
-    monkeypatch.setattr(critical, "_SCRATCH_KEEP_BYTES", 0)
+    monkeypatch.setattr(_threads, "SCRATCH_KEEP_BYTES", 0)
     fresh = fastmem.critical_samples(net, X, **kw)
     np.testing.assert_array_equal(fresh.margin_lower, kept.margin_lower)
 

@@ -82,6 +82,7 @@ from ._kinds import (
     thresholds,
 )
 from ._threads import (
+    Scratch,
     cpu_threads,
     kernel_threads,
     kernels_callable_side_by_side,
@@ -390,18 +391,28 @@ def _conv2d_block(h: Any, op: Op, xp: Any) -> Any:
     n_out, Ho, Wo = op.out_shape
     w = op.arrays["weight"]
     g = op.params["groups"]
-    x = xp.ascontiguousarray(_pad_hw(h.reshape(n, C, H, W), op.params["pads"], 0.0, xp))
+    (pt, pb), (pl, pr) = op.params["pads"]
+    buf = Scratch(xp)  # work arrays kept per thread (see _conv2d_block_nhwc)
+    x = buf.get("conv_x", (n, C, H + pt + pb, W + pl + pr), h.dtype)
+    x[:, :, :pt] = 0  # only the border is zeroed; the inside is written once
+    x[:, :, pt + H :] = 0
+    x[:, :, pt : pt + H, :pl] = 0
+    x[:, :, pt : pt + H, pl + W :] = 0
+    x[:, :, pt : pt + H, pl : pl + W] = h.reshape(n, C, H, W)
     view = _patches(x, op, xp)
     cg, og = C // g, n_out // g
     K = op.window
-    out = xp.empty((n * Ho * Wo, n_out), dtype=h.dtype)
+    kh, kw = op.params["kernel"]
+    out = buf.get("conv_out", (n * Ho * Wo, n_out), h.dtype)
+    cols = buf.get("conv_cols", (n, Ho, Wo, cg, kh, kw), h.dtype)
     for gi in range(g):
-        part = view[:, gi * cg : (gi + 1) * cg].transpose(0, 2, 3, 1, 4, 5)
-        cols = xp.ascontiguousarray(part).reshape(n * Ho * Wo, cg * K)
-        out[:, gi * og : (gi + 1) * og] = cols @ w[gi * og : (gi + 1) * og].reshape(og, cg * K).T
+        cols[...] = view[:, gi * cg : (gi + 1) * cg].transpose(0, 2, 3, 1, 4, 5)
+        wm = w[gi * og : (gi + 1) * og].reshape(og, cg * K)
+        xp.matmul(cols.reshape(n * Ho * Wo, cg * K), wm.T, out=out[:, gi * og : (gi + 1) * og])
     if "bias" in op.arrays:
         out += op.arrays["bias"]
-    res = xp.ascontiguousarray(out.reshape(n, Ho * Wo, n_out).transpose(0, 2, 1))
+    res = xp.empty((n, n_out, Ho * Wo), dtype=h.dtype)  # a new array: out is reused
+    res[...] = out.reshape(n, Ho * Wo, n_out).transpose(0, 2, 1)
     return res.reshape(n, -1)
 
 
@@ -417,8 +428,16 @@ def _conv2d_block_nhwc(h: Any, op: Op, xp: Any) -> Any:
     sh, sw = op.params["stride"]
     dh, dw = op.params["dilation"]
     (pt, pb), (pl, pr) = op.params["pads"]
-    shape = (n, H + pt + pb, W + pl + pr, C)
-    x = xp.zeros(shape, dtype=h.dtype) if pt or pb or pl or pr else xp.empty(shape, h.dtype)
+    # work arrays kept per thread from call to call (CPU): fresh ones of a few MB are new
+    # pages each time, whose faults cost the search ~25% where the allocator returns
+    # freed memory to the system (a process that never freed a larger block)
+    buf = Scratch(xp)
+    Hp, Wp = H + pt + pb, W + pl + pr
+    x = buf.get("conv_x", (n, Hp, Wp, C), h.dtype)
+    x[:, :pt] = 0  # only the border is zeroed; the inside is written once
+    x[:, pt + H :] = 0
+    x[:, pt : pt + H, :pl] = 0
+    x[:, pt : pt + H, pl + W :] = 0
     x[:, pt : pt + H, pl : pl + W, :] = h.reshape(n, C, H, W).transpose(0, 2, 3, 1)
     s0, s1, s2, s3 = x.strides
     view = xp.lib.stride_tricks.as_strided(
@@ -426,14 +445,16 @@ def _conv2d_block_nhwc(h: Any, op: Op, xp: Any) -> Any:
     )
     cg, og = C // g, n_out // g
     K = kh * kw
-    out = xp.empty((n * Ho * Wo, n_out), dtype=h.dtype)
+    out = buf.get("conv_out", (n * Ho * Wo, n_out), h.dtype)
+    cols = buf.get("conv_cols", (n, Ho, Wo, kh, kw, cg), h.dtype)
     for gi in range(g):
-        cols = xp.ascontiguousarray(view[..., gi * cg : (gi + 1) * cg]).reshape(n * Ho * Wo, K * cg)
+        cols[...] = view[..., gi * cg : (gi + 1) * cg]
         wm = w[gi * og : (gi + 1) * og].transpose(0, 2, 3, 1).reshape(og, K * cg)
-        out[:, gi * og : (gi + 1) * og] = cols @ wm.T
+        xp.matmul(cols.reshape(n * Ho * Wo, K * cg), wm.T, out=out[:, gi * og : (gi + 1) * og])
     if "bias" in op.arrays:
         out += op.arrays["bias"]
-    res = xp.ascontiguousarray(out.reshape(n, Ho * Wo, n_out).transpose(0, 2, 1))
+    res = xp.empty((n, n_out, Ho * Wo), dtype=h.dtype)  # a new array: out is reused
+    res[...] = out.reshape(n, Ho * Wo, n_out).transpose(0, 2, 1)
     return res.reshape(n, -1)
 
 

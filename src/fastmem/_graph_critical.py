@@ -31,6 +31,7 @@ import numpy as np
 from . import _graph
 from ._graph import Op, apply_affine, windows
 from ._kinds import ACTIVATIONS
+from ._threads import Scratch
 from .critical import _Model
 from .errors import InputError
 
@@ -455,17 +456,24 @@ def conv_transpose(
         for gi in range(grp)
     ]
     rows = min(block, n)
+    # the frame, the transposed rows and the product kept per thread from call to call
+    # (CPU): fresh arrays of a few MB are new pages each time (see _graph._conv2d_block)
+    buf = Scratch(xp)
     if rows < wo:
         # few rows (a search's last active samples): the frame (C, rows, h, w), each tap's
         # adds along the image's rows
-        frame = xp.empty((C, rows, *size), dtype=g.dtype)
+        frame = buf.get("ct_frame", (C, rows, *size), g.dtype)
         for a in range(0, n, block):
             b = min(a + block, n)
             f = frame[:, : b - a]
             f[...] = 0
-            gt = xp.ascontiguousarray(g[a:b].transpose(1, 0, 2, 3)).reshape(n_out, -1)
+            gt = buf.get("ct_g", (n_out, b - a, ho, wo), g.dtype)
+            gt[...] = g[a:b].transpose(1, 0, 2, 3)
+            gt = gt.reshape(n_out, -1)
             for gi in range(grp):
-                cols = (wt[gi] @ gt[gi * og : (gi + 1) * og]).reshape(K, cg, b - a, ho, wo)
+                prod = buf.get("ct_cols", (K * cg, gt.shape[1]), g.dtype)
+                xp.matmul(wt[gi], gt[gi * og : (gi + 1) * og], out=prod)
+                cols = prod.reshape(K, cg, b - a, ho, wo)
                 for k, (r, s) in enumerate(taps):
                     dst = f[gi * cg : (gi + 1) * cg, :, r : r + sh * (ho - 1) + 1 : sh]
                     dst[..., s : s + sw * (wo - 1) + 1 : sw] += cols[k]
@@ -475,14 +483,18 @@ def conv_transpose(
     # block of the product (K, C/g, ho, wo, rows), and its adds run along the block's
     # rows (long inner loops for small patches and images; 1.4-4.8x faster for CROWN's
     # patches of 3-9 pixels a side, the same sums in the same order)
-    frame = xp.empty((C, *size, rows), dtype=g.dtype)
+    frame = buf.get("ct_frame", (C, *size, rows), g.dtype)
     for a in range(0, n, block):
         b = min(a + block, n)
         f = frame[..., : b - a]
         f[...] = 0
-        gt = xp.ascontiguousarray(g[a:b].transpose(1, 2, 3, 0)).reshape(n_out, -1)
+        gt = buf.get("ct_g", (n_out, ho, wo, b - a), g.dtype)
+        gt[...] = g[a:b].transpose(1, 2, 3, 0)
+        gt = gt.reshape(n_out, -1)
         for gi in range(grp):
-            cols = (wt[gi] @ gt[gi * og : (gi + 1) * og]).reshape(K, cg, ho, wo, b - a)
+            prod = buf.get("ct_cols", (K * cg, gt.shape[1]), g.dtype)
+            xp.matmul(wt[gi], gt[gi * og : (gi + 1) * og], out=prod)
+            cols = prod.reshape(K, cg, ho, wo, b - a)
             for k, (r, s) in enumerate(taps):
                 dst = f[gi * cg : (gi + 1) * cg, r : r + sh * (ho - 1) + 1 : sh]
                 dst[:, :, s : s + sw * (wo - 1) + 1 : sw] += cols[k]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -212,3 +214,34 @@ def _matmul_quiet(xp: Any, H: Any, M: Any, out: Any) -> None:
     # np.errstate is per thread (a context variable): set it where the product runs
     with np.errstate(over="ignore", invalid="ignore"):
         xp.matmul(H, M, out=out)
+
+
+# Work arrays kept per thread between calls (Scratch) up to this size each.
+SCRATCH_KEEP_BYTES = 8 << 20
+
+
+class Scratch:
+    """Work arrays of one pass, by name: on the CPU each thread keeps them from call to
+    call (fresh arrays of a few hundred kB are new pages for the allocator each time, and
+    their page faults cost more than a small layer's products); on a GPU, new arrays
+    (CuPy's pool reuses its memory)."""
+
+    _local = threading.local()
+
+    def __init__(self, xp: Any) -> None:
+        self.xp = xp
+        self.keep = xp is np
+        if self.keep and not hasattr(self._local, "arrays"):
+            self._local.arrays = {}
+
+    def get(self, name: Any, shape: tuple[int, ...], dtype: Any = np.float64) -> Any:
+        size = math.prod(shape)
+        if not self.keep or size * np.dtype(dtype).itemsize > SCRATCH_KEEP_BYTES:
+            # (a huge layer's page faults are small beside its products; not kept)
+            return self.xp.empty(shape, dtype=dtype)
+        arrays = self._local.arrays
+        key = (name, np.dtype(dtype).str)
+        flat = arrays.get(key)
+        if flat is None or flat.size < size:
+            flat = arrays[key] = np.empty(size, dtype=dtype)
+        return flat[:size].reshape(shape)

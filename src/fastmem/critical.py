@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +51,7 @@ from . import _graph
 from ._adam import projected_adam_step
 from ._backend import Backend
 from ._json import jsonable
+from ._threads import Scratch as _Scratch
 from ._threads import (
     cpu_threads,
     kernel_threads,
@@ -109,8 +109,6 @@ _CERTIFY_PART = 256
 _IBP_PART = 512
 # Layer graphs' certificate parts are never smaller than this many samples.
 _GRAPH_PART_MIN = 8
-# Work arrays of the IBP pass kept per thread between calls up to this size each.
-_SCRATCH_KEEP_BYTES = 8 << 20
 # On the CPU a batch of the search runs in parts of this many samples, side by side.
 _SEARCH_PART = 512
 # Loss sensitivity's batches: small enough that their temporaries stay in cache and are
@@ -1157,33 +1155,6 @@ class _Model:
                     xp.maximum(zl, bound, out=zl)
                 else:
                     xp.minimum(zu, -bound, out=zu)
-
-
-class _Scratch:
-    """Work arrays of one pass, by name: on the CPU each thread keeps them from call to
-    call (fresh arrays of a few hundred kB are new pages for the allocator each time, and
-    their page faults cost more than a small layer's products); on a GPU, new arrays
-    (CuPy's pool reuses its memory)."""
-
-    _local = threading.local()
-
-    def __init__(self, xp: Any) -> None:
-        self.xp = xp
-        self.keep = xp is np
-        if self.keep and not hasattr(self._local, "arrays"):
-            self._local.arrays = {}
-
-    def get(self, name: Any, shape: tuple[int, ...], dtype: Any = np.float64) -> Any:
-        size = math.prod(shape)
-        if not self.keep or size * np.dtype(dtype).itemsize > _SCRATCH_KEEP_BYTES:
-            # (a huge layer's page faults are small beside its products; not kept)
-            return self.xp.empty(shape, dtype=dtype)
-        arrays = self._local.arrays
-        key = (name, np.dtype(dtype).str)
-        flat = arrays.get(key)
-        if flat is None or flat.size < size:
-            flat = arrays[key] = np.empty(size, dtype=dtype)
-        return flat[:size].reshape(shape)
 
 
 def _absmax_rows(a: Any, xp: Any) -> Any:
