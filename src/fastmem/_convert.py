@@ -95,17 +95,6 @@ def _check_input_shape(input_shape: Any) -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
-def from_torch(
-    module: Any, input_shape: Any = None
-) -> tuple[list[np.ndarray], list[np.ndarray], list[str], list[float]]:
-    """:func:`_from_torch`; a final softmax left out must have had two classes or more."""
-    out = _from_torch(module, input_shape)
-    layers = _flatten_sequential(module, "module")
-    if layers and type(layers[-1][1]).__name__ in _NORMALISERS and out[0][-1].shape[0] < 2:
-        refuse_single_class_softmax(f"{layers[-1][0]} ({type(layers[-1][1]).__name__})")
-    return out
-
-
 def refuse_single_class_softmax(where: str) -> None:
     """A softmax over one output is the constant 1 (log_softmax: 0), one class: without
     it, the one logit would be read as a binary classifier's (class = logit > 0), other
@@ -118,7 +107,7 @@ def refuse_single_class_softmax(where: str) -> None:
     )
 
 
-def _from_torch(
+def from_torch(
     module: Any, input_shape: Any = None
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[str], list[float]]:
     """Weights, biases, activations and slopes of a torch ``nn.Sequential``.
@@ -132,6 +121,7 @@ def _from_torch(
     if not torch_nn.startswith("torch."):
         raise InputError(f"module: expected a torch.nn.Module, got {type(module).__name__}")
     layers = _flatten_sequential(module, "module")
+    stripped = None  # the softmax left out, named
     if layers and type(layers[-1][1]).__name__ in _NORMALISERS:
         # a final Softmax / LogSoftmax over the classes is left out: the network outputs
         # the logits it normalises (the same classes and class margins)
@@ -141,13 +131,26 @@ def _from_torch(
                 f"{where} ({type(last).__name__}): only over the classes (dim=1), got "
                 f"dim={last.dim!r}"
             )
+        stripped = f"{where} ({type(last).__name__})"
         layers = layers[:-1]
     for where, layer in layers:
         _refuse_complex(where, layer)
     if input_shape is not None:
         from ._lowering import lower_torch
 
-        return lower_torch(layers, _check_input_shape(input_shape), _TORCH_ACTIVATIONS)
+        out = lower_torch(layers, _check_input_shape(input_shape), _TORCH_ACTIVATIONS)
+    else:
+        out = _dense_layers(layers)
+    if stripped is not None and out[0][-1].shape[0] < 2:
+        refuse_single_class_softmax(stripped)
+    return out
+
+
+def _dense_layers(
+    layers: list[tuple[str, Any]],
+) -> tuple[list[np.ndarray], list[np.ndarray], list[str], list[float]]:
+    """:func:`from_torch` without ``input_shape``: ``Linear`` layers, activations and
+    ``BatchNorm1d`` (folded)."""
     weights: list[np.ndarray] = []
     biases: list[np.ndarray] = []
     acts: list[str] = []

@@ -703,8 +703,7 @@ def _dense_bound(net: Network, top: float) -> float:
     |slope|) |z|``. Rounded up by 1 %."""
     bound = top
     for i, (W, b) in enumerate(zip(net.weights, net.biases, strict=True)):
-        Wn = np.asarray(W, dtype=np.float64) if not hasattr(W, "get") else W.get()
-        bn = np.asarray(b, dtype=np.float64) if not hasattr(b, "get") else b.get()
+        Wn, bn = _validate.to_host(W), _validate.to_host(b)
         bound = float(np.abs(Wn).sum(axis=1).max()) * bound + float(np.abs(bn).max())
         if i < net.n_layers - 1:
             bound *= max(1.0, abs(float(net.negative_slopes[i])))
@@ -731,7 +730,7 @@ def large_values(lines: Lines, t0: float, t1: float) -> bool:
             top = max(abs(1 - t) * a + abs(t) * s for t in (t0, t1))
         if net.layer_graph is None and _dense_bound(net, top) <= LARGE_VALUES:
             return False  # a bound of every value: small, no forward pass needed
-        D = S if lines.second_is == "direction" else S - A
+        D = lines.directions(0, lines.m)
         h = xp.concatenate([A + t0 * D, A + t1 * D])
         tops = [float(xp.abs(h).max())]
         if net.layer_graph is not None:

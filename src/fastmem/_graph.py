@@ -339,20 +339,6 @@ def _window_entries(x: Any, op: Op, rows: Any, cols: Any, xp: Any) -> Any:
     return flat[rows[:, None], base[:, None] + offsets[None, :]]
 
 
-def _patches(x: Any, op: Op, xp: Any) -> Any:
-    """The ``(n, C, Ho, Wo, kh, kw)`` view of the windows of a padded ``(n, C, H, W)``
-    array (stride and dilation in the strides; no copy)."""
-    n, C = x.shape[:2]
-    _, Ho, Wo = op.out_shape
-    kh, kw = op.params["kernel"]
-    sh, sw = op.params["stride"]
-    dh, dw = op.params["dilation"]
-    s0, s1, s2, s3 = x.strides
-    return xp.lib.stride_tricks.as_strided(
-        x, shape=(n, C, Ho, Wo, kh, kw), strides=(s0, s1, sh * s2, sw * s3, dh * s2, dw * s3)
-    )
-
-
 # Rows per im2col block: one block's columns take about this much, so the blocks reuse
 # memory that is already mapped (a fresh page costs a fault on first touch).
 _IM2COL_BYTES = 8 * 2**20
@@ -381,44 +367,15 @@ def _conv2d(h: Any, op: Op, xp: Any) -> Any:
 def _conv2d_block(h: Any, op: Op, xp: Any) -> Any:
     """im2col + one GEMM per group: the columns ``(n Ho Wo, C/g kh kw)`` are one copy of
     the windows' view, the product ``(n Ho Wo, O)`` is transposed to ``(n, O, Ho Wo)``.
-    With several channels per group the input is first laid out channels-last (one copy,
-    padded), so each window row's ``kw C/g`` entries are one contiguous run of the copy
-    (1.5-1.7x faster than runs of ``kw`` at 16-160 channels); else channels-first."""
-    if op.in_shape[0] // op.params["groups"] > 1 and op.params["dilation"][1] == 1:
-        return _conv2d_block_nhwc(h, op, xp)
-    n = h.shape[0]
-    C, H, W = op.in_shape
-    n_out, Ho, Wo = op.out_shape
-    w = op.arrays["weight"]
-    g = op.params["groups"]
-    (pt, pb), (pl, pr) = op.params["pads"]
-    buf = Scratch(xp)  # work arrays kept per thread (see _conv2d_block_nhwc)
-    x = buf.get("conv_x", (n, C, H + pt + pb, W + pl + pr), h.dtype)
-    x[:, :, :pt] = 0  # only the border is zeroed; the inside is written once
-    x[:, :, pt + H :] = 0
-    x[:, :, pt : pt + H, :pl] = 0
-    x[:, :, pt : pt + H, pl + W :] = 0
-    x[:, :, pt : pt + H, pl : pl + W] = h.reshape(n, C, H, W)
-    view = _patches(x, op, xp)
-    cg, og = C // g, n_out // g
-    K = op.window
-    kh, kw = op.params["kernel"]
-    out = buf.get("conv_out", (n * Ho * Wo, n_out), h.dtype)
-    cols = buf.get("conv_cols", (n, Ho, Wo, cg, kh, kw), h.dtype)
-    for gi in range(g):
-        cols[...] = view[:, gi * cg : (gi + 1) * cg].transpose(0, 2, 3, 1, 4, 5)
-        wm = w[gi * og : (gi + 1) * og].reshape(og, cg * K)
-        xp.matmul(cols.reshape(n * Ho * Wo, cg * K), wm.T, out=out[:, gi * og : (gi + 1) * og])
-    if "bias" in op.arrays:
-        out += op.arrays["bias"]
-    res = xp.empty((n, n_out, Ho * Wo), dtype=h.dtype)  # a new array: out is reused
-    res[...] = out.reshape(n, Ho * Wo, n_out).transpose(0, 2, 1)
-    return res.reshape(n, -1)
 
-
-def _conv2d_block_nhwc(h: Any, op: Op, xp: Any) -> Any:
-    """:func:`_conv2d_block` through a channels-last copy ``(n, H + pads, W + pads, C)``:
-    the columns ``(n Ho Wo, kh kw C/g)`` (the weights' taps ordered to match)."""
+    The input is first copied into a padded frame. With several channels per group (and
+    no dilation along the width) the frame is channels-last, so each window row's
+    ``kw C/g`` entries are one contiguous run of it (1.5-1.7x faster than runs of ``kw``
+    at 16-160 channels), the columns ``(kh, kw, C/g)`` and the weights' taps ordered to
+    match; else channels-first (depthwise and one-channel convolutions: runs of ``kw``).
+    The frame, the columns and the product are kept per thread from call to call (CPU):
+    fresh ones of a few MB are new pages each time, whose faults cost the search ~25%
+    where the allocator returns freed memory to the system."""
     n = h.shape[0]
     C, H, W = op.in_shape
     n_out, Ho, Wo = op.out_shape
@@ -428,28 +385,31 @@ def _conv2d_block_nhwc(h: Any, op: Op, xp: Any) -> Any:
     sh, sw = op.params["stride"]
     dh, dw = op.params["dilation"]
     (pt, pb), (pl, pr) = op.params["pads"]
-    # work arrays kept per thread from call to call (CPU): fresh ones of a few MB are new
-    # pages each time, whose faults cost the search ~25% where the allocator returns
-    # freed memory to the system (a process that never freed a larger block)
-    buf = Scratch(xp)
-    Hp, Wp = H + pt + pb, W + pl + pr
-    x = buf.get("conv_x", (n, Hp, Wp, C), h.dtype)
-    x[:, :pt] = 0  # only the border is zeroed; the inside is written once
-    x[:, pt + H :] = 0
-    x[:, pt : pt + H, :pl] = 0
-    x[:, pt : pt + H, pl + W :] = 0
-    x[:, pt : pt + H, pl : pl + W, :] = h.reshape(n, C, H, W).transpose(0, 2, 3, 1)
-    s0, s1, s2, s3 = x.strides
-    view = xp.lib.stride_tricks.as_strided(
-        x, shape=(n, Ho, Wo, kh, kw, C), strides=(s0, sh * s1, sw * s2, dh * s1, dw * s2, s3)
-    )
     cg, og = C // g, n_out // g
     K = kh * kw
+    last = cg > 1 and dw == 1  # channels-last
+    buf = Scratch(xp)
+    size = (H + pt + pb, W + pl + pr)
+    x = buf.get("conv_x", (n, *size, C) if last else (n, C, *size), h.dtype)
+    frame = x if last else x.transpose(0, 2, 3, 1)  # (n, H, W, C) either way
+    frame[:, :pt] = 0  # only the border is zeroed; the inside is written once
+    frame[:, pt + H :] = 0
+    frame[:, pt : pt + H, :pl] = 0
+    frame[:, pt : pt + H, pl + W :] = 0
+    frame[:, pt : pt + H, pl : pl + W] = h.reshape(n, C, H, W).transpose(0, 2, 3, 1)
+    s0, s1, s2, s3 = frame.strides
+    view = xp.lib.stride_tricks.as_strided(
+        frame, shape=(n, Ho, Wo, kh, kw, C), strides=(s0, sh * s1, sw * s2, dh * s1, dw * s2, s3)
+    )
+    if not last:
+        view = view.transpose(0, 1, 2, 5, 3, 4)  # (n, Ho, Wo, C, kh, kw)
     out = buf.get("conv_out", (n * Ho * Wo, n_out), h.dtype)
-    cols = buf.get("conv_cols", (n, Ho, Wo, kh, kw, cg), h.dtype)
+    cols = buf.get("conv_cols", (n, Ho, Wo, *((kh, kw, cg) if last else (cg, kh, kw))), h.dtype)
     for gi in range(g):
-        cols[...] = view[..., gi * cg : (gi + 1) * cg]
-        wm = w[gi * og : (gi + 1) * og].transpose(0, 2, 3, 1).reshape(og, K * cg)
+        part = slice(gi * cg, (gi + 1) * cg)
+        cols[...] = view[..., part] if last else view[:, :, :, part]
+        wg = w[gi * og : (gi + 1) * og]
+        wm = (wg.transpose(0, 2, 3, 1) if last else wg).reshape(og, K * cg)
         xp.matmul(cols.reshape(n * Ho * Wo, K * cg), wm.T, out=out[:, gi * og : (gi + 1) * og])
     if "bias" in op.arrays:
         out += op.arrays["bias"]

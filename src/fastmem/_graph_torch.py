@@ -205,7 +205,7 @@ def _functional_op(
     if name == "relu6":
         return _clipped(where, name, shape, 0.0, 6.0)
     if name == "hardsigmoid":
-        return _hardsigmoid(where, name, shape)
+        return _clipped(where, name, shape, 0.0, 1.0, 1 / 6, 0.5)
     if name == "dropout":
         if a["training"]:
             raise InputError(
@@ -252,13 +252,20 @@ def _pool_op(
 
 
 def _clipped(
-    where: str, source: str, shape: tuple[int, ...], low: Any, high: Any
+    where: str,
+    source: str,
+    shape: tuple[int, ...],
+    low: Any,
+    high: Any,
+    scale: float = 1.0,
+    shift: float = 0.0,
 ) -> Op | tuple[Op, ...]:
-    """``clamp(z, low, high)`` (``Hardtanh(low, high)``, ``ReLU6``): hard-tanh itself on
-    (-1, 1), else hard-tanh between two per-channel affine maps, ``c + m hardtanh((z - c)
-    / m)`` with ``c`` the interval's middle and ``m`` its half-width (equal in exact
-    arithmetic; the kinks at ``z = low, high`` up to the rounding of ``z / m``, exact for
-    ``ReLU6``)."""
+    """``clamp(scale z + shift, low, high)`` (``Hardtanh(low, high)``, ``ReLU6``,
+    ``Hardsigmoid`` = ``clamp(z / 6 + 1 / 2, 0, 1)``): hard-tanh itself on (-1, 1) with no
+    scaling, else hard-tanh between two per-channel affine maps, ``c + m hardtanh((scale z
+    + shift - c) / m)`` with ``c`` the interval's middle and ``m`` its half-width (equal in
+    exact arithmetic; the kinks up to the rounding of the first map, exact for ``ReLU6``,
+    ``6 * fl(1/3) = 2``, and ``Hardsigmoid``, ``z / 3`` at ``z = +-3``)."""
     label = f"{where} ({source})"
     try:
         lo, hi = float(low), float(high)
@@ -267,29 +274,16 @@ def _clipped(
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
         raise InputError(f"{label}: needs finite min_val < max_val, got ({low}, {high})")
     act = _graph.make_act(where, source, shape, "hardtanh", 0.0)
-    if (lo, hi) == (-1.0, 1.0):
+    if (lo, hi, scale, shift) == (-1.0, 1.0, 1.0, 0.0):
         return act
     c, m = (lo + hi) / 2, (hi - lo) / 2
     C = shape[0]
+    a, b = scale / m, (shift - c) / m
     into = _graph.make_channel_affine(
-        where, f"{source}: (z - {c:g}) / {m:g}", shape, np.full(C, 1 / m), np.full(C, -c / m)
+        where, f"{source}: {a:g} z + {b:g}", shape, np.full(C, a), np.full(C, b)
     )
     back = _graph.make_channel_affine(
         where, f"{source}: {m:g} h + {c:g}", shape, np.full(C, m), np.full(C, c)
-    )
-    return (into, act, back)
-
-
-def _hardsigmoid(where: str, source: str, shape: tuple[int, ...]) -> tuple[Op, ...]:
-    """``Hardsigmoid``, ``clamp(z / 6 + 1 / 2, 0, 1)``: ``1/2 + 1/2 hardtanh(z / 3)`` (hard-tanh
-    between two per-channel affine maps; its kinks at ``z = +-3`` exact, ``3 / 3 = 1``)."""
-    C = shape[0]
-    into = _graph.make_channel_affine(
-        where, f"{source}: z / 3", shape, np.full(C, 1 / 3), np.zeros(C)
-    )
-    act = _graph.make_act(where, source, shape, "hardtanh", 0.0)
-    back = _graph.make_channel_affine(
-        where, f"{source}: h / 2 + 1/2", shape, np.full(C, 0.5), np.full(C, 0.5)
     )
     return (into, act, back)
 
@@ -304,12 +298,6 @@ def _prelu(where: str, mod: Any, shape: tuple[int, ...]) -> Op:
             "slope for all channels (num_parameters=1, the default) is supported"
         )
     return _graph.make_act(where, "PReLU", shape, "leaky_relu", float(w[0]))
-
-
-def _pad_module(where: str, mod: Any, shape: tuple[int, ...]) -> Op:
-    """``ZeroPad2d`` / ``ConstantPad2d`` with value 0 (see :func:`_pad_op`)."""
-    kind = type(mod).__name__
-    return _pad_op(f"{where} ({kind})", where, shape, mod.padding, "constant", mod.value)
 
 
 _POOL_MODULES = ("MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d")
@@ -369,11 +357,11 @@ def _module_op(where: str, mod: Any, shape: tuple[int, ...]) -> Op | tuple[Op, .
     if kind == "ReLU6":
         return _clipped(where, kind, shape, 0.0, 6.0)
     if kind == "Hardsigmoid":
-        return _hardsigmoid(where, kind, shape)
+        return _clipped(where, kind, shape, 0.0, 1.0, 1 / 6, 0.5)
     if kind == "PReLU":
         return _prelu(where, mod, shape)
     if kind in ("ZeroPad2d", "ConstantPad2d"):
-        return _pad_module(where, mod, shape)
+        return _pad_op(label, where, shape, mod.padding, "constant", mod.value)
     if kind in _ACT_MODULES:
         if kind == "Hardtanh":
             return _clipped(where, kind, shape, mod.min_val, mod.max_val)

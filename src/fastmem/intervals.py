@@ -228,10 +228,9 @@ def _check_inside(
             f"directions, t_range: the exact walk lost its precision on {int(bad.shape[0])} "
             f"line(s) (first: row {i}): the forward pass disagrees with the interval it "
             f"found for class {int(cls[i])} (inside it or just past its ends). The values "
-            "along the lines are too "
-            f"large for float64 crossings at the walk's resolution in t ({tol:.3g} over "
-            f"t_range={t_range}), from lines this long or weights this large; shorten those "
-            "directions or narrow t_range"
+            "along the lines are too large for float64 crossings at the walk's resolution "
+            f"in t ({tol:.3g} over t_range={t_range}), from lines this long or weights this "
+            "large; shorten those directions or narrow t_range"
         )
 
 
@@ -451,10 +450,9 @@ def _refuse_equal_rows(directions: np.ndarray, i: np.ndarray, j: np.ndarray) -> 
     if zero.size:
         a, b = int(i[zero[0]]), int(j[zero[0]])
         raise InputError(
-            f"X: rows {a} and {b} are equal (and {zero.size - 1} more such lines; or closer than "
-            "the float resolution): a line "
-            "between them has no direction; drop duplicate samples first, e.g. "
-            "np.unique(X, axis=0, return_index=True)"
+            f"X: rows {a} and {b} are equal (and {zero.size - 1} more such lines; or closer "
+            "than the float resolution): a line between them has no direction; drop "
+            "duplicate samples first, e.g. np.unique(X, axis=0, return_index=True)"
         )
 
 

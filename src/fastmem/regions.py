@@ -343,9 +343,8 @@ def _check_pieces(lines, t0, t1, counts, bps, hashes, bp_off, h_off) -> None:
     if not bool(keep.any()):
         return
     p, seg, mid = p[keep], seg[keep], ((lo + hi) / 2)[keep]
-    A = lines.first[seg]
-    B = lines.second[seg] if lines.second_is == "direction" else lines.second[seg] - A
-    got = lines.net.pattern_hashes(A + mid[:, None] * B, backend=lines.be.name)
+    D = lines.directions(0, lines.m)[seg]
+    got = lines.net.pattern_hashes(lines.first[seg] + mid[:, None] * D, backend=lines.be.name)
     bad = xp.flatnonzero(got != hashes[p])
     if bad.shape[0]:
         i, t = int(seg[bad[0]]), float(mid[bad[0]])
