@@ -248,3 +248,98 @@ def test_first_layer_radius_by_max_is_sound_and_no_looser(backend):
                 assert np.all((zu - zl) / 2 <= er * (1 + 3.1e-5) + 1e-12 * (1 + np.abs(ec)))
             else:
                 np.testing.assert_array_equal(zl, pl)
+
+
+def _ball_reference(x, r, box):
+    """The clipped ball as NumPy computes it in x's dtype (the box's ends cast to it)."""
+    t = x.dtype.type
+    return np.maximum(x - r, t(box[0])), np.minimum(x + r, t(box[1]))
+
+
+def _centre_reference(lo, hi, up, thr):
+    """crit_centre's outputs, each with plain NumPy operations in the boxes' dtype."""
+    t = lo.dtype.type
+    c = (lo + hi) * t(0.5)
+    radius = np.maximum(hi - c, c - lo) * t(up)
+    rmax = radius.max(axis=1)
+    cmax = np.abs(c).max(axis=1)
+    low = (radius < (rmax * t(thr))[:, None]).sum(axis=1)
+    return c.astype(np.float64), radius, rmax, cmax, low
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(1, 1), (5, 13), (300, 784)])  # one thread; an OpenMP team
+@pytest.mark.parametrize("box", [(0.0, 1.0), (-1.0, 0.7)])
+def test_ball_and_centre_kernels_equal_numpy(backend, dtype, shape, box):
+    """crit_ball, crit_centre and crit_radius_share (the lean IBP's first layer) against
+    plain NumPy: the ball and the centre form bit for bit (one radius and one per row;
+    coordinates at and beyond the box's faces, negative centres), the short radii's share
+    to float64 rounding of a dense product over the same coordinates, and every backend's
+    share bit for bit equal to Numba's (the same order of sums)."""
+    from support import on_backend_device, to_numpy
+
+    from fastmem import select_backend
+
+    rng = np.random.default_rng(shape[1])
+    n, d = shape
+    x = rng.uniform(box[0], box[1], shape).astype(dtype)
+    x.flat[: min(4, x.size)] = np.array([box[0], box[1], box[0] + 1e-4, box[1] - 1e-4])[
+        : min(4, x.size)
+    ]
+    w = 9
+    absw = np.abs(rng.normal(size=(d, w)))
+    up, thr = 1 + 2 * float(np.finfo(dtype).eps), 1 - 2.0**-15
+    radii = (np.array([0.003], dtype), rng.uniform(0, 0.02, n).astype(dtype))
+    shares = {}
+    for name in ("numba", backend):
+        k = select_backend("cuda" if name == "cuda" else "cpu", name).kernels
+        dev = lambda a, name=name: on_backend_device(np.ascontiguousarray(a), name)  # noqa: E731
+        for r in radii:
+            lo, hi = dev(np.empty_like(x)), dev(np.empty_like(x))
+            k.crit_ball(dev(x), dev(r), box[0], box[1], lo, hi)
+            ref_lo, ref_hi = _ball_reference(x, r if r.size == 1 else r[:, None], box)
+            np.testing.assert_array_equal(to_numpy(lo), ref_lo)
+            np.testing.assert_array_equal(to_numpy(hi), ref_hi)
+            outs = [
+                dev(np.empty(shape)),
+                dev(np.empty_like(x)),
+                dev(np.empty(n, dtype)),
+                dev(np.empty(n, dtype)),
+                dev(np.empty(n, np.int64)),
+            ]
+            k.crit_centre(lo, hi, up, thr, *outs)
+            ref = _centre_reference(ref_lo, ref_hi, up, thr)
+            for got, want in zip(outs, ref, strict=True):
+                np.testing.assert_array_equal(to_numpy(got), want)
+            _, radius, rmax, _, low = (to_numpy(a) for a in outs)
+            share = dev(np.empty((n, w)))
+            k.crit_radius_share(outs[1], outs[2], outs[4], thr, dev(absw), share)
+            short = radius < (rmax * dtype(thr))[:, None]
+            diff = np.where(short, rmax[:, None].astype(np.float64) - radius, 0.0)
+            np.testing.assert_allclose(to_numpy(share), diff @ absw, rtol=1e-13, atol=0)
+            assert np.array_equal(short.sum(axis=1), low)
+            shares.setdefault(name, []).append(to_numpy(share))
+    for a, b in zip(shares["numba"], shares[backend], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_ball_kernels_reject_contract_violations(backend):
+    """The ball kernels refuse what the Python layer never passes: a radius array of the
+    wrong length or dtype, mismatched shapes, a float32 centre array."""
+    if backend == "cuda":
+        pytest.skip("run on the CPU backends")
+    from fastmem import select_backend
+
+    k = select_backend("cpu", backend).kernels
+    x = np.zeros((4, 3), np.float32)
+    lo, hi = np.empty_like(x), np.empty_like(x)
+    for r in (np.zeros(2, np.float32), np.zeros(1, np.float64)):
+        with pytest.raises((ValueError, TypeError)):
+            k.crit_ball(x, r, 0.0, 1.0, lo, hi)
+    with pytest.raises((ValueError, TypeError)):
+        k.crit_ball(x, np.zeros(1, np.float32), 0.0, 1.0, lo, np.empty((4, 2), np.float32))
+    rows = [np.empty(4, np.float32), np.empty(4, np.float32), np.empty(4, np.int64)]
+    with pytest.raises((ValueError, TypeError)):
+        k.crit_centre(x, x, 1.0, 1.0, np.empty((4, 3), np.float32), x.copy(), *rows)
+    with pytest.raises((ValueError, TypeError)):
+        k.crit_centre(x, x, 1.0, 1.0, np.empty((4, 3)), x.copy(), *rows[:2], np.empty(3, np.int64))

@@ -176,6 +176,61 @@ void crit_concretize(CArray<T> lam, CArray<int64_t> rows, CArray<T> lo, CArray<T
 }
 
 template <class T>
+void crit_ball(CArray<T> x, CArray<T> r, double box_lo, double box_hi, CArray<T> lo,
+               CArray<T> hi) {
+  require(x.ndim() == 2, "x must be 2-D");
+  same_shape(x, lo, "x and lo");
+  same_shape(x, hi, "x and hi");
+  require(r.ndim() == 1 && (r.shape(0) == 1 || r.shape(0) == x.shape(0)),
+          "r must be 1-D with one entry or one per row");
+  const T *xp = x.data(), *rp = r.data();
+  T *lp = lo.mutable_data(), *hp = hi.mutable_data();
+  const int64_t rows = x.shape(0), d = x.shape(1);
+  const bool per_row = r.shape(0) != 1;
+  py::gil_scoped_release release;
+  cpu::crit_ball<T>(xp, rows, d, rp, per_row, static_cast<T>(box_lo), static_cast<T>(box_hi), lp,
+                    hp);
+}
+
+template <class T>
+void crit_centre(CArray<T> lo, CArray<T> hi, double up, double thr, CArray<double> c,
+                 CArray<T> radius, CArray<T> rmax, CArray<T> cmax, CArray<int64_t> low) {
+  require(lo.ndim() == 2 && lo.shape(1) >= 1, "lo must be 2-D with a column");
+  same_shape(lo, hi, "lo and hi");
+  same_shape(lo, c, "lo and c");
+  same_shape(lo, radius, "lo and radius");
+  for (const auto* a : {&rmax, &cmax})
+    require(a->ndim() == 1 && a->shape(0) == lo.shape(0), "rmax and cmax: one entry per row");
+  require(low.ndim() == 1 && low.shape(0) == lo.shape(0), "low: one entry per row");
+  const T *lp = lo.data(), *hp = hi.data();
+  double* cp = c.mutable_data();
+  T *rp = radius.mutable_data(), *mp = rmax.mutable_data(), *ap = cmax.mutable_data();
+  int64_t* np = low.mutable_data();
+  const int64_t rows = lo.shape(0), d = lo.shape(1);
+  py::gil_scoped_release release;
+  cpu::crit_centre<T>(lp, hp, rows, d, static_cast<T>(up), static_cast<T>(thr), cp, rp, mp, ap,
+                      np);
+}
+
+template <class T>
+void crit_radius_share(CArray<T> radius, CArray<T> rmax, CArray<int64_t> low, double thr,
+                       CArray<double> absw, CArray<double> share) {
+  require(radius.ndim() == 2 && absw.ndim() == 2 && share.ndim() == 2,
+          "radius, absw and share must be 2-D");
+  require(rmax.ndim() == 1 && rmax.shape(0) == radius.shape(0), "rmax: one entry per row");
+  require(low.ndim() == 1 && low.shape(0) == radius.shape(0), "low: one entry per row");
+  require(absw.shape(0) == radius.shape(1), "absw must have one row per input");
+  require(share.shape(0) == radius.shape(0) && share.shape(1) == absw.shape(1), "share shape");
+  const T *rp = radius.data(), *mp = rmax.data();
+  const int64_t* np = low.data();
+  const double* ap = absw.data();
+  double* sp = share.mutable_data();
+  const int64_t rows = radius.shape(0), d = radius.shape(1), w = absw.shape(1);
+  py::gil_scoped_release release;
+  cpu::crit_radius_share<T>(rp, mp, np, rows, d, static_cast<T>(thr), ap, w, sp);
+}
+
+template <class T>
 void define(py::module_& m) {
   m.def("crit_activate", &crit_activate<T>, py::arg("z").noconvert(),
         py::arg("deriv").noconvert(), py::arg("kind"), py::arg("slope"));
@@ -203,6 +258,15 @@ void define(py::module_& m) {
   m.def("crit_concretize", &crit_concretize<T>, py::arg("lam").noconvert(),
         py::arg("rows").noconvert(), py::arg("lo").noconvert(), py::arg("hi").noconvert(),
         py::arg("const").noconvert());
+  m.def("crit_ball", &crit_ball<T>, py::arg("x").noconvert(), py::arg("r").noconvert(),
+        py::arg("box_lo"), py::arg("box_hi"), py::arg("lo").noconvert(), py::arg("hi").noconvert());
+  m.def("crit_centre", &crit_centre<T>, py::arg("lo").noconvert(), py::arg("hi").noconvert(),
+        py::arg("up"), py::arg("thr"), py::arg("c").noconvert(), py::arg("radius").noconvert(),
+        py::arg("rmax").noconvert(), py::arg("cmax").noconvert(), py::arg("low").noconvert());
+  m.def("crit_radius_share", &crit_radius_share<T>, py::arg("radius").noconvert(),
+        py::arg("rmax").noconvert(), py::arg("low").noconvert(), py::arg("thr"),
+        py::arg("absw").noconvert(),
+        py::arg("share").noconvert());
 }
 
 }  // namespace

@@ -209,6 +209,31 @@ void crit_concretize(const T* lam, const int64_t* rows, int64_t n_rows, int64_t 
   }
 }
 
+template <class T>
+void crit_ball(const T* x, int64_t rows, int64_t d, const T* r, bool r_per_row, T b0, T b1, T* lo,
+               T* hi) {
+#pragma omp parallel for schedule(static) if (rows * d >= kSerialBelow)
+  for (int64_t i = 0; i < rows; ++i)
+    crit_ball_row(x + i * d, d, r[r_per_row ? i : 0], b0, b1, lo + i * d, hi + i * d);
+}
+
+template <class T>
+void crit_centre(const T* lo, const T* hi, int64_t rows, int64_t d, T up, T thr, double* c,
+                 T* radius, T* rmax, T* cmax, int64_t* low) {
+#pragma omp parallel for schedule(static) if (rows * d >= kSerialBelow)
+  for (int64_t i = 0; i < rows; ++i)
+    low[i] = crit_centre_row(lo + i * d, hi + i * d, d, up, thr, c + i * d, radius + i * d,
+                             rmax[i], cmax[i]);
+}
+
+template <class T>
+void crit_radius_share(const T* radius, const T* rmax, const int64_t* low, int64_t rows, int64_t d,
+                       T thr, const double* absw, int64_t w, double* share) {
+#pragma omp parallel for schedule(static) if (rows * d >= kSerialBelow)
+  for (int64_t i = 0; i < rows; ++i)
+    crit_radius_share_row(radius + i * d, d, rmax[i], thr, low[i], absw, w, share + i * w);
+}
+
 #define FASTMEM_CRIT_INSTANTIATE(T)                                                              \
   template void crit_activate<T>(T*, T*, int64_t, int64_t, int, T);                              \
   template void crit_step<T>(T*, const T*, const T*, const T*, const int64_t*, int64_t, int64_t, \
@@ -223,7 +248,12 @@ void crit_concretize(const T* lam, const int64_t* rows, int64_t n_rows, int64_t 
   template void crit_concretize<T>(const T*, const int64_t*, int64_t, int64_t, const T*,         \
                                    const T*, T*);                                              \
   template void crit_backward_err<T>(T*, const int64_t*, int64_t, int64_t, const T*, const T*,   \
-                                     const T*, const T*, const T*, const T*, bool, T*, T*);
+                                     const T*, const T*, const T*, const T*, bool, T*, T*);  \
+  template void crit_ball<T>(const T*, int64_t, int64_t, const T*, bool, T, T, T*, T*);          \
+  template void crit_centre<T>(const T*, const T*, int64_t, int64_t, T, T, double*, T*, T*, T*,  \
+                               int64_t*);                                                        \
+  template void crit_radius_share<T>(const T*, const T*, const int64_t*, int64_t, int64_t, T,     \
+                                     const double*, int64_t, double*);
 
 FASTMEM_CRIT_INSTANTIATE(float)
 FASTMEM_CRIT_INSTANTIATE(double)

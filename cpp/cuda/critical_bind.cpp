@@ -243,6 +243,86 @@ void crit_concretize(const py::object& lam, const py::object& rows, const py::ob
                                       kv.as<float>()));
 }
 
+void crit_ball(const py::object& x, const py::object& r, double box_lo, double box_hi,
+               const py::object& lo, const py::object& hi) {
+  const DeviceView xv = device_view(x, "x"), rv = device_view(r, "r");
+  const DeviceView lv = device_view(lo, "lo"), hv = device_view(hi, "hi");
+  if (xv.ndim() != 2) fail("x must be 2-D");
+  same(xv, lv, "x and lo");
+  same(xv, hv, "x and hi");
+  if (rv.typestr != xv.typestr || rv.ndim() != 1 || (rv.shape[0] != 1 && rv.shape[0] != xv.shape[0]))
+    fail("r must be 1-D with one entry or one per row");
+  const bool f64 = is_f64(xv), per_row = rv.shape[0] != 1;
+  const Launch launch({&xv, &rv, &lv, &hv});
+  py::gil_scoped_release release;
+  if (f64)
+    check(gpu::crit_ball<double>(xv.as<const double>(), xv.shape[0], xv.shape[1],
+                                 rv.as<const double>(), per_row, box_lo, box_hi, lv.as<double>(),
+                                 hv.as<double>()));
+  else
+    check(gpu::crit_ball<float>(xv.as<const float>(), xv.shape[0], xv.shape[1],
+                                rv.as<const float>(), per_row, static_cast<float>(box_lo),
+                                static_cast<float>(box_hi), lv.as<float>(), hv.as<float>()));
+}
+
+void rows_of(const DeviceView& v, const char* name, int64_t n, const std::string& typestr) {
+  if (v.typestr != typestr || v.ndim() != 1 || v.shape[0] != n)
+    fail(std::string(name) + ": one entry per row");
+}
+
+void crit_centre(const py::object& lo, const py::object& hi, double up, double thr,
+                 const py::object& c, const py::object& radius, const py::object& rmax,
+                 const py::object& cmax, const py::object& low) {
+  const DeviceView lv = device_view(lo, "lo"), hv = device_view(hi, "hi");
+  const DeviceView cv = device_view(c, "c"), rv = device_view(radius, "radius");
+  const DeviceView mv = device_view(rmax, "rmax"), av = device_view(cmax, "cmax");
+  const DeviceView nv = device_view(low, "low");
+  if (lv.ndim() != 2 || lv.shape[1] < 1) fail("lo must be 2-D with a column");
+  same(lv, hv, "lo and hi");
+  same(lv, rv, "lo and radius");
+  if (cv.typestr != "<f8" || cv.shape != lv.shape) fail("lo and c must match in shape");
+  rows_of(mv, "rmax", lv.shape[0], lv.typestr);
+  rows_of(av, "cmax", lv.shape[0], lv.typestr);
+  rows_of(nv, "low", lv.shape[0], "<i8");
+  const bool f64 = is_f64(lv);
+  const Launch launch({&lv, &hv, &cv, &rv, &mv, &av, &nv});
+  py::gil_scoped_release release;
+  if (f64)
+    check(gpu::crit_centre<double>(lv.as<const double>(), hv.as<const double>(), lv.shape[0],
+                                   lv.shape[1], up, thr, cv.as<double>(), rv.as<double>(),
+                                   mv.as<double>(), av.as<double>(), nv.as<int64_t>()));
+  else
+    check(gpu::crit_centre<float>(lv.as<const float>(), hv.as<const float>(), lv.shape[0],
+                                  lv.shape[1], static_cast<float>(up), static_cast<float>(thr),
+                                  cv.as<double>(), rv.as<float>(), mv.as<float>(), av.as<float>(),
+                                  nv.as<int64_t>()));
+}
+
+void crit_radius_share(const py::object& radius, const py::object& rmax, const py::object& low,
+                       double thr, const py::object& absw, const py::object& share) {
+  const DeviceView rv = device_view(radius, "radius"), mv = device_view(rmax, "rmax");
+  const DeviceView nv = device_view(low, "low"), av = device_view(absw, "absw");
+  const DeviceView sv = device_view(share, "share");
+  if (rv.ndim() != 2 || av.ndim() != 2 || sv.ndim() != 2) fail("radius, absw and share must be 2-D");
+  if (av.typestr != "<f8" || sv.typestr != "<f8") fail("absw and share must be float64");
+  rows_of(mv, "rmax", rv.shape[0], rv.typestr);
+  rows_of(nv, "low", rv.shape[0], "<i8");
+  if (av.shape[0] != rv.shape[1]) fail("absw must have one row per input");
+  if (sv.shape[0] != rv.shape[0] || sv.shape[1] != av.shape[1]) fail("share shape");
+  const bool f64 = is_f64(rv);
+  const Launch launch({&rv, &mv, &nv, &av, &sv});
+  py::gil_scoped_release release;
+  if (f64)
+    check(gpu::crit_radius_share<double>(rv.as<const double>(), mv.as<const double>(),
+                                         nv.as<const int64_t>(), rv.shape[0], rv.shape[1], thr,
+                                         av.as<const double>(), av.shape[1], sv.as<double>()));
+  else
+    check(gpu::crit_radius_share<float>(rv.as<const float>(), mv.as<const float>(),
+                                        nv.as<const int64_t>(), rv.shape[0], rv.shape[1],
+                                        static_cast<float>(thr), av.as<const double>(),
+                                        av.shape[1], sv.as<double>()));
+}
+
 }  // namespace
 
 void critical(py::module_& m) {
@@ -265,6 +345,12 @@ void critical(py::module_& m) {
         py::arg("bL"), py::arg("aU"), py::arg("bU"), py::arg("const"));
   m.def("crit_concretize", &crit_concretize, py::arg("lam"), py::arg("rows"), py::arg("lo"),
         py::arg("hi"), py::arg("const"));
+  m.def("crit_ball", &crit_ball, py::arg("x"), py::arg("r"), py::arg("box_lo"), py::arg("box_hi"),
+        py::arg("lo"), py::arg("hi"));
+  m.def("crit_centre", &crit_centre, py::arg("lo"), py::arg("hi"), py::arg("up"), py::arg("thr"),
+        py::arg("c"), py::arg("radius"), py::arg("rmax"), py::arg("cmax"), py::arg("low"));
+  m.def("crit_radius_share", &crit_radius_share, py::arg("radius"), py::arg("rmax"),
+        py::arg("low"), py::arg("thr"), py::arg("absw"), py::arg("share"));
 }
 
 }  // namespace fastmem::bind

@@ -93,6 +93,28 @@ __global__ void concretize_kernel(const T* lam, const int64_t* rows, int64_t n_r
   }
 }
 
+template <class T>
+__global__ void ball_kernel(const T* x, int64_t rows, int64_t d, const T* r, bool r_per_row, T b0,
+                            T b1, T* lo, T* hi) {
+  FASTMEM_GRID_LOOP(i, rows)
+  crit_ball_row(x + i * d, d, r[r_per_row ? i : 0], b0, b1, lo + i * d, hi + i * d);
+}
+
+template <class T>
+__global__ void centre_kernel(const T* lo, const T* hi, int64_t rows, int64_t d, T up, T thr,
+                              double* c, T* radius, T* rmax, T* cmax, int64_t* low) {
+  FASTMEM_GRID_LOOP(i, rows)
+  low[i] = crit_centre_row(lo + i * d, hi + i * d, d, up, thr, c + i * d, radius + i * d, rmax[i],
+                           cmax[i]);
+}
+
+template <class T>
+__global__ void share_kernel(const T* radius, const T* rmax, const int64_t* low, int64_t rows,
+                             int64_t d, T thr, const double* absw, int64_t w, double* share) {
+  FASTMEM_GRID_LOOP(i, rows)
+  crit_radius_share_row(radius + i * d, d, rmax[i], thr, low[i], absw, w, share + i * w);
+}
+
 }  // namespace
 
 template <class T>
@@ -174,6 +196,33 @@ int crit_concretize(const T* lam, const int64_t* rows, int64_t n_rows, int64_t d
   return finish();
 }
 
+template <class T>
+int crit_ball(const T* x, int64_t rows, int64_t d, const T* r, bool r_per_row, T b0, T b1, T* lo,
+              T* hi) {
+  if (rows == 0) return 0;
+  ball_kernel<T><<<blocks_for(rows), kThreads, 0, call_stream()>>>(x, rows, d, r, r_per_row, b0,
+                                                                    b1, lo, hi);
+  return finish();
+}
+
+template <class T>
+int crit_centre(const T* lo, const T* hi, int64_t rows, int64_t d, T up, T thr, double* c,
+                T* radius, T* rmax, T* cmax, int64_t* low) {
+  if (rows == 0) return 0;
+  centre_kernel<T><<<blocks_for(rows), kThreads, 0, call_stream()>>>(lo, hi, rows, d, up, thr, c,
+                                                                      radius, rmax, cmax, low);
+  return finish();
+}
+
+template <class T>
+int crit_radius_share(const T* radius, const T* rmax, const int64_t* low, int64_t rows, int64_t d,
+                      T thr, const double* absw, int64_t w, double* share) {
+  if (rows == 0) return 0;
+  share_kernel<T><<<blocks_for(rows), kThreads, 0, call_stream()>>>(radius, rmax, low, rows, d,
+                                                                     thr, absw, w, share);
+  return finish();
+}
+
 #define FASTMEM_CRIT_INSTANTIATE(T)                                                             \
   template int crit_activate<T>(T*, T*, int64_t, int64_t, int, T);                              \
   template int crit_step<T>(T*, const T*, const T*, const T*, const int64_t*, int64_t, int64_t, \
@@ -188,7 +237,12 @@ int crit_concretize(const T* lam, const int64_t* rows, int64_t n_rows, int64_t d
   template int crit_backward_err<T>(T*, const int64_t*, int64_t, int64_t, const T*, const T*,   \
                                     const T*, const T*, const T*, const T*, bool, T*, T*);      \
   template int crit_concretize<T>(const T*, const int64_t*, int64_t, int64_t, const T*,        \
-                                  const T*, T*);
+                                  const T*, T*);                                                \
+  template int crit_ball<T>(const T*, int64_t, int64_t, const T*, bool, T, T, T*, T*);          \
+  template int crit_centre<T>(const T*, const T*, int64_t, int64_t, T, T, double*, T*, T*, T*,  \
+                              int64_t*);                                                        \
+  template int crit_radius_share<T>(const T*, const T*, const int64_t*, int64_t, int64_t, T,    \
+                                    const double*, int64_t, double*);
 
 FASTMEM_CRIT_INSTANTIATE(float)
 FASTMEM_CRIT_INSTANTIATE(double)

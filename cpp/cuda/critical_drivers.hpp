@@ -33,4 +33,14 @@ template <class T>
 int crit_concretize(const T* lam, const int64_t* rows, int64_t n_rows, int64_t d, const T* lo,
                      const T* hi, T* cst);
 
+template <class T>
+int crit_ball(const T* x, int64_t rows, int64_t d, const T* r, bool r_per_row, T b0, T b1, T* lo,
+              T* hi);
+template <class T>
+int crit_centre(const T* lo, const T* hi, int64_t rows, int64_t d, T up, T thr, double* c,
+                T* radius, T* rmax, T* cmax, int64_t* low);
+template <class T>
+int crit_radius_share(const T* radius, const T* rmax, const int64_t* low, int64_t rows, int64_t d,
+                      T thr, const double* absw, int64_t w, double* share);
+
 }  // namespace fastmem::gpu

@@ -107,6 +107,8 @@ _DEFAULT_BATCH = 4096
 # On the CPU certification runs in parts of this many samples, side by side.
 _CERTIFY_PART = 256
 _IBP_PART = 512
+# the radii of a ball below _SHORT times its largest are its clipped coordinates
+_SHORT = 1 - 2.0**-15
 # Layer graphs' certificate parts are never smaller than this many samples.
 _GRAPH_PART_MIN = 8
 # On the CPU a batch of the search runs in parts of this many samples, side by side.
@@ -194,31 +196,34 @@ class _Model:
         self.k = be.kernels
         self.xp = xp
         self.dtype = net.dtype
-        ws = [xp.asarray(w) for w in net.weights]
-        bs = [xp.asarray(b) for b in net.biases]
-        if ws[-1].shape[0] == 1:
-            # one logit f: the classes are argmax (0, f), i.e. class 1 iff f > 0
-            ws[-1] = xp.concatenate([xp.zeros_like(ws[-1]), ws[-1]])
-            bs[-1] = xp.concatenate([xp.zeros_like(bs[-1]), bs[-1]])
-        self.W = ws
-        self.b = bs
-        self.WT = [xp.ascontiguousarray(w.T) for w in ws]
-        self.absWT = [xp.abs(w) for w in self.WT]
-        self.kinds = [ACTIVATIONS[a] for a in net.activation]
-        self.slopes = list(net.negative_slopes)
-        self.n_hidden = len(ws) - 1
-        self.n_classes = int(ws[-1].shape[0])
-        self.eps = float(np.finfo(self.dtype).eps)
-        self.max_width = max(max(int(w.shape[0]), int(w.shape[1])) for w in ws)
-        self._wide: _Model | None = None
-        self._norm_info: dict[str, Any] | None = None
         # float64 tables derived from the weights, kept on the network between calls
         self._memo: dict[str, Any] = net._memo.setdefault(("critical", be.name), {})
+        arrays = self._memo.get("arrays")
+        if arrays is None:  # the layout below, built once per network (~0.3 ms a call)
+            ws = [xp.asarray(w) for w in net.weights]
+            bs = [xp.asarray(b) for b in net.biases]
+            if ws[-1].shape[0] == 1:
+                # one logit f: the classes are argmax (0, f), i.e. class 1 iff f > 0
+                ws[-1] = xp.concatenate([xp.zeros_like(ws[-1]), ws[-1]])
+                bs[-1] = xp.concatenate([xp.zeros_like(bs[-1]), bs[-1]])
+            wts = [xp.ascontiguousarray(w.T) for w in ws]
+            arrays = self._memo["arrays"] = (ws, bs, wts, [xp.abs(w) for w in wts])
+        # shared between calls: never modified (wide() makes float64 copies)
+        self.W, self.b, self.WT, self.absWT = arrays
+        self.kinds = [ACTIVATIONS[a] for a in net.activation]
+        self.slopes = list(net.negative_slopes)
+        self.n_hidden = len(self.W) - 1
+        self.n_classes = int(self.W[-1].shape[0])
+        self.eps = float(np.finfo(self.dtype).eps)
+        self.max_width = max(max(int(w.shape[0]), int(w.shape[1])) for w in self.W)
+        self._wide: _Model | None = None
+        self._norm_info: dict[str, Any] | None = None
         self._wt0_64: tuple[Any, Any] | None = self._memo.get("wt0_64")
         self._rs64: Any = self._memo.get("rs64")
         self._ibp_tab: dict[str, Any] | None = self._memo.get("ibp")
         self.macs: list[int] = []  # multiply-adds of the backward passes (appended)
-        self._chain: tuple[Any, Any] | None = None  # (WT, its ops for dense_forward)
+        # (WT, its ops for dense_forward), kept with the arrays
+        self._chain: tuple[Any, Any] | None = self._memo.get("chain")
 
     def wide(self) -> _Model:
         """The same network in float64 (every float32 value is exact in float64; leaky
@@ -229,16 +234,19 @@ class _Model:
             w = object.__new__(_Model)
             w.__dict__.update(self.__dict__)
             f = np.float64
-            w.W = [a.astype(f) for a in self.W]
-            w.b = [a.astype(f) for a in self.b]
-            w.WT = [a.astype(f) for a in self.WT]
-            w.absWT = [a.astype(f) for a in self.absWT]
+            w._memo = self._memo.setdefault("wide", {})
+            arrays = w._memo.get("arrays")
+            if arrays is None:
+                arrays = w._memo["arrays"] = tuple(
+                    [a.astype(f) for a in group] for group in (self.W, self.b, self.WT, self.absWT)
+                )
+            w.W, w.b, w.WT, w.absWT = arrays
+            w._chain = w._memo.get("chain")
             w.slopes = [float(np.asarray(s, dtype=self.dtype)) for s in self.slopes]
             w.dtype = np.dtype(f)
             w.eps = float(np.finfo(f).eps)
             w._wide = None
             w._norm_info = None
-            w._memo = self._memo.setdefault("wide", {})
             w._wt0_64 = w._memo.get("wt0_64")
             w._rs64 = w._memo.get("rs64")
             w._ibp_tab = w._memo.get("ibp")
@@ -271,6 +279,8 @@ class _Model:
 
         if self._chain is None or self._chain[0] is not self.WT:
             self._chain = (self.WT, _graph.dense_chain(self.WT, self.b))
+            if self.WT is self._memo.get("arrays", (None,) * 4)[2]:
+                self._memo["chain"] = self._chain
         return dense_forward(x, self._chain[1], hidden, self.be, check=bool(n_layers)), ds
 
     def ce_input_grad(self, logits: Any, ds: list[Any], labels: Any) -> Any:
@@ -796,37 +806,35 @@ class _Model:
         return _outward(zc, zr, buf, i, xp)
 
     def _ibp_first_lean(self, lo: Any, hi: Any, buf: _Scratch) -> tuple[Any, Any]:
-        """:meth:`_ibp_first` (``wide=True``) in ``buf``'s arrays: the same operations in
-        the same order, so the same bounds bit for bit."""
+        """:meth:`_ibp_first` (``wide=True``) in ``buf``'s arrays: the same centre ``c``,
+        radii ``R`` (one pass of the ``crit_centre`` kernel, which also gives each row's
+        largest ``R`` and ``|c|``) and centre product; the radius term by
+        :meth:`_radius_by_max` where it applies (never looser), else the same product."""
         xp = self.xp
         f64 = np.float64
         wt64, b64 = self._first64()
         n, d = lo.shape
         w = int(wt64.shape[1])
-        c = buf.get("c32", lo.shape, lo.dtype)
-        xp.add(lo, hi, out=c)
-        c *= 0.5
-        R = buf.get("R32", lo.shape, lo.dtype)
-        tmp = buf.get("tmp32", lo.shape, lo.dtype)
-        xp.subtract(hi, c, out=R)
-        xp.subtract(c, lo, out=tmp)
-        xp.maximum(R, tmp, out=R)
-        R *= 1 + 2 * self.eps  # rounded up: >= |x - c| on the box
         c64 = buf.get("c64", lo.shape)
-        c64[...] = c
+        R = buf.get("R32", lo.shape, lo.dtype)
+        rmax = buf.get("rmax", (n,), lo.dtype)
+        cmax = buf.get("cmax", (n,), lo.dtype)
+        low = buf.get("low", (n,), np.int64)
+        # R rounded up (1 + 2 eps): >= |x - c| on the box; low: the radii below _SHORT Rmax
+        self.k.crit_centre(lo, hi, 1 + 2 * self.eps, _SHORT, c64, R, rmax, cmax, low)
         zc = buf.get("zc", (n, w))
         xp.matmul(c64, wt64, out=zc)
         zc += b64
         e64 = float(np.finfo(f64).eps)
         g64 = (d + 4) * e64 / (1 - (d + 4) * e64)
         zr = buf.get("zr", (n, w))
-        if not self._radius_by_max(R, zr, buf, g64):
+        if not self._radius_by_max(R, rmax, low, zr, buf, g64):
             zr32 = buf.get("zr32", (n, w), lo.dtype)
             xp.matmul(R, self.absWT[0], out=zr32)
             zr[...] = zr32
             zr *= 1 + 2 * self._gamma(d + 2)
         slack = buf.get("slack", (n, w))
-        xp.multiply(_absmax_rows(c, xp).astype(f64), self._rowsum64()[None, :], out=slack)
+        xp.multiply(cmax.astype(f64)[:, None], self._rowsum64()[None, :], out=slack)
         slack += xp.abs(b64)
         slack += zr
         slack *= 4 * g64
@@ -834,43 +842,36 @@ class _Model:
         zr += slack
         return _outward(zc, zr, buf, 0, xp)
 
-    def _radius_by_max(self, R: Any, zr: Any, buf: _Scratch, g64: float) -> bool:
+    def _radius_by_max(
+        self, R: Any, rmax: Any, low: Any, zr: Any, buf: _Scratch, g64: float
+    ) -> bool:
         """``zr >= R |W_0|^T`` (float64) without the product, where each ball's radii are
         nearly all its largest, ``Rmax`` (balls away from the box's faces): ``Rmax
         sum_j |W_ij|`` less the exact share of the radii below ``Rmax (1 - 2^-15)`` (the
-        clipped coordinates), rounded up. Never looser than the float32 product it
-        replaces: the radii within ``2^-15`` of ``Rmax`` add at most 3.1e-5 of the true
-        value, the product's rounding allowance (``2 gamma_d`` less its rounding) at
-        least 4.6e-5 with d >= 784 inputs (where the product costs most: the path is
-        taken from there). Returns False, writing nothing, with fewer inputs, when over
-        1/8 of the radii are below (images with many pixels at the box's faces), or off
-        the CPU."""
+        clipped coordinates; ``low`` counts them per row), rounded up. Never looser than
+        the float32 product it replaces: the radii within ``2^-15`` of ``Rmax`` add at most
+        3.1e-5 of the true value, the product's rounding allowance (``2 gamma_d`` less its
+        rounding) at least 4.6e-5 with d >= 784 inputs (where the product costs most: the
+        path is taken from there). Returns False, writing nothing, with fewer inputs, when
+        over 1/8 of the radii are below (images with many pixels at the box's faces), or
+        off the CPU."""
         xp = self.xp
         if xp is not np or R.shape[1] < 784:
             return False
-        f64 = np.float64
-        rmax = R.max(axis=1)
-        low = buf.get("low", R.shape, np.bool_)
-        xp.less(R, (rmax * R.dtype.type(1 - 2.0**-15))[:, None], out=low)
-        if int(xp.count_nonzero(low)) > R.size // 8:
+        if int(low.sum()) > R.size // 8:
             return False
-        flat = xp.flatnonzero(low)  # ascending: rows ascending (2-D nonzero is 10x slower)
-        rows, cols = xp.divmod(flat, R.shape[1])
+        f64 = np.float64
         e64 = float(np.finfo(f64).eps)
         rmax64 = rmax.astype(f64) * (1 + 4 * g64)
         xp.multiply(rmax64[:, None], self._rowsum64()[None, :], out=zr)  # >= Rmax sum|W|
-        if rows.size:
-            from scipy import sparse
-
+        if low.any():
             absw = self._memo.get("absw0_64")
             if absw is None:
                 absw = self._memo["absw0_64"] = xp.abs(self._first64()[0])
-            short = rmax.astype(f64)[rows] - R[rows, cols].astype(f64)  # exact, >= 0
-            indptr = xp.zeros(R.shape[0] + 1, dtype=np.int64)
-            xp.cumsum(xp.bincount(rows, minlength=R.shape[0]), out=indptr[1:])
-            # the clipped coordinates' share: float64 sums of non-negative terms (any
-            # order), rounded down, so never above the true share
-            share = sparse.csr_matrix((short, cols, indptr), shape=R.shape) @ absw
+            # the clipped coordinates' share: float64 sums of exact non-negative terms
+            # (rmax - R_j) |W_kj|, rounded down, so never above the true share
+            share = buf.get("share", zr.shape)
+            self.k.crit_radius_share(R, rmax, low, _SHORT, absw, share)
             share *= 1 - 2 * g64
             zr *= 1 + 8 * e64  # the subtraction's rounding
             zr -= share
@@ -1400,20 +1401,17 @@ def _prepare(
 
 def _ball(model: _Model, X: Any, radius: Any, box: tuple[float, float]) -> tuple[Any, Any]:
     xp = model.xp
-    r = xp.asarray(radius, dtype=model.dtype)
-    if r.ndim == 1:
-        r = r[:, None]
+    r = xp.ascontiguousarray(xp.asarray(radius, dtype=model.dtype).reshape(-1))
     # in the calling thread's kept arrays (one call's ball at a time per thread: the
     # radii of csr_curve and certified_radius are taken one after the other)
     buf = _Scratch(xp)
     lo = buf.get("ball_lo", X.shape, model.dtype)
     hi = buf.get("ball_hi", X.shape, model.dtype)
-    # X lies in the box (checked) and r >= 0, so fl(X - r) <= X <= box[1] and
-    # fl(X + r) >= X >= box[0]: one side of each clip is a no-op
-    xp.subtract(X, r, out=lo)
-    xp.maximum(lo, box[0], out=lo)
-    xp.add(X, r, out=hi)
-    xp.minimum(hi, box[1], out=hi)
+    # [max(X - r, box[0]), min(X + r, box[1])] in one pass (NumPy's four took ~1 ms for
+    # 1000 x 784 float32 inputs, most of it in maximum's NaN handling; X is finite), on
+    # one core: an OpenMP team's idle thread would spin on the core the parts need next
+    with kernel_threads(model.be, 1):
+        model.k.crit_ball(xp.ascontiguousarray(X), r, box[0], box[1], lo, hi)
     return lo, hi
 
 

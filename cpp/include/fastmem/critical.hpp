@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "fastmem/hd.hpp"
 #include "fastmem/activations.hpp"
@@ -383,6 +384,82 @@ FASTMEM_HD inline void crit_concretize_row(const T* lam, int64_t d, const T* lo,
   for (int l = 0; j + l < d; ++l)
     acc[l] = acc[l] + crit_concretize_term(lam[j + l], lo[j + l], hi[j + l]);
   cst = cst + (((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])));
+}
+
+// The L_inf ball of one input row clipped to the box: [max(x - r, b0), min(x + r, b1)]
+// (x finite, r >= 0; the same two roundings as NumPy's subtract/maximum and add/minimum).
+template <class T>
+FASTMEM_HD inline void crit_ball_row(const T* __restrict x, int64_t d, T r, T b0, T b1,
+                                     T* __restrict lo, T* __restrict hi) {
+  for (int64_t j = 0; j < d; ++j) {
+    const T a = x[j] - r, b = x[j] + r;
+    lo[j] = a > b0 ? a : b0;
+    hi[j] = b < b1 ? b : b1;
+  }
+}
+
+// A box row [lo, hi] in centre form for interval bounds of the first layer: its centre
+// c = (lo + hi) / 2 in T, stored in double (exact), the radius R = max(hi - c, c - lo) * up
+// (up = 1 + 2 eps rounds it up: R >= |x - c| on the box), the row's largest R and |c|, and
+// the count of radii below rmax * thr (the clipped coordinates the caller subtracts
+// exactly, crit_radius_share_row). The maxima are taken over the values' bit patterns
+// (for non-negative floats in the order of their values): integer maxima vectorise, a
+// float's max does not without -ffast-math (the row took 4x as long).
+template <class T>
+FASTMEM_HD inline int64_t crit_centre_row(const T* __restrict lo, const T* __restrict hi,
+                                          int64_t d, T up, T thr, double* __restrict c,
+                                          T* __restrict radius, T& rmax, T& cmax) {
+  using Bits = typename std::conditional<sizeof(T) == 4, uint32_t, uint64_t>::type;
+  const Bits magnitude = ~(Bits(1) << (8 * sizeof(T) - 1));
+  Bits rb = 0, cb = 0;
+  for (int64_t j = 0; j < d; ++j) {
+    const T cj = (lo[j] + hi[j]) * T(0.5);
+    const T p = hi[j] - cj, q = cj - lo[j];
+    const T rj = (p > q ? p : q) * up;  // >= +0 (never -0: x - x is +0)
+    radius[j] = rj;
+    c[j] = static_cast<double>(cj);
+    Bits r, a;
+    memcpy(&r, &rj, sizeof r);
+    memcpy(&a, &cj, sizeof a);
+    a &= magnitude;  // |c|
+    rb = r > rb ? r : rb;
+    cb = a > cb ? a : cb;
+  }
+  T r, a;
+  memcpy(&r, &rb, sizeof r);
+  memcpy(&a, &cb, sizeof a);
+  rmax = r;
+  cmax = a;
+  const T lim = r * thr;
+  int64_t low = 0;
+  for (int64_t k = 0; k < d; ++k) low += radius[k] < lim ? 1 : 0;
+  return low;
+}
+
+// The share of one row's short radii (those below rmax * thr; ``low`` of them, from
+// crit_centre_row) in rmax * sum_j |W_kj|: share_k = sum over those j, ascending, of
+// (rmax - R_j) |W_kj| in double (absw: |W|^T, d x w). Each difference is exact (two
+// floats' difference in double); the caller rounds the sums down.
+template <class T>
+FASTMEM_HD inline void crit_radius_share_row(const T* __restrict radius, int64_t d, T rmax,
+                                             T thr, int64_t low, const double* __restrict absw,
+                                             int64_t w, double* __restrict share) {
+  for (int64_t k = 0; k < w; ++k) share[k] = 0.0;
+  const T lim = rmax * thr;
+  constexpr int64_t kBlock = 16;  // a block without short radii is skipped in one test
+  for (int64_t j0 = 0; j0 < d && low > 0; j0 += kBlock) {
+    const int64_t j1 = j0 + kBlock < d ? j0 + kBlock : d;
+    int any = 0;
+    for (int64_t j = j0; j < j1; ++j) any |= radius[j] < lim ? 1 : 0;
+    if (!any) continue;
+    for (int64_t j = j0; j < j1; ++j) {
+      if (!(radius[j] < lim)) continue;
+      --low;
+      const double s = static_cast<double>(rmax) - static_cast<double>(radius[j]);
+      const double* a = absw + j * w;
+      for (int64_t k = 0; k < w; ++k) share[k] = share[k] + s * a[k];
+    }
+  }
 }
 
 }  // namespace fastmem

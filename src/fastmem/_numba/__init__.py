@@ -13,9 +13,12 @@ import numba
 from .critical import crit_activate as crit_activate
 from .critical import crit_backward as crit_backward
 from .critical import crit_backward_err as crit_backward_err
+from .critical import crit_ball as crit_ball
+from .critical import crit_centre as crit_centre
 from .critical import crit_check as crit_check
 from .critical import crit_concretize as crit_concretize
 from .critical import crit_interval as crit_interval
+from .critical import crit_radius_share as crit_radius_share
 from .critical import crit_random_start as crit_random_start
 from .critical import crit_relax as crit_relax
 from .critical import crit_step as crit_step
@@ -65,9 +68,12 @@ __all__ = [
     "crit_activate",
     "crit_backward",
     "crit_backward_err",
+    "crit_ball",
+    "crit_centre",
     "crit_check",
     "crit_concretize",
     "crit_interval",
+    "crit_radius_share",
     "crit_random_start",
     "crit_relax",
     "crit_step",

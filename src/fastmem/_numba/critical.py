@@ -529,3 +529,143 @@ def crit_concretize(
     )
     _require(const.shape[0] == lam.shape[0] and const.flags.c_contiguous, "const shape")
     _crit_concretize(lam, rows, lo, hi, const, lam.dtype.type(0))
+
+
+@nb.njit(parallel=True, cache=True)
+def _crit_ball(x, r, per_row, b0, b1, lo, hi):
+    n, d = x.shape
+    for i in nb.prange(n):
+        ri = r[i] if per_row else r[0]
+        for j in range(d):
+            a = x[i, j] - ri
+            b = x[i, j] + ri
+            lo[i, j] = a if a > b0 else b0
+            hi[i, j] = b if b < b1 else b1
+
+
+@nb.njit(parallel=True, cache=True)
+def _crit_centre(lo, hi, up, thr, c, radius, rmax, cmax, low):
+    # crit_centre_row (critical.hpp): the same roundings; a maximum is exact in any order
+    n, d = lo.shape
+    half = lo.dtype.type(0.5)
+    for i in nb.prange(n):
+        rm = radius.dtype.type(0)
+        cm = radius.dtype.type(0)
+        for j in range(d):
+            cj = (lo[i, j] + hi[i, j]) * half
+            p = hi[i, j] - cj
+            q = cj - lo[i, j]
+            rj = (p if p > q else q) * up
+            radius[i, j] = rj
+            c[i, j] = cj
+            if rj > rm:
+                rm = rj
+            aj = -cj if cj < 0 else cj
+            if aj > cm:
+                cm = aj
+        rmax[i] = rm
+        cmax[i] = cm
+        lim = rm * thr
+        count = 0
+        for j in range(d):
+            if radius[i, j] < lim:
+                count += 1
+        low[i] = count
+
+
+@nb.njit(parallel=True, cache=True)
+def _crit_radius_share(radius, rmax, low, thr, absw, share):
+    # crit_radius_share_row (critical.hpp): ascending j, (rmax - R_j) |W_kj| in double
+    n, d = radius.shape
+    w = absw.shape[1]
+    for i in nb.prange(n):
+        for k in range(w):
+            share[i, k] = 0.0
+        lim = rmax[i] * thr
+        left = low[i]
+        for j in range(d):
+            if left <= 0:
+                break
+            if not radius[i, j] < lim:
+                continue
+            left -= 1
+            s = np.float64(rmax[i]) - np.float64(radius[i, j])
+            for k in range(w):
+                share[i, k] = share[i, k] + s * absw[j, k]
+
+
+def _check_rows(a: np.ndarray, name: str, n: int, dtype: object) -> None:
+    _require(
+        isinstance(a, np.ndarray) and a.dtype == dtype and a.ndim == 1 and a.shape[0] == n,
+        f"{name}: one entry per row ({np.dtype(dtype).name})",
+    )
+    _require(a.flags.c_contiguous, f"{name} must be C-contiguous")
+
+
+def crit_ball(
+    x: np.ndarray, r: np.ndarray, box_lo: float, box_hi: float, lo: np.ndarray, hi: np.ndarray
+) -> None:
+    """``lo = max(x - r, box_lo)``, ``hi = min(x + r, box_hi)`` (r: one radius or one per
+    row; the box's ends in x's dtype)."""
+    for name, a in (("x", x), ("lo", lo), ("hi", hi)):
+        _check_float_matrix(a, name)
+    _check_same(x, lo, "x and lo")
+    _check_same(x, hi, "x and hi")
+    _require(
+        isinstance(r, np.ndarray) and r.dtype == x.dtype and r.ndim == 1 and r.flags.c_contiguous,
+        "r must be a 1-D C-contiguous array of x's dtype",
+    )
+    _require(r.shape[0] in (1, x.shape[0]), "r must be 1-D with one entry or one per row")
+    t = x.dtype.type
+    _crit_ball(x, r, r.shape[0] != 1, t(box_lo), t(box_hi), lo, hi)
+
+
+def crit_centre(
+    lo: np.ndarray,
+    hi: np.ndarray,
+    up: float,
+    thr: float,
+    c: np.ndarray,
+    radius: np.ndarray,
+    rmax: np.ndarray,
+    cmax: np.ndarray,
+    low: np.ndarray,
+) -> None:
+    """Centre form of the boxes [lo, hi]: ``c = (lo + hi) / 2`` (stored in float64),
+    ``radius = max(hi - c, c - lo) * up``, each row's largest radius and |c|, and the
+    count of its radii below ``rmax * thr``."""
+    for name, a in (("lo", lo), ("hi", hi), ("radius", radius)):
+        _check_float_matrix(a, name)
+    _require(lo.shape[1] >= 1, "lo must be 2-D with a column")
+    _check_same(lo, hi, "lo and hi")
+    _check_same(lo, radius, "lo and radius")
+    _check_float_matrix(c, "c")
+    _require(c.dtype == np.float64 and c.shape == lo.shape, "lo and c must match in shape")
+    n = lo.shape[0]
+    _check_rows(rmax, "rmax", n, lo.dtype)
+    _check_rows(cmax, "cmax", n, lo.dtype)
+    _check_rows(low, "low", n, np.int64)
+    t = lo.dtype.type
+    _crit_centre(lo, hi, t(up), t(thr), c, radius, rmax, cmax, low)
+
+
+def crit_radius_share(
+    radius: np.ndarray,
+    rmax: np.ndarray,
+    low: np.ndarray,
+    thr: float,
+    absw: np.ndarray,
+    share: np.ndarray,
+) -> None:
+    """Per row, ``sum over the radii below rmax * thr (low of them) of (rmax - R_j)
+    absw[j]`` in float64 (absw: ``|W|^T``, one row per input)."""
+    _check_float_matrix(radius, "radius")
+    for name, a in (("absw", absw), ("share", share)):
+        _check_float_matrix(a, name)
+        _require(a.dtype == np.float64, f"{name} must be float64")
+    n = radius.shape[0]
+    _check_rows(rmax, "rmax", n, radius.dtype)
+    _check_rows(low, "low", n, np.int64)
+    _require(absw.shape[0] == radius.shape[1], "absw must have one row per input")
+    _require(share.shape == (n, absw.shape[1]), "share shape")
+    _crit_radius_share(radius, rmax, low, radius.dtype.type(thr), absw, share)
