@@ -592,6 +592,10 @@ class _Model:
         """
         if self._norm_info is not None:
             return self._norm_info
+        kept = self._memo.get("norms")  # kept on the network: the weights never change
+        if kept is not None:
+            self._norm_info = kept
+            return kept
         W = np.asarray(_host(self.W[0]), dtype=np.float64)
         w, d = W.shape
         e64 = float(np.finfo(np.float64).eps)
@@ -634,7 +638,7 @@ class _Model:
             "sigma2": float(sigma2),
             "gram": d > w and math.isfinite(qfac),  # cheaper than the full last step
         }
-        self._norm_info = info
+        self._norm_info = self._memo["norms"] = info
         return info
 
     def margin_rows(self, pred: Any) -> tuple[Any, Any, Any, Any]:
