@@ -1035,12 +1035,20 @@ class _Model:
     def _tighten(self, zl: Any, zu: Any, i: int, layers: list, lo: Any, hi: Any, geo=None) -> None:
         """CROWN bounds for the unstable neurons of hidden layer ``i`` (in place).
 
-        A cascade: each unstable neuron's two rows (lower and upper bound) run CROWN's
+        A cascade: each unstable neuron's rows (its lower and upper bound) run CROWN's
         backward steps down to the first layer's pre-activations; there the cheap
         2-norm bounds of :meth:`_finish_norm` (the spectral norm, then the Gram matrix)
         settle the neurons they prove stable (a stable neuron's relaxation is exact:
         a tighter bound changes nothing), and only the rest take CROWN's last step to
         the input. Each neuron keeps the tightest of its bounds.
+
+        ReLU and leaky ReLU (one kink, at 0): the bound nearer 0 first, the other only
+        for the neurons it leaves unstable. A neuron that one side proves stable takes
+        the exact relaxation whatever its other bound (at 2/255 on the README's He net
+        that side settles 85,524 of the 115,300 unstable neurons of the second layer and
+        the other side is needed for 29,776 only: about a third fewer rows); the other
+        bound stays IBP's, which only widens the next layer's starting bounds (CROWN's
+        own bounds of that layer are the same) and the rounding allowances' magnitudes.
         """
         xp = self.xp
         kind = self.kinds[i]
@@ -1062,32 +1070,48 @@ class _Model:
         if s_idx.size == 0:
             return
         s_idx = s_idx.astype(np.int64)
-        half = _CROWN_ROWS // 2
-        for a in range(0, s_idx.size, half):
-            s = s_idx[a : a + half]
-            j = j_idx[a : a + half]
+        j_idx = j_idx.astype(np.int64)
+        if kind in (ACTIVATIONS["relu"], ACTIVATIONS["leaky_relu"]):
+            lower = -zl[s_idx, j_idx] < zu[s_idx, j_idx]  # the lower bound is nearer 0
+            self._tighten_rows(zl, zu, i, layers, lo, hi, geo, stages, s_idx, j_idx, lower)
+            left = _unstable(zl[s_idx, j_idx], zu[s_idx, j_idx], kind)
+            s_idx, j_idx, lower = s_idx[left], j_idx[left], ~lower[left]
+        else:  # two kinks (hard-tanh) or a step: both bounds of every unstable neuron
+            m = s_idx.size
+            s_idx, j_idx = xp.concatenate([s_idx, s_idx]), xp.concatenate([j_idx, j_idx])
+            lower = xp.arange(2 * m) < m
+        if s_idx.size:
+            self._tighten_rows(zl, zu, i, layers, lo, hi, geo, stages, s_idx, j_idx, lower)
+
+    def _tighten_rows(
+        self, zl, zu, i: int, layers: list, lo, hi, geo, stages: list, s_idx, j_idx, lower
+    ) -> None:
+        """:meth:`_tighten`'s cascade for the rows of neurons ``(s_idx, j_idx)``: of the
+        lower bound where ``lower``, else of the upper one (the lower bound of -z)."""
+        xp = self.xp
+        kind = self.kinds[i]
+        for a in range(0, s_idx.size, _CROWN_ROWS):
+            s = s_idx[a : a + _CROWN_ROWS]
+            j = j_idx[a : a + _CROWN_ROWS]
+            low = lower[a : a + _CROWN_ROWS]
             m = s.size
-            lam = xp.empty((2 * m, self.W[i].shape[1]), dtype=self.dtype)
-            xp.take(self.W[i], j, axis=0, out=lam[:m])
-            xp.negative(lam[:m], out=lam[m:])
-            const = xp.concatenate([self.b[i][j], -self.b[i][j]])
-            rows = xp.ascontiguousarray(xp.concatenate([s, s]))
-            err = xp.zeros(2 * m, dtype=self.dtype)  # the rows are exact (+-W, +-b)
-            cmag = xp.zeros(2 * m, dtype=self.dtype)
+            lam = xp.take(self.W[i], j, axis=0)
+            xp.negative(lam, out=lam, where=~low[:, None])
+            const = xp.where(low, self.b[i][j], -self.b[i][j])
+            rows = xp.ascontiguousarray(s)
+            err = xp.zeros(m, dtype=self.dtype)  # the rows are exact (+-W, +-b)
+            cmag = xp.zeros(m, dtype=self.dtype)
             lam = self._steps(lam, const, rows, i, layers, err, cmag)
-            left = xp.arange(m)  # the chunk's neurons not yet proved stable
+            left = xp.arange(m)  # the chunk's rows whose neuron is not yet proved stable
             for gram in list(stages):
                 if left.size == m:
                     args = (lam, const, rows, geo, err, cmag)
                 else:
-                    sel = xp.concatenate([left, left + m])
-                    args = (lam[sel], const[sel], rows[sel], geo, err[sel], cmag[sel])
+                    args = (lam[left], const[left], rows[left], geo, err[left], cmag[left])
                 bnd = self._finish_norm(*args, gram)
                 k = left.size
-                ss, jj = s[left], j[left]
-                zl[ss, jj] = xp.maximum(zl[ss, jj], bnd[:k])
-                zu[ss, jj] = xp.minimum(zu[ss, jj], -bnd[k:])
-                left = left[_unstable(zl[ss, jj], zu[ss, jj], kind)]
+                _keep_tighter(zl, zu, s[left], j[left], low[left], bnd, xp)
+                left = left[_unstable(zl[s[left], j[left]], zu[s[left], j[left]], kind)]
                 if 8 * (k - left.size) < k:
                     # it settled under 1/8 of its neurons (large balls: nearly all truly
                     # unstable): not worth its cost on this layer's next chunks (the
@@ -1097,16 +1121,12 @@ class _Model:
                     break
             if left.size == 0:
                 continue
-            sel = xp.concatenate([left, left + m])
-            args = (xp.ascontiguousarray(lam[sel]), const[sel], rows[sel])
+            args = (xp.ascontiguousarray(lam[left]), const[left], rows[left])
             if geo is not None:
-                bnd, _ = self._finish_centred(*args, geo, err[sel], cmag[sel])
+                bnd, _ = self._finish_centred(*args, geo, err[left], cmag[left])
             else:
-                bnd, _ = self._finish_full(*args, layers, lo, hi, err[sel], cmag[sel])
-            k = left.size
-            ss, jj = s[left], j[left]
-            zl[ss, jj] = xp.maximum(zl[ss, jj], bnd[:k])
-            zu[ss, jj] = xp.minimum(zu[ss, jj], -bnd[k:])
+                bnd, _ = self._finish_full(*args, layers, lo, hi, err[left], cmag[left])
+            _keep_tighter(zl, zu, s[left], j[left], low[left], bnd, xp)
 
     def _second_layer_norm(self, zl: Any, zu: Any, L0: dict, geo: dict, sigma2: float) -> None:
         """:meth:`_finish_norm`'s spectral-norm bound for every neuron of the second hidden
@@ -1160,6 +1180,16 @@ class _Model:
                     xp.maximum(zl, bound, out=zl)
                 else:
                     xp.minimum(zu, -bound, out=zu)
+
+
+def _keep_tighter(zl: Any, zu: Any, s: Any, j: Any, lower: Any, bound: Any, xp: Any) -> None:
+    """Neuron ``(s, j)``'s lower bound raised to ``bound`` where ``lower``, else its
+    upper bound lowered to ``-bound`` (a lower bound of -z), whichever is tighter."""
+    ls, lj = s[lower], j[lower]
+    zl[ls, lj] = xp.maximum(zl[ls, lj], bound[lower])
+    up = ~lower
+    us, uj = s[up], j[up]
+    zu[us, uj] = xp.minimum(zu[us, uj], -bound[up])
 
 
 def _absmax_rows(a: Any, xp: Any) -> Any:
