@@ -265,3 +265,37 @@ def test_cascade_identical_across_backends_and_threads():
     for r in out[1:]:
         np.testing.assert_array_equal(r.status, out[0].status)
         np.testing.assert_array_equal(r.margin_lower, out[0].margin_lower)
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky_relu"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_one_side_first_and_blocked_last_step_keep_the_margins(act, dtype, monkeypatch):
+    """The cascade's two shortcuts change no decision and no margin beyond rounding
+    allowances: a ReLU's bound nearer 0 first (the other only where still unstable)
+    against both bounds of every unstable neuron, and the intermediate rows' last step
+    in blocks of a few rows against one product; the certified margins also stay below
+    the exact minimum over sampled points of each ball."""
+    net, X = _net(11, widths=(40, 24, 24, 24, 4), act=act, dtype=dtype)
+    runs = {}
+    for one_side, block in ((False, 1 << 30), (True, 1 << 30), (True, 40 * 8 * 3)):
+        monkeypatch.setattr(critical, "_ONE_SIDE_FIRST", one_side)
+        monkeypatch.setattr(critical, "_V_BLOCK_BYTES", block)  # 3 rows a block: many
+        res = fastmem.critical_samples(net, X, radius=0.02, steps=0, certify="crown")
+        runs[one_side, block] = res
+    both = runs[False, 1 << 30]
+    for res in runs.values():
+        np.testing.assert_array_equal(res.status, both.status)
+        m, m0 = res.margin_lower.astype(np.float64), both.margin_lower.astype(np.float64)
+        np.testing.assert_allclose(m, m0, rtol=0, atol=1e-9 * (1 + np.abs(m0).max()))
+    assert 0 < int((both.status == "robust").sum()) < len(X)  # some certified, some not
+    np.testing.assert_array_equal(
+        runs[True, 1 << 30].margin_lower, runs[True, 40 * 8 * 3].margin_lower
+    )
+    rng = np.random.default_rng(5)
+    pred = both.predicted
+    for _ in range(20):
+        P = np.clip(X + rng.uniform(-0.02, 0.02, X.shape), 0, 1).astype(dtype)
+        f = np.asarray(net.forward(P), dtype=np.float64)
+        own = f[np.arange(len(X)), pred]
+        f[np.arange(len(X)), pred] = -np.inf
+        assert np.all(runs[True, 1 << 30].margin_lower <= own - f.max(axis=1) + 1e-6)
