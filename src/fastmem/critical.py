@@ -505,7 +505,9 @@ class _Model:
         lam = lam @ self.W[0]
         return self._finish_input(lam, const, rows, lo, hi, err, cmag)
 
-    def _finish_centred(self, lam, const, rows, geo, err, cmag, keep_v: bool = True):
+    def _finish_centred(
+        self, lam, const, rows, geo, err, cmag, keep_v: bool = True, centred: bool = False
+    ):
         """CROWN's last step in centre form: ``min_x lam . (W_0 x + b_0) >= lam . z_0(c) -
         |lam W_0| . R`` over ``|x - c| <= R`` (the box, up to rounding). The same bound as
         the concretization over [lo, hi], but the product's rounding is scaled by the
@@ -513,17 +515,15 @@ class _Model:
         of a small ball shrinks ~100-fold. Returns (bound, lam on the input); without
         ``keep_v`` (intermediate bounds) (bound, None), the product taken in blocks of
         rows in a kept work array (a fresh input-wide array per chunk of rows was ~18 %
-        of the product's time in page faults)."""
+        of the product's time in page faults). ``centred``: :meth:`_add_centre` was
+        applied to ``const``, ``err`` and ``cmag`` already."""
         xp, k = self.xp, self.k
         self.macs.append(int(lam.shape[0]) * int(self.W[0].size))
         w = int(lam.shape[1])
         d = int(self.W[0].shape[1])
-        k.crit_concretize(lam, rows, geo["zc"], geo["zc"], const)  # + lam . zc
-        cmag += xp.abs(const)
+        if not centred:
+            self._add_centre(lam, const, rows, geo, err, cmag)
         neg = xp.zeros_like(err)
-        k.crit_concretize(lam, rows, geo["nez"], geo["ez"], neg)  # -|lam| . ez
-        err -= neg
-        neg[...] = 0
         k.crit_concretize(lam, rows, geo["nWR"], geo["WR"], neg)  # -|lam| . |W_0| R
         err -= neg * (2 * self._gamma(w + 2))
         dev = xp.zeros_like(err)
@@ -554,7 +554,19 @@ class _Model:
         bound = const - (err * 1.01 + np.finfo(self.dtype).tiny * 4)
         return bound, lam
 
-    def _finish_norm(self, lam, const, rows, geo, err, cmag, gram: bool):
+    def _add_centre(self, lam, const, rows, geo, err, cmag) -> None:
+        """The centre-form steps the last step's bounds share, in place: ``const += lam .
+        z_0(c)`` (``zc``), ``cmag += |const|``, ``err += |lam| . ez`` (zc's error)."""
+        k = self.k
+        # the concretization kernel over the boxes [zc, zc] and [-ez, ez] gives lam . zc
+        # and -|lam| . ez without gathering the rows' samples
+        k.crit_concretize(lam, rows, geo["zc"], geo["zc"], const)
+        cmag += self.xp.abs(const)
+        neg = self.xp.zeros_like(err)
+        k.crit_concretize(lam, rows, geo["nez"], geo["ez"], neg)
+        err -= neg
+
+    def _finish_norm(self, lam, const, rows, geo, err, cmag, gram: bool, centred: bool = False):
         """A cheaper rigorous lower bound of ``lam . z_0 + const`` over the box.
 
         With c the box's centre and ``R >= |x - c|`` coordinate-wise,
@@ -564,21 +576,16 @@ class _Model:
         ``<= sigma_max(W_0)^2 ||lam||^2`` (not ``gram``: width). Looser than CROWN's
         last step by about the ratio of a dense row's 2-norm bound to its 1-norm (~1.25):
         the filter that spares most intermediate neurons CROWN's full pass. Works on
-        copies of ``const``, ``err``, ``cmag``.
+        copies of ``const``, ``err``, ``cmag`` (``centred``: :meth:`_add_centre` applied).
         """
         xp = self.xp
         info = self._norms()
         const = const.copy()
         err = err.copy()
         cmag = cmag.copy()
-        # lam . z_0(c): zc0 is within ez of it (its rounding, and the dot's gamma |zc0|);
-        # the concretization kernel over the boxes [zc0, zc0] and [-ez, ez] gives
-        # lam . zc0 and -|lam| . ez without gathering the rows' samples
-        self.k.crit_concretize(lam, rows, geo["zc"], geo["zc"], const)
-        cmag += xp.abs(const)
-        neg = xp.zeros_like(err)
-        self.k.crit_concretize(lam, rows, geo["nez"], geo["ez"], neg)
-        err -= neg
+        # lam . z_0(c): zc0 is within ez of it (its rounding, and the dot's gamma |zc0|)
+        if not centred:
+            self._add_centre(lam, const, rows, geo, err, cmag)
         w = int(lam.shape[1])
         # ||lam||^2, rounded up
         nl2 = xp.einsum("ij,ij->i", lam, lam) * (1 + 2 * self._gamma(w + 2))
@@ -1120,13 +1127,16 @@ class _Model:
             err = xp.zeros(m, dtype=self.dtype)  # the rows are exact (+-W, +-b)
             cmag = xp.zeros(m, dtype=self.dtype)
             lam = self._steps(lam, const, rows, i, layers, err, cmag)
+            centred = geo is not None
+            if centred:  # the steps every bound below shares, once
+                self._add_centre(lam, const, rows, geo, err, cmag)
             left = xp.arange(m)  # the chunk's rows whose neuron is not yet proved stable
             for gram in list(stages):
                 if left.size == m:
                     args = (lam, const, rows, geo, err, cmag)
                 else:
                     args = (lam[left], const[left], rows[left], geo, err[left], cmag[left])
-                bnd = self._finish_norm(*args, gram)
+                bnd = self._finish_norm(*args, gram, centred=centred)
                 k = left.size
                 _keep_tighter(zl, zu, s[left], j[left], low[left], bnd, xp)
                 left = left[_unstable(zl[s[left], j[left]], zu[s[left], j[left]], kind)]
@@ -1141,7 +1151,9 @@ class _Model:
                 continue
             args = (xp.ascontiguousarray(lam[left]), const[left], rows[left])
             if geo is not None:
-                bnd, _ = self._finish_centred(*args, geo, err[left], cmag[left], keep_v=False)
+                bnd, _ = self._finish_centred(
+                    *args, geo, err[left], cmag[left], keep_v=False, centred=True
+                )
             else:
                 bnd, _ = self._finish_full(*args, layers, lo, hi, err[left], cmag[left])
             _keep_tighter(zl, zu, s[left], j[left], low[left], bnd, xp)
