@@ -1101,6 +1101,9 @@ class _Model:
             self._tighten_rows(zl, zu, i, layers, lo, hi, geo, stages, s_idx, j_idx, lower)
             left = _unstable(zl[s_idx, j_idx], zu[s_idx, j_idx], kind)
             s_idx, j_idx, lower = s_idx[left], j_idx[left], ~lower[left]
+            # the far side: the norm filters (~1.25x looser than the full step) rarely
+            # settle it, and cost a sixth of the full step per row (He net 2/255: -5 %)
+            stages = []
         else:  # two kinks (hard-tanh) or a step: both bounds of every unstable neuron
             m = s_idx.size
             s_idx, j_idx = xp.concatenate([s_idx, s_idx]), xp.concatenate([j_idx, j_idx])
