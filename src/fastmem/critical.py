@@ -362,13 +362,9 @@ class _Model:
         if self.dtype != np.float32:
             return self._ibp_affine(lo, hi, 0)
         f64 = np.float64
-        eps = self.eps
         wt64, b64 = self._first64()
-        c = lo + hi
-        c *= 0.5
-        R = xp.maximum(hi - c, c - lo)
-        R *= 1 + 2 * eps  # rounded up: >= |x - c| on the box
-        zc = c.astype(f64) @ wt64
+        c64, R, _, cmax, _ = self._centre_form(lo, hi)
+        zc = c64 @ wt64
         zc += b64
         d = int(wt64.shape[0])
         e64 = float(np.finfo(f64).eps)
@@ -377,8 +373,7 @@ class _Model:
         zr *= 1 + 2 * self._gamma(d + 2)
         # the centre product's error: gamma64 (max|c| sum_j |W_0| + |b_0|), and the sums
         # below (a few float64 roundings of their magnitudes)
-        cmax = xp.abs(c).max(axis=1, keepdims=True).astype(f64)
-        slack = cmax * self._rowsum64()[None, :]
+        slack = cmax.astype(f64)[:, None] * self._rowsum64()[None, :]
         slack += xp.abs(b64)
         slack += zr
         slack *= 4 * g64
@@ -403,6 +398,30 @@ class _Model:
             self._wt0_64 = (self.WT[0].astype(np.float64), self.b[0].astype(np.float64))
             self._memo["wt0_64"] = self._wt0_64
         return self._wt0_64
+
+    def _centre_form(self, lo: Any, hi: Any, buf: _Scratch | None = None) -> tuple[Any, ...]:
+        """The boxes [lo, hi] in centre form, one pass of the ``crit_centre`` kernel: the
+        centre ``c = (lo + hi) / 2`` in the dtype, stored in float64 (exact); the radii
+        ``R = max(hi - c, c - lo)`` rounded up (``R >= |x - c|`` on the box); each row's
+        largest radius and ``|c|``; and its count of radii below ``_SHORT`` times the
+        largest (the clipped coordinates). In ``buf``'s kept arrays, or new ones."""
+        xp = self.xp
+        n = lo.shape[0]
+        dt = lo.dtype
+
+        def get(key: str, shape: tuple, dtype: Any) -> Any:
+            return xp.empty(shape, dtype=dtype) if buf is None else buf.get(key, shape, dtype)
+
+        out = (
+            get("c64", lo.shape, np.float64),
+            get("R", lo.shape, dt),
+            get("rmax", (n,), dt),
+            get("cmax", (n,), dt),
+            get("low", (n,), np.int64),
+        )
+        lo, hi = xp.ascontiguousarray(lo), xp.ascontiguousarray(hi)
+        self.k.crit_centre(lo, hi, 1 + 2 * self.eps, _SHORT, *out)
+        return out
 
     def _stable(self, zl: Any, zu: Any, kind: int) -> Any:
         """Per row: no neuron of the layer can change state anywhere in [zl, zu]."""
@@ -844,13 +863,7 @@ class _Model:
         wt64, b64 = self._first64()
         n, d = lo.shape
         w = int(wt64.shape[1])
-        c64 = buf.get("c64", lo.shape)
-        R = buf.get("R32", lo.shape, lo.dtype)
-        rmax = buf.get("rmax", (n,), lo.dtype)
-        cmax = buf.get("cmax", (n,), lo.dtype)
-        low = buf.get("low", (n,), np.int64)
-        # R rounded up (1 + 2 eps): >= |x - c| on the box; low: the radii below _SHORT Rmax
-        self.k.crit_centre(lo, hi, 1 + 2 * self.eps, _SHORT, c64, R, rmax, cmax, low)
+        c64, R, rmax, cmax, low = self._centre_form(lo, hi, buf)
         zc = buf.get("zc", (n, w))
         xp.matmul(c64, wt64, out=zc)
         zc += b64
@@ -1025,13 +1038,14 @@ class _Model:
         xp = self.xp
         f64 = np.float64
         e64 = float(np.finfo(f64).eps)
-        c = (lo + hi) * 0.5
+        c64, Rd, _, _, _ = self._centre_form(lo, hi)  # Rd rounded up: >= |x - c|
+        c = c64.astype(self.dtype)  # exact
         d = int(self.W[0].shape[1])
         w = int(self.W[0].shape[0])
         wt64, b64 = self._first64()
         # z_0(c) in float64 (products of float32 values are exact there), then rounded:
         # within eps |zc| + gamma64_{d+2} (|c| |W_0|^T + |b_0|) of the exact value
-        zc64 = c.astype(f64) @ wt64
+        zc64 = c64 @ wt64
         zc64 += b64
         zc = zc64.astype(self.dtype)
         mag = xp.abs(c) @ self.absWT[0]
@@ -1040,7 +1054,6 @@ class _Model:
         g64 = (d + 4) * e64 / (1 - (d + 4) * e64)
         ez = mag * (2 * g64) + np.finfo(self.dtype).tiny
         ez += xp.abs(zc) * (self.eps + 2 * self._gamma(w + 2))
-        Rd = xp.maximum(hi - c, c - lo) * (1 + 2 * self.eps)  # rounded up: >= |x - c|
         R = Rd.astype(np.float64)
         rn = xp.sqrt((R * R).sum(axis=1) * (1 + 4 * (d + 2) * e64)) * (1 + 4 * e64)
         rn = (rn * (1 + 2 * (1 + 2 * self.eps) * self.eps) + 1e-300).astype(self.dtype)
