@@ -425,12 +425,7 @@ class _Model:
 
     def _stable(self, zl: Any, zu: Any, kind: int) -> Any:
         """Per row: no neuron of the layer can change state anywhere in [zl, zu]."""
-        if kind == ACTIVATIONS["hardtanh"]:
-            bad = ((zl < -1) & (zu > -1)) | ((zl < 1) & (zu > 1))
-        elif kind == ACTIVATIONS["threshold"]:
-            bad = (zl < 0) & (zu >= 0)
-        else:
-            bad = (zl < 0) & (zu > 0)
+        bad = _unstable(zl, zu, kind)
         return ~bad.any(axis=1), bad
 
     def _layer(
@@ -771,7 +766,11 @@ class _Model:
             return m * e64 / (1 - m * e64)
 
         buf = _Scratch(xp)
-        if self.dtype == np.float32:
+        if not self.n_hidden:
+            # a linear model: the margin rows act on the input box itself (float64 copies
+            # of its ends are exact)
+            zl, zu = lo.astype(f64), hi.astype(f64)
+        elif self.dtype == np.float32:
             zl, zu = self._ibp_first_lean(lo, hi, buf)
         else:
             zl, zu = self._ibp_interval(lo, hi, T, 0, gamma64, buf)
@@ -1272,12 +1271,13 @@ def _round_out(zl: Any, zu: Any, dtype: Any, xp: Any) -> tuple[Any, Any]:
 
 
 def _unstable(zl: Any, zu: Any, kind: int) -> Any:
-    """Elementwise: a neuron of this kind may change state somewhere in [zl, zu]."""
+    """Elementwise: a neuron of this kind may change state somewhere in [zl, zu]: not
+    proved stable, so a NaN bound (an overflow's inf - inf) counts as unstable."""
     if kind == ACTIVATIONS["hardtanh"]:
-        return ((zl < -1) & (zu > -1)) | ((zl < 1) & (zu > 1))
+        return ~((zu <= -1) | ((zl >= -1) & (zu <= 1)) | (zl >= 1))
     if kind == ACTIVATIONS["threshold"]:
-        return (zl < 0) & (zu >= 0)
-    return (zl < 0) & (zu > 0)
+        return ~((zu < 0) | (zl >= 0))
+    return ~((zu <= 0) | (zl >= 0))
 
 
 # --------------------------------------------------------------------------- results
@@ -1481,7 +1481,14 @@ def _prepare(
 
 def _ball(model: _Model, X: Any, radius: Any, box: tuple[float, float]) -> tuple[Any, Any]:
     xp = model.xp
-    r = xp.ascontiguousarray(xp.asarray(radius, dtype=model.dtype).reshape(-1))
+    with np.errstate(over="ignore"):  # a radius past the dtype's range: inf, the box
+        r = xp.asarray(radius, dtype=model.dtype).reshape(-1)
+    if model.dtype != np.float64:
+        # rounded up, not to nearest: a radius rounded down would leave out the dtype's
+        # points near the ball's faces (float32 r = 0.7 misses x - 0.7 where x ~ 0.6)
+        r64 = xp.asarray(radius, dtype=np.float64).reshape(-1)
+        r = xp.where(r.astype(np.float64) < r64, xp.nextafter(r, r.dtype.type(np.inf)), r)
+    r = xp.ascontiguousarray(r)
     # in the calling thread's kept arrays (one call's ball at a time per thread: the
     # radii of csr_curve and certified_radius are taken one after the other)
     buf = _Scratch(xp)
@@ -1490,8 +1497,12 @@ def _ball(model: _Model, X: Any, radius: Any, box: tuple[float, float]) -> tuple
     # [max(X - r, box[0]), min(X + r, box[1])] in one pass (NumPy's four took ~1 ms for
     # 1000 x 784 float32 inputs, most of it in maximum's NaN handling; X is finite), on
     # one core: an OpenMP team's idle thread would spin on the core the parts need next
+    # the box cut to the dtype's finite range (no input lies beyond it): an infinite end
+    # would make the ball's corners, candidate adversarial points, infinite
+    top = float(np.finfo(model.dtype).max)
+    b0, b1 = max(box[0], -top), min(box[1], top)
     with kernel_threads(model.be, 1):
-        model.k.crit_ball(xp.ascontiguousarray(X), r, box[0], box[1], lo, hi)
+        model.k.crit_ball(xp.ascontiguousarray(X), r, b0, b1, lo, hi)
     return lo, hi
 
 
@@ -1516,10 +1527,13 @@ def _predict(model: _Model, X: Any) -> Any:
 
 
 def _changed(model: _Model, x: Any, labels: Any) -> Any:
-    logits, _ = model.forward(x, derivs=False)
+    with np.errstate(over="ignore", invalid="ignore"):
+        logits, _ = model.forward(x, derivs=False)
     flags = model.xp.empty(x.shape[0], dtype=np.uint8)
     model.k.crit_check(logits, labels, flags)
-    return flags.astype(bool)
+    # a point whose logits overflow has no class (Network.predict refuses it), and the
+    # kernel's argmax reads NaN logits as class 0
+    return flags.astype(bool) & model.xp.isfinite(logits).all(axis=1)
 
 
 def _certify_all(model, lo, hi, pred, method, batch, tight=True):
@@ -1868,7 +1882,8 @@ def _search_rows(
             if step > 0 or method == "pgd":
                 flags = xp.empty(ids.size, dtype=np.uint8)
                 k.crit_check(logits, pred[ids], flags)
-                hit = flags.astype(bool) & ~done
+                # overflowing logits: no class (as _changed)
+                hit = flags.astype(bool) & ~done & xp.isfinite(logits).all(axis=1)
                 if bool(hit.any()):
                     hid = ids[hit]
                     adversarial[hid] = x[hit]
@@ -2128,11 +2143,16 @@ def _critical_body(
         known_ids, known_adv = _known
         adversarial[known_ids] = known_adv
         found[known_ids] = True
+    # the step and noise cut to an eighth of the dtype's range: a float32 step of inf made
+    # the kernel's zero step inf - inf, NaN iterates (which a relu layer reads as 0: a
+    # class change); below it x + step may overflow to +-inf (then clipped), but the
+    # noise term (|N(0,1)| <= 3.5 here) stays finite, so no inf - inf
+    top = float(np.finfo(model.dtype).max) / 8
     search_kw = dict(
         method=method,
         steps=steps,
-        step_size=step_size,
-        noise=noise,
+        step_size=min(step_size, top),
+        noise=min(noise, top),
         restarts=restarts,
         seed=seed,
         batch=batch,

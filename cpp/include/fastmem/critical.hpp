@@ -174,6 +174,10 @@ FASTMEM_HD inline void crit_interval_one(T& lo, T& hi, int kind, T slope) {
       lo = l >= T(0) ? T(1) : T(0);
       hi = u >= T(0) ? T(1) : T(0);
   }
+  // a NaN bound (an overflow's inf - inf) bounds nothing: it stays NaN (the comparisons
+  // above read it as a value below every kink: relu's and threshold's upper bound 0)
+  lo = l == l ? lo : l;
+  hi = u == u ? hi : u;
 }
 
 // The hard-tanh relaxation: its six cases in order of precedence, each candidate computed

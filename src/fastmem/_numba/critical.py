@@ -129,17 +129,20 @@ def _interval_one(lo, hi, kind, slope):
         b = fh if fh > fl else fl
         if lo < 0 and hi > 0:  # the kink lies inside: f(0) = 0 may be an extreme
             if a > 0:
-                a = lo * 0
+                a = 0.0
             if b < 0:
-                b = lo * 0
-        return a, b
-    if kind == RELU:
-        return (lo if lo > 0 else lo * 0 + 0.0), (hi if hi > 0 else hi * 0 + 0.0)
-    if kind == HARDTANH:
+                b = 0.0
+    elif kind == RELU:
+        a = lo if lo > 0 else 0.0
+        b = hi if hi > 0 else 0.0
+    elif kind == HARDTANH:
         a = -1.0 if lo < -1 else (1.0 if lo > 1 else lo)
         b = -1.0 if hi < -1 else (1.0 if hi > 1 else hi)
-        return a, b
-    return (1.0 if lo >= 0 else 0.0), (1.0 if hi >= 0 else 0.0)
+    else:
+        a = 1.0 if lo >= 0 else 0.0
+        b = 1.0 if hi >= 0 else 0.0
+    # a NaN bound (an overflow's inf - inf) bounds nothing: it stays NaN (as C++)
+    return (a if lo == lo else lo), (b if hi == hi else hi)
 
 
 @nb.njit(parallel=True, cache=True)
