@@ -29,7 +29,10 @@ NOT_KERNELS = {
 # (plane_cut_count, plane_cut_emit, which every kernel set has). plane_decide works on the
 # mesh, which lives on the host: with the CUDA backend fastmem.plane decides the regions
 # with NumPy (the same operations; tests/test_plane.py compares the two bit for bit).
-CPU_ONLY = {"plane_cut", "plane_decide"}
+# The segment engine's chained pass walks each segment's vertices one after the other
+# (breakpoint_causes, chain_values): on the GPU the walk takes the GEMM over the vertices
+# instead (fastmem._graph._Walk._act_affine; tests/test_chain.py compares the two).
+CPU_ONLY = {"plane_cut", "plane_decide", "breakpoint_causes", "chain_values"}
 
 
 def _numba_kernels() -> dict[str, list[str]]:

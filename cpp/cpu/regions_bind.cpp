@@ -209,6 +209,96 @@ void next_preactivations_sparse(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg,
 }
 
 template <class T>
+void breakpoint_causes(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray<T> buf,
+                       CArray<int64_t> offsets, CArray<int64_t> child_offsets, int kind,
+                       double slope, CArray<int64_t> scratch, CArray<int64_t> out,
+                       CArray<T> out_val) {
+  check_vertices(z, pseg);
+  check_kind(kind);
+  const int64_t n = pseg.shape(0), width = z.shape(1), nv = z.shape(0);
+  require(vt.ndim() == 1 && vt.shape(0) == nv, "vt must have one entry per vertex");
+  require(offsets.ndim() == 1 && offsets.shape(0) == n + 1, "offsets must have n + 1 entries");
+  require(child_offsets.ndim() == 1 && child_offsets.shape(0) == n + 1,
+          "child_offsets must have n + 1 entries");
+  const int64_t total = offsets.data()[n];
+  require(buf.ndim() == 1 && total <= buf.shape(0),
+          "buf must be 1-D with at least offsets[-1] entries");
+  require(scratch.ndim() == 1 && 2 * total <= scratch.shape(0),
+          "scratch must be 1-D with at least 2 * offsets[-1] entries");
+  require(out.ndim() == 1 && out.shape(0) == child_offsets.data()[n] + (nv - n),
+          "out must have child_offsets[-1] + segments entries");
+  require(out_val.ndim() == 1 && out_val.shape(0) == out.shape(0),
+          "out_val must have one entry per entry of out");
+  const T *zp = z.data(), *tp = vt.data(), *bp = buf.data();
+  const int64_t *sp = pseg.data(), *off = offsets.data(), *coff = child_offsets.data();
+  int64_t* scr = scratch.mutable_data();
+  int64_t* op = out.mutable_data();
+  T* ovp = out_val.mutable_data();
+  py::gil_scoped_release release;
+  cpu::breakpoint_causes<T>(zp, tp, sp, n, width, bp, off, coff, kind, static_cast<T>(slope),
+                            scr, op, ovp);
+}
+
+template <class T>
+void chain_values(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray<int64_t> seg_pieces,
+                  CArray<T> buf, CArray<int64_t> offsets, CArray<int64_t> child_offsets,
+                  int kind, double slope, CArray<T> wt, CArray<int64_t> cause,
+                  CArray<T> cause_val, CArray<int64_t> rf_ptr, CArray<int64_t> rf_idx,
+                  CArray<T> rf_val, int64_t period, CArray<T> zn) {
+  check_vertices(z, pseg);
+  check_kind(kind);
+  require(kind != 3, "the chained pass needs a piecewise linear activation, not a threshold");
+  const int64_t n = pseg.shape(0), width = z.shape(1), nv = z.shape(0);
+  require(vt.ndim() == 1 && vt.shape(0) == nv, "vt must have one entry per vertex");
+  require(offsets.ndim() == 1 && offsets.shape(0) == n + 1, "offsets must have n + 1 entries");
+  require(child_offsets.ndim() == 1 && child_offsets.shape(0) == n + 1,
+          "child_offsets must have n + 1 entries");
+  require(buf.ndim() == 1 && offsets.data()[n] <= buf.shape(0),
+          "buf must be 1-D with at least offsets[-1] entries");
+  require(wt.ndim() == 2 && wt.shape(0) == width + 1, "wt must be (width + 1, width_next)");
+  const int64_t width_next = wt.shape(1);
+  require(zn.ndim() == 2 && zn.shape(0) == nv && zn.shape(1) == width_next,
+          "zn must be (vertices, width_next)");
+  require(cause.ndim() == 1 && cause.shape(0) == nv, "cause must have one entry per vertex");
+  require(cause_val.ndim() == 1 && cause_val.shape(0) == nv,
+          "cause_val must have one entry per vertex");
+  require(period >= 1, "period must be positive");
+  // the segments: consecutive runs of pieces, covering all of them in order
+  require(seg_pieces.ndim() == 1 && seg_pieces.shape(0) == nv - n + 1,
+          "seg_pieces must have segments + 1 entries");
+  const int64_t n_seg = nv - n;
+  const int64_t *gp = seg_pieces.data(), *sp = pseg.data();
+  require(gp[0] == 0 && gp[n_seg] == n, "seg_pieces must run from 0 to the pieces");
+  for (int64_t g = 0; g < n_seg; ++g) {
+    require(gp[g] < gp[g + 1], "seg_pieces must increase (each segment has a piece)");
+    require(sp[gp[g]] == g && sp[gp[g + 1] - 1] == g, "seg_pieces does not match pseg");
+  }
+  // receptive fields: rows of width entries each, within [0, width)
+  require(rf_ptr.ndim() == 1 && rf_idx.ndim() == 1 && rf_val.ndim() == 1 &&
+              rf_val.shape(0) == rf_idx.shape(0),
+          "rf_ptr, rf_idx and rf_val must be 1-D (rf_idx and rf_val of one length)");
+  const int64_t n_rf = rf_ptr.shape(0) - 1;
+  require(n_rf >= 0, "rf_ptr must not be empty");
+  const int64_t *rp = rf_ptr.data(), *ri = rf_idx.data();
+  require(rp[0] == 0 && rp[n_rf] <= rf_idx.shape(0), "rf_ptr must start at 0, end in rf_idx");
+  for (int64_t j = 0; j < n_rf; ++j) require(rp[j] <= rp[j + 1], "rf_ptr must not decrease");
+  bool in_range = true;
+  for (int64_t q = 0; q < rp[n_rf]; ++q) in_range &= (ri[q] >= 0) & (ri[q] < width);
+  require(in_range, "rf_idx must lie in [0, width)");
+  const int64_t* cp = cause.data();
+  bool causes_ok = true;
+  for (int64_t v = 0; v < nv; ++v) causes_ok &= (cp[v] >= -2) & (cp[v] < n_rf);
+  require(causes_ok, "cause must lie in [-2, len(rf_ptr) - 1)");
+  const T *zp = z.data(), *tp = vt.data(), *bp = buf.data(), *wp = wt.data();
+  const T *cvp = cause_val.data(), *rvp = rf_val.data();
+  const int64_t *off = offsets.data(), *coff = child_offsets.data();
+  T* znp = zn.mutable_data();
+  py::gil_scoped_release release;
+  cpu::chain_values<T>(zp, tp, sp, gp, n_seg, width, bp, off, coff, kind, static_cast<T>(slope),
+                       wp, width_next, cp, cvp, rp, ri, rvp, period, znp);
+}
+
+template <class T>
 void def_all(py::module_& m) {
   m.def("count_crossings", &count_crossings<T>, py::arg("z").noconvert(),
         py::arg("pseg").noconvert(), py::arg("kind"), py::arg("counts").noconvert());
@@ -236,6 +326,19 @@ void def_all(py::module_& m) {
         py::arg("col_val").noconvert(), py::arg("bias").noconvert(), py::arg("zn").noconvert(),
         py::arg("scratch").noconvert(), py::arg("out").noconvert(), py::arg("kind_next"),
         py::arg("next_counts").noconvert());
+  m.def("breakpoint_causes", &breakpoint_causes<T>, py::arg("z").noconvert(),
+        py::arg("vt").noconvert(), py::arg("pseg").noconvert(), py::arg("buf").noconvert(),
+        py::arg("offsets").noconvert(), py::arg("child_offsets").noconvert(), py::arg("kind"),
+        py::arg("slope"), py::arg("scratch").noconvert(), py::arg("out").noconvert(),
+        py::arg("out_val").noconvert());
+  m.def("chain_values", &chain_values<T>, py::arg("z").noconvert(), py::arg("vt").noconvert(),
+        py::arg("pseg").noconvert(), py::arg("seg_pieces").noconvert(),
+        py::arg("buf").noconvert(), py::arg("offsets").noconvert(),
+        py::arg("child_offsets").noconvert(), py::arg("kind"), py::arg("slope"),
+        py::arg("wt").noconvert(), py::arg("cause").noconvert(),
+        py::arg("cause_val").noconvert(), py::arg("rf_ptr").noconvert(),
+        py::arg("rf_idx").noconvert(), py::arg("rf_val").noconvert(), py::arg("period"),
+        py::arg("zn").noconvert());
 }
 
 }  // namespace

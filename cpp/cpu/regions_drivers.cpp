@@ -1,5 +1,7 @@
 #include "regions_drivers.hpp"
 
+#include <vector>
+
 #include "dispatch.hpp"
 #include "fastmem/regions.hpp"
 
@@ -66,6 +68,40 @@ constexpr int64_t kPieceBlock = 16;
                               out + (p.c0 + p.s) * width_next, kind_next,                      \
                               next_counts ? next_counts + p.c0 : nullptr);                     \
     }                                                                                          \
+  }                                                                                            \
+                                                                                               \
+  template <class T>                                                                           \
+  ATTR void causes_range_##SUFFIX(int64_t begin, int64_t end, const T* z, const T* vt,         \
+                                  const int64_t* pseg, int64_t n, int64_t width, const T* buf, \
+                                  const int64_t* offsets, const int64_t* child_offsets,        \
+                                  int kind, T slope, int64_t* scratch, int64_t* out,           \
+                                  T* out_val) {                                                \
+    for (int64_t i = begin; i < end; ++i) {                                                    \
+      const PieceIndex p = piece_index(pseg, child_offsets, n, i);                             \
+      const T* zl = z + p.v * width;                                                           \
+      out[p.c0 + p.s] = -1;                                                                    \
+      out_val[p.c0 + p.s] = T(0);                                                              \
+      if (p.last) {                                                                            \
+        out[p.c0 + p.s + p.n_bp + 1] = -1;                                                     \
+        out_val[p.c0 + p.s + p.n_bp + 1] = T(0);                                               \
+      }                                                                                        \
+      breakpoint_causes_row(zl, zl + width, width, vt[p.v], vt[p.v + 1], buf + offsets[i],    \
+                            p.n_bp, kind, slope, scratch + 2 * offsets[i],                     \
+                            out + p.c0 + p.s + 1, out_val + p.c0 + p.s + 1);                   \
+    }                                                                                          \
+  }                                                                                            \
+                                                                                               \
+  template <class T>                                                                           \
+  ATTR void chain_range_##SUFFIX(                                                              \
+      int64_t g, const T* z, const T* vt, const int64_t* pseg, const int64_t* seg_pieces,      \
+      int64_t width, const T* buf, const int64_t* offsets, const int64_t* child_offsets,       \
+      int kind, T slope, const Columns<T>& wt, int64_t width_next, const int64_t* cause,       \
+      const T* cause_val, const int64_t* rf_ptr, const int64_t* rf_idx, const T* rf_val,       \
+      int64_t period, int64_t* cand, uint8_t* mark, T* gu, T* zn) {                            \
+    const int64_t i0 = seg_pieces[g], i1 = seg_pieces[g + 1];                                  \
+    chain_segment(z, vt, pseg[i0], i0, i1, width, buf, offsets, child_offsets, kind, slope,    \
+                  wt, width_next, cause, cause_val, rf_ptr, rf_idx, rf_val, period, cand,      \
+                  mark, gu, zn);                                                               \
   }
 
 FASTMEM_REGION_RANGES(generic, __attribute__((flatten)))
@@ -156,6 +192,39 @@ void next_preactivations_sparse(const T* z, const T* vt, const int64_t* pseg, in
   next_preactivations_columns(z, vt, pseg, n, width, buf, offsets, child_offsets, kind, slope,
                               wt, width_next, zn, scratch, out, kind_next, next_counts);
 }
+
+template <class T>
+void breakpoint_causes(const T* z, const T* vt, const int64_t* pseg, int64_t n, int64_t width,
+                       const T* buf, const int64_t* offsets, const int64_t* child_offsets,
+                       int kind, T slope, int64_t* scratch, int64_t* out, T* out_val) {
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int64_t b = 0; b < n; b += kPieceBlock) {
+    const int64_t e = b + kPieceBlock < n ? b + kPieceBlock : n;
+    FASTMEM_PICK(causes_range, b, e, z, vt, pseg, n, width, buf, offsets, child_offsets, kind,
+                 slope, scratch, out, out_val);
+  }
+}
+
+template <class T>
+void chain_values(const T* z, const T* vt, const int64_t* pseg, const int64_t* seg_pieces,
+                  int64_t n_seg, int64_t width, const T* buf, const int64_t* offsets,
+                  const int64_t* child_offsets, int kind, T slope, const T* wt,
+                  int64_t width_next, const int64_t* cause, const T* cause_val,
+                  const int64_t* rf_ptr, const int64_t* rf_idx, const T* rf_val, int64_t period,
+                  T* zn) {
+  const Columns<T> cols = dense_columns(wt, width, width_next);
+#pragma omp parallel
+  {
+    std::vector<int64_t> cand(static_cast<size_t>(2 * width));
+    std::vector<uint8_t> mark(static_cast<size_t>(width), 0);
+    std::vector<T> gu(static_cast<size_t>(width_next));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t g = 0; g < n_seg; ++g)
+      FASTMEM_PICK(chain_range, g, z, vt, pseg, seg_pieces, width, buf, offsets, child_offsets,
+                   kind, slope, cols, width_next, cause, cause_val, rf_ptr, rf_idx, rf_val,
+                   period, cand.data(), mark.data(), gu.data(), zn);
+  }
+}
 #undef FASTMEM_PICK
 
 #define FASTMEM_INSTANTIATE(T)                                                                  \
@@ -172,7 +241,14 @@ void next_preactivations_sparse(const T* z, const T* vt, const int64_t* pseg, in
   template void next_preactivations_sparse<T>(                                                  \
       const T*, const T*, const int64_t*, int64_t, int64_t, const T*, const int64_t*,           \
       const int64_t*, int, T, const int64_t*, const int64_t*, const T*, const T*, int64_t,      \
-      const T*, int64_t*, T*, int, int64_t*);
+      const T*, int64_t*, T*, int, int64_t*);                                                  \
+  template void breakpoint_causes<T>(const T*, const T*, const int64_t*, int64_t, int64_t,      \
+                                     const T*, const int64_t*, const int64_t*, int, T,          \
+                                     int64_t*, int64_t*, T*);                                   \
+  template void chain_values<T>(const T*, const T*, const int64_t*, const int64_t*, int64_t,    \
+                                int64_t, const T*, const int64_t*, const int64_t*, int, T,      \
+                                const T*, int64_t, const int64_t*, const T*, const int64_t*,    \
+                                const int64_t*, const T*, int64_t, T*);
 
 FASTMEM_INSTANTIATE(float)
 FASTMEM_INSTANTIATE(double)

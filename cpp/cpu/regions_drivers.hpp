@@ -45,4 +45,27 @@ void next_preactivations_sparse(const T* z, const T* vt, const int64_t* pseg, in
                                 const T* zn, int64_t* scratch, T* out, int kind_next,
                                 int64_t* next_counts);
 
+// Per vertex of the new layout (child_offsets[n] + segments entries): -1 at the old
+// vertices, at a breakpoint the one neuron whose slope changes there (-2: none, -1:
+// several), and its slope's change per unit t into out_val (0 elsewhere); see
+// breakpoint_causes_row. scratch: 2 * offsets[n] entries.
+template <class T>
+void breakpoint_causes(const T* z, const T* vt, const int64_t* pseg, int64_t n, int64_t width,
+                       const T* buf, const int64_t* offsets, const int64_t* child_offsets,
+                       int kind, T slope, int64_t* scratch, int64_t* out, T* out_val);
+
+// The dense layer after the activation at every old vertex (zn: (vertices, width_next)),
+// one segment at a time along its vertices (chain_segment): segment g's pieces are
+// seg_pieces[g] .. seg_pieces[g + 1]; cause, cause_val per old vertex (breakpoint_causes of
+// the layer before), whose receptive fields (the sparse columns of the op between) are
+// rf_ptr/rf_idx/rf_val;
+// a direct value at least every `period` vertices. wt as next_preactivations'.
+template <class T>
+void chain_values(const T* z, const T* vt, const int64_t* pseg, const int64_t* seg_pieces,
+                  int64_t n_seg, int64_t width, const T* buf, const int64_t* offsets,
+                  const int64_t* child_offsets, int kind, T slope, const T* wt,
+                  int64_t width_next, const int64_t* cause, const T* cause_val,
+                  const int64_t* rf_ptr, const int64_t* rf_idx, const T* rf_val, int64_t period,
+                  T* zn);
+
 }  // namespace fastmem::cpu

@@ -104,6 +104,13 @@ _IN_FLIGHT = 3
 # The most bytes of an affine op's dense matrix the exact walk builds to carry the op's
 # values to new vertices (``_Walk.dense_t``); larger ops are applied at every vertex.
 _DENSE_T_BYTES = 64 * 2**20
+# The chained pass (``chain_values`` in cpp/include/fastmem/regions.hpp): the dense layer
+# after a convolution's activation at the old vertices by rank-1 updates along each
+# segment (tests turn it off to compare); a direct value where the rounding of the slopes
+# read off the pieces, summed as (distance travelled) / (piece length), reaches the period
+# (~ that many vertices of similar length; values then within ~1e-13 of the GEMM's).
+_CHAIN = True
+_CHAIN_PERIOD = 4096
 
 
 # the ops that join two branches from one input: by a sum, or along the channels
@@ -788,6 +795,11 @@ class _Walk:
         self._cur, self.slot = V, 0  # slot: see take
         # for the current tensor's pieces, when known: the act op's crossing counts
         self.counts: Any = None
+        # for the current tensor's vertices, when known: the neuron of the act op before
+        # whose slope changes at each (``breakpoint_causes``), and the receptive fields
+        # (sparse columns) of the op between
+        self.cause: Any = None
+        self.cause_rf: Any = None
         self.saved: list[Any] = []
         self.codes = xp.zeros((n, words), dtype=np.uint64)
         self.bit = 0
@@ -805,10 +817,12 @@ class _Walk:
     @cur.setter
     def cur(self, V: Any) -> None:  # an array of its own (see put)
         self._cur, self.slot, self.counts = V, 0, None
+        self.cause = None
 
     def put(self, V: Any, slot: int) -> None:
         """Make ``V``, an array in workspace slot ``slot``, the current tensor."""
         self._cur, self.slot, self.counts = V, slot, None
+        self.cause = None
 
     def free_slot(self) -> int:
         """A vertex-tensor slot of the workspace that does not hold the current tensor."""
@@ -1042,6 +1056,17 @@ class _Walk:
             "starts",
             xp,
         )
+        wt = self.dense_t(nxt, keep)
+        # after a convolution's act op: nxt at the old vertices along each segment, by the
+        # rank-1 updates of the flipped neurons' receptive fields, instead of a GEMM over
+        # them (CPU backends; on a GPU the GEMM)
+        chain = (
+            _CHAIN
+            and self.cause is not None
+            and not keep
+            and not isinstance(wt, _SparseColumns)
+            and hasattr(k, "chain_values")
+        )
         H = self.take(3, Z.shape, Z.dtype)
         new_vt = xp.empty(nc + nv - n, dtype=vt.dtype)
         new_seg = xp.empty(nc, dtype=np.int64)
@@ -1050,11 +1075,22 @@ class _Walk:
         k.emit_pieces(
             z=Z, vt=vt, pseg=pseg, codes=self.codes, buf=buf, offsets=offsets,
             child_offsets=child, kind=kind, slope=slope, bit_offset=self.bit,
-            write_values=True, out_vt=new_vt, out_seg=new_seg, out_codes=codes, out_h=H,
+            write_values=not chain, out_vt=new_vt, out_seg=new_seg, out_codes=codes, out_h=H,
             scratch=scratch,
         )  # fmt: skip
         self.bit += op.state_bits
-        Z_old = apply_affine(nxt, H, xp)
+        if chain:
+            Z_old = self.take(3, (nv, nxt.size), Z.dtype)  # H's slot: H is not needed
+            seg_pieces = xp.concatenate(
+                [xp.zeros(1, dtype=np.int64), xp.flatnonzero(pseg[1:] != pseg[:-1]) + 1,
+                 xp.full(1, n, dtype=np.int64)]
+            )  # fmt: skip
+            k.chain_values(
+                Z, vt, pseg, seg_pieces, buf, offsets, child, kind, slope, wt, *self.cause,
+                *self.cause_rf, _CHAIN_PERIOD, Z_old,
+            )  # fmt: skip
+        else:
+            Z_old = apply_affine(nxt, H, xp)
         _check_finite(Z_old, nxt, xp, "starts, ends")
         if keep:
             Z_old = xp.concatenate([Z_old, H], axis=1)
@@ -1066,12 +1102,15 @@ class _Walk:
         if after is not None and after.kind == "act" and not keep:
             kind_next = ACTIVATIONS.get(after.params["activation"], -1)
         next_counts = xp.empty(nc if kind_next >= 0 else 0, dtype=np.int64)
-        wt = self.dense_t(nxt, keep)
+        causes = None
         if isinstance(wt, _SparseColumns):  # a convolution: its receptive fields only
             k.next_preactivations_sparse(
                 Z, vt, pseg, buf, offsets, child, kind, slope, wt.ptr, wt.idx, wt.val,
                 wt.bias, xp.ascontiguousarray(Z_old), scratch, out, kind_next, next_counts,
             )  # fmt: skip
+            if kind_next >= 0 and hasattr(k, "breakpoint_causes"):  # for a chained pass
+                causes = (xp.empty(nc + nv - n, dtype=np.int64), xp.empty(nc + nv - n, Z.dtype))
+                k.breakpoint_causes(Z, vt, pseg, buf, offsets, child, kind, slope, scratch, *causes)
         else:
             k.next_preactivations(
                 Z, vt, pseg, buf, offsets, child, kind, slope, wt,
@@ -1105,6 +1144,8 @@ class _Walk:
         else:
             self.put(out, slot)
             h = None
+            if causes is not None:
+                self.cause, self.cause_rf = causes, (wt.ptr, wt.idx, wt.val)
         self.counts = next_counts if kind_next >= 0 else None
         return h
         self.largest = max(self.largest, nc)

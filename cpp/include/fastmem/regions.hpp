@@ -609,4 +609,231 @@ FASTMEM_HD inline void carry_to_breakpoints(const T* zl, const T* zh, int64_t wi
   }
 }
 
+// ---------------------------------------------------------------- the chained pass
+// After a layer whose next linear part is sparse by columns (a convolution: a flipped
+// neuron's column is its receptive field), the next activation's pass needs the following
+// dense layer at the OLD vertices (the GEMM before next_preactivations). Along a segment
+// those values change little from vertex to vertex in structure: on each child of each
+// piece the dense layer's output moves with slope  W (d * s)  (d: the activation's
+// derivative there, s = dz / dt), and from the last child of one piece to the first child
+// of the next, d * s changes only in
+//   * the neurons whose slope s changes at the shared vertex: the receptive field of the
+//     neuron of the layer before that flipped there (its `cause`, breakpoint_causes_row);
+//   * the neurons whose derivative d changes there (a crossing within tol of the vertex,
+//     dropped by collect_crossings_row): candidates of one of the two pieces.
+// So chain_segment walks a segment's vertices in order carrying the slope, with one rank-1
+// update per changed neuron instead of a width x width_next GEMM row per vertex. A vertex
+// with no single cause (a segment's first vertex, several neurons flipping at one
+// breakpoint, an old vertex of the layer before), after a piece with a possibly flat child
+// (all d_j dz_j == 0 outside the candidates: an exactly constant output stays exact), and
+// when rounding may have grown (below), takes the direct value b + W h instead (and the
+// next slope directly). Rounding: a slope read off one piece's values, s_j = dz_j / span
+// (the activation's flips inside a piece, the direct slope), is off by ~eps |z_j| / span
+// and moves every later vertex by that much per unit t; so a direct value is also taken
+// where the sum over such reads of (distance travelled since) / span exceeds `period`
+// (with pieces of similar length, about every `period` vertices; sooner after short ones).
+
+// Per breakpoint c = 1..n_bp of one piece: the one neuron whose activation slope changes
+// there (the flips of carry_to_breakpoints), -2 if none, -1 if several, into out[c - 1];
+// and into out_val[c - 1] the change of that neuron's output slope per unit t (the step
+// carry_to_breakpoints applies, over the piece's span). cand: room for
+// count_crossings_row entries.
+template <class T>
+FASTMEM_HD inline void breakpoint_causes_row(const T* zl, const T* zh, int64_t width, T tl, T th,
+                                             const T* bp, int64_t n_bp, int kind, T slope,
+                                             int64_t* cand, int64_t* out, T* out_val) {
+  for (int64_t c = 0; c < n_bp; ++c) {
+    out[c] = -2;
+    out_val[c] = T(0);
+  }
+  if (n_bp == 0) return;
+  const int nt = n_thresholds(kind);
+  const int64_t n_cand = list_candidates(zl, zh, width, kind, cand);
+  for (int64_t q = 0; q < n_cand; ++q) {
+    const int64_t j = cand[q];
+    const T dz = zh[j] - zl[j];
+    int64_t at[2] = {0, 0};
+    for (int i = 0; i < nt; ++i) {
+      const T thr = threshold_value<T>(kind, i);
+      if (may_cross(zl[j], zh[j], thr))
+        at[i] = side_switch(zl[j], dz, bp, n_bp, tl, th, thr, i == 1);
+    }
+    for (int i = 0; i < nt; ++i) {
+      const int64_t c = at[i];
+      if (c == 0 || (i == 1 && c == at[0])) continue;
+      const T step = slope_step(zl[j], dz, bp, n_bp, c, tl, th, kind, slope);
+      if (step == T(0)) continue;
+      out[c - 1] = out[c - 1] == -2 ? j : -1;
+      out_val[c - 1] = step / (th - tl);
+    }
+  }
+}
+
+// b + W h(z) for one vertex (the direct value of the dense layer after the activation).
+template <class T>
+FASTMEM_HD inline void chain_direct_value(const T* z, int64_t width, int kind, T slope,
+                                          const Columns<T>& wt, int64_t width_next, T* out) {
+  const T* bias = wt.bias();
+  for (int64_t k = 0; k < width_next; ++k) out[k] = bias[k];
+  for (int64_t j = 0; j < width; ++j) {
+    const T h = activate(z[j], kind, slope);
+    if (h != T(0)) wt.add(j, h, out);
+  }
+}
+
+// W (d_0 * dz) / span for a piece (d_0 at its first child): the slope per unit t there.
+template <class T>
+FASTMEM_HD inline void chain_direct_slope(const T* zl, const T* zh, int64_t width, T tl, T th,
+                                          const T* bp, int64_t n_bp, int kind, T slope,
+                                          const Columns<T>& wt, int64_t width_next, T* gu) {
+  const T mid = child_midpoint(bp, n_bp, int64_t(0), tl, th);
+  for (int64_t k = 0; k < width_next; ++k) gu[k] = T(0);
+  for (int64_t j = 0; j < width; ++j) {
+    const T dz = zh[j] - zl[j];
+    const T f = activation_slope(zl[j] + mid * dz, kind, slope) * dz;
+    if (f != T(0)) wt.add(j, f, gu);
+  }
+  const T span = th - tl;
+  for (int64_t k = 0; k < width_next; ++k) gu[k] /= span;
+}
+
+// One segment's values of the dense layer at its old vertices (zn rows v = i + s for its
+// pieces i0 <= i < i1, and the last vertex), see above. cause, cause_val: per old vertex,
+// from breakpoint_causes_row of the layer before (-1: an anchor); the receptive fields:
+// neuron j's at rf_idx[rf_ptr[j] .. rf_ptr[j + 1]) with weights rf_val, so that where the
+// activation's derivative d_j is the same on both sides of the vertex, d_j s_j changes by
+// exactly d_j rf_val cause_val (slopes from the values' differences would carry their
+// rounding, over short pieces, into every later vertex); cand: room for 2 * width entries;
+// mark: width zeros (left zero); gu: width_next entries.
+template <class T>
+FASTMEM_HD inline void chain_segment(const T* z, const T* vt, int64_t s, int64_t i0, int64_t i1,
+                                     int64_t width, const T* buf, const int64_t* offsets,
+                                     const int64_t* child_offsets, int kind, T slope,
+                                     const Columns<T>& wt, int64_t width_next,
+                                     const int64_t* cause, const T* cause_val,
+                                     const int64_t* rf_ptr, const int64_t* rf_idx,
+                                     const T* rf_val, int64_t period, int64_t* cand,
+                                     uint8_t* mark, T* gu, T* zn) {
+  const int nt = n_thresholds(kind);
+  chain_direct_value(z + (i0 + s) * width, width, kind, slope, wt, width_next,
+                     zn + (i0 + s) * width_next);
+  bool direct = true;
+  // the candidates of this piece, and of the next (listed for the step to it, kept)
+  int64_t* cur = cand;
+  int64_t* nxt = cand + width;
+  int64_t n_cached = -1;
+  T amp = T(0), acc = T(0);  // sum of 1 / span over the slopes read; of distance / span
+  for (int64_t i = i0; i < i1; ++i) {
+    const int64_t v = i + s;
+    const T* zl = z + v * width;
+    const T* zh = zl + width;
+    const T tl = vt[v], th = vt[v + 1], span = th - tl;
+    const T* bp = buf + offsets[i];
+    const int64_t n_bp = child_offsets[i + 1] - child_offsets[i] - 1;
+    const T* znl = zn + v * width_next;
+    T* znh = zn + (v + 1) * width_next;
+    if (direct) {
+      chain_direct_slope(zl, zh, width, tl, th, bp, n_bp, kind, slope, wt, width_next, gu);
+      amp = T(1) / span;
+      acc = T(0);
+    }
+    // across the piece: znh = znl + g_0 + sum over flips (1 - r_c) step W[:, j] (the sum
+    // carry_to_breakpoints inverts), the slope on its last child g_0 + sum step W[:, j]
+    for (int64_t k = 0; k < width_next; ++k) {
+      const T g0 = gu[k] * span;
+      znh[k] = znl[k] + g0;
+      gu[k] = g0;
+    }
+    const int64_t n_cand = n_cached >= 0 ? n_cached : list_candidates(zl, zh, width, kind, cur);
+    n_cached = -1;
+    bool live_elsewhere = false;
+    for (int64_t j = 0, q = 0; j < width && !live_elsewhere; ++j) {
+      if (q < n_cand && cur[q] == j) {
+        ++q;
+        continue;
+      }
+      live_elsewhere = activation_slope(zl[j], kind, slope) * (zh[j] - zl[j]) != T(0);
+    }
+    if (n_bp > 0) {
+      for (int64_t q = 0; q < n_cand; ++q) {
+        const int64_t j = cur[q];
+        const T dz = zh[j] - zl[j];
+        int64_t at[2] = {0, 0};
+        for (int e = 0; e < nt; ++e) {
+          const T thr = threshold_value<T>(kind, e);
+          if (may_cross(zl[j], zh[j], thr))
+            at[e] = side_switch(zl[j], dz, bp, n_bp, tl, th, thr, e == 1);
+        }
+        for (int e = 0; e < nt; ++e) {
+          const int64_t c = at[e];
+          if (c == 0 || (e == 1 && c == at[0])) continue;
+          const T step = slope_step(zl[j], dz, bp, n_bp, c, tl, th, kind, slope);
+          if (step == T(0)) continue;
+          wt.add(j, (T(1) - (bp[c - 1] - tl) / span) * step, znh);
+          wt.add(j, step, gu);
+          amp += T(1) / span;
+        }
+      }
+    }
+    for (int64_t k = 0; k < width_next; ++k) gu[k] /= span;
+    acc += amp * span;
+    if (i + 1 == i1) break;
+    const int64_t cv = cause[v + 1];
+    direct = !live_elsewhere || cv == -1 || acc > T(period);
+    if (direct) {
+      chain_direct_value(zh, width, kind, slope, wt, width_next, znh);
+      continue;
+    }
+    // to the next piece's first child: d * s changes in the cause's receptive field and
+    // where d changes at the vertex (candidates of either piece)
+    const T* zh2 = zh + width;
+    const T th2 = vt[v + 2], span2 = th2 - th;
+    const T* bp2 = buf + offsets[i + 1];
+    const int64_t n_bp2 = child_offsets[i + 2] - child_offsets[i + 1] - 1;
+    const T mid_l = child_midpoint(bp, n_bp, n_bp, tl, th);
+    const T mid_r = child_midpoint(bp2, n_bp2, int64_t(0), th, th2);
+    const int64_t n_cand2 = list_candidates(zh, zh2, width, kind, nxt);
+    const int64_t r0 = cv >= 0 ? rf_ptr[cv] : 0, r1 = cv >= 0 ? rf_ptr[cv + 1] : 0;
+    const T step = cause_val[v + 1];
+    // where d_j changes at the vertex, s_j on either side from the longer piece's values
+    // (their rounding over the span enters every later vertex until the next direct one)
+    const bool left_longer = span >= span2;
+    for (int64_t q = r0; q < r1; ++q) {
+      const int64_t j = rf_idx[q];
+      mark[j] = 1;
+      const T dz = zh[j] - zl[j], dz2 = zh2[j] - zh[j];
+      const T a_l = activation_slope(zl[j] + mid_l * dz, kind, slope);
+      const T a_r = activation_slope(zh[j] + mid_r * dz2, kind, slope);
+      T d = a_l * (rf_val[q] * step);
+      if (a_l != a_r) {
+        const T change = rf_val[q] * step;  // s_r - s_l
+        const T s_l = left_longer ? dz / span : dz2 / span2 - change;
+        const T s_r = left_longer ? dz / span + change : dz2 / span2;
+        d = a_r * s_r - a_l * s_l;
+        amp += T(1) / (left_longer ? span : span2);
+      }
+      if (d != T(0)) wt.add(j, d, gu);
+    }
+    for (int64_t q = 0; q < n_cand + n_cand2; ++q) {
+      const int64_t j = q < n_cand ? cur[q] : nxt[q - n_cand];
+      if (mark[j]) continue;
+      mark[j] = 1;
+      const T dz = zh[j] - zl[j], dz2 = zh2[j] - zh[j];
+      const T a_l = activation_slope(zl[j] + mid_l * dz, kind, slope);
+      const T a_r = activation_slope(zh[j] + mid_r * dz2, kind, slope);
+      if (a_l == a_r) continue;  // the same slope on both sides: nothing changes
+      const T d = (a_r - a_l) * (left_longer ? dz / span : dz2 / span2);
+      amp += T(1) / (left_longer ? span : span2);
+      if (d != T(0)) wt.add(j, d, gu);
+    }
+    for (int64_t q = r0; q < r1; ++q) mark[rf_idx[q]] = 0;
+    for (int64_t q = 0; q < n_cand; ++q) mark[cur[q]] = 0;
+    for (int64_t q = 0; q < n_cand2; ++q) mark[nxt[q]] = 0;
+    int64_t* t = cur;
+    cur = nxt;
+    nxt = t;
+    n_cached = n_cand2;
+  }
+}
+
 }  // namespace fastmem

@@ -44,6 +44,8 @@ from .plane import plane_cut as plane_cut
 from .plane import plane_cut_count as plane_cut_count
 from .plane import plane_cut_emit as plane_cut_emit
 from .plane import plane_decide as plane_decide
+from .regions import breakpoint_causes as breakpoint_causes
+from .regions import chain_values as chain_values
 from .regions import collect_crossings as collect_crossings
 from .regions import count_crossings as count_crossings
 from .regions import emit_pieces as emit_pieces
@@ -58,6 +60,8 @@ __all__ = [
     "bin_keys",
     "bin_plane",
     "bin_rows_equal",
+    "breakpoint_causes",
+    "chain_values",
     "collect_crossings",
     "count_crossings",
     "cover_gains",

@@ -677,3 +677,306 @@ def next_preactivations_sparse(
         np.empty((0, 0), dtype=z.dtype), col_ptr, col_idx, col_val, bias, zn, scratch, out,
         int(kind_next), next_counts, _consts(z.dtype),
     )  # fmt: skip
+
+
+# ---------------------------------------------------------------- the chained pass
+# breakpoint_causes_row / chain_segment of regions.hpp: the same operations in the same
+# order (bit for bit the C++ kernels' values).
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _causes_piece(z, v, tl, th, buf, bp0, n_bp, kind, slope, scratch, cand0, out, out_val, o0, k):
+    for c in range(n_bp):
+        out[o0 + c] = -2
+        out_val[o0 + c] = k[0]
+    if n_bp == 0:
+        return
+    nt = 2 if kind == HARDTANH else 1
+    two = k[2]
+    n_cand = _list_candidates(z, v, kind, k, scratch, cand0)
+    for p in range(n_cand):
+        j = scratch[cand0 + p]
+        zl = z[v, j]
+        dz = z[v + 1, j] - zl
+        at0 = 0
+        thr = _threshold(kind, 0, k)
+        if _may_cross(zl, z[v + 1, j], thr):
+            at0 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, thr, False, two)
+        at1 = 0
+        if nt == 2:
+            thr = _threshold(kind, 1, k)
+            if _may_cross(zl, z[v + 1, j], thr):
+                at1 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, thr, True, two)
+        for e in range(nt):
+            c = at0 if e == 0 else at1
+            if c == 0 or (e == 1 and c == at0):
+                continue
+            step = _slope_step(zl, dz, buf, bp0, n_bp, c, tl, th, kind, slope, k)
+            if step == k[0]:
+                continue
+            out[o0 + c - 1] = j if out[o0 + c - 1] == -2 else -1
+            out_val[o0 + c - 1] = step / (th - tl)
+
+
+@nb.njit(parallel=True, cache=True)
+def _breakpoint_causes(z, vt, pseg, buf, offsets, child_offsets, kind, slope, scratch, out,
+                       out_val, k):  # fmt: skip
+    for i in nb.prange(pseg.shape[0]):
+        s, v, c0, n_bp, last = _piece_index(pseg, child_offsets, i)
+        v0 = c0 + s
+        out[v0] = -1
+        out_val[v0] = k[0]
+        if last:
+            out[v0 + n_bp + 1] = -1
+            out_val[v0 + n_bp + 1] = k[0]
+        _causes_piece(
+            z, v, vt[v], vt[v + 1], buf, offsets[i], n_bp, kind, slope, scratch, 2 * offsets[i],
+            out, out_val, v0 + 1, k,
+        )  # fmt: skip
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _chain_direct_value(z, v, kind, slope, wt, zn, k):
+    width = z.shape[1]
+    for q in range(zn.shape[1]):
+        zn[v, q] = wt[width, q]
+    for j in range(width):
+        h = _activate_k(z[v, j], kind, slope, k)
+        if h != k[0]:
+            for q in range(zn.shape[1]):
+                zn[v, q] += h * wt[j, q]
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _chain_direct_slope(z, v, tl, th, buf, bp0, n_bp, kind, slope, wt, gu, k):
+    mid = _child_midpoint(buf, bp0, n_bp, 0, tl, th, k[2])
+    for q in range(gu.shape[0]):
+        gu[q] = k[0]
+    for j in range(z.shape[1]):
+        dz = z[v + 1, j] - z[v, j]
+        f = _activation_slope(z[v, j] + mid * dz, kind, slope, k) * dz
+        if f != k[0]:
+            for q in range(gu.shape[0]):
+                gu[q] += f * wt[j, q]
+    span = th - tl
+    for q in range(gu.shape[0]):
+        gu[q] /= span
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _chain_segment(
+    z, vt, s, i0, i1, buf, offsets, child_offsets, kind, slope, wt, cause, cause_val, rf_ptr,
+    rf_idx, rf_val, period, cand, mark, gu, zn, k,
+):  # fmt: skip
+    width = z.shape[1]
+    wn = zn.shape[1]
+    nt = 2 if kind == HARDTANH else 1
+    zero, one, two = k[0], k[1], k[2]
+    _chain_direct_value(z, i0 + s, kind, slope, wt, zn, k)
+    direct = True
+    cur0, nxt0 = 0, width  # this piece's candidates in cand, and the next one's
+    n_cached = -1
+    amp, acc = zero, zero
+    for i in range(i0, i1):
+        v = i + s
+        tl = vt[v]
+        th = vt[v + 1]
+        span = th - tl
+        bp0 = offsets[i]
+        n_bp = child_offsets[i + 1] - child_offsets[i] - 1
+        if direct:
+            _chain_direct_slope(z, v, tl, th, buf, bp0, n_bp, kind, slope, wt, gu, k)
+            amp = one / span
+            acc = zero
+        for q in range(wn):
+            g0 = gu[q] * span
+            zn[v + 1, q] = zn[v, q] + g0
+            gu[q] = g0
+        n_cand = n_cached if n_cached >= 0 else _list_candidates(z, v, kind, k, cand, cur0)
+        n_cached = -1
+        live_elsewhere = False
+        q2 = 0
+        for j in range(width):
+            if q2 < n_cand and cand[cur0 + q2] == j:
+                q2 += 1
+                continue
+            if _activation_slope(z[v, j], kind, slope, k) * (z[v + 1, j] - z[v, j]) != zero:
+                live_elsewhere = True
+                break
+        if n_bp > 0:
+            for p in range(n_cand):
+                j = cand[cur0 + p]
+                zl = z[v, j]
+                dz = z[v + 1, j] - zl
+                at0 = 0
+                thr = _threshold(kind, 0, k)
+                if _may_cross(zl, z[v + 1, j], thr):
+                    at0 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, thr, False, two)
+                at1 = 0
+                if nt == 2:
+                    thr = _threshold(kind, 1, k)
+                    if _may_cross(zl, z[v + 1, j], thr):
+                        at1 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, thr, True, two)
+                for e in range(nt):
+                    c = at0 if e == 0 else at1
+                    if c == 0 or (e == 1 and c == at0):
+                        continue
+                    step = _slope_step(zl, dz, buf, bp0, n_bp, c, tl, th, kind, slope, k)
+                    if step == zero:
+                        continue
+                    f = (one - (buf[bp0 + c - 1] - tl) / span) * step
+                    for q in range(wn):
+                        zn[v + 1, q] += f * wt[j, q]
+                    for q in range(wn):
+                        gu[q] += step * wt[j, q]
+                    amp += one / span
+        for q in range(wn):
+            gu[q] /= span
+        acc += amp * span
+        if i + 1 == i1:
+            break
+        cv = cause[v + 1]
+        direct = (not live_elsewhere) or cv == -1 or acc > period
+        if direct:
+            _chain_direct_value(z, v + 1, kind, slope, wt, zn, k)
+            continue
+        th2 = vt[v + 2]
+        span2 = th2 - th
+        bp02 = offsets[i + 1]
+        n_bp2 = child_offsets[i + 2] - child_offsets[i + 1] - 1
+        mid_l = _child_midpoint(buf, bp0, n_bp, n_bp, tl, th, two)
+        mid_r = _child_midpoint(buf, bp02, n_bp2, 0, th, th2, two)
+        n_cand2 = _list_candidates(z, v + 1, kind, k, cand, nxt0)
+        r0 = rf_ptr[cv] if cv >= 0 else 0
+        r1 = rf_ptr[cv + 1] if cv >= 0 else 0
+        step = cause_val[v + 1]
+        left_longer = span >= span2
+        for q in range(r0, r1):
+            j = rf_idx[q]
+            mark[j] = 1
+            dz = z[v + 1, j] - z[v, j]
+            dz2 = z[v + 2, j] - z[v + 1, j]
+            a_l = _activation_slope(z[v, j] + mid_l * dz, kind, slope, k)
+            a_r = _activation_slope(z[v + 1, j] + mid_r * dz2, kind, slope, k)
+            d = a_l * (rf_val[q] * step)
+            if a_l != a_r:
+                change = rf_val[q] * step
+                s_l = dz / span if left_longer else dz2 / span2 - change
+                s_r = dz / span + change if left_longer else dz2 / span2
+                d = a_r * s_r - a_l * s_l
+                amp += one / (span if left_longer else span2)
+            if d != zero:
+                for qq in range(wn):
+                    gu[qq] += d * wt[j, qq]
+        for q in range(n_cand + n_cand2):
+            j = cand[cur0 + q] if q < n_cand else cand[nxt0 + q - n_cand]
+            if mark[j]:
+                continue
+            mark[j] = 1
+            dz = z[v + 1, j] - z[v, j]
+            dz2 = z[v + 2, j] - z[v + 1, j]
+            a_l = _activation_slope(z[v, j] + mid_l * dz, kind, slope, k)
+            a_r = _activation_slope(z[v + 1, j] + mid_r * dz2, kind, slope, k)
+            if a_l == a_r:
+                continue
+            d = (a_r - a_l) * (dz / span if left_longer else dz2 / span2)
+            amp += one / (span if left_longer else span2)
+            if d != zero:
+                for qq in range(wn):
+                    gu[qq] += d * wt[j, qq]
+        for q in range(r0, r1):
+            mark[rf_idx[q]] = 0
+        for q in range(n_cand):
+            mark[cand[cur0 + q]] = 0
+        for q in range(n_cand2):
+            mark[cand[nxt0 + q]] = 0
+        cur0, nxt0 = nxt0, cur0
+        n_cached = n_cand2
+
+
+@nb.njit(parallel=True, cache=True)
+def _chain_values(z, vt, pseg, seg_pieces, buf, offsets, child_offsets, kind, slope, wt, cause,
+                  cause_val, rf_ptr, rf_idx, rf_val, period, zn, k):  # fmt: skip
+    width = z.shape[1]
+    for g in nb.prange(seg_pieces.shape[0] - 1):
+        cand = np.empty(2 * width, dtype=np.int64)
+        mark = np.zeros(width, dtype=np.uint8)
+        gu = np.empty(zn.shape[1], dtype=z.dtype)
+        i0 = seg_pieces[g]
+        _chain_segment(
+            z, vt, pseg[i0], i0, seg_pieces[g + 1], buf, offsets, child_offsets, kind, slope, wt,
+            cause, cause_val, rf_ptr, rf_idx, rf_val, period, cand, mark, gu, zn, k,
+        )  # fmt: skip
+
+
+def breakpoint_causes(z, vt, pseg, buf, offsets, child_offsets, kind: int, slope: float, scratch,
+                      out, out_val) -> None:  # fmt: skip
+    """Per vertex of the new layout: -1 at the old vertices; at a breakpoint the one
+    neuron whose slope changes there (-2: none, -1: several) and into ``out_val`` that
+    slope's change per unit t (regions.hpp's breakpoint_causes_row)."""
+    _check_vertices(z, pseg)
+    _check_kind(kind)
+    n = pseg.shape[0]
+    nv = z.shape[0]
+    _check_1d(vt, z.dtype, nv, "vt must have one entry per vertex")
+    _check_1d(offsets, np.int64, n + 1, "offsets must have n + 1 entries")
+    _check_1d(child_offsets, np.int64, n + 1, "child_offsets must have n + 1 entries")
+    _check_1d(buf, z.dtype, None, "buf must be 1-D with z's dtype")
+    _require(offsets[n] <= buf.shape[0], "buf is smaller than offsets[-1]")
+    _check_1d(scratch, np.int64, None, "scratch must be 1-D int64")
+    _require(2 * offsets[n] <= scratch.shape[0], "scratch is smaller than 2 * offsets[-1]")
+    nv_out = int(child_offsets[n]) + (nv - n)
+    _check_1d(out, np.int64, nv_out, "out must have child_offsets[-1] + segments entries")
+    _check_1d(out_val, z.dtype, nv_out, "out_val must have one entry per entry of out")
+    _breakpoint_causes(
+        z, vt, pseg, buf, offsets, child_offsets, int(kind), z.dtype.type(slope), scratch, out,
+        out_val, _consts(z.dtype),
+    )  # fmt: skip
+
+
+def chain_values(
+    z, vt, pseg, seg_pieces, buf, offsets, child_offsets, kind: int, slope: float, wt, cause,
+    cause_val, rf_ptr, rf_idx, rf_val, period: int, zn,
+) -> None:  # fmt: skip
+    """The dense layer after the activation at every old vertex, one segment at a time
+    along its vertices (regions.hpp's chain_segment)."""
+    _check_vertices(z, pseg)
+    _check_kind(kind)
+    _require(kind != THRESHOLD, "the chained pass needs a piecewise linear activation")
+    n = pseg.shape[0]
+    nv, width = z.shape
+    _check_1d(vt, z.dtype, nv, "vt must have one entry per vertex")
+    _check_1d(offsets, np.int64, n + 1, "offsets must have n + 1 entries")
+    _check_1d(child_offsets, np.int64, n + 1, "child_offsets must have n + 1 entries")
+    _check_1d(buf, z.dtype, None, "buf must be 1-D with z's dtype")
+    _require(offsets[n] <= buf.shape[0], "buf is smaller than offsets[-1]")
+    _matrix(z, wt, width + 1, None, "wt must be (width + 1, width_next)")
+    _matrix(z, zn, nv, wt.shape[1], "zn must be (vertices, width_next)")
+    _check_1d(cause, np.int64, nv, "cause must have one entry per vertex")
+    _check_1d(cause_val, z.dtype, nv, "cause_val must have one entry per vertex")
+    _require(int(period) >= 1, "period must be positive")
+    n_seg = nv - n
+    _check_1d(seg_pieces, np.int64, n_seg + 1, "seg_pieces must have segments + 1 entries")
+    _require(seg_pieces[0] == 0 and seg_pieces[n_seg] == n, "seg_pieces must run from 0 to n")
+    _require(bool((np.diff(seg_pieces) > 0).all()), "seg_pieces must increase")
+    _require(
+        bool((pseg[seg_pieces[:-1]] == np.arange(n_seg)).all())
+        and bool((pseg[seg_pieces[1:] - 1] == np.arange(n_seg)).all()),
+        "seg_pieces does not match pseg",
+    )
+    _check_1d(rf_ptr, np.int64, None, "rf_ptr must be 1-D int64")
+    _check_1d(rf_idx, np.int64, None, "rf_ptr, rf_idx and rf_val must be 1-D")
+    _check_1d(rf_val, z.dtype, rf_idx.shape[0], "rf_idx and rf_val must have one length")
+    n_rf = rf_ptr.shape[0] - 1
+    _require(n_rf >= 0 and rf_ptr[0] == 0 and rf_ptr[n_rf] <= rf_idx.shape[0],
+             "rf_ptr must start at 0, end in rf_idx")  # fmt: skip
+    _require(bool((np.diff(rf_ptr) >= 0).all()), "rf_ptr must not decrease")
+    used = rf_idx[: rf_ptr[n_rf]]
+    _require(used.shape[0] == 0 or (int(used.min()) >= 0 and int(used.max()) < width),
+             "rf_idx must lie in [0, width)")  # fmt: skip
+    _require(cause.shape[0] == 0 or (int(cause.min()) >= -2 and int(cause.max()) < n_rf),
+             "cause must lie in [-2, len(rf_ptr) - 1)")  # fmt: skip
+    _chain_values(
+        z, vt, pseg, seg_pieces, buf, offsets, child_offsets, int(kind), z.dtype.type(slope), wt,
+        cause, cause_val, rf_ptr, rf_idx, rf_val, z.dtype.type(period), zn, _consts(z.dtype),
+    )  # fmt: skip
