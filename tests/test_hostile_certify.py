@@ -182,3 +182,28 @@ def test_float32_radius_rounded_up(backend):
             iterations=40, backend=backend,
         )  # fmt: skip
         assert cr.radius[0] < float(x0) - float(p), cert
+
+
+@pytest.mark.parametrize("backend", _backends())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adversarial_points_lie_in_the_real_ball(backend, dtype):
+    """Every critical sample's point is within the radius (real arithmetic, checked in
+    float64 where the float32 differences are exact) and the box: the search's ball is
+    rounded inward. Rounded to nearest, ``x - r`` may fall below the real face: half an
+    ulp past the radius, and a float32 radius rounded up even further."""
+    rng = np.random.default_rng(7)
+    net = _net(3, (6, 12, 12, 3), dtype=dtype)
+    X = rng.uniform(0, 1, (300, 6)).astype(dtype)
+    radii = [0.7, 0.1, 3 / 255, 1 / 3]
+    for r in radii:
+        res = fastmem.critical_samples(
+            net, X, radius=r, steps=60, method="pgd", certify="ibp", rng=1, backend=backend
+        )
+        hit = np.flatnonzero(res.status == "critical")
+        assert hit.size  # the check sees points
+        adv = np.asarray(res.adversarial, dtype=np.float64)[hit]
+        x = X[hit].astype(np.float64)
+        assert (np.abs(adv - x) <= r).all(), np.abs(adv - x).max() - r
+        assert ((adv >= 0) & (adv <= 1)).all()
+        # and each is what the network says it is: another class than x's
+        assert (net.predict(adv.astype(dtype)) != net.predict(X[hit])).all()

@@ -1506,6 +1506,29 @@ def _ball(model: _Model, X: Any, radius: Any, box: tuple[float, float]) -> tuple
     return lo, hi
 
 
+def _inner_ball(model: _Model, X: Any, lo: Any, hi: Any, radius: Any) -> tuple[Any, Any]:
+    """The search's ball: points of the dtype within the real ball around ``X`` (radius
+    ``radius`` in real arithmetic) and within [lo, hi], the certificate's ball
+    (:func:`_ball`), which is rounded outward (a float32 radius rounded up, ``x - r``
+    rounded to nearest): its faces may lie up to an ulp beyond the radius, and a point
+    found there would be a critical sample farther than ``radius``. Here the radius is
+    rounded down and ``x -+ r`` moved one ulp inward (each is within half an ulp of the
+    exact value), kept within [lo, hi] and around x itself."""
+    xp = model.xp
+    dt = np.dtype(model.dtype)
+    r64 = xp.asarray(radius, dtype=np.float64).reshape(-1)
+    with np.errstate(over="ignore"):
+        r = r64.astype(dt)
+    r = xp.where(r.astype(np.float64) > r64, xp.nextafter(r, dt.type(0)), r)
+    r = r[:, None] if r.size > 1 else r
+    with np.errstate(over="ignore", invalid="ignore"):
+        a = xp.nextafter(X - r, dt.type(np.inf))
+        b = xp.nextafter(X + r, dt.type(-np.inf))
+    a = xp.minimum(xp.maximum(a, lo), X)
+    b = xp.maximum(xp.minimum(b, hi), X)
+    return a, b
+
+
 def _predict(model: _Model, X: Any) -> Any:
     """Each row's predicted class. On the CPU in parts of ``_IBP_PART`` rows side by side
     on the kernels' threads (BLAS is single-threaded under ``kernels_own_the_cores``):
@@ -2148,6 +2171,13 @@ def _critical_body(
     # class change); below it x + step may overflow to +-inf (then clipped), but the
     # noise term (|N(0,1)| <= 3.5 here) stays finite, so no inf - inf
     top = float(np.finfo(model.dtype).max) / 8
+    inner: list[Any] = []  # the search's ball (_inner_ball), made when first needed
+
+    def inner_ball() -> tuple[Any, Any]:
+        if not inner:
+            inner.extend(_inner_ball(model, Xd, lo, hi, radius))
+        return inner[0], inner[1]
+
     search_kw = dict(
         method=method,
         steps=steps,
@@ -2179,6 +2209,9 @@ def _critical_body(
         robust[ids[rob]] = True
         tri = xp.flatnonzero(has_corner & ~rob)
         if tri.size:
+            # the corner of the certificate's ball, moved into the search's
+            li, ui = inner_ball()
+            corner[tri] = xp.clip(corner[tri], li[ids[tri]], ui[ids[tri]])
             ok = _changed(model, xp.ascontiguousarray(corner[tri]), pred[ids[tri]])
             hit = tri[ok]
             adversarial[ids[hit]] = corner[hit]
@@ -2189,7 +2222,7 @@ def _critical_body(
     def search_ids(ids: Any) -> None:
         if ids.size and steps:
             steps_taken[ids] = restarts * steps
-            _search(model, Xd, lo, hi, pred, ids, **search_kw)
+            _search(model, Xd, *inner_ball(), pred, ids, **search_kw)
 
     def undecided(ids: Any) -> Any:
         return ids[~found[ids] & ~robust[ids]]
@@ -2233,7 +2266,7 @@ def _critical_body(
             rest = xp.ones(todo.size, dtype=bool)
             rest[xp.searchsorted(todo, probe)] = False
             quick = min(steps, _PROBE_STEPS)
-            _search(model, Xd, lo, hi, pred, probe, **{**search_kw, "limit": quick})
+            _search(model, Xd, *inner_ball(), pred, probe, **{**search_kw, "limit": quick})
             left = undecided(probe)
             steps_taken[left] = quick
             model.macs.clear()
