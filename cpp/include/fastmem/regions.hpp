@@ -489,6 +489,46 @@ FASTMEM_HD inline T slope_step(T zl, T dz, const T* bp, int64_t n_bp, int64_t c,
   return (now - before) * dz;
 }
 
+// Whether a neuron that cannot flip (not among the sorted candidates cand) has
+// d_j dz_j != 0 along the piece: then no child of the piece is flat. Such a neuron keeps
+// one side, so its slope at zl holds along the piece.
+template <class T>
+FASTMEM_HD inline bool live_elsewhere(const T* zl, const T* zh, int64_t width,
+                                      const int64_t* cand, int64_t n_cand, int kind, T slope) {
+  for (int64_t j = 0, q = 0; j < width; ++j) {
+    if (q < n_cand && cand[q] == j) {
+      ++q;
+      continue;
+    }
+    if (activation_slope(zl[j], kind, slope) * (zh[j] - zl[j]) != T(0)) return true;
+  }
+  return false;
+}
+
+// The children of a piece where neuron j's activation slope changes (its flips: at most
+// one per threshold), and each change times dz_j (slope_step), into c[] and step[];
+// returns how many (0 to 2). Only a candidate (may_cross) can flip.
+template <class T>
+FASTMEM_HD inline int neuron_flips(T zl, T zh, const T* bp, int64_t n_bp, T tl, T th, int kind,
+                                   T slope, int64_t* c, T* step) {
+  const int nt = n_thresholds(kind);
+  const T dz = zh - zl;
+  int64_t at[2] = {0, 0};
+  for (int i = 0; i < nt; ++i) {
+    const T thr = threshold_value<T>(kind, i);
+    if (may_cross(zl, zh, thr)) at[i] = side_switch(zl, dz, bp, n_bp, tl, th, thr, i == 1);
+  }
+  int n = 0;
+  for (int i = 0; i < nt; ++i) {
+    if (at[i] == 0 || (i == 1 && at[1] == at[0])) continue;
+    const T st = slope_step(zl, dz, bp, n_bp, at[i], tl, th, kind, slope);
+    if (st == T(0)) continue;
+    c[n] = at[i];
+    step[n++] = st;
+  }
+  return n;
+}
+
 template <class T>
 FASTMEM_HD inline void carry_to_breakpoints(const T* zl, const T* zh, int64_t width, T tl, T th,
                                             const T* bp, int64_t n_bp, int kind, T slope,
@@ -529,20 +569,9 @@ FASTMEM_HD inline void carry_to_breakpoints(const T* zl, const T* zh, int64_t wi
                                             const Columns<T>& wt, int64_t width_next,
                                             const T* znl, const T* znh, int64_t* scratch,
                                             T* out) {
-  const int nt = n_thresholds(kind);
   int64_t* cand = scratch;
   const int64_t n_cand = list_candidates(zl, zh, width, kind, cand);
-  // Whether a neuron that cannot flip has d_j dz_j != 0 (then no child is flat). Such a
-  // neuron keeps one side, so its slope at zl holds along the piece; candidates are
-  // skipped by walking the sorted list alongside.
-  bool live_elsewhere = false;
-  for (int64_t j = 0, q = 0; j < width && !live_elsewhere; ++j) {
-    if (q < n_cand && cand[q] == j) {
-      ++q;
-      continue;
-    }
-    live_elsewhere = activation_slope(zl[j], kind, slope) * (zh[j] - zl[j]) != T(0);
-  }
+  const bool live = live_elsewhere(zl, zh, width, cand, n_cand, kind, slope);
   // g_0, and the flips (c * width + j) in order of j; then sorted by c for the sweep.
   int64_t* flips = cand + n_cand;
   int64_t n_flips = 0;
@@ -551,21 +580,13 @@ FASTMEM_HD inline void carry_to_breakpoints(const T* zl, const T* zh, int64_t wi
   for (int64_t k = 0; k < width_next; ++k) g[k] = znh[k] - znl[k];
   for (int64_t q = 0; q < n_cand; ++q) {
     const int64_t j = cand[q];
-    const T dz = zh[j] - zl[j];
     // Only thresholds counted by count_crossings_row: at most that many flips fit scratch.
-    int64_t at[2] = {0, 0};
-    for (int i = 0; i < nt; ++i) {
-      const T thr = threshold_value<T>(kind, i);
-      if (may_cross(zl[j], zh[j], thr))
-        at[i] = side_switch(zl[j], dz, bp, n_bp, tl, th, thr, i == 1);
-    }
-    for (int i = 0; i < nt; ++i) {
-      const int64_t c = at[i];
-      if (c == 0 || (i == 1 && c == at[0])) continue;
-      const T step = slope_step(zl[j], dz, bp, n_bp, c, tl, th, kind, slope);
-      if (step == T(0)) continue;
-      flips[n_flips++] = c * width + j;
-      const T f = (T(1) - (bp[c - 1] - tl) / span) * step;
+    int64_t c[2];
+    T step[2];
+    const int nf = neuron_flips(zl[j], zh[j], bp, n_bp, tl, th, kind, slope, c, step);
+    for (int e = 0; e < nf; ++e) {
+      flips[n_flips++] = c[e] * width + j;
+      const T f = (T(1) - (bp[c[e] - 1] - tl) / span) * step[e];
       wt.sub(j, f, g);
     }
   }
@@ -586,7 +607,7 @@ FASTMEM_HD inline void carry_to_breakpoints(const T* zl, const T* zh, int64_t wi
       wt.add(j, f, g);
     }
   }
-  if (live_elsewhere) return;
+  if (live) return;
   for (int64_t c = 0; c <= n_bp; ++c) {
     const T mid = child_midpoint(bp, n_bp, c, tl, th);
     if (!child_is_flat(zl, zh, cand, n_cand, mid, kind, slope)) continue;
@@ -647,24 +668,15 @@ FASTMEM_HD inline void breakpoint_causes_row(const T* zl, const T* zh, int64_t w
     out_val[c] = T(0);
   }
   if (n_bp == 0) return;
-  const int nt = n_thresholds(kind);
   const int64_t n_cand = list_candidates(zl, zh, width, kind, cand);
   for (int64_t q = 0; q < n_cand; ++q) {
     const int64_t j = cand[q];
-    const T dz = zh[j] - zl[j];
-    int64_t at[2] = {0, 0};
-    for (int i = 0; i < nt; ++i) {
-      const T thr = threshold_value<T>(kind, i);
-      if (may_cross(zl[j], zh[j], thr))
-        at[i] = side_switch(zl[j], dz, bp, n_bp, tl, th, thr, i == 1);
-    }
-    for (int i = 0; i < nt; ++i) {
-      const int64_t c = at[i];
-      if (c == 0 || (i == 1 && c == at[0])) continue;
-      const T step = slope_step(zl[j], dz, bp, n_bp, c, tl, th, kind, slope);
-      if (step == T(0)) continue;
-      out[c - 1] = out[c - 1] == -2 ? j : -1;
-      out_val[c - 1] = step / (th - tl);
+    int64_t c[2];
+    T step[2];
+    const int nf = neuron_flips(zl[j], zh[j], bp, n_bp, tl, th, kind, slope, c, step);
+    for (int e = 0; e < nf; ++e) {
+      out[c[e] - 1] = out[c[e] - 1] == -2 ? j : -1;
+      out_val[c[e] - 1] = step[e] / (th - tl);
     }
   }
 }
@@ -714,7 +726,6 @@ FASTMEM_HD inline void chain_segment(const T* z, const T* vt, int64_t s, int64_t
                                      const int64_t* rf_ptr, const int64_t* rf_idx,
                                      const T* rf_val, int64_t period, int64_t* cand,
                                      uint8_t* mark, T* gu, T* zn) {
-  const int nt = n_thresholds(kind);
   chain_direct_value(z + (i0 + s) * width, width, kind, slope, wt, width_next,
                      zn + (i0 + s) * width_next);
   bool direct = true;
@@ -746,31 +757,16 @@ FASTMEM_HD inline void chain_segment(const T* z, const T* vt, int64_t s, int64_t
     }
     const int64_t n_cand = n_cached >= 0 ? n_cached : list_candidates(zl, zh, width, kind, cur);
     n_cached = -1;
-    bool live_elsewhere = false;
-    for (int64_t j = 0, q = 0; j < width && !live_elsewhere; ++j) {
-      if (q < n_cand && cur[q] == j) {
-        ++q;
-        continue;
-      }
-      live_elsewhere = activation_slope(zl[j], kind, slope) * (zh[j] - zl[j]) != T(0);
-    }
+    const bool live = live_elsewhere(zl, zh, width, cur, n_cand, kind, slope);
     if (n_bp > 0) {
       for (int64_t q = 0; q < n_cand; ++q) {
         const int64_t j = cur[q];
-        const T dz = zh[j] - zl[j];
-        int64_t at[2] = {0, 0};
-        for (int e = 0; e < nt; ++e) {
-          const T thr = threshold_value<T>(kind, e);
-          if (may_cross(zl[j], zh[j], thr))
-            at[e] = side_switch(zl[j], dz, bp, n_bp, tl, th, thr, e == 1);
-        }
-        for (int e = 0; e < nt; ++e) {
-          const int64_t c = at[e];
-          if (c == 0 || (e == 1 && c == at[0])) continue;
-          const T step = slope_step(zl[j], dz, bp, n_bp, c, tl, th, kind, slope);
-          if (step == T(0)) continue;
-          wt.add(j, (T(1) - (bp[c - 1] - tl) / span) * step, znh);
-          wt.add(j, step, gu);
+        int64_t c[2];
+        T step[2];
+        const int nf = neuron_flips(zl[j], zh[j], bp, n_bp, tl, th, kind, slope, c, step);
+        for (int e = 0; e < nf; ++e) {
+          wt.add(j, (T(1) - (bp[c[e] - 1] - tl) / span) * step[e], znh);
+          wt.add(j, step[e], gu);
           amp += T(1) / span;
         }
       }
@@ -779,7 +775,7 @@ FASTMEM_HD inline void chain_segment(const T* z, const T* vt, int64_t s, int64_t
     acc += amp * span;
     if (i + 1 == i1) break;
     const int64_t cv = cause[v + 1];
-    direct = !live_elsewhere || cv == -1 || acc > T(period);
+    direct = !live || cv == -1 || acc > T(period);
     if (direct) {
       chain_direct_value(zh, width, kind, slope, wt, width_next, znh);
       continue;

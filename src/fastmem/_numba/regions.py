@@ -369,6 +369,49 @@ def _count_rows(out, lo, zn, hi_old, hi_in_out, kind, k):
     return c
 
 
+@nb.njit(cache=True, error_model="numpy")
+def _live_elsewhere(z, v, cand, cand0, n_cand, kind, slope, k):
+    """live_elsewhere of regions.hpp: a neuron that cannot flip (not among the sorted
+    candidates cand[cand0:cand0 + n_cand]) has d_j dz_j != 0 along the piece."""
+    q = 0
+    for j in range(z.shape[1]):
+        if q < n_cand and cand[cand0 + q] == j:
+            q += 1
+            continue
+        if _activation_slope(z[v, j], kind, slope, k) * (z[v + 1, j] - z[v, j]) != k[0]:
+            return True
+    return False
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _neuron_flips(zl, zh, buf, bp0, n_bp, tl, th, kind, slope, k):
+    """neuron_flips of regions.hpp: (count, child 0, step 0, child 1, step 1)."""
+    two = k[2]
+    dz = zh - zl
+    at0 = 0
+    thr = _threshold(kind, 0, k)
+    if _may_cross(zl, zh, thr):
+        at0 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, thr, False, two)
+    at1 = 0
+    if kind == HARDTANH:
+        thr = _threshold(kind, 1, k)
+        if _may_cross(zl, zh, thr):
+            at1 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, thr, True, two)
+    n, c0, s0, c1, s1 = 0, 0, k[0], 0, k[0]
+    if at0 != 0:
+        st = _slope_step(zl, dz, buf, bp0, n_bp, at0, tl, th, kind, slope, k)
+        if st != k[0]:
+            n, c0, s0 = 1, at0, st
+    if at1 != 0 and at1 != at0:
+        st = _slope_step(zl, dz, buf, bp0, n_bp, at1, tl, th, kind, slope, k)
+        if st != k[0]:
+            if n == 0:
+                n, c0, s0 = 1, at1, st
+            else:
+                n, c1, s1 = 2, at1, st
+    return n, c0, s0, c1, s1
+
+
 @nb.njit(cache=True)
 def _carry_to_breakpoints(
     z, v, tl, th, buf, bp0, n_bp, kind, slope, wt, ptr, idx, val, bias, zn, scratch, out, v0, k
@@ -378,20 +421,11 @@ def _carry_to_breakpoints(
     width = z.shape[1]
     width_next = zn.shape[1]
     sparse = ptr.shape[0] > 0
-    nt = 2 if kind == HARDTANH else 1
     two = k[2]
     span = th - tl
     cand0 = 2 * bp0
     n_cand = _list_candidates(z, v, kind, k, scratch, cand0)
-    live_elsewhere = False  # a neuron that cannot flip has d_j dz_j != 0
-    q = 0
-    for j in range(width):
-        if q < n_cand and scratch[cand0 + q] == j:
-            q += 1
-            continue
-        if _activation_slope(z[v, j], kind, slope, k) * (z[v + 1, j] - z[v, j]) != k[0]:
-            live_elsewhere = True
-            break
+    live_elsewhere = _live_elsewhere(z, v, scratch, cand0, n_cand, kind, slope, k)
     flip0 = cand0 + n_cand
     n_flips = 0
     gr = v0 + n_bp  # the running slope lives in the last breakpoint's row
@@ -399,25 +433,13 @@ def _carry_to_breakpoints(
         out[gr, q] = zn[v + 1, q] - zn[v, q]
     for p in range(n_cand):
         j = scratch[cand0 + p]
-        zl = z[v, j]
-        dz = z[v + 1, j] - zl
         # only thresholds counted by the count pass: at most that many flips fit scratch
-        at0 = 0
-        thr = _threshold(kind, 0, k)
-        if _may_cross(zl, z[v + 1, j], thr):
-            at0 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, thr, False, two)
-        at1 = 0
-        if nt == 2:
-            thr = _threshold(kind, 1, k)
-            if _may_cross(zl, z[v + 1, j], thr):
-                at1 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, thr, True, two)
-        for e in range(nt):
-            c = at0 if e == 0 else at1
-            if c == 0 or (e == 1 and c == at0):
-                continue
-            step = _slope_step(zl, dz, buf, bp0, n_bp, c, tl, th, kind, slope, k)
-            if step == k[0]:
-                continue
+        nf, ca, sa, cb, sb = _neuron_flips(
+            z[v, j], z[v + 1, j], buf, bp0, n_bp, tl, th, kind, slope, k
+        )
+        for e in range(nf):
+            c = ca if e == 0 else cb
+            step = sa if e == 0 else sb
             scratch[flip0 + n_flips] = c * width + j
             n_flips += 1
             f = (k[1] - (buf[bp0 + c - 1] - tl) / span) * step
@@ -592,9 +614,8 @@ def emit_pieces(
     )  # fmt: skip
 
 
-def _check_next(z, vt, pseg, buf, offsets, child_offsets, kind, width_next, zn, scratch, out,
-                kind_next, next_counts):  # fmt: skip
-    """The checks the dense and the sparse next_preactivations share; next_counts back."""
+def _check_pieces(z, vt, pseg, buf, offsets, child_offsets, kind, scratch):
+    """The checks of the passes over a layer's pieces and their breakpoints; (n, nv)."""
     _check_vertices(z, pseg)
     _check_kind(kind)
     n = pseg.shape[0]
@@ -604,8 +625,16 @@ def _check_next(z, vt, pseg, buf, offsets, child_offsets, kind, width_next, zn, 
     _check_1d(child_offsets, np.int64, n + 1, "child_offsets must have n + 1 entries")
     _check_1d(buf, z.dtype, None, "buf must be 1-D with z's dtype")
     _require(offsets[n] <= buf.shape[0], "buf is smaller than offsets[-1]")
-    _check_1d(scratch, np.int64, None, "scratch must be 1-D int64")
-    _require(2 * offsets[n] <= scratch.shape[0], "scratch is smaller than 2 * offsets[-1]")
+    if scratch is not None:
+        _check_1d(scratch, np.int64, None, "scratch must be 1-D int64")
+        _require(2 * offsets[n] <= scratch.shape[0], "scratch is smaller than 2 * offsets[-1]")
+    return n, nv
+
+
+def _check_next(z, vt, pseg, buf, offsets, child_offsets, kind, width_next, zn, scratch, out,
+                kind_next, next_counts):  # fmt: skip
+    """The checks the dense and the sparse next_preactivations share; next_counts back."""
+    n, nv = _check_pieces(z, vt, pseg, buf, offsets, child_offsets, kind, scratch)
     _matrix(z, zn, nv, width_next, "zn must be (vertices, width_next)")
     nv_out = int(child_offsets[n]) + (nv - n)
     _matrix(z, out, nv_out, width_next, "out must be (child_offsets[-1] + segments, width_next)")
@@ -691,29 +720,15 @@ def _causes_piece(z, v, tl, th, buf, bp0, n_bp, kind, slope, scratch, cand0, out
         out_val[o0 + c] = k[0]
     if n_bp == 0:
         return
-    nt = 2 if kind == HARDTANH else 1
-    two = k[2]
     n_cand = _list_candidates(z, v, kind, k, scratch, cand0)
     for p in range(n_cand):
         j = scratch[cand0 + p]
-        zl = z[v, j]
-        dz = z[v + 1, j] - zl
-        at0 = 0
-        thr = _threshold(kind, 0, k)
-        if _may_cross(zl, z[v + 1, j], thr):
-            at0 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, thr, False, two)
-        at1 = 0
-        if nt == 2:
-            thr = _threshold(kind, 1, k)
-            if _may_cross(zl, z[v + 1, j], thr):
-                at1 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, thr, True, two)
-        for e in range(nt):
-            c = at0 if e == 0 else at1
-            if c == 0 or (e == 1 and c == at0):
-                continue
-            step = _slope_step(zl, dz, buf, bp0, n_bp, c, tl, th, kind, slope, k)
-            if step == k[0]:
-                continue
+        nf, ca, sa, cb, sb = _neuron_flips(
+            z[v, j], z[v + 1, j], buf, bp0, n_bp, tl, th, kind, slope, k
+        )
+        for e in range(nf):
+            c = ca if e == 0 else cb
+            step = sa if e == 0 else sb
             out[o0 + c - 1] = j if out[o0 + c - 1] == -2 else -1
             out_val[o0 + c - 1] = step / (th - tl)
 
@@ -770,7 +785,6 @@ def _chain_segment(
 ):  # fmt: skip
     width = z.shape[1]
     wn = zn.shape[1]
-    nt = 2 if kind == HARDTANH else 1
     zero, one, two = k[0], k[1], k[2]
     _chain_direct_value(z, i0 + s, kind, slope, wt, zn, k)
     direct = True
@@ -794,36 +808,16 @@ def _chain_segment(
             gu[q] = g0
         n_cand = n_cached if n_cached >= 0 else _list_candidates(z, v, kind, k, cand, cur0)
         n_cached = -1
-        live_elsewhere = False
-        q2 = 0
-        for j in range(width):
-            if q2 < n_cand and cand[cur0 + q2] == j:
-                q2 += 1
-                continue
-            if _activation_slope(z[v, j], kind, slope, k) * (z[v + 1, j] - z[v, j]) != zero:
-                live_elsewhere = True
-                break
+        live_elsewhere = _live_elsewhere(z, v, cand, cur0, n_cand, kind, slope, k)
         if n_bp > 0:
             for p in range(n_cand):
                 j = cand[cur0 + p]
-                zl = z[v, j]
-                dz = z[v + 1, j] - zl
-                at0 = 0
-                thr = _threshold(kind, 0, k)
-                if _may_cross(zl, z[v + 1, j], thr):
-                    at0 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, thr, False, two)
-                at1 = 0
-                if nt == 2:
-                    thr = _threshold(kind, 1, k)
-                    if _may_cross(zl, z[v + 1, j], thr):
-                        at1 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, thr, True, two)
-                for e in range(nt):
-                    c = at0 if e == 0 else at1
-                    if c == 0 or (e == 1 and c == at0):
-                        continue
-                    step = _slope_step(zl, dz, buf, bp0, n_bp, c, tl, th, kind, slope, k)
-                    if step == zero:
-                        continue
+                nf, ca, sa, cb, sb = _neuron_flips(
+                    z[v, j], z[v + 1, j], buf, bp0, n_bp, tl, th, kind, slope, k
+                )
+                for e in range(nf):
+                    c = ca if e == 0 else cb
+                    step = sa if e == 0 else sb
                     f = (one - (buf[bp0 + c - 1] - tl) / span) * step
                     for q in range(wn):
                         zn[v + 1, q] += f * wt[j, q]
@@ -914,17 +908,7 @@ def breakpoint_causes(z, vt, pseg, buf, offsets, child_offsets, kind: int, slope
     """Per vertex of the new layout: -1 at the old vertices; at a breakpoint the one
     neuron whose slope changes there (-2: none, -1: several) and into ``out_val`` that
     slope's change per unit t (regions.hpp's breakpoint_causes_row)."""
-    _check_vertices(z, pseg)
-    _check_kind(kind)
-    n = pseg.shape[0]
-    nv = z.shape[0]
-    _check_1d(vt, z.dtype, nv, "vt must have one entry per vertex")
-    _check_1d(offsets, np.int64, n + 1, "offsets must have n + 1 entries")
-    _check_1d(child_offsets, np.int64, n + 1, "child_offsets must have n + 1 entries")
-    _check_1d(buf, z.dtype, None, "buf must be 1-D with z's dtype")
-    _require(offsets[n] <= buf.shape[0], "buf is smaller than offsets[-1]")
-    _check_1d(scratch, np.int64, None, "scratch must be 1-D int64")
-    _require(2 * offsets[n] <= scratch.shape[0], "scratch is smaller than 2 * offsets[-1]")
+    n, nv = _check_pieces(z, vt, pseg, buf, offsets, child_offsets, kind, scratch)
     nv_out = int(child_offsets[n]) + (nv - n)
     _check_1d(out, np.int64, nv_out, "out must have child_offsets[-1] + segments entries")
     _check_1d(out_val, z.dtype, nv_out, "out_val must have one entry per entry of out")
@@ -940,16 +924,9 @@ def chain_values(
 ) -> None:  # fmt: skip
     """The dense layer after the activation at every old vertex, one segment at a time
     along its vertices (regions.hpp's chain_segment)."""
-    _check_vertices(z, pseg)
-    _check_kind(kind)
+    n, nv = _check_pieces(z, vt, pseg, buf, offsets, child_offsets, kind, None)
     _require(kind != THRESHOLD, "the chained pass needs a piecewise linear activation")
-    n = pseg.shape[0]
-    nv, width = z.shape
-    _check_1d(vt, z.dtype, nv, "vt must have one entry per vertex")
-    _check_1d(offsets, np.int64, n + 1, "offsets must have n + 1 entries")
-    _check_1d(child_offsets, np.int64, n + 1, "child_offsets must have n + 1 entries")
-    _check_1d(buf, z.dtype, None, "buf must be 1-D with z's dtype")
-    _require(offsets[n] <= buf.shape[0], "buf is smaller than offsets[-1]")
+    width = z.shape[1]
     _matrix(z, wt, width + 1, None, "wt must be (width + 1, width_next)")
     _matrix(z, zn, nv, wt.shape[1], "zn must be (vertices, width_next)")
     _check_1d(cause, np.int64, nv, "cause must have one entry per vertex")
