@@ -24,13 +24,16 @@ KERNELS = {"cpp": "fastmem._core", "numba": "fastmem._numba"}
 SHAPE = (1, 12, 12)
 
 
-def _net(act2: str, seed: int, bias2: float = 0.0) -> fastmem.Network:
-    """conv-relu-conv-<act2>-linear-relu-linear (a traced forward: the layer graph), the
+def _net(act2: str, seed: int, bias2: float = 0.0, act1: str = "relu") -> fastmem.Network:
+    """conv-<act1>-conv-<act2>-linear-relu-linear (a traced forward: the layer graph), the
     second convolution's bias shifted by ``bias2``."""
-    acts = {"relu": nn.ReLU(), "leaky": nn.LeakyReLU(0.2), "hardtanh": nn.Hardtanh()}
+
+    def acts(name: str) -> nn.Module:
+        return {"relu": nn.ReLU(), "leaky": nn.LeakyReLU(0.2), "hardtanh": nn.Hardtanh()}[name]
+
     seq = nn.Sequential(
-        nn.Conv2d(1, 4, 3, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(4, 6, 3, stride=1, padding=1), acts[act2],
+        nn.Conv2d(1, 4, 3, stride=2, padding=1), acts(act1),
+        nn.Conv2d(4, 6, 3, stride=1, padding=1), acts(act2),
         nn.Flatten(), nn.Linear(6 * 6 * 6, 9), nn.ReLU(), nn.Linear(9, 3),
     )  # fmt: skip
     gen = torch.Generator().manual_seed(seed)
@@ -85,9 +88,13 @@ def _reference(args, act2: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("act2", ["relu", "leaky", "hardtanh"])
-def test_chained_values_equal_the_dense_layer_at_every_vertex(monkeypatch, backend, act2):
-    net = _net(act2, seed=1)
+@pytest.mark.parametrize(
+    ("act1", "act2"), [("relu", "relu"), ("relu", "leaky"), ("relu", "hardtanh"),
+                       ("hardtanh", "relu"), ("leaky", "hardtanh")],
+)  # fmt: skip
+def test_chained_values_equal_the_dense_layer_at_every_vertex(monkeypatch, backend, act1, act2):
+    """(act1: the causes, a flip of the activation before the convolution)"""
+    net = _net(act2, seed=1, act1=act1)
     A, B = _segments(2, 6)
     calls = _spy(monkeypatch, backend)
     fastmem.regions.along_segments(net, A, B, backend=backend)
