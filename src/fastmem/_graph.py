@@ -52,6 +52,12 @@ new vertices by one rank-1 update per crossing from the op's dense matrix (built
 per call; ops whose matrix would exceed ``_DENSE_T_BYTES`` are applied at every vertex
 instead), or for a convolution from its sparse columns (:func:`_conv2d_columns`: the
 flipped neuron's receptive field only, ``next_preactivations_sparse``; equal values).
+After a convolution's activation, on the CPU, the next dense op at the vertices the
+activation started with is not a GEMM either: the chained pass (``chain_values``) carries it
+along each segment from vertex to vertex by the rows of the neurons whose slope changes
+there (the receptive field of the one neuron that flipped, ``breakpoint_causes``), with a
+direct value where that is not known or rounding may have grown (within ~1e-13 of the
+GEMM's values; ``_CHAIN``).
 Before a residual block whose first branch starts with an affine op, the activation's own
 output is carried alongside (the identity's columns), for the second branch. Other
 activations (before max pooling, a threshold, or in float32, whose ``t`` is float64 here)
