@@ -110,6 +110,29 @@ void emit_pieces(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray<uint64_
                       h_cols, scr);
 }
 
+// The checks of the passes over a layer's pieces and their breakpoints (z, vt, pseg, the
+// crossings buf by offsets, the children by child_offsets; scratch: 2 * offsets[-1]
+// entries, when the pass takes one).
+template <class T>
+void check_pieces(const CArray<T>& z, const CArray<T>& vt, const CArray<int64_t>& pseg,
+                  const CArray<T>& buf, const CArray<int64_t>& offsets,
+                  const CArray<int64_t>& child_offsets, int kind,
+                  const CArray<int64_t>* scratch) {
+  check_vertices(z, pseg);
+  check_kind(kind);
+  const int64_t n = pseg.shape(0), nv = z.shape(0);
+  require(vt.ndim() == 1 && vt.shape(0) == nv, "vt must have one entry per vertex");
+  require(offsets.ndim() == 1 && offsets.shape(0) == n + 1, "offsets must have n + 1 entries");
+  require(child_offsets.ndim() == 1 && child_offsets.shape(0) == n + 1,
+          "child_offsets must have n + 1 entries");
+  const int64_t total = offsets.data()[n];
+  require(buf.ndim() == 1 && total <= buf.shape(0),
+          "buf must be 1-D with at least offsets[-1] entries");
+  if (scratch)
+    require(scratch->ndim() == 1 && 2 * total <= scratch->shape(0),
+            "scratch must be 1-D with at least 2 * offsets[-1] entries");
+}
+
 // The checks and pointers that the dense and the sparse next_preactivations share.
 template <class T>
 struct NextArgs {
@@ -126,18 +149,8 @@ NextArgs<T> next_args(CArray<T>& z, CArray<T>& vt, CArray<int64_t>& pseg, CArray
                       CArray<int64_t>& offsets, CArray<int64_t>& child_offsets, int kind,
                       int64_t width_next, CArray<T>& zn, CArray<int64_t>& scratch, CArray<T>& out,
                       int kind_next, CArray<int64_t>& next_counts) {
-  check_vertices(z, pseg);
-  check_kind(kind);
+  check_pieces(z, vt, pseg, buf, offsets, child_offsets, kind, &scratch);
   const int64_t n = pseg.shape(0), width = z.shape(1), nv = z.shape(0);
-  require(vt.ndim() == 1 && vt.shape(0) == nv, "vt must have one entry per vertex");
-  require(offsets.ndim() == 1 && offsets.shape(0) == n + 1, "offsets must have n + 1 entries");
-  require(child_offsets.ndim() == 1 && child_offsets.shape(0) == n + 1,
-          "child_offsets must have n + 1 entries");
-  const int64_t total = offsets.data()[n];
-  require(buf.ndim() == 1 && total <= buf.shape(0),
-          "buf must be 1-D with at least offsets[-1] entries");
-  require(scratch.ndim() == 1 && 2 * total <= scratch.shape(0),
-          "scratch must be 1-D with at least 2 * offsets[-1] entries");
   require(zn.ndim() == 2 && zn.shape(0) == nv && zn.shape(1) == width_next,
           "zn must be (vertices, width_next)");
   const int64_t nv_out = child_offsets.data()[n] + (nv - n);
@@ -213,18 +226,8 @@ void breakpoint_causes(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray<T
                        CArray<int64_t> offsets, CArray<int64_t> child_offsets, int kind,
                        double slope, CArray<int64_t> scratch, CArray<int64_t> out,
                        CArray<T> out_val) {
-  check_vertices(z, pseg);
-  check_kind(kind);
+  check_pieces(z, vt, pseg, buf, offsets, child_offsets, kind, &scratch);
   const int64_t n = pseg.shape(0), width = z.shape(1), nv = z.shape(0);
-  require(vt.ndim() == 1 && vt.shape(0) == nv, "vt must have one entry per vertex");
-  require(offsets.ndim() == 1 && offsets.shape(0) == n + 1, "offsets must have n + 1 entries");
-  require(child_offsets.ndim() == 1 && child_offsets.shape(0) == n + 1,
-          "child_offsets must have n + 1 entries");
-  const int64_t total = offsets.data()[n];
-  require(buf.ndim() == 1 && total <= buf.shape(0),
-          "buf must be 1-D with at least offsets[-1] entries");
-  require(scratch.ndim() == 1 && 2 * total <= scratch.shape(0),
-          "scratch must be 1-D with at least 2 * offsets[-1] entries");
   require(out.ndim() == 1 && out.shape(0) == child_offsets.data()[n] + (nv - n),
           "out must have child_offsets[-1] + segments entries");
   require(out_val.ndim() == 1 && out_val.shape(0) == out.shape(0),
@@ -245,16 +248,10 @@ void chain_values(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray<int64_
                   int kind, double slope, CArray<T> wt, CArray<int64_t> cause,
                   CArray<T> cause_val, CArray<int64_t> rf_ptr, CArray<int64_t> rf_idx,
                   CArray<T> rf_val, int64_t period, CArray<T> zn) {
-  check_vertices(z, pseg);
-  check_kind(kind);
+  check_pieces(z, vt, pseg, buf, offsets, child_offsets, kind,
+               static_cast<const CArray<int64_t>*>(nullptr));
   require(kind != 3, "the chained pass needs a piecewise linear activation, not a threshold");
   const int64_t n = pseg.shape(0), width = z.shape(1), nv = z.shape(0);
-  require(vt.ndim() == 1 && vt.shape(0) == nv, "vt must have one entry per vertex");
-  require(offsets.ndim() == 1 && offsets.shape(0) == n + 1, "offsets must have n + 1 entries");
-  require(child_offsets.ndim() == 1 && child_offsets.shape(0) == n + 1,
-          "child_offsets must have n + 1 entries");
-  require(buf.ndim() == 1 && offsets.data()[n] <= buf.shape(0),
-          "buf must be 1-D with at least offsets[-1] entries");
   require(wt.ndim() == 2 && wt.shape(0) == width + 1, "wt must be (width + 1, width_next)");
   const int64_t width_next = wt.shape(1);
   require(zn.ndim() == 2 && zn.shape(0) == nv && zn.shape(1) == width_next,
