@@ -1,7 +1,11 @@
 // Bindings of the segment engine's splitting kernels: count_crossings, collect_crossings,
 // emit_pieces, next_preactivations(_sparse) (see fastmem/regions.hpp for the vertex layout and what
 // each pass does).
+#include <cmath>
 #include <cstdint>
+#include <optional>
+
+#include <pybind11/stl.h>
 
 #include "bind.hpp"
 #include "fastmem/patterns.hpp"
@@ -175,20 +179,36 @@ NextArgs<T> next_args(CArray<T>& z, CArray<T>& vt, CArray<int64_t>& pseg, CArray
           kind_next >= 0 ? next_counts.mutable_data() : nullptr};
 }
 
+// snap_to (width_next,) or None, snap_unit, snap_w >= 0: Columns' snap (regions.hpp).
+template <class T>
+const T* snap_pointer(const std::optional<CArray<T>>& snap_to, int64_t width_next,
+                      double snap_unit, double snap_w) {
+  require(std::isfinite(snap_unit) && snap_unit >= 0 && std::isfinite(snap_w) && snap_w >= 0,
+          "snap_unit and snap_w must be finite and >= 0");
+  if (!snap_to) return nullptr;
+  require(sizeof(T) == 8, "snap_to: float64 only");
+  require(snap_to->ndim() == 1 && snap_to->shape(0) == width_next,
+          "snap_to must be 1-D (width_next,)");
+  return snap_to->data();
+}
+
 template <class T>
 void next_preactivations(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg, CArray<T> buf,
                          CArray<int64_t> offsets, CArray<int64_t> child_offsets, int kind,
                          double slope, CArray<T> wt, CArray<T> zn, CArray<int64_t> scratch,
-                         CArray<T> out, int kind_next, CArray<int64_t> next_counts) {
+                         CArray<T> out, int kind_next, CArray<int64_t> next_counts,
+                         std::optional<CArray<T>> snap_to, double snap_unit, double snap_w) {
   require(wt.ndim() == 2 && z.ndim() == 2 && wt.shape(0) == z.shape(1) + 1,
           "wt must be (width + 1, width_next)");
   const NextArgs<T> a = next_args(z, vt, pseg, buf, offsets, child_offsets, kind, wt.shape(1),
                                   zn, scratch, out, kind_next, next_counts);
   const T* wp = wt.data();
+  const T* sp = snap_pointer(snap_to, a.width_next, snap_unit, snap_w);
   py::gil_scoped_release release;
   cpu::next_preactivations<T>(a.zp, a.tp, a.sp, a.n, a.width, a.bp, a.off, a.coff, kind,
                               static_cast<T>(slope), wp, a.width_next, a.np_, a.scr, a.op,
-                              kind_next, a.nc);
+                              kind_next, a.nc, sp, static_cast<T>(snap_unit),
+                              static_cast<T>(snap_w));
 }
 
 template <class T>
@@ -197,7 +217,9 @@ void next_preactivations_sparse(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg,
                                 int kind, double slope, CArray<int64_t> col_ptr,
                                 CArray<int64_t> col_idx, CArray<T> col_val, CArray<T> bias,
                                 CArray<T> zn, CArray<int64_t> scratch, CArray<T> out,
-                                int kind_next, CArray<int64_t> next_counts) {
+                                int kind_next, CArray<int64_t> next_counts,
+                                std::optional<CArray<T>> snap_to, double snap_unit,
+                                double snap_w) {
   require(z.ndim() == 2 && col_ptr.ndim() == 1 && col_ptr.shape(0) == z.shape(1) + 1,
           "col_ptr must have width + 1 entries");
   require(bias.ndim() == 1, "bias must be 1-D (width_next,)");
@@ -215,10 +237,12 @@ void next_preactivations_sparse(CArray<T> z, CArray<T> vt, CArray<int64_t> pseg,
   const NextArgs<T> a = next_args(z, vt, pseg, buf, offsets, child_offsets, kind, width_next,
                                   zn, scratch, out, kind_next, next_counts);
   const T *vp = col_val.data(), *bp = bias.data();
+  const T* sp = snap_pointer(snap_to, a.width_next, snap_unit, snap_w);
   py::gil_scoped_release release;
   cpu::next_preactivations_sparse<T>(a.zp, a.tp, a.sp, a.n, a.width, a.bp, a.off, a.coff, kind,
                                      static_cast<T>(slope), ptr, idx, vp, bp, a.width_next,
-                                     a.np_, a.scr, a.op, kind_next, a.nc);
+                                     a.np_, a.scr, a.op, kind_next, a.nc, sp,
+                                     static_cast<T>(snap_unit), static_cast<T>(snap_w));
 }
 
 template <class T>
@@ -315,14 +339,16 @@ void def_all(py::module_& m) {
         py::arg("offsets").noconvert(), py::arg("child_offsets").noconvert(), py::arg("kind"),
         py::arg("slope"), py::arg("wt").noconvert(), py::arg("zn").noconvert(),
         py::arg("scratch").noconvert(), py::arg("out").noconvert(), py::arg("kind_next"),
-        py::arg("next_counts").noconvert());
+        py::arg("next_counts").noconvert(), py::arg("snap_to").noconvert() = py::none(),
+        py::arg("snap_unit") = 0.0, py::arg("snap_w") = 0.0);
   m.def("next_preactivations_sparse", &next_preactivations_sparse<T>, py::arg("z").noconvert(),
         py::arg("vt").noconvert(), py::arg("pseg").noconvert(), py::arg("buf").noconvert(),
         py::arg("offsets").noconvert(), py::arg("child_offsets").noconvert(), py::arg("kind"),
         py::arg("slope"), py::arg("col_ptr").noconvert(), py::arg("col_idx").noconvert(),
         py::arg("col_val").noconvert(), py::arg("bias").noconvert(), py::arg("zn").noconvert(),
         py::arg("scratch").noconvert(), py::arg("out").noconvert(), py::arg("kind_next"),
-        py::arg("next_counts").noconvert());
+        py::arg("next_counts").noconvert(), py::arg("snap_to").noconvert() = py::none(),
+        py::arg("snap_unit") = 0.0, py::arg("snap_w") = 0.0);
   m.def("breakpoint_causes", &breakpoint_causes<T>, py::arg("z").noconvert(),
         py::arg("vt").noconvert(), py::arg("pseg").noconvert(), py::arg("buf").noconvert(),
         py::arg("offsets").noconvert(), py::arg("child_offsets").noconvert(), py::arg("kind"),

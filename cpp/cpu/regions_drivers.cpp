@@ -174,10 +174,14 @@ template <class T>
 void next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n, int64_t width,
                          const T* buf, const int64_t* offsets, const int64_t* child_offsets,
                          int kind, T slope, const T* wt, int64_t width_next, const T* zn,
-                         int64_t* scratch, T* out, int kind_next, int64_t* next_counts) {
+                         int64_t* scratch, T* out, int kind_next, int64_t* next_counts,
+                         const T* snap_to, T snap_unit, T snap_w) {
+  Columns<T> cols = dense_columns(wt, width, width_next);
+  cols.snap_to = snap_to;
+  cols.snap_unit = snap_unit;
+  cols.snap_w = snap_w;
   next_preactivations_columns(z, vt, pseg, n, width, buf, offsets, child_offsets, kind, slope,
-                              dense_columns(wt, width, width_next), width_next, zn, scratch,
-                              out, kind_next, next_counts);
+                              cols, width_next, zn, scratch, out, kind_next, next_counts);
 }
 
 template <class T>
@@ -187,8 +191,10 @@ void next_preactivations_sparse(const T* z, const T* vt, const int64_t* pseg, in
                                 const int64_t* col_ptr, const int64_t* col_idx,
                                 const T* col_val, const T* bias, int64_t width_next,
                                 const T* zn, int64_t* scratch, T* out, int kind_next,
-                                int64_t* next_counts) {
-  const Columns<T> wt{nullptr, width, width_next, col_ptr, col_idx, col_val, bias};
+                                int64_t* next_counts, const T* snap_to, T snap_unit,
+                                T snap_w) {
+  const Columns<T> wt{nullptr, width, width_next, col_ptr, col_idx, col_val,
+                      bias,    snap_to, snap_unit, snap_w};
   next_preactivations_columns(z, vt, pseg, n, width, buf, offsets, child_offsets, kind, slope,
                               wt, width_next, zn, scratch, out, kind_next, next_counts);
 }
@@ -237,11 +243,12 @@ void chain_values(const T* z, const T* vt, const int64_t* pseg, const int64_t* s
                                int64_t*);                                                   \
   template void next_preactivations<T>(const T*, const T*, const int64_t*, int64_t, int64_t,    \
                                        const T*, const int64_t*, const int64_t*, int, T,        \
-                                       const T*, int64_t, const T*, int64_t*, T*, int, int64_t*); \
+                                       const T*, int64_t, const T*, int64_t*, T*, int, int64_t*, \
+                                       const T*, T, T);                                         \
   template void next_preactivations_sparse<T>(                                                  \
       const T*, const T*, const int64_t*, int64_t, int64_t, const T*, const int64_t*,           \
       const int64_t*, int, T, const int64_t*, const int64_t*, const T*, const T*, int64_t,      \
-      const T*, int64_t*, T*, int, int64_t*);                                                  \
+      const T*, int64_t*, T*, int, int64_t*, const T*, T, T);                                  \
   template void breakpoint_causes<T>(const T*, const T*, const int64_t*, int64_t, int64_t,      \
                                      const T*, const int64_t*, const int64_t*, int, T,          \
                                      int64_t*, int64_t*, T*);                                   \

@@ -26,12 +26,14 @@ void emit_pieces(const T* z, const T* vt, const int64_t* pseg, const uint64_t* c
 // width_next) from zn, those at the old ones (see next_preactivations_row). wt: the next
 // layer's [W | b] transposed (width + 1, width_next); scratch: 2 * offsets[n] entries.
 // kind_next >= 0: also the next layer's count_crossings per child into next_counts
-// (child_offsets[n] entries); kind_next < 0: next_counts is not touched.
+// (child_offsets[n] entries); kind_next < 0: next_counts is not touched. snap_to (width_next
+// entries, or nullptr), snap_unit, snap_w: Columns' snap of the carried values.
 template <class T>
 void next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n, int64_t width,
                          const T* buf, const int64_t* offsets, const int64_t* child_offsets,
                          int kind, T slope, const T* wt, int64_t width_next, const T* zn,
-                         int64_t* scratch, T* out, int kind_next, int64_t* next_counts);
+                         int64_t* scratch, T* out, int kind_next, int64_t* next_counts,
+                         const T* snap_to, T snap_unit, T snap_w);
 
 // The same with the next layer's linear part sparse by columns: column j's nonzeros at
 // col_idx[col_ptr[j] .. col_ptr[j + 1]) (distinct outputs) with values col_val, its bias
@@ -43,7 +45,7 @@ void next_preactivations_sparse(const T* z, const T* vt, const int64_t* pseg, in
                                 const int64_t* col_ptr, const int64_t* col_idx,
                                 const T* col_val, const T* bias, int64_t width_next,
                                 const T* zn, int64_t* scratch, T* out, int kind_next,
-                                int64_t* next_counts);
+                                int64_t* next_counts, const T* snap_to, T snap_unit, T snap_w);
 
 // Per vertex of the new layout (child_offsets[n] + segments entries): -1 at the old
 // vertices, at a breakpoint the one neuron whose slope changes there (-2: none, -1:

@@ -2,6 +2,8 @@
 // arguments as fastmem._core (count_crossings, collect_crossings, emit_pieces,
 // next_preactivations).
 // Offsets live on the device, so totals are checked against the output shapes only.
+#include <cmath>
+
 #include "bind.hpp"
 #include "fastmem/patterns.hpp"
 #include "regions_drivers.hpp"
@@ -181,11 +183,31 @@ NextViews next_views(const py::object& z, const py::object& vt, const py::object
   return a;
 }
 
+// snap_to: None or (width_next,) with z's dtype; snap_unit, snap_w >= 0 (regions.hpp's
+// Columns).
+struct SnapArgs {
+  DeviceView view;
+  bool on;
+};
+
+SnapArgs snap_view(const py::object& snap_to, const DeviceView& zv, int64_t width_next,
+                   double snap_unit, double snap_w) {
+  if (!(std::isfinite(snap_unit) && snap_unit >= 0 && std::isfinite(snap_w) && snap_w >= 0))
+    fail("snap_unit and snap_w must be finite and >= 0");
+  if (snap_to.is_none()) return {DeviceView{}, false};  // empty: Launch skips it
+  SnapArgs s{device_view(snap_to, "snap_to"), true};
+  check_float(s.view, zv, 1, "snap_to must be 1-D (width_next,) with z's dtype");
+  if (zv.typestr != "<f8") fail("snap_to: float64 only");
+  if (s.view.shape[0] != width_next) fail("snap_to must be 1-D (width_next,) with z's dtype");
+  return s;
+}
+
 void next_preactivations(const py::object& z, const py::object& vt, const py::object& pseg,
                          const py::object& buf, const py::object& offsets,
                          const py::object& child_offsets, int kind, double slope,
                          const py::object& wt, const py::object& zn, const py::object& scratch,
-                         const py::object& out, int kind_next, const py::object& next_counts) {
+                         const py::object& out, int kind_next, const py::object& next_counts,
+                         const py::object& snap_to, double snap_unit, double snap_w) {
   const DeviceView wv = device_view(wt, "wt"), zv0 = device_view(z, "z");
   check_float(wv, zv0, 2, "wt must be 2-D with z's dtype");
   if (zv0.ndim() != 2 || wv.shape[0] != zv0.shape[1] + 1)
@@ -194,21 +216,24 @@ void next_preactivations(const py::object& z, const py::object& vt, const py::ob
   const NextViews a = next_views(z, vt, pseg, buf, offsets, child_offsets, kind, width_next, zn,
                                  scratch, out, kind_next, next_counts);
   int64_t* nc = kind_next >= 0 ? a.ncv.as<int64_t>() : nullptr;
+  const SnapArgs snap = snap_view(snap_to, a.zv, width_next, snap_unit, snap_w);
   const Launch launch({&a.zv, &a.tv, &a.sv, &a.bv, &a.ov, &a.kv, &wv, &a.znv, &a.scv, &a.outv,
-                       &a.ncv});
+                       &a.ncv, &snap.view});
   py::gil_scoped_release release;
   if (a.zv.typestr == "<f8")
     check(gpu::next_preactivations<double>(
         a.zv.as<double>(), a.tv.as<double>(), a.sv.as<int64_t>(), a.n, a.width,
         a.bv.as<double>(), a.ov.as<int64_t>(), a.kv.as<int64_t>(), kind, slope,
         wv.as<double>(), width_next, a.znv.as<double>(), a.scv.as<int64_t>(),
-        a.outv.as<double>(), kind_next, nc));
+        a.outv.as<double>(), kind_next, nc, snap.on ? snap.view.as<double>() : nullptr,
+        snap_unit, snap_w));
   else
     check(gpu::next_preactivations<float>(
         a.zv.as<float>(), a.tv.as<float>(), a.sv.as<int64_t>(), a.n, a.width, a.bv.as<float>(),
         a.ov.as<int64_t>(), a.kv.as<int64_t>(), kind, static_cast<float>(slope),
         wv.as<float>(), width_next, a.znv.as<float>(), a.scv.as<int64_t>(),
-        a.outv.as<float>(), kind_next, nc));
+        a.outv.as<float>(), kind_next, nc, snap.on ? snap.view.as<float>() : nullptr,
+        static_cast<float>(snap_unit), static_cast<float>(snap_w)));
 }
 
 // col_idx's values are trusted to lie in [0, width_next) (the layer graph builds them from
@@ -220,7 +245,8 @@ void next_preactivations_sparse(const py::object& z, const py::object& vt,
                                 const py::object& col_idx, const py::object& col_val,
                                 const py::object& bias, const py::object& zn,
                                 const py::object& scratch, const py::object& out, int kind_next,
-                                const py::object& next_counts) {
+                                const py::object& next_counts, const py::object& snap_to,
+                                double snap_unit, double snap_w) {
   const DeviceView zv0 = device_view(z, "z"), pv = device_view(col_ptr, "col_ptr");
   const DeviceView iv = device_view(col_idx, "col_idx"), vv = device_view(col_val, "col_val");
   const DeviceView bsv = device_view(bias, "bias");
@@ -234,21 +260,25 @@ void next_preactivations_sparse(const py::object& z, const py::object& vt,
   const NextViews a = next_views(z, vt, pseg, buf, offsets, child_offsets, kind, width_next, zn,
                                  scratch, out, kind_next, next_counts);
   int64_t* nc = kind_next >= 0 ? a.ncv.as<int64_t>() : nullptr;
+  const SnapArgs snap = snap_view(snap_to, a.zv, width_next, snap_unit, snap_w);
   const Launch launch({&a.zv, &a.tv, &a.sv, &a.bv, &a.ov, &a.kv, &pv, &iv, &vv, &bsv, &a.znv,
-                       &a.scv, &a.outv, &a.ncv});
+                       &a.scv, &a.outv, &a.ncv, &snap.view});
   py::gil_scoped_release release;
   if (a.zv.typestr == "<f8")
     check(gpu::next_preactivations_sparse<double>(
         a.zv.as<double>(), a.tv.as<double>(), a.sv.as<int64_t>(), a.n, a.width,
         a.bv.as<double>(), a.ov.as<int64_t>(), a.kv.as<int64_t>(), kind, slope,
         pv.as<int64_t>(), iv.as<int64_t>(), vv.as<double>(), bsv.as<double>(), width_next,
-        a.znv.as<double>(), a.scv.as<int64_t>(), a.outv.as<double>(), kind_next, nc));
+        a.znv.as<double>(), a.scv.as<int64_t>(), a.outv.as<double>(), kind_next, nc,
+        snap.on ? snap.view.as<double>() : nullptr, snap_unit, snap_w));
   else
     check(gpu::next_preactivations_sparse<float>(
         a.zv.as<float>(), a.tv.as<float>(), a.sv.as<int64_t>(), a.n, a.width, a.bv.as<float>(),
         a.ov.as<int64_t>(), a.kv.as<int64_t>(), kind, static_cast<float>(slope),
         pv.as<int64_t>(), iv.as<int64_t>(), vv.as<float>(), bsv.as<float>(), width_next,
-        a.znv.as<float>(), a.scv.as<int64_t>(), a.outv.as<float>(), kind_next, nc));
+        a.znv.as<float>(), a.scv.as<int64_t>(), a.outv.as<float>(), kind_next, nc,
+        snap.on ? snap.view.as<float>() : nullptr, static_cast<float>(snap_unit),
+        static_cast<float>(snap_w)));
 }
 
 }  // namespace
@@ -267,12 +297,14 @@ void regions(py::module_& m) {
   m.def("next_preactivations", &next_preactivations, py::arg("z"), py::arg("vt"),
         py::arg("pseg"), py::arg("buf"), py::arg("offsets"), py::arg("child_offsets"),
         py::arg("kind"), py::arg("slope"), py::arg("wt"), py::arg("zn"), py::arg("scratch"),
-        py::arg("out"), py::arg("kind_next"), py::arg("next_counts"));
+        py::arg("out"), py::arg("kind_next"), py::arg("next_counts"),
+        py::arg("snap_to") = py::none(), py::arg("snap_unit") = 0.0, py::arg("snap_w") = 0.0);
   m.def("next_preactivations_sparse", &next_preactivations_sparse, py::arg("z"), py::arg("vt"),
         py::arg("pseg"), py::arg("buf"), py::arg("offsets"), py::arg("child_offsets"),
         py::arg("kind"), py::arg("slope"), py::arg("col_ptr"), py::arg("col_idx"),
         py::arg("col_val"), py::arg("bias"), py::arg("zn"), py::arg("scratch"), py::arg("out"),
-        py::arg("kind_next"), py::arg("next_counts"));
+        py::arg("kind_next"), py::arg("next_counts"), py::arg("snap_to") = py::none(),
+        py::arg("snap_unit") = 0.0, py::arg("snap_w") = 0.0);
 }
 
 }  // namespace fastmem::bind

@@ -26,7 +26,8 @@ template <class T>
 int next_preactivations(const T* z, const T* vt, const int64_t* pseg, int64_t n, int64_t width,
                         const T* buf, const int64_t* offsets, const int64_t* child_offsets,
                         int kind, T slope, const T* wt, int64_t width_next, const T* zn,
-                        int64_t* scratch, T* out, int kind_next, int64_t* next_counts);
+                        int64_t* scratch, T* out, int kind_next, int64_t* next_counts,
+                        const T* snap_to, T snap_unit, T snap_w);
 
 // The same with the next layer's linear part sparse by columns (cpu::next_preactivations_sparse).
 template <class T>
@@ -35,6 +36,7 @@ int next_preactivations_sparse(const T* z, const T* vt, const int64_t* pseg, int
                                const int64_t* child_offsets, int kind, T slope,
                                const int64_t* col_ptr, const int64_t* col_idx, const T* col_val,
                                const T* bias, int64_t width_next, const T* zn, int64_t* scratch,
-                               T* out, int kind_next, int64_t* next_counts);
+                               T* out, int kind_next, int64_t* next_counts, const T* snap_to,
+                               T snap_unit, T snap_w);
 
 }  // namespace fastmem::gpu

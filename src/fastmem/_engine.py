@@ -46,7 +46,7 @@ import numpy as np
 
 from . import _graph, _validate
 from ._backend import Backend
-from ._kinds import ACTIVATIONS, bits_per_neuron, snap_to_thresholds
+from ._kinds import ACTIVATIONS, bits_per_neuron, carry_snap, snap_to_thresholds
 from ._threads import (
     cpu_threads,
     kernel_threads,
@@ -621,9 +621,10 @@ def split(
             # the next hidden layer's crossing counts come with its values
             kind_next = ACTIVATIONS[net.activation[layer + 1]] if layer + 1 < n_hidden else -1
             next_counts = ws.take("counts" + other, (nc if kind_next >= 0 else 0,), np.int64)
+            snap = carry_snap(wt[-1], kind_next, ws.abs_sums(net, layer + 1)[0], slope, kind, xp)
             k.next_preactivations(
                 Z, vt, pseg, buf, offsets, child, kind, slope, wt, Z_old, scratch, Z_new,
-                kind_next, next_counts,
+                kind_next, next_counts, *snap,
             )  # fmt: skip
             known = _check_layer(Z_new, layer + 1, net, ws, known, names)
             Z = Z_new

@@ -41,8 +41,10 @@ ends; an ``act`` op cuts pieces where an element meets a threshold, a ``maxpool2
 where two entries of a window that are both maximal cross; the ends of the new pieces
 are interpolated linearly (everything is affine on a piece), states are read at the
 pieces' midpoints, and adjacent pieces with equal patterns are merged at the end.
-Differences from the dense engine: no float64 threshold snap (``fastmem._kinds``), and
-pieces are stored with both ends.
+Differences from the dense engine: no float64 threshold snap at the old vertices
+(``fastmem._kinds.snap_to_thresholds``), and pieces are stored with both ends. Both snap
+carried values back to their bias where the op after reads them against it
+(``fastmem._kinds.carry_snap``: a bias-free convolution over dead neurons is exactly 0).
 
 Where an activation is followed by an affine op (``flatten`` ops between allowed), both
 go through the segment engine's kernels (cpp/include/fastmem/regions.hpp) as one step:
@@ -85,6 +87,7 @@ from ._kinds import (
     THRESHOLD,
     activation_slope,
     bits_per_neuron,
+    carry_snap,
     thresholds,
 )
 from ._threads import (
@@ -1029,6 +1032,35 @@ class _Walk:
         k.apply_activation(out, kind, slope)
         self.put(out, slot)
 
+    def _carry_snap(self, wt: Any, nxt: Op, after: Op | None, kind: int, slope: float) -> Any:
+        """The snap arguments of the ``next_preactivations`` kernels for ``nxt``
+        (:func:`fastmem._kinds.carry_snap`): where the op after it reads its values against
+        their bias, an activation (the bias on a threshold) or max pooling (ties)."""
+        xp = self.xp
+        reader: int | None = -1
+        if after is not None and after.kind == "act":
+            reader = ACTIVATIONS.get(after.params["activation"], -1)
+        elif after is not None and after.kind == "maxpool2d":
+            reader = None
+        sparse = isinstance(wt, _SparseColumns)
+        bias = (wt.bias if sparse else wt[-1])[: nxt.size]
+        if reader == -1 or bias.dtype != np.float64:
+            return None, 0.0, 0.0
+        with self.lock:  # sum_j |W_kj|, made once per call
+            if ("abs", id(nxt)) not in self.dense:
+                if sparse:
+                    w_abs = xp.bincount(wt.idx, weights=xp.abs(wt.val), minlength=len(wt.bias))
+                else:
+                    w_abs = xp.abs(wt[:-1]).sum(axis=0)
+                self.dense["abs", id(nxt)] = (nxt, w_abs[: nxt.size])
+            w_abs = self.dense["abs", id(nxt)][1]
+        snap_to, unit, w = carry_snap(bias, reader, w_abs, slope, kind, xp)
+        if snap_to is not None and snap_to.shape[0] < len(wt.bias if sparse else wt[-1]):
+            full = xp.full(len(wt.bias if sparse else wt[-1]), np.nan)  # the kept columns
+            full[: nxt.size] = snap_to
+            snap_to = full
+        return snap_to, unit, w
+
     def _act_affine(self, op: Op, ops: tuple[Op, ...], keep: bool = False) -> Any:
         """The act ``op`` and the affine op ``ops[0]`` after it, through the segment
         engine's kernels (cpp/include/fastmem/regions.hpp): crossings, the new pieces and
@@ -1109,10 +1141,12 @@ class _Walk:
             kind_next = ACTIVATIONS.get(after.params["activation"], -1)
         next_counts = xp.empty(nc if kind_next >= 0 else 0, dtype=np.int64)
         causes = None
+        snap = self._carry_snap(wt, nxt, after, kind, slope)
         if isinstance(wt, _SparseColumns):  # a convolution: its receptive fields only
             k.next_preactivations_sparse(
                 Z, vt, pseg, buf, offsets, child, kind, slope, wt.ptr, wt.idx, wt.val,
                 wt.bias, xp.ascontiguousarray(Z_old), scratch, out, kind_next, next_counts,
+                *snap,
             )  # fmt: skip
             if kind_next >= 0 and hasattr(k, "breakpoint_causes"):  # for a chained pass
                 causes = (xp.empty(nc + nv - n, dtype=np.int64), xp.empty(nc + nv - n, Z.dtype))
@@ -1120,7 +1154,7 @@ class _Walk:
         else:
             k.next_preactivations(
                 Z, vt, pseg, buf, offsets, child, kind, slope, wt,
-                xp.ascontiguousarray(Z_old), scratch, out, kind_next, next_counts,
+                xp.ascontiguousarray(Z_old), scratch, out, kind_next, next_counts, *snap,
             )  # fmt: skip
         _check_finite(out, nxt, xp, "starts, ends")
         # where the old vertices went; each new vertex lies between old ones (left, left + 1)

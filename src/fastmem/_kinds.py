@@ -84,3 +84,76 @@ def snap_reference(z: Any, h: Any, w_abs_sum: Any, b_abs: Any, kind: int) -> Non
         near = [finite & (z - t <= band) & (t - z <= band) for t in thresholds(kind)]
         for theta, mask in reversed(list(zip(thresholds(kind), near, strict=True))):
             z[mask] = theta  # within both of hard-tanh's bands (> 1): -1, the first
+
+
+def carry_snap(
+    bias: Any, reader: int | None, w_abs: Any, slope: float, kind: int, xp: Any
+) -> tuple[Any, float, float]:
+    """The snap arguments (``snap_to``, ``snap_unit``, ``snap_w``) of the
+    ``next_preactivations`` kernels for a next layer with bias ``bias`` and row sums
+    ``w_abs`` (``sum_j |W_kj|``), read by the activation code ``reader`` (None: max
+    pooling), after an activation of code ``kind``; ``snap_to`` None where nothing is
+    snapped.
+
+    The kernels compute the next layer at a piece's breakpoints from its values at the
+    piece's ends by rank-1 updates (``carry_to_breakpoints`` in
+    cpp/include/fastmem/regions.hpp). A neuron whose inputs are all off along part of a
+    piece (a bias-free convolution over dead neurons) is exactly its bias there, and the
+    forward pass computes exactly that; the updates leave noise of either sign, so its
+    state would differ from the forward pass's where the bias sits on a threshold (or,
+    before max pooling, where a window's equal entries tie). So the kernels set a carried
+    value within the carry's rounding band of ``snap_to[k]`` (the bias; NaN: not read so)
+    to it.
+
+    The band: a carried value is the piece's left value plus ``dr`` times running slopes
+    summed over the piece's ``n_bp`` breakpoints; each slope is ``znh - znl`` less and then
+    plus, once each, the rank-1 terms of the ``n_flips`` neurons that flip in the piece,
+    ``|f_j W_kj| <= ds |W_kj| (|z_j(l)| + |z_j(r)|)`` (``ds``: the largest change of the
+    activation's slope). So it lies within ``gamma_m (2 |znl_k| + 2 |znh_k| + 4 ds ||W_k||_1
+    P)`` of the exact value (Higham's ``gamma_m``, ``m = 2 n_flips + n_bp + 4``; ``P``: the
+    largest ``|z_j|`` at the piece's ends over its candidates, the neurons that may flip).
+    The kernels take, per piece, ``snap_unit m (2 max_k (|znl_k| + |znh_k|) + snap_w P)``:
+    ``snap_unit`` twice ``gamma_m / m`` (``m u < 1e-3``), ``snap_w = 4 ds max_k ||W_k||_1``
+    over the snapped neurons (:func:`carry_snap_reference`). float64 only, as
+    :func:`snap_to_thresholds`.
+    """
+    none = (None, 0.0, 0.0)
+    if bias.dtype != np.float64:
+        return none
+    cols = snap_targets(bias, reader, xp)
+    if cols.shape[0] == 0:
+        return none
+    snap_to = xp.full(bias.shape[0], np.nan)
+    snap_to[cols] = bias[cols]
+    ds = max(1.0, abs(1.0 - slope)) if kind == LEAKY_RELU else 1.0
+    return snap_to, 2 * 2.0**-53 / (1 - 1e-3), 4 * ds * float(w_abs[cols].max())
+
+
+def carry_snap_reference(
+    rows: Any, zl: Any, zh: Any, znl: Any, znh: Any, m: int, snap_to: Any, unit: float, w: float
+) -> None:
+    """Plain NumPy statement of the kernels' snap of one piece's carried ``rows`` (in
+    place; ``zl``, ``zh``: the layer's candidates at the piece's ends, ``znl``, ``znh``:
+    the next layer there; ``m = 2 n_flips + n_bp + 4``)."""
+    pz = max(float(np.abs(zl).max(initial=0.0)), float(np.abs(zh).max(initial=0.0)))
+    pn = float((np.abs(znl) + np.abs(znh)).max(initial=0.0))
+    band = unit * m * (2 * pn + w * pz)
+    if not np.isfinite(band):
+        return
+    with np.errstate(invalid="ignore"):
+        near = np.abs(rows - snap_to) <= band
+    rows[near] = np.broadcast_to(snap_to, rows.shape)[near]
+
+
+def snap_targets(bias: Any, kind_next: int | None, xp: Any) -> Any:
+    """The neurons :func:`carry_snap` snaps: those whose bias sits on a threshold of
+    the activation code ``kind_next`` that reads them, or all (``kind_next`` None: max
+    pooling, whose windows tie)."""
+    if kind_next is None:
+        return xp.arange(bias.shape[0])
+    if kind_next < 0 or kind_next == THRESHOLD:  # no reader, or a step (cut as it is)
+        return xp.zeros(0, dtype=np.int64)
+    on = bias == thresholds(kind_next)[0]
+    for theta in thresholds(kind_next)[1:]:
+        on |= bias == theta
+    return xp.flatnonzero(on)

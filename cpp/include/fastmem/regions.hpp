@@ -32,6 +32,10 @@
 //                            update of width_next entries instead of a GEMM row of
 //                            width x width_next. Without this pass the GEMM would run over
 //                            every new vertex (~3x the rows on a 784-128x3-10 network).
+//                            Where the next op reads a value against its bias (the bias on
+//                            a threshold; max pooling's ties), values within the carry's
+//                            rounding band of it take it (Columns::snap_to, carry_band):
+//                            an output whose inputs are all off is exactly its bias.
 //
 // Thresholds: 0 for relu / leaky_relu / threshold, -1 and +1 for hard-tanh. A neuron that
 // is constant along the piece never crosses; its state comes from its value. Crossings
@@ -411,6 +415,13 @@ struct Columns {
   const int64_t* idx;
   const T* val;
   const T* b;
+  // Where the op after reads the carried values against their bias (fastmem._kinds.
+  // snap_carried): snap_to[k] the value output k takes where it is exactly that (its bias;
+  // NaN: not read so), nullptr: none (float64 only); snap_unit, snap_w: the band's factors
+  // (carry_band).
+  const T* snap_to = nullptr;
+  T snap_unit = T(0);
+  T snap_w = T(0);
 
   FASTMEM_HD const T* bias() const { return ptr ? b : wt + width * width_next; }
 
@@ -438,6 +449,40 @@ struct Columns {
 template <class T>
 FASTMEM_HD inline Columns<T> dense_columns(const T* wt, int64_t width, int64_t width_next) {
   return {wt, width, width_next, nullptr, nullptr, nullptr, nullptr};
+}
+
+// How far carry_to_breakpoints' values may lie from the exact ones (fastmem._kinds.
+// carry_snap): snap_unit n_ops (2 max_k (|znl_k| + |znh_k|) + snap_w max_j max(|zl_j|,
+// |zh_j|)), j over the candidates cand (only they flip: the rank-1 terms), n_ops =
+// 2 n_flips + n_bp + 4 the operations a value sums; or -1 (nothing is snapped) where that
+// is not finite.
+template <class T>
+FASTMEM_HD inline T carry_band(const T* zl, const T* zh, const int64_t* cand, int64_t n_cand,
+                               const T* znl, const T* znh, int64_t width_next,
+                               int64_t n_ops, const Columns<T>& wt) {
+  T pz = T(0), pn = T(0);
+  for (int64_t q = 0; q < n_cand; ++q) {
+    const int64_t j = cand[q];
+    const T a = zl[j] < T(0) ? -zl[j] : zl[j];
+    const T b = zh[j] < T(0) ? -zh[j] : zh[j];
+    const T m = a > b ? a : b;
+    pz = m > pz ? m : pz;
+  }
+  for (int64_t k = 0; k < width_next; ++k) {
+    const T m = (znl[k] < T(0) ? -znl[k] : znl[k]) + (znh[k] < T(0) ? -znh[k] : znh[k]);
+    pn = m > pn ? m : pn;
+  }
+  const T band = wt.snap_unit * T(n_ops) * (T(2) * pn + wt.snap_w * pz);
+  return band - band == T(0) ? band : T(-1);
+}
+
+// A carried row's values within `band` of their snap_to value take it.
+template <class T>
+FASTMEM_HD inline void snap_row(T* row, const T* snap_to, int64_t width_next, T band) {
+  for (int64_t k = 0; k < width_next; ++k) {
+    const T d = row[k] - snap_to[k];
+    row[k] = (d <= band) & (-d <= band) ? snap_to[k] : row[k];
+  }
 }
 
 template <class T>
@@ -591,6 +636,10 @@ FASTMEM_HD inline void carry_to_breakpoints(const T* zl, const T* zh, int64_t wi
     }
   }
   shell_sort(flips, n_flips);
+  const T band =
+      wt.snap_to ? carry_band(zl, zh, cand, n_cand, znl, znh, width_next,
+                              2 * n_flips + n_bp + 4, wt)
+                 : T(-1);
   T r_prev = T(0);
   int64_t next_flip = 0;
   for (int64_t c = 1; c <= n_bp; ++c) {
@@ -599,6 +648,7 @@ FASTMEM_HD inline void carry_to_breakpoints(const T* zl, const T* zh, int64_t wi
     const T* prev = out + (c - 1) * width_next;
     T* cur = out + c * width_next;  // == g when c == n_bp: element k reads g[k] first
     for (int64_t k = 0; k < width_next; ++k) cur[k] = prev[k] + dr * g[k];
+    if (band >= T(0)) snap_row(cur, wt.snap_to, width_next, band);
     r_prev = r;
     if (c == n_bp) break;
     for (; next_flip < n_flips && flips[next_flip] / width == c; ++next_flip) {

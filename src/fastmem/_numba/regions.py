@@ -7,6 +7,8 @@ piece ``i`` of segment ``pseg[i]`` spans vertices ``i + pseg[i]`` and ``i + pseg
 
 from __future__ import annotations
 
+import math
+
 import numba as nb
 import numpy as np
 
@@ -329,7 +331,7 @@ def _sort_int(v, lo, n):
 @nb.njit(parallel=True, cache=True)
 def _next_preactivations(
     z, vt, pseg, buf, offsets, child_offsets, kind, slope, wt, ptr, idx, val, bias, zn, scratch,
-    out, kind_next, next_counts, k,
+    out, kind_next, next_counts, snap_to, snap_unit, snap_w, k,
 ):  # fmt: skip
     # The same recurrence, in the same order, as next_preactivations_row in regions.hpp.
     n = pseg.shape[0]
@@ -348,7 +350,7 @@ def _next_preactivations(
         if n_bp > 0:
             _carry_to_breakpoints(
                 z, v, tl, th, buf, bp0, n_bp, kind, slope, wt, ptr, idx, val, bias, zn, scratch,
-                out, v0, k,
+                out, v0, snap_to, snap_unit, snap_w, k,
             )  # fmt: skip
         if kind_next >= 0:
             for c in range(n_bp + 1):
@@ -412,9 +414,30 @@ def _neuron_flips(zl, zh, buf, bp0, n_bp, tl, th, kind, slope, k):
     return n, c0, s0, c1, s1
 
 
+@nb.njit(cache=True, error_model="numpy")
+def _carry_band(z, v, scratch, cand0, n_cand, zn, n_ops, snap_unit, snap_w, k):
+    # carry_band of regions.hpp
+    pz = k[0]
+    pn = k[0]
+    for p in range(n_cand):
+        j = scratch[cand0 + p]
+        a = -z[v, j] if z[v, j] < k[0] else z[v, j]
+        b = -z[v + 1, j] if z[v + 1, j] < k[0] else z[v + 1, j]
+        m = a if a > b else b
+        pz = m if m > pz else pz
+    for q in range(zn.shape[1]):
+        lo = -zn[v, q] if zn[v, q] < k[0] else zn[v, q]
+        hi = -zn[v + 1, q] if zn[v + 1, q] < k[0] else zn[v + 1, q]
+        m = lo + hi
+        pn = m if m > pn else pn
+    band = snap_unit * n_ops * (k[2] * pn + snap_w * pz)  # float64 only: exact conversion
+    return band if band - band == k[0] else k[3]
+
+
 @nb.njit(cache=True)
 def _carry_to_breakpoints(
-    z, v, tl, th, buf, bp0, n_bp, kind, slope, wt, ptr, idx, val, bias, zn, scratch, out, v0, k
+    z, v, tl, th, buf, bp0, n_bp, kind, slope, wt, ptr, idx, val, bias, zn, scratch, out, v0,
+    snap_to, snap_unit, snap_w, k,
 ):  # fmt: skip
     # carry_to_breakpoints of regions.hpp: out rows v0 + 1 .. v0 + n_bp; the next layer's
     # columns dense (wt) or, with ptr not empty, sparse (regions.hpp's Columns)
@@ -450,6 +473,10 @@ def _carry_to_breakpoints(
                 for q in range(width_next):
                     out[gr, q] -= f * wt[j, q]
     _sort_int(scratch, flip0, n_flips)
+    band = k[3]
+    if snap_to.shape[0] > 0:
+        n_ops = 2 * n_flips + n_bp + 4
+        band = _carry_band(z, v, scratch, cand0, n_cand, zn, n_ops, snap_unit, snap_w, k)
     r_prev = k[0]
     nf = 0
     for c in range(1, n_bp + 1):
@@ -457,6 +484,11 @@ def _carry_to_breakpoints(
         dr = r - r_prev
         for q in range(width_next):
             out[v0 + c, q] = out[v0 + c - 1, q] + dr * out[gr, q]
+        if band >= k[0]:
+            for q in range(width_next):
+                d = out[v0 + c, q] - snap_to[q]
+                if d <= band and -d <= band:
+                    out[v0 + c, q] = snap_to[q]
         r_prev = r
         if c == n_bp:
             break
@@ -654,28 +686,46 @@ def _matrix(z, a, rows, cols, what):
     )  # fmt: skip
 
 
+def _snap_args(z, snap_to, width_next, snap_unit, snap_w):
+    """The checked snap arguments of next_preactivations(_sparse) (regions.hpp's Columns):
+    snap_to (width_next,) or None (an empty array), snap_unit and snap_w in z's dtype."""
+    _require(
+        math.isfinite(snap_unit) and snap_unit >= 0 and math.isfinite(snap_w) and snap_w >= 0,
+        "snap_unit and snap_w must be finite and >= 0",
+    )
+    if snap_to is None:
+        snap_to = np.empty(0, dtype=z.dtype)
+    else:
+        _require(z.dtype == np.float64, "snap_to: float64 only")
+        _check_1d(snap_to, z.dtype, width_next, "snap_to must be 1-D (width_next,)")
+    return snap_to, z.dtype.type(snap_unit), z.dtype.type(snap_w)
+
+
 def next_preactivations(
     z, vt, pseg, buf, offsets, child_offsets, kind: int, slope: float, wt, zn, scratch, out,
-    kind_next: int, next_counts,
+    kind_next: int, next_counts, snap_to=None, snap_unit: float = 0.0, snap_w: float = 0.0,
 ) -> None:  # fmt: skip
-    """The next layer's pre-activations at the new vertices, from those at the old (regions.hpp)."""
+    """The next layer's pre-activations at the new vertices, from those at the old
+    (regions.hpp); snap_to, snap_unit, snap_w: the snap of the carried values (Columns)."""
     _check_vertices(z, pseg)
     _matrix(z, wt, z.shape[1] + 1, None, "wt must be (width + 1, width_next)")
     next_counts = _check_next(
         z, vt, pseg, buf, offsets, child_offsets, kind, wt.shape[1], zn, scratch, out,
         kind_next, next_counts,
     )  # fmt: skip
+    snap = _snap_args(z, snap_to, wt.shape[1], snap_unit, snap_w)
     none = np.empty(0, dtype=np.int64)
     _next_preactivations(
         z, vt, pseg, buf, offsets, child_offsets, int(kind), z.dtype.type(slope), wt, none,
         none, np.empty(0, dtype=z.dtype), np.empty(0, dtype=z.dtype), zn, scratch, out,
-        int(kind_next), next_counts, _consts(z.dtype),
+        int(kind_next), next_counts, *snap, _consts(z.dtype),
     )  # fmt: skip
 
 
 def next_preactivations_sparse(
     z, vt, pseg, buf, offsets, child_offsets, kind: int, slope: float, col_ptr, col_idx,
-    col_val, bias, zn, scratch, out, kind_next: int, next_counts,
+    col_val, bias, zn, scratch, out, kind_next: int, next_counts, snap_to=None,
+    snap_unit: float = 0.0, snap_w: float = 0.0,
 ) -> None:  # fmt: skip
     """next_preactivations with the next layer's linear part sparse by columns (column j's
     nonzeros at col_idx[col_ptr[j]:col_ptr[j + 1]], distinct, values col_val), its bias
@@ -701,10 +751,11 @@ def next_preactivations_sparse(
         z, vt, pseg, buf, offsets, child_offsets, kind, width_next, zn, scratch, out,
         kind_next, next_counts,
     )  # fmt: skip
+    snap = _snap_args(z, snap_to, width_next, snap_unit, snap_w)
     _next_preactivations(
         z, vt, pseg, buf, offsets, child_offsets, int(kind), z.dtype.type(slope),
         np.empty((0, 0), dtype=z.dtype), col_ptr, col_idx, col_val, bias, zn, scratch, out,
-        int(kind_next), next_counts, _consts(z.dtype),
+        int(kind_next), next_counts, *snap, _consts(z.dtype),
     )  # fmt: skip
 
 
