@@ -1334,3 +1334,36 @@ def test_structural_zeros_walk_matches_reference_walk(pool: bool) -> None:
         count, bps = _reference_walk(Probed(seq), A[i], B[i], (2, 10, 14))
         assert r.counts[i] == count
         np.testing.assert_allclose(r.breakpoints[i], bps, rtol=0, atol=1e-8)
+
+
+def test_dyadic_sampling_sees_more_only_at_breakpoints() -> None:
+    # Dyadic weights, integer inputs and dyadic sample points t = k / 1024: everything is
+    # exact, several neurons meet their threshold at the same t, and the segment's ends
+    # sit on kinks. Dense sampling then counts more regions than the exact walk; every
+    # extra pattern is the pattern AT a breakpoint or an end (a point, not a region):
+    # every sample strictly inside an exact piece has that piece's pattern.
+    rng = np.random.default_rng(0)
+    seq = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 2, 3, stride=2), nn.ReLU(),
+        nn.Flatten(), nn.Linear(2 * 3 * 3, 4), nn.ReLU(), nn.Linear(4, 2),
+    ).double()  # fmt: skip
+    with torch.no_grad():
+        for p in seq.parameters():
+            p.copy_(torch.from_numpy(rng.integers(-4, 5, p.shape) / 4.0))
+    net = fastmem.Network.from_torch(seq.eval(), input_shape=(1, 8, 8))
+    A = rng.integers(-3, 4, (6, 64)).astype(float)
+    B = rng.integers(-3, 4, (6, 64)).astype(float)
+    t = np.arange(1025) / 1024
+    on_points = 0
+    for graph in (net, net._conv_network()):
+        exact = fastmem.regions.along_segments(graph, A, B)
+        sampled = fastmem.regions.along_segments(graph, A, B, method="sampled", samples=1025)
+        assert (sampled.counts >= exact.counts).all() and (sampled.counts > exact.counts).any()
+        for i in range(len(A)):
+            ends = np.r_[0.0, exact.breakpoints[i], 1.0]
+            piece = np.clip(np.searchsorted(ends, t, side="right") - 1, 0, len(ends) - 2)
+            inside = (ends[piece] < t) & (t < ends[piece + 1])
+            h = graph.pattern_hashes(A[i] + t[:, None] * (B[i] - A[i]))
+            np.testing.assert_array_equal(h[inside], exact.pattern_hashes[i][piece[inside]])
+            on_points += int((h[~inside] != exact.pattern_hashes[i][piece[~inside]]).sum())
+    assert on_points > 0
