@@ -20,7 +20,7 @@ _S33 = np.uint64(33)
 _LIMIT = 4611686018427387904.0  # 2^62
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(inline="always", cache=True, error_model="numpy")
 def _fmix64(k):
     k ^= k >> _S33
     k *= _F1
@@ -30,7 +30,7 @@ def _fmix64(k):
     return k
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(inline="always", cache=True, error_model="numpy")
 def _count_le(edges, v):
     # count_le of information.hpp: branch-free halving, the answer in [base, base + n]
     n = edges.shape[0]
@@ -44,7 +44,7 @@ def _count_le(edges, v):
     return base + (1 if edges[base] <= v else 0)
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(inline="always", cache=True, error_model="numpy")
 def _code(a, kind, edges, lo, scale, scale_t, n_codes):
     if kind == 0:
         k = _count_le(edges, np.float64(a))
@@ -620,7 +620,7 @@ def _plane_pair_sum(gid, n, groups, other, n_other, clog, pkey, pcnt, hist, cap)
     return _plane_hist_sum(hist, max_c, clog)
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(inline="always", cache=True, error_model="numpy")
 def _plane_code(a, kind, edges, lo, scale, scale_t, n_codes, hint):
     """plane_code of information.hpp: a guessed edge index, confirmed, else _count_le."""
     if kind > 1 or hint <= 0.0:
