@@ -1367,3 +1367,85 @@ def test_dyadic_sampling_sees_more_only_at_breakpoints() -> None:
             np.testing.assert_array_equal(h[inside], exact.pattern_hashes[i][piece[inside]])
             on_points += int((h[~inside] != exact.pattern_hashes[i][piece[~inside]]).sum())
     assert on_points > 0
+
+
+class _ResidualNet(nn.Module):
+    """A stem and one basic block ``relu(c2(relu(c1 x)) + x)`` of bias-free convolutions: the
+    residual sum is exactly 0 where the stem and the block's inner ReLU are all off."""
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 3, 3, padding=1, bias=False)
+        self.c1 = nn.Conv2d(3, 3, k, padding=k // 2, bias=False)
+        self.c2 = nn.Conv2d(3, 3, k, padding=k // 2, bias=False)
+        self.fc = nn.Linear(108, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.stem(x))
+        return self.fc(torch.relu(self.c2(torch.relu(self.c1(h))) + h).flatten(1))
+
+
+def _mixed_scale() -> nn.Module:
+    """Bias-free convolutions, the second one's first channel 1e-10 of the other's scale:
+    its real values are far below the other channel's rounding."""
+    torch.manual_seed(0)
+    seq = nn.Sequential(
+        nn.Conv2d(1, 3, 3, bias=False), nn.ReLU(), nn.Conv2d(3, 2, 3, bias=False), nn.ReLU(),
+        nn.Flatten(), nn.Linear(8, 2),
+    ).double()  # fmt: skip
+    with torch.no_grad():
+        seq[2].weight[0] *= 1e-10
+    return seq.eval()
+
+
+def _pool_tie() -> nn.Module:
+    """A pooling window holding an output that sees only zero padding (exactly 0) beside
+    one that crosses 0: past the crossing the pooled value is exactly 0."""
+    torch.manual_seed(3)
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 2, stride=2, padding=1, dilation=2, bias=False), nn.ReLU(),
+        nn.Conv2d(4, 4, 2, padding=1, dilation=2, bias=False), nn.MaxPool2d(2), nn.ReLU(),
+        nn.Flatten(), nn.Linear(16, 3),
+    ).double().eval()  # fmt: skip
+
+
+def _bn_default() -> nn.Module:
+    """Bias-free convolutions each followed by an eval-mode BatchNorm2d with default
+    statistics (shift exactly 0): kept as its own op in the layer graph's form."""
+    torch.manual_seed(1)
+    return nn.Sequential(
+        nn.Conv2d(1, 3, 3, bias=False), nn.BatchNorm2d(3), nn.ReLU(),
+        nn.Conv2d(3, 3, 1, bias=False), nn.BatchNorm2d(3), nn.ReLU(),
+        nn.Flatten(), nn.Linear(48, 2),
+    ).double().eval()  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(
+    "case", ["residual 1x1", "residual 3x3", "mixed scale", "pool tie", "batch norm"]
+)
+def test_exact_zeros_and_tiny_values_match_the_forward_pass(case: str, backend: str) -> None:
+    # Found by a sweep after the carry's snap landed: structural zeros reached by a
+    # residual sum or through a BatchNorm op were not snapped; a per-piece band snapped a
+    # real value 1e-10 of its neighbours' scale and lost its crossing; a pooled value at a
+    # switch of the argmax was the interpolated crossing, not the exact 0 of the tie.
+    module, shape = {
+        "residual 1x1": (_ResidualNet(1).double().eval(), (1, 6, 6)),
+        "residual 3x3": (_ResidualNet(3).double().eval(), (1, 6, 6)),
+        "mixed scale": (_mixed_scale(), (1, 6, 6)),
+        "pool tie": (_pool_tie(), (2, 8, 8)),
+        "batch norm": (_bn_default(), (1, 6, 6)),
+    }[case]
+    net = fastmem.Network.from_torch(module, input_shape=shape)
+    rng = np.random.default_rng(0)
+    d = int(np.prod(shape))
+    A, B = rng.normal(size=(2, 6, d))
+    nets = [net] + ([net._conv_network()] if net.layer_graph is None else [])
+    counts = []
+    for graph in nets:
+        assert _hash_mismatches(graph, A, B, backend=backend) == 0
+        counts.append(fastmem.regions.along_segments(graph, A, B, backend=backend).counts)
+    np.testing.assert_array_equal(counts[0], counts[-1])
+    # no crossing lost: dense sampling never sees more regions than the exact walk
+    sampled = fastmem.regions.along_segments(net, A, B, method="sampled", samples=4001)
+    assert (sampled.counts <= counts[0]).all()

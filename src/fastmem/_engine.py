@@ -621,7 +621,11 @@ def split(
             # the next hidden layer's crossing counts come with its values
             kind_next = ACTIVATIONS[net.activation[layer + 1]] if layer + 1 < n_hidden else -1
             next_counts = ws.take("counts" + other, (nc if kind_next >= 0 else 0,), np.int64)
-            snap = carry_snap(wt[-1], kind_next, ws.abs_sums(net, layer + 1)[0], slope, kind, xp)
+            snap = (
+                carry_snap(wt[-1], ws.abs_sums(net, layer + 1)[0], slope, kind, xp)
+                if layer + 1 < n_hidden  # the logits: read by nothing piecewise
+                else (None, 0.0, 0.0)
+            )
             k.next_preactivations(
                 Z, vt, pseg, buf, offsets, child, kind, slope, wt, Z_old, scratch, Z_new,
                 kind_next, next_counts, *snap,

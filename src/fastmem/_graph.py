@@ -1034,32 +1034,21 @@ class _Walk:
 
     def _carry_snap(self, wt: Any, nxt: Op, after: Op | None, kind: int, slope: float) -> Any:
         """The snap arguments of the ``next_preactivations`` kernels for ``nxt``
-        (:func:`fastmem._kinds.carry_snap`): where the op after it reads its values against
-        their bias, an activation (the bias on a threshold) or max pooling (ties)."""
+        (:func:`fastmem._kinds.carry_snap`), unless nothing reads its values (the logits)."""
         xp = self.xp
-        reader: int | None = -1
-        if after is not None and after.kind == "act":
-            reader = ACTIVATIONS.get(after.params["activation"], -1)
-        elif after is not None and after.kind == "maxpool2d":
-            reader = None
-        sparse = isinstance(wt, _SparseColumns)
-        bias = (wt.bias if sparse else wt[-1])[: nxt.size]
-        if reader == -1 or bias.dtype != np.float64:
+        if after is None and not self.depth:
             return None, 0.0, 0.0
+        sparse = isinstance(wt, _SparseColumns)
+        bias = wt.bias if sparse else wt[-1]
         with self.lock:  # sum_j |W_kj|, made once per call
             if ("abs", id(nxt)) not in self.dense:
                 if sparse:
                     w_abs = xp.bincount(wt.idx, weights=xp.abs(wt.val), minlength=len(wt.bias))
                 else:
                     w_abs = xp.abs(wt[:-1]).sum(axis=0)
-                self.dense["abs", id(nxt)] = (nxt, w_abs[: nxt.size])
+                self.dense["abs", id(nxt)] = (nxt, w_abs)
             w_abs = self.dense["abs", id(nxt)][1]
-        snap_to, unit, w = carry_snap(bias, reader, w_abs, slope, kind, xp)
-        if snap_to is not None and snap_to.shape[0] < len(wt.bias if sparse else wt[-1]):
-            full = xp.full(len(wt.bias if sparse else wt[-1]), np.nan)  # the kept columns
-            full[: nxt.size] = snap_to
-            snap_to = full
-        return snap_to, unit, w
+        return carry_snap(bias, w_abs, slope, kind, xp)
 
     def _act_affine(self, op: Op, ops: tuple[Op, ...], keep: bool = False) -> Any:
         """The act ``op`` and the affine op ``ops[0]`` after it, through the segment
@@ -1203,7 +1192,11 @@ class _Walk:
             del top
             ends = (_window_entries(x, op, r0, w0, xp), _window_entries(x, op, r0 + 1, w0, xp))
             del x
-            js, ts = [], []
+            # each window entry's column of V (-1: padding), for the cuts' exact ties
+            img = xp.arange(V.shape[1], dtype=np.float64).reshape(1, *op.in_shape)
+            img = _pad_hw(img, op.params["pads"], -1.0, xp)
+            col = _window_entries(img, op, xp.zeros_like(w0), w0, xp).astype(np.int64)
+            js, ts, on_cols, on_vals = [], [], [], []
             for i in range(K):
                 for j2 in range(i + 1, K):
                     lo, hi = ends[0][:, i] - ends[0][:, j2], ends[1][:, i] - ends[1][:, j2]
@@ -1223,19 +1216,30 @@ class _Walk:
                     )
                     keep = at[:, i] >= at.max(axis=1) - 1e-9 * (scale + 1.0)
                     r, lam = r0[q][keep], lam[keep]
-                    js.append(r)
-                    ts.append(self.vt[r] + (self.vt[r + 1] - self.vt[r]) * lam)
-            moved = self.split(js, ts, op)
+                    t = self.vt[r] + (self.vt[r + 1] - self.vt[r]) * lam
+                    # the two entries are equal at the cut: both take one value there (a
+                    # constant entry's, exact, if either is), as the forward pass's tie
+                    ai, bi, aj, bj = a[keep, i], b[keep, i], a[keep, j2], b[keep, j2]
+                    val = xp.where(aj == bj, aj, xp.where(ai == bi, ai, at[keep, i]))
+                    for e in (i, j2):
+                        js.append(r)
+                        ts.append(t)
+                        on_cols.append(col[q[keep], e])
+                        on_vals.append(val)
+            moved = self.split(js, ts, op, on=(on_cols, on_vals))
             V = self.cur
         n = V.shape[0]
         if op.state_bits:
             zm = V if self.constant else self.midpoints(V)
             x = _pad_hw(zm.reshape(zm.shape[0], *op.in_shape), op.params["pads"], -np.inf, xp)
             # entries equal on the whole piece (e.g. two dead neurons' equal constants, an
-            # exact tie in the forward pass, whose first entry wins there) differ here by
-            # the rounding of the interpolated vertex values: within 2^-40 of the row's
-            # largest magnitude they are ties, as in the forward pass
-            tie = (xp.abs(zm).max(axis=1) * 2.0**-40)[:, None, None, None]
+            # exact tie in the forward pass, whose first entry wins there) may differ here
+            # by the rounding of the interpolated vertex values: within 2^-40 of the
+            # window's largest magnitude they are ties, as in the forward pass
+            mag = _pad_hw(xp.abs(zm).reshape(x.shape[0], *op.in_shape), op.params["pads"],
+                          0.0, xp)  # fmt: skip
+            tie = _window_max(mag, op, xp)[0].reshape(x.shape[0], *op.out_shape) * 2.0**-40
+            del mag
             _, idx = _window_max(x, op, xp, argmax=True, tie=tie)
             pack_argmax(idx, self.codes, self.bit, op.state_bits // op.size, V.dtype, k)
             self.bit += op.state_bits

@@ -32,10 +32,10 @@
 //                            update of width_next entries instead of a GEMM row of
 //                            width x width_next. Without this pass the GEMM would run over
 //                            every new vertex (~3x the rows on a 784-128x3-10 network).
-//                            Where the next op reads a value against its bias (the bias on
-//                            a threshold; max pooling's ties), values within the carry's
-//                            rounding band of it take it (Columns::snap_to, carry_band):
-//                            an output whose inputs are all off is exactly its bias.
+//                            A carried value within a rigorous bound of the carry's
+//                            rounding of the output's bias takes it (Columns::snap_to,
+//                            carry_band, snap_row): an output whose inputs are all off is
+//                            exactly its bias, as the forward pass computes it.
 //
 // Thresholds: 0 for relu / leaky_relu / threshold, -1 and +1 for hard-tanh. A neuron that
 // is constant along the piece never crosses; its state comes from its value. Crossings
@@ -43,6 +43,7 @@
 // breakpoints at the segment ends and ties with earlier layers' breakpoints harmless).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -416,14 +417,33 @@ struct Columns {
   const T* val;
   const T* b;
   // Where the op after reads the carried values against their bias (fastmem._kinds.
-  // snap_carried): snap_to[k] the value output k takes where it is exactly that (its bias;
-  // NaN: not read so), nullptr: none (float64 only); snap_unit, snap_w: the band's factors
-  // (carry_band).
+  // carry_snap): snap_to[k] the value output k takes where rounding cannot tell it from
+  // that (its bias; NaN: never), nullptr: none (float64 only); snap_unit, snap_w: the
+  // bands' factors (carry_band, snap_row).
   const T* snap_to = nullptr;
   T snap_unit = T(0);
   T snap_w = T(0);
 
   FASTMEM_HD const T* bias() const { return ptr ? b : wt + width * width_next; }
+
+  // |W[k, j]| (sparse: a binary search of column j's increasing outputs; 0 if absent)
+  FASTMEM_HD T abs_weight(int64_t j, int64_t k) const {
+    T w = T(0);
+    if (ptr) {
+      int64_t lo = ptr[j], hi = ptr[j + 1];
+      while (lo < hi) {
+        const int64_t m = lo + (hi - lo) / 2;
+        if (idx[m] < k)
+          lo = m + 1;
+        else
+          hi = m;
+      }
+      if (lo < ptr[j + 1] && idx[lo] == k) w = val[lo];
+    } else {
+      w = wt[j * width_next + k];
+    }
+    return w < T(0) ? -w : w;
+  }
 
   // g -= f W[:, j]
   FASTMEM_HD void sub(int64_t j, T f, T* g) const {
@@ -451,15 +471,29 @@ FASTMEM_HD inline Columns<T> dense_columns(const T* wt, int64_t width, int64_t w
   return {wt, width, width_next, nullptr, nullptr, nullptr, nullptr};
 }
 
-// How far carry_to_breakpoints' values may lie from the exact ones (fastmem._kinds.
-// carry_snap): snap_unit n_ops (2 max_k (|znl_k| + |znh_k|) + snap_w max_j max(|zl_j|,
-// |zh_j|)), j over the candidates cand (only they flip: the rank-1 terms), n_ops =
-// 2 n_flips + n_bp + 4 the operations a value sums; or -1 (nothing is snapped) where that
-// is not finite.
+constexpr double kSnapLargest = 1e8;
+
+template <class T>
+FASTMEM_HD inline T sqrt_hd(T x) {
+#if defined(__CUDA_ARCH__)
+  return ::sqrt(x);
+#else
+  return std::sqrt(x);
+#endif
+}
+
+// The rounding band of carry_to_breakpoints' values for the whole piece (fastmem._kinds.
+// carry_snap): nu (3 max_k (|znl_k| + |znh_k|) + snap_w max_j max(|zl_j|, |zh_j|)), j over
+// the candidates cand (only they flip: the rank-1 terms), nu = snap_unit 8 sqrt(n_ops),
+// n_ops = 2 n_flips + n_bp + 4 the operations a value sums; snap_row refines it per
+// output. -1 (nothing is snapped) where it is not finite, or where the values exceed
+// kSnapLargest (fastmem._engine.LARGE_VALUES: there float64 rounding moves crossings near
+// the data and the Python layer checks the walk's pieces against the forward pass; a
+// band that wide would set real values to the bias).
 template <class T>
 FASTMEM_HD inline T carry_band(const T* zl, const T* zh, const int64_t* cand, int64_t n_cand,
-                               const T* znl, const T* znh, int64_t width_next,
-                               int64_t n_ops, const Columns<T>& wt) {
+                               const T* znl, const T* znh, int64_t width_next, T nu,
+                               const Columns<T>& wt) {
   T pz = T(0), pn = T(0);
   for (int64_t q = 0; q < n_cand; ++q) {
     const int64_t j = cand[q];
@@ -472,16 +506,39 @@ FASTMEM_HD inline T carry_band(const T* zl, const T* zh, const int64_t* cand, in
     const T m = (znl[k] < T(0) ? -znl[k] : znl[k]) + (znh[k] < T(0) ? -znh[k] : znh[k]);
     pn = m > pn ? m : pn;
   }
-  const T band = wt.snap_unit * T(n_ops) * (T(2) * pn + wt.snap_w * pz);
+  if (!(pn <= T(kSnapLargest) && pz <= T(kSnapLargest))) return T(-1);
+  const T band = nu * (T(3) * pn + wt.snap_w * pz);
   return band - band == T(0) ? band : T(-1);
 }
 
-// A carried row's values within `band` of their snap_to value take it.
+// A carried row's values within their own band of their snap_to value take it where the
+// output is that value on a whole child next to the vertex (the value before, `prev`, or
+// after, `next`, within the band too): an output exactly its bias on a child. The piece's
+// band `band` (carry_band) screens; an output it passes gets its own: nu (3 (|znl_k| +
+// |znh_k|) + 4 ds sum_f (|zl_j| + |zh_j|) |W[k, j]|), the sum over the piece's flips f
+// (flips[f] % width = j: the rank-1 terms that reached it, each at most ds |dz_j|
+// |W[k, j]| and met twice), ds the largest change of the activation's slope.
 template <class T>
-FASTMEM_HD inline void snap_row(T* row, const T* snap_to, int64_t width_next, T band) {
+FASTMEM_HD inline void snap_row(T* row, const T* prev, const T* next, const T* znl,
+                                const T* znh, const T* zl, const T* zh,
+                                int64_t width, const int64_t* flips, int64_t n_flips, T nu,
+                                T ds, const Columns<T>& wt, int64_t width_next, T band) {
+  const T* to = wt.snap_to;
   for (int64_t k = 0; k < width_next; ++k) {
-    const T d = row[k] - snap_to[k];
-    row[k] = (d <= band) & (-d <= band) ? snap_to[k] : row[k];
+    const T d = row[k] - to[k];
+    if (!((d <= band) & (-d <= band))) continue;  // NaN (never snapped) too
+    T a = T(0);
+    for (int64_t f = 0; f < n_flips; ++f) {
+      const int64_t j = flips[f] % width;
+      const T m = (zl[j] < T(0) ? -zl[j] : zl[j]) + (zh[j] < T(0) ? -zh[j] : zh[j]);
+      a += m * wt.abs_weight(j, k);
+    }
+    const T e = (znl[k] < T(0) ? -znl[k] : znl[k]) + (znh[k] < T(0) ? -znh[k] : znh[k]);
+    const T own = nu * (T(3) * e + T(4) * ds * a);
+    if (!((d <= own) & (-d <= own))) continue;
+    const T dp = prev[k] - to[k];
+    const T dn = next[k] - to[k];
+    if (((dp <= own) & (-dp <= own)) | ((dn <= own) & (-dn <= own))) row[k] = to[k];
   }
 }
 
@@ -636,19 +693,36 @@ FASTMEM_HD inline void carry_to_breakpoints(const T* zl, const T* zh, int64_t wi
     }
   }
   shell_sort(flips, n_flips);
+  // the snap (Columns::snap_to) of row c - 1 once row c is computed from it: a snapped
+  // value moves no later row
+  const T nu = wt.snap_to ? wt.snap_unit * T(8) * sqrt_hd(T(2 * n_flips + n_bp + 4)) : T(0);
   const T band =
-      wt.snap_to ? carry_band(zl, zh, cand, n_cand, znl, znh, width_next,
-                              2 * n_flips + n_bp + 4, wt)
-                 : T(-1);
+      wt.snap_to ? carry_band(zl, zh, cand, n_cand, znl, znh, width_next, nu, wt) : T(-1);
+  const T ds = kind == kLeakyRelu ? (T(1) - slope > T(1) ? T(1) - slope
+                                     : slope - T(1) > T(1) ? slope - T(1) : T(1))
+                                  : T(1);
   T r_prev = T(0);
   int64_t next_flip = 0;
+  bool near_prev = false;  // row c - 1 has a value within the band (row 0: the old vertex)
   for (int64_t c = 1; c <= n_bp; ++c) {
     const T r = (bp[c - 1] - tl) / span;
     const T dr = r - r_prev;
     const T* prev = out + (c - 1) * width_next;
     T* cur = out + c * width_next;  // == g when c == n_bp: element k reads g[k] first
-    for (int64_t k = 0; k < width_next; ++k) cur[k] = prev[k] + dr * g[k];
-    if (band >= T(0)) snap_row(cur, wt.snap_to, width_next, band);
+    bool near = false;  // the screen of row c, in the same vectorised pass
+    if (band >= T(0)) {
+      for (int64_t k = 0; k < width_next; ++k) {
+        cur[k] = prev[k] + dr * g[k];
+        const T d = cur[k] - wt.snap_to[k];
+        near |= (d <= band) & (-d <= band);
+      }
+    } else {
+      for (int64_t k = 0; k < width_next; ++k) cur[k] = prev[k] + dr * g[k];
+    }
+    if (near_prev)
+      snap_row(out + (c - 1) * width_next, out + (c - 2) * width_next, cur, znl, znh, zl, zh,
+               width, flips, n_flips, nu, ds, wt, width_next, band);
+    near_prev = near;
     r_prev = r;
     if (c == n_bp) break;
     for (; next_flip < n_flips && flips[next_flip] / width == c; ++next_flip) {
@@ -657,6 +731,9 @@ FASTMEM_HD inline void carry_to_breakpoints(const T* zl, const T* zh, int64_t wi
       wt.add(j, f, g);
     }
   }
+  if (near_prev)  // the last breakpoint: its next vertex is the piece's right one
+    snap_row(out + n_bp * width_next, out + (n_bp - 1) * width_next, znh, znl, znh, zl, zh,
+             width, flips, n_flips, nu, ds, wt, width_next, band);
   if (live) return;
   for (int64_t c = 0; c <= n_bp; ++c) {
     const T mid = child_midpoint(bp, n_bp, c, tl, th);

@@ -26,6 +26,7 @@ from .activations import _activation_slope_k as _activation_slope
 from .patterns import _require
 
 _ONE = np.uint64(1)
+_SNAP_LARGEST = 1e8  # kSnapLargest of regions.hpp (fastmem._engine.LARGE_VALUES)
 _SIX = np.uint64(6)
 _M63 = np.uint64(63)
 _SIXTY_FOUR = np.uint64(64)
@@ -415,7 +416,7 @@ def _neuron_flips(zl, zh, buf, bp0, n_bp, tl, th, kind, slope, k):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _carry_band(z, v, scratch, cand0, n_cand, zn, n_ops, snap_unit, snap_w, k):
+def _carry_band(z, v, scratch, cand0, n_cand, zn, nu, snap_w, k):
     # carry_band of regions.hpp
     pz = k[0]
     pn = k[0]
@@ -430,8 +431,59 @@ def _carry_band(z, v, scratch, cand0, n_cand, zn, n_ops, snap_unit, snap_w, k):
         hi = -zn[v + 1, q] if zn[v + 1, q] < k[0] else zn[v + 1, q]
         m = lo + hi
         pn = m if m > pn else pn
-    band = snap_unit * n_ops * (k[2] * pn + snap_w * pz)  # float64 only: exact conversion
+    if not (pn <= _SNAP_LARGEST and pz <= _SNAP_LARGEST):
+        return k[3]
+    band = nu * (3.0 * pn + snap_w * pz)
     return band if band - band == k[0] else k[3]
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _abs_weight(wt, ptr, idx, val, j, q):
+    # Columns::abs_weight of regions.hpp
+    w = 0.0
+    if ptr.shape[0] > 0:
+        lo = ptr[j]
+        hi = ptr[j + 1]
+        while lo < hi:
+            m = lo + (hi - lo) // 2
+            if idx[m] < q:
+                lo = m + 1
+            else:
+                hi = m
+        if lo < ptr[j + 1] and idx[lo] == q:
+            w = val[lo]
+    else:
+        w = wt[j, q]
+    return -w if w < 0.0 else w
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _snap_row(out, r, nxt, zn, z, v, scratch, flip0, n_flips, nu, ds, wt, ptr, idx, val, snap_to,
+              band):  # fmt: skip
+    # snap_row of regions.hpp (float64 only): prev = row r - 1, next = row nxt, or (nxt < 0)
+    # zn's right vertex
+    width = z.shape[1]
+    for q in range(zn.shape[1]):
+        d = out[r, q] - snap_to[q]
+        if not (d <= band and -d <= band):
+            continue
+        a = 0.0
+        for f in range(n_flips):
+            j = scratch[flip0 + f] % width
+            m = (-z[v, j] if z[v, j] < 0.0 else z[v, j]) + (
+                -z[v + 1, j] if z[v + 1, j] < 0.0 else z[v + 1, j]
+            )
+            a += m * _abs_weight(wt, ptr, idx, val, j, q)
+        e = (-zn[v, q] if zn[v, q] < 0.0 else zn[v, q]) + (
+            -zn[v + 1, q] if zn[v + 1, q] < 0.0 else zn[v + 1, q]
+        )
+        own = nu * (3.0 * e + 4.0 * ds * a)
+        if not (d <= own and -d <= own):
+            continue
+        dp = out[r - 1, q] - snap_to[q]
+        dn = (out[nxt, q] if nxt >= 0 else zn[v + 1, q]) - snap_to[q]
+        if (dp <= own and -dp <= own) or (dn <= own and -dn <= own):
+            out[r, q] = snap_to[q]
 
 
 @nb.njit(cache=True)
@@ -473,22 +525,34 @@ def _carry_to_breakpoints(
                 for q in range(width_next):
                     out[gr, q] -= f * wt[j, q]
     _sort_int(scratch, flip0, n_flips)
+    # the snap of row c - 1 once row c is computed from it (regions.hpp)
     band = k[3]
+    nu = k[0]
+    ds = k[1]
     if snap_to.shape[0] > 0:
-        n_ops = 2 * n_flips + n_bp + 4
-        band = _carry_band(z, v, scratch, cand0, n_cand, zn, n_ops, snap_unit, snap_w, k)
+        nu = snap_unit * 8.0 * math.sqrt(2 * n_flips + n_bp + 4)
+        band = _carry_band(z, v, scratch, cand0, n_cand, zn, nu, snap_w, k)
+        if kind == LEAKY_RELU:
+            ds = 1.0 - slope if 1.0 - slope > 1.0 else (slope - 1.0 if slope - 1.0 > 1.0 else 1.0)
     r_prev = k[0]
     nf = 0
+    near_prev = False
     for c in range(1, n_bp + 1):
         r = (buf[bp0 + c - 1] - tl) / span
         dr = r - r_prev
-        for q in range(width_next):
-            out[v0 + c, q] = out[v0 + c - 1, q] + dr * out[gr, q]
+        near = False  # the screen of row c, in the same pass
         if band >= k[0]:
             for q in range(width_next):
+                out[v0 + c, q] = out[v0 + c - 1, q] + dr * out[gr, q]
                 d = out[v0 + c, q] - snap_to[q]
-                if d <= band and -d <= band:
-                    out[v0 + c, q] = snap_to[q]
+                near |= (d <= band) & (-d <= band)
+        else:
+            for q in range(width_next):
+                out[v0 + c, q] = out[v0 + c - 1, q] + dr * out[gr, q]
+        if near_prev:
+            _snap_row(out, v0 + c - 1, v0 + c, zn, z, v, scratch, flip0, n_flips, nu, ds, wt,
+                      ptr, idx, val, snap_to, band)  # fmt: skip
+        near_prev = near
         r_prev = r
         if c == n_bp:
             break
@@ -503,6 +567,9 @@ def _carry_to_breakpoints(
                 for q in range(width_next):
                     out[gr, q] += f * wt[j, q]
             nf += 1
+    if near_prev:  # the last breakpoint: its next vertex is the piece's right one
+        _snap_row(out, v0 + n_bp, -1, zn, z, v, scratch, flip0, n_flips, nu, ds, wt, ptr, idx,
+                  val, snap_to, band)  # fmt: skip
     if live_elsewhere:
         return
     for c in range(n_bp + 1):
