@@ -1420,9 +1420,20 @@ def _bn_default() -> nn.Module:
     ).double().eval()  # fmt: skip
 
 
+def _relu6() -> nn.Module:
+    """Bias-free 1x1 convolutions and ReLU6 (hard-tanh between per-channel affine maps): a
+    saturated clamp's -1 maps to exactly 0, the next convolution's input."""
+    torch.manual_seed(2)
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 1, padding=1, bias=False), nn.ReLU6(),
+        nn.Conv2d(4, 4, 1, padding=1, groups=4, bias=False), nn.ReLU6(),
+        nn.Flatten(), nn.Linear(4 * 10 * 10, 3),
+    ).double().eval()  # fmt: skip
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize(
-    "case", ["residual 1x1", "residual 3x3", "mixed scale", "pool tie", "batch norm"]
+    "case", ["residual 1x1", "residual 3x3", "mixed scale", "pool tie", "batch norm", "relu6"]
 )
 def test_exact_zeros_and_tiny_values_match_the_forward_pass(case: str, backend: str) -> None:
     # Found by a sweep after the carry's snap landed: structural zeros reached by a
@@ -1435,6 +1446,7 @@ def test_exact_zeros_and_tiny_values_match_the_forward_pass(case: str, backend: 
         "mixed scale": (_mixed_scale(), (1, 6, 6)),
         "pool tie": (_pool_tie(), (2, 8, 8)),
         "batch norm": (_bn_default(), (1, 6, 6)),
+        "relu6": (_relu6(), (2, 6, 6)),
     }[case]
     net = fastmem.Network.from_torch(module, input_shape=shape)
     rng = np.random.default_rng(0)

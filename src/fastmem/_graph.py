@@ -914,7 +914,12 @@ class _Walk:
         i = 0
         while i < len(rest) and rest[i].kind == "flatten":
             i += 1
-        if i == len(rest) or rest[i].kind not in _AFFINE or self.dense_t(rest[i], keep) is None:
+        if i == len(rest) or rest[i].kind not in _AFFINE or rest[i].kind == "channel_affine":
+            # a per-channel affine map (BatchNorm kept apart, ReLU6's clamp) is applied at
+            # every vertex: as cheap as its carry, and exact where its input is constant
+            # (a saturated hard-tanh's -1 maps to exactly 0; a carry leaves noise)
+            return None
+        if self.dense_t(rest[i], keep) is None:
             return None
         return i
 
