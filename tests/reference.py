@@ -14,6 +14,8 @@ def activate(z: np.ndarray, name: str, slope: float) -> np.ndarray:
         return np.where(z > 0, z, z.dtype.type(slope) * z)
     if name == "hardtanh":
         return np.clip(z, -1, 1)
+    if name == "relu6":
+        return np.clip(z, 0, 6)
     if name == "threshold":
         return (z >= 0).astype(z.dtype)
     raise AssertionError(name)
@@ -21,8 +23,8 @@ def activate(z: np.ndarray, name: str, slope: float) -> np.ndarray:
 
 def states(z: np.ndarray, name: str) -> np.ndarray:
     """Boolean state bits (n, bits) of one layer in the documented order."""
-    if name == "hardtanh":
-        low, high = z > -1, z > 1
+    if name in ("hardtanh", "relu6"):
+        low, high = (z > -1, z > 1) if name == "hardtanh" else (z > 0, z > 6)
         return np.stack([low, high], axis=2).reshape(z.shape[0], -1)
     if name == "threshold":
         return z >= 0

@@ -25,7 +25,7 @@ def random_net(rng, widths, act, *, slope=0.1, bias_scale=1.0):
 
 
 def _thresholds(name):
-    return (-1.0, 1.0) if name == "hardtanh" else (0.0,)
+    return {"hardtanh": (-1.0, 1.0), "relu6": (0.0, 6.0)}.get(name, (0.0,))
 
 
 def _right_above(z, dz, c, tz):
@@ -56,11 +56,12 @@ def walk(Ws, bs, acts, slopes, a, b, t0=0.0, t1=1.0, *, tol=1e-12):
                 s = s[(dz != 0) & (s > tol * max(1.0, abs(t)))]
                 if s.size:
                     s_next = min(s_next, float(s.min()))
-            if name == "hardtanh":
-                low, high = _right_above(z, dz, -1.0, tz), _right_above(z, dz, 1.0, tz)
+            if name in ("hardtanh", "relu6"):
+                c0, c1 = _thresholds(name)
+                low, high = _right_above(z, dz, c0, tz), _right_above(z, dz, c1, tz)
                 bits.append(np.stack([low, high], axis=1).reshape(-1))
                 lin = low & ~high
-                h = np.where(lin, z, np.where(high, 1.0, -1.0))
+                h = np.where(lin, z, np.where(high, c1, c0))
                 dh = np.where(lin, dz, 0.0)
             else:
                 on = _right_above(z, dz, 0.0, tz)
@@ -92,6 +93,8 @@ def forward(Ws, bs, acts, slopes, X):
             h = np.where(z > 0, z, slope * z)
         elif name == "hardtanh":
             h = np.clip(z, -1, 1)
+        elif name == "relu6":
+            h = np.clip(z, 0, 6)
         else:
             h = (z >= 0).astype(np.float64)
     return h @ Ws[-1].T + bs[-1]

@@ -16,7 +16,7 @@ import fastmem
 from fastmem import _kinds
 from fastmem._backend import select_backend
 
-# The kinks (0, -1, +1), their float neighbours, signed zeros and points on each branch.
+# The kinks (0, -1, +1, 6), their float neighbours, signed zeros and points on each branch.
 _Z = np.array(
     [
         -3.0,
@@ -33,6 +33,10 @@ _Z = np.array(
         1.0,
         1.0 + 2**-52,
         3.0,
+        6.0 - 2**-50,
+        6.0,
+        6.0 + 2**-49,
+        7.5,
     ]
 )
 _SLOPE = 0.125
@@ -47,14 +51,15 @@ def _reference(z: np.ndarray, name: str, slope: float) -> tuple[np.ndarray, np.n
             value[i], deriv[i] = (v, 1.0) if v > 0 else (0.0, 0.0)
         elif name == "leaky_relu":
             value[i], deriv[i] = (v, 1.0) if v > 0 else (slope * v, slope)
-        elif name == "hardtanh":
-            if v < -1:
-                value[i], deriv[i] = -1.0, 0.0
-            elif v > 1:
-                value[i], deriv[i] = 1.0, 0.0
+        elif name in ("hardtanh", "relu6"):
+            low, high = (-1.0, 1.0) if name == "hardtanh" else (0.0, 6.0)
+            if v < low:
+                value[i], deriv[i] = low, 0.0
+            elif v > high:
+                value[i], deriv[i] = high, 0.0
             else:
-                # at exactly -1 or +1 the value is v, the derivative 0 (autograd's choice)
-                value[i], deriv[i] = v, (1.0 if -1 < v < 1 else 0.0)
+                # at exactly low or high the value is v, the derivative 0 (autograd's choice)
+                value[i], deriv[i] = v, (1.0 if low < v < high else 0.0)
         else:  # threshold: Heaviside 1[z >= 0], derivative 0 everywhere
             value[i], deriv[i] = (1.0 if v >= 0 else 0.0), 0.0
     return value, deriv
@@ -90,13 +95,14 @@ def test_python_table_slope_matches_reference(name):
         np.testing.assert_array_equal(got, want.astype(dtype))
 
 
-@pytest.mark.parametrize("name", ["relu", "leaky_relu", "hardtanh"])
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "hardtanh", "relu6"])
 def test_reference_is_torch_autograd(name):
     torch = pytest.importorskip("torch", reason="torch is optional: the autograd check needs it")
     f = {
         "relu": torch.nn.functional.relu,
         "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, _SLOPE),
         "hardtanh": torch.nn.functional.hardtanh,
+        "relu6": torch.nn.functional.relu6,
     }[name]
     t = torch.tensor(_Z, dtype=torch.float64, requires_grad=True)
     out = f(t)
@@ -106,11 +112,11 @@ def test_reference_is_torch_autograd(name):
     np.testing.assert_array_equal(t.grad.numpy(), deriv)
 
 
-@pytest.mark.parametrize("name", ["relu", "leaky_relu", "hardtanh"])
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "hardtanh", "relu6"])
 def test_loss_gradient_at_kinks_matches_torch(name, backend):
     """End to end: the input gradient of the loss with pre-activations exactly at kinks."""
     torch = pytest.importorskip("torch", reason="torch is optional: the autograd check needs it")
-    kinks = {"relu": [0.0], "leaky_relu": [0.0], "hardtanh": [-1.0, 1.0]}[name]
+    kinks = {"relu": [0.0], "leaky_relu": [0.0], "hardtanh": [-1.0, 1.0], "relu6": [0.0, 6.0]}[name]
     d = 4
     rng = np.random.default_rng(3)
     w2 = rng.normal(size=(3, d))
@@ -129,6 +135,7 @@ def test_loss_gradient_at_kinks_matches_torch(name, backend):
             "relu": torch.nn.ReLU(),
             "leaky_relu": torch.nn.LeakyReLU(_SLOPE),
             "hardtanh": torch.nn.Hardtanh(),
+            "relu6": torch.nn.ReLU6(),
         }[name],
         torch.nn.Linear(d, 3),
     ).double()
@@ -144,7 +151,7 @@ def test_loss_gradient_at_kinks_matches_torch(name, backend):
     np.testing.assert_allclose(to_numpy(got.values), want, rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("kind", [0, 1, 2, 3])
+@pytest.mark.parametrize("kind", sorted(_kinds.ACTIVATIONS.values()))
 def test_snap_thresholds_kernels_match_the_reference(kind):
     """snap_thresholds (activations.hpp's snap_row, its Numba twin) against the plain NumPy
     statement in fastmem._kinds, entries near and on the band's edge included."""
@@ -178,7 +185,7 @@ def test_snap_thresholds_kernels_match_the_reference(kind):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("kind", [0, 1, 2, 3])
+@pytest.mark.parametrize("kind", sorted(_kinds.ACTIVATIONS.values()))
 @pytest.mark.parametrize("width", [1, 31, 32, 33, 64, 65, 200])
 def test_pack_and_activate_kernel_agrees_across_backends(backend, dtype, kind, width):
     """pack_and_activate (64 pattern bits a block: states into bytes, packed into a word,
@@ -191,7 +198,7 @@ def test_pack_and_activate_kernel_agrees_across_backends(backend, dtype, kind, w
     rows = 9
     name = {v: k for k, v in _kinds.ACTIVATIONS.items()}[kind]
     z = rng.normal(scale=2.0, size=(rows, width)).astype(dtype)
-    edge = [0.0, -0.0, 1.0, -1.0, np.nan, 1e-30, -1e-30, np.inf, -np.inf]
+    edge = [0.0, -0.0, 1.0, -1.0, np.nan, 1e-30, -1e-30, np.inf, -np.inf, 6.0]
     z.flat[: min(z.size, len(edge))] = edge[: z.size]
     s = dtype(0.1)
     want_z = {  # activations.hpp's table (NaN: relu 0, the others NaN)
@@ -199,6 +206,7 @@ def test_pack_and_activate_kernel_agrees_across_backends(backend, dtype, kind, w
         1: np.where(z > 0, z, s * z),
         2: np.where(z < -1, dtype(-1), np.where(z > 1, dtype(1), z)),
         3: np.where(z >= 0, dtype(1), dtype(0)),
+        4: np.where(z < 0, dtype(0), np.where(z > 6, dtype(6), z)),
     }[kind].astype(dtype)
     bits = reference.states(z, name)
     for offset in (0, 5, 63, 64, 127):

@@ -27,6 +27,8 @@ def np_forward(ws, bs, acts, slopes, X):
             h = np.where(z > 0, z, s * z)
         elif a == "hardtanh":
             h = np.clip(z, -1, 1)
+        elif a == "relu6":
+            h = np.clip(z, 0, 6)
         else:
             h = (z >= 0).astype(np.float64)
     out = h @ np.asarray(ws[-1], np.float64).T + bs[-1]
@@ -49,7 +51,7 @@ def make_net(rng, widths, act="relu", slope=0.1, dtype=np.float64):
     return net, ws, bs, acts, [slope if act == "leaky_relu" else 0.0] * len(acts)
 
 
-ACTS = ["relu", "leaky_relu", "hardtanh"]
+ACTS = ["relu", "leaky_relu", "hardtanh", "relu6"]
 
 
 # ------------------------------------------------------------------ kernels
@@ -604,6 +606,7 @@ def test_loss_sensitivity_matches_torch_autograd(act):
                 "relu": torch.nn.ReLU(),
                 "leaky_relu": torch.nn.LeakyReLU(0.1),
                 "hardtanh": torch.nn.Hardtanh(),
+                "relu6": torch.nn.ReLU6(),
             }[act],
         ]
     last = torch.nn.Linear(ws[-1].shape[1], ws[-1].shape[0]).double()

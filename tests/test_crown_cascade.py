@@ -33,7 +33,7 @@ def _np_forward_pre(net, X):
         elif a == "leaky_relu":
             h = np.where(z > 0, z, float(np.asarray(s, net.dtype)) * z)
         else:
-            h = np.clip(z, -1, 1)
+            h = np.clip(z, *((0, 6) if a == "relu6" else (-1, 1)))
     return pres
 
 
@@ -116,7 +116,7 @@ def test_norm_constants_bound_the_first_layer(dtype):
 # ------------------------------------------------------------------ soundness
 
 
-@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh"])
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh", "relu6"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_tightened_bounds_contain_sampled_preactivations(act, dtype, monkeypatch):
     net, X = _net(3, act=act, dtype=dtype)
@@ -175,12 +175,13 @@ def _affine_pieces(net, lo, hi):
         zmin[~alive] = zmax[~alive] = np.nan
         out.append((zmin, zmax))
         s = float(np.asarray(s, net.dtype))
-        if a == "hardtanh":
-            sat = (zmax <= -1) | (zmin >= 1)
-            lin_ = (zmin >= -1) & (zmax <= 1)
+        if a in ("hardtanh", "relu6"):
+            c0, c1 = (-1.0, 1.0) if a == "hardtanh" else (0.0, 6.0)
+            sat = (zmax <= c0) | (zmin >= c1)
+            lin_ = (zmin >= c0) & (zmax <= c1)
             alive &= (sat | lin_).all(1)
             slope = lin_.astype(float)
-            off = np.where(zmin >= 1, 1.0, np.where(zmax <= -1, -1.0, 0.0))
+            off = np.where(zmin >= c1, c1, np.where(zmax <= c0, c0, 0.0))
         else:
             neg = s if a == "leaky_relu" else 0.0
             alive &= ((zmin >= 0) | (zmax <= 0)).all(1)
@@ -191,7 +192,7 @@ def _affine_pieces(net, lo, hi):
     return out
 
 
-@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh"])
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh", "relu6"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_tightened_bounds_below_exact_range_where_affine(act, dtype, monkeypatch):
     # small balls: the first layers are stable on most of them, the net is affine there

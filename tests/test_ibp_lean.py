@@ -62,7 +62,7 @@ def _net(seed, widths, act, dtype):
     return net, rng.random((60, widths[0])).astype(dtype)
 
 
-@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh"])
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh", "relu6"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_ibp_margin_equals_plain_interval_reference(act, dtype, backend):
     """Below the reference (rigorous rounding allowances) and within a few roundings of

@@ -38,7 +38,7 @@ def _check(Ws, bs, acts, slopes, X0, Dir, backend, t_range=(-1.0, 2.0)):
     return iv
 
 
-@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh", "threshold"])
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh", "relu6", "threshold"])
 @pytest.mark.parametrize("n_out", [1, 4])
 def test_intervals_match_bisection(backend, act, n_out):
     rng = np.random.default_rng(abs(hash((act, n_out))) % 2**32)

@@ -16,7 +16,7 @@ from support import on_backend_device, to_numpy
 import fastmem
 from fastmem import InputError, Network
 
-ACTS = ["relu", "leaky_relu", "hardtanh", "threshold"]
+ACTS = ["relu", "leaky_relu", "hardtanh", "relu6", "threshold"]
 
 
 @st.composite

@@ -22,7 +22,7 @@ from segment_reference import random_net
 import fastmem
 from fastmem import InputError, Network
 
-ACTS = ["relu", "leaky_relu", "hardtanh", "threshold"]
+ACTS = ["relu", "leaky_relu", "hardtanh", "relu6", "threshold"]
 
 
 # ------------------------------------------------------------------ helpers (independent)
@@ -316,7 +316,7 @@ def test_kernels_check_their_contract(backend: str) -> None:
             k.plane_cut_count(*args)
 
 
-@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh"])
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh", "relu6"])
 def test_device_path_on_the_host(act: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The CUDA backend's orchestration (arrays through ``xp``, results back to the host),
     run here with NumPy for ``xp`` and the C++ kernels in place of ``fastmem._cuda``: the
@@ -492,7 +492,7 @@ def test_cut_by_ranges_equals_one_cut(backend: str, monkeypatch: pytest.MonkeyPa
     assert len(seen) == 2 and seen[-1] > 3
 
 
-@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh"])
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh", "relu6"])
 def test_neighbours_differ_in_the_neurons_of_their_shared_side(act: str) -> None:
     Ws, bs, acts, slopes, o, D, ext = _random_case(3, (3, 7, 6, 2), act)
     r = fastmem.plane_regions(_net(Ws, bs, acts, slopes), o, D, extent=ext)
@@ -512,8 +512,9 @@ def test_neighbours_differ_in_the_neurons_of_their_shared_side(act: str) -> None
         mid = (r.vertices[a] + r.vertices[b]) / 2
         zs, _ = preactivations(Ws, bs, acts, slopes, r.point(mid[0], mid[1])[None])
         z = np.concatenate(zs, axis=1)[0]
-        if act == "hardtanh":  # two bits per neuron: z > -1, z > 1
-            dist = np.stack([np.abs(z + 1), np.abs(z - 1)], axis=1).reshape(-1)
+        if act in ("hardtanh", "relu6"):  # two bits per neuron: z > c0, z > c1
+            c0, c1 = (-1.0, 1.0) if act == "hardtanh" else (0.0, 6.0)
+            dist = np.stack([np.abs(z - c0), np.abs(z - c1)], axis=1).reshape(-1)
         else:
             dist = np.abs(z)
         on_line = dist < 1e-9

@@ -14,7 +14,7 @@ import fastmem
 from fastmem import InputError, Network, _engine
 from fastmem import regions as R
 
-ACTS = ["relu", "leaky_relu", "hardtanh", "threshold"]
+ACTS = ["relu", "leaky_relu", "hardtanh", "relu6", "threshold"]
 
 
 def _net(Ws, bs, acts, slopes, backend="cpp"):
@@ -81,7 +81,7 @@ def test_counts_match_walk_hypothesis(backend, seed, widths, act, t_range):
     _check_against_walk(Ws, bs, acts, slopes, A, B, backend, t_range)
 
 
-@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh"])
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh", "relu6"])
 def test_dense_sampling_never_finds_more(backend, act):
     rng = np.random.default_rng(7)
     Ws, bs, acts, slopes = random_net(rng, (3, 10, 10, 2), act)
@@ -231,7 +231,7 @@ def _split_logits(net, A, B, backend, t_range=(0.0, 1.0)):
     return tuple(to_numpy(x) for x in (p.seg, p.t_lo, p.t_hi, p.logits_lo, p.logits_hi))
 
 
-@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh"])
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh", "relu6"])
 @pytest.mark.parametrize("widths", [(3, 9, 4), (4, 12, 12, 12, 3), (2, 20, 6, 20, 5)])
 def test_values_at_new_vertices_match_direct_forward(backend, act, widths):
     # next_preactivations carries each layer's values to the breakpoints by rank-1 updates;
@@ -253,7 +253,7 @@ def test_values_at_new_vertices_match_direct_forward(backend, act, widths):
 @given(
     seed=st.integers(0, 2**31),
     widths=st.lists(st.integers(1, 24), min_size=2, max_size=5),
-    act=st.sampled_from(["relu", "leaky_relu", "hardtanh"]),
+    act=st.sampled_from(["relu", "leaky_relu", "hardtanh", "relu6"]),
     t_range=st.sampled_from([(0.0, 1.0), (-1.0, 2.0), (0.25, 0.5)]),
 )
 def test_values_at_new_vertices_hypothesis(backend, seed, widths, act, t_range):
@@ -508,7 +508,7 @@ def _numeric_distances(Ws, bs, acts, slopes, x, h=1e-6):
         return np.where(gn > 1e-9, gap / gn, np.inf)
 
 
-@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh"])
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "hardtanh", "relu6"])
 def test_distance_to_boundary(backend, act):
     rng = np.random.default_rng(21)
     Ws, bs, acts, slopes = random_net(rng, (3, 7, 6, 5, 2), act)
@@ -651,3 +651,18 @@ def test_walks_whose_values_lose_precision_are_refused(backend):
         net, np.array([[0.05]]), np.array([[1.0]]), t_range=(-1.0, 1.0), backend=backend
     )
     np.testing.assert_allclose(to_numpy(iv.upper), [0.25], rtol=0, atol=1e-12)
+
+
+def test_relu6_walk_crosses_both_ends(backend):
+    """relu6 (its own kind): the walk against the NumPy walk on a net whose neurons cross
+    both 0 and 6 along the segments (the high state bit changes too)."""
+    rng = np.random.default_rng(66)
+    Ws, bs, acts, slopes = random_net(rng, (3, 9, 8, 2), "relu6")
+    Ws = [W * 4.0 for W in Ws]
+    A, B = _segments(rng, 8, 3)
+    _check_against_walk(Ws, bs, acts, slopes, A, B, backend)
+    high_flips = 0
+    for i in range(8):
+        pats = np.array(walk(Ws, bs, acts, slopes, A[i], B[i])[1])
+        high_flips += int((pats[1:, 1::2] != pats[:-1, 1::2]).sum())
+    assert high_flips > 10

@@ -1088,8 +1088,51 @@ def test_clamp_bounds_are_checked() -> None:
         module = nn.Sequential(nn.Linear(2, 3), clamp, nn.Linear(3, 1))
         with pytest.raises(InputError, match=r"\(Hardtanh\): needs finite min_val < max_val"):
             fastmem.Network.from_torch(module, input_shape=(2,))
-    with pytest.raises(InputError, match=r"input_shape: required .* such as ReLU6"):
-        fastmem.Network.from_torch(nn.Sequential(nn.Linear(2, 3), nn.ReLU6(), nn.Linear(3, 1)))
+    with pytest.raises(InputError, match=r"input_shape: required .* such as Hardsigmoid"):
+        fastmem.Network.from_torch(
+            nn.Sequential(nn.Linear(2, 3), nn.Hardsigmoid(), nn.Linear(3, 1))
+        )
+
+
+class _Traced(nn.Module):
+    """A module of the user's own class around ``inner``: imported by tracing."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        return self.inner(x)
+
+
+def test_relu6_is_a_native_kind_in_both_imports() -> None:
+    """ReLU6 and Hardtanh(0, 6) import as the activation kind relu6: an nn.Sequential
+    without input_shape (a dense network), and a traced forward (a layer graph), with
+    torch's values, and exactly torch's near 0 (relu6(1e-12) = 1e-12; through hard-tanh
+    between affine maps it was 1.0000889e-12)."""
+    rng = np.random.default_rng(5)
+    for clamp in (nn.ReLU6(), nn.Hardtanh(0.0, 6.0)):
+        seq = _init(nn.Sequential(nn.Linear(3, 6), clamp, nn.Linear(6, 2)), seed=3).double()
+        with torch.no_grad():
+            seq[0].weight.mul_(8.0)  # pre-activations on both sides of 0 and 6
+        dense = fastmem.Network.from_torch(seq)
+        assert dense.activation == ("relu6",)
+        X = np.concatenate([rng.normal(size=(200, 3)), np.zeros((1, 3))])
+        want = seq(torch.from_numpy(X)).detach().numpy()
+        graph = fastmem.Network.from_torch(_Traced(seq), input_shape=(3,))
+        for net in (dense, graph):
+            np.testing.assert_allclose(net.forward(X), want, rtol=1e-13, atol=1e-15)
+        h = torch.from_numpy(X) @ seq[0].weight.T + seq[0].bias
+        assert ((h > 0) & (h < 6)).any() and (h > 6).any() and (h < 0).any()
+    tiny = nn.Sequential(nn.Linear(1, 1), nn.ReLU6(), nn.Linear(1, 1)).double()
+    with torch.no_grad():
+        tiny[0].weight.fill_(1.0), tiny[0].bias.zero_(), tiny[2].weight.fill_(1.0)
+        tiny[2].bias.zero_()
+    for net in (
+        fastmem.Network.from_torch(tiny),
+        fastmem.Network.from_torch(_Traced(tiny), input_shape=(1,)),
+    ):
+        assert net.forward(np.array([[1e-12]]))[0, 0] == 1e-12
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile's own imports

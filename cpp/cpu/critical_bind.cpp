@@ -3,12 +3,15 @@
 
 #include "bind.hpp"
 #include "critical_drivers.hpp"
+#include "fastmem/activations.hpp"
 
 namespace fastmem::bind {
 
 namespace {
 
-void check_kind(int kind) { require(kind >= 0 && kind <= 3, "unknown activation kind"); }
+void check_kind(int kind) {
+  require(kind >= 0 && kind < kNumActivationKinds, "unknown activation kind");
+}
 
 template <class A, class B>
 void same_shape(const A& a, const B& b, const char* what) {

@@ -1,7 +1,5 @@
 #pragma once
 
-#include <type_traits>
-
 #include "fastmem/activations.hpp"
 
 // x86 builds with GCC or Clang compile a second, AVX2 build of the hottest loops
@@ -23,22 +21,7 @@ inline bool has_avx2() {
 #endif
 }
 
-// Call f with the activation kind as a compile-time constant
-// (std::integral_constant<int, kind>): an elementwise loop written for one kind has no
-// switch per value and vectorises into selects (see activate_kind in
-// patterns_drivers.cpp). Unknown kinds are threshold, as activate's default branch.
-template <class F>
-void with_kind(int kind, F&& f) {
-  switch (kind) {
-    case kRelu:
-      return f(std::integral_constant<int, kRelu>{});
-    case kLeakyRelu:
-      return f(std::integral_constant<int, kLeakyRelu>{});
-    case kHardtanh:
-      return f(std::integral_constant<int, kHardtanh>{});
-    default:
-      return f(std::integral_constant<int, kThreshold>{});
-  }
-}
+// with_kind (a loop's activation kind as a constant): fastmem/activations.hpp.
+using fastmem::with_kind;
 
 }  // namespace fastmem::cpu

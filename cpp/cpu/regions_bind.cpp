@@ -15,7 +15,9 @@ namespace fastmem::bind {
 
 namespace {
 
-void check_kind(int kind) { require(kind >= 0 && kind <= 3, "unknown activation kind"); }
+void check_kind(int kind) {
+  require(kind >= 0 && kind < kNumActivationKinds, "unknown activation kind");
+}
 
 // z: (vertices, width); pseg: (pieces,) with vertices == pieces + segments.
 template <class T>
@@ -160,7 +162,7 @@ NextArgs<T> next_args(CArray<T>& z, CArray<T>& vt, CArray<int64_t>& pseg, CArray
   const int64_t nv_out = child_offsets.data()[n] + (nv - n);
   require(out.ndim() == 2 && out.shape(0) == nv_out && out.shape(1) == width_next,
           "out must be (child_offsets[-1] + segments, width_next)");
-  require(kind_next >= -1 && kind_next <= 3, "unknown activation kind_next");
+  require(kind_next >= -1 && kind_next < kNumActivationKinds, "unknown activation kind_next");
   if (kind_next >= 0)
     require(next_counts.ndim() == 1 && next_counts.shape(0) == child_offsets.data()[n],
             "next_counts must have child_offsets[-1] entries");

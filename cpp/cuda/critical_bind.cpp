@@ -5,13 +5,14 @@
 
 #include "bind.hpp"
 #include "critical_drivers.hpp"
+#include "fastmem/activations.hpp"
 
 namespace fastmem::bind {
 
 namespace {
 
 void check_kind(int kind) {
-  if (kind < 0 || kind > 3) fail("unknown activation kind");
+  if (kind < 0 || kind >= kNumActivationKinds) fail("unknown activation kind");
 }
 
 void same(const DeviceView& a, const DeviceView& b, const char* what) {

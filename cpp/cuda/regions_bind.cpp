@@ -13,7 +13,7 @@ namespace fastmem::bind {
 namespace {
 
 void check_kind(int kind) {
-  if (kind < 0 || kind > 3) fail("unknown activation kind");
+  if (kind < 0 || kind >= kNumActivationKinds) fail("unknown activation kind");
 }
 
 void check_int64(const DeviceView& v, int64_t n, const char* what) {
@@ -176,7 +176,7 @@ NextViews next_views(const py::object& z, const py::object& vt, const py::object
     fail("zn must be (vertices, width_next)");
   check_float(a.outv, a.zv, 2, "out must be 2-D with z's dtype");
   if (a.outv.shape[1] != width_next) fail("out must be (new vertices, width_next)");
-  if (kind_next < -1 || kind_next > 3) fail("unknown activation kind_next");
+  if (kind_next < -1 || kind_next >= kNumActivationKinds) fail("unknown activation kind_next");
   if (kind_next >= 0 && (a.ncv.ndim() != 1 || a.ncv.typestr != "<i8" ||
                          a.ncv.shape[0] != a.outv.shape[0] - (nv - n)))
     fail("next_counts must be int64 with child_offsets[-1] entries");

@@ -16,6 +16,7 @@ _TORCH_ACTIVATIONS = {
     "ReLU": "relu",
     "LeakyReLU": "leaky_relu",
     "Hardtanh": "hardtanh",
+    "ReLU6": "relu6",
     "Tanh": "tanh",
     "Sigmoid": "sigmoid",
 }
@@ -221,12 +222,16 @@ def _dense_layers(
                 )
             if not pending_linear:
                 raise InputError(f"{where} ({kind}): an activation must follow a Linear layer")
-            if kind == "Hardtanh" and (layer.min_val != -1.0 or layer.max_val != 1.0):
-                raise InputError(
-                    f"{where} (Hardtanh): only Hardtanh(-1, 1) is supported, got "
-                    f"Hardtanh({layer.min_val}, {layer.max_val})"
-                )
-            acts.append(_TORCH_ACTIVATIONS[kind])
+            name = _TORCH_ACTIVATIONS[kind]
+            if kind == "Hardtanh":
+                bounds = (float(layer.min_val), float(layer.max_val))
+                if bounds not in ((-1.0, 1.0), (0.0, 6.0)):
+                    raise InputError(
+                        f"{where} (Hardtanh): only Hardtanh(-1, 1) and Hardtanh(0, 6) (ReLU6) "
+                        f"are supported here, got Hardtanh({layer.min_val}, {layer.max_val})"
+                    )
+                name = "relu6" if bounds == (0.0, 6.0) else name
+            acts.append(name)
             slopes.append(float(layer.negative_slope) if kind == "LeakyReLU" else 0.0)
             pending_linear = False
             continue
@@ -237,7 +242,7 @@ def _dense_layers(
             )
         raise InputError(
             f"{where} ({kind}): unsupported layer; supported are Linear, ReLU, LeakyReLU, "
-            "Hardtanh(-1, 1), Tanh, Sigmoid, BatchNorm1d, Identity, Flatten, Dropout"
+            "Hardtanh(-1, 1), ReLU6, Tanh, Sigmoid, BatchNorm1d, Identity, Flatten, Dropout"
         )
     if pending_bn:
         raise InputError(

@@ -9,8 +9,8 @@ order (rows of an ``(n, C*H*W)`` array):
 ``avgpool2d``       ``AvgPool2d`` (``count_include_pad``, ``divisor_override``)
 ``channel_affine``  eval-mode ``BatchNorm1d`` / ``BatchNorm2d``: ``s_c h + t_c`` per channel
 ``flatten``         ``(C, H, W) -> (C*H*W,)`` (the storage is flat already)
-``act``             an element-wise activation (relu, leaky_relu, hardtanh, threshold; tanh,
-                    sigmoid for forward passes only)
+``act``             an element-wise activation (relu, leaky_relu, hardtanh, relu6, threshold;
+                    tanh, sigmoid for forward passes only)
 ``maxpool2d``       ``MaxPool2d`` (kernel, stride, padding, dilation): piecewise linear,
                     its state the argmax of each window
 ``residual``        ``out = A(x) + B(x)`` for two op sequences ``A``, ``B`` (either may be

@@ -44,7 +44,7 @@ import numpy as np
 
 from . import _graph
 from ._graph import Op, apply_affine, windows
-from ._kinds import ACTIVATIONS, HARDTANH, LEAKY_RELU, RELU, THRESHOLD
+from ._kinds import ACTIVATIONS, CLAMPS, LEAKY_RELU, RELU, THRESHOLD
 
 __all__ = ["Bounds", "GraphCrown", "Node", "nodes_of"]
 
@@ -243,8 +243,8 @@ class GraphCrown:
         if pooled:
             if kind == RELU:
                 mask |= zu > 0
-            elif kind == HARDTANH:
-                mask |= (zu > -1) & (zl < 1)
+            elif kind in CLAMPS:
+                mask |= (zu > CLAMPS[kind][0]) & (zl < CLAMPS[kind][1])
             elif kind != THRESHOLD:  # leaky: never constant
                 mask[...] = True
         return mask

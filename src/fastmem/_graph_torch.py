@@ -10,8 +10,9 @@ must be one of the supported operations:
   ``BatchNorm1d`` / ``BatchNorm2d`` (kept as a per-channel affine map), ``Flatten``,
   ``Identity`` / ``Dropout`` (dropped), ``ZeroPad2d`` / ``ConstantPad2d(p, 0)`` (as
   ``F.pad`` below), ``ReLU``, ``LeakyReLU``, ``PReLU`` with one slope (a leaky ReLU),
-  ``Hardtanh`` (any bounds) / ``ReLU6`` / ``Hardsigmoid`` (hard-tanh between two
-  per-channel affine maps unless the bounds are (-1, 1)), ``Tanh``, ``Sigmoid``;
+  ``Hardtanh`` (any bounds) / ``ReLU6`` / ``Hardsigmoid`` (the kinds hardtanh and relu6
+  for the bounds (-1, 1) and (0, 6), else hard-tanh between two per-channel affine maps),
+  ``Tanh``, ``Sigmoid``;
 * their functional forms: ``F.relu`` / ``torch.relu`` / ``x.relu()``, ``F.leaky_relu``,
   ``F.hardtanh``, ``F.relu6``, ``F.hardsigmoid``, ``torch.tanh`` / ``torch.sigmoid`` (and
   methods),
@@ -261,11 +262,12 @@ def _clipped(
     shift: float = 0.0,
 ) -> Op | tuple[Op, ...]:
     """``clamp(scale z + shift, low, high)`` (``Hardtanh(low, high)``, ``ReLU6``,
-    ``Hardsigmoid`` = ``clamp(z / 6 + 1 / 2, 0, 1)``): hard-tanh itself on (-1, 1) with no
-    scaling, else hard-tanh between two per-channel affine maps, ``c + m hardtanh((scale z
-    + shift - c) / m)`` with ``c`` the interval's middle and ``m`` its half-width (equal in
-    exact arithmetic; the kinks up to the rounding of the first map, exact for ``ReLU6``,
-    ``6 * fl(1/3) = 2``, and ``Hardsigmoid``, ``z / 3`` at ``z = +-3``)."""
+    ``Hardsigmoid`` = ``clamp(z / 6 + 1 / 2, 0, 1)``): with no scaling, the kinds hardtanh
+    on (-1, 1) and relu6 on (0, 6) (the values torch computes, bit for bit), else hard-tanh
+    between two per-channel affine maps, ``c + m hardtanh((scale z + shift - c) / m)`` with
+    ``c`` the interval's middle and ``m`` its half-width (equal in exact arithmetic; the
+    kinks up to the rounding of the first map, exact for ``Hardsigmoid``, ``z / 3`` at
+    ``z = +-3``; the values near ``c - m`` rounded through it)."""
     label = f"{where} ({source})"
     try:
         lo, hi = float(low), float(high)
@@ -273,9 +275,9 @@ def _clipped(
         raise InputError(f"{label}: min_val / max_val must be numbers") from None
     if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
         raise InputError(f"{label}: needs finite min_val < max_val, got ({low}, {high})")
+    if (scale, shift) == (1.0, 0.0) and (lo, hi) in ((-1.0, 1.0), (0.0, 6.0)):
+        return _graph.make_act(where, source, shape, "hardtanh" if lo < 0 else "relu6", 0.0)
     act = _graph.make_act(where, source, shape, "hardtanh", 0.0)
-    if (lo, hi, scale, shift) == (-1.0, 1.0, 1.0, 0.0):
-        return act
     c, m = (lo + hi) / 2, (hi - lo) / 2
     C = shape[0]
     a, b = scale / m, (shift - c) / m

@@ -3,8 +3,9 @@
 The C++/CUDA home is cpp/include/fastmem/activations.hpp (``fastmem._core.activation_kinds()``
 reports its table; tests/test_kernel_parity.py checks that the two agree), the Numba home
 src/fastmem/_numba/activations.py. Convention at a kink (PyTorch autograd's): the slope is 0
-at ``z = 0`` for relu, ``slope`` at ``z = 0`` for leaky_relu, 0 at ``z = -1`` and ``z = +1``
-for hard-tanh, 0 everywhere for threshold (tests/test_activations.py checks all homes).
+at ``z = 0`` for relu, ``slope`` at ``z = 0`` for leaky_relu, 0 at both ends of a clamp
+(hard-tanh: ``z = -1`` and ``z = +1``; relu6: ``z = 0`` and ``z = 6``), 0 everywhere for
+threshold (tests/test_activations.py checks all homes).
 """
 
 from __future__ import annotations
@@ -13,15 +14,24 @@ from typing import Any
 
 import numpy as np
 
-RELU, LEAKY_RELU, HARDTANH, THRESHOLD = 0, 1, 2, 3
+RELU, LEAKY_RELU, HARDTANH, THRESHOLD, RELU6 = 0, 1, 2, 3, 4
 
 #: Piecewise-linear hidden activations and their kernel codes.
-ACTIVATIONS = {"relu": RELU, "leaky_relu": LEAKY_RELU, "hardtanh": HARDTANH, "threshold": THRESHOLD}
+ACTIVATIONS = {
+    "relu": RELU,
+    "leaky_relu": LEAKY_RELU,
+    "hardtanh": HARDTANH,
+    "threshold": THRESHOLD,
+    "relu6": RELU6,
+}
+
+#: The clamps ``clip(z, low, high)`` among them: code -> (low, high).
+CLAMPS = {HARDTANH: (-1.0, 1.0), RELU6: (0.0, 6.0)}
 
 
 def bits_per_neuron(kind: int) -> int:
-    """Pattern bits one neuron of activation code ``kind`` owns (hard-tanh: two states)."""
-    return 2 if kind == HARDTANH else 1
+    """Pattern bits one neuron of activation code ``kind`` owns (a clamp: two states)."""
+    return len(thresholds(kind))
 
 
 def activation_slope(z: Any, kind: int, slope: float, xp: Any) -> Any:
@@ -33,14 +43,38 @@ def activation_slope(z: Any, kind: int, slope: float, xp: Any) -> Any:
         return (z > 0).astype(z.dtype)
     if kind == LEAKY_RELU:
         return xp.where(z > 0, 1.0, slope).astype(z.dtype)
-    if kind == HARDTANH:
-        return ((z > -1) & (z < 1)).astype(z.dtype)
+    if kind in CLAMPS:
+        low, high = CLAMPS[kind]
+        return ((z > low) & (z < high)).astype(z.dtype)
     return xp.zeros_like(z)
 
 
 def thresholds(kind: int) -> tuple[float, ...]:
-    """Where activation code ``kind`` changes branch (its pattern bits change there)."""
-    return (-1.0, 1.0) if kind == HARDTANH else (0.0,)
+    """Where activation code ``kind`` changes branch (its pattern bits change there),
+    increasing: a clamp's two ends, else 0."""
+    return CLAMPS.get(kind, (0.0,))
+
+
+def activate(z: Any, kind: int, slope: float, xp: Any) -> Any:
+    """Activation code ``kind`` applied to ``z`` (array of ``xp``; a new array, same dtype):
+    the value the kernels' ``apply_activation`` gives, for tables and references."""
+    if kind == RELU:
+        return xp.where(z > 0, z, xp.zeros_like(z))
+    if kind == LEAKY_RELU:
+        return xp.where(z > 0, z, z * z.dtype.type(slope))
+    if kind in CLAMPS:
+        low, high = (z.dtype.type(c) for c in CLAMPS[kind])
+        return xp.where(z < low, low, xp.where(z > high, high, z)).astype(z.dtype)
+    return (z >= 0).astype(z.dtype)
+
+
+def threshold_gap(z: Any, kind: int, xp: Any) -> Any:
+    """``|z - theta|`` to the nearest threshold of activation code ``kind``, per entry."""
+    gap = None
+    for theta in thresholds(kind):
+        g = xp.abs(z - theta)
+        gap = g if gap is None else xp.minimum(gap, g)
+    return gap
 
 
 # Higham's gamma_{n+1} for a float64 dot product of n terms plus a bias: the computed value

@@ -28,6 +28,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from ._kinds import bits_per_neuron
 from .errors import InputError
 from .network import ACTIVATIONS
 
@@ -234,13 +235,13 @@ def line_upper(widths: Sequence[int], activation: str | Sequence[str] = "relu") 
         raise InputError(f"activation: must be one name or one per hidden layer ({len(ws)})")
     factors: Counter[int] = Counter()
     if isinstance(activation, str) and activation in ACTIVATIONS and activation != "threshold":
-        k = 2 if activation == "hardtanh" else 1
+        k = bits_per_neuron(ACTIVATIONS[activation])
         factors.update({1 + k * n: c for n, c in Counter(ws).items()})  # at C speed
     else:
         for i, (n, a) in enumerate(zip(ws, acts, strict=True)):
             if a not in ACTIVATIONS:
                 raise InputError(f"activation[{i}]: unknown activation {a!r}")
-            factors[1 + (2 if a == "hardtanh" else 1) * n] += 1
+            factors[1 + bits_per_neuron(ACTIVATIONS[a]) * n] += 1
             if a == "threshold":
                 break
     bits = sum(c * math.log2(f) for f, c in factors.items())

@@ -51,6 +51,7 @@ from . import _graph
 from ._adam import projected_adam_step
 from ._backend import Backend
 from ._json import jsonable
+from ._kinds import CLAMPS
 from ._threads import Scratch as _Scratch
 from ._threads import (
     cpu_threads,
@@ -100,7 +101,8 @@ _CERTIFY = (None, "ibp", "crown", "alpha-crown")
 _ALPHA_ITERS = 20
 _ALPHA_LR = 0.25
 _LOSSES = ("ce", "margin")
-_GRADIENT_ACTIVATIONS = ("relu", "leaky_relu", "hardtanh")
+# every piecewise-linear kind but threshold (its gradient is 0 almost everywhere)
+_GRADIENT_ACTIVATIONS = tuple(name for name in ACTIVATIONS if name != "threshold")
 # Rows of a CROWN backward pass processed at once (bounds memory to rows x input width).
 _CROWN_ROWS = 8192
 _DEFAULT_BATCH = 4096
@@ -137,7 +139,7 @@ _ORDER: str | None = None
 def require_piecewise_linear(net: Network, purpose: str, *, gradient: bool) -> None:
     """Refuse networks this module cannot analyse, naming the layer and the reason.
 
-    Gradient methods (LASS, PGD, loss sensitivity) need relu, leaky_relu or hardtanh
+    Gradient methods (LASS, PGD, loss sensitivity) need relu, leaky_relu, hardtanh or relu6
     layers; threshold (Heaviside) layers have a zero gradient almost everywhere.
     Certified bounds also accept threshold layers. (A later ``Network`` method of the
     same purpose can replace this function.)
@@ -152,7 +154,7 @@ def require_piecewise_linear(net: Network, purpose: str, *, gradient: bool) -> N
             raise InputError(
                 f"net: hidden layer {i} is a threshold (Heaviside) layer, whose gradient is "
                 f"zero almost everywhere: {purpose} needs a gradient (use certify-only "
-                "functions such as certified_radius, or relu/leaky_relu/hardtanh layers)"
+                "functions such as certified_radius, or relu/leaky_relu/hardtanh/relu6 layers)"
             )
         raise InputError(
             f"net: hidden layer {i} has activation {act!r}; {purpose} supports "
@@ -1273,8 +1275,9 @@ def _round_out(zl: Any, zu: Any, dtype: Any, xp: Any) -> tuple[Any, Any]:
 def _unstable(zl: Any, zu: Any, kind: int) -> Any:
     """Elementwise: a neuron of this kind may change state somewhere in [zl, zu]: not
     proved stable, so a NaN bound (an overflow's inf - inf) counts as unstable."""
-    if kind == ACTIVATIONS["hardtanh"]:
-        return ~((zu <= -1) | ((zl >= -1) & (zu <= 1)) | (zl >= 1))
+    if kind in CLAMPS:
+        c0, c1 = CLAMPS[kind]
+        return ~((zu <= c0) | ((zl >= c0) & (zu <= c1)) | (zl >= c1))
     if kind == ACTIVATIONS["threshold"]:
         return ~((zu < 0) | (zl >= 0))
     return ~((zu <= 0) | (zl >= 0))
@@ -2000,7 +2003,7 @@ def critical_samples(
     Parameters
     ----------
     net : Network
-        relu, leaky_relu or hardtanh hidden layers (the search needs gradients).
+        relu, leaky_relu, hardtanh or relu6 hidden layers (the search needs gradients).
     X : array_like (n, d)
         Inputs, all inside ``box``.
     radius : float

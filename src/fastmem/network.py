@@ -68,7 +68,7 @@ class Network:
     are immutable: the arrays they expose are read-only.
 
     Hidden activations are piecewise linear (``relu``, ``leaky_relu``,
-    ``hardtanh``, ``threshold``) or smooth (``tanh``, ``sigmoid``). Smooth
+    ``hardtanh``, ``relu6``, ``threshold``) or smooth (``tanh``, ``sigmoid``). Smooth
     layers work with :meth:`forward`, :meth:`predict` and :meth:`layer_outputs`
     (hence the information plane); the analyses that need linear regions
     (activation patterns, regions, intervals, boundary distances, critical
@@ -83,7 +83,8 @@ class Network:
         ``relu``/``leaky_relu`` neurons own one bit (``z > 0``), ``threshold``
         neurons one bit (``z >= 0``, the Heaviside step ``1[z >= 0]``) and
         ``hardtanh`` neurons two bits (low ``z > -1``, high ``z > 1``: ``00``
-        saturated at -1, ``01`` linear, ``11`` saturated at +1). Global bit
+        saturated at -1, ``01`` linear, ``11`` saturated at +1), ``relu6`` neurons
+        likewise at 0 and 6 (low ``z > 0``, high ``z > 6``). Global bit
         ``g`` is bit ``g % 64`` (least significant first) of word ``g // 64``;
         unused bits are zero. :meth:`pattern_hashes` mixes the words of a row
         as ``h = 0x6A09E667F3BCC909; h = mix64(h ^ w)`` for each word ``w``,
@@ -248,7 +249,8 @@ class Network:
         biases : sequence of array_like, each (out_l,)
         activation : str or sequence of str
             ``"relu"``, ``"leaky_relu"``, ``"hardtanh"`` (clip to [-1, 1]),
-            ``"threshold"`` (Heaviside ``1[z >= 0]``), ``"tanh"`` or ``"sigmoid"``
+            ``"relu6"`` (clip to [0, 6]), ``"threshold"`` (Heaviside ``1[z >= 0]``),
+            ``"tanh"`` or ``"sigmoid"``
             (``1 / (1 + exp(-z))``; ``"logistic"`` is accepted as an alias): one
             name for all hidden layers or one per hidden layer. The output layer
             is linear. ``tanh`` and ``sigmoid`` are not piecewise linear (see
@@ -333,7 +335,8 @@ class Network:
         """Import a PyTorch ``nn.Sequential`` (nested allowed).
 
         Supported layers: ``Linear``, ``ReLU``, ``LeakyReLU``, ``Hardtanh(-1, 1)``,
-        ``Tanh``, ``Sigmoid``, ``BatchNorm1d`` (folded, see below), ``Identity``,
+        ``ReLU6`` (also as ``Hardtanh(0, 6)``), ``Tanh``, ``Sigmoid``, ``BatchNorm1d``
+        (folded, see below), ``Identity``,
         ``Flatten`` and ``Dropout`` (ignored: evaluation mode). Each activation
         must follow a ``Linear``; the last layer must be ``Linear``. Consecutive
         ``Linear`` layers with nothing in between are composed into one (the same
@@ -439,7 +442,8 @@ class Network:
             if input_shape is None:
                 raise InputError(
                     "input_shape: required for a network with max pooling, residual blocks or "
-                    "clamps other than Hardtanh(-1, 1) such as ReLU6 (or any forward that is "
+                    "clamps other than Hardtanh(-1, 1) and ReLU6 such as Hardsigmoid (or any "
+                    "forward that is "
                     "not an nn.Sequential), e.g. input_shape=(1, 28, 28) or (784,)"
                 )
             from ._graph_torch import graph_from_torch
@@ -561,13 +565,13 @@ class Network:
         ... except fastmem.InputError as exc:
         ...     print(exc)
         along_segments: layer 0 (tanh) is not piecewise linear; exact regions/patterns
-        need relu, leaky_relu, hardtanh or threshold layers
+        need relu, leaky_relu, hardtanh, relu6 or threshold layers
         """
         for layer, a in enumerate(self._activations):
             if a not in ACTIVATIONS:
                 raise InputError(
                     f"{analysis}: layer {layer} ({a}) is not piecewise linear; exact "
-                    "regions/patterns need relu, leaky_relu, hardtanh or threshold layers"
+                    "regions/patterns need relu, leaky_relu, hardtanh, relu6 or threshold layers"
                 )
 
     @property
@@ -1156,13 +1160,13 @@ def _needs_layer_graph(module: Any) -> bool:
     """A torch module that the dense import cannot take: a module of the user's own class
     (its forward is traced), or a (nested) Sequential holding one, max pooling, pooling
     with ``ceil_mode=True``, zero padding, ``PReLU`` or a clamp other than Hardtanh(-1, 1)
-    (ReLU6, Hardsigmoid)."""
+    and ReLU6 (Hardsigmoid, Hardtanh(a, b))."""
     mro = type(module).__mro__
     if not any(c.__name__ == "Module" and c.__module__.startswith("torch.nn") for c in mro):
         return False  # not a torch module: the dense import says so
     if type(module).__name__ != "Sequential":
         return not type(module).__module__.startswith("torch.nn")
-    graph_only = ("MaxPool2d", "AdaptiveMaxPool2d", "ReLU6", "Hardsigmoid", "PReLU",
+    graph_only = ("MaxPool2d", "AdaptiveMaxPool2d", "Hardsigmoid", "PReLU",
                   "ZeroPad2d", "ConstantPad2d")  # fmt: skip
     return any(
         _needs_layer_graph(child)
@@ -1170,7 +1174,8 @@ def _needs_layer_graph(module: Any) -> bool:
         or bool(getattr(child, "ceil_mode", False))
         or (
             type(child).__name__ == "Hardtanh"
-            and (getattr(child, "min_val", -1.0), getattr(child, "max_val", 1.0)) != (-1.0, 1.0)
+            and (getattr(child, "min_val", -1.0), getattr(child, "max_val", 1.0))
+            not in ((-1.0, 1.0), (0.0, 6.0))
         )
         for child in module.children()
     )

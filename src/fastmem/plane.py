@@ -689,7 +689,7 @@ def plane_regions(
     Parameters
     ----------
     net : Network
-        Piecewise-linear hidden layers (relu, leaky_relu, hardtanh, threshold); a CUDA
+        Piecewise-linear hidden layers (relu, leaky_relu, hardtanh, relu6, threshold); a CUDA
         network selects the CUDA backend. A layer graph (:attr:`Network.layer_graph`:
         convolutions, max pooling, residual blocks) runs op by op
         (:mod:`fastmem._graph_plane`): max pooling's argmax cells are cut out of every
@@ -740,7 +740,7 @@ def plane_regions(
     if smooth is not None:
         raise InputError(
             f"net: {smooth.where} ({smooth.params['activation']}) is not piecewise linear; "
-            "plane_regions needs relu, leaky_relu, hardtanh or threshold activations"
+            "plane_regions needs relu, leaky_relu, hardtanh, relu6 or threshold activations"
         )
     net.require_piecewise_linear("plane_regions")
     on_gpu = net.device == "cuda" or any(

@@ -102,7 +102,7 @@ import numpy as np
 from . import _engine, _graph
 from ._backend import to_device
 from ._json import jsonable
-from ._kinds import ACTIVATIONS, activation_slope
+from ._kinds import ACTIVATIONS, activation_slope, threshold_gap
 from ._validate import check_allocation
 from ._validate import to_host as _host
 from .errors import InputError
@@ -659,7 +659,7 @@ def _dense_distances(net: Network, net_dev: Network, X: Any, be: Any) -> tuple[A
             _check_layer(z, gnorm, layer)
             gnorm = xp.broadcast_to(gnorm, z.shape)
             name = net.activation[layer]
-            gap = xp.minimum(xp.abs(z + 1), xp.abs(z - 1)) if name == "hardtanh" else xp.abs(z)
+            gap = threshold_gap(z, ACTIVATIONS[name], xp)
             with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
                 dj = xp.where(gnorm > 0, gap / gnorm, np.inf)
                 if jexp is not None:

@@ -167,9 +167,12 @@ FASTMEM_HD inline void crit_interval_one(T& lo, T& hi, int kind, T slope) {
       hi = u > T(0) ? u : T(0);
       break;
     case kHardtanh:
-      lo = l < T(-1) ? T(-1) : (l > T(1) ? T(1) : l);
-      hi = u < T(-1) ? T(-1) : (u > T(1) ? T(1) : u);
+    case kRelu6: {  // a clamp is monotone: its ends' images
+      const T c0 = clamp_low<T>(kind), c1 = clamp_high<T>(kind);
+      lo = l < c0 ? c0 : (l > c1 ? c1 : l);
+      hi = u < c0 ? c0 : (u > c1 ? c1 : u);
       break;
+    }
     default:
       lo = l >= T(0) ? T(1) : T(0);
       hi = u >= T(0) ? T(1) : T(0);
@@ -180,55 +183,56 @@ FASTMEM_HD inline void crit_interval_one(T& lo, T& hi, int kind, T slope) {
   hi = u == u ? hi : u;
 }
 
-// The hard-tanh relaxation: its six cases in order of precedence, each candidate computed
-// unconditionally and the first case that holds selected (the if-chain's values).
-FASTMEM_HD inline void crit_relax_hardtanh(double l, double u, double& aL, double& bL, double& aU,
-                                           double& bU) {
-  // l < -1 and 1 < u: lines through (l, -1) (upper) and (u, 1) (lower), or constants
-  double au = 2 / (1 - l);
-  double bu = -1 - au * l;
-  double al = 2 / (u + 1);
-  double bl = 1 - al * u;
+// The relaxation of a clamp clip(z, c0, c1) (hard-tanh: c0 = -1, c1 = 1): its six cases in
+// order of precedence, each candidate computed unconditionally and the first case that
+// holds selected (the if-chain's values).
+FASTMEM_HD inline void crit_relax_clamp(double l, double u, double c0, double c1, double& aL,
+                                        double& bL, double& aU, double& bU) {
+  // l < c0 and c1 < u: lines through (l, c0) (upper) and (u, c1) (lower), or constants
+  double au = (c1 - c0) / (c1 - l);
+  double bu = c0 - au * l;
+  double al = (c1 - c0) / (u - c0);
+  double bl = c1 - al * u;
   const double mid = (l + u) / 2;
-  const bool cap_u = au * mid + bu >= 1, cap_l = al * mid + bl <= -1;
+  const bool cap_u = au * mid + bu >= c1, cap_l = al * mid + bl <= c0;
   au = cap_u ? 0.0 : au;
-  bu = cap_u ? 1.0 : bu;
+  bu = cap_u ? c1 : bu;
   al = cap_l ? 0.0 : al;
-  bl = cap_l ? -1.0 : bl;
-  // l < 1 < u (l >= -1): min(z, 1), concave
-  const double ac = (1 - l) / (u - l);
+  bl = cap_l ? c0 : bl;
+  // l < c1 < u (l >= c0): min(z, c1), concave
+  const double ac = (c1 - l) / (u - l);
   const double bc = l - ac * l;
-  const bool flat_c = !(u - 1 < 1 - l);
-  const bool concave = l >= -1;
+  const bool flat_c = !(u - c1 < c1 - l);
+  const bool concave = l >= c0;
   al = concave ? ac : al;
   bl = concave ? bc : bl;
   au = concave ? (flat_c ? 0.0 : 1.0) : au;
-  bu = concave ? (flat_c ? 1.0 : 0.0) : bu;
-  // l < -1 < u (u <= 1): max(z, -1), convex
-  const double av = (u + 1) / (u - l);
+  bu = concave ? (flat_c ? c1 : 0.0) : bu;
+  // l < c0 < u (u <= c1): max(z, c0), convex
+  const double av = (u - c0) / (u - l);
   const double bv = u - av * u;
-  const bool ident_v = u + 1 > -1 - l;
-  const bool convex = u <= 1;
+  const bool ident_v = u - c0 > c0 - l;
+  const bool convex = u <= c1;
   al = convex ? (ident_v ? 1.0 : 0.0) : al;
-  bl = convex ? (ident_v ? 0.0 : -1.0) : bl;
+  bl = convex ? (ident_v ? 0.0 : c0) : bl;
   au = convex ? av : au;
   bu = convex ? bv : bu;
-  // inside [-1, 1]: the identity
-  const bool inside = (l >= -1) & (u <= 1);
+  // inside [c0, c1]: the identity
+  const bool inside = (l >= c0) & (u <= c1);
   al = inside ? 1.0 : al;
   bl = inside ? 0.0 : bl;
   au = inside ? 1.0 : au;
   bu = inside ? 0.0 : bu;
-  // above 1 (l >= 1), then below -1 (u <= -1): constants
-  const bool above = l >= 1, below = u <= -1;
+  // above c1 (l >= c1), then below c0 (u <= c0): constants
+  const bool above = l >= c1, below = u <= c0;
   al = above ? 0.0 : al;
-  bl = above ? 1.0 : bl;
+  bl = above ? c1 : bl;
   au = above ? 0.0 : au;
-  bu = above ? 1.0 : bu;
+  bu = above ? c1 : bu;
   aL = below ? 0.0 : al;
-  bL = below ? -1.0 : bl;
+  bL = below ? c0 : bl;
   aU = below ? 0.0 : au;
-  bU = below ? -1.0 : bu;
+  bU = below ? c0 : bu;
 }
 
 // Linear relaxation aL z + bL <= act(z) <= aU z + bU on [l, u], in double, for one kind
@@ -261,23 +265,15 @@ FASTMEM_HD inline void crit_relax_kind(double l, double u, double slope, double&
     bL = stable ? 0.0 : dl;
     aU = stable ? flat : cu;
     bU = stable ? 0.0 : du;
-  } else {
-    crit_relax_hardtanh(l, u, aL, bL, aU, bU);
+  } else {  // a clamp
+    crit_relax_clamp(l, u, clamp_low<double>(Kind), clamp_high<double>(Kind), aL, bL, aU, bU);
   }
 }
 
 FASTMEM_HD inline void crit_relax_one(double l, double u, int kind, double slope, double& aL,
                                       double& bL, double& aU, double& bU) {
-  switch (kind) {
-    case kRelu:
-      return crit_relax_kind<kRelu>(l, u, slope, aL, bL, aU, bU);
-    case kLeakyRelu:
-      return crit_relax_kind<kLeakyRelu>(l, u, slope, aL, bL, aU, bU);
-    case kHardtanh:
-      return crit_relax_kind<kHardtanh>(l, u, slope, aL, bL, aU, bU);
-    default:
-      return crit_relax_kind<kThreshold>(l, u, slope, aL, bL, aU, bU);
-  }
+  with_kind(kind,
+            [&](auto k) { crit_relax_kind<decltype(k)::value>(l, u, slope, aL, bL, aU, bU); });
 }
 
 

@@ -82,7 +82,7 @@ namespace detail {
 template <int Kind, class T>
 FASTMEM_HD inline void pack_and_activate_row(T* z, int64_t width, uint64_t* codes,
                                              int64_t bit_offset, T slope) {
-  constexpr int bpn = Kind == kHardtanh ? 2 : 1;
+  constexpr int bpn = bits_per_neuron(Kind);
   constexpr int64_t per = 64 / bpn;  // neurons per 64 pattern bits
   for (int64_t j0 = 0; j0 < width; j0 += per) {
     const int64_t nb = width - j0 < per ? width - j0 : per;
@@ -116,20 +116,9 @@ FASTMEM_HD inline void pack_and_activate_row(T* z, int64_t width, uint64_t* code
 template <class T>
 FASTMEM_HD inline void pack_and_activate_row(T* z, int64_t width, uint64_t* codes,
                                              int64_t bit_offset, int kind, T slope) {
-  switch (kind) {
-    case kRelu:
-      detail::pack_and_activate_row<kRelu>(z, width, codes, bit_offset, slope);
-      break;
-    case kLeakyRelu:
-      detail::pack_and_activate_row<kLeakyRelu>(z, width, codes, bit_offset, slope);
-      break;
-    case kHardtanh:
-      detail::pack_and_activate_row<kHardtanh>(z, width, codes, bit_offset, slope);
-      break;
-    default:
-      detail::pack_and_activate_row<kThreshold>(z, width, codes, bit_offset, slope);
-      break;
-  }
+  with_kind(kind, [&](auto k) {
+    detail::pack_and_activate_row<decltype(k)::value>(z, width, codes, bit_offset, slope);
+  });
 }
 
 }  // namespace fastmem

@@ -109,20 +109,9 @@ FASTMEM_HD inline void plane_child_row(const double* maps, int64_t n_poly, int64
     const double* a = maps + p * width;
     const double* gs = a + n_poly * width;
     const double* gt = gs + n_poly * width;
-    switch (kind) {  // the kind as a constant: the loop has no switch inside
-      case kRelu:
-        plane_child_maps<kRelu>(a, gs, gt, zrow, width, slope, h, h_stride);
-        break;
-      case kLeakyRelu:
-        plane_child_maps<kLeakyRelu>(a, gs, gt, zrow, width, slope, h, h_stride);
-        break;
-      case kHardtanh:
-        plane_child_maps<kHardtanh>(a, gs, gt, zrow, width, slope, h, h_stride);
-        break;
-      default:
-        plane_child_maps<kThreshold>(a, gs, gt, zrow, width, slope, h, h_stride);
-        break;
-    }
+    with_kind(kind, [&](auto k) {  // the kind as a constant: the loop has no switch inside
+      plane_child_maps<decltype(k)::value>(a, gs, gt, zrow, width, slope, h, h_stride);
+    });
   }
   pack_and_activate_row(zrow, width, codes, bit_offset, kind, slope);
 }

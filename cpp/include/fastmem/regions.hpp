@@ -37,7 +37,7 @@
 //                            carry_band, snap_row): an output whose inputs are all off is
 //                            exactly its bias, as the forward pass computes it.
 //
-// Thresholds: 0 for relu / leaky_relu / threshold, -1 and +1 for hard-tanh. A neuron that
+// Thresholds (activations.hpp): 0 for relu / leaky_relu / threshold, a clamp's two ends. A neuron that
 // is constant along the piece never crosses; its state comes from its value. Crossings
 // within tol of the piece's ends are dropped: the piece already ends there (this makes
 // breakpoints at the segment ends and ties with earlier layers' breakpoints harmless).
@@ -53,8 +53,6 @@
 
 namespace fastmem {
 
-FASTMEM_HD inline int n_thresholds(int kind) { return kind == kHardtanh ? 2 : 1; }
-
 // Where piece i sits: its segment s, its left vertex v = i + s (old layout), its first
 // child c0 and left vertex c0 + s in the new layout, its n_bp breakpoints, and whether it
 // ends its segment. Shared by the drivers of the passes that cut pieces.
@@ -68,12 +66,6 @@ FASTMEM_HD inline PieceIndex piece_index(const int64_t* pseg, const int64_t* chi
   const int64_t s = pseg[i];
   const int64_t c0 = child_offsets[i];
   return {s, i + s, c0, child_offsets[i + 1] - c0 - 1, i + 1 == n || pseg[i + 1] != s};
-}
-
-template <class T>
-FASTMEM_HD inline T threshold_value(int kind, int i) {
-  if (kind == kHardtanh) return i == 0 ? T(-1) : T(1);
-  return T(0);
 }
 
 // Whether threshold c may be crossed inside a piece whose ends have values zl, zh: not
@@ -107,21 +99,22 @@ FASTMEM_HD inline int64_t scan_block(int64_t width, int64_t j0) {
 }
 
 // Bit j of the result: whether neuron j0 + j (j < nb <= 64) may cross a threshold of
-// its kind inside the piece (HARDTANH: -1 or +1; otherwise 0).
-template <class T, bool HARDTANH>
-FASTMEM_HD inline uint64_t crossing_bits(const T* zl, const T* zh, int64_t nb) {
+// its kind inside the piece (a clamp: c0 or c1, its two ends; otherwise c0 = 0).
+template <class T, bool CLAMP>
+FASTMEM_HD inline uint64_t crossing_bits(const T* zl, const T* zh, int64_t nb, T c0, T c1) {
   uint8_t flags[kScanBlock];
   for (int64_t j = 0; j < nb; ++j) {
-    flags[j] = HARDTANH ? uint8_t(may_cross(zl[j], zh[j], T(-1)) | may_cross(zl[j], zh[j], T(1)))
-                        : uint8_t(may_cross(zl[j], zh[j], T(0)));
+    flags[j] = CLAMP ? uint8_t(may_cross(zl[j], zh[j], c0) | may_cross(zl[j], zh[j], c1))
+                     : uint8_t(may_cross(zl[j], zh[j], c0));
   }
   return pack_flags64(flags, nb);
 }
 
 template <class T>
 FASTMEM_HD inline uint64_t crossing_bits(const T* zl, const T* zh, int64_t nb, int kind) {
-  return kind == kHardtanh ? crossing_bits<T, true>(zl, zh, nb)
-                           : crossing_bits<T, false>(zl, zh, nb);
+  const T c0 = threshold_value<T>(kind, 0), c1 = threshold_value<T>(kind, 1);
+  return is_clamp(kind) ? crossing_bits<T, true>(zl, zh, nb, c0, c1)
+                        : crossing_bits<T, false>(zl, zh, nb, c0, c1);
 }
 
 // The neurons that may cross a threshold inside the piece, in order, into cand (room for
@@ -141,9 +134,10 @@ template <class T>
 FASTMEM_HD inline int64_t count_crossings_row(const T* zl, const T* zh, int64_t width,
                                               int kind) {
   int64_t c = 0;
-  if (kind == kHardtanh) {
+  if (is_clamp(kind)) {
+    const T c0 = clamp_low<T>(kind), c1 = clamp_high<T>(kind);
     for (int64_t j = 0; j < width; ++j)
-      c += int64_t(may_cross(zl[j], zh[j], T(-1))) + int64_t(may_cross(zl[j], zh[j], T(1)));
+      c += int64_t(may_cross(zl[j], zh[j], c0)) + int64_t(may_cross(zl[j], zh[j], c1));
   } else {
     for (int64_t j = 0; j < width; ++j) c += int64_t(may_cross(zl[j], zh[j], T(0)));
   }
@@ -257,7 +251,7 @@ FASTMEM_HD inline void emit_children_kind(const T* zl, const T* zh, int64_t widt
                                           int64_t bit_offset, bool write_values, T* out_vt,
                                           int64_t* out_seg, uint64_t* out_codes, T* out_h,
                                           int64_t h_cols, int64_t* cand) {
-  constexpr int bpn = KIND == kHardtanh ? 2 : 1;
+  constexpr int bpn = bits_per_neuron(KIND);
   // Child 0: the parent's words, this layer's bits from its midpoint, gathered in a
   // register and ORed in one word at a time.
   {
@@ -357,28 +351,11 @@ FASTMEM_HD inline void emit_children_row(const T* zl, const T* zh, int64_t width
                                          T slope, int64_t bit_offset, bool write_values,
                                          T* out_vt, int64_t* out_seg, uint64_t* out_codes,
                                          T* out_h, int64_t h_cols, int64_t* cand) {
-  switch (kind) {
-    case kRelu:
-      emit_children_kind<T, kRelu>(zl, zh, width, tl, th, seg, last, parent_codes, n_words, bp,
-                                   n_bp, slope, bit_offset, write_values, out_vt, out_seg,
-                                   out_codes, out_h, h_cols, cand);
-      return;
-    case kLeakyRelu:
-      emit_children_kind<T, kLeakyRelu>(zl, zh, width, tl, th, seg, last, parent_codes, n_words,
-                                        bp, n_bp, slope, bit_offset, write_values, out_vt,
-                                        out_seg, out_codes, out_h, h_cols, cand);
-      return;
-    case kHardtanh:
-      emit_children_kind<T, kHardtanh>(zl, zh, width, tl, th, seg, last, parent_codes, n_words,
-                                       bp, n_bp, slope, bit_offset, write_values, out_vt,
-                                       out_seg, out_codes, out_h, h_cols, cand);
-      return;
-    default:
-      emit_children_kind<T, kThreshold>(zl, zh, width, tl, th, seg, last, parent_codes, n_words,
-                                        bp, n_bp, slope, bit_offset, write_values, out_vt,
-                                        out_seg, out_codes, out_h, h_cols, cand);
-      return;
-  }
+  with_kind(kind, [&](auto k) {
+    emit_children_kind<T, decltype(k)::value>(zl, zh, width, tl, th, seg, last, parent_codes,
+                                              n_words, bp, n_bp, slope, bit_offset, write_values,
+                                              out_vt, out_seg, out_codes, out_h, h_cols, cand);
+  });
 }
 
 // Pass 4: the next layer's pre-activations (width_next of them, next = W h + b) at the new

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .._kinds import HARDTANH, LEAKY_RELU, RELU, THRESHOLD
-from .activations import _activate, _activation_slope
+from .._kinds import LEAKY_RELU, RELU, THRESHOLD
+from .activations import _activate, _activation_slope, _clamp_high, _clamp_low, _is_clamp
 from .patterns import _check_float_matrix, _check_kind, _mix64, _require
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -135,9 +135,10 @@ def _interval_one(lo, hi, kind, slope):
     elif kind == RELU:
         a = lo if lo > 0 else 0.0
         b = hi if hi > 0 else 0.0
-    elif kind == HARDTANH:
-        a = -1.0 if lo < -1 else (1.0 if lo > 1 else lo)
-        b = -1.0 if hi < -1 else (1.0 if hi > 1 else hi)
+    elif _is_clamp(kind):  # monotone: its ends' images
+        c0, c1 = _clamp_low(kind), _clamp_high(kind)
+        a = c0 if lo < c0 else (c1 if lo > c1 else lo)
+        b = c0 if hi < c0 else (c1 if hi > c1 else hi)
     else:
         a = 1.0 if lo >= 0 else 0.0
         b = 1.0 if hi >= 0 else 0.0
@@ -178,37 +179,38 @@ def _relax_one(lw, u, kind, slope):
         if s <= 1:
             return tight, zero, a, b
         return a, b, tight, zero
-    # hardtanh
-    if u <= -1:
-        return zero, -one, zero, -one
-    if lw >= 1:
-        return zero, one, zero, one
-    if lw >= -1 and u <= 1:
+    # a clamp clip(z, c0, c1) (hard-tanh: -1, 1)
+    c0, c1 = _clamp_low(kind), _clamp_high(kind)
+    if u <= c0:
+        return zero, c0, zero, c0
+    if lw >= c1:
+        return zero, c1, zero, c1
+    if lw >= c0 and u <= c1:
         return one, zero, one, zero
-    if u <= 1:  # lw < -1 < u: max(z, -1), convex
-        a = (u + 1) / (u - lw)
+    if u <= c1:  # lw < c0 < u: max(z, c0), convex
+        a = (u - c0) / (u - lw)
         b = u - a * u
-        if u + 1 > -1 - lw:
+        if u - c0 > c0 - lw:
             return one, zero, a, b
-        return zero, -one, a, b
-    if lw >= -1:  # lw < 1 < u: min(z, 1), concave
-        a = (1 - lw) / (u - lw)
+        return zero, c0, a, b
+    if lw >= c0:  # lw < c1 < u: min(z, c1), concave
+        a = (c1 - lw) / (u - lw)
         b = lw - a * lw
-        if u - 1 < 1 - lw:
+        if u - c1 < c1 - lw:
             return a, b, one, zero
-        return a, b, zero, one
-    # lw < -1 and 1 < u: lines through (lw, -1) (upper) and (u, 1) (lower), or constants
-    au = 2 / (1 - lw)
-    bu = -1 - au * lw
-    al = 2 / (u + 1)
-    bl = 1 - al * u
+        return a, b, zero, c1
+    # lw < c0 and c1 < u: lines through (lw, c0) (upper) and (u, c1) (lower), or constants
+    au = (c1 - c0) / (c1 - lw)
+    bu = c0 - au * lw
+    al = (c1 - c0) / (u - c0)
+    bl = c1 - al * u
     mid = (lw + u) / 2
-    if au * mid + bu >= 1:
+    if au * mid + bu >= c1:
         au = zero
-        bu = one
-    if al * mid + bl <= -1:
+        bu = c1
+    if al * mid + bl <= c0:
         al = zero
-        bl = -one
+        bl = c0
     return al, bl, au, bu
 
 

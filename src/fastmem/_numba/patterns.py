@@ -7,12 +7,12 @@ import numpy as np
 
 from .._kinds import bits_per_neuron
 from .activations import (
-    HARDTANH,
-    LEAKY_RELU,
-    RELU,
-    THRESHOLD,
+    N_KINDS,
     _activate,
     _bits_per_neuron,
+    _clamp_high,
+    _clamp_low,
+    _is_clamp,
     _state,
 )
 
@@ -85,7 +85,7 @@ def _check_float_matrix(z: np.ndarray, name: str) -> None:
 
 
 def _check_kind(kind: int) -> None:
-    _require(kind in (RELU, LEAKY_RELU, HARDTANH, THRESHOLD), "unknown activation kind")
+    _require(0 <= kind < N_KINDS, "unknown activation kind")
 
 
 @nb.njit(parallel=True, cache=True)
@@ -101,11 +101,12 @@ def _snap_thresholds(z, h, fan_in, w_abs_sum, b_abs, kind, gamma):
             v = z[i, j]
             if not band - band == 0.0:  # an overflowed band snaps nothing
                 continue
-            if kind == HARDTANH:
-                if v - (-1.0) <= band and (-1.0) - v <= band:
-                    z[i, j] = -1.0
-                elif v - 1.0 <= band and 1.0 - v <= band:
-                    z[i, j] = 1.0
+            if _is_clamp(kind):
+                c0, c1 = _clamp_low(kind), _clamp_high(kind)
+                if v - c0 <= band and c0 - v <= band:
+                    z[i, j] = c0
+                elif v - c1 <= band and c1 - v <= band:
+                    z[i, j] = c1
             elif v <= band and -v <= band:
                 z[i, j] = 0.0
 

@@ -13,13 +13,13 @@ import numba as nb
 import numpy as np
 
 from .activations import (
-    HARDTANH,
-    LEAKY_RELU,
-    RELU,
-    THRESHOLD,
+    N_KINDS,
     _activate,
     _activation_slope,
+    _bits_per_neuron,
+    _n_thresholds,
     _state,
+    _threshold,
 )
 from .patterns import _require
 
@@ -82,13 +82,6 @@ def _straddles(ids, n, code, kind, tolz, m, Zc, row, z, s, t, A, GS, GT):
     return above and below
 
 
-@nb.njit(cache=True, error_model="numpy")
-def _threshold(kind, i):
-    if kind == HARDTANH:
-        return -1.0 if i == 0 else 1.0
-    return 0.0
-
-
 @nb.njit(cache=True)
 def _cut_parent(S, T, maps, owner, corners, off, kind, tolz, p):
     """The cut of parent ``p`` (the BSP of cpu/plane_drivers.cpp's ``cut_parent``):
@@ -111,7 +104,7 @@ def _cut_parent(S, T, maps, owner, corners, off, kind, tolz, p):
     row = np.empty(16, dtype=np.int64)
     nz = 0
     z = np.empty((4, width))
-    nt = 2 if kind == HARDTANH else 1
+    nt = _n_thresholds(kind)
     lpool = np.empty(max(16, width * nt), dtype=np.int64)
     nl = 0
     for j in range(width):
@@ -309,7 +302,7 @@ def _check_mesh(S, T, maps, owner, corners, off, kind, tolz) -> None:
     )
     _require(i64(owner, 1) and owner.shape == S.shape, "owner must have one per vertex")
     _require(f64(tolz, 1) and tolz.shape[0] == maps.shape[2], "tolz must have width entries")
-    _require(kind in (RELU, LEAKY_RELU, HARDTANH, THRESHOLD), "unknown activation kind")
+    _require(0 <= kind < N_KINDS, "unknown activation kind")
     for a in (S, T, maps, owner, corners, off, tolz):
         _require(a.flags.c_contiguous, "arrays must be C-contiguous")
     _require(off[0] == 0 and off[-1] == corners.shape[0], "off must span corners")
@@ -365,7 +358,7 @@ def plane_cut_emit(
 @nb.njit(parallel=True, cache=True)
 def _plane_children(maps, parent, st, kind, slope, codes, bit_offset, h, write_h):
     width = maps.shape[2]
-    bpn = 2 if kind == HARDTANH else 1
+    bpn = _bits_per_neuron(kind)
     for i in nb.prange(parent.shape[0]):
         p = parent[i]
         s = st[i, 0]
@@ -401,9 +394,9 @@ def plane_children(maps, parent, st, kind, slope, codes, bit_offset, h) -> None:
         codes.dtype == np.uint64 and codes.ndim == 2 and codes.shape[0] == n,
         "codes must be (children, words)",
     )
-    _require(kind in (RELU, LEAKY_RELU, HARDTANH, THRESHOLD), "unknown activation kind")
+    _require(0 <= kind < N_KINDS, "unknown activation kind")
     width = maps.shape[2]
-    bpn = 2 if kind == HARDTANH else 1
+    bpn = _bits_per_neuron(kind)
     _require(
         bit_offset >= 0 and bit_offset + width * bpn <= 64 * codes.shape[1],
         "pattern bits exceed codes width",

@@ -13,16 +13,19 @@ import numba as nb
 import numpy as np
 
 from .activations import (
-    HARDTANH,
     LEAKY_RELU,
-    RELU,
+    N_KINDS,
     THRESHOLD,
     _activate,
     _activate_k,
     _bits_per_neuron,
+    _consts,
+    _is_clamp,
+    _n_thresholds,
     _state,
 )
 from .activations import _activation_slope_k as _activation_slope
+from .activations import _threshold_k as _threshold
 from .patterns import _require
 
 _ONE = np.uint64(1)
@@ -30,19 +33,6 @@ _SNAP_LARGEST = 1e8  # kSnapLargest of regions.hpp (fastmem._engine.LARGE_VALUES
 _SIX = np.uint64(6)
 _M63 = np.uint64(63)
 _SIXTY_FOUR = np.uint64(64)
-
-
-def _consts(dtype):
-    # Constants in the kernels' dtype: a float64 literal would promote float32 arithmetic
-    # and break bit-identity with the C++ kernels. [0]: 0, [1]: 1, [2]: 2, [3]: -1.
-    return np.array([0, 1, 2, -1], dtype=dtype)
-
-
-@nb.njit(cache=True, error_model="numpy")
-def _threshold(kind, i, k):
-    if kind == HARDTANH:
-        return k[3] if i == 0 else k[1]
-    return k[0]
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -54,7 +44,7 @@ def _may_cross(zl, zh, c):
 
 @nb.njit(parallel=True, cache=True)
 def _count_crossings(z, pseg, kind, counts, k):
-    nt = 2 if kind == HARDTANH else 1
+    nt = _n_thresholds(kind)
     for i in nb.prange(pseg.shape[0]):
         v = i + pseg[i]
         c = 0
@@ -84,7 +74,7 @@ def _shell_sort(v, n):
 
 @nb.njit(cache=True)
 def _collect_row(zl, zh, tl, th, kind, tol, buf, k):
-    nt = 2 if kind == HARDTANH else 1
+    nt = _n_thresholds(kind)
     two = k[2]
     c = 0
     for j in range(zl.shape[0]):
@@ -139,7 +129,7 @@ def _piece_index(pseg, child_offsets, i):
 @nb.njit(cache=True, error_model="numpy")
 def _list_candidates(z, v, kind, k, scratch, cand0):
     # list_candidates of regions.hpp: the neurons that may cross inside the piece
-    nt = 2 if kind == HARDTANH else 1
+    nt = _n_thresholds(kind)
     n_cand = 0
     for j in range(z.shape[1]):
         crosses = False
@@ -361,7 +351,7 @@ def _next_preactivations(
 @nb.njit(cache=True, error_model="numpy")
 def _count_rows(out, lo, zn, hi_old, hi_in_out, kind, k):
     # count_crossings_row between out[lo] and out[lo + 1] (or zn[hi_old])
-    nt = 2 if kind == HARDTANH else 1
+    nt = _n_thresholds(kind)
     c = 0
     for j in range(out.shape[1]):
         zl = out[lo, j]
@@ -396,7 +386,7 @@ def _neuron_flips(zl, zh, buf, bp0, n_bp, tl, th, kind, slope, k):
     if _may_cross(zl, zh, thr):
         at0 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, thr, False, two)
     at1 = 0
-    if kind == HARDTANH:
+    if _is_clamp(kind):
         thr = _threshold(kind, 1, k)
         if _may_cross(zl, zh, thr):
             at1 = _side_switch(zl, dz, buf, bp0, n_bp, tl, th, thr, True, two)
@@ -635,7 +625,7 @@ def _check_1d(a, dtype, n, what):
 
 
 def _check_kind(kind):
-    _require(kind in (RELU, LEAKY_RELU, HARDTANH, THRESHOLD), "unknown activation kind")
+    _require(0 <= kind < N_KINDS, "unknown activation kind")
 
 
 def count_crossings(z, pseg, kind: int, counts) -> None:
@@ -737,7 +727,7 @@ def _check_next(z, vt, pseg, buf, offsets, child_offsets, kind, width_next, zn, 
     _matrix(z, zn, nv, width_next, "zn must be (vertices, width_next)")
     nv_out = int(child_offsets[n]) + (nv - n)
     _matrix(z, out, nv_out, width_next, "out must be (child_offsets[-1] + segments, width_next)")
-    _require(kind_next in (-1, RELU, LEAKY_RELU, HARDTANH, THRESHOLD), "unknown kind_next")
+    _require(-1 <= kind_next < N_KINDS, "unknown kind_next")
     if kind_next >= 0:
         _check_1d(next_counts, np.int64, int(child_offsets[n]), "next_counts: one per child")
         return next_counts
