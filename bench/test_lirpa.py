@@ -54,6 +54,12 @@ beside the counts: fastmem's CROWN count on the same inputs, and how far each
 alpha-CROWN's margins move above its CROWN's.
 one contender:  python bench/test_lirpa.py <fastmem|lirpa> <cnn-pool|cnn-res> 32 2
 <rounds> <margins.npy> <alpha-crown|crown> [inputs]
+
+``test_mlp_alpha_crown_against_auto_lirpa_fresh_processes``: the same on the He net, float32,
+radius 1/255, the first ``FASTMEM_BENCH_ALPHA_N`` (1000) inputs (auto_LiRPA's alpha-CROWN
+takes minutes: timed once, no warm-up).
+one contender:  python bench/test_lirpa.py <fastmem|lirpa> he 32 1 <rounds> <margins.npy>
+<alpha-crown|crown> [inputs]
 """
 
 from __future__ import annotations
@@ -165,10 +171,16 @@ def _lirpa_setup(net, X, r, method="crown", module=None, with_prediction=False):
     ptb = PerturbationLpNorm(norm=np.inf, x_L=(xt - r).clamp(0, 1), x_U=(xt + r).clamp(0, 1))
     bx = BoundedTensor(xt, ptb)
 
+    alpha = method == "alpha-crown"
+
     def run():
-        with torch.no_grad():
-            lb, _ = bm.compute_bounds(x=(bx,), C=C, method=method.upper())
-        return lb.min(dim=1).values.double().numpy()
+        # alpha-CROWN's optimization needs autograd (under no_grad it would return the
+        # bounds of its initial slopes)
+        with torch.enable_grad() if alpha else torch.no_grad():
+            lb, _ = bm.compute_bounds(
+                x=(bx,), C=C, method="alpha-CROWN" if alpha else method.upper()
+            )
+        return lb.detach().min(dim=1).values.double().numpy()
 
     def run_with_prediction():
         # the whole task, as fastmem's call: the prediction and the margin rows too
@@ -228,8 +240,8 @@ def _main(argv: list[str]) -> None:
     who, name, bits, r255, rounds, out = argv[:6]
     method = argv[6] if len(argv) > 6 else "crown"
     net, X = case(name, int(bits))
-    alpha = method == "alpha-crown" and name in ALPHA_N
-    if len(argv) > 7 or alpha:  # the first n inputs only
+    alpha = method == "alpha-crown"
+    if len(argv) > 7 or (alpha and name in ALPHA_N):  # the first n inputs only
         X = X[: int(argv[7]) if len(argv) > 7 else ALPHA_N[name]]
     r = float(r255) / 255
     if who == "fastmem":
@@ -367,6 +379,42 @@ def test_cnn_alpha_crown_against_auto_lirpa_fresh_processes():
                   f"{np.mean(mf - mc):+.3f} / {np.mean(ml - mc):+.3f}   {tf:.2f} s / {tl:.1f} s "
                   f"({tl / tf:.0f}x)")  # fmt: skip
             assert (mf >= mc).all(), f"alpha-CROWN {name}: a margin below CROWN's"
+
+
+# the He net's alpha-CROWN row: inputs (auto_LiRPA's takes minutes for 1000 here)
+MLP_ALPHA_N = int(os.environ.get("FASTMEM_BENCH_ALPHA_N", "1000"))
+
+
+def test_mlp_alpha_crown_against_auto_lirpa_fresh_processes():
+    """alpha-CROWN on the He net (float32, 1/255, the first ``MLP_ALPHA_N`` inputs):
+    fastmem's ``certify="alpha-crown"`` (CROWN, then optimized lower slopes of the final
+    margin rows on the samples CROWN leaves undecided) against auto_LiRPA's
+    ``compute_bounds(method="alpha-CROWN")`` (its defaults: 20 iterations, every layer's
+    slopes), beside fastmem's CROWN. auto_LiRPA's is timed once (minutes)."""
+    import pytest
+
+    pytest.importorskip("auto_LiRPA", reason="auto_LiRPA is not installed (see the docstring)")
+    sys.path.insert(0, str(HERE.parent))
+    from _fresh import run_script_fresh
+
+    n = MLP_ALPHA_N
+    res = {}
+    with tempfile.TemporaryDirectory() as d:
+        for who, method, rounds in (
+            ("fastmem", "crown", 3),
+            ("fastmem", "alpha-crown", 3),
+            ("lirpa", "alpha-crown", 1),
+        ):
+            out = os.path.join(d, f"{who}-{method}.npy")
+            t = run_script_fresh(str(HERE), who, "he", 32, 1.0, rounds, out, method, n)
+            res[who, method] = (min(t["times"]), np.load(out))
+    (tc, mc), (tf, mf), (tl, ml) = res.values()
+    cc, cf, cl = (int((m > 0).sum()) for m in (mc, mf, ml))
+    print(f"\nalpha-CROWN, he f32, 1/255, {n} inputs: certified fastmem {cf} / auto_LiRPA {cl} "
+          f"(fastmem CROWN {cc}); time fastmem {tf:.2f} s (CROWN {tc:.2f} s) / auto_LiRPA "
+          f"{tl:.1f} s ({tl / tf:.0f}x); margins fastmem - auto_LiRPA: min {np.min(mf - ml):+.4f}, "
+          f"mean {np.mean(mf - ml):+.4f}")  # fmt: skip
+    assert (mf >= mc - 1e-6 * (1 + np.abs(mc))).all(), "alpha-CROWN: a margin below CROWN's"
 
 
 if __name__ == "__main__":
