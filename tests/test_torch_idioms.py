@@ -1124,6 +1124,17 @@ def test_relu6_is_a_native_kind_in_both_imports() -> None:
             np.testing.assert_allclose(net.forward(X), want, rtol=1e-13, atol=1e-15)
         h = torch.from_numpy(X) @ seq[0].weight.T + seq[0].bias
         assert ((h > 0) & (h < 6)).any() and (h > 6).any() and (h < 0).any()
+    # a convolutional nn.Sequential given input_shape: lowered to dense layers, relu6 too
+    for clamp in (nn.ReLU6(), nn.Hardtanh(0.0, 6.0)):
+        cnn = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), clamp, nn.Flatten(), nn.Linear(32, 3))
+        cnn = _init(cnn, seed=4).double()
+        with torch.no_grad():
+            cnn[0].weight.mul_(10.0)
+        net = fastmem.Network.from_torch(cnn, input_shape=(1, 4, 4))
+        assert net.layer_graph is None and net.activation == ("relu6",)
+        X = rng.normal(size=(20, 16))
+        want = cnn(torch.from_numpy(X.reshape(-1, 1, 4, 4))).detach().numpy()
+        np.testing.assert_allclose(net.forward(X), want, rtol=1e-13, atol=1e-14)
     tiny = nn.Sequential(nn.Linear(1, 1), nn.ReLU6(), nn.Linear(1, 1)).double()
     with torch.no_grad():
         tiny[0].weight.fill_(1.0), tiny[0].bias.zero_(), tiny[2].weight.fill_(1.0)

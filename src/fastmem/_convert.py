@@ -27,6 +27,21 @@ _NEEDS_SHAPE = {"Conv2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm2d"}
 _SKLEARN_ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "logistic": "sigmoid"}
 
 
+def torch_activation_name(where: str, kind: str, layer: Any, activations: dict[str, str]) -> str:
+    """The activation kind of torch module ``layer`` (class name ``kind``, a key of
+    ``activations``): ``Hardtanh(-1, 1)`` is hardtanh, ``Hardtanh(0, 6)`` relu6 (as
+    ``ReLU6``); other bounds raise ``InputError`` (the layer model takes them)."""
+    if kind == "Hardtanh":
+        bounds = (float(layer.min_val), float(layer.max_val))
+        if bounds not in ((-1.0, 1.0), (0.0, 6.0)):
+            raise InputError(
+                f"{where} (Hardtanh): only Hardtanh(-1, 1) and Hardtanh(0, 6) (ReLU6) are "
+                f"supported here, got Hardtanh({layer.min_val}, {layer.max_val})"
+            )
+        return "relu6" if bounds == (0.0, 6.0) else "hardtanh"
+    return activations[kind]
+
+
 def _flatten_sequential(module: Any, prefix: str) -> list[tuple[str, Any]]:
     name = type(module).__name__
     if name == "Sequential":
@@ -222,16 +237,7 @@ def _dense_layers(
                 )
             if not pending_linear:
                 raise InputError(f"{where} ({kind}): an activation must follow a Linear layer")
-            name = _TORCH_ACTIVATIONS[kind]
-            if kind == "Hardtanh":
-                bounds = (float(layer.min_val), float(layer.max_val))
-                if bounds not in ((-1.0, 1.0), (0.0, 6.0)):
-                    raise InputError(
-                        f"{where} (Hardtanh): only Hardtanh(-1, 1) and Hardtanh(0, 6) (ReLU6) "
-                        f"are supported here, got Hardtanh({layer.min_val}, {layer.max_val})"
-                    )
-                name = "relu6" if bounds == (0.0, 6.0) else name
-            acts.append(name)
+            acts.append(torch_activation_name(where, kind, layer, _TORCH_ACTIVATIONS))
             slopes.append(float(layer.negative_slope) if kind == "LeakyReLU" else 0.0)
             pending_linear = False
             continue

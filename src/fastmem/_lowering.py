@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ._convert import _batchnorm_affine
+from ._convert import _batchnorm_affine, torch_activation_name
 from ._validate import available_memory
 from .errors import InputError
 
@@ -318,15 +318,11 @@ def lower_torch(
                     f"{where} ({kind}): an activation must follow an affine layer (Linear, "
                     "Conv2d, AvgPool2d, BatchNorm)"
                 )
-            if kind == "Hardtanh" and (layer.min_val != -1.0 or layer.max_val != 1.0):
-                raise InputError(
-                    f"{where} (Hardtanh): only Hardtanh(-1, 1) is supported, got "
-                    f"Hardtanh({layer.min_val}, {layer.max_val})"
-                )
+            name = torch_activation_name(where, kind, layer, activations)
             M, c = acc.matrix(f"{where} ({kind})")
             weights.append(M)
             biases.append(c)
-            acts.append(activations[kind])
+            acts.append(name)
             slopes.append(float(layer.negative_slope) if kind == "LeakyReLU" else 0.0)
             acc = _Affine(M.shape[0], budget)
             continue
