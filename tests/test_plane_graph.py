@@ -87,6 +87,17 @@ class ConvNet(nn.Module):
         return self.body(x)
 
 
+class _Wrapped(nn.Module):
+    """Any module, traced into a layer graph (a class of its own)."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x):
+        return self.body(x)
+
+
 class Inception(nn.Module):
     """Branches joined by ``torch.cat`` (the ``concat`` op), a DenseNet-style join
     ``[z, relu(z)]``, max pooling over it."""
@@ -333,6 +344,31 @@ def test_conv_graph_equals_its_dense_lowering() -> None:
     np.testing.assert_allclose(g.logits, d.logits, atol=1e-9, rtol=1e-9)
     np.testing.assert_array_equal(g.pattern_hashes, d.pattern_hashes)
     np.testing.assert_array_equal(g.predicted, d.predicted)
+
+
+def test_relu6_conv_graph_equals_its_dense_lowering(backend) -> None:
+    """ReLU6 (its own kind, both clamp ends crossed): the traced graph and its dense
+    lowering tile the slice alike, each tiling valid against the forward pass."""
+    torch.manual_seed(1)
+    body = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1), nn.ReLU6(), nn.Conv2d(3, 2, 3), nn.ReLU6(),
+        nn.Flatten(), nn.Linear(2 * 4 * 4, 3),
+    ).double().eval()  # fmt: skip
+    with torch.no_grad():
+        body[0].weight.mul_(6.0)
+    dense_net = Network.from_torch(body, input_shape=(1, 6, 6))
+    graph_net = Network.from_torch(_Wrapped(body), input_shape=(1, 6, 6))
+    assert dense_net.activation == ("relu6", "relu6") and graph_net.layer_graph is not None
+    rng = np.random.default_rng(0)
+    o, D, ext = rng.uniform(0, 1, 36), rng.normal(size=(2, 36)), (-2.0, 2.0, -2.0, 2.0)
+    g = fastmem.plane_regions(graph_net, o, D, extent=ext, backend=backend)
+    d = fastmem.plane_regions(dense_net, o, D, extent=ext, backend=backend)
+    assert g.count == d.count > 1000
+    np.testing.assert_array_equal(np.sort(g.pattern_hashes), np.sort(d.pattern_hashes))
+    _check_tiling(g, graph_net, rng)
+    X = g.point(*g.centroids().T)
+    z = body[:1](torch.from_numpy(X.reshape(-1, 1, 6, 6))).detach().numpy()
+    assert (z > 6).any() and ((z > 0) & (z < 6)).any()
 
 
 def _graph(ops_fn, shape):
