@@ -66,6 +66,23 @@ def init_torch_module(module, seed: int, scale: float):
     return module.eval()
 
 
+def traced(module):
+    """``module`` called from a forward of a class of the user's own, so that
+    ``Network.from_torch`` traces it into a layer graph instead of lowering an
+    ``nn.Sequential`` to dense layers."""
+    import torch
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self, inner) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x)
+
+    return Wrapped(module)
+
+
 # Zhang et al.'s (2017) small Inception for CIFAR-10 (their appendix) as its
 # reimplementations write it: ("i", ch1, ch3) an Inception module joining a 1x1 and a 3x3
 # conv module by torch.cat, ("d", ch3) a downsample module joining a strided 3x3 conv

@@ -21,6 +21,7 @@ from fastmem import _graph as G
 torch = pytest.importorskip("torch", reason="the layer-graph networks are built in torch")
 nn = torch.nn
 
+from support import traced  # noqa: E402
 from test_graph import CeilNet  # noqa: E402
 
 
@@ -82,17 +83,6 @@ class ConvNet(nn.Module):
             nn.Conv2d(1, 3, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(3, 4, 3), nn.ReLU(),
             nn.Flatten(), nn.Linear(4, 3),
         )  # fmt: skip
-
-    def forward(self, x):
-        return self.body(x)
-
-
-class _Wrapped(nn.Module):
-    """Any module, traced into a layer graph (a class of its own)."""
-
-    def __init__(self, body: nn.Module) -> None:
-        super().__init__()
-        self.body = body
 
     def forward(self, x):
         return self.body(x)
@@ -357,7 +347,7 @@ def test_relu6_conv_graph_equals_its_dense_lowering(backend) -> None:
     with torch.no_grad():
         body[0].weight.mul_(6.0)
     dense_net = Network.from_torch(body, input_shape=(1, 6, 6))
-    graph_net = Network.from_torch(_Wrapped(body), input_shape=(1, 6, 6))
+    graph_net = Network.from_torch(traced(body), input_shape=(1, 6, 6))
     assert dense_net.activation == ("relu6", "relu6") and graph_net.layer_graph is not None
     rng = np.random.default_rng(0)
     o, D, ext = rng.uniform(0, 1, 36), rng.normal(size=(2, 36)), (-2.0, 2.0, -2.0, 2.0)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support import init_torch_module, small_inception
+from support import init_torch_module, small_inception, traced
 
 import fastmem
 from fastmem import InputError
@@ -1094,17 +1094,6 @@ def test_clamp_bounds_are_checked() -> None:
         )
 
 
-class _Traced(nn.Module):
-    """A module of the user's own class around ``inner``: imported by tracing."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x):
-        return self.inner(x)
-
-
 def test_relu6_is_a_native_kind_in_both_imports() -> None:
     """ReLU6 and Hardtanh(0, 6) import as the activation kind relu6: an nn.Sequential
     without input_shape (a dense network), and a traced forward (a layer graph), with
@@ -1119,7 +1108,7 @@ def test_relu6_is_a_native_kind_in_both_imports() -> None:
         assert dense.activation == ("relu6",)
         X = np.concatenate([rng.normal(size=(200, 3)), np.zeros((1, 3))])
         want = seq(torch.from_numpy(X)).detach().numpy()
-        graph = fastmem.Network.from_torch(_Traced(seq), input_shape=(3,))
+        graph = fastmem.Network.from_torch(traced(seq), input_shape=(3,))
         for net in (dense, graph):
             np.testing.assert_allclose(net.forward(X), want, rtol=1e-13, atol=1e-15)
         h = torch.from_numpy(X) @ seq[0].weight.T + seq[0].bias
@@ -1141,7 +1130,7 @@ def test_relu6_is_a_native_kind_in_both_imports() -> None:
         tiny[2].bias.zero_()
     for net in (
         fastmem.Network.from_torch(tiny),
-        fastmem.Network.from_torch(_Traced(tiny), input_shape=(1,)),
+        fastmem.Network.from_torch(traced(tiny), input_shape=(1,)),
     ):
         assert net.forward(np.array([[1e-12]]))[0, 0] == 1e-12
 
