@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support import init_torch_module
+from support import init_torch_module, traced
 
 import fastmem
 from fastmem import InputError
@@ -258,22 +258,11 @@ def _same_segments(graph, dense, A: np.ndarray, B: np.ndarray):
     return rd
 
 
-class _Wrapped(nn.Module):
-    """The same layers called from a forward of the user's own: imported as a graph."""
-
-    def __init__(self, seq: nn.Module) -> None:
-        super().__init__()
-        self.seq = seq
-
-    def forward(self, x):
-        return self.seq(x)
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_conv_graph_equals_its_dense_lowering(seed: int) -> None:
     seq = _conv_sequential(seed)
     dense = fastmem.Network.from_torch(seq, input_shape=SHAPE)
-    graph = fastmem.Network.from_torch(_Wrapped(seq), input_shape=SHAPE)
+    graph = fastmem.Network.from_torch(traced(seq), input_shape=SHAPE)
     assert dense.layer_graph is None and graph.layer_graph is not None
     assert graph.widths == dense.widths
     assert graph.n_pattern_bits == dense.n_pattern_bits
@@ -435,7 +424,7 @@ def test_rank1_carry_equals_every_vertex_walk(name: str, monkeypatch) -> None:
     every op is applied at every vertex, one chunk at a time: the same pieces."""
     from fastmem import _graph
 
-    model = _Wrapped(_conv_sequential(3)) if name == "conv" else MODELS[name](seed=7)
+    model = traced(_conv_sequential(3)) if name == "conv" else MODELS[name](seed=7)
     net = fastmem.Network.from_torch(model, input_shape=SHAPE)
     A, B = _segments(50, 24)
     for backend in BACKENDS:
@@ -558,7 +547,7 @@ def test_sparse_conv_carry_equals_dense_carry(name: str, monkeypatch) -> None:
     same counts, hashes and breakpoints (to 1e-9) as the network lowered to dense matrices."""
     from fastmem import _graph
 
-    model = _Wrapped(_conv_conv(5)) if name == "conv" else _SparseResNet(seed=8)
+    model = traced(_conv_conv(5)) if name == "conv" else _SparseResNet(seed=8)
     shape = (1, 16, 16)  # large enough for the sparse columns to pay
     net = fastmem.Network.from_torch(model, input_shape=shape)
     rng = np.random.default_rng(51)
@@ -910,7 +899,7 @@ def test_sequential_with_max_pooling_is_a_graph() -> None:
 def test_conv_graph_intervals_equal_dense_lowering(seed: int) -> None:
     seq = _conv_sequential(seed)
     dense = fastmem.Network.from_torch(seq, input_shape=SHAPE)
-    graph = fastmem.Network.from_torch(_Wrapped(seq), input_shape=SHAPE)
+    graph = fastmem.Network.from_torch(traced(seq), input_shape=SHAPE)
     A, B = _segments(60 + seed, 8)
     ig = fastmem.intervals.generalization_intervals(graph, A, B - A)
     idn = fastmem.intervals.generalization_intervals(dense, A, B - A)
@@ -1131,7 +1120,7 @@ def test_boundary_distances_match_torch_jacobians(name: str) -> None:
 def test_conv_graph_boundary_distances_equal_dense() -> None:
     seq = _conv_sequential(4)
     dense = fastmem.Network.from_torch(seq, input_shape=SHAPE)
-    graph = fastmem.Network.from_torch(_Wrapped(seq), input_shape=SHAPE)
+    graph = fastmem.Network.from_torch(traced(seq), input_shape=SHAPE)
     X = np.random.default_rng(14).uniform(0, 1, (9, 64))
     a = fastmem.regions.distance_to_boundary(dense, X)
     b = fastmem.regions.distance_to_boundary(graph, X)
@@ -1159,7 +1148,7 @@ def test_information_plane_on_layer_outputs_of_a_graph() -> None:
     lowering's, and a max-pooling network's plane has one column per activation."""
     seq = _conv_sequential(2)
     dense = fastmem.Network.from_torch(seq, input_shape=SHAPE)
-    graph = fastmem.Network.from_torch(_Wrapped(seq), input_shape=SHAPE)
+    graph = fastmem.Network.from_torch(traced(seq), input_shape=SHAPE)
     X = np.random.default_rng(16).uniform(0, 1, (300, 64))
     y = np.arange(300) % 3
     pg = fastmem.information_plane([graph, graph], y, X=X)
@@ -1292,7 +1281,7 @@ def test_bias_free_structural_zeros_keep_the_forward_hashes(backend: str) -> Non
     nets = {
         "dense lowering": lowered,
         "fx, dense lowering": fastmem.Network.from_torch(
-            _Wrapped(_bias_free(False)).eval(), input_shape=shape
+            traced(_bias_free(False)).eval(), input_shape=shape
         ),
         "layer graph": lowered._conv_network(),
         "max pooling": fastmem.Network.from_torch(_bias_free(True), input_shape=shape),

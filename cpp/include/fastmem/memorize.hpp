@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "fastmem/hd.hpp"
+#include "fastmem/search.hpp"
 
 // The popcount helpers are forced inline so that the CPU drivers' popcnt
 // build (a function with __attribute__((target("popcnt")))) compiles them
@@ -132,15 +133,7 @@ FASTMEM_HD inline void relu_sum_prefix_seq(const double* b, const double* w, int
 
 // Number of sorted biases strictly below t: exactly the neurons with relu(t - b_j) > 0.
 FASTMEM_HD inline int64_t count_below(const double* b, int64_t n, double t) {
-  int64_t lo = 0, hi = n;
-  while (lo < hi) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    if (b[mid] < t)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo;
+  return lower_bound_index(b, int64_t(0), n, t);
 }
 
 // g(t) = t * S_k - T_k in double-double, rounded once to double.

@@ -50,6 +50,7 @@
 #include "fastmem/hd.hpp"
 #include "fastmem/activations.hpp"
 #include "fastmem/patterns.hpp"
+#include "fastmem/search.hpp"
 
 namespace fastmem {
 
@@ -407,14 +408,7 @@ struct Columns {
   FASTMEM_HD T abs_weight(int64_t j, int64_t k) const {
     T w = T(0);
     if (ptr) {
-      int64_t lo = ptr[j], hi = ptr[j + 1];
-      while (lo < hi) {
-        const int64_t m = lo + (hi - lo) / 2;
-        if (idx[m] < k)
-          lo = m + 1;
-        else
-          hi = m;
-      }
+      const int64_t lo = lower_bound_index(idx, ptr[j], ptr[j + 1], k);
       if (lo < ptr[j + 1] && idx[lo] == k) w = val[lo];
     } else {
       w = wt[j * width_next + k];

@@ -81,7 +81,7 @@ def _consts(dtype):
     return np.array([0, 1, 2, -1, 6], dtype=dtype)
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, error_model="numpy", inline="always")
 def _threshold_k(kind, i, k):
     # _threshold in k's dtype
     if kind == HARDTANH:
@@ -115,10 +115,9 @@ def _activate_k(z, kind, slope, k):
         return z if z > k[0] else k[0]
     if kind == LEAKY_RELU:
         return z if z > k[0] else slope * z
-    if kind == HARDTANH:
-        return k[3] if z < k[3] else (k[1] if z > k[1] else z)
-    if kind == RELU6:
-        return k[0] if z < k[0] else (k[4] if z > k[4] else z)
+    if _is_clamp(kind):
+        lo, hi = _threshold_k(kind, 0, k), _threshold_k(kind, 1, k)
+        return lo if z < lo else (hi if z > hi else z)
     return k[1] if z >= k[0] else k[0]
 
 
@@ -155,8 +154,6 @@ def _activation_slope_k(z, kind, slope, k):
         return k[1] if z > k[0] else k[0]
     if kind == LEAKY_RELU:
         return k[1] if z > k[0] else slope
-    if kind == HARDTANH:
-        return k[1] if (z > k[3] and z < k[1]) else k[0]
-    if kind == RELU6:
-        return k[1] if (z > k[0] and z < k[4]) else k[0]
+    if _is_clamp(kind):
+        return k[1] if (z > _threshold_k(kind, 0, k) and z < _threshold_k(kind, 1, k)) else k[0]
     return k[0]

@@ -7,6 +7,8 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
+from .search import _lower_bound
+
 _SIX = np.uint64(6)
 _M63 = np.uint64(63)
 _ONE = np.uint64(1)
@@ -98,14 +100,7 @@ def _relu_sum_at(t, b, prefix, out):
     n = b.shape[0]
     for i in nb.prange(t.shape[0]):
         ti = t[i]
-        lo = 0
-        hi = n
-        while lo < hi:
-            mid = lo + (hi - lo) // 2
-            if b[mid] < ti:
-                lo = mid + 1
-            else:
-                hi = mid
+        lo = _lower_bound(b, 0, n, ti)
         p1, e1 = _two_prod(ti, prefix[lo, 0])
         p2, e2 = _two_prod(ti, prefix[lo, 1])
         h, low = _dd_add_d(p1, 0.0, e1)

@@ -27,6 +27,7 @@ from .activations import (
 from .activations import _activation_slope_k as _activation_slope
 from .activations import _threshold_k as _threshold
 from .patterns import _require
+from .search import _lower_bound
 
 _ONE = np.uint64(1)
 _SNAP_LARGEST = 1e8  # kSnapLargest of regions.hpp (fastmem._engine.LARGE_VALUES)
@@ -432,14 +433,7 @@ def _abs_weight(wt, ptr, idx, val, j, q):
     # Columns::abs_weight of regions.hpp
     w = 0.0
     if ptr.shape[0] > 0:
-        lo = ptr[j]
-        hi = ptr[j + 1]
-        while lo < hi:
-            m = lo + (hi - lo) // 2
-            if idx[m] < q:
-                lo = m + 1
-            else:
-                hi = m
+        lo = _lower_bound(idx, ptr[j], ptr[j + 1], q)
         if lo < ptr[j + 1] and idx[lo] == q:
             w = val[lo]
     else:
