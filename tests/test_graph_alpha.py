@@ -18,8 +18,8 @@ import fastmem
 torch = pytest.importorskip("torch", reason="layer graphs are imported from torch modules")
 nn = torch.nn
 
+from support import traced as Traced  # noqa: E402
 from test_graph import MODELS, SHAPE  # noqa: E402
-from test_graph import _Wrapped as Traced  # noqa: E402
 from test_graph_crown import _conv_chain, _margins_torch, _strong_pgd  # noqa: E402
 
 BACKENDS = [n for n, info in fastmem.backends().items() if info.available and n != "cuda"]

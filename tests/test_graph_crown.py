@@ -16,8 +16,8 @@ import fastmem
 torch = pytest.importorskip("torch", reason="layer graphs are imported from torch modules")
 nn = torch.nn
 
+from support import traced as Traced  # noqa: E402
 from test_graph import MODELS, SHAPE, _init  # noqa: E402
-from test_graph import _Wrapped as Traced  # noqa: E402
 
 BACKENDS = [n for n, info in fastmem.backends().items() if info.available and n != "cuda"]
 
